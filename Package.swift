@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Spanhost",
+    products: [
+        .executable(name: "spanhostd", targets: ["spanhostd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+    ],
+    targets: [
+        // The public plugin header plus the host's C core: batch arena and OTLP codecs.
+        .target(
+            name: "CSpanhost",
+            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("crypto"), .linkedLibrary("dl")]
+        ),
+        // Span batches as arena-backed C structs, Swift views and codec entry points.
+        .target(name: "SpanhostModel", dependencies: ["CSpanhost"]),
+        // YAML config: parsing, ${env:...} substitution, validation into typed values.
+        .target(name: "SpanhostConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Plugin discovery, content-addressed copies, dlopen, ABI checks, the host table.
+        .target(
+            name: "SpanhostPlugins",
+            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        // Pipelines: processor chains, exporter queues with retry, generations.
+        .target(
+            name: "SpanhostPipeline",
+            dependencies: ["SpanhostModel", "SpanhostPlugins", "SpanhostConfig",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        // OTLP/HTTP receiver on SwiftNIO.
+        .target(
+            name: "SpanhostReceivers",
+            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostPipeline",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        // Admin endpoint, signals, assembling receivers and pipelines into a running server.
+        .target(
+            name: "SpanhostServer",
+            dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostReceivers",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "spanhostd",
+            dependencies: ["SpanhostServer",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(name: "SpanhostModelTests", dependencies: ["SpanhostModel", "CSpanhost"]),
+        .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),
+        .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

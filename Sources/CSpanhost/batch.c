@@ -1,0 +1,403 @@
+/* Batches: a reference count, an arena of chunks, and the public spanhost_batch inside. */
+#include "spanhost_core.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SH_CHUNK_SIZE (32u * 1024u)
+#define SH_ALIGN 8u
+
+typedef struct sh_chunk {
+    struct sh_chunk *next;
+    size_t cap;
+    size_t used;
+    /* data follows */
+} sh_chunk;
+
+typedef struct sh_adopted {
+    struct sh_adopted *next;
+    void *block;
+} sh_adopted;
+
+/* The public batch is the first member so a spanhost_batch * converts back to the impl. */
+typedef struct sh_batch_impl {
+    spanhost_batch pub;
+    atomic_int refs;
+    sh_chunk *chunks;
+    sh_adopted *adopted;
+    size_t bytes;
+    void *origins; /* sh_origin list used by sh_batch_add_span */
+} sh_batch_impl;
+
+static sh_batch_impl *impl(const spanhost_batch *b) { return (sh_batch_impl *)(uintptr_t)b; }
+
+static sh_chunk *chunk_new(size_t cap) {
+    sh_chunk *c = (sh_chunk *)malloc(sizeof(sh_chunk) + cap);
+    if (!c) return NULL;
+    c->next = NULL;
+    c->cap = cap;
+    c->used = 0;
+    return c;
+}
+
+spanhost_batch *sh_batch_new(void) {
+    sh_batch_impl *b = (sh_batch_impl *)calloc(1, sizeof(sh_batch_impl));
+    if (!b) return NULL;
+    b->pub.struct_size = sizeof(spanhost_batch);
+    atomic_init(&b->refs, 1);
+    return &b->pub;
+}
+
+void sh_batch_retain(const spanhost_batch *batch) {
+    atomic_fetch_add_explicit(&impl(batch)->refs, 1, memory_order_relaxed);
+}
+
+void sh_batch_release(const spanhost_batch *batch) {
+    sh_batch_impl *b = impl(batch);
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
+    for (sh_chunk *c = b->chunks; c;) {
+        sh_chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+    for (sh_adopted *a = b->adopted; a;) {
+        sh_adopted *n = a->next;
+        free(a->block);
+        free(a);
+        a = n;
+    }
+    free(b);
+}
+
+void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
+    sh_batch_impl *b = impl(batch);
+    size = (size + (SH_ALIGN - 1)) & ~(size_t)(SH_ALIGN - 1);
+    if (size == 0) size = SH_ALIGN;
+    sh_chunk *c = b->chunks;
+    if (!c || c->cap - c->used < size) {
+        if (size > SH_CHUNK_SIZE / 4) {
+            /* Large blocks get a chunk of their own behind the current one, so the current
+             * chunk keeps serving small allocations. */
+            sh_chunk *big = chunk_new(size);
+            if (!big) return NULL;
+            big->used = size;
+            b->bytes += size;
+            if (c) {
+                big->next = c->next;
+                c->next = big;
+            } else {
+                b->chunks = big;
+            }
+            void *p = (char *)(big + 1);
+            memset(p, 0, size);
+            return p;
+        }
+        c = chunk_new(SH_CHUNK_SIZE);
+        if (!c) return NULL;
+        c->next = b->chunks;
+        b->chunks = c;
+        b->bytes += SH_CHUNK_SIZE;
+    }
+    void *p = (char *)(c + 1) + c->used;
+    c->used += size;
+    memset(p, 0, size);
+    return p;
+}
+
+spanhost_str sh_arena_strdup(spanhost_batch *batch, const char *ptr, size_t len) {
+    spanhost_str s = {NULL, 0};
+    if (len == 0) return s;
+    char *p = (char *)sh_arena_alloc(batch, len);
+    if (!p) return s;
+    memcpy(p, ptr, len);
+    s.ptr = p;
+    s.len = len;
+    return s;
+}
+
+const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len) {
+    /* Not via sh_arena_alloc: no need to zero what we overwrite at once. */
+    sh_batch_impl *b = impl(batch);
+    uint8_t *p = (uint8_t *)malloc(len ? len : 1);
+    if (!p) return NULL;
+    if (len) memcpy(p, ptr, len);
+    if (sh_arena_adopt(&b->pub, p) != 0) return NULL;
+    b->bytes += len;
+    return p;
+}
+
+int sh_arena_adopt(spanhost_batch *batch, void *block) {
+    sh_batch_impl *b = impl(batch);
+    sh_adopted *a = (sh_adopted *)malloc(sizeof(sh_adopted));
+    if (!a) {
+        free(block);
+        return -1;
+    }
+    a->block = block;
+    a->next = b->adopted;
+    b->adopted = a;
+    return 0;
+}
+
+size_t sh_arena_bytes(const spanhost_batch *batch) { return impl(batch)->bytes; }
+
+/* --- Attributes -------------------------------------------------------------------------- */
+
+static int str_eq(spanhost_str a, spanhost_str b) {
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* Deep-copies a value into the arena. Returns 0 or -1. */
+static int copy_value(spanhost_batch *batch, spanhost_value *dst, const spanhost_value *src);
+
+static int copy_kv_list(spanhost_batch *batch, spanhost_kv_list *dst, const spanhost_kv_list *src) {
+    dst->items = NULL;
+    dst->count = 0;
+    if (src->count == 0) return 0;
+    spanhost_kv *items = (spanhost_kv *)sh_arena_alloc(batch, src->count * sizeof(spanhost_kv));
+    if (!items) return -1;
+    for (size_t i = 0; i < src->count; i++) {
+        items[i].key = sh_arena_strdup(batch, src->items[i].key.ptr, src->items[i].key.len);
+        if (copy_value(batch, &items[i].value, &src->items[i].value) != 0) return -1;
+    }
+    dst->items = items;
+    dst->count = src->count;
+    return 0;
+}
+
+static int copy_value(spanhost_batch *batch, spanhost_value *dst, const spanhost_value *src) {
+    *dst = *src;
+    switch (src->type) {
+    case SPANHOST_VALUE_STRING:
+        dst->as.string_value = sh_arena_strdup(batch, src->as.string_value.ptr, src->as.string_value.len);
+        return 0;
+    case SPANHOST_VALUE_BYTES: {
+        spanhost_str s = sh_arena_strdup(batch, (const char *)src->as.bytes_value.ptr, src->as.bytes_value.len);
+        dst->as.bytes_value.ptr = (const uint8_t *)s.ptr;
+        dst->as.bytes_value.len = s.len;
+        return 0;
+    }
+    case SPANHOST_VALUE_ARRAY: {
+        size_t n = src->as.array_value.count;
+        dst->as.array_value.items = NULL;
+        dst->as.array_value.count = 0;
+        if (n == 0) return 0;
+        spanhost_value *items = (spanhost_value *)sh_arena_alloc(batch, n * sizeof(spanhost_value));
+        if (!items) return -1;
+        for (size_t i = 0; i < n; i++)
+            if (copy_value(batch, &items[i], &src->as.array_value.items[i]) != 0) return -1;
+        dst->as.array_value.items = items;
+        dst->as.array_value.count = n;
+        return 0;
+    }
+    case SPANHOST_VALUE_KVLIST:
+        return copy_kv_list(batch, &dst->as.kvlist_value, &src->as.kvlist_value);
+    default:
+        return 0;
+    }
+}
+
+int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
+                         const spanhost_value *value) {
+    spanhost_value copy;
+    if (copy_value(batch, &copy, value) != 0) return -1;
+    for (size_t i = 0; i < attributes->count; i++) {
+        if (str_eq(attributes->items[i].key, key)) {
+            attributes->items[i].value = copy;
+            return 0;
+        }
+    }
+    spanhost_kv *items = (spanhost_kv *)sh_arena_alloc(batch, (attributes->count + 1) * sizeof(spanhost_kv));
+    if (!items) return -1;
+    if (attributes->count) memcpy(items, attributes->items, attributes->count * sizeof(spanhost_kv));
+    items[attributes->count].key = sh_arena_strdup(batch, key.ptr, key.len);
+    items[attributes->count].value = copy;
+    attributes->items = items;
+    attributes->count += 1;
+    return 0;
+}
+
+int32_t sh_remove_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key) {
+    (void)batch;
+    for (size_t i = 0; i < attributes->count; i++) {
+        if (str_eq(attributes->items[i].key, key)) {
+            memmove(&attributes->items[i], &attributes->items[i + 1],
+                    (attributes->count - i - 1) * sizeof(spanhost_kv));
+            attributes->count -= 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* --- Building batches ------------------------------------------------------------------- */
+
+/* Appends `item` to a pointer array in the arena. Capacity is implicit: 4, then doubling,
+ * so the array is full exactly when count is 0 or a power of two of at least 4. */
+static int push_ptr(spanhost_batch *batch, void ***array, size_t *count, void *item) {
+    size_t n = *count;
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
+        size_t cap = n ? n * 2 : 4;
+        void **grown = (void **)sh_arena_alloc(batch, cap * sizeof(void *));
+        if (!grown) return -1;
+        if (n) memcpy(grown, *array, n * sizeof(void *));
+        *array = grown;
+    }
+    (*array)[n] = item;
+    *count = n + 1;
+    return 0;
+}
+
+/* Remembers which source resource/scope a group of this batch was copied from. */
+typedef struct sh_origin {
+    struct sh_origin *next;
+    const void *source;
+    const void *parent;
+    void *group;
+} sh_origin;
+
+static void *find_origin(sh_origin *list, const void *source, const void *parent) {
+    for (; list; list = list->next)
+        if (list->source == source && list->parent == parent) return list->group;
+    return NULL;
+}
+
+/* The origins list lives in the arena; its head is kept in the first pointer slot of a
+ * dedicated arena block referenced from the impl. */
+static sh_origin **origins_head(spanhost_batch *batch);
+
+static int add_origin(spanhost_batch *batch, const void *source, const void *parent, void *group) {
+    sh_origin *o = (sh_origin *)sh_arena_alloc(batch, sizeof(sh_origin));
+    if (!o) return -1;
+    sh_origin **head = origins_head(batch);
+    o->source = source;
+    o->parent = parent;
+    o->group = group;
+    o->next = *head;
+    *head = o;
+    return 0;
+}
+
+static spanhost_str dup_str(spanhost_batch *b, spanhost_str s) { return sh_arena_strdup(b, s.ptr, s.len); }
+
+spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource *resource,
+                                 spanhost_str resource_schema_url, const spanhost_scope *scope,
+                                 spanhost_str scope_schema_url, const spanhost_span *span) {
+    sh_origin **head = origins_head(batch);
+    if (!head) return NULL;
+    spanhost_resource_spans *rs = (spanhost_resource_spans *)find_origin(*head, resource, NULL);
+    if (!rs) {
+        rs = (spanhost_resource_spans *)sh_arena_alloc(batch, sizeof(*rs));
+        spanhost_resource *r = (spanhost_resource *)sh_arena_alloc(batch, sizeof(*r));
+        if (!rs || !r) return NULL;
+        r->struct_size = sizeof(*r);
+        if (resource) {
+            r->dropped_attributes_count = resource->dropped_attributes_count;
+            if (copy_kv_list(batch, &r->attributes, &resource->attributes) != 0) return NULL;
+        }
+        rs->struct_size = sizeof(*rs);
+        rs->resource = r;
+        rs->schema_url = dup_str(batch, resource_schema_url);
+        if (push_ptr(batch, (void ***)&batch->resource_spans, &batch->resource_spans_count, rs) != 0 ||
+            add_origin(batch, resource, NULL, rs) != 0)
+            return NULL;
+    }
+    spanhost_scope_spans *ss = (spanhost_scope_spans *)find_origin(*head, scope, rs);
+    if (!ss) {
+        ss = (spanhost_scope_spans *)sh_arena_alloc(batch, sizeof(*ss));
+        spanhost_scope *sc = (spanhost_scope *)sh_arena_alloc(batch, sizeof(*sc));
+        if (!ss || !sc) return NULL;
+        sc->struct_size = sizeof(*sc);
+        if (scope) {
+            sc->name = dup_str(batch, scope->name);
+            sc->version = dup_str(batch, scope->version);
+            sc->dropped_attributes_count = scope->dropped_attributes_count;
+            if (copy_kv_list(batch, &sc->attributes, &scope->attributes) != 0) return NULL;
+        }
+        ss->struct_size = sizeof(*ss);
+        ss->scope = sc;
+        ss->schema_url = dup_str(batch, scope_schema_url);
+        if (push_ptr(batch, (void ***)&rs->scope_spans, &rs->scope_spans_count, ss) != 0 ||
+            add_origin(batch, scope, rs, ss) != 0)
+            return NULL;
+    }
+
+    spanhost_span *copy = (spanhost_span *)sh_arena_alloc(batch, sizeof(*copy));
+    if (!copy) return NULL;
+    size_t n = span->struct_size < sizeof(*copy) ? span->struct_size : sizeof(*copy);
+    memcpy(copy, span, n);
+    copy->struct_size = sizeof(*copy);
+    copy->host_flags = 0;
+    copy->trace_state = dup_str(batch, span->trace_state);
+    copy->name = dup_str(batch, span->name);
+    copy->status_message = dup_str(batch, span->status_message);
+    if (copy_kv_list(batch, &copy->attributes, &span->attributes) != 0) return NULL;
+    copy->events = NULL;
+    copy->links = NULL;
+    if (span->events_count) {
+        copy->events = (spanhost_event **)sh_arena_alloc(batch, span->events_count * sizeof(void *));
+        if (!copy->events) return NULL;
+        for (size_t i = 0; i < span->events_count; i++) {
+            const spanhost_event *src = span->events[i];
+            spanhost_event *e = (spanhost_event *)sh_arena_alloc(batch, sizeof(*e));
+            if (!e) return NULL;
+            e->struct_size = sizeof(*e);
+            e->time_unix_nano = src->time_unix_nano;
+            e->dropped_attributes_count = src->dropped_attributes_count;
+            e->name = dup_str(batch, src->name);
+            if (copy_kv_list(batch, &e->attributes, &src->attributes) != 0) return NULL;
+            copy->events[i] = e;
+        }
+    }
+    if (span->links_count) {
+        copy->links = (spanhost_link **)sh_arena_alloc(batch, span->links_count * sizeof(void *));
+        if (!copy->links) return NULL;
+        for (size_t i = 0; i < span->links_count; i++) {
+            const spanhost_link *src = span->links[i];
+            spanhost_link *l = (spanhost_link *)sh_arena_alloc(batch, sizeof(*l));
+            if (!l) return NULL;
+            size_t ln = src->struct_size < sizeof(*l) ? src->struct_size : sizeof(*l);
+            memcpy(l, src, ln);
+            l->struct_size = sizeof(*l);
+            l->trace_state = dup_str(batch, src->trace_state);
+            if (copy_kv_list(batch, &l->attributes, &src->attributes) != 0) return NULL;
+            copy->links[i] = l;
+        }
+    }
+    if (push_ptr(batch, (void ***)&ss->spans, &ss->spans_count, copy) != 0) return NULL;
+    return copy;
+}
+
+size_t sh_batch_span_count(const spanhost_batch *batch) {
+    size_t n = 0;
+    for (size_t i = 0; i < batch->resource_spans_count; i++) {
+        const spanhost_resource_spans *rs = batch->resource_spans[i];
+        for (size_t j = 0; j < rs->scope_spans_count; j++) n += rs->scope_spans[j]->spans_count;
+    }
+    return n;
+}
+
+size_t sh_batch_compact(spanhost_batch *batch) {
+    size_t removed = 0, rkeep = 0;
+    for (size_t i = 0; i < batch->resource_spans_count; i++) {
+        spanhost_resource_spans *rs = batch->resource_spans[i];
+        size_t skeep = 0;
+        for (size_t j = 0; j < rs->scope_spans_count; j++) {
+            spanhost_scope_spans *ss = rs->scope_spans[j];
+            size_t keep = 0;
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                if (ss->spans[k]->host_flags & SPANHOST_SPAN_DROP) removed++;
+                else ss->spans[keep++] = ss->spans[k];
+            }
+            ss->spans_count = keep;
+            if (keep) rs->scope_spans[skeep++] = ss;
+        }
+        rs->scope_spans_count = skeep;
+        if (skeep) batch->resource_spans[rkeep++] = rs;
+    }
+    batch->resource_spans_count = rkeep;
+    return removed;
+}
+
+static sh_origin **origins_head(spanhost_batch *batch) { return (sh_origin **)&impl(batch)->origins; }

@@ -1,0 +1,81 @@
+/*
+ * spanhost_core.h -- the host's C core, private to spanhostd (plugins never see it).
+ *
+ * Batches are reference-counted arenas holding the public span structs of spanhost.h.
+ * Receivers decode OTLP straight into them; exporters encode out of them.
+ */
+#ifndef SPANHOST_CORE_H
+#define SPANHOST_CORE_H
+
+#include "spanhost/spanhost.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --- Batches and their arena ------------------------------------------------------------ */
+
+/* A new empty batch with one reference. NULL when out of memory. */
+spanhost_batch *sh_batch_new(void);
+void sh_batch_retain(const spanhost_batch *batch);
+void sh_batch_release(const spanhost_batch *batch);
+
+void *sh_arena_alloc(spanhost_batch *batch, size_t size);
+spanhost_str sh_arena_strdup(spanhost_batch *batch, const char *ptr, size_t len);
+/* Copies `len` bytes into the arena; decoded string views may then point into the copy. */
+const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len);
+/* Hands a malloc'd block to the batch, which frees it with the batch. Returns 0, or -1 (then
+ * the block has been freed). */
+int sh_arena_adopt(spanhost_batch *batch, void *block);
+/* Bytes the arena holds (for memory accounting). */
+size_t sh_arena_bytes(const spanhost_batch *batch);
+
+int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
+                         const spanhost_value *value);
+int32_t sh_remove_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key);
+spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource *resource,
+                                 spanhost_str resource_schema_url, const spanhost_scope *scope,
+                                 spanhost_str scope_schema_url, const spanhost_span *span);
+
+size_t sh_batch_span_count(const spanhost_batch *batch);
+/* Removes spans marked SPANHOST_SPAN_DROP and empty groups. Returns how many spans went. */
+size_t sh_batch_compact(spanhost_batch *batch);
+
+/* --- OTLP codecs ----------------------------------------------------------------------- */
+
+/* Decode an ExportTraceServiceRequest into `batch`. The bytes must live as long as the batch
+ * (copy them with sh_arena_copy first). Return 0, or -1 with a message in `err`. */
+int sh_decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
+                         size_t err_cap);
+int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
+                        size_t err_cap);
+
+/* Encode a batch (SPANHOST_ENCODING_*). Returns 0 or -1. */
+int32_t sh_encode_batch(const spanhost_batch *batch, uint32_t encoding, spanhost_buffer *out);
+void sh_buffer_free(spanhost_buffer *buffer);
+
+/* Encode the OTLP response bodies. rejected == 0 and message == NULL gives an empty success. */
+int32_t sh_encode_export_response(uint32_t encoding, int64_t rejected, const char *message,
+                                  spanhost_buffer *out);
+/* google.rpc.Status body for error answers. */
+int32_t sh_encode_rpc_status(uint32_t encoding, int32_t code, const char *message,
+                             spanhost_buffer *out);
+
+/* --- Support --------------------------------------------------------------------------- */
+
+#define SH_GUNZIP_OK 0
+#define SH_GUNZIP_CORRUPT -1
+#define SH_GUNZIP_TOO_LARGE -2
+/* Inflate gzip (or zlib) data, refusing to produce more than `limit` bytes. On success *out is
+ * a malloc'd block (free with free() or hand to sh_arena_adopt). */
+int sh_gunzip(const uint8_t *data, size_t len, size_t limit, uint8_t **out, size_t *out_len);
+/* Deflate into gzip. Returns 0 or -1. */
+int sh_gzip(const uint8_t *data, size_t len, spanhost_buffer *out);
+
+/* SHA-256 of a file as 64 lowercase hex characters plus NUL. Returns 0 or -1. */
+int sh_sha256_file(const char *path, char out_hex[65]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,817 @@
+/*
+ * OTLP protobuf: ExportTraceServiceRequest decoded straight into a batch arena (string and
+ * bytes fields become views into the request bytes), and encoded back out.
+ * Field numbers follow opentelemetry-proto trace/v1, common/v1, resource/v1.
+ */
+#include "spanhost_core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WT_VARINT 0
+#define WT_I64 1
+#define WT_LEN 2
+#define WT_I32 5
+#define MAX_DEPTH 32 /* nesting limit for AnyValue arrays/kvlists */
+
+typedef struct reader {
+    const uint8_t *p;
+    const uint8_t *end;
+} reader;
+
+typedef struct decoder {
+    spanhost_batch *batch;
+    char *err;
+    size_t err_cap;
+    int failed;
+} decoder;
+
+static int fail(decoder *d, const char *what) {
+    if (!d->failed && d->err && d->err_cap) snprintf(d->err, d->err_cap, "invalid protobuf: %s", what);
+    d->failed = 1;
+    return -1;
+}
+
+static int read_varint(reader *r, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end) return -1;
+        uint8_t b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Reads a tag; returns 0 at end of message, 1 with a field, -1 on malformed input. */
+static int read_tag(reader *r, uint32_t *field, uint32_t *wire) {
+    if (r->p >= r->end) return 0;
+    uint64_t tag;
+    if (read_varint(r, &tag) != 0) return -1;
+    *field = (uint32_t)(tag >> 3);
+    *wire = (uint32_t)(tag & 7);
+    if (*field == 0) return -1;
+    return 1;
+}
+
+static int read_len(reader *r, reader *sub) {
+    uint64_t n;
+    if (read_varint(r, &n) != 0 || n > (uint64_t)(r->end - r->p)) return -1;
+    sub->p = r->p;
+    sub->end = r->p + n;
+    r->p += n;
+    return 0;
+}
+
+static int read_fixed64(reader *r, uint64_t *out) {
+    if (r->end - r->p < 8) return -1;
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | r->p[i];
+    r->p += 8;
+    *out = v;
+    return 0;
+}
+
+static int read_fixed32(reader *r, uint32_t *out) {
+    if (r->end - r->p < 4) return -1;
+    *out = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 | (uint32_t)r->p[3] << 24;
+    r->p += 4;
+    return 0;
+}
+
+static int skip_field(reader *r, uint32_t wire) {
+    uint64_t v;
+    reader sub;
+    switch (wire) {
+    case WT_VARINT: return read_varint(r, &v);
+    case WT_I64: return read_fixed64(r, &v);
+    case WT_LEN: return read_len(r, &sub);
+    case WT_I32: {
+        uint32_t x;
+        return read_fixed32(r, &x);
+    }
+    default: return -1; /* groups are not used by OTLP */
+    }
+}
+
+static spanhost_str as_str(reader sub) {
+    spanhost_str s = {(const char *)sub.p, (size_t)(sub.end - sub.p)};
+    if (s.len == 0) s.ptr = NULL;
+    return s;
+}
+
+/* Counts occurrences of a length-delimited field so arrays can be sized exactly. */
+static int count_field(reader r, uint32_t want, size_t *count) {
+    uint32_t f, w;
+    int t;
+    size_t n = 0;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == want && w == WT_LEN) n++;
+        if (skip_field(&r, w) != 0) return -1;
+    }
+    if (t < 0) return -1;
+    *count = n;
+    return 0;
+}
+
+static int copy_id(decoder *d, reader sub, uint8_t *dst, size_t size, const char *what) {
+    size_t n = (size_t)(sub.end - sub.p);
+    if (n == 0) return 0; /* absent id stays zero */
+    if (n != size) return fail(d, what);
+    memcpy(dst, sub.p, size);
+    return 0;
+}
+
+static int decode_kv(decoder *d, reader r, spanhost_kv *kv, int depth);
+
+static int decode_value(decoder *d, reader r, spanhost_value *v, int depth) {
+    if (depth > MAX_DEPTH) return fail(d, "AnyValue nested too deeply");
+    uint32_t f, w;
+    int t;
+    uint64_t x;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "AnyValue.string_value");
+            v->type = SPANHOST_VALUE_STRING;
+            v->as.string_value = as_str(sub);
+        } else if (f == 2 && w == WT_VARINT) {
+            if (read_varint(&r, &x)) return fail(d, "AnyValue.bool_value");
+            v->type = SPANHOST_VALUE_BOOL;
+            v->as.bool_value = x != 0;
+        } else if (f == 3 && w == WT_VARINT) {
+            if (read_varint(&r, &x)) return fail(d, "AnyValue.int_value");
+            v->type = SPANHOST_VALUE_INT;
+            v->as.int_value = (int64_t)x;
+        } else if (f == 4 && w == WT_I64) {
+            if (read_fixed64(&r, &x)) return fail(d, "AnyValue.double_value");
+            v->type = SPANHOST_VALUE_DOUBLE;
+            memcpy(&v->as.double_value, &x, sizeof(double));
+        } else if ((f == 5 || f == 6) && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "AnyValue array/kvlist");
+            size_t n;
+            if (count_field(sub, 1, &n)) return fail(d, "AnyValue array/kvlist");
+            size_t item = f == 5 ? sizeof(spanhost_value) : sizeof(spanhost_kv);
+            void *items = n ? sh_arena_alloc(d->batch, n * item) : NULL;
+            if (n && !items) return fail(d, "out of memory");
+            size_t i = 0;
+            uint32_t f2, w2;
+            int t2;
+            reader inner;
+            while ((t2 = read_tag(&sub, &f2, &w2)) == 1) {
+                if (f2 == 1 && w2 == WT_LEN) {
+                    if (read_len(&sub, &inner)) return fail(d, "AnyValue array/kvlist item");
+                    int rc = f == 5 ? decode_value(d, inner, (spanhost_value *)items + i, depth + 1)
+                                    : decode_kv(d, inner, (spanhost_kv *)items + i, depth + 1);
+                    if (rc) return -1;
+                    i++;
+                } else if (skip_field(&sub, w2)) {
+                    return fail(d, "AnyValue array/kvlist");
+                }
+            }
+            if (t2 < 0) return fail(d, "AnyValue array/kvlist");
+            if (f == 5) {
+                v->type = SPANHOST_VALUE_ARRAY;
+                v->as.array_value.items = (spanhost_value *)items;
+                v->as.array_value.count = n;
+            } else {
+                v->type = SPANHOST_VALUE_KVLIST;
+                v->as.kvlist_value.items = (spanhost_kv *)items;
+                v->as.kvlist_value.count = n;
+            }
+        } else if (f == 7 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "AnyValue.bytes_value");
+            v->type = SPANHOST_VALUE_BYTES;
+            v->as.bytes_value.ptr = sub.p;
+            v->as.bytes_value.len = (size_t)(sub.end - sub.p);
+        } else if (skip_field(&r, w)) {
+            return fail(d, "AnyValue");
+        }
+    }
+    return t < 0 ? fail(d, "AnyValue") : 0;
+}
+
+static int decode_kv(decoder *d, reader r, spanhost_kv *kv, int depth) {
+    uint32_t f, w;
+    int t;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "KeyValue.key");
+            kv->key = as_str(sub);
+        } else if (f == 2 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "KeyValue.value");
+            if (decode_value(d, sub, &kv->value, depth)) return -1;
+        } else if (skip_field(&r, w)) {
+            return fail(d, "KeyValue");
+        }
+    }
+    return t < 0 ? fail(d, "KeyValue") : 0;
+}
+
+/* Attributes are a repeated KeyValue field `field` of message `msg`: sized by a first pass. */
+static int alloc_attributes(decoder *d, reader msg, uint32_t field, spanhost_kv_list *out) {
+    size_t n;
+    if (count_field(msg, field, &n)) return fail(d, "attributes");
+    out->count = 0;
+    out->items = n ? (spanhost_kv *)sh_arena_alloc(d->batch, n * sizeof(spanhost_kv)) : NULL;
+    if (n && !out->items) return fail(d, "out of memory");
+    return 0;
+}
+
+static int add_attribute(decoder *d, reader *r, spanhost_kv_list *list) {
+    reader sub;
+    if (read_len(r, &sub)) return fail(d, "attribute");
+    return decode_kv(d, sub, &list->items[list->count++], 0);
+}
+
+static int decode_event(decoder *d, reader r, spanhost_event *e) {
+    e->struct_size = sizeof(*e);
+    if (alloc_attributes(d, r, 3, &e->attributes)) return -1;
+    uint32_t f, w;
+    int t;
+    uint64_t x;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_I64) {
+            if (read_fixed64(&r, &e->time_unix_nano)) return fail(d, "Event.time_unix_nano");
+        } else if (f == 2 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "Event.name");
+            e->name = as_str(sub);
+        } else if (f == 3 && w == WT_LEN) {
+            if (add_attribute(d, &r, &e->attributes)) return -1;
+        } else if (f == 4 && w == WT_VARINT) {
+            if (read_varint(&r, &x)) return fail(d, "Event.dropped_attributes_count");
+            e->dropped_attributes_count = (uint32_t)x;
+        } else if (skip_field(&r, w)) {
+            return fail(d, "Event");
+        }
+    }
+    return t < 0 ? fail(d, "Event") : 0;
+}
+
+static int decode_link(decoder *d, reader r, spanhost_link *l) {
+    l->struct_size = sizeof(*l);
+    if (alloc_attributes(d, r, 4, &l->attributes)) return -1;
+    uint32_t f, w;
+    int t;
+    uint64_t x;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_LEN) {
+            if (read_len(&r, &sub) || copy_id(d, sub, l->trace_id, 16, "Link.trace_id must be 16 bytes")) return fail(d, "Link.trace_id");
+        } else if (f == 2 && w == WT_LEN) {
+            if (read_len(&r, &sub) || copy_id(d, sub, l->span_id, 8, "Link.span_id must be 8 bytes")) return fail(d, "Link.span_id");
+        } else if (f == 3 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "Link.trace_state");
+            l->trace_state = as_str(sub);
+        } else if (f == 4 && w == WT_LEN) {
+            if (add_attribute(d, &r, &l->attributes)) return -1;
+        } else if (f == 5 && w == WT_VARINT) {
+            if (read_varint(&r, &x)) return fail(d, "Link.dropped_attributes_count");
+            l->dropped_attributes_count = (uint32_t)x;
+        } else if (f == 6 && w == WT_I32) {
+            if (read_fixed32(&r, &l->flags)) return fail(d, "Link.flags");
+        } else if (skip_field(&r, w)) {
+            return fail(d, "Link");
+        }
+    }
+    return t < 0 ? fail(d, "Link") : 0;
+}
+
+static int decode_status(decoder *d, reader r, spanhost_span *s) {
+    uint32_t f, w;
+    int t;
+    uint64_t x;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 2 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "Status.message");
+            s->status_message = as_str(sub);
+        } else if (f == 3 && w == WT_VARINT) {
+            if (read_varint(&r, &x)) return fail(d, "Status.code");
+            s->status_code = (uint32_t)x;
+        } else if (skip_field(&r, w)) {
+            return fail(d, "Status");
+        }
+    }
+    return t < 0 ? fail(d, "Status") : 0;
+}
+
+static int decode_span(decoder *d, reader r, spanhost_span *s) {
+    s->struct_size = sizeof(*s);
+    size_t n_events, n_links;
+    if (alloc_attributes(d, r, 9, &s->attributes)) return -1;
+    if (count_field(r, 11, &n_events) || count_field(r, 13, &n_links)) return fail(d, "Span");
+    if (n_events) {
+        s->events = (spanhost_event **)sh_arena_alloc(d->batch, n_events * sizeof(void *));
+        spanhost_event *block = (spanhost_event *)sh_arena_alloc(d->batch, n_events * sizeof(spanhost_event));
+        if (!s->events || !block) return fail(d, "out of memory");
+        for (size_t i = 0; i < n_events; i++) s->events[i] = &block[i];
+    }
+    if (n_links) {
+        s->links = (spanhost_link **)sh_arena_alloc(d->batch, n_links * sizeof(void *));
+        spanhost_link *block = (spanhost_link *)sh_arena_alloc(d->batch, n_links * sizeof(spanhost_link));
+        if (!s->links || !block) return fail(d, "out of memory");
+        for (size_t i = 0; i < n_links; i++) s->links[i] = &block[i];
+    }
+    uint32_t f, w;
+    int t;
+    uint64_t x;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        switch (f) {
+        case 1:
+            if (w != WT_LEN || read_len(&r, &sub) || copy_id(d, sub, s->trace_id, 16, "Span.trace_id must be 16 bytes")) return fail(d, "Span.trace_id");
+            continue;
+        case 2:
+            if (w != WT_LEN || read_len(&r, &sub) || copy_id(d, sub, s->span_id, 8, "Span.span_id must be 8 bytes")) return fail(d, "Span.span_id");
+            continue;
+        case 3:
+            if (w != WT_LEN || read_len(&r, &sub)) return fail(d, "Span.trace_state");
+            s->trace_state = as_str(sub);
+            continue;
+        case 4:
+            if (w != WT_LEN || read_len(&r, &sub) || copy_id(d, sub, s->parent_span_id, 8, "Span.parent_span_id must be 8 bytes")) return fail(d, "Span.parent_span_id");
+            continue;
+        case 5:
+            if (w != WT_LEN || read_len(&r, &sub)) return fail(d, "Span.name");
+            s->name = as_str(sub);
+            continue;
+        case 6:
+            if (w != WT_VARINT || read_varint(&r, &x)) return fail(d, "Span.kind");
+            s->kind = (uint32_t)x;
+            continue;
+        case 7:
+            if (w != WT_I64 || read_fixed64(&r, &s->start_time_unix_nano)) return fail(d, "Span.start_time_unix_nano");
+            continue;
+        case 8:
+            if (w != WT_I64 || read_fixed64(&r, &s->end_time_unix_nano)) return fail(d, "Span.end_time_unix_nano");
+            continue;
+        case 9:
+            if (w != WT_LEN || add_attribute(d, &r, &s->attributes)) return fail(d, "Span.attributes");
+            continue;
+        case 10:
+            if (w != WT_VARINT || read_varint(&r, &x)) return fail(d, "Span.dropped_attributes_count");
+            s->dropped_attributes_count = (uint32_t)x;
+            continue;
+        case 11:
+            if (w != WT_LEN || read_len(&r, &sub) || decode_event(d, sub, s->events[s->events_count++])) return fail(d, "Span.events");
+            continue;
+        case 12:
+            if (w != WT_VARINT || read_varint(&r, &x)) return fail(d, "Span.dropped_events_count");
+            s->dropped_events_count = (uint32_t)x;
+            continue;
+        case 13:
+            if (w != WT_LEN || read_len(&r, &sub) || decode_link(d, sub, s->links[s->links_count++])) return fail(d, "Span.links");
+            continue;
+        case 14:
+            if (w != WT_VARINT || read_varint(&r, &x)) return fail(d, "Span.dropped_links_count");
+            s->dropped_links_count = (uint32_t)x;
+            continue;
+        case 15:
+            if (w != WT_LEN || read_len(&r, &sub) || decode_status(d, sub, s)) return fail(d, "Span.status");
+            continue;
+        case 16:
+            if (w != WT_I32 || read_fixed32(&r, &s->flags)) return fail(d, "Span.flags");
+            continue;
+        default:
+            if (skip_field(&r, w)) return fail(d, "Span");
+        }
+    }
+    return t < 0 ? fail(d, "Span") : 0;
+}
+
+static int decode_scope(decoder *d, reader r, spanhost_scope *sc) {
+    if (alloc_attributes(d, r, 3, &sc->attributes)) return -1;
+    uint32_t f, w;
+    int t;
+    uint64_t x;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "InstrumentationScope.name");
+            sc->name = as_str(sub);
+        } else if (f == 2 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "InstrumentationScope.version");
+            sc->version = as_str(sub);
+        } else if (f == 3 && w == WT_LEN) {
+            if (add_attribute(d, &r, &sc->attributes)) return -1;
+        } else if (f == 4 && w == WT_VARINT) {
+            if (read_varint(&r, &x)) return fail(d, "InstrumentationScope.dropped_attributes_count");
+            sc->dropped_attributes_count = (uint32_t)x;
+        } else if (skip_field(&r, w)) {
+            return fail(d, "InstrumentationScope");
+        }
+    }
+    return t < 0 ? fail(d, "InstrumentationScope") : 0;
+}
+
+static int decode_scope_spans(decoder *d, reader r, spanhost_scope_spans *ss) {
+    ss->struct_size = sizeof(*ss);
+    ss->scope = (spanhost_scope *)sh_arena_alloc(d->batch, sizeof(spanhost_scope));
+    if (!ss->scope) return fail(d, "out of memory");
+    ss->scope->struct_size = sizeof(spanhost_scope);
+    size_t n;
+    if (count_field(r, 2, &n)) return fail(d, "ScopeSpans");
+    if (n) {
+        ss->spans = (spanhost_span **)sh_arena_alloc(d->batch, n * sizeof(void *));
+        spanhost_span *block = (spanhost_span *)sh_arena_alloc(d->batch, n * sizeof(spanhost_span));
+        if (!ss->spans || !block) return fail(d, "out of memory");
+        for (size_t i = 0; i < n; i++) ss->spans[i] = &block[i];
+    }
+    uint32_t f, w;
+    int t;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_LEN) {
+            if (read_len(&r, &sub) || decode_scope(d, sub, ss->scope)) return fail(d, "ScopeSpans.scope");
+        } else if (f == 2 && w == WT_LEN) {
+            if (read_len(&r, &sub) || decode_span(d, sub, ss->spans[ss->spans_count++])) return fail(d, "ScopeSpans.spans");
+        } else if (f == 3 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "ScopeSpans.schema_url");
+            ss->schema_url = as_str(sub);
+        } else if (skip_field(&r, w)) {
+            return fail(d, "ScopeSpans");
+        }
+    }
+    return t < 0 ? fail(d, "ScopeSpans") : 0;
+}
+
+static int decode_resource(decoder *d, reader r, spanhost_resource *res) {
+    if (alloc_attributes(d, r, 1, &res->attributes)) return -1;
+    uint32_t f, w;
+    int t;
+    uint64_t x;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_LEN) {
+            if (add_attribute(d, &r, &res->attributes)) return -1;
+        } else if (f == 2 && w == WT_VARINT) {
+            if (read_varint(&r, &x)) return fail(d, "Resource.dropped_attributes_count");
+            res->dropped_attributes_count = (uint32_t)x;
+        } else if (skip_field(&r, w)) {
+            return fail(d, "Resource");
+        }
+    }
+    return t < 0 ? fail(d, "Resource") : 0;
+}
+
+static int decode_resource_spans(decoder *d, reader r, spanhost_resource_spans *rs) {
+    rs->struct_size = sizeof(*rs);
+    rs->resource = (spanhost_resource *)sh_arena_alloc(d->batch, sizeof(spanhost_resource));
+    if (!rs->resource) return fail(d, "out of memory");
+    rs->resource->struct_size = sizeof(spanhost_resource);
+    size_t n;
+    if (count_field(r, 2, &n)) return fail(d, "ResourceSpans");
+    if (n) {
+        rs->scope_spans = (spanhost_scope_spans **)sh_arena_alloc(d->batch, n * sizeof(void *));
+        spanhost_scope_spans *block = (spanhost_scope_spans *)sh_arena_alloc(d->batch, n * sizeof(spanhost_scope_spans));
+        if (!rs->scope_spans || !block) return fail(d, "out of memory");
+        for (size_t i = 0; i < n; i++) rs->scope_spans[i] = &block[i];
+    }
+    uint32_t f, w;
+    int t;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_LEN) {
+            if (read_len(&r, &sub) || decode_resource(d, sub, rs->resource)) return fail(d, "ResourceSpans.resource");
+        } else if (f == 2 && w == WT_LEN) {
+            if (read_len(&r, &sub) || decode_scope_spans(d, sub, rs->scope_spans[rs->scope_spans_count++])) return fail(d, "ResourceSpans.scope_spans");
+        } else if (f == 3 && w == WT_LEN) {
+            if (read_len(&r, &sub)) return fail(d, "ResourceSpans.schema_url");
+            rs->schema_url = as_str(sub);
+        } else if (skip_field(&r, w)) {
+            return fail(d, "ResourceSpans");
+        }
+    }
+    return t < 0 ? fail(d, "ResourceSpans") : 0;
+}
+
+int sh_decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
+    decoder d = {batch, err, err_cap, 0};
+    reader r = {data, data + len};
+    size_t n;
+    if (count_field(r, 1, &n)) return fail(&d, "ExportTraceServiceRequest is not a protobuf message");
+    if (n) {
+        batch->resource_spans = (spanhost_resource_spans **)sh_arena_alloc(batch, n * sizeof(void *));
+        spanhost_resource_spans *block = (spanhost_resource_spans *)sh_arena_alloc(batch, n * sizeof(spanhost_resource_spans));
+        if (!batch->resource_spans || !block) return fail(&d, "out of memory");
+        for (size_t i = 0; i < n; i++) batch->resource_spans[i] = &block[i];
+    }
+    uint32_t f, w;
+    int t;
+    reader sub;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_LEN) {
+            if (read_len(&r, &sub) || decode_resource_spans(&d, sub, batch->resource_spans[batch->resource_spans_count++])) return fail(&d, "ExportTraceServiceRequest.resource_spans");
+        } else if (skip_field(&r, w)) {
+            return fail(&d, "ExportTraceServiceRequest");
+        }
+    }
+    return t < 0 ? fail(&d, "ExportTraceServiceRequest") : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Encoding: sizes first, then bytes, so every length prefix is known before it is written.    */
+/* ------------------------------------------------------------------------------------------ */
+
+static size_t varint_size(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Size of a length-delimited field with a payload of n bytes (tags here are one byte). */
+static size_t len_field(size_t n) { return 1 + varint_size(n) + n; }
+static size_t str_field(spanhost_str s) { return s.len ? len_field(s.len) : 0; }
+static size_t varint_field(uint64_t v) { return v ? 1 + varint_size(v) : 0; }
+
+static int id_is_zero(const uint8_t *id, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (id[i]) return 0;
+    return 1;
+}
+
+static size_t kv_size(const spanhost_kv *kv);
+
+static size_t value_size(const spanhost_value *v) {
+    size_t n = 0;
+    switch (v->type) {
+    case SPANHOST_VALUE_STRING: return len_field(v->as.string_value.len);
+    case SPANHOST_VALUE_BOOL: return 2;
+    case SPANHOST_VALUE_INT: return 1 + varint_size((uint64_t)v->as.int_value);
+    case SPANHOST_VALUE_DOUBLE: return 9;
+    case SPANHOST_VALUE_BYTES: return len_field(v->as.bytes_value.len);
+    case SPANHOST_VALUE_ARRAY:
+        for (size_t i = 0; i < v->as.array_value.count; i++) n += len_field(value_size(&v->as.array_value.items[i]));
+        return len_field(n);
+    case SPANHOST_VALUE_KVLIST:
+        for (size_t i = 0; i < v->as.kvlist_value.count; i++) n += len_field(kv_size(&v->as.kvlist_value.items[i]));
+        return len_field(n);
+    default: return 0;
+    }
+}
+
+static size_t kv_size(const spanhost_kv *kv) { return str_field(kv->key) + len_field(value_size(&kv->value)); }
+
+static size_t attrs_size(const spanhost_kv_list *l) {
+    size_t n = 0;
+    for (size_t i = 0; i < l->count; i++) n += len_field(kv_size(&l->items[i]));
+    return n;
+}
+
+static size_t event_size(const spanhost_event *e) {
+    return (e->time_unix_nano ? 9 : 0) + str_field(e->name) + attrs_size(&e->attributes) +
+           varint_field(e->dropped_attributes_count);
+}
+
+static size_t link_size(const spanhost_link *l) {
+    return len_field(16) + len_field(8) + str_field(l->trace_state) + attrs_size(&l->attributes) +
+           varint_field(l->dropped_attributes_count) + (l->flags ? 5 : 0);
+}
+
+static size_t status_size(const spanhost_span *s) {
+    return str_field(s->status_message) + varint_field(s->status_code);
+}
+
+static size_t span_size(const spanhost_span *s) {
+    size_t n = len_field(16) + len_field(8) + str_field(s->trace_state) + str_field(s->name) +
+               varint_field(s->kind) + (s->start_time_unix_nano ? 9 : 0) +
+               (s->end_time_unix_nano ? 9 : 0) + attrs_size(&s->attributes) +
+               varint_field(s->dropped_attributes_count) + varint_field(s->dropped_events_count) +
+               varint_field(s->dropped_links_count) + (s->flags ? 6 : 0);
+    if (!id_is_zero(s->parent_span_id, 8)) n += len_field(8);
+    for (size_t i = 0; i < s->events_count; i++) n += len_field(event_size(s->events[i]));
+    for (size_t i = 0; i < s->links_count; i++) n += len_field(link_size(s->links[i]));
+    size_t st = status_size(s);
+    if (st) n += len_field(st);
+    return n;
+}
+
+static size_t scope_size(const spanhost_scope *sc) {
+    return str_field(sc->name) + str_field(sc->version) + attrs_size(&sc->attributes) +
+           varint_field(sc->dropped_attributes_count);
+}
+
+static size_t scope_spans_size(const spanhost_scope_spans *ss) {
+    size_t n = len_field(scope_size(ss->scope)) + str_field(ss->schema_url);
+    for (size_t i = 0; i < ss->spans_count; i++) n += len_field(span_size(ss->spans[i]));
+    return n;
+}
+
+static size_t resource_size(const spanhost_resource *r) {
+    return attrs_size(&r->attributes) + varint_field(r->dropped_attributes_count);
+}
+
+static size_t resource_spans_size(const spanhost_resource_spans *rs) {
+    size_t n = len_field(resource_size(rs->resource)) + str_field(rs->schema_url);
+    for (size_t i = 0; i < rs->scope_spans_count; i++) n += len_field(scope_spans_size(rs->scope_spans[i]));
+    return n;
+}
+
+typedef struct writer {
+    uint8_t *p;
+} writer;
+
+static void put_varint(writer *w, uint64_t v) {
+    while (v >= 0x80) {
+        *w->p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *w->p++ = (uint8_t)v;
+}
+
+static void put_tag(writer *w, uint32_t field, uint32_t wire) { put_varint(w, (uint64_t)(field << 3 | wire)); }
+
+static void put_len(writer *w, uint32_t field, size_t n) {
+    put_tag(w, field, WT_LEN);
+    put_varint(w, n);
+}
+
+static void put_bytes(writer *w, uint32_t field, const void *p, size_t n) {
+    put_len(w, field, n);
+    if (n) memcpy(w->p, p, n);
+    w->p += n;
+}
+
+static void put_str(writer *w, uint32_t field, spanhost_str s) {
+    if (s.len) put_bytes(w, field, s.ptr, s.len);
+}
+
+static void put_varint_field(writer *w, uint32_t field, uint64_t v) {
+    if (!v) return;
+    put_tag(w, field, WT_VARINT);
+    put_varint(w, v);
+}
+
+static void put_fixed64(writer *w, uint32_t field, uint64_t v) {
+    put_tag(w, field, WT_I64);
+    for (int i = 0; i < 8; i++) *w->p++ = (uint8_t)(v >> (8 * i));
+}
+
+static void put_fixed32(writer *w, uint32_t field, uint32_t v) {
+    put_tag(w, field, WT_I32);
+    for (int i = 0; i < 4; i++) *w->p++ = (uint8_t)(v >> (8 * i));
+}
+
+static void put_kv(writer *w, const spanhost_kv *kv);
+
+static void put_value_body(writer *w, const spanhost_value *v) {
+    uint64_t bits;
+    switch (v->type) {
+    case SPANHOST_VALUE_STRING: put_bytes(w, 1, v->as.string_value.ptr, v->as.string_value.len); break;
+    case SPANHOST_VALUE_BOOL: put_tag(w, 2, WT_VARINT); put_varint(w, v->as.bool_value ? 1 : 0); break;
+    case SPANHOST_VALUE_INT: put_tag(w, 3, WT_VARINT); put_varint(w, (uint64_t)v->as.int_value); break;
+    case SPANHOST_VALUE_DOUBLE:
+        memcpy(&bits, &v->as.double_value, 8);
+        put_fixed64(w, 4, bits);
+        break;
+    case SPANHOST_VALUE_BYTES: put_bytes(w, 7, v->as.bytes_value.ptr, v->as.bytes_value.len); break;
+    case SPANHOST_VALUE_ARRAY: {
+        size_t n = 0;
+        for (size_t i = 0; i < v->as.array_value.count; i++) n += len_field(value_size(&v->as.array_value.items[i]));
+        put_len(w, 5, n);
+        for (size_t i = 0; i < v->as.array_value.count; i++) {
+            put_len(w, 1, value_size(&v->as.array_value.items[i]));
+            put_value_body(w, &v->as.array_value.items[i]);
+        }
+        break;
+    }
+    case SPANHOST_VALUE_KVLIST: {
+        size_t n = 0;
+        for (size_t i = 0; i < v->as.kvlist_value.count; i++) n += len_field(kv_size(&v->as.kvlist_value.items[i]));
+        put_len(w, 6, n);
+        for (size_t i = 0; i < v->as.kvlist_value.count; i++) {
+            put_len(w, 1, kv_size(&v->as.kvlist_value.items[i]));
+            put_kv(w, &v->as.kvlist_value.items[i]);
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+static void put_kv(writer *w, const spanhost_kv *kv) {
+    put_str(w, 1, kv->key);
+    put_len(w, 2, value_size(&kv->value));
+    put_value_body(w, &kv->value);
+}
+
+static void put_attrs(writer *w, uint32_t field, const spanhost_kv_list *l) {
+    for (size_t i = 0; i < l->count; i++) {
+        put_len(w, field, kv_size(&l->items[i]));
+        put_kv(w, &l->items[i]);
+    }
+}
+
+static void put_span(writer *w, const spanhost_span *s) {
+    put_bytes(w, 1, s->trace_id, 16);
+    put_bytes(w, 2, s->span_id, 8);
+    put_str(w, 3, s->trace_state);
+    if (!id_is_zero(s->parent_span_id, 8)) put_bytes(w, 4, s->parent_span_id, 8);
+    put_str(w, 5, s->name);
+    put_varint_field(w, 6, s->kind);
+    if (s->start_time_unix_nano) put_fixed64(w, 7, s->start_time_unix_nano);
+    if (s->end_time_unix_nano) put_fixed64(w, 8, s->end_time_unix_nano);
+    put_attrs(w, 9, &s->attributes);
+    put_varint_field(w, 10, s->dropped_attributes_count);
+    for (size_t i = 0; i < s->events_count; i++) {
+        const spanhost_event *e = s->events[i];
+        put_len(w, 11, event_size(e));
+        if (e->time_unix_nano) put_fixed64(w, 1, e->time_unix_nano);
+        put_str(w, 2, e->name);
+        put_attrs(w, 3, &e->attributes);
+        put_varint_field(w, 4, e->dropped_attributes_count);
+    }
+    put_varint_field(w, 12, s->dropped_events_count);
+    for (size_t i = 0; i < s->links_count; i++) {
+        const spanhost_link *l = s->links[i];
+        put_len(w, 13, link_size(l));
+        put_bytes(w, 1, l->trace_id, 16);
+        put_bytes(w, 2, l->span_id, 8);
+        put_str(w, 3, l->trace_state);
+        put_attrs(w, 4, &l->attributes);
+        put_varint_field(w, 5, l->dropped_attributes_count);
+        if (l->flags) put_fixed32(w, 6, l->flags);
+    }
+    put_varint_field(w, 14, s->dropped_links_count);
+    size_t st = status_size(s);
+    if (st) {
+        put_len(w, 15, st);
+        put_str(w, 2, s->status_message);
+        put_varint_field(w, 3, s->status_code);
+    }
+    if (s->flags) put_fixed32(w, 16, s->flags);
+}
+
+int32_t sh_encode_otlp_proto(const spanhost_batch *batch, spanhost_buffer *out);
+
+int32_t sh_encode_otlp_proto(const spanhost_batch *batch, spanhost_buffer *out) {
+    size_t total = 0;
+    for (size_t i = 0; i < batch->resource_spans_count; i++) total += len_field(resource_spans_size(batch->resource_spans[i]));
+    out->data = (uint8_t *)malloc(total ? total : 1);
+    out->len = total;
+    if (!out->data) return -1;
+    writer w = {out->data};
+    for (size_t i = 0; i < batch->resource_spans_count; i++) {
+        const spanhost_resource_spans *rs = batch->resource_spans[i];
+        put_len(&w, 1, resource_spans_size(rs));
+        put_len(&w, 1, resource_size(rs->resource));
+        put_attrs(&w, 1, &rs->resource->attributes);
+        put_varint_field(&w, 2, rs->resource->dropped_attributes_count);
+        for (size_t j = 0; j < rs->scope_spans_count; j++) {
+            const spanhost_scope_spans *ss = rs->scope_spans[j];
+            put_len(&w, 2, scope_spans_size(ss));
+            put_len(&w, 1, scope_size(ss->scope));
+            put_str(&w, 1, ss->scope->name);
+            put_str(&w, 2, ss->scope->version);
+            put_attrs(&w, 3, &ss->scope->attributes);
+            put_varint_field(&w, 4, ss->scope->dropped_attributes_count);
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                put_len(&w, 2, span_size(ss->spans[k]));
+                put_span(&w, ss->spans[k]);
+            }
+            put_str(&w, 3, ss->schema_url);
+        }
+        put_str(&w, 3, rs->schema_url);
+    }
+    return w.p == out->data + total ? 0 : -1;
+}
+
+int32_t sh_encode_proto_response(int64_t rejected, const char *message, spanhost_buffer *out);
+int32_t sh_encode_proto_status(int32_t code, const char *message, spanhost_buffer *out);
+
+int32_t sh_encode_proto_response(int64_t rejected, const char *message, spanhost_buffer *out) {
+    spanhost_str msg = {message, message ? strlen(message) : 0};
+    size_t inner = varint_field((uint64_t)rejected) + str_field(msg);
+    size_t total = (rejected || msg.len) ? len_field(inner) : 0;
+    out->data = (uint8_t *)malloc(total ? total : 1);
+    out->len = total;
+    if (!out->data) return -1;
+    writer w = {out->data};
+    if (total) {
+        put_len(&w, 1, inner);
+        put_varint_field(&w, 1, (uint64_t)rejected);
+        put_str(&w, 2, msg);
+    }
+    return 0;
+}
+
+int32_t sh_encode_proto_status(int32_t code, const char *message, spanhost_buffer *out) {
+    spanhost_str msg = {message, message ? strlen(message) : 0};
+    size_t total = varint_field((uint64_t)(int64_t)code) + str_field(msg);
+    out->data = (uint8_t *)malloc(total ? total : 1);
+    out->len = total;
+    if (!out->data) return -1;
+    writer w = {out->data};
+    put_varint_field(&w, 1, (uint64_t)(int64_t)code);
+    put_str(&w, 2, msg);
+    return 0;
+}

@@ -1,0 +1,107 @@
+/// A config value as written in YAML, with map keys kept in file order.
+public indirect enum ConfigValue: Sendable, Equatable {
+    case null
+    case string(String)
+    case int(Int64)
+    case double(Double)
+    case bool(Bool)
+    case list([ConfigValue])
+    case map([Entry])
+
+    public struct Entry: Sendable, Equatable {
+        public var key: String
+        public var value: ConfigValue
+        public init(key: String, value: ConfigValue) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    public static let emptyMap = ConfigValue.map([])
+
+    /// The value at `key` of a map, nil otherwise.
+    public subscript(key: String) -> ConfigValue? {
+        guard case .map(let entries) = self else { return nil }
+        return entries.first(where: { $0.key == key })?.value
+    }
+
+    /// Follows a dotted path: map keys by name, list items by index ("actions.0.key").
+    /// The empty path is the value itself.
+    public func lookup(_ path: String) -> ConfigValue? {
+        var node = self
+        for part in path.split(separator: ".", omittingEmptySubsequences: true) {
+            switch node {
+            case .map:
+                guard let next = node[String(part)] else { return nil }
+                node = next
+            case .list(let items):
+                guard let index = Int(part), items.indices.contains(index) else { return nil }
+                node = items[index]
+            default:
+                return nil
+            }
+        }
+        return node
+    }
+
+    public var mapEntries: [Entry]? {
+        if case .map(let entries) = self { return entries }
+        return nil
+    }
+
+    /// Strings as written; numbers and booleans in their YAML spelling.
+    public var stringValue: String? {
+        switch self {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .double(let d): return String(d)
+        case .bool(let b): return String(b)
+        default: return nil
+        }
+    }
+
+    /// Integers, and strings that spell one (values that came from `${env:...}`).
+    public var intValue: Int64? {
+        switch self {
+        case .int(let i): return i
+        case .double(let d) where d == d.rounded() && abs(d) < 9.2e18: return Int64(d)
+        case .string(let s): return Int64(s)
+        default: return nil
+        }
+    }
+
+    public var doubleValue: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        case .string(let s): return Double(s)
+        default: return nil
+        }
+    }
+
+    public var boolValue: Bool? {
+        switch self {
+        case .bool(let b): return b
+        case .string(let s):
+            switch s.lowercased() {
+            case "true": return true
+            case "false": return false
+            default: return nil
+            }
+        default: return nil
+        }
+    }
+
+    /// A short name of the kind of value, for error messages.
+    public var kindName: String {
+        switch self {
+        case .null: return "null"
+        case .string: return "a string"
+        case .int: return "an integer"
+        case .double: return "a number"
+        case .bool: return "a boolean"
+        case .list: return "a list"
+        case .map: return "a map"
+        }
+    }
+}

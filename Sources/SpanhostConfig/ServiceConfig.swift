@@ -1,0 +1,271 @@
+/// A component id as written in the config: `type` or `type/name`.
+public struct ComponentID: Hashable, Sendable, CustomStringConvertible {
+    public var type: String
+    public var name: String?
+
+    public init(type: String, name: String? = nil) {
+        self.type = type
+        self.name = name
+    }
+
+    public init(parsing text: String, path: String) throws {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let type = parts.first, !type.isEmpty, !type.contains(where: { $0.isWhitespace }) else {
+            throw ConfigError(path, "'\(text)' is not a valid id: use type or type/name")
+        }
+        self.type = String(type)
+        if parts.count == 2 {
+            guard !parts[1].isEmpty else { throw ConfigError(path, "'\(text)' has an empty name after '/'") }
+            self.name = String(parts[1])
+        }
+    }
+
+    public var description: String { name.map { "\(type)/\($0)" } ?? type }
+}
+
+public enum ComponentKind: String, Sendable, CaseIterable {
+    case receiver, processor, exporter, notifier
+
+    /// The config section that defines components of this kind.
+    public var section: String { rawValue + "s" }
+}
+
+/// One configured component: its id and its settings map.
+public struct ComponentConfig: Sendable, Equatable {
+    public var id: ComponentID
+    public var kind: ComponentKind
+    public var settings: ConfigValue
+}
+
+public struct PipelineConfig: Sendable, Equatable {
+    public var id: String
+    public var receivers: [ComponentID]
+    public var processors: [ComponentID]
+    public var exporters: [ComponentID]
+    public var notifiers: [ComponentID]
+}
+
+/// host:port, as in `127.0.0.1:4318`.
+public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init(parsing text: String, path: String) throws {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port)
+        else { throw ConfigError(path, "'\(text)' is not host:port") }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.host = host.isEmpty ? "0.0.0.0" : host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// The whole config of a spanhostd process, validated.
+public struct ServiceConfig: Sendable, Equatable {
+    public var receivers: [ComponentConfig]
+    public var processors: [ComponentConfig]
+    public var exporters: [ComponentConfig]
+    public var notifiers: [ComponentConfig]
+    public var pipelines: [PipelineConfig]
+    /// Where plugin `.so` files are found; nil means "beside the executable".
+    public var pluginsDir: String?
+    /// Where content-addressed copies of plugins are loaded from; nil means a default.
+    public var pluginCacheDir: String?
+    /// sha256 pins: plugin file name -> expected hex digest.
+    public var pluginPins: [String: String]
+    public var adminEndpoint: Endpoint
+    /// How long shutdown waits for exporters to drain.
+    public var shutdownTimeout: Duration
+
+    public static let defaultAdminEndpoint = Endpoint(host: "127.0.0.1", port: 13133)
+
+    /// The config used when spanhostd starts without --config.
+    public static let embeddedDefault = """
+        receivers:
+          otlp:
+            protocols:
+              http:
+                endpoint: 127.0.0.1:4318
+        exporters:
+          debug:
+            verbosity: basic
+        service:
+          pipelines:
+            traces:
+              receivers: [otlp]
+              exporters: [debug]
+        """
+
+    public func components(_ kind: ComponentKind) -> [ComponentConfig] {
+        switch kind {
+        case .receiver: return receivers
+        case .processor: return processors
+        case .exporter: return exporters
+        case .notifier: return notifiers
+        }
+    }
+
+    public func component(_ kind: ComponentKind, _ id: ComponentID) -> ComponentConfig? {
+        components(kind).first { $0.id == id }
+    }
+
+    public static func parse(yaml: String, environment: [String: String]) throws -> ServiceConfig {
+        try parse(try YAMLLoader.load(yaml, environment: environment))
+    }
+
+    public static func parse(_ root: ConfigValue) throws -> ServiceConfig {
+        guard let top = root.mapEntries else { throw ConfigError("", "the config must be a map") }
+        let known: Set<String> = ["receivers", "processors", "exporters", "notifiers", "service", "plugins", "admin", "extensions", "connectors"]
+        for entry in top where !known.contains(entry.key) {
+            throw ConfigError(entry.key, "unknown section; expected one of \(known.sorted().joined(separator: ", "))")
+        }
+        for unsupported in ["extensions", "connectors"] where root[unsupported] != nil {
+            throw ConfigError(unsupported, "not supported by spanhost")
+        }
+
+        func section(_ kind: ComponentKind) throws -> [ComponentConfig] {
+            guard let value = root[kind.section], value != .null else { return [] }
+            guard let entries = value.mapEntries else { throw ConfigError(kind.section, "must be a map of component ids") }
+            return try entries.map { entry in
+                let path = "\(kind.section).\(entry.key)"
+                let settings = entry.value == .null ? ConfigValue.emptyMap : entry.value
+                guard settings.mapEntries != nil else { throw ConfigError(path, "settings must be a map, not \(settings.kindName)") }
+                return ComponentConfig(id: try ComponentID(parsing: entry.key, path: path), kind: kind, settings: settings)
+            }
+        }
+
+        var config = ServiceConfig(
+            receivers: try section(.receiver), processors: try section(.processor),
+            exporters: try section(.exporter), notifiers: try section(.notifier),
+            pipelines: [], pluginsDir: nil, pluginCacheDir: nil, pluginPins: [:],
+            adminEndpoint: defaultAdminEndpoint, shutdownTimeout: .seconds(10))
+
+        if let plugins = root["plugins"], plugins != .null {
+            guard plugins.mapEntries != nil else { throw ConfigError("plugins", "must be a map") }
+            for entry in plugins.mapEntries! where !["dir", "cache_dir", "pins"].contains(entry.key) {
+                throw ConfigError("plugins.\(entry.key)", "unknown key; expected dir, cache_dir or pins")
+            }
+            config.pluginsDir = try plugins["dir"].map { try requireString($0, "plugins.dir") }
+            config.pluginCacheDir = try plugins["cache_dir"].map { try requireString($0, "plugins.cache_dir") }
+            if let pins = plugins["pins"] {
+                guard let entries = pins.mapEntries else { throw ConfigError("plugins.pins", "must map file names to sha256 digests") }
+                for pin in entries {
+                    let digest = try requireString(pin.value, "plugins.pins.\(pin.key)").lowercased()
+                    guard digest.count == 64, digest.allSatisfy(\.isHexDigit) else {
+                        throw ConfigError("plugins.pins.\(pin.key)", "must be a sha256 digest of 64 hex digits")
+                    }
+                    config.pluginPins[pin.key] = digest
+                }
+            }
+        }
+        if let admin = root["admin"], admin != .null {
+            if let endpoint = admin["endpoint"] {
+                config.adminEndpoint = try Endpoint(parsing: try requireString(endpoint, "admin.endpoint"), path: "admin.endpoint")
+            }
+        }
+
+        guard let service = root["service"] else { throw ConfigError("service", "missing: define service.pipelines") }
+        for entry in service.mapEntries ?? [] where !["pipelines", "shutdown_timeout", "telemetry", "extensions"].contains(entry.key) {
+            throw ConfigError("service.\(entry.key)", "unknown key; expected pipelines or shutdown_timeout")
+        }
+        if let timeout = service["shutdown_timeout"] {
+            config.shutdownTimeout = try parseDuration(timeout, path: "service.shutdown_timeout")
+        }
+        guard let pipelines = service["pipelines"]?.mapEntries, !pipelines.isEmpty else {
+            throw ConfigError("service.pipelines", "define at least one pipeline")
+        }
+        for entry in pipelines {
+            config.pipelines.append(try parsePipeline(entry, config: config))
+        }
+        return config
+    }
+
+    private static func parsePipeline(_ entry: ConfigValue.Entry, config: ServiceConfig) throws -> PipelineConfig {
+        let path = "service.pipelines.\(entry.key)"
+        let id = try ComponentID(parsing: entry.key, path: path)
+        guard id.type == "traces" else {
+            throw ConfigError(path, "pipelines of type '\(id.type)' are not supported: spanhost carries traces only")
+        }
+        guard let settings = entry.value.mapEntries else { throw ConfigError(path, "must be a map") }
+        let allowed: Set<String> = ["receivers", "processors", "exporters", "notifiers"]
+        for key in settings.map(\.key) where !allowed.contains(key) {
+            throw ConfigError("\(path).\(key)", "unknown key; expected receivers, processors, exporters or notifiers")
+        }
+        func ids(_ kind: ComponentKind) throws -> [ComponentID] {
+            let listPath = "\(path).\(kind.section)"
+            guard let value = entry.value[kind.section], value != .null else { return [] }
+            guard case .list(let items) = value else { throw ConfigError(listPath, "must be a list of component ids") }
+            var seen = Set<ComponentID>()
+            return try items.enumerated().map { index, item in
+                let itemPath = "\(listPath).\(index)"
+                let id = try ComponentID(parsing: try requireString(item, itemPath), path: itemPath)
+                guard config.component(kind, id) != nil else {
+                    throw ConfigError(itemPath, "'\(id)' is not defined under \(kind.section)")
+                }
+                guard seen.insert(id).inserted else { throw ConfigError(itemPath, "'\(id)' is listed twice") }
+                return id
+            }
+        }
+        let pipeline = PipelineConfig(id: entry.key, receivers: try ids(.receiver), processors: try ids(.processor),
+                                      exporters: try ids(.exporter), notifiers: try ids(.notifier))
+        if pipeline.receivers.isEmpty { throw ConfigError("\(path).receivers", "a pipeline needs at least one receiver") }
+        if pipeline.exporters.isEmpty && pipeline.notifiers.isEmpty {
+            throw ConfigError("\(path).exporters", "a pipeline needs at least one exporter or notifier")
+        }
+        return pipeline
+    }
+}
+
+/// Reads a string (numbers are accepted in their spelling).
+public func requireString(_ value: ConfigValue, _ path: String) throws -> String {
+    guard let s = value.stringValue else { throw ConfigError(path, "must be a string, not \(value.kindName)") }
+    return s
+}
+
+/// Durations as the Collector writes them: "200ms", "5s", "1m30s", "1h"; a bare number is seconds.
+public func parseDuration(_ value: ConfigValue, path: String) throws -> Duration {
+    if let seconds = value.doubleValue, value.stringValue.map({ Double($0) != nil }) ?? true {
+        guard seconds >= 0 else { throw ConfigError(path, "must not be negative") }
+        return .milliseconds(Int64((seconds * 1000).rounded()))
+    }
+    guard let text = value.stringValue, !text.isEmpty else {
+        throw ConfigError(path, "must be a duration like 500ms, 5s or 1m")
+    }
+    var total: Duration = .zero
+    var number = ""
+    var unit = ""
+    func flush() throws {
+        guard let n = Double(number) else { throw ConfigError(path, "'\(text)' is not a duration like 500ms, 5s or 1m") }
+        let ms: Double
+        switch unit {
+        case "ns": ms = n / 1_000_000
+        case "us", "µs": ms = n / 1000
+        case "ms": ms = n
+        case "s": ms = n * 1000
+        case "m": ms = n * 60_000
+        case "h": ms = n * 3_600_000
+        default: throw ConfigError(path, "'\(text)' has unknown unit '\(unit)'; use ms, s, m or h")
+        }
+        total += .nanoseconds(Int64(ms * 1_000_000))
+        number = ""
+        unit = ""
+    }
+    for ch in text {
+        if ch.isNumber || ch == "." {
+            if !unit.isEmpty { try flush() }
+            number.append(ch)
+        } else {
+            unit.append(ch)
+        }
+    }
+    try flush()
+    return total
+}

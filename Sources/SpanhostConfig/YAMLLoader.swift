@@ -1,0 +1,102 @@
+import Yams
+
+/// Turns YAML text into a `ConfigValue`, expanding `${env:VAR}`, `${env:VAR:-default}` and `$$`
+/// in every scalar the way the OpenTelemetry Collector does.
+public enum YAMLLoader {
+    public static func load(_ text: String, environment: [String: String]) throws -> ConfigValue {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError("", "not valid YAML: \(error)")
+        }
+        guard let node else { return .emptyMap }
+        return try convert(node, path: "", environment: environment)
+    }
+
+    private static func convert(_ node: Node, path: String, environment: [String: String]) throws -> ConfigValue {
+        switch node {
+        case .scalar(let scalar):
+            let expanded = try expand(scalar.string, path: path, environment: environment)
+            // A quoted scalar stays a string; a plain one is typed by its (expanded) spelling.
+            return scalar.style == .plain ? typed(expanded) : .string(expanded)
+        case .mapping(let mapping):
+            var entries: [ConfigValue.Entry] = []
+            for (key, value) in mapping {
+                guard let name = key.string else { throw ConfigError(path, "map keys must be strings") }
+                let childPath = path.isEmpty ? name : "\(path).\(name)"
+                if entries.contains(where: { $0.key == name }) { throw ConfigError(childPath, "key appears twice") }
+                entries.append(.init(key: name, value: try convert(value, path: childPath, environment: environment)))
+            }
+            return .map(entries)
+        case .sequence(let sequence):
+            return .list(try sequence.enumerated().map { index, item in
+                try convert(item, path: "\(path).\(index)", environment: environment)
+            })
+        case .alias:
+            throw ConfigError(path, "YAML aliases are not supported")
+        }
+    }
+
+    /// Types a plain scalar the way YAML 1.2's core schema does.
+    static func typed(_ text: String) -> ConfigValue {
+        switch text {
+        case "", "~", "null", "Null", "NULL": return .null
+        case "true", "True", "TRUE": return .bool(true)
+        case "false", "False", "FALSE": return .bool(false)
+        default: break
+        }
+        if let i = Int64(text) { return .int(i) }
+        if text.first.map({ $0.isNumber || $0 == "-" || $0 == "+" || $0 == "." }) == true, let d = Double(text) {
+            return .double(d)
+        }
+        return .string(text)
+    }
+
+    /// Expands `${env:NAME}`, `${env:NAME:-default}` and `$$`. An unset variable without a
+    /// default expands to the empty string, as in the Collector.
+    public static func expand(_ text: String, path: String, environment: [String: String]) throws -> String {
+        guard text.contains("$") else { return text }
+        var out = ""
+        var rest = Substring(text)
+        while let dollar = rest.firstIndex(of: "$") {
+            out += rest[..<dollar]
+            let after = rest[rest.index(after: dollar)...]
+            if after.first == "$" {
+                out += "$"
+                rest = after.dropFirst()
+            } else if after.first == "{" {
+                guard let close = after.firstIndex(of: "}") else {
+                    throw ConfigError(path, "unterminated '${' in \"\(text)\"")
+                }
+                let inner = after[after.index(after: after.startIndex)..<close]
+                guard inner.hasPrefix("env:") else {
+                    throw ConfigError(path, "unsupported substitution '${\(inner)}': use ${env:NAME} or ${env:NAME:-default}")
+                }
+                let spec = inner.dropFirst(4)
+                let name: Substring
+                var fallback: Substring? = nil
+                if let sep = spec.range(of: ":-") {
+                    name = spec[..<sep.lowerBound]
+                    fallback = spec[sep.upperBound...]
+                } else {
+                    name = spec
+                }
+                guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                    throw ConfigError(path, "invalid environment variable name '\(name)'")
+                }
+                if let value = environment[String(name)], !(value.isEmpty && fallback != nil) {
+                    out += value
+                } else {
+                    out += fallback ?? ""
+                }
+                rest = after[after.index(after: close)...]
+            } else {
+                out += "$"
+                rest = after
+            }
+        }
+        out += rest
+        return out
+    }
+}

@@ -1,0 +1,163 @@
+import CSpanhost
+
+/// The wire encodings of OTLP trace data.
+public enum OTLPEncoding: Sendable {
+    case protobuf
+    case json
+
+    /// The `SPANHOST_ENCODING_*` value of the C header.
+    public var cValue: UInt32 {
+        switch self {
+        case .protobuf: return UInt32(SPANHOST_ENCODING_OTLP_PROTO)
+        case .json: return UInt32(SPANHOST_ENCODING_OTLP_JSON)
+        }
+    }
+}
+
+/// Why a request body could not become a batch.
+public enum DecodeError: Error, Equatable, CustomStringConvertible {
+    /// The body (after decompression) is larger than the configured limit.
+    case tooLarge(limit: Int)
+    /// The gzip stream is damaged or truncated.
+    case corruptGzip
+    /// The bytes are not a valid ExportTraceServiceRequest in the given encoding.
+    case invalid(String)
+    case outOfMemory
+
+    public var description: String {
+        switch self {
+        case .tooLarge(let limit): return "request body exceeds \(limit) bytes after decompression"
+        case .corruptGzip: return "request body is not valid gzip"
+        case .invalid(let message): return message
+        case .outOfMemory: return "out of memory while decoding"
+        }
+    }
+}
+
+/// One batch of spans: a reference to an arena of `spanhost_batch` C structs.
+///
+/// The Swift object exists once per batch, never per span. Copies of the reference share the
+/// arena; the arena is freed when the last reference (Swift or plugin) goes.
+public final class SpanBatch: @unchecked Sendable {
+    /// The C batch. Writable while one pipeline stage owns the batch (processors), read-only
+    /// once it has been handed to exporters.
+    public let pointer: UnsafeMutablePointer<spanhost_batch>
+
+    /// Takes over one reference that the caller already holds.
+    public init(adopting pointer: UnsafeMutablePointer<spanhost_batch>) {
+        self.pointer = pointer
+    }
+
+    /// Adds a reference to a batch owned elsewhere (a plugin's emit).
+    public convenience init(retaining pointer: UnsafePointer<spanhost_batch>) {
+        sh_batch_retain(pointer)
+        self.init(adopting: UnsafeMutablePointer(mutating: pointer))
+    }
+
+    /// An empty batch.
+    public convenience init() {
+        guard let pointer = sh_batch_new() else { fatalError("out of memory allocating a batch") }
+        self.init(adopting: pointer)
+    }
+
+    deinit { sh_batch_release(pointer) }
+
+    /// Decodes an OTLP request body into a new batch. `gzip` bodies are inflated first;
+    /// `limit` caps the body size after decompression.
+    public static func decode(
+        _ body: UnsafeRawBufferPointer, encoding: OTLPEncoding, gzip: Bool, limit: Int
+    ) throws(DecodeError) -> SpanBatch {
+        let batch = SpanBatch()
+        let bytes: UnsafePointer<UInt8>
+        let count: Int
+        if gzip {
+            var out: UnsafeMutablePointer<UInt8>?
+            var outLen = 0
+            let rc = sh_gunzip(body.baseAddress?.assumingMemoryBound(to: UInt8.self), body.count, limit, &out, &outLen)
+            if rc == SH_GUNZIP_TOO_LARGE { throw .tooLarge(limit: limit) }
+            guard rc == SH_GUNZIP_OK, let out else { throw .corruptGzip }
+            guard sh_arena_adopt(batch.pointer, out) == 0 else { throw .outOfMemory }
+            bytes = UnsafePointer(out)
+            count = outLen
+        } else {
+            if body.count > limit { throw .tooLarge(limit: limit) }
+            guard let copy = sh_arena_copy(batch.pointer, body.baseAddress, body.count) else { throw .outOfMemory }
+            bytes = copy
+            count = body.count
+        }
+        var err = [CChar](repeating: 0, count: 256)
+        let rc: Int32 = err.withUnsafeMutableBufferPointer { errBuf in
+            switch encoding {
+            case .protobuf: return sh_decode_otlp_proto(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            case .json: return sh_decode_otlp_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            }
+        }
+        if rc != 0 { throw .invalid(String(cString: err)) }
+        return batch
+    }
+
+    /// Convenience for tests and tools: decode from an array.
+    public static func decode(_ body: [UInt8], encoding: OTLPEncoding, gzip: Bool = false,
+                              limit: Int = 20 << 20) throws(DecodeError) -> SpanBatch {
+        do {
+            return try body.withUnsafeBytes { raw in try decode(raw, encoding: encoding, gzip: gzip, limit: limit) }
+        } catch let error as DecodeError {
+            throw error
+        } catch {
+            throw .invalid("\(error)")
+        }
+    }
+
+    /// Serializes the batch as an ExportTraceServiceRequest.
+    public func encode(_ encoding: OTLPEncoding) -> [UInt8] {
+        var buffer = spanhost_buffer()
+        guard sh_encode_batch(pointer, encoding.cValue, &buffer) == 0 else { fatalError("out of memory encoding a batch") }
+        defer { sh_buffer_free(&buffer) }
+        return Array(UnsafeBufferPointer(start: buffer.data, count: buffer.len))
+    }
+
+    public var spanCount: Int { sh_batch_span_count(pointer) }
+
+    /// Bytes held by the arena, for memory accounting.
+    public var arenaBytes: Int { sh_arena_bytes(pointer) }
+
+    /// Removes spans that a processor marked `SPANHOST_SPAN_DROP`; returns how many went.
+    @discardableResult
+    public func removeDroppedSpans() -> Int { sh_batch_compact(pointer) }
+
+    /// A deep copy, for handing the same data to a second pipeline that will change it.
+    public func clone() -> SpanBatch {
+        let copy = SpanBatch()
+        forEachSpan { rs, ss, span in
+            guard sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url,
+                                    ss.pointee.scope, ss.pointee.schema_url, span) != nil
+            else { fatalError("out of memory copying a batch") }
+        }
+        return copy
+    }
+
+    /// Visits every span with its resource and scope groups.
+    public func forEachSpan(
+        _ body: (UnsafeMutablePointer<spanhost_resource_spans>, UnsafeMutablePointer<spanhost_scope_spans>,
+                 UnsafeMutablePointer<spanhost_span>) -> Void
+    ) {
+        let b = pointer.pointee
+        for i in 0..<b.resource_spans_count {
+            guard let rs = b.resource_spans[i] else { continue }
+            for j in 0..<rs.pointee.scope_spans_count {
+                guard let ss = rs.pointee.scope_spans[j] else { continue }
+                for k in 0..<ss.pointee.spans_count {
+                    if let span = ss.pointee.spans[k] { body(rs, ss, span) }
+                }
+            }
+        }
+    }
+}
+
+extension spanhost_str {
+    /// Copies the view into a Swift string (invalid UTF-8 is repaired).
+    public var string: String {
+        guard let ptr, len > 0 else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: ptr, count: len), as: UTF8.self)
+    }
+}

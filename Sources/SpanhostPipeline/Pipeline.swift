@@ -1,0 +1,75 @@
+import CSpanhost
+import Logging
+import SpanhostConfig
+import SpanhostModel
+import SpanhostPlugins
+
+/// One `service.pipelines` entry: processors in order, then fan-out to every exporter.
+public final class Pipeline: @unchecked Sendable {
+    public let id: String
+    public let processors: [PluginInstance]
+    public let exporters: [ExporterRunner]
+    public let notifiers: [PluginInstance]
+
+    init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [PluginInstance]) {
+        self.id = id
+        self.processors = processors
+        self.exporters = exporters
+        self.notifiers = notifiers
+        for (index, processor) in processors.enumerated() {
+            // What a processor emits continues after it in this pipeline.
+            processor.emitHandler = { [unowned self] batch in self.run(batch, from: index + 1) }
+        }
+        for component in processors {
+            component.raiseHandler = { [unowned self] notification in self.notify(notification) }
+        }
+    }
+
+    /// Runs a batch through the whole pipeline. The batch must be this pipeline's own
+    /// (processors change it in place).
+    public func consume(_ batch: SpanBatch) -> ConsumeOutcome { run(batch, from: 0) }
+
+    func run(_ batch: SpanBatch, from first: Int) -> ConsumeOutcome {
+        var rejected = 0
+        for processor in processors[first...] {
+            let received = batch.spanCount
+            processor.counters.add("received", Int64(received))
+            switch processor.process(batch) {
+            case .ok:
+                let dropped = batch.removeDroppedSpans()
+                rejected += dropped
+                processor.counters.add("dropped", Int64(dropped))
+                if batch.spanCount == 0 { return .accepted(rejectedSpans: rejected, message: filteredMessage(rejected)) }
+            case .consumed:
+                return .accepted(rejectedSpans: rejected, message: filteredMessage(rejected))
+            case .retryable(let after, let message):
+                processor.counters.add("refused", Int64(received))
+                let seconds = after.map { max(1, Int($0.components.seconds)) } ?? 1
+                return .refused(retryAfterSeconds: seconds, message: "\(processor.id): \(message)")
+            case .permanent(let message):
+                processor.counters.add("failed", Int64(received))
+                return .rejected(message: "\(processor.id): \(message)")
+            }
+        }
+        // Check every queue first so a full one refuses the batch before any other takes it.
+        if let full = exporters.first(where: \.isFull) {
+            return .refused(retryAfterSeconds: 1, message: "exporter \(full.id) queue is full")
+        }
+        for exporter in exporters { exporter.enqueue(batch, force: true) }
+        return .accepted(rejectedSpans: rejected, message: filteredMessage(rejected))
+    }
+
+    private func filteredMessage(_ rejected: Int) -> String? {
+        rejected > 0 ? "\(rejected) spans dropped by processors of pipeline \(id)" : nil
+    }
+
+    /// Delivers a notification to every notifier of this pipeline, in the caller's thread.
+    func notify(_ notification: UnsafePointer<spanhost_notification>) {
+        for notifier in notifiers {
+            switch notifier.notify(notification) {
+            case .ok, .consumed: notifier.counters.add("notified", 1)
+            case .retryable, .permanent: notifier.counters.add("failed", 1)
+            }
+        }
+    }
+}

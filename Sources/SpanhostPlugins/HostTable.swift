@@ -1,0 +1,103 @@
+import CSpanhost
+import SpanhostConfig
+import SpanhostModel
+
+/// The `spanhost_host_api` table handed to every plugin's entry function. One table for the
+/// life of the process; each function finds the Swift object behind an opaque handle.
+enum HostTable {
+    static let pointer: UnsafePointer<spanhost_host_api> = {
+        let table = UnsafeMutablePointer<spanhost_host_api>.allocate(capacity: 1)
+        table.initialize(to: make())
+        return UnsafePointer(table)
+    }()
+
+    private static func lookup(_ config: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> (ConfigHandle, ConfigValue?)? {
+        guard let handle = ConfigHandle.from(config) else { return nil }
+        let key = path.map { String(cString: $0) } ?? ""
+        return (handle, handle.value.lookup(key))
+    }
+
+    private static let found = UInt32(SPANHOST_CONFIG_FOUND)
+    private static let missing = UInt32(SPANHOST_CONFIG_MISSING)
+    private static let wrongType = UInt32(SPANHOST_CONFIG_WRONG_TYPE)
+
+    private static func make() -> spanhost_host_api {
+        var api = spanhost_host_api()
+        api.struct_size = UInt32(MemoryLayout<spanhost_host_api>.size)
+        api.abi_major = UInt16(SPANHOST_ABI_MAJOR)
+        api.abi_minor = UInt16(SPANHOST_ABI_MINOR)
+        api.log = { instance, level, message, len in
+            let text = message.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: len), as: UTF8.self) } ?? ""
+            PluginInstance.from(instance)?.log(level: level, text) ?? PluginInstance.logUnattributed(level: level, text)
+        }
+        api.config_string = { config, path, out in
+            guard let (handle, value) = HostTable.lookup(config, path), let value, value != .null else { return HostTable.missing }
+            guard let s = value.stringValue else { return HostTable.wrongType }
+            out?.pointee = handle.keep(s)
+            return HostTable.found
+        }
+        api.config_int = { config, path, out in
+            guard let (_, value) = HostTable.lookup(config, path), let value, value != .null else { return HostTable.missing }
+            guard let i = value.intValue else { return HostTable.wrongType }
+            out?.pointee = i
+            return HostTable.found
+        }
+        api.config_double = { config, path, out in
+            guard let (_, value) = HostTable.lookup(config, path), let value, value != .null else { return HostTable.missing }
+            guard let d = value.doubleValue else { return HostTable.wrongType }
+            out?.pointee = d
+            return HostTable.found
+        }
+        api.config_bool = { config, path, out in
+            guard let (_, value) = HostTable.lookup(config, path), let value, value != .null else { return HostTable.missing }
+            guard let b = value.boolValue else { return HostTable.wrongType }
+            out?.pointee = b ? 1 : 0
+            return HostTable.found
+        }
+        api.config_count = { config, path, out in
+            guard let (_, value) = HostTable.lookup(config, path), let value, value != .null else { return HostTable.missing }
+            switch value {
+            case .list(let items): out?.pointee = items.count
+            case .map(let entries): out?.pointee = entries.count
+            default: return HostTable.wrongType
+            }
+            return HostTable.found
+        }
+        api.config_key = { config, path, index, out in
+            guard let (handle, value) = HostTable.lookup(config, path), let value else { return HostTable.missing }
+            guard let entries = value.mapEntries else { return HostTable.wrongType }
+            guard index < entries.count else { return HostTable.missing }
+            out?.pointee = handle.keep(entries[index].key)
+            return HostTable.found
+        }
+        api.arena_alloc = { batch, size in sh_arena_alloc(batch, size) }
+        api.arena_strdup = { batch, ptr, len in sh_arena_strdup(batch, ptr, len) }
+        api.set_attribute = { batch, attributes, key, value in sh_set_attribute(batch, attributes, key, value) }
+        api.remove_attribute = { batch, attributes, key in sh_remove_attribute(batch, attributes, key) }
+        api.batch_new = { sh_batch_new() }
+        api.batch_retain = { batch in if let batch { sh_batch_retain(batch) } }
+        api.batch_release = { batch in if let batch { sh_batch_release(batch) } }
+        api.batch_add_span = { batch, resource, resourceSchema, scope, scopeSchema, span in
+            guard let batch, let span else { return nil }
+            return sh_batch_add_span(batch, resource, resourceSchema, scope, scopeSchema, span)
+        }
+        api.emit = { instance, batch in
+            guard let instance = PluginInstance.from(instance), let batch else { return Int32(SPANHOST_PERMANENT) }
+            return instance.emit(SpanBatch(retaining: batch))
+        }
+        api.raise = { instance, notification in
+            guard let instance = PluginInstance.from(instance), let notification else { return Int32(SPANHOST_PERMANENT) }
+            return instance.raise(notification)
+        }
+        api.counter_add = { instance, name, delta in
+            guard let instance = PluginInstance.from(instance), let name else { return }
+            instance.counters.add(String(cString: name), delta)
+        }
+        api.encode_batch = { batch, encoding, out in
+            guard let batch, let out else { return -1 }
+            return sh_encode_batch(batch, encoding, out)
+        }
+        api.buffer_free = { buffer in sh_buffer_free(buffer) }
+        return api
+    }
+}

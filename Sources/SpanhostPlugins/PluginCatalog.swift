@@ -1,0 +1,87 @@
+import CSpanhost
+import Foundation
+import Logging
+
+/// The plugins found in the plugin directory, by name, and the files that were refused.
+///
+/// Every file is hashed and loaded from a copy named by its sha256 in the cache directory, so a
+/// rebuilt file at the same path loads as new code while the old image stays mapped.
+public final class PluginCatalog: @unchecked Sendable {
+    public private(set) var libraries: [String: PluginLibrary] = [:]
+    public private(set) var refused: [(file: String, error: PluginLoadError)] = []
+
+    /// Images already opened in this process, by sha256: the same bytes are opened once.
+    private static let loaded = LoadedImages()
+
+    public init() {}
+
+    public func library(named name: String) -> PluginLibrary? { libraries[name] }
+
+    /// Scans `directory` for `*.so` files and loads each; refusals are logged and kept.
+    public static func scan(directory: String, cacheDirectory: String, pins: [String: String] = [:],
+                            logger: Logger) -> PluginCatalog {
+        let catalog = PluginCatalog()
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { $0.hasSuffix(".so") }.sorted()
+        if files.isEmpty { logger.warning("no plugins found", metadata: ["dir": "\(directory)"]) }
+        for file in files {
+            let path = (directory as NSString).appendingPathComponent(file)
+            do {
+                let library = try load(path: path, cacheDirectory: cacheDirectory, pin: pins[file])
+                if let other = catalog.libraries[library.name] {
+                    throw PluginLoadError.duplicateName(file: path, name: library.name, other: other.sourcePath)
+                }
+                catalog.libraries[library.name] = library
+                logger.info("plugin loaded", metadata: [
+                    "name": "\(library.name)", "kind": "\(library.kind.rawValue)", "version": "\(library.version)",
+                    "abi": "\(library.abiMajor).\(library.abiMinor)", "file": "\(path)", "sha256": "\(library.sha256)",
+                ])
+            } catch let error as PluginLoadError {
+                catalog.refused.append((path, error))
+                logger.error("plugin refused: \(error)")
+            } catch {
+                let wrapped = PluginLoadError.unreadable(file: path, reason: "\(error)")
+                catalog.refused.append((path, wrapped))
+                logger.error("plugin refused: \(wrapped)")
+            }
+        }
+        return catalog
+    }
+
+    /// Loads one file through its content-addressed copy.
+    public static func load(path: String, cacheDirectory: String, pin: String? = nil) throws -> PluginLibrary {
+        var digest = [CChar](repeating: 0, count: 65)
+        guard sh_sha256_file(path, &digest) == 0 else {
+            throw PluginLoadError.unreadable(file: path, reason: String(cString: strerror(errno)))
+        }
+        let sha256 = String(cString: digest)
+        if let pin, pin != sha256 { throw PluginLoadError.pinMismatch(file: path, expected: pin, actual: sha256) }
+        if let library = loaded.get(sha256) { return library }
+
+        let copy = (cacheDirectory as NSString).appendingPathComponent("\(sha256).so")
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: copy) {
+            do {
+                try fm.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
+                let temp = copy + ".tmp.\(getpid())"
+                try? fm.removeItem(atPath: temp)
+                try fm.copyItem(atPath: path, toPath: temp)
+                guard rename(temp, copy) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            } catch {
+                throw PluginLoadError.unreadable(file: path, reason: "cannot copy to \(copy): \(error)")
+            }
+        }
+        let library = try PluginLibrary(sourcePath: path, loadedPath: copy, sha256: sha256)
+        loaded.put(sha256, library)
+        return library
+    }
+}
+
+/// A lock-protected map of images opened in this process.
+private final class LoadedImages: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bySHA: [String: PluginLibrary] = [:]
+
+    func get(_ sha: String) -> PluginLibrary? { lock.withLock { bySHA[sha] } }
+    func put(_ sha: String, _ library: PluginLibrary) { lock.withLock { bySHA[sha] = library } }
+}

@@ -1,0 +1,199 @@
+import CSpanhost
+import Foundation
+import Logging
+import SpanhostConfig
+import SpanhostModel
+
+/// What one plugin call came to, mapped from the `SPANHOST_*` result code.
+public enum CallResult: Sendable, Equatable {
+    case ok
+    /// Processors only: the batch stops here (the plugin emits what follows itself).
+    case consumed
+    case retryable(retryAfter: Duration?, message: String)
+    case permanent(message: String)
+}
+
+/// Named counters of one component, shown at /status.
+public final class Counters: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [String: Int64] = [:]
+
+    public init() {}
+
+    public func add(_ name: String, _ delta: Int64) {
+        lock.withLock { values[name, default: 0] += delta }
+    }
+
+    public subscript(name: String) -> Int64 { lock.withLock { values[name] ?? 0 } }
+
+    public var snapshot: [String: Int64] { lock.withLock { values } }
+}
+
+/// Why an instance could not be made.
+public struct PluginCreateError: Error, CustomStringConvertible {
+    public var component: String
+    public var hook: String
+    public var message: String
+    public var description: String { "\(component): \(hook) failed: \(message)" }
+}
+
+/// One instance of a plugin, for one configured component. Every call into the plugin goes
+/// through `call`, which serializes (unless the plugin is concurrent), counts and maps results.
+public final class PluginInstance: @unchecked Sendable {
+    public let id: ComponentID
+    public let library: PluginLibrary
+    public let settings: ConfigValue
+    public let counters = Counters()
+    private let config: ConfigHandle
+    private var state: UnsafeMutableRawPointer?
+    private let callLock = NSLock()
+    private let logger: Logger
+    private var destroyed = false
+
+    /// Where `host->emit` sends batches (set by the pipeline for processors).
+    public var emitHandler: (@Sendable (SpanBatch) -> ConsumeOutcome)?
+    /// Where `host->raise` sends notifications (set by the pipeline).
+    public var raiseHandler: (@Sendable (UnsafePointer<spanhost_notification>) -> Void)?
+
+    private static let unattributed = Logger(label: "spanhost.plugin")
+
+    /// Creates and starts the instance. On failure the plugin's own message is in the error.
+    public init(id: ComponentID, library: PluginLibrary, settings: ConfigValue) throws {
+        self.id = id
+        self.library = library
+        self.settings = settings
+        self.config = ConfigHandle(settings)
+        var logger = Logger(label: "spanhost.plugin")
+        logger[metadataKey: "component"] = "\(id)"
+        self.logger = logger
+
+        var newState: UnsafeMutableRawPointer?
+        let handle = OpaquePointer(Unmanaged.passUnretained(self).toOpaque())
+        let created = call("create") { _, status in
+            library.descriptor.create(config.opaque, handle, &newState, status)
+        }
+        guard created == .ok else { throw PluginCreateError(component: "\(id)", hook: "create", message: created.message) }
+        state = newState
+        if library.descriptor.start != nil {
+            let started = call("start") { state, status in library.descriptor.start(state, status) }
+            if started != .ok {
+                destroy()
+                throw PluginCreateError(component: "\(id)", hook: "start", message: started.message)
+            }
+        }
+    }
+
+    deinit { destroy() }
+
+    static func from(_ handle: OpaquePointer?) -> PluginInstance? {
+        guard let handle else { return nil }
+        return Unmanaged<PluginInstance>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+    }
+
+    /// Processors: transforms the batch in place.
+    public func process(_ batch: SpanBatch) -> CallResult {
+        call("process") { state, status in library.descriptor.process(state, batch.pointer, status) }
+    }
+
+    /// Exporters: delivers the (read-only) batch.
+    public func export(_ batch: SpanBatch) -> CallResult {
+        call("export_batch") { state, status in library.descriptor.export_batch(state, batch.pointer, status) }
+    }
+
+    /// Notifiers: delivers one notification.
+    public func notify(_ notification: UnsafePointer<spanhost_notification>) -> CallResult {
+        call("notify") { state, status in library.descriptor.notify(state, notification, status) }
+    }
+
+    public func flush() -> CallResult {
+        guard library.descriptor.flush != nil else { return .ok }
+        return call("flush") { state, status in library.descriptor.flush(state, status) }
+    }
+
+    /// Frees the plugin's state. Idempotent; no hook is called afterwards.
+    public func destroy() {
+        callLock.lock()
+        defer { callLock.unlock() }
+        guard !destroyed else { return }
+        destroyed = true
+        if state != nil || library.descriptor.destroy != nil, let state {
+            library.descriptor.destroy(state)
+        }
+        state = nil
+    }
+
+    /// The one place that calls plugin hooks.
+    private func call(_ hook: String, _ body: (UnsafeMutableRawPointer?, UnsafeMutablePointer<spanhost_status>) -> Int32) -> CallResult {
+        let messageCapacity = 512
+        let message = UnsafeMutablePointer<CChar>.allocate(capacity: messageCapacity)
+        message.initialize(repeating: 0, count: messageCapacity)
+        defer { message.deallocate() }
+        var status = spanhost_status(struct_size: UInt32(MemoryLayout<spanhost_status>.size), retry_after_ms: 0,
+                                     message: message, message_cap: messageCapacity)
+        let serialize = !library.isConcurrent
+        if serialize { callLock.lock() }
+        if destroyed && hook != "create" {
+            if serialize { callLock.unlock() }
+            return .permanent(message: "instance \(id) has been shut down")
+        }
+        let code = body(state, &status)
+        if serialize { callLock.unlock() }
+        message[messageCapacity - 1] = 0
+        let text = String(cString: message)
+        switch code {
+        case SPANHOST_OK: return .ok
+        case SPANHOST_CONSUMED where library.kind == .processor: return .consumed
+        case SPANHOST_RETRYABLE:
+            let after: Duration? = status.retry_after_ms > 0 ? .milliseconds(Int64(status.retry_after_ms)) : nil
+            return .retryable(retryAfter: after, message: text.isEmpty ? "\(hook) failed (retryable)" : text)
+        case SPANHOST_PERMANENT:
+            return .permanent(message: text.isEmpty ? "\(hook) failed" : text)
+        default:
+            return .permanent(message: "\(hook) returned unknown result code \(code)" + (text.isEmpty ? "" : ": \(text)"))
+        }
+    }
+
+    func emit(_ batch: SpanBatch) -> Int32 {
+        guard let emitHandler else {
+            log(level: UInt32(SPANHOST_LOG_ERROR), "emit called by a plugin that is not a processor in a pipeline")
+            return Int32(SPANHOST_PERMANENT)
+        }
+        switch emitHandler(batch) {
+        case .accepted: return Int32(SPANHOST_OK)
+        case .refused: return Int32(SPANHOST_RETRYABLE)
+        case .rejected: return Int32(SPANHOST_PERMANENT)
+        }
+    }
+
+    func raise(_ notification: UnsafePointer<spanhost_notification>) -> Int32 {
+        guard let raiseHandler else { return Int32(SPANHOST_PERMANENT) }
+        raiseHandler(notification)
+        return Int32(SPANHOST_OK)
+    }
+
+    func log(level: UInt32, _ text: String) {
+        logger.log(level: Self.logLevel(level), "\(text)")
+    }
+
+    static func logUnattributed(level: UInt32, _ text: String) {
+        unattributed.log(level: logLevel(level), "\(text)")
+    }
+
+    private static func logLevel(_ level: UInt32) -> Logger.Level {
+        switch Int32(bitPattern: level) {
+        case SPANHOST_LOG_DEBUG: return .debug
+        case SPANHOST_LOG_INFO: return .info
+        case SPANHOST_LOG_WARN: return .warning
+        default: return .error
+        }
+    }
+}
+
+extension CallResult {
+    public var message: String {
+        switch self {
+        case .ok, .consumed: return ""
+        case .retryable(_, let message), .permanent(let message): return message
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import CSpanhost
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a plugin file was refused. Each message names the file and what to do about it.
+public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
+    case unreadable(file: String, reason: String)
+    case pinMismatch(file: String, expected: String, actual: String)
+    case notALibrary(file: String, dlerror: String)
+    case missingEntry(file: String)
+    case entryRefused(file: String)
+    case abiMismatch(file: String, plugin: String, host: String)
+    case invalidDescriptor(file: String, reason: String)
+    case duplicateName(file: String, name: String, other: String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let file, let reason): return "\(file): cannot read plugin: \(reason)"
+        case .pinMismatch(let file, let expected, let actual):
+            return "\(file): sha256 \(actual) does not match the pin \(expected) in plugins.pins"
+        case .notALibrary(let file, let error): return "\(file): not a loadable shared library: \(error)"
+        case .missingEntry(let file):
+            return "\(file): no exported function '\(SPANHOST_PLUGIN_ENTRY_SYMBOL)'; is it a spanhost plugin?"
+        case .entryRefused(let file): return "\(file): the plugin's entry function returned NULL (it refused to load)"
+        case .abiMismatch(let file, let plugin, let host):
+            return "\(file): built for plugin ABI \(plugin), this host speaks \(host); rebuild it against this host's spanhost.h"
+        case .invalidDescriptor(let file, let reason): return "\(file): invalid plugin descriptor: \(reason)"
+        case .duplicateName(let file, let name, let other):
+            return "\(file): plugin name '\(name)' is already provided by \(other)"
+        }
+    }
+}
+
+public enum PluginKind: String, Sendable {
+    case exporter, processor, notifier
+
+    init?(cValue: UInt32) {
+        switch Int32(bitPattern: cValue) {
+        case SPANHOST_KIND_EXPORTER: self = .exporter
+        case SPANHOST_KIND_PROCESSOR: self = .processor
+        case SPANHOST_KIND_NOTIFIER: self = .notifier
+        default: return nil
+        }
+    }
+}
+
+/// One loaded plugin image: the file it came from, its content hash, and its descriptor.
+public final class PluginLibrary: @unchecked Sendable {
+    public let name: String
+    public let kind: PluginKind
+    public let version: String
+    public let description: String
+    public let abiMajor: Int
+    public let abiMinor: Int
+    public let flags: UInt32
+    /// The file in the plugin directory.
+    public let sourcePath: String
+    /// The content-addressed copy that was actually opened.
+    public let loadedPath: String
+    public let sha256: String
+    /// The descriptor, copied with the host's layout (fields past the plugin's size are zero).
+    let descriptor: spanhost_plugin
+    private let handle: UnsafeMutableRawPointer
+
+    public var isConcurrent: Bool { flags & UInt32(SPANHOST_PLUGIN_CONCURRENT) != 0 }
+
+    /// Opens `loadedPath` (a content-addressed copy of `sourcePath`), calls the entry function
+    /// and checks the ABI version and descriptor.
+    init(sourcePath: String, loadedPath: String, sha256: String) throws(PluginLoadError) {
+        let file = sourcePath
+        // RTLD_NODELETE: images are never unmapped, which Swift images require and which keeps
+        // function pointers valid for instances that outlive a reload.
+        guard let handle = dlopen(loadedPath, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
+            throw .notALibrary(file: file, dlerror: dlerror().map { String(cString: $0) } ?? "unknown error")
+        }
+        guard let symbol = dlsym(handle, SPANHOST_PLUGIN_ENTRY_SYMBOL) else {
+            dlclose(handle)
+            throw .missingEntry(file: file)
+        }
+        let entry = unsafeBitCast(symbol, to: spanhost_plugin_entry_fn.self)
+        guard let raw = entry(HostTable.pointer) else {
+            dlclose(handle)
+            throw .entryRefused(file: file)
+        }
+        // Read only as many bytes as the plugin says it has; the rest stays zero.
+        var descriptor = spanhost_plugin()
+        let declared = Int(raw.pointee.struct_size)
+        guard declared >= MemoryLayout<UInt32>.size * 2 else {
+            throw .invalidDescriptor(file: file, reason: "struct_size \(declared) is too small")
+        }
+        withUnsafeMutableBytes(of: &descriptor) { dst in
+            dst.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(declared, dst.count)))
+        }
+        let hostABI = "\(SPANHOST_ABI_MAJOR).\(SPANHOST_ABI_MINOR)"
+        let pluginABI = "\(descriptor.abi_major).\(descriptor.abi_minor)"
+        guard Int32(descriptor.abi_major) == SPANHOST_ABI_MAJOR, Int32(descriptor.abi_minor) <= SPANHOST_ABI_MINOR else {
+            throw .abiMismatch(file: file, plugin: pluginABI, host: hostABI)
+        }
+        guard declared >= MemoryLayout<spanhost_plugin>.offset(of: \.destroy)! + MemoryLayout<UnsafeRawPointer>.size else {
+            throw .invalidDescriptor(file: file, reason: "struct_size \(declared) is smaller than an ABI 1.0 descriptor")
+        }
+        guard let kind = PluginKind(cValue: descriptor.kind) else {
+            throw .invalidDescriptor(file: file, reason: "unknown kind \(descriptor.kind)")
+        }
+        guard let namePtr = descriptor.name, !String(cString: namePtr).isEmpty else {
+            throw .invalidDescriptor(file: file, reason: "name is missing")
+        }
+        guard descriptor.create != nil, descriptor.destroy != nil else {
+            throw .invalidDescriptor(file: file, reason: "create and destroy are required")
+        }
+        switch kind {
+        case .processor where descriptor.process == nil,
+             .exporter where descriptor.export_batch == nil,
+             .notifier where descriptor.notify == nil:
+            throw .invalidDescriptor(file: file, reason: "a \(kind.rawValue) must implement its \(kind == .processor ? "process" : kind == .exporter ? "export_batch" : "notify") hook")
+        default: break
+        }
+        self.handle = handle
+        self.descriptor = descriptor
+        self.name = String(cString: namePtr)
+        self.kind = kind
+        self.version = descriptor.version.map { String(cString: $0) } ?? "0"
+        self.description = descriptor.description.map { String(cString: $0) } ?? ""
+        self.abiMajor = Int(descriptor.abi_major)
+        self.abiMinor = Int(descriptor.abi_minor)
+        self.flags = descriptor.flags
+        self.sourcePath = sourcePath
+        self.loadedPath = loadedPath
+        self.sha256 = sha256
+    }
+}

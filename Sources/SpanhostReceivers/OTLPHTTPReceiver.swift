@@ -1,0 +1,149 @@
+import CSpanhost
+import Logging
+import NIOCore
+import NIOHTTP1
+import SpanhostConfig
+import SpanhostModel
+
+/// Settings of the `otlp` receiver (`receivers.otlp.protocols.http`).
+public struct OTLPReceiverSettings: Sendable, Equatable {
+    public var endpoint = Endpoint(host: "127.0.0.1", port: 4318)
+    /// Limit on the body, before and after decompression (Collector default 20 MiB).
+    public var maxRequestBodySize = 20 << 20
+    public var tracesPath = "/v1/traces"
+
+    public init() {}
+
+    public init(settings: ConfigValue, path: String) throws {
+        for entry in settings.mapEntries ?? [] where entry.key != "protocols" {
+            throw ConfigError("\(path).\(entry.key)", "unknown key; expected protocols")
+        }
+        guard let protocols = settings["protocols"], protocols != .null else { return }
+        if protocols["grpc"] != nil {
+            throw ConfigError("\(path).protocols.grpc", "gRPC is not supported; use protocols.http")
+        }
+        for entry in protocols.mapEntries ?? [] where entry.key != "http" {
+            throw ConfigError("\(path).protocols.\(entry.key)", "unknown protocol; expected http")
+        }
+        guard let http = protocols["http"], http != .null else { return }
+        let p = "\(path).protocols.http"
+        for entry in http.mapEntries ?? [] where !["endpoint", "max_request_body_size", "traces_url_path"].contains(entry.key) {
+            throw ConfigError("\(p).\(entry.key)", "unknown key; expected endpoint, max_request_body_size or traces_url_path")
+        }
+        if let v = http["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(p).endpoint"), path: "\(p).endpoint") }
+        if let v = http["max_request_body_size"] {
+            guard let n = v.intValue, n > 0 else { throw ConfigError("\(p).max_request_body_size", "must be a positive number of bytes") }
+            maxRequestBodySize = Int(n)
+        }
+        if let v = http["traces_url_path"] {
+            let s = try requireString(v, "\(p).traces_url_path")
+            guard s.hasPrefix("/") else { throw ConfigError("\(p).traces_url_path", "must start with '/'") }
+            tracesPath = s
+        }
+    }
+}
+
+/// Where a receiver hands its batches; answers how they were taken.
+public typealias BatchSink = @Sendable (SpanBatch) -> ConsumeOutcome
+
+/// Turns OTLP/HTTP requests into batches and batches' outcomes into OTLP answers.
+/// Kept apart from the socket so it can be exercised directly.
+public struct OTLPHTTPHandler: Sendable {
+    public let settings: OTLPReceiverSettings
+    public let counters: ReceiverCounters
+    let sink: BatchSink
+    let isAccepting: @Sendable () -> Bool
+
+    public init(settings: OTLPReceiverSettings, counters: ReceiverCounters, isAccepting: @escaping @Sendable () -> Bool,
+                sink: @escaping BatchSink) {
+        self.settings = settings
+        self.counters = counters
+        self.isAccepting = isAccepting
+        self.sink = sink
+    }
+
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        guard request.path == settings.tracesPath else {
+            return .text(.notFound, "unknown path \(request.path); OTLP traces are accepted at POST \(settings.tracesPath)")
+        }
+        guard request.method == .POST else {
+            var response = HTTPResponse.text(.methodNotAllowed, "\(request.method) is not allowed; use POST")
+            response.headers.add(name: "Allow", value: "POST")
+            return response
+        }
+        let contentType = request.headers.first(name: "content-type")?
+            .split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+        let encoding: OTLPEncoding
+        switch contentType {
+        case "application/x-protobuf", "application/protobuf": encoding = .protobuf
+        case "application/json": encoding = .json
+        default:
+            counters.add(rejectedRequests: 1)
+            return .text(.unsupportedMediaType,
+                         "unsupported content type '\(contentType)'; use application/x-protobuf or application/json")
+        }
+        let contentEncoding = request.headers.first(name: "content-encoding")?.lowercased() ?? "identity"
+        let gzip: Bool
+        switch contentEncoding {
+        case "gzip", "x-gzip", "deflate": gzip = true
+        case "identity", "none", "": gzip = false
+        default:
+            counters.add(rejectedRequests: 1)
+            return status(.unsupportedMediaType, encoding, code: 3, "unsupported Content-Encoding '\(contentEncoding)'; use gzip or none")
+        }
+        guard isAccepting() else {
+            counters.add(refusedRequests: 1)
+            return refused(encoding, seconds: 1, "spanhost is shutting down")
+        }
+        let batch: SpanBatch
+        do {
+            batch = try request.body.withUnsafeReadableBytes { raw throws(DecodeError) in
+                try SpanBatch.decode(raw, encoding: encoding, gzip: gzip, limit: settings.maxRequestBodySize)
+            }
+        } catch let error as DecodeError {
+            counters.add(rejectedRequests: 1)
+            if case .tooLarge = error { return status(.payloadTooLarge, encoding, code: 8, error.description) }
+            return status(.badRequest, encoding, code: 3, error.description)
+        } catch {
+            counters.add(rejectedRequests: 1)
+            return status(.badRequest, encoding, code: 3, "\(error)")
+        }
+        let spans = batch.spanCount
+        switch sink(batch) {
+        case .accepted(let rejected, let message):
+            counters.add(acceptedSpans: spans - rejected, droppedSpans: rejected)
+            var body = spanhost_buffer()
+            guard sh_encode_export_response(encoding.cValue, Int64(rejected), message, &body) == 0 else {
+                return .text(.internalServerError, "out of memory")
+            }
+            defer { sh_buffer_free(&body) }
+            return HTTPResponse(status: .ok, headers: ["Content-Type": contentTypeHeader(encoding)],
+                                body: Array(UnsafeBufferPointer(start: body.data, count: body.len)))
+        case .refused(let seconds, let message):
+            counters.add(refusedRequests: 1)
+            return refused(encoding, seconds: seconds, message)
+        case .rejected(let message):
+            counters.add(rejectedRequests: 1)
+            return status(.badRequest, encoding, code: 3, message)
+        }
+    }
+
+    private func contentTypeHeader(_ encoding: OTLPEncoding) -> String {
+        encoding == .json ? "application/json" : "application/x-protobuf"
+    }
+
+    private func refused(_ encoding: OTLPEncoding, seconds: Int, _ message: String) -> HTTPResponse {
+        var response = status(.serviceUnavailable, encoding, code: 14, message)
+        response.headers.add(name: "Retry-After", value: String(seconds))
+        return response
+    }
+
+    /// An error answer with a google.rpc.Status body in the request's encoding.
+    private func status(_ http: HTTPResponseStatus, _ encoding: OTLPEncoding, code: Int32, _ message: String) -> HTTPResponse {
+        var body = spanhost_buffer()
+        guard sh_encode_rpc_status(encoding.cValue, code, message, &body) == 0 else { return .text(http, message) }
+        defer { sh_buffer_free(&body) }
+        return HTTPResponse(status: http, headers: ["Content-Type": contentTypeHeader(encoding)],
+                            body: Array(UnsafeBufferPointer(start: body.data, count: body.len)))
+    }
+}

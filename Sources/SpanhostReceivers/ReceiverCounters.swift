@@ -1,0 +1,27 @@
+import Foundation
+
+/// Counts of one receiver, shown at /status.
+public final class ReceiverCounters: @unchecked Sendable {
+    private let lock = NSLock()
+    private var accepted: Int64 = 0
+    private var dropped: Int64 = 0
+    private var refused: Int64 = 0
+    private var rejected: Int64 = 0
+
+    public init() {}
+
+    public func add(acceptedSpans: Int = 0, droppedSpans: Int = 0, refusedRequests: Int = 0, rejectedRequests: Int = 0) {
+        lock.withLock {
+            accepted += Int64(acceptedSpans)
+            dropped += Int64(droppedSpans)
+            refused += Int64(refusedRequests)
+            rejected += Int64(rejectedRequests)
+        }
+    }
+
+    public var snapshot: [String: Int64] {
+        lock.withLock {
+            ["accepted_spans": accepted, "dropped_spans": dropped, "refused_requests": refused, "rejected_requests": rejected]
+        }
+    }
+}

@@ -1,0 +1,452 @@
+/*
+ * spanhost.h -- the Spanhost plugin ABI, version 1.0.
+ *
+ * This header is the whole contract between the Spanhost host (spanhostd) and its plugins.
+ * A plugin includes it, implements one exported entry function, and links against nothing of
+ * the host: every host service arrives as a table of function pointers (spanhost_host_api).
+ *
+ * Rules that keep plugins loading across host versions:
+ *   - SPANHOST_ABI_MAJOR must match the host's exactly; a plugin built against an older or equal
+ *     SPANHOST_ABI_MINOR loads into a newer host of the same major.
+ *   - Every struct that may grow starts with `uint32_t struct_size` and only grows at its end.
+ *     Readers look only at min(struct_size, sizeof) bytes and treat the rest as zero.
+ *     A few small value types are marked FROZEN: they never change, so arrays of them are safe.
+ *   - Integers inside structs are fixed-width; enumerations are uint32_t with #defined values.
+ *   - Strings and bytes are (pointer, length) views and are NOT NUL-terminated unless a field
+ *     says so.
+ *   - Every pointer says who owns it and how long it lives (OWNERSHIP lines). The default rule:
+ *     what the host passes into a plugin callback is borrowed and valid only until that callback
+ *     returns; a plugin that keeps anything copies it. Memory that a plugin hands to the host
+ *     comes from the host's allocators in the table.
+ *
+ * Threading: the host calls one plugin instance from one thread at a time unless the plugin
+ * sets SPANHOST_PLUGIN_CONCURRENT. Different instances may be called concurrently from different
+ * threads. Functions of the host table may be called from any thread unless noted.
+ *
+ * The header compiles as C99 and C++ and holds nothing of the host's internals.
+ */
+#ifndef SPANHOST_SPANHOST_H
+#define SPANHOST_SPANHOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SPANHOST_ABI_MAJOR 1
+#define SPANHOST_ABI_MINOR 0
+
+/* Name of the one function every plugin exports (see spanhost_plugin_entry_fn). */
+#define SPANHOST_PLUGIN_ENTRY_SYMBOL "spanhost_plugin_entry"
+
+#if defined(_WIN32)
+#define SPANHOST_EXPORT __declspec(dllexport)
+#else
+#define SPANHOST_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Result codes                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Every plugin hook returns one of these. Any other value is treated as SPANHOST_PERMANENT. */
+#define SPANHOST_OK 0          /* done */
+#define SPANHOST_RETRYABLE 1   /* failed for now; the host retries with backoff (see retry_after_ms) */
+#define SPANHOST_PERMANENT 2   /* failed for good; the host drops the batch and counts it */
+#define SPANHOST_CONSUMED 3    /* processors only: the batch is not forwarded; the plugin has
+                                  emitted (or will emit) what follows it through host->emit */
+
+/*
+ * Filled by a plugin hook that does not return SPANHOST_OK. The host allocates it and zeroes
+ * it before each call.
+ */
+typedef struct spanhost_status {
+    uint32_t struct_size;
+    /* For SPANHOST_RETRYABLE: wait at least this long before retrying; 0 = host's backoff. */
+    uint32_t retry_after_ms;
+    /* Human-readable reason. Write a NUL-terminated string of at most message_cap bytes
+     * (including the NUL); snprintf(status->message, status->message_cap, ...) does it.
+     * OWNERSHIP: host; valid for the duration of the call that received the status. */
+    char *message;
+    size_t message_cap;
+} spanhost_status;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Views                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* FROZEN. A UTF-8 string view; not NUL-terminated. An absent string is {NULL, 0}. */
+typedef struct spanhost_str {
+    const char *ptr;
+    size_t len;
+} spanhost_str;
+
+/* FROZEN. A byte string view. */
+typedef struct spanhost_bytes {
+    const uint8_t *ptr;
+    size_t len;
+} spanhost_bytes;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Attribute values (OTLP AnyValue)                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+#define SPANHOST_VALUE_EMPTY 0
+#define SPANHOST_VALUE_STRING 1
+#define SPANHOST_VALUE_BOOL 2
+#define SPANHOST_VALUE_INT 3
+#define SPANHOST_VALUE_DOUBLE 4
+#define SPANHOST_VALUE_ARRAY 5
+#define SPANHOST_VALUE_KVLIST 6
+#define SPANHOST_VALUE_BYTES 7
+
+struct spanhost_value;
+struct spanhost_kv;
+
+/* FROZEN. An array of values (OTLP ArrayValue). */
+typedef struct spanhost_value_array {
+    struct spanhost_value *items; /* OWNERSHIP: the batch arena; lives as long as the batch */
+    size_t count;
+} spanhost_value_array;
+
+/* FROZEN. A list of key-value pairs: attributes, or OTLP KeyValueList. */
+typedef struct spanhost_kv_list {
+    struct spanhost_kv *items; /* OWNERSHIP: the batch arena; lives as long as the batch */
+    size_t count;
+} spanhost_kv_list;
+
+/* FROZEN. A typed value; `type` is one of SPANHOST_VALUE_*. */
+typedef struct spanhost_value {
+    uint32_t type;
+    uint32_t reserved; /* zero */
+    union {
+        spanhost_str string_value;
+        int32_t bool_value; /* 0 or 1 */
+        int64_t int_value;
+        double double_value;
+        spanhost_value_array array_value;
+        spanhost_kv_list kvlist_value;
+        spanhost_bytes bytes_value;
+    } as;
+} spanhost_value;
+
+/* FROZEN. One attribute. Keys and string values point into the batch arena or into the request
+ * body the batch was decoded from; both live as long as the batch. */
+typedef struct spanhost_kv {
+    spanhost_str key;
+    spanhost_value value;
+} spanhost_kv;
+
+/* ------------------------------------------------------------------------------------------ */
+/* The span model (OTLP trace data)                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+#define SPANHOST_SPAN_KIND_UNSPECIFIED 0
+#define SPANHOST_SPAN_KIND_INTERNAL 1
+#define SPANHOST_SPAN_KIND_SERVER 2
+#define SPANHOST_SPAN_KIND_CLIENT 3
+#define SPANHOST_SPAN_KIND_PRODUCER 4
+#define SPANHOST_SPAN_KIND_CONSUMER 5
+
+#define SPANHOST_STATUS_UNSET 0
+#define SPANHOST_STATUS_OK 1
+#define SPANHOST_STATUS_ERROR 2
+
+/* A timed event inside a span. */
+typedef struct spanhost_event {
+    uint32_t struct_size;
+    uint32_t dropped_attributes_count;
+    uint64_t time_unix_nano;
+    spanhost_str name;
+    spanhost_kv_list attributes;
+} spanhost_event;
+
+/* A link from a span to another span. */
+typedef struct spanhost_link {
+    uint32_t struct_size;
+    uint32_t dropped_attributes_count;
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    spanhost_str trace_state;
+    spanhost_kv_list attributes;
+    uint32_t flags;
+    uint32_t reserved; /* zero */
+} spanhost_link;
+
+/* Set in spanhost_span.host_flags by a processor to remove the span from the batch. */
+#define SPANHOST_SPAN_DROP 1u
+
+/* One span. All-zero parent_span_id means a root span. */
+typedef struct spanhost_span {
+    uint32_t struct_size;
+    uint32_t flags; /* W3C trace flags and OTLP span flags, as received */
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    uint8_t parent_span_id[8];
+    spanhost_str trace_state;
+    spanhost_str name;
+    uint32_t kind;        /* SPANHOST_SPAN_KIND_* */
+    uint32_t status_code; /* SPANHOST_STATUS_* */
+    spanhost_str status_message;
+    uint64_t start_time_unix_nano;
+    uint64_t end_time_unix_nano;
+    spanhost_kv_list attributes;
+    /* OWNERSHIP: arrays of pointers in the batch arena; elements live as long as the batch. */
+    spanhost_event **events;
+    size_t events_count;
+    spanhost_link **links;
+    size_t links_count;
+    uint32_t dropped_attributes_count;
+    uint32_t dropped_events_count;
+    uint32_t dropped_links_count;
+    /* Host bookkeeping a processor may set: SPANHOST_SPAN_DROP. Zero when received. */
+    uint32_t host_flags;
+} spanhost_span;
+
+/* The instrumentation scope that produced a group of spans. */
+typedef struct spanhost_scope {
+    uint32_t struct_size;
+    uint32_t dropped_attributes_count;
+    spanhost_str name;
+    spanhost_str version;
+    spanhost_kv_list attributes;
+} spanhost_scope;
+
+/* The entity (service, host, process) that produced spans. */
+typedef struct spanhost_resource {
+    uint32_t struct_size;
+    uint32_t dropped_attributes_count;
+    spanhost_kv_list attributes;
+} spanhost_resource;
+
+/* Spans of one scope (OTLP ScopeSpans). */
+typedef struct spanhost_scope_spans {
+    uint32_t struct_size;
+    uint32_t reserved; /* zero */
+    spanhost_scope *scope;      /* OWNERSHIP: batch arena; never NULL */
+    spanhost_str schema_url;
+    spanhost_span **spans;      /* OWNERSHIP: batch arena; `spans_count` pointers */
+    size_t spans_count;
+} spanhost_scope_spans;
+
+/* Spans of one resource (OTLP ResourceSpans). */
+typedef struct spanhost_resource_spans {
+    uint32_t struct_size;
+    uint32_t reserved; /* zero */
+    spanhost_resource *resource;       /* OWNERSHIP: batch arena; never NULL */
+    spanhost_str schema_url;
+    spanhost_scope_spans **scope_spans; /* OWNERSHIP: batch arena */
+    size_t scope_spans_count;
+} spanhost_resource_spans;
+
+/*
+ * A batch of spans grouped by resource and scope, as in one OTLP ExportTraceServiceRequest.
+ * Everything reachable from a batch lives in the batch's arena (or in the request body the
+ * arena keeps alive) and is freed together when the last reference to the batch goes.
+ *
+ * A processor receives the batch writable: it may change fields in place, point them at memory
+ * from host->arena_alloc / host->arena_strdup, reorder or shorten arrays, and set
+ * SPANHOST_SPAN_DROP. Exporters and notifiers receive it read-only: it may be shared by several
+ * exporters at once and must not be changed.
+ */
+typedef struct spanhost_batch {
+    uint32_t struct_size;
+    uint32_t reserved; /* zero */
+    spanhost_resource_spans **resource_spans; /* OWNERSHIP: batch arena */
+    size_t resource_spans_count;
+} spanhost_batch;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Events for notifiers                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+#define SPANHOST_SEVERITY_INFO 0
+#define SPANHOST_SEVERITY_WARNING 1
+#define SPANHOST_SEVERITY_ERROR 2
+#define SPANHOST_SEVERITY_CRITICAL 3
+
+/*
+ * Something a notifier should tell people about: an error span, a rule that fired or resolved,
+ * or an event raised by a processor. All views are borrowed for the duration of the call.
+ */
+typedef struct spanhost_notification {
+    uint32_t struct_size;
+    uint32_t severity;        /* SPANHOST_SEVERITY_* */
+    spanhost_str kind;        /* e.g. "error_span", "error_rate", "resolved", or a plugin's own */
+    spanhost_str source;      /* the component or rule that raised it */
+    spanhost_str key;         /* deduplication key, e.g. service name */
+    spanhost_str summary;     /* one line for humans */
+    spanhost_kv_list attributes; /* details: service.name, exception.type, ... */
+    uint8_t trace_id[16];     /* all zero if not about one trace */
+    uint64_t time_unix_nano;
+    uint64_t count;           /* how many occurrences this notification stands for (>= 1) */
+} spanhost_notification;
+
+/* ------------------------------------------------------------------------------------------ */
+/* The host table                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Opaque handles owned by the host. */
+typedef struct spanhost_config spanhost_config;     /* one instance's config; see config_* */
+typedef struct spanhost_instance spanhost_instance; /* the host's side of one plugin instance */
+
+#define SPANHOST_LOG_DEBUG 0
+#define SPANHOST_LOG_INFO 1
+#define SPANHOST_LOG_WARN 2
+#define SPANHOST_LOG_ERROR 3
+
+/* Results of the config getters. */
+#define SPANHOST_CONFIG_FOUND 0
+#define SPANHOST_CONFIG_MISSING 1    /* no value at that path: use your default */
+#define SPANHOST_CONFIG_WRONG_TYPE 2 /* a value exists but cannot be read as the asked type */
+
+/* Formats for encode_batch. */
+#define SPANHOST_ENCODING_OTLP_PROTO 0 /* ExportTraceServiceRequest, protobuf */
+#define SPANHOST_ENCODING_OTLP_JSON 1  /* ExportTraceServiceRequest, OTLP JSON (one line) */
+
+/* A block of bytes allocated by the host. Release it with host->buffer_free. */
+typedef struct spanhost_buffer {
+    uint8_t *data; /* OWNERSHIP: host allocator; until buffer_free */
+    size_t len;
+} spanhost_buffer;
+
+/*
+ * Services the host offers. Passed to the entry function; valid for the life of the process.
+ * Check `struct_size` before using a function added in a later minor version.
+ */
+typedef struct spanhost_host_api {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    /* Writes one log line attributed to `instance` (may be NULL outside an instance). */
+    void (*log)(spanhost_instance *instance, uint32_t level, const char *message, size_t len);
+
+    /* --- Config getters. `path` is a NUL-terminated dotted path into the instance's config:
+     * "topic", "retry.max_elapsed", "actions.0.key" (list items by index). Strings returned
+     * are OWNED by the host and live as long as the config handle (the instance's life). */
+    uint32_t (*config_string)(const spanhost_config *config, const char *path, spanhost_str *out);
+    uint32_t (*config_int)(const spanhost_config *config, const char *path, int64_t *out);
+    uint32_t (*config_double)(const spanhost_config *config, const char *path, double *out);
+    uint32_t (*config_bool)(const spanhost_config *config, const char *path, int32_t *out);
+    /* Number of items of a list, or of keys of a map, at `path` ("" is the root map). */
+    uint32_t (*config_count)(const spanhost_config *config, const char *path, size_t *out);
+    /* The `index`-th key of the map at `path`, in config file order. */
+    uint32_t (*config_key)(const spanhost_config *config, const char *path, size_t index,
+                           spanhost_str *out);
+
+    /* --- Batch memory. Valid only while the caller holds the batch writable (inside a
+     * processor's process hook, or on a batch it created with batch_new and has not emitted).
+     * Memory is freed with the batch; never free it yourself. Returns NULL when out of memory. */
+    void *(*arena_alloc)(spanhost_batch *batch, size_t size);
+    /* Copies `len` bytes into the arena and returns a view of the copy. */
+    spanhost_str (*arena_strdup)(spanhost_batch *batch, const char *ptr, size_t len);
+    /* Sets `key` to `value` in `attributes` (replacing an existing key), growing the list in
+     * the arena when needed. Key and value views are copied into the arena. Returns 0 on
+     * success, -1 when out of memory. */
+    int32_t (*set_attribute)(spanhost_batch *batch, spanhost_kv_list *attributes,
+                             spanhost_str key, const spanhost_value *value);
+    /* Removes `key` from `attributes`; returns 1 if it was present, else 0. */
+    int32_t (*remove_attribute)(spanhost_batch *batch, spanhost_kv_list *attributes,
+                                spanhost_str key);
+
+    /* --- Batch lifetime. A plugin that keeps a batch after its hook returns (to buffer or emit
+     * it later) retains it; every retain and every batch_new is matched by one release. */
+    spanhost_batch *(*batch_new)(void);
+    void (*batch_retain)(const spanhost_batch *batch);
+    void (*batch_release)(const spanhost_batch *batch);
+    /* Appends a copy of `span` (deep copy into `batch`'s arena) under the given resource and
+     * scope, creating the groups as needed. Returns the copy, or NULL when out of memory. */
+    spanhost_span *(*batch_add_span)(spanhost_batch *batch, const spanhost_resource *resource,
+                                     spanhost_str resource_schema_url, const spanhost_scope *scope,
+                                     spanhost_str scope_schema_url, const spanhost_span *span);
+
+    /* --- Output. Processors only: hands `batch` to the part of the pipeline after `instance`.
+     * The host takes its own reference; the caller still releases its own. May be called from
+     * any thread, also outside process (timers). Returns SPANHOST_OK or why it could not. */
+    int32_t (*emit)(spanhost_instance *instance, const spanhost_batch *batch);
+    /* Raises a notification to the notifiers of every pipeline this instance belongs to. */
+    int32_t (*raise)(spanhost_instance *instance, const spanhost_notification *notification);
+    /* Adds `delta` to the instance's counter `name` (NUL-terminated), shown at /status. */
+    void (*counter_add)(spanhost_instance *instance, const char *name, int64_t delta);
+
+    /* --- Encoding. Serializes `batch` in `encoding` (SPANHOST_ENCODING_*) into a new host
+     * buffer. Returns 0 on success, -1 on failure. Release the buffer with buffer_free. */
+    int32_t (*encode_batch)(const spanhost_batch *batch, uint32_t encoding, spanhost_buffer *out);
+    void (*buffer_free)(spanhost_buffer *buffer);
+} spanhost_host_api;
+
+/* ------------------------------------------------------------------------------------------ */
+/* The plugin                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+#define SPANHOST_KIND_EXPORTER 1
+#define SPANHOST_KIND_PROCESSOR 2
+#define SPANHOST_KIND_NOTIFIER 3
+
+/* The host may call this instance's hooks from several threads at once. */
+#define SPANHOST_PLUGIN_CONCURRENT 1u
+/* The image holds no state that outlives its instances; the host may dlclose it. */
+#define SPANHOST_PLUGIN_UNLOADABLE 2u
+
+/*
+ * What a plugin is and how to drive it. The entry function returns a pointer to one of these.
+ * OWNERSHIP: the plugin; must stay valid and unchanged while the image is loaded (a static
+ * const struct is the usual way).
+ *
+ * Lifecycle of an instance, all hooks called by the host:
+ *   create -> start -> (process | export_batch | notify)* -> flush? -> destroy
+ * destroy is called exactly once for every instance whose create returned SPANHOST_OK, also
+ * when start failed.
+ */
+typedef struct spanhost_plugin {
+    uint32_t struct_size;      /* sizeof(spanhost_plugin) as the plugin was compiled */
+    uint16_t abi_major;        /* SPANHOST_ABI_MAJOR as the plugin was compiled */
+    uint16_t abi_minor;        /* SPANHOST_ABI_MINOR as the plugin was compiled */
+    uint32_t kind;             /* SPANHOST_KIND_* */
+    uint32_t flags;            /* SPANHOST_PLUGIN_* */
+    const char *name;          /* NUL-terminated; the component type in the config, e.g. "file" */
+    const char *version;       /* NUL-terminated; the plugin's own version, e.g. "1.2.0" */
+    const char *description;   /* NUL-terminated one line; may be NULL */
+
+    /* Creates an instance from its config. Validate the config here and fail with a message
+     * naming the key. `instance` is the host's handle to pass to host functions; it lives
+     * until destroy returns. Store your state in *out_state. Called on a host thread while a
+     * generation is built; may be slow (connects, opens files). */
+    int32_t (*create)(const spanhost_config *config, spanhost_instance *instance,
+                      void **out_state, spanhost_status *status);
+    /* Starts background work (threads, timers). May be NULL. */
+    int32_t (*start)(void *state, spanhost_status *status);
+    /* Processors: transforms `batch` in place (writable, see spanhost_batch). Return OK to pass
+     * it on, CONSUMED to stop it here, RETRYABLE or PERMANENT to refuse it. */
+    int32_t (*process)(void *state, spanhost_batch *batch, spanhost_status *status);
+    /* Exporters: delivers `batch` (read-only, borrowed until return). Return OK only when the
+     * destination has accepted it. */
+    int32_t (*export_batch)(void *state, const spanhost_batch *batch, spanhost_status *status);
+    /* Notifiers: delivers `notification` (borrowed until return). */
+    int32_t (*notify)(void *state, const spanhost_notification *notification,
+                      spanhost_status *status);
+    /* Pushes out anything buffered. Called before destroy on shutdown or reload. May be NULL. */
+    int32_t (*flush)(void *state, spanhost_status *status);
+    /* Stops background work and frees the instance. No hook is called after it. */
+    void (*destroy)(void *state);
+} spanhost_plugin;
+
+/*
+ * The one exported function of a plugin, named SPANHOST_PLUGIN_ENTRY_SYMBOL:
+ *
+ *   SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *host);
+ *
+ * Keep `host` in a static variable: it is valid for the life of the process. Return NULL to
+ * refuse loading (for example when host->abi_minor lacks something the plugin needs). The
+ * host refuses a plugin whose abi_major differs from its own or whose abi_minor is newer.
+ */
+typedef const spanhost_plugin *(*spanhost_plugin_entry_fn)(const spanhost_host_api *host);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SPANHOST_SPANHOST_H */
