@@ -96,7 +96,7 @@ public struct ServiceConfig: Sendable, Equatable {
                 endpoint: 127.0.0.1:4318
         exporters:
           debug:
-            verbosity: basic
+            verbosity: normal
         service:
           pipelines:
             traces:

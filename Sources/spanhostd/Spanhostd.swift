@@ -4,6 +4,7 @@ import Logging
 import SpanhostConfig
 import SpanhostServer
 
+@main
 struct Spanhostd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spanhostd",
@@ -91,4 +92,4 @@ final class Once: @unchecked Sendable {
     static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
 }
 
-Spanhostd.main()
+

@@ -1,0 +1,73 @@
+# Spanhost: `make run` and `make test` do all the set-up on a fresh Debian machine.
+
+BUILD       := build
+SWIFT_FLAGS := -c release
+SWIFT_BIN    = $(shell swift build $(SWIFT_FLAGS) --show-bin-path)
+CC          ?= cc
+PLUGIN_CFLAGS := -std=c99 -O2 -Wall -Wextra -Werror -pedantic -shared -fPIC -Iinclude
+VENV        := $(BUILD)/venv
+PY          := $(VENV)/bin/python
+APT_PACKAGES := libssl-dev zlib1g-dev python3-venv wrk
+PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* pytest requests
+
+PLUGINS      := $(notdir $(wildcard plugins/*))
+PLUGIN_SOS   := $(PLUGINS:%=$(BUILD)/plugins/%.so)
+FIXTURE_SRCS := $(wildcard Tests/fixtures/plugins/*.c)
+FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/%.so)
+
+.PHONY: all deps build examples run test test-swift test-e2e bench header-check clean
+
+all: build
+
+# Debian packages, installed only when missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: Makefile
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES)
+	touch $@
+
+build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS)
+	swift build $(SWIFT_FLAGS) --product spanhostd
+	mkdir -p $(BUILD)/bin
+	cp "$(SWIFT_BIN)/spanhostd" $(BUILD)/bin/spanhostd
+
+$(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h
+	@mkdir -p $(BUILD)/plugins
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $(filter %.c,$^)
+
+examples:
+	@mkdir -p $(BUILD)/plugins
+	$(MAKE) -s -C examples-c OUT=$(abspath $(BUILD)/plugins)
+
+$(BUILD)/test-plugins/%.so: Tests/fixtures/plugins/%.c include/spanhost/spanhost.h
+	@mkdir -p $(BUILD)/test-plugins
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+
+run: build
+	$(BUILD)/bin/spanhostd
+
+# The header must stand alone as C99 and as C++.
+header-check:
+	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
+	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h
+
+test: build $(VENV)/.installed header-check test-swift test-e2e
+
+test-swift:
+	swift test $(SWIFT_FLAGS)
+
+test-e2e: build $(VENV)/.installed
+	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q Tests/e2e
+
+bench: build $(VENV)/.installed
+	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) Tests/bench/bench.py
+
+clean:
+	rm -rf $(BUILD) .build
