@@ -820,7 +820,7 @@ static void out_span(jbuf *b, const spanhost_span *s) {
         for (size_t i = 0; i < s->events_count; i++) {
             const spanhost_event *e = s->events[i];
             int ef = 1;
-            OUTS(b, i ? ",{" : "{");
+            out(b, ",{" + (i ? 0 : 1), i ? 2 : 1);
             field(b, &ef, "timeUnixNano"); out_u64_str(b, e->time_unix_nano);
             field(b, &ef, "name"); out_view(b, e->name);
             out_attrs_field(b, &ef, &e->attributes, e->dropped_attributes_count);
@@ -835,7 +835,7 @@ static void out_span(jbuf *b, const spanhost_span *s) {
         for (size_t i = 0; i < s->links_count; i++) {
             const spanhost_link *l = s->links[i];
             int lf = 1;
-            OUTS(b, i ? ",{" : "{");
+            out(b, ",{" + (i ? 0 : 1), i ? 2 : 1);
             field(b, &lf, "traceId"); out_hex(b, l->trace_id, 16);
             field(b, &lf, "spanId"); out_hex(b, l->span_id, 8);
             if (l->trace_state.len) { field(b, &lf, "traceState"); out_view(b, l->trace_state); }
@@ -865,7 +865,7 @@ int32_t sh_encode_otlp_json(const spanhost_batch *batch, spanhost_buffer *o) {
     for (size_t i = 0; i < batch->resource_spans_count; i++) {
         const spanhost_resource_spans *rs = batch->resource_spans[i];
         int f = 1, rf = 1;
-        OUTS(&b, i ? ",{" : "{");
+        out(&b, ",{" + (i ? 0 : 1), i ? 2 : 1);
         field(&b, &f, "resource");
         OUTS(&b, "{");
         out_attrs_field(&b, &rf, &rs->resource->attributes, rs->resource->dropped_attributes_count);
@@ -875,7 +875,7 @@ int32_t sh_encode_otlp_json(const spanhost_batch *batch, spanhost_buffer *o) {
         for (size_t j = 0; j < rs->scope_spans_count; j++) {
             const spanhost_scope_spans *ss = rs->scope_spans[j];
             int sf = 1, scf = 1;
-            OUTS(&b, j ? ",{" : "{");
+            out(&b, ",{" + (j ? 0 : 1), j ? 2 : 1);
             field(&b, &sf, "scope");
             OUTS(&b, "{");
             if (ss->scope->name.len) { field(&b, &scf, "name"); out_view(&b, ss->scope->name); }

@@ -1,0 +1,129 @@
+"""Starts real spanhostd processes on loopback for the end-to-end tests."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+BUILD = os.environ.get("SPANHOST_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SPANHOSTD = os.path.join(BUILD, "bin", "spanhostd")
+PLUGINS = os.path.join(BUILD, "plugins")
+TEST_PLUGINS = os.path.join(BUILD, "test-plugins")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Spanhost:
+    """One spanhostd process. The config text may use {receiver}, {admin}, {plugins}, {tmp}."""
+
+    def __init__(self, config, tmp, plugins_dir=PLUGINS, env=None):
+        self.tmp = tmp
+        self.receiver_port = free_port()
+        self.admin_port = free_port()
+        self.url = f"http://127.0.0.1:{self.receiver_port}/v1/traces"
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        text = config.format(receiver=f"127.0.0.1:{self.receiver_port}", admin=f"127.0.0.1:{self.admin_port}",
+                             plugins=plugins_dir, tmp=tmp)
+        self.config_path = os.path.join(tmp, f"config-{self.receiver_port}.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(text)
+        self.stdout = open(os.path.join(tmp, f"stdout-{self.receiver_port}.log"), "w+")
+        self.stderr = open(os.path.join(tmp, f"stderr-{self.receiver_port}.log"), "w+")
+        self.proc = subprocess.Popen([SPANHOSTD, "--config", self.config_path], stdout=self.stdout, stderr=self.stderr,
+                                     env={**os.environ, **(env or {})})
+
+    def wait_healthy(self, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"spanhostd exited with {self.proc.returncode}: {self.log()}")
+            try:
+                if requests.get(self.admin + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("spanhostd did not become healthy: " + self.log())
+
+    def status(self):
+        return requests.get(self.admin + "/status", timeout=5).json()
+
+    def log(self):
+        self.stderr.flush()
+        with open(self.stderr.name) as f:
+            return f.read()
+
+    def output(self):
+        self.stdout.flush()
+        with open(self.stdout.name) as f:
+            return f.read()
+
+    def stop(self, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def wait_exit(self, timeout=15):
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def tmp():
+    d = tempfile.mkdtemp(prefix="spanhost-test-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def spanhost(tmp):
+    started = []
+
+    def start(config, healthy=True, **kw):
+        s = Spanhost(config, tmp, **kw)
+        started.append(s)
+        return s.wait_healthy() if healthy else s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def wait_for(predicate, timeout=10, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def read_file_export(path):
+    """Spans from the file exporter's OTLP JSON lines, flattened with their resource and scope."""
+    import json
+    spans = []
+    if not os.path.exists(path):
+        return spans
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            for rs in json.loads(line)["resourceSpans"]:
+                for ss in rs.get("scopeSpans", []):
+                    for sp in ss.get("spans", []):
+                        spans.append({"resource": rs.get("resource", {}), "scope": ss.get("scope", {}), "span": sp})
+    return spans
