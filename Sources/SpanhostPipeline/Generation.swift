@@ -47,7 +47,8 @@ public final class Generation: @unchecked Sendable {
             }
             do {
                 return try PluginInstance(id: id, library: library, settings: component.settings)
-            } catch let error as PluginCreateError {
+            } catch var error as PluginCreateError {
+                error.component = "\(kind.section).\(id)"
                 throw GenerationError.createFailed(error)
             }
         }

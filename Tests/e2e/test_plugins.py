@@ -1,0 +1,165 @@
+"""Plugin loading: bad plugin files are refused with a reason while the rest load; create
+failures and invalid configs stop startup with a message naming the component or key; export
+results follow the ABI's codes; the plain-C examples build with cc alone."""
+import os
+import shutil
+import subprocess
+import time
+
+import requests
+
+from conftest import PLUGINS, TEST_PLUGINS, Spanhost, read_file_export, wait_for
+from test_bad_input import PROTO, request
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+BASE = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+exporters:
+%s
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [%s]
+"""
+
+
+def plugin_dir(tmp, *names):
+    d = os.path.join(tmp, "plugins")
+    os.makedirs(d, exist_ok=True)
+    for name in names:
+        src = os.path.join(PLUGINS, name + ".so")
+        if not os.path.exists(src):
+            src = os.path.join(TEST_PLUGINS, name + ".so")
+        shutil.copy(src, d)
+    return d
+
+
+def test_bad_plugin_files_are_refused_and_the_rest_load(spanhost, tmp):
+    d = plugin_dir(tmp, "file", "wrong_abi", "newer_minor", "no_entry", "old_minor")
+    with open(os.path.join(d, "not_a_library.so"), "w") as f:
+        f.write("this is not a shared library\n")
+    s = spanhost(BASE % ("  file:\n    path: {tmp}/out.jsonl\n  old_minor: {{}}", "file, old_minor"), plugins_dir=d)
+    st = s.status()
+    loaded = {p["name"]: p for p in st["plugins"]}
+    assert set(loaded) == {"file", "old_minor"}
+    assert loaded["old_minor"]["abi"] == "1.0"
+    assert len(loaded["file"]["sha256"]) == 64
+    refused = {os.path.basename(r["file"]): r["reason"] for r in st["refusedPlugins"]}
+    assert "ABI 99.0" in refused["wrong_abi.so"] and "1.0" in refused["wrong_abi.so"]
+    assert "ABI 1.99" in refused["newer_minor.so"]
+    assert "spanhost_plugin_entry" in refused["no_entry.so"]
+    assert "not a loadable shared library" in refused["not_a_library.so"]
+    log = s.log()
+    for name in ["wrong_abi.so", "newer_minor.so", "no_entry.so", "not_a_library.so"]:
+        assert f"plugin refused: {os.path.join(d, name)}" in log
+    r = requests.post(s.url, data=request(["x"]).SerializeToString(), headers=PROTO, timeout=5)
+    assert r.status_code == 200
+    assert wait_for(lambda: len(read_file_export(os.path.join(tmp, "out.jsonl"))) == 1)
+
+
+def test_plugins_load_from_content_addressed_copies(spanhost, tmp):
+    d = plugin_dir(tmp, "file")
+    cache = os.path.join(tmp, "cache")
+    cfg = BASE % ("  file:\n    path: {tmp}/out.jsonl", "file") + "\n"
+    cfg = cfg.replace("  dir: {plugins}", "  dir: {plugins}\n  cache_dir: " + cache)
+    s = spanhost(cfg, plugins_dir=d)
+    p = s.status()["plugins"][0]
+    assert p["loadedFrom"] == os.path.join(cache, p["sha256"] + ".so")
+    assert os.path.exists(p["loadedFrom"])
+
+
+def test_create_failure_stops_startup_with_the_plugins_message(tmp):
+    d = plugin_dir(tmp, "file", "create_fails")
+    s = Spanhost(BASE % ("  create_fails/primary: {{}}", "create_fails/primary"), tmp, plugins_dir=d)
+    assert s.wait_exit() != 0
+    assert "create_fails/primary: create failed: endpoint: cannot connect (fixture always fails)" in s.log()
+
+
+def test_invalid_configs_are_refused_naming_the_key(tmp):
+    cases = [
+        (BASE % ("  file:\n    path: {tmp}/o", "kafka"), "service.pipelines.traces.exporters.0: 'kafka' is not defined under exporters"),
+        (BASE % ("  file: {{}}", "file"), "exporters.file: create failed: path: required"),
+        (BASE % ("  nosuch: {{}}", "nosuch"), "exporters.nosuch: no exporter plugin named 'nosuch'"),
+        (BASE % ("  attributes: {{}}", "attributes"), "plugin 'attributes' is a processor, not a exporter"),
+        (BASE % ("  file:\n    path: {tmp}/o\n    retry_on_failure:\n      initial_interval: soon", "file"),
+         "exporters.file.retry_on_failure.initial_interval: 'soon'"),
+        ("receivers: [1, 2]\n", "receivers: must be a map of component ids"),
+        ("recievers: {{}}\n", "recievers: unknown section"),
+        ("receivers:\n  otlp:\n    protocols:\n      grpc: {{}}\nexporters:\n  debug: {{}}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n",
+         "receivers.otlp.protocols.grpc: gRPC is not supported"),
+        ("exporters:\n  debug: {{}}\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [debug]\n",
+         "service.pipelines.metrics: pipelines of type 'metrics' are not supported"),
+        ("a: [unclosed\n", "not valid YAML"),
+    ]
+    for config, message in cases:
+        s = Spanhost(config, tmp)
+        code = s.wait_exit()
+        assert code != 0, config
+        assert message in s.log(), (message, s.log())
+
+
+def test_retryable_exports_are_retried_and_permanent_ones_counted(spanhost, tmp):
+    d = plugin_dir(tmp, "old_minor")
+    cfg = BASE % ("""  old_minor/retry:
+    fail: retryable
+    retry_on_failure:
+      initial_interval: 10ms
+      max_interval: 20ms
+      max_elapsed_time: 200ms
+  old_minor/perm:
+    fail: permanent""", "old_minor/retry, old_minor/perm")
+    s = spanhost(cfg, plugins_dir=d)
+    for i in range(3):
+        assert requests.post(s.url, data=request([f"s{i}"]).SerializeToString(), headers=PROTO, timeout=5).status_code == 200
+
+    def counters():
+        return {e["id"]: e["counters"] for e in s.status()["exporters"]}
+    c = wait_for(lambda: (lambda c: c if c["old_minor/retry"].get("failed") == 3 and c["old_minor/perm"].get("failed") == 3 else None)(counters()))
+    assert c, counters()
+    assert c["old_minor/retry"]["retried"] >= 3
+    assert "retried" not in c["old_minor/perm"]
+    assert "backend rejected the data" in s.log()
+
+
+def test_examples_build_with_plain_cc_and_load(spanhost, tmp):
+    out = os.path.join(tmp, "examples")
+    os.makedirs(out)
+    subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "examples-c"), f"OUT={out}"], check=True, timeout=120)
+    assert sorted(os.listdir(out)) == ["example_exporter.so", "example_processor.so"]
+    cfg = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+processors:
+  example_processor: {{}}
+exporters:
+  example_exporter:
+    prefix: "e2e: "
+plugins:
+  dir: %s
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [example_processor]
+      exporters: [example_exporter]
+""" % out
+    s = spanhost(cfg)
+    r = requests.post(s.url, data=request(["a", "b", "drop-me"]).SerializeToString(), headers=PROTO, timeout=5)
+    assert r.status_code == 200
+    assert wait_for(lambda: "e2e: exported 2 spans" in s.log())
+    assert s.status()["exporters"][0]["counters"]["example_spans"] == 2
