@@ -1,0 +1,134 @@
+import CSpanhost
+import SpanhostModel
+import XCTest
+
+final class CodecTests: XCTestCase {
+    static let json = """
+        {"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}],
+        "droppedAttributesCount":1},"schemaUrl":"https://s/1",
+        "scopeSpans":[{"scope":{"name":"lib","version":"1.0","attributes":[{"key":"k","value":{"boolValue":true}}]},
+        "spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"1112131415161718","parentSpanId":"2122232425262728",
+        "traceState":"a=b","flags":257,"name":"op \\"quoted\\" \\u00fc \\ud83d\\ude00","kind":3,
+        "startTimeUnixNano":"1700000000000000001","endTimeUnixNano":1700000000000000999,
+        "attributes":[{"key":"s","value":{"stringValue":"x"}},{"key":"i","value":{"intValue":"-9223372036854775808"}},
+        {"key":"d","value":{"doubleValue":0.5}},{"key":"b","value":{"bytesValue":"AAEC/w=="}},
+        {"key":"arr","value":{"arrayValue":{"values":[{"intValue":1},{"stringValue":"two"}]}}},
+        {"key":"kv","value":{"kvlistValue":{"values":[{"key":"inner","value":{"doubleValue":"NaN"}}]}}}],
+        "droppedAttributesCount":2,
+        "events":[{"timeUnixNano":"5","name":"ev","attributes":[{"key":"e","value":{"intValue":3}}]}],"droppedEventsCount":3,
+        "links":[{"traceId":"a1a2a3a4a5a6a7a8a9aaabacadaeafb0","spanId":"b1b2b3b4b5b6b7b8","traceState":"t","flags":1,
+        "attributes":[{"key":"l","value":{"stringValue":"v"}}]}],"droppedLinksCount":4,
+        "status":{"code":2,"message":"bad"}}]}]}]}
+        """
+
+    func testJSONAndProtobufRoundTripPreserveEveryField() throws {
+        let batch = try SpanBatch.decode(Array(Self.json.utf8), encoding: .json)
+        XCTAssertEqual(batch.spanCount, 1)
+        let json1 = batch.encode(.json)
+        let proto = batch.encode(.protobuf)
+        let fromProto = try SpanBatch.decode(proto, encoding: .protobuf)
+        XCTAssertEqual(fromProto.encode(.json), json1)
+        XCTAssertEqual(fromProto.encode(.protobuf), proto)
+        let again = try SpanBatch.decode(json1, encoding: .json)
+        XCTAssertEqual(again.encode(.protobuf), proto)
+
+        var seen = 0
+        fromProto.forEachSpan { rs, ss, span in
+            seen += 1
+            let s = span.pointee
+            XCTAssertEqual(s.name.string, "op \"quoted\" ü 😀")
+            XCTAssertEqual(s.kind, 3)
+            XCTAssertEqual(s.flags, 257)
+            XCTAssertEqual(s.start_time_unix_nano, 1_700_000_000_000_000_001)
+            XCTAssertEqual(s.end_time_unix_nano, 1_700_000_000_000_000_999)
+            XCTAssertEqual(s.attributes.count, 6)
+            XCTAssertEqual(s.attributes.items[1].value.as.int_value, Int64.min)
+            XCTAssertEqual(s.attributes.items[3].value.as.bytes_value.len, 4)
+            XCTAssertTrue(s.attributes.items[5].value.as.kvlist_value.items[0].value.as.double_value.isNaN)
+            XCTAssertEqual(s.events_count, 1)
+            XCTAssertEqual(s.links_count, 1)
+            XCTAssertEqual(s.links[0]!.pointee.flags, 1)
+            XCTAssertEqual(s.status_code, 2)
+            XCTAssertEqual(s.status_message.string, "bad")
+            XCTAssertEqual(s.dropped_attributes_count, 2)
+            XCTAssertEqual(s.dropped_events_count, 3)
+            XCTAssertEqual(s.dropped_links_count, 4)
+            XCTAssertEqual(s.parent_span_id.0, 0x21)
+            XCTAssertEqual(rs.pointee.schema_url.string, "https://s/1")
+            XCTAssertEqual(rs.pointee.resource.pointee.dropped_attributes_count, 1)
+            XCTAssertEqual(ss.pointee.scope.pointee.version.string, "1.0")
+        }
+        XCTAssertEqual(seen, 1)
+    }
+
+    func testEveryTruncationOfAValidMessageIsRefusedOrDecodedWithoutCrashing() throws {
+        let proto = try SpanBatch.decode(Array(Self.json.utf8), encoding: .json).encode(.protobuf)
+        var refused = 0
+        for length in 0..<proto.count {
+            do {
+                _ = try SpanBatch.decode(Array(proto[..<length]), encoding: .protobuf)
+            } catch {
+                refused += 1
+            }
+        }
+        XCTAssertGreaterThan(refused, proto.count / 2)
+        let json = Array(Self.json.utf8)
+        for length in stride(from: 0, to: json.count - 1, by: 7) {
+            XCTAssertThrowsError(try SpanBatch.decode(Array(json[..<length]), encoding: .json))
+        }
+    }
+
+    func testMalformedInputsNameTheProblem() {
+        func message(_ body: String, _ encoding: OTLPEncoding = .json) -> String {
+            do {
+                _ = try SpanBatch.decode(Array(body.utf8), encoding: encoding)
+                return "decoded"
+            } catch {
+                return "\(error)"
+            }
+        }
+        XCTAssertTrue(message(#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"spanId":"12"}]}]}]}"#).contains("spanId must be 16 hex digits"))
+        XCTAssertTrue(message(#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"-1"}]}]}]}"#).contains("unsigned"))
+        XCTAssertTrue(message(#"{"resourceSpans": 5}"#).contains("expected '['"))
+        XCTAssertTrue(message(#"{} trailing"#).contains("trailing"))
+        XCTAssertTrue(message(String(repeating: "[", count: 100)).contains("expected '{'"))
+        let deep = #"{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":"# +
+            String(repeating: #"{"arrayValue":{"values":["#, count: 80)
+        XCTAssertTrue(message(deep).contains("nested too deeply"))
+        XCTAssertEqual(message(""), "invalid OTLP JSON at byte 0: expected '{'")
+        XCTAssertEqual(message("", .protobuf), "decoded")  // an empty request is valid
+    }
+
+    func testGzipLimitAppliesAfterDecompression() throws {
+        let payload = [UInt8](repeating: 0, count: 1 << 20)
+        var gz = spanhost_buffer()
+        XCTAssertEqual(sh_gzip(payload, payload.count, &gz), 0)
+        let compressed = Array(UnsafeBufferPointer(start: gz.data, count: gz.len))
+        sh_buffer_free(&gz)
+        XCTAssertLessThan(compressed.count, 8192)
+        XCTAssertThrowsError(try SpanBatch.decode(compressed, encoding: .protobuf, gzip: true, limit: 65536)) { error in
+            XCTAssertEqual(error as? DecodeError, .tooLarge(limit: 65536))
+        }
+        XCTAssertThrowsError(try SpanBatch.decode(Array(compressed.dropLast(20)), encoding: .protobuf, gzip: true)) { error in
+            XCTAssertEqual(error as? DecodeError, .corruptGzip)
+        }
+    }
+
+    func testDroppedSpansAreRemovedAndCloneIsDeep() throws {
+        let body = #"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a"},{"name":"b"},{"name":"c"}]}]},{"scopeSpans":[{"spans":[{"name":"d"}]}]}]}"#
+        let batch = try SpanBatch.decode(Array(body.utf8), encoding: .json)
+        let copy = batch.clone()
+        XCTAssertEqual(copy.encode(.protobuf), batch.encode(.protobuf))
+        batch.forEachSpan { _, _, span in
+            if span.pointee.name.string != "b" { span.pointee.host_flags |= UInt32(SPANHOST_SPAN_DROP) }
+        }
+        XCTAssertEqual(batch.removeDroppedSpans(), 3)
+        XCTAssertEqual(batch.spanCount, 1)
+        XCTAssertEqual(batch.pointee.resource_spans_count, 1)
+        XCTAssertEqual(copy.spanCount, 4)
+    }
+}
+
+private extension SpanBatch {
+    var pointee: spanhost_batch { pointer.pointee }
+}
