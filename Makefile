@@ -35,8 +35,9 @@ $(VENV)/.installed: Makefile
 
 build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS)
 	swift build $(SWIFT_FLAGS) --product spanhostd
+	swift build $(SWIFT_FLAGS) --product spanhost-baseline
 	mkdir -p $(BUILD)/bin
-	cp "$(SWIFT_BIN)/spanhostd" $(BUILD)/bin/spanhostd
+	cp "$(SWIFT_BIN)/spanhostd" "$(SWIFT_BIN)/spanhost-baseline" $(BUILD)/bin/
 
 $(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/plugins

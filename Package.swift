@@ -5,6 +5,7 @@ let package = Package(
     name: "Spanhost",
     products: [
         .executable(name: "spanhostd", targets: ["spanhostd"]),
+        .executable(name: "spanhost-baseline", targets: ["spanhost-baseline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -57,6 +58,12 @@ let package = Package(
             dependencies: ["SpanhostServer",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
+        ),
+        // Benchmark ceiling: the receiver's HTTP server without decoding.
+        .executableTarget(
+            name: "spanhost-baseline",
+            dependencies: ["SpanhostReceivers", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "SpanhostModelTests", dependencies: ["SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),

@@ -38,10 +38,12 @@ public enum YAMLLoader {
         }
     }
 
-    /// Types a plain scalar the way YAML 1.2's core schema does.
+    /// Types a plain scalar the way YAML 1.2's core schema does, except that the word `null`
+    /// stays a string: it is the name of the null exporter (`exporters: [null]`). Write `~` or
+    /// nothing for an empty value.
     static func typed(_ text: String) -> ConfigValue {
         switch text {
-        case "", "~", "null", "Null", "NULL": return .null
+        case "", "~": return .null
         case "true", "True", "TRUE": return .bool(true)
         case "false", "False", "FALSE": return .bool(false)
         default: break

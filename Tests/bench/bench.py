@@ -1,0 +1,182 @@
+"""make bench: OTLP/HTTP protobuf load (keep-alive, 100 spans a request, 10 attributes a span)
+against spanhostd running three C processors into the null exporter, and the same load against
+the baseline server that reads bodies without decoding them. Loopback only; each run is bounded
+by its duration."""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+BUILD = os.environ.get("SPANHOST_BUILD", "build")
+DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+SPANS_PER_REQUEST = 100
+
+CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{port}
+processors:
+  attributes/env:
+    actions:
+      - {{key: deployment.environment, value: bench, action: upsert}}
+  attributes/scrub:
+    actions:
+      - {{key: http.user_agent, action: delete}}
+      - {{key: http.route.copy, from_attribute: http.route, action: insert}}
+  example_processor: {{}}
+exporters:
+  null:
+    sending_queue:
+      queue_size: 5000
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: 127.0.0.1:{admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [attributes/env, attributes/scrub, example_processor]
+      exporters: [null]
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request_body():
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    for k, v in [("service.name", "bench-service"), ("host.name", "bench-host"), ("telemetry.sdk.language", "python")]:
+        kv = rs.resource.attributes.add()
+        kv.key, kv.value.string_value = k, v
+    ss = rs.scope_spans.add()
+    ss.scope.name, ss.scope.version = "bench", "1.0.0"
+    for i in range(SPANS_PER_REQUEST):
+        sp = ss.spans.add()
+        sp.trace_id = (i // 10 + 1).to_bytes(16, "big")
+        sp.span_id = (i + 1).to_bytes(8, "big")
+        if i % 10:
+            sp.parent_span_id = (i - i % 10 + 1).to_bytes(8, "big")
+        sp.name = f"GET /api/v1/items/{i % 7}"
+        sp.kind = 2
+        sp.start_time_unix_nano = 1_700_000_000_000_000_000 + i * 1000
+        sp.end_time_unix_nano = sp.start_time_unix_nano + 250_000
+        attrs = [("http.method", "GET"), ("http.route", "/api/v1/items/{id}"), ("http.user_agent", "bench/1.0"),
+                 ("net.peer.name", "10.0.0.1"), ("db.system", "postgresql"), ("component", "http")]
+        for k, v in attrs:
+            kv = sp.attributes.add()
+            kv.key, kv.value.string_value = k, v
+        for k, v in [("http.status_code", 200), ("http.response_content_length", 1234), ("thread.id", 7)]:
+            kv = sp.attributes.add()
+            kv.key, kv.value.int_value = k, v
+        kv = sp.attributes.add()
+        kv.key, kv.value.bool_value = "cache.hit", i % 2 == 0
+    return req.SerializeToString()
+
+
+def wait_port(port, proc, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wrk(port, script):
+    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", "-s", script,
+                          f"http://127.0.0.1:{port}/v1/traces"], capture_output=True, text=True,
+                         timeout=DURATION + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": pct(50), "p99": pct(99), "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def run(name, cmd, port, script, env=None):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    try:
+        wait_port(port, proc)
+        result = wrk(port, script)
+        result["rss"] = peak_rss_mib(proc.pid)
+        result["name"] = name
+        return result, proc
+    except Exception:
+        proc.kill()
+        raise
+
+
+def main():
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: run `make deps`")
+    tmp = tempfile.mkdtemp(prefix="spanhost-bench-")
+    body_path = os.path.join(tmp, "body.pb")
+    with open(body_path, "wb") as f:
+        f.write(request_body())
+    script = os.path.join(tmp, "post.lua")
+    with open(script, "w") as f:
+        f.write('local f = io.open("%s", "rb")\nwrk.method = "POST"\nwrk.body = f:read("*a")\nf:close()\n'
+                'wrk.headers["Content-Type"] = "application/x-protobuf"\n' % body_path)
+
+    results = []
+    port = free_port()
+    base, proc = run("baseline (read body, no decode)", [os.path.join(BUILD, "bin", "spanhost-baseline"), str(port)], port, script)
+    proc.kill()
+    proc.wait()
+    results.append(base)
+
+    port, admin = free_port(), free_port()
+    cfg = os.path.join(tmp, "bench.yaml")
+    with open(cfg, "w") as f:
+        f.write(CONFIG.format(port=port, admin=admin, plugins=os.path.abspath(os.path.join(BUILD, "plugins"))))
+    host, proc = run("spanhostd: 3 C processors -> null", [os.path.join(BUILD, "bin", "spanhostd"), "--config", cfg],
+                     port, script, env={"SPANHOST_LOG_LEVEL": "warning"})
+    status = urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=10).read().decode()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    results.append(host)
+    exported = re.search(r'"discarded_spans" : (\d+)', status)
+
+    print(f"\nOTLP/HTTP protobuf, {SPANS_PER_REQUEST} spans/request, 10 attributes/span, {CONNECTIONS} keep-alive connections, {DURATION}s each")
+    print(f"{'target':38} {'spans/s':>12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MiB':>13} {'non-2xx':>8}")
+    for r in results:
+        print(f"{r['name']:38} {r['rps'] * SPANS_PER_REQUEST:12,.0f} {r['rps']:10,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rss']:13.1f} {r['non2xx']:8d}")
+    print(f"spanhostd / baseline throughput: {host['rps'] / base['rps']:.2f}")
+    if exported:
+        print(f"spans that reached the null exporter: {int(exported.group(1)):,}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
