@@ -38,7 +38,7 @@ let package = Package(
         // OTLP/HTTP receiver on SwiftNIO.
         .target(
             name: "SpanhostReceivers",
-            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostPipeline",
+            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -158,6 +158,10 @@ public final class ExporterRunner: @unchecked Sendable {
                 counters.add("failed", spans)
                 logger.error("export failed permanently; batch dropped", metadata: ["spans": "\(spans)", "error": "\(message)"])
                 return
+            case .unavailable(let message):
+                counters.add("undelivered", spans)
+                logger.error("exporter unavailable; batch dropped", metadata: ["spans": "\(spans)", "reason": "\(message)"])
+                return
             case .retryable(let retryAfter, let message):
                 let wait = max(interval, retryAfter ?? .zero)
                 let stopNow = condition.withLock { stopping }
@@ -179,5 +183,23 @@ public final class ExporterRunner: @unchecked Sendable {
         condition.lock()
         while !stopping && Date() < until { _ = condition.wait(until: until) }
         condition.unlock()
+    }
+}
+
+extension CallPolicy {
+    /// Reads `call_timeout` and `circuit_breaker: {failure_threshold, cool_down}` from a
+    /// component's settings.
+    public init(settings: ConfigValue, path: String) throws {
+        self.init()
+        if let v = settings["call_timeout"] {
+            timeout = try parseDuration(v, path: "\(path).call_timeout")
+            guard timeout > .zero else { throw ConfigError("\(path).call_timeout", "must be greater than zero") }
+        }
+        guard let breaker = settings["circuit_breaker"], breaker != .null else { return }
+        if let v = breaker["failure_threshold"] {
+            guard let n = v.intValue, n > 0 else { throw ConfigError("\(path).circuit_breaker.failure_threshold", "must be a positive integer") }
+            failureThreshold = Int(n)
+        }
+        if let v = breaker["cool_down"] { coolDown = try parseDuration(v, path: "\(path).circuit_breaker.cool_down") }
     }
 }

@@ -25,18 +25,27 @@ public enum GenerationError: Error, CustomStringConvertible {
 }
 
 /// Everything built from one config: component instances and the pipelines joining them.
-/// Receivers hand each batch to the current generation.
+///
+/// A reload builds a new generation next to the running one. Components whose plugin image
+/// (sha256) and settings are unchanged are carried over as the same instance, queue included;
+/// everything else is new. The old generation then retires what the new one does not use.
 public final class Generation: @unchecked Sendable {
     public let config: ServiceConfig
+    public let catalog: PluginCatalog
     public let pipelines: [Pipeline]
     public let exporters: [ExporterRunner]
     public let notifiers: [PluginInstance]
+    /// How many components were carried over from the previous generation.
+    public let carriedOver: Int
     private let routes: [ComponentID: [Pipeline]]
+    private let activity = NSCondition()
+    private var inFlight = 0
 
-    /// Builds every instance; on any failure, what was already built is destroyed and the
-    /// error names the component.
-    public init(config: ServiceConfig, catalog: PluginCatalog) throws {
-        func instantiate(_ kind: ComponentKind, _ id: ComponentID, expect: PluginKind) throws -> PluginInstance {
+    public init(config: ServiceConfig, catalog: PluginCatalog, previous: Generation? = nil) throws {
+        var created: [PluginInstance] = []
+        var carried = 0
+        func instantiate(_ kind: ComponentKind, _ id: ComponentID, expect: PluginKind,
+                         reuse candidate: PluginInstance?) throws -> PluginInstance {
             guard let component = config.component(kind, id) else { preconditionFailure("validated by ServiceConfig") }
             guard let library = catalog.library(named: id.type) else {
                 let names = catalog.libraries.values.filter { $0.kind == expect }.map(\.name).sorted()
@@ -45,46 +54,77 @@ public final class Generation: @unchecked Sendable {
             guard library.kind == expect else {
                 throw GenerationError.wrongKind(kind: kind, id: id, plugin: library.name, actual: library.kind)
             }
+            if let candidate, candidate.library === library, candidate.settings == component.settings {
+                carried += 1
+                return candidate
+            }
             do {
-                return try PluginInstance(id: id, library: library, settings: component.settings)
+                let policy = try CallPolicy(settings: component.settings, path: "\(kind.section).\(id)")
+                let instance = try PluginInstance(id: id, library: library, settings: component.settings, policy: policy)
+                created.append(instance)
+                return instance
             } catch var error as PluginCreateError {
                 error.component = "\(kind.section).\(id)"
                 throw GenerationError.createFailed(error)
+            } catch let error as ConfigError {
+                throw GenerationError.invalidSettings(error)
             }
         }
 
-        // Exporters and notifiers are shared by the pipelines that name them; processors are
-        // per pipeline, since they may keep per-pipeline state.
         var exporters: [ComponentID: ExporterRunner] = [:]
         var notifiers: [ComponentID: PluginInstance] = [:]
         var pipelines: [Pipeline] = []
-        for pipeline in config.pipelines {
-            for id in pipeline.exporters where exporters[id] == nil {
-                let instance = try instantiate(.exporter, id, expect: .exporter)
-                do {
-                    exporters[id] = try ExporterRunner(instance: instance, settings: instance.settings, path: "exporters.\(id)")
-                } catch let error as ConfigError {
-                    throw GenerationError.invalidSettings(error)
+        do {
+            // Exporters and notifiers are shared by the pipelines that name them; processors are
+            // per pipeline, since they may keep per-pipeline state.
+            for pipeline in config.pipelines {
+                for id in pipeline.exporters where exporters[id] == nil {
+                    let old = previous?.exporters.first { $0.id == id }
+                    let instance = try instantiate(.exporter, id, expect: .exporter, reuse: old?.instance)
+                    if let old, old.instance === instance {
+                        exporters[id] = old
+                    } else {
+                        do {
+                            exporters[id] = try ExporterRunner(instance: instance, settings: instance.settings, path: "exporters.\(id)")
+                        } catch let error as ConfigError {
+                            throw GenerationError.invalidSettings(error)
+                        }
+                    }
                 }
+                for id in pipeline.notifiers where notifiers[id] == nil {
+                    notifiers[id] = try instantiate(.notifier, id, expect: .notifier,
+                                                    reuse: previous?.notifiers.first { $0.id == id })
+                }
+                let oldPipeline = previous?.pipelines.first { $0.id == pipeline.id }
+                let processors = try pipeline.processors.map { id in
+                    try instantiate(.processor, id, expect: .processor, reuse: oldPipeline?.processors.first { $0.id == id })
+                }
+                pipelines.append(Pipeline(id: pipeline.id, processors: processors,
+                                          exporters: pipeline.exporters.map { exporters[$0]! },
+                                          notifiers: pipeline.notifiers.map { notifiers[$0]! }))
             }
-            for id in pipeline.notifiers where notifiers[id] == nil {
-                notifiers[id] = try instantiate(.notifier, id, expect: .notifier)
-            }
-            let processors = try pipeline.processors.map { try instantiate(.processor, $0, expect: .processor) }
-            pipelines.append(Pipeline(id: pipeline.id, processors: processors,
-                                      exporters: pipeline.exporters.map { exporters[$0]! },
-                                      notifiers: pipeline.notifiers.map { notifiers[$0]! }))
+        } catch {
+            for instance in created { instance.destroy() }
+            throw error
         }
         var routes: [ComponentID: [Pipeline]] = [:]
         for (config, pipeline) in zip(config.pipelines, pipelines) {
             for receiver in config.receivers { routes[receiver, default: []].append(pipeline) }
         }
         self.config = config
+        self.catalog = catalog
         self.pipelines = pipelines
         self.exporters = config.exporters.compactMap { exporters[$0.id] }
         self.notifiers = config.notifiers.compactMap { notifiers[$0.id] }
         self.routes = routes
-        for exporter in self.exporters { exporter.start() }
+        self.carriedOver = carried
+    }
+
+    /// Starts the worker threads of exporters that are new in this generation and points
+    /// every processor's emit at its pipeline here.
+    public func activate() {
+        for pipeline in pipelines { pipeline.attachProcessors() }
+        for exporter in exporters { exporter.start() }
     }
 
     /// Hands a batch from `receiver` to each of its pipelines. Pipelines after the first that
@@ -115,21 +155,74 @@ public final class Generation: @unchecked Sendable {
         }
     }
 
-    /// Drains exporters until `timeout` and destroys every instance. Returns the spans that
-    /// were not delivered.
-    public func shutdown(timeout: Duration) -> Int {
-        let deadline = ContinuousClock.now + timeout
-        for pipeline in pipelines {
-            for processor in pipeline.processors {
-                _ = processor.flush()
-                processor.destroy()
+    func enter() { activity.withLock { inFlight += 1 } }
+
+    func leave() {
+        activity.withLock {
+            inFlight -= 1
+            if inFlight == 0 { activity.broadcast() }
+        }
+    }
+
+    /// Shuts down what `successor` does not carry over (everything when it is nil): waits for
+    /// batches still running through this generation, flushes and destroys processors, drains
+    /// exporters until `deadline`. Returns the spans that could not be delivered.
+    public func retire(keeping successor: Generation?, deadline: ContinuousClock.Instant) -> Int {
+        activity.withLock {
+            while inFlight > 0 && ContinuousClock.now < deadline {
+                _ = activity.wait(until: Date(timeIntervalSinceNow: 0.01))
             }
         }
-        let undelivered = exporters.reduce(0) { $0 + $1.shutdown(deadline: deadline) }
-        for notifier in notifiers {
+        let keptProcessors = Set((successor?.pipelines ?? []).flatMap(\.processors).map(ObjectIdentifier.init))
+        let keptExporters = Set((successor?.exporters ?? []).map(ObjectIdentifier.init))
+        let keptNotifiers = Set((successor?.notifiers ?? []).map(ObjectIdentifier.init))
+        for processor in pipelines.flatMap(\.processors) where !keptProcessors.contains(ObjectIdentifier(processor)) {
+            _ = processor.flush()
+            processor.destroy()
+        }
+        var undelivered = 0
+        for exporter in exporters where !keptExporters.contains(ObjectIdentifier(exporter)) {
+            undelivered += exporter.shutdown(deadline: deadline)
+        }
+        for notifier in notifiers where !keptNotifiers.contains(ObjectIdentifier(notifier)) {
             _ = notifier.flush()
             notifier.destroy()
         }
         return undelivered
+    }
+
+    /// Drains and destroys everything.
+    public func shutdown(timeout: Duration) -> Int {
+        retire(keeping: nil, deadline: .now + timeout)
+    }
+}
+
+/// The generation receivers hand batches to. Swapping it is atomic: a batch runs wholly in the
+/// generation it entered, and the old generation knows when its last batch has left.
+public final class CurrentGeneration: @unchecked Sendable {
+    private let lock = NSLock()
+    private var generation: Generation
+
+    public init(_ generation: Generation) { self.generation = generation }
+
+    public var value: Generation { lock.withLock { generation } }
+
+    public func consume(_ batch: SpanBatch, from receiver: ComponentID) -> ConsumeOutcome {
+        let current = lock.withLock {
+            generation.enter()
+            return generation
+        }
+        defer { current.leave() }
+        return current.consume(batch, from: receiver)
+    }
+
+    /// Makes `next` current and returns the one it replaced.
+    public func swap(to next: Generation) -> Generation {
+        lock.withLock {
+            let old = generation
+            next.activate()
+            generation = next
+            return old
+        }
     }
 }

@@ -16,12 +16,16 @@ public final class Pipeline: @unchecked Sendable {
         self.processors = processors
         self.exporters = exporters
         self.notifiers = notifiers
+    }
+
+    /// Points each processor's emit and raise at this pipeline. Done when the pipeline's
+    /// generation becomes current, so a processor carried over by a reload emits into the new
+    /// chain from then on.
+    func attachProcessors() {
         for (index, processor) in processors.enumerated() {
             // What a processor emits continues after it in this pipeline.
-            processor.emitHandler = { [unowned self] batch in self.run(batch, from: index + 1) }
-        }
-        for component in processors {
-            component.raiseHandler = { [unowned self] notification in self.notify(notification) }
+            processor.emitHandler = { [self] batch in self.run(batch, from: index + 1) }
+            processor.raiseHandler = { [self] notification in self.notify(notification) }
         }
     }
 
@@ -49,6 +53,9 @@ public final class Pipeline: @unchecked Sendable {
             case .permanent(let message):
                 processor.counters.add("failed", Int64(received))
                 return .rejected(message: "\(processor.id): \(message)")
+            case .unavailable(let message):
+                processor.counters.add("refused", Int64(received))
+                return .refused(retryAfterSeconds: 1, message: message)
             }
         }
         // Check every queue first so a full one refuses the batch before any other takes it.
@@ -69,6 +76,7 @@ public final class Pipeline: @unchecked Sendable {
             switch notifier.notify(notification) {
             case .ok, .consumed: notifier.counters.add("notified", 1)
             case .retryable, .permanent: notifier.counters.add("failed", 1)
+            case .unavailable: notifier.counters.add("skipped", 1)
             }
         }
     }

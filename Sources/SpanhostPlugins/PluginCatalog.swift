@@ -17,6 +17,23 @@ public final class PluginCatalog: @unchecked Sendable {
 
     public func library(named name: String) -> PluginLibrary? { libraries[name] }
 
+    /// Every image opened in this process and still mapped: the current catalog's and older
+    /// versions retained because instances still use them or because they cannot be unloaded.
+    public static var loadedImages: [PluginLibrary] { loaded.all }
+
+    /// Closes images that are not in `current`, declared themselves unloadable and have no
+    /// instances left. Returns how many were closed.
+    @discardableResult
+    public static func closeUnused(keeping current: PluginCatalog) -> Int {
+        let keep = Set(current.libraries.values.map(\.sha256))
+        var closed = 0
+        for library in loaded.all where !keep.contains(library.sha256) && library.closeIfUnused() {
+            loaded.remove(library.sha256)
+            closed += 1
+        }
+        return closed
+    }
+
     /// Scans `directory` for `*.so` files and loads each; refusals are logged and kept.
     public static func scan(directory: String, cacheDirectory: String, pins: [String: String] = [:],
                             logger: Logger) -> PluginCatalog {
@@ -84,4 +101,6 @@ private final class LoadedImages: @unchecked Sendable {
 
     func get(_ sha: String) -> PluginLibrary? { lock.withLock { bySHA[sha] } }
     func put(_ sha: String, _ library: PluginLibrary) { lock.withLock { bySHA[sha] = library } }
+    var all: [PluginLibrary] { lock.withLock { Array(bySHA.values) } }
+    func remove(_ sha: String) { lock.withLock { bySHA[sha] = nil } }
 }

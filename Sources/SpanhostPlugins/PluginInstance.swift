@@ -11,6 +11,9 @@ public enum CallResult: Sendable, Equatable {
     case consumed
     case retryable(retryAfter: Duration?, message: String)
     case permanent(message: String)
+    /// The plugin was not called: the instance is hung in another call or its circuit
+    /// breaker is open.
+    case unavailable(message: String)
 }
 
 /// Named counters of one component, shown at /status.
@@ -40,6 +43,8 @@ public struct PluginCreateError: Error, CustomStringConvertible {
 /// One instance of a plugin, for one configured component. Every call into the plugin goes
 /// through `call`, which serializes (unless the plugin is concurrent), counts and maps results.
 public final class PluginInstance: @unchecked Sendable {
+    /// A number unique in this process: a component carried over by a reload keeps it.
+    public let uid: Int
     public let id: ComponentID
     public let library: PluginLibrary
     public let settings: ConfigValue
@@ -49,16 +54,29 @@ public final class PluginInstance: @unchecked Sendable {
     private let callLock = NSLock()
     private let logger: Logger
     private var destroyed = false
+    let guardState: CallGuard
+    private static let uids = UIDSource()
 
     /// Where `host->emit` sends batches (set by the pipeline for processors).
-    public var emitHandler: (@Sendable (SpanBatch) -> ConsumeOutcome)?
+    public var emitHandler: (@Sendable (SpanBatch) -> ConsumeOutcome)? {
+        get { handlerLock.withLock { emitTarget } }
+        set { handlerLock.withLock { emitTarget = newValue } }
+    }
     /// Where `host->raise` sends notifications (set by the pipeline).
-    public var raiseHandler: (@Sendable (UnsafePointer<spanhost_notification>) -> Void)?
+    public var raiseHandler: (@Sendable (UnsafePointer<spanhost_notification>) -> Void)? {
+        get { handlerLock.withLock { raiseTarget } }
+        set { handlerLock.withLock { raiseTarget = newValue } }
+    }
+    private let handlerLock = NSLock()
+    private var emitTarget: (@Sendable (SpanBatch) -> ConsumeOutcome)?
+    private var raiseTarget: (@Sendable (UnsafePointer<spanhost_notification>) -> Void)?
 
     private static let unattributed = Logger(label: "spanhost.plugin")
 
     /// Creates and starts the instance. On failure the plugin's own message is in the error.
-    public init(id: ComponentID, library: PluginLibrary, settings: ConfigValue) throws {
+    public init(id: ComponentID, library: PluginLibrary, settings: ConfigValue, policy: CallPolicy = CallPolicy()) throws {
+        self.uid = Self.uids.next()
+        self.guardState = CallGuard(policy: policy)
         self.id = id
         self.library = library
         self.settings = settings
@@ -72,8 +90,12 @@ public final class PluginInstance: @unchecked Sendable {
         let created = call("create") { _, status in
             library.descriptor.create(config.opaque, handle, &newState, status)
         }
-        guard created == .ok else { throw PluginCreateError(component: "\(id)", hook: "create", message: created.message) }
+        guard created == .ok else {
+            destroyed = true  // nothing to destroy: create failed
+            throw PluginCreateError(component: "\(id)", hook: "create", message: created.message)
+        }
         state = newState
+        library.instanceCreated()
         if library.descriptor.start != nil {
             let started = call("start") { state, status in library.descriptor.start(state, status) }
             if started != .ok {
@@ -116,10 +138,19 @@ public final class PluginInstance: @unchecked Sendable {
         defer { callLock.unlock() }
         guard !destroyed else { return }
         destroyed = true
-        if state != nil || library.descriptor.destroy != nil, let state {
-            library.descriptor.destroy(state)
-        }
+        library.descriptor.destroy(state)
         state = nil
+        library.instanceDestroyed()
+        emitHandler = nil
+        raiseHandler = nil
+    }
+
+    /// "healthy", "unhealthy" (a call is hung) or "circuit_open".
+    public var health: String { guardState.state }
+
+    func reportHung(_ hook: String) {
+        counters.add("hung_calls", 1)
+        logger.error("plugin call is hung; instance marked unhealthy", metadata: ["hook": "\(hook)", "timeout": "\(guardState.policy.timeout)"])
     }
 
     /// The one place that calls plugin hooks.
@@ -130,27 +161,53 @@ public final class PluginInstance: @unchecked Sendable {
         defer { message.deallocate() }
         var status = spanhost_status(struct_size: UInt32(MemoryLayout<spanhost_status>.size), retry_after_ms: 0,
                                      message: message, message_cap: messageCapacity)
+        // Data hooks are guarded: they fail fast while the instance is hung or its breaker is
+        // open, and count towards the breaker. Lifecycle hooks always run.
+        let guarded = hook == "process" || hook == "export_batch" || hook == "notify"
+        if guarded, let reason = guardState.refusal() { return .unavailable(message: "\(id) \(reason)") }
         let serialize = !library.isConcurrent
-        if serialize { callLock.lock() }
+        if serialize {
+            if guarded {
+                let wait = guardState.policy.timeout
+                let until = Date(timeIntervalSinceNow: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+                guard callLock.lock(before: until) else {
+                    return .unavailable(message: "\(id): timed out waiting for a call in progress")
+                }
+            } else {
+                callLock.lock()
+            }
+        }
         if destroyed && hook != "create" {
             if serialize { callLock.unlock() }
-            return .permanent(message: "instance \(id) has been shut down")
+            return .unavailable(message: "instance \(id) has been shut down")
         }
+        guardState.begin(hook)
+        Watchdog.shared.watch(self)
         let code = body(state, &status)
+        Watchdog.shared.unwatch(self)
         if serialize { callLock.unlock() }
         message[messageCapacity - 1] = 0
         let text = String(cString: message)
+        let result: CallResult
         switch code {
-        case SPANHOST_OK: return .ok
-        case SPANHOST_CONSUMED where library.kind == .processor: return .consumed
+        case SPANHOST_OK: result = .ok
+        case SPANHOST_CONSUMED where library.kind == .processor: result = .consumed
         case SPANHOST_RETRYABLE:
             let after: Duration? = status.retry_after_ms > 0 ? .milliseconds(Int64(status.retry_after_ms)) : nil
-            return .retryable(retryAfter: after, message: text.isEmpty ? "\(hook) failed (retryable)" : text)
+            result = .retryable(retryAfter: after, message: text.isEmpty ? "\(hook) failed (retryable)" : text)
         case SPANHOST_PERMANENT:
-            return .permanent(message: text.isEmpty ? "\(hook) failed" : text)
+            result = .permanent(message: text.isEmpty ? "\(hook) failed" : text)
         default:
-            return .permanent(message: "\(hook) returned unknown result code \(code)" + (text.isEmpty ? "" : ": \(text)"))
+            result = .permanent(message: "\(hook) returned unknown result code \(code)" + (text.isEmpty ? "" : ": \(text)"))
         }
+        let (recovered, opened) = guardState.end(success: guarded ? (result == .ok || result == .consumed) : nil)
+        if recovered { logger.warning("hung plugin call returned; instance healthy again", metadata: ["hook": "\(hook)"]) }
+        if opened {
+            counters.add("circuit_opened", 1)
+            logger.error("circuit breaker opened: calls stop for the cool-down",
+                         metadata: ["failures": "\(guardState.policy.failureThreshold)", "cool_down": "\(guardState.policy.coolDown)"])
+        }
+        return result
     }
 
     func emit(_ batch: SpanBatch) -> Int32 {
@@ -193,7 +250,13 @@ extension CallResult {
     public var message: String {
         switch self {
         case .ok, .consumed: return ""
-        case .retryable(_, let message), .permanent(let message): return message
+        case .retryable(_, let message), .permanent(let message), .unavailable(let message): return message
         }
     }
+}
+
+private final class UIDSource: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last = 0
+    func next() -> Int { lock.withLock { last += 1; return last } }
 }

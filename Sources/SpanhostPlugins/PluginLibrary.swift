@@ -1,4 +1,5 @@
 import CSpanhost
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -64,23 +65,45 @@ public final class PluginLibrary: @unchecked Sendable {
     private let handle: UnsafeMutableRawPointer
 
     public var isConcurrent: Bool { flags & UInt32(SPANHOST_PLUGIN_CONCURRENT) != 0 }
+    public var isUnloadable: Bool { flags & UInt32(SPANHOST_PLUGIN_UNLOADABLE) != 0 }
+
+    private let stateLock = NSLock()
+    private var instances = 0
+    private var closed = false
+
+    /// Live instances made from this image.
+    public var instanceCount: Int { stateLock.withLock { instances } }
+    public var isClosed: Bool { stateLock.withLock { closed } }
+
+    func instanceCreated() { stateLock.withLock { instances += 1 } }
+    func instanceDestroyed() { stateLock.withLock { instances -= 1 } }
+
+    /// Closes the image if it declared itself unloadable and no instance of it remains.
+    /// Returns true if it was closed (now or before).
+    @discardableResult
+    func closeIfUnused() -> Bool {
+        stateLock.withLock {
+            guard !closed else { return true }
+            guard isUnloadable, instances == 0 else { return false }
+            dlclose(handle)
+            closed = true
+            return true
+        }
+    }
 
     /// Opens `loadedPath` (a content-addressed copy of `sourcePath`), calls the entry function
     /// and checks the ABI version and descriptor.
     init(sourcePath: String, loadedPath: String, sha256: String) throws(PluginLoadError) {
         let file = sourcePath
-        // RTLD_NODELETE: images are never unmapped, which Swift images require and which keeps
-        // function pointers valid for instances that outlive a reload.
-        guard let handle = dlopen(loadedPath, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
+        guard let handle = dlopen(loadedPath, RTLD_NOW | RTLD_LOCAL) else {
             throw .notALibrary(file: file, dlerror: dlerror().map { String(cString: $0) } ?? "unknown error")
         }
+        // A refused image is never closed: it may be Swift code, which cannot be unloaded.
         guard let symbol = dlsym(handle, SPANHOST_PLUGIN_ENTRY_SYMBOL) else {
-            dlclose(handle)
             throw .missingEntry(file: file)
         }
         let entry = unsafeBitCast(symbol, to: spanhost_plugin_entry_fn.self)
         guard let raw = entry(HostTable.pointer) else {
-            dlclose(handle)
             throw .entryRefused(file: file)
         }
         // Read only as many bytes as the plugin says it has; the rest stays zero.
@@ -115,6 +138,11 @@ public final class PluginLibrary: @unchecked Sendable {
              .notifier where descriptor.notify == nil:
             throw .invalidDescriptor(file: file, reason: "a \(kind.rawValue) must implement its \(kind == .processor ? "process" : kind == .exporter ? "export_batch" : "notify") hook")
         default: break
+        }
+        if descriptor.flags & UInt32(SPANHOST_PLUGIN_UNLOADABLE) == 0 {
+            // Pin images that did not declare themselves unloadable (every Swift image): they are
+            // never unmapped, even by a dlclose elsewhere.
+            _ = dlopen(loadedPath, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD | RTLD_NODELETE)
         }
         self.handle = handle
         self.descriptor = descriptor

@@ -29,8 +29,9 @@ public struct HTTPResponse: Sendable {
 
 /// A small HTTP/1.1 server: aggregates each request body up to `maxBodyBytes` (answering 413
 /// past it, before reading the rest) and passes whole requests to `handler` on the event loop.
+/// The handler answers with a future, so slow work can run elsewhere.
 public final class HTTPServer: Sendable {
-    public typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
+    public typealias Handler = @Sendable (HTTPRequest, any EventLoop) -> EventLoopFuture<HTTPResponse>
 
     private let channel: any Channel
     public let localPort: Int
@@ -40,7 +41,17 @@ public final class HTTPServer: Sendable {
         self.localPort = channel.localAddress?.port ?? 0
     }
 
-    public static func start(host: String, port: Int, maxBodyBytes: Int, idleTimeout: TimeAmount = .seconds(60),
+    /// A server whose handler answers at once on the event loop.
+    public static func start(host: String, port: Int, maxBodyBytes: @escaping @Sendable () -> Int,
+                             group: any EventLoopGroup,
+                             immediate: @escaping @Sendable (HTTPRequest) -> HTTPResponse) async throws -> HTTPServer {
+        try await start(host: host, port: port, maxBodyBytes: maxBodyBytes, group: group) { request, loop in
+            loop.makeSucceededFuture(immediate(request))
+        }
+    }
+
+    public static func start(host: String, port: Int, maxBodyBytes: @escaping @Sendable () -> Int,
+                             idleTimeout: TimeAmount = .seconds(60),
                              group: any EventLoopGroup, handler: @escaping Handler) async throws -> HTTPServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
@@ -67,14 +78,15 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let maxBodyBytes: Int
+    private let limit: @Sendable () -> Int
+    private var maxBodyBytes = 0
     private let handler: HTTPServer.Handler
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var tooLarge = false
 
-    init(maxBodyBytes: Int, handler: @escaping HTTPServer.Handler) {
-        self.maxBodyBytes = maxBodyBytes
+    init(maxBodyBytes: @escaping @Sendable () -> Int, handler: @escaping HTTPServer.Handler) {
+        self.limit = maxBodyBytes
         self.handler = handler
     }
 
@@ -83,6 +95,7 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
         case .head(let head):
             self.head = head
             self.tooLarge = false
+            self.maxBodyBytes = limit()
             if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > maxBodyBytes {
                 tooLarge = true
                 respond(context: context, head: head, .text(.payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"), close: true)
@@ -104,7 +117,14 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
                                       body: body ?? context.channel.allocator.buffer(capacity: 0))
             self.head = nil
             self.body = nil
-            respond(context: context, head: head, handler(request), close: !head.isKeepAlive)
+            // NIO's server pipeline handler holds back a pipelined next request until this
+            // answer has been written, so answers stay in order.
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            handler(request, context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+                let (handler, context) = loopBound.value
+                let response = (try? result.get()) ?? .text(.internalServerError, "internal error")
+                handler.respond(context: context, head: head, response, close: !head.isKeepAlive)
+            }
         }
     }
 

@@ -2,6 +2,7 @@ import CSpanhost
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import SpanhostConfig
 import SpanhostModel
 
@@ -11,6 +12,8 @@ public struct OTLPReceiverSettings: Sendable, Equatable {
     /// Limit on the body, before and after decompression (Collector default 20 MiB).
     public var maxRequestBodySize = 20 << 20
     public var tracesPath = "/v1/traces"
+    /// How long a request may wait for the pipelines before it is answered 503.
+    public var requestTimeout: TimeAmount = .seconds(15)
 
     public init() {}
 
@@ -27,8 +30,14 @@ public struct OTLPReceiverSettings: Sendable, Equatable {
         }
         guard let http = protocols["http"], http != .null else { return }
         let p = "\(path).protocols.http"
-        for entry in http.mapEntries ?? [] where !["endpoint", "max_request_body_size", "traces_url_path"].contains(entry.key) {
-            throw ConfigError("\(p).\(entry.key)", "unknown key; expected endpoint, max_request_body_size or traces_url_path")
+        let known = ["endpoint", "max_request_body_size", "traces_url_path", "request_timeout"]
+        for entry in http.mapEntries ?? [] where !known.contains(entry.key) {
+            throw ConfigError("\(p).\(entry.key)", "unknown key; expected \(known.joined(separator: ", "))")
+        }
+        if let v = http["request_timeout"] {
+            let d = try parseDuration(v, path: "\(p).request_timeout")
+            guard d > .zero else { throw ConfigError("\(p).request_timeout", "must be greater than zero") }
+            requestTimeout = .nanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
         }
         if let v = http["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(p).endpoint"), path: "\(p).endpoint") }
         if let v = http["max_request_body_size"] {
@@ -43,11 +52,11 @@ public struct OTLPReceiverSettings: Sendable, Equatable {
     }
 }
 
-/// Where a receiver hands its batches; answers how they were taken.
+/// Where a receiver hands its batches; answers how they were taken. It runs plugin code, so
+/// it is called on the pipeline thread pool, never on an event loop.
 public typealias BatchSink = @Sendable (SpanBatch) -> ConsumeOutcome
 
 /// Turns OTLP/HTTP requests into batches and batches' outcomes into OTLP answers.
-/// Kept apart from the socket so it can be exercised directly.
 public struct OTLPHTTPHandler: Sendable {
     public let settings: OTLPReceiverSettings
     public let counters: ReceiverCounters
@@ -62,14 +71,39 @@ public struct OTLPHTTPHandler: Sendable {
         self.sink = sink
     }
 
-    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+    /// Decodes on the event loop, runs the pipelines on `pool`, and answers 503 if they have
+    /// not finished within `settings.requestTimeout` (a hung plugin must not hold clients).
+    public func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse> {
+        let batch: SpanBatch
+        let encoding: OTLPEncoding
+        switch decode(request) {
+        case .failure(let answer): return loop.makeSucceededFuture(answer.response)
+        case .success(let decoded): (batch, encoding) = decoded
+        }
+        let spans = batch.spanCount
+        let promise = loop.makePromise(of: HTTPResponse.self)
+        let timeout = loop.scheduleTask(in: settings.requestTimeout) {
+            counters.add(refusedRequests: 1)
+            promise.succeed(refused(encoding, seconds: 1, "the pipeline did not finish within \(settings.requestTimeout)"))
+        }
+        let sink = self.sink
+        pool.runIfActive(eventLoop: loop) { sink(batch) }.whenComplete { result in
+            timeout.cancel()
+            let outcome = (try? result.get()) ?? .refused(retryAfterSeconds: 1, message: "spanhost is shutting down")
+            promise.completeWith(.success(respond(outcome, spans: spans, encoding: encoding)))
+        }
+        return promise.futureResult
+    }
+
+    /// Checks method, path and headers and decodes the body, or says what to answer instead.
+    func decode(_ request: HTTPRequest) -> Result<(SpanBatch, OTLPEncoding), Answer> {
         guard request.path == settings.tracesPath else {
-            return .text(.notFound, "unknown path \(request.path); OTLP traces are accepted at POST \(settings.tracesPath)")
+            return .failure(Answer(.text(.notFound, "unknown path \(request.path); OTLP traces are accepted at POST \(settings.tracesPath)")))
         }
         guard request.method == .POST else {
             var response = HTTPResponse.text(.methodNotAllowed, "\(request.method) is not allowed; use POST")
             response.headers.add(name: "Allow", value: "POST")
-            return response
+            return .failure(Answer(response))
         }
         let contentType = request.headers.first(name: "content-type")?
             .split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
@@ -79,8 +113,8 @@ public struct OTLPHTTPHandler: Sendable {
         case "application/json": encoding = .json
         default:
             counters.add(rejectedRequests: 1)
-            return .text(.unsupportedMediaType,
-                         "unsupported content type '\(contentType)'; use application/x-protobuf or application/json")
+            return .failure(Answer(.text(.unsupportedMediaType,
+                                         "unsupported content type '\(contentType)'; use application/x-protobuf or application/json")))
         }
         let contentEncoding = request.headers.first(name: "content-encoding")?.lowercased() ?? "identity"
         let gzip: Bool
@@ -89,27 +123,33 @@ public struct OTLPHTTPHandler: Sendable {
         case "identity", "none", "": gzip = false
         default:
             counters.add(rejectedRequests: 1)
-            return status(.unsupportedMediaType, encoding, code: 3, "unsupported Content-Encoding '\(contentEncoding)'; use gzip or none")
+            return .failure(Answer(status(.unsupportedMediaType, encoding, code: 3,
+                                          "unsupported Content-Encoding '\(contentEncoding)'; use gzip or none")))
         }
         guard isAccepting() else {
             counters.add(refusedRequests: 1)
-            return refused(encoding, seconds: 1, "spanhost is shutting down")
+            return .failure(Answer(refused(encoding, seconds: 1, "spanhost is shutting down")))
         }
-        let batch: SpanBatch
         do {
-            batch = try request.body.withUnsafeReadableBytes { raw throws(DecodeError) in
+            let batch = try request.body.withUnsafeReadableBytes { raw throws(DecodeError) in
                 try SpanBatch.decode(raw, encoding: encoding, gzip: gzip, limit: settings.maxRequestBodySize)
             }
-        } catch let error as DecodeError {
-            counters.add(rejectedRequests: 1)
-            if case .tooLarge = error { return status(.payloadTooLarge, encoding, code: 8, error.description) }
-            return status(.badRequest, encoding, code: 3, error.description)
+            return .success((batch, encoding))
         } catch {
             counters.add(rejectedRequests: 1)
-            return status(.badRequest, encoding, code: 3, "\(error)")
+            if case .tooLarge = error { return .failure(Answer(status(.payloadTooLarge, encoding, code: 8, error.description))) }
+            return .failure(Answer(status(.badRequest, encoding, code: 3, error.description)))
         }
-        let spans = batch.spanCount
-        switch sink(batch) {
+    }
+
+    /// An answer decided before the pipelines ran.
+    struct Answer: Error {
+        let response: HTTPResponse
+        init(_ response: HTTPResponse) { self.response = response }
+    }
+
+    func respond(_ outcome: ConsumeOutcome, spans: Int, encoding: OTLPEncoding) -> HTTPResponse {
+        switch outcome {
         case .accepted(let rejected, let message):
             counters.add(acceptedSpans: spans - rejected, droppedSpans: rejected)
             var body = spanhost_buffer()

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import SpanhostConfig
 import SpanhostModel
@@ -8,107 +9,248 @@ import SpanhostPipeline
 import SpanhostPlugins
 import SpanhostReceivers
 
-/// A running spanhostd: plugin catalog, the current generation of pipelines, receivers and the
-/// admin endpoint.
+/// Where a server's config comes from; called again on every reload.
+public typealias ConfigSource = @Sendable () throws -> ServiceConfig
+
+/// A running spanhostd: the current generation of pipelines, the receivers feeding it, the admin
+/// endpoint, and hot reload.
 public final class Server: @unchecked Sendable {
-    public let config: ServiceConfig
-    public let catalog: PluginCatalog
-    public let generation: Generation
-    private let receivers: [(id: ComponentID, handler: OTLPHTTPHandler)]
-    private var listeners: [HTTPServer] = []
-    private var admin: HTTPServer?
-    private let group: MultiThreadedEventLoopGroup
+    private let loadConfig: ConfigSource
+    private let pluginsDir: String
+    private let cacheDir: String
     private let logger: Logger
-    private let accepting = AcceptingFlag()
+    private let group: MultiThreadedEventLoopGroup
+    /// Plugin calls run here, never on an event loop.
+    private let pool: NIOThreadPool
+    private let accepting = Flag(true)
+    private let reloads = ReloadLog()
+    /// Serializes reloads; a trigger during a reload waits its turn.
+    private let reloadTurn = Turnstile()
+
+    private let stateLock = NSLock()
+    private let current: CurrentGeneration
+    private var config: ServiceConfig
+    private var listeners: [Endpoint: Listener] = [:]
+    private var receiverCounters: [ComponentID: ReceiverCounters] = [:]
+    private var admin: HTTPServer?
+
+    /// One bound receiver endpoint; its handler is replaced by reloads.
+    final class Listener: @unchecked Sendable {
+        let lock = NSLock()
+        var handler: OTLPHTTPHandler
+        var server: HTTPServer?
+        init(handler: OTLPHTTPHandler) { self.handler = handler }
+        var current: OTLPHTTPHandler { lock.withLock { handler } }
+    }
 
     /// Loads plugins and builds every component. Nothing listens yet.
-    public init(config: ServiceConfig, pluginsDir: String, cacheDir: String, logger: Logger) throws {
-        self.config = config
+    public init(config loadConfig: @escaping ConfigSource, pluginsDir: @escaping @Sendable (ServiceConfig) -> String,
+                cacheDir: String, logger: Logger) throws {
+        self.loadConfig = loadConfig
         self.logger = logger
-        var receivers: [(ComponentID, OTLPReceiverSettings)] = []
+        self.cacheDir = cacheDir
+        let config = try loadConfig()
+        self.pluginsDir = pluginsDir(config)
+        _ = try Self.receiverSettings(config)
+        let catalog = PluginCatalog.scan(directory: self.pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, logger: logger)
+        let generation = try Generation(config: config, catalog: catalog)
+        self.config = config
+        self.current = CurrentGeneration(generation)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        pool = NIOThreadPool(numberOfThreads: max(4, System.coreCount * 2))
+        pool.start()
+    }
+
+    /// Each receiver's settings, checked: only the built-in `otlp` type, one receiver per endpoint.
+    static func receiverSettings(_ config: ServiceConfig) throws -> [ComponentID: OTLPReceiverSettings] {
+        var result: [ComponentID: OTLPReceiverSettings] = [:]
+        var endpoints: [Endpoint: ComponentID] = [:]
+        let used = Set(config.pipelines.flatMap(\.receivers))
         for receiver in config.receivers {
             let path = "receivers.\(receiver.id)"
             guard receiver.id.type == "otlp" else {
                 throw ConfigError(path, "unknown receiver type '\(receiver.id.type)'; built-in receivers: otlp")
             }
-            receivers.append((receiver.id, try OTLPReceiverSettings(settings: receiver.settings, path: path)))
+            let settings = try OTLPReceiverSettings(settings: receiver.settings, path: path)
+            guard used.contains(receiver.id) else { continue }
+            if let other = endpoints[settings.endpoint] {
+                throw ConfigError("\(path).protocols.http.endpoint", "\(settings.endpoint) is already used by receivers.\(other)")
+            }
+            endpoints[settings.endpoint] = receiver.id
+            result[receiver.id] = settings
         }
-        catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, logger: logger)
-        generation = try Generation(config: config, catalog: catalog)
-        let accepting = self.accepting
-        let generation = self.generation
-        self.receivers = receivers.map { id, settings in
-            (id, OTLPHTTPHandler(settings: settings, counters: ReceiverCounters(), isAccepting: { accepting.value }) { batch in
-                generation.consume(batch, from: id)
-            })
-        }
-        group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        return result
     }
 
-    /// Binds receivers and the admin endpoint.
+    /// Starts the generation, binds receivers and the admin endpoint.
     public func start() async throws {
-        let used = Set(config.pipelines.flatMap(\.receivers))
-        for (id, handler) in receivers where used.contains(id) {
-            let endpoint = handler.settings.endpoint
-            let server = try await HTTPServer.start(host: endpoint.host, port: endpoint.port,
-                                                    maxBodyBytes: handler.settings.maxRequestBodySize, group: group,
-                                                    handler: handler.handle)
-            listeners.append(server)
-            logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(server.localPort)"])
-        }
+        _ = current.swap(to: current.value)  // activates the first generation
+        try await bindReceivers(for: config)
         let adminEndpoint = config.adminEndpoint
-        admin = try await HTTPServer.start(host: adminEndpoint.host, port: adminEndpoint.port, maxBodyBytes: 1 << 16,
-                                           group: group) { [self] request in adminRoute(request) }
+        admin = try await HTTPServer.start(host: adminEndpoint.host, port: adminEndpoint.port, maxBodyBytes: { 1 << 16 },
+                                           group: group) { [self] request, loop in adminRoute(request, loop) }
         logger.info("admin listening", metadata: ["endpoint": "\(adminEndpoint.host):\(admin?.localPort ?? 0)"])
+    }
+
+    /// Binds endpoints that `config` has and no listener serves yet, and points every listener
+    /// at its receiver's handler. Returns the newly bound endpoints.
+    @discardableResult
+    private func bindReceivers(for config: ServiceConfig) async throws -> [Endpoint] {
+        let settings = try Self.receiverSettings(config)
+        var bound: [Endpoint] = []
+        do {
+            for (id, receiver) in settings.sorted(by: { $0.key.description < $1.key.description }) {
+                let handler = makeHandler(id: id, settings: receiver)
+                if let listener = stateLock.withLock({ listeners[receiver.endpoint] }) {
+                    listener.lock.withLock { listener.handler = handler }
+                    continue
+                }
+                let listener = Listener(handler: handler)
+                let pool = self.pool
+                listener.server = try await HTTPServer.start(
+                    host: receiver.endpoint.host, port: receiver.endpoint.port,
+                    maxBodyBytes: { listener.current.settings.maxRequestBodySize }, group: group
+                ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
+                stateLock.withLock { listeners[receiver.endpoint] = listener }
+                bound.append(receiver.endpoint)
+                logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(receiver.endpoint.host):\(listener.server?.localPort ?? 0)"])
+            }
+        } catch {
+            for endpoint in bound { await closeListener(endpoint) }
+            throw error
+        }
+        return bound
+    }
+
+    private func closeListener(_ endpoint: Endpoint) async {
+        guard let listener = stateLock.withLock({ listeners.removeValue(forKey: endpoint) }) else { return }
+        await listener.server?.close()
+        logger.info("receiver closed", metadata: ["endpoint": "\(endpoint)"])
+    }
+
+    private func makeHandler(id: ComponentID, settings: OTLPReceiverSettings) -> OTLPHTTPHandler {
+        let counters = stateLock.withLock {
+            if let existing = receiverCounters[id] { return existing }
+            let made = ReceiverCounters()
+            receiverCounters[id] = made
+            return made
+        }
+        let accepting = self.accepting
+        let current = self.current
+        return OTLPHTTPHandler(settings: settings, counters: counters, isAccepting: { accepting.value }) { batch in
+            current.consume(batch, from: id)
+        }
+    }
+
+    /// Re-reads the config, rescans plugins and builds a new generation next to the running one;
+    /// swaps only if everything was built. Serialized: concurrent triggers run one after another.
+    @discardableResult
+    public func reload(trigger: String) async -> ReloadLog.Entry {
+        await reloadTurn.enter()
+        let started = ContinuousClock.now
+        let entry: ReloadLog.Entry
+        do {
+            let config = try loadConfig()
+            let old = current.value
+            let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, logger: logger)
+            let next = try Generation(config: config, catalog: catalog, previous: old)
+            let newEndpoints: [Endpoint]
+            do {
+                newEndpoints = try await bindReceivers(for: config)
+            } catch {
+                _ = next.retire(keeping: old, deadline: .now)  // discard what was built for it
+                throw error
+            }
+            _ = current.swap(to: next)
+            let keep = Set(try Self.receiverSettings(config).values.map(\.endpoint))
+            for endpoint in stateLock.withLock({ Array(listeners.keys) }) where !keep.contains(endpoint) {
+                await closeListener(endpoint)
+            }
+            stateLock.withLock { self.config = config }
+            let undelivered = old.retire(keeping: next, deadline: .now + config.shutdownTimeout)
+            let closed = PluginCatalog.closeUnused(keeping: catalog)
+            let message = "carried over \(next.carriedOver) components; bound \(newEndpoints.count) new endpoints; "
+                + "\(undelivered) spans undelivered by retired components; closed \(closed) unused plugin images"
+            entry = reloads.record(trigger: trigger, ok: true, message: message, took: .now - started)
+            logger.info("reload succeeded", metadata: ["trigger": "\(trigger)", "detail": "\(message)"])
+        } catch {
+            entry = reloads.record(trigger: trigger, ok: false, message: "\(error)", took: .now - started)
+            logger.error("reload failed; the running pipelines are unchanged", metadata: ["trigger": "\(trigger)", "error": "\(error)"])
+        }
+        await reloadTurn.leave()
+        return entry
     }
 
     /// Stops taking data (receivers answer 503), drains exporters until the configured
     /// deadline, and shuts every plugin instance down. Returns spans not delivered.
     public func shutdown() async -> Int {
         accepting.value = false
-        for listener in listeners { await listener.close() }
-        let undelivered = generation.shutdown(timeout: config.shutdownTimeout)
+        let undelivered = current.value.shutdown(timeout: stateLock.withLock { config.shutdownTimeout })
+        for endpoint in stateLock.withLock({ Array(listeners.keys) }) { await closeListener(endpoint) }
         if undelivered > 0 {
             logger.error("shutdown finished with undelivered spans", metadata: ["undelivered_spans": "\(undelivered)"])
         } else {
             logger.info("shutdown complete: every accepted span was handed to its exporters")
         }
         await admin?.close()
+        try? await pool.shutdownGracefully()
         try? await group.shutdownGracefully()
         return undelivered
     }
 
-    private func adminRoute(_ request: HTTPRequest) -> HTTPResponse {
+    private func adminRoute(_ request: HTTPRequest, _ loop: any EventLoop) -> EventLoopFuture<HTTPResponse> {
         switch (request.method, request.path) {
         case (.GET, "/healthz"):
-            return .text(.ok, accepting.value ? "ok" : "shutting down")
+            return loop.makeSucceededFuture(.text(.ok, accepting.value ? "ok" : "shutting down"))
         case (.GET, "/status"):
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let body = (try? encoder.encode(status())) ?? Data()
-            return HTTPResponse(status: .ok, headers: ["Content-Type": "application/json"], body: Array(body))
+            return loop.makeSucceededFuture(json(status()))
+        case (.POST, "/-/reload"):
+            let promise = loop.makePromise(of: HTTPResponse.self)
+            promise.completeWithTask { [self] in
+                let entry = await reload(trigger: "admin")
+                var response = json(entry)
+                if !entry.ok { response.status = .badRequest }
+                return response
+            }
+            return promise.futureResult
         default:
-            return .text(.notFound, "unknown admin path; try /healthz or /status")
+            return loop.makeSucceededFuture(.text(.notFound, "unknown admin path; try GET /healthz, GET /status or POST /-/reload"))
         }
     }
 
+    private func json<T: Encodable>(_ value: T) -> HTTPResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let body = (try? encoder.encode(value)) ?? Data()
+        return HTTPResponse(status: .ok, headers: ["Content-Type": "application/json"], body: Array(body))
+    }
+
     func status() -> StatusReport {
-        StatusReport(
-            plugins: catalog.libraries.values.sorted { $0.name < $1.name }.map {
+        let generation = current.value
+        let current = Set(generation.catalog.libraries.values.map(\.sha256))
+        func component(_ instance: PluginInstance, queueDepth: Int? = nil) -> StatusReport.Component {
+            .init(id: "\(instance.id)", kind: instance.library.kind.rawValue, instance: instance.uid, health: instance.health,
+                  plugin: "\(instance.library.name)@\(instance.library.sha256.prefix(12))",
+                  counters: instance.counters.snapshot, queueDepth: queueDepth)
+        }
+        return StatusReport(
+            plugins: PluginCatalog.loadedImages.sorted { ($0.name, $0.sourcePath) < ($1.name, $1.sourcePath) }.map {
                 .init(name: $0.name, kind: $0.kind.rawValue, version: $0.version, abi: "\($0.abiMajor).\($0.abiMinor)",
-                      file: $0.sourcePath, loadedFrom: $0.loadedPath, sha256: $0.sha256)
+                      file: $0.sourcePath, loadedFrom: $0.loadedPath, sha256: $0.sha256,
+                      state: current.contains($0.sha256) ? "current" : "retained", instances: $0.instanceCount,
+                      unloadable: $0.isUnloadable)
             },
-            refusedPlugins: catalog.refused.map { .init(file: $0.file, reason: $0.error.description) },
-            receivers: receivers.map { .init(id: "\($0.id)", kind: "receiver", counters: $0.handler.counters.snapshot, queueDepth: nil) },
-            exporters: generation.exporters.map {
-                .init(id: "\($0.id)", kind: "exporter", counters: $0.counters.snapshot, queueDepth: $0.queueDepth)
+            refusedPlugins: generation.catalog.refused.map { .init(file: $0.file, reason: $0.error.description) },
+            receivers: stateLock.withLock { receiverCounters }.sorted { $0.key.description < $1.key.description }.map {
+                .init(id: "\($0.key)", counters: $0.value.snapshot)
             },
+            exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth) },
+            notifiers: generation.notifiers.map { component($0) },
             pipelines: generation.pipelines.map { pipeline in
-                .init(id: pipeline.id,
-                      processors: pipeline.processors.map { .init(id: "\($0.id)", kind: "processor", counters: $0.counters.snapshot, queueDepth: nil) },
-                      exporters: pipeline.exporters.map { "\($0.id)" },
-                      notifiers: pipeline.notifiers.map { "\($0.id)" })
-            })
+                .init(id: pipeline.id, processors: pipeline.processors.map { component($0) },
+                      exporters: pipeline.exporters.map { "\($0.id)" }, notifiers: pipeline.notifiers.map { "\($0.id)" })
+            },
+            reloads: reloads.summary)
     }
 }
 
@@ -116,12 +258,24 @@ public final class Server: @unchecked Sendable {
 struct StatusReport: Encodable {
     struct Plugin: Encodable {
         var name, kind, version, abi, file, loadedFrom, sha256: String
+        /// "current" (in the plugin directory now) or "retained" (an older image still mapped).
+        var state: String
+        var instances: Int
+        var unloadable: Bool
     }
     struct Refused: Encodable {
         var file, reason: String
     }
+    struct Receiver: Encodable {
+        var id: String
+        var counters: [String: Int64]
+    }
     struct Component: Encodable {
         var id, kind: String
+        /// Process-unique instance number: unchanged when a reload carries the component over.
+        var instance: Int
+        var health: String
+        var plugin: String
         var counters: [String: Int64]
         var queueDepth: Int?
     }
@@ -133,17 +287,76 @@ struct StatusReport: Encodable {
     }
     var plugins: [Plugin]
     var refusedPlugins: [Refused]
-    var receivers: [Component]
+    var receivers: [Receiver]
     var exporters: [Component]
+    var notifiers: [Component]
     var pipelines: [PipelineStatus]
+    var reloads: ReloadLog.Summary
 }
 
-/// Whether receivers take data; false once shutdown begins.
-final class AcceptingFlag: @unchecked Sendable {
+/// Outcomes of reloads, for /status and the admin reload answer.
+public final class ReloadLog: @unchecked Sendable {
+    public struct Entry: Encodable, Sendable {
+        public var time: String
+        public var trigger: String
+        public var ok: Bool
+        public var message: String
+        public var tookMs: Int
+    }
+    public struct Summary: Encodable, Sendable {
+        var succeeded: Int
+        var failed: Int
+        var last: Entry?
+    }
     private let lock = NSLock()
-    private var flag = true
+    private var succeeded = 0
+    private var failed = 0
+    private var last: Entry?
+
+    func record(trigger: String, ok: Bool, message: String, took: Duration) -> Entry {
+        let entry = Entry(time: ISO8601DateFormatter().string(from: Date()), trigger: trigger, ok: ok, message: message,
+                          tookMs: Int(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000))
+        lock.withLock {
+            if ok { succeeded += 1 } else { failed += 1 }
+            last = entry
+        }
+        return entry
+    }
+
+    var summary: Summary { lock.withLock { Summary(succeeded: succeeded, failed: failed, last: last) } }
+}
+
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag: Bool
+    init(_ value: Bool) { flag = value }
     var value: Bool {
         get { lock.withLock { flag } }
         set { lock.withLock { flag = newValue } }
+    }
+}
+
+extension Endpoint: Hashable {
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(host)
+        hasher.combine(port)
+    }
+}
+
+/// One at a time, in arrival order, across suspension points.
+actor Turnstile {
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func enter() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func leave() {
+        if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
     }
 }

@@ -23,19 +23,29 @@ struct Spanhostd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "spanhostd")
-        let serviceConfig: ServiceConfig
+        let path = config
+        // Read at start and again on every reload.
+        let source: ConfigSource = {
+            let text: String
+            do {
+                text = try path.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ServiceConfig.embeddedDefault
+            } catch {
+                throw ConfigError("", "cannot read \(path ?? "config"): \(error.localizedDescription)")
+            }
+            return try ServiceConfig.parse(yaml: text, environment: ProcessInfo.processInfo.environment)
+        }
+        let firstConfig: ServiceConfig
         do {
-            let text = try config.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ServiceConfig.embeddedDefault
-            serviceConfig = try ServiceConfig.parse(yaml: text, environment: ProcessInfo.processInfo.environment)
-        } catch let error as ConfigError {
+            firstConfig = try source()
+        } catch {
             throw ValidationError("invalid config\(config.map { " \($0)" } ?? ""): \(error)")
         }
-        let pluginsDir = serviceConfig.pluginsDir ?? Self.defaultPluginsDir()
-        let cacheDir = serviceConfig.pluginCacheDir ?? "\(NSTemporaryDirectory())spanhost-\(getuid())/plugin-cache"
+        let cacheDir = firstConfig.pluginCacheDir ?? "\(NSTemporaryDirectory())spanhost-\(getuid())/plugin-cache"
 
         let server: Server
         do {
-            server = try Server(config: serviceConfig, pluginsDir: pluginsDir, cacheDir: cacheDir, logger: logger)
+            server = try Server(config: source, pluginsDir: { $0.pluginsDir ?? Self.defaultPluginsDir() }, cacheDir: cacheDir,
+                                logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(2)
@@ -46,7 +56,12 @@ struct Spanhostd: AsyncParsableCommand {
             return
         }
         try await server.start()
+        let hangups = Self.signalStream(SIGHUP)
+        let reloads = Task {
+            for await _ in hangups { await server.reload(trigger: "SIGHUP") }
+        }
         await Self.waitForTermination()
+        reloads.cancel()
         logger.info("shutting down")
         let undelivered = await server.shutdown()
         if undelivered > 0 { throw ExitCode(1) }
@@ -57,6 +72,18 @@ struct Spanhostd: AsyncParsableCommand {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let bin = (exe as NSString).deletingLastPathComponent
         return ((bin as NSString).deletingLastPathComponent as NSString).appendingPathComponent("plugins")
+    }
+
+    /// Every delivery of `sig`, as a stream. Deliveries that arrive while one is being handled
+    /// are kept (bufferingNewest(1)): a SIGHUP during a reload causes one more reload.
+    static func signalStream(_ sig: Int32) -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler { continuation.yield() }
+        source.resume()
+        Once.keep(source)
+        return stream
     }
 
     /// Returns on SIGTERM or SIGINT.

@@ -112,6 +112,7 @@ def test_retryable_exports_are_retried_and_permanent_ones_counted(spanhost, tmp)
     d = plugin_dir(tmp, "old_minor")
     cfg = BASE % ("""  old_minor/retry:
     fail: retryable
+    circuit_breaker: {{failure_threshold: 1000}}
     retry_on_failure:
       initial_interval: 10ms
       max_interval: 20ms
