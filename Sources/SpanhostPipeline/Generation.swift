@@ -207,13 +207,26 @@ public final class CurrentGeneration: @unchecked Sendable {
 
     public var value: Generation { lock.withLock { generation } }
 
+    private var closed = false
+
     public func consume(_ batch: SpanBatch, from receiver: ComponentID) -> ConsumeOutcome {
-        let current = lock.withLock {
+        let current: Generation? = lock.withLock {
+            guard !closed else { return nil }
             generation.enter()
             return generation
         }
+        guard let current else { return .refused(retryAfterSeconds: 1, message: "spanhost is shutting down") }
         defer { current.leave() }
         return current.consume(batch, from: receiver)
+    }
+
+    /// Refuses every later batch and returns the generation to shut down. A batch either
+    /// entered before (and the generation waits for it) or is refused: none slips between.
+    public func close() -> Generation {
+        lock.withLock {
+            closed = true
+            return generation
+        }
     }
 
     /// Makes `next` current and returns the one it replaced.

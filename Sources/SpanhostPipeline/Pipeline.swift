@@ -62,7 +62,10 @@ public final class Pipeline: @unchecked Sendable {
         if let full = exporters.first(where: \.isFull) {
             return .refused(retryAfterSeconds: 1, message: "exporter \(full.id) queue is full")
         }
-        for exporter in exporters { exporter.enqueue(batch, force: true) }
+        // An exporter refuses only once it is shutting down; the client then retries.
+        for exporter in exporters where !exporter.enqueue(batch, force: true) {
+            return .refused(retryAfterSeconds: 1, message: "exporter \(exporter.id) is shutting down")
+        }
         return .accepted(rejectedSpans: rejected, message: filteredMessage(rejected))
     }
 

@@ -134,7 +134,12 @@ public final class PluginInstance: @unchecked Sendable {
 
     /// Frees the plugin's state. Idempotent; no hook is called afterwards.
     public func destroy() {
-        callLock.lock()
+        // A hung call holds the lock: give up after the call timeout rather than hang too.
+        let wait = guardState.policy.timeout
+        guard callLock.lock(before: Date(timeIntervalSinceNow: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)) else {
+            logger.error("instance not destroyed: a call into it is still running")
+            return
+        }
         defer { callLock.unlock() }
         guard !destroyed else { return }
         destroyed = true

@@ -185,7 +185,7 @@ public final class Server: @unchecked Sendable {
     /// deadline, and shuts every plugin instance down. Returns spans not delivered.
     public func shutdown() async -> Int {
         accepting.value = false
-        let undelivered = current.value.shutdown(timeout: stateLock.withLock { config.shutdownTimeout })
+        let undelivered = current.close().shutdown(timeout: stateLock.withLock { config.shutdownTimeout })
         for endpoint in stateLock.withLock({ Array(listeners.keys) }) { await closeListener(endpoint) }
         if undelivered > 0 {
             logger.error("shutdown finished with undelivered spans", metadata: ["undelivered_spans": "\(undelivered)"])
@@ -206,11 +206,11 @@ public final class Server: @unchecked Sendable {
             return loop.makeSucceededFuture(json(status()))
         case (.POST, "/-/reload"):
             let promise = loop.makePromise(of: HTTPResponse.self)
-            promise.completeWithTask { [self] in
-                let entry = await reload(trigger: "admin")
-                var response = json(entry)
+            Task {
+                let entry = await self.reload(trigger: "admin")
+                var response = self.json(entry)
                 if !entry.ok { response.status = .badRequest }
-                return response
+                promise.succeed(response)
             }
             return promise.futureResult
         default:

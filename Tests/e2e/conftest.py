@@ -85,7 +85,8 @@ class Spanhost:
 def tmp():
     d = tempfile.mkdtemp(prefix="spanhost-test-")
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if not os.environ.get("SPANHOST_KEEP_TMP"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
