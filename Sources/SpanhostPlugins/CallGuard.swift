@@ -26,6 +26,12 @@ final class CallGuard: @unchecked Sendable {
 
     init(policy: CallPolicy) { self.policy = policy }
 
+    /// Now plus the call timeout, as a Date for lock waits.
+    func deadline() -> Date {
+        let t = policy.timeout.components
+        return Date(timeIntervalSinceNow: Double(t.seconds) + Double(t.attoseconds) / 1e18)
+    }
+
     /// Why a call must not be made now, or nil.
     func refusal(now: ContinuousClock.Instant = .now) -> String? {
         lock.withLock {

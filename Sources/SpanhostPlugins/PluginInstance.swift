@@ -135,8 +135,7 @@ public final class PluginInstance: @unchecked Sendable {
     /// Frees the plugin's state. Idempotent; no hook is called afterwards.
     public func destroy() {
         // A hung call holds the lock: give up after the call timeout rather than hang too.
-        let wait = guardState.policy.timeout
-        guard callLock.lock(before: Date(timeIntervalSinceNow: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)) else {
+        guard callLock.lock(before: guardState.deadline()) else {
             logger.error("instance not destroyed: a call into it is still running")
             return
         }
@@ -171,16 +170,9 @@ public final class PluginInstance: @unchecked Sendable {
         let guarded = hook == "process" || hook == "export_batch" || hook == "notify"
         if guarded, let reason = guardState.refusal() { return .unavailable(message: "\(id) \(reason)") }
         let serialize = !library.isConcurrent
-        if serialize {
-            if guarded {
-                let wait = guardState.policy.timeout
-                let until = Date(timeIntervalSinceNow: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
-                guard callLock.lock(before: until) else {
-                    return .unavailable(message: "\(id): timed out waiting for a call in progress")
-                }
-            } else {
-                callLock.lock()
-            }
+        // Waiting behind a hung call gives up after the call timeout, for every hook.
+        if serialize, !callLock.lock(before: guardState.deadline()) {
+            return .unavailable(message: "\(id): timed out waiting for a call in progress")
         }
         if destroyed && hook != "create" {
             if serialize { callLock.unlock() }

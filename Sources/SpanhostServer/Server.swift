@@ -193,7 +193,7 @@ public final class Server: @unchecked Sendable {
             logger.info("shutdown complete: every accepted span was handed to its exporters")
         }
         await admin?.close()
-        try? await pool.shutdownGracefully()
+        pool.shutdownGracefully { _ in }  // not awaited: a thread stuck in a hung plugin never returns
         try? await group.shutdownGracefully()
         return undelivered
     }
