@@ -7,11 +7,13 @@ CC          ?= cc
 PLUGIN_CFLAGS := -std=c99 -O2 -Wall -Wextra -Werror -pedantic -shared -fPIC -Iinclude
 VENV        := $(BUILD)/venv
 PY          := $(VENV)/bin/python
-APT_PACKAGES := libssl-dev zlib1g-dev python3-venv wrk
+APT_PACKAGES := libssl-dev zlib1g-dev libcurl4 python3-venv wrk
 PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* pytest requests
 
-PLUGINS      := $(notdir $(wildcard plugins/*))
-PLUGIN_SOS   := $(PLUGINS:%=$(BUILD)/plugins/%.so)
+# C plugins are built with cc; Swift plugins (plugins/<name>/*.swift) are SwiftPM dynamic libraries.
+C_PLUGINS     := $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c))))
+PLUGIN_SOS    := $(C_PLUGINS:%=$(BUILD)/plugins/%.so)
+SWIFT_PLUGINS := otlphttp
 FIXTURE_SRCS := $(wildcard Tests/fixtures/plugins/*.c)
 FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/%.so)
 
@@ -38,6 +40,9 @@ build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS)
 	swift build $(SWIFT_FLAGS) --product spanhost-baseline
 	mkdir -p $(BUILD)/bin
 	cp "$(SWIFT_BIN)/spanhostd" "$(SWIFT_BIN)/spanhost-baseline" $(BUILD)/bin/
+	for p in $(SWIFT_PLUGINS); do \
+		swift build $(SWIFT_FLAGS) --product spanhost-$$p && cp "$(SWIFT_BIN)/libspanhost-$$p.so" $(BUILD)/plugins/$$p.so; \
+	done
 
 $(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/plugins

@@ -6,6 +6,9 @@ let package = Package(
     products: [
         .executable(name: "spanhostd", targets: ["spanhostd"]),
         .executable(name: "spanhost-baseline", targets: ["spanhost-baseline"]),
+        // The Swift plugin SDK, and first-party plugins written with it (dynamic libraries).
+        .library(name: "SpanhostPluginKit", targets: ["SpanhostPluginKit"]),
+        .library(name: "spanhost-otlphttp", type: .dynamic, targets: ["OTLPHTTPExporter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -14,9 +17,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     ],
     targets: [
-        // The public plugin header plus the host's C core: batch arena and OTLP codecs.
+        // The public plugin header, include/spanhost/spanhost.h, as a module.
+        .target(name: "CSpanhostABI"),
+        // The host's C core: batch arenas and OTLP codecs.
         .target(
             name: "CSpanhost",
+            dependencies: ["CSpanhostABI"],
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("crypto"), .linkedLibrary("dl")]
         ),
         // Span batches as arena-backed C structs, Swift views and codec entry points.
@@ -59,6 +65,9 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // Swift plugin SDK: protocols over read-only views of the C structs; depends on the ABI only.
+        .target(name: "SpanhostPluginKit", dependencies: ["CSpanhostABI"]),
+        .target(name: "OTLPHTTPExporter", dependencies: ["SpanhostPluginKit"], path: "plugins/otlphttp"),
         // Benchmark ceiling: the receiver's HTTP server without decoding.
         .executableTarget(
             name: "spanhost-baseline",

@@ -118,6 +118,20 @@ static int count_field(reader r, uint32_t want, size_t *count) {
     return 0;
 }
 
+/* Allocates `n` structs of `size` bytes as one zeroed block, and an array of pointers to them.
+ * Returns NULL for n == 0, and NULL with the decoder failed when out of memory. */
+static void **alloc_items(decoder *d, size_t n, size_t size) {
+    if (n == 0) return NULL;
+    void **items = (void **)sh_arena_alloc(d->batch, n * sizeof(void *));
+    char *block = (char *)sh_arena_alloc(d->batch, n * size);
+    if (!items || !block) {
+        fail(d, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) items[i] = block + i * size;
+    return items;
+}
+
 static int copy_id(decoder *d, reader sub, uint8_t *dst, size_t size, const char *what) {
     size_t n = (size_t)(sub.end - sub.p);
     if (n == 0) return 0; /* absent id stays zero */
@@ -307,18 +321,10 @@ static int decode_span(decoder *d, reader r, spanhost_span *s) {
     size_t n_events, n_links;
     if (alloc_attributes(d, r, 9, &s->attributes)) return -1;
     if (count_field(r, 11, &n_events) || count_field(r, 13, &n_links)) return fail(d, "Span");
-    if (n_events) {
-        s->events = (spanhost_event **)sh_arena_alloc(d->batch, n_events * sizeof(void *));
-        spanhost_event *block = (spanhost_event *)sh_arena_alloc(d->batch, n_events * sizeof(spanhost_event));
-        if (!s->events || !block) return fail(d, "out of memory");
-        for (size_t i = 0; i < n_events; i++) s->events[i] = &block[i];
-    }
-    if (n_links) {
-        s->links = (spanhost_link **)sh_arena_alloc(d->batch, n_links * sizeof(void *));
-        spanhost_link *block = (spanhost_link *)sh_arena_alloc(d->batch, n_links * sizeof(spanhost_link));
-        if (!s->links || !block) return fail(d, "out of memory");
-        for (size_t i = 0; i < n_links; i++) s->links[i] = &block[i];
-    }
+    s->events = (spanhost_event **)alloc_items(d, n_events, sizeof(spanhost_event));
+    if (n_events && !s->events) return -1;
+    s->links = (spanhost_link **)alloc_items(d, n_links, sizeof(spanhost_link));
+    if (n_links && !s->links) return -1;
     uint32_t f, w;
     int t;
     uint64_t x;
@@ -418,12 +424,8 @@ static int decode_scope_spans(decoder *d, reader r, spanhost_scope_spans *ss) {
     ss->scope->struct_size = sizeof(spanhost_scope);
     size_t n;
     if (count_field(r, 2, &n)) return fail(d, "ScopeSpans");
-    if (n) {
-        ss->spans = (spanhost_span **)sh_arena_alloc(d->batch, n * sizeof(void *));
-        spanhost_span *block = (spanhost_span *)sh_arena_alloc(d->batch, n * sizeof(spanhost_span));
-        if (!ss->spans || !block) return fail(d, "out of memory");
-        for (size_t i = 0; i < n; i++) ss->spans[i] = &block[i];
-    }
+    ss->spans = (spanhost_span **)alloc_items(d, n, sizeof(spanhost_span));
+    if (n && !ss->spans) return -1;
     uint32_t f, w;
     int t;
     reader sub;
@@ -467,12 +469,8 @@ static int decode_resource_spans(decoder *d, reader r, spanhost_resource_spans *
     rs->resource->struct_size = sizeof(spanhost_resource);
     size_t n;
     if (count_field(r, 2, &n)) return fail(d, "ResourceSpans");
-    if (n) {
-        rs->scope_spans = (spanhost_scope_spans **)sh_arena_alloc(d->batch, n * sizeof(void *));
-        spanhost_scope_spans *block = (spanhost_scope_spans *)sh_arena_alloc(d->batch, n * sizeof(spanhost_scope_spans));
-        if (!rs->scope_spans || !block) return fail(d, "out of memory");
-        for (size_t i = 0; i < n; i++) rs->scope_spans[i] = &block[i];
-    }
+    rs->scope_spans = (spanhost_scope_spans **)alloc_items(d, n, sizeof(spanhost_scope_spans));
+    if (n && !rs->scope_spans) return -1;
     uint32_t f, w;
     int t;
     reader sub;
@@ -496,12 +494,8 @@ int sh_decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len,
     reader r = {data, data + len};
     size_t n;
     if (count_field(r, 1, &n)) return fail(&d, "ExportTraceServiceRequest is not a protobuf message");
-    if (n) {
-        batch->resource_spans = (spanhost_resource_spans **)sh_arena_alloc(batch, n * sizeof(void *));
-        spanhost_resource_spans *block = (spanhost_resource_spans *)sh_arena_alloc(batch, n * sizeof(spanhost_resource_spans));
-        if (!batch->resource_spans || !block) return fail(&d, "out of memory");
-        for (size_t i = 0; i < n; i++) batch->resource_spans[i] = &block[i];
-    }
+    batch->resource_spans = (spanhost_resource_spans **)alloc_items(&d, n, sizeof(spanhost_resource_spans));
+    if (n && !batch->resource_spans) return -1;
     uint32_t f, w;
     int t;
     reader sub;

@@ -83,7 +83,7 @@ int sh_gunzip(const uint8_t *data, size_t len, size_t limit, uint8_t **out, size
     return SH_GUNZIP_OK;
 }
 
-int sh_gzip(const uint8_t *data, size_t len, spanhost_buffer *out) {
+int32_t sh_gzip(const uint8_t *data, size_t len, spanhost_buffer *out) {
     z_stream z;
     memset(&z, 0, sizeof z);
     if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;

@@ -98,6 +98,10 @@ enum HostTable {
             return sh_encode_batch(batch, encoding, out)
         }
         api.buffer_free = { buffer in sh_buffer_free(buffer) }
+        api.gzip = { data, len, out in
+            guard let out else { return -1 }
+            return sh_gzip(data, len, out)
+        }
         return api
     }
 }

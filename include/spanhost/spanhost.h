@@ -376,6 +376,8 @@ typedef struct spanhost_host_api {
      * buffer. Returns 0 on success, -1 on failure. Release the buffer with buffer_free. */
     int32_t (*encode_batch)(const spanhost_batch *batch, uint32_t encoding, spanhost_buffer *out);
     void (*buffer_free)(spanhost_buffer *buffer);
+    /* Compresses `len` bytes at `data` as gzip into a new host buffer. Returns 0 or -1. */
+    int32_t (*gzip)(const uint8_t *data, size_t len, spanhost_buffer *out);
 } spanhost_host_api;
 
 /* ------------------------------------------------------------------------------------------ */

@@ -7,7 +7,7 @@
 #ifndef SPANHOST_CORE_H
 #define SPANHOST_CORE_H
 
-#include "spanhost/spanhost.h"
+#include <spanhost/spanhost.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,7 +70,7 @@ int32_t sh_encode_rpc_status(uint32_t encoding, int32_t code, const char *messag
  * a malloc'd block (free with free() or hand to sh_arena_adopt). */
 int sh_gunzip(const uint8_t *data, size_t len, size_t limit, uint8_t **out, size_t *out_len);
 /* Deflate into gzip. Returns 0 or -1. */
-int sh_gzip(const uint8_t *data, size_t len, spanhost_buffer *out);
+int32_t sh_gzip(const uint8_t *data, size_t len, spanhost_buffer *out);
 
 /* SHA-256 of a file as 64 lowercase hex characters plus NUL. Returns 0 or -1. */
 int sh_sha256_file(const char *path, char out_hex[65]);

@@ -1,0 +1,137 @@
+@_exported import CSpanhostABI
+
+/// What a plugin hook came to. `retryable` asks the host to retry (after `after`, if given);
+/// `permanent` makes the host drop the batch and count it.
+public enum PluginResult: Sendable, Equatable {
+    case ok
+    case retryable(after: Duration? = nil, String)
+    case permanent(String)
+}
+
+/// Thrown from a plugin's initializer to refuse its config; the message should name the key.
+public struct PluginError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// An exporter: receives read-only batches and delivers them somewhere.
+/// Calls on one instance come from one thread at a time.
+public protocol SpanExporterPlugin: AnyObject {
+    init(config: PluginConfig, host: PluginHost) throws
+    /// Return `.ok` only once the destination has accepted the batch.
+    func export(_ batch: BatchView) -> PluginResult
+    /// Push out anything buffered (before shutdown or reload).
+    func flush() -> PluginResult
+    /// Stop background work; called once, last.
+    func shutdown()
+}
+
+/// A processor: changes a batch in place before exporters see it.
+public protocol SpanProcessorPlugin: AnyObject {
+    init(config: PluginConfig, host: PluginHost) throws
+    func process(_ batch: MutableBatchView) -> PluginResult
+    func flush() -> PluginResult
+    func shutdown()
+}
+
+public extension SpanExporterPlugin {
+    func flush() -> PluginResult { .ok }
+    func shutdown() {}
+}
+
+public extension SpanProcessorPlugin {
+    func flush() -> PluginResult { .ok }
+    func shutdown() {}
+}
+
+/// The host's services for one instance: logging, counters, encoding.
+public struct PluginHost: @unchecked Sendable {
+    let api: UnsafePointer<spanhost_host_api>
+    let instance: OpaquePointer?
+
+    public enum LogLevel: UInt32 { case debug = 0, info, warn, error }
+
+    public func log(_ level: LogLevel, _ message: String) {
+        var message = message
+        message.withUTF8 { api.pointee.log(instance, level.rawValue, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
+    }
+
+    /// Adds to a counter shown for this instance at /status.
+    public func count(_ name: String, _ delta: Int64 = 1) {
+        api.pointee.counter_add(instance, name, delta)
+    }
+
+    public enum Encoding: UInt32 { case otlpProtobuf = 0, otlpJSON = 1 }
+
+    /// The batch as an OTLP ExportTraceServiceRequest.
+    public func encode(_ batch: BatchView, as encoding: Encoding) -> [UInt8]? {
+        var buffer = spanhost_buffer()
+        guard api.pointee.encode_batch(batch.pointer, encoding.rawValue, &buffer) == 0 else { return nil }
+        defer { api.pointee.buffer_free(&buffer) }
+        return Array(UnsafeBufferPointer(start: buffer.data, count: buffer.len))
+    }
+
+    public func gzip(_ bytes: [UInt8]) -> [UInt8]? {
+        var buffer = spanhost_buffer()
+        guard api.pointee.gzip(bytes, bytes.count, &buffer) == 0 else { return nil }
+        defer { api.pointee.buffer_free(&buffer) }
+        return Array(UnsafeBufferPointer(start: buffer.data, count: buffer.len))
+    }
+}
+
+/// Typed reads of the instance's config by dotted path ("headers", "retry.max", "items.0").
+/// A value of the wrong type throws a `PluginError` naming the path.
+public struct PluginConfig: @unchecked Sendable {
+    let api: UnsafePointer<spanhost_host_api>
+    let handle: OpaquePointer?
+
+    private func check(_ code: UInt32, _ path: String, _ type: String) throws -> Bool {
+        switch Int32(bitPattern: code) {
+        case SPANHOST_CONFIG_FOUND: return true
+        case SPANHOST_CONFIG_MISSING: return false
+        default: throw PluginError("\(path): must be \(type)")
+        }
+    }
+
+    public func string(_ path: String) throws -> String? {
+        var out = spanhost_str()
+        guard try check(api.pointee.config_string(handle, path, &out), path, "a string") else { return nil }
+        return out.swiftString
+    }
+
+    public func int(_ path: String) throws -> Int64? {
+        var out: Int64 = 0
+        return try check(api.pointee.config_int(handle, path, &out), path, "an integer") ? out : nil
+    }
+
+    public func double(_ path: String) throws -> Double? {
+        var out = 0.0
+        return try check(api.pointee.config_double(handle, path, &out), path, "a number") ? out : nil
+    }
+
+    public func bool(_ path: String) throws -> Bool? {
+        var out: Int32 = 0
+        return try check(api.pointee.config_bool(handle, path, &out), path, "true or false") ? out != 0 : nil
+    }
+
+    /// Keys of the map at `path`, in file order (empty if absent).
+    public func keys(_ path: String) throws -> [String] {
+        var count = 0
+        guard try check(api.pointee.config_count(handle, path, &count), path, "a map") else { return [] }
+        return try (0..<count).map { index in
+            var out = spanhost_str()
+            guard try check(api.pointee.config_key(handle, path, index, &out), path, "a map") else {
+                throw PluginError("\(path): must be a map")
+            }
+            return out.swiftString
+        }
+    }
+}
+
+extension spanhost_str {
+    /// A Swift copy of the view.
+    public var swiftString: String {
+        guard let ptr, len > 0 else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: ptr, count: len), as: UTF8.self)
+    }
+}

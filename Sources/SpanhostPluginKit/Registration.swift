@@ -1,0 +1,134 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Turns a Swift type into the C descriptor the host loads. One plugin per image:
+///
+///     @_cdecl("spanhost_plugin_entry")
+///     public func entry(_ host: UnsafePointer<spanhost_host_api>?) -> UnsafePointer<spanhost_plugin>? {
+///         SpanhostPlugin.exporter(MyExporter.self, name: "my_exporter", version: "1.0.0", host: host)
+///     }
+///
+/// Only C types cross the boundary: the host sees function pointers and opaque state.
+public enum SpanhostPlugin {
+    public static func exporter<T: SpanExporterPlugin>(
+        _ type: T.Type, name: String, version: String, description: String = "",
+        host: UnsafePointer<spanhost_host_api>?
+    ) -> UnsafePointer<spanhost_plugin>? {
+        register(host: host, kind: SPANHOST_KIND_EXPORTER, name: name, version: version, description: description) { config, host in
+            let plugin = try T(config: config, host: host)
+            return Instance(export: { plugin.export($0) }, process: nil, flush: plugin.flush, shutdown: plugin.shutdown)
+        }
+    }
+
+    public static func processor<T: SpanProcessorPlugin>(
+        _ type: T.Type, name: String, version: String, description: String = "",
+        host: UnsafePointer<spanhost_host_api>?
+    ) -> UnsafePointer<spanhost_plugin>? {
+        register(host: host, kind: SPANHOST_KIND_PROCESSOR, name: name, version: version, description: description) { config, host in
+            let plugin = try T(config: config, host: host)
+            return Instance(export: nil, process: { plugin.process($0) }, flush: plugin.flush, shutdown: plugin.shutdown)
+        }
+    }
+
+    /// The type-erased instance behind a `void *state`.
+    final class Instance {
+        let export: ((BatchView) -> PluginResult)?
+        let process: ((MutableBatchView) -> PluginResult)?
+        let flush: () -> PluginResult
+        let shutdown: () -> Void
+        init(export: ((BatchView) -> PluginResult)?, process: ((MutableBatchView) -> PluginResult)?,
+             flush: @escaping () -> PluginResult, shutdown: @escaping () -> Void) {
+            self.export = export
+            self.process = process
+            self.flush = flush
+            self.shutdown = shutdown
+        }
+    }
+
+    typealias Factory = (PluginConfig, PluginHost) throws -> Instance
+
+    // Set once by the entry function; an image holds exactly one plugin.
+    nonisolated(unsafe) static var hostAPI: UnsafePointer<spanhost_host_api>?
+    nonisolated(unsafe) static var factory: Factory?
+    nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<spanhost_plugin>?
+
+    static func register(host: UnsafePointer<spanhost_host_api>?, kind: Int32, name: String, version: String,
+                         description: String, factory: @escaping Factory) -> UnsafePointer<spanhost_plugin>? {
+        guard let host, Int32(host.pointee.abi_major) == SPANHOST_ABI_MAJOR else { return nil }
+        if let descriptor { return UnsafePointer(descriptor) }
+        hostAPI = host
+        self.factory = factory
+        var d = spanhost_plugin()
+        d.struct_size = UInt32(MemoryLayout<spanhost_plugin>.size)
+        d.abi_major = UInt16(SPANHOST_ABI_MAJOR)
+        d.abi_minor = UInt16(SPANHOST_ABI_MINOR)
+        d.kind = UInt32(kind)
+        d.flags = 0  // Swift images must never be unloaded
+        d.name = UnsafePointer(strdup(name))
+        d.version = UnsafePointer(strdup(version))
+        d.description = UnsafePointer(strdup(description))
+        d.create = { config, instance, out, status in
+            guard let api = SpanhostPlugin.hostAPI, let factory = SpanhostPlugin.factory else { return Int32(SPANHOST_PERMANENT) }
+            do {
+                let made = try factory(PluginConfig(api: api, handle: config), PluginHost(api: api, instance: instance))
+                out?.pointee = Unmanaged.passRetained(made).toOpaque()
+                return Int32(SPANHOST_OK)
+            } catch {
+                SpanhostPlugin.write("\(error)", to: status)
+                return Int32(SPANHOST_PERMANENT)
+            }
+        }
+        if kind == SPANHOST_KIND_EXPORTER {
+            d.export_batch = { state, batch, status in
+                guard let state, let batch, let export = SpanhostPlugin.instance(state).export else { return Int32(SPANHOST_PERMANENT) }
+                return SpanhostPlugin.report(export(BatchView(pointer: batch)), to: status)
+            }
+        } else {
+            d.process = { state, batch, status in
+                guard let state, let batch, let process = SpanhostPlugin.instance(state).process else { return Int32(SPANHOST_PERMANENT) }
+                return SpanhostPlugin.report(process(MutableBatchView(pointer: batch)), to: status)
+            }
+        }
+        d.flush = { state, status in
+            guard let state else { return Int32(SPANHOST_OK) }
+            return SpanhostPlugin.report(SpanhostPlugin.instance(state).flush(), to: status)
+        }
+        d.destroy = { state in
+            guard let state else { return }
+            let instance = Unmanaged<Instance>.fromOpaque(state)
+            instance.takeUnretainedValue().shutdown()
+            instance.release()
+        }
+        let stored = UnsafeMutablePointer<spanhost_plugin>.allocate(capacity: 1)
+        stored.initialize(to: d)
+        descriptor = stored
+        return UnsafePointer(stored)
+    }
+
+    static func instance(_ state: UnsafeMutableRawPointer) -> Instance {
+        Unmanaged<Instance>.fromOpaque(state).takeUnretainedValue()
+    }
+
+    static func report(_ result: PluginResult, to status: UnsafeMutablePointer<spanhost_status>?) -> Int32 {
+        switch result {
+        case .ok: return Int32(SPANHOST_OK)
+        case .retryable(let after, let message):
+            if let after, let status {
+                status.pointee.retry_after_ms = UInt32(clamping: after.components.seconds * 1000 + after.components.attoseconds / 1_000_000_000_000_000)
+            }
+            write(message, to: status)
+            return Int32(SPANHOST_RETRYABLE)
+        case .permanent(let message):
+            write(message, to: status)
+            return Int32(SPANHOST_PERMANENT)
+        }
+    }
+
+    static func write(_ message: String, to status: UnsafeMutablePointer<spanhost_status>?) {
+        guard let status, let buffer = status.pointee.message, status.pointee.message_cap > 0 else { return }
+        let bytes = Array(message.utf8.prefix(status.pointee.message_cap - 1))
+        for (i, byte) in bytes.enumerated() { buffer[i] = CChar(bitPattern: byte) }
+        buffer[bytes.count] = 0
+    }
+}

@@ -1,0 +1,151 @@
+/// Read-only Swift views over the C span structs of a batch. Nothing is copied until you ask
+/// for a Swift value (a `String`, an array); views are valid only during the hook call.
+public struct BatchView {
+    public let pointer: UnsafePointer<spanhost_batch>
+
+    public var spanCount: Int {
+        var n = 0
+        forEachSpan { _, _, _ in n += 1 }
+        return n
+    }
+
+    /// Every span with its resource and scope.
+    public func forEachSpan(_ body: (SpanView, ResourceView, ScopeView) -> Void) {
+        let b = pointer.pointee
+        for i in 0..<b.resource_spans_count {
+            guard let rs = b.resource_spans[i] else { continue }
+            let resource = ResourceView(pointer: rs.pointee.resource)
+            for j in 0..<rs.pointee.scope_spans_count {
+                guard let ss = rs.pointee.scope_spans[j] else { continue }
+                let scope = ScopeView(pointer: ss.pointee.scope)
+                for k in 0..<ss.pointee.spans_count {
+                    if let span = ss.pointee.spans[k] { body(SpanView(pointer: span), resource, scope) }
+                }
+            }
+        }
+    }
+}
+
+/// A batch a processor may change: spans can be dropped and attributes set or removed.
+public struct MutableBatchView {
+    public let pointer: UnsafeMutablePointer<spanhost_batch>
+    public var readOnly: BatchView { BatchView(pointer: UnsafePointer(pointer)) }
+
+    public func forEachSpan(_ body: (MutableSpanView) -> Void) {
+        readOnly.forEachSpan { span, _, _ in
+            body(MutableSpanView(pointer: UnsafeMutablePointer(mutating: span.pointer), batch: pointer))
+        }
+    }
+}
+
+public struct MutableSpanView {
+    public let pointer: UnsafeMutablePointer<spanhost_span>
+    let batch: UnsafeMutablePointer<spanhost_batch>
+
+    public var view: SpanView { SpanView(pointer: UnsafePointer(pointer)) }
+
+    /// Removes the span from the batch when the processor returns.
+    public func drop() { pointer.pointee.host_flags |= UInt32(SPANHOST_SPAN_DROP) }
+
+    public func setAttribute(_ key: String, _ value: String) {
+        guard let api = SpanhostPlugin.hostAPI else { return }
+        var k = key, v = value
+        k.withUTF8 { kb in
+            v.withUTF8 { vb in
+                var value = spanhost_value()
+                value.type = UInt32(SPANHOST_VALUE_STRING)
+                value.as.string_value = spanhost_str(ptr: UnsafeRawPointer(vb.baseAddress)?.assumingMemoryBound(to: CChar.self), len: vb.count)
+                _ = api.pointee.set_attribute(batch, &pointer.pointee.attributes,
+                                              spanhost_str(ptr: UnsafeRawPointer(kb.baseAddress)?.assumingMemoryBound(to: CChar.self), len: kb.count), &value)
+            }
+        }
+    }
+}
+
+public struct ResourceView {
+    public let pointer: UnsafePointer<spanhost_resource>
+    public var attributes: AttributesView { AttributesView(list: pointer.pointee.attributes) }
+}
+
+public struct ScopeView {
+    public let pointer: UnsafePointer<spanhost_scope>
+    public var name: String { pointer.pointee.name.swiftString }
+    public var version: String { pointer.pointee.version.swiftString }
+}
+
+public struct SpanView {
+    public let pointer: UnsafePointer<spanhost_span>
+
+    public var name: String { pointer.pointee.name.swiftString }
+    public var traceID: String { withUnsafeBytes(of: pointer.pointee.trace_id) { hex($0) } }
+    public var spanID: String { withUnsafeBytes(of: pointer.pointee.span_id) { hex($0) } }
+    public var parentSpanID: String { withUnsafeBytes(of: pointer.pointee.parent_span_id) { hex($0) } }
+    /// `SPANHOST_SPAN_KIND_*`
+    public var kind: UInt32 { pointer.pointee.kind }
+    /// `SPANHOST_STATUS_*`
+    public var statusCode: UInt32 { pointer.pointee.status_code }
+    public var statusMessage: String { pointer.pointee.status_message.swiftString }
+    public var startTimeUnixNano: UInt64 { pointer.pointee.start_time_unix_nano }
+    public var endTimeUnixNano: UInt64 { pointer.pointee.end_time_unix_nano }
+    public var attributes: AttributesView { AttributesView(list: pointer.pointee.attributes) }
+    public var eventCount: Int { pointer.pointee.events_count }
+    public var linkCount: Int { pointer.pointee.links_count }
+}
+
+/// Attributes as (key, value) pairs.
+public struct AttributesView: Sequence {
+    let list: spanhost_kv_list
+
+    public func makeIterator() -> AnyIterator<(key: String, value: AttributeValue)> {
+        var index = 0
+        let list = self.list
+        return AnyIterator {
+            guard index < list.count else { return nil }
+            defer { index += 1 }
+            return (list.items[index].key.swiftString, AttributeValue(list.items[index].value))
+        }
+    }
+
+    public subscript(key: String) -> AttributeValue? { first { $0.key == key }?.value }
+}
+
+/// An attribute value (OTLP AnyValue), copied into Swift.
+public indirect enum AttributeValue: Equatable, Sendable {
+    case empty
+    case string(String)
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case bytes([UInt8])
+    case array([AttributeValue])
+    case kvlist([String: AttributeValue])
+
+    init(_ v: spanhost_value) {
+        switch Int32(bitPattern: v.type) {
+        case SPANHOST_VALUE_STRING: self = .string(v.as.string_value.swiftString)
+        case SPANHOST_VALUE_BOOL: self = .bool(v.as.bool_value != 0)
+        case SPANHOST_VALUE_INT: self = .int(v.as.int_value)
+        case SPANHOST_VALUE_DOUBLE: self = .double(v.as.double_value)
+        case SPANHOST_VALUE_BYTES: self = .bytes(Array(UnsafeBufferPointer(start: v.as.bytes_value.ptr, count: v.as.bytes_value.len)))
+        case SPANHOST_VALUE_ARRAY:
+            let a = v.as.array_value
+            self = .array((0..<a.count).map { AttributeValue(a.items[$0]) })
+        case SPANHOST_VALUE_KVLIST:
+            let l = v.as.kvlist_value
+            self = .kvlist(Dictionary((0..<l.count).map { (l.items[$0].key.swiftString, AttributeValue(l.items[$0].value)) },
+                                      uniquingKeysWith: { _, last in last }))
+        default: self = .empty
+        }
+    }
+}
+
+private func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out = [UInt8]()
+    out.reserveCapacity(bytes.count * 2)
+    for b in bytes {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 15)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}

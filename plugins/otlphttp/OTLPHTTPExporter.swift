@@ -1,0 +1,152 @@
+// otlphttp exporter: sends batches to any OTLP/HTTP backend (another spanhostd, a Collector,
+// Jaeger, Tempo). Written against SpanhostPluginKit, loaded like any C plugin.
+//
+// Config:
+//   endpoint: http://host:4318          base URL; /v1/traces is appended (required unless traces_endpoint)
+//   traces_endpoint: URL                full URL, used as is
+//   headers: {name: value}              sent with every request
+//   compression: gzip | none            default gzip
+//   encoding: proto | json              default proto
+//   timeout: 30s                        per request
+//
+// Answers: 2xx is OK (partial success is counted as rejected_spans); 429, 502, 503, 504 and
+// network errors are retryable (Retry-After honoured); any other status is permanent.
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SpanhostPluginKit
+
+final class OTLPHTTPExporter: SpanExporterPlugin {
+    let url: URL
+    let headers: [(String, String)]
+    let gzip: Bool
+    let json: Bool
+    let timeout: TimeInterval
+    let host: PluginHost
+    let session: URLSession
+
+    init(config: PluginConfig, host: PluginHost) throws {
+        self.host = host
+        if let full = try config.string("traces_endpoint") {
+            guard let url = URL(string: full), url.scheme == "http" || url.scheme == "https" else {
+                throw PluginError("traces_endpoint: '\(full)' is not an http(s) URL")
+            }
+            self.url = url
+        } else if let base = try config.string("endpoint") {
+            let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+            guard let url = URL(string: trimmed + "/v1/traces"), url.scheme == "http" || url.scheme == "https" else {
+                throw PluginError("endpoint: '\(base)' is not an http(s) URL")
+            }
+            self.url = url
+        } else {
+            throw PluginError("endpoint: required (for example http://127.0.0.1:4318)")
+        }
+        headers = try config.keys("headers").map { key in (key, try config.string("headers.\(key)") ?? "") }
+        switch try config.string("compression") ?? "gzip" {
+        case "gzip": gzip = true
+        case "none", "": gzip = false
+        case let other: throw PluginError("compression: '\(other)' is not gzip or none")
+        }
+        switch try config.string("encoding") ?? "proto" {
+        case "proto": json = false
+        case "json": json = true
+        case let other: throw PluginError("encoding: '\(other)' is not proto or json")
+        }
+        timeout = try Self.seconds(try config.string("timeout") ?? "30s", key: "timeout")
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = timeout
+        configuration.httpMaximumConnectionsPerHost = 1
+        session = URLSession(configuration: configuration)
+    }
+
+    func export(_ batch: BatchView) -> PluginResult {
+        guard var body = host.encode(batch, as: json ? .otlpJSON : .otlpProtobuf) else { return .permanent("encoding failed") }
+        var request = URLRequest(url: url, timeoutInterval: timeout)
+        request.httpMethod = "POST"
+        request.setValue(json ? "application/json" : "application/x-protobuf", forHTTPHeaderField: "Content-Type")
+        if gzip, let compressed = host.gzip(body) {
+            body = compressed
+            request.setValue("gzip", forHTTPHeaderField: "Content-Encoding")
+        }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        request.httpBody = Data(body)
+
+        let (data, response, error) = send(request)
+        guard let response = response as? HTTPURLResponse else {
+            return .retryable("\(url): \(error.map { "\($0.localizedDescription)" } ?? "no response")")
+        }
+        let text = String(decoding: (data ?? Data()).prefix(300), as: UTF8.self)
+        switch response.statusCode {
+        case 200..<300:
+            let rejected = json ? Self.rejectedSpansJSON(data ?? Data()) : Self.rejectedSpansProto(data ?? Data())
+            if rejected > 0 { host.count("rejected_spans", rejected) }
+            return .ok
+        case 429, 502, 503, 504:
+            let after = response.value(forHTTPHeaderField: "Retry-After").flatMap(Int64.init).map { Duration.seconds($0) }
+            return .retryable(after: after, "\(url) answered \(response.statusCode)")
+        default:
+            return .permanent("\(url) answered \(response.statusCode): \(text)")
+        }
+    }
+
+    func shutdown() { session.invalidateAndCancel() }
+
+    /// One request, waited for on the calling (exporter) thread.
+    private func send(_ request: URLRequest) -> (Data?, URLResponse?, Error?) {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: (Data?, URLResponse?, Error?) = (nil, nil, nil)
+        session.dataTask(with: request) { data, response, error in
+            result = (data, response, error)
+            done.signal()
+        }.resume()
+        done.wait()
+        return result
+    }
+
+    /// partial_success.rejected_spans from an ExportTraceServiceResponse (protobuf).
+    static func rejectedSpansProto(_ data: Data) -> Int64 {
+        var bytes = [UInt8](data)[...]
+        func varint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while let byte = bytes.popFirst() {
+                value |= UInt64(byte & 0x7f) << shift
+                if byte & 0x80 == 0 { return value }
+                shift += 7
+                if shift > 63 { return nil }
+            }
+            return nil
+        }
+        guard varint() == (1 << 3 | 2), let length = varint(), length <= bytes.count else { return 0 }
+        bytes = bytes.prefix(Int(length))
+        while let tag = varint() {
+            if tag == (1 << 3 | 0) { return Int64(bitPattern: varint() ?? 0) }
+            guard tag & 7 == 2, let skip = varint(), skip <= bytes.count else { return 0 }
+            bytes = bytes.dropFirst(Int(skip))
+        }
+        return 0
+    }
+
+    static func rejectedSpansJSON(_ data: Data) -> Int64 {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let partial = object["partialSuccess"] as? [String: Any] else { return 0 }
+        if let n = partial["rejectedSpans"] as? String { return Int64(n) ?? 0 }
+        return (partial["rejectedSpans"] as? NSNumber)?.int64Value ?? 0
+    }
+
+    static func seconds(_ text: String, key: String) throws -> TimeInterval {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (unit, scale) in units where text.hasSuffix(unit) {
+            if let n = Double(text.dropLast(unit.count)), n > 0 { return n * scale }
+        }
+        if let n = Double(text), n > 0 { return n }
+        throw PluginError("\(key): '\(text)' is not a duration like 500ms or 30s")
+    }
+}
+
+@_cdecl("spanhost_plugin_entry")
+public func spanhostPluginEntry(_ host: UnsafePointer<spanhost_host_api>?) -> UnsafePointer<spanhost_plugin>? {
+    SpanhostPlugin.exporter(OTLPHTTPExporter.self, name: "otlphttp", version: "1.0.0",
+                            description: "sends spans to an OTLP/HTTP endpoint", host: host)
+}
