@@ -57,4 +57,20 @@ final class PluginLoadingTests: XCTestCase {
         XCTAssertTrue(first === second)
         XCTAssertEqual(first.loadedPath, "\(cacheDir)/\(first.sha256).so")
     }
+
+    func testSwiftPluginLoadsLikeAnyOtherAndValidatesItsConfig() throws {
+        let library = try load("otlphttp")
+        XCTAssertEqual(library.kind, .exporter)
+        XCTAssertFalse(library.isUnloadable, "Swift images must never be unloaded")
+        let bad = try YAMLLoader.load("compression: zstd\nendpoint: http://127.0.0.1:1", environment: [:])
+        XCTAssertThrowsError(try PluginInstance(id: ComponentID(type: "otlphttp"), library: library, settings: bad)) { error in
+            XCTAssertEqual("\(error)", "otlphttp: create failed: compression: 'zstd' is not gzip or none")
+        }
+        let good = try YAMLLoader.load("endpoint: http://127.0.0.1:1\ntimeout: 1s", environment: [:])
+        let instance = try PluginInstance(id: ComponentID(type: "otlphttp"), library: library, settings: good)
+        let batch = try SpanBatch.decode(Array(#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a"}]}]}]}"#.utf8), encoding: .json)
+        guard case .retryable(_, let message) = instance.export(batch) else { return XCTFail("nothing listens on port 1: retryable") }
+        XCTAssertTrue(message.contains("127.0.0.1:1"), message)
+        instance.destroy()
+    }
 }

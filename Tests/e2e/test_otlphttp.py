@@ -1,0 +1,111 @@
+"""The otlphttp exporter, a Swift plugin built with SpanhostPluginKit, forwards spans from one
+spanhostd to a second spanhostd; spans from the OpenTelemetry SDK arrive intact, and a backend
+that is down at first receives everything once it is up."""
+import os
+import subprocess
+
+from conftest import PLUGINS, SPANHOSTD, Spanhost, free_port, read_file_export, wait_for
+from test_sdk_roundtrip import attrs, send_spans
+
+BACKEND = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+exporters:
+  file:
+    path: {tmp}/backend.jsonl
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+"""
+
+FRONT = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:%d
+    compression: %s
+    encoding: %s
+    headers:
+      x-tenant: team-a
+    timeout: 2s
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 60s}}
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlphttp]
+"""
+
+
+def test_sdk_spans_reach_a_second_spanhostd_intact(spanhost, tmp):
+    backend = spanhost(BACKEND)
+    for compression, encoding in [("gzip", "proto"), ("none", "json")]:
+        front = spanhost(FRONT % (backend.receiver_port, compression, encoding))
+        plugin = next(p for p in front.status()["plugins"] if p["name"] == "otlphttp")
+        assert plugin["kind"] == "exporter" and plugin["abi"] == "1.0" and not plugin["unloadable"]
+        sent = send_spans(front.url)
+        ids = {f"{sp.get_span_context().span_id:016x}" for sp in sent}
+        out = os.path.join(tmp, "backend.jsonl")
+
+        def arrived():
+            return [g for g in read_file_export(out) if g["span"]["spanId"] in ids]
+        got = wait_for(lambda: len(arrived()) >= len(sent) and arrived())
+        assert got and len(got) == len(sent), front.log()
+        by_id = {g["span"]["spanId"]: g["span"] for g in got}
+        for sp in sent:
+            g = by_id[f"{sp.get_span_context().span_id:016x}"]
+            assert g["name"] == sp.name
+            assert int(g["startTimeUnixNano"]) == sp.start_time
+            want = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in sp.attributes.items()}
+            assert attrs(g.get("attributes")) == want
+            assert [e["name"] for e in g.get("events", [])] == [e.name for e in sp.events]
+        exported = front.status()["exporters"][0]["counters"]["exported"]
+        assert exported == len(sent)
+        front.stop()
+
+
+def test_backend_down_then_up_receives_everything(spanhost, tmp):
+    port = free_port()
+    front = spanhost(FRONT % (port, "gzip", "proto"))
+    sent = send_spans(front.url)  # accepted by the front; the backend is not there yet
+    assert wait_for(lambda: front.status()["exporters"][0]["counters"].get("retried", 0) > 0, timeout=10)
+    # Now start the backend where the front is sending.
+    text = BACKEND.format(receiver=f"127.0.0.1:{port}", admin=f"127.0.0.1:{free_port()}",
+                          plugins=PLUGINS, tmp=tmp)
+    cfg = os.path.join(tmp, "late-backend.yaml")
+    with open(cfg, "w") as f:
+        f.write(text)
+    proc = subprocess.Popen([SPANHOSTD, "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = os.path.join(tmp, "backend.jsonl")
+        got = wait_for(lambda: len(read_file_export(out)) >= len(sent), timeout=30)
+        assert got, front.log()
+        counters = front.status()["exporters"][0]["counters"]
+        print(f"\nsent {len(sent)} spans while the backend was down; retried {counters['retried']}, exported {counters['exported']}")
+        assert counters["exported"] == len(sent)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_bad_endpoint_config_is_refused(tmp):
+    s = Spanhost(FRONT.replace("endpoint: http://127.0.0.1:%d", "endpoint: ftp://x") % ("gzip", "proto"), tmp)
+    assert s.wait_exit() != 0
+    assert "exporters.otlphttp: create failed: endpoint: 'ftp://x' is not an http(s) URL" in s.log()
