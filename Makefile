@@ -7,7 +7,7 @@ CC          ?= cc
 PLUGIN_CFLAGS := -std=c99 -O2 -Wall -Wextra -Werror -pedantic -shared -fPIC -Iinclude
 VENV        := $(BUILD)/venv
 PY          := $(VENV)/bin/python
-APT_PACKAGES := libssl-dev zlib1g-dev libcurl4 python3-venv wrk
+APT_PACKAGES := libssl-dev zlib1g-dev libcurl4 librdkafka-dev python3-venv wrk
 PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* pytest requests
 
 # C plugins are built with cc; Swift plugins (plugins/<name>/*.swift) are SwiftPM dynamic libraries.
@@ -35,7 +35,7 @@ $(VENV)/.installed: Makefile
 	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES)
 	touch $@
 
-build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS)
+build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(BUILD)/test-bin/kafka-mock
 	swift build $(SWIFT_FLAGS) --product spanhostd
 	swift build $(SWIFT_FLAGS) --product spanhost-baseline
 	mkdir -p $(BUILD)/bin
@@ -44,9 +44,12 @@ build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS)
 		swift build $(SWIFT_FLAGS) --product spanhost-$$p && cp "$(SWIFT_BIN)/libspanhost-$$p.so" $(BUILD)/plugins/$$p.so; \
 	done
 
+# Libraries a C plugin links against, by plugin name.
+LDLIBS_kafka := -lrdkafka
+
 $(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/plugins
-	$(CC) $(PLUGIN_CFLAGS) -o $@ $(filter %.c,$^)
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS_$*)
 
 examples:
 	@mkdir -p $(BUILD)/plugins
@@ -55,6 +58,11 @@ examples:
 $(BUILD)/test-plugins/%.so: Tests/fixtures/plugins/%.c include/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/test-plugins
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+
+# A librdkafka mock cluster for tests and benchmarks.
+$(BUILD)/test-bin/kafka-mock: Tests/fixtures/kafka/kafka_mock.c
+	@mkdir -p $(BUILD)/test-bin
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -o $@ $< -lrdkafka
 
 run: build
 	$(BUILD)/bin/spanhostd

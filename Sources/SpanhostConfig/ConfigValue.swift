@@ -26,22 +26,28 @@ public indirect enum ConfigValue: Sendable, Equatable {
     }
 
     /// Follows a dotted path: map keys by name, list items by index ("actions.0.key").
-    /// The empty path is the value itself.
+    /// Keys that contain dots themselves ("properties.sasl.mechanism" where the key is
+    /// "sasl.mechanism") match whole: the longest key that fits wins. The empty path is the
+    /// value itself.
     public func lookup(_ path: String) -> ConfigValue? {
-        var node = self
-        for part in path.split(separator: ".", omittingEmptySubsequences: true) {
-            switch node {
-            case .map:
-                guard let next = node[String(part)] else { return nil }
-                node = next
-            case .list(let items):
-                guard let index = Int(part), items.indices.contains(index) else { return nil }
-                node = items[index]
-            default:
-                return nil
+        lookup(parts: path.split(separator: ".", omittingEmptySubsequences: true)[...])
+    }
+
+    private func lookup(parts: ArraySlice<Substring>) -> ConfigValue? {
+        guard let first = parts.first else { return self }
+        switch self {
+        case .map:
+            for end in stride(from: parts.endIndex, to: parts.startIndex, by: -1) {
+                let key = parts[parts.startIndex..<end].joined(separator: ".")
+                if let next = self[key], let found = next.lookup(parts: parts[end...]) { return found }
             }
+            return nil
+        case .list(let items):
+            guard let index = Int(first), items.indices.contains(index) else { return nil }
+            return items[index].lookup(parts: parts.dropFirst())
+        default:
+            return nil
         }
-        return node
     }
 
     public var mapEntries: [Entry]? {

@@ -68,6 +68,15 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(error(base + "\nextra: 1").hasPrefix("extra: unknown section"))
     }
 
+    func testLookupMatchesDottedKeysWhole() throws {
+        let value = try YAMLLoader.load("properties:\n  sasl.mechanism: PLAIN\n  sasl: {x: 1}\nlist: [a, {b: c}]", environment: [:])
+        XCTAssertEqual(value.lookup("properties.sasl.mechanism"), .string("PLAIN"))
+        XCTAssertEqual(value.lookup("properties.sasl.x"), .int(1))
+        XCTAssertEqual(value.lookup("list.1.b"), .string("c"))
+        XCTAssertNil(value.lookup("list.2"))
+        XCTAssertNil(value.lookup("properties.nope"))
+    }
+
     func testDurations() throws {
         XCTAssertEqual(try parseDuration(.string("200ms"), path: "p"), .milliseconds(200))
         XCTAssertEqual(try parseDuration(.string("1h2m3s"), path: "p"), .seconds(3723))

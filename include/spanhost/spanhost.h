@@ -325,7 +325,9 @@ typedef struct spanhost_host_api {
     void (*log)(spanhost_instance *instance, uint32_t level, const char *message, size_t len);
 
     /* --- Config getters. `path` is a NUL-terminated dotted path into the instance's config:
-     * "topic", "retry.max_elapsed", "actions.0.key" (list items by index). Strings returned
+     * "topic", "retry.max_elapsed", "actions.0.key" (list items by index). A map key that
+     * contains dots matches whole ("properties.sasl.mechanism" finds the key "sasl.mechanism"
+     * under "properties"; the longest matching key wins). Strings returned
      * are OWNED by the host and live as long as the config handle (the instance's life). */
     uint32_t (*config_string)(const spanhost_config *config, const char *path, spanhost_str *out);
     uint32_t (*config_int)(const spanhost_config *config, const char *path, int64_t *out);
