@@ -41,8 +41,11 @@ public final class ExporterRunner: @unchecked Sendable {
     private var queue: [SpanBatch] = []
     private var head = 0
     private var stopping = false
-    private var busy = false
-    private var thread: Thread?
+    /// Batches being exported right now (one per consumer thread at most).
+    private var busy = 0
+    /// Worker threads taking batches from the queue (`sending_queue.num_consumers`). More than
+    /// one helps only plugins that declare SPANHOST_PLUGIN_CONCURRENT; others are serialized.
+    public let consumers: Int
     private let logger: Logger
 
     public var id: ComponentID { instance.id }
@@ -52,23 +55,34 @@ public final class ExporterRunner: @unchecked Sendable {
         self.instance = instance
         self.retry = try RetryPolicy(settings: settings, path: path)
         var capacity = 1000
-        if let queue = settings["sending_queue"], let size = queue["queue_size"] {
-            guard let n = size.intValue, n > 0 else {
-                throw ConfigError("\(path).sending_queue.queue_size", "must be a positive integer")
+        var consumers = instance.library.isConcurrent ? 4 : 1
+        if let queue = settings["sending_queue"] {
+            if let size = queue["queue_size"] {
+                guard let n = size.intValue, n > 0 else {
+                    throw ConfigError("\(path).sending_queue.queue_size", "must be a positive integer")
+                }
+                capacity = Int(n)
             }
-            capacity = Int(n)
+            if let value = queue["num_consumers"] {
+                guard let n = value.intValue, (1...64).contains(n) else {
+                    throw ConfigError("\(path).sending_queue.num_consumers", "must be an integer from 1 to 64")
+                }
+                consumers = Int(n)
+            }
         }
         self.queueCapacity = capacity
+        self.consumers = consumers
         var logger = Logger(label: "spanhost.exporter")
         logger[metadataKey: "component"] = "\(instance.id)"
         self.logger = logger
     }
 
     public func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "exporter \(id)"
-        self.thread = thread
-        thread.start()
+        for n in 0..<consumers {
+            let thread = Thread { [self] in run() }
+            thread.name = "exporter \(id) #\(n)"
+            thread.start()
+        }
     }
 
     /// Batches waiting, not counting the one being exported.
@@ -98,14 +112,14 @@ public final class ExporterRunner: @unchecked Sendable {
         condition.lock()
         stopping = true
         condition.broadcast()
-        while (queue.count > head || busy) && ContinuousClock.now < deadline {
+        while (queue.count > head || busy > 0) && ContinuousClock.now < deadline {
             _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02))
         }
         let left = queue[head...].reduce(0) { $0 + $1.spanCount }
         queue.removeAll()
         head = 0
         condition.broadcast()
-        let stillBusy = busy
+        let stillBusy = busy > 0
         condition.unlock()
         if left > 0 {
             counters.add("undelivered", Int64(left))
@@ -131,7 +145,7 @@ public final class ExporterRunner: @unchecked Sendable {
             queue.removeFirst(head)
             head = 0
         }
-        busy = true
+        busy += 1
         return batch
     }
 
@@ -139,7 +153,7 @@ public final class ExporterRunner: @unchecked Sendable {
         while let batch = next() {
             deliver(batch)
             condition.withLock {
-                busy = false
+                busy -= 1
                 condition.broadcast()
             }
         }

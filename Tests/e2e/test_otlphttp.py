@@ -109,3 +109,79 @@ def test_bad_endpoint_config_is_refused(tmp):
     s = Spanhost(FRONT.replace("endpoint: http://127.0.0.1:%d", "endpoint: ftp://x") % ("gzip", "proto"), tmp)
     assert s.wait_exit() != 0
     assert "exporters.otlphttp: create failed: endpoint: 'ftp://x' is not an http(s) URL" in s.log()
+
+
+BACKEND_PROCESSED = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+        max_request_body_size: 2000
+processors:
+  example_processor: ~
+exporters:
+  null: ~
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [example_processor]
+      exporters: [null]
+"""
+
+
+def test_partial_success_is_counted_and_413_is_permanent(spanhost, tmp):
+    import requests
+    from test_bad_input import PROTO, request
+    backend = spanhost(BACKEND_PROCESSED)
+    front = spanhost(FRONT % (backend.receiver_port, "none", "proto"))
+    counters = lambda: front.status()["exporters"][0]["counters"]
+    assert requests.post(front.url, data=request(["a", "drop-me"]).SerializeToString(), headers=PROTO, timeout=5).status_code == 200
+    assert wait_for(lambda: counters().get("rejected_spans") == 1), counters()
+    # A batch bigger than the backend takes: 413, which is not worth retrying.
+    big = request([f"span-{i}-" + "x" * 40 for i in range(60)]).SerializeToString()
+    assert requests.post(front.url, data=big, headers=PROTO, timeout=5).status_code == 200
+    assert wait_for(lambda: counters().get("failed") == 60), counters()
+    assert "answered 413" in front.log()
+
+
+BACKEND_STUCK = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+exporters:
+  misbehave:
+    mode: hang
+    sending_queue: {{queue_size: 1}}
+plugins:
+  dir: %s
+admin:
+  endpoint: {admin}
+service:
+  shutdown_timeout: 1s
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [misbehave]
+"""
+
+
+def test_503_with_retry_after_is_retried(spanhost, tmp):
+    import requests
+    from conftest import TEST_PLUGINS
+    from test_bad_input import PROTO, request
+    backend = spanhost(BACKEND_STUCK % TEST_PLUGINS)
+    front = spanhost(FRONT % (backend.receiver_port, "gzip", "proto"))
+    for i in range(4):  # the backend takes two (one hung, one queued), then answers 503
+        assert requests.post(front.url, data=request([f"s{i}"]).SerializeToString(), headers=PROTO, timeout=5).status_code == 200
+    counters = lambda: front.status()["exporters"][0]["counters"]
+    assert wait_for(lambda: counters().get("retried", 0) >= 1, timeout=15), counters()
+    assert "failed" not in counters()
+    assert "answered 503" in front.log()

@@ -34,7 +34,9 @@ typedef struct kafka_state {
     int by_trace;
 } kafka_state;
 
-/* The outcome of one export call's messages, filled by delivery reports. */
+/* The outcome of one export call's messages, filled by delivery reports. Export calls may run
+ * on several threads at once (the plugin is CONCURRENT) and any of them may serve another's
+ * delivery reports while polling, so the counters are updated atomically. */
 typedef struct delivery {
     int pending;
     int failed;
@@ -48,13 +50,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     delivery *d = (delivery *)msg->_private;
     if (!d) return;
     if (msg->err) {
-        d->failed++;
+        __atomic_add_fetch(&d->failed, 1, __ATOMIC_SEQ_CST);
         d->err = msg->err;
         if (msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || msg->err == RD_KAFKA_RESP_ERR_INVALID_MSG ||
             msg->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED || msg->err == RD_KAFKA_RESP_ERR__INVALID_ARG)
             d->permanent = 1;
     }
-    d->pending--;
+    __atomic_sub_fetch(&d->pending, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Parses "500ms", "10s", "1m" or a bare number of milliseconds. Returns -1 if invalid. */
@@ -173,21 +175,21 @@ fail:
 /* Queues one message; waits for room in librdkafka's queue if it is full. */
 static int produce(kafka_state *s, spanhost_buffer *payload, const char *key, size_t key_len, delivery *d) {
     for (int attempt = 0; attempt < 100; attempt++) {
-        d->pending++;
+        __atomic_add_fetch(&d->pending, 1, __ATOMIC_SEQ_CST);
         rd_kafka_resp_err_t err = rd_kafka_producev(
             s->rk, RD_KAFKA_V_TOPIC(s->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_VALUE(payload->data, payload->len), RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_OPAQUE(d),
             RD_KAFKA_V_END);
         if (!err) return 0;
-        d->pending--;
+        __atomic_sub_fetch(&d->pending, 1, __ATOMIC_SEQ_CST);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            d->failed++;
+            __atomic_add_fetch(&d->failed, 1, __ATOMIC_SEQ_CST);
             d->err = err;
             return -1;
         }
         rd_kafka_poll(s->rk, 100);
     }
-    d->failed++;
+    __atomic_add_fetch(&d->failed, 1, __ATOMIC_SEQ_CST);
     d->err = RD_KAFKA_RESP_ERR__QUEUE_FULL;
     return -1;
 }
@@ -201,7 +203,7 @@ static void produce_by_trace(kafka_state *s, const spanhost_batch *batch, uint32
         for (size_t j = 0; j < batch->resource_spans[i]->scope_spans_count; j++) total += batch->resource_spans[i]->scope_spans[j]->spans_count;
     const uint8_t **done = (const uint8_t **)calloc(total ? total : 1, sizeof *done);
     size_t ndone = 0;
-    if (!done) { d->failed++; return; }
+    if (!done) { __atomic_add_fetch(&d->failed, 1, __ATOMIC_SEQ_CST); return; }
     for (size_t i = 0; i < batch->resource_spans_count; i++) {
         const spanhost_resource_spans *rs = batch->resource_spans[i];
         for (size_t j = 0; j < rs->scope_spans_count; j++) {
@@ -214,7 +216,7 @@ static void produce_by_trace(kafka_state *s, const spanhost_batch *batch, uint32
                 done[ndone++] = tid;
                 /* Gather this trace from the whole batch (its spans may sit in other groups). */
                 spanhost_batch *one = host->batch_new();
-                if (!one) { d->failed++; continue; }
+                if (!one) { __atomic_add_fetch(&d->failed, 1, __ATOMIC_SEQ_CST); continue; }
                 for (size_t i2 = i; i2 < batch->resource_spans_count; i2++) {
                     const spanhost_resource_spans *rs2 = batch->resource_spans[i2];
                     for (size_t j2 = 0; j2 < rs2->scope_spans_count; j2++) {
@@ -231,7 +233,7 @@ static void produce_by_trace(kafka_state *s, const spanhost_batch *batch, uint32
                     produce(s, &payload, key, 32, d);
                     host->buffer_free(&payload);
                 } else {
-                    d->failed++;
+                    __atomic_add_fetch(&d->failed, 1, __ATOMIC_SEQ_CST);
                 }
                 host->batch_release(one);
             }
@@ -256,10 +258,10 @@ static int32_t kafka_export(void *state, const spanhost_batch *batch, spanhost_s
         produce(s, &payload, NULL, 0, &d);
         host->buffer_free(&payload);
     }
-    messages = d.pending + d.failed;
+    messages = __atomic_load_n(&d.pending, __ATOMIC_SEQ_CST) + __atomic_load_n(&d.failed, __ATOMIC_SEQ_CST);
     /* Every queued message gets exactly one delivery report, at the latest when
      * message.timeout.ms expires; `d` must outlive them all, so wait for all of them. */
-    while (d.pending > 0) rd_kafka_poll(s->rk, 50);
+    while (__atomic_load_n(&d.pending, __ATOMIC_SEQ_CST) > 0) rd_kafka_poll(s->rk, 2);
     host->counter_add(s->instance, "messages_acked", messages - d.failed);
     if (d.failed) {
         host->counter_add(s->instance, "messages_failed", d.failed);
@@ -287,7 +289,7 @@ static void kafka_destroy(void *state) {
 }
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER, 0,
+    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER, SPANHOST_PLUGIN_CONCURRENT,
     "kafka", "1.0.0", "publishes OTLP messages to Kafka (librdkafka)",
     kafka_create, NULL, NULL, kafka_export, NULL, kafka_flush, kafka_destroy,
 };
