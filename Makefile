@@ -4,14 +4,14 @@ BUILD       := build
 SWIFT_FLAGS := -c release
 SWIFT_BIN    = $(shell swift build $(SWIFT_FLAGS) --show-bin-path)
 CC          ?= cc
-PLUGIN_CFLAGS := -std=c99 -O2 -Wall -Wextra -Werror -pedantic -shared -fPIC -Iinclude
+PLUGIN_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -pedantic -shared -fPIC -Iinclude -Iplugins/common
 VENV        := $(BUILD)/venv
 PY          := $(VENV)/bin/python
 APT_PACKAGES := libssl-dev zlib1g-dev libcurl4 librdkafka-dev python3-venv wrk
 PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* pytest requests
 
 # C plugins are built with cc; Swift plugins (plugins/<name>/*.swift) are SwiftPM dynamic libraries.
-C_PLUGINS     := $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c))))
+C_PLUGINS     := $(filter-out common,$(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c)))))
 PLUGIN_SOS    := $(C_PLUGINS:%=$(BUILD)/plugins/%.so)
 SWIFT_PLUGINS := otlphttp
 FIXTURE_SRCS := $(wildcard Tests/fixtures/plugins/*.c)
@@ -46,8 +46,9 @@ build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(BUILD)/test-bin/kafka-mock
 
 # Libraries a C plugin links against, by plugin name.
 LDLIBS_kafka := -lrdkafka
+LDLIBS_attributes := -lcrypto
 
-$(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h
+$(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h plugins/common/plugin_util.h
 	@mkdir -p $(BUILD)/plugins
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS_$*)
 

@@ -1,0 +1,142 @@
+/* Small helpers shared by the first-party C plugins (header-only, static functions).
+ * Plugins outside this repository need only spanhost.h; this file is a convenience. */
+#ifndef SPANHOST_PLUGIN_UTIL_H
+#define SPANHOST_PLUGIN_UTIL_H
+
+#include <spanhost/spanhost.h>
+
+#include <inttypes.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline int util_str_is(spanhost_str s, const char *lit) {
+    size_t n = strlen(lit);
+    return s.len == n && (n == 0 || memcmp(s.ptr, lit, n) == 0);
+}
+
+static inline int util_str_eq(spanhost_str a, spanhost_str b) {
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* A NUL-terminated heap copy of a view. */
+static inline char *util_strdup(spanhost_str s) {
+    char *p = (char *)malloc(s.len + 1);
+    if (!p) return NULL;
+    if (s.len) memcpy(p, s.ptr, s.len);
+    p[s.len] = 0;
+    return p;
+}
+
+static inline spanhost_value *util_find(const spanhost_kv_list *l, spanhost_str key) {
+    for (size_t i = 0; i < l->count; i++)
+        if (util_str_eq(l->items[i].key, key)) return &l->items[i].value;
+    return NULL;
+}
+
+/* The resource's service.name, or an empty view. */
+static inline spanhost_str util_service_name(const spanhost_resource *r) {
+    spanhost_str key = {"service.name", 12}, none = {NULL, 0};
+    const spanhost_value *v = util_find(&r->attributes, key);
+    return v && v->type == SPANHOST_VALUE_STRING ? v->as.string_value : none;
+}
+
+/* Writes a scalar value as text into buf (NUL-terminated). Returns the length, or -1 for
+ * values that have no short text form (arrays, maps, empty). */
+static inline int util_value_text(const spanhost_value *v, char *buf, size_t cap) {
+    switch (v->type) {
+    case SPANHOST_VALUE_STRING:
+        if (v->as.string_value.len >= cap) return -1;
+        if (v->as.string_value.len) memcpy(buf, v->as.string_value.ptr, v->as.string_value.len);
+        buf[v->as.string_value.len] = 0;
+        return (int)v->as.string_value.len;
+    case SPANHOST_VALUE_BOOL: return snprintf(buf, cap, "%s", v->as.bool_value ? "true" : "false");
+    case SPANHOST_VALUE_INT: return snprintf(buf, cap, "%" PRId64, v->as.int_value);
+    case SPANHOST_VALUE_DOUBLE: return snprintf(buf, cap, "%.17g", v->as.double_value);
+    default: return -1;
+    }
+}
+
+/* A number from an int, double, or numeric string value. Returns 0 on success. */
+static inline int util_value_number(const spanhost_value *v, double *out) {
+    char buf[64], *end;
+    switch (v->type) {
+    case SPANHOST_VALUE_INT: *out = (double)v->as.int_value; return 0;
+    case SPANHOST_VALUE_DOUBLE: *out = v->as.double_value; return 0;
+    case SPANHOST_VALUE_STRING:
+        if (util_value_text(v, buf, sizeof buf) < 0) return -1;
+        *out = strtod(buf, &end);
+        return end != buf && *end == 0 ? 0 : -1;
+    default: return -1;
+    }
+}
+
+/* Compiles a POSIX extended regex. Named groups written (?P<name>...) or (?<name>...) are
+ * turned into plain groups and their names returned in `names` (index = group number; NULL for
+ * unnamed groups, up to max_groups). Returns 0, or -1 with a message in err. */
+static inline int util_regcomp(regex_t *re, spanhost_str pattern, char **names, size_t max_groups, char *err, size_t err_cap) {
+    char *plain = (char *)malloc(pattern.len + 1);
+    size_t n = 0, group = 0;
+    int in_bracket = 0;
+    if (!plain) return -1;
+    for (size_t i = 0; i < pattern.len; i++) {
+        char c = pattern.ptr[i];
+        if (c == '\\' && i + 1 < pattern.len) {
+            plain[n++] = c;
+            plain[n++] = pattern.ptr[++i];
+            continue;
+        }
+        if (in_bracket) {
+            if (c == ']') in_bracket = 0;
+            plain[n++] = c;
+            continue;
+        }
+        if (c == '[') in_bracket = 1;
+        if (c == '(') {
+            group++;
+            size_t name_at = 0;
+            if (i + 3 < pattern.len && pattern.ptr[i + 1] == '?' && pattern.ptr[i + 2] == 'P' && pattern.ptr[i + 3] == '<') name_at = i + 4;
+            else if (i + 2 < pattern.len && pattern.ptr[i + 1] == '?' && pattern.ptr[i + 2] == '<') name_at = i + 3;
+            if (name_at) {
+                size_t end = name_at;
+                while (end < pattern.len && pattern.ptr[end] != '>') end++;
+                if (end >= pattern.len) {
+                    snprintf(err, err_cap, "unterminated group name");
+                    free(plain);
+                    return -1;
+                }
+                if (names && group < max_groups) {
+                    spanhost_str nm = {pattern.ptr + name_at, end - name_at};
+                    names[group] = util_strdup(nm);
+                }
+                plain[n++] = '(';
+                i = end;
+                continue;
+            }
+        }
+        plain[n++] = c;
+    }
+    plain[n] = 0;
+    int rc = regcomp(re, plain, REG_EXTENDED);
+    free(plain);
+    if (rc != 0) {
+        regerror(rc, re, err, err_cap);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether the regex matches the text of `len` bytes. */
+static inline int util_regmatch(const regex_t *re, const char *text, size_t len) {
+    char stack[512];
+    char *buf = len < sizeof stack ? stack : (char *)malloc(len + 1);
+    if (!buf) return 0;
+    if (len) memcpy(buf, text, len);
+    buf[len] = 0;
+    int hit = regexec(re, buf, 0, NULL, 0) == 0;
+    if (buf != stack) free(buf);
+    return hit;
+}
+
+#endif

@@ -1,0 +1,332 @@
+/* filter processor: drops spans that match any listed condition.
+ *
+ * Config:
+ *   spans:                          drop a span when ANY entry matches
+ *     - attribute: http.route       what to look at: one of
+ *       equals: /health               attribute: KEY           (span attribute)
+ *     - resource_attribute: service.name                        (resource attribute)
+ *       regex: "^synthetic-"          field: name | kind | status | duration_ms
+ *     - field: duration_ms          and one test:
+ *       less_than: 1                  equals, not_equals        (text; kind SERVER.., status OK|ERROR|UNSET)
+ *     - all:                          regex                     (POSIX extended)
+ *         - {field: kind, equals: INTERNAL}   greater_than, less_than, greater_or_equal, less_or_equal
+ *         - {attribute: db.system, exists: true}   exists: true|false
+ *                                   `all: [...]` matches when every condition in it matches.
+ *   drop_whole_trace: false         when a root span (no parent) matches, also drop the other
+ *                                   spans of its trace: those in the same batch, and those that
+ *                                   arrive later (trace ids remembered, up to remembered_traces)
+ *   remembered_traces: 10000
+ *
+ * A missing attribute matches only `not_equals` and `exists: false`.
+ * Counters: dropped_spans, dropped_traces.
+ */
+#include "plugin_util.h"
+
+static const spanhost_host_api *host;
+
+#define F_ATTR 0
+#define F_RES_ATTR 1
+#define F_NAME 2
+#define F_KIND 3
+#define F_STATUS 4
+#define F_DURATION 5
+
+#define OP_EQ 0
+#define OP_NE 1
+#define OP_REGEX 2
+#define OP_GT 3
+#define OP_LT 4
+#define OP_GE 5
+#define OP_LE 6
+#define OP_EXISTS 7
+
+typedef struct condition {
+    int field;
+    spanhost_str key;  /* attribute key; owned by the host config */
+    int op;
+    spanhost_str text; /* equals / not_equals */
+    double number;
+    int exists;
+    regex_t re;
+    int has_re;
+    struct condition *all; /* for `all:` entries */
+    size_t all_count;
+} condition;
+
+typedef struct filter {
+    spanhost_instance *instance;
+    condition *conds;
+    size_t count;
+    int whole_trace;
+    /* Dropped trace ids: two hash sets; when the newer one is half full it becomes the older
+     * one and a fresh set starts, so memory is bounded and recent traces are kept. */
+    uint8_t (*sets[2])[17]; /* byte 16 = slot used */
+    size_t set_slots, set_len, set_limit;
+} filter;
+
+static const char *kinds[] = {"UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"};
+static const char *statuses[] = {"UNSET", "OK", "ERROR"};
+
+static void free_conditions(condition *c, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].has_re) regfree(&c[i].re);
+        free_conditions(c[i].all, c[i].all_count);
+    }
+    free(c);
+}
+
+static int parse_condition(const spanhost_config *config, const char *path, condition *c, spanhost_status *status) {
+    char p[256];
+    size_t n;
+    snprintf(p, sizeof p, "%s.all", path);
+    if (host->config_count(config, p, &n) == SPANHOST_CONFIG_FOUND) {
+        c->all = (condition *)calloc(n ? n : 1, sizeof *c->all);
+        c->all_count = n;
+        for (size_t i = 0; i < n; i++) {
+            char sub[256];
+            snprintf(sub, sizeof sub, "%s.all.%zu", path, i);
+            if (parse_condition(config, sub, &c->all[i], status)) return -1;
+        }
+        return n ? 0 : (snprintf(status->message, status->message_cap, "%s.all: must list conditions", path), -1);
+    }
+    spanhost_str v;
+    snprintf(p, sizeof p, "%s.attribute", path);
+    if (host->config_string(config, p, &c->key) == SPANHOST_CONFIG_FOUND) c->field = F_ATTR;
+    else {
+        snprintf(p, sizeof p, "%s.resource_attribute", path);
+        if (host->config_string(config, p, &c->key) == SPANHOST_CONFIG_FOUND) c->field = F_RES_ATTR;
+        else {
+            snprintf(p, sizeof p, "%s.field", path);
+            if (host->config_string(config, p, &v) != SPANHOST_CONFIG_FOUND) {
+                snprintf(status->message, status->message_cap, "%s: needs attribute, resource_attribute, field or all", path);
+                return -1;
+            }
+            if (util_str_is(v, "name")) c->field = F_NAME;
+            else if (util_str_is(v, "kind")) c->field = F_KIND;
+            else if (util_str_is(v, "status")) c->field = F_STATUS;
+            else if (util_str_is(v, "duration_ms")) c->field = F_DURATION;
+            else {
+                snprintf(status->message, status->message_cap, "%s.field: '%.*s' is not name, kind, status or duration_ms", path, (int)v.len, v.ptr);
+                return -1;
+            }
+        }
+    }
+    static const char *ops[] = {"equals", "not_equals", "regex", "greater_than", "less_than", "greater_or_equal", "less_or_equal", "exists"};
+    int found = 0;
+    for (int op = 0; op < 8; op++) {
+        snprintf(p, sizeof p, "%s.%s", path, ops[op]);
+        uint32_t rc;
+        if (op == OP_EXISTS) {
+            int32_t b;
+            rc = host->config_bool(config, p, &b);
+            c->exists = b;
+        } else if (op >= OP_GT) {
+            rc = host->config_double(config, p, &c->number);
+        } else {
+            rc = host->config_string(config, p, &c->text);
+        }
+        if (rc == SPANHOST_CONFIG_MISSING) continue;
+        if (rc == SPANHOST_CONFIG_WRONG_TYPE) {
+            snprintf(status->message, status->message_cap, "%s: %s has the wrong type", path, ops[op]);
+            return -1;
+        }
+        if (found++) {
+            snprintf(status->message, status->message_cap, "%s: give exactly one test", path);
+            return -1;
+        }
+        c->op = op;
+    }
+    if (!found) {
+        snprintf(status->message, status->message_cap, "%s: needs a test (equals, not_equals, regex, greater_than, less_than, greater_or_equal, less_or_equal or exists)", path);
+        return -1;
+    }
+    if (c->op == OP_REGEX) {
+        char err[200];
+        if (util_regcomp(&c->re, c->text, NULL, 0, err, sizeof err)) {
+            snprintf(status->message, status->message_cap, "%s.regex: %s", path, err);
+            return -1;
+        }
+        c->has_re = 1;
+    }
+    return 0;
+}
+
+static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
+    size_t n = 0;
+    if (host->config_count(config, "spans", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
+        snprintf(status->message, status->message_cap, "spans: required, a list of conditions");
+        return SPANHOST_PERMANENT;
+    }
+    filter *f = (filter *)calloc(1, sizeof *f);
+    f->conds = (condition *)calloc(n, sizeof *f->conds);
+    f->count = n;
+    f->instance = instance;
+    for (size_t i = 0; i < n; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "spans.%zu", i);
+        if (parse_condition(config, path, &f->conds[i], status)) {
+            free_conditions(f->conds, n);
+            free(f);
+            return SPANHOST_PERMANENT;
+        }
+    }
+    int32_t b = 0;
+    host->config_bool(config, "drop_whole_trace", &b);
+    f->whole_trace = b;
+    int64_t cap = 10000;
+    if (host->config_int(config, "remembered_traces", &cap) == SPANHOST_CONFIG_WRONG_TYPE || cap < 1) cap = 10000;
+    if (f->whole_trace) {
+        f->set_limit = (size_t)cap / 2 + 1;
+        f->set_slots = 16;
+        while (f->set_slots < f->set_limit * 2) f->set_slots *= 2;
+        f->sets[0] = (uint8_t(*)[17])calloc(f->set_slots, 17);
+        f->sets[1] = (uint8_t(*)[17])calloc(f->set_slots, 17);
+    }
+    *out = f;
+    return SPANHOST_OK;
+}
+
+static int compare(const condition *c, const spanhost_value *v, int present) {
+    char buf[256];
+    double num;
+    switch (c->op) {
+    case OP_EXISTS: return present == c->exists;
+    case OP_EQ: return present && util_value_text(v, buf, sizeof buf) >= 0 && util_str_is(c->text, buf);
+    case OP_NE: return !present || util_value_text(v, buf, sizeof buf) < 0 || !util_str_is(c->text, buf);
+    case OP_REGEX:
+        if (!present) return 0;
+        if (v->type == SPANHOST_VALUE_STRING) return util_regmatch(&c->re, v->as.string_value.ptr, v->as.string_value.len);
+        return util_value_text(v, buf, sizeof buf) >= 0 && util_regmatch(&c->re, buf, strlen(buf));
+    default:
+        if (!present || util_value_number(v, &num)) return 0;
+        return c->op == OP_GT ? num > c->number : c->op == OP_LT ? num < c->number : c->op == OP_GE ? num >= c->number : num <= c->number;
+    }
+}
+
+static int matches(const condition *c, const spanhost_span *span, const spanhost_resource *res) {
+    if (c->all) {
+        for (size_t i = 0; i < c->all_count; i++)
+            if (!matches(&c->all[i], span, res)) return 0;
+        return 1;
+    }
+    spanhost_value v;
+    memset(&v, 0, sizeof v);
+    const spanhost_value *found = NULL;
+    switch (c->field) {
+    case F_ATTR: found = util_find(&span->attributes, c->key); break;
+    case F_RES_ATTR: found = util_find(&res->attributes, c->key); break;
+    case F_NAME: v.type = SPANHOST_VALUE_STRING; v.as.string_value = span->name; found = &v; break;
+    case F_KIND:
+        v.type = SPANHOST_VALUE_STRING;
+        v.as.string_value.ptr = span->kind < 6 ? kinds[span->kind] : "UNSPECIFIED";
+        v.as.string_value.len = strlen(v.as.string_value.ptr);
+        found = &v;
+        break;
+    case F_STATUS:
+        v.type = SPANHOST_VALUE_STRING;
+        v.as.string_value.ptr = span->status_code < 3 ? statuses[span->status_code] : "UNSET";
+        v.as.string_value.len = strlen(v.as.string_value.ptr);
+        found = &v;
+        break;
+    case F_DURATION:
+        v.type = SPANHOST_VALUE_DOUBLE;
+        v.as.double_value = span->end_time_unix_nano > span->start_time_unix_nano
+                                ? (double)(span->end_time_unix_nano - span->start_time_unix_nano) / 1e6 : 0;
+        found = &v;
+        break;
+    }
+    return compare(c, found, found != NULL);
+}
+
+static int is_root(const spanhost_span *s) {
+    for (int i = 0; i < 8; i++)
+        if (s->parent_span_id[i]) return 0;
+    return 1;
+}
+
+static size_t slot_of(const filter *f, const uint8_t *id) {
+    uint64_t h;
+    memcpy(&h, id + 8, 8); /* trace ids are random: their bytes are a good hash */
+    return (size_t)(h & (f->set_slots - 1));
+}
+
+static int in_set(const filter *f, int which, const uint8_t *id) {
+    for (size_t i = slot_of(f, id);; i = (i + 1) & (f->set_slots - 1)) {
+        if (!f->sets[which][i][16]) return 0;
+        if (!memcmp(f->sets[which][i], id, 16)) return 1;
+    }
+}
+
+static int remembered(const filter *f, const uint8_t *id) { return in_set(f, 0, id) || in_set(f, 1, id); }
+
+static void remember(filter *f, const uint8_t *id) {
+    if (remembered(f, id)) return;
+    if (f->set_len >= f->set_limit) { /* the newer set becomes the older one */
+        uint8_t(*older)[17] = f->sets[1];
+        f->sets[1] = f->sets[0];
+        f->sets[0] = older;
+        memset(f->sets[0], 0, f->set_slots * 17);
+        f->set_len = 0;
+    }
+    size_t i = slot_of(f, id);
+    while (f->sets[0][i][16]) i = (i + 1) & (f->set_slots - 1);
+    memcpy(f->sets[0][i], id, 16);
+    f->sets[0][i][16] = 1;
+    f->set_len++;
+    host->counter_add(f->instance, "dropped_traces", 1);
+}
+
+static int32_t process(void *state, spanhost_batch *batch, spanhost_status *status) {
+    (void)status;
+    filter *f = (filter *)state;
+    int64_t dropped = 0;
+    /* First pass: spans that match; roots that match mark their trace. */
+    for (size_t i = 0; i < batch->resource_spans_count; i++) {
+        spanhost_resource_spans *rs = batch->resource_spans[i];
+        for (size_t j = 0; j < rs->scope_spans_count; j++) {
+            spanhost_scope_spans *ss = rs->scope_spans[j];
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                spanhost_span *span = ss->spans[k];
+                for (size_t c = 0; c < f->count; c++) {
+                    if (!matches(&f->conds[c], span, rs->resource)) continue;
+                    span->host_flags |= SPANHOST_SPAN_DROP;
+                    if (f->whole_trace && is_root(span)) remember(f, span->trace_id);
+                    break;
+                }
+            }
+        }
+    }
+    /* Second pass: the rest of dropped traces, and the count. */
+    for (size_t i = 0; i < batch->resource_spans_count; i++) {
+        spanhost_resource_spans *rs = batch->resource_spans[i];
+        for (size_t j = 0; j < rs->scope_spans_count; j++) {
+            spanhost_scope_spans *ss = rs->scope_spans[j];
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                spanhost_span *span = ss->spans[k];
+                if (f->whole_trace && remembered(f, span->trace_id)) span->host_flags |= SPANHOST_SPAN_DROP;
+                if (span->host_flags & SPANHOST_SPAN_DROP) dropped++;
+            }
+        }
+    }
+    host->counter_add(f->instance, "dropped_spans", dropped);
+    return SPANHOST_OK;
+}
+
+static void destroy(void *state) {
+    filter *f = (filter *)state;
+    free_conditions(f->conds, f->count);
+    free(f->sets[0]);
+    free(f->sets[1]);
+    free(f);
+}
+
+static const spanhost_plugin plugin = {
+    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
+    SPANHOST_PLUGIN_UNLOADABLE, "filter", "1.0.0", "drops spans (or whole traces) matching conditions",
+    create, NULL, process, NULL, NULL, NULL, destroy,
+};
+
+SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {
+    host = api;
+    return &plugin;
+}
