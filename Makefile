@@ -47,6 +47,7 @@ build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(BUILD)/test-bin/kafka-mock
 # Libraries a C plugin links against, by plugin name.
 LDLIBS_kafka := -lrdkafka
 LDLIBS_attributes := -lcrypto
+LDLIBS_tail_sampling := -lpthread
 
 $(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h plugins/common/plugin_util.h
 	@mkdir -p $(BUILD)/plugins

@@ -387,8 +387,9 @@ size_t sh_batch_compact(spanhost_batch *batch) {
             spanhost_scope_spans *ss = rs->scope_spans[j];
             size_t keep = 0;
             for (size_t k = 0; k < ss->spans_count; k++) {
-                if (ss->spans[k]->host_flags & SPANHOST_SPAN_DROP) removed++;
-                else ss->spans[keep++] = ss->spans[k];
+                uint32_t flags = ss->spans[k]->host_flags;
+                if (flags & SPANHOST_SPAN_DROP) removed++;
+                if (!(flags & (SPANHOST_SPAN_DROP | SPANHOST_SPAN_TAKEN))) ss->spans[keep++] = ss->spans[k];
             }
             ss->spans_count = keep;
             if (keep) rs->scope_spans[skeep++] = ss;

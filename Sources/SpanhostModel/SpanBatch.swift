@@ -121,7 +121,8 @@ public final class SpanBatch: @unchecked Sendable {
     /// Bytes held by the arena, for memory accounting.
     public var arenaBytes: Int { sh_arena_bytes(pointer) }
 
-    /// Removes spans that a processor marked `SPANHOST_SPAN_DROP`; returns how many went.
+    /// Removes spans that a processor marked `SPANHOST_SPAN_DROP` or `SPANHOST_SPAN_TAKEN`;
+    /// returns how many were dropped (taken spans are the processor's, not lost).
     @discardableResult
     public func removeDroppedSpans() -> Int { sh_batch_compact(pointer) }
 

@@ -175,8 +175,11 @@ typedef struct spanhost_link {
     uint32_t reserved; /* zero */
 } spanhost_link;
 
-/* Set in spanhost_span.host_flags by a processor to remove the span from the batch. */
+/* Set in spanhost_span.host_flags by a processor to remove the span from the batch.
+ * DROP: the span is discarded (counted as dropped, reported to the client as partial success).
+ * TAKEN: the processor keeps a copy to emit later (buffering, tail sampling); not a drop. */
 #define SPANHOST_SPAN_DROP 1u
+#define SPANHOST_SPAN_TAKEN 2u
 
 /* One span. All-zero parent_span_id means a root span. */
 typedef struct spanhost_span {
@@ -201,7 +204,7 @@ typedef struct spanhost_span {
     uint32_t dropped_attributes_count;
     uint32_t dropped_events_count;
     uint32_t dropped_links_count;
-    /* Host bookkeeping a processor may set: SPANHOST_SPAN_DROP. Zero when received. */
+    /* Host bookkeeping a processor may set: SPANHOST_SPAN_DROP or _TAKEN. Zero when received. */
     uint32_t host_flags;
 } spanhost_span;
 

@@ -139,4 +139,62 @@ static inline int util_regmatch(const regex_t *re, const char *text, size_t len)
     return hit;
 }
 
+/* A bounded set of trace ids with one byte of value each: two open-addressing tables; when the
+ * newer one is half full it becomes the older one and a fresh one starts. Lookups see both, so
+ * the most recent `capacity` to `2 * capacity` ids are remembered. Not thread-safe. */
+typedef struct util_idset {
+    uint8_t (*tables[2])[18]; /* 16 id bytes, value, used */
+    size_t slots, len, limit;
+} util_idset;
+
+static inline int util_idset_init(util_idset *s, size_t capacity) {
+    s->limit = capacity / 2 + 1;
+    s->slots = 16;
+    while (s->slots < s->limit * 2) s->slots *= 2;
+    s->len = 0;
+    s->tables[0] = (uint8_t(*)[18])calloc(s->slots, 18);
+    s->tables[1] = (uint8_t(*)[18])calloc(s->slots, 18);
+    return s->tables[0] && s->tables[1] ? 0 : -1;
+}
+
+static inline void util_idset_free(util_idset *s) {
+    free(s->tables[0]);
+    free(s->tables[1]);
+}
+
+static inline size_t util_idset_slot(const util_idset *s, const uint8_t *id) {
+    uint64_t h;
+    memcpy(&h, id + 8, 8); /* trace ids are random: their bytes are a good hash */
+    return (size_t)(h & (s->slots - 1));
+}
+
+/* The value stored for id, or -1 if absent. */
+static inline int util_idset_get(const util_idset *s, const uint8_t *id) {
+    for (int t = 0; t < 2; t++)
+        for (size_t i = util_idset_slot(s, id);; i = (i + 1) & (s->slots - 1)) {
+            if (!s->tables[t][i][17]) break;
+            if (!memcmp(s->tables[t][i], id, 16)) return s->tables[t][i][16];
+        }
+    return -1;
+}
+
+/* Adds id (if absent) with value. Returns 1 if it was added, 0 if already present. */
+static inline int util_idset_add(util_idset *s, const uint8_t *id, uint8_t value) {
+    if (util_idset_get(s, id) >= 0) return 0;
+    if (s->len >= s->limit) {
+        uint8_t(*older)[18] = s->tables[1];
+        s->tables[1] = s->tables[0];
+        s->tables[0] = older;
+        memset(s->tables[0], 0, s->slots * 18);
+        s->len = 0;
+    }
+    size_t i = util_idset_slot(s, id);
+    while (s->tables[0][i][17]) i = (i + 1) & (s->slots - 1);
+    memcpy(s->tables[0][i], id, 16);
+    s->tables[0][i][16] = value;
+    s->tables[0][i][17] = 1;
+    s->len++;
+    return 1;
+}
+
 #endif

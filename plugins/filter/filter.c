@@ -58,10 +58,7 @@ typedef struct filter {
     condition *conds;
     size_t count;
     int whole_trace;
-    /* Dropped trace ids: two hash sets; when the newer one is half full it becomes the older
-     * one and a fresh set starts, so memory is bounded and recent traces are kept. */
-    uint8_t (*sets[2])[17]; /* byte 16 = slot used */
-    size_t set_slots, set_len, set_limit;
+    util_idset dropped_traces; /* bounded: the most recent remembered_traces ids */
 } filter;
 
 static const char *kinds[] = {"UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"};
@@ -175,13 +172,7 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     f->whole_trace = b;
     int64_t cap = 10000;
     if (host->config_int(config, "remembered_traces", &cap) == SPANHOST_CONFIG_WRONG_TYPE || cap < 1) cap = 10000;
-    if (f->whole_trace) {
-        f->set_limit = (size_t)cap / 2 + 1;
-        f->set_slots = 16;
-        while (f->set_slots < f->set_limit * 2) f->set_slots *= 2;
-        f->sets[0] = (uint8_t(*)[17])calloc(f->set_slots, 17);
-        f->sets[1] = (uint8_t(*)[17])calloc(f->set_slots, 17);
-    }
+    if (f->whole_trace) util_idset_init(&f->dropped_traces, (size_t)cap);
     *out = f;
     return SPANHOST_OK;
 }
@@ -244,38 +235,6 @@ static int is_root(const spanhost_span *s) {
     return 1;
 }
 
-static size_t slot_of(const filter *f, const uint8_t *id) {
-    uint64_t h;
-    memcpy(&h, id + 8, 8); /* trace ids are random: their bytes are a good hash */
-    return (size_t)(h & (f->set_slots - 1));
-}
-
-static int in_set(const filter *f, int which, const uint8_t *id) {
-    for (size_t i = slot_of(f, id);; i = (i + 1) & (f->set_slots - 1)) {
-        if (!f->sets[which][i][16]) return 0;
-        if (!memcmp(f->sets[which][i], id, 16)) return 1;
-    }
-}
-
-static int remembered(const filter *f, const uint8_t *id) { return in_set(f, 0, id) || in_set(f, 1, id); }
-
-static void remember(filter *f, const uint8_t *id) {
-    if (remembered(f, id)) return;
-    if (f->set_len >= f->set_limit) { /* the newer set becomes the older one */
-        uint8_t(*older)[17] = f->sets[1];
-        f->sets[1] = f->sets[0];
-        f->sets[0] = older;
-        memset(f->sets[0], 0, f->set_slots * 17);
-        f->set_len = 0;
-    }
-    size_t i = slot_of(f, id);
-    while (f->sets[0][i][16]) i = (i + 1) & (f->set_slots - 1);
-    memcpy(f->sets[0][i], id, 16);
-    f->sets[0][i][16] = 1;
-    f->set_len++;
-    host->counter_add(f->instance, "dropped_traces", 1);
-}
-
 static int32_t process(void *state, spanhost_batch *batch, spanhost_status *status) {
     (void)status;
     filter *f = (filter *)state;
@@ -290,7 +249,8 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
                 for (size_t c = 0; c < f->count; c++) {
                     if (!matches(&f->conds[c], span, rs->resource)) continue;
                     span->host_flags |= SPANHOST_SPAN_DROP;
-                    if (f->whole_trace && is_root(span)) remember(f, span->trace_id);
+                    if (f->whole_trace && is_root(span) && util_idset_add(&f->dropped_traces, span->trace_id, 1))
+                        host->counter_add(f->instance, "dropped_traces", 1);
                     break;
                 }
             }
@@ -303,7 +263,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             spanhost_scope_spans *ss = rs->scope_spans[j];
             for (size_t k = 0; k < ss->spans_count; k++) {
                 spanhost_span *span = ss->spans[k];
-                if (f->whole_trace && remembered(f, span->trace_id)) span->host_flags |= SPANHOST_SPAN_DROP;
+                if (f->whole_trace && util_idset_get(&f->dropped_traces, span->trace_id) >= 0) span->host_flags |= SPANHOST_SPAN_DROP;
                 if (span->host_flags & SPANHOST_SPAN_DROP) dropped++;
             }
         }
@@ -315,8 +275,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
 static void destroy(void *state) {
     filter *f = (filter *)state;
     free_conditions(f->conds, f->count);
-    free(f->sets[0]);
-    free(f->sets[1]);
+    if (f->whole_trace) util_idset_free(&f->dropped_traces);
     free(f);
 }
 

@@ -1,0 +1,159 @@
+"""tail_sampling with the seeds' policy (every error trace, 30% of traces slower than 2 s, 10%
+of the rest): spans arrive out of order across many requests; error traces are always kept,
+traces are kept or dropped whole, late spans follow their trace's decision, and a flood of
+traces stays within num_traces with early evictions counted."""
+import os
+import random
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
+                                                                       ExportTraceServiceResponse)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+import requests
+
+from conftest import read_file_export, wait_for
+from test_bad_input import PROTO
+
+CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+processors:
+  tail_sampling:
+    decision_wait: 1s
+    num_traces: %d
+    policies:
+      - {{name: errors, type: status_code, status_codes: [ERROR]}}
+      - name: slow
+        type: and
+        and_sub_policy:
+          - {{name: over-2s, type: latency, threshold_ms: 2000}}
+          - {{name: thirty, type: probabilistic, sampling_percentage: 30}}
+      - {{name: rest, type: probabilistic, sampling_percentage: 10}}
+%s
+exporters:
+  file:
+    path: {tmp}/sampled.jsonl
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling]
+      exporters: [file]
+"""
+
+BASE_NS = 1_700_000_000_000_000_000
+
+
+def make_trace(rng, kind):
+    """4 spans: a root and three children; `kind` is error, slow, canary or normal."""
+    trace_id = rng.randbytes(16)
+    root_id = rng.randbytes(8)
+    duration = 3_000_000_000 if kind == "slow" else 50_000_000
+    spans = []
+    for i in range(4):
+        sp = Span(trace_id=trace_id, span_id=root_id if i == 0 else rng.randbytes(8), name=f"{kind}-{i}",
+                  start_time_unix_nano=BASE_NS, end_time_unix_nano=BASE_NS + (duration if i == 0 else 10_000_000))
+        if i:
+            sp.parent_span_id = root_id
+        if kind == "error" and i == 2:
+            sp.status.code = Status.STATUS_CODE_ERROR
+        if kind == "canary" and i == 1:
+            kv = sp.attributes.add()
+            kv.key, kv.value.string_value = "deployment", "canary"
+        spans.append(sp)
+    return spans
+
+
+def post(url, spans, rejected=0):
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "tail"
+    rs.scope_spans.add().spans.extend(spans)
+    r = requests.post(url, data=req.SerializeToString(), headers=PROTO, timeout=10)
+    assert r.status_code == 200, r.text
+    # Held spans are not reported as rejected; late spans of dropped traces are.
+    assert ExportTraceServiceResponse.FromString(r.content).partial_success.rejected_spans == rejected
+
+
+def test_seed_policy_keeps_whole_traces_and_every_error(spanhost, tmp):
+    rng = random.Random(42)
+    s = spanhost(CONFIG % (100_000, ""))
+    kinds = ["error"] * 150 + ["slow"] * 600 + ["normal"] * 1500
+    traces = [(kind, make_trace(rng, kind)) for kind in kinds]
+    # Every span on its own, shuffled across all traces, sent in requests of 50.
+    spans = [sp for _, t in traces for sp in t]
+    rng.shuffle(spans)
+    for i in range(0, len(spans), 50):
+        post(s.url, spans[i:i + 50])
+    counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
+    assert wait_for(lambda: counters().get("traces_sampled", 0) + counters().get("traces_dropped", 0) == len(traces), timeout=30)
+    kept_spans = wait_for(lambda: read_file_export(os.path.join(tmp, "sampled.jsonl")) if
+                          s.status()["exporters"][0]["counters"].get("exported", 0) == counters()["spans_sampled"] else None)
+    by_trace = {}
+    for g in kept_spans:
+        by_trace.setdefault(g["span"]["traceId"], []).append(g["span"]["name"])
+    kept = {kind: 0 for kind in set(kinds)}
+    for kind, t in traces:
+        names = by_trace.get(t[0].trace_id.hex())
+        if names is not None:
+            assert sorted(names) == sorted(sp.name for sp in t)  # whole trace, no duplicates
+            kept[kind] += 1
+    print(f"\nkept: errors {kept['error']}/150, slow {kept['slow']}/600, normal {kept['normal']}/1500")
+    assert kept["error"] == 150
+    assert 124 <= kept["slow"] <= 236           # 30% of 600 (sd 11.2), 5 sd either side
+    assert 92 <= kept["normal"] <= 208          # 10% of 1500 (sd 11.6), 5 sd
+
+    # A late span of a kept trace passes; one of a dropped trace does not.
+    kept_trace = next(t for kind, t in traces if kind == "error")
+    dropped_trace = next(t for kind, t in traces if kind == "normal" and t[0].trace_id.hex() not in by_trace)
+    late_kept, late_dropped = make_trace(rng, "normal")[1], make_trace(rng, "normal")[1]
+    late_kept.trace_id, late_kept.parent_span_id, late_kept.name = kept_trace[0].trace_id, kept_trace[0].span_id, "late-kept"
+    late_dropped.trace_id, late_dropped.name = dropped_trace[0].trace_id, "late-dropped"
+    post(s.url, [late_kept, late_dropped], rejected=1)
+    assert wait_for(lambda: counters().get("late_spans_sampled") == 1 and counters().get("late_spans_dropped") == 1)
+    names = wait_for(lambda: [g["span"]["name"] for g in read_file_export(os.path.join(tmp, "sampled.jsonl"))
+                              if g["span"]["name"].startswith("late")])
+    assert names == ["late-kept"]
+
+
+def test_flood_stays_within_num_traces_and_counts_early_evictions(spanhost, tmp):
+    rng = random.Random(7)
+    s = spanhost(CONFIG % (200, ""))
+    traces = [make_trace(rng, "error") for _ in range(2000)]  # all would be kept
+    spans = [sp for t in traces for sp in t]
+    for i in range(0, len(spans), 200):
+        post(s.url, spans[i:i + 200])
+    counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
+    assert wait_for(lambda: counters().get("traces_sampled", 0) == 2000, timeout=30), counters()
+    c = counters()
+    print(f"\n2000 traces through num_traces=200: evicted early {c['evicted_early']}, held now {c['traces_held']}")
+    assert c["evicted_early"] >= 1800 - 200
+    assert c["traces_held"] == 0
+    # Decided early, still whole: every span of every (error) trace was exported.
+    assert wait_for(lambda: s.status()["exporters"][0]["counters"].get("exported", 0) == len(spans), timeout=20)
+
+
+def test_an_invert_match_drop_wins_over_a_sample(spanhost, tmp):
+    rng = random.Random(3)
+    veto = "      - {{name: no-canary, type: string_attribute, key: deployment, values: [canary], invert_match: true}}"
+    s = spanhost(CONFIG % (1000, veto))
+    canary_errors = []
+    for _ in range(20):
+        t = make_trace(rng, "canary")
+        t[3].status.code = Status.STATUS_CODE_ERROR  # the error policy would keep it
+        canary_errors.append(t)
+    normal = [make_trace(rng, "normal") for _ in range(20)]
+    post(s.url, [sp for t in canary_errors + normal for sp in t])
+    counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
+    assert wait_for(lambda: counters().get("traces_sampled", 0) + counters().get("traces_dropped", 0) == 40, timeout=20)
+    # As in the Collector, an invert_match policy samples what it does not match.
+    assert counters()["traces_dropped"] == 20 and counters()["traces_sampled"] == 20
+    kept = {g["span"]["traceId"] for g in wait_for(lambda: read_file_export(os.path.join(tmp, "sampled.jsonl")))}
+    assert kept == {t[0].trace_id.hex() for t in normal}

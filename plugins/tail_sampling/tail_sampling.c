@@ -1,0 +1,557 @@
+/* tail_sampling processor: holds each trace for `decision_wait`, then keeps or drops it whole,
+ * by policies that see all of its spans.
+ *
+ * Config (the Collector's tail_sampling shape):
+ *   decision_wait: 30s            how long a trace is held after its first span arrives
+ *   num_traces: 50000             traces held at most; past it the oldest is decided early
+ *                                 (counted as evicted_early)
+ *   max_spans_per_trace: 10000    spans held per trace; more are decided with the trace but
+ *                                 counted as spans_over_limit and dropped
+ *   decision_cache: {size: 100000}  decisions remembered, so late spans follow their trace
+ *   policies:
+ *     - {name: errors, type: status_code, status_codes: [ERROR]}
+ *     - {name: slow, type: latency, threshold_ms: 2000}
+ *     - {name: some, type: probabilistic, sampling_percentage: 10}
+ *     - {name: vip, type: string_attribute, key: customer.tier, values: [gold], invert_match: false}
+ *       (enabled_regex_matching: true treats values as POSIX regexes)
+ *     - {name: big, type: numeric_attribute, key: http.response_content_length, min_value: 1000000}
+ *     - {name: cap, type: rate_limiting, spans_per_second: 1000}
+ *     - {name: always, type: always_sample}
+ *     - {name: slow-and-some, type: and, and_sub_policy: [{...}, {...}]}
+ *   A trace is kept when any policy samples it and no invert_match policy rejects it.
+ *
+ * Counters: traces_sampled, traces_dropped, spans_sampled, spans_dropped, evicted_early,
+ * spans_over_limit, late_spans_sampled, late_spans_dropped, traces_held (current).
+ */
+#include "plugin_util.h"
+
+#include <pthread.h>
+#include <time.h>
+
+static const spanhost_host_api *host;
+
+#define P_ALWAYS 0
+#define P_STATUS 1
+#define P_LATENCY 2
+#define P_PROB 3
+#define P_STRING 4
+#define P_NUMERIC 5
+#define P_RATE 6
+#define P_AND 7
+
+#define D_NOT_SAMPLED 0
+#define D_SAMPLED 1
+#define D_INVERT_NOT_SAMPLED 2
+
+typedef struct policy {
+    int type;
+    int status_mask; /* bit per SPANHOST_STATUS_* */
+    double threshold_ms, upper_ms;
+    uint32_t prob_threshold;
+    spanhost_str key;
+    spanhost_str *values;
+    regex_t *res;
+    size_t nvalues;
+    int regex, invert;
+    double min_value, max_value;
+    int has_min, has_max;
+    double spans_per_second;
+    double tokens;
+    uint64_t last_refill_ns;
+    struct policy *sub;
+    size_t nsub;
+} policy;
+
+typedef struct trace {
+    uint8_t id[16];
+    uint64_t first_seen_ns;
+    spanhost_batch *spans; /* copies, in a batch of its own */
+    size_t span_count;
+    size_t over_limit;
+    struct trace *next_in_bucket;
+    struct trace *older, *newer; /* arrival order */
+} trace;
+
+typedef struct sampler {
+    spanhost_instance *instance;
+    uint64_t wait_ns;
+    size_t max_traces, max_spans;
+    policy *policies;
+    size_t npolicies;
+    pthread_mutex_t lock;
+    trace **buckets;
+    size_t nbuckets, held;
+    trace *oldest, *newest;
+    util_idset decisions; /* value: 1 sampled, 0 dropped */
+    pthread_t ticker;
+    int stopping;
+} sampler;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static long parse_duration_ms(spanhost_str s) {
+    char buf[32], *end;
+    if (s.len == 0 || s.len >= sizeof buf) return -1;
+    memcpy(buf, s.ptr, s.len);
+    buf[s.len] = 0;
+    double v = strtod(buf, &end);
+    if (end == buf || v < 0) return -1;
+    if (!strcmp(end, "ms")) return (long)v;
+    if (!strcmp(end, "s") || !*end) return (long)(v * 1000);
+    if (!strcmp(end, "m")) return (long)(v * 60000);
+    return -1;
+}
+
+static void free_policies(policy *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        for (size_t v = 0; p[i].regex && v < p[i].nvalues; v++) regfree(&p[i].res[v]);
+        free(p[i].values);
+        free(p[i].res);
+        free_policies(p[i].sub, p[i].nsub);
+    }
+    free(p);
+}
+
+#define PFAIL(...) do { snprintf(status->message, status->message_cap, __VA_ARGS__); return -1; } while (0)
+
+static int parse_policy(const spanhost_config *c, const char *path, policy *p, spanhost_status *status) {
+    char k[256];
+    spanhost_str type;
+    size_t n;
+    snprintf(k, sizeof k, "%s.type", path);
+    if (host->config_string(c, k, &type) != SPANHOST_CONFIG_FOUND) PFAIL("%s.type: required", path);
+    if (util_str_is(type, "always_sample")) { p->type = P_ALWAYS; return 0; }
+    if (util_str_is(type, "status_code")) {
+        p->type = P_STATUS;
+        snprintf(k, sizeof k, "%s.status_codes", path);
+        if (host->config_count(c, k, &n) != SPANHOST_CONFIG_FOUND || !n) PFAIL("%s.status_codes: required, e.g. [ERROR]", path);
+        for (size_t i = 0; i < n; i++) {
+            spanhost_str code;
+            snprintf(k, sizeof k, "%s.status_codes.%zu", path, i);
+            host->config_string(c, k, &code);
+            if (util_str_is(code, "ERROR")) p->status_mask |= 1 << SPANHOST_STATUS_ERROR;
+            else if (util_str_is(code, "OK")) p->status_mask |= 1 << SPANHOST_STATUS_OK;
+            else if (util_str_is(code, "UNSET")) p->status_mask |= 1 << SPANHOST_STATUS_UNSET;
+            else PFAIL("%s: '%.*s' is not ERROR, OK or UNSET", k, (int)code.len, code.ptr);
+        }
+        return 0;
+    }
+    if (util_str_is(type, "latency")) {
+        p->type = P_LATENCY;
+        snprintf(k, sizeof k, "%s.threshold_ms", path);
+        if (host->config_double(c, k, &p->threshold_ms) != SPANHOST_CONFIG_FOUND || p->threshold_ms < 0) PFAIL("%s: required, milliseconds", k);
+        p->upper_ms = 0;
+        snprintf(k, sizeof k, "%s.upper_threshold_ms", path);
+        host->config_double(c, k, &p->upper_ms);
+        return 0;
+    }
+    if (util_str_is(type, "probabilistic")) {
+        double pct;
+        p->type = P_PROB;
+        snprintf(k, sizeof k, "%s.sampling_percentage", path);
+        if (host->config_double(c, k, &pct) != SPANHOST_CONFIG_FOUND || pct < 0 || pct > 100) PFAIL("%s: required, 0 to 100", k);
+        p->prob_threshold = (uint32_t)(pct / 100.0 * 0x4000 + 0.5);
+        return 0;
+    }
+    if (util_str_is(type, "string_attribute") || util_str_is(type, "numeric_attribute")) {
+        int numeric = util_str_is(type, "numeric_attribute");
+        p->type = numeric ? P_NUMERIC : P_STRING;
+        snprintf(k, sizeof k, "%s.key", path);
+        if (host->config_string(c, k, &p->key) != SPANHOST_CONFIG_FOUND) PFAIL("%s: required", k);
+        int32_t b = 0;
+        snprintf(k, sizeof k, "%s.invert_match", path);
+        host->config_bool(c, k, &b);
+        p->invert = b;
+        if (numeric) {
+            snprintf(k, sizeof k, "%s.min_value", path);
+            p->has_min = host->config_double(c, k, &p->min_value) == SPANHOST_CONFIG_FOUND;
+            snprintf(k, sizeof k, "%s.max_value", path);
+            p->has_max = host->config_double(c, k, &p->max_value) == SPANHOST_CONFIG_FOUND;
+            if (!p->has_min && !p->has_max) PFAIL("%s: give min_value, max_value or both", path);
+            return 0;
+        }
+        b = 0;
+        snprintf(k, sizeof k, "%s.enabled_regex_matching", path);
+        host->config_bool(c, k, &b);
+        p->regex = b;
+        snprintf(k, sizeof k, "%s.values", path);
+        if (host->config_count(c, k, &p->nvalues) != SPANHOST_CONFIG_FOUND || !p->nvalues) PFAIL("%s: required, a list", k);
+        p->values = (spanhost_str *)calloc(p->nvalues, sizeof *p->values);
+        if (p->regex) p->res = (regex_t *)calloc(p->nvalues, sizeof *p->res);
+        for (size_t i = 0; i < p->nvalues; i++) {
+            char err[200];
+            snprintf(k, sizeof k, "%s.values.%zu", path, i);
+            if (host->config_string(c, k, &p->values[i]) != SPANHOST_CONFIG_FOUND) { p->nvalues = i; PFAIL("%s: must be a string", k); }
+            if (p->regex && util_regcomp(&p->res[i], p->values[i], NULL, 0, err, sizeof err)) { p->nvalues = i; PFAIL("%s: %s", k, err); }
+        }
+        return 0;
+    }
+    if (util_str_is(type, "rate_limiting")) {
+        p->type = P_RATE;
+        snprintf(k, sizeof k, "%s.spans_per_second", path);
+        if (host->config_double(c, k, &p->spans_per_second) != SPANHOST_CONFIG_FOUND || p->spans_per_second <= 0) PFAIL("%s: required, > 0", k);
+        p->tokens = p->spans_per_second;
+        return 0;
+    }
+    if (util_str_is(type, "and")) {
+        p->type = P_AND;
+        snprintf(k, sizeof k, "%s.and_sub_policy", path);
+        if (host->config_count(c, k, &p->nsub) != SPANHOST_CONFIG_FOUND || !p->nsub) PFAIL("%s: required, a list of policies", k);
+        p->sub = (policy *)calloc(p->nsub, sizeof *p->sub);
+        for (size_t i = 0; i < p->nsub; i++) {
+            snprintf(k, sizeof k, "%s.and_sub_policy.%zu", path, i);
+            if (parse_policy(c, k, &p->sub[i], status)) return -1;
+        }
+        return 0;
+    }
+    PFAIL("%s.type: '%.*s' is not supported (always_sample, status_code, latency, probabilistic, string_attribute, "
+          "numeric_attribute, rate_limiting, and)", path, (int)type.len, type.ptr);
+}
+
+/* --- Decisions ------------------------------------------------------------------------- */
+
+static uint32_t id_hash(const uint8_t *id) {
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 16; i++) h = (h ^ id[i]) * 16777619u;
+    return h ^ (h >> 16);
+}
+
+typedef int (*span_fn)(const policy *p, const spanhost_span *s);
+
+/* Whether any span of the trace satisfies fn. */
+static int any_span(const trace *t, const policy *p, span_fn fn) {
+    const spanhost_batch *b = t->spans;
+    for (size_t i = 0; i < b->resource_spans_count; i++)
+        for (size_t j = 0; j < b->resource_spans[i]->scope_spans_count; j++) {
+            const spanhost_scope_spans *ss = b->resource_spans[i]->scope_spans[j];
+            for (size_t k = 0; k < ss->spans_count; k++)
+                if (fn(p, ss->spans[k])) return 1;
+        }
+    return 0;
+}
+
+static int status_matches(const policy *p, const spanhost_span *s) { return (p->status_mask >> (s->status_code < 3 ? s->status_code : 0)) & 1; }
+
+static int string_matches(const policy *p, const spanhost_span *s) {
+    const spanhost_value *v = util_find(&s->attributes, p->key);
+    if (!v || v->type != SPANHOST_VALUE_STRING) return 0;
+    for (size_t i = 0; i < p->nvalues; i++)
+        if (p->regex ? util_regmatch(&p->res[i], v->as.string_value.ptr, v->as.string_value.len) : util_str_eq(p->values[i], v->as.string_value))
+            return 1;
+    return 0;
+}
+
+static int numeric_matches(const policy *p, const spanhost_span *s) {
+    const spanhost_value *v = util_find(&s->attributes, p->key);
+    double x;
+    if (!v || util_value_number(v, &x)) return 0;
+    return (!p->has_min || x >= p->min_value) && (!p->has_max || x <= p->max_value);
+}
+
+static void trace_span_range(const trace *t, uint64_t *start, uint64_t *end) {
+    const spanhost_batch *b = t->spans;
+    *start = UINT64_MAX;
+    *end = 0;
+    for (size_t i = 0; i < b->resource_spans_count; i++)
+        for (size_t j = 0; j < b->resource_spans[i]->scope_spans_count; j++) {
+            const spanhost_scope_spans *ss = b->resource_spans[i]->scope_spans[j];
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                if (ss->spans[k]->start_time_unix_nano < *start) *start = ss->spans[k]->start_time_unix_nano;
+                if (ss->spans[k]->end_time_unix_nano > *end) *end = ss->spans[k]->end_time_unix_nano;
+            }
+        }
+}
+
+static int evaluate(policy *p, const trace *t) {
+    uint64_t start, end;
+    switch (p->type) {
+    case P_ALWAYS: return D_SAMPLED;
+    case P_STATUS: return any_span(t, p, status_matches) ? D_SAMPLED : D_NOT_SAMPLED;
+    case P_LATENCY: {
+        trace_span_range(t, &start, &end);
+        double ms = end > start ? (double)(end - start) / 1e6 : 0;
+        return ms >= p->threshold_ms && (p->upper_ms <= 0 || ms <= p->upper_ms) ? D_SAMPLED : D_NOT_SAMPLED;
+    }
+    case P_PROB: return (id_hash(t->id) & 0x3fff) < p->prob_threshold ? D_SAMPLED : D_NOT_SAMPLED;
+    case P_STRING: {
+        int hit = any_span(t, p, string_matches);
+        if (p->invert) return hit ? D_INVERT_NOT_SAMPLED : D_SAMPLED;
+        return hit ? D_SAMPLED : D_NOT_SAMPLED;
+    }
+    case P_NUMERIC: {
+        int hit = any_span(t, p, numeric_matches);
+        if (p->invert) return hit ? D_INVERT_NOT_SAMPLED : D_SAMPLED;
+        return hit ? D_SAMPLED : D_NOT_SAMPLED;
+    }
+    case P_RATE: {
+        uint64_t now = now_ns();
+        if (p->last_refill_ns) p->tokens += (double)(now - p->last_refill_ns) / 1e9 * p->spans_per_second;
+        if (p->tokens > p->spans_per_second) p->tokens = p->spans_per_second;
+        p->last_refill_ns = now;
+        if (p->tokens < (double)t->span_count) return D_NOT_SAMPLED;
+        p->tokens -= (double)t->span_count;
+        return D_SAMPLED;
+    }
+    case P_AND:
+        for (size_t i = 0; i < p->nsub; i++)
+            if (evaluate(&p->sub[i], t) != D_SAMPLED) return D_NOT_SAMPLED;
+        return D_SAMPLED;
+    }
+    return D_NOT_SAMPLED;
+}
+
+static int decide(sampler *s, const trace *t) {
+    int sampled = 0;
+    for (size_t i = 0; i < s->npolicies; i++) {
+        int d = evaluate(&s->policies[i], t);
+        if (d == D_INVERT_NOT_SAMPLED) return 0;
+        if (d == D_SAMPLED) sampled = 1;
+    }
+    return sampled;
+}
+
+/* --- The held traces ------------------------------------------------------------------- */
+
+static size_t bucket_of(const sampler *s, const uint8_t *id) {
+    uint64_t h;
+    memcpy(&h, id + 8, 8);
+    return (size_t)(h & (s->nbuckets - 1));
+}
+
+static trace *find(sampler *s, const uint8_t *id) {
+    for (trace *t = s->buckets[bucket_of(s, id)]; t; t = t->next_in_bucket)
+        if (!memcmp(t->id, id, 16)) return t;
+    return NULL;
+}
+
+static void unlink_trace(sampler *s, trace *t) {
+    trace **pp = &s->buckets[bucket_of(s, t->id)];
+    while (*pp != t) pp = &(*pp)->next_in_bucket;
+    *pp = t->next_in_bucket;
+    if (t->older) t->older->newer = t->newer; else s->oldest = t->newer;
+    if (t->newer) t->newer->older = t->older; else s->newest = t->older;
+    s->held--;
+}
+
+/* Decides a trace that has been unlinked; emits it when sampled. Called without the lock held
+ * for emit (which runs the rest of the pipeline). Returns the spans it dropped. */
+static void finish(sampler *s, trace *t, int sampled) {
+    host->counter_add(s->instance, sampled ? "traces_sampled" : "traces_dropped", 1);
+    host->counter_add(s->instance, sampled ? "spans_sampled" : "spans_dropped", (int64_t)t->span_count);
+    host->counter_add(s->instance, "traces_held", -1);
+    if (t->over_limit) host->counter_add(s->instance, "spans_over_limit", (int64_t)t->over_limit);
+    if (sampled) {
+        /* A full downstream queue refuses; retry briefly rather than lose a kept trace. */
+        for (int attempt = 0; attempt < 50; attempt++) {
+            if (host->emit(s->instance, t->spans) == SPANHOST_OK) break;
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            if (attempt == 49) host->counter_add(s->instance, "sampled_spans_refused_downstream", (int64_t)t->span_count);
+        }
+    }
+    host->batch_release(t->spans);
+    free(t);
+}
+
+/* Takes every trace whose wait is over (or all of them) off the table, decided. */
+static size_t take_due(sampler *s, int all, trace **out, int *decisions, size_t cap) {
+    uint64_t now = now_ns();
+    size_t n = 0;
+    pthread_mutex_lock(&s->lock);
+    while (s->oldest && n < cap && (all || now - s->oldest->first_seen_ns >= s->wait_ns)) {
+        trace *t = s->oldest;
+        unlink_trace(s, t);
+        decisions[n] = decide(s, t);
+        util_idset_add(&s->decisions, t->id, (uint8_t)decisions[n]);
+        out[n++] = t;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static void decide_due(sampler *s, int all) {
+    trace *due[256];
+    int decisions[256];
+    size_t n;
+    while ((n = take_due(s, all, due, decisions, 256)) > 0)
+        for (size_t i = 0; i < n; i++) finish(s, due[i], decisions[i]);
+}
+
+static void *tick(void *arg) {
+    sampler *s = (sampler *)arg;
+    while (!__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST)) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        decide_due(s, 0);
+    }
+    return NULL;
+}
+
+/* --- Hooks ----------------------------------------------------------------------------- */
+
+static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
+    sampler *s = (sampler *)calloc(1, sizeof *s);
+    spanhost_str v;
+    long wait_ms = 30000;
+    int64_t num = 50000, max_spans = 10000, cache = 100000;
+    size_t n = 0;
+    if (!s) return SPANHOST_PERMANENT;
+    s->instance = instance;
+    if (host->config_string(config, "decision_wait", &v) == SPANHOST_CONFIG_FOUND && (wait_ms = parse_duration_ms(v)) < 0) {
+        snprintf(status->message, status->message_cap, "decision_wait: '%.*s' is not a duration like 30s", (int)v.len, v.ptr);
+        goto fail;
+    }
+    if (host->config_int(config, "num_traces", &num) == SPANHOST_CONFIG_WRONG_TYPE || num < 1) {
+        snprintf(status->message, status->message_cap, "num_traces: must be a positive integer");
+        goto fail;
+    }
+    if (host->config_int(config, "max_spans_per_trace", &max_spans) == SPANHOST_CONFIG_WRONG_TYPE || max_spans < 1) {
+        snprintf(status->message, status->message_cap, "max_spans_per_trace: must be a positive integer");
+        goto fail;
+    }
+    if (host->config_int(config, "decision_cache.size", &cache) == SPANHOST_CONFIG_WRONG_TYPE || cache < 1) {
+        snprintf(status->message, status->message_cap, "decision_cache.size: must be a positive integer");
+        goto fail;
+    }
+    if (host->config_count(config, "policies", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
+        snprintf(status->message, status->message_cap, "policies: required, a list of {name, type, ...}");
+        goto fail;
+    }
+    s->policies = (policy *)calloc(n, sizeof *s->policies);
+    s->npolicies = n;
+    for (size_t i = 0; i < n; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "policies.%zu", i);
+        if (parse_policy(config, path, &s->policies[i], status)) goto fail;
+    }
+    s->wait_ns = (uint64_t)wait_ms * 1000000ull;
+    s->max_traces = (size_t)num;
+    s->max_spans = (size_t)max_spans;
+    s->nbuckets = 16;
+    while (s->nbuckets < s->max_traces) s->nbuckets *= 2;
+    s->buckets = (trace **)calloc(s->nbuckets, sizeof *s->buckets);
+    if (!s->buckets || util_idset_init(&s->decisions, (size_t)cache) != 0) goto fail;
+    pthread_mutex_init(&s->lock, NULL);
+    *out = s;
+    return SPANHOST_OK;
+fail:
+    free_policies(s->policies, s->npolicies);
+    free(s->buckets);
+    free(s);
+    return SPANHOST_PERMANENT;
+}
+
+static int32_t start(void *state, spanhost_status *status) {
+    sampler *s = (sampler *)state;
+    if (pthread_create(&s->ticker, NULL, tick, s) != 0) {
+        snprintf(status->message, status->message_cap, "cannot start the decision thread");
+        return SPANHOST_PERMANENT;
+    }
+    return SPANHOST_OK;
+}
+
+static int32_t process(void *state, spanhost_batch *batch, spanhost_status *status) {
+    sampler *s = (sampler *)state;
+    int64_t late_kept = 0, late_dropped = 0, evicted = 0;
+    trace *early[64];
+    int early_decision[64];
+    size_t nearly = 0;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < batch->resource_spans_count; i++) {
+        spanhost_resource_spans *rs = batch->resource_spans[i];
+        for (size_t j = 0; j < rs->scope_spans_count; j++) {
+            spanhost_scope_spans *ss = rs->scope_spans[j];
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                spanhost_span *span = ss->spans[k];
+                /* A span of a decided trace follows the decision and passes (or not) now. */
+                int decided = util_idset_get(&s->decisions, span->trace_id);
+                if (decided >= 0) {
+                    if (decided) late_kept++;
+                    else { late_dropped++; span->host_flags |= SPANHOST_SPAN_DROP; }
+                    continue;
+                }
+                span->host_flags |= SPANHOST_SPAN_TAKEN; /* held here; emitted with its trace if kept */
+                trace *t = find(s, span->trace_id);
+                if (!t) {
+                    if (s->held >= s->max_traces && s->oldest && nearly < 64) {
+                        /* Full: decide the oldest trace now rather than grow. */
+                        trace *old = s->oldest;
+                        unlink_trace(s, old);
+                        early_decision[nearly] = decide(s, old);
+                        util_idset_add(&s->decisions, old->id, (uint8_t)early_decision[nearly]);
+                        early[nearly++] = old;
+                        evicted++;
+                    }
+                    t = (trace *)calloc(1, sizeof *t);
+                    if (t) t->spans = host->batch_new();
+                    if (!t || !t->spans) {
+                        free(t);
+                        pthread_mutex_unlock(&s->lock);
+                        snprintf(status->message, status->message_cap, "out of memory");
+                        return SPANHOST_RETRYABLE;
+                    }
+                    memcpy(t->id, span->trace_id, 16);
+                    t->first_seen_ns = now_ns();
+                    size_t b = bucket_of(s, t->id);
+                    t->next_in_bucket = s->buckets[b];
+                    s->buckets[b] = t;
+                    t->older = s->newest;
+                    if (s->newest) s->newest->newer = t; else s->oldest = t;
+                    s->newest = t;
+                    s->held++;
+                    host->counter_add(s->instance, "traces_held", 1);
+                }
+                if (t->span_count >= s->max_spans) { t->over_limit++; continue; }
+                if (host->batch_add_span(t->spans, rs->resource, rs->schema_url, ss->scope, ss->schema_url, span)) t->span_count++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < nearly; i++) finish(s, early[i], early_decision[i]);
+    if (evicted) host->counter_add(s->instance, "evicted_early", evicted);
+    if (late_kept) host->counter_add(s->instance, "late_spans_sampled", late_kept);
+    if (late_dropped) host->counter_add(s->instance, "late_spans_dropped", late_dropped);
+    return SPANHOST_OK;
+}
+
+/* Decides every held trace now (before shutdown or reload). */
+static int32_t flush(void *state, spanhost_status *status) {
+    (void)status;
+    decide_due((sampler *)state, 1);
+    return SPANHOST_OK;
+}
+
+static void destroy(void *state) {
+    sampler *s = (sampler *)state;
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_SEQ_CST);
+    if (s->ticker) pthread_join(s->ticker, NULL);
+    pthread_mutex_lock(&s->lock);
+    while (s->oldest) {
+        trace *t = s->oldest;
+        unlink_trace(s, t);
+        host->counter_add(s->instance, "spans_dropped_at_shutdown", (int64_t)t->span_count);
+        host->batch_release(t->spans);
+        free(t);
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_destroy(&s->lock);
+    util_idset_free(&s->decisions);
+    free_policies(s->policies, s->npolicies);
+    free(s->buckets);
+    free(s);
+}
+
+static const spanhost_plugin plugin = {
+    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
+    "tail_sampling", "1.0.0", "keeps or drops whole traces after decision_wait, by policies",
+    create, start, process, NULL, NULL, flush, destroy,
+};
+
+SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {
+    host = api;
+    return &plugin;
+}
