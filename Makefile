@@ -48,6 +48,7 @@ build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(BUILD)/test-bin/kafka-mock
 LDLIBS_kafka := -lrdkafka
 LDLIBS_attributes := -lcrypto
 LDLIBS_tail_sampling := -lpthread
+LDLIBS_batch := -lpthread
 
 $(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h plugins/common/plugin_util.h
 	@mkdir -p $(BUILD)/plugins

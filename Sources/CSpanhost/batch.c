@@ -32,6 +32,16 @@ typedef struct sh_batch_impl {
 
 static sh_batch_impl *impl(const spanhost_batch *b) { return (sh_batch_impl *)(uintptr_t)b; }
 
+/* Bytes held by all live batches of the process, for the memory limiter. */
+static atomic_size_t live_bytes;
+
+size_t sh_live_batch_bytes(void) { return atomic_load_explicit(&live_bytes, memory_order_relaxed); }
+
+static void account(sh_batch_impl *b, size_t n) {
+    b->bytes += n;
+    atomic_fetch_add_explicit(&live_bytes, n, memory_order_relaxed);
+}
+
 static sh_chunk *chunk_new(size_t cap) {
     sh_chunk *c = (sh_chunk *)malloc(sizeof(sh_chunk) + cap);
     if (!c) return NULL;
@@ -56,6 +66,7 @@ void sh_batch_retain(const spanhost_batch *batch) {
 void sh_batch_release(const spanhost_batch *batch) {
     sh_batch_impl *b = impl(batch);
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
+    atomic_fetch_sub_explicit(&live_bytes, b->bytes, memory_order_relaxed);
     for (sh_chunk *c = b->chunks; c;) {
         sh_chunk *n = c->next;
         free(c);
@@ -82,7 +93,7 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
             sh_chunk *big = chunk_new(size);
             if (!big) return NULL;
             big->used = size;
-            b->bytes += size;
+            account(b, size);
             if (c) {
                 big->next = c->next;
                 c->next = big;
@@ -97,7 +108,7 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
         if (!c) return NULL;
         c->next = b->chunks;
         b->chunks = c;
-        b->bytes += SH_CHUNK_SIZE;
+        account(b, SH_CHUNK_SIZE);
     }
     void *p = (char *)(c + 1) + c->used;
     c->used += size;
@@ -122,12 +133,11 @@ const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len)
     uint8_t *p = (uint8_t *)malloc(len ? len : 1);
     if (!p) return NULL;
     if (len) memcpy(p, ptr, len);
-    if (sh_arena_adopt(&b->pub, p) != 0) return NULL;
-    b->bytes += len;
+    if (sh_arena_adopt(&b->pub, p, len) != 0) return NULL;
     return p;
 }
 
-int sh_arena_adopt(spanhost_batch *batch, void *block) {
+int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size) {
     sh_batch_impl *b = impl(batch);
     sh_adopted *a = (sh_adopted *)malloc(sizeof(sh_adopted));
     if (!a) {
@@ -137,6 +147,7 @@ int sh_arena_adopt(spanhost_batch *batch, void *block) {
     a->block = block;
     a->next = b->adopted;
     b->adopted = a;
+    account(b, size);
     return 0;
 }
 

@@ -84,6 +84,8 @@ public struct ServiceConfig: Sendable, Equatable {
     public var adminEndpoint: Endpoint
     /// How long shutdown waits for exporters to drain.
     public var shutdownTimeout: Duration
+    /// Receivers answer 503 while batches in memory hold more than this many bytes (nil: no limit).
+    public var memoryLimitBytes: Int?
 
     public static let defaultAdminEndpoint = Endpoint(host: "127.0.0.1", port: 13133)
 
@@ -146,7 +148,7 @@ public struct ServiceConfig: Sendable, Equatable {
             receivers: try section(.receiver), processors: try section(.processor),
             exporters: try section(.exporter), notifiers: try section(.notifier),
             pipelines: [], pluginsDir: nil, pluginCacheDir: nil, pluginPins: [:],
-            adminEndpoint: defaultAdminEndpoint, shutdownTimeout: .seconds(10))
+            adminEndpoint: defaultAdminEndpoint, shutdownTimeout: .seconds(10), memoryLimitBytes: nil)
 
         if let plugins = root["plugins"], plugins != .null {
             guard plugins.mapEntries != nil else { throw ConfigError("plugins", "must be a map") }
@@ -173,8 +175,14 @@ public struct ServiceConfig: Sendable, Equatable {
         }
 
         guard let service = root["service"] else { throw ConfigError("service", "missing: define service.pipelines") }
-        for entry in service.mapEntries ?? [] where !["pipelines", "shutdown_timeout", "telemetry", "extensions"].contains(entry.key) {
-            throw ConfigError("service.\(entry.key)", "unknown key; expected pipelines or shutdown_timeout")
+        for entry in service.mapEntries ?? [] where !["pipelines", "shutdown_timeout", "memory_limiter", "telemetry", "extensions"].contains(entry.key) {
+            throw ConfigError("service.\(entry.key)", "unknown key; expected pipelines, shutdown_timeout or memory_limiter")
+        }
+        if let limiter = service["memory_limiter"], limiter != .null {
+            guard let mib = limiter["limit_mib"]?.doubleValue, mib > 0 else {
+                throw ConfigError("service.memory_limiter.limit_mib", "required, a positive number of MiB")
+            }
+            config.memoryLimitBytes = Int(mib * 1024 * 1024)
         }
         if let timeout = service["shutdown_timeout"] {
             config.shutdownTimeout = try parseDuration(timeout, path: "service.shutdown_timeout")

@@ -76,7 +76,7 @@ public final class SpanBatch: @unchecked Sendable {
             let rc = sh_gunzip(body.baseAddress?.assumingMemoryBound(to: UInt8.self), body.count, limit, &out, &outLen)
             if rc == SH_GUNZIP_TOO_LARGE { throw .tooLarge(limit: limit) }
             guard rc == SH_GUNZIP_OK, let out else { throw .corruptGzip }
-            guard sh_arena_adopt(batch.pointer, out) == 0 else { throw .outOfMemory }
+            guard sh_arena_adopt(batch.pointer, out, outLen) == 0 else { throw .outOfMemory }
             bytes = UnsafePointer(out)
             count = outLen
         } else {
@@ -120,6 +120,9 @@ public final class SpanBatch: @unchecked Sendable {
 
     /// Bytes held by the arena, for memory accounting.
     public var arenaBytes: Int { sh_arena_bytes(pointer) }
+
+    /// Bytes held by every live batch in the process (the memory limiter's measure).
+    public static var liveBytes: Int { sh_live_batch_bytes() }
 
     /// Removes spans that a processor marked `SPANHOST_SPAN_DROP` or `SPANHOST_SPAN_TAKEN`;
     /// returns how many were dropped (taken spans are the processor's, not lost).

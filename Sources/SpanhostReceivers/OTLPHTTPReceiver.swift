@@ -61,13 +61,14 @@ public struct OTLPHTTPHandler: Sendable {
     public let settings: OTLPReceiverSettings
     public let counters: ReceiverCounters
     let sink: BatchSink
-    let isAccepting: @Sendable () -> Bool
+    /// Why a request must be refused with 503 now (shutting down, over the memory limit), or nil.
+    let refusal: @Sendable () -> String?
 
-    public init(settings: OTLPReceiverSettings, counters: ReceiverCounters, isAccepting: @escaping @Sendable () -> Bool,
+    public init(settings: OTLPReceiverSettings, counters: ReceiverCounters, refusal: @escaping @Sendable () -> String?,
                 sink: @escaping BatchSink) {
         self.settings = settings
         self.counters = counters
-        self.isAccepting = isAccepting
+        self.refusal = refusal
         self.sink = sink
     }
 
@@ -126,9 +127,9 @@ public struct OTLPHTTPHandler: Sendable {
             return .failure(Answer(status(.unsupportedMediaType, encoding, code: 3,
                                           "unsupported Content-Encoding '\(contentEncoding)'; use gzip or none")))
         }
-        guard isAccepting() else {
+        if let reason = refusal() {
             counters.add(refusedRequests: 1)
-            return .failure(Answer(refused(encoding, seconds: 1, "spanhost is shutting down")))
+            return .failure(Answer(refused(encoding, seconds: 1, reason)))
         }
         do {
             let batch = try request.body.withUnsafeReadableBytes { raw throws(DecodeError) in

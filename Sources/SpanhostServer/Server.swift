@@ -100,7 +100,7 @@ public final class Server: @unchecked Sendable {
         var bound: [Endpoint] = []
         do {
             for (id, receiver) in settings.sorted(by: { $0.key.description < $1.key.description }) {
-                let handler = makeHandler(id: id, settings: receiver)
+                let handler = makeHandler(id: id, settings: receiver, memoryLimit: config.memoryLimitBytes)
                 if let listener = stateLock.withLock({ listeners[receiver.endpoint] }) {
                     listener.lock.withLock { listener.handler = handler }
                     continue
@@ -128,7 +128,7 @@ public final class Server: @unchecked Sendable {
         logger.info("receiver closed", metadata: ["endpoint": "\(endpoint)"])
     }
 
-    private func makeHandler(id: ComponentID, settings: OTLPReceiverSettings) -> OTLPHTTPHandler {
+    private func makeHandler(id: ComponentID, settings: OTLPReceiverSettings, memoryLimit limit: Int?) -> OTLPHTTPHandler {
         let counters = stateLock.withLock {
             if let existing = receiverCounters[id] { return existing }
             let made = ReceiverCounters()
@@ -137,7 +137,13 @@ public final class Server: @unchecked Sendable {
         }
         let accepting = self.accepting
         let current = self.current
-        return OTLPHTTPHandler(settings: settings, counters: counters, isAccepting: { accepting.value }) { batch in
+        return OTLPHTTPHandler(settings: settings, counters: counters, refusal: {
+            guard accepting.value else { return "spanhost is shutting down" }
+            if let limit, SpanBatch.liveBytes > limit {
+                return "memory limit reached: \(SpanBatch.liveBytes >> 20) MiB of spans held, limit \(limit >> 20) MiB"
+            }
+            return nil
+        }) { batch in
             current.consume(batch, from: id)
         }
     }
@@ -250,7 +256,8 @@ public final class Server: @unchecked Sendable {
                 .init(id: pipeline.id, processors: pipeline.processors.map { component($0) },
                       exporters: pipeline.exporters.map { "\($0.id)" }, notifiers: pipeline.notifiers.map { "\($0.id)" })
             },
-            reloads: reloads.summary)
+            reloads: reloads.summary,
+            memory: .init(batchBytes: SpanBatch.liveBytes, limitBytes: stateLock.withLock { config.memoryLimitBytes }))
     }
 }
 
@@ -292,6 +299,12 @@ struct StatusReport: Encodable {
     var notifiers: [Component]
     var pipelines: [PipelineStatus]
     var reloads: ReloadLog.Summary
+    struct Memory: Encodable {
+        /// Bytes held by span batches in memory (queues, processors, requests in flight).
+        var batchBytes: Int
+        var limitBytes: Int?
+    }
+    var memory: Memory
 }
 
 /// Outcomes of reloads, for /status and the admin reload answer.

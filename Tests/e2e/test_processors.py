@@ -198,3 +198,65 @@ def test_invalid_processor_configs_name_the_key(tmp):
         s = Spanhost(pipeline(processors, "x.jsonl", name), tmp)
         assert s.wait_exit() != 0
         assert message in s.log(), (message, s.log()[-300:])
+
+
+BATCH = """  batch:
+    send_batch_size: 100
+    timeout: 300ms"""
+
+
+def test_batch_gathers_small_requests_by_size_and_timeout(spanhost, tmp):
+    import requests
+    from test_bad_input import PROTO, request
+    s = spanhost(pipeline(BATCH, "batched.jsonl", "batch"))
+    for i in range(25):  # 250 spans in requests of 10
+        r = requests.post(s.url, data=request([f"s{i}-{j}" for j in range(10)]).SerializeToString(), headers=PROTO, timeout=5)
+        assert r.status_code == 200 and r.content == b""  # taken, not dropped
+    counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
+    assert wait_for(lambda: counters().get("spans_sent") == 250, timeout=10), counters()
+    c = counters()
+    assert c["sent_by_size"] == 2 and c["sent_by_timeout"] == 1  # 100 + 100 by size, 50 by timeout
+    lines = open(os.path.join(tmp, "batched.jsonl")).read().splitlines()
+    assert len(lines) == 3 and len(read_file_export(os.path.join(tmp, "batched.jsonl"))) == 250
+
+
+def test_memory_limiter_answers_503_instead_of_growing(spanhost, tmp):
+    import requests
+    from conftest import TEST_PLUGINS
+    from test_bad_input import PROTO, request
+    cfg = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+exporters:
+  misbehave:
+    mode: hang
+    sending_queue: {{queue_size: 100000}}
+plugins:
+  dir: %s
+admin:
+  endpoint: {admin}
+service:
+  shutdown_timeout: 1s
+  memory_limiter: {{limit_mib: 2}}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [misbehave]
+""" % TEST_PLUGINS
+    s = spanhost(cfg)
+    body = request([f"span-{i}-" + "x" * 200 for i in range(200)]).SerializeToString()
+    codes = []
+    for _ in range(100):  # the exporter never finishes: batches pile up in its queue
+        r = requests.post(s.url, data=body, headers=PROTO, timeout=5)
+        codes.append(r.status_code)
+        if r.status_code == 503:
+            assert r.headers["Retry-After"] == "1" and b"memory limit reached" in r.content
+    memory = s.status()["memory"]
+    print(f"\naccepted {codes.count(200)} requests, then 503 for {codes.count(503)}; "
+          f"{memory['batchBytes'] >> 10} KiB held, limit {memory['limitBytes'] >> 10} KiB")
+    assert 200 in codes and 503 in codes
+    assert codes.index(503) > 0 and all(c == 503 for c in codes[codes.index(503):])
+    assert memory["batchBytes"] < memory["limitBytes"] + 2 * len(body) * 4  # at most a request or two over

@@ -24,11 +24,13 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size);
 spanhost_str sh_arena_strdup(spanhost_batch *batch, const char *ptr, size_t len);
 /* Copies `len` bytes into the arena; decoded string views may then point into the copy. */
 const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len);
-/* Hands a malloc'd block to the batch, which frees it with the batch. Returns 0, or -1 (then
- * the block has been freed). */
-int sh_arena_adopt(spanhost_batch *batch, void *block);
+/* Hands a malloc'd block of `size` bytes to the batch, which frees it with the batch. Returns
+ * 0, or -1 (then the block has been freed). */
+int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size);
 /* Bytes the arena holds (for memory accounting). */
 size_t sh_arena_bytes(const spanhost_batch *batch);
+/* Bytes held by every live batch of the process. */
+size_t sh_live_batch_bytes(void);
 
 int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
                          const spanhost_value *value);
