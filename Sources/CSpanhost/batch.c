@@ -27,7 +27,6 @@ typedef struct sh_batch_impl {
     sh_chunk *chunks;
     sh_adopted *adopted;
     size_t bytes;
-    void *origins; /* sh_origin list used by sh_batch_add_span */
 } sh_batch_impl;
 
 static sh_batch_impl *impl(const spanhost_batch *b) { return (sh_batch_impl *)(uintptr_t)b; }
@@ -260,34 +259,52 @@ static int push_ptr(spanhost_batch *batch, void ***array, size_t *count, void *i
     return 0;
 }
 
-/* Remembers which source resource/scope a group of this batch was copied from. */
-typedef struct sh_origin {
-    struct sh_origin *next;
-    const void *source;
-    const void *parent;
-    void *group;
-} sh_origin;
+/* Deep equality of values and attribute lists (order matters), to find the group a copied span
+ * belongs to. Groups are matched by content, never by pointer: a source batch may be freed and
+ * its address reused by another. */
+static int values_equal(const spanhost_value *a, const spanhost_value *b);
 
-static void *find_origin(sh_origin *list, const void *source, const void *parent) {
-    for (; list; list = list->next)
-        if (list->source == source && list->parent == parent) return list->group;
-    return NULL;
+static int kv_lists_equal(const spanhost_kv_list *a, const spanhost_kv_list *b) {
+    if (a->count != b->count) return 0;
+    for (size_t i = 0; i < a->count; i++)
+        if (!str_eq(a->items[i].key, b->items[i].key) || !values_equal(&a->items[i].value, &b->items[i].value)) return 0;
+    return 1;
 }
 
-/* The origins list lives in the arena; its head is kept in the first pointer slot of a
- * dedicated arena block referenced from the impl. */
-static sh_origin **origins_head(spanhost_batch *batch);
+static int values_equal(const spanhost_value *a, const spanhost_value *b) {
+    if (a->type != b->type) return 0;
+    switch (a->type) {
+    case SPANHOST_VALUE_STRING: return str_eq(a->as.string_value, b->as.string_value);
+    case SPANHOST_VALUE_BOOL: return a->as.bool_value == b->as.bool_value;
+    case SPANHOST_VALUE_INT: return a->as.int_value == b->as.int_value;
+    case SPANHOST_VALUE_DOUBLE: return memcmp(&a->as.double_value, &b->as.double_value, sizeof(double)) == 0;
+    case SPANHOST_VALUE_BYTES:
+        return a->as.bytes_value.len == b->as.bytes_value.len &&
+               (a->as.bytes_value.len == 0 || !memcmp(a->as.bytes_value.ptr, b->as.bytes_value.ptr, a->as.bytes_value.len));
+    case SPANHOST_VALUE_ARRAY:
+        if (a->as.array_value.count != b->as.array_value.count) return 0;
+        for (size_t i = 0; i < a->as.array_value.count; i++)
+            if (!values_equal(&a->as.array_value.items[i], &b->as.array_value.items[i])) return 0;
+        return 1;
+    case SPANHOST_VALUE_KVLIST: return kv_lists_equal(&a->as.kvlist_value, &b->as.kvlist_value);
+    default: return 1;
+    }
+}
 
-static int add_origin(spanhost_batch *batch, const void *source, const void *parent, void *group) {
-    sh_origin *o = (sh_origin *)sh_arena_alloc(batch, sizeof(sh_origin));
-    if (!o) return -1;
-    sh_origin **head = origins_head(batch);
-    o->source = source;
-    o->parent = parent;
-    o->group = group;
-    o->next = *head;
-    *head = o;
-    return 0;
+static const spanhost_kv_list empty_list = {NULL, 0};
+
+static int resource_matches(const spanhost_resource_spans *rs, const spanhost_resource *r, spanhost_str schema_url) {
+    return str_eq(rs->schema_url, schema_url) &&
+           rs->resource->dropped_attributes_count == (r ? r->dropped_attributes_count : 0) &&
+           kv_lists_equal(&rs->resource->attributes, r ? &r->attributes : &empty_list);
+}
+
+static int scope_matches(const spanhost_scope_spans *ss, const spanhost_scope *sc, spanhost_str schema_url) {
+    static const spanhost_str none = {NULL, 0};
+    return str_eq(ss->schema_url, schema_url) && str_eq(ss->scope->name, sc ? sc->name : none) &&
+           str_eq(ss->scope->version, sc ? sc->version : none) &&
+           ss->scope->dropped_attributes_count == (sc ? sc->dropped_attributes_count : 0) &&
+           kv_lists_equal(&ss->scope->attributes, sc ? &sc->attributes : &empty_list);
 }
 
 static spanhost_str dup_str(spanhost_batch *b, spanhost_str s) { return sh_arena_strdup(b, s.ptr, s.len); }
@@ -295,9 +312,9 @@ static spanhost_str dup_str(spanhost_batch *b, spanhost_str s) { return sh_arena
 spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource *resource,
                                  spanhost_str resource_schema_url, const spanhost_scope *scope,
                                  spanhost_str scope_schema_url, const spanhost_span *span) {
-    sh_origin **head = origins_head(batch);
-    if (!head) return NULL;
-    spanhost_resource_spans *rs = (spanhost_resource_spans *)find_origin(*head, resource, NULL);
+    spanhost_resource_spans *rs = NULL;
+    for (size_t i = batch->resource_spans_count; i-- > 0 && !rs;)
+        if (resource_matches(batch->resource_spans[i], resource, resource_schema_url)) rs = batch->resource_spans[i];
     if (!rs) {
         rs = (spanhost_resource_spans *)sh_arena_alloc(batch, sizeof(*rs));
         spanhost_resource *r = (spanhost_resource *)sh_arena_alloc(batch, sizeof(*r));
@@ -310,11 +327,11 @@ spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource 
         rs->struct_size = sizeof(*rs);
         rs->resource = r;
         rs->schema_url = dup_str(batch, resource_schema_url);
-        if (push_ptr(batch, (void ***)&batch->resource_spans, &batch->resource_spans_count, rs) != 0 ||
-            add_origin(batch, resource, NULL, rs) != 0)
-            return NULL;
+        if (push_ptr(batch, (void ***)&batch->resource_spans, &batch->resource_spans_count, rs) != 0) return NULL;
     }
-    spanhost_scope_spans *ss = (spanhost_scope_spans *)find_origin(*head, scope, rs);
+    spanhost_scope_spans *ss = NULL;
+    for (size_t i = rs->scope_spans_count; i-- > 0 && !ss;)
+        if (scope_matches(rs->scope_spans[i], scope, scope_schema_url)) ss = rs->scope_spans[i];
     if (!ss) {
         ss = (spanhost_scope_spans *)sh_arena_alloc(batch, sizeof(*ss));
         spanhost_scope *sc = (spanhost_scope *)sh_arena_alloc(batch, sizeof(*sc));
@@ -329,9 +346,7 @@ spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource 
         ss->struct_size = sizeof(*ss);
         ss->scope = sc;
         ss->schema_url = dup_str(batch, scope_schema_url);
-        if (push_ptr(batch, (void ***)&rs->scope_spans, &rs->scope_spans_count, ss) != 0 ||
-            add_origin(batch, scope, rs, ss) != 0)
-            return NULL;
+        if (push_ptr(batch, (void ***)&rs->scope_spans, &rs->scope_spans_count, ss) != 0) return NULL;
     }
 
     spanhost_span *copy = (spanhost_span *)sh_arena_alloc(batch, sizeof(*copy));
@@ -411,5 +426,3 @@ size_t sh_batch_compact(spanhost_batch *batch) {
     batch->resource_spans_count = rkeep;
     return removed;
 }
-
-static sh_origin **origins_head(spanhost_batch *batch) { return (sh_origin **)&impl(batch)->origins; }

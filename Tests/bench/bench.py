@@ -78,13 +78,71 @@ service:
 """
 
 
+CHAIN_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{port}
+processors:
+  attributes/hash:
+    actions:
+      - {{key: http.user_agent, action: hash}}
+  filter/health:
+    spans:
+      - {{attribute: http.route, equals: /health}}
+  probabilistic_sampler:
+    sampling_percentage: 50
+exporters:
+  null:
+    sending_queue: {{queue_size: 5000}}
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: 127.0.0.1:{admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [attributes/hash, filter/health, probabilistic_sampler]
+      exporters: [null]
+"""
+
+TAIL_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{port}
+processors:
+  tail_sampling:
+    decision_wait: 60s
+    num_traces: 10000
+    policies:
+      - {{name: errors, type: status_code, status_codes: [ERROR]}}
+      - {{name: rest, type: probabilistic, sampling_percentage: 10}}
+exporters:
+  null: ~
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: 127.0.0.1:{admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling]
+      exporters: [null]
+"""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def request_body():
+def request_body(first_trace=1):
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     for k, v in [("service.name", "bench-service"), ("host.name", "bench-host"), ("telemetry.sdk.language", "python")]:
@@ -94,7 +152,7 @@ def request_body():
     ss.scope.name, ss.scope.version = "bench", "1.0.0"
     for i in range(SPANS_PER_REQUEST):
         sp = ss.spans.add()
-        sp.trace_id = (i // 10 + 1).to_bytes(16, "big")
+        sp.trace_id = (first_trace + i // 10).to_bytes(16, "big")
         sp.span_id = (i + 1).to_bytes(8, "big")
         if i % 10:
             sp.parent_span_id = (i - i % 10 + 1).to_bytes(8, "big")
@@ -194,6 +252,39 @@ def main():
     results.append(host)
     exported = re.search(r'"discarded_spans" : (\d+)', status)
 
+    plugins = os.path.abspath(os.path.join(BUILD, "plugins"))
+
+    def run_config(name, template):
+        port, admin = free_port(), free_port()
+        with open(cfg, "w") as f:
+            f.write(template.format(port=port, admin=admin, plugins=plugins))
+        result, proc = run(name, [os.path.join(BUILD, "bin", "spanhostd"), "--config", cfg], port, script,
+                           env={"SPANHOST_LOG_LEVEL": "error"})
+        status = urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=10).read().decode()
+        proc.kill()  # the held traces are not the point here; no drain
+        proc.wait()
+        return result, status
+
+    chain, _ = run_config("attributes(hash) -> filter -> sampler", CHAIN_CONFIG)
+    results.append(chain)
+
+    # Tail sampling with 10,000 traces held: 1,000 request bodies of 10 traces each, sent in
+    # turn, within one decision_wait, so every trace stays in flight and keeps growing.
+    tail_script = os.path.join(tmp, "tail.lua")
+    for i in range(1000):
+        with open(os.path.join(tmp, f"tail{i}.pb"), "wb") as f:
+            f.write(request_body(first_trace=1 + i * 10))
+    with open(tail_script, "w") as f:
+        f.write('local bodies = {}\nfor i = 0, 999 do\n  local f = io.open("%s/tail" .. i .. ".pb", "rb")\n'
+                '  bodies[i + 1] = f:read("*a")\n  f:close()\nend\nlocal n = 0\n'
+                'request = function()\n  n = n + 1\n  return wrk.format("POST", nil, '
+                '{["Content-Type"] = "application/x-protobuf"}, bodies[(n %% 1000) + 1])\nend\n' % tmp)
+    script_before, script = script, tail_script
+    tail, tail_status = run_config("tail_sampling, 10,000 traces held", TAIL_CONFIG)
+    script = script_before
+    held = re.search(r'"traces_held" : (\d+)', tail_status)
+    results.append(tail)
+
     # Kafka: the same load into the kafka exporter and librdkafka's mock cluster (3 brokers, 3
     # partitions, in a helper process on this machine). Throughput is what the brokers acknowledged.
     mock = subprocess.Popen([os.path.join(BUILD, "test-bin", "kafka-mock"), "3", "otlp_spans:3"], stdin=subprocess.PIPE,
@@ -225,6 +316,7 @@ def main():
     print(f"spanhostd / baseline throughput: {host['rps'] / base['rps']:.2f}")
     if exported:
         print(f"spans that reached the null exporter: {int(exported.group(1)):,}")
+    print(f"tail_sampling: {int(held.group(1)) if held else 0:,} traces held at the end of the run")
     print(f"kafka: {acked / elapsed:,.0f} spans/s acknowledged by the mock cluster "
           f"({acked:,} spans; the receiver answered 503 when the exporter queue was full: {kafka['non2xx']:,} requests)")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -363,7 +363,8 @@ typedef struct spanhost_host_api {
     void (*batch_retain)(const spanhost_batch *batch);
     void (*batch_release)(const spanhost_batch *batch);
     /* Appends a copy of `span` (deep copy into `batch`'s arena) under the given resource and
-     * scope, creating the groups as needed. Returns the copy, or NULL when out of memory. */
+     * scope. Spans whose resource and scope are equal in content share one group; other groups
+     * are created as needed. Returns the copy, or NULL when out of memory. */
     spanhost_span *(*batch_add_span)(spanhost_batch *batch, const spanhost_resource *resource,
                                      spanhost_str resource_schema_url, const spanhost_scope *scope,
                                      spanhost_str scope_schema_url, const spanhost_span *span);
