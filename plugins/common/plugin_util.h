@@ -162,10 +162,23 @@ static inline void util_idset_free(util_idset *s) {
     free(s->tables[1]);
 }
 
+/* A hash of all 16 id bytes. Ids are usually random, but not always (sequential test ids,
+ * 64-bit ids padded with zeros), so every byte is mixed in. */
+static inline uint64_t util_id_hash(const uint8_t *id) {
+    uint64_t lo, hi;
+    memcpy(&lo, id, 8);
+    memcpy(&hi, id + 8, 8);
+    uint64_t h = lo ^ (hi * 0x9E3779B97F4A7C15ull) ^ (hi >> 29);
+    /* murmur3's 64-bit finalizer: every input bit reaches the low bits used as the index */
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    return h ^ (h >> 33);
+}
+
 static inline size_t util_idset_slot(const util_idset *s, const uint8_t *id) {
-    uint64_t h;
-    memcpy(&h, id + 8, 8); /* trace ids are random: their bytes are a good hash */
-    return (size_t)(h & (s->slots - 1));
+    return (size_t)(util_id_hash(id) & (s->slots - 1));
 }
 
 /* The value stored for id, or -1 if absent. */

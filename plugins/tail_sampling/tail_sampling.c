@@ -316,11 +316,7 @@ static int decide(sampler *s, const trace *t) {
 
 /* --- The held traces ------------------------------------------------------------------- */
 
-static size_t bucket_of(const sampler *s, const uint8_t *id) {
-    uint64_t h;
-    memcpy(&h, id + 8, 8);
-    return (size_t)(h & (s->nbuckets - 1));
-}
+static size_t bucket_of(const sampler *s, const uint8_t *id) { return (size_t)(util_id_hash(id) & (s->nbuckets - 1)); }
 
 static trace *find(sampler *s, const uint8_t *id) {
     for (trace *t = s->buckets[bucket_of(s, id)]; t; t = t->next_in_bucket)
