@@ -21,7 +21,7 @@ receivers:
         endpoint: {receiver}
 processors:
   tail_sampling:
-    decision_wait: 1s
+    decision_wait: %s
     num_traces: %d
     policies:
       - {{name: errors, type: status_code, status_codes: [ERROR]}}
@@ -84,7 +84,8 @@ def post(url, spans, rejected=0):
 
 def test_seed_policy_keeps_whole_traces_and_every_error(spanhost, tmp):
     rng = random.Random(42)
-    s = spanhost(CONFIG % (100_000, ""))
+    # Long enough that every span is in before the first decision, even on a busy machine.
+    s = spanhost(CONFIG % ("5s", 100_000, ""))
     kinds = ["error"] * 150 + ["slow"] * 600 + ["normal"] * 1500
     traces = [(kind, make_trace(rng, kind)) for kind in kinds]
     # Every span on its own, shuffled across all traces, sent in requests of 50.
@@ -125,7 +126,7 @@ def test_seed_policy_keeps_whole_traces_and_every_error(spanhost, tmp):
 
 def test_flood_stays_within_num_traces_and_counts_early_evictions(spanhost, tmp):
     rng = random.Random(7)
-    s = spanhost(CONFIG % (200, ""))
+    s = spanhost(CONFIG % ("1s", 200, ""))
     traces = [make_trace(rng, "error") for _ in range(2000)]  # all would be kept
     spans = [sp for t in traces for sp in t]
     for i in range(0, len(spans), 200):
@@ -143,7 +144,7 @@ def test_flood_stays_within_num_traces_and_counts_early_evictions(spanhost, tmp)
 def test_an_invert_match_drop_wins_over_a_sample(spanhost, tmp):
     rng = random.Random(3)
     veto = "      - {{name: no-canary, type: string_attribute, key: deployment, values: [canary], invert_match: true}}"
-    s = spanhost(CONFIG % (1000, veto))
+    s = spanhost(CONFIG % ("1s", 1000, veto))
     canary_errors = []
     for _ in range(20):
         t = make_trace(rng, "canary")

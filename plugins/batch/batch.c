@@ -86,17 +86,9 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
         snprintf(status->message, status->message_cap, "send_batch_size: must be a positive integer");
         return SPANHOST_PERMANENT;
     }
-    if (host->config_string(config, "timeout", &v) == SPANHOST_CONFIG_FOUND) {
-        char buf[32], *end;
-        if (v.len >= sizeof buf) v.len = sizeof buf - 1;
-        memcpy(buf, v.ptr, v.len);
-        buf[v.len] = 0;
-        timeout_ms = strtod(buf, &end);
-        if (!strcmp(end, "s")) timeout_ms *= 1000;
-        else if (strcmp(end, "ms") || end == buf || timeout_ms <= 0) {
-            snprintf(status->message, status->message_cap, "timeout: '%s' is not a duration like 200ms or 1s", buf);
-            return SPANHOST_PERMANENT;
-        }
+    if (host->config_string(config, "timeout", &v) == SPANHOST_CONFIG_FOUND && (timeout_ms = util_duration_ms(v)) <= 0) {
+        snprintf(status->message, status->message_cap, "timeout: '%.*s' is not a duration like 200ms or 1s", (int)v.len, v.ptr);
+        return SPANHOST_PERMANENT;
     }
     batcher *b = (batcher *)calloc(1, sizeof *b);
     if (!b) return SPANHOST_PERMANENT;

@@ -72,6 +72,22 @@ static inline int util_value_number(const spanhost_value *v, double *out) {
     }
 }
 
+/* Parses a duration as the host's config does: "250ms", "10s", "2m", or a bare number of
+ * seconds. Returns milliseconds, or -1 if the text is not a duration. */
+static inline double util_duration_ms(spanhost_str s) {
+    char buf[32], *end;
+    if (s.len == 0 || s.len >= sizeof buf) return -1;
+    memcpy(buf, s.ptr, s.len);
+    buf[s.len] = 0;
+    double v = strtod(buf, &end);
+    if (end == buf || v < 0) return -1;
+    if (!strcmp(end, "ms")) return v;
+    if (!strcmp(end, "s") || !*end) return v * 1000;
+    if (!strcmp(end, "m")) return v * 60000;
+    if (!strcmp(end, "h")) return v * 3600000;
+    return -1;
+}
+
 /* Compiles a POSIX extended regex. Named groups written (?P<name>...) or (?<name>...) are
  * turned into plain groups and their names returned in `names` (index = group number; NULL for
  * unnamed groups, up to max_groups). Returns 0, or -1 with a message in err. */

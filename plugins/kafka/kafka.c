@@ -17,12 +17,9 @@
  * delivery reports say so); a batch with a failed message is RETRYABLE (or PERMANENT for errors
  * that cannot succeed by retrying, such as a message larger than the broker accepts).
  */
-#include <spanhost/spanhost.h>
+#include "plugin_util.h"
 
 #include <librdkafka/rdkafka.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 static const spanhost_host_api *host;
 
@@ -57,21 +54,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
             d->permanent = 1;
     }
     __atomic_sub_fetch(&d->pending, 1, __ATOMIC_SEQ_CST);
-}
-
-/* Parses "500ms", "10s", "1m" or a bare number of milliseconds. Returns -1 if invalid. */
-static long parse_ms(spanhost_str s) {
-    char buf[32];
-    if (s.len == 0 || s.len >= sizeof buf) return -1;
-    memcpy(buf, s.ptr, s.len);
-    buf[s.len] = 0;
-    char *end;
-    double v = strtod(buf, &end);
-    if (end == buf || v < 0) return -1;
-    if (!strcmp(end, "") || !strcmp(end, "ms")) return (long)v;
-    if (!strcmp(end, "s")) return (long)(v * 1000);
-    if (!strcmp(end, "m")) return (long)(v * 60000);
-    return -1;
 }
 
 static int set(rd_kafka_conf_t *conf, const char *key, const char *value, const char *from, spanhost_status *status) {
@@ -145,7 +127,7 @@ static int32_t kafka_create(const spanhost_config *config, spanhost_instance *in
         if (cstr(v, value, sizeof value) || set(conf, "batch.size", value, "batch_size", status)) goto fail;
     }
     long timeout = 10000;
-    if (host->config_string(config, "timeout", &v) == SPANHOST_CONFIG_FOUND && (timeout = parse_ms(v)) <= 0)
+    if (host->config_string(config, "timeout", &v) == SPANHOST_CONFIG_FOUND && (timeout = (long)util_duration_ms(v)) <= 0)
         FAIL("timeout: '%.*s' is not a duration like 500ms or 10s", (int)v.len, v.ptr);
     snprintf(value, sizeof value, "%ld", timeout);
     if (set(conf, "message.timeout.ms", value, "timeout", status)) goto fail;

@@ -93,19 +93,6 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static long parse_duration_ms(spanhost_str s) {
-    char buf[32], *end;
-    if (s.len == 0 || s.len >= sizeof buf) return -1;
-    memcpy(buf, s.ptr, s.len);
-    buf[s.len] = 0;
-    double v = strtod(buf, &end);
-    if (end == buf || v < 0) return -1;
-    if (!strcmp(end, "ms")) return (long)v;
-    if (!strcmp(end, "s") || !*end) return (long)(v * 1000);
-    if (!strcmp(end, "m")) return (long)(v * 60000);
-    return -1;
-}
-
 static void free_policies(policy *p, size_t n) {
     for (size_t i = 0; i < n; i++) {
         for (size_t v = 0; p[i].regex && v < p[i].nvalues; v++) regfree(&p[i].res[v]);
@@ -392,12 +379,12 @@ static void *tick(void *arg) {
 static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
     sampler *s = (sampler *)calloc(1, sizeof *s);
     spanhost_str v;
-    long wait_ms = 30000;
+    double wait_ms = 30000;
     int64_t num = 50000, max_spans = 10000, cache = 100000;
     size_t n = 0;
     if (!s) return SPANHOST_PERMANENT;
     s->instance = instance;
-    if (host->config_string(config, "decision_wait", &v) == SPANHOST_CONFIG_FOUND && (wait_ms = parse_duration_ms(v)) < 0) {
+    if (host->config_string(config, "decision_wait", &v) == SPANHOST_CONFIG_FOUND && (wait_ms = util_duration_ms(v)) < 0) {
         snprintf(status->message, status->message_cap, "decision_wait: '%.*s' is not a duration like 30s", (int)v.len, v.ptr);
         goto fail;
     }
@@ -424,7 +411,7 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
         snprintf(path, sizeof path, "policies.%zu", i);
         if (parse_policy(config, path, &s->policies[i], status)) goto fail;
     }
-    s->wait_ns = (uint64_t)wait_ms * 1000000ull;
+    s->wait_ns = (uint64_t)(wait_ms * 1e6);
     s->max_traces = (size_t)num;
     s->max_spans = (size_t)max_spans;
     s->nbuckets = 16;
