@@ -41,6 +41,8 @@ public final class ExporterRunner: @unchecked Sendable {
     private var queue: [SpanBatch] = []
     private var head = 0
     private var stopping = false
+    /// Set by shutdown: retries continue until then, not beyond.
+    private var drainDeadline: ContinuousClock.Instant?
     /// Batches being exported right now (one per consumer thread at most).
     private var busy = 0
     /// Worker threads taking batches from the queue (`sending_queue.num_consumers`). More than
@@ -111,6 +113,7 @@ public final class ExporterRunner: @unchecked Sendable {
     public func shutdown(deadline: ContinuousClock.Instant) -> Int {
         condition.lock()
         stopping = true
+        drainDeadline = deadline
         condition.broadcast()
         while (queue.count > head || busy > 0) && ContinuousClock.now < deadline {
             _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02))
@@ -178,26 +181,21 @@ public final class ExporterRunner: @unchecked Sendable {
                 return
             case .retryable(let retryAfter, let message):
                 let wait = max(interval, retryAfter ?? .zero)
-                let stopNow = condition.withLock { stopping }
-                if !retry.enabled || ContinuousClock.now - started + wait > retry.maxElapsedTime || stopNow {
+                // Draining for a shutdown or reload: keep retrying, but not past its deadline.
+                let pastDrain = condition.withLock { drainDeadline.map { ContinuousClock.now + wait > $0 } ?? false }
+                if !retry.enabled || ContinuousClock.now - started + wait > retry.maxElapsedTime || pastDrain {
                     counters.add("failed", spans)
                     logger.error("export failed; giving up", metadata: ["spans": "\(spans)", "error": "\(message)"])
                     return
                 }
                 counters.add("retried", spans)
                 logger.warning("export failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
-                sleepUnlessStopping(wait)
+                Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
                 interval = min(interval * 2, retry.maxInterval)
             }
         }
     }
 
-    private func sleepUnlessStopping(_ duration: Duration) {
-        let until = Date(timeIntervalSinceNow: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
-        condition.lock()
-        while !stopping && Date() < until { _ = condition.wait(until: until) }
-        condition.unlock()
-    }
 }
 
 extension CallPolicy {

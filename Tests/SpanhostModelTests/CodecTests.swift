@@ -115,10 +115,18 @@ final class CodecTests: XCTestCase {
     }
 
     func testDroppedSpansAreRemovedAndCloneIsDeep() throws {
-        let body = #"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a"},{"name":"b"},{"name":"c"}]}]},{"scopeSpans":[{"spans":[{"name":"d"}]}]}]}"#
+        let svc = #"{"attributes":[{"key":"service.name","value":{"stringValue":"%@"}}]}"#
+        let body = #"{"resourceSpans":[{"resource":\#(svc.replacingOccurrences(of: "%@", with: "a")),"scopeSpans":[{"spans":[{"name":"a"},{"name":"b"},{"name":"c"}]}]},"#
+            + #"{"resource":\#(svc.replacingOccurrences(of: "%@", with: "b")),"scopeSpans":[{"spans":[{"name":"d"}]}]}]}"#
         let batch = try SpanBatch.decode(Array(body.utf8), encoding: .json)
         let copy = batch.clone()
         XCTAssertEqual(copy.encode(.protobuf), batch.encode(.protobuf))
+
+        // Groups with equal resources and scopes are merged in a copy: spans are grouped by content.
+        let twice = #"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"x"}]}]},{"scopeSpans":[{"spans":[{"name":"y"}]}]}]}"#
+        let merged = try SpanBatch.decode(Array(twice.utf8), encoding: .json).clone()
+        XCTAssertEqual(merged.pointee.resource_spans_count, 1)
+        XCTAssertEqual(merged.spanCount, 2)
         batch.forEachSpan { _, _, span in
             if span.pointee.name.string != "b" { span.pointee.host_flags |= UInt32(SPANHOST_SPAN_DROP) }
         }

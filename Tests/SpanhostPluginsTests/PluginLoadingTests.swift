@@ -47,7 +47,7 @@ final class PluginLoadingTests: XCTestCase {
         let library = try load("attributes")
         let settings = try YAMLLoader.load("actions: [{key: k, action: explode}]", environment: [:])
         XCTAssertThrowsError(try PluginInstance(id: ComponentID(type: "attributes"), library: library, settings: settings)) { error in
-            XCTAssertEqual("\(error)", "attributes: create failed: actions.0.action: 'explode' is not insert, update, upsert or delete")
+            XCTAssertEqual("\(error)", "attributes: create failed: actions.0.action: 'explode' is not insert, update, upsert, delete, hash, extract or convert")
         }
     }
 
