@@ -8,7 +8,7 @@ PLUGIN_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -p
 VENV        := $(BUILD)/venv
 PY          := $(VENV)/bin/python
 APT_PACKAGES := libssl-dev zlib1g-dev libcurl4 librdkafka-dev python3-venv wrk
-PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* pytest requests
+PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* opentelemetry-exporter-zipkin-json==1.* pytest requests
 
 # C plugins are built with cc; Swift plugins (plugins/<name>/*.swift) are SwiftPM dynamic libraries.
 C_PLUGINS     := $(filter-out common,$(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c)))))

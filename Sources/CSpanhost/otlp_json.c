@@ -5,374 +5,7 @@
  * Strings without escapes become views into the request bytes; others are unescaped into the
  * arena.
  */
-#include "spanhost_core.h"
-
-#include <errno.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define MAX_DEPTH 64
-
-typedef struct jparser {
-    const char *p;
-    const char *end;
-    const char *start;
-    spanhost_batch *batch;
-    char *err;
-    size_t err_cap;
-    int failed;
-    int depth;
-} jparser;
-
-static int jfail(jparser *j, const char *what) {
-    if (!j->failed && j->err && j->err_cap)
-        snprintf(j->err, j->err_cap, "invalid OTLP JSON at byte %ld: %s", (long)(j->p - j->start), what);
-    j->failed = 1;
-    return -1;
-}
-
-static void ws(jparser *j) {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t')) j->p++;
-}
-
-static int peek(jparser *j) {
-    ws(j);
-    return j->p < j->end ? (unsigned char)*j->p : -1;
-}
-
-static int expect(jparser *j, char c) {
-    if (peek(j) != c) {
-        char msg[32];
-        snprintf(msg, sizeof msg, "expected '%c'", c);
-        return jfail(j, msg);
-    }
-    j->p++;
-    return 0;
-}
-
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static size_t put_utf8(char *o, uint32_t cp) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-static int read_hex4(const char *p, uint32_t *out) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)p[i]);
-        if (h < 0) return -1;
-        v = v << 4 | (uint32_t)h;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Parses a JSON string. Without escapes the result is a view into the input. */
-static int jstring(jparser *j, spanhost_str *out) {
-    if (expect(j, '"')) return -1;
-    const char *s = j->p;
-    int escaped = 0;
-    while (j->p < j->end && *j->p != '"') {
-        if (*j->p == '\\') {
-            escaped = 1;
-            j->p++;
-        } else if ((unsigned char)*j->p < 0x20) {
-            return jfail(j, "control character in string");
-        }
-        j->p++;
-    }
-    if (j->p >= j->end) return jfail(j, "unterminated string");
-    const char *e = j->p++;
-    if (!escaped) {
-        out->ptr = e > s ? s : NULL;
-        out->len = (size_t)(e - s);
-        return 0;
-    }
-    char *buf = (char *)sh_arena_alloc(j->batch, (size_t)(e - s));
-    if (!buf) return jfail(j, "out of memory");
-    size_t n = 0;
-    for (const char *q = s; q < e; q++) {
-        if (*q != '\\') { buf[n++] = *q; continue; }
-        q++;
-        switch (*q) {
-        case '"': buf[n++] = '"'; break;
-        case '\\': buf[n++] = '\\'; break;
-        case '/': buf[n++] = '/'; break;
-        case 'b': buf[n++] = '\b'; break;
-        case 'f': buf[n++] = '\f'; break;
-        case 'n': buf[n++] = '\n'; break;
-        case 'r': buf[n++] = '\r'; break;
-        case 't': buf[n++] = '\t'; break;
-        case 'u': {
-            uint32_t cp, lo;
-            if (e - q < 5 || read_hex4(q + 1, &cp)) return jfail(j, "bad \\u escape");
-            q += 4;
-            if (cp >= 0xD800 && cp < 0xDC00 && e - q >= 7 && q[1] == '\\' && q[2] == 'u' &&
-                read_hex4(q + 3, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                q += 6;
-            } else if (cp >= 0xD800 && cp < 0xE000) {
-                cp = 0xFFFD; /* lone surrogate */
-            }
-            n += put_utf8(buf + n, cp); /* never longer than the 6-byte escape it replaces */
-            break;
-        }
-        default: return jfail(j, "bad escape");
-        }
-    }
-    out->ptr = buf;
-    out->len = n;
-    return 0;
-}
-
-static int jskip(jparser *j);
-
-static int jskip_container(jparser *j, char open, char close) {
-    if (++j->depth > MAX_DEPTH) return jfail(j, "nested too deeply");
-    j->p++;
-    if (peek(j) == close) { j->p++; j->depth--; return 0; }
-    for (;;) {
-        if (open == '{') {
-            spanhost_str k;
-            if (jstring(j, &k) || expect(j, ':')) return -1;
-        }
-        if (jskip(j)) return -1;
-        int c = peek(j);
-        if (c == ',') { j->p++; continue; }
-        if (c == close) { j->p++; j->depth--; return 0; }
-        return jfail(j, "expected ',' or end of container");
-    }
-}
-
-static int jskip(jparser *j) {
-    int c = peek(j);
-    spanhost_str s;
-    switch (c) {
-    case '{': return jskip_container(j, '{', '}');
-    case '[': return jskip_container(j, '[', ']');
-    case '"': return jstring(j, &s);
-    default: {
-        const char *b = j->p;
-        while (j->p < j->end && (strchr("+-.0123456789eE", *j->p) || (*j->p >= 'a' && *j->p <= 'z'))) j->p++;
-        size_t n = (size_t)(j->p - b);
-        if ((n == 4 && !memcmp(b, "true", 4)) || (n == 5 && !memcmp(b, "false", 5)) ||
-            (n == 4 && !memcmp(b, "null", 4)))
-            return 0;
-        if (n > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9'))) return 0;
-        return jfail(j, "unexpected value");
-    }
-    }
-}
-
-/* Reads a number or a numeric string as raw text (for 64-bit integers and doubles). */
-static int jnumber_text(jparser *j, char *buf, size_t cap, int *was_null) {
-    int c = peek(j);
-    *was_null = 0;
-    const char *b;
-    size_t n;
-    if (c == '"') {
-        spanhost_str s;
-        if (jstring(j, &s)) return -1;
-        b = s.ptr;
-        n = s.len;
-    } else {
-        b = j->p;
-        while (j->p < j->end && (strchr("+-.0123456789eE", *j->p) || (*j->p >= 'a' && *j->p <= 'z'))) j->p++;
-        n = (size_t)(j->p - b);
-        if (n == 4 && !memcmp(b, "null", 4)) { *was_null = 1; return 0; }
-    }
-    if (n == 0 || n >= cap) return jfail(j, "expected a number");
-    memcpy(buf, b, n);
-    buf[n] = 0;
-    return 0;
-}
-
-static int jint64(jparser *j, int64_t *out) {
-    char buf[40];
-    int null;
-    if (jnumber_text(j, buf, sizeof buf, &null)) return -1;
-    if (null) { *out = 0; return 0; }
-    char *e;
-    errno = 0;
-    long long v = strtoll(buf, &e, 10);
-    if (*e == '.' || *e == 'e' || *e == 'E') { /* 3.0 or 1e3 are integers written as doubles */
-        double d = strtod(buf, &e);
-        if (*e || d != floor(d)) return jfail(j, "expected an integer");
-        v = (long long)d;
-    } else if (*e || errno) {
-        return jfail(j, "expected an integer");
-    }
-    *out = v;
-    return 0;
-}
-
-static int juint64(jparser *j, uint64_t *out) {
-    char buf[40];
-    int null;
-    if (jnumber_text(j, buf, sizeof buf, &null)) return -1;
-    if (null) { *out = 0; return 0; }
-    char *e;
-    errno = 0;
-    if (buf[0] == '-') return jfail(j, "expected an unsigned integer");
-    unsigned long long v = strtoull(buf, &e, 10);
-    if (*e || errno) return jfail(j, "expected an unsigned integer");
-    *out = v;
-    return 0;
-}
-
-static int juint32(jparser *j, uint32_t *out) {
-    uint64_t v;
-    if (juint64(j, &v)) return -1;
-    if (v > 0xFFFFFFFFu) return jfail(j, "integer out of range");
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int jdouble(jparser *j, double *out) {
-    char buf[64];
-    int null;
-    if (jnumber_text(j, buf, sizeof buf, &null)) return -1;
-    if (null) { *out = 0; return 0; }
-    if (!strcmp(buf, "NaN")) { *out = NAN; return 0; }
-    if (!strcmp(buf, "Infinity")) { *out = INFINITY; return 0; }
-    if (!strcmp(buf, "-Infinity")) { *out = -INFINITY; return 0; }
-    char *e;
-    *out = strtod(buf, &e);
-    if (*e) return jfail(j, "expected a number");
-    return 0;
-}
-
-static int jbool(jparser *j, int32_t *out) {
-    ws(j);
-    if (j->end - j->p >= 4 && !memcmp(j->p, "true", 4)) { j->p += 4; *out = 1; return 0; }
-    if (j->end - j->p >= 5 && !memcmp(j->p, "false", 5)) { j->p += 5; *out = 0; return 0; }
-    return jfail(j, "expected true or false");
-}
-
-static int jhex_id(jparser *j, uint8_t *dst, size_t size, const char *what) {
-    spanhost_str s;
-    if (jstring(j, &s)) return -1;
-    if (s.len == 0) return 0;
-    if (s.len != size * 2) return jfail(j, what);
-    for (size_t i = 0; i < size; i++) {
-        int hi = hexval((unsigned char)s.ptr[2 * i]), lo = hexval((unsigned char)s.ptr[2 * i + 1]);
-        if (hi < 0 || lo < 0) return jfail(j, what);
-        dst[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
-
-static int b64val(int c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-}
-
-static int jbase64(jparser *j, spanhost_bytes *out) {
-    spanhost_str s;
-    if (jstring(j, &s)) return -1;
-    uint8_t *buf = (uint8_t *)sh_arena_alloc(j->batch, s.len / 4 * 3 + 3);
-    if (!buf) return jfail(j, "out of memory");
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0;
-    for (size_t i = 0; i < s.len; i++) {
-        if (s.ptr[i] == '=') break;
-        int v = b64val((unsigned char)s.ptr[i]);
-        if (v < 0) return jfail(j, "invalid base64 in bytesValue");
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[n++] = (uint8_t)(acc >> bits);
-        }
-    }
-    out->ptr = buf;
-    out->len = n;
-    return 0;
-}
-
-/* Key comparison ignoring ASCII case and underscores: "traceId" == "trace_id" == "traceid". */
-static int key_is(spanhost_str k, const char *want) {
-    size_t i = 0;
-    for (const char *w = want; *w; w++) {
-        while (i < k.len && k.ptr[i] == '_') i++;
-        if (i >= k.len) return 0;
-        char c = k.ptr[i++];
-        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-        if (c != *w) return 0;
-    }
-    while (i < k.len && k.ptr[i] == '_') i++;
-    return i == k.len;
-}
-
-/* Object iteration: call jobject_begin, then jobject_next until it returns 0. */
-static int jobject_begin(jparser *j) {
-    if (++j->depth > MAX_DEPTH) return jfail(j, "nested too deeply");
-    return expect(j, '{');
-}
-
-/* Returns 1 with a key (and the ':' consumed), 0 at the end, -1 on error. */
-static int jobject_next(jparser *j, spanhost_str *key, int *first) {
-    int c = peek(j);
-    if (c == '}') { j->p++; j->depth--; return 0; }
-    if (!*first) {
-        if (c != ',') return jfail(j, "expected ',' or '}'");
-        j->p++;
-    }
-    *first = 0;
-    if (jstring(j, key) || expect(j, ':')) return -1;
-    return 1;
-}
-
-/* Array iteration, same protocol. null is read as an empty array. */
-static int jarray_begin(jparser *j, int *is_null) {
-    ws(j);
-    *is_null = 0;
-    if (j->end - j->p >= 4 && !memcmp(j->p, "null", 4)) { j->p += 4; *is_null = 1; return 0; }
-    if (++j->depth > MAX_DEPTH) return jfail(j, "nested too deeply");
-    return expect(j, '[');
-}
-
-static int jarray_next(jparser *j, int *first) {
-    int c = peek(j);
-    if (c == ']') { j->p++; j->depth--; return 0; }
-    if (!*first) {
-        if (c != ',') return jfail(j, "expected ',' or ']'");
-        j->p++;
-    }
-    *first = 0;
-    return 1;
-}
-
-/* Growable arrays in the arena: capacity doubles, the old block is simply abandoned. */
-static void *grow(jparser *j, void *items, size_t count, size_t *cap, size_t item) {
-    if (count < *cap) return items;
-    size_t ncap = *cap ? *cap * 2 : 4;
-    void *n = sh_arena_alloc(j->batch, ncap * item);
-    if (!n) { jfail(j, "out of memory"); return NULL; }
-    if (count) memcpy(n, items, count * item);
-    *cap = ncap;
-    return n;
-}
+#include "json_reader.h"
 
 static int jkv(jparser *j, spanhost_kv *kv);
 
@@ -626,7 +259,7 @@ static int jresource_spans(jparser *j, void *item) {
 }
 
 int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
-    jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0};
+    jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0, "OTLP JSON"};
     spanhost_str key;
     int first = 1, r;
     if (jobject_begin(&j)) return -1;
@@ -781,6 +414,12 @@ static void out_attrs(jbuf *b, const spanhost_kv_list *l) {
     OUTS(b, "]");
 }
 
+/* Opens the `index`-th object of an array: `{`, after a comma unless it is the first. */
+static void open_item(jbuf *b, size_t index) {
+    if (index) OUTS(b, ",");
+    OUTS(b, "{");
+}
+
 /* Writes `,"name":` (or without the comma for the first field of an object). */
 static void field(jbuf *b, int *first, const char *name) {
     if (!*first) OUTS(b, ",");
@@ -820,7 +459,7 @@ static void out_span(jbuf *b, const spanhost_span *s) {
         for (size_t i = 0; i < s->events_count; i++) {
             const spanhost_event *e = s->events[i];
             int ef = 1;
-            out(b, ",{" + (i ? 0 : 1), i ? 2 : 1);
+            open_item(b, i);
             field(b, &ef, "timeUnixNano"); out_u64_str(b, e->time_unix_nano);
             field(b, &ef, "name"); out_view(b, e->name);
             out_attrs_field(b, &ef, &e->attributes, e->dropped_attributes_count);
@@ -835,7 +474,7 @@ static void out_span(jbuf *b, const spanhost_span *s) {
         for (size_t i = 0; i < s->links_count; i++) {
             const spanhost_link *l = s->links[i];
             int lf = 1;
-            out(b, ",{" + (i ? 0 : 1), i ? 2 : 1);
+            open_item(b, i);
             field(b, &lf, "traceId"); out_hex(b, l->trace_id, 16);
             field(b, &lf, "spanId"); out_hex(b, l->span_id, 8);
             if (l->trace_state.len) { field(b, &lf, "traceState"); out_view(b, l->trace_state); }
@@ -865,7 +504,7 @@ int32_t sh_encode_otlp_json(const spanhost_batch *batch, spanhost_buffer *o) {
     for (size_t i = 0; i < batch->resource_spans_count; i++) {
         const spanhost_resource_spans *rs = batch->resource_spans[i];
         int f = 1, rf = 1;
-        out(&b, ",{" + (i ? 0 : 1), i ? 2 : 1);
+        open_item(&b, i);
         field(&b, &f, "resource");
         OUTS(&b, "{");
         out_attrs_field(&b, &rf, &rs->resource->attributes, rs->resource->dropped_attributes_count);
@@ -875,7 +514,7 @@ int32_t sh_encode_otlp_json(const spanhost_batch *batch, spanhost_buffer *o) {
         for (size_t j = 0; j < rs->scope_spans_count; j++) {
             const spanhost_scope_spans *ss = rs->scope_spans[j];
             int sf = 1, scf = 1;
-            out(&b, ",{" + (j ? 0 : 1), j ? 2 : 1);
+            open_item(&b, j);
             field(&b, &sf, "scope");
             OUTS(&b, "{");
             if (ss->scope->name.len) { field(&b, &scf, "name"); out_view(&b, ss->scope->name); }

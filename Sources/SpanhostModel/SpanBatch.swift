@@ -67,6 +67,17 @@ public final class SpanBatch: @unchecked Sendable {
     public static func decode(
         _ body: UnsafeRawBufferPointer, encoding: OTLPEncoding, gzip: Bool, limit: Int
     ) throws(DecodeError) -> SpanBatch {
+        try decode(body, format: encoding == .json ? .otlpJSON : .otlpProtobuf, gzip: gzip, limit: limit)
+    }
+
+    /// The request formats a receiver can decode.
+    public enum InputFormat: Sendable {
+        case otlpProtobuf, otlpJSON, zipkinJSON
+    }
+
+    public static func decode(
+        _ body: UnsafeRawBufferPointer, format: InputFormat, gzip: Bool, limit: Int
+    ) throws(DecodeError) -> SpanBatch {
         let batch = SpanBatch()
         let bytes: UnsafePointer<UInt8>
         let count: Int
@@ -87,9 +98,10 @@ public final class SpanBatch: @unchecked Sendable {
         }
         var err = [CChar](repeating: 0, count: 256)
         let rc: Int32 = err.withUnsafeMutableBufferPointer { errBuf in
-            switch encoding {
-            case .protobuf: return sh_decode_otlp_proto(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
-            case .json: return sh_decode_otlp_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            switch format {
+            case .otlpProtobuf: return sh_decode_otlp_proto(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            case .otlpJSON: return sh_decode_otlp_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            case .zipkinJSON: return sh_decode_zipkin_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             }
         }
         if rc != 0 { throw .invalid(String(cString: err)) }

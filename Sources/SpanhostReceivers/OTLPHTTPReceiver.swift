@@ -82,18 +82,12 @@ public struct OTLPHTTPHandler: Sendable {
         case .success(let decoded): (batch, encoding) = decoded
         }
         let spans = batch.spanCount
-        let promise = loop.makePromise(of: HTTPResponse.self)
-        let timeout = loop.scheduleTask(in: settings.requestTimeout) {
+        return runPipelines(batch, sink: sink, on: loop, pool: pool, timeout: settings.requestTimeout, timedOut: {
             counters.add(refusedRequests: 1)
-            promise.succeed(refused(encoding, seconds: 1, "the pipeline did not finish within \(settings.requestTimeout)"))
-        }
-        let sink = self.sink
-        pool.runIfActive(eventLoop: loop) { sink(batch) }.whenComplete { result in
-            timeout.cancel()
-            let outcome = (try? result.get()) ?? .refused(retryAfterSeconds: 1, message: "spanhost is shutting down")
-            promise.completeWith(.success(respond(outcome, spans: spans, encoding: encoding)))
-        }
-        return promise.futureResult
+            return refused(encoding, seconds: 1, "the pipeline did not finish within \(settings.requestTimeout)")
+        }, respond: { outcome in
+            respond(outcome, spans: spans, encoding: encoding)
+        })
     }
 
     /// Checks method, path and headers and decodes the body, or says what to answer instead.

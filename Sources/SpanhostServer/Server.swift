@@ -37,10 +37,23 @@ public final class Server: @unchecked Sendable {
     /// One bound receiver endpoint; its handler is replaced by reloads.
     final class Listener: @unchecked Sendable {
         let lock = NSLock()
-        var handler: OTLPHTTPHandler
+        var handler: any ReceiverHandler
         var server: HTTPServer?
-        init(handler: OTLPHTTPHandler) { self.handler = handler }
-        var current: OTLPHTTPHandler { lock.withLock { handler } }
+        init(handler: any ReceiverHandler) { self.handler = handler }
+        var current: any ReceiverHandler { lock.withLock { handler } }
+    }
+
+    /// A configured receiver: one of the built-in types.
+    enum ReceiverSettings {
+        case otlp(OTLPReceiverSettings)
+        case zipkin(ZipkinReceiverSettings)
+
+        var endpoint: Endpoint {
+            switch self {
+            case .otlp(let s): return s.endpoint
+            case .zipkin(let s): return s.endpoint
+            }
+        }
     }
 
     /// Loads plugins and builds every component. Nothing listens yet.
@@ -61,20 +74,22 @@ public final class Server: @unchecked Sendable {
         pool.start()
     }
 
-    /// Each receiver's settings, checked: only the built-in `otlp` type, one receiver per endpoint.
-    static func receiverSettings(_ config: ServiceConfig) throws -> [ComponentID: OTLPReceiverSettings] {
-        var result: [ComponentID: OTLPReceiverSettings] = [:]
+    /// Each used receiver's settings, checked: built-in types only, one receiver per endpoint.
+    static func receiverSettings(_ config: ServiceConfig) throws -> [ComponentID: ReceiverSettings] {
+        var result: [ComponentID: ReceiverSettings] = [:]
         var endpoints: [Endpoint: ComponentID] = [:]
         let used = Set(config.pipelines.flatMap(\.receivers))
         for receiver in config.receivers {
             let path = "receivers.\(receiver.id)"
-            guard receiver.id.type == "otlp" else {
-                throw ConfigError(path, "unknown receiver type '\(receiver.id.type)'; built-in receivers: otlp")
+            let settings: ReceiverSettings
+            switch receiver.id.type {
+            case "otlp": settings = .otlp(try OTLPReceiverSettings(settings: receiver.settings, path: path))
+            case "zipkin": settings = .zipkin(try ZipkinReceiverSettings(settings: receiver.settings, path: path))
+            default: throw ConfigError(path, "unknown receiver type '\(receiver.id.type)'; built-in receivers: otlp, zipkin")
             }
-            let settings = try OTLPReceiverSettings(settings: receiver.settings, path: path)
             guard used.contains(receiver.id) else { continue }
             if let other = endpoints[settings.endpoint] {
-                throw ConfigError("\(path).protocols.http.endpoint", "\(settings.endpoint) is already used by receivers.\(other)")
+                throw ConfigError("\(path) endpoint", "\(settings.endpoint) is already used by receivers.\(other)")
             }
             endpoints[settings.endpoint] = receiver.id
             result[receiver.id] = settings
@@ -109,7 +124,7 @@ public final class Server: @unchecked Sendable {
                 let pool = self.pool
                 listener.server = try await HTTPServer.start(
                     host: receiver.endpoint.host, port: receiver.endpoint.port,
-                    maxBodyBytes: { listener.current.settings.maxRequestBodySize }, group: group
+                    maxBodyBytes: { listener.current.maxRequestBodySize }, group: group
                 ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
                 stateLock.withLock { listeners[receiver.endpoint] = listener }
                 bound.append(receiver.endpoint)
@@ -128,7 +143,7 @@ public final class Server: @unchecked Sendable {
         logger.info("receiver closed", metadata: ["endpoint": "\(endpoint)"])
     }
 
-    private func makeHandler(id: ComponentID, settings: OTLPReceiverSettings, memoryLimit limit: Int?) -> OTLPHTTPHandler {
+    private func makeHandler(id: ComponentID, settings: ReceiverSettings, memoryLimit limit: Int?) -> any ReceiverHandler {
         let counters = stateLock.withLock {
             if let existing = receiverCounters[id] { return existing }
             let made = ReceiverCounters()
@@ -137,14 +152,17 @@ public final class Server: @unchecked Sendable {
         }
         let accepting = self.accepting
         let current = self.current
-        return OTLPHTTPHandler(settings: settings, counters: counters, refusal: {
+        let refusal: @Sendable () -> String? = {
             guard accepting.value else { return "spanhost is shutting down" }
             if let limit, SpanBatch.liveBytes > limit {
                 return "memory limit reached: \(SpanBatch.liveBytes >> 20) MiB of spans held, limit \(limit >> 20) MiB"
             }
             return nil
-        }) { batch in
-            current.consume(batch, from: id)
+        }
+        let sink: BatchSink = { batch in current.consume(batch, from: id) }
+        switch settings {
+        case .otlp(let s): return OTLPHTTPHandler(settings: s, counters: counters, refusal: refusal, sink: sink)
+        case .zipkin(let s): return ZipkinHTTPHandler(settings: s, counters: counters, refusal: refusal, sink: sink)
         }
     }
 

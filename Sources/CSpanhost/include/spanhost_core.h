@@ -52,6 +52,9 @@ int sh_decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len,
                          size_t err_cap);
 int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
                         size_t err_cap);
+/* Decode a Zipkin v2 JSON array of spans (POST /api/v2/spans). */
+int sh_decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
+                          size_t err_cap);
 
 /* Encode a batch (SPANHOST_ENCODING_*). Returns 0 or -1. */
 int32_t sh_encode_batch(const spanhost_batch *batch, uint32_t encoding, spanhost_buffer *out);

@@ -1,0 +1,124 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SpanhostConfig
+import SpanhostModel
+
+/// Settings of the `zipkin` receiver.
+public struct ZipkinReceiverSettings: Sendable, Equatable {
+    public var endpoint = Endpoint(host: "127.0.0.1", port: 9411)
+    public var maxRequestBodySize = 20 << 20
+    public var requestTimeout: TimeAmount = .seconds(15)
+
+    public init() {}
+
+    public init(settings: ConfigValue, path: String) throws {
+        let known = ["endpoint", "max_request_body_size", "request_timeout"]
+        for entry in settings.mapEntries ?? [] where !known.contains(entry.key) {
+            throw ConfigError("\(path).\(entry.key)", "unknown key; expected \(known.joined(separator: ", "))")
+        }
+        if let v = settings["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(path).endpoint"), path: "\(path).endpoint") }
+        if let v = settings["max_request_body_size"] {
+            guard let n = v.intValue, n > 0 else { throw ConfigError("\(path).max_request_body_size", "must be a positive number of bytes") }
+            maxRequestBodySize = Int(n)
+        }
+        if let v = settings["request_timeout"] {
+            let d = try parseDuration(v, path: "\(path).request_timeout")
+            guard d > .zero else { throw ConfigError("\(path).request_timeout", "must be greater than zero") }
+            requestTimeout = .nanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
+        }
+    }
+}
+
+/// Zipkin v2: `POST /api/v2/spans` with a JSON array (optionally gzip). Answers 202 when taken,
+/// 400 with a message for bad input, 503 with Retry-After when spanhost cannot take it now.
+public struct ZipkinHTTPHandler: ReceiverHandler {
+    public let settings: ZipkinReceiverSettings
+    public let counters: ReceiverCounters
+    let sink: BatchSink
+    let refusal: @Sendable () -> String?
+
+    public init(settings: ZipkinReceiverSettings, counters: ReceiverCounters, refusal: @escaping @Sendable () -> String?,
+                sink: @escaping BatchSink) {
+        self.settings = settings
+        self.counters = counters
+        self.refusal = refusal
+        self.sink = sink
+    }
+
+    public var endpoint: Endpoint { settings.endpoint }
+    public var maxRequestBodySize: Int { settings.maxRequestBodySize }
+
+    public func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse> {
+        guard request.path == "/api/v2/spans" else {
+            return loop.makeSucceededFuture(.text(.notFound, "unknown path \(request.path); Zipkin v2 spans are accepted at POST /api/v2/spans"))
+        }
+        guard request.method == .POST else {
+            var response = HTTPResponse.text(.methodNotAllowed, "\(request.method) is not allowed; use POST")
+            response.headers.add(name: "Allow", value: "POST")
+            return loop.makeSucceededFuture(response)
+        }
+        let contentType = request.headers.first(name: "content-type")?
+            .split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? "application/json"
+        guard contentType == "application/json" else {
+            counters.add(rejectedRequests: 1)
+            return loop.makeSucceededFuture(.text(.unsupportedMediaType, "unsupported content type '\(contentType)'; Zipkin v2 JSON is application/json"))
+        }
+        let encoding = request.headers.first(name: "content-encoding")?.lowercased() ?? "identity"
+        guard ["gzip", "identity", "none", ""].contains(encoding) else {
+            counters.add(rejectedRequests: 1)
+            return loop.makeSucceededFuture(.text(.unsupportedMediaType, "unsupported Content-Encoding '\(encoding)'; use gzip or none"))
+        }
+        if let reason = refusal() {
+            counters.add(refusedRequests: 1)
+            return loop.makeSucceededFuture(Self.refused(reason))
+        }
+        let batch: SpanBatch
+        do {
+            batch = try request.body.withUnsafeReadableBytes { raw throws(DecodeError) in
+                try SpanBatch.decode(raw, format: .zipkinJSON, gzip: encoding == "gzip", limit: settings.maxRequestBodySize)
+            }
+        } catch {
+            counters.add(rejectedRequests: 1)
+            if case .tooLarge = error { return loop.makeSucceededFuture(.text(.payloadTooLarge, error.description)) }
+            return loop.makeSucceededFuture(.text(.badRequest, error.description))
+        }
+        let spans = batch.spanCount
+        let counters = self.counters
+        return runPipelines(batch, sink: sink, on: loop, pool: pool, timeout: settings.requestTimeout, timedOut: {
+            counters.add(refusedRequests: 1)
+            return Self.refused("the pipeline did not finish in time")
+        }, respond: { outcome in
+            switch outcome {
+            case .accepted(let rejected, _):
+                counters.add(acceptedSpans: spans - rejected, droppedSpans: rejected)
+                return HTTPResponse(status: .accepted)
+            case .refused(_, let message):
+                counters.add(refusedRequests: 1)
+                return Self.refused(message)
+            case .rejected(let message):
+                counters.add(rejectedRequests: 1)
+                return .text(.badRequest, message)
+            }
+        })
+    }
+
+    static func refused(_ message: String) -> HTTPResponse {
+        var response = HTTPResponse.text(.serviceUnavailable, message)
+        response.headers.add(name: "Retry-After", value: "1")
+        return response
+    }
+}
+
+/// What the server needs of a receiver to serve it on an endpoint.
+public protocol ReceiverHandler: Sendable {
+    var endpoint: Endpoint { get }
+    var maxRequestBodySize: Int { get }
+    var counters: ReceiverCounters { get }
+    func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse>
+}
+
+extension OTLPHTTPHandler: ReceiverHandler {
+    public var endpoint: Endpoint { settings.endpoint }
+    public var maxRequestBodySize: Int { settings.maxRequestBodySize }
+}

@@ -1,0 +1,103 @@
+"""The zipkin receiver with the OpenTelemetry SDK's Zipkin JSON exporter as the client: spans
+are mapped to the span model (service name to resource, tags to attributes, error to status,
+annotations to events, microseconds to nanoseconds) and bad input is answered clearly."""
+import gzip
+import json
+import os
+
+import requests
+from opentelemetry.exporter.zipkin.json import ZipkinExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from conftest import free_port, read_file_export, wait_for
+from test_sdk_roundtrip import attrs
+
+CONFIG = """
+receivers:
+  zipkin:
+    endpoint: 127.0.0.1:%d
+    max_request_body_size: 65536
+exporters:
+  file:
+    path: {tmp}/zipkin.jsonl
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [zipkin]
+      exporters: [file]
+"""
+
+
+def test_sdk_zipkin_spans_are_mapped(spanhost, tmp):
+    port = free_port()
+    spanhost(CONFIG % port)
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "legacy-billing"}))
+    provider.add_span_processor(SimpleSpanProcessor(ZipkinExporter(endpoint=f"http://127.0.0.1:{port}/api/v2/spans")))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("zipkin-test")
+    with tracer.start_as_current_span("POST /invoice", kind=SpanKind.SERVER) as root:
+        root.set_attribute("http.method", "POST")
+        root.add_event("validated", {"rules": 3})
+        with tracer.start_as_current_span("charge", kind=SpanKind.CLIENT) as child:
+            child.set_attribute("amount", 12.5)
+            child.set_status(Status(StatusCode.ERROR, "card declined"))
+    provider.shutdown()
+    sent = {f"{s.get_span_context().span_id:016x}": s for s in memory.get_finished_spans()}
+    got = wait_for(lambda: len(read_file_export(os.path.join(tmp, "zipkin.jsonl"))) == 2 and
+                   read_file_export(os.path.join(tmp, "zipkin.jsonl")))
+    assert got
+    for g in got:
+        span, sp = g["span"], sent[g["span"]["spanId"]]
+        assert attrs(g["resource"]["attributes"]) == {"service.name": "legacy-billing"}
+        assert span["traceId"] == f"{sp.get_span_context().trace_id:032x}"
+        assert span.get("parentSpanId", "") == (f"{sp.parent.span_id:016x}" if sp.parent else "")
+        assert span["name"] == sp.name
+        assert span["kind"] == {SpanKind.SERVER: 2, SpanKind.CLIENT: 3}[sp.kind]
+        assert abs(int(span["startTimeUnixNano"]) - sp.start_time) < 1000  # Zipkin carries microseconds
+        a = attrs(span.get("attributes"))
+        for key, value in sp.attributes.items():
+            assert a[key] == str(value)  # Zipkin tags are strings
+    by_name = {g["span"]["name"]: g["span"] for g in got}
+    assert by_name["charge"]["status"] == {"code": 2, "message": "card declined"}
+    events = by_name["POST /invoice"].get("events", [])
+    assert len(events) == 1 and "validated" in events[0]["name"]
+
+
+def test_zipkin_bad_input(spanhost, tmp):
+    port = free_port()
+    s = spanhost(CONFIG % port)
+    url = f"http://127.0.0.1:{port}/api/v2/spans"
+    ok = [{"traceId": "463ac35c9f6413ad", "id": "a2fb4a1d1a96d312", "name": "get", "timestamp": 1700000000000000,
+           "duration": 1500, "kind": "SERVER", "localEndpoint": {"serviceName": "frontend", "ipv4": "10.1.2.3", "port": 8080},
+           "remoteEndpoint": {"serviceName": "backend", "port": 9000}, "tags": {"error": "boom", "http.path": "/x"},
+           "annotations": [{"timestamp": 1700000000000500, "value": "cache miss"}]}]
+    r = requests.post(url, data=gzip.compress(json.dumps(ok).encode()), headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}, timeout=5)
+    assert r.status_code == 202
+    for body, message in [(b'{"not": "an array"}', b"expected a JSON array"),
+                          (b'[{"id": "a2fb4a1d1a96d312"}]', b"needs traceId and id"),
+                          (b'[{"traceId": "xyz", "id": "a2fb4a1d1a96d312"}]', b"traceId must be 16 or 32 hex digits"),
+                          (b'[{"traceId": "463ac35c9f6413ad", "id": "a2fb4a1d1a96d312", "kind": "SIDEWAYS"}]', b"kind must be"),
+                          (b'[{"traceId": "463ac35c9f6413ad", "id": "a2', b"invalid Zipkin JSON")]:
+        r = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=5)
+        assert r.status_code == 400 and message in r.content, (body, r.content)
+    assert requests.post(url, data=b"x", headers={"Content-Type": "application/x-protobuf"}, timeout=5).status_code == 415
+    assert requests.post(url, data=b"[]" + b" " * 70000, headers={"Content-Type": "application/json"}, timeout=5).status_code == 413
+    assert requests.get(url, timeout=5).status_code == 405
+    got = wait_for(lambda: read_file_export(os.path.join(tmp, "zipkin.jsonl")))
+    span = got[0]["span"]
+    assert span["traceId"] == "0000000000000000463ac35c9f6413ad"  # 64-bit id padded
+    assert int(span["startTimeUnixNano"]) == 1700000000000000000 and int(span["endTimeUnixNano"]) == 1700000000001500000
+    assert span["status"] == {"code": 2, "message": "boom"}
+    a = attrs(span["attributes"])
+    assert a == {"http.path": "/x", "peer.service": "backend", "net.peer.port": 9000, "net.host.ip": "10.1.2.3", "net.host.port": 8080}
+    assert span["events"] == [{"timeUnixNano": "1700000000000500000", "name": "cache miss"}]
+    assert s.status()["receivers"][0]["counters"]["rejected_requests"] == 6  # the five 400s and the 415
