@@ -25,6 +25,8 @@ let package = Package(
             dependencies: ["CSpanhostABI"],
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("crypto"), .linkedLibrary("dl")]
         ),
+        // librdkafka (Debian librdkafka-dev), for the kafka receiver.
+        .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka"),
         // Span batches as arena-backed C structs, Swift views and codec entry points.
         .target(name: "SpanhostModel", dependencies: ["CSpanhost"]),
         // YAML config: parsing, ${env:...} substitution, validation into typed values.
@@ -41,10 +43,10 @@ let package = Package(
             dependencies: ["SpanhostModel", "SpanhostPlugins", "SpanhostConfig",
                            .product(name: "Logging", package: "swift-log")]
         ),
-        // OTLP/HTTP receiver on SwiftNIO.
+        // Receivers: OTLP/HTTP and Zipkin on SwiftNIO, Kafka on librdkafka.
         .target(
             name: "SpanhostReceivers",
-            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
+            dependencies: ["CSpanhost", "CRdKafka", "SpanhostModel", "SpanhostConfig",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -32,6 +32,7 @@ public final class Server: @unchecked Sendable {
     private var config: ServiceConfig
     private var listeners: [Endpoint: Listener] = [:]
     private var receiverCounters: [ComponentID: ReceiverCounters] = [:]
+    private var kafkaReceivers: [ComponentID: KafkaReceiver] = [:]
     private var admin: HTTPServer?
 
     /// One bound receiver endpoint; its handler is replaced by reloads.
@@ -47,11 +48,14 @@ public final class Server: @unchecked Sendable {
     enum ReceiverSettings {
         case otlp(OTLPReceiverSettings)
         case zipkin(ZipkinReceiverSettings)
+        case kafka(KafkaReceiverSettings)
 
-        var endpoint: Endpoint {
+        /// The HTTP endpoint it listens on; nil for receivers that consume (kafka).
+        var endpoint: Endpoint? {
             switch self {
             case .otlp(let s): return s.endpoint
             case .zipkin(let s): return s.endpoint
+            case .kafka: return nil
             }
         }
     }
@@ -85,13 +89,16 @@ public final class Server: @unchecked Sendable {
             switch receiver.id.type {
             case "otlp": settings = .otlp(try OTLPReceiverSettings(settings: receiver.settings, path: path))
             case "zipkin": settings = .zipkin(try ZipkinReceiverSettings(settings: receiver.settings, path: path))
-            default: throw ConfigError(path, "unknown receiver type '\(receiver.id.type)'; built-in receivers: otlp, zipkin")
+            case "kafka": settings = .kafka(try KafkaReceiverSettings(settings: receiver.settings, path: path))
+            default: throw ConfigError(path, "unknown receiver type '\(receiver.id.type)'; built-in receivers: otlp, zipkin, kafka")
             }
             guard used.contains(receiver.id) else { continue }
-            if let other = endpoints[settings.endpoint] {
-                throw ConfigError("\(path) endpoint", "\(settings.endpoint) is already used by receivers.\(other)")
+            if let endpoint = settings.endpoint {
+                if let other = endpoints[endpoint] {
+                    throw ConfigError("\(path) endpoint", "\(endpoint) is already used by receivers.\(other)")
+                }
+                endpoints[endpoint] = receiver.id
             }
-            endpoints[settings.endpoint] = receiver.id
             result[receiver.id] = settings
         }
         return result
@@ -101,6 +108,7 @@ public final class Server: @unchecked Sendable {
     public func start() async throws {
         _ = current.swap(to: current.value)  // activates the first generation
         try await bindReceivers(for: config)
+        try swapKafkaReceivers(try prepareKafkaReceivers(for: config), config: config)
         let adminEndpoint = config.adminEndpoint
         admin = try await HTTPServer.start(host: adminEndpoint.host, port: adminEndpoint.port, maxBodyBytes: { 1 << 16 },
                                            group: group) { [self] request, loop in adminRoute(request, loop) }
@@ -115,20 +123,21 @@ public final class Server: @unchecked Sendable {
         var bound: [Endpoint] = []
         do {
             for (id, receiver) in settings.sorted(by: { $0.key.description < $1.key.description }) {
-                let handler = makeHandler(id: id, settings: receiver, memoryLimit: config.memoryLimitBytes)
-                if let listener = stateLock.withLock({ listeners[receiver.endpoint] }) {
+                guard let endpoint = receiver.endpoint,
+                      let handler = makeHandler(id: id, settings: receiver, memoryLimit: config.memoryLimitBytes) else { continue }
+                if let listener = stateLock.withLock({ listeners[endpoint] }) {
                     listener.lock.withLock { listener.handler = handler }
                     continue
                 }
                 let listener = Listener(handler: handler)
                 let pool = self.pool
                 listener.server = try await HTTPServer.start(
-                    host: receiver.endpoint.host, port: receiver.endpoint.port,
+                    host: endpoint.host, port: endpoint.port,
                     maxBodyBytes: { listener.current.maxRequestBodySize }, group: group
                 ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
-                stateLock.withLock { listeners[receiver.endpoint] = listener }
-                bound.append(receiver.endpoint)
-                logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(receiver.endpoint.host):\(listener.server?.localPort ?? 0)"])
+                stateLock.withLock { listeners[endpoint] = listener }
+                bound.append(endpoint)
+                logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(listener.server?.localPort ?? 0)"])
             }
         } catch {
             for endpoint in bound { await closeListener(endpoint) }
@@ -143,13 +152,17 @@ public final class Server: @unchecked Sendable {
         logger.info("receiver closed", metadata: ["endpoint": "\(endpoint)"])
     }
 
-    private func makeHandler(id: ComponentID, settings: ReceiverSettings, memoryLimit limit: Int?) -> any ReceiverHandler {
-        let counters = stateLock.withLock {
+    private func counters(for id: ComponentID) -> ReceiverCounters {
+        stateLock.withLock {
             if let existing = receiverCounters[id] { return existing }
             let made = ReceiverCounters()
             receiverCounters[id] = made
             return made
         }
+    }
+
+    private func makeHandler(id: ComponentID, settings: ReceiverSettings, memoryLimit limit: Int?) -> (any ReceiverHandler)? {
+        let counters = counters(for: id)
         let accepting = self.accepting
         let current = self.current
         let refusal: @Sendable () -> String? = {
@@ -163,6 +176,46 @@ public final class Server: @unchecked Sendable {
         switch settings {
         case .otlp(let s): return OTLPHTTPHandler(settings: s, counters: counters, refusal: refusal, sink: sink)
         case .zipkin(let s): return ZipkinHTTPHandler(settings: s, counters: counters, refusal: refusal, sink: sink)
+        case .kafka: return nil
+        }
+    }
+
+    /// Kafka receivers of `config` that are not running with the same settings yet: created
+    /// (not started) so a bad one fails the reload before anything changes.
+    private func prepareKafkaReceivers(for config: ServiceConfig) throws -> [KafkaReceiver] {
+        var made: [KafkaReceiver] = []
+        do {
+            for (id, receiver) in try Self.receiverSettings(config) {
+                guard case .kafka(let settings) = receiver else { continue }
+                if let running = stateLock.withLock({ kafkaReceivers[id] }), running.settings == settings { continue }
+                let current = self.current
+                made.append(try KafkaReceiver(id: id, settings: settings, counters: counters(for: id)) { batch in
+                    current.consume(batch, from: id)
+                })
+            }
+        } catch {
+            for receiver in made { receiver.stop() }
+            throw error
+        }
+        return made
+    }
+
+    /// Starts `fresh` receivers and stops running ones that `config` no longer has as they are.
+    private func swapKafkaReceivers(_ fresh: [KafkaReceiver], config: ServiceConfig) throws {
+        let wanted = Set(try Self.receiverSettings(config).compactMap { id, s -> ComponentID? in
+            if case .kafka = s { return id } else { return nil }
+        })
+        let replaced = Set(fresh.map(\.id))
+        let retiring = stateLock.withLock { kafkaReceivers.filter { !wanted.contains($0.key) || replaced.contains($0.key) } }
+        for (id, receiver) in retiring {
+            receiver.stop()
+            stateLock.withLock { _ = kafkaReceivers.removeValue(forKey: id) }
+            logger.info("kafka receiver stopped", metadata: ["receiver": "\(id)"])
+        }
+        for receiver in fresh {
+            receiver.start()
+            stateLock.withLock { kafkaReceivers[receiver.id] = receiver }
+            logger.info("kafka receiver consuming", metadata: ["receiver": "\(receiver.id)", "topics": "\(receiver.settings.topics)"])
         }
     }
 
@@ -179,14 +232,22 @@ public final class Server: @unchecked Sendable {
             let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, logger: logger)
             let next = try Generation(config: config, catalog: catalog, previous: old)
             let newEndpoints: [Endpoint]
+            let freshKafka: [KafkaReceiver]
             do {
-                newEndpoints = try await bindReceivers(for: config)
+                freshKafka = try prepareKafkaReceivers(for: config)
+                do {
+                    newEndpoints = try await bindReceivers(for: config)
+                } catch {
+                    for receiver in freshKafka { receiver.stop() }
+                    throw error
+                }
             } catch {
                 _ = next.retire(keeping: old, deadline: .now)  // discard what was built for it
                 throw error
             }
             _ = current.swap(to: next)
-            let keep = Set(try Self.receiverSettings(config).values.map(\.endpoint))
+            try swapKafkaReceivers(freshKafka, config: config)
+            let keep = Set(try Self.receiverSettings(config).values.compactMap(\.endpoint))
             for endpoint in stateLock.withLock({ Array(listeners.keys) }) where !keep.contains(endpoint) {
                 await closeListener(endpoint)
             }
@@ -209,6 +270,7 @@ public final class Server: @unchecked Sendable {
     /// deadline, and shuts every plugin instance down. Returns spans not delivered.
     public func shutdown() async -> Int {
         accepting.value = false
+        for receiver in stateLock.withLock({ Array(kafkaReceivers.values) }) { receiver.stop() }
         let undelivered = current.close().shutdown(timeout: stateLock.withLock { config.shutdownTimeout })
         for endpoint in stateLock.withLock({ Array(listeners.keys) }) { await closeListener(endpoint) }
         if undelivered > 0 {

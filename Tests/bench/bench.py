@@ -2,6 +2,7 @@
 against spanhostd running three C processors into the null exporter, and the same load against
 the baseline server that reads bodies without decoding them. Loopback only; each run is bounded
 by its duration."""
+import json
 import os
 import re
 import shutil
@@ -136,6 +137,25 @@ service:
 """
 
 
+ZIPKIN_CONFIG = """
+receivers:
+  zipkin:
+    endpoint: 127.0.0.1:{port}
+exporters:
+  null:
+    sending_queue: {{queue_size: 5000}}
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: 127.0.0.1:{admin}
+service:
+  pipelines:
+    traces:
+      receivers: [zipkin]
+      exporters: [null]
+"""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -194,9 +214,9 @@ def peak_rss_mib(pid):
     return 0.0
 
 
-def wrk(port, script):
+def wrk(port, script, path="/v1/traces"):
     out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", "-s", script,
-                          f"http://127.0.0.1:{port}/v1/traces"], capture_output=True, text=True,
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
                          timeout=DURATION + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -284,6 +304,34 @@ def main():
     script = script_before
     held = re.search(r'"traces_held" : (\d+)', tail_status)
     results.append(tail)
+
+    # Zipkin JSON: the same 100 spans as a Zipkin v2 array into the zipkin receiver -> null.
+    zipkin_spans = []
+    for i in range(SPANS_PER_REQUEST):
+        zipkin_spans.append({"traceId": f"{i // 10 + 1:032x}", "id": f"{i + 1:016x}", "name": f"GET /api/v1/items/{i % 7}",
+                             "kind": "SERVER", "timestamp": 1_700_000_000_000_000 + i, "duration": 250,
+                             "localEndpoint": {"serviceName": "bench-service", "ipv4": "10.0.0.2", "port": 8080},
+                             "tags": {"http.method": "GET", "http.route": "/api/v1/items/{id}", "http.status_code": "200",
+                                      "component": "http", "db.system": "postgresql", "net.peer.name": "10.0.0.1",
+                                      "http.user_agent": "bench/1.0", "thread.id": "7", "cache.hit": "true"}})
+    with open(os.path.join(tmp, "zipkin.json"), "w") as f:
+        json.dump(zipkin_spans, f)
+    zipkin_script = os.path.join(tmp, "zipkin.lua")
+    with open(zipkin_script, "w") as f:
+        f.write('local f = io.open("%s/zipkin.json", "rb")\nwrk.method = "POST"\nwrk.body = f:read("*a")\nf:close()\n'
+                'wrk.headers["Content-Type"] = "application/json"\n' % tmp)
+    port, admin = free_port(), free_port()
+    with open(cfg, "w") as f:
+        f.write(ZIPKIN_CONFIG.format(port=port, admin=admin, plugins=plugins))
+    proc = subprocess.Popen([os.path.join(BUILD, "bin", "spanhostd"), "--config", cfg], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "SPANHOST_LOG_LEVEL": "error"})
+    wait_port(port, proc)
+    zipkin = wrk(port, zipkin_script, path="/api/v2/spans")
+    zipkin["rss"] = peak_rss_mib(proc.pid)
+    zipkin["name"] = "zipkin JSON receiver -> null"
+    proc.kill()
+    proc.wait()
+    results.append(zipkin)
 
     # Kafka: the same load into the kafka exporter and librdkafka's mock cluster (3 brokers, 3
     # partitions, in a helper process on this machine). Throughput is what the brokers acknowledged.

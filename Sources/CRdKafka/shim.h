@@ -1,0 +1,2 @@
+/* librdkafka for Swift (the kafka receiver). */
+#include <librdkafka/rdkafka.h>

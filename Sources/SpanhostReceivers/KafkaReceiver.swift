@@ -1,0 +1,201 @@
+import CRdKafka
+import Foundation
+import Logging
+import SpanhostConfig
+import SpanhostModel
+
+/// Settings of the `kafka` receiver.
+public struct KafkaReceiverSettings: Sendable, Equatable {
+    public var brokers: String
+    public var topics: [String] = ["otlp_spans"]
+    public var groupID = "spanhost"
+    public var initialOffset = "latest"
+    public var encoding: SpanBatch.InputFormat = .otlpProtobuf
+    public var properties: [String: String] = [:]
+
+    public init(settings: ConfigValue, path: String) throws {
+        let known = ["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "properties"]
+        for entry in settings.mapEntries ?? [] where !known.contains(entry.key) {
+            throw ConfigError("\(path).\(entry.key)", "unknown key; expected \(known.joined(separator: ", "))")
+        }
+        switch settings["brokers"] {
+        case .list(let items)?: brokers = try items.enumerated().map { try requireString($1, "\(path).brokers.\($0)") }.joined(separator: ",")
+        case let value?: brokers = try requireString(value, "\(path).brokers")
+        case nil: throw ConfigError("\(path).brokers", "required, a list of host:port")
+        }
+        if case .list(let items)? = settings["topics"] {
+            topics = try items.enumerated().map { try requireString($1, "\(path).topics.\($0)") }
+        } else if let topic = settings["topic"] {
+            topics = [try requireString(topic, "\(path).topic")]
+        }
+        guard !topics.isEmpty else { throw ConfigError("\(path).topics", "name at least one topic") }
+        if let v = settings["group_id"] { groupID = try requireString(v, "\(path).group_id") }
+        if let v = settings["initial_offset"] {
+            initialOffset = try requireString(v, "\(path).initial_offset")
+            guard ["latest", "earliest"].contains(initialOffset) else {
+                throw ConfigError("\(path).initial_offset", "'\(initialOffset)' is not latest or earliest")
+            }
+        }
+        if let v = settings["encoding"] {
+            switch try requireString(v, "\(path).encoding") {
+            case "otlp_proto": encoding = .otlpProtobuf
+            case "otlp_json": encoding = .otlpJSON
+            case let other:
+                throw ConfigError("\(path).encoding", "'\(other)' is not otlp_proto or otlp_json (omegi is not supported yet)")
+            }
+        }
+        for entry in settings["properties"]?.mapEntries ?? [] {
+            properties[entry.key] = try requireString(entry.value, "\(path).properties.\(entry.key)")
+        }
+    }
+}
+
+/// Consumes OTLP messages from Kafka topics as a member of a consumer group. An offset is
+/// stored (and committed by librdkafka's periodic commit) only after the pipelines have taken
+/// the message, so a crash re-delivers instead of losing. A message that cannot be decoded is
+/// counted, logged with topic/partition/offset and skipped. While the pipelines refuse (503
+/// for HTTP clients), the partition waits: the same message is offered again after a pause.
+public final class KafkaReceiver: @unchecked Sendable {
+    public let id: ComponentID
+    public let settings: KafkaReceiverSettings
+    public let counters: ReceiverCounters
+    private let sink: BatchSink
+    private let consumer: OpaquePointer
+    private let logger: Logger
+    private let stopFlag = NSLock()
+    private var stopping = false
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+
+    /// Connects (lazily, as librdkafka does) and subscribes; call `start` to consume.
+    public init(id: ComponentID, settings: KafkaReceiverSettings, counters: ReceiverCounters, sink: @escaping BatchSink) throws {
+        self.id = id
+        self.settings = settings
+        self.counters = counters
+        self.sink = sink
+        var logger = Logger(label: "spanhost.receiver.kafka")
+        logger[metadataKey: "receiver"] = "\(id)"
+        self.logger = logger
+        let conf = rd_kafka_conf_new()
+        var err = [CChar](repeating: 0, count: 512)
+        func set(_ key: String, _ value: String, _ path: String) throws {
+            guard rd_kafka_conf_set(conf, key, value, &err, err.count) == RD_KAFKA_CONF_OK else {
+                rd_kafka_conf_destroy(conf)
+                throw ConfigError(path, String(cString: err))
+            }
+        }
+        let path = "receivers.\(id)"
+        try set("bootstrap.servers", settings.brokers, "\(path).brokers")
+        try set("group.id", settings.groupID, "\(path).group_id")
+        try set("auto.offset.reset", settings.initialOffset, "\(path).initial_offset")
+        try set("enable.auto.offset.store", "false", path)
+        for (key, value) in settings.properties.sorted(by: { $0.key < $1.key }) { try set(key, value, "\(path).properties.\(key)") }
+        guard let rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &err, err.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw ConfigError(path, "cannot create the consumer: \(String(cString: err))")
+        }
+        rd_kafka_poll_set_consumer(rk)
+        let topics = rd_kafka_topic_partition_list_new(Int32(settings.topics.count))
+        for topic in settings.topics { rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA) }
+        let rc = rd_kafka_subscribe(rk, topics)
+        rd_kafka_topic_partition_list_destroy(topics)
+        guard rc == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            rd_kafka_destroy(rk)
+            throw ConfigError("\(path).topics", "cannot subscribe: \(String(cString: rd_kafka_err2str(rc)))")
+        }
+        consumer = rk
+    }
+
+    public func start() {
+        let thread = Thread { [self] in
+            run()
+            done.signal()
+        }
+        thread.name = "kafka receiver \(id)"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops consuming, commits what was stored and leaves the group, waiting at most
+    /// `timeout` for the brokers (an unreachable cluster must not hold a shutdown).
+    public func stop(timeout: TimeInterval = 5) {
+        stopFlag.withLock { stopping = true }
+        if thread != nil { done.wait() }
+        let closed = DispatchSemaphore(value: 0)
+        let consumer = UnsafeSendable(self.consumer)
+        Thread.detachNewThread {
+            rd_kafka_consumer_close(consumer.value)
+            rd_kafka_destroy(consumer.value)
+            closed.signal()
+        }
+        if closed.wait(timeout: .now() + timeout) == .timedOut {
+            logger.warning("kafka consumer did not close within \(timeout)s; offsets stored since the last commit will be delivered again")
+        }
+    }
+
+    private var isStopping: Bool { stopFlag.withLock { stopping } }
+
+    private func run() {
+        while !isStopping {
+            guard let message = rd_kafka_consumer_poll(consumer, 100) else { continue }
+            defer { rd_kafka_message_destroy(message) }
+            let m = message.pointee
+            if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                if m.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                    logger.warning("consumer error: \(String(cString: rd_kafka_err2str(m.err)))")
+                }
+                continue
+            }
+            let topic = String(cString: rd_kafka_topic_name(m.rkt))
+            let batch: SpanBatch
+            do {
+                batch = try SpanBatch.decode(UnsafeRawBufferPointer(start: m.payload, count: m.len), format: settings.encoding,
+                                             gzip: false, limit: Int.max)
+            } catch {
+                counters.add(rejectedRequests: 1)
+                logger.error("message skipped: cannot decode", metadata: [
+                    "topic": "\(topic)", "partition": "\(m.partition)", "offset": "\(m.offset)", "error": "\(error)"])
+                store(message)
+                continue
+            }
+            deliver(batch, message: message)
+        }
+    }
+
+    /// Offers the batch until the pipelines take it (or refuse it for good), then stores the offset.
+    private func deliver(_ batch: SpanBatch, message: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let spans = batch.spanCount
+        while !isStopping {
+            switch sink(batch) {
+            case .accepted(let rejected, _):
+                counters.add(acceptedSpans: spans - rejected, droppedSpans: rejected)
+                store(message)
+                return
+            case .rejected(let reason):
+                counters.add(rejectedRequests: 1)
+                logger.error("message dropped: the pipelines refused it permanently", metadata: ["reason": "\(reason)"])
+                store(message)
+                return
+            case .refused(let seconds, _):
+                counters.add(refusedRequests: 1)
+                // Keep the group membership alive while waiting: poll is not called here, but
+                // max.poll.interval.ms (5 min by default) is far above the pause.
+                Thread.sleep(forTimeInterval: Double(min(max(seconds, 1), 5)))
+            }
+        }
+    }
+
+    private func store(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let list = rd_kafka_topic_partition_list_new(1)
+        let entry = rd_kafka_topic_partition_list_add(list, rd_kafka_topic_name(message.pointee.rkt), message.pointee.partition)
+        entry?.pointee.offset = message.pointee.offset + 1
+        rd_kafka_offsets_store(consumer, list)
+        rd_kafka_topic_partition_list_destroy(list)
+    }
+}
+
+/// A C handle handed to another thread that is its only user from then on.
+private struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

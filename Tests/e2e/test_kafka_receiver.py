@@ -1,0 +1,124 @@
+"""The kafka receiver, and scaling out on Kafka: tier 1 receives OTLP and exports to Kafka keyed
+by trace id; two tier-2 instances in one consumer group share the partitions, and every trace,
+whose spans arrive at tier 1 in separate requests, is handled whole by exactly one of them."""
+import os
+import random
+import time
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from conftest import read_file_export, wait_for
+from test_kafka import MockCluster
+from test_tail_sampling import make_trace, post
+
+TIER1 = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+exporters:
+  kafka:
+    brokers: [%s]
+    topic: otlp_spans
+    partition_traces_by_id: true
+    linger_ms: 1
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [kafka]
+"""
+
+TIER2 = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+  kafka:
+    brokers: [%s]
+    topics: [otlp_spans]
+    group_id: tier2
+    initial_offset: earliest
+processors:
+  tail_sampling:
+    decision_wait: 2s
+    policies:
+      - {{name: all, type: always_sample}}
+exporters:
+  file:
+    path: {tmp}/%s.jsonl
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [kafka]
+      processors: [tail_sampling]
+      exporters: [file]
+"""
+
+
+def test_two_consumers_share_partitions_and_see_whole_traces(spanhost, tmp):
+    cluster = MockCluster("otlp_spans")
+    try:
+        tier2 = [spanhost(TIER2 % (cluster.bootstrap, name)) for name in ("a", "b")]
+        time.sleep(5)  # both members join the group and get their partitions
+        tier1 = spanhost(TIER1 % cluster.bootstrap)
+        rng = random.Random(11)
+        traces = [make_trace(rng, "normal") for _ in range(60)]
+        spans = [sp for t in traces for sp in t]
+        rng.shuffle(spans)
+        for i in range(0, len(spans), 8):  # a trace's spans reach tier 1 in different requests
+            post(tier1.url, spans[i:i + 8])
+        consumed = lambda: sum(s.status()["receivers"][0]["counters"].get("accepted_spans", 0) for s in tier2)
+        assert wait_for(lambda: consumed() == len(spans), timeout=60), consumed()
+        exported = lambda: sum(s.status()["exporters"][0]["counters"].get("exported", 0) for s in tier2)
+        assert wait_for(lambda: exported() == len(spans), timeout=30), exported()
+        owner = {}
+        per_instance = {}
+        for name in ("a", "b"):
+            got = read_file_export(os.path.join(tmp, f"{name}.jsonl"))
+            per_instance[name] = len(got)
+            for g in got:
+                owner.setdefault(g["span"]["traceId"], set()).add(name)
+        counts = {}
+        for g in read_file_export(os.path.join(tmp, "a.jsonl")) + read_file_export(os.path.join(tmp, "b.jsonl")):
+            counts[g["span"]["traceId"]] = counts.get(g["span"]["traceId"], 0) + 1
+        print(f"\nsent {len(spans)} spans of {len(traces)} traces; instance a exported {per_instance['a']}, "
+              f"b {per_instance['b']}; traces split across instances: {sum(1 for o in owner.values() if len(o) > 1)}")
+        assert all(len(o) == 1 for o in owner.values())      # each trace handled by exactly one instance
+        assert all(c == 4 for c in counts.values())           # whole, once
+        assert len(owner) == len(traces)
+        assert per_instance["a"] > 0 and per_instance["b"] > 0  # the partitions are shared
+        for s in tier2 + [tier1]:
+            assert s.stop() == 0  # while the brokers are still there to take the final commit
+    finally:
+        cluster.close()
+
+
+def test_undecodable_messages_are_skipped_and_counted(spanhost, tmp):
+    cluster = MockCluster("otlp_spans")
+    try:
+        s = spanhost(TIER2 % (cluster.bootstrap, "c"))
+        cluster.command("produce otlp_spans 0aff0102")  # not an ExportTraceServiceRequest
+        assert cluster.proc.stdout.readline().strip() == "OK"
+        req = ExportTraceServiceRequest()
+        rs = req.resource_spans.add()
+        rs.scope_spans.add().spans.extend(make_trace(random.Random(5), "normal"))
+        cluster.command("produce otlp_spans " + req.SerializeToString().hex())
+        assert cluster.proc.stdout.readline().strip() == "OK"
+        counters = lambda: s.status()["receivers"][0]["counters"]
+        assert wait_for(lambda: counters().get("accepted_spans") == 4 and counters().get("rejected_requests") == 1, timeout=30), counters()
+        assert "message skipped: cannot decode" in s.log()
+        assert wait_for(lambda: len(read_file_export(os.path.join(tmp, "c.jsonl"))) == 4, timeout=15)
+        assert s.stop() == 0
+    finally:
+        cluster.close()
