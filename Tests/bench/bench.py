@@ -14,6 +14,8 @@ import tempfile
 import time
 import urllib.request
 
+import requests
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 BUILD = os.environ.get("SPANHOST_BUILD", "build")
@@ -152,6 +154,28 @@ service:
   pipelines:
     traces:
       receivers: [zipkin]
+      exporters: [null]
+"""
+
+
+KAFKA_CONSUMER_CONFIG = """
+receivers:
+  kafka:
+    brokers: [{brokers}]
+    topics: [consume_bench]
+    group_id: bench
+    initial_offset: earliest
+exporters:
+  null:
+    sending_queue: {{queue_size: 5000}}
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: 127.0.0.1:{admin}
+service:
+  pipelines:
+    traces:
+      receivers: [kafka]
       exporters: [null]
 """
 
@@ -350,6 +374,58 @@ def main():
     acked = int(re.search(r'"exported" : (\d+)', status).group(1))
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+
+    mock.stdin.write("quit\n")
+    mock.stdin.flush()
+    mock.wait(timeout=30)
+
+    # Kafka consumption: publish a fixed backlog into a fresh mock cluster, then time a kafka
+    # receiver reading all of it. The mock keeps only about 5 MB per partition, so the backlog
+    # is spread over 12 partitions and kept under that.
+    mock = subprocess.Popen([os.path.join(BUILD, "test-bin", "kafka-mock"), "3", "consume_bench:12"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    brokers = mock.stdout.readline().split()[1]
+    backlog_requests = 1500
+    port, admin = free_port(), free_port()
+    with open(cfg, "w") as f:
+        f.write(KAFKA_CONFIG.replace("topic: otlp_spans", "topic: consume_bench")
+                .format(port=port, admin=admin, brokers=brokers, plugins=plugins))
+    producer = subprocess.Popen([os.path.join(BUILD, "bin", "spanhostd"), "--config", cfg], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "SPANHOST_LOG_LEVEL": "error"})
+    wait_port(port, producer)
+    with open(body_path, "rb") as f:
+        body = f.read()
+    session = requests.Session()
+    for _ in range(backlog_requests):
+        while session.post(f"http://127.0.0.1:{port}/v1/traces", data=body, timeout=30,
+                           headers={"Content-Type": "application/x-protobuf"}).status_code != 200:
+            time.sleep(0.05)
+    backlog = backlog_requests * SPANS_PER_REQUEST
+    deadline = time.time() + 60
+    while time.time() < deadline and f'"exported" : {backlog}' not in urllib.request.urlopen(
+            f"http://127.0.0.1:{admin}/status", timeout=10).read().decode():
+        time.sleep(0.2)
+    producer.send_signal(signal.SIGTERM)
+    producer.wait(timeout=60)
+
+    port, admin = free_port(), free_port()
+    with open(cfg, "w") as f:
+        f.write(KAFKA_CONSUMER_CONFIG.format(port=port, admin=admin, brokers=brokers, plugins=plugins))
+    consumer = subprocess.Popen([os.path.join(BUILD, "bin", "spanhostd"), "--config", cfg], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "SPANHOST_LOG_LEVEL": "error"})
+    consumed, first_at, started = 0, None, time.time()
+    while time.time() - started < 120 and consumed < backlog:
+        time.sleep(0.1)
+        try:
+            consumed_status = urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=10).read().decode()
+            consumed = int((re.search(r'"accepted_spans" : (\d+)', consumed_status) or [0, 0])[1])
+        except OSError:
+            continue
+        if consumed and first_at is None:
+            first_at = time.time()  # from the first message on: group join is not consumption
+    consume_seconds = time.time() - (first_at or started)
+    consumer.kill()
+    consumer.wait()
     mock.stdin.write("quit\n")
     mock.stdin.close()
     mock.wait(timeout=30)
@@ -365,6 +441,8 @@ def main():
     if exported:
         print(f"spans that reached the null exporter: {int(exported.group(1)):,}")
     print(f"tail_sampling: {int(held.group(1)) if held else 0:,} traces held at the end of the run")
+    print(f"kafka receiver: {consumed / consume_seconds:,.0f} spans/s consumed from the mock cluster "
+          f"({consumed:,} of {backlog:,} spans in {consume_seconds:.1f}s from the first message on)")
     print(f"kafka: {acked / elapsed:,.0f} spans/s acknowledged by the mock cluster "
           f"({acked:,} spans; the receiver answered 503 when the exporter queue was full: {kafka['non2xx']:,} requests)")
     shutil.rmtree(tmp, ignore_errors=True)
