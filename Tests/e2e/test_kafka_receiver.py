@@ -45,6 +45,8 @@ receivers:
     topics: [otlp_spans]
     group_id: tier2
     initial_offset: earliest
+    properties:
+      heartbeat.interval.ms: "500"
 processors:
   tail_sampling:
     decision_wait: 2s
