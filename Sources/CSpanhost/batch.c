@@ -150,7 +150,6 @@ int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size) {
     return 0;
 }
 
-size_t sh_arena_bytes(const spanhost_batch *batch) { return impl(batch)->bytes; }
 
 /* --- Attributes -------------------------------------------------------------------------- */
 

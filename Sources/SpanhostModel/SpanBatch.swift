@@ -130,9 +130,6 @@ public final class SpanBatch: @unchecked Sendable {
 
     public var spanCount: Int { sh_batch_span_count(pointer) }
 
-    /// Bytes held by the arena, for memory accounting.
-    public var arenaBytes: Int { sh_arena_bytes(pointer) }
-
     /// Bytes held by every live batch in the process (the memory limiter's measure).
     public static var liveBytes: Int { sh_live_batch_bytes() }
 

@@ -27,8 +27,6 @@ public final class Counters: @unchecked Sendable {
         lock.withLock { values[name, default: 0] += delta }
     }
 
-    public subscript(name: String) -> Int64 { lock.withLock { values[name] ?? 0 } }
-
     public var snapshot: [String: Int64] { lock.withLock { values } }
 }
 

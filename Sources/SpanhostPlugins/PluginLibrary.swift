@@ -73,7 +73,6 @@ public final class PluginLibrary: @unchecked Sendable {
 
     /// Live instances made from this image.
     public var instanceCount: Int { stateLock.withLock { instances } }
-    public var isClosed: Bool { stateLock.withLock { closed } }
 
     func instanceCreated() { stateLock.withLock { instances += 1 } }
     func instanceDestroyed() { stateLock.withLock { instances -= 1 } }

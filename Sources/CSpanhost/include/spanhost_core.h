@@ -27,8 +27,6 @@ const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len)
 /* Hands a malloc'd block of `size` bytes to the batch, which frees it with the batch. Returns
  * 0, or -1 (then the block has been freed). */
 int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size);
-/* Bytes the arena holds (for memory accounting). */
-size_t sh_arena_bytes(const spanhost_batch *batch);
 /* Bytes held by every live batch of the process. */
 size_t sh_live_batch_bytes(void);
 
