@@ -45,8 +45,6 @@ receivers:
     topics: [otlp_spans]
     group_id: tier2
     initial_offset: earliest
-    properties:
-      heartbeat.interval.ms: "500"
 processors:
   tail_sampling:
     decision_wait: 2s
@@ -71,8 +69,12 @@ service:
 def test_two_consumers_share_partitions_and_see_whole_traces(spanhost, tmp):
     cluster = MockCluster("otlp_spans")
     try:
-        tier2 = [spanhost(TIER2 % (cluster.bootstrap, name)) for name in ("a", "b")]
-        time.sleep(5)  # both members join the group and get their partitions
+        # One member joins, then the second: the group rebalances from one member to two (two
+        # members joining the mock cluster's coordinator at the same instant can stall it).
+        tier2 = [spanhost(TIER2 % (cluster.bootstrap, "a"))]
+        time.sleep(3)
+        tier2.append(spanhost(TIER2 % (cluster.bootstrap, "b")))
+        time.sleep(5)
         tier1 = spanhost(TIER1 % cluster.bootstrap)
         rng = random.Random(11)
         traces = [make_trace(rng, "normal") for _ in range(60)]
@@ -81,7 +83,8 @@ def test_two_consumers_share_partitions_and_see_whole_traces(spanhost, tmp):
         for i in range(0, len(spans), 8):  # a trace's spans reach tier 1 in different requests
             post(tier1.url, spans[i:i + 8])
         consumed = lambda: sum(s.status()["receivers"][0]["counters"].get("accepted_spans", 0) for s in tier2)
-        assert wait_for(lambda: consumed() == len(spans), timeout=60), consumed()
+        # A rebalance in the mock cluster's group coordinator can take up to a session timeout.
+        assert wait_for(lambda: consumed() == len(spans), timeout=150), consumed()
         exported = lambda: sum(s.status()["exporters"][0]["counters"].get("exported", 0) for s in tier2)
         assert wait_for(lambda: exported() == len(spans), timeout=30), exported()
         owner = {}
