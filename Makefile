@@ -13,7 +13,7 @@ PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.
 # C plugins are built with cc; Swift plugins (plugins/<name>/*.swift) are SwiftPM dynamic libraries.
 C_PLUGINS     := $(filter-out common,$(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c)))))
 PLUGIN_SOS    := $(C_PLUGINS:%=$(BUILD)/plugins/%.so)
-SWIFT_PLUGINS := otlphttp
+SWIFT_PLUGINS := otlphttp webhook
 FIXTURE_SRCS := $(wildcard Tests/fixtures/plugins/*.c)
 FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/%.so)
 

@@ -9,6 +9,7 @@ let package = Package(
         // The Swift plugin SDK, and first-party plugins written with it (dynamic libraries).
         .library(name: "SpanhostPluginKit", targets: ["SpanhostPluginKit"]),
         .library(name: "spanhost-otlphttp", type: .dynamic, targets: ["OTLPHTTPExporter"]),
+        .library(name: "spanhost-webhook", type: .dynamic, targets: ["WebhookNotifier"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -37,10 +38,12 @@ let package = Package(
             dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
                            .product(name: "Logging", package: "swift-log")]
         ),
-        // Pipelines: processor chains, exporter queues with retry, generations.
+        // Alert rules (error_span, error_rate, latency) and deduplication of notifications.
+        .target(name: "SpanhostAlerts", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig"]),
+        // Pipelines: processor chains, exporter and notifier queues with retry, generations.
         .target(
             name: "SpanhostPipeline",
-            dependencies: ["SpanhostModel", "SpanhostPlugins", "SpanhostConfig",
+            dependencies: ["SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Receivers: OTLP/HTTP and Zipkin on SwiftNIO, Kafka on librdkafka.
@@ -70,6 +73,7 @@ let package = Package(
         // Swift plugin SDK: protocols over read-only views of the C structs; depends on the ABI only.
         .target(name: "SpanhostPluginKit", dependencies: ["CSpanhostABI"]),
         .target(name: "OTLPHTTPExporter", dependencies: ["SpanhostPluginKit"], path: "plugins/otlphttp"),
+        .target(name: "WebhookNotifier", dependencies: ["SpanhostPluginKit"], path: "plugins/webhook"),
         // Benchmark ceiling: the receiver's HTTP server without decoding.
         .executableTarget(
             name: "spanhost-baseline",

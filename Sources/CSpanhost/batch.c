@@ -425,3 +425,21 @@ size_t sh_batch_compact(spanhost_batch *batch) {
     batch->resource_spans_count = rkeep;
     return removed;
 }
+
+spanhost_notification *sh_notification_copy(spanhost_batch *arena, const spanhost_notification *src) {
+    spanhost_notification *n = (spanhost_notification *)sh_arena_alloc(arena, sizeof *n);
+    if (!n) return NULL;
+    memset(n, 0, sizeof *n);
+    /* Read only the part the sender knew about; the rest stays zero. */
+    size_t known = src->struct_size < sizeof *n ? src->struct_size : sizeof *n;
+    memcpy(n, src, known);
+    n->struct_size = (uint32_t)sizeof *n;
+    n->kind = dup_str(arena, n->kind);
+    n->source = dup_str(arena, n->source);
+    n->key = dup_str(arena, n->key);
+    n->summary = dup_str(arena, n->summary);
+    spanhost_kv_list attributes = n->attributes;
+    if (copy_kv_list(arena, &n->attributes, &attributes) != 0) return NULL;
+    if (n->count == 0) n->count = 1;
+    return n;
+}

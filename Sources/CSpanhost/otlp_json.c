@@ -7,6 +7,8 @@
  */
 #include "json_reader.h"
 
+#include <time.h>
+
 static int jkv(jparser *j, spanhost_kv *kv);
 
 static int jkv_array(jparser *j, spanhost_kv_list *out) {
@@ -571,6 +573,91 @@ int32_t sh_encode_json_status(int32_t code, const char *message, spanhost_buffer
     int n = snprintf(tmp, sizeof tmp, "{\"code\":%d", code);
     out(&b, tmp, (size_t)n);
     if (message) { OUTS(&b, ",\"message\":"); out_str(&b, message, strlen(message)); }
+    OUTS(&b, "}");
+    if (b.oom) { free(b.data); return -1; }
+    o->data = (uint8_t *)b.data;
+    o->len = b.len;
+    return 0;
+}
+
+/* --- Notifications as plain JSON --------------------------------------------------------- */
+
+static void out_plain_object(jbuf *b, const spanhost_kv_list *l);
+
+/* An attribute value as plain JSON (not OTLP's typed AnyValue form): notifiers talk to people
+ * and chat tools, not to OTLP backends. */
+static void out_plain_value(jbuf *b, const spanhost_value *v) {
+    char tmp[64];
+    int n;
+    switch (v->type) {
+    case SPANHOST_VALUE_STRING: out_view(b, v->as.string_value); break;
+    case SPANHOST_VALUE_BOOL: if (v->as.bool_value) OUTS(b, "true"); else OUTS(b, "false"); break;
+    case SPANHOST_VALUE_INT:
+        n = snprintf(tmp, sizeof tmp, "%lld", (long long)v->as.int_value);
+        out(b, tmp, (size_t)n);
+        break;
+    case SPANHOST_VALUE_DOUBLE:
+        if (isnan(v->as.double_value) || isinf(v->as.double_value)) OUTS(b, "null");
+        else {
+            /* The shortest of 15 or 17 digits that reads back the same: 0.1, not 0.10000000000000001. */
+            n = snprintf(tmp, sizeof tmp, "%.15g", v->as.double_value);
+            if (strtod(tmp, NULL) != v->as.double_value) n = snprintf(tmp, sizeof tmp, "%.17g", v->as.double_value);
+            out(b, tmp, (size_t)n);
+        }
+        break;
+    case SPANHOST_VALUE_BYTES: out_base64(b, v->as.bytes_value.ptr, v->as.bytes_value.len); break;
+    case SPANHOST_VALUE_ARRAY:
+        OUTS(b, "[");
+        for (size_t i = 0; i < v->as.array_value.count; i++) {
+            if (i) OUTS(b, ",");
+            out_plain_value(b, &v->as.array_value.items[i]);
+        }
+        OUTS(b, "]");
+        break;
+    case SPANHOST_VALUE_KVLIST: out_plain_object(b, &v->as.kvlist_value); break;
+    default: OUTS(b, "null"); break;
+    }
+}
+
+static void out_plain_object(jbuf *b, const spanhost_kv_list *l) {
+    OUTS(b, "{");
+    for (size_t i = 0; i < l->count; i++) {
+        if (i) OUTS(b, ",");
+        out_view(b, l->items[i].key);
+        OUTS(b, ":");
+        out_plain_value(b, &l->items[i].value);
+    }
+    OUTS(b, "}");
+}
+
+int32_t sh_encode_notification_json(const spanhost_notification *n, spanhost_buffer *o) {
+    static const char *const severities[] = {"info", "warning", "error", "critical"};
+    jbuf b = {NULL, 0, 0, 0};
+    char tmp[96];
+    OUTS(&b, "{\"kind\":");
+    out_view(&b, n->kind);
+    OUTS(&b, ",\"severity\":\"");
+    const char *severity = n->severity < 4 ? severities[n->severity] : "error";
+    out(&b, severity, strlen(severity));
+    OUTS(&b, "\",\"source\":");
+    out_view(&b, n->source);
+    OUTS(&b, ",\"key\":");
+    out_view(&b, n->key);
+    OUTS(&b, ",\"summary\":");
+    out_view(&b, n->summary);
+    OUTS(&b, ",\"trace_id\":");
+    if (id_zero(n->trace_id, 16)) OUTS(&b, "null");
+    else out_hex(&b, n->trace_id, 16);
+    time_t seconds = (time_t)(n->time_unix_nano / 1000000000ull);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    int len = snprintf(tmp, sizeof tmp, ",\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\",\"time_unix_nano\":%llu,\"count\":%llu",
+                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                       (unsigned)(n->time_unix_nano % 1000000000ull / 1000000ull),
+                       (unsigned long long)n->time_unix_nano, (unsigned long long)n->count);
+    out(&b, tmp, (size_t)len);
+    OUTS(&b, ",\"attributes\":");
+    out_plain_object(&b, &n->attributes);
     OUTS(&b, "}");
     if (b.oom) { free(b.data); return -1; }
     o->data = (uint8_t *)b.data;

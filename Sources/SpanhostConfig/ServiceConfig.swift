@@ -43,6 +43,8 @@ public struct PipelineConfig: Sendable, Equatable {
     public var processors: [ComponentID]
     public var exporters: [ComponentID]
     public var notifiers: [ComponentID]
+    /// Alert rules evaluated on every batch entering the pipeline; their events go to `notifiers`.
+    public var rules: [ComponentID] = []
 }
 
 /// host:port, as in `127.0.0.1:4318`.
@@ -74,6 +76,8 @@ public struct ServiceConfig: Sendable, Equatable {
     public var processors: [ComponentConfig]
     public var exporters: [ComponentConfig]
     public var notifiers: [ComponentConfig]
+    /// The top-level `rules:` section.
+    public var rules: [RuleConfig] = []
     public var pipelines: [PipelineConfig]
     /// Where plugin `.so` files are found; nil means "beside the executable".
     public var pluginsDir: String?
@@ -125,7 +129,7 @@ public struct ServiceConfig: Sendable, Equatable {
 
     public static func parse(_ root: ConfigValue) throws -> ServiceConfig {
         guard let top = root.mapEntries else { throw ConfigError("", "the config must be a map") }
-        let known: Set<String> = ["receivers", "processors", "exporters", "notifiers", "service", "plugins", "admin", "extensions", "connectors"]
+        let known: Set<String> = ["receivers", "processors", "exporters", "notifiers", "rules", "service", "plugins", "admin", "extensions", "connectors"]
         for entry in top where !known.contains(entry.key) {
             throw ConfigError(entry.key, "unknown section; expected one of \(known.sorted().joined(separator: ", "))")
         }
@@ -150,6 +154,15 @@ public struct ServiceConfig: Sendable, Equatable {
             pipelines: [], pluginsDir: nil, pluginCacheDir: nil, pluginPins: [:],
             adminEndpoint: defaultAdminEndpoint, shutdownTimeout: .seconds(10), memoryLimitBytes: nil)
 
+        if let rules = root["rules"], rules != .null {
+            guard let entries = rules.mapEntries else { throw ConfigError("rules", "must be a map of rule ids") }
+            config.rules = try entries.map { entry in
+                let path = "rules.\(entry.key)"
+                let settings = entry.value == .null ? ConfigValue.emptyMap : entry.value
+                guard settings.mapEntries != nil else { throw ConfigError(path, "settings must be a map, not \(settings.kindName)") }
+                return try RuleConfig(id: try ComponentID(parsing: entry.key, path: path), settings: settings)
+            }
+        }
         if let plugins = root["plugins"], plugins != .null {
             guard plugins.mapEntries != nil else { throw ConfigError("plugins", "must be a map") }
             for entry in plugins.mapEntries! where !["dir", "cache_dir", "pins"].contains(entry.key) {
@@ -203,9 +216,9 @@ public struct ServiceConfig: Sendable, Equatable {
             throw ConfigError(path, "pipelines of type '\(id.type)' are not supported: spanhost carries traces only")
         }
         guard let settings = entry.value.mapEntries else { throw ConfigError(path, "must be a map") }
-        let allowed: Set<String> = ["receivers", "processors", "exporters", "notifiers"]
+        let allowed: Set<String> = ["receivers", "processors", "exporters", "notifiers", "rules"]
         for key in settings.map(\.key) where !allowed.contains(key) {
-            throw ConfigError("\(path).\(key)", "unknown key; expected receivers, processors, exporters or notifiers")
+            throw ConfigError("\(path).\(key)", "unknown key; expected receivers, processors, exporters, notifiers or rules")
         }
         func ids(_ kind: ComponentKind) throws -> [ComponentID] {
             let listPath = "\(path).\(kind.section)"
@@ -222,8 +235,20 @@ public struct ServiceConfig: Sendable, Equatable {
                 return id
             }
         }
-        let pipeline = PipelineConfig(id: entry.key, receivers: try ids(.receiver), processors: try ids(.processor),
+        var pipeline = PipelineConfig(id: entry.key, receivers: try ids(.receiver), processors: try ids(.processor),
                                       exporters: try ids(.exporter), notifiers: try ids(.notifier))
+        if let value = entry.value["rules"], value != .null {
+            guard case .list(let items) = value else { throw ConfigError("\(path).rules", "must be a list of rule ids") }
+            pipeline.rules = try items.enumerated().map { index, item in
+                let itemPath = "\(path).rules.\(index)"
+                let id = try ComponentID(parsing: try requireString(item, itemPath), path: itemPath)
+                guard config.rules.contains(where: { $0.id == id }) else { throw ConfigError(itemPath, "'\(id)' is not defined under rules") }
+                return id
+            }
+            if !pipeline.rules.isEmpty && pipeline.notifiers.isEmpty {
+                throw ConfigError("\(path).notifiers", "a pipeline with rules needs at least one notifier")
+            }
+        }
         if pipeline.receivers.isEmpty { throw ConfigError("\(path).receivers", "a pipeline needs at least one receiver") }
         if pipeline.exporters.isEmpty && pipeline.notifiers.isEmpty {
             throw ConfigError("\(path).exporters", "a pipeline needs at least one exporter or notifier")

@@ -13,8 +13,9 @@ public struct RetryPolicy: Sendable, Equatable {
 
     public init() {}
 
-    /// Reads `retry_on_failure` from an exporter's settings.
-    public init(settings: ConfigValue, path: String) throws {
+    /// Reads `retry_on_failure` from a component's settings; what is not set keeps `defaults`.
+    public init(settings: ConfigValue, path: String, defaults: RetryPolicy = RetryPolicy()) throws {
+        self = defaults
         guard let retry = settings["retry_on_failure"], retry != .null else { return }
         let p = "\(path).retry_on_failure"
         if let v = retry["enabled"] {
@@ -41,6 +42,7 @@ public final class ExporterRunner: @unchecked Sendable {
     private var queue: [SpanBatch] = []
     private var head = 0
     private var stopping = false
+    private var started = false
     /// Set by shutdown: retries continue until then, not beyond.
     private var drainDeadline: ContinuousClock.Instant?
     /// Batches being exported right now (one per consumer thread at most).
@@ -79,7 +81,9 @@ public final class ExporterRunner: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// Starts the consumer threads; a runner carried over by a reload is already started.
     public func start() {
+        guard condition.withLock({ defer { started = true }; return !started }) else { return }
         for n in 0..<consumers {
             let thread = Thread { [self] in run() }
             thread.name = "exporter \(id) #\(n)"

@@ -34,7 +34,7 @@ public final class Generation: @unchecked Sendable {
     public let catalog: PluginCatalog
     public let pipelines: [Pipeline]
     public let exporters: [ExporterRunner]
-    public let notifiers: [PluginInstance]
+    public let notifiers: [NotifierRunner]
     /// How many components were carried over from the previous generation.
     public let carriedOver: Int
     private let routes: [ComponentID: [Pipeline]]
@@ -72,7 +72,7 @@ public final class Generation: @unchecked Sendable {
         }
 
         var exporters: [ComponentID: ExporterRunner] = [:]
-        var notifiers: [ComponentID: PluginInstance] = [:]
+        var notifiers: [ComponentID: NotifierRunner] = [:]
         var pipelines: [Pipeline] = []
         do {
             // Exporters and notifiers are shared by the pipelines that name them; processors are
@@ -92,8 +92,17 @@ public final class Generation: @unchecked Sendable {
                     }
                 }
                 for id in pipeline.notifiers where notifiers[id] == nil {
-                    notifiers[id] = try instantiate(.notifier, id, expect: .notifier,
-                                                    reuse: previous?.notifiers.first { $0.id == id })
+                    let old = previous?.notifiers.first { $0.id == id }
+                    let instance = try instantiate(.notifier, id, expect: .notifier, reuse: old?.instance)
+                    if let old, old.instance === instance {
+                        notifiers[id] = old
+                    } else {
+                        do {
+                            notifiers[id] = try NotifierRunner(instance: instance, settings: instance.settings, path: "notifiers.\(id)")
+                        } catch let error as ConfigError {
+                            throw GenerationError.invalidSettings(error)
+                        }
+                    }
                 }
                 let oldPipeline = previous?.pipelines.first { $0.id == pipeline.id }
                 let processors = try pipeline.processors.map { id in
@@ -101,7 +110,8 @@ public final class Generation: @unchecked Sendable {
                 }
                 pipelines.append(Pipeline(id: pipeline.id, processors: processors,
                                           exporters: pipeline.exporters.map { exporters[$0]! },
-                                          notifiers: pipeline.notifiers.map { notifiers[$0]! }))
+                                          notifiers: pipeline.notifiers.map { notifiers[$0]! },
+                                          rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } }))
             }
         } catch {
             for instance in created { instance.destroy() }
@@ -123,8 +133,12 @@ public final class Generation: @unchecked Sendable {
     /// Starts the worker threads of exporters that are new in this generation and points
     /// every processor's emit at its pipeline here.
     public func activate() {
-        for pipeline in pipelines { pipeline.attachProcessors() }
+        for pipeline in pipelines {
+            pipeline.attachProcessors()
+            pipeline.rules.start()
+        }
         for exporter in exporters { exporter.start() }
+        for notifier in notifiers { notifier.start() }
     }
 
     /// Hands a batch from `receiver` to each of its pipelines. Pipelines after the first that
@@ -180,13 +194,14 @@ public final class Generation: @unchecked Sendable {
             _ = processor.flush()
             processor.destroy()
         }
+        // Rules hand their waiting groups to the notifiers before those may shut down.
+        for pipeline in pipelines { pipeline.rules.stop() }
         var undelivered = 0
         for exporter in exporters where !keptExporters.contains(ObjectIdentifier(exporter)) {
             undelivered += exporter.shutdown(deadline: deadline)
         }
         for notifier in notifiers where !keptNotifiers.contains(ObjectIdentifier(notifier)) {
-            _ = notifier.flush()
-            notifier.destroy()
+            notifier.shutdown(deadline: deadline)
         }
         return undelivered
     }

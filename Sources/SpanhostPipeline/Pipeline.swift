@@ -1,5 +1,6 @@
 import CSpanhost
 import Logging
+import SpanhostAlerts
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPlugins
@@ -9,13 +10,19 @@ public final class Pipeline: @unchecked Sendable {
     public let id: String
     public let processors: [PluginInstance]
     public let exporters: [ExporterRunner]
-    public let notifiers: [PluginInstance]
+    public let notifiers: [NotifierRunner]
+    /// The pipeline's alert rules; also deduplicates events its processors raise.
+    public let rules: RuleEngine
 
-    init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [PluginInstance]) {
+    init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [NotifierRunner],
+         rules: [RuleConfig]) {
         self.id = id
         self.processors = processors
         self.exporters = exporters
         self.notifiers = notifiers
+        self.rules = RuleEngine(pipeline: id, rules: rules) { event in
+            for notifier in notifiers { notifier.enqueue(event) }
+        }
     }
 
     /// Points each processor's emit and raise at this pipeline. Done when the pipeline's
@@ -31,7 +38,10 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Runs a batch through the whole pipeline. The batch must be this pipeline's own
     /// (processors change it in place).
-    public func consume(_ batch: SpanBatch) -> ConsumeOutcome { run(batch, from: 0) }
+    public func consume(_ batch: SpanBatch) -> ConsumeOutcome {
+        rules.observe(batch)
+        return run(batch, from: 0)
+    }
 
     func run(_ batch: SpanBatch, from first: Int) -> ConsumeOutcome {
         var rejected = 0
@@ -73,14 +83,11 @@ public final class Pipeline: @unchecked Sendable {
         rejected > 0 ? "\(rejected) spans dropped by processors of pipeline \(id)" : nil
     }
 
-    /// Delivers a notification to every notifier of this pipeline, in the caller's thread.
+    /// A processor raised an event: copy it (the raiser keeps its own) and let the rule engine
+    /// deduplicate it on its way to the notifiers' queues.
     func notify(_ notification: UnsafePointer<spanhost_notification>) {
-        for notifier in notifiers {
-            switch notifier.notify(notification) {
-            case .ok, .consumed: notifier.counters.add("notified", 1)
-            case .retryable, .permanent: notifier.counters.add("failed", 1)
-            case .unavailable: notifier.counters.add("skipped", 1)
-            }
-        }
+        guard !notifiers.isEmpty else { return }
+        guard let event = NotificationEvent(copying: notification) else { return }
+        rules.raised(event)
     }
 }

@@ -34,6 +34,22 @@ public protocol SpanProcessorPlugin: AnyObject {
     func shutdown()
 }
 
+/// A notifier: tells people or systems about events (error spans, fired and resolved rules,
+/// events raised by processors). Calls on one instance come from one thread at a time, never
+/// from a pipeline's thread.
+public protocol SpanNotifierPlugin: AnyObject {
+    init(config: PluginConfig, host: PluginHost) throws
+    /// Return `.retryable` to have the host retry with backoff.
+    func notify(_ notification: NotificationView) -> PluginResult
+    func flush() -> PluginResult
+    func shutdown()
+}
+
+public extension SpanNotifierPlugin {
+    func flush() -> PluginResult { .ok }
+    func shutdown() {}
+}
+
 public extension SpanExporterPlugin {
     func flush() -> PluginResult { .ok }
     func shutdown() {}
@@ -67,6 +83,17 @@ public struct PluginHost: @unchecked Sendable {
     public func encode(_ batch: BatchView, as encoding: Encoding) -> [UInt8]? {
         var buffer = spanhost_buffer()
         guard api.pointee.encode_batch(batch.pointer, encoding.rawValue, &buffer) == 0 else { return nil }
+        defer { api.pointee.buffer_free(&buffer) }
+        return Array(UnsafeBufferPointer(start: buffer.data, count: buffer.len))
+    }
+
+    /// The notification as the host's JSON (see encode_notification in spanhost.h); nil on a
+    /// host older than ABI 1.1.
+    public func json(_ notification: NotificationView) -> [UInt8]? {
+        guard api.pointee.struct_size >= MemoryLayout<spanhost_host_api>.offset(of: \.encode_notification)! + MemoryLayout<UnsafeRawPointer>.size
+        else { return nil }
+        var buffer = spanhost_buffer()
+        guard api.pointee.encode_notification(notification.pointer, &buffer) == 0 else { return nil }
         defer { api.pointee.buffer_free(&buffer) }
         return Array(UnsafeBufferPointer(start: buffer.data, count: buffer.len))
     }
@@ -112,6 +139,18 @@ public struct PluginConfig: @unchecked Sendable {
     public func bool(_ path: String) throws -> Bool? {
         var out: Int32 = 0
         return try check(api.pointee.config_bool(handle, path, &out), path, "true or false") ? out != 0 : nil
+    }
+
+    /// A duration written like 500ms, 30s, 2m or 1h (a bare number is seconds), in seconds;
+    /// nil if absent. Must be greater than zero.
+    public func seconds(_ path: String) throws -> Double? {
+        guard let text = try string(path) else { return nil }
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (unit, scale) in units where text.hasSuffix(unit) {
+            if let n = Double(text.dropLast(unit.count)), n > 0 { return n * scale }
+        }
+        if let n = Double(text), n > 0 { return n }
+        throw PluginError("\(path): '\(text)' is not a duration like 500ms or 30s")
     }
 
     /// Keys of the map at `path`, in file order (empty if absent).

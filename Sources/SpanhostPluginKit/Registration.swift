@@ -31,16 +31,29 @@ public enum SpanhostPlugin {
         }
     }
 
+    public static func notifier<T: SpanNotifierPlugin>(
+        _ type: T.Type, name: String, version: String, description: String = "",
+        host: UnsafePointer<spanhost_host_api>?
+    ) -> UnsafePointer<spanhost_plugin>? {
+        register(host: host, kind: SPANHOST_KIND_NOTIFIER, name: name, version: version, description: description) { config, host in
+            let plugin = try T(config: config, host: host)
+            return Instance(export: nil, process: nil, notify: { plugin.notify($0) }, flush: plugin.flush, shutdown: plugin.shutdown)
+        }
+    }
+
     /// The type-erased instance behind a `void *state`.
     final class Instance {
         let export: ((BatchView) -> PluginResult)?
         let process: ((MutableBatchView) -> PluginResult)?
+        let notify: ((NotificationView) -> PluginResult)?
         let flush: () -> PluginResult
         let shutdown: () -> Void
         init(export: ((BatchView) -> PluginResult)?, process: ((MutableBatchView) -> PluginResult)?,
+             notify: ((NotificationView) -> PluginResult)? = nil,
              flush: @escaping () -> PluginResult, shutdown: @escaping () -> Void) {
             self.export = export
             self.process = process
+            self.notify = notify
             self.flush = flush
             self.shutdown = shutdown
         }
@@ -83,6 +96,11 @@ public enum SpanhostPlugin {
             d.export_batch = { state, batch, status in
                 guard let state, let batch, let export = SpanhostPlugin.instance(state).export else { return Int32(SPANHOST_PERMANENT) }
                 return SpanhostPlugin.report(export(BatchView(pointer: batch)), to: status)
+            }
+        } else if kind == SPANHOST_KIND_NOTIFIER {
+            d.notify = { state, notification, status in
+                guard let state, let notification, let notify = SpanhostPlugin.instance(state).notify else { return Int32(SPANHOST_PERMANENT) }
+                return SpanhostPlugin.report(notify(NotificationView(pointer: notification)), to: status)
             }
         } else {
             d.process = { state, batch, status in

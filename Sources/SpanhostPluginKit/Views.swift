@@ -149,3 +149,22 @@ private func hex(_ bytes: UnsafeRawBufferPointer) -> String {
     }
     return String(decoding: out, as: UTF8.self)
 }
+
+/// A notification handed to a notifier, read in place (borrowed for the call).
+public struct NotificationView {
+    public let pointer: UnsafePointer<spanhost_notification>
+    public var kind: String { pointer.pointee.kind.swiftString }
+    /// SPANHOST_SEVERITY_*: 0 info, 1 warning, 2 error, 3 critical.
+    public var severity: UInt32 { pointer.pointee.severity }
+    public var severityName: String { ["info", "warning", "error", "critical"][Int(min(pointer.pointee.severity, 3))] }
+    public var source: String { pointer.pointee.source.swiftString }
+    public var key: String { pointer.pointee.key.swiftString }
+    public var summary: String { pointer.pointee.summary.swiftString }
+    public var count: UInt64 { pointer.pointee.count }
+    public var timeUnixNano: UInt64 { pointer.pointee.time_unix_nano }
+    public var attributes: AttributesView { AttributesView(list: pointer.pointee.attributes) }
+    /// 32 hex digits, or nil when the event is not about one trace.
+    public var traceID: String? {
+        withUnsafeBytes(of: pointer.pointee.trace_id) { $0.allSatisfy { $0 == 0 } ? nil : hex($0) }
+    }
+}

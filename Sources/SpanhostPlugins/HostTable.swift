@@ -102,6 +102,10 @@ enum HostTable {
             guard let out else { return -1 }
             return sh_gzip(data, len, out)
         }
+        api.encode_notification = { notification, out in
+            guard let notification, let out else { return -1 }
+            return sh_encode_notification_json(notification, out)
+        }
         return api
     }
 }

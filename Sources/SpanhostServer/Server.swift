@@ -314,10 +314,12 @@ public final class Server: @unchecked Sendable {
     func status() -> StatusReport {
         let generation = current.value
         let current = Set(generation.catalog.libraries.values.map(\.sha256))
-        func component(_ instance: PluginInstance, queueDepth: Int? = nil) -> StatusReport.Component {
+        func component(_ instance: PluginInstance, queueDepth: Int? = nil,
+                       delay: (p50: Double, p99: Double)? = nil) -> StatusReport.Component {
             .init(id: "\(instance.id)", kind: instance.library.kind.rawValue, instance: instance.uid, health: instance.health,
                   plugin: "\(instance.library.name)@\(instance.library.sha256.prefix(12))",
-                  counters: instance.counters.snapshot, queueDepth: queueDepth)
+                  counters: instance.counters.snapshot, queueDepth: queueDepth,
+                  notifyDelayMs: delay.map { ["p50": $0.p50, "p99": $0.p99] })
         }
         return StatusReport(
             plugins: PluginCatalog.loadedImages.sorted { ($0.name, $0.sourcePath) < ($1.name, $1.sourcePath) }.map {
@@ -331,10 +333,11 @@ public final class Server: @unchecked Sendable {
                 .init(id: "\($0.key)", counters: $0.value.snapshot)
             },
             exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth) },
-            notifiers: generation.notifiers.map { component($0) },
+            notifiers: generation.notifiers.map { component($0.instance, queueDepth: $0.queueDepth, delay: $0.delayPercentiles) },
             pipelines: generation.pipelines.map { pipeline in
                 .init(id: pipeline.id, processors: pipeline.processors.map { component($0) },
-                      exporters: pipeline.exporters.map { "\($0.id)" }, notifiers: pipeline.notifiers.map { "\($0.id)" })
+                      exporters: pipeline.exporters.map { "\($0.id)" }, notifiers: pipeline.notifiers.map { "\($0.id)" },
+                      rules: pipeline.rules.counters)
             },
             reloads: reloads.summary,
             memory: .init(batchBytes: SpanBatch.liveBytes, limitBytes: stateLock.withLock { config.memoryLimitBytes }))
@@ -365,12 +368,16 @@ struct StatusReport: Encodable {
         var plugin: String
         var counters: [String: Int64]
         var queueDepth: Int?
+        /// Notifiers: milliseconds from an event's first occurrence to the notify call.
+        var notifyDelayMs: [String: Double]?
     }
     struct PipelineStatus: Encodable {
         var id: String
         var processors: [Component]
         var exporters: [String]
         var notifiers: [String]
+        /// Per rule: events counted, fired, resolved, refused.
+        var rules: [String: Int64]
     }
     var plugins: [Plugin]
     var refusedPlugins: [Refused]

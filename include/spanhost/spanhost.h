@@ -1,5 +1,5 @@
 /*
- * spanhost.h -- the Spanhost plugin ABI, version 1.0.
+ * spanhost.h -- the Spanhost plugin ABI, version 1.1 (1.1 added host->encode_notification).
  *
  * This header is the whole contract between the Spanhost host (spanhostd) and its plugins.
  * A plugin includes it, implements one exported entry function, and links against nothing of
@@ -36,7 +36,7 @@ extern "C" {
 #endif
 
 #define SPANHOST_ABI_MAJOR 1
-#define SPANHOST_ABI_MINOR 0
+#define SPANHOST_ABI_MINOR 1
 
 /* Name of the one function every plugin exports (see spanhost_plugin_entry_fn). */
 #define SPANHOST_PLUGIN_ENTRY_SYMBOL "spanhost_plugin_entry"
@@ -272,7 +272,11 @@ typedef struct spanhost_batch {
 
 /*
  * Something a notifier should tell people about: an error span, a rule that fired or resolved,
- * or an event raised by a processor. All views are borrowed for the duration of the call.
+ * or an event raised by a processor.
+ * OWNERSHIP: when passed to `notify`, every view is borrowed until the hook returns. When passed
+ * to host->raise, the host copies what it keeps before raise returns; the caller keeps its own.
+ * Notifiers are called on host threads, never on the thread that raised the event, so a slow
+ * notifier delays no pipeline.
  */
 typedef struct spanhost_notification {
     uint32_t struct_size;
@@ -384,6 +388,15 @@ typedef struct spanhost_host_api {
     void (*buffer_free)(spanhost_buffer *buffer);
     /* Compresses `len` bytes at `data` as gzip into a new host buffer. Returns 0 or -1. */
     int32_t (*gzip)(const uint8_t *data, size_t len, spanhost_buffer *out);
+
+    /* --- Added in 1.1 ----------------------------------------------------------------- */
+
+    /* Serializes `notification` as one line of JSON into a new host buffer:
+     *   {"kind":..,"severity":"error","source":..,"key":..,"summary":..,"trace_id":"<hex>"|null,
+     *    "time":"<RFC 3339>","time_unix_nano":..,"count":..,"attributes":{..}}
+     * Attribute values become plain JSON (strings, numbers, booleans, arrays, objects; bytes
+     * as base64). Returns 0 or -1. Release the buffer with buffer_free. */
+    int32_t (*encode_notification)(const spanhost_notification *notification, spanhost_buffer *out);
 } spanhost_host_api;
 
 /* ------------------------------------------------------------------------------------------ */

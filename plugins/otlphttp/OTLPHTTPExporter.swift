@@ -53,7 +53,7 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
         case "json": json = true
         case let other: throw PluginError("encoding: '\(other)' is not proto or json")
         }
-        timeout = try Self.seconds(try config.string("timeout") ?? "30s", key: "timeout")
+        timeout = try config.seconds("timeout") ?? 30
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         configuration.httpMaximumConnectionsPerHost = 1
@@ -133,15 +133,6 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
               let partial = object["partialSuccess"] as? [String: Any] else { return 0 }
         if let n = partial["rejectedSpans"] as? String { return Int64(n) ?? 0 }
         return (partial["rejectedSpans"] as? NSNumber)?.int64Value ?? 0
-    }
-
-    static func seconds(_ text: String, key: String) throws -> TimeInterval {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (unit, scale) in units where text.hasSuffix(unit) {
-            if let n = Double(text.dropLast(unit.count)), n > 0 { return n * scale }
-        }
-        if let n = Double(text), n > 0 { return n }
-        throw PluginError("\(key): '\(text)' is not a duration like 500ms or 30s")
     }
 }
 

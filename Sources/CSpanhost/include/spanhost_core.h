@@ -42,6 +42,14 @@ size_t sh_batch_span_count(const spanhost_batch *batch);
  * how many were dropped (TAKEN spans are not counted). */
 size_t sh_batch_compact(spanhost_batch *batch);
 
+/* --- Notifications ----------------------------------------------------------------------- */
+
+/* Deep-copies `notification` into `arena` (a batch used only as an arena), so it outlives the
+ * raise call. Reads only `struct_size` bytes of the source. NULL when out of memory. */
+spanhost_notification *sh_notification_copy(spanhost_batch *arena, const spanhost_notification *notification);
+/* The JSON form documented at spanhost_host_api.encode_notification. Returns 0 or -1. */
+int32_t sh_encode_notification_json(const spanhost_notification *notification, spanhost_buffer *out);
+
 /* --- OTLP codecs ----------------------------------------------------------------------- */
 
 /* Decode an ExportTraceServiceRequest into `batch`. The bytes must live as long as the batch

@@ -1,0 +1,150 @@
+import CSpanhost
+import Foundation
+import SpanhostConfig
+import SpanhostModel
+
+/// Evaluates one pipeline's alert rules and deduplicates everything that pipeline's notifiers
+/// are told, rule events and events raised by processors alike.
+///
+/// `observe` is called with every batch entering the pipeline (before processors, so sampling
+/// does not hide errors from rates). It reads the C span structs in place and only updates
+/// counters; a ticker thread decides what fires, resolves or is due, and hands events to
+/// `deliver`, which only enqueues.
+public final class RuleEngine: @unchecked Sendable {
+    public let pipeline: String
+    private let rules: [RuleState]
+    private let deliver: @Sendable (NotificationEvent) -> Void
+    private let lock = NSLock()
+    /// Events raised by processors, deduplicated by source, kind and key.
+    private var raisedEvents = Deduplicator(groupWait: .seconds(1), cooldown: .seconds(60))
+    private var stopped = false
+    private var counts: [String: Int64] = [:]
+    private let tick: Duration
+
+    public init(pipeline: String, rules: [RuleConfig], tick: Duration = .milliseconds(200),
+                deliver: @escaping @Sendable (NotificationEvent) -> Void) {
+        self.pipeline = pipeline
+        self.rules = rules.map(RuleState.init)
+        self.deliver = deliver
+        self.tick = tick
+    }
+
+    public var hasRules: Bool { !rules.isEmpty }
+
+    public func start() {
+        let thread = Thread { [self] in
+            while lock.withLock({ !stopped }) {
+                Thread.sleep(forTimeInterval: Double(tick.components.attoseconds) / 1e18 + Double(tick.components.seconds))
+                evaluate(now: .now, wallClock: Date())
+            }
+        }
+        thread.name = "rules \(pipeline)"
+        thread.start()
+    }
+
+    /// Stops the ticker after one last evaluation, so groups waiting out group_wait are sent.
+    public func stop() {
+        let alreadyStopped = lock.withLock {
+            defer { stopped = true }
+            return stopped
+        }
+        guard !alreadyStopped else { return }
+        evaluate(now: .now + .seconds(3600), wallClock: Date(), final: true)
+    }
+
+    /// Counters for /status: events per rule and keys refused when a rule had too many.
+    public var counters: [String: Int64] { lock.withLock { counts } }
+
+    /// A processor raised `event` through the host table.
+    public func raised(_ event: NotificationEvent) {
+        let key = "\(event.source)|\(event.kind)|\(event.key)"
+        let send: NotificationEvent? = lock.withLock {
+            let result = raisedEvents.occur(key, now: .now) { event }
+            if !result.accepted { counts["raised.refused", default: 0] += 1 }
+            return result.send
+        }
+        if let send { deliver(send) }
+    }
+
+    /// Updates every rule with the spans of `batch`.
+    public func observe(_ batch: SpanBatch) {
+        guard !rules.isEmpty else { return }
+        let now = ContinuousClock.now
+        let wallClock = Date()
+        var immediate: [NotificationEvent] = []
+        lock.lock()
+        defer {
+            lock.unlock()
+            immediate.forEach(deliver)
+        }
+        let b = batch.pointer.pointee
+        for i in 0..<b.resource_spans_count {
+            guard let rs = b.resource_spans[i] else { continue }
+            let service = rs.pointee.resource.map { Attributes.string($0.pointee.attributes, "service.name") } ?? nil
+            let serviceName = service?.string ?? "unknown_service"
+            for j in 0..<rs.pointee.scope_spans_count {
+                guard let ss = rs.pointee.scope_spans[j] else { continue }
+                for k in 0..<ss.pointee.spans_count {
+                    guard let span = ss.pointee.spans[k] else { continue }
+                    let error = SpanError(span)
+                    for rule in rules where rule.applies(to: serviceName) {
+                        if let event = rule.observe(span: span, error: error, service: serviceName, now: now,
+                                                    wallClock: wallClock, pipeline: pipeline, counts: &counts) {
+                            immediate.append(event)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func evaluate(now: ContinuousClock.Instant, wallClock: Date, final: Bool = false) {
+        let events: [NotificationEvent] = lock.withLock {
+            var out = raisedEvents.due(now: now)
+            for rule in rules { out += rule.evaluate(now: now, wallClock: wallClock, pipeline: pipeline, final: final, counts: &counts) }
+            return out
+        }
+        events.forEach(deliver)
+    }
+}
+
+/// Attribute lookups on C key-value lists without building Swift strings.
+enum Attributes {
+    static func string(_ list: spanhost_kv_list, _ key: StaticString) -> spanhost_str? {
+        guard let value = find(list, key), value.type == UInt32(SPANHOST_VALUE_STRING) else { return nil }
+        return value.as.string_value
+    }
+
+    static func find(_ list: spanhost_kv_list, _ key: StaticString) -> spanhost_value? {
+        for i in 0..<list.count {
+            let kv = list.items[i]
+            guard kv.key.len == key.utf8CodeUnitCount, let ptr = kv.key.ptr else { continue }
+            if memcmp(ptr, key.utf8Start, kv.key.len) == 0 { return kv.value }
+        }
+        return nil
+    }
+}
+
+/// Whether a span is an error, and the exception it records if any.
+struct SpanError {
+    var isError: Bool
+    var exception: UnsafeMutablePointer<spanhost_event>?
+
+    init(_ span: UnsafeMutablePointer<spanhost_span>) {
+        exception = nil
+        for e in 0..<span.pointee.events_count {
+            guard let event = span.pointee.events[e] else { continue }
+            let name = event.pointee.name
+            if name.len == 9, let ptr = name.ptr, memcmp(ptr, "exception", 9) == 0 {
+                exception = event
+                break
+            }
+        }
+        isError = span.pointee.status_code == UInt32(SPANHOST_STATUS_ERROR) || exception != nil
+    }
+
+    func attribute(_ key: StaticString) -> String? {
+        guard let exception else { return nil }
+        return Attributes.string(exception.pointee.attributes, key)?.string
+    }
+}

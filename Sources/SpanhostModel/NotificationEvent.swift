@@ -1,0 +1,92 @@
+import CSpanhost
+import Foundation
+
+/// A `spanhost_notification` the host owns: a deep copy in its own arena, so it can wait in a
+/// notifier's queue after the raiser has returned. Notifier plugins read the C struct in place.
+public final class NotificationEvent: @unchecked Sendable {
+    private let arena: UnsafeMutablePointer<spanhost_batch>
+    public let pointer: UnsafePointer<spanhost_notification>
+    /// When the first occurrence this event stands for reached the host (for delay figures).
+    public let firstSeen: ContinuousClock.Instant
+
+    /// Copies a notification raised by a plugin (or built by the host).
+    public init?(copying source: UnsafePointer<spanhost_notification>, firstSeen: ContinuousClock.Instant = .now) {
+        guard let arena = sh_batch_new() else { return nil }
+        guard let copy = sh_notification_copy(arena, source) else {
+            sh_batch_release(arena)
+            return nil
+        }
+        self.arena = arena
+        self.pointer = UnsafePointer(copy)
+        self.firstSeen = firstSeen
+    }
+
+    deinit { sh_batch_release(arena) }
+
+    /// A typed attribute value for events built by the host.
+    public enum Value: Sendable, Equatable {
+        case string(String)
+        case int(Int64)
+        case double(Double)
+    }
+
+    /// Builds an event from Swift values (rules raise these).
+    public convenience init?(kind: String, severity: UInt32, source: String, key: String, summary: String,
+                             attributes: [(String, Value)], traceID: [UInt8]? = nil, count: UInt64 = 1,
+                             time: Date = Date(), firstSeen: ContinuousClock.Instant = .now) {
+        guard let scratch = sh_batch_new() else { return nil }
+        defer { sh_batch_release(scratch) }
+        func view(_ text: String) -> spanhost_str {
+            var text = text
+            return text.withUTF8 { sh_arena_strdup(scratch, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
+        }
+        var n = spanhost_notification()
+        n.struct_size = UInt32(MemoryLayout<spanhost_notification>.size)
+        n.severity = severity
+        n.kind = view(kind)
+        n.source = view(source)
+        n.key = view(key)
+        n.summary = view(summary)
+        n.count = count
+        n.time_unix_nano = UInt64(max(0, time.timeIntervalSince1970) * 1e9)
+        if let traceID, traceID.count == 16 {
+            withUnsafeMutableBytes(of: &n.trace_id) { $0.copyBytes(from: traceID) }
+        }
+        for (key, value) in attributes {
+            var v = spanhost_value()
+            switch value {
+            case .string(let s):
+                v.type = UInt32(SPANHOST_VALUE_STRING)
+                v.as.string_value = view(s)
+            case .int(let i):
+                v.type = UInt32(SPANHOST_VALUE_INT)
+                v.as.int_value = i
+            case .double(let d):
+                v.type = UInt32(SPANHOST_VALUE_DOUBLE)
+                v.as.double_value = d
+            }
+            guard sh_set_attribute(scratch, &n.attributes, view(key), &v) == 0 else { return nil }
+        }
+        self.init(copying: &n, firstSeen: firstSeen)
+    }
+
+    /// The same event standing for `count` occurrences (deduplication reports bursts this way).
+    public func counted(_ count: UInt64) -> NotificationEvent? {
+        var n = pointer.pointee
+        n.count = count
+        return withExtendedLifetime(self) { NotificationEvent(copying: &n, firstSeen: firstSeen) }
+    }
+
+    public var kind: String { pointer.pointee.kind.string }
+    public var key: String { pointer.pointee.key.string }
+    public var source: String { pointer.pointee.source.string }
+    public var count: UInt64 { pointer.pointee.count }
+
+    /// The event as the JSON documented for host->encode_notification.
+    public var json: String {
+        var buffer = spanhost_buffer()
+        guard sh_encode_notification_json(pointer, &buffer) == 0, let data = buffer.data else { return "{}" }
+        defer { sh_buffer_free(&buffer) }
+        return String(decoding: UnsafeRawBufferPointer(start: data, count: buffer.len), as: UTF8.self)
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import Logging
+import SpanhostConfig
+import SpanhostModel
+import SpanhostPlugins
+
+/// One notifier instance with its event queue and the thread that delivers from it.
+///
+/// Pipelines and rules only enqueue: a slow or failing notifier never holds up spans. When the
+/// queue is full the oldest event is dropped and counted. Retryable failures are retried with
+/// backoff (`retry_on_failure`, starting at 1 s) while later events wait their turn.
+public final class NotifierRunner: @unchecked Sendable {
+    public let instance: PluginInstance
+    public let retry: RetryPolicy
+    public let queueCapacity: Int
+    private let condition = NSCondition()
+    private var queue: [NotificationEvent] = []
+    private var stopping = false
+    private var started = false
+    private var drainDeadline: ContinuousClock.Instant?
+    private var busy = false
+    /// Milliseconds from an event's first occurrence reaching the host to its notify call.
+    private var delays = DelaySample(capacity: 1024)
+    private let logger: Logger
+
+    public var id: ComponentID { instance.id }
+    public var counters: Counters { instance.counters }
+
+    static let defaultRetry: RetryPolicy = {
+        var policy = RetryPolicy()
+        policy.initialInterval = .seconds(1)
+        policy.maxInterval = .seconds(30)
+        policy.maxElapsedTime = .seconds(120)
+        return policy
+    }()
+
+    public init(instance: PluginInstance, settings: ConfigValue, path: String) throws {
+        self.instance = instance
+        retry = try RetryPolicy(settings: settings, path: path, defaults: Self.defaultRetry)
+        var capacity = 1000
+        if let size = settings["sending_queue"]?["queue_size"] {
+            guard let n = size.intValue, n > 0 else { throw ConfigError("\(path).sending_queue.queue_size", "must be a positive integer") }
+            capacity = Int(n)
+        }
+        queueCapacity = capacity
+        var logger = Logger(label: "spanhost.notifier")
+        logger[metadataKey: "component"] = "\(instance.id)"
+        self.logger = logger
+    }
+
+    /// Starts the delivery thread; a runner carried over by a reload is already started.
+    public func start() {
+        guard condition.withLock({ defer { started = true }; return !started }) else { return }
+        let thread = Thread { [self] in run() }
+        thread.name = "notifier \(id)"
+        thread.start()
+    }
+
+    public func enqueue(_ event: NotificationEvent) {
+        condition.withLock {
+            guard !stopping else {
+                counters.add("dropped", 1)
+                return
+            }
+            if queue.count >= queueCapacity {
+                queue.removeFirst()
+                counters.add("dropped", 1)
+            }
+            queue.append(event)
+            counters.add("queued", 1)
+            condition.signal()
+        }
+    }
+
+    public var queueDepth: Int { condition.withLock { queue.count } }
+
+    /// p50 and p99 of the delay from an event's first occurrence to its notify call, over the
+    /// last 1024 calls; nil before the first.
+    public var delayPercentiles: (p50: Double, p99: Double)? { condition.withLock { delays.percentiles } }
+
+    /// Delivers what is queued until `deadline`, then destroys the instance.
+    public func shutdown(deadline: ContinuousClock.Instant) {
+        condition.lock()
+        stopping = true
+        drainDeadline = deadline
+        condition.broadcast()
+        while (!queue.isEmpty || busy) && ContinuousClock.now < deadline {
+            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02))
+        }
+        let left = queue.count
+        queue.removeAll()
+        let stillBusy = busy
+        condition.broadcast()
+        condition.unlock()
+        if left > 0 {
+            counters.add("undelivered", Int64(left))
+            logger.error("shutdown deadline passed with notifications still queued", metadata: ["undelivered": "\(left)"])
+        }
+        if !stillBusy {
+            _ = instance.flush()
+            instance.destroy()
+        }
+    }
+
+    private func next() -> NotificationEvent? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty {
+            if stopping { return nil }
+            condition.wait()
+        }
+        busy = true
+        return queue.removeFirst()
+    }
+
+    private func run() {
+        while let event = next() {
+            deliver(event)
+            condition.withLock {
+                busy = false
+                condition.broadcast()
+            }
+        }
+    }
+
+    private func deliver(_ event: NotificationEvent) {
+        let started = ContinuousClock.now
+        var interval = retry.initialInterval
+        var first = true
+        while true {
+            if first {
+                let delay = ContinuousClock.now - event.firstSeen
+                condition.withLock { delays.add(Double(delay.components.seconds) * 1000 + Double(delay.components.attoseconds) / 1e15) }
+                first = false
+            }
+            switch instance.notify(event.pointer) {
+            case .ok, .consumed:
+                counters.add("notified", 1)
+                return
+            case .permanent(let message), .unavailable(let message):
+                counters.add("failed", 1)
+                logger.error("notification not delivered", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
+                return
+            case .retryable(let retryAfter, let message):
+                let wait = max(interval, retryAfter ?? .zero)
+                let pastDrain = condition.withLock { drainDeadline.map { ContinuousClock.now + wait > $0 } ?? false }
+                if !retry.enabled || ContinuousClock.now - started + wait > retry.maxElapsedTime || pastDrain {
+                    counters.add("failed", 1)
+                    logger.error("notification not delivered; giving up", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
+                    return
+                }
+                counters.add("retried", 1)
+                logger.warning("notification failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
+                Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+                interval = min(interval * 2, retry.maxInterval)
+            }
+        }
+    }
+}
+
+/// The last `capacity` values, for percentiles shown at /status.
+struct DelaySample {
+    private var values: [Double] = []
+    private var next = 0
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    mutating func add(_ value: Double) {
+        if values.count < capacity { values.append(value) } else { values[next] = value }
+        next = (next + 1) % capacity
+    }
+
+    var percentiles: (p50: Double, p99: Double)? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        func at(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+        return (at(0.5), at(0.99))
+    }
+}

@@ -1,0 +1,96 @@
+/* log notifier: writes each event as one line to stderr or stdout.
+ *
+ * Config:
+ *   output: stderr | stdout     default stderr
+ *   format: json | text         json (default) is the host's event JSON; text is
+ *                               "<time> <SEVERITY> <kind> <summary> count=<n> trace_id=<hex>"
+ */
+#include <spanhost/spanhost.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "plugin_util.h"
+
+static const spanhost_host_api *host;
+
+typedef struct log_state {
+    FILE *out;
+    int text;
+} log_state;
+
+static int32_t log_create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
+    (void)instance;
+    spanhost_str output = {NULL, 0}, format = {NULL, 0};
+    host->config_string(config, "output", &output);
+    host->config_string(config, "format", &format);
+    log_state *s = (log_state *)calloc(1, sizeof *s);
+    if (!s) return SPANHOST_PERMANENT;
+    if (!output.len || util_str_is(output, "stderr")) s->out = stderr;
+    else if (util_str_is(output, "stdout")) s->out = stdout;
+    else {
+        snprintf(status->message, status->message_cap, "output: '%.*s' is not stderr or stdout", (int)output.len, output.ptr);
+        free(s);
+        return SPANHOST_PERMANENT;
+    }
+    if (!format.len || util_str_is(format, "json")) s->text = 0;
+    else if (util_str_is(format, "text")) s->text = 1;
+    else {
+        snprintf(status->message, status->message_cap, "format: '%.*s' is not json or text", (int)format.len, format.ptr);
+        free(s);
+        return SPANHOST_PERMANENT;
+    }
+    if (host->struct_size < offsetof(spanhost_host_api, encode_notification) + sizeof(void *)) {
+        snprintf(status->message, status->message_cap, "needs a host with ABI 1.1 or newer");
+        free(s);
+        return SPANHOST_PERMANENT;
+    }
+    *out = s;
+    return SPANHOST_OK;
+}
+
+static int32_t log_notify(void *state, const spanhost_notification *n, spanhost_status *status) {
+    log_state *s = (log_state *)state;
+    if (!s->text) {
+        spanhost_buffer json = {NULL, 0};
+        if (host->encode_notification(n, &json) != 0) {
+            snprintf(status->message, status->message_cap, "could not encode the event");
+            return SPANHOST_PERMANENT;
+        }
+        fprintf(s->out, "%.*s\n", (int)json.len, (const char *)json.data);
+        host->buffer_free(&json);
+    } else {
+        static const char *const severities[] = {"INFO", "WARNING", "ERROR", "CRITICAL"};
+        char when[32];
+        time_t seconds = (time_t)(n->time_unix_nano / 1000000000ull);
+        struct tm tm;
+        gmtime_r(&seconds, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        fprintf(s->out, "%s %s %.*s %.*s count=%llu", when, severities[n->severity < 4 ? n->severity : 2],
+                (int)n->kind.len, n->kind.ptr ? n->kind.ptr : "", (int)n->summary.len, n->summary.ptr ? n->summary.ptr : "",
+                (unsigned long long)n->count);
+        int any = 0;
+        for (int i = 0; i < 16; i++) any |= n->trace_id[i];
+        if (any) {
+            fputs(" trace_id=", s->out);
+            for (int i = 0; i < 16; i++) fprintf(s->out, "%02x", n->trace_id[i]);
+        }
+        fputc('\n', s->out);
+    }
+    fflush(s->out);
+    return SPANHOST_OK;
+}
+
+static void log_destroy(void *state) { free(state); }
+
+static const spanhost_plugin plugin = {
+    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, SPANHOST_PLUGIN_UNLOADABLE,
+    "log", "1.0.0", "writes events as lines to stderr or stdout",
+    log_create, NULL, NULL, NULL, log_notify, NULL, log_destroy,
+};
+
+SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {
+    host = api;
+    return &plugin;
+}

@@ -1,0 +1,111 @@
+// webhook notifier: POSTs each event as JSON to an HTTP endpoint. Written against
+// SpanhostPluginKit.
+//
+// Config:
+//   endpoint: http://host:port/path     required
+//   format: json | slack                json (default) posts the host's event JSON;
+//                                       slack posts {"text": ...} for Slack-style incoming webhooks
+//   headers: {name: value}              sent with every request (for example Authorization)
+//   timeout: 10s                        per request
+//
+// Answers: 2xx is delivered; 408, 429 and 5xx and network errors are retryable (Retry-After
+// honoured; the host retries with backoff per the notifier's retry_on_failure); other statuses
+// are permanent.
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SpanhostPluginKit
+
+final class WebhookNotifier: SpanNotifierPlugin {
+    let url: URL
+    let slack: Bool
+    let headers: [(String, String)]
+    let timeout: TimeInterval
+    let host: PluginHost
+    let session: URLSession
+
+    init(config: PluginConfig, host: PluginHost) throws {
+        self.host = host
+        guard let endpoint = try config.string("endpoint") else {
+            throw PluginError("endpoint: required (for example http://127.0.0.1:8080/hooks/spanhost)")
+        }
+        guard let url = URL(string: endpoint), url.scheme == "http" || url.scheme == "https" else {
+            throw PluginError("endpoint: '\(endpoint)' is not an http(s) URL")
+        }
+        self.url = url
+        switch try config.string("format") ?? "json" {
+        case "json": slack = false
+        case "slack": slack = true
+        case let other: throw PluginError("format: '\(other)' is not json or slack")
+        }
+        headers = try config.keys("headers").map { key in (key, try config.string("headers.\(key)") ?? "") }
+        timeout = try config.seconds("timeout") ?? 10
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = timeout
+        session = URLSession(configuration: configuration)
+    }
+
+    func notify(_ notification: NotificationView) -> PluginResult {
+        let body: Data
+        if slack {
+            body = (try? JSONSerialization.data(withJSONObject: ["text": Self.slackText(notification)])) ?? Data()
+        } else {
+            guard let json = host.json(notification) else { return .permanent("the host cannot encode notifications (ABI older than 1.1)") }
+            body = Data(json)
+        }
+        var request = URLRequest(url: url, timeoutInterval: timeout)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        request.httpBody = body
+
+        let (data, response, error) = send(request)
+        guard let response = response as? HTTPURLResponse else {
+            return .retryable("\(url): \(error.map { "\($0.localizedDescription)" } ?? "no response")")
+        }
+        switch response.statusCode {
+        case 200..<300:
+            return .ok
+        case 408, 429, 500...599:
+            let after = response.value(forHTTPHeaderField: "Retry-After").flatMap(Int64.init).map { Duration.seconds($0) }
+            return .retryable(after: after, "\(url) answered \(response.statusCode)")
+        default:
+            let text = String(decoding: (data ?? Data()).prefix(300), as: UTF8.self)
+            return .permanent("\(url) answered \(response.statusCode): \(text)")
+        }
+    }
+
+    func shutdown() { session.invalidateAndCancel() }
+
+    /// One message for a chat channel: severity, summary, count, then the details.
+    static func slackText(_ n: NotificationView) -> String {
+        var lines = ["*[\(n.severityName.uppercased())] \(n.kind)* \(n.summary)"]
+        if n.count > 1 { lines.append("\(n.count) occurrences") }
+        if let trace = n.traceID { lines.append("trace `\(trace)`") }
+        for (key, value) in n.attributes where key != "exception.stacktrace" {
+            if case .string(let s) = value { lines.append("• \(key): \(s)") }
+            else if case .int(let i) = value { lines.append("• \(key): \(i)") }
+            else if case .double(let d) = value { lines.append("• \(key): \(d)") }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// One request, waited for on the calling (notifier) thread.
+    private func send(_ request: URLRequest) -> (Data?, URLResponse?, Error?) {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: (Data?, URLResponse?, Error?) = (nil, nil, nil)
+        session.dataTask(with: request) { data, response, error in
+            result = (data, response, error)
+            done.signal()
+        }.resume()
+        done.wait()
+        return result
+    }
+}
+
+@_cdecl("spanhost_plugin_entry")
+public func spanhostPluginEntry(_ host: UnsafePointer<spanhost_host_api>?) -> UnsafePointer<spanhost_plugin>? {
+    SpanhostPlugin.notifier(WebhookNotifier.self, name: "webhook", version: "1.0.0",
+                            description: "POSTs events as JSON (or Slack text) to an HTTP endpoint", host: host)
+}
