@@ -49,8 +49,9 @@ LDLIBS_kafka := -lrdkafka
 LDLIBS_attributes := -lcrypto
 LDLIBS_tail_sampling := -lpthread
 LDLIBS_batch := -lpthread
+LDLIBS_error_flow := -lpthread
 
-$(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h plugins/common/plugin_util.h
+$(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h plugins/common/*.h
 	@mkdir -p $(BUILD)/plugins
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS_$*)
 

@@ -23,10 +23,9 @@
  * Counters: traces_sampled, traces_dropped, spans_sampled, spans_dropped, evicted_early,
  * spans_over_limit, late_spans_sampled, late_spans_dropped, traces_held (current).
  */
-#include "plugin_util.h"
+#include "trace_table.h"
 
 #include <pthread.h>
-#include <time.h>
 
 static const spanhost_host_api *host;
 
@@ -62,15 +61,7 @@ typedef struct policy {
     size_t nsub;
 } policy;
 
-typedef struct trace {
-    uint8_t id[16];
-    uint64_t first_seen_ns;
-    spanhost_batch *spans; /* copies, in a batch of its own */
-    size_t span_count;
-    size_t over_limit;
-    struct trace *next_in_bucket;
-    struct trace *older, *newer; /* arrival order */
-} trace;
+typedef util_trace trace;
 
 typedef struct sampler {
     spanhost_instance *instance;
@@ -79,19 +70,11 @@ typedef struct sampler {
     policy *policies;
     size_t npolicies;
     pthread_mutex_t lock;
-    trace **buckets;
-    size_t nbuckets, held;
-    trace *oldest, *newest;
+    util_trace_table traces;
     util_idset decisions; /* value: 1 sampled, 0 dropped */
     pthread_t ticker;
     int stopping;
 } sampler;
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void free_policies(policy *p, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -275,7 +258,7 @@ static int evaluate(policy *p, const trace *t) {
         return hit ? D_SAMPLED : D_NOT_SAMPLED;
     }
     case P_RATE: {
-        uint64_t now = now_ns();
+        uint64_t now = util_now_ns();
         if (p->last_refill_ns) p->tokens += (double)(now - p->last_refill_ns) / 1e9 * p->spans_per_second;
         if (p->tokens > p->spans_per_second) p->tokens = p->spans_per_second;
         p->last_refill_ns = now;
@@ -303,23 +286,6 @@ static int decide(sampler *s, const trace *t) {
 
 /* --- The held traces ------------------------------------------------------------------- */
 
-static size_t bucket_of(const sampler *s, const uint8_t *id) { return (size_t)(util_id_hash(id) & (s->nbuckets - 1)); }
-
-static trace *find(sampler *s, const uint8_t *id) {
-    for (trace *t = s->buckets[bucket_of(s, id)]; t; t = t->next_in_bucket)
-        if (!memcmp(t->id, id, 16)) return t;
-    return NULL;
-}
-
-static void unlink_trace(sampler *s, trace *t) {
-    trace **pp = &s->buckets[bucket_of(s, t->id)];
-    while (*pp != t) pp = &(*pp)->next_in_bucket;
-    *pp = t->next_in_bucket;
-    if (t->older) t->older->newer = t->newer; else s->oldest = t->newer;
-    if (t->newer) t->newer->older = t->older; else s->newest = t->older;
-    s->held--;
-}
-
 /* Decides a trace that has been unlinked; emits it when sampled. Called without the lock held
  * for emit (which runs the rest of the pipeline). Returns the spans it dropped. */
 static void finish(sampler *s, trace *t, int sampled) {
@@ -336,18 +302,17 @@ static void finish(sampler *s, trace *t, int sampled) {
             if (attempt == 49) host->counter_add(s->instance, "sampled_spans_refused_downstream", (int64_t)t->span_count);
         }
     }
-    host->batch_release(t->spans);
-    free(t);
+    util_trace_free(host, t);
 }
 
 /* Takes every trace whose wait is over (or all of them) off the table, decided. */
 static size_t take_due(sampler *s, int all, trace **out, int *decisions, size_t cap) {
-    uint64_t now = now_ns();
+    uint64_t now = util_now_ns();
     size_t n = 0;
     pthread_mutex_lock(&s->lock);
-    while (s->oldest && n < cap && (all || now - s->oldest->first_seen_ns >= s->wait_ns)) {
-        trace *t = s->oldest;
-        unlink_trace(s, t);
+    while (s->traces.oldest && n < cap && (all || now - s->traces.oldest->first_seen_ns >= s->wait_ns)) {
+        trace *t = s->traces.oldest;
+        util_traces_unlink(&s->traces, t);
         decisions[n] = decide(s, t);
         util_idset_add(&s->decisions, t->id, (uint8_t)decisions[n]);
         out[n++] = t;
@@ -414,16 +379,13 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     s->wait_ns = (uint64_t)(wait_ms * 1e6);
     s->max_traces = (size_t)num;
     s->max_spans = (size_t)max_spans;
-    s->nbuckets = 16;
-    while (s->nbuckets < s->max_traces) s->nbuckets *= 2;
-    s->buckets = (trace **)calloc(s->nbuckets, sizeof *s->buckets);
-    if (!s->buckets || util_idset_init(&s->decisions, (size_t)cache) != 0) goto fail;
+    if (util_traces_init(&s->traces, s->max_traces) != 0 || util_idset_init(&s->decisions, (size_t)cache) != 0) goto fail;
     pthread_mutex_init(&s->lock, NULL);
     *out = s;
     return SPANHOST_OK;
 fail:
     free_policies(s->policies, s->npolicies);
-    free(s->buckets);
+    free(s->traces.buckets);
     free(s);
     return SPANHOST_PERMANENT;
 }
@@ -458,38 +420,25 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
                     continue;
                 }
                 span->host_flags |= SPANHOST_SPAN_TAKEN; /* held here; emitted with its trace if kept */
-                trace *t = find(s, span->trace_id);
+                trace *t = util_traces_find(&s->traces, span->trace_id);
                 if (!t) {
-                    if (s->held >= s->max_traces && s->oldest && nearly < 64) {
+                    if (s->traces.held >= s->max_traces && s->traces.oldest && nearly < 64) {
                         /* Full: decide the oldest trace now rather than grow. */
-                        trace *old = s->oldest;
-                        unlink_trace(s, old);
+                        trace *old = s->traces.oldest;
+                        util_traces_unlink(&s->traces, old);
                         early_decision[nearly] = decide(s, old);
                         util_idset_add(&s->decisions, old->id, (uint8_t)early_decision[nearly]);
                         early[nearly++] = old;
                         evicted++;
                     }
-                    t = (trace *)calloc(1, sizeof *t);
-                    if (t) t->spans = host->batch_new();
-                    if (!t || !t->spans) {
-                        free(t);
+                    if (!(t = util_traces_add(&s->traces, host, span->trace_id))) {
                         pthread_mutex_unlock(&s->lock);
                         snprintf(status->message, status->message_cap, "out of memory");
                         return SPANHOST_RETRYABLE;
                     }
-                    memcpy(t->id, span->trace_id, 16);
-                    t->first_seen_ns = now_ns();
-                    size_t b = bucket_of(s, t->id);
-                    t->next_in_bucket = s->buckets[b];
-                    s->buckets[b] = t;
-                    t->older = s->newest;
-                    if (s->newest) s->newest->newer = t; else s->oldest = t;
-                    s->newest = t;
-                    s->held++;
                     host->counter_add(s->instance, "traces_held", 1);
                 }
-                if (t->span_count >= s->max_spans) { t->over_limit++; continue; }
-                if (host->batch_add_span(t->spans, rs->resource, rs->schema_url, ss->scope, ss->schema_url, span)) t->span_count++;
+                util_trace_add_span(host, t, s->max_spans, rs, ss, span);
             }
         }
     }
@@ -513,18 +462,17 @@ static void destroy(void *state) {
     __atomic_store_n(&s->stopping, 1, __ATOMIC_SEQ_CST);
     if (s->ticker) pthread_join(s->ticker, NULL);
     pthread_mutex_lock(&s->lock);
-    while (s->oldest) {
-        trace *t = s->oldest;
-        unlink_trace(s, t);
+    while (s->traces.oldest) {
+        trace *t = s->traces.oldest;
+        util_traces_unlink(&s->traces, t);
         host->counter_add(s->instance, "spans_dropped_at_shutdown", (int64_t)t->span_count);
-        host->batch_release(t->spans);
-        free(t);
+        util_trace_free(host, t);
     }
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_destroy(&s->lock);
     util_idset_free(&s->decisions);
     free_policies(s->policies, s->npolicies);
-    free(s->buckets);
+    free(s->traces.buckets);
     free(s);
 }
 

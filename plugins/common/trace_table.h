@@ -1,0 +1,101 @@
+/* trace_table.h -- traces held by a processor while it waits for their spans (tail_sampling,
+ * error_flow): a hash table by trace id plus a list in arrival order, so the oldest trace is
+ * found at once. Span copies live in one batch per trace (host->batch_new). Not thread-safe:
+ * callers hold their own lock. Header-only, like plugin_util.h. */
+#ifndef SPANHOST_TRACE_TABLE_H
+#define SPANHOST_TRACE_TABLE_H
+
+#include "plugin_util.h"
+
+#include <time.h>
+
+typedef struct util_trace {
+    uint8_t id[16];
+    uint64_t first_seen_ns;
+    spanhost_batch *spans; /* copies, in a batch of its own; OWNERSHIP: this trace */
+    size_t span_count;
+    size_t over_limit; /* spans not copied because the trace reached its limit */
+    struct util_trace *next_in_bucket;
+    struct util_trace *older, *newer; /* arrival order */
+} util_trace;
+
+typedef struct util_trace_table {
+    util_trace **buckets;
+    size_t nbuckets, held;
+    util_trace *oldest, *newest;
+} util_trace_table;
+
+static inline uint64_t util_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Sizes the table for about `expected` traces. Returns 0 or -1. */
+static inline int util_traces_init(util_trace_table *t, size_t expected) {
+    memset(t, 0, sizeof *t);
+    t->nbuckets = 16;
+    while (t->nbuckets < expected) t->nbuckets *= 2;
+    t->buckets = (util_trace **)calloc(t->nbuckets, sizeof *t->buckets);
+    return t->buckets ? 0 : -1;
+}
+
+static inline size_t util_traces_bucket(const util_trace_table *t, const uint8_t *id) {
+    return (size_t)(util_id_hash(id) & (t->nbuckets - 1));
+}
+
+static inline util_trace *util_traces_find(const util_trace_table *t, const uint8_t *id) {
+    for (util_trace *tr = t->buckets[util_traces_bucket(t, id)]; tr; tr = tr->next_in_bucket)
+        if (!memcmp(tr->id, id, 16)) return tr;
+    return NULL;
+}
+
+/* A new, empty trace, the newest in the table. NULL when out of memory. */
+static inline util_trace *util_traces_add(util_trace_table *t, const spanhost_host_api *host, const uint8_t *id) {
+    util_trace *tr = (util_trace *)calloc(1, sizeof *tr);
+    if (tr) tr->spans = host->batch_new();
+    if (!tr || !tr->spans) {
+        free(tr);
+        return NULL;
+    }
+    memcpy(tr->id, id, 16);
+    tr->first_seen_ns = util_now_ns();
+    size_t b = util_traces_bucket(t, id);
+    tr->next_in_bucket = t->buckets[b];
+    t->buckets[b] = tr;
+    tr->older = t->newest;
+    if (t->newest) t->newest->newer = tr; else t->oldest = tr;
+    t->newest = tr;
+    t->held++;
+    return tr;
+}
+
+/* Takes `tr` off the table; the caller then owns it (release with util_trace_free). */
+static inline void util_traces_unlink(util_trace_table *t, util_trace *tr) {
+    util_trace **pp = &t->buckets[util_traces_bucket(t, tr->id)];
+    while (*pp != tr) pp = &(*pp)->next_in_bucket;
+    *pp = tr->next_in_bucket;
+    if (tr->older) tr->older->newer = tr->newer; else t->oldest = tr->newer;
+    if (tr->newer) tr->newer->older = tr->older; else t->newest = tr->older;
+    t->held--;
+}
+
+static inline void util_trace_free(const spanhost_host_api *host, util_trace *tr) {
+    host->batch_release(tr->spans);
+    free(tr);
+}
+
+/* Copies `span` into the trace unless it holds `max_spans` already. Returns 1 if copied. */
+static inline int util_trace_add_span(const spanhost_host_api *host, util_trace *tr, size_t max_spans,
+                                      const spanhost_resource_spans *rs, const spanhost_scope_spans *ss,
+                                      const spanhost_span *span) {
+    if (tr->span_count >= max_spans) {
+        tr->over_limit++;
+        return 0;
+    }
+    if (!host->batch_add_span(tr->spans, rs->resource, rs->schema_url, ss->scope, ss->schema_url, span)) return 0;
+    tr->span_count++;
+    return 1;
+}
+
+#endif
