@@ -71,8 +71,10 @@ public final class SpanBatch: @unchecked Sendable {
     }
 
     /// The request formats a receiver can decode.
-    public enum InputFormat: Sendable {
+    public enum InputFormat: Sendable, Equatable {
         case otlpProtobuf, otlpJSON, zipkinJSON
+        /// An Omegi agent's error or flow message; its times are local at this offset from UTC.
+        case omegiJSON(utcOffsetSeconds: Int32)
     }
 
     public static func decode(
@@ -102,6 +104,8 @@ public final class SpanBatch: @unchecked Sendable {
             case .otlpProtobuf: return sh_decode_otlp_proto(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             case .otlpJSON: return sh_decode_otlp_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             case .zipkinJSON: return sh_decode_zipkin_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            case .omegiJSON(let offset):
+                return sh_decode_omegi_json(batch.pointer, bytes, count, offset, errBuf.baseAddress, errBuf.count)
             }
         }
         if rc != 0 { throw .invalid(String(cString: err)) }

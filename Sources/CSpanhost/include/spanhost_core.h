@@ -62,6 +62,11 @@ int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, 
 int sh_decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
                           size_t err_cap);
 
+/* Decode one Omegi agent message (Kafka `error` or `flow` topic); see omegi_json.c for the
+ * mapping. Its times are local at `utc_offset_seconds` east of UTC. */
+int sh_decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len, int32_t utc_offset_seconds,
+                         char *err, size_t err_cap);
+
 /* Encode a batch (SPANHOST_ENCODING_*). Returns 0 or -1. */
 int32_t sh_encode_batch(const spanhost_batch *batch, uint32_t encoding, spanhost_buffer *out);
 void sh_buffer_free(spanhost_buffer *buffer);
