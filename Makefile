@@ -9,6 +9,9 @@ VENV        := $(BUILD)/venv
 PY          := $(VENV)/bin/python
 APT_PACKAGES := libssl-dev zlib1g-dev libcurl4 librdkafka-dev python3-venv wrk
 PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* opentelemetry-exporter-zipkin-json==1.* pytest requests
+# The Omegi Python agent pins its own OpenTelemetry versions, so it gets a venv of its own.
+OMEGI_VENV  := $(BUILD)/omegi-venv
+OMEGI_PACKAGES := omegi-instrumentation-python==0.0.8 flask==3.0.3
 
 # C plugins are built with cc; Swift plugins (plugins/<name>/*.swift) are SwiftPM dynamic libraries.
 C_PLUGINS     := $(filter-out common,$(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c)))))
@@ -33,6 +36,11 @@ deps:
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES)
+	touch $@
+
+$(OMEGI_VENV)/.installed: Makefile
+	python3 -m venv $(OMEGI_VENV)
+	$(OMEGI_VENV)/bin/pip install -q --disable-pip-version-check $(OMEGI_PACKAGES)
 	touch $@
 
 build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(BUILD)/test-bin/kafka-mock
@@ -76,12 +84,12 @@ header-check:
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
 	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h
 
-test: build $(VENV)/.installed header-check test-swift test-e2e
+test: build $(VENV)/.installed $(OMEGI_VENV)/.installed header-check test-swift test-e2e
 
 test-swift:
 	swift test $(SWIFT_FLAGS)
 
-test-e2e: build $(VENV)/.installed
+test-e2e: build $(VENV)/.installed $(OMEGI_VENV)/.installed
 	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q Tests/e2e
 
 bench: build $(VENV)/.installed

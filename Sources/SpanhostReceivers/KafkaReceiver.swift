@@ -14,7 +14,7 @@ public struct KafkaReceiverSettings: Sendable, Equatable {
     public var properties: [String: String] = [:]
 
     public init(settings: ConfigValue, path: String) throws {
-        let known = ["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "properties"]
+        let known = ["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "time_zone", "properties"]
         for entry in settings.mapEntries ?? [] where !known.contains(entry.key) {
             throw ConfigError("\(path).\(entry.key)", "unknown key; expected \(known.joined(separator: ", "))")
         }
@@ -40,13 +40,40 @@ public struct KafkaReceiverSettings: Sendable, Equatable {
             switch try requireString(v, "\(path).encoding") {
             case "otlp_proto": encoding = .otlpProtobuf
             case "otlp_json": encoding = .otlpJSON
+            case "omegi":
+                let zone = try settings["time_zone"].map { try requireString($0, "\(path).time_zone") } ?? "UTC"
+                encoding = .omegiJSON(utcOffsetSeconds: try Self.utcOffset(zone, path: "\(path).time_zone"))
             case let other:
-                throw ConfigError("\(path).encoding", "'\(other)' is not otlp_proto or otlp_json (omegi is not supported yet)")
+                throw ConfigError("\(path).encoding", "'\(other)' is not otlp_proto, otlp_json or omegi")
             }
+        }
+        if settings["time_zone"] != nil, case .omegiJSON = encoding {} else if settings["time_zone"] != nil {
+            throw ConfigError("\(path).time_zone", "applies only to encoding: omegi")
         }
         for entry in settings["properties"]?.mapEntries ?? [] {
             properties[entry.key] = try requireString(entry.value, "\(path).properties.\(entry.key)")
         }
+    }
+}
+
+extension KafkaReceiverSettings {
+    /// Seconds east of UTC for `UTC`, `+09:00` / `-0500`, or a zone name like `Asia/Seoul`. A
+    /// named zone's offset is taken once, at load: zones with daylight saving time shift by an
+    /// hour until the next reload after a change.
+    static func utcOffset(_ zone: String, path: String) throws -> Int32 {
+        if zone == "UTC" || zone == "Z" { return 0 }
+        if let sign = zone.first, sign == "+" || sign == "-" {
+            let digits = zone.dropFirst().filter { $0 != ":" }
+            guard digits.count == 4, let hhmm = Int(digits), hhmm / 100 <= 14, hhmm % 100 < 60 else {
+                throw ConfigError(path, "'\(zone)' is not an offset like +09:00")
+            }
+            let seconds = Int32(hhmm / 100 * 3600 + hhmm % 100 * 60)
+            return sign == "-" ? -seconds : seconds
+        }
+        guard let tz = TimeZone(identifier: zone) else {
+            throw ConfigError(path, "'\(zone)' is not a time zone; use UTC, an offset like +09:00 or a name like Asia/Seoul")
+        }
+        return Int32(tz.secondsFromGMT())
     }
 }
 
