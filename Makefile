@@ -54,6 +54,7 @@ build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(BUILD)/test-bin/kafka-mock
 
 # Libraries a C plugin links against, by plugin name.
 LDLIBS_kafka := -lrdkafka
+LDLIBS_kafka_events := -lrdkafka
 LDLIBS_attributes := -lcrypto
 LDLIBS_tail_sampling := -lpthread
 LDLIBS_batch := -lpthread
@@ -61,7 +62,10 @@ LDLIBS_error_flow := -lpthread
 
 $(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h plugins/common/*.h
 	@mkdir -p $(BUILD)/plugins
-	$(CC) $(PLUGIN_CFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS_$*)
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $(wildcard plugins/$*/*.c) $(LDLIBS_$*)
+
+# kafka_events is the kafka exporter's source built as a notifier.
+$(BUILD)/plugins/kafka_events.so: plugins/kafka/kafka.c
 
 examples:
 	@mkdir -p $(BUILD)/plugins

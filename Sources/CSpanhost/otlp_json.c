@@ -630,6 +630,15 @@ static void out_plain_object(jbuf *b, const spanhost_kv_list *l) {
     OUTS(b, "}");
 }
 
+int32_t sh_encode_value_json(const spanhost_value *v, spanhost_buffer *o) {
+    jbuf b = {NULL, 0, 0, 0};
+    out_plain_value(&b, v);
+    if (b.oom) { free(b.data); return -1; }
+    o->data = (uint8_t *)b.data;
+    o->len = b.len;
+    return 0;
+}
+
 int32_t sh_encode_notification_json(const spanhost_notification *n, spanhost_buffer *o) {
     static const char *const severities[] = {"info", "warning", "error", "critical"};
     jbuf b = {NULL, 0, 0, 0};

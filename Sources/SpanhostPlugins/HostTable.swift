@@ -106,6 +106,10 @@ enum HostTable {
             guard let notification, let out else { return -1 }
             return sh_encode_notification_json(notification, out)
         }
+        api.encode_value = { value, out in
+            guard let value, let out else { return -1 }
+            return sh_encode_value_json(value, out)
+        }
         return api
     }
 }

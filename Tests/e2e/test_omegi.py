@@ -36,6 +36,10 @@ exporters:
 notifiers:
   webhook:
     endpoint: %s
+  kafka_events:
+    brokers: [%s]
+    topic: error_flows
+    payload: omegi
 plugins:
   dir: {plugins}
 admin:
@@ -46,7 +50,7 @@ service:
       receivers: [kafka]
       processors: [error_flow]
       exporters: [file]
-      notifiers: [webhook]
+      notifiers: [webhook, kafka_events]
 """
 
 
@@ -56,10 +60,10 @@ def compact(name):
 
 
 def test_recorded_omegi_messages_become_spans_and_error_flows(spanhost, tmp):
-    cluster = MockCluster("error", "flow")
+    cluster = MockCluster("error", "flow", "error_flows")
     hook = HookServer()
     try:
-        s = spanhost(CONFIG % (cluster.bootstrap, hook.url))
+        s = spanhost(CONFIG % (cluster.bootstrap, hook.url, cluster.bootstrap))
         for topic, name in [("flow", "flow.pretty.json"), ("error", "error.pretty.json"), ("error", "error_mixed_batch_run2.json")]:
             cluster.command(f"produce {topic} " + compact(name).hex())
             assert cluster.proc.stdout.readline().strip() == "OK"
@@ -86,6 +90,11 @@ def test_recorded_omegi_messages_become_spans_and_error_flows(spanhost, tmp):
         assert omegi["error"]["exception.flow"]["step.1"] == "demo-flask.service.order_service.validate_qty"
         assert [sp["name"] for sp in omegi["spans"]][-1] == "/error"
         assert omegi["spans"][-1]["spanEnterTime"].startswith("2026-11-22 01:3")
+        # The same record, in the Omegi agents' shape, published to Kafka by kafka_events.
+        published = cluster.consume("error_flows", 1)
+        assert len(published) == 1
+        record = json.loads(published[0][2])
+        assert record == omegi and published[0][1] == flows[0]["trace_id"]
         print(f"\nproduced 4 messages; consumed {counters()}; exported {len(spans)} spans; "
               f"error flows {processor['error_flows']} in {len(flows)} notification(s)")
         assert s.stop() == 0
@@ -143,11 +152,11 @@ def place_order(item: str, qty: int):
 
 @pytest.mark.skipif(not os.path.exists(OMEGI_PYTHON), reason="build/omegi-venv is made by `make test`")
 def test_the_omegi_python_agent_end_to_end(spanhost, tmp):
-    cluster = MockCluster("error", "flow")
+    cluster = MockCluster("error", "flow", "error_flows")
     hook = HookServer()
     app = None
     try:
-        s = spanhost(CONFIG % (cluster.bootstrap, hook.url))
+        s = spanhost(CONFIG % (cluster.bootstrap, hook.url, cluster.bootstrap))
         root = os.path.join(tmp, "app")
         os.makedirs(os.path.join(root, "service"))
         with open(os.path.join(root, "app.py"), "w") as f:

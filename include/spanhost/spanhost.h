@@ -1,5 +1,5 @@
 /*
- * spanhost.h -- the Spanhost plugin ABI, version 1.1 (1.1 added host->encode_notification).
+ * spanhost.h -- the Spanhost plugin ABI, version 1.1 (1.1 added host->encode_notification and encode_value).
  *
  * This header is the whole contract between the Spanhost host (spanhostd) and its plugins.
  * A plugin includes it, implements one exported entry function, and links against nothing of
@@ -397,6 +397,9 @@ typedef struct spanhost_host_api {
      * Attribute values become plain JSON (strings, numbers, booleans, arrays, objects; bytes
      * as base64). Returns 0 or -1. Release the buffer with buffer_free. */
     int32_t (*encode_notification)(const spanhost_notification *notification, spanhost_buffer *out);
+    /* Serializes one value as plain JSON, as encode_notification writes attribute values.
+     * Returns 0 or -1. Release the buffer with buffer_free. */
+    int32_t (*encode_value)(const spanhost_value *value, spanhost_buffer *out);
 } spanhost_host_api;
 
 /* ------------------------------------------------------------------------------------------ */

@@ -21,6 +21,9 @@
 
 #include <librdkafka/rdkafka.h>
 
+/* Built twice: as the `kafka` exporter, and with KAFKA_EVENTS defined as the `kafka_events`
+ * notifier (plugins/kafka_events), which shares the producer set-up below. */
+
 static const spanhost_host_api *host;
 
 typedef struct kafka_state {
@@ -29,6 +32,7 @@ typedef struct kafka_state {
     char topic[256];
     int json;
     int by_trace;
+    char payload[256]; /* kafka_events: "" for the whole event, else one attribute's key */
 } kafka_state;
 
 /* The outcome of one export call's messages, filled by delivery reports. Export calls may run
@@ -99,7 +103,14 @@ static int32_t kafka_create(const spanhost_config *config, spanhost_instance *in
     if (!brokers[0]) FAIL("brokers: required, a list of host:port");
     if (set(conf, "bootstrap.servers", brokers, "brokers", status)) goto fail;
 
+#ifdef KAFKA_EVENTS
+    strcpy(s->topic, "spanhost_events");
+    if (host->config_string(config, "payload", &v) == SPANHOST_CONFIG_FOUND && !util_str_is(v, "event") &&
+        (v.len == 0 || cstr(v, s->payload, sizeof s->payload)))
+        FAIL("payload: must be event or an attribute key such as omegi");
+#else
     strcpy(s->topic, "otlp_spans");
+#endif
     if (host->config_string(config, "topic", &v) == SPANHOST_CONFIG_FOUND && (v.len == 0 || cstr(v, s->topic, sizeof s->topic)))
         FAIL("topic: must be a topic name");
     if (host->config_string(config, "encoding", &v) == SPANHOST_CONFIG_FOUND) {
@@ -176,6 +187,7 @@ static int produce(kafka_state *s, spanhost_buffer *payload, const char *key, si
     return -1;
 }
 
+#ifndef KAFKA_EVENTS
 static int same_trace(const uint8_t *a, const uint8_t *b) { return memcmp(a, b, 16) == 0; }
 
 /* One message per trace: spans of each trace copied into a batch of their own. */
@@ -253,6 +265,48 @@ static int32_t kafka_export(void *state, const spanhost_batch *batch, spanhost_s
     }
     return SPANHOST_OK;
 }
+#endif
+
+#ifdef KAFKA_EVENTS
+/* One message per event: the event's JSON, or one attribute's value as JSON (`payload`), keyed
+ * by the trace id in hex (or the event's key when it is about no single trace). OK once the
+ * broker acknowledged it. Events without the payload attribute are skipped and counted. */
+static int32_t kafka_notify(void *state, const spanhost_notification *n, spanhost_status *status) {
+    kafka_state *s = (kafka_state *)state;
+    spanhost_buffer payload = {NULL, 0};
+    int rc;
+    if (s->payload[0]) {
+        spanhost_str key = {s->payload, strlen(s->payload)};
+        const spanhost_value *value = util_find(&n->attributes, key);
+        if (!value) {
+            host->counter_add(s->instance, "events_without_payload", 1);
+            return SPANHOST_OK;
+        }
+        rc = host->encode_value(value, &payload);
+    } else {
+        rc = host->encode_notification(n, &payload);
+    }
+    if (rc != 0) {
+        snprintf(status->message, status->message_cap, "encoding the event failed");
+        return SPANHOST_PERMANENT;
+    }
+    char key[33];
+    size_t key_len = 32;
+    int any = 0;
+    for (int b = 0; b < 16; b++) any |= n->trace_id[b];
+    if (any) for (int b = 0; b < 16; b++) snprintf(key + 2 * b, 3, "%02x", n->trace_id[b]);
+    delivery d = {0, 0, 0, RD_KAFKA_RESP_ERR_NO_ERROR};
+    produce(s, &payload, any ? key : n->key.ptr, any ? key_len : n->key.len, &d);
+    host->buffer_free(&payload);
+    while (__atomic_load_n(&d.pending, __ATOMIC_SEQ_CST) > 0) rd_kafka_poll(s->rk, 2);
+    if (d.failed) {
+        snprintf(status->message, status->message_cap, "event to %s failed: %s", s->topic, rd_kafka_err2str(d.err));
+        return d.permanent ? SPANHOST_PERMANENT : SPANHOST_RETRYABLE;
+    }
+    host->counter_add(s->instance, "messages_acked", 1);
+    return SPANHOST_OK;
+}
+#endif
 
 static int32_t kafka_flush(void *state, spanhost_status *status) {
     kafka_state *s = (kafka_state *)state;
@@ -270,11 +324,19 @@ static void kafka_destroy(void *state) {
     free(s);
 }
 
+#ifdef KAFKA_EVENTS
+static const spanhost_plugin plugin = {
+    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, 0,
+    "kafka_events", "1.0.0", "publishes events (or one attribute of them, such as an error-flow record) to Kafka",
+    kafka_create, NULL, NULL, NULL, kafka_notify, kafka_flush, kafka_destroy,
+};
+#else
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER, SPANHOST_PLUGIN_CONCURRENT,
     "kafka", "1.0.0", "publishes OTLP messages to Kafka (librdkafka)",
     kafka_create, NULL, NULL, kafka_export, NULL, kafka_flush, kafka_destroy,
 };
+#endif
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {
     host = api;

@@ -49,6 +49,8 @@ size_t sh_batch_compact(spanhost_batch *batch);
 spanhost_notification *sh_notification_copy(spanhost_batch *arena, const spanhost_notification *notification);
 /* The JSON form documented at spanhost_host_api.encode_notification. Returns 0 or -1. */
 int32_t sh_encode_notification_json(const spanhost_notification *notification, spanhost_buffer *out);
+/* One value as plain JSON (spanhost_host_api.encode_value). Returns 0 or -1. */
+int32_t sh_encode_value_json(const spanhost_value *value, spanhost_buffer *out);
 
 /* --- OTLP codecs ----------------------------------------------------------------------- */
 
