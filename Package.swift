@@ -40,10 +40,12 @@ let package = Package(
         ),
         // Alert rules (error_span, error_rate, latency) and deduplication of notifications.
         .target(name: "SpanhostAlerts", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig"]),
-        // Pipelines: processor chains, exporter and notifier queues with retry, generations.
+        // Exporter sending queues: in memory, or in checksummed segment files on disk.
+        .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", .product(name: "Logging", package: "swift-log")]),
+        // Pipelines: processor chains, exporter and notifier runners with retry, generations.
         .target(
             name: "SpanhostPipeline",
-            dependencies: ["SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts",
+            dependencies: ["SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Receivers: OTLP/HTTP and Zipkin on SwiftNIO, Kafka on librdkafka.
@@ -58,7 +60,7 @@ let package = Package(
         // Admin endpoint, signals, assembling receivers and pipelines into a running server.
         .target(
             name: "SpanhostServer",
-            dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostReceivers",
+            dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostQueues", "SpanhostReceivers",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -36,6 +36,8 @@ static atomic_size_t live_bytes;
 
 size_t sh_live_batch_bytes(void) { return atomic_load_explicit(&live_bytes, memory_order_relaxed); }
 
+size_t sh_batch_bytes(const spanhost_batch *batch) { return impl(batch)->bytes; }
+
 static void account(sh_batch_impl *b, size_t n) {
     b->bytes += n;
     atomic_fetch_add_explicit(&live_bytes, n, memory_order_relaxed);

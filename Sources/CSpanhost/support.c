@@ -83,6 +83,17 @@ int sh_gunzip(const uint8_t *data, size_t len, size_t limit, uint8_t **out, size
     return SH_GUNZIP_OK;
 }
 
+uint32_t sh_crc32(uint32_t crc, const void *data, size_t len) {
+    const Bytef *p = (const Bytef *)data;
+    while (len > 0) { /* zlib takes uInt lengths */
+        uInt n = len > 0x40000000u ? 0x40000000u : (uInt)len;
+        crc = (uint32_t)crc32(crc, p, n);
+        p += n;
+        len -= n;
+    }
+    return crc;
+}
+
 int32_t sh_gzip(const uint8_t *data, size_t len, spanhost_buffer *out) {
     z_stream z;
     memset(&z, 0, sizeof z);

@@ -134,6 +134,9 @@ public final class SpanBatch: @unchecked Sendable {
 
     public var spanCount: Int { sh_batch_span_count(pointer) }
 
+    /// Bytes this batch holds in memory (its arena and the body it was decoded from).
+    public var arenaBytes: Int { sh_batch_bytes(pointer) }
+
     /// Bytes held by every live batch in the process (the memory limiter's measure).
     public static var liveBytes: Int { sh_live_batch_bytes() }
 

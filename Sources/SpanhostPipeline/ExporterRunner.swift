@@ -3,6 +3,7 @@ import Logging
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPlugins
+import SpanhostQueues
 
 /// Retry on retryable export failures, as the Collector's exporter helper does it.
 public struct RetryPolicy: Sendable, Equatable {
@@ -30,17 +31,18 @@ public struct RetryPolicy: Sendable, Equatable {
     }
 }
 
-/// One exporter instance with its sending queue and the worker thread that drains it.
+/// One exporter instance with its sending queue and the worker threads that drain it.
 ///
 /// Receivers never wait on an exporter: they enqueue (or are refused when the queue is full)
-/// and the worker calls the plugin, retrying retryable failures with exponential backoff.
+/// and the workers call the plugin, retrying retryable failures with exponential backoff. The
+/// queue is in memory, or on disk with `sending_queue.storage` (see DiskQueue): then a batch
+/// is on disk before the receiver answers, a shutdown leaves what is queued there for the next
+/// start, and a batch given up on goes to the dead-letter file instead of being dropped.
 public final class ExporterRunner: @unchecked Sendable {
     public let instance: PluginInstance
-    public let queueCapacity: Int
     public let retry: RetryPolicy
+    public let queue: BatchQueue
     private let condition = NSCondition()
-    private var queue: [SpanBatch] = []
-    private var head = 0
     private var stopping = false
     private var started = false
     /// Set by shutdown: retries continue until then, not beyond.
@@ -58,24 +60,20 @@ public final class ExporterRunner: @unchecked Sendable {
     public init(instance: PluginInstance, settings: ConfigValue, path: String) throws {
         self.instance = instance
         self.retry = try RetryPolicy(settings: settings, path: path)
-        var capacity = 1000
-        var consumers = instance.library.isConcurrent ? 4 : 1
-        if let queue = settings["sending_queue"] {
-            if let size = queue["queue_size"] {
-                guard let n = size.intValue, n > 0 else {
-                    throw ConfigError("\(path).sending_queue.queue_size", "must be a positive integer")
-                }
-                capacity = Int(n)
+        let config = try SendingQueueConfig(settings: settings["sending_queue"], path: "\(path).sending_queue",
+                                            concurrent: instance.library.isConcurrent)
+        consumers = config.consumers
+        if let storage = config.storage {
+            // One directory per exporter id under the storage directory.
+            let directory = "\(storage)/\(instance.id.description.replacingOccurrences(of: "/", with: "_"))"
+            do {
+                queue = try DiskQueue.open(directory: directory, limits: config.limits, fsync: config.fsync)
+            } catch {
+                throw ConfigError("\(path).sending_queue.storage", "\(error)")
             }
-            if let value = queue["num_consumers"] {
-                guard let n = value.intValue, (1...64).contains(n) else {
-                    throw ConfigError("\(path).sending_queue.num_consumers", "must be an integer from 1 to 64")
-                }
-                consumers = Int(n)
-            }
+        } else {
+            queue = MemoryQueue(limits: config.limits)
         }
-        self.queueCapacity = capacity
-        self.consumers = consumers
         var logger = Logger(label: "spanhost.exporter")
         logger[metadataKey: "component"] = "\(instance.id)"
         self.logger = logger
@@ -91,46 +89,49 @@ public final class ExporterRunner: @unchecked Sendable {
         }
     }
 
-    /// Batches waiting, not counting the one being exported.
-    public var queueDepth: Int { condition.withLock { queue.count - head } }
+    /// Batches waiting, not counting those being exported.
+    public var queueDepth: Int { queue.depth }
 
-    public var isFull: Bool { condition.withLock { queue.count - head >= queueCapacity } }
+    public var isFull: Bool { queue.isFull }
 
     /// Queues a batch. `force` lets a fan-out that already checked every queue for room
     /// finish even if another receiver filled this one in the meantime.
     @discardableResult
     public func enqueue(_ batch: SpanBatch, force: Bool = false) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        guard !stopping, force || queue.count - head < queueCapacity else {
-            counters.add("refused", Int64(batch.spanCount))
+        let spans = Int64(batch.spanCount)
+        guard !condition.withLock({ stopping }), queue.offer(batch, force: force) else {
+            counters.add("refused", spans)
             return false
         }
-        queue.append(batch)
-        counters.add("queued", Int64(batch.spanCount))
-        condition.signal()
+        counters.add("queued", spans)
         return true
     }
 
-    /// Stops taking batches, exports what is queued until `deadline`, then destroys the
-    /// instance. Returns how many spans were not delivered.
+    /// Stops taking batches and exports what is queued until `deadline` (a disk queue keeps
+    /// it instead), then destroys the instance. Returns how many spans were not delivered.
     public func shutdown(deadline: ContinuousClock.Instant) -> Int {
+        condition.withLock {
+            stopping = true
+            drainDeadline = deadline
+        }
+        queue.wake()
         condition.lock()
-        stopping = true
-        drainDeadline = deadline
-        condition.broadcast()
-        while (queue.count > head || busy > 0) && ContinuousClock.now < deadline {
+        while ((!queue.isPersistent && queue.depth > 0) || busy > 0) && ContinuousClock.now < deadline {
             _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02))
         }
-        let left = queue[head...].reduce(0) { $0 + $1.spanCount }
-        queue.removeAll()
-        head = 0
-        condition.broadcast()
         let stillBusy = busy > 0
         condition.unlock()
-        if left > 0 {
-            counters.add("undelivered", Int64(left))
-            logger.error("shutdown deadline passed with spans still queued", metadata: ["undelivered_spans": "\(left)"])
+        var left = 0
+        if let memory = queue as? MemoryQueue {
+            left = memory.drainRemaining().reduce(0) { $0 + $1.spanCount }
+            if left > 0 {
+                counters.add("undelivered", Int64(left))
+                logger.error("shutdown deadline passed with spans still queued", metadata: ["undelivered_spans": "\(left)"])
+            }
+        } else if let disk = queue as? DiskQueue {
+            disk.sync()
+            let kept = disk.depth
+            if kept > 0 { logger.info("queued batches kept on disk for the next start", metadata: ["batches": "\(kept)"]) }
         }
         if !stillBusy {
             _ = instance.flush()
@@ -139,26 +140,12 @@ public final class ExporterRunner: @unchecked Sendable {
         return left
     }
 
-    private func next() -> SpanBatch? {
-        condition.lock()
-        defer { condition.unlock() }
-        while queue.count == head {
-            if stopping { return nil }
-            condition.wait()
-        }
-        let batch = queue[head]
-        head += 1
-        if head > 64 && head * 2 > queue.count {
-            queue.removeFirst(head)
-            head = 0
-        }
-        busy += 1
-        return batch
-    }
+    private var active: Bool { condition.withLock { !stopping || (!queue.isPersistent && ContinuousClock.now < (drainDeadline ?? .now)) } }
 
     private func run() {
-        while let batch = next() {
-            deliver(batch)
+        while let item = queue.take(while: { active }) {
+            condition.withLock { busy += 1 }
+            deliver(item)
             condition.withLock {
                 busy -= 1
                 condition.broadcast()
@@ -166,40 +153,98 @@ public final class ExporterRunner: @unchecked Sendable {
         }
     }
 
-    private func deliver(_ batch: SpanBatch) {
-        let spans = Int64(batch.spanCount)
+    private func deliver(_ item: QueuedBatch) {
+        let spans = Int64(item.spans)
         let started = ContinuousClock.now
         var interval = retry.initialInterval
+        func giveUp(_ counter: String, _ message: String, _ reason: String) {
+            counters.add(counter, spans)
+            let where_ = queue.isPersistent ? "batch dead-lettered" : "batch dropped"
+            logger.error("\(message); \(where_)", metadata: ["spans": "\(spans)", "error": "\(reason)"])
+            queue.done(item, .failed(reason: reason))
+        }
+        /// Waits before the next attempt; false when it is time to stop trying.
+        func backOff(_ retryAfter: Duration?, _ message: String) -> Bool {
+            let wait = max(interval, retryAfter ?? .zero)
+            // Draining for a shutdown or reload: keep retrying, but not past its deadline.
+            let pastDrain = condition.withLock { drainDeadline.map { ContinuousClock.now + wait > $0 } ?? false }
+            if pastDrain && queue.isPersistent {
+                queue.release(item)  // stays on disk for whoever takes the queue next
+                return false
+            }
+            if !retry.enabled || ContinuousClock.now - started + wait > retry.maxElapsedTime || pastDrain {
+                giveUp("failed", "export failed; giving up", message)
+                return false
+            }
+            counters.add("retried", spans)
+            logger.warning("export failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
+            Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+            interval = min(interval * 2, retry.maxInterval)
+            return true
+        }
         while true {
-            switch instance.export(batch) {
+            switch instance.export(item.batch) {
             case .ok, .consumed:
                 counters.add("exported", spans)
+                queue.done(item, .delivered)
                 return
             case .permanent(let message):
-                counters.add("failed", spans)
-                logger.error("export failed permanently; batch dropped", metadata: ["spans": "\(spans)", "error": "\(message)"])
-                return
-            case .unavailable(let message):
-                counters.add("undelivered", spans)
-                logger.error("exporter unavailable; batch dropped", metadata: ["spans": "\(spans)", "reason": "\(message)"])
-                return
+                return giveUp("failed", "export failed permanently", message)
             case .retryable(let retryAfter, let message):
-                let wait = max(interval, retryAfter ?? .zero)
-                // Draining for a shutdown or reload: keep retrying, but not past its deadline.
-                let pastDrain = condition.withLock { drainDeadline.map { ContinuousClock.now + wait > $0 } ?? false }
-                if !retry.enabled || ContinuousClock.now - started + wait > retry.maxElapsedTime || pastDrain {
-                    counters.add("failed", spans)
-                    logger.error("export failed; giving up", metadata: ["spans": "\(spans)", "error": "\(message)"])
-                    return
-                }
-                counters.add("retried", spans)
-                logger.warning("export failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
-                Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
-                interval = min(interval * 2, retry.maxInterval)
+                if !backOff(retryAfter, message) { return }
+            case .unavailable(let message):
+                // A hung instance or an open circuit breaker: not this batch's fault; wait for it.
+                counters.add("unavailable", spans)
+                if !backOff(.seconds(1), message) { return }
             }
         }
     }
+}
 
+/// `sending_queue` of an exporter.
+struct SendingQueueConfig {
+    var limits = QueueLimits(items: 1000, bytes: Int.max)
+    var consumers: Int
+    var storage: String?
+    var fsync = FsyncPolicy.interval(.seconds(1))
+
+    init(settings: ConfigValue?, path: String, concurrent: Bool) throws {
+        consumers = concurrent ? 4 : 1
+        guard let settings, settings != .null else { return }
+        let known = ["enabled", "queue_size", "num_consumers", "max_size_mib", "storage", "fsync"]
+        for entry in settings.mapEntries ?? [] where !known.contains(entry.key) {
+            throw ConfigError("\(path).\(entry.key)", "unknown key; expected \(known.joined(separator: ", "))")
+        }
+        if let size = settings["queue_size"] {
+            guard let n = size.intValue, n > 0 else { throw ConfigError("\(path).queue_size", "must be a positive integer") }
+            limits.items = Int(n)
+        }
+        if let value = settings["num_consumers"] {
+            guard let n = value.intValue, (1...64).contains(n) else {
+                throw ConfigError("\(path).num_consumers", "must be an integer from 1 to 64")
+            }
+            consumers = Int(n)
+        }
+        if let value = settings["storage"] {
+            storage = try requireString(value, "\(path).storage")
+            limits.bytes = 1 << 30
+        }
+        if let value = settings["max_size_mib"] {
+            guard let mib = value.doubleValue, mib > 0 else { throw ConfigError("\(path).max_size_mib", "must be a positive number of MiB") }
+            limits.bytes = Int(mib * 1024 * 1024)
+        }
+        if let value = settings["fsync"] {
+            guard storage != nil else { throw ConfigError("\(path).fsync", "applies only with storage") }
+            switch value.stringValue {
+            case "always": fsync = .always
+            case "never": fsync = .never
+            default:
+                let every = try parseDuration(value, path: "\(path).fsync")
+                guard every > .zero else { throw ConfigError("\(path).fsync", "must be always, never or an interval like 1s") }
+                fsync = .interval(every)
+            }
+        }
+    }
 }
 
 extension CallPolicy {

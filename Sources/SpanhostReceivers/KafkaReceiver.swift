@@ -189,9 +189,19 @@ public final class KafkaReceiver: @unchecked Sendable {
         }
     }
 
-    /// Offers the batch until the pipelines take it (or refuse it for good), then stores the offset.
+    /// Offers the batch until the pipelines take it (or refuse it for good), then stores the
+    /// offset. While they refuse (full queues, memory limit), the assigned partitions are paused
+    /// so librdkafka stops fetching into memory, and resumed once the batch is taken.
     private func deliver(_ batch: SpanBatch, message: UnsafeMutablePointer<rd_kafka_message_t>) {
         let spans = batch.spanCount
+        var paused: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        defer {
+            if let paused {
+                rd_kafka_resume_partitions(consumer, paused)
+                rd_kafka_topic_partition_list_destroy(paused)
+                logger.info("partitions resumed")
+            }
+        }
         while !isStopping {
             switch sink(batch) {
             case .accepted(let rejected, _):
@@ -203,10 +213,19 @@ public final class KafkaReceiver: @unchecked Sendable {
                 logger.error("message dropped: the pipelines refused it permanently", metadata: ["reason": "\(reason)"])
                 store(message)
                 return
-            case .refused(let seconds, _):
+            case .refused(let seconds, let reason):
                 counters.add(refusedRequests: 1)
-                // Keep the group membership alive while waiting: poll is not called here, but
-                // max.poll.interval.ms (5 min by default) is far above the pause.
+                if paused == nil {
+                    var assigned: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+                    if rd_kafka_assignment(consumer, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR, let assigned {
+                        rd_kafka_pause_partitions(consumer, assigned)
+                        paused = assigned
+                        counters.add(pauses: 1)
+                        logger.warning("partitions paused: the pipelines refuse", metadata: ["reason": "\(reason)", "partitions": "\(assigned.pointee.cnt)"])
+                    }
+                }
+                // Poll is not called while paused: max.poll.interval.ms (5 min by default) is
+                // how long a refusal may last before the group gives the partitions to others.
                 Thread.sleep(forTimeInterval: Double(min(max(seconds, 1), 5)))
             }
         }

@@ -7,21 +7,27 @@ public final class ReceiverCounters: @unchecked Sendable {
     private var dropped: Int64 = 0
     private var refused: Int64 = 0
     private var rejected: Int64 = 0
+    /// Kafka: times the partitions were paused because the pipelines refused.
+    private var paused: Int64 = 0
 
     public init() {}
 
-    public func add(acceptedSpans: Int = 0, droppedSpans: Int = 0, refusedRequests: Int = 0, rejectedRequests: Int = 0) {
+    public func add(acceptedSpans: Int = 0, droppedSpans: Int = 0, refusedRequests: Int = 0, rejectedRequests: Int = 0,
+                    pauses: Int = 0) {
         lock.withLock {
             accepted += Int64(acceptedSpans)
             dropped += Int64(droppedSpans)
             refused += Int64(refusedRequests)
             rejected += Int64(rejectedRequests)
+            paused += Int64(pauses)
         }
     }
 
     public var snapshot: [String: Int64] {
         lock.withLock {
-            ["accepted_spans": accepted, "dropped_spans": dropped, "refused_requests": refused, "rejected_requests": rejected]
+            var values = ["accepted_spans": accepted, "dropped_spans": dropped, "refused_requests": refused, "rejected_requests": rejected]
+            if paused > 0 { values["partition_pauses"] = paused }
+            return values
         }
     }
 }

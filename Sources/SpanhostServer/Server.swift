@@ -6,6 +6,7 @@ import NIOPosix
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPipeline
+import SpanhostQueues
 import SpanhostPlugins
 import SpanhostReceivers
 
@@ -314,11 +315,11 @@ public final class Server: @unchecked Sendable {
     func status() -> StatusReport {
         let generation = current.value
         let current = Set(generation.catalog.libraries.values.map(\.sha256))
-        func component(_ instance: PluginInstance, queueDepth: Int? = nil,
+        func component(_ instance: PluginInstance, queueDepth: Int? = nil, queue: QueueStats? = nil,
                        delay: (p50: Double, p99: Double)? = nil) -> StatusReport.Component {
             .init(id: "\(instance.id)", kind: instance.library.kind.rawValue, instance: instance.uid, health: instance.health,
                   plugin: "\(instance.library.name)@\(instance.library.sha256.prefix(12))",
-                  counters: instance.counters.snapshot, queueDepth: queueDepth,
+                  counters: instance.counters.snapshot, queueDepth: queueDepth, queue: queue,
                   notifyDelayMs: delay.map { ["p50": $0.p50, "p99": $0.p99] })
         }
         return StatusReport(
@@ -332,7 +333,7 @@ public final class Server: @unchecked Sendable {
             receivers: stateLock.withLock { receiverCounters }.sorted { $0.key.description < $1.key.description }.map {
                 .init(id: "\($0.key)", counters: $0.value.snapshot)
             },
-            exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth) },
+            exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth, queue: $0.queue.stats) },
             notifiers: generation.notifiers.map { component($0.instance, queueDepth: $0.queueDepth, delay: $0.delayPercentiles) },
             pipelines: generation.pipelines.map { pipeline in
                 .init(id: pipeline.id, processors: pipeline.processors.map { component($0) },
@@ -368,6 +369,8 @@ struct StatusReport: Encodable {
         var plugin: String
         var counters: [String: Int64]
         var queueDepth: Int?
+        /// Exporters: the sending queue (depth, spans, oldest item age, bytes in memory or on disk).
+        var queue: QueueStats?
         /// Notifiers: milliseconds from an event's first occurrence to the notify call.
         var notifyDelayMs: [String: Double]?
     }

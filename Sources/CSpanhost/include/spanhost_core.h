@@ -29,6 +29,8 @@ const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len)
 int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size);
 /* Bytes held by every live batch of the process. */
 size_t sh_live_batch_bytes(void);
+/* Bytes held by one batch's arena (and the blocks it adopted). */
+size_t sh_batch_bytes(const spanhost_batch *batch);
 
 int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
                          const spanhost_value *value);
@@ -90,6 +92,9 @@ int32_t sh_encode_rpc_status(uint32_t encoding, int32_t code, const char *messag
 int sh_gunzip(const uint8_t *data, size_t len, size_t limit, uint8_t **out, size_t *out_len);
 /* Deflate into gzip. Returns 0 or -1. */
 int32_t sh_gzip(const uint8_t *data, size_t len, spanhost_buffer *out);
+
+/* zlib's CRC-32, continuing from `crc` (0 to start). */
+uint32_t sh_crc32(uint32_t crc, const void *data, size_t len);
 
 /* SHA-256 of a file as 64 lowercase hex characters plus NUL. Returns 0 or -1. */
 int sh_sha256_file(const char *path, char out_hex[65]);

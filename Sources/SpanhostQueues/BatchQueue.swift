@@ -1,0 +1,138 @@
+import Foundation
+import SpanhostModel
+
+/// A batch taken from a queue to export. Hand it back with `done` (delivered, dead-lettered or
+/// dropped) or `release` (not handled; it stays queued).
+public struct QueuedBatch: @unchecked Sendable {
+    public let batch: SpanBatch
+    public let spans: Int
+    let location: SegmentLog.Location?
+}
+
+/// What became of a batch taken from a queue.
+public enum QueueOutcome: Sendable {
+    case delivered
+    /// Given up on (permanent rejection, retries exhausted): a disk queue writes it to its
+    /// dead-letter file with the reason; a memory queue drops it.
+    case failed(reason: String)
+}
+
+/// An exporter's sending queue. `offer` never blocks; `take` blocks until a batch is there or
+/// `active` turns false (checked at least every 200 ms, and at once after `wake`).
+public protocol BatchQueue: AnyObject, Sendable {
+    /// Queues a batch; false when full (items or bytes). `force` ignores the limits (a fan-out
+    /// that already checked every queue for room).
+    func offer(_ batch: SpanBatch, force: Bool) -> Bool
+    func take(while active: () -> Bool) -> QueuedBatch?
+    func done(_ item: QueuedBatch, _ outcome: QueueOutcome)
+    func release(_ item: QueuedBatch)
+    /// Wakes every waiting `take` to check its `active`.
+    func wake()
+    /// True when batches survive a restart (so a shutdown leaves them queued).
+    var isPersistent: Bool { get }
+    var isFull: Bool { get }
+    var depth: Int { get }
+    var stats: QueueStats { get }
+}
+
+/// What /status and /metrics show about a queue.
+public struct QueueStats: Sendable, Encodable {
+    public var depth: Int
+    public var spans: Int
+    public var oldestAgeSeconds: Double?
+    public var bytesInMemory: Int
+    /// Disk queues: bytes of batches not yet delivered (what max_size_mib limits), and the
+    /// size of the segment files (which also hold delivered batches until a segment is done).
+    public var bytesQueued: Int?
+    public var bytesOnDisk: Int?
+    public var deadLettered: Int?
+    public var recoveredBatches: Int?
+    public var cutBytes: Int?
+}
+
+/// Limits of a queue, from `sending_queue`.
+public struct QueueLimits: Sendable, Equatable {
+    public var items: Int
+    /// Bytes of queued batches: in memory for a memory queue, on disk for a disk queue.
+    public var bytes: Int
+
+    public init(items: Int, bytes: Int) {
+        self.items = items
+        self.bytes = bytes
+    }
+}
+
+/// Batches held in memory, lost if the process dies.
+public final class MemoryQueue: BatchQueue, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var items: [(batch: SpanBatch, spans: Int, bytes: Int, at: ContinuousClock.Instant)] = []
+    private var head = 0
+    private var bytes = 0
+    let limits: QueueLimits
+
+    public init(limits: QueueLimits) { self.limits = limits }
+
+    public func offer(_ batch: SpanBatch, force: Bool) -> Bool {
+        let size = batch.arenaBytes
+        return condition.withLock {
+            guard force || (items.count - head < limits.items && bytes + size <= limits.bytes) else { return false }
+            items.append((batch, batch.spanCount, size, .now))
+            bytes += size
+            condition.signal()
+            return true
+        }
+    }
+
+    public func take(while active: () -> Bool) -> QueuedBatch? {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count == head {
+            if !active() { return nil }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
+        }
+        let item = items[head]
+        head += 1
+        bytes -= item.bytes
+        if head > 64 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return QueuedBatch(batch: item.batch, spans: item.spans, location: nil)
+    }
+
+    public func done(_ item: QueuedBatch, _ outcome: QueueOutcome) {}
+
+    public func release(_ item: QueuedBatch) {}
+
+    public func wake() { condition.withLock { condition.broadcast() } }
+
+    public var isPersistent: Bool { false }
+
+    /// Takes what is still queued (a shutdown counts it as undelivered).
+    public func drainRemaining() -> [SpanBatch] {
+        condition.withLock {
+            defer {
+                items.removeAll()
+                head = 0
+                bytes = 0
+            }
+            return items[head...].map(\.batch)
+        }
+    }
+
+    public var isFull: Bool { condition.withLock { items.count - head >= limits.items || bytes >= limits.bytes } }
+    public var depth: Int { condition.withLock { items.count - head } }
+
+    public var stats: QueueStats {
+        condition.withLock {
+            let pending = items[head...]
+            return QueueStats(depth: pending.count, spans: pending.reduce(0) { $0 + $1.spans },
+                              oldestAgeSeconds: pending.first.map { (ContinuousClock.now - $0.at).seconds },
+                              bytesInMemory: bytes)
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

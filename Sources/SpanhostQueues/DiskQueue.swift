@@ -1,0 +1,204 @@
+import CSpanhost
+import Foundation
+import Logging
+import SpanhostModel
+
+/// A persistent sending queue: every offered batch is appended to a segment file (and fsynced,
+/// per policy) before `offer` returns, so a receiver answers 200 only for what is on disk. Only
+/// an index is kept in memory; batches are read back when taken. What is on disk when the
+/// queue opens is queued again, oldest first. A batch given up on is appended to
+/// `dead_letter.jsonl` (time, reason, spans, the request as OTLP JSON) and acknowledged, so a
+/// replay never loops on it.
+///
+/// One DiskQueue exists per directory in the process (`open` shares it), so when a reload
+/// replaces an exporter, the old and new runner take from the same queue and nothing is
+/// replayed twice.
+public final class DiskQueue: BatchQueue, @unchecked Sendable {
+    public let directory: String
+    private let condition = NSCondition()
+    private let log: SegmentLog
+    private var pending: [(location: SegmentLog.Location, spans: Int, at: ContinuousClock.Instant)] = []
+    private var head = 0
+    /// Bytes of batches not yet acknowledged (queued or being exported): what the limit counts.
+    private var liveBytes = 0
+    private var inFlight = 0
+    private var deadLettered = 0
+    private let recovered: Int
+    private let cutBytes: Int
+    private var limits: QueueLimits
+    private let logger: Logger
+    private var syncThread: Thread?
+
+    private static let registryLock = NSLock()
+    nonisolated(unsafe) private static var registry: [String: DiskQueue] = [:]
+
+    /// The queue for `directory`, opened (and recovered) on first use.
+    public static func open(directory: String, limits: QueueLimits, fsync: FsyncPolicy, segmentBytes: Int = 8 << 20) throws -> DiskQueue {
+        let key = URL(fileURLWithPath: directory).standardizedFileURL.path
+        return try registryLock.withLock {
+            if let queue = registry[key] {
+                queue.condition.withLock { queue.limits = limits }
+                return queue
+            }
+            let queue = try DiskQueue(directory: key, limits: limits, fsync: fsync, segmentBytes: segmentBytes)
+            registry[key] = queue
+            return queue
+        }
+    }
+
+    private init(directory: String, limits: QueueLimits, fsync: FsyncPolicy, segmentBytes: Int) throws {
+        self.directory = directory
+        self.limits = limits
+        var logger = Logger(label: "spanhost.queue")
+        logger[metadataKey: "directory"] = "\(directory)"
+        self.logger = logger
+        log = try SegmentLog(directory: directory, segmentBytes: segmentBytes, fsync: fsync)
+        let recovery = try log.recover()
+        pending = recovery.pending.map { ($0, 0, .now) }
+        liveBytes = recovery.pending.reduce(0) { $0 + $1.length }
+        recovered = recovery.pending.count
+        cutBytes = recovery.cutBytes
+        if recovery.cutBytes > 0 {
+            logger.warning("damaged segment tails cut", metadata: ["bytes": "\(recovery.cutBytes)", "segments": "\(recovery.cutSegments)"])
+        }
+        if recovered > 0 { logger.info("queued batches recovered from disk", metadata: ["batches": "\(recovered)"]) }
+        if case .interval(let every) = fsync {
+            let thread = Thread { [weak self] in
+                while true {
+                    Thread.sleep(forTimeInterval: every.seconds)
+                    guard let self else { return }
+                    self.condition.withLock { try? self.log.sync() }
+                }
+            }
+            thread.name = "fsync \(directory)"
+            thread.start()
+            syncThread = thread
+        }
+    }
+
+    public func offer(_ batch: SpanBatch, force: Bool) -> Bool {
+        var encoded = spanhost_buffer()
+        guard sh_encode_batch(batch.pointer, UInt32(SPANHOST_ENCODING_OTLP_PROTO), &encoded) == 0 else { return false }
+        defer { sh_buffer_free(&encoded) }
+        let spans = batch.spanCount
+        return condition.withLock {
+            guard force || (pending.count - head < limits.items && liveBytes + encoded.len <= limits.bytes) else { return false }
+            do {
+                let location = try log.append(UnsafeRawBufferPointer(start: encoded.data, count: encoded.len))
+                pending.append((location, spans, .now))
+                liveBytes += location.length
+                condition.signal()
+                return true
+            } catch {
+                logger.error("cannot append to the queue", metadata: ["error": "\(error)"])
+                return false
+            }
+        }
+    }
+
+    public func take(while active: () -> Bool) -> QueuedBatch? {
+        while true {
+            let next: (location: SegmentLog.Location, spans: Int, at: ContinuousClock.Instant)? = condition.withLock {
+                while pending.count == head {
+                    if !active() { return nil }
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
+                }
+                let item = pending[head]
+                head += 1
+                if head > 64 && head * 2 > pending.count {
+                    pending.removeFirst(head)
+                    head = 0
+                }
+                inFlight += 1
+                return item
+            }
+            guard let next else { return nil }
+            do {
+                let bytes = try condition.withLock { try log.read(next.location) }
+                let batch = try bytes.withUnsafeBytes {
+                    try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: Int.max)
+                }
+                return QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location)
+            } catch {
+                // The checksum matched, so this is a bug or a disk error; never retry it forever.
+                logger.error("a queued batch cannot be read back; dead-lettered", metadata: ["seq": "\(next.location.seq)", "error": "\(error)"])
+                condition.withLock {
+                    writeDeadLetter(json: "null", spans: 0, reason: "cannot read back: \(error)")
+                    try? log.acknowledge(next.location)
+                    liveBytes -= next.location.length
+                    inFlight -= 1
+                }
+            }
+        }
+    }
+
+    public func done(_ item: QueuedBatch, _ outcome: QueueOutcome) {
+        guard let location = item.location else { return }
+        if case .failed(let reason) = outcome {
+            let json = String(decoding: item.batch.encode(.json), as: UTF8.self)
+            condition.withLock { writeDeadLetter(json: json, spans: item.spans, reason: reason) }
+        }
+        condition.withLock {
+            do { try log.acknowledge(location) } catch {
+                logger.error("cannot acknowledge a batch; it will be delivered again after a restart", metadata: ["error": "\(error)"])
+            }
+            liveBytes -= location.length
+            inFlight -= 1
+            condition.broadcast()
+        }
+    }
+
+    /// Puts a taken batch back at the front (a runner stopping mid-retry).
+    public func release(_ item: QueuedBatch) {
+        guard let location = item.location else { return }
+        condition.withLock {
+            if head > 0 {
+                head -= 1
+                pending[head] = (location, item.spans, .now)
+            } else {
+                pending.insert((location, item.spans, .now), at: 0)
+            }
+            inFlight -= 1
+            condition.broadcast()
+        }
+    }
+
+    public func wake() { condition.withLock { condition.broadcast() } }
+
+    public var isPersistent: Bool { true }
+
+    /// Writes what the page cache holds to disk (at shutdown).
+    public func sync() { condition.withLock { try? log.sync() } }
+
+    public var isFull: Bool {
+        condition.withLock { pending.count - head >= limits.items || liveBytes >= limits.bytes }
+    }
+
+    public var depth: Int { condition.withLock { pending.count - head } }
+
+    public var stats: QueueStats {
+        condition.withLock {
+            let queued = pending[head...]
+            return QueueStats(depth: queued.count, spans: queued.reduce(0) { $0 + $1.spans },
+                              oldestAgeSeconds: queued.first.map { (ContinuousClock.now - $0.at).seconds },
+                              bytesInMemory: 0, bytesQueued: liveBytes, bytesOnDisk: log.bytesOnDisk, deadLettered: deadLettered,
+                              recoveredBatches: recovered, cutBytes: cutBytes)
+        }
+    }
+
+    /// Appends one line to dead_letter.jsonl. Called with the lock held.
+    private func writeDeadLetter(json: String, spans: Int, reason: String) {
+        deadLettered += 1
+        let time = ISO8601DateFormatter().string(from: Date())
+        let escapedReason = String(decoding: (try? JSONSerialization.data(withJSONObject: [reason])) ?? Data("[\"\"]".utf8), as: UTF8.self)
+        let line = "{\"time\":\"\(time)\",\"reason\":\(escapedReason.dropFirst().dropLast()),\"spans\":\(spans),\"request\":\(json)}\n"
+        let path = "\(directory)/dead_letter.jsonl"
+        let fd = Foundation.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            logger.error("cannot write the dead-letter file", metadata: ["path": "\(path)"])
+            return
+        }
+        _ = line.withCString { Foundation.write(fd, $0, strlen($0)) }
+        Foundation.close(fd)
+    }
+}

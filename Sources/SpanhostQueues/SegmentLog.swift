@@ -1,0 +1,234 @@
+import CSpanhost
+import Foundation
+
+/// Why a persistent queue could not be opened or written.
+public struct StorageError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+    static func errno(_ what: String, _ path: String) -> StorageError {
+        StorageError("\(what) \(path): \(String(cString: strerror(Foundation.errno)))")
+    }
+}
+
+/// When appended records reach the disk.
+public enum FsyncPolicy: Sendable, Equatable {
+    /// fsync after every batch, before the receiver answers: survives power loss.
+    case always
+    /// fsync from a background thread this often: survives a crash of spanhostd (the data is in
+    /// the page cache), loses at most this long of accepted data on power loss.
+    case interval(Duration)
+    /// leave it to the operating system.
+    case never
+}
+
+/// Append-only segment files holding one exporter's queued batches.
+///
+/// A record is a 24-byte header (magic, type, sequence number, payload length, CRC-32 of the
+/// payload) and its payload. DATA records hold a batch as an OTLP protobuf request; ACK
+/// records say a sequence number was delivered (or dead-lettered). Segments roll over at
+/// `segmentBytes` and are deleted oldest first once every DATA record in them is acknowledged,
+/// so an ACK is never deleted before the record it acknowledges. On open, every segment is
+/// read back: a record with a bad header or checksum (a crash mid-write) ends its segment, and
+/// the damaged tail is cut off and counted. Not thread-safe: DiskQueue holds the lock.
+final class SegmentLog {
+    struct Location: Sendable {
+        var seq: UInt64
+        var segment: UInt64
+        var offset: Int
+        var length: Int
+    }
+
+    struct Recovery {
+        var pending: [Location] = []
+        var cutBytes = 0
+        var cutSegments = 0
+    }
+
+    static let magic: UInt32 = 0x3151_4853  // "SHQ1"
+    static let headerSize = 24
+    static let data: UInt8 = 1, ack: UInt8 = 2
+
+    let directory: String
+    let segmentBytes: Int
+    let fsync: FsyncPolicy
+    private var fd: Int32 = -1
+    private var current: UInt64 = 0
+    private var currentSize = 0
+    private(set) var nextSeq: UInt64 = 1
+    private var dirty = false
+    /// Unacknowledged DATA records per segment, for every segment still on disk.
+    private var live: [UInt64: Int] = [:]
+    private(set) var bytesOnDisk = 0
+    private var sizes: [UInt64: Int] = [:]
+
+    init(directory: String, segmentBytes: Int, fsync: FsyncPolicy) throws {
+        self.directory = directory
+        self.segmentBytes = segmentBytes
+        self.fsync = fsync
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    private func path(_ segment: UInt64) -> String { String(format: "%@/%016llu.seg", directory, segment) }
+
+    private func segments() throws -> [UInt64] {
+        try FileManager.default.contentsOfDirectory(atPath: directory)
+            .filter { $0.hasSuffix(".seg") }
+            .compactMap { UInt64($0.dropLast(4)) }
+            .sorted()
+    }
+
+    /// Reads every segment, cuts damaged tails, and returns the records not yet acknowledged,
+    /// oldest first. Then starts a fresh segment for appends.
+    func recover() throws -> Recovery {
+        var result = Recovery()
+        var data: [UInt64: Location] = [:]
+        var acked = Set<UInt64>()
+        let all = try segments()
+        for segment in all {
+            let file = path(segment)
+            guard let bytes = FileManager.default.contents(atPath: file) else { throw StorageError.errno("cannot read", file) }
+            var offset = 0
+            bytes.withUnsafeBytes { raw in
+                while offset + Self.headerSize <= raw.count {
+                    let magic = raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+                    let type = raw[offset + 4]
+                    let seq = raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)
+                    let length = Int(raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt32.self))
+                    let crc = raw.loadUnaligned(fromByteOffset: offset + 20, as: UInt32.self)
+                    guard magic == Self.magic, type == Self.data || type == Self.ack,
+                          offset + Self.headerSize + length <= raw.count,
+                          Self.crc32(UnsafeRawBufferPointer(rebasing: raw[(offset + Self.headerSize)..<(offset + Self.headerSize + length)]), seq: seq) == crc
+                    else { break }
+                    if type == Self.data {
+                        data[seq] = Location(seq: seq, segment: segment, offset: offset + Self.headerSize, length: length)
+                    } else {
+                        acked.insert(seq)
+                    }
+                    nextSeq = max(nextSeq, seq + 1)
+                    offset += Self.headerSize + length
+                }
+            }
+            if offset < bytes.count {
+                // A crash mid-write (or damage): keep what checks out, cut the rest.
+                guard truncate(file, off_t(offset)) == 0 else { throw StorageError.errno("cannot truncate", file) }
+                result.cutBytes += bytes.count - offset
+                result.cutSegments += 1
+            }
+            sizes[segment] = offset
+            live[segment] = 0
+            current = max(current, segment)
+        }
+        for (seq, location) in data where !acked.contains(seq) {
+            result.pending.append(location)
+            live[location.segment, default: 0] += 1
+        }
+        result.pending.sort { $0.seq < $1.seq }
+        bytesOnDisk = sizes.values.reduce(0, +)
+        deleteAcknowledgedSegments()
+        try roll()
+        return result
+    }
+
+    /// Starts a new segment file for appends.
+    private func roll() throws {
+        if fd >= 0 {
+            if dirty { _ = Foundation.fsync(fd) }
+            Foundation.close(fd)
+        }
+        current += 1
+        let file = path(current)
+        fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StorageError.errno("cannot create", file) }
+        currentSize = 0
+        sizes[current] = 0
+        live[current] = 0
+        dirty = false
+    }
+
+    /// Appends a DATA record and returns where its payload is.
+    func append(_ payload: UnsafeRawBufferPointer) throws -> Location {
+        if currentSize > 0 && currentSize + Self.headerSize + payload.count > segmentBytes { try roll() }
+        let seq = nextSeq
+        nextSeq += 1
+        let offset = currentSize + Self.headerSize
+        try write(type: Self.data, seq: seq, payload: payload)
+        live[current, default: 0] += 1
+        if fsync == .always { try sync() }
+        return Location(seq: seq, segment: current, offset: offset, length: payload.count)
+    }
+
+    /// Records that `location` was delivered (or dead-lettered); deletes segments that hold
+    /// nothing unacknowledged any more.
+    func acknowledge(_ location: Location) throws {
+        try write(type: Self.ack, seq: location.seq, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+        live[location.segment, default: 1] -= 1
+        deleteAcknowledgedSegments()
+    }
+
+    func read(_ location: Location) throws -> [UInt8] {
+        let file = path(location.segment)
+        let readFD = open(file, O_RDONLY | O_CLOEXEC)
+        guard readFD >= 0 else { throw StorageError.errno("cannot open", file) }
+        defer { Foundation.close(readFD) }
+        var out = [UInt8](repeating: 0, count: location.length)
+        let n = out.withUnsafeMutableBytes { pread(readFD, $0.baseAddress, location.length, off_t(location.offset)) }
+        guard n == location.length else { throw StorageError("short read in \(file) at \(location.offset)") }
+        return out
+    }
+
+    /// fsync if anything was written since the last one (the interval policy's timer).
+    func sync() throws {
+        guard dirty, fd >= 0 else { return }
+        guard Foundation.fsync(fd) == 0 else { throw StorageError.errno("cannot fsync", path(current)) }
+        dirty = false
+    }
+
+    func close() {
+        if fd >= 0 {
+            if dirty { _ = Foundation.fsync(fd) }
+            Foundation.close(fd)
+            fd = -1
+        }
+    }
+
+    private func write(type: UInt8, seq: UInt64, payload: UnsafeRawBufferPointer) throws {
+        var header = [UInt8](repeating: 0, count: Self.headerSize)
+        header.withUnsafeMutableBytes { h in
+            h.storeBytes(of: Self.magic, toByteOffset: 0, as: UInt32.self)
+            h[4] = type
+            h.storeBytes(of: seq, toByteOffset: 8, as: UInt64.self)
+            h.storeBytes(of: UInt32(payload.count), toByteOffset: 16, as: UInt32.self)
+            h.storeBytes(of: Self.crc32(payload, seq: seq), toByteOffset: 20, as: UInt32.self)
+        }
+        // One writev: the record lands whole or (after a crash) as a tail that recovery cuts.
+        let written = header.withUnsafeBytes { h -> Int in
+            var iov = [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count),
+                       iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payload.count)]
+            return writev(fd, &iov, payload.count > 0 ? 2 : 1)
+        }
+        guard written == Self.headerSize + payload.count else { throw StorageError.errno("cannot write", path(current)) }
+        currentSize += written
+        sizes[current, default: 0] += written
+        bytesOnDisk += written
+        dirty = true
+    }
+
+    /// Deletes the oldest segments while they are fully acknowledged (never the current one).
+    private func deleteAcknowledgedSegments() {
+        for segment in live.keys.sorted() {
+            guard segment != current, live[segment] == 0 else { return }
+            unlink(path(segment))
+            bytesOnDisk -= sizes[segment] ?? 0
+            live[segment] = nil
+            sizes[segment] = nil
+        }
+    }
+
+    /// CRC-32 (zlib's) of the sequence number and the payload.
+    static func crc32(_ payload: UnsafeRawBufferPointer, seq: UInt64) -> UInt32 {
+        var seq = seq
+        var crc = withUnsafeBytes(of: &seq) { sh_crc32(0, $0.baseAddress, $0.count) }
+        if payload.count > 0 { crc = sh_crc32(crc, payload.baseAddress, payload.count) }
+        return crc
+    }
+}
