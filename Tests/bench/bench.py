@@ -145,6 +145,27 @@ service:
       rules: [error_span, error_rate, latency]
 """
 
+# The sending queue alone: straight into null, with the queue in memory or on disk.
+QUEUE_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{port}
+exporters:
+  null:
+    sending_queue: {{queue_size: 5000, %s}}
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: 127.0.0.1:{admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [null]
+"""
+
 TAIL_CONFIG = """
 receivers:
   otlp:
@@ -346,6 +367,15 @@ def main():
     chain, _ = run_config("attributes(hash) -> filter -> sampler", CHAIN_CONFIG)
     results.append(chain)
 
+    # Sending queues: in memory, then on disk with each fsync policy, in the same run.
+    queue_results = []
+    for label, setting in [("memory", "num_consumers: 4"),
+                           ("disk, fsync every 1s", "storage: %s/q1, fsync: 1s" % tmp),
+                           ("disk, fsync every batch", "storage: %s/q2, fsync: always" % tmp)]:
+        result, _ = run_config(f"null exporter, {label} queue", QUEUE_CONFIG % setting)
+        results.append(result)
+        queue_results.append(result)
+
     # Alerts: the same load plus one error span every 50 ms from a side sender, each with its own
     # span name. What is measured is the delay from the error's arrival to the notifier call.
     port, admin = free_port(), free_port()
@@ -519,6 +549,9 @@ def main():
     print(f"alerts: {errors_sent[0]:,} error spans sent during the load, {notifier['counters'].get('notified', 0):,} notified; "
           f"error arrival -> notifier call p50 {delay.get('p50', 0) / 1000:.2f} s, p99 {delay.get('p99', 0) / 1000:.2f} s "
           f"(group_wait 1s); throughput against the baseline: {alerts['rps'] / base['rps']:.2f}")
+    memory_rps = queue_results[0]["rps"]
+    print("persistent queue / memory queue throughput: " + ", ".join(
+        f"{r['name'].split(', ', 1)[1]} {r['rps'] / memory_rps:.2f}" for r in queue_results[1:]))
     print(f"tail_sampling: {int(held.group(1)) if held else 0:,} traces held at the end of the run")
     print(f"kafka receiver: {consumed / consume_seconds:,.0f} spans/s consumed from the mock cluster "
           f"({consumed:,} of {backlog:,} spans in {consume_seconds:.1f}s from the first message on)")

@@ -55,7 +55,7 @@ def test_bad_plugin_files_are_refused_and_the_rest_load(spanhost, tmp):
     assert loaded["old_minor"]["abi"] == "1.0"
     assert len(loaded["file"]["sha256"]) == 64
     refused = {os.path.basename(r["file"]): r["reason"] for r in st["refusedPlugins"]}
-    assert "ABI 99.0" in refused["wrong_abi.so"] and "1.0" in refused["wrong_abi.so"]
+    assert "ABI 99.0" in refused["wrong_abi.so"] and "speaks 1.1" in refused["wrong_abi.so"]
     assert "ABI 1.99" in refused["newer_minor.so"]
     assert "spanhost_plugin_entry" in refused["no_entry.so"]
     assert "not a loadable shared library" in refused["not_a_library.so"]
