@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // The public plugin header, include/spanhost/spanhost.h, as a module.
@@ -61,6 +62,7 @@ let package = Package(
         .target(
             name: "SpanhostServer",
             dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostQueues", "SpanhostReceivers",
+                           .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -291,6 +291,9 @@ public final class Server: @unchecked Sendable {
             return loop.makeSucceededFuture(.text(.ok, accepting.value ? "ok" : "shutting down"))
         case (.GET, "/status"):
             return loop.makeSucceededFuture(json(status()))
+        case (.GET, "/metrics"):
+            return loop.makeSucceededFuture(HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4"],
+                                                         body: status().prometheusText()))
         case (.POST, "/-/reload"):
             let promise = loop.makePromise(of: HTTPResponse.self)
             Task {
@@ -301,7 +304,7 @@ public final class Server: @unchecked Sendable {
             }
             return promise.futureResult
         default:
-            return loop.makeSucceededFuture(.text(.notFound, "unknown admin path; try GET /healthz, GET /status or POST /-/reload"))
+            return loop.makeSucceededFuture(.text(.notFound, "unknown admin path; try GET /healthz, GET /status, GET /metrics or POST /-/reload"))
         }
     }
 

@@ -224,6 +224,11 @@ def test_a_full_queue_answers_503_and_an_sdk_client_delivers_everything_later(sp
     answer = requests.post(front.url, json=body(99999), timeout=5)
     assert answer.status_code == 503 and answer.headers.get("Retry-After")
     rss = int(open(f"/proc/{front.proc.pid}/status").read().split("VmHWM:")[1].split()[0]) // 1024
+    metrics = requests.get(front.admin + "/metrics", timeout=5).text
+    depth = [l for l in metrics.splitlines() if l.startswith('spanhost_exporter_queue_batches{exporter="otlphttp"}')]
+    assert depth and float(depth[0].split()[-1]) > 0, metrics
+    assert 'spanhost_receiver_refused_requests_total{receiver="otlp"}' in metrics
+    assert 'spanhost_exporter_queue_undelivered_bytes{exporter="otlphttp"}' in metrics
     backend = Spanhost(BACKEND.replace("{receiver}", f"127.0.0.1:{backend_port}"), tmp).wait_healthy()
     try:
         assert processor.force_flush(timeout_millis=120_000)
