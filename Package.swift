@@ -86,6 +86,8 @@ let package = Package(
         ),
         .testTarget(name: "SpanhostModelTests", dependencies: ["SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),
+        .testTarget(name: "SpanhostQueuesTests", dependencies: ["SpanhostQueues", "SpanhostModel", "CSpanhost"]),
+        .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel"]),
         .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,101 @@
+import CSpanhost
+import Foundation
+@testable import SpanhostQueues
+import SpanhostModel
+import XCTest
+
+final class DiskQueueTests: XCTestCase {
+    var directory: String!
+
+    override func setUp() {
+        directory = NSTemporaryDirectory() + "spanhost-queue-\(UUID().uuidString)"
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+
+    func batch(_ n: Int) throws -> SpanBatch {
+        let json = """
+            {"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"\(String(format: "%032x", n + 1))",
+            "spanId":"\(String(format: "%016x", n + 1))","name":"op-\(n)"}]}]}]}
+            """
+        return try SpanBatch.decode(Array(json.utf8), encoding: .json)
+    }
+
+    func names(_ item: QueuedBatch) -> String {
+        var name = ""
+        item.batch.forEachSpan { _, _, span in name = span.pointee.name.string }
+        return name
+    }
+
+    func testRecordsSurviveAReopenAndAcknowledgedOnesAreNotReplayed() throws {
+        let log = try SegmentLog(directory: directory, segmentBytes: 200, fsync: .never)
+        _ = try log.recover()
+        var locations: [SegmentLog.Location] = []
+        for n in 0..<10 {
+            var bytes = try batch(n).encode(.protobuf)
+            locations.append(try bytes.withUnsafeMutableBytes { try log.append(UnsafeRawBufferPointer($0)) })
+        }
+        for location in locations.prefix(6) { try log.acknowledge(location) }
+        let segmentsBefore = try FileManager.default.contentsOfDirectory(atPath: directory).count
+        log.close()
+        let again = try SegmentLog(directory: directory, segmentBytes: 200, fsync: .never)
+        let recovery = try again.recover()
+        XCTAssertEqual(recovery.pending.map(\.seq), [7, 8, 9, 10])
+        XCTAssertEqual(recovery.cutBytes, 0)
+        // Two records fit a 200-byte segment: of five segments, the three holding only
+        // acknowledged records were deleted.
+        XCTAssertEqual(segmentsBefore, 2)
+        let first = try again.read(recovery.pending[0])
+        let decoded = try first.withUnsafeBytes { try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: 1 << 20) }
+        XCTAssertEqual(decoded.spanCount, 1)
+    }
+
+    func testAFlippedByteEndsItsSegmentAndTheRestReplays() throws {
+        let log = try SegmentLog(directory: directory, segmentBytes: 1 << 20, fsync: .always)
+        _ = try log.recover()
+        var locations: [SegmentLog.Location] = []
+        for n in 0..<5 {
+            let bytes = try batch(n).encode(.protobuf)
+            locations.append(try bytes.withUnsafeBytes { try log.append($0) })
+        }
+        log.close()
+        // Damage record 3's payload: records 3, 4 and 5 are cut, 1 and 2 replay.
+        let file = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".seg") }.sorted().first!
+        let handle = FileHandle(forUpdatingAtPath: "\(directory!)/\(file)")!
+        try handle.seek(toOffset: UInt64(locations[2].offset + 3))
+        let original = try handle.read(upToCount: 1)![0]
+        try handle.seek(toOffset: UInt64(locations[2].offset + 3))
+        try handle.write(contentsOf: Data([original ^ 0xff]))
+        try handle.close()
+        let again = try SegmentLog(directory: directory, segmentBytes: 1 << 20, fsync: .never)
+        let recovery = try again.recover()
+        XCTAssertEqual(recovery.pending.map(\.seq), [1, 2])
+        XCTAssertEqual(recovery.cutSegments, 1)
+        XCTAssertEqual(recovery.cutBytes, locations[4].offset + locations[4].length - (locations[2].offset - SegmentLog.headerSize))
+    }
+
+    func testDiskQueueLimitsCountUndeliveredBytesAndDeadLettersFailures() throws {
+        let queue = try DiskQueue.open(directory: directory, limits: QueueLimits(items: 3, bytes: 1 << 20), fsync: .never)
+        XCTAssertTrue(queue.offer(try batch(0), force: false))
+        XCTAssertTrue(queue.offer(try batch(1), force: false))
+        XCTAssertTrue(queue.offer(try batch(2), force: false))
+        XCTAssertFalse(queue.offer(try batch(3), force: false), "three items is the limit")
+        XCTAssertTrue(queue.isFull)
+        let first = try XCTUnwrap(queue.take(while: { true }))
+        XCTAssertEqual(names(first), "op-0")
+        queue.done(first, .delivered)
+        XCTAssertTrue(queue.offer(try batch(3), force: false), "a delivered batch makes room")
+        let second = try XCTUnwrap(queue.take(while: { true }))
+        queue.done(second, .failed(reason: "rejected: bad data"))
+        let third = try XCTUnwrap(queue.take(while: { true }))
+        queue.release(third)  // back to the front
+        XCTAssertEqual(names(try XCTUnwrap(queue.take(while: { true }))), "op-2")
+        XCTAssertEqual(names(try XCTUnwrap(queue.take(while: { false }))), "op-3", "what is queued is taken")
+        XCTAssertNil(queue.take(while: { false }), "an empty queue returns nil to an inactive taker")
+        let dead = try String(contentsOfFile: "\(directory!)/dead_letter.jsonl", encoding: .utf8)
+        let line = try JSONSerialization.jsonObject(with: Data(dead.utf8)) as! [String: Any]
+        XCTAssertEqual(line["reason"] as? String, "rejected: bad data")
+        XCTAssertEqual(line["spans"] as? Int, 1)
+        XCTAssertEqual(queue.stats.deadLettered, 1)
+    }
+}
