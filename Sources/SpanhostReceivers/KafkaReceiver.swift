@@ -88,6 +88,7 @@ public final class KafkaReceiver: @unchecked Sendable {
     public let counters: ReceiverCounters
     private let sink: BatchSink
     private let consumer: OpaquePointer
+    private let rebalancer: Rebalancer
     private let logger: Logger
     private let stopFlag = NSLock()
     private var stopping = false
@@ -117,6 +118,13 @@ public final class KafkaReceiver: @unchecked Sendable {
         try set("auto.offset.reset", settings.initialOffset, "\(path).initial_offset")
         try set("enable.auto.offset.store", "false", path)
         for (key, value) in settings.properties.sorted(by: { $0.key < $1.key }) { try set(key, value, "\(path).properties.\(key)") }
+        let rebalancer = Rebalancer(counters: counters, logger: logger)
+        self.rebalancer = rebalancer
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(rebalancer).toOpaque())
+        rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
+            guard let rk, let opaque else { return }
+            Unmanaged<Rebalancer>.fromOpaque(opaque).takeUnretainedValue().rebalance(rk, err, partitions)
+        }
         guard let rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &err, err.count) else {
             rd_kafka_conf_destroy(conf)
             throw ConfigError(path, "cannot create the consumer: \(String(cString: err))")
@@ -237,6 +245,47 @@ public final class KafkaReceiver: @unchecked Sendable {
         entry?.pointee.offset = message.pointee.offset + 1
         rd_kafka_offsets_store(consumer, list)
         rd_kafka_topic_partition_list_destroy(list)
+    }
+}
+
+/// Follows the group's assignments. Before partitions are taken away, the offsets of what the
+/// pipelines already took are committed, so the next owner starts right after them instead of
+/// at the last periodic commit (which would deliver those messages twice).
+final class Rebalancer: @unchecked Sendable {
+    let counters: ReceiverCounters
+    let logger: Logger
+
+    init(counters: ReceiverCounters, logger: Logger) {
+        self.counters = counters
+        self.logger = logger
+    }
+
+    private static func check(_ error: OpaquePointer?) {
+        if let error { rd_kafka_error_destroy(error) }
+    }
+
+    func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+        let count = Int(partitions?.pointee.cnt ?? 0)
+        switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            if cooperative { Self.check(rd_kafka_incremental_assign(rk, partitions)) } else { rd_kafka_assign(rk, partitions) }
+            counters.changeAssignment(by: count)
+            logger.info("partitions assigned", metadata: ["partitions": "\(count)"])
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            let rc = rd_kafka_commit(rk, nil, 0)
+            if rc != RD_KAFKA_RESP_ERR_NO_ERROR && rc != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                logger.warning("commit before giving up partitions failed; the next owner may see some messages again",
+                               metadata: ["error": "\(String(cString: rd_kafka_err2str(rc)))"])
+            }
+            if cooperative { Self.check(rd_kafka_incremental_unassign(rk, partitions)) } else { rd_kafka_assign(rk, nil) }
+            counters.changeAssignment(by: -count)
+            logger.info("partitions revoked", metadata: ["partitions": "\(count)"])
+        default:
+            logger.warning("rebalance error: \(String(cString: rd_kafka_err2str(err)))")
+            if cooperative { Self.check(rd_kafka_incremental_unassign(rk, partitions)) } else { rd_kafka_assign(rk, nil) }
+            counters.changeAssignment(by: -count)
+        }
     }
 }
 

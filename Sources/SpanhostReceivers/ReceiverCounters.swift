@@ -9,6 +9,8 @@ public final class ReceiverCounters: @unchecked Sendable {
     private var rejected: Int64 = 0
     /// Kafka: times the partitions were paused because the pipelines refused.
     private var paused: Int64 = 0
+    /// Kafka: partitions assigned to this member now (nil for other receivers).
+    private var assigned: Int64?
 
     public init() {}
 
@@ -23,10 +25,16 @@ public final class ReceiverCounters: @unchecked Sendable {
         }
     }
 
+    /// Kafka: the group gave (positive) or took (negative) partitions.
+    public func changeAssignment(by delta: Int) {
+        lock.withLock { assigned = max(0, (assigned ?? 0) + Int64(delta)) }
+    }
+
     public var snapshot: [String: Int64] {
         lock.withLock {
             var values = ["accepted_spans": accepted, "dropped_spans": dropped, "refused_requests": refused, "rejected_requests": rejected]
             if paused > 0 { values["partition_pauses"] = paused }
+            if let assigned { values["assigned_partitions"] = assigned }
             return values
         }
     }

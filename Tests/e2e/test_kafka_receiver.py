@@ -47,14 +47,19 @@ receivers:
     topics: [otlp_spans]
     group_id: tier2
     initial_offset: earliest
+    properties: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
 processors:
   tail_sampling:
     decision_wait: 2s
     policies:
       - {{name: all, type: always_sample}}
+  error_flow:
+    wait: 2s
 exporters:
   file:
     path: {tmp}/%s.jsonl
+notifiers:
+  log: {{format: text}}
 plugins:
   dir: {plugins}
 admin:
@@ -63,8 +68,9 @@ service:
   pipelines:
     traces:
       receivers: [kafka]
-      processors: [tail_sampling]
+      processors: [error_flow, tail_sampling]
       exporters: [file]
+      notifiers: [log]
 """
 
 
@@ -80,10 +86,12 @@ def test_two_consumers_share_partitions_and_see_whole_traces(spanhost, tmp):
         tier2 = [spanhost(TIER2 % (cluster.bootstrap, "a"))]
         time.sleep(3)
         tier2.append(spanhost(TIER2 % (cluster.bootstrap, "b")))
-        time.sleep(5)
+        # Send only once the group has settled: both members hold partitions, all 3 of them.
+        assigned = lambda: [s.status()["receivers"][0]["counters"].get("assigned_partitions", 0) for s in tier2]
+        assert wait_for(lambda: all(assigned()) and sum(assigned()) == 3, timeout=150), assigned()
         tier1 = spanhost(TIER1 % cluster.bootstrap)
         rng = random.Random(11)
-        traces = [make_trace(rng, "normal") for _ in range(60)]
+        traces = [make_trace(rng, "error" if i % 6 == 0 else "normal") for i in range(60)]
         spans = [sp for t in traces for sp in t]
         rng.shuffle(spans)
         for i in range(0, len(spans), 8):  # a trace's spans reach tier 1 in different requests
@@ -109,6 +117,10 @@ def test_two_consumers_share_partitions_and_see_whole_traces(spanhost, tmp):
         assert all(c == 4 for c in counts.values())           # whole, once
         assert len(owner) == len(traces)
         assert per_instance["a"] > 0 and per_instance["b"] > 0  # the partitions are shared
+        # error_flow saw each failing trace whole, in exactly one instance: one record each.
+        flows = lambda: [s.status()["pipelines"][0]["processors"][0]["counters"].get("error_flows", 0) for s in tier2]
+        assert wait_for(lambda: sum(flows()) == 10, timeout=15), flows()
+        print(f"error flows per instance: {flows()} for 10 failing traces; partitions {assigned()}")
         for s in tier2 + [tier1]:
             assert s.stop() == 0  # while the brokers are still there to take the final commit
     finally:

@@ -7,6 +7,7 @@
 
 #include "plugin_util.h"
 
+#include <pthread.h>
 #include <time.h>
 
 typedef struct util_trace {
@@ -96,6 +97,60 @@ static inline int util_trace_add_span(const spanhost_host_api *host, util_trace 
     if (!host->batch_add_span(tr->spans, rs->resource, rs->schema_url, ss->scope, ss->schema_url, span)) return 0;
     tr->span_count++;
     return 1;
+}
+
+/* Reads the settings every trace-holding processor has: `wait_key` (a duration, kept in
+ * *wait_ms when present), num_traces and max_spans_per_trace (kept when present). Returns 0, or
+ * -1 with a message naming the key. */
+static inline int util_trace_settings(const spanhost_host_api *host, const spanhost_config *config, const char *wait_key,
+                                      double *wait_ms, int64_t *num_traces, int64_t *max_spans, spanhost_status *status) {
+    spanhost_str v;
+    if (host->config_string(config, wait_key, &v) == SPANHOST_CONFIG_FOUND && (*wait_ms = util_duration_ms(v)) < 0) {
+        snprintf(status->message, status->message_cap, "%s: '%.*s' is not a duration like 5s", wait_key, (int)v.len, v.ptr);
+        return -1;
+    }
+    if (host->config_int(config, "num_traces", num_traces) == SPANHOST_CONFIG_WRONG_TYPE || *num_traces < 1) {
+        snprintf(status->message, status->message_cap, "num_traces: must be a positive integer");
+        return -1;
+    }
+    if (host->config_int(config, "max_spans_per_trace", max_spans) == SPANHOST_CONFIG_WRONG_TYPE || *max_spans < 1) {
+        snprintf(status->message, status->message_cap, "max_spans_per_trace: must be a positive integer");
+        return -1;
+    }
+    return 0;
+}
+
+/* A thread calling `fn(arg)` every `interval_ms` until util_ticker_stop. */
+typedef struct util_ticker {
+    pthread_t thread;
+    int started, stopping;
+    long interval_ms;
+    void (*fn)(void *arg);
+    void *arg;
+} util_ticker;
+
+static inline void *util_ticker_run(void *p) {
+    util_ticker *t = (util_ticker *)p;
+    while (!__atomic_load_n(&t->stopping, __ATOMIC_SEQ_CST)) {
+        struct timespec ts = {t->interval_ms / 1000, (t->interval_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        t->fn(t->arg);
+    }
+    return NULL;
+}
+
+static inline int util_ticker_start(util_ticker *t, long interval_ms, void (*fn)(void *), void *arg) {
+    t->interval_ms = interval_ms;
+    t->fn = fn;
+    t->arg = arg;
+    t->started = pthread_create(&t->thread, NULL, util_ticker_run, t) == 0;
+    return t->started ? 0 : -1;
+}
+
+static inline void util_ticker_stop(util_ticker *t) {
+    __atomic_store_n(&t->stopping, 1, __ATOMIC_SEQ_CST);
+    if (t->started) pthread_join(t->thread, NULL);
+    t->started = 0;
 }
 
 #endif

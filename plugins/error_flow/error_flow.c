@@ -20,8 +20,6 @@
  */
 #include "trace_table.h"
 
-#include <pthread.h>
-
 static const spanhost_host_api *host;
 
 typedef struct flow {
@@ -31,8 +29,7 @@ typedef struct flow {
     int omegi;
     pthread_mutex_t lock;
     util_trace_table traces;
-    pthread_t ticker;
-    int stopping;
+    util_ticker ticker;
 } flow;
 
 /* One span of a trace being examined, with its service. */
@@ -422,15 +419,7 @@ static void examine_due(flow *f, int all) {
     }
 }
 
-static void *tick(void *arg) {
-    flow *f = (flow *)arg;
-    while (!__atomic_load_n(&f->stopping, __ATOMIC_SEQ_CST)) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        examine_due(f, 0);
-    }
-    return NULL;
-}
+static void tick(void *arg) { examine_due((flow *)arg, 0); }
 
 /* --- Hooks ------------------------------------------------------------------------------------ */
 
@@ -441,18 +430,7 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     int64_t num = 50000, max_spans = 1000;
     if (!f) return SPANHOST_PERMANENT;
     f->instance = instance;
-    if (host->config_string(config, "wait", &v) == SPANHOST_CONFIG_FOUND && (wait_ms = util_duration_ms(v)) < 0) {
-        snprintf(status->message, status->message_cap, "wait: '%.*s' is not a duration like 5s", (int)v.len, v.ptr);
-        goto fail;
-    }
-    if (host->config_int(config, "num_traces", &num) == SPANHOST_CONFIG_WRONG_TYPE || num < 1) {
-        snprintf(status->message, status->message_cap, "num_traces: must be a positive integer");
-        goto fail;
-    }
-    if (host->config_int(config, "max_spans_per_trace", &max_spans) == SPANHOST_CONFIG_WRONG_TYPE || max_spans < 1) {
-        snprintf(status->message, status->message_cap, "max_spans_per_trace: must be a positive integer");
-        goto fail;
-    }
+    if (util_trace_settings(host, config, "wait", &wait_ms, &num, &max_spans, status)) goto fail;
     if (host->config_string(config, "format", &v) == SPANHOST_CONFIG_FOUND) {
         if (util_str_is(v, "omegi")) f->omegi = 1;
         else if (!util_str_is(v, "spanhost")) {
@@ -474,7 +452,7 @@ fail:
 
 static int32_t start(void *state, spanhost_status *status) {
     flow *f = (flow *)state;
-    if (pthread_create(&f->ticker, NULL, tick, f) != 0) {
+    if (util_ticker_start(&f->ticker, 100, tick, f) != 0) {
         snprintf(status->message, status->message_cap, "cannot start the timer thread");
         return SPANHOST_PERMANENT;
     }
@@ -524,8 +502,7 @@ static int32_t flush(void *state, spanhost_status *status) {
 
 static void destroy(void *state) {
     flow *f = (flow *)state;
-    __atomic_store_n(&f->stopping, 1, __ATOMIC_SEQ_CST);
-    if (f->ticker) pthread_join(f->ticker, NULL);
+    util_ticker_stop(&f->ticker);
     while (f->traces.oldest) {
         util_trace *t = f->traces.oldest;
         util_traces_unlink(&f->traces, t);

@@ -72,8 +72,7 @@ typedef struct sampler {
     pthread_mutex_t lock;
     util_trace_table traces;
     util_idset decisions; /* value: 1 sampled, 0 dropped */
-    pthread_t ticker;
-    int stopping;
+    util_ticker ticker;
 } sampler;
 
 static void free_policies(policy *p, size_t n) {
@@ -329,38 +328,18 @@ static void decide_due(sampler *s, int all) {
         for (size_t i = 0; i < n; i++) finish(s, due[i], decisions[i]);
 }
 
-static void *tick(void *arg) {
-    sampler *s = (sampler *)arg;
-    while (!__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST)) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        decide_due(s, 0);
-    }
-    return NULL;
-}
+static void tick(void *arg) { decide_due((sampler *)arg, 0); }
 
 /* --- Hooks ----------------------------------------------------------------------------- */
 
 static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
     sampler *s = (sampler *)calloc(1, sizeof *s);
-    spanhost_str v;
     double wait_ms = 30000;
     int64_t num = 50000, max_spans = 10000, cache = 100000;
     size_t n = 0;
     if (!s) return SPANHOST_PERMANENT;
     s->instance = instance;
-    if (host->config_string(config, "decision_wait", &v) == SPANHOST_CONFIG_FOUND && (wait_ms = util_duration_ms(v)) < 0) {
-        snprintf(status->message, status->message_cap, "decision_wait: '%.*s' is not a duration like 30s", (int)v.len, v.ptr);
-        goto fail;
-    }
-    if (host->config_int(config, "num_traces", &num) == SPANHOST_CONFIG_WRONG_TYPE || num < 1) {
-        snprintf(status->message, status->message_cap, "num_traces: must be a positive integer");
-        goto fail;
-    }
-    if (host->config_int(config, "max_spans_per_trace", &max_spans) == SPANHOST_CONFIG_WRONG_TYPE || max_spans < 1) {
-        snprintf(status->message, status->message_cap, "max_spans_per_trace: must be a positive integer");
-        goto fail;
-    }
+    if (util_trace_settings(host, config, "decision_wait", &wait_ms, &num, &max_spans, status)) goto fail;
     if (host->config_int(config, "decision_cache.size", &cache) == SPANHOST_CONFIG_WRONG_TYPE || cache < 1) {
         snprintf(status->message, status->message_cap, "decision_cache.size: must be a positive integer");
         goto fail;
@@ -392,7 +371,7 @@ fail:
 
 static int32_t start(void *state, spanhost_status *status) {
     sampler *s = (sampler *)state;
-    if (pthread_create(&s->ticker, NULL, tick, s) != 0) {
+    if (util_ticker_start(&s->ticker, 50, tick, s) != 0) {
         snprintf(status->message, status->message_cap, "cannot start the decision thread");
         return SPANHOST_PERMANENT;
     }
@@ -459,8 +438,7 @@ static int32_t flush(void *state, spanhost_status *status) {
 
 static void destroy(void *state) {
     sampler *s = (sampler *)state;
-    __atomic_store_n(&s->stopping, 1, __ATOMIC_SEQ_CST);
-    if (s->ticker) pthread_join(s->ticker, NULL);
+    util_ticker_stop(&s->ticker);
     pthread_mutex_lock(&s->lock);
     while (s->traces.oldest) {
         trace *t = s->traces.oldest;
