@@ -115,12 +115,16 @@ public final class ExporterRunner: @unchecked Sendable {
             drainDeadline = deadline
         }
         queue.wake()
-        condition.lock()
-        while ((!queue.isPersistent && queue.depth > 0) || busy > 0) && ContinuousClock.now < deadline {
-            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02))
+        // The queue's lock is never taken while holding ours: takers hold the queue's lock
+        // while they ask `active`, which takes ours.
+        var stillBusy = true
+        while ContinuousClock.now < deadline {
+            let waiting = queue.isPersistent ? 0 : queue.depth
+            stillBusy = condition.withLock { busy > 0 }
+            if waiting == 0 && !stillBusy { break }
+            condition.withLock { _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02)) }
         }
-        let stillBusy = busy > 0
-        condition.unlock()
+        stillBusy = condition.withLock { busy > 0 }
         var left = 0
         if let memory = queue as? MemoryQueue {
             left = memory.drainRemaining().reduce(0) { $0 + $1.spanCount }
@@ -140,11 +144,12 @@ public final class ExporterRunner: @unchecked Sendable {
         return left
     }
 
+    /// Whether consumers take more: until shutdown; a memory queue drains until the deadline,
+    /// a disk queue keeps what is left.
     private var active: Bool { condition.withLock { !stopping || (!queue.isPersistent && ContinuousClock.now < (drainDeadline ?? .now)) } }
 
     private func run() {
-        while let item = queue.take(while: { active }) {
-            condition.withLock { busy += 1 }
+        while let item = queue.take(while: { active }, claim: { condition.withLock { busy += 1 } }) {
             deliver(item)
             condition.withLock {
                 busy -= 1

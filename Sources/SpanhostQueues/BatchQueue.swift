@@ -18,12 +18,14 @@ public enum QueueOutcome: Sendable {
 }
 
 /// An exporter's sending queue. `offer` never blocks; `take` blocks until a batch is there or
-/// `active` turns false (checked at least every 200 ms, and at once after `wake`).
+/// `active` turns false (asked before every batch, at least every 200 ms while empty, and at
+/// once after `wake`). `claim` runs under the queue's lock as a batch is handed out, so a
+/// runner's count of batches in hand is never behind what left the queue.
 public protocol BatchQueue: AnyObject, Sendable {
     /// Queues a batch; false when full (items or bytes). `force` ignores the limits (a fan-out
     /// that already checked every queue for room).
     func offer(_ batch: SpanBatch, force: Bool) -> Bool
-    func take(while active: () -> Bool) -> QueuedBatch?
+    func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch?
     func done(_ item: QueuedBatch, _ outcome: QueueOutcome)
     func release(_ item: QueuedBatch)
     /// Wakes every waiting `take` to check its `active`.
@@ -83,13 +85,15 @@ public final class MemoryQueue: BatchQueue, @unchecked Sendable {
         }
     }
 
-    public func take(while active: () -> Bool) -> QueuedBatch? {
+    public func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch? {
         condition.lock()
         defer { condition.unlock() }
-        while items.count == head {
+        while true {
             if !active() { return nil }
+            if items.count > head { break }
             _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
         }
+        claim()
         let item = items[head]
         head += 1
         bytes -= item.bytes

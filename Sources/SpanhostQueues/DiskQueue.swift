@@ -96,38 +96,35 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         }
     }
 
-    public func take(while active: () -> Bool) -> QueuedBatch? {
+    public func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch? {
+        condition.lock()
+        defer { condition.unlock() }
         while true {
-            let next: (location: SegmentLog.Location, spans: Int, at: ContinuousClock.Instant)? = condition.withLock {
-                while pending.count == head {
-                    if !active() { return nil }
-                    _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
-                }
-                let item = pending[head]
-                head += 1
-                if head > 64 && head * 2 > pending.count {
-                    pending.removeFirst(head)
-                    head = 0
-                }
-                inFlight += 1
-                return item
+            if !active() { return nil }
+            guard pending.count > head else {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
+                continue
             }
-            guard let next else { return nil }
+            let next = pending[head]
+            head += 1
+            if head > 64 && head * 2 > pending.count {
+                pending.removeFirst(head)
+                head = 0
+            }
             do {
-                let bytes = try condition.withLock { try log.read(next.location) }
+                let bytes = try log.read(next.location)
                 let batch = try bytes.withUnsafeBytes {
                     try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: Int.max)
                 }
+                inFlight += 1
+                claim()
                 return QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location)
             } catch {
                 // The checksum matched, so this is a bug or a disk error; never retry it forever.
                 logger.error("a queued batch cannot be read back; dead-lettered", metadata: ["seq": "\(next.location.seq)", "error": "\(error)"])
-                condition.withLock {
-                    writeDeadLetter(json: "null", spans: 0, reason: "cannot read back: \(error)")
-                    try? log.acknowledge(next.location)
-                    liveBytes -= next.location.length
-                    inFlight -= 1
-                }
+                writeDeadLetter(json: "null", spans: 0, reason: "cannot read back: \(error)")
+                try? log.acknowledge(next.location)
+                liveBytes -= next.location.length
             }
         }
     }

@@ -248,9 +248,9 @@ public final class KafkaReceiver: @unchecked Sendable {
     }
 }
 
-/// Follows the group's assignments. Before partitions are taken away, the offsets of what the
-/// pipelines already took are committed, so the next owner starts right after them instead of
-/// at the last periodic commit (which would deliver those messages twice).
+/// Follows the group's assignments. When partitions are taken away, the offsets of what the
+/// pipelines already took are committed at once, so the next owner starts right after them
+/// instead of at the last periodic commit (which would deliver those messages twice).
 final class Rebalancer: @unchecked Sendable {
     let counters: ReceiverCounters
     let logger: Logger
@@ -273,7 +273,8 @@ final class Rebalancer: @unchecked Sendable {
             counters.changeAssignment(by: count)
             logger.info("partitions assigned", metadata: ["partitions": "\(count)"])
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-            let rc = rd_kafka_commit(rk, nil, 0)
+            // Asynchronous: a slow coordinator must not hold the consumer thread (or a shutdown).
+            let rc = rd_kafka_commit(rk, nil, 1)
             if rc != RD_KAFKA_RESP_ERR_NO_ERROR && rc != RD_KAFKA_RESP_ERR__NO_OFFSET {
                 logger.warning("commit before giving up partitions failed; the next owner may see some messages again",
                                metadata: ["error": "\(String(cString: rd_kafka_err2str(rc)))"])
