@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ServiceLifecycle
 import SpanhostConfig
 import SpanhostServer
+import UnixSignals
 
 @main
 struct Spanhostd: AsyncParsableCommand {
@@ -55,16 +57,12 @@ struct Spanhostd: AsyncParsableCommand {
             _ = await server.shutdown()
             return
         }
-        try await server.start()
-        let hangups = Self.signalStream(SIGHUP)
-        let reloads = Task {
-            for await _ in hangups { await server.reload(trigger: "SIGHUP") }
-        }
-        await Self.waitForTermination()
-        reloads.cancel()
-        logger.info("shutting down")
-        let undelivered = await server.shutdown()
-        if undelivered > 0 { throw ExitCode(1) }
+        // SIGTERM and SIGINT shut down gracefully; SIGHUP reloads.
+        let service = SpanhostService(server: server, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: logger))
+        try await group.run()
+        if await service.outcome.undelivered > 0 { throw ExitCode(1) }
     }
 
     /// `../plugins` beside the executable's folder, so build/bin/spanhostd finds build/plugins.
@@ -73,50 +71,28 @@ struct Spanhostd: AsyncParsableCommand {
         let bin = (exe as NSString).deletingLastPathComponent
         return ((bin as NSString).deletingLastPathComponent as NSString).appendingPathComponent("plugins")
     }
-
-    /// Every delivery of `sig`, as a stream. Deliveries that arrive while one is being handled
-    /// are kept (bufferingNewest(1)): a SIGHUP during a reload causes one more reload.
-    static func signalStream(_ sig: Int32) -> AsyncStream<Void> {
-        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        signal(sig, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        source.setEventHandler { continuation.yield() }
-        source.resume()
-        Once.keep(source)
-        return stream
-    }
-
-    /// Returns on SIGTERM or SIGINT.
-    static func waitForTermination() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let once = Once(continuation)
-            for sig in [SIGTERM, SIGINT] {
-                signal(sig, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                source.setEventHandler { once.fire() }
-                source.resume()
-                Once.keep(source)
-            }
-        }
-    }
 }
 
-/// Resumes a continuation at most once, and keeps signal sources alive.
-final class Once: @unchecked Sendable {
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<Void, Never>?
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+/// The server as a service of the process's ServiceGroup: it runs until a graceful shutdown is
+/// requested, reloading on every SIGHUP, then drains.
+struct SpanhostService: Service {
+    let server: Server
+    let logger: Logger
+    let outcome = Outcome()
 
-    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
-
-    func fire() {
-        lock.withLock {
-            continuation?.resume()
-            continuation = nil
-        }
+    /// What the shutdown came to, for the exit code.
+    actor Outcome {
+        var undelivered = 0
+        func set(_ value: Int) { undelivered = value }
     }
 
-    static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+    func run() async throws {
+        try await server.start()
+        // A SIGHUP during a reload causes one more reload after it (reloads are serialized).
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            await server.reload(trigger: "SIGHUP")
+        }
+        logger.info("shutting down")
+        await outcome.set(await server.shutdown())
+    }
 }
-
-
