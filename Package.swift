@@ -43,7 +43,7 @@ let package = Package(
         // Alert rules (error_span, error_rate, latency) and deduplication of notifications.
         .target(name: "SpanhostAlerts", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig"]),
         // Exporter sending queues: in memory, or in checksummed segment files on disk.
-        .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig", .product(name: "Logging", package: "swift-log")]),
         // Pipelines: processor chains, exporter and notifier runners with retry, generations.
         .target(
             name: "SpanhostPipeline",

@@ -45,6 +45,13 @@ struct Deduplicator {
         return (nil, true)
     }
 
+    /// Reports every group with occurrences not yet reported, and forgets all groups (the
+    /// rules stop: a reload or shutdown).
+    mutating func flush() -> [NotificationEvent] {
+        defer { groups.removeAll() }
+        return groups.values.filter { $0.pending > 0 }.compactMap { $0.event.counted($0.pending) }
+    }
+
     /// Reports the groups whose wait or cooldown has ended.
     mutating func due(now: ContinuousClock.Instant) -> [NotificationEvent] {
         var out: [NotificationEvent] = []

@@ -34,7 +34,7 @@ public final class RuleEngine: @unchecked Sendable {
     public func start() {
         let thread = Thread { [self] in
             while lock.withLock({ !stopped }) {
-                Thread.sleep(forTimeInterval: Double(tick.components.attoseconds) / 1e18 + Double(tick.components.seconds))
+                Thread.sleep(forTimeInterval: tick.seconds)
                 evaluate(now: .now, wallClock: Date())
             }
         }
@@ -42,14 +42,17 @@ public final class RuleEngine: @unchecked Sendable {
         thread.start()
     }
 
-    /// Stops the ticker after one last evaluation, so groups waiting out group_wait are sent.
+    /// Stops the ticker and sends the occurrences not yet reported (waiting or cooling down).
     public func stop() {
         let alreadyStopped = lock.withLock {
             defer { stopped = true }
             return stopped
         }
         guard !alreadyStopped else { return }
-        evaluate(now: .now + .seconds(3600), wallClock: Date(), final: true)
+        let events: [NotificationEvent] = lock.withLock {
+            rules.reduce(raisedEvents.flush()) { $0 + $1.flush() }
+        }
+        events.forEach(deliver)
     }
 
     /// Counters for /status: events per rule and keys refused when a rule had too many.
@@ -82,12 +85,14 @@ public final class RuleEngine: @unchecked Sendable {
             guard let rs = b.resource_spans[i] else { continue }
             let service = rs.pointee.resource.map { Attributes.string($0.pointee.attributes, "service.name") } ?? nil
             let serviceName = service?.string ?? "unknown_service"
+            let applying = rules.filter { $0.applies(to: serviceName) }
+            if applying.isEmpty { continue }
             for j in 0..<rs.pointee.scope_spans_count {
                 guard let ss = rs.pointee.scope_spans[j] else { continue }
                 for k in 0..<ss.pointee.spans_count {
                     guard let span = ss.pointee.spans[k] else { continue }
                     let error = SpanError(span)
-                    for rule in rules where rule.applies(to: serviceName) {
+                    for rule in applying {
                         if let event = rule.observe(span: span, error: error, service: serviceName, now: now,
                                                     wallClock: wallClock, pipeline: pipeline, counts: &counts) {
                             immediate.append(event)
@@ -98,10 +103,10 @@ public final class RuleEngine: @unchecked Sendable {
         }
     }
 
-    private func evaluate(now: ContinuousClock.Instant, wallClock: Date, final: Bool = false) {
+    private func evaluate(now: ContinuousClock.Instant, wallClock: Date) {
         let events: [NotificationEvent] = lock.withLock {
             var out = raisedEvents.due(now: now)
-            for rule in rules { out += rule.evaluate(now: now, wallClock: wallClock, pipeline: pipeline, final: final, counts: &counts) }
+            for rule in rules { out += rule.evaluate(now: now, wallClock: wallClock, pipeline: pipeline, counts: &counts) }
             return out
         }
         events.forEach(deliver)

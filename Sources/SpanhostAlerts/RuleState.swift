@@ -70,11 +70,14 @@ final class RuleState {
         windows[key]!.update(epoch: epoch(now), body)
     }
 
+    /// Error-span groups not yet reported (the rules stop).
+    func flush() -> [NotificationEvent] { dedup.flush() }
+
     /// Decides what fires, repeats or resolves now.
-    func evaluate(now: ContinuousClock.Instant, wallClock: Date, pipeline: String, final: Bool,
+    func evaluate(now: ContinuousClock.Instant, wallClock: Date, pipeline: String,
                   counts: inout [String: Int64]) -> [NotificationEvent] {
         var out = dedup.due(now: now)
-        guard !final, config.condition != .errorSpan else { return out }
+        guard config.condition != .errorSpan else { return out }
         let current = epoch(now)
         for key in Array(windows.keys) {
             let total = windows[key]!.total(epoch: current)
@@ -125,7 +128,7 @@ final class RuleState {
         case .latency(let percentile, let threshold, _):
             let micros = total.histogram.value(atPercentile: percentile)
             let ms = Double(micros) / 1000
-            let limit = Double(threshold.components.seconds) * 1000 + Double(threshold.components.attoseconds) / 1e15
+            let limit = threshold.milliseconds
             guard ms > limit else { return nil }
             return (ms, String(format: "p%g latency %.0f ms over %llu spans, above %.0f ms", percentile, ms, total.spans, limit))
         }
@@ -136,7 +139,7 @@ final class RuleState {
         var attributes: [(String, NotificationEvent.Value)] = [
             ("rule", .string("\(config.id)")), ("pipeline", .string(pipeline)), ("key", .string(key)),
             ("spans", .int(Int64(total.spans))),
-            ("window_seconds", .double(Double(config.window.components.seconds))),
+            ("window_seconds", .double(config.window.seconds)),
         ]
         let kind: String
         switch config.condition {
@@ -146,7 +149,7 @@ final class RuleState {
             attributes += [("error_rate", .double(value)), ("errors", .int(Int64(total.errors))), ("threshold", .double(threshold))]
         case .latency(let percentile, let threshold, _):
             kind = "latency"
-            let limit = Double(threshold.components.seconds) * 1000 + Double(threshold.components.attoseconds) / 1e15
+            let limit = threshold.milliseconds
             attributes += [("percentile", .double(percentile)), ("latency_ms", .double(value)), ("threshold_ms", .double(limit))]
         }
         let service = key.split(separator: " ", maxSplits: 1).first.map(String.init) ?? key

@@ -302,3 +302,10 @@ public func parseDuration(_ value: ConfigValue, path: String) throws -> Duration
     try flush()
     return total
 }
+
+extension Duration {
+    /// The duration in seconds, for APIs that take a TimeInterval.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    /// The duration in milliseconds, for figures shown to people.
+    public var milliseconds: Double { seconds * 1000 }
+}

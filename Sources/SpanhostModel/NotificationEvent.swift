@@ -9,16 +9,22 @@ public final class NotificationEvent: @unchecked Sendable {
     /// When the first occurrence this event stands for reached the host (for delay figures).
     public let firstSeen: ContinuousClock.Instant
 
-    /// Copies a notification raised by a plugin (or built by the host).
-    public init?(copying source: UnsafePointer<spanhost_notification>, firstSeen: ContinuousClock.Instant = .now) {
+    /// Takes over `arena`, which holds the notification at `pointer`.
+    private init(arena: UnsafeMutablePointer<spanhost_batch>, pointer: UnsafePointer<spanhost_notification>,
+                 firstSeen: ContinuousClock.Instant) {
+        self.arena = arena
+        self.pointer = pointer
+        self.firstSeen = firstSeen
+    }
+
+    /// Copies a notification raised by a plugin.
+    public convenience init?(copying source: UnsafePointer<spanhost_notification>, firstSeen: ContinuousClock.Instant = .now) {
         guard let arena = sh_batch_new() else { return nil }
         guard let copy = sh_notification_copy(arena, source) else {
             sh_batch_release(arena)
             return nil
         }
-        self.arena = arena
-        self.pointer = UnsafePointer(copy)
-        self.firstSeen = firstSeen
+        self.init(arena: arena, pointer: UnsafePointer(copy), firstSeen: firstSeen)
     }
 
     deinit { sh_batch_release(arena) }
@@ -30,44 +36,62 @@ public final class NotificationEvent: @unchecked Sendable {
         case double(Double)
     }
 
-    /// Builds an event from Swift values (rules raise these).
+    /// Builds an event from Swift values (rules raise these), straight into its own arena.
     public convenience init?(kind: String, severity: UInt32, source: String, key: String, summary: String,
                              attributes: [(String, Value)], traceID: [UInt8]? = nil, count: UInt64 = 1,
                              time: Date = Date(), firstSeen: ContinuousClock.Instant = .now) {
-        guard let scratch = sh_batch_new() else { return nil }
-        defer { sh_batch_release(scratch) }
+        guard let arena = sh_batch_new() else { return nil }
         func view(_ text: String) -> spanhost_str {
             var text = text
-            return text.withUTF8 { sh_arena_strdup(scratch, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
+            return text.withUTF8 { sh_arena_strdup(arena, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
         }
-        var n = spanhost_notification()
-        n.struct_size = UInt32(MemoryLayout<spanhost_notification>.size)
-        n.severity = severity
-        n.kind = view(kind)
-        n.source = view(source)
-        n.key = view(key)
-        n.summary = view(summary)
-        n.count = count
-        n.time_unix_nano = UInt64(max(0, time.timeIntervalSince1970) * 1e9)
+        guard let n = sh_arena_alloc(arena, MemoryLayout<spanhost_notification>.size)?
+            .bindMemory(to: spanhost_notification.self, capacity: 1) else {
+            sh_batch_release(arena)
+            return nil
+        }
+        n.initialize(to: spanhost_notification())
+        n.pointee.struct_size = UInt32(MemoryLayout<spanhost_notification>.size)
+        n.pointee.severity = severity
+        n.pointee.kind = view(kind)
+        n.pointee.source = view(source)
+        n.pointee.key = view(key)
+        n.pointee.summary = view(summary)
+        n.pointee.count = count
+        n.pointee.time_unix_nano = UInt64(max(0, time.timeIntervalSince1970) * 1e9)
         if let traceID, traceID.count == 16 {
-            withUnsafeMutableBytes(of: &n.trace_id) { $0.copyBytes(from: traceID) }
+            withUnsafeMutableBytes(of: &n.pointee.trace_id) { $0.copyBytes(from: traceID) }
+        }
+        // sh_set_attribute copies key and value into the arena: pass views of the Swift strings.
+        func borrowed<R>(_ text: String, _ body: (spanhost_str) -> R) -> R {
+            var text = text
+            return text.withUTF8 { body(spanhost_str(ptr: UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), len: $0.count)) }
         }
         for (key, value) in attributes {
             var v = spanhost_value()
-            switch value {
-            case .string(let s):
-                v.type = UInt32(SPANHOST_VALUE_STRING)
-                v.as.string_value = view(s)
-            case .int(let i):
-                v.type = UInt32(SPANHOST_VALUE_INT)
-                v.as.int_value = i
-            case .double(let d):
-                v.type = UInt32(SPANHOST_VALUE_DOUBLE)
-                v.as.double_value = d
+            let stored: Int32 = borrowed(key) { keyView in
+                switch value {
+                case .string(let s):
+                    v.type = UInt32(SPANHOST_VALUE_STRING)
+                    return borrowed(s) { valueView in
+                        v.as.string_value = valueView
+                        return sh_set_attribute(arena, &n.pointee.attributes, keyView, &v)
+                    }
+                case .int(let i):
+                    v.type = UInt32(SPANHOST_VALUE_INT)
+                    v.as.int_value = i
+                case .double(let d):
+                    v.type = UInt32(SPANHOST_VALUE_DOUBLE)
+                    v.as.double_value = d
+                }
+                return sh_set_attribute(arena, &n.pointee.attributes, keyView, &v)
             }
-            guard sh_set_attribute(scratch, &n.attributes, view(key), &v) == 0 else { return nil }
+            guard stored == 0 else {
+                sh_batch_release(arena)
+                return nil
+            }
         }
-        self.init(copying: &n, firstSeen: firstSeen)
+        self.init(arena: arena, pointer: UnsafePointer(n), firstSeen: firstSeen)
     }
 
     /// The same event standing for `count` occurrences (deduplication reports bursts this way).

@@ -31,6 +31,35 @@ public struct RetryPolicy: Sendable, Equatable {
     }
 }
 
+/// The attempts of one batch (or event) under a RetryPolicy: exponential backoff that honours a
+/// plugin's retry-after, within max_elapsed_time and an optional drain deadline.
+struct RetrySchedule {
+    enum Next {
+        case wait(Duration)
+        /// Retries are off, or the next one would pass max_elapsed_time.
+        case exhausted
+        /// The next one would pass the drain deadline of a shutdown or reload.
+        case pastDeadline
+    }
+
+    let policy: RetryPolicy
+    private let started = ContinuousClock.now
+    private var interval: Duration
+
+    init(_ policy: RetryPolicy) {
+        self.policy = policy
+        interval = policy.initialInterval
+    }
+
+    mutating func next(retryAfter: Duration?, deadline: ContinuousClock.Instant?) -> Next {
+        let wait = max(interval, retryAfter ?? .zero)
+        if let deadline, ContinuousClock.now + wait > deadline { return .pastDeadline }
+        if !policy.enabled || ContinuousClock.now - started + wait > policy.maxElapsedTime { return .exhausted }
+        interval = min(interval * 2, policy.maxInterval)
+        return .wait(wait)
+    }
+}
+
 /// One exporter instance with its sending queue and the worker threads that drain it.
 ///
 /// Receivers never wait on an exporter: they enqueue (or are refused when the queue is full)
@@ -125,23 +154,19 @@ public final class ExporterRunner: @unchecked Sendable {
             condition.withLock { _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02)) }
         }
         stillBusy = condition.withLock { busy > 0 }
-        var left = 0
-        if let memory = queue as? MemoryQueue {
-            left = memory.drainRemaining().reduce(0) { $0 + $1.spanCount }
-            if left > 0 {
-                counters.add("undelivered", Int64(left))
-                logger.error("shutdown deadline passed with spans still queued", metadata: ["undelivered_spans": "\(left)"])
-            }
-        } else if let disk = queue as? DiskQueue {
-            disk.sync()
-            let kept = disk.depth
-            if kept > 0 { logger.info("queued batches kept on disk for the next start", metadata: ["batches": "\(kept)"]) }
+        let left = queue.settle()
+        if left.lostSpans > 0 {
+            counters.add("undelivered", Int64(left.lostSpans))
+            logger.error("shutdown deadline passed with spans still queued", metadata: ["undelivered_spans": "\(left.lostSpans)"])
+        }
+        if left.keptBatches > 0 {
+            logger.info("queued batches kept on disk for the next start", metadata: ["batches": "\(left.keptBatches)"])
         }
         if !stillBusy {
             _ = instance.flush()
             instance.destroy()
         }
-        return left
+        return left.lostSpans
     }
 
     /// Whether consumers take more: until shutdown; a memory queue drains until the deadline,
@@ -160,8 +185,7 @@ public final class ExporterRunner: @unchecked Sendable {
 
     private func deliver(_ item: QueuedBatch) {
         let spans = Int64(item.spans)
-        let started = ContinuousClock.now
-        var interval = retry.initialInterval
+        var schedule = RetrySchedule(retry)
         func giveUp(_ counter: String, _ message: String, _ reason: String) {
             counters.add(counter, spans)
             let where_ = queue.isPersistent ? "batch dead-lettered" : "batch dropped"
@@ -170,22 +194,20 @@ public final class ExporterRunner: @unchecked Sendable {
         }
         /// Waits before the next attempt; false when it is time to stop trying.
         func backOff(_ retryAfter: Duration?, _ message: String) -> Bool {
-            let wait = max(interval, retryAfter ?? .zero)
             // Draining for a shutdown or reload: keep retrying, but not past its deadline.
-            let pastDrain = condition.withLock { drainDeadline.map { ContinuousClock.now + wait > $0 } ?? false }
-            if pastDrain && queue.isPersistent {
+            switch schedule.next(retryAfter: retryAfter, deadline: condition.withLock { drainDeadline }) {
+            case .pastDeadline where queue.isPersistent:
                 queue.release(item)  // stays on disk for whoever takes the queue next
                 return false
-            }
-            if !retry.enabled || ContinuousClock.now - started + wait > retry.maxElapsedTime || pastDrain {
+            case .pastDeadline, .exhausted:
                 giveUp("failed", "export failed; giving up", message)
                 return false
+            case .wait(let wait):
+                counters.add("retried", spans)
+                logger.warning("export failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
+                Thread.sleep(forTimeInterval: wait.seconds)
+                return true
             }
-            counters.add("retried", spans)
-            logger.warning("export failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
-            Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
-            interval = min(interval * 2, retry.maxInterval)
-            return true
         }
         while true {
             switch instance.export(item.batch) {

@@ -71,6 +71,20 @@ public final class Generation: @unchecked Sendable {
             }
         }
 
+        /// The runner (queue and threads) of a shared exporter or notifier: the previous
+        /// generation's when its instance is carried over, else a new one.
+        func runner<R>(_ kind: ComponentKind, _ id: ComponentID, old: R?, _ instanceOf: KeyPath<R, PluginInstance>,
+                       make: (PluginInstance, ConfigValue, String) throws -> R) throws -> R {
+            let expect: PluginKind = kind == .exporter ? .exporter : .notifier
+            let instance = try instantiate(kind, id, expect: expect, reuse: old?[keyPath: instanceOf])
+            if let old, old[keyPath: instanceOf] === instance { return old }
+            do {
+                return try make(instance, instance.settings, "\(kind.section).\(id)")
+            } catch let error as ConfigError {
+                throw GenerationError.invalidSettings(error)
+            }
+        }
+
         var exporters: [ComponentID: ExporterRunner] = [:]
         var notifiers: [ComponentID: NotifierRunner] = [:]
         var pipelines: [Pipeline] = []
@@ -79,30 +93,12 @@ public final class Generation: @unchecked Sendable {
             // per pipeline, since they may keep per-pipeline state.
             for pipeline in config.pipelines {
                 for id in pipeline.exporters where exporters[id] == nil {
-                    let old = previous?.exporters.first { $0.id == id }
-                    let instance = try instantiate(.exporter, id, expect: .exporter, reuse: old?.instance)
-                    if let old, old.instance === instance {
-                        exporters[id] = old
-                    } else {
-                        do {
-                            exporters[id] = try ExporterRunner(instance: instance, settings: instance.settings, path: "exporters.\(id)")
-                        } catch let error as ConfigError {
-                            throw GenerationError.invalidSettings(error)
-                        }
-                    }
+                    exporters[id] = try runner(.exporter, id, old: previous?.exporters.first { $0.id == id }, \.instance,
+                                               make: ExporterRunner.init)
                 }
                 for id in pipeline.notifiers where notifiers[id] == nil {
-                    let old = previous?.notifiers.first { $0.id == id }
-                    let instance = try instantiate(.notifier, id, expect: .notifier, reuse: old?.instance)
-                    if let old, old.instance === instance {
-                        notifiers[id] = old
-                    } else {
-                        do {
-                            notifiers[id] = try NotifierRunner(instance: instance, settings: instance.settings, path: "notifiers.\(id)")
-                        } catch let error as ConfigError {
-                            throw GenerationError.invalidSettings(error)
-                        }
-                    }
+                    notifiers[id] = try runner(.notifier, id, old: previous?.notifiers.first { $0.id == id }, \.instance,
+                                               make: NotifierRunner.init)
                 }
                 let oldPipeline = previous?.pipelines.first { $0.id == pipeline.id }
                 let processors = try pipeline.processors.map { id in

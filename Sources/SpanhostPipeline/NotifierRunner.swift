@@ -124,15 +124,9 @@ public final class NotifierRunner: @unchecked Sendable {
     }
 
     private func deliver(_ event: NotificationEvent) {
-        let started = ContinuousClock.now
-        var interval = retry.initialInterval
-        var first = true
+        condition.withLock { delays.add((ContinuousClock.now - event.firstSeen).milliseconds) }
+        var schedule = RetrySchedule(retry)
         while true {
-            if first {
-                let delay = ContinuousClock.now - event.firstSeen
-                condition.withLock { delays.add(Double(delay.components.seconds) * 1000 + Double(delay.components.attoseconds) / 1e15) }
-                first = false
-            }
             switch instance.notify(event.pointer) {
             case .ok, .consumed:
                 counters.add("notified", 1)
@@ -142,17 +136,14 @@ public final class NotifierRunner: @unchecked Sendable {
                 logger.error("notification not delivered", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
                 return
             case .retryable(let retryAfter, let message):
-                let wait = max(interval, retryAfter ?? .zero)
-                let pastDrain = condition.withLock { drainDeadline.map { ContinuousClock.now + wait > $0 } ?? false }
-                if !retry.enabled || ContinuousClock.now - started + wait > retry.maxElapsedTime || pastDrain {
+                guard case .wait(let wait) = schedule.next(retryAfter: retryAfter, deadline: condition.withLock { drainDeadline }) else {
                     counters.add("failed", 1)
                     logger.error("notification not delivered; giving up", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
                     return
                 }
                 counters.add("retried", 1)
                 logger.warning("notification failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
-                Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
-                interval = min(interval * 2, retry.maxInterval)
+                Thread.sleep(forTimeInterval: wait.seconds)
             }
         }
     }

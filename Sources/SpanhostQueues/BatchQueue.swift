@@ -1,4 +1,5 @@
 import Foundation
+import SpanhostConfig
 import SpanhostModel
 
 /// A batch taken from a queue to export. Hand it back with `done` (delivered, dead-lettered or
@@ -32,6 +33,9 @@ public protocol BatchQueue: AnyObject, Sendable {
     func wake()
     /// True when batches survive a restart (so a shutdown leaves them queued).
     var isPersistent: Bool { get }
+    /// At shutdown, after the last take: what is still queued is lost (memory) or kept for the
+    /// next start (disk, synced to it now).
+    func settle() -> (lostSpans: Int, keptBatches: Int)
     var isFull: Bool { get }
     var depth: Int { get }
     var stats: QueueStats { get }
@@ -112,15 +116,14 @@ public final class MemoryQueue: BatchQueue, @unchecked Sendable {
 
     public var isPersistent: Bool { false }
 
-    /// Takes what is still queued (a shutdown counts it as undelivered).
-    public func drainRemaining() -> [SpanBatch] {
+    public func settle() -> (lostSpans: Int, keptBatches: Int) {
         condition.withLock {
             defer {
                 items.removeAll()
                 head = 0
                 bytes = 0
             }
-            return items[head...].map(\.batch)
+            return (items[head...].reduce(0) { $0 + $1.spans }, 0)
         }
     }
 
@@ -135,8 +138,4 @@ public final class MemoryQueue: BatchQueue, @unchecked Sendable {
                               bytesInMemory: bytes)
         }
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -1,6 +1,7 @@
 import CSpanhost
 import Foundation
 import Logging
+import SpanhostConfig
 import SpanhostModel
 
 /// A persistent sending queue: every offered batch is appended to a segment file (and fsynced,
@@ -21,13 +22,11 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     private var head = 0
     /// Bytes of batches not yet acknowledged (queued or being exported): what the limit counts.
     private var liveBytes = 0
-    private var inFlight = 0
     private var deadLettered = 0
     private let recovered: Int
     private let cutBytes: Int
     private var limits: QueueLimits
     private let logger: Logger
-    private var syncThread: Thread?
 
     private static let registryLock = NSLock()
     nonisolated(unsafe) private static var registry: [String: DiskQueue] = [:]
@@ -72,7 +71,6 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
             }
             thread.name = "fsync \(directory)"
             thread.start()
-            syncThread = thread
         }
     }
 
@@ -97,34 +95,47 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     }
 
     public func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch? {
-        condition.lock()
-        defer { condition.unlock() }
         while true {
-            if !active() { return nil }
-            guard pending.count > head else {
-                _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
-                continue
+            // Pick the oldest under the lock; read and decode it outside, so receivers appending
+            // to the queue never wait for a decode.
+            let next: (location: SegmentLog.Location, spans: Int, at: ContinuousClock.Instant)? = condition.withLock {
+                while true {
+                    if !active() { return nil }
+                    if pending.count > head { break }
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
+                }
+                let item = pending[head]
+                head += 1
+                if head > 64 && head * 2 > pending.count {
+                    pending.removeFirst(head)
+                    head = 0
+                }
+                return item
             }
-            let next = pending[head]
-            head += 1
-            if head > 64 && head * 2 > pending.count {
-                pending.removeFirst(head)
-                head = 0
-            }
+            guard let next else { return nil }
             do {
-                let bytes = try log.read(next.location)
+                let bytes = try condition.withLock { try log.read(next.location) }
                 let batch = try bytes.withUnsafeBytes {
                     try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: Int.max)
                 }
-                inFlight += 1
-                claim()
-                return QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location)
+                let item = QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location)
+                // Claimed only if the taker is still active; else it goes back to the front.
+                let claimed: Bool = condition.withLock {
+                    guard active() else { return false }
+                    claim()
+                    return true
+                }
+                if claimed { return item }
+                release(item)
+                return nil
             } catch {
                 // The checksum matched, so this is a bug or a disk error; never retry it forever.
                 logger.error("a queued batch cannot be read back; dead-lettered", metadata: ["seq": "\(next.location.seq)", "error": "\(error)"])
-                writeDeadLetter(json: "null", spans: 0, reason: "cannot read back: \(error)")
-                try? log.acknowledge(next.location)
-                liveBytes -= next.location.length
+                condition.withLock {
+                    writeDeadLetter(json: "null", spans: 0, reason: "cannot read back: \(error)")
+                    try? log.acknowledge(next.location)
+                    liveBytes -= next.location.length
+                }
             }
         }
     }
@@ -140,7 +151,6 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
                 logger.error("cannot acknowledge a batch; it will be delivered again after a restart", metadata: ["error": "\(error)"])
             }
             liveBytes -= location.length
-            inFlight -= 1
             condition.broadcast()
         }
     }
@@ -155,7 +165,6 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
             } else {
                 pending.insert((location, item.spans, .now), at: 0)
             }
-            inFlight -= 1
             condition.broadcast()
         }
     }
@@ -164,8 +173,12 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
 
     public var isPersistent: Bool { true }
 
-    /// Writes what the page cache holds to disk (at shutdown).
-    public func sync() { condition.withLock { try? log.sync() } }
+    public func settle() -> (lostSpans: Int, keptBatches: Int) {
+        condition.withLock {
+            try? log.sync()
+            return (0, pending.count - head)
+        }
+    }
 
     public var isFull: Bool {
         condition.withLock { pending.count - head >= limits.items || liveBytes >= limits.bytes }
@@ -187,8 +200,9 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     private func writeDeadLetter(json: String, spans: Int, reason: String) {
         deadLettered += 1
         let time = ISO8601DateFormatter().string(from: Date())
-        let escapedReason = String(decoding: (try? JSONSerialization.data(withJSONObject: [reason])) ?? Data("[\"\"]".utf8), as: UTF8.self)
-        let line = "{\"time\":\"\(time)\",\"reason\":\(escapedReason.dropFirst().dropLast()),\"spans\":\(spans),\"request\":\(json)}\n"
+        let quotedReason = String(decoding: (try? JSONSerialization.data(withJSONObject: reason, options: .fragmentsAllowed)) ?? Data("\"\"".utf8),
+                                  as: UTF8.self)
+        let line = "{\"time\":\"\(time)\",\"reason\":\(quotedReason),\"spans\":\(spans),\"request\":\(json)}\n"
         let path = "\(directory)/dead_letter.jsonl"
         let fd = Foundation.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else {

@@ -47,7 +47,7 @@ public struct KafkaReceiverSettings: Sendable, Equatable {
                 throw ConfigError("\(path).encoding", "'\(other)' is not otlp_proto, otlp_json or omegi")
             }
         }
-        if settings["time_zone"] != nil, case .omegiJSON = encoding {} else if settings["time_zone"] != nil {
+        if settings["time_zone"] != nil && settings["encoding"]?.stringValue != "omegi" {
             throw ConfigError("\(path).time_zone", "applies only to encoding: omegi")
         }
         for entry in settings["properties"]?.mapEntries ?? [] {
