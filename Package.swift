@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: [
         // The public plugin header, include/spanhost/spanhost.h, as a module.
@@ -43,11 +44,14 @@ let package = Package(
         // Alert rules (error_span, error_rate, latency) and deduplication of notifications.
         .target(name: "SpanhostAlerts", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig"]),
         // Exporter sending queues: in memory, or in checksummed segment files on disk.
-        .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
+                                                 .product(name: "DequeModule", package: "swift-collections"),
+                                                 .product(name: "Logging", package: "swift-log")]),
         // Pipelines: processor chains, exporter and notifier runners with retry, generations.
         .target(
             name: "SpanhostPipeline",
             dependencies: ["SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues",
+                           .product(name: "DequeModule", package: "swift-collections"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Receivers: OTLP/HTTP and Zipkin on SwiftNIO, Kafka on librdkafka.
@@ -91,6 +95,8 @@ let package = Package(
         .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),
         .testTarget(name: "SpanhostQueuesTests", dependencies: ["SpanhostQueues", "SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel"]),
+        .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPlugins",
+                                                                 .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),
     ],
     swiftLanguageModes: [.v5]

@@ -265,14 +265,22 @@ public func requireString(_ value: ConfigValue, _ path: String) throws -> String
 
 /// Durations as the Collector writes them: "200ms", "5s", "1m30s", "1h"; a bare number is seconds.
 public func parseDuration(_ value: ConfigValue, path: String) throws -> Duration {
+    /// Checked in floating point before any integer conversion, so no value can overflow.
+    func checked(_ ms: Double, _ text: String) throws -> Duration {
+        guard ms.isFinite, ms >= 0 else { throw ConfigError(path, "'\(text)' must be a non-negative duration") }
+        guard ms <= maxConfigDurationMs else {
+            throw ConfigError(path, "'\(text)' is too long; the longest duration accepted is \(Int(maxConfigDurationMs / 3_600_000))h")
+        }
+        return .nanoseconds(Int64((ms * 1_000_000).rounded()))
+    }
     if let seconds = value.doubleValue, value.stringValue.map({ Double($0) != nil }) ?? true {
         guard seconds >= 0 else { throw ConfigError(path, "must not be negative") }
-        return .milliseconds(Int64((seconds * 1000).rounded()))
+        return try checked(seconds * 1000, value.stringValue ?? "")
     }
     guard let text = value.stringValue, !text.isEmpty else {
         throw ConfigError(path, "must be a duration like 500ms, 5s or 1m")
     }
-    var total: Duration = .zero
+    var totalMs = 0.0
     var number = ""
     var unit = ""
     func flush() throws {
@@ -287,7 +295,7 @@ public func parseDuration(_ value: ConfigValue, path: String) throws -> Duration
         case "h": ms = n * 3_600_000
         default: throw ConfigError(path, "'\(text)' has unknown unit '\(unit)'; use ms, s, m or h")
         }
-        total += .nanoseconds(Int64(ms * 1_000_000))
+        totalMs += ms
         number = ""
         unit = ""
     }
@@ -300,8 +308,12 @@ public func parseDuration(_ value: ConfigValue, path: String) throws -> Duration
         }
     }
     try flush()
-    return total
+    return try checked(totalMs, text)
 }
+
+/// The longest duration a config value may give: ten years. Longer values are mistakes, and
+/// refusing them keeps every later conversion (nanoseconds in 64 bits, deadlines) in range.
+public let maxConfigDurationMs: Double = 10 * 365 * 86_400_000
 
 extension Duration {
     /// The duration in seconds, for APIs that take a TimeInterval.

@@ -54,10 +54,9 @@ public final class SpanBatch: @unchecked Sendable {
         self.init(adopting: UnsafeMutablePointer(mutating: pointer))
     }
 
-    /// An empty batch.
-    public convenience init() {
-        guard let pointer = sh_batch_new() else { fatalError("out of memory allocating a batch") }
-        self.init(adopting: pointer)
+    /// An empty batch; nil when out of memory.
+    public static func empty() -> SpanBatch? {
+        sh_batch_new().map(SpanBatch.init(adopting:))
     }
 
     deinit { sh_batch_release(pointer) }
@@ -80,7 +79,7 @@ public final class SpanBatch: @unchecked Sendable {
     public static func decode(
         _ body: UnsafeRawBufferPointer, format: InputFormat, gzip: Bool, limit: Int
     ) throws(DecodeError) -> SpanBatch {
-        let batch = SpanBatch()
+        guard let batch = SpanBatch.empty() else { throw .outOfMemory }
         let bytes: UnsafePointer<UInt8>
         let count: Int
         if gzip {
@@ -124,10 +123,10 @@ public final class SpanBatch: @unchecked Sendable {
         }
     }
 
-    /// Serializes the batch as an ExportTraceServiceRequest.
-    public func encode(_ encoding: OTLPEncoding) -> [UInt8] {
+    /// Serializes the batch as an ExportTraceServiceRequest; nil when out of memory.
+    public func encode(_ encoding: OTLPEncoding) -> [UInt8]? {
         var buffer = spanhost_buffer()
-        guard sh_encode_batch(pointer, encoding.cValue, &buffer) == 0 else { fatalError("out of memory encoding a batch") }
+        guard sh_encode_batch(pointer, encoding.cValue, &buffer) == 0 else { return nil }
         defer { sh_buffer_free(&buffer) }
         return Array(UnsafeBufferPointer(start: buffer.data, count: buffer.len))
     }
@@ -145,15 +144,18 @@ public final class SpanBatch: @unchecked Sendable {
     @discardableResult
     public func removeDroppedSpans() -> Int { sh_batch_compact(pointer) }
 
-    /// A deep copy, for handing the same data to a second pipeline that will change it.
-    public func clone() -> SpanBatch {
-        let copy = SpanBatch()
+    /// A deep copy, for handing the same data to a second pipeline that will change it; nil
+    /// when out of memory.
+    public func clone() -> SpanBatch? {
+        guard let copy = SpanBatch.empty() else { return nil }
+        var complete = true
         forEachSpan { rs, ss, span in
-            guard sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url,
-                                    ss.pointee.scope, ss.pointee.schema_url, span) != nil
-            else { fatalError("out of memory copying a batch") }
+            if complete && sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url,
+                                             ss.pointee.scope, ss.pointee.schema_url, span) == nil {
+                complete = false
+            }
         }
-        return copy
+        return complete ? copy : nil
     }
 
     /// Visits every span with its resource and scope groups.

@@ -5,32 +5,6 @@ import SpanhostModel
 import SpanhostPlugins
 import SpanhostQueues
 
-/// Retry on retryable export failures, as the Collector's exporter helper does it.
-public struct RetryPolicy: Sendable, Equatable {
-    public var enabled = true
-    public var initialInterval: Duration = .seconds(5)
-    public var maxInterval: Duration = .seconds(30)
-    public var maxElapsedTime: Duration = .seconds(300)
-
-    public init() {}
-
-    /// Reads `retry_on_failure` from a component's settings; what is not set keeps `defaults`.
-    public init(settings: ConfigValue, path: String, defaults: RetryPolicy = RetryPolicy()) throws {
-        self = defaults
-        guard let retry = settings["retry_on_failure"], retry != .null else { return }
-        let p = "\(path).retry_on_failure"
-        if let v = retry["enabled"] {
-            guard let b = v.boolValue else { throw ConfigError("\(p).enabled", "must be true or false") }
-            enabled = b
-        }
-        if let v = retry["initial_interval"] { initialInterval = try parseDuration(v, path: "\(p).initial_interval") }
-        if let v = retry["max_interval"] { maxInterval = try parseDuration(v, path: "\(p).max_interval") }
-        if let v = retry["max_elapsed_time"] { maxElapsedTime = try parseDuration(v, path: "\(p).max_elapsed_time") }
-        if initialInterval <= .zero { throw ConfigError("\(p).initial_interval", "must be greater than zero") }
-        if maxInterval < initialInterval { throw ConfigError("\(p).max_interval", "must not be less than initial_interval") }
-    }
-}
-
 /// The attempts of one batch (or event) under a RetryPolicy: exponential backoff that honours a
 /// plugin's retry-after, within max_elapsed_time and an optional drain deadline.
 struct RetrySchedule {
@@ -66,11 +40,15 @@ struct RetrySchedule {
 /// and the workers call the plugin, retrying retryable failures with exponential backoff. The
 /// queue is in memory, or on disk with `sending_queue.storage` (see DiskQueue): then a batch
 /// is on disk before the receiver answers, a shutdown leaves what is queued there for the next
-/// start, and a batch given up on goes to the dead-letter file instead of being dropped.
+/// start, and a batch given up on goes to the dead-letter file instead of being dropped. With
+/// `sending_queue.enabled: false` there is no queue: the batch is exported on the caller's
+/// thread and its result is the client's answer.
 public final class ExporterRunner: @unchecked Sendable {
     public let instance: PluginInstance
     public let retry: RetryPolicy
-    public let queue: BatchQueue
+    public let queueSettings: SendingQueueSettings
+    /// Nil when the queue is disabled.
+    public let queue: BatchQueue?
     private let condition = NSCondition()
     private var stopping = false
     private var started = false
@@ -78,6 +56,9 @@ public final class ExporterRunner: @unchecked Sendable {
     private var drainDeadline: ContinuousClock.Instant?
     /// Batches being exported right now (one per consumer thread at most).
     private var busy = 0
+    /// What became of the spans this exporter accepted (for the final report).
+    private var tally = DeliveryTally()
+    private var lastDropLog: ContinuousClock.Instant?
     /// Worker threads taking batches from the queue (`sending_queue.num_consumers`). More than
     /// one helps only plugins that declare SPANHOST_PLUGIN_CONCURRENT; others are serialized.
     public let consumers: Int
@@ -89,19 +70,22 @@ public final class ExporterRunner: @unchecked Sendable {
     public init(instance: PluginInstance, settings: ConfigValue, path: String) throws {
         self.instance = instance
         self.retry = try RetryPolicy(settings: settings, path: path)
-        let config = try SendingQueueConfig(settings: settings["sending_queue"], path: "\(path).sending_queue",
-                                            concurrent: instance.library.isConcurrent)
-        consumers = config.consumers
-        if let storage = config.storage {
+        let queueSettings = try SendingQueueSettings(settings: settings["sending_queue"], path: "\(path).sending_queue")
+        self.queueSettings = queueSettings
+        consumers = queueSettings.consumers ?? (instance.library.isConcurrent ? 4 : 1)
+        let limits = QueueLimits(items: queueSettings.queueSize, bytes: queueSettings.maxBytes)
+        if !queueSettings.enabled {
+            queue = nil
+        } else if let storage = queueSettings.storage {
             // One directory per exporter id under the storage directory.
             let directory = "\(storage)/\(instance.id.description.replacingOccurrences(of: "/", with: "_"))"
             do {
-                queue = try DiskQueue.open(directory: directory, limits: config.limits, fsync: config.fsync)
+                queue = try DiskQueue.open(directory: directory, limits: limits, fsync: queueSettings.fsync)
             } catch {
                 throw ConfigError("\(path).sending_queue.storage", "\(error)")
             }
         } else {
-            queue = MemoryQueue(limits: config.limits)
+            queue = MemoryQueue(limits: limits)
         }
         var logger = Logger(label: "spanhost.exporter")
         logger[metadataKey: "component"] = "\(instance.id)"
@@ -110,7 +94,7 @@ public final class ExporterRunner: @unchecked Sendable {
 
     /// Starts the consumer threads; a runner carried over by a reload is already started.
     public func start() {
-        guard condition.withLock({ defer { started = true }; return !started }) else { return }
+        guard queue != nil, condition.withLock({ defer { started = true }; return !started }) else { return }
         for n in 0..<consumers {
             let thread = Thread { [self] in run() }
             thread.name = "exporter \(id) #\(n)"
@@ -119,42 +103,82 @@ public final class ExporterRunner: @unchecked Sendable {
     }
 
     /// Batches waiting, not counting those being exported.
-    public var queueDepth: Int { queue.depth }
+    public var queueDepth: Int { queue?.depth ?? 0 }
 
-    public var isFull: Bool { queue.isFull }
+    /// True when a batch offered now would be refused for the whole pipeline (`on_full: refuse`
+    /// and the queue is full). A `drop` exporter never holds a pipeline up.
+    public var refusesWhenFull: Bool {
+        guard let queue, queueSettings.onFull == .refuse else { return false }
+        return queue.isFull
+    }
 
-    /// Queues a batch. `force` lets a fan-out that already checked every queue for room
-    /// finish even if another receiver filled this one in the meantime.
-    @discardableResult
-    public func enqueue(_ batch: SpanBatch, force: Bool = false) -> Bool {
-        let spans = Int64(batch.spanCount)
-        guard !condition.withLock({ stopping }), queue.offer(batch, force: force) else {
-            counters.add("refused", spans)
-            return false
+    /// Hands a batch to this exporter. With a queue: queued (`force` ignores the limits, for a
+    /// fan-out that already checked for room, and for processors flushing at shutdown), or,
+    /// when full under `on_full: drop`, dropped for this exporter and counted. Without a queue:
+    /// exported now. Nil means taken; otherwise the answer for the client.
+    public func accept(_ batch: SpanBatch, force: Bool) -> ConsumeOutcome? {
+        let spans = batch.spanCount
+        if condition.withLock({ stopping }) {
+            counters.add("refused", Int64(spans))
+            return .refused(retryAfterSeconds: 1, message: "exporter \(id) is shutting down")
         }
-        counters.add("queued", spans)
-        return true
+        guard let queue else { return exportNow(batch, spans: spans) }
+        counters.add("queued", Int64(spans))
+        condition.withLock { tally.accepted += spans }
+        if queue.offer(batch, force: force || queueSettings.onFull == .refuse) { return nil }
+        counters.add("dropped_on_full", Int64(spans))
+        let log: Bool = condition.withLock {
+            tally.lost += spans
+            guard lastDropLog.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true else { return false }
+            lastDropLog = .now
+            return true
+        }
+        if log { logger.warning("sending queue full; batch dropped for this exporter (on_full: drop)", metadata: ["spans": "\(spans)"]) }
+        return nil
+    }
+
+    /// No queue: one attempt on the caller's thread; a retryable failure is the client's to retry.
+    private func exportNow(_ batch: SpanBatch, spans: Int) -> ConsumeOutcome? {
+        switch instance.export(batch) {
+        case .ok, .consumed:
+            counters.add("exported", Int64(spans))
+            condition.withLock {
+                tally.accepted += spans
+                tally.delivered += spans
+            }
+            return nil
+        case .permanent(let message):
+            counters.add("failed", Int64(spans))
+            return .rejected(message: "exporter \(id): \(message)")
+        case .retryable(let after, let message):
+            counters.add("refused", Int64(spans))
+            return .refused(retryAfterSeconds: after.map { max(1, Int($0.seconds.rounded(.up))) } ?? 1, message: "exporter \(id): \(message)")
+        case .unavailable(let message):
+            counters.add("refused", Int64(spans))
+            return .refused(retryAfterSeconds: 1, message: message)
+        }
     }
 
     /// Stops taking batches and exports what is queued until `deadline` (a disk queue keeps
-    /// it instead), then destroys the instance. Returns how many spans were not delivered.
-    public func shutdown(deadline: ContinuousClock.Instant) -> Int {
+    /// it instead), then destroys the instance. Returns what became of every span it accepted.
+    public func shutdown(deadline: ContinuousClock.Instant) -> DeliveryTally {
         condition.withLock {
             stopping = true
             drainDeadline = deadline
+            condition.broadcast()  // ends a retry wait at once
         }
-        queue.wake()
-        // The queue's lock is never taken while holding ours: takers hold the queue's lock
-        // while they ask `active`, which takes ours.
-        var stillBusy = true
-        while ContinuousClock.now < deadline {
-            let waiting = queue.isPersistent ? 0 : queue.depth
-            stillBusy = condition.withLock { busy > 0 }
-            if waiting == 0 && !stillBusy { break }
-            condition.withLock { _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02)) }
+        if let queue {
+            queue.wake()
+            // The queue's lock is never taken while holding ours: takers hold the queue's lock
+            // while they ask `active`, which takes ours.
+            while ContinuousClock.now < deadline {
+                let waiting = queue.isPersistent ? 0 : queue.depth
+                if waiting == 0 && !condition.withLock({ busy > 0 }) { break }
+                condition.withLock { _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02)) }
+            }
         }
-        stillBusy = condition.withLock { busy > 0 }
-        let left = queue.settle()
+        let stillBusy = condition.withLock { busy > 0 }
+        let left = queue?.settle() ?? .none
         if left.lostSpans > 0 {
             counters.add("undelivered", Int64(left.lostSpans))
             logger.error("shutdown deadline passed with spans still queued", metadata: ["undelivered_spans": "\(left.lostSpans)"])
@@ -166,16 +190,27 @@ public final class ExporterRunner: @unchecked Sendable {
             _ = instance.flush()
             instance.destroy()
         }
-        return left.lostSpans
+        return condition.withLock {
+            tally.lost += left.lostSpans
+            tally.keptOnDisk += left.keptSpans
+            tally.keptBatches += left.keptBatches
+            return tally
+        }
     }
+
+    /// What became of the spans accepted so far.
+    public var delivery: DeliveryTally { condition.withLock { tally } }
 
     /// Whether consumers take more: until shutdown; a memory queue drains until the deadline,
     /// a disk queue keeps what is left.
-    private var active: Bool { condition.withLock { !stopping || (!queue.isPersistent && ContinuousClock.now < (drainDeadline ?? .now)) } }
+    private var active: Bool {
+        condition.withLock { !stopping || (!(queue?.isPersistent ?? true) && ContinuousClock.now < (drainDeadline ?? .now)) }
+    }
 
     private func run() {
+        guard let queue else { return }
         while let item = queue.take(while: { active }, claim: { condition.withLock { busy += 1 } }) {
-            deliver(item)
+            deliver(item, from: queue)
             condition.withLock {
                 busy -= 1
                 condition.broadcast()
@@ -183,13 +218,16 @@ public final class ExporterRunner: @unchecked Sendable {
         }
     }
 
-    private func deliver(_ item: QueuedBatch) {
+    private func deliver(_ item: QueuedBatch, from queue: BatchQueue) {
         let spans = Int64(item.spans)
         var schedule = RetrySchedule(retry)
         func giveUp(_ counter: String, _ message: String, _ reason: String) {
             counters.add(counter, spans)
             let where_ = queue.isPersistent ? "batch dead-lettered" : "batch dropped"
             logger.error("\(message); \(where_)", metadata: ["spans": "\(spans)", "error": "\(reason)"])
+            condition.withLock {
+                if queue.isPersistent { tally.deadLettered += item.spans } else { tally.lost += item.spans }
+            }
             queue.done(item, .failed(reason: reason))
         }
         /// Waits before the next attempt; false when it is time to stop trying.
@@ -205,7 +243,11 @@ public final class ExporterRunner: @unchecked Sendable {
             case .wait(let wait):
                 counters.add("retried", spans)
                 logger.warning("export failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
-                Thread.sleep(forTimeInterval: wait.seconds)
+                // A shutdown or reload ends the wait at once (and then sets the deadline).
+                let until = Date(timeIntervalSinceNow: wait.seconds)
+                condition.withLock {
+                    while !stopping && condition.wait(until: until) {}
+                }
                 return true
             }
         }
@@ -213,6 +255,7 @@ public final class ExporterRunner: @unchecked Sendable {
             switch instance.export(item.batch) {
             case .ok, .consumed:
                 counters.add("exported", spans)
+                condition.withLock { tally.delivered += item.spans }
                 queue.done(item, .delivered)
                 return
             case .permanent(let message):
@@ -228,66 +271,18 @@ public final class ExporterRunner: @unchecked Sendable {
     }
 }
 
-/// `sending_queue` of an exporter.
-struct SendingQueueConfig {
-    var limits = QueueLimits(items: 1000, bytes: Int.max)
-    var consumers: Int
-    var storage: String?
-    var fsync = FsyncPolicy.interval(.seconds(1))
+/// What became of the spans one exporter accepted, for the shutdown report and the exit code.
+public struct DeliveryTally: Sendable, Equatable {
+    public var accepted = 0
+    public var delivered = 0
+    /// Left in the persistent queue for the next start (spans of recovered batches not counted).
+    public var keptOnDisk = 0
+    public var keptBatches = 0
+    /// Given up on and written to the dead-letter file.
+    public var deadLettered = 0
+    /// Dropped: given up on without a persistent queue, dropped on a full queue, or still in a
+    /// memory queue when the drain deadline passed.
+    public var lost = 0
 
-    init(settings: ConfigValue?, path: String, concurrent: Bool) throws {
-        consumers = concurrent ? 4 : 1
-        guard let settings, settings != .null else { return }
-        let known = ["enabled", "queue_size", "num_consumers", "max_size_mib", "storage", "fsync"]
-        for entry in settings.mapEntries ?? [] where !known.contains(entry.key) {
-            throw ConfigError("\(path).\(entry.key)", "unknown key; expected \(known.joined(separator: ", "))")
-        }
-        if let size = settings["queue_size"] {
-            guard let n = size.intValue, n > 0 else { throw ConfigError("\(path).queue_size", "must be a positive integer") }
-            limits.items = Int(n)
-        }
-        if let value = settings["num_consumers"] {
-            guard let n = value.intValue, (1...64).contains(n) else {
-                throw ConfigError("\(path).num_consumers", "must be an integer from 1 to 64")
-            }
-            consumers = Int(n)
-        }
-        if let value = settings["storage"] {
-            storage = try requireString(value, "\(path).storage")
-            limits.bytes = 1 << 30
-        }
-        if let value = settings["max_size_mib"] {
-            guard let mib = value.doubleValue, mib > 0 else { throw ConfigError("\(path).max_size_mib", "must be a positive number of MiB") }
-            limits.bytes = Int(mib * 1024 * 1024)
-        }
-        if let value = settings["fsync"] {
-            guard storage != nil else { throw ConfigError("\(path).fsync", "applies only with storage") }
-            switch value.stringValue {
-            case "always": fsync = .always
-            case "never": fsync = .never
-            default:
-                let every = try parseDuration(value, path: "\(path).fsync")
-                guard every > .zero else { throw ConfigError("\(path).fsync", "must be always, never or an interval like 1s") }
-                fsync = .interval(every)
-            }
-        }
-    }
-}
-
-extension CallPolicy {
-    /// Reads `call_timeout` and `circuit_breaker: {failure_threshold, cool_down}` from a
-    /// component's settings.
-    public init(settings: ConfigValue, path: String) throws {
-        self.init()
-        if let v = settings["call_timeout"] {
-            timeout = try parseDuration(v, path: "\(path).call_timeout")
-            guard timeout > .zero else { throw ConfigError("\(path).call_timeout", "must be greater than zero") }
-        }
-        guard let breaker = settings["circuit_breaker"], breaker != .null else { return }
-        if let v = breaker["failure_threshold"] {
-            guard let n = v.intValue, n > 0 else { throw ConfigError("\(path).circuit_breaker.failure_threshold", "must be a positive integer") }
-            failureThreshold = Int(n)
-        }
-        if let v = breaker["cool_down"] { coolDown = try parseDuration(v, path: "\(path).circuit_breaker.cool_down") }
-    }
+    public init() {}
 }

@@ -3,6 +3,7 @@ import Logging
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPlugins
+import Synchronization
 
 /// Why a config could not be turned into running pipelines.
 public enum GenerationError: Error, CustomStringConvertible {
@@ -137,19 +138,33 @@ public final class Generation: @unchecked Sendable {
         for notifier in notifiers { notifier.start() }
     }
 
-    /// Hands a batch from `receiver` to each of its pipelines. Pipelines after the first that
-    /// have processors get their own copy, since processors change batches in place.
+    /// Hands a batch from `receiver` to each of its pipelines. A batch that reaches exporters is
+    /// read-only from then on, and processors change batches in place, so a pipeline with
+    /// processors works on its own copy unless no other pipeline sees the batch at all.
     public func consume(_ batch: SpanBatch, from receiver: ComponentID) -> ConsumeOutcome {
         guard let pipelines = routes[receiver], !pipelines.isEmpty else {
-            return .rejected(message: "receiver \(receiver) feeds no pipeline")
+            // Bound by a reload that has not swapped in yet, or retired by one: come back soon.
+            return .refused(retryAfterSeconds: 1, message: "receiver \(receiver) feeds no pipeline yet")
         }
-        if pipelines.count == 1 { return pipelines[0].consume(batch) }
         var outcome = ConsumeOutcome.accepted(rejectedSpans: 0, message: nil)
-        for (index, pipeline) in pipelines.enumerated() {
-            let own = index == pipelines.count - 1 || pipeline.processors.isEmpty ? batch : batch.clone()
+        let takesOriginal = Self.plan(pipelines.map { !$0.processors.isEmpty })
+        for (pipeline, original) in zip(pipelines, takesOriginal) {
+            guard let own = original ? batch : batch.clone() else {
+                outcome = Self.merge(outcome, .refused(retryAfterSeconds: 1, message: "out of memory copying a batch for pipeline \(pipeline.id)"))
+                continue
+            }
             outcome = Self.merge(outcome, pipeline.consume(own))
         }
         return outcome
+    }
+
+    /// For pipelines that change batches (`true`) or not, which may take the original batch
+    /// rather than a copy: every pipeline that does not change it, and a changing one only
+    /// when it is the only pipeline that will ever see the original.
+    static func plan(_ changes: [Bool]) -> [Bool] {
+        guard let last = changes.indices.last else { return [] }
+        if changes.allSatisfy({ $0 }) { return changes.indices.map { $0 == last } }
+        return changes.map { !$0 }
     }
 
     /// The answer for several pipelines: any refusal wins (the client retries), then any
@@ -175,9 +190,10 @@ public final class Generation: @unchecked Sendable {
     }
 
     /// Shuts down what `successor` does not carry over (everything when it is nil): waits for
-    /// batches still running through this generation, flushes and destroys processors, drains
-    /// exporters until `deadline`. Returns the spans that could not be delivered.
-    public func retire(keeping successor: Generation?, deadline: ContinuousClock.Instant) -> Int {
+    /// batches still running through this generation, flushes and destroys processors (what
+    /// they held goes into the exporters' queues whatever their limits), drains exporters
+    /// until `deadline`. Returns what became of the spans the retired components accepted.
+    public func retire(keeping successor: Generation?, deadline: ContinuousClock.Instant) -> DeliveryReport {
         activity.withLock {
             while inFlight > 0 && ContinuousClock.now < deadline {
                 _ = activity.wait(until: Date(timeIntervalSinceNow: 0.01))
@@ -186,25 +202,65 @@ public final class Generation: @unchecked Sendable {
         let keptProcessors = Set((successor?.pipelines ?? []).flatMap(\.processors).map(ObjectIdentifier.init))
         let keptExporters = Set((successor?.exporters ?? []).map(ObjectIdentifier.init))
         let keptNotifiers = Set((successor?.notifiers ?? []).map(ObjectIdentifier.init))
-        for processor in pipelines.flatMap(\.processors) where !keptProcessors.contains(ObjectIdentifier(processor)) {
-            _ = processor.flush()
-            processor.destroy()
+        var report = DeliveryReport()
+        for pipeline in pipelines {
+            pipeline.draining.store(true, ordering: .relaxed)
+            for processor in pipeline.processors where !keptProcessors.contains(ObjectIdentifier(processor)) {
+                _ = processor.flush()
+                processor.destroy()
+                report.processorLostSpans += Int(processor.counters.snapshot[PluginInstance.lostSpansCounter] ?? 0)
+            }
         }
         // Rules hand their waiting groups to the notifiers before those may shut down.
         for pipeline in pipelines { pipeline.rules.stop() }
-        var undelivered = 0
         for exporter in exporters where !keptExporters.contains(ObjectIdentifier(exporter)) {
-            undelivered += exporter.shutdown(deadline: deadline)
+            report.exporters[exporter.id.description] = exporter.shutdown(deadline: deadline)
         }
         for notifier in notifiers where !keptNotifiers.contains(ObjectIdentifier(notifier)) {
             notifier.shutdown(deadline: deadline)
         }
-        return undelivered
+        return report
     }
 
     /// Drains and destroys everything.
-    public func shutdown(timeout: Duration) -> Int {
+    public func shutdown(timeout: Duration) -> DeliveryReport {
         retire(keeping: nil, deadline: .now + timeout)
+    }
+}
+
+/// What became of accepted spans, per exporter, and what processors lost on the way.
+public struct DeliveryReport: Sendable, Equatable {
+    public var exporters: [String: DeliveryTally] = [:]
+    /// Spans processors took (to hold or batch) that they could not pass on.
+    public var processorLostSpans = 0
+
+    public init() {}
+
+    public var lostSpans: Int { exporters.values.reduce(processorLostSpans) { $0 + $1.lost } }
+
+    /// Adds the figures of components retired earlier (reloads) to these.
+    public mutating func add(_ other: DeliveryReport) {
+        for (id, tally) in other.exporters {
+            var sum = exporters[id] ?? DeliveryTally()
+            sum.accepted += tally.accepted
+            sum.delivered += tally.delivered
+            sum.keptOnDisk += tally.keptOnDisk
+            sum.keptBatches += tally.keptBatches
+            sum.deadLettered += tally.deadLettered
+            sum.lost += tally.lost
+            exporters[id] = sum
+        }
+        processorLostSpans += other.processorLostSpans
+    }
+
+    /// One line for the log: accepted, delivered, kept on disk and lost, per exporter.
+    public var summary: String {
+        let parts = exporters.sorted { $0.key < $1.key }.map { id, t in
+            "\(id): accepted \(t.accepted), delivered \(t.delivered), kept on disk \(t.keptOnDisk + t.deadLettered)"
+                + (t.deadLettered > 0 ? " (\(t.deadLettered) dead-lettered)" : "") + ", lost \(t.lost)"
+        }
+        let processors = processorLostSpans > 0 ? ["processors: lost \(processorLostSpans)"] : []
+        return (parts + processors).joined(separator: "; ")
     }
 }
 

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Logging
 import SpanhostConfig
@@ -14,7 +15,7 @@ public final class NotifierRunner: @unchecked Sendable {
     public let retry: RetryPolicy
     public let queueCapacity: Int
     private let condition = NSCondition()
-    private var queue: [NotificationEvent] = []
+    private var queue: Deque<NotificationEvent> = []
     private var stopping = false
     private var started = false
     private var drainDeadline: ContinuousClock.Instant?
@@ -37,12 +38,7 @@ public final class NotifierRunner: @unchecked Sendable {
     public init(instance: PluginInstance, settings: ConfigValue, path: String) throws {
         self.instance = instance
         retry = try RetryPolicy(settings: settings, path: path, defaults: Self.defaultRetry)
-        var capacity = 1000
-        if let size = settings["sending_queue"]?["queue_size"] {
-            guard let n = size.intValue, n > 0 else { throw ConfigError("\(path).sending_queue.queue_size", "must be a positive integer") }
-            capacity = Int(n)
-        }
-        queueCapacity = capacity
+        queueCapacity = try NotifierQueueSettings(settings: settings["sending_queue"], path: "\(path).sending_queue").queueSize
         var logger = Logger(label: "spanhost.notifier")
         logger[metadataKey: "component"] = "\(instance.id)"
         self.logger = logger
@@ -143,7 +139,11 @@ public final class NotifierRunner: @unchecked Sendable {
                 }
                 counters.add("retried", 1)
                 logger.warning("notification failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
-                Thread.sleep(forTimeInterval: wait.seconds)
+                // A shutdown or reload ends the wait at once (and then sets the deadline).
+                let until = Date(timeIntervalSinceNow: wait.seconds)
+                condition.withLock {
+                    while !stopping && condition.wait(until: until) {}
+                }
             }
         }
     }

@@ -4,6 +4,7 @@ import SpanhostAlerts
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPlugins
+import Synchronization
 
 /// One `service.pipelines` entry: processors in order, then fan-out to every exporter.
 public final class Pipeline: @unchecked Sendable {
@@ -68,16 +69,22 @@ public final class Pipeline: @unchecked Sendable {
                 return .refused(retryAfterSeconds: 1, message: message)
             }
         }
-        // Check every queue first so a full one refuses the batch before any other takes it.
-        if let full = exporters.first(where: \.isFull) {
+        // Spans held by processors being flushed at shutdown go into the queues whatever their
+        // limits: from there they are delivered, kept on disk or counted as lost.
+        let draining = self.draining.load(ordering: .relaxed)
+        // Check every refusing queue first so a full one refuses the batch before any other takes it.
+        if !draining, let full = exporters.first(where: \.refusesWhenFull) {
             return .refused(retryAfterSeconds: 1, message: "exporter \(full.id) queue is full")
         }
-        // An exporter refuses only once it is shutting down; the client then retries.
-        for exporter in exporters where !exporter.enqueue(batch, force: true) {
-            return .refused(retryAfterSeconds: 1, message: "exporter \(exporter.id) is shutting down")
+        var outcome = ConsumeOutcome.accepted(rejectedSpans: rejected, message: filteredMessage(rejected))
+        for exporter in exporters {
+            if let answer = exporter.accept(batch, force: draining) { outcome = Generation.merge(outcome, answer) }
         }
-        return .accepted(rejectedSpans: rejected, message: filteredMessage(rejected))
+        return outcome
     }
+
+    /// Set while the pipeline's processors are flushed for a shutdown or reload.
+    let draining = Atomic<Bool>(false)
 
     private func filteredMessage(_ rejected: Int) -> String? {
         rejected > 0 ? "\(rejected) spans dropped by processors of pipeline \(id)" : nil

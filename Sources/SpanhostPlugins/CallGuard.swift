@@ -1,42 +1,35 @@
 import Foundation
 import Logging
+import SpanhostConfig
 
-/// Limits on calls into one plugin instance.
-public struct CallPolicy: Sendable, Equatable {
-    /// A call running longer than this is reported as hung and the instance marked unhealthy;
-    /// further calls fail fast until it returns.
-    public var timeout: Duration = .seconds(10)
-    /// This many failed calls in a row open the circuit breaker...
-    public var failureThreshold = 5
-    /// ...and no call is made for this long.
-    public var coolDown: Duration = .seconds(30)
-
-    public init() {}
-}
-
-/// Health of one instance: the call in progress (watched for hangs) and the circuit breaker.
+/// Health of one instance: every call in progress (each watched for a hang on its own, since a
+/// concurrent plugin has several at once) and the circuit breaker.
 final class CallGuard: @unchecked Sendable {
     let policy: CallPolicy
     private let lock = NSLock()
-    private var callStart: ContinuousClock.Instant?
-    private var callHook = ""
-    private(set) var hungSince: ContinuousClock.Instant?
+    private struct Call {
+        var hook: String
+        var start: ContinuousClock.Instant
+        var hung = false
+    }
+    private var calls: [Int: Call] = [:]
+    private var nextToken = 0
     private var consecutiveFailures = 0
     private var openUntil: ContinuousClock.Instant?
 
     init(policy: CallPolicy) { self.policy = policy }
 
     /// Now plus the call timeout, as a Date for lock waits.
-    func deadline() -> Date {
-        let t = policy.timeout.components
-        return Date(timeIntervalSinceNow: Double(t.seconds) + Double(t.attoseconds) / 1e18)
-    }
+    func deadline() -> Date { Date(timeIntervalSinceNow: policy.timeout.seconds) }
+
+    /// The oldest hung call, if any.
+    private var hung: Call? { calls.values.filter(\.hung).min { $0.start < $1.start } }
 
     /// Why a call must not be made now, or nil.
     func refusal(now: ContinuousClock.Instant = .now) -> String? {
         lock.withLock {
-            if let hungSince {
-                return "unhealthy: a \(callHook) call has been running for \(formatted(now - hungSince + policy.timeout))"
+            if let hung {
+                return "unhealthy: a \(hung.hook) call has been running for \(formatted(now - hung.start))"
             }
             if let openUntil, now < openUntil {
                 return "circuit open after \(consecutiveFailures) failures in a row; calls resume in \(formatted(openUntil - now))"
@@ -45,19 +38,21 @@ final class CallGuard: @unchecked Sendable {
         }
     }
 
-    func begin(_ hook: String) {
+    /// Starts watching one call; hand the token to `end`.
+    func begin(_ hook: String) -> Int {
         lock.withLock {
-            callStart = .now
-            callHook = hook
+            nextToken += 1
+            calls[nextToken] = Call(hook: hook, start: .now)
+            return nextToken
         }
     }
 
-    /// Ends a call. Returns true if the instance had been reported hung and has now recovered.
-    func end(success: Bool?) -> (recovered: Bool, opened: Bool) {
+    /// Ends a call. `recovered`: it had been reported hung and no other call is hung now.
+    /// `opened`: this failure opened the circuit breaker.
+    func end(_ token: Int, success: Bool?) -> (recovered: Bool, opened: Bool) {
         lock.withLock {
-            let recovered = hungSince != nil
-            callStart = nil
-            hungSince = nil
+            let call = calls.removeValue(forKey: token)
+            let recovered = call?.hung == true && hung == nil
             guard let success else { return (recovered, false) }
             if success {
                 consecutiveFailures = 0
@@ -74,26 +69,29 @@ final class CallGuard: @unchecked Sendable {
         }
     }
 
-    /// Called by the watchdog: marks the call hung once it passes the timeout.
-    func checkHung(now: ContinuousClock.Instant) -> String? {
+    /// Called by the watchdog: marks calls hung once they pass the timeout; returns their hooks.
+    func checkHung(now: ContinuousClock.Instant) -> [String] {
         lock.withLock {
-            guard hungSince == nil, let callStart, now - callStart > policy.timeout else { return nil }
-            hungSince = now
-            return callHook
+            var newlyHung: [String] = []
+            for (token, call) in calls where !call.hung && now - call.start > policy.timeout {
+                calls[token]?.hung = true
+                newlyHung.append(call.hook)
+            }
+            return newlyHung
         }
     }
 
+    var isWatching: Bool { lock.withLock { !calls.isEmpty } }
+
     var state: String {
         lock.withLock {
-            if hungSince != nil { return "unhealthy" }
+            if hung != nil { return "unhealthy" }
             if let openUntil, ContinuousClock.now < openUntil { return "circuit_open" }
             return "healthy"
         }
     }
 
-    private func formatted(_ d: Duration) -> String {
-        String(format: "%.1fs", Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
-    }
+    private func formatted(_ d: Duration) -> String { String(format: "%.1fs", d.seconds) }
 }
 
 /// One thread that looks at every call in progress and reports the ones past their timeout.
@@ -108,8 +106,11 @@ final class Watchdog: @unchecked Sendable {
                 Thread.sleep(forTimeInterval: 0.05)
                 let now = ContinuousClock.now
                 for instance in lock.withLock({ Array(watched.values) }) {
-                    if let hook = instance.guardState.checkHung(now: now) { instance.reportHung(hook) }
+                    for hook in instance.guardState.checkHung(now: now) { instance.reportHung(hook) }
                 }
+                // Instances with no call in progress leave; a call begins before `watch`, so
+                // one that starts meanwhile is either seen here or watched again.
+                lock.withLock { watched = watched.filter { $0.value.guardState.isWatching } }
             }
         }
         thread.name = "plugin watchdog"
@@ -117,5 +118,4 @@ final class Watchdog: @unchecked Sendable {
     }
 
     func watch(_ instance: PluginInstance) { lock.withLock { watched[ObjectIdentifier(instance)] = instance } }
-    func unwatch(_ instance: PluginInstance) { lock.withLock { watched[ObjectIdentifier(instance)] = nil } }
 }

@@ -9,7 +9,51 @@ final class ConfigHandle: @unchecked Sendable {
     private let lock = NSLock()
     private var strings: [UnsafeMutablePointer<CChar>] = []
 
+    /// Paths the plugin asked for (found or not), and maps whose keys it listed.
+    private var asked: Set<String> = []
+    private var listed: Set<String> = []
+
     init(_ value: ConfigValue) { self.value = value }
+
+    /// Looks up `path` and remembers that the plugin knows it.
+    func lookup(_ path: String, listing: Bool = false) -> ConfigValue? {
+        let canonical = path.split(separator: ".", omittingEmptySubsequences: true).joined(separator: ".")
+        lock.withLock {
+            asked.insert(canonical)
+            if listing { listed.insert(canonical) }
+        }
+        return value.lookup(path)
+    }
+
+    /// Map keys of the settings that the plugin never asked for, as dotted paths (keys in
+    /// `ignoring` at the top are the host's). A key counts as asked when it, or anything below
+    /// it, was looked up, or when a map above it had its keys listed (free-form maps such as
+    /// headers).
+    func unaskedKeys(ignoring hostKeys: [String]) -> (unasked: [String], known: [String]) {
+        let (asked, listed) = lock.withLock { (self.asked, self.listed) }
+        func isAsked(_ path: String) -> Bool {
+            if asked.contains(path) || listed.contains(where: { path.hasPrefix($0 + ".") || $0.isEmpty }) { return true }
+            return asked.contains { $0.hasPrefix(path + ".") }
+        }
+        var unasked: [String] = []
+        func walk(_ value: ConfigValue, _ prefix: String) {
+            switch value {
+            case .map(let entries):
+                for entry in entries {
+                    let path = prefix.isEmpty ? entry.key : "\(prefix).\(entry.key)"
+                    if prefix.isEmpty && hostKeys.contains(entry.key) { continue }
+                    if isAsked(path) { walk(entry.value, path) } else { unasked.append(path) }
+                }
+            case .list(let items):
+                for (index, item) in items.enumerated() { walk(item, "\(prefix).\(index)") }
+            default:
+                break
+            }
+        }
+        walk(value, "")
+        let known = Set(asked.compactMap { $0.split(separator: ".").first.map(String.init) }).union(hostKeys).sorted()
+        return (unasked, known)
+    }
 
     deinit { strings.forEach { free($0) } }
 

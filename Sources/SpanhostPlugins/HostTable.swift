@@ -11,10 +11,11 @@ enum HostTable {
         return UnsafePointer(table)
     }()
 
-    private static func lookup(_ config: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> (ConfigHandle, ConfigValue?)? {
+    private static func lookup(_ config: OpaquePointer?, _ path: UnsafePointer<CChar>?,
+                               listing: Bool = false) -> (ConfigHandle, ConfigValue?)? {
         guard let handle = ConfigHandle.from(config) else { return nil }
         let key = path.map { String(cString: $0) } ?? ""
-        return (handle, handle.value.lookup(key))
+        return (handle, handle.lookup(key, listing: listing))
     }
 
     private static let found = UInt32(SPANHOST_CONFIG_FOUND)
@@ -64,7 +65,7 @@ enum HostTable {
             return HostTable.found
         }
         api.config_key = { config, path, index, out in
-            guard let (handle, value) = HostTable.lookup(config, path), let value else { return HostTable.missing }
+            guard let (handle, value) = HostTable.lookup(config, path, listing: true), let value else { return HostTable.missing }
             guard let entries = value.mapEntries else { return HostTable.wrongType }
             guard index < entries.count else { return HostTable.missing }
             out?.pointee = handle.keep(entries[index].key)

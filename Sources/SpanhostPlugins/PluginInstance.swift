@@ -35,7 +35,12 @@ public struct PluginCreateError: Error, CustomStringConvertible {
     public var component: String
     public var hook: String
     public var message: String
-    public var description: String { "\(component): \(hook) failed: \(message)" }
+    /// The settings key at fault, when the host found it (not the plugin).
+    public var key: String?
+    public var description: String {
+        if let key { return "\(component).\(key): \(message)" }
+        return "\(component): \(hook) failed: \(message)"
+    }
 }
 
 /// One instance of a plugin, for one configured component. Every call into the plugin goes
@@ -90,15 +95,22 @@ public final class PluginInstance: @unchecked Sendable {
         }
         guard created == .ok else {
             destroyed = true  // nothing to destroy: create failed
-            throw PluginCreateError(component: "\(id)", hook: "create", message: created.message)
+            throw PluginCreateError(component: "\(id)", hook: "create", message: created.message, key: nil)
         }
         state = newState
         library.instanceCreated()
+        // Until plugins declare their keys, a key that create never asked for is a typo.
+        let (unasked, known) = config.unaskedKeys(ignoring: library.kind.hostKeys)
+        if let first = unasked.first {
+            destroy()
+            throw PluginCreateError(component: "\(id)", hook: "create",
+                                    message: "unknown key; plugin '\(library.name)' reads \(known.joined(separator: ", "))", key: first)
+        }
         if library.descriptor.start != nil {
             let started = call("start") { state, status in library.descriptor.start(state, status) }
             if started != .ok {
                 destroy()
-                throw PluginCreateError(component: "\(id)", hook: "start", message: started.message)
+                throw PluginCreateError(component: "\(id)", hook: "start", message: started.message, key: nil)
             }
         }
     }
@@ -176,10 +188,9 @@ public final class PluginInstance: @unchecked Sendable {
             if serialize { callLock.unlock() }
             return .unavailable(message: "instance \(id) has been shut down")
         }
-        guardState.begin(hook)
+        let token = guardState.begin(hook)
         Watchdog.shared.watch(self)
         let code = body(state, &status)
-        Watchdog.shared.unwatch(self)
         if serialize { callLock.unlock() }
         message[messageCapacity - 1] = 0
         let text = String(cString: message)
@@ -195,7 +206,7 @@ public final class PluginInstance: @unchecked Sendable {
         default:
             result = .permanent(message: "\(hook) returned unknown result code \(code)" + (text.isEmpty ? "" : ": \(text)"))
         }
-        let (recovered, opened) = guardState.end(success: guarded ? (result == .ok || result == .consumed) : nil)
+        let (recovered, opened) = guardState.end(token, success: guarded ? (result == .ok || result == .consumed) : nil)
         if recovered { logger.warning("hung plugin call returned; instance healthy again", metadata: ["hook": "\(hook)"]) }
         if opened {
             counters.add("circuit_opened", 1)
@@ -205,6 +216,10 @@ public final class PluginInstance: @unchecked Sendable {
         return result
     }
 
+    /// The counter of spans this processor took and the rest of its pipeline rejected for good
+    /// (an emit answered PERMANENT): the client was answered already, so they are lost.
+    public static let lostSpansCounter = "lost_spans"
+
     func emit(_ batch: SpanBatch) -> Int32 {
         guard let emitHandler else {
             log(level: UInt32(SPANHOST_LOG_ERROR), "emit called by a plugin that is not a processor in a pipeline")
@@ -213,7 +228,10 @@ public final class PluginInstance: @unchecked Sendable {
         switch emitHandler(batch) {
         case .accepted: return Int32(SPANHOST_OK)
         case .refused: return Int32(SPANHOST_RETRYABLE)
-        case .rejected: return Int32(SPANHOST_PERMANENT)
+        case .rejected(let message):
+            counters.add(Self.lostSpansCounter, Int64(batch.spanCount))
+            log(level: UInt32(SPANHOST_LOG_ERROR), "emitted spans rejected downstream and lost: \(message)")
+            return Int32(SPANHOST_PERMANENT)
         }
     }
 
@@ -254,4 +272,15 @@ private final class UIDSource: @unchecked Sendable {
     private let lock = NSLock()
     private var last = 0
     func next() -> Int { lock.withLock { last += 1; return last } }
+}
+
+extension PluginKind {
+    /// The keys of a component's section that the host reads for this kind.
+    var hostKeys: [String] {
+        switch self {
+        case .processor: return HostKeys.processor
+        case .exporter: return HostKeys.exporter
+        case .notifier: return HostKeys.notifier
+        }
+    }
 }

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import SpanhostConfig
 import SpanhostModel
@@ -35,10 +36,27 @@ public protocol BatchQueue: AnyObject, Sendable {
     var isPersistent: Bool { get }
     /// At shutdown, after the last take: what is still queued is lost (memory) or kept for the
     /// next start (disk, synced to it now).
-    func settle() -> (lostSpans: Int, keptBatches: Int)
+    func settle() -> QueueSettlement
     var isFull: Bool { get }
     var depth: Int { get }
     var stats: QueueStats { get }
+}
+
+/// What a queue did with the batches it still held at shutdown.
+public struct QueueSettlement: Sendable, Equatable {
+    /// Spans dropped with the memory they were in.
+    public var lostSpans: Int
+    /// Batches (and the spans among them whose count is known) left on disk for the next start.
+    public var keptBatches: Int
+    public var keptSpans: Int
+
+    public init(lostSpans: Int, keptBatches: Int, keptSpans: Int) {
+        self.lostSpans = lostSpans
+        self.keptBatches = keptBatches
+        self.keptSpans = keptSpans
+    }
+
+    public static let none = QueueSettlement(lostSpans: 0, keptBatches: 0, keptSpans: 0)
 }
 
 /// What /status and /metrics show about a queue.
@@ -71,8 +89,9 @@ public struct QueueLimits: Sendable, Equatable {
 /// Batches held in memory, lost if the process dies.
 public final class MemoryQueue: BatchQueue, @unchecked Sendable {
     private let condition = NSCondition()
-    private var items: [(batch: SpanBatch, spans: Int, bytes: Int, at: ContinuousClock.Instant)] = []
-    private var head = 0
+    /// Taken items leave at once, so a delivered batch's memory is freed when its exporter
+    /// lets go of it.
+    private var items: Deque<(batch: SpanBatch, spans: Int, bytes: Int, at: ContinuousClock.Instant)> = []
     private var bytes = 0
     let limits: QueueLimits
 
@@ -81,7 +100,7 @@ public final class MemoryQueue: BatchQueue, @unchecked Sendable {
     public func offer(_ batch: SpanBatch, force: Bool) -> Bool {
         let size = batch.arenaBytes
         return condition.withLock {
-            guard force || (items.count - head < limits.items && bytes + size <= limits.bytes) else { return false }
+            guard force || (items.count < limits.items && bytes + size <= limits.bytes) else { return false }
             items.append((batch, batch.spanCount, size, .now))
             bytes += size
             condition.signal()
@@ -94,17 +113,12 @@ public final class MemoryQueue: BatchQueue, @unchecked Sendable {
         defer { condition.unlock() }
         while true {
             if !active() { return nil }
-            if items.count > head { break }
+            if !items.isEmpty { break }
             _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
         }
         claim()
-        let item = items[head]
-        head += 1
+        let item = items.removeFirst()
         bytes -= item.bytes
-        if head > 64 && head * 2 > items.count {
-            items.removeFirst(head)
-            head = 0
-        }
         return QueuedBatch(batch: item.batch, spans: item.spans, location: nil)
     }
 
@@ -116,25 +130,23 @@ public final class MemoryQueue: BatchQueue, @unchecked Sendable {
 
     public var isPersistent: Bool { false }
 
-    public func settle() -> (lostSpans: Int, keptBatches: Int) {
+    public func settle() -> QueueSettlement {
         condition.withLock {
             defer {
                 items.removeAll()
-                head = 0
                 bytes = 0
             }
-            return (items[head...].reduce(0) { $0 + $1.spans }, 0)
+            return QueueSettlement(lostSpans: items.reduce(0) { $0 + $1.spans }, keptBatches: 0, keptSpans: 0)
         }
     }
 
-    public var isFull: Bool { condition.withLock { items.count - head >= limits.items || bytes >= limits.bytes } }
-    public var depth: Int { condition.withLock { items.count - head } }
+    public var isFull: Bool { condition.withLock { items.count >= limits.items || bytes >= limits.bytes } }
+    public var depth: Int { condition.withLock { items.count } }
 
     public var stats: QueueStats {
         condition.withLock {
-            let pending = items[head...]
-            return QueueStats(depth: pending.count, spans: pending.reduce(0) { $0 + $1.spans },
-                              oldestAgeSeconds: pending.first.map { (ContinuousClock.now - $0.at).seconds },
+            QueueStats(depth: items.count, spans: items.reduce(0) { $0 + $1.spans },
+                              oldestAgeSeconds: items.first.map { (ContinuousClock.now - $0.at).seconds },
                               bytesInMemory: bytes)
         }
     }

@@ -1,4 +1,5 @@
 import CSpanhost
+import DequeModule
 import Foundation
 import Logging
 import SpanhostConfig
@@ -18,8 +19,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     public let directory: String
     private let condition = NSCondition()
     private let log: SegmentLog
-    private var pending: [(location: SegmentLog.Location, spans: Int, at: ContinuousClock.Instant)] = []
-    private var head = 0
+    private var pending: Deque<(location: SegmentLog.Location, spans: Int, at: ContinuousClock.Instant)> = []
     /// Bytes of batches not yet acknowledged (queued or being exported): what the limit counts.
     private var liveBytes = 0
     private var deadLettered = 0
@@ -53,7 +53,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         self.logger = logger
         log = try SegmentLog(directory: directory, segmentBytes: segmentBytes, fsync: fsync)
         let recovery = try log.recover()
-        pending = recovery.pending.map { ($0, 0, .now) }
+        pending = Deque(recovery.pending.map { ($0, 0, .now) })
         liveBytes = recovery.pending.reduce(0) { $0 + $1.length }
         recovered = recovery.pending.count
         cutBytes = recovery.cutBytes
@@ -80,7 +80,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         defer { sh_buffer_free(&encoded) }
         let spans = batch.spanCount
         return condition.withLock {
-            guard force || (pending.count - head < limits.items && liveBytes + encoded.len <= limits.bytes) else { return false }
+            guard force || (pending.count < limits.items && liveBytes + encoded.len <= limits.bytes) else { return false }
             do {
                 let location = try log.append(UnsafeRawBufferPointer(start: encoded.data, count: encoded.len))
                 pending.append((location, spans, .now))
@@ -101,16 +101,10 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
             let next: (location: SegmentLog.Location, spans: Int, at: ContinuousClock.Instant)? = condition.withLock {
                 while true {
                     if !active() { return nil }
-                    if pending.count > head { break }
+                    if !pending.isEmpty { break }
                     _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
                 }
-                let item = pending[head]
-                head += 1
-                if head > 64 && head * 2 > pending.count {
-                    pending.removeFirst(head)
-                    head = 0
-                }
-                return item
+                return pending.removeFirst()
             }
             guard let next else { return nil }
             do {
@@ -143,7 +137,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     public func done(_ item: QueuedBatch, _ outcome: QueueOutcome) {
         guard let location = item.location else { return }
         if case .failed(let reason) = outcome {
-            let json = String(decoding: item.batch.encode(.json), as: UTF8.self)
+            let json = item.batch.encode(.json).map { String(decoding: $0, as: UTF8.self) } ?? "null"
             condition.withLock { writeDeadLetter(json: json, spans: item.spans, reason: reason) }
         }
         condition.withLock {
@@ -159,12 +153,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     public func release(_ item: QueuedBatch) {
         guard let location = item.location else { return }
         condition.withLock {
-            if head > 0 {
-                head -= 1
-                pending[head] = (location, item.spans, .now)
-            } else {
-                pending.insert((location, item.spans, .now), at: 0)
-            }
+            pending.prepend((location, item.spans, .now))
             condition.broadcast()
         }
     }
@@ -173,24 +162,23 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
 
     public var isPersistent: Bool { true }
 
-    public func settle() -> (lostSpans: Int, keptBatches: Int) {
+    public func settle() -> QueueSettlement {
         condition.withLock {
             try? log.sync()
-            return (0, pending.count - head)
+            return QueueSettlement(lostSpans: 0, keptBatches: pending.count, keptSpans: pending.reduce(0) { $0 + $1.spans })
         }
     }
 
     public var isFull: Bool {
-        condition.withLock { pending.count - head >= limits.items || liveBytes >= limits.bytes }
+        condition.withLock { pending.count >= limits.items || liveBytes >= limits.bytes }
     }
 
-    public var depth: Int { condition.withLock { pending.count - head } }
+    public var depth: Int { condition.withLock { pending.count } }
 
     public var stats: QueueStats {
         condition.withLock {
-            let queued = pending[head...]
-            return QueueStats(depth: queued.count, spans: queued.reduce(0) { $0 + $1.spans },
-                              oldestAgeSeconds: queued.first.map { (ContinuousClock.now - $0.at).seconds },
+            QueueStats(depth: pending.count, spans: pending.reduce(0) { $0 + $1.spans },
+                              oldestAgeSeconds: pending.first.map { (ContinuousClock.now - $0.at).seconds },
                               bytesInMemory: 0, bytesQueued: liveBytes, bytesOnDisk: log.bytesOnDisk, deadLettered: deadLettered,
                               recoveredBatches: recovered, cutBytes: cutBytes)
         }

@@ -1,5 +1,6 @@
 import CSpanhost
 import Foundation
+import SpanhostConfig
 
 /// Why a persistent queue could not be opened or written.
 public struct StorageError: Error, CustomStringConvertible {
@@ -8,17 +9,6 @@ public struct StorageError: Error, CustomStringConvertible {
     static func errno(_ what: String, _ path: String) -> StorageError {
         StorageError("\(what) \(path): \(String(cString: strerror(Foundation.errno)))")
     }
-}
-
-/// When appended records reach the disk.
-public enum FsyncPolicy: Sendable, Equatable {
-    /// fsync after every batch, before the receiver answers: survives power loss.
-    case always
-    /// fsync from a background thread this often: survives a crash of spanhostd (the data is in
-    /// the page cache), loses at most this long of accepted data on power loss.
-    case interval(Duration)
-    /// leave it to the operating system.
-    case never
 }
 
 /// Append-only segment files holding one exporter's queued batches.

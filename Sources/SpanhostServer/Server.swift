@@ -35,6 +35,8 @@ public final class Server: @unchecked Sendable {
     private var receiverCounters: [ComponentID: ReceiverCounters] = [:]
     private var kafkaReceivers: [ComponentID: KafkaReceiver] = [:]
     private var admin: HTTPServer?
+    /// What components retired by reloads did with the spans they accepted.
+    private var retiredDelivery = DeliveryReport()
 
     /// One bound receiver endpoint; its handler is replaced by reloads.
     final class Listener: @unchecked Sendable {
@@ -253,10 +255,11 @@ public final class Server: @unchecked Sendable {
                 await closeListener(endpoint)
             }
             stateLock.withLock { self.config = config }
-            let undelivered = old.retire(keeping: next, deadline: .now + config.shutdownTimeout)
+            let retired = old.retire(keeping: next, deadline: .now + config.shutdownTimeout)
+            stateLock.withLock { retiredDelivery.add(retired) }
             let closed = PluginCatalog.closeUnused(keeping: catalog)
             let message = "carried over \(next.carriedOver) components; bound \(newEndpoints.count) new endpoints; "
-                + "\(undelivered) spans undelivered by retired components; closed \(closed) unused plugin images"
+                + "\(retired.lostSpans) spans lost by retired components; closed \(closed) unused plugin images"
             entry = reloads.record(trigger: trigger, ok: true, message: message, took: .now - started)
             logger.info("reload succeeded", metadata: ["trigger": "\(trigger)", "detail": "\(message)"])
         } catch {
@@ -267,22 +270,24 @@ public final class Server: @unchecked Sendable {
         return entry
     }
 
-    /// Stops taking data (receivers answer 503), drains exporters until the configured
-    /// deadline, and shuts every plugin instance down. Returns spans not delivered.
-    public func shutdown() async -> Int {
+    /// Stops taking data (receivers answer 503), flushes processors, drains exporters until
+    /// the configured deadline, and shuts every plugin instance down. Returns what became of
+    /// every span accepted since start (retired components included).
+    public func shutdown() async -> DeliveryReport {
         accepting.value = false
         for receiver in stateLock.withLock({ Array(kafkaReceivers.values) }) { receiver.stop() }
-        let undelivered = current.close().shutdown(timeout: stateLock.withLock { config.shutdownTimeout })
+        var report = current.close().shutdown(timeout: stateLock.withLock { config.shutdownTimeout })
+        report.add(stateLock.withLock { retiredDelivery })
         for endpoint in stateLock.withLock({ Array(listeners.keys) }) { await closeListener(endpoint) }
-        if undelivered > 0 {
-            logger.error("shutdown finished with undelivered spans", metadata: ["undelivered_spans": "\(undelivered)"])
+        if report.lostSpans > 0 {
+            logger.error("shutdown finished: \(report.lostSpans) accepted spans were lost", metadata: ["delivery": "\(report.summary)"])
         } else {
-            logger.info("shutdown complete: every accepted span was handed to its exporters")
+            logger.info("shutdown finished: no accepted span was lost", metadata: ["delivery": "\(report.summary)"])
         }
         await admin?.close()
         pool.shutdownGracefully { _ in }  // not awaited: a thread stuck in a hung plugin never returns
         try? await group.shutdownGracefully()
-        return undelivered
+        return report
     }
 
     private func adminRoute(_ request: HTTPRequest, _ loop: any EventLoop) -> EventLoopFuture<HTTPResponse> {
@@ -336,7 +341,7 @@ public final class Server: @unchecked Sendable {
             receivers: stateLock.withLock { receiverCounters }.sorted { $0.key.description < $1.key.description }.map {
                 .init(id: "\($0.key)", counters: $0.value.snapshot)
             },
-            exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth, queue: $0.queue.stats) },
+            exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth, queue: $0.queue?.stats) },
             notifiers: generation.notifiers.map { component($0.instance, queueDepth: $0.queueDepth, delay: $0.delayPercentiles) },
             pipelines: generation.pipelines.map { pipeline in
                 .init(id: pipeline.id, processors: pipeline.processors.map { component($0) },

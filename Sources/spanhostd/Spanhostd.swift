@@ -62,7 +62,8 @@ struct Spanhostd: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))
         try await group.run()
-        if await service.outcome.undelivered > 0 { throw ExitCode(1) }
+        // Exit 0 only when every accepted span was delivered or kept on disk.
+        if await service.outcome.lost > 0 { throw ExitCode(1) }
     }
 
     /// `../plugins` beside the executable's folder, so build/bin/spanhostd finds build/plugins.
@@ -82,8 +83,8 @@ struct SpanhostService: Service {
 
     /// What the shutdown came to, for the exit code.
     actor Outcome {
-        var undelivered = 0
-        func set(_ value: Int) { undelivered = value }
+        var lost = 0
+        func set(_ value: Int) { lost = value }
     }
 
     func run() async throws {
@@ -93,6 +94,6 @@ struct SpanhostService: Service {
             await server.reload(trigger: "SIGHUP")
         }
         logger.info("shutting down")
-        await outcome.set(await server.shutdown())
+        await outcome.set(await server.shutdown().lostSpans)
     }
 }

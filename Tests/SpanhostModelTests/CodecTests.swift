@@ -24,8 +24,8 @@ final class CodecTests: XCTestCase {
     func testJSONAndProtobufRoundTripPreserveEveryField() throws {
         let batch = try SpanBatch.decode(Array(Self.json.utf8), encoding: .json)
         XCTAssertEqual(batch.spanCount, 1)
-        let json1 = batch.encode(.json)
-        let proto = batch.encode(.protobuf)
+        let json1 = try XCTUnwrap(batch.encode(.json))
+        let proto = try XCTUnwrap(batch.encode(.protobuf))
         let fromProto = try SpanBatch.decode(proto, encoding: .protobuf)
         XCTAssertEqual(fromProto.encode(.json), json1)
         XCTAssertEqual(fromProto.encode(.protobuf), proto)
@@ -62,7 +62,7 @@ final class CodecTests: XCTestCase {
     }
 
     func testEveryTruncationOfAValidMessageIsRefusedOrDecodedWithoutCrashing() throws {
-        let proto = try SpanBatch.decode(Array(Self.json.utf8), encoding: .json).encode(.protobuf)
+        let proto = try XCTUnwrap(SpanBatch.decode(Array(Self.json.utf8), encoding: .json).encode(.protobuf))
         var refused = 0
         for length in 0..<proto.count {
             do {
@@ -119,12 +119,12 @@ final class CodecTests: XCTestCase {
         let body = #"{"resourceSpans":[{"resource":\#(svc.replacingOccurrences(of: "%@", with: "a")),"scopeSpans":[{"spans":[{"name":"a"},{"name":"b"},{"name":"c"}]}]},"#
             + #"{"resource":\#(svc.replacingOccurrences(of: "%@", with: "b")),"scopeSpans":[{"spans":[{"name":"d"}]}]}]}"#
         let batch = try SpanBatch.decode(Array(body.utf8), encoding: .json)
-        let copy = batch.clone()
+        let copy = try XCTUnwrap(batch.clone())
         XCTAssertEqual(copy.encode(.protobuf), batch.encode(.protobuf))
 
         // Groups with equal resources and scopes are merged in a copy: spans are grouped by content.
         let twice = #"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"x"}]}]},{"scopeSpans":[{"spans":[{"name":"y"}]}]}]}"#
-        let merged = try SpanBatch.decode(Array(twice.utf8), encoding: .json).clone()
+        let merged = try XCTUnwrap(SpanBatch.decode(Array(twice.utf8), encoding: .json).clone())
         XCTAssertEqual(merged.pointee.resource_spans_count, 1)
         XCTAssertEqual(merged.spanCount, 2)
         batch.forEachSpan { _, _, span in

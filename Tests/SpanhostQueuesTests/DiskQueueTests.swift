@@ -32,7 +32,7 @@ final class DiskQueueTests: XCTestCase {
         _ = try log.recover()
         var locations: [SegmentLog.Location] = []
         for n in 0..<10 {
-            var bytes = try batch(n).encode(.protobuf)
+            var bytes = try XCTUnwrap(batch(n).encode(.protobuf))
             locations.append(try bytes.withUnsafeMutableBytes { try log.append(UnsafeRawBufferPointer($0)) })
         }
         for location in locations.prefix(6) { try log.acknowledge(location) }
@@ -55,7 +55,7 @@ final class DiskQueueTests: XCTestCase {
         _ = try log.recover()
         var locations: [SegmentLog.Location] = []
         for n in 0..<5 {
-            let bytes = try batch(n).encode(.protobuf)
+            let bytes = try XCTUnwrap(batch(n).encode(.protobuf))
             locations.append(try bytes.withUnsafeBytes { try log.append($0) })
         }
         log.close()

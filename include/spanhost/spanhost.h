@@ -375,7 +375,19 @@ typedef struct spanhost_host_api {
 
     /* --- Output. Processors only: hands `batch` to the part of the pipeline after `instance`.
      * The host takes its own reference; the caller still releases its own. May be called from
-     * any thread, also outside process (timers). Returns SPANHOST_OK or why it could not. */
+     * any thread, also outside process (timers). Returns:
+     *   SPANHOST_OK         taken: delivered, queued, or dropped by a later processor on purpose.
+     *   SPANHOST_RETRYABLE  not taken for now (an exporter queue is full, memory is short): keep
+     *                       the batch and emit it again later, in order. A processor that holds
+     *                       spans bounds what it keeps and, when full, answers RETRYABLE from
+     *                       process itself, so clients get 503 and retry instead of losing data.
+     *   SPANHOST_PERMANENT  rejected for good by a later stage; the host counts its spans as
+     *                       lost (counter `lost_spans` of this instance). Release it.
+     * While the host flushes processors for a shutdown or reload, every emit is taken (the
+     * exporters' queues then deliver, keep on disk, or count as lost what they cannot send).
+     * Spans a processor took and must drop for another reason (out of memory, destroyed
+     * without flush) are added to its counter `lost_spans` with counter_add: the host reports
+     * them as lost and the process exits non-zero. */
     int32_t (*emit)(spanhost_instance *instance, const spanhost_batch *batch);
     /* Raises a notification to the notifiers of every pipeline this instance belongs to. */
     int32_t (*raise)(spanhost_instance *instance, const spanhost_notification *notification);

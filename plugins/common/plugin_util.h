@@ -80,12 +80,20 @@ static inline double util_duration_ms(spanhost_str s) {
     memcpy(buf, s.ptr, s.len);
     buf[s.len] = 0;
     double v = strtod(buf, &end);
-    if (end == buf || v < 0) return -1;
-    if (!strcmp(end, "ms")) return v;
-    if (!strcmp(end, "s") || !*end) return v * 1000;
-    if (!strcmp(end, "m")) return v * 60000;
-    if (!strcmp(end, "h")) return v * 3600000;
-    return -1;
+    if (end == buf || !(v >= 0)) return -1; /* also NaN */
+    if (!strcmp(end, "ms")) {
+    } else if (!strcmp(end, "s") || !*end) {
+        v *= 1000;
+    } else if (!strcmp(end, "m")) {
+        v *= 60000;
+    } else if (!strcmp(end, "h")) {
+        v *= 3600000;
+    } else {
+        return -1;
+    }
+    /* Ten years at most (as the host's own durations): later conversions to integer
+     * nanoseconds stay in range. */
+    return v <= 10.0 * 365 * 86400000 ? v : -1;
 }
 
 /* Compiles a POSIX extended regex. Named groups written (?P<name>...) or (?<name>...) are

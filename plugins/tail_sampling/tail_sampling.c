@@ -24,6 +24,7 @@
  * spans_over_limit, late_spans_sampled, late_spans_dropped, traces_held (current).
  */
 #include "trace_table.h"
+#include "outbox.h"
 
 #include <pthread.h>
 
@@ -73,7 +74,11 @@ typedef struct sampler {
     util_trace_table traces;
     util_idset decisions; /* value: 1 sampled, 0 dropped */
     util_ticker ticker;
+    outbox out; /* sampled traces waiting for the pipeline to take them */
 } sampler;
+
+/* Sampled spans that may wait in the outbox; past it, process answers RETRYABLE. */
+#define OUTBOX_LIMIT 200000
 
 static void free_policies(policy *p, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -91,6 +96,9 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
     char k[256];
     spanhost_str type;
     size_t n;
+    spanhost_str name;
+    snprintf(k, sizeof k, "%s.name", path); /* the policy's label, as in the Collector */
+    if (host->config_string(c, k, &name) == SPANHOST_CONFIG_WRONG_TYPE) PFAIL("%s.name: must be a string", path);
     snprintf(k, sizeof k, "%s.type", path);
     if (host->config_string(c, k, &type) != SPANHOST_CONFIG_FOUND) PFAIL("%s.type: required", path);
     if (util_str_is(type, "always_sample")) { p->type = P_ALWAYS; return 0; }
@@ -293,13 +301,9 @@ static void finish(sampler *s, trace *t, int sampled) {
     host->counter_add(s->instance, "traces_held", -1);
     if (t->over_limit) host->counter_add(s->instance, "spans_over_limit", (int64_t)t->over_limit);
     if (sampled) {
-        /* A full downstream queue refuses; retry briefly rather than lose a kept trace. */
-        for (int attempt = 0; attempt < 50; attempt++) {
-            if (host->emit(s->instance, t->spans) == SPANHOST_OK) break;
-            struct timespec ts = {0, 100 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-            if (attempt == 49) host->counter_add(s->instance, "sampled_spans_refused_downstream", (int64_t)t->span_count);
-        }
+        /* Kept traces leave in decision order; while the pipeline refuses they wait here. */
+        host->batch_retain(t->spans);
+        outbox_push(&s->out, host, s->instance, t->spans, t->span_count, NULL);
     }
     util_trace_free(host, t);
 }
@@ -326,6 +330,7 @@ static void decide_due(sampler *s, int all) {
     size_t n;
     while ((n = take_due(s, all, due, decisions, 256)) > 0)
         for (size_t i = 0; i < n; i++) finish(s, due[i], decisions[i]);
+    outbox_drain(&s->out, host, s->instance, all);
 }
 
 static void tick(void *arg) { decide_due((sampler *)arg, 0); }
@@ -360,6 +365,7 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     s->max_spans = (size_t)max_spans;
     if (util_traces_init(&s->traces, s->max_traces) != 0 || util_idset_init(&s->decisions, (size_t)cache) != 0) goto fail;
     pthread_mutex_init(&s->lock, NULL);
+    outbox_init(&s->out);
     *out = s;
     return SPANHOST_OK;
 fail:
@@ -380,6 +386,16 @@ static int32_t start(void *state, spanhost_status *status) {
 
 static int32_t process(void *state, spanhost_batch *batch, spanhost_status *status) {
     sampler *s = (sampler *)state;
+    if (outbox_spans(&s->out) >= OUTBOX_LIMIT) {
+        outbox_drain(&s->out, host, s->instance, 0);
+        size_t waiting = outbox_spans(&s->out);
+        if (waiting >= OUTBOX_LIMIT) {
+            host->counter_add(s->instance, "refused_full", 1);
+            snprintf(status->message, status->message_cap, "tail_sampling: %zu sampled spans wait while the pipeline refuses them", waiting);
+            status->retry_after_ms = 1000;
+            return SPANHOST_RETRYABLE;
+        }
+    }
     int64_t late_kept = 0, late_dropped = 0, evicted = 0;
     trace *early[64];
     int early_decision[64];
@@ -423,6 +439,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
     }
     pthread_mutex_unlock(&s->lock);
     for (size_t i = 0; i < nearly; i++) finish(s, early[i], early_decision[i]);
+    if (nearly) outbox_drain(&s->out, host, s->instance, 0);
     if (evicted) host->counter_add(s->instance, "evicted_early", evicted);
     if (late_kept) host->counter_add(s->instance, "late_spans_sampled", late_kept);
     if (late_dropped) host->counter_add(s->instance, "late_spans_dropped", late_dropped);
@@ -440,13 +457,14 @@ static void destroy(void *state) {
     sampler *s = (sampler *)state;
     util_ticker_stop(&s->ticker);
     pthread_mutex_lock(&s->lock);
-    while (s->traces.oldest) {
+    while (s->traces.oldest) { /* undecided: flush was not called */
         trace *t = s->traces.oldest;
         util_traces_unlink(&s->traces, t);
-        host->counter_add(s->instance, "spans_dropped_at_shutdown", (int64_t)t->span_count);
+        host->counter_add(s->instance, "lost_spans", (int64_t)t->span_count);
         util_trace_free(host, t);
     }
     pthread_mutex_unlock(&s->lock);
+    outbox_free(&s->out, host, s->instance);
     pthread_mutex_destroy(&s->lock);
     util_idset_free(&s->decisions);
     free_policies(s->policies, s->npolicies);

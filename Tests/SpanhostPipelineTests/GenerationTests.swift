@@ -1,0 +1,101 @@
+import Foundation
+import Logging
+@testable import SpanhostPipeline
+import SpanhostConfig
+import SpanhostModel
+import SpanhostPlugins
+import XCTest
+
+/// How a generation hands one receiver's batch to several pipelines, with the real
+/// first-party plugins built by `make build`.
+final class GenerationTests: XCTestCase {
+    let pluginsDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../build/plugins").standardized.path
+    let tmp = NSTemporaryDirectory() + "spanhost-generation-tests-\(getpid())"
+
+    func generation(_ yaml: String) throws -> Generation {
+        guard FileManager.default.fileExists(atPath: "\(pluginsDir)/file.so") else { throw XCTSkip("run `make build` first") }
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        let config = try ServiceConfig.parse(yaml: yaml.replacingOccurrences(of: "TMP", with: tmp), environment: [:])
+        // The cache PluginLoadingTests uses: an image is loaded once per process, from one place.
+        let cache = NSTemporaryDirectory() + "spanhost-plugin-tests-\(getpid())"
+        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cache, logger: Logger(label: "test"))
+        let generation = try Generation(config: config, catalog: catalog)
+        generation.activate()
+        return generation
+    }
+
+    func spans(_ n: Int) throws -> SpanBatch {
+        let spans = (0..<n).map { i in
+            #"{"traceId":"\#(String(format: "%032x", i + 1))","spanId":"\#(String(format: "%016x", i + 1))","name":"s","attributes":[{"key":"user.email","value":{"stringValue":"a@b"}}]}"#
+        }
+        let body = #"{"resourceSpans":[{"scopeSpans":[{"spans":[\#(spans.joined(separator: ","))]}]}]}"#
+        return try SpanBatch.decode(Array(body.utf8), encoding: .json)
+    }
+
+    func testOnlyAPipelineThatAloneSeesTheBatchMayChangeTheOriginal() {
+        XCTAssertEqual(Generation.plan([]), [])
+        XCTAssertEqual(Generation.plan([true]), [true])
+        XCTAssertEqual(Generation.plan([false]), [true])
+        // A pipeline without processors hands the original to exporters: every changing one copies.
+        XCTAssertEqual(Generation.plan([false, true]), [true, false])
+        XCTAssertEqual(Generation.plan([true, false]), [false, true])
+        XCTAssertEqual(Generation.plan([true, false, true]), [false, true, false])
+        // All change it: the last one may have the original, the others copy.
+        XCTAssertEqual(Generation.plan([true, true, true]), [false, false, true])
+        XCTAssertEqual(Generation.plan([false, false]), [true, true])
+    }
+
+    func testMergeLetsARefusalWinThenARejection() {
+        let ok = ConsumeOutcome.accepted(rejectedSpans: 0, message: nil)
+        let filtered = ConsumeOutcome.accepted(rejectedSpans: 3, message: "3 dropped")
+        let refused = ConsumeOutcome.refused(retryAfterSeconds: 1, message: "full")
+        let rejected = ConsumeOutcome.rejected(message: "bad")
+        XCTAssertEqual(Generation.merge(ok, refused), refused)
+        XCTAssertEqual(Generation.merge(rejected, refused), refused)
+        XCTAssertEqual(Generation.merge(ok, rejected), rejected)
+        XCTAssertEqual(Generation.merge(filtered, ok), filtered)
+        XCTAssertEqual(Generation.merge(ok, filtered), filtered)
+    }
+
+    func testAMaskingPipelineNeverChangesTheBatchAnotherPipelineExports() throws {
+        let g = try generation("""
+            receivers: {otlp: {}}
+            processors: {attributes/mask: {actions: [{key: user.email, action: delete}]}}
+            exporters: {file/raw: {path: TMP/raw.jsonl}, file/masked: {path: TMP/masked.jsonl}}
+            service:
+              pipelines:
+                traces/masked: {receivers: [otlp], processors: [attributes/mask], exporters: [file/masked]}
+                traces/raw: {receivers: [otlp], exporters: [file/raw]}
+            """)
+        let batch = try spans(5)
+        XCTAssertEqual(g.consume(batch, from: ComponentID(type: "otlp")), .accepted(rejectedSpans: 0, message: nil))
+        // The batch the raw pipeline queued is the receiver's own: still unmasked.
+        var emails = 0
+        batch.forEachSpan { _, _, span in
+            let list = span.pointee.attributes
+            for i in 0..<list.count where list.items[i].key.string == "user.email" { emails += 1 }
+        }
+        XCTAssertEqual(emails, 5)
+        let report = g.shutdown(timeout: .seconds(5))
+        XCTAssertEqual(report.exporters["file/raw"]?.delivered, 5)
+        XCTAssertEqual(report.exporters["file/masked"]?.delivered, 5)
+        XCTAssertEqual(report.lostSpans, 0)
+        let masked = try String(contentsOfFile: "\(tmp)/masked.jsonl", encoding: .utf8)
+        let raw = try String(contentsOfFile: "\(tmp)/raw.jsonl", encoding: .utf8)
+        XCTAssertFalse(masked.contains("user.email"))
+        XCTAssertEqual(raw.components(separatedBy: "user.email").count - 1, 5)
+    }
+
+    func testAReceiverWithoutARouteIsAskedToComeBack() throws {
+        let g = try generation("""
+            receivers: {otlp: {}}
+            exporters: {"null": {}}
+            service: {pipelines: {traces: {receivers: [otlp], exporters: ["null"]}}}
+            """)
+        guard case .refused = g.consume(try spans(1), from: ComponentID(type: "zipkin")) else {
+            return XCTFail("a receiver bound before its pipelines exist must get 503, not 400")
+        }
+        _ = g.shutdown(timeout: .seconds(1))
+    }
+}
