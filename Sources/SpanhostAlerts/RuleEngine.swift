@@ -18,6 +18,7 @@ public final class RuleEngine: @unchecked Sendable {
     /// Events raised by processors, deduplicated by source, kind and key.
     private var raisedEvents = Deduplicator(groupWait: .seconds(1), cooldown: .seconds(60))
     private var stopped = false
+    private var started = false
     private var counts: [String: Int64] = [:]
     private let tick: Duration
 
@@ -31,7 +32,9 @@ public final class RuleEngine: @unchecked Sendable {
 
     public var hasRules: Bool { !rules.isEmpty }
 
+    /// Starts the ticker; an engine carried over by a reload is already started.
     public func start() {
+        guard lock.withLock({ defer { started = true }; return !started && !stopped }) else { return }
         let thread = Thread { [self] in
             while lock.withLock({ !stopped }) {
                 Thread.sleep(forTimeInterval: tick.seconds)

@@ -47,14 +47,7 @@ public final class Generation: @unchecked Sendable {
         var carried = 0
         func instantiate(_ kind: ComponentKind, _ id: ComponentID, expect: PluginKind,
                          reuse candidate: PluginInstance?) throws -> PluginInstance {
-            guard let component = config.component(kind, id) else { preconditionFailure("validated by ServiceConfig") }
-            guard let library = catalog.library(named: id.type) else {
-                let names = catalog.libraries.values.filter { $0.kind == expect }.map(\.name).sorted()
-                throw GenerationError.unknownType(kind: kind, id: id, available: names)
-            }
-            guard library.kind == expect else {
-                throw GenerationError.wrongKind(kind: kind, id: id, plugin: library.name, actual: library.kind)
-            }
+            let (component, library) = try Self.resolve(kind, id, expect: expect, config: config, catalog: catalog)
             if let candidate, candidate.library === library, candidate.settings == component.settings {
                 carried += 1
                 return candidate
@@ -108,7 +101,8 @@ public final class Generation: @unchecked Sendable {
                 pipelines.append(Pipeline(id: pipeline.id, processors: processors,
                                           exporters: pipeline.exporters.map { exporters[$0]! },
                                           notifiers: pipeline.notifiers.map { notifiers[$0]! },
-                                          rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } }))
+                                          rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } },
+                                          previous: oldPipeline))
             }
         } catch {
             for instance in created { instance.destroy() }
@@ -125,6 +119,61 @@ public final class Generation: @unchecked Sendable {
         self.notifiers = config.notifiers.compactMap { notifiers[$0.id] }
         self.routes = routes
         self.carriedOver = carried
+    }
+
+    /// The config and plugin library of one component, checked.
+    private static func resolve(_ kind: ComponentKind, _ id: ComponentID, expect: PluginKind, config: ServiceConfig,
+                                catalog: PluginCatalog) throws -> (ComponentConfig, PluginLibrary) {
+        guard let component = config.component(kind, id) else {
+            throw GenerationError.invalidSettings(ConfigError("\(kind.section).\(id)", "is not defined"))
+        }
+        guard let library = catalog.library(named: id.type) else {
+            let names = catalog.libraries.values.filter { $0.kind == expect }.map(\.name).sorted()
+            throw GenerationError.unknownType(kind: kind, id: id, available: names)
+        }
+        guard library.kind == expect else {
+            throw GenerationError.wrongKind(kind: kind, id: id, plugin: library.name, actual: library.kind)
+        }
+        return (component, library)
+    }
+
+    /// Checks everything a generation of `config` would be built from without building it:
+    /// the host's settings of every component, and each plugin's settings through its create
+    /// (instances are destroyed at once and never started). No queue is opened, no host thread
+    /// started. `spanhostd --check` runs this in a child process, so a plugin that crashes in
+    /// create takes only that process down.
+    public static func validate(config: ServiceConfig, catalog: PluginCatalog,
+                                willCreate: (String, PluginLibrary) -> Void = { _, _ in }) throws {
+        var seen = Set<String>()
+        for pipeline in config.pipelines {
+            let used: [(ComponentKind, ComponentID, PluginKind)] = pipeline.processors.map { (.processor, $0, .processor) }
+                + pipeline.exporters.map { (.exporter, $0, .exporter) } + pipeline.notifiers.map { (.notifier, $0, .notifier) }
+            for (kind, id, expect) in used where seen.insert("\(kind.section).\(id)").inserted {
+                let (component, library) = try resolve(kind, id, expect: expect, config: config, catalog: catalog)
+                let path = "\(kind.section).\(id)"
+                do {
+                    let policy = try CallPolicy(settings: component.settings, path: path)
+                    switch kind {
+                    case .exporter:
+                        _ = try RetryPolicy(settings: component.settings, path: path)
+                        _ = try SendingQueueSettings(settings: component.settings["sending_queue"], path: "\(path).sending_queue")
+                    case .notifier:
+                        _ = try RetryPolicy(settings: component.settings, path: path, defaults: NotifierRunner.defaultRetry)
+                        _ = try NotifierQueueSettings(settings: component.settings["sending_queue"], path: "\(path).sending_queue")
+                    default:
+                        break
+                    }
+                    willCreate(path, library)
+                    let instance = try PluginInstance(id: id, library: library, settings: component.settings, policy: policy, start: false)
+                    instance.destroy()
+                } catch var error as PluginCreateError {
+                    error.component = path
+                    throw GenerationError.createFailed(error)
+                } catch let error as ConfigError {
+                    throw GenerationError.invalidSettings(error)
+                }
+            }
+        }
     }
 
     /// Starts the worker threads of exporters that are new in this generation and points
@@ -211,8 +260,10 @@ public final class Generation: @unchecked Sendable {
                 report.processorLostSpans += Int(processor.counters.snapshot[PluginInstance.lostSpansCounter] ?? 0)
             }
         }
-        // Rules hand their waiting groups to the notifiers before those may shut down.
-        for pipeline in pipelines { pipeline.rules.stop() }
+        // Rules hand their waiting groups to the notifiers before those may shut down; an
+        // engine the successor carries over keeps running, state and all.
+        let keptRules = Set((successor?.pipelines ?? []).map { ObjectIdentifier($0.rules) })
+        for pipeline in pipelines where !keptRules.contains(ObjectIdentifier(pipeline.rules)) { pipeline.rules.stop() }
         for exporter in exporters where !keptExporters.contains(ObjectIdentifier(exporter)) {
             report.exporters[exporter.id.description] = exporter.shutdown(deadline: deadline)
         }

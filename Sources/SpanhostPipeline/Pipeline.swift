@@ -15,14 +15,25 @@ public final class Pipeline: @unchecked Sendable {
     /// The pipeline's alert rules; also deduplicates events its processors raise.
     public let rules: RuleEngine
 
+    /// The rule settings the engine was built from.
+    let ruleConfigs: [RuleConfig]
+
+    /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
+    /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
     init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [NotifierRunner],
-         rules: [RuleConfig]) {
+         rules: [RuleConfig], previous: Pipeline? = nil) {
         self.id = id
         self.processors = processors
         self.exporters = exporters
         self.notifiers = notifiers
-        self.rules = RuleEngine(pipeline: id, rules: rules) { event in
-            for notifier in notifiers { notifier.enqueue(event) }
+        self.ruleConfigs = rules
+        if let previous, previous.ruleConfigs == rules,
+           previous.notifiers.map(ObjectIdentifier.init) == notifiers.map(ObjectIdentifier.init) {
+            self.rules = previous.rules
+        } else {
+            self.rules = RuleEngine(pipeline: id, rules: rules) { event in
+                for notifier in notifiers { notifier.enqueue(event) }
+            }
         }
     }
 

@@ -77,7 +77,9 @@ public final class PluginInstance: @unchecked Sendable {
     private static let unattributed = Logger(label: "spanhost.plugin")
 
     /// Creates and starts the instance. On failure the plugin's own message is in the error.
-    public init(id: ComponentID, library: PluginLibrary, settings: ConfigValue, policy: CallPolicy = CallPolicy()) throws {
+    /// `start: false` only creates the instance (validation): no hook after create but destroy.
+    public init(id: ComponentID, library: PluginLibrary, settings: ConfigValue, policy: CallPolicy = CallPolicy(),
+                start: Bool = true) throws {
         self.uid = Self.uids.next()
         self.guardState = CallGuard(policy: policy)
         self.id = id
@@ -106,7 +108,7 @@ public final class PluginInstance: @unchecked Sendable {
             throw PluginCreateError(component: "\(id)", hook: "create",
                                     message: "unknown key; plugin '\(library.name)' reads \(known.joined(separator: ", "))", key: first)
         }
-        if library.descriptor.start != nil {
+        if start, library.descriptor.start != nil {
             let started = call("start") { state, status in library.descriptor.start(state, status) }
             if started != .ok {
                 destroy()

@@ -25,7 +25,7 @@ public final class Server: @unchecked Sendable {
     private let pool: NIOThreadPool
     private let accepting = Flag(true)
     private let reloads = ReloadLog()
-    /// Serializes reloads; a trigger during a reload waits its turn.
+    /// Serializes reloads and shutdown; a trigger during a reload waits its turn.
     private let reloadTurn = Turnstile()
 
     private let stateLock = NSLock()
@@ -48,7 +48,7 @@ public final class Server: @unchecked Sendable {
     }
 
     /// A configured receiver: one of the built-in types.
-    enum ReceiverSettings {
+    public enum ReceiverSettings {
         case otlp(OTLPReceiverSettings)
         case zipkin(ZipkinReceiverSettings)
         case kafka(KafkaReceiverSettings)
@@ -82,7 +82,7 @@ public final class Server: @unchecked Sendable {
     }
 
     /// Each used receiver's settings, checked: built-in types only, one receiver per endpoint.
-    static func receiverSettings(_ config: ServiceConfig) throws -> [ComponentID: ReceiverSettings] {
+    public static func receiverSettings(_ config: ServiceConfig) throws -> [ComponentID: ReceiverSettings] {
         var result: [ComponentID: ReceiverSettings] = [:]
         var endpoints: [Endpoint: ComponentID] = [:]
         let used = Set(config.pipelines.flatMap(\.receivers))
@@ -274,6 +274,8 @@ public final class Server: @unchecked Sendable {
     /// the configured deadline, and shuts every plugin instance down. Returns what became of
     /// every span accepted since start (retired components included).
     public func shutdown() async -> DeliveryReport {
+        // Takes the reload turn and keeps it: a reload in progress finishes first, none starts after.
+        await reloadTurn.enter()
         accepting.value = false
         for receiver in stateLock.withLock({ Array(kafkaReceivers.values) }) { receiver.stop() }
         var report = current.close().shutdown(timeout: stateLock.withLock { config.shutdownTimeout })

@@ -15,8 +15,12 @@ struct Spanhostd: AsyncParsableCommand {
     @Option(name: .long, help: "YAML config file (Collector layout). Without it, an embedded default runs.")
     var config: String?
 
-    @Flag(name: .long, help: "Validate the config and plugins, then exit.")
+    @Flag(name: .long, help: "Validate the config and plugins, then exit. Nothing is started; plugins are created in a child process.")
     var check = false
+
+    /// The child of --check: creates every plugin instance once, then exits.
+    @Flag(name: .long, help: .hidden)
+    var preflight = false
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -43,6 +47,29 @@ struct Spanhostd: AsyncParsableCommand {
             throw ValidationError("invalid config\(config.map { " \($0)" } ?? ""): \(error)")
         }
         let cacheDir = firstConfig.pluginCacheDir ?? "\(NSTemporaryDirectory())spanhost-\(getuid())/plugin-cache"
+        if preflight {
+            // A cache of its own, removed afterwards: checking leaves no files behind.
+            let scratch = "\(NSTemporaryDirectory())spanhost-check-\(getpid())"
+            defer { try? FileManager.default.removeItem(atPath: scratch) }
+            do {
+                try ConfigCheck.preflight(config: firstConfig, pluginsDir: firstConfig.pluginsDir ?? Self.defaultPluginsDir(),
+                                          cacheDir: scratch, logger: logger)
+            } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                throw ExitCode(2)
+            }
+            return
+        }
+        if check {
+            switch ConfigCheck.run(config: firstConfig, childArguments: config.map { ["--config", $0] } ?? []) {
+            case .valid:
+                print("config and plugins are valid")
+                return
+            case .invalid(let message):
+                logger.critical("invalid: \(message)")
+                throw ExitCode(2)
+            }
+        }
 
         let server: Server
         do {
@@ -51,11 +78,6 @@ struct Spanhostd: AsyncParsableCommand {
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(2)
-        }
-        if check {
-            print("config and plugins are valid")
-            _ = await server.shutdown()
-            return
         }
         // SIGTERM and SIGINT shut down gracefully; SIGHUP reloads.
         let service = SpanhostService(server: server, logger: logger)

@@ -306,3 +306,28 @@ def plugin_dir(tmp, *names):
         src = next(p for p in (os.path.join(PLUGINS, name + ".so"), os.path.join(TEST_PLUGINS, name + ".so")) if os.path.exists(p))
         shutil.copy(src, d)
     return d
+
+
+def test_check_has_no_side_effects(tmp):
+    plugins = plugin_dir(tmp, "file", "null")
+    text = fill(BASE, processors="  {}", service="", chain="").replace(
+        '"null": {}', f'"null": {{sending_queue: {{storage: "{tmp}/queue"}}}}\n  file: {{path: "{tmp}/out/spans.jsonl"}}'
+    ).replace('exporters: ["null"]}', 'exporters: ["null", file]}')
+    os.makedirs(os.path.join(tmp, "out"))
+    cache = os.path.join(tmp, "cache")
+    r = check(tmp, text.replace('plugins: {dir: "{plugins}"}', f'plugins: {{dir: "{{plugins}}", cache_dir: "{cache}"}}'), plugins=plugins)
+    assert r.returncode == 0, r.stderr
+    assert "valid" in r.stdout
+    # No queue directory, no exported file, no plugin cache.
+    assert not os.path.exists(os.path.join(tmp, "queue")), os.listdir(tmp)
+    assert not os.path.exists(os.path.join(tmp, "out", "spans.jsonl"))
+    assert not os.path.exists(cache)
+
+
+def test_check_survives_a_plugin_that_aborts_in_create_and_names_it(tmp):
+    plugins = plugin_dir(tmp, "misbehave")
+    text = fill(BASE, processors="  {}", service="", chain="").replace('"null": {}', "misbehave: {mode: abort}").replace(
+        'exporters: ["null"]}', "exporters: [misbehave]}")
+    r = check(tmp, text, plugins=plugins)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "exporters.misbehave" in r.stderr and "misbehave.so" in r.stderr and "SIGABRT" in r.stderr, r.stderr

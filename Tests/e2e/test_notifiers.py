@@ -416,3 +416,20 @@ def test_invalid_rules_are_refused_with_the_key(spanhost, tmp):
         f.write("rules:\n  error_span: {}\n" + (base % "error_span").replace("      notifiers: [log]\n", ""))
     out = subprocess.run([SPANHOSTD, "--check", "--config", path], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and "a pipeline with rules needs at least one notifier" in out.stderr + out.stdout
+
+
+def test_a_reload_keeps_unchanged_rules_so_a_firing_alert_does_not_fire_again(spanhost):
+    hook = HookServer()
+    try:
+        s = spanhost(BURST % hook.url)
+        body = otlp_json("checkout", [(1, 0, 1, True)])
+        assert requests.post(s.url, json=body, timeout=5).status_code == 200
+        assert wait_for(lambda: hook.events, timeout=10)
+        # Reload the same config: the rule engine, and its cool-down, carry over.
+        assert requests.post(s.admin + "/-/reload", timeout=30).status_code == 200
+        assert requests.post(s.url, json=otlp_json("checkout", [(2, 0, 1, True)]), timeout=5).status_code == 200
+        time.sleep(4.5)  # past the 3 s group wait: a new engine would have notified again
+        with hook.lock:
+            assert len(hook.events) == 1, [e for _, e, _ in hook.events]
+    finally:
+        hook.close()

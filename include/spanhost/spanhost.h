@@ -435,7 +435,9 @@ typedef struct spanhost_host_api {
  * Lifecycle of an instance, all hooks called by the host:
  *   create -> start -> (process | export_batch | notify)* -> flush? -> destroy
  * destroy is called exactly once for every instance whose create returned SPANHOST_OK, also
- * when start failed.
+ * when start failed. To validate a config (`spanhostd --check`) the host calls create then
+ * destroy, never start, in a short-lived child process: create reads and checks settings and
+ * allocates; files, connections and threads belong in start.
  */
 typedef struct spanhost_plugin {
     uint32_t struct_size;      /* sizeof(spanhost_plugin) as the plugin was compiled */

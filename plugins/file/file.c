@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const spanhost_host_api *host;
 
@@ -63,8 +64,24 @@ static int32_t file_create(const spanhost_config *config, spanhost_instance *ins
         if (s->max_bytes < 1) s->max_bytes = 1;
         s->max_backups = (long)backups;
     }
-    if (open_file(s) != 0) FAIL("path: cannot open %s: %s", s->path, strerror(errno));
+    /* The file itself is opened by start: create only checks, so validating a config
+     * (spanhostd --check) creates no file. */
+    char dir[4096];
+    const char *slash = strrchr(s->path, '/');
+    size_t dlen = slash ? (size_t)(slash - s->path) : 0;
+    if (dlen == 0) snprintf(dir, sizeof dir, "%s", slash ? "/" : ".");
+    else snprintf(dir, sizeof dir, "%.*s", (int)dlen, s->path);
+    if (access(dir, W_OK) != 0) FAIL("path: cannot write in %s: %s", dir, strerror(errno));
     *out = s;
+    return SPANHOST_OK;
+}
+
+static int32_t file_start(void *state, spanhost_status *status) {
+    file_state *s = (file_state *)state;
+    if (open_file(s) != 0) {
+        snprintf(status->message, status->message_cap, "path: cannot open %s: %s", s->path, strerror(errno));
+        return SPANHOST_PERMANENT;
+    }
     return SPANHOST_OK;
 }
 
@@ -145,7 +162,7 @@ static void file_destroy(void *state) {
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER,
     SPANHOST_PLUGIN_UNLOADABLE, "file", "1.1.0", "appends batches to a file as OTLP JSON lines or length-delimited protobuf",
-    file_create, NULL, NULL, file_export, NULL, file_flush, file_destroy,
+    file_create, file_start, NULL, file_export, NULL, file_flush, file_destroy,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -1,0 +1,76 @@
+import Foundation
+import Logging
+import SpanhostConfig
+import SpanhostPipeline
+import SpanhostPlugins
+
+/// `spanhostd --check`: validates a config and the plugin settings it names without side
+/// effects in the calling process. Host settings are checked here; plugin settings are checked
+/// by running each plugin's create (never start) in a child `spanhostd --preflight`, with a
+/// throw-away plugin cache, so a plugin that crashes or aborts in create kills only the child,
+/// and files or connections a create makes end with it.
+public enum ConfigCheck {
+    /// What `--check` came to.
+    public enum Outcome: Equatable {
+        case valid
+        case invalid(String)
+    }
+
+    /// The line a preflight child prints before creating each component, so the parent can
+    /// name the one that was being created when the child died.
+    static let progressPrefix = "preflight: creating "
+
+    /// Runs in the parent: checks host settings, then the plugins in a child process.
+    public static func run(config: ServiceConfig, childArguments: [String]) -> Outcome {
+        do {
+            _ = try Server.receiverSettings(config)
+        } catch {
+            return .invalid("\(error)")
+        }
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        child.arguments = childArguments + ["--preflight"]
+        // Only problems reach the parent's answer, not the plugin-loaded lines.
+        child.environment = ProcessInfo.processInfo.environment.merging(["SPANHOST_LOG_LEVEL": "error"]) { _, new in new }
+        let out = Pipe()
+        let err = Pipe()
+        child.standardOutput = out
+        child.standardError = err
+        do {
+            try child.run()
+        } catch {
+            return .invalid("cannot start the plugin check: \(error)")
+        }
+        let errors = err.fileHandleForReading.readDataToEndOfFile()
+        let progress = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        child.waitUntilExit()
+        let message = String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if child.terminationReason == .uncaughtSignal {
+            let last = progress.split(separator: "\n").last { $0.hasPrefix(progressPrefix) }
+                .map { String($0.dropFirst(progressPrefix.count)) } ?? "a plugin"
+            return .invalid("\(last) crashed in create with signal \(child.terminationStatus) (\(signalName(child.terminationStatus)))")
+        }
+        return child.terminationStatus == 0 ? .valid : .invalid(message.isEmpty ? "plugin check failed" : message)
+    }
+
+    /// Runs in the child: loads the plugins into `cacheDir` and creates every component once.
+    public static func preflight(config: ServiceConfig, pluginsDir: String, cacheDir: String, logger: Logger) throws {
+        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, logger: logger)
+        try Generation.validate(config: config, catalog: catalog) { component, library in
+            print("\(progressPrefix)\(component) (plugin \(library.name) \(library.version), \(library.sourcePath), sha256 \(library.sha256))")
+            fflush(stdout)
+        }
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGSEGV: return "SIGSEGV"
+        case SIGABRT: return "SIGABRT"
+        case SIGBUS: return "SIGBUS"
+        case SIGILL: return "SIGILL"
+        case SIGFPE: return "SIGFPE"
+        case SIGKILL: return "SIGKILL"
+        default: return "signal \(signal)"
+        }
+    }
+}
