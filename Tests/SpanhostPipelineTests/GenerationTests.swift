@@ -65,9 +65,11 @@ final class GenerationTests: XCTestCase {
             exporters: {file/raw: {path: TMP/raw.jsonl}, file/masked: {path: TMP/masked.jsonl}}
             service:
               pipelines:
-                traces/masked: {receivers: [otlp], processors: [attributes/mask], exporters: [file/masked]}
                 traces/raw: {receivers: [otlp], exporters: [file/raw]}
+                traces/masked: {receivers: [otlp], processors: [attributes/mask], exporters: [file/masked]}
             """)
+        // The masking pipeline comes last, where it used to be handed the original batch that
+        // the raw pipeline's exporter already held.
         let batch = try spans(5)
         XCTAssertEqual(g.consume(batch, from: ComponentID(type: "otlp")), .accepted(rejectedSpans: 0, message: nil))
         // The batch the raw pipeline queued is the receiver's own: still unmasked.
