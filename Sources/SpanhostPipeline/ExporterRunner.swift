@@ -198,9 +198,6 @@ public final class ExporterRunner: @unchecked Sendable {
         }
     }
 
-    /// What became of the spans accepted so far.
-    public var delivery: DeliveryTally { condition.withLock { tally } }
-
     /// Whether consumers take more: until shutdown; a memory queue drains until the deadline,
     /// a disk queue keeps what is left.
     private var active: Bool {
@@ -285,4 +282,13 @@ public struct DeliveryTally: Sendable, Equatable {
     public var lost = 0
 
     public init() {}
+
+    mutating func add(_ other: DeliveryTally) {
+        accepted += other.accepted
+        delivered += other.delivered
+        keptOnDisk += other.keptOnDisk
+        keptBatches += other.keptBatches
+        deadLettered += other.deadLettered
+        lost += other.lost
+    }
 }

@@ -291,16 +291,7 @@ public struct DeliveryReport: Sendable, Equatable {
 
     /// Adds the figures of components retired earlier (reloads) to these.
     public mutating func add(_ other: DeliveryReport) {
-        for (id, tally) in other.exporters {
-            var sum = exporters[id] ?? DeliveryTally()
-            sum.accepted += tally.accepted
-            sum.delivered += tally.delivered
-            sum.keptOnDisk += tally.keptOnDisk
-            sum.keptBatches += tally.keptBatches
-            sum.deadLettered += tally.deadLettered
-            sum.lost += tally.lost
-            exporters[id] = sum
-        }
+        for (id, tally) in other.exporters { exporters[id, default: DeliveryTally()].add(tally) }
         processorLostSpans += other.processorLostSpans
     }
 
