@@ -50,7 +50,7 @@ let package = Package(
         // Pipelines: processor chains, exporter and notifier runners with retry, generations.
         .target(
             name: "SpanhostPipeline",
-            dependencies: ["SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues",
+            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues",
                            .product(name: "DequeModule", package: "swift-collections"),
                            .product(name: "Logging", package: "swift-log")]
         ),
@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),
         .testTarget(name: "SpanhostQueuesTests", dependencies: ["SpanhostQueues", "SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel"]),
-        .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPlugins",
+        .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPlugins", "SpanhostQueues",
                                                                  .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),
     ],

@@ -98,13 +98,16 @@ public struct SendingQueueSettings: Sendable, Equatable {
     public var storage: String?
     public var fsync = FsyncPolicy.interval(.seconds(1))
     public var onFull = OnFull.refuse
+    /// With storage: a batch that was being exported this many times when the process died is
+    /// dead-lettered at the next start instead of exported again (a poison batch).
+    public var deadLetterAfterCrashes = 2
 
     public init() {}
 
     public init(settings: ConfigValue?, path: String) throws {
         guard let settings, settings != .null else { return }
-        try settings.requireKnownKeys(["enabled", "queue_size", "num_consumers", "max_size_mib", "storage", "fsync", "on_full"],
-                                      path: path)
+        try settings.requireKnownKeys(["enabled", "queue_size", "num_consumers", "max_size_mib", "storage", "fsync", "on_full",
+                                       "dead_letter_after_crashes"], path: path)
         if let v = settings["enabled"] { enabled = try parseBool(v, path: "\(path).enabled") }
         if let v = settings["queue_size"] { queueSize = try parseCount(v, path: "\(path).queue_size", in: 1...10_000_000) }
         if let v = settings["num_consumers"] { consumers = try parseCount(v, path: "\(path).num_consumers", in: 1...64) }
@@ -129,6 +132,10 @@ public struct SendingQueueSettings: Sendable, Equatable {
                 throw ConfigError("\(path).on_full", "must be refuse or drop")
             }
             onFull = mode
+        }
+        if let v = settings["dead_letter_after_crashes"] {
+            guard storage != nil else { throw ConfigError("\(path).dead_letter_after_crashes", "applies only with storage") }
+            deadLetterAfterCrashes = try parseCount(v, path: "\(path).dead_letter_after_crashes", in: 1...1000)
         }
         if !enabled && storage != nil { throw ConfigError("\(path).storage", "needs the queue enabled") }
     }

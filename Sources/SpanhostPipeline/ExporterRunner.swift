@@ -1,3 +1,4 @@
+import CSpanhost
 import Foundation
 import Logging
 import SpanhostConfig
@@ -80,7 +81,8 @@ public final class ExporterRunner: @unchecked Sendable {
             // One directory per exporter id under the storage directory.
             let directory = "\(storage)/\(instance.id.description.replacingOccurrences(of: "/", with: "_"))"
             do {
-                queue = try DiskQueue.open(directory: directory, limits: limits, fsync: queueSettings.fsync)
+                queue = try DiskQueue.open(directory: directory, limits: limits, fsync: queueSettings.fsync,
+                                           poisonAfterCrashes: queueSettings.deadLetterAfterCrashes)
             } catch {
                 throw ConfigError("\(path).sending_queue.storage", "\(error)")
             }
@@ -95,6 +97,9 @@ public final class ExporterRunner: @unchecked Sendable {
     /// Starts the consumer threads; a runner carried over by a reload is already started.
     public func start() {
         guard queue != nil, condition.withLock({ defer { started = true }; return !started }) else { return }
+        // A disk queue may be shared with the runner this one replaces: its limits become ours now.
+        (queue as? DiskQueue)?.apply(QueueLimits(items: queueSettings.queueSize, bytes: queueSettings.maxBytes),
+                                     owner: instance.library.name)
         for n in 0..<consumers {
             let thread = Thread { [self] in run() }
             thread.name = "exporter \(id) #\(n)"
@@ -249,7 +254,11 @@ public final class ExporterRunner: @unchecked Sendable {
             }
         }
         while true {
-            switch instance.export(item.batch) {
+            // A crash during this export names the queue record in the crash record.
+            sh_crash_set_record(item.record.map(Int64.init) ?? -1)
+            let result = instance.export(item.batch)
+            sh_crash_set_record(-1)
+            switch result {
             case .ok, .consumed:
                 counters.add("exported", spans)
                 condition.withLock { tally.delivered += item.spans }

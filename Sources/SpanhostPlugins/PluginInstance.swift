@@ -58,6 +58,8 @@ public final class PluginInstance: @unchecked Sendable {
     private let logger: Logger
     private var destroyed = false
     let guardState: CallGuard
+    /// Who is running, for the crash record written if a call kills the process.
+    private let crashContext: UnsafeMutablePointer<sh_crash_context>
     private static let uids = UIDSource()
 
     /// Where `host->emit` sends batches (set by the pipeline for processors).
@@ -89,6 +91,10 @@ public final class PluginInstance: @unchecked Sendable {
         var logger = Logger(label: "spanhost.plugin")
         logger[metadataKey: "component"] = "\(id)"
         self.logger = logger
+        let record = "plugin=\(library.name)\nversion=\(library.version)\nfile=\(library.sourcePath)\nsha256=\(library.sha256)\n"
+            + "component=\(id)\n"
+        crashContext = .allocate(capacity: 1)
+        crashContext.initialize(to: sh_crash_context(text: strdup(record), len: record.utf8.count))
 
         var newState: UnsafeMutableRawPointer?
         let handle = OpaquePointer(Unmanaged.passUnretained(self).toOpaque())
@@ -117,7 +123,11 @@ public final class PluginInstance: @unchecked Sendable {
         }
     }
 
-    deinit { destroy() }
+    deinit {
+        destroy()
+        free(UnsafeMutableRawPointer(mutating: crashContext.pointee.text))
+        crashContext.deallocate()
+    }
 
     static func from(_ handle: OpaquePointer?) -> PluginInstance? {
         guard let handle else { return nil }
@@ -154,7 +164,9 @@ public final class PluginInstance: @unchecked Sendable {
         defer { callLock.unlock() }
         guard !destroyed else { return }
         destroyed = true
+        let previous = sh_crash_enter(crashContext, Self.cString("destroy"))
         library.descriptor.destroy(state)
+        sh_crash_leave(previous)
         state = nil
         library.instanceDestroyed()
         emitHandler = nil
@@ -169,8 +181,13 @@ public final class PluginInstance: @unchecked Sendable {
         logger.error("plugin call is hung; instance marked unhealthy", metadata: ["hook": "\(hook)", "timeout": "\(guardState.policy.timeout)"])
     }
 
+    /// A hook name for the crash record: a literal's bytes, NUL-terminated and never freed.
+    private static func cString(_ literal: StaticString) -> UnsafePointer<CChar> {
+        UnsafeRawPointer(literal.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
     /// The one place that calls plugin hooks.
-    private func call(_ hook: String, _ body: (UnsafeMutableRawPointer?, UnsafeMutablePointer<spanhost_status>) -> Int32) -> CallResult {
+    private func call(_ hook: StaticString, _ body: (UnsafeMutableRawPointer?, UnsafeMutablePointer<spanhost_status>) -> Int32) -> CallResult {
         let messageCapacity = 512
         let message = UnsafeMutablePointer<CChar>.allocate(capacity: messageCapacity)
         message.initialize(repeating: 0, count: messageCapacity)
@@ -179,20 +196,23 @@ public final class PluginInstance: @unchecked Sendable {
                                      message: message, message_cap: messageCapacity)
         // Data hooks are guarded: they fail fast while the instance is hung or its breaker is
         // open, and count towards the breaker. Lifecycle hooks always run.
-        let guarded = hook == "process" || hook == "export_batch" || hook == "notify"
+        let hookName = "\(hook)"
+        let guarded = hookName == "process" || hookName == "export_batch" || hookName == "notify"
         if guarded, let reason = guardState.refusal() { return .unavailable(message: "\(id) \(reason)") }
         let serialize = !library.isConcurrent
         // Waiting behind a hung call gives up after the call timeout, for every hook.
         if serialize, !callLock.lock(before: guardState.deadline()) {
             return .unavailable(message: "\(id): timed out waiting for a call in progress")
         }
-        if destroyed && hook != "create" {
+        if destroyed && hookName != "create" {
             if serialize { callLock.unlock() }
             return .unavailable(message: "instance \(id) has been shut down")
         }
-        let token = guardState.begin(hook)
+        let token = guardState.begin(hookName)
         Watchdog.shared.watch(self)
+        let previous = sh_crash_enter(crashContext, Self.cString(hook))
         let code = body(state, &status)
+        sh_crash_leave(previous)
         if serialize { callLock.unlock() }
         message[messageCapacity - 1] = 0
         let text = String(cString: message)

@@ -9,6 +9,8 @@ public struct QueuedBatch: @unchecked Sendable {
     public let batch: SpanBatch
     public let spans: Int
     let location: SegmentLog.Location?
+    /// The persistent queue's sequence number of this batch.
+    public var record: UInt64? { location?.seq }
 }
 
 /// What became of a batch taken from a queue.

@@ -12,9 +12,13 @@ import SpanhostModel
 /// `dead_letter.jsonl` (time, reason, spans, the request as OTLP JSON) and acknowledged, so a
 /// replay never loops on it.
 ///
+/// A batch that was being exported each of the last `poisonAfterCrashes` times the process
+/// died is dead-lettered when the queue opens, not exported again (see ExportAttempts).
+///
 /// One DiskQueue exists per directory in the process (`open` shares it), so when a reload
 /// replaces an exporter, the old and new runner take from the same queue and nothing is
-/// replayed twice.
+/// replayed twice. Opening a shared queue again leaves its limits alone: the new runner
+/// `apply`s its own only when its generation commits, so a reload that fails changes nothing.
 public final class DiskQueue: BatchQueue, @unchecked Sendable {
     public let directory: String
     private let condition = NSCondition()
@@ -25,42 +29,70 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     private var deadLettered = 0
     private let recovered: Int
     private let cutBytes: Int
-    private var limits: QueueLimits
+    private var currentLimits: QueueLimits
+    private let attempts: ExportAttempts
+    /// The plugin exporting from this queue, for the ledger.
+    private var owner = ""
+    /// Batches dead-lettered at open because they were being exported when the process died.
+    public private(set) var poisoned = 0
     private let logger: Logger
 
     private static let registryLock = NSLock()
     nonisolated(unsafe) private static var registry: [String: DiskQueue] = [:]
 
     /// The queue for `directory`, opened (and recovered) on first use.
-    public static func open(directory: String, limits: QueueLimits, fsync: FsyncPolicy, segmentBytes: Int = 8 << 20) throws -> DiskQueue {
+    public static func open(directory: String, limits: QueueLimits, fsync: FsyncPolicy, poisonAfterCrashes: Int = 2,
+                            segmentBytes: Int = 8 << 20) throws -> DiskQueue {
         let key = URL(fileURLWithPath: directory).standardizedFileURL.path
         return try registryLock.withLock {
-            if let queue = registry[key] {
-                queue.condition.withLock { queue.limits = limits }
-                return queue
-            }
-            let queue = try DiskQueue(directory: key, limits: limits, fsync: fsync, segmentBytes: segmentBytes)
+            if let queue = registry[key] { return queue }
+            let queue = try DiskQueue(directory: key, limits: limits, fsync: fsync, poisonAfterCrashes: poisonAfterCrashes,
+                                      segmentBytes: segmentBytes)
             registry[key] = queue
             return queue
         }
     }
 
-    private init(directory: String, limits: QueueLimits, fsync: FsyncPolicy, segmentBytes: Int) throws {
+    private init(directory: String, limits: QueueLimits, fsync: FsyncPolicy, poisonAfterCrashes: Int, segmentBytes: Int) throws {
         self.directory = directory
-        self.limits = limits
+        self.currentLimits = limits
         var logger = Logger(label: "spanhost.queue")
         logger[metadataKey: "directory"] = "\(directory)"
         self.logger = logger
         log = try SegmentLog(directory: directory, segmentBytes: segmentBytes, fsync: fsync)
         let recovery = try log.recover()
-        pending = Deque(recovery.pending.map { ($0, 0, .now) })
-        liveBytes = recovery.pending.reduce(0) { $0 + $1.length }
-        recovered = recovery.pending.count
+        attempts = ExportAttempts(directory: directory)
+        var crashes = attempts.recover()
+        var queued: [SegmentLog.Location] = []
+        var poison: [(SegmentLog.Location, ExportAttempts.Crashes)] = []
+        for location in recovery.pending {
+            if let c = crashes[location.seq], c.count >= poisonAfterCrashes { poison.append((location, c)) } else { queued.append(location) }
+        }
+        let stillQueued = Set(queued.map(\.seq))
+        crashes = crashes.filter { stillQueued.contains($0.key) }
+        pending = Deque(queued.map { ($0, 0, .now) })
+        liveBytes = queued.reduce(0) { $0 + $1.length }
+        recovered = queued.count
         cutBytes = recovery.cutBytes
         if recovery.cutBytes > 0 {
             logger.warning("damaged segment tails cut", metadata: ["bytes": "\(recovery.cutBytes)", "segments": "\(recovery.cutSegments)"])
         }
         if recovered > 0 { logger.info("queued batches recovered from disk", metadata: ["batches": "\(recovered)"]) }
+        for (location, c) in poison {
+            let reason = "crashed plugin \(c.plugin.isEmpty ? "(unknown)" : c.plugin) \(c.count) times"
+            var json = "null", spans = 0
+            if let bytes = try? log.read(location),
+               let batch = try? bytes.withUnsafeBytes({ try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: Int.max) }) {
+                json = batch.encode(.json).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+                spans = batch.spanCount
+            }
+            writeDeadLetter(json: json, spans: spans, reason: reason)
+            try? log.acknowledge(location)
+            poisoned += 1
+            logger.error("a queued batch was being exported every time the process died; dead-lettered, not retried",
+                         metadata: ["seq": "\(location.seq)", "reason": "\(reason)", "spans": "\(spans)"])
+        }
+        attempts.restart(keeping: crashes)
         if case .interval(let every) = fsync {
             let thread = Thread { [weak self] in
                 while true {
@@ -74,13 +106,24 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         }
     }
 
+    /// The limits `offer` enforces now.
+    public var limits: QueueLimits { condition.withLock { currentLimits } }
+
+    /// Replaces the limits: called when the runner that owns the queue from now on starts.
+    public func apply(_ limits: QueueLimits, owner: String) {
+        condition.withLock {
+            currentLimits = limits
+            self.owner = owner
+        }
+    }
+
     public func offer(_ batch: SpanBatch, force: Bool) -> Bool {
         var encoded = spanhost_buffer()
         guard sh_encode_batch(batch.pointer, UInt32(SPANHOST_ENCODING_OTLP_PROTO), &encoded) == 0 else { return false }
         defer { sh_buffer_free(&encoded) }
         let spans = batch.spanCount
         return condition.withLock {
-            guard force || (pending.count < limits.items && liveBytes + encoded.len <= limits.bytes) else { return false }
+            guard force || (pending.count < currentLimits.items && liveBytes + encoded.len <= currentLimits.bytes) else { return false }
             do {
                 let location = try log.append(UnsafeRawBufferPointer(start: encoded.data, count: encoded.len))
                 pending.append((location, spans, .now))
@@ -117,6 +160,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
                 let claimed: Bool = condition.withLock {
                     guard active() else { return false }
                     claim()
+                    attempts.taken(next.location.seq, by: owner)
                     return true
                 }
                 if claimed { return item }
@@ -141,6 +185,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
             condition.withLock { writeDeadLetter(json: json, spans: item.spans, reason: reason) }
         }
         condition.withLock {
+            attempts.returned(location.seq, acknowledged: true)
             do { try log.acknowledge(location) } catch {
                 logger.error("cannot acknowledge a batch; it will be delivered again after a restart", metadata: ["error": "\(error)"])
             }
@@ -153,6 +198,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     public func release(_ item: QueuedBatch) {
         guard let location = item.location else { return }
         condition.withLock {
+            attempts.returned(location.seq, acknowledged: false)
             pending.prepend((location, item.spans, .now))
             condition.broadcast()
         }
@@ -170,7 +216,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     }
 
     public var isFull: Bool {
-        condition.withLock { pending.count >= limits.items || liveBytes >= limits.bytes }
+        condition.withLock { pending.count >= currentLimits.items || liveBytes >= currentLimits.bytes }
     }
 
     public var depth: Int { condition.withLock { pending.count } }

@@ -4,79 +4,6 @@ import Logging
 import SpanhostConfig
 import SpanhostModel
 
-/// Settings of the `kafka` receiver.
-public struct KafkaReceiverSettings: Sendable, Equatable {
-    public var brokers: String
-    public var topics: [String] = ["otlp_spans"]
-    public var groupID = "spanhost"
-    public var initialOffset = "latest"
-    public var encoding: SpanBatch.InputFormat = .otlpProtobuf
-    public var properties: [String: String] = [:]
-
-    public init(settings: ConfigValue, path: String) throws {
-        let known = ["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "time_zone", "properties"]
-        for entry in settings.mapEntries ?? [] where !known.contains(entry.key) {
-            throw ConfigError("\(path).\(entry.key)", "unknown key; expected \(known.joined(separator: ", "))")
-        }
-        switch settings["brokers"] {
-        case .list(let items)?: brokers = try items.enumerated().map { try requireString($1, "\(path).brokers.\($0)") }.joined(separator: ",")
-        case let value?: brokers = try requireString(value, "\(path).brokers")
-        case nil: throw ConfigError("\(path).brokers", "required, a list of host:port")
-        }
-        if case .list(let items)? = settings["topics"] {
-            topics = try items.enumerated().map { try requireString($1, "\(path).topics.\($0)") }
-        } else if let topic = settings["topic"] {
-            topics = [try requireString(topic, "\(path).topic")]
-        }
-        guard !topics.isEmpty else { throw ConfigError("\(path).topics", "name at least one topic") }
-        if let v = settings["group_id"] { groupID = try requireString(v, "\(path).group_id") }
-        if let v = settings["initial_offset"] {
-            initialOffset = try requireString(v, "\(path).initial_offset")
-            guard ["latest", "earliest"].contains(initialOffset) else {
-                throw ConfigError("\(path).initial_offset", "'\(initialOffset)' is not latest or earliest")
-            }
-        }
-        if let v = settings["encoding"] {
-            switch try requireString(v, "\(path).encoding") {
-            case "otlp_proto": encoding = .otlpProtobuf
-            case "otlp_json": encoding = .otlpJSON
-            case "omegi":
-                let zone = try settings["time_zone"].map { try requireString($0, "\(path).time_zone") } ?? "UTC"
-                encoding = .omegiJSON(utcOffsetSeconds: try Self.utcOffset(zone, path: "\(path).time_zone"))
-            case let other:
-                throw ConfigError("\(path).encoding", "'\(other)' is not otlp_proto, otlp_json or omegi")
-            }
-        }
-        if settings["time_zone"] != nil && settings["encoding"]?.stringValue != "omegi" {
-            throw ConfigError("\(path).time_zone", "applies only to encoding: omegi")
-        }
-        for entry in settings["properties"]?.mapEntries ?? [] {
-            properties[entry.key] = try requireString(entry.value, "\(path).properties.\(entry.key)")
-        }
-    }
-}
-
-extension KafkaReceiverSettings {
-    /// Seconds east of UTC for `UTC`, `+09:00` / `-0500`, or a zone name like `Asia/Seoul`. A
-    /// named zone's offset is taken once, at load: zones with daylight saving time shift by an
-    /// hour until the next reload after a change.
-    static func utcOffset(_ zone: String, path: String) throws -> Int32 {
-        if zone == "UTC" || zone == "Z" { return 0 }
-        if let sign = zone.first, sign == "+" || sign == "-" {
-            let digits = zone.dropFirst().filter { $0 != ":" }
-            guard digits.count == 4, let hhmm = Int(digits), hhmm / 100 <= 14, hhmm % 100 < 60 else {
-                throw ConfigError(path, "'\(zone)' is not an offset like +09:00")
-            }
-            let seconds = Int32(hhmm / 100 * 3600 + hhmm % 100 * 60)
-            return sign == "-" ? -seconds : seconds
-        }
-        guard let tz = TimeZone(identifier: zone) else {
-            throw ConfigError(path, "'\(zone)' is not a time zone; use UTC, an offset like +09:00 or a name like Asia/Seoul")
-        }
-        return Int32(tz.secondsFromGMT())
-    }
-}
-
 /// Consumes OTLP messages from Kafka topics as a member of a consumer group. An offset is
 /// stored (and committed by librdkafka's periodic commit) only after the pipelines have taken
 /// the message, so a crash re-delivers instead of losing. A message that cannot be decoded is
@@ -184,7 +111,7 @@ public final class KafkaReceiver: @unchecked Sendable {
             let topic = String(cString: rd_kafka_topic_name(m.rkt))
             let batch: SpanBatch
             do {
-                batch = try SpanBatch.decode(UnsafeRawBufferPointer(start: m.payload, count: m.len), format: settings.encoding,
+                batch = try SpanBatch.decode(UnsafeRawBufferPointer(start: m.payload, count: m.len), format: settings.encoding.inputFormat,
                                              gzip: false, limit: Int.max)
             } catch {
                 counters.add(rejectedRequests: 1)
@@ -294,4 +221,15 @@ final class Rebalancer: @unchecked Sendable {
 private struct UnsafeSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+extension KafkaReceiverSettings.Encoding {
+    /// The decoder for this encoding.
+    var inputFormat: SpanBatch.InputFormat {
+        switch self {
+        case .otlpProto: return .otlpProtobuf
+        case .otlpJSON: return .otlpJSON
+        case .omegi(let offset): return .omegiJSON(utcOffsetSeconds: offset)
+        }
+    }
 }

@@ -6,52 +6,6 @@ import NIOPosix
 import SpanhostConfig
 import SpanhostModel
 
-/// Settings of the `otlp` receiver (`receivers.otlp.protocols.http`).
-public struct OTLPReceiverSettings: Sendable, Equatable {
-    public var endpoint = Endpoint(host: "127.0.0.1", port: 4318)
-    /// Limit on the body, before and after decompression (Collector default 20 MiB).
-    public var maxRequestBodySize = 20 << 20
-    public var tracesPath = "/v1/traces"
-    /// How long a request may wait for the pipelines before it is answered 503.
-    public var requestTimeout: TimeAmount = .seconds(15)
-
-    public init() {}
-
-    public init(settings: ConfigValue, path: String) throws {
-        for entry in settings.mapEntries ?? [] where entry.key != "protocols" {
-            throw ConfigError("\(path).\(entry.key)", "unknown key; expected protocols")
-        }
-        guard let protocols = settings["protocols"], protocols != .null else { return }
-        if protocols["grpc"] != nil {
-            throw ConfigError("\(path).protocols.grpc", "gRPC is not supported; use protocols.http")
-        }
-        for entry in protocols.mapEntries ?? [] where entry.key != "http" {
-            throw ConfigError("\(path).protocols.\(entry.key)", "unknown protocol; expected http")
-        }
-        guard let http = protocols["http"], http != .null else { return }
-        let p = "\(path).protocols.http"
-        let known = ["endpoint", "max_request_body_size", "traces_url_path", "request_timeout"]
-        for entry in http.mapEntries ?? [] where !known.contains(entry.key) {
-            throw ConfigError("\(p).\(entry.key)", "unknown key; expected \(known.joined(separator: ", "))")
-        }
-        if let v = http["request_timeout"] {
-            let d = try parseDuration(v, path: "\(p).request_timeout")
-            guard d > .zero else { throw ConfigError("\(p).request_timeout", "must be greater than zero") }
-            requestTimeout = .nanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
-        }
-        if let v = http["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(p).endpoint"), path: "\(p).endpoint") }
-        if let v = http["max_request_body_size"] {
-            guard let n = v.intValue, n > 0 else { throw ConfigError("\(p).max_request_body_size", "must be a positive number of bytes") }
-            maxRequestBodySize = Int(n)
-        }
-        if let v = http["traces_url_path"] {
-            let s = try requireString(v, "\(p).traces_url_path")
-            guard s.hasPrefix("/") else { throw ConfigError("\(p).traces_url_path", "must start with '/'") }
-            tracesPath = s
-        }
-    }
-}
-
 /// Where a receiver hands its batches; answers how they were taken. It runs plugin code, so
 /// it is called on the pipeline thread pool, never on an event loop.
 public typealias BatchSink = @Sendable (SpanBatch) -> ConsumeOutcome

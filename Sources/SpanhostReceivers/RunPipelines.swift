@@ -7,12 +7,12 @@ import SpanhostModel
 /// take longer than `timeout` (a hung plugin must not hold clients). A late outcome after a
 /// timeout is dropped; the batch itself still completes in the pipeline.
 func runPipelines(_ batch: SpanBatch, sink: @escaping BatchSink, on loop: any EventLoop, pool: NIOThreadPool,
-                  timeout: TimeAmount, timedOut: @escaping @Sendable () -> HTTPResponse,
+                  timeout: Duration, timedOut: @escaping @Sendable () -> HTTPResponse,
                   respond: @escaping @Sendable (ConsumeOutcome) -> HTTPResponse) -> EventLoopFuture<HTTPResponse> {
     let promise = loop.makePromise(of: HTTPResponse.self)
     // Both callbacks below run on `loop`, so this flag needs no lock.
     let answered = NIOLoopBoundBox(false, eventLoop: loop)
-    let timer = loop.scheduleTask(in: timeout) {
+    let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
         guard !answered.value else { return }
         answered.value = true
         promise.succeed(timedOut())

@@ -4,32 +4,6 @@ import NIOPosix
 import SpanhostConfig
 import SpanhostModel
 
-/// Settings of the `zipkin` receiver.
-public struct ZipkinReceiverSettings: Sendable, Equatable {
-    public var endpoint = Endpoint(host: "127.0.0.1", port: 9411)
-    public var maxRequestBodySize = 20 << 20
-    public var requestTimeout: TimeAmount = .seconds(15)
-
-    public init() {}
-
-    public init(settings: ConfigValue, path: String) throws {
-        let known = ["endpoint", "max_request_body_size", "request_timeout"]
-        for entry in settings.mapEntries ?? [] where !known.contains(entry.key) {
-            throw ConfigError("\(path).\(entry.key)", "unknown key; expected \(known.joined(separator: ", "))")
-        }
-        if let v = settings["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(path).endpoint"), path: "\(path).endpoint") }
-        if let v = settings["max_request_body_size"] {
-            guard let n = v.intValue, n > 0 else { throw ConfigError("\(path).max_request_body_size", "must be a positive number of bytes") }
-            maxRequestBodySize = Int(n)
-        }
-        if let v = settings["request_timeout"] {
-            let d = try parseDuration(v, path: "\(path).request_timeout")
-            guard d > .zero else { throw ConfigError("\(path).request_timeout", "must be greater than zero") }
-            requestTimeout = .nanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
-        }
-    }
-}
-
 /// Zipkin v2: `POST /api/v2/spans` with a JSON array (optionally gzip). Answers 202 when taken,
 /// 400 with a message for bad input, 503 with Retry-After when spanhost cannot take it now.
 public struct ZipkinHTTPHandler: ReceiverHandler {

@@ -23,7 +23,7 @@ public enum ConfigCheck {
     /// Runs in the parent: checks host settings, then the plugins in a child process.
     public static func run(config: ServiceConfig, childArguments: [String]) -> Outcome {
         do {
-            _ = try Server.receiverSettings(config)
+            _ = try ReceiverSettings.used(in: config)
         } catch {
             return .invalid("\(error)")
         }

@@ -74,7 +74,7 @@ struct Spanhostd: AsyncParsableCommand {
         let server: Server
         do {
             server = try Server(config: source, pluginsDir: { $0.pluginsDir ?? Self.defaultPluginsDir() }, cacheDir: cacheDir,
-                                logger: logger)
+                                preflightArguments: config.map { ["--config", $0] } ?? [], logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(2)

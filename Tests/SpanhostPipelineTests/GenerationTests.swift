@@ -4,6 +4,7 @@ import Logging
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPlugins
+import SpanhostQueues
 import XCTest
 
 /// How a generation hands one receiver's batch to several pipelines, with the real
@@ -13,14 +14,14 @@ final class GenerationTests: XCTestCase {
         .appendingPathComponent("../../build/plugins").standardized.path
     let tmp = NSTemporaryDirectory() + "spanhost-generation-tests-\(getpid())"
 
-    func generation(_ yaml: String) throws -> Generation {
+    func generation(_ yaml: String, previous: Generation? = nil) throws -> Generation {
         guard FileManager.default.fileExists(atPath: "\(pluginsDir)/file.so") else { throw XCTSkip("run `make build` first") }
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         let config = try ServiceConfig.parse(yaml: yaml.replacingOccurrences(of: "TMP", with: tmp), environment: [:])
         // The cache PluginLoadingTests uses: an image is loaded once per process, from one place.
         let cache = NSTemporaryDirectory() + "spanhost-plugin-tests-\(getpid())"
         let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cache, logger: Logger(label: "test"))
-        let generation = try Generation(config: config, catalog: catalog)
+        let generation = try Generation(config: config, catalog: catalog, previous: previous)
         generation.activate()
         return generation
     }
@@ -99,5 +100,30 @@ final class GenerationTests: XCTestCase {
             return XCTFail("a receiver bound before its pipelines exist must get 503, not 400")
         }
         _ = g.shutdown(timeout: .seconds(1))
+    }
+}
+
+extension GenerationTests {
+    func testAFailedReloadLeavesASharedDiskQueueAsItWas() throws {
+        let exporter = #"exporters: {"null": {sending_queue: {storage: TMP/queues, queue_size: QSIZE}}}"#
+        let pipelines = #"service: {pipelines: {traces: {receivers: [otlp], PROCESSORS exporters: ["null"]}}}"#
+        func yaml(_ size: Int, processors: String) -> String {
+            ["receivers: {otlp: {}}", "processors: {batch: {bogus_key: 1}}",
+             exporter.replacingOccurrences(of: "QSIZE", with: "\(size)"),
+             pipelines.replacingOccurrences(of: "PROCESSORS", with: processors)].joined(separator: "\n")
+        }
+        let running = try generation(yaml(50, processors: ""))
+        let queue = try XCTUnwrap(running.exporters.first?.queue as? DiskQueue)
+        XCTAssertEqual(queue.limits.items, 50)
+        // The exporter changes (a smaller queue on the same directory), and a processor of the
+        // same config is refused: the reload fails after the exporter was built.
+        XCTAssertThrowsError(try generation(yaml(2, processors: "processors: [batch],"), previous: running))
+        XCTAssertEqual(queue.limits.items, 50, "a failed reload must not change the running queue")
+        // A reload that commits applies the new limits to the shared queue.
+        let next = try generation(yaml(2, processors: ""), previous: running)
+        XCTAssertTrue((next.exporters.first?.queue as? DiskQueue) === queue)
+        XCTAssertEqual(queue.limits.items, 2)
+        _ = running.retire(keeping: next, deadline: .now + .seconds(1))
+        _ = next.shutdown(timeout: .seconds(1))
     }
 }

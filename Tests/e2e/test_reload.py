@@ -229,3 +229,36 @@ service:
     exported = {e["span"]["spanId"] for e in read_file_export(os.path.join(tmp, "out.jsonl"))}
     print(f"\nacknowledged before exit: {len(load.acked)}, exported: {len(exported)}")
     assert load.acked <= exported
+
+
+def test_a_reload_whose_plugin_aborts_in_create_fails_and_the_server_serves_on(spanhost, tmp):
+    plugins = os.path.join(tmp, "plugins")
+    os.makedirs(plugins)
+    for name in ["attributes", "example_processor", "file", "null"]:
+        shutil.copy(os.path.join(PLUGINS, name + ".so"), plugins)
+    shutil.copy(os.path.join(TEST_PLUGINS, "misbehave.so"), plugins)
+    build_versioned(os.path.join(plugins, "versioned.so"), 1)
+    s = spanhost(config_text(tmp, "base"), plugins_dir=plugins)
+    text = config_text(tmp, "base").format(receiver=f"127.0.0.1:{s.receiver_port}", admin=f"127.0.0.1:{s.admin_port}",
+                                           plugins=plugins)
+    # A second exporter whose create calls abort().
+    text = text.replace("  null: ~\n", "  null: ~\n  misbehave: {mode: abort}\n").replace(
+        "exporters: [file, null]", "exporters: [file, null, misbehave]")
+    with open(s.config_path, "w") as f:
+        f.write(text)
+    with Load(s.url) as load:
+        wait_for(lambda: len(load.acked) > 100, timeout=20)
+        answers = [requests.post(s.admin + "/-/reload", timeout=60) for _ in range(3)]
+        s.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: s.status()["reloads"]["failed"] == 4, timeout=30)
+        acked_during = len(load.acked)
+        wait_for(lambda: len(load.acked) > acked_during + 100, timeout=20)
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        message = answer.json()["message"]
+        assert "exporters.misbehave" in message and "misbehave.so" in message and "sha256" in message, message
+        assert "SIGABRT" in message, message
+    assert s.proc.poll() is None, "the running server died with the plugin"
+    assert s.status()["reloads"]["failed"] == 4
+    assert not load.failed, f"{len(load.failed)} spans were refused while the reload failed"
+    assert s.stop() == 0

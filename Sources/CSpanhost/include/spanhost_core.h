@@ -99,6 +99,31 @@ uint32_t sh_crc32(uint32_t crc, const void *data, size_t len);
 /* SHA-256 of a file as 64 lowercase hex characters plus NUL. Returns 0 or -1. */
 int sh_sha256_file(const char *path, char out_hex[65]);
 
+/* --- Crash records ------------------------------------------------------------------------
+ * When a plugin crashes the process, a signal handler writes which plugin was running to a
+ * file opened beforehand, so whoever restarts the process can name it. Everything the
+ * handler touches is prepared before the call: it only copies bytes with write(2). */
+
+/* What a plugin call is: text lines "key=value\n" (plugin, version, file, sha256, component),
+ * kept by the instance for its whole life. */
+typedef struct sh_crash_context {
+    const char *text;
+    size_t len;
+} sh_crash_context;
+
+/* Installs handlers for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT that append the running
+ * call's record to `fd`, then die of the same signal. Call once; `fd` stays open. */
+void sh_crash_records_install(int fd);
+
+/* Marks this thread as inside a plugin call (`hook` a static string such as "export_batch").
+ * Returns the record it replaces (calls nest: process -> emit -> process), for sh_crash_leave.
+ * The first call on a thread also gives it an alternate signal stack. */
+const void *sh_crash_enter(const sh_crash_context *context, const char *hook);
+void sh_crash_leave(const void *previous);
+
+/* The persistent-queue record this thread is exporting (its sequence number), or -1. */
+void sh_crash_set_record(int64_t seq);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,197 @@
+import Foundation
+
+/// A configured receiver, one of the built-in types, with its settings checked. Receivers are
+/// built like plugins: a type name, typed settings with their own validation, and a factory
+/// in SpanhostServer (`ReceiverRegistry`) that turns them into running components.
+public enum ReceiverSettings: Sendable, Equatable {
+    case otlp(OTLPReceiverSettings)
+    case zipkin(ZipkinReceiverSettings)
+    case kafka(KafkaReceiverSettings)
+
+    /// The built-in receiver types.
+    public static let types = ["otlp", "zipkin", "kafka"]
+
+    public init(type: String, settings: ConfigValue, path: String) throws {
+        switch type {
+        case "otlp": self = .otlp(try OTLPReceiverSettings(settings: settings, path: path))
+        case "zipkin": self = .zipkin(try ZipkinReceiverSettings(settings: settings, path: path))
+        case "kafka": self = .kafka(try KafkaReceiverSettings(settings: settings, path: path))
+        default: throw ConfigError(path, "unknown receiver type '\(type)'; built-in receivers: \(Self.types.joined(separator: ", "))")
+        }
+    }
+
+    /// The HTTP endpoint it listens on; nil for receivers that consume (kafka).
+    public var endpoint: Endpoint? {
+        switch self {
+        case .otlp(let s): return s.endpoint
+        case .zipkin(let s): return s.endpoint
+        case .kafka: return nil
+        }
+    }
+
+    /// Every receiver a pipeline uses, checked: all receivers are parsed (an unused one with a
+    /// typo is still an error), and no two used ones share an endpoint.
+    public static func used(in config: ServiceConfig) throws -> [ComponentID: ReceiverSettings] {
+        var result: [ComponentID: ReceiverSettings] = [:]
+        var endpoints: [Endpoint: ComponentID] = [:]
+        let used = Set(config.pipelines.flatMap(\.receivers))
+        for receiver in config.receivers {
+            let path = "receivers.\(receiver.id)"
+            let settings = try ReceiverSettings(type: receiver.id.type, settings: receiver.settings, path: path)
+            guard used.contains(receiver.id) else { continue }
+            if let endpoint = settings.endpoint {
+                if let other = endpoints[endpoint] {
+                    throw ConfigError("\(path) endpoint", "\(endpoint) is already used by receivers.\(other)")
+                }
+                endpoints[endpoint] = receiver.id
+            }
+            result[receiver.id] = settings
+        }
+        return result
+    }
+}
+
+extension Endpoint: Hashable {
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(host)
+        hasher.combine(port)
+    }
+}
+
+/// A request's deadline for the pipelines: a positive duration.
+private func parseRequestTimeout(_ value: ConfigValue, path: String) throws -> Duration {
+    let d = try parseDuration(value, path: path)
+    guard d > .zero else { throw ConfigError(path, "must be greater than zero") }
+    return d
+}
+
+/// A body size limit in bytes: positive.
+private func parseBodySize(_ value: ConfigValue, path: String) throws -> Int {
+    guard let n = value.intValue, n > 0 else { throw ConfigError(path, "must be a positive number of bytes") }
+    return Int(n)
+}
+
+/// Settings of the `otlp` receiver (`receivers.otlp.protocols.http`).
+public struct OTLPReceiverSettings: Sendable, Equatable {
+    public var endpoint = Endpoint(host: "127.0.0.1", port: 4318)
+    /// Limit on the body, before and after decompression (Collector default 20 MiB).
+    public var maxRequestBodySize = 20 << 20
+    public var tracesPath = "/v1/traces"
+    /// How long a request may wait for the pipelines before it is answered 503.
+    public var requestTimeout: Duration = .seconds(15)
+
+    public init() {}
+
+    public init(settings: ConfigValue, path: String) throws {
+        try settings.requireKnownKeys(["protocols"], path: path)
+        guard let protocols = settings["protocols"], protocols != .null else { return }
+        if protocols["grpc"] != nil {
+            throw ConfigError("\(path).protocols.grpc", "gRPC is not supported; use protocols.http")
+        }
+        try protocols.requireKnownKeys(["http"], path: "\(path).protocols")
+        guard let http = protocols["http"], http != .null else { return }
+        let p = "\(path).protocols.http"
+        try http.requireKnownKeys(["endpoint", "max_request_body_size", "traces_url_path", "request_timeout"], path: p)
+        if let v = http["request_timeout"] { requestTimeout = try parseRequestTimeout(v, path: "\(p).request_timeout") }
+        if let v = http["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(p).endpoint"), path: "\(p).endpoint") }
+        if let v = http["max_request_body_size"] { maxRequestBodySize = try parseBodySize(v, path: "\(p).max_request_body_size") }
+        if let v = http["traces_url_path"] {
+            let s = try requireString(v, "\(p).traces_url_path")
+            guard s.hasPrefix("/") else { throw ConfigError("\(p).traces_url_path", "must start with '/'") }
+            tracesPath = s
+        }
+    }
+}
+
+/// Settings of the `zipkin` receiver.
+public struct ZipkinReceiverSettings: Sendable, Equatable {
+    public var endpoint = Endpoint(host: "127.0.0.1", port: 9411)
+    public var maxRequestBodySize = 20 << 20
+    public var requestTimeout: Duration = .seconds(15)
+
+    public init() {}
+
+    public init(settings: ConfigValue, path: String) throws {
+        try settings.requireKnownKeys(["endpoint", "max_request_body_size", "request_timeout"], path: path)
+        if let v = settings["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(path).endpoint"), path: "\(path).endpoint") }
+        if let v = settings["max_request_body_size"] { maxRequestBodySize = try parseBodySize(v, path: "\(path).max_request_body_size") }
+        if let v = settings["request_timeout"] { requestTimeout = try parseRequestTimeout(v, path: "\(path).request_timeout") }
+    }
+}
+
+/// Settings of the `kafka` receiver.
+public struct KafkaReceiverSettings: Sendable, Equatable {
+    /// How message payloads are encoded.
+    public enum Encoding: Sendable, Equatable {
+        case otlpProto
+        case otlpJSON
+        /// Omegi agent events, whose timestamps are local time at this offset.
+        case omegi(utcOffsetSeconds: Int32)
+    }
+
+    public var brokers: String
+    public var topics: [String] = ["otlp_spans"]
+    public var groupID = "spanhost"
+    public var initialOffset = "latest"
+    public var encoding: Encoding = .otlpProto
+    public var properties: [String: String] = [:]
+
+    public init(settings: ConfigValue, path: String) throws {
+        try settings.requireKnownKeys(["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "time_zone", "properties"],
+                                      path: path)
+        switch settings["brokers"] {
+        case .list(let items)?: brokers = try items.enumerated().map { try requireString($1, "\(path).brokers.\($0)") }.joined(separator: ",")
+        case let value?: brokers = try requireString(value, "\(path).brokers")
+        case nil: throw ConfigError("\(path).brokers", "required, a list of host:port")
+        }
+        if case .list(let items)? = settings["topics"] {
+            topics = try items.enumerated().map { try requireString($1, "\(path).topics.\($0)") }
+        } else if let topic = settings["topic"] {
+            topics = [try requireString(topic, "\(path).topic")]
+        }
+        guard !topics.isEmpty else { throw ConfigError("\(path).topics", "name at least one topic") }
+        if let v = settings["group_id"] { groupID = try requireString(v, "\(path).group_id") }
+        if let v = settings["initial_offset"] {
+            initialOffset = try requireString(v, "\(path).initial_offset")
+            guard ["latest", "earliest"].contains(initialOffset) else {
+                throw ConfigError("\(path).initial_offset", "'\(initialOffset)' is not latest or earliest")
+            }
+        }
+        if let v = settings["encoding"] {
+            switch try requireString(v, "\(path).encoding") {
+            case "otlp_proto": encoding = .otlpProto
+            case "otlp_json": encoding = .otlpJSON
+            case "omegi":
+                let zone = try settings["time_zone"].map { try requireString($0, "\(path).time_zone") } ?? "UTC"
+                encoding = .omegi(utcOffsetSeconds: try Self.utcOffset(zone, path: "\(path).time_zone"))
+            case let other:
+                throw ConfigError("\(path).encoding", "'\(other)' is not otlp_proto, otlp_json or omegi")
+            }
+        }
+        if settings["time_zone"] != nil && settings["encoding"]?.stringValue != "omegi" {
+            throw ConfigError("\(path).time_zone", "applies only to encoding: omegi")
+        }
+        for entry in settings["properties"]?.mapEntries ?? [] {
+            properties[entry.key] = try requireString(entry.value, "\(path).properties.\(entry.key)")
+        }
+    }
+
+    /// Seconds east of UTC for `UTC`, `+09:00` / `-0500`, or a zone name like `Asia/Seoul`. A
+    /// named zone's offset is taken once, at load: zones with daylight saving time shift by an
+    /// hour until the next reload after a change.
+    static func utcOffset(_ zone: String, path: String) throws -> Int32 {
+        if zone == "UTC" || zone == "Z" { return 0 }
+        if let sign = zone.first, sign == "+" || sign == "-" {
+            let digits = zone.dropFirst().filter { $0 != ":" }
+            guard digits.count == 4, let hhmm = Int(digits), hhmm / 100 <= 14, hhmm % 100 < 60 else {
+                throw ConfigError(path, "'\(zone)' is not an offset like +09:00")
+            }
+            let seconds = Int32(hhmm / 100 * 3600 + hhmm % 100 * 60)
+            return sign == "-" ? -seconds : seconds
+        }
+        guard let tz = TimeZone(identifier: zone) else {
+            throw ConfigError(path, "'\(zone)' is not a time zone; use UTC, an offset like +09:00 or a name like Asia/Seoul")
+        }
+        return Int32(tz.secondsFromGMT())
+    }
+}

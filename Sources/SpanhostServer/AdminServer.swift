@@ -1,0 +1,148 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SpanhostConfig
+import SpanhostModel
+import SpanhostPipeline
+import SpanhostPlugins
+import SpanhostQueues
+import SpanhostReceivers
+
+/// The admin endpoint: health, the status report (JSON and Prometheus text), and reload.
+final class AdminServer: Sendable {
+    private let server: HTTPServer
+    var localPort: Int { server.localPort }
+
+    private init(server: HTTPServer) { self.server = server }
+
+    static func start(endpoint: Endpoint, group: any EventLoopGroup, status: StatusSource,
+                      reload: @escaping @Sendable () async -> ReloadLog.Entry) async throws -> AdminServer {
+        let server = try await HTTPServer.start(host: endpoint.host, port: endpoint.port, maxBodyBytes: { 1 << 16 }, group: group) {
+            request, loop in route(request, loop, status: status, reload: reload)
+        }
+        return AdminServer(server: server)
+    }
+
+    func close() async { await server.close() }
+
+    private static func route(_ request: HTTPRequest, _ loop: any EventLoop, status: StatusSource,
+                              reload: @escaping @Sendable () async -> ReloadLog.Entry) -> EventLoopFuture<HTTPResponse> {
+        switch (request.method, request.path) {
+        case (.GET, "/healthz"):
+            return loop.makeSucceededFuture(.text(.ok, status.receivers.accepting.value ? "ok" : "shutting down"))
+        case (.GET, "/status"):
+            return loop.makeSucceededFuture(json(status.report()))
+        case (.GET, "/metrics"):
+            return loop.makeSucceededFuture(HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4"],
+                                                         body: status.report().prometheusText()))
+        case (.POST, "/-/reload"):
+            let promise = loop.makePromise(of: HTTPResponse.self)
+            Task {
+                let entry = await reload()
+                var response = json(entry)
+                if !entry.ok { response.status = .badRequest }
+                promise.succeed(response)
+            }
+            return promise.futureResult
+        default:
+            return loop.makeSucceededFuture(.text(.notFound, "unknown admin path; try GET /healthz, GET /status, GET /metrics or POST /-/reload"))
+        }
+    }
+
+    private static func json<T: Encodable>(_ value: T) -> HTTPResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let body = (try? encoder.encode(value)) ?? Data()
+        return HTTPResponse(status: .ok, headers: ["Content-Type": "application/json"], body: Array(body))
+    }
+}
+
+/// Assembles the status report from the running parts.
+struct StatusSource: Sendable {
+    let current: CurrentGeneration
+    let receivers: ReceiverRegistry
+    let coordinator: ReloadCoordinator
+
+    func report() -> StatusReport {
+        let generation = current.value
+        let current = Set(generation.catalog.libraries.values.map(\.sha256))
+        func component(_ instance: PluginInstance, queueDepth: Int? = nil, queue: QueueStats? = nil,
+                       delay: (p50: Double, p99: Double)? = nil) -> StatusReport.Component {
+            .init(id: "\(instance.id)", kind: instance.library.kind.rawValue, instance: instance.uid, health: instance.health,
+                  plugin: "\(instance.library.name)@\(instance.library.sha256.prefix(12))",
+                  counters: instance.counters.snapshot, queueDepth: queueDepth, queue: queue,
+                  notifyDelayMs: delay.map { ["p50": $0.p50, "p99": $0.p99] })
+        }
+        return StatusReport(
+            plugins: PluginCatalog.loadedImages.sorted { ($0.name, $0.sourcePath) < ($1.name, $1.sourcePath) }.map {
+                .init(name: $0.name, kind: $0.kind.rawValue, version: $0.version, abi: "\($0.abiMajor).\($0.abiMinor)",
+                      file: $0.sourcePath, loadedFrom: $0.loadedPath, sha256: $0.sha256,
+                      state: current.contains($0.sha256) ? "current" : "retained", instances: $0.instanceCount,
+                      unloadable: $0.isUnloadable)
+            },
+            refusedPlugins: generation.catalog.refused.map { .init(file: $0.file, reason: $0.error.description) },
+            receivers: receivers.counterSnapshot.map { .init(id: "\($0.id)", counters: $0.counters.snapshot) },
+            exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth, queue: $0.queue?.stats) },
+            notifiers: generation.notifiers.map { component($0.instance, queueDepth: $0.queueDepth, delay: $0.delayPercentiles) },
+            pipelines: generation.pipelines.map { pipeline in
+                .init(id: pipeline.id, processors: pipeline.processors.map { component($0) },
+                      exporters: pipeline.exporters.map { "\($0.id)" }, notifiers: pipeline.notifiers.map { "\($0.id)" },
+                      rules: pipeline.rules.counters)
+            },
+            reloads: coordinator.log.summary,
+            memory: .init(batchBytes: SpanBatch.liveBytes, limitBytes: coordinator.currentConfig.memoryLimitBytes))
+    }
+}
+
+/// The JSON document served at /status.
+struct StatusReport: Encodable {
+    struct Plugin: Encodable {
+        var name, kind, version, abi, file, loadedFrom, sha256: String
+        /// "current" (in the plugin directory now) or "retained" (an older image still mapped).
+        var state: String
+        var instances: Int
+        var unloadable: Bool
+    }
+    struct Refused: Encodable {
+        var file, reason: String
+    }
+    struct Receiver: Encodable {
+        var id: String
+        var counters: [String: Int64]
+    }
+    struct Component: Encodable {
+        var id, kind: String
+        /// Process-unique instance number: unchanged when a reload carries the component over.
+        var instance: Int
+        var health: String
+        var plugin: String
+        var counters: [String: Int64]
+        var queueDepth: Int?
+        /// Exporters: the sending queue (depth, spans, oldest item age, bytes in memory or on disk).
+        var queue: QueueStats?
+        /// Notifiers: milliseconds from an event's first occurrence to the notify call.
+        var notifyDelayMs: [String: Double]?
+    }
+    struct PipelineStatus: Encodable {
+        var id: String
+        var processors: [Component]
+        var exporters: [String]
+        var notifiers: [String]
+        /// Per rule: events counted, fired, resolved, refused.
+        var rules: [String: Int64]
+    }
+    var plugins: [Plugin]
+    var refusedPlugins: [Refused]
+    var receivers: [Receiver]
+    var exporters: [Component]
+    var notifiers: [Component]
+    var pipelines: [PipelineStatus]
+    var reloads: ReloadLog.Summary
+    struct Memory: Encodable {
+        /// Bytes held by span batches in memory (queues, processors, requests in flight).
+        var batchBytes: Int
+        var limitBytes: Int?
+    }
+    var memory: Memory
+}

@@ -1,0 +1,189 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SpanhostConfig
+import SpanhostModel
+import SpanhostPipeline
+import SpanhostReceivers
+
+/// The running receivers: HTTP listeners by endpoint and Kafka consumers by id, all handing
+/// batches to whichever generation is current. A reload changes them in two steps, like a
+/// generation: `prepare` builds everything the new config needs beside what runs (new
+/// endpoints bound, new consumers created but not consuming) and `commit` or `abort` then
+/// applies or discards it.
+final class ReceiverRegistry: @unchecked Sendable {
+    /// One bound endpoint; its handler is replaced when a reload commits.
+    final class Listener: @unchecked Sendable {
+        private let lock = NSLock()
+        private var handler: any ReceiverHandler
+        var server: HTTPServer?
+        init(handler: any ReceiverHandler) { self.handler = handler }
+        var current: any ReceiverHandler {
+            get { lock.withLock { handler } }
+            set { lock.withLock { handler = newValue } }
+        }
+    }
+
+    /// What a reload would change, built and not yet applied.
+    struct Change {
+        /// The handler each endpoint of the new config will serve with.
+        var handlers: [Endpoint: any ReceiverHandler] = [:]
+        /// Endpoints bound for this change (closed again by `abort`).
+        var bound: [Endpoint: Listener] = [:]
+        /// Consumers whose settings are new or changed, created and not consuming.
+        var consumers: [KafkaReceiver] = []
+        /// The Kafka receivers the new config has.
+        var wantedConsumers: Set<ComponentID> = []
+    }
+
+    private let group: MultiThreadedEventLoopGroup
+    private let pool: NIOThreadPool
+    private let current: CurrentGeneration
+    private let logger: Logger
+    /// False from shutdown on: receivers answer 503.
+    let accepting = Flag(true)
+
+    private let lock = NSLock()
+    private var listeners: [Endpoint: Listener] = [:]
+    private var consumers: [ComponentID: KafkaReceiver] = [:]
+    private var counters: [ComponentID: ReceiverCounters] = [:]
+
+    init(group: MultiThreadedEventLoopGroup, pool: NIOThreadPool, current: CurrentGeneration, logger: Logger) {
+        self.group = group
+        self.pool = pool
+        self.current = current
+        self.logger = logger
+    }
+
+    /// Counters of every receiver seen since start, by id.
+    var counterSnapshot: [(id: ComponentID, counters: ReceiverCounters)] {
+        lock.withLock { counters.map { ($0.key, $0.value) } }.sorted { $0.id.description < $1.id.description }
+    }
+
+    /// Builds what `config` needs: handlers for every endpoint (new endpoints are bound and
+    /// answer 503 until the generation that routes them is current), and the Kafka consumers
+    /// whose settings changed. Nothing that runs changes. Blocking (binds, Kafka setup).
+    func prepare(_ config: ServiceConfig) async throws -> Change {
+        var change = Change()
+        do {
+            for (id, settings) in try ReceiverSettings.used(in: config).sorted(by: { $0.key.description < $1.key.description }) {
+                if case .kafka(let kafka) = settings {
+                    change.wantedConsumers.insert(id)
+                    if let running = lock.withLock({ consumers[id] }), running.settings == kafka { continue }
+                    let current = self.current
+                    change.consumers.append(try KafkaReceiver(id: id, settings: kafka, counters: counters(for: id)) { batch in
+                        current.consume(batch, from: id)
+                    })
+                    continue
+                }
+                guard let endpoint = settings.endpoint, let handler = makeHandler(id: id, settings: settings, memoryLimit: config.memoryLimitBytes)
+                else { continue }
+                change.handlers[endpoint] = handler
+                guard lock.withLock({ listeners[endpoint] }) == nil else { continue }
+                let listener = Listener(handler: handler)
+                change.bound[endpoint] = listener
+                let pool = self.pool
+                listener.server = try await HTTPServer.start(
+                    host: endpoint.host, port: endpoint.port,
+                    maxBodyBytes: { listener.current.maxRequestBodySize }, group: group
+                ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
+                logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(listener.server?.localPort ?? 0)"])
+            }
+        } catch {
+            await abort(change)
+            throw error
+        }
+        return change
+    }
+
+    /// Discards a prepared change: closes what it bound, stops what it created.
+    func abort(_ change: Change) async {
+        for (endpoint, listener) in change.bound {
+            await listener.server?.close()
+            logger.info("receiver closed", metadata: ["endpoint": "\(endpoint)"])
+        }
+        for consumer in change.consumers { consumer.stop() }
+    }
+
+    /// Applies a prepared change: every listener serves with its new handler, new consumers
+    /// start and replaced or removed ones stop, endpoints the config dropped close.
+    func commit(_ change: Change) async {
+        let (closing, retiring): ([Listener], [KafkaReceiver]) = lock.withLock {
+            for (endpoint, listener) in change.bound { listeners[endpoint] = listener }
+            for (endpoint, handler) in change.handlers { listeners[endpoint]?.current = handler }
+            let closing = listeners.filter { change.handlers[$0.key] == nil }
+            for endpoint in closing.keys { listeners.removeValue(forKey: endpoint) }
+            let replaced = Set(change.consumers.map(\.id))
+            let retiring = consumers.filter { !change.wantedConsumers.contains($0.key) || replaced.contains($0.key) }
+            for id in retiring.keys { consumers.removeValue(forKey: id) }
+            return (Array(closing.values), Array(retiring.values))
+        }
+        for consumer in retiring {
+            consumer.stop()
+            logger.info("kafka receiver stopped", metadata: ["receiver": "\(consumer.id)"])
+        }
+        for consumer in change.consumers {
+            consumer.start()
+            lock.withLock { consumers[consumer.id] = consumer }
+            logger.info("kafka receiver consuming", metadata: ["receiver": "\(consumer.id)", "topics": "\(consumer.settings.topics)"])
+        }
+        for listener in closing {
+            await listener.server?.close()
+            logger.info("receiver closed", metadata: ["endpoint": "\(listener.current.endpoint)"])
+        }
+    }
+
+    /// Stops taking data: HTTP receivers answer 503 and Kafka consumers stop (committing what
+    /// they delivered). Listeners stay open until `close`, so clients get an answer. Blocking.
+    func stopAccepting() {
+        accepting.value = false
+        for consumer in lock.withLock({ Array(consumers.values) }) { consumer.stop() }
+    }
+
+    /// Closes every listener.
+    func close() async {
+        for listener in lock.withLock({ defer { listeners.removeAll() }; return Array(listeners.values) }) {
+            await listener.server?.close()
+        }
+    }
+
+    private func counters(for id: ComponentID) -> ReceiverCounters {
+        lock.withLock {
+            if let existing = counters[id] { return existing }
+            let made = ReceiverCounters()
+            counters[id] = made
+            return made
+        }
+    }
+
+    /// The factory of HTTP receivers: settings in, a handler feeding the current generation out.
+    private func makeHandler(id: ComponentID, settings: ReceiverSettings, memoryLimit limit: Int?) -> (any ReceiverHandler)? {
+        let counters = counters(for: id)
+        let accepting = self.accepting
+        let current = self.current
+        let refusal: @Sendable () -> String? = {
+            guard accepting.value else { return "spanhost is shutting down" }
+            if let limit, SpanBatch.liveBytes > limit {
+                return "memory limit reached: \(SpanBatch.liveBytes >> 20) MiB of spans held, limit \(limit >> 20) MiB"
+            }
+            return nil
+        }
+        let sink: BatchSink = { batch in current.consume(batch, from: id) }
+        switch settings {
+        case .otlp(let s): return OTLPHTTPHandler(settings: s, counters: counters, refusal: refusal, sink: sink)
+        case .zipkin(let s): return ZipkinHTTPHandler(settings: s, counters: counters, refusal: refusal, sink: sink)
+        case .kafka: return nil
+        }
+    }
+}
+
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag: Bool
+    init(_ value: Bool) { flag = value }
+    var value: Bool {
+        get { lock.withLock { flag } }
+        set { lock.withLock { flag = newValue } }
+    }
+}
