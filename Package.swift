@@ -73,9 +73,18 @@ let package = Package(
                            .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // The supervisor: owns sockets and the admin endpoint, restarts a crashed worker, quarantines.
+        .target(
+            name: "SpanhostSupervisor",
+            dependencies: ["CSpanhost", "SpanhostConfig", "SpanhostPlugins", "SpanhostReceivers", "SpanhostServer",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "spanhostd",
-            dependencies: ["SpanhostServer",
+            dependencies: ["SpanhostServer", "SpanhostSupervisor", "CSpanhost",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "UnixSignals", package: "swift-service-lifecycle"),

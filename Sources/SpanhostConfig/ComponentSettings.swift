@@ -5,9 +5,9 @@
 /// Keys of a component's section that belong to the host, by component kind. Every other key
 /// is the plugin's, and must be read by its `create` (see PluginInstance).
 public enum HostKeys {
-    public static let processor = ["call_timeout", "circuit_breaker"]
-    public static let exporter = ["sending_queue", "retry_on_failure", "call_timeout", "circuit_breaker"]
-    public static let notifier = ["sending_queue", "retry_on_failure", "call_timeout", "circuit_breaker"]
+    public static let processor = ["call_timeout", "circuit_breaker", "on_quarantine"]
+    public static let exporter = ["sending_queue", "retry_on_failure", "call_timeout", "circuit_breaker", "on_quarantine"]
+    public static let notifier = ["sending_queue", "retry_on_failure", "call_timeout", "circuit_breaker", "on_quarantine"]
 }
 
 extension ConfigValue {
@@ -174,5 +174,34 @@ public struct CallPolicy: Sendable, Equatable {
         try breaker.requireKnownKeys(["failure_threshold", "cool_down"], path: p)
         if let v = breaker["failure_threshold"] { failureThreshold = try parseCount(v, path: "\(p).failure_threshold", in: 1...1_000_000) }
         if let v = breaker["cool_down"] { coolDown = try parseDuration(v, path: "\(p).cool_down") }
+    }
+}
+
+/// `service.supervisor`: how spanhostd supervises its worker process.
+public struct SupervisorSettings: Sendable, Equatable {
+    /// False: spanhostd runs the server in its own process, for those who restart it with
+    /// systemd's `Restart=` instead (the same as `--no-supervise`).
+    public var enabled = true
+    /// A plugin image that crashed the worker this many times within `quarantineWindow` is
+    /// quarantined: not loaded again until its file changes or an operator clears it.
+    public var quarantineAfterCrashes = 3
+    public var quarantineWindow: Duration = .seconds(600)
+    /// Where the quarantine list and crash records are kept; nil: a directory under $TMPDIR.
+    public var stateDir: String?
+
+    public init() {}
+
+    public init(settings: ConfigValue?, path: String) throws {
+        guard let settings, settings != .null else { return }
+        try settings.requireKnownKeys(["enabled", "quarantine_after_crashes", "quarantine_window", "state_dir"], path: path)
+        if let v = settings["enabled"] { enabled = try parseBool(v, path: "\(path).enabled") }
+        if let v = settings["quarantine_after_crashes"] {
+            quarantineAfterCrashes = try parseCount(v, path: "\(path).quarantine_after_crashes", in: 1...1000)
+        }
+        if let v = settings["quarantine_window"] {
+            quarantineWindow = try parseDuration(v, path: "\(path).quarantine_window")
+            guard quarantineWindow > .zero else { throw ConfigError("\(path).quarantine_window", "must be greater than zero") }
+        }
+        if let v = settings["state_dir"] { stateDir = try requireString(v, "\(path).state_dir") }
     }
 }

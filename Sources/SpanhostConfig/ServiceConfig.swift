@@ -90,6 +90,7 @@ public struct ServiceConfig: Sendable, Equatable {
     public var shutdownTimeout: Duration
     /// Receivers answer 503 while batches in memory hold more than this many bytes (nil: no limit).
     public var memoryLimitBytes: Int?
+    public var supervisor = SupervisorSettings()
 
     public static let defaultAdminEndpoint = Endpoint(host: "127.0.0.1", port: 13133)
 
@@ -188,9 +189,11 @@ public struct ServiceConfig: Sendable, Equatable {
         }
 
         guard let service = root["service"] else { throw ConfigError("service", "missing: define service.pipelines") }
-        for entry in service.mapEntries ?? [] where !["pipelines", "shutdown_timeout", "memory_limiter", "telemetry", "extensions"].contains(entry.key) {
-            throw ConfigError("service.\(entry.key)", "unknown key; expected pipelines, shutdown_timeout or memory_limiter")
+        for entry in service.mapEntries ?? []
+        where !["pipelines", "shutdown_timeout", "memory_limiter", "supervisor", "telemetry", "extensions"].contains(entry.key) {
+            throw ConfigError("service.\(entry.key)", "unknown key; expected pipelines, shutdown_timeout, memory_limiter or supervisor")
         }
+        config.supervisor = try SupervisorSettings(settings: service["supervisor"], path: "service.supervisor")
         if let limiter = service["memory_limiter"], limiter != .null {
             guard let mib = limiter["limit_mib"]?.doubleValue, mib > 0 else {
                 throw ConfigError("service.memory_limiter.limit_mib", "required, a positive number of MiB")

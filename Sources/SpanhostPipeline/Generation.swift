@@ -11,6 +11,8 @@ public enum GenerationError: Error, CustomStringConvertible {
     case wrongKind(kind: ComponentKind, id: ComponentID, plugin: String, actual: PluginKind)
     case createFailed(PluginCreateError)
     case invalidSettings(ConfigError)
+    /// The component's plugin is quarantined and its `on_quarantine` is `fail` (the default).
+    case quarantined(kind: ComponentKind, id: ComponentID, reason: PluginLoadError)
 
     public var description: String {
         switch self {
@@ -21,6 +23,8 @@ public enum GenerationError: Error, CustomStringConvertible {
             return "\(kind.section).\(id): plugin '\(plugin)' is a \(actual.rawValue), not a \(kind.rawValue)"
         case .createFailed(let error): return "\(error)"
         case .invalidSettings(let error): return "\(error)"
+        case .quarantined(let kind, let id, let reason):
+            return "\(kind.section).\(id): \(reason); set on_quarantine: skip to run the other components without it"
         }
     }
 }
@@ -38,6 +42,8 @@ public final class Generation: @unchecked Sendable {
     public let notifiers: [NotifierRunner]
     /// How many components were carried over from the previous generation.
     public let carriedOver: Int
+    /// Components left out because their plugin is quarantined (`on_quarantine: skip`).
+    public let skipped: [String]
     private let routes: [ComponentID: [Pipeline]]
     private let activity = NSCondition()
     private var inFlight = 0
@@ -82,7 +88,10 @@ public final class Generation: @unchecked Sendable {
         var exporters: [ComponentID: ExporterRunner] = [:]
         var notifiers: [ComponentID: NotifierRunner] = [:]
         var pipelines: [Pipeline] = []
+        var skipped: [String] = []
         do {
+            // Components whose plugin is quarantined and that say `on_quarantine: skip` are left out.
+            let config = try Self.withoutSkipped(config, catalog: catalog, skipped: &skipped)
             // Exporters and notifiers are shared by the pipelines that name them; processors are
             // per pipeline, since they may keep per-pipeline state.
             for pipeline in config.pipelines {
@@ -119,6 +128,31 @@ public final class Generation: @unchecked Sendable {
         self.notifiers = config.notifiers.compactMap { notifiers[$0.id] }
         self.routes = routes
         self.carriedOver = carried
+        self.skipped = skipped
+    }
+
+    /// `config` without the components that `on_quarantine: skip` leaves out, named in `skipped`.
+    static func withoutSkipped(_ config: ServiceConfig, catalog: PluginCatalog, skipped: inout [String]) throws -> ServiceConfig {
+        var result = config
+        func keep(_ kind: ComponentKind, _ id: ComponentID) throws -> Bool {
+            guard let component = config.component(kind, id) else { return true }
+            let path = "\(kind.section).\(id).on_quarantine"
+            let choice = try component.settings["on_quarantine"].map { try requireString($0, path) } ?? "fail"
+            guard choice == "fail" || choice == "skip" else {
+                throw GenerationError.invalidSettings(ConfigError(path, "'\(choice)' is not fail or skip"))
+            }
+            guard let reason = catalog.quarantined[id.type] else { return true }
+            if choice == "fail" { throw GenerationError.quarantined(kind: kind, id: id, reason: reason) }
+            skipped.append("\(kind.section).\(id)")
+            return false
+        }
+        for i in result.pipelines.indices {
+            result.pipelines[i].processors = try result.pipelines[i].processors.filter { try keep(.processor, $0) }
+            result.pipelines[i].exporters = try result.pipelines[i].exporters.filter { try keep(.exporter, $0) }
+            result.pipelines[i].notifiers = try result.pipelines[i].notifiers.filter { try keep(.notifier, $0) }
+        }
+        skipped = Array(Set(skipped)).sorted()
+        return result
     }
 
     /// The config and plugin library of one component, checked.
@@ -144,6 +178,8 @@ public final class Generation: @unchecked Sendable {
     /// create takes only that process down.
     public static func validate(config: ServiceConfig, catalog: PluginCatalog,
                                 willCreate: (String, PluginLibrary) -> Void = { _, _ in }) throws {
+        var skipped: [String] = []
+        let config = try withoutSkipped(config, catalog: catalog, skipped: &skipped)
         var seen = Set<String>()
         for pipeline in config.pipelines {
             let used: [(ComponentKind, ComponentID, PluginKind)] = pipeline.processors.map { (.processor, $0, .processor) }

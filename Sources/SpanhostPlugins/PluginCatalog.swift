@@ -9,6 +9,8 @@ import Logging
 public final class PluginCatalog: @unchecked Sendable {
     public private(set) var libraries: [String: PluginLibrary] = [:]
     public private(set) var refused: [(file: String, error: PluginLoadError)] = []
+    /// Plugins whose file is quarantined, by plugin name: why.
+    public private(set) var quarantined: [String: PluginLoadError] = [:]
 
     /// Images already opened in this process, by sha256: the same bytes are opened once.
     private static let loaded = LoadedImages()
@@ -36,7 +38,7 @@ public final class PluginCatalog: @unchecked Sendable {
 
     /// Scans `directory` for `*.so` files and loads each; refusals are logged and kept.
     public static func scan(directory: String, cacheDirectory: String, pins: [String: String] = [:],
-                            logger: Logger) -> PluginCatalog {
+                            quarantine: Quarantine = Quarantine(), logger: Logger) -> PluginCatalog {
         let catalog = PluginCatalog()
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
             .filter { $0.hasSuffix(".so") }.sorted()
@@ -44,7 +46,7 @@ public final class PluginCatalog: @unchecked Sendable {
         for file in files {
             let path = (directory as NSString).appendingPathComponent(file)
             do {
-                let library = try load(path: path, cacheDirectory: cacheDirectory, pin: pins[file])
+                let library = try load(path: path, cacheDirectory: cacheDirectory, pin: pins[file], quarantine: quarantine)
                 if let other = catalog.libraries[library.name] {
                     throw PluginLoadError.duplicateName(file: path, name: library.name, other: other.sourcePath)
                 }
@@ -54,6 +56,7 @@ public final class PluginCatalog: @unchecked Sendable {
                     "abi": "\(library.abiMajor).\(library.abiMinor)", "file": "\(path)", "sha256": "\(library.sha256)",
                 ])
             } catch let error as PluginLoadError {
+                if case .quarantined(_, let plugin, _) = error { catalog.quarantined[plugin] = error }
                 catalog.refused.append((path, error))
                 logger.error("plugin refused: \(error)")
             } catch {
@@ -66,13 +69,17 @@ public final class PluginCatalog: @unchecked Sendable {
     }
 
     /// Loads one file through its content-addressed copy.
-    public static func load(path: String, cacheDirectory: String, pin: String? = nil) throws -> PluginLibrary {
+    public static func load(path: String, cacheDirectory: String, pin: String? = nil,
+                            quarantine: Quarantine = Quarantine()) throws -> PluginLibrary {
         var digest = [CChar](repeating: 0, count: 65)
         guard sh_sha256_file(path, &digest) == 0 else {
             throw PluginLoadError.unreadable(file: path, reason: String(cString: strerror(errno)))
         }
         let sha256 = String(cString: digest)
         if let pin, pin != sha256 { throw PluginLoadError.pinMismatch(file: path, expected: pin, actual: sha256) }
+        if let entry = quarantine.entry(sha256: sha256) {
+            throw PluginLoadError.quarantined(file: path, plugin: entry.plugin, reason: entry.reason)
+        }
         if let library = loaded.get(sha256) { return library }
 
         let copy = (cacheDirectory as NSString).appendingPathComponent("\(sha256).so")

@@ -14,6 +14,8 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
     case abiMismatch(file: String, plugin: String, host: String)
     case invalidDescriptor(file: String, reason: String)
     case duplicateName(file: String, name: String, other: String)
+    /// The image crashed the process too often (see Quarantine) and is not loaded.
+    case quarantined(file: String, plugin: String, reason: String)
 
     public var description: String {
         switch self {
@@ -29,6 +31,8 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
         case .invalidDescriptor(let file, let reason): return "\(file): invalid plugin descriptor: \(reason)"
         case .duplicateName(let file, let name, let other):
             return "\(file): plugin name '\(name)' is already provided by \(other)"
+        case .quarantined(let file, let plugin, let reason):
+            return "\(file): plugin '\(plugin)' is quarantined (\(reason)); change the file or clear it with POST /-/quarantine/clear"
         }
     }
 }

@@ -50,10 +50,25 @@ public final class HTTPServer: Sendable {
         }
     }
 
+    /// Where a server listens.
+    public enum Binding: Sendable {
+        case tcp(host: String, port: Int)
+        /// A listening socket made elsewhere (a supervisor's, inherited): the server takes it over.
+        case socket(CInt)
+        /// A Unix domain socket at this path (replacing a stale file).
+        case unix(path: String)
+    }
+
     public static func start(host: String, port: Int, maxBodyBytes: @escaping @Sendable () -> Int,
                              idleTimeout: TimeAmount = .seconds(60),
                              group: any EventLoopGroup, handler: @escaping Handler) async throws -> HTTPServer {
-        let channel = try await ServerBootstrap(group: group)
+        try await start(.tcp(host: host, port: port), maxBodyBytes: maxBodyBytes, idleTimeout: idleTimeout, group: group, handler: handler)
+    }
+
+    public static func start(_ binding: Binding, maxBodyBytes: @escaping @Sendable () -> Int,
+                             idleTimeout: TimeAmount = .seconds(60),
+                             group: any EventLoopGroup, handler: @escaping Handler) async throws -> HTTPServer {
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -64,7 +79,20 @@ public final class HTTPServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, handler: handler))
                 }
             }
-            .bind(host: host, port: port).get()
+        let channel: any Channel
+        switch binding {
+        case .tcp(let host, let port): channel = try await bootstrap.bind(host: host, port: port).get()
+        case .socket(let fd): channel = try await bootstrap.withBoundSocket(fd).get()
+        case .unix(let path):
+            channel = try await ServerBootstrap(group: group)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, handler: handler))
+                    }
+                }
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        }
         return HTTPServer(channel: channel)
     }
 

@@ -16,9 +16,9 @@ final class AdminServer: Sendable {
 
     private init(server: HTTPServer) { self.server = server }
 
-    static func start(endpoint: Endpoint, group: any EventLoopGroup, status: StatusSource,
+    static func start(_ binding: HTTPServer.Binding, group: any EventLoopGroup, status: StatusSource,
                       reload: @escaping @Sendable () async -> ReloadLog.Entry) async throws -> AdminServer {
-        let server = try await HTTPServer.start(host: endpoint.host, port: endpoint.port, maxBodyBytes: { 1 << 16 }, group: group) {
+        let server = try await HTTPServer.start(binding, maxBodyBytes: { 1 << 16 }, group: group) {
             request, loop in route(request, loop, status: status, reload: reload)
         }
         return AdminServer(server: server)

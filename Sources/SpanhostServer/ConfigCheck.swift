@@ -55,7 +55,10 @@ public enum ConfigCheck {
 
     /// Runs in the child: loads the plugins into `cacheDir` and creates every component once.
     public static func preflight(config: ServiceConfig, pluginsDir: String, cacheDir: String, logger: Logger) throws {
-        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, logger: logger)
+        // A worker's child skips the plugins its supervisor quarantined, as the worker will.
+        let quarantine = Quarantine.read(ProcessInfo.processInfo.environment[WorkerHandoff.quarantineVariable])
+        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins,
+                                         quarantine: quarantine, logger: logger)
         try Generation.validate(config: config, catalog: catalog) { component, library in
             print("\(progressPrefix)\(component) (plugin \(library.name) \(library.version), \(library.sourcePath), sha256 \(library.sha256))")
             fflush(stdout)

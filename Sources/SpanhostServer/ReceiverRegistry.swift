@@ -41,6 +41,9 @@ final class ReceiverRegistry: @unchecked Sendable {
     private let pool: NIOThreadPool
     private let current: CurrentGeneration
     private let logger: Logger
+    /// Sockets a supervisor bound for us, by endpoint: each listener on one serves a duplicate,
+    /// so the supervisor's copy keeps the port when a listener closes or the worker dies.
+    private let inherited: [Endpoint: CInt]
     /// False from shutdown on: receivers answer 503.
     let accepting = Flag(true)
 
@@ -49,7 +52,9 @@ final class ReceiverRegistry: @unchecked Sendable {
     private var consumers: [ComponentID: KafkaReceiver] = [:]
     private var counters: [ComponentID: ReceiverCounters] = [:]
 
-    init(group: MultiThreadedEventLoopGroup, pool: NIOThreadPool, current: CurrentGeneration, logger: Logger) {
+    init(group: MultiThreadedEventLoopGroup, pool: NIOThreadPool, current: CurrentGeneration, inherited: [Endpoint: CInt],
+         logger: Logger) {
+        self.inherited = inherited
         self.group = group
         self.pool = pool
         self.current = current
@@ -84,8 +89,9 @@ final class ReceiverRegistry: @unchecked Sendable {
                 let listener = Listener(handler: handler)
                 change.bound[endpoint] = listener
                 let pool = self.pool
+                let binding: HTTPServer.Binding = inherited[endpoint].map { .socket(dup($0)) } ?? .tcp(host: endpoint.host, port: endpoint.port)
                 listener.server = try await HTTPServer.start(
-                    host: endpoint.host, port: endpoint.port,
+                    binding,
                     maxBodyBytes: { listener.current.maxRequestBodySize }, group: group
                 ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
                 logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(listener.server?.localPort ?? 0)"])

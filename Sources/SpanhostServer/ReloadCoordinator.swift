@@ -41,6 +41,7 @@ final class ReloadCoordinator: @unchecked Sendable {
     /// Arguments that make a `spanhostd --preflight` child read the same config; nil skips
     /// the child (tests that build a server in-process).
     private let preflightArguments: [String]?
+    private let quarantineFile: String?
     private let logger: Logger
     private let current: CurrentGeneration
     private let receivers: ReceiverRegistry
@@ -53,8 +54,10 @@ final class ReloadCoordinator: @unchecked Sendable {
     private var retiredDelivery = DeliveryReport()
 
     init(config: ServiceConfig, loadConfig: @escaping ConfigSource, pluginsDir: String, cacheDir: String,
-         preflightArguments: [String]?, current: CurrentGeneration, receivers: ReceiverRegistry, logger: Logger) {
+         preflightArguments: [String]?, quarantineFile: String?, current: CurrentGeneration, receivers: ReceiverRegistry,
+         logger: Logger) {
         self.preflightArguments = preflightArguments
+        self.quarantineFile = quarantineFile
         self.config = config
         self.loadConfig = loadConfig
         self.pluginsDir = pluginsDir
@@ -93,7 +96,8 @@ final class ReloadCoordinator: @unchecked Sendable {
                     throw ReloadError.preflightFailed(problem)
                 }
                 let old = current.value
-                let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, logger: logger)
+                let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins,
+                                                 quarantine: Quarantine.read(quarantineFile), logger: logger)
                 return (config, try Generation(config: config, catalog: catalog, previous: old), old, catalog)
             }
             let change: ReceiverRegistry.Change
@@ -111,8 +115,12 @@ final class ReloadCoordinator: @unchecked Sendable {
             let retired = await onOwnThread("reload retire") { old.retire(keeping: next, deadline: .now + config.shutdownTimeout) }
             lock.withLock { retiredDelivery.add(retired) }
             let closed = PluginCatalog.closeUnused(keeping: catalog)
-            let message = "carried over \(next.carriedOver) components; bound \(change.bound.count) new endpoints; "
+            var message = "carried over \(next.carriedOver) components; bound \(change.bound.count) new endpoints; "
                 + "\(retired.lostSpans) spans lost by retired components; closed \(closed) unused plugin images"
+            if !next.skipped.isEmpty {
+                message += "; LEFT OUT because their plugin is quarantined: \(next.skipped.joined(separator: ", "))"
+                logger.error("components left out: their plugin is quarantined (on_quarantine: skip)", metadata: ["components": "\(next.skipped)"])
+            }
             logger.info("reload succeeded", metadata: ["trigger": "\(trigger)", "detail": "\(message)"])
             return log.record(trigger: trigger, ok: true, message: message, took: .now - started)
         } catch {

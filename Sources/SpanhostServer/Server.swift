@@ -1,3 +1,4 @@
+import CSpanhost
 import Foundation
 import Logging
 import NIOCore
@@ -5,6 +6,7 @@ import NIOPosix
 import SpanhostConfig
 import SpanhostPipeline
 import SpanhostPlugins
+import SpanhostReceivers
 
 /// A running spanhostd, put together from its parts: the current generation of pipelines, the
 /// receivers feeding it (ReceiverRegistry), reloads and shutdown (ReloadCoordinator), and the
@@ -18,24 +20,34 @@ public final class Server: Sendable {
     private let receivers: ReceiverRegistry
     private let coordinator: ReloadCoordinator
     private let admin = AdminSlot()
+    private let handoff: WorkerHandoff?
 
     /// Loads plugins and builds every component. Nothing listens yet. With `preflightArguments`
     /// (what makes a `spanhostd` child read the same config), every reload first creates the
     /// new config's plugins in such a child.
     public init(config loadConfig: @escaping ConfigSource, pluginsDir: @escaping @Sendable (ServiceConfig) -> String,
-                cacheDir: String, preflightArguments: [String]?, logger: Logger) throws {
+                cacheDir: String, preflightArguments: [String]?, handoff: WorkerHandoff? = nil, logger: Logger) throws {
         self.logger = logger
+        self.handoff = handoff
+        // A plugin that crashes the process is named: in the supervisor's record, or on stderr.
+        sh_crash_records_install(handoff?.crashRecordFD ?? STDERR_FILENO)
+        let quarantine = handoff?.quarantineFile
         let config = try loadConfig()
         let pluginsDir = pluginsDir(config)
         _ = try ReceiverSettings.used(in: config)
-        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, logger: logger)
-        current = CurrentGeneration(try Generation(config: config, catalog: catalog))
+        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins,
+                                         quarantine: Quarantine.read(quarantine), logger: logger)
+        let generation = try Generation(config: config, catalog: catalog)
+        if !generation.skipped.isEmpty {
+            logger.error("components left out: their plugin is quarantined (on_quarantine: skip)", metadata: ["components": "\(generation.skipped)"])
+        }
+        current = CurrentGeneration(generation)
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         pool = NIOThreadPool(numberOfThreads: max(4, System.coreCount * 2))
         pool.start()
-        receivers = ReceiverRegistry(group: group, pool: pool, current: current, logger: logger)
+        receivers = ReceiverRegistry(group: group, pool: pool, current: current, inherited: handoff?.listeners ?? [:], logger: logger)
         coordinator = ReloadCoordinator(config: config, loadConfig: loadConfig, pluginsDir: pluginsDir, cacheDir: cacheDir,
-                                        preflightArguments: preflightArguments, current: current, receivers: receivers, logger: logger)
+                                        preflightArguments: preflightArguments, quarantineFile: quarantine, current: current, receivers: receivers, logger: logger)
     }
 
     /// Starts the generation, binds receivers and the admin endpoint.
@@ -43,12 +55,13 @@ public final class Server: Sendable {
         try await coordinator.start()
         let endpoint = coordinator.currentConfig.adminEndpoint
         let coordinator = self.coordinator
+        let binding: HTTPServer.Binding = handoff?.adminSocket.map { .unix(path: $0) } ?? .tcp(host: endpoint.host, port: endpoint.port)
         let server = try await AdminServer.start(
-            endpoint: endpoint, group: group,
+            binding, group: group,
             status: StatusSource(current: current, receivers: receivers, coordinator: coordinator)
         ) { await coordinator.reload(trigger: "admin") }
         admin.set(server)
-        logger.info("admin listening", metadata: ["endpoint": "\(endpoint.host):\(server.localPort)"])
+        logger.info("admin listening", metadata: ["endpoint": "\(handoff?.adminSocket ?? "\(endpoint.host):\(server.localPort)")"])
     }
 
     /// Re-reads the config and swaps in a new generation if it builds; see ReloadCoordinator.

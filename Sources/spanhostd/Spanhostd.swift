@@ -1,9 +1,11 @@
 import ArgumentParser
+import CSpanhost
 import Foundation
 import Logging
 import ServiceLifecycle
 import SpanhostConfig
 import SpanhostServer
+import SpanhostSupervisor
 import UnixSignals
 
 @main
@@ -21,6 +23,13 @@ struct Spanhostd: AsyncParsableCommand {
     /// The child of --check: creates every plugin instance once, then exits.
     @Flag(name: .long, help: .hidden)
     var preflight = false
+
+    @Flag(name: .long, help: "Run the server in this process, without a supervisor (for systemd's Restart= and similar). Same as service.supervisor.enabled: false.")
+    var noSupervise = false
+
+    /// The supervisor's child: the server itself, with sockets handed over.
+    @Flag(name: .long, help: .hidden)
+    var worker = false
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -71,10 +80,20 @@ struct Spanhostd: AsyncParsableCommand {
             }
         }
 
+        let configArguments = config.map { ["--config", $0] } ?? []
+        if !worker && !noSupervise && firstConfig.supervisor.enabled {
+            try await supervise(firstConfig, arguments: configArguments, logger: logger)
+            return
+        }
+        var handoff: WorkerHandoff?
+        if worker {
+            sh_die_with_parent()
+            handoff = WorkerHandoff.fromEnvironment(ProcessInfo.processInfo.environment)
+        }
         let server: Server
         do {
             server = try Server(config: source, pluginsDir: { $0.pluginsDir ?? Self.defaultPluginsDir() }, cacheDir: cacheDir,
-                                preflightArguments: config.map { ["--config", $0] } ?? [], logger: logger)
+                                preflightArguments: configArguments, handoff: handoff, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(2)
@@ -86,6 +105,25 @@ struct Spanhostd: AsyncParsableCommand {
         try await group.run()
         // Exit 0 only when every accepted span was delivered or kept on disk.
         if await service.outcome.lost > 0 { throw ExitCode(1) }
+    }
+
+    /// Runs the supervisor until SIGTERM/SIGINT; SIGHUP reloads the worker.
+    private func supervise(_ config: ServiceConfig, arguments: [String], logger: Logger) async throws {
+        let supervisor: Supervisor
+        do {
+            supervisor = try Supervisor(config: config, workerArguments: arguments, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(2)
+        }
+        let service = SupervisorService(supervisor: supervisor, logger: logger)
+        // The supervisor also ends by itself (its first worker could not start): that ends the group.
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        let code = await service.outcome.code
+        if code != 0 { throw ExitCode(code) }
     }
 
     /// `../plugins` beside the executable's folder, so build/bin/spanhostd finds build/plugins.
@@ -117,5 +155,37 @@ struct SpanhostService: Service {
         }
         logger.info("shutting down")
         await outcome.set(await server.shutdown().lostSpans)
+    }
+}
+
+/// The supervisor as a service of the process's ServiceGroup: SIGHUP is passed to the worker,
+/// a graceful shutdown stops the worker and takes its exit code.
+struct SupervisorService: Service {
+    let supervisor: Supervisor
+    let logger: Logger
+    let outcome = Outcome()
+
+    actor Outcome {
+        var code: Int32 = 0
+        func set(_ value: Int32) { code = value }
+    }
+
+    func run() async throws {
+        let supervisor = self.supervisor
+        let signals = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) { supervisor.reload() }
+        }
+        defer { signals.cancel() }
+        do {
+            let code = try await withGracefulShutdownHandler {
+                try await supervisor.run()
+            } onGracefulShutdown: {
+                supervisor.stop()
+            }
+            await outcome.set(code)
+        } catch {
+            logger.critical("supervisor failed: \(error)")
+            await outcome.set(2)
+        }
     }
 }

@@ -99,3 +99,31 @@ final class DiskQueueTests: XCTestCase {
         XCTAssertEqual(queue.stats.deadLettered, 1)
     }
 }
+
+extension DiskQueueTests {
+    /// Each process below is an ExportAttempts opened on the same directory, as a restarted
+    /// worker opens its queue.
+    func testABatchTakenAndNeverReturnedCountsAsOneCrashPerDeath() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let first = ExportAttempts(directory: directory)
+        first.restart(keeping: first.recover())
+        first.taken(7, by: "crashy")
+        first.taken(8, by: "file")
+        first.returned(8, acknowledged: true)
+        first.taken(9, by: "file")
+        first.returned(9, acknowledged: false)  // put back: not a crash
+        // The process dies while 7 is out.
+        let second = ExportAttempts(directory: directory)
+        let crashes = second.recover()
+        XCTAssertEqual(crashes, [7: .init(count: 1, plugin: "crashy")])
+        second.restart(keeping: crashes)
+        second.taken(7, by: "crashy")
+        // Dies again on 7: two crashes now; a batch exported normally leaves no trace.
+        let third = ExportAttempts(directory: directory)
+        XCTAssertEqual(third.recover(), [7: .init(count: 2, plugin: "crashy")])
+        third.restart(keeping: [:])
+        third.taken(7, by: "crashy")
+        third.returned(7, acknowledged: true)
+        XCTAssertEqual(ExportAttempts(directory: directory).recover(), [:])
+    }
+}

@@ -38,8 +38,9 @@ class Spanhost:
             f.write(text)
         self.stdout = open(os.path.join(tmp, f"stdout-{self.receiver_port}.log"), "w+")
         self.stderr = open(os.path.join(tmp, f"stderr-{self.receiver_port}.log"), "w+")
+        # A session of its own: kill9() takes down the supervisor and its worker together.
         self.proc = subprocess.Popen([SPANHOSTD, "--config", self.config_path], stdout=self.stdout, stderr=self.stderr,
-                                     env={**os.environ, **(env or {})})
+                                     env={**os.environ, **(env or {})}, start_new_session=True)
 
     def wait_healthy(self, timeout=15):
         deadline = time.time() + timeout
@@ -56,6 +57,17 @@ class Spanhost:
 
     def status(self):
         return requests.get(self.admin + "/status", timeout=5).json()
+
+    @property
+    def server_pid(self):
+        """The process running the pipelines: the supervisor's worker, or spanhostd itself."""
+        supervisor = self.status().get("supervisor")
+        return supervisor["worker_pid"] if supervisor else self.proc.pid
+
+    def kill9(self):
+        """SIGKILL to every process of this spanhostd at once, as a power cut would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
     def log(self):
         self.stderr.flush()

@@ -118,8 +118,7 @@ def test_kill_9_under_load_then_restart_delivers_every_acknowledged_span(spanhos
     url = f"http://127.0.0.1:{front_port}/v1/traces"
     load = Load(lambda: url, count=3000)
     assert wait_for(lambda: len(load.acked) >= 1000, timeout=60)
-    front.proc.send_signal(signal.SIGKILL)
-    front.proc.wait()
+    front.kill9()
     killed_at = len(load.acked)
     restarted = Spanhost(config, tmp)
     try:
@@ -223,7 +222,7 @@ def test_a_full_queue_answers_503_and_an_sdk_client_delivers_everything_later(sp
     assert refused, "the queue never filled"
     answer = requests.post(front.url, json=body(99999), timeout=5)
     assert answer.status_code == 503 and answer.headers.get("Retry-After")
-    rss = int(open(f"/proc/{front.proc.pid}/status").read().split("VmHWM:")[1].split()[0]) // 1024
+    rss = int(open(f"/proc/{front.server_pid}/status").read().split("VmHWM:")[1].split()[0]) // 1024
     metrics = requests.get(front.admin + "/metrics", timeout=5).text
     depth = [l for l in metrics.splitlines() if l.startswith('spanhost_exporter_queue_batches{exporter="otlphttp"}')]
     assert depth and float(depth[0].split()[-1]) > 0, metrics

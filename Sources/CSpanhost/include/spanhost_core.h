@@ -124,6 +124,16 @@ void sh_crash_leave(const void *previous);
 /* The persistent-queue record this thread is exporting (its sequence number), or -1. */
 void sh_crash_set_record(int64_t seq);
 
+/* --- Processes (the supervisor and its worker) --------------------------------------------- */
+
+/* A listening TCP socket on host:port (close-on-exec), or -1 with a message in `err`. */
+int sh_listen_tcp(const char *host, int port, int backlog, char *err, size_t err_cap);
+/* Starts `path` with `argv` and `envp`, giving it fds[i] as descriptor 3+i. Returns the pid, or
+ * -1 with errno set. */
+int sh_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds);
+/* This process gets SIGTERM when the process that started it dies. */
+void sh_die_with_parent(void);
+
 #ifdef __cplusplus
 }
 #endif

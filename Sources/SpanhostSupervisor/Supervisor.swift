@@ -1,0 +1,321 @@
+import CSpanhost
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SpanhostConfig
+import SpanhostPlugins
+import SpanhostReceivers
+import SpanhostServer
+
+/// `spanhostd` by default: a small process that owns the receivers' listening sockets and the
+/// admin endpoint, and runs the server in one worker process (`spanhostd --worker`). When a
+/// plugin crashes the worker, the supervisor reads the crash record the worker's signal handler
+/// wrote, logs it by plugin, restarts the worker (the first time within 100 ms, then with
+/// doubling backoff), and quarantines a plugin image that crashed too often. Connections
+/// arriving during the gap wait in the listening sockets' backlog; the admin endpoint answers
+/// throughout (`/healthz` 503 "worker restarting", `/status` with the crashes).
+public final class Supervisor: @unchecked Sendable {
+    /// How a worker ended.
+    enum Exit: Equatable {
+        case code(Int32)
+        case signal(Int32)
+    }
+
+    private let config: ServiceConfig
+    private let workerArguments: [String]
+    private let stateDir: String
+    private let quarantineFile: String
+    private let crashFile: String
+    private let logger: Logger
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    /// Proxied admin calls block on the worker's socket: never on the event loop.
+    private let pool = NIOThreadPool(numberOfThreads: 2)
+
+    private let lock = NSCondition()
+    private var listeners: [Endpoint: CInt] = [:]
+    private var crashFD: CInt = -1
+    private var workerPID: pid_t = 0
+    private var workerStarted = ContinuousClock.now
+    private var workerState = "starting"
+    private var restarts = 0
+    private var crashes: [CrashRecord] = []
+    private var crashTimes: [String: [ContinuousClock.Instant]] = [:]
+    private var stopping = false
+    /// Set to start a worker now instead of waiting out the backoff (reload, quarantine cleared).
+    private var restartNow = false
+    private var admin: HTTPServer?
+
+    /// `workerArguments`: what makes `spanhostd --worker` read the same config.
+    public init(config: ServiceConfig, workerArguments: [String], logger: Logger) throws {
+        self.config = config
+        self.workerArguments = workerArguments
+        self.logger = logger
+        stateDir = config.supervisor.stateDir ?? "\(NSTemporaryDirectory())spanhost-\(getuid())"
+        quarantineFile = "\(stateDir)/quarantine.json"
+        crashFile = "\(stateDir)/crash-\(getpid()).log"
+        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+    }
+
+    /// Binds, starts the admin endpoint, and keeps a worker running until `stop`. Returns the
+    /// exit code for the process: the last worker's, or 1 if a worker ever crashed (spans its
+    /// memory held were lost uncounted).
+    public func run() async throws -> Int32 {
+        pool.start()
+        for (_, settings) in try ReceiverSettings.used(in: config) {
+            guard let endpoint = settings.endpoint else { continue }
+            var err = [CChar](repeating: 0, count: 256)
+            let fd = sh_listen_tcp(endpoint.host, Int32(endpoint.port), 256, &err, err.count)
+            guard fd >= 0 else { throw ConfigError("receivers", String(cString: err)) }
+            lock.withLock { listeners[endpoint] = fd }
+        }
+        crashFD = open(crashFile, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard crashFD >= 0 else { throw ConfigError("service.supervisor.state_dir", "cannot open \(crashFile): \(String(cString: strerror(errno)))") }
+        let endpoint = config.adminEndpoint
+        admin = try await HTTPServer.start(host: endpoint.host, port: endpoint.port, maxBodyBytes: { 1 << 16 }, group: group) {
+            [self] request, loop in
+            pool.runIfActive(eventLoop: loop) { self.answer(request) }
+        }
+        logger.info("supervisor listening", metadata: ["admin": "\(endpoint)", "state_dir": "\(stateDir)"])
+        let code = await withCheckedContinuation { continuation in
+            let thread = Thread { continuation.resume(returning: self.superviseLoop()) }
+            thread.name = "supervisor"
+            thread.start()
+        }
+        await admin?.close()
+        close(crashFD)
+        unlink(crashFile)
+        try? await group.shutdownGracefully()
+        pool.shutdownGracefully { _ in }
+        return code
+    }
+
+    /// Graceful stop: the worker gets SIGTERM, drains, and its exit code becomes ours.
+    public func stop() {
+        lock.withLock {
+            stopping = true
+            if workerPID > 0 { kill(workerPID, SIGTERM) }
+            lock.broadcast()
+        }
+    }
+
+    /// SIGHUP: the worker reloads; with no worker running (it failed to start), one starts now.
+    public func reload() {
+        lock.withLock {
+            if workerPID > 0 { kill(workerPID, SIGHUP) } else { restartNow = true }
+            lock.broadcast()
+        }
+    }
+
+    /// A Unix socket path must fit in 108 bytes; a deep state directory falls back to $TMPDIR.
+    private var workerAdminSocket: String {
+        let preferred = "\(stateDir)/worker-\(getpid()).sock"
+        return preferred.utf8.count < 100 ? preferred : "\(NSTemporaryDirectory())spanhost-worker-\(getpid()).sock"
+    }
+
+    /// Runs on a thread of its own: start, wait, restart.
+    private func superviseLoop() -> Int32 {
+        var consecutive = 0
+        var everHealthy = false
+        while true {
+            let (pid, since) = spawnWorker()
+            guard pid > 0 else {
+                logger.critical("cannot start the worker", metadata: ["error": "\(String(cString: strerror(errno)))"])
+                return 2
+            }
+            let exit = waitForWorker(pid)
+            let ranFor = ContinuousClock.now - since
+            let (stop, healthyBefore) = lock.withLock { (stopping, workerState == "running") }
+            everHealthy = everHealthy || healthyBefore
+            lock.withLock { workerPID = 0 }
+            switch exit {
+            case .code(let code) where stop:
+                return lock.withLock { crashes.isEmpty } ? code : max(code, 1)
+            case .code(let code) where !everHealthy && lock.withLock({ crashes.isEmpty }):
+                // The first worker could not start (an invalid config, a port in use): nothing to supervise.
+                logger.critical("the worker exited while starting", metadata: ["code": "\(code)"])
+                return code
+            case .code(let code):
+                logger.error("the worker exited by itself; starting another", metadata: ["code": "\(code)"])
+                lock.withLock { workerState = "exited \(code); restarting" }
+            case .signal(let sig):
+                if stop && sig == SIGKILL { return 1 }
+                recordCrash(signal: sig)
+            }
+            consecutive = ranFor > .seconds(60) ? 1 : consecutive + 1
+            let delay = min(Duration.milliseconds(100) * (1 << min(consecutive - 1, 9)), .seconds(30))
+            let deadline = Date(timeIntervalSinceNow: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
+            let stopNow: Bool = lock.withLock {
+                while !stopping && !restartNow && lock.wait(until: deadline) {}
+                restartNow = false
+                return stopping
+            }
+            if stopNow { return 1 }
+            lock.withLock { restarts += 1 }
+        }
+    }
+
+    private func spawnWorker() -> (pid_t, ContinuousClock.Instant) {
+        var handoff = WorkerHandoff()
+        let fds = lock.withLock { listeners.sorted { $0.value < $1.value } }
+        // Descriptor 3 is the crash record; listeners follow in order.
+        handoff.crashRecordFD = 3
+        for (i, entry) in fds.enumerated() { handoff.listeners[entry.key] = CInt(4 + i) }
+        handoff.adminSocket = workerAdminSocket
+        handoff.quarantineFile = quarantineFile
+        let env = ProcessInfo.processInfo.environment.merging(handoff.environment) { _, new in new }
+        let argv = ["spanhostd", "--worker"] + workerArguments
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            cArgs.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        let passed = [crashFD] + fds.map(\.value)
+        let pid = sh_spawn("/proc/self/exe", cArgs, cEnv, passed, Int32(passed.count))
+        let now = ContinuousClock.now
+        lock.withLock {
+            workerPID = pid
+            workerStarted = now
+            workerState = "starting"
+        }
+        if pid > 0 { logger.info("worker started", metadata: ["pid": "\(pid)"]) }
+        watchHealth(pid)
+        return (pid, now)
+    }
+
+    /// Marks the worker running once its admin answers, so the loop can tell a worker that
+    /// never came up from one that crashed later.
+    private func watchHealth(_ pid: pid_t) {
+        let thread = Thread { [self] in
+            for _ in 0..<600 {
+                guard lock.withLock({ workerPID == pid }) else { return }
+                if let response = WorkerClient.call(socket: workerAdminSocket, method: "GET", path: "/healthz", timeout: 1),
+                   response.status == 200 {
+                    lock.withLock { if workerPID == pid { workerState = "running" } }
+                    return
+                }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        thread.start()
+    }
+
+    private func waitForWorker(_ pid: pid_t) -> Exit {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // WIFSIGNALED / WTERMSIG / WEXITSTATUS, spelled out (they are macros).
+        let sig = status & 0x7f
+        if sig != 0 && sig != 0x7f { return .signal(sig) }
+        return .code((status >> 8) & 0xff)
+    }
+
+    private func recordCrash(signal: Int32) {
+        // The record is the last block the handler appended; read the whole (small) file.
+        let text = (try? String(contentsOfFile: crashFile, encoding: .utf8)) ?? ""
+        var record = CrashRecord.parse(text) ?? CrashRecord(time: ISO8601DateFormatter().string(from: Date()), signal: signal)
+        if record.signal != signal { record = CrashRecord(time: record.time, signal: signal) }  // a stale block
+        _ = ftruncate(crashFD, 0)
+        logger.error("worker crashed: \(record.summary); restarting it")
+        var quarantined: Quarantine.Entry?
+        lock.withLock {
+            crashes.append(record)
+            if crashes.count > 100 { crashes.removeFirst(crashes.count - 100) }
+            workerState = "restarting after \(CrashRecord.signalName(signal))"
+            guard let sha = record.sha256, let plugin = record.plugin else { return }
+            let now = ContinuousClock.now
+            var times = (crashTimes[sha] ?? []).filter { now - $0 < config.supervisor.quarantineWindow } + [now]
+            if times.count >= config.supervisor.quarantineAfterCrashes {
+                quarantined = Quarantine.Entry(
+                    sha256: sha, plugin: plugin, version: record.version ?? "", file: record.file ?? "",
+                    reason: "crashed the worker \(times.count) times within \(config.supervisor.quarantineWindow), last with "
+                        + "\(CrashRecord.signalName(signal)) in \(record.hook ?? "?") of \(record.component ?? "?")",
+                    since: record.time)
+                times = []
+            }
+            crashTimes[sha] = times
+        }
+        if let entry = quarantined {
+            var list = Quarantine.read(quarantineFile)
+            list.entries.removeAll { $0.sha256 == entry.sha256 }
+            list.entries.append(entry)
+            do {
+                try list.write(quarantineFile)
+                logger.critical("plugin quarantined: \(entry.plugin) \(entry.version) (\(entry.file), sha256 \(entry.sha256)): \(entry.reason)")
+            } catch {
+                logger.error("cannot write the quarantine list", metadata: ["file": "\(quarantineFile)", "error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: - The admin endpoint
+
+    private func answer(_ request: HTTPRequest) -> HTTPResponse {
+        switch (request.method, request.path) {
+        case (.GET, "/healthz"):
+            if let response = forward(request, timeout: 2), response.status == 200 {
+                lock.withLock { if workerPID > 0 { workerState = "running" } }
+                return response.http
+            }
+            return .text(.serviceUnavailable, "worker \(lock.withLock { workerState })")
+        case (.GET, "/status"):
+            var document: [String: Any] = [:]
+            if let response = forward(request, timeout: 5), response.status == 200,
+               let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] {
+                document = object
+            }
+            document["supervisor"] = supervisorStatus()
+            document["crashes"] = lock.withLock { crashes }.map(Self.jsonObject)
+            document["quarantined"] = Quarantine.read(quarantineFile).entries.map(Self.jsonObject)
+            let body = (try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+            return HTTPResponse(status: .ok, headers: ["Content-Type": "application/json"], body: Array(body))
+        case (.GET, "/metrics"):
+            let worker = forward(request, timeout: 5).map { String(decoding: $0.body, as: UTF8.self) } ?? ""
+            let (crashCount, restartCount) = lock.withLock { (crashes.count, restarts) }
+            let quarantined = Quarantine.read(quarantineFile).entries.count
+            let text = worker + """
+                # HELP spanhost_worker_crashes_total Workers killed by a signal.
+                # TYPE spanhost_worker_crashes_total counter
+                spanhost_worker_crashes_total \(crashCount)
+                # HELP spanhost_worker_restarts_total Workers started again after one ended.
+                # TYPE spanhost_worker_restarts_total counter
+                spanhost_worker_restarts_total \(restartCount)
+                # HELP spanhost_quarantined_plugins Plugin images not loaded because they crashed too often.
+                # TYPE spanhost_quarantined_plugins gauge
+                spanhost_quarantined_plugins \(quarantined)
+
+                """
+            return HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4"], body: Array(text.utf8))
+        case (.POST, "/-/quarantine/clear"):
+            let cleared = Quarantine.read(quarantineFile).entries.count
+            do { try Quarantine().write(quarantineFile) } catch {
+                return .text(.internalServerError, "cannot clear \(quarantineFile): \(error)")
+            }
+            lock.withLock { crashTimes.removeAll() }
+            logger.warning("quarantine cleared by the admin endpoint", metadata: ["entries": "\(cleared)"])
+            reload()
+            return .text(.ok, "cleared \(cleared) quarantined plugin images; the worker reloads")
+        default:
+            if let response = forward(request, timeout: 120) { return response.http }
+            return .text(.serviceUnavailable, "worker \(lock.withLock { workerState }); try again shortly")
+        }
+    }
+
+    private func forward(_ request: HTTPRequest, timeout: Int) -> WorkerClient.Response? {
+        var body = request.body
+        let bytes = body.readBytes(length: body.readableBytes) ?? []
+        return WorkerClient.call(socket: workerAdminSocket, method: request.method.rawValue, path: request.path,
+                                 body: bytes, timeout: timeout)
+    }
+
+    private func supervisorStatus() -> [String: Any] {
+        lock.withLock {
+            ["pid": Int(getpid()), "worker_pid": Int(workerPID), "worker": workerState, "restarts": restarts,
+             "crashes": crashes.count, "state_dir": stateDir]
+        }
+    }
+
+    private static func jsonObject<T: Encodable>(_ value: T) -> Any {
+        (try? JSONEncoder().encode(value)).flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? NSNull()
+    }
+}

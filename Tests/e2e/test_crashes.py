@@ -1,0 +1,167 @@
+"""When plugins crash: the supervisor restarts the worker and names the plugin, a poison batch
+in a persistent queue is dead-lettered instead of crash-looping the host, and a plugin that
+crashes too often is quarantined."""
+import json
+import os
+import shutil
+import time
+
+import requests
+
+from conftest import TEST_PLUGINS, PLUGINS, wait_for
+from test_data_path import cfg, otlp_json
+
+
+def spans(names):
+    body = otlp_json(len(names))
+    for span, name in zip(body["resourceSpans"][0]["scopeSpans"][0]["spans"], names):
+        span["name"] = name
+    return body
+
+
+def send(host, names, timeout=60):
+    """Posts until answered 200: during a worker restart connections wait or get 503."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            r = requests.post(host.url, json=spans(names), timeout=10)
+            if r.status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"not accepted within {timeout}s: {names[:3]}")
+
+
+def delivered(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def plugins(tmp, *names):
+    d = os.path.join(tmp, "plugins")
+    os.makedirs(d, exist_ok=True)
+    for name in names:
+        src = os.path.join(TEST_PLUGINS, name + ".so")
+        shutil.copy(src if os.path.exists(src) else os.path.join(PLUGINS, name + ".so"), d)
+    return d
+
+
+def test_a_poison_batch_is_dead_lettered_and_everything_else_delivered(spanhost, tmp):
+    host = spanhost(cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+exporters:
+  crashy:
+    path: "{tmp}/delivered.txt"
+    sending_queue: {storage: "{tmp}/queue"}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  supervisor: {state_dir: "{tmp}/state"}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [crashy]}
+"""), plugins_dir=plugins(tmp, "crashy"))
+    before = [f"a{i}" for i in range(50)]
+    after = [f"b{i}" for i in range(50)]
+    for i in range(0, 50, 10):
+        send(host, before[i:i + 10])
+    assert wait_for(lambda: set(before) <= set(delivered(f"{tmp}/delivered.txt")), timeout=20)
+    # Sent once: the crash may come before the answer, and a client that got none would retry.
+    try:
+        requests.post(host.url, json=spans(["poison"]), timeout=10)
+    except requests.ConnectionError:
+        pass
+    for i in range(0, 50, 10):
+        send(host, after[i:i + 10])
+    # The worker crashes on the poison batch, comes back, crashes on it once more, and the
+    # next worker dead-letters it and delivers the rest.
+    assert wait_for(lambda: set(after) <= set(delivered(f"{tmp}/delivered.txt")), timeout=60), host.log()[-3000:]
+    status = host.status()
+    crashes = status["crashes"]
+    assert len(crashes) == 2, crashes
+    for crash in crashes:
+        assert crash["plugin"] == "crashy" and crash["component"] == "crashy" and crash["hook"] == "export_batch", crash
+        assert crash["signal"] == 11 and len(crash["sha256"]) == 64 and crash["file"].endswith("crashy.so")
+        assert crash["record"] is not None
+    assert status["supervisor"]["restarts"] == 2
+    dead = [json.loads(line) for line in open(f"{tmp}/queue/crashy/dead_letter.jsonl")]
+    assert len(dead) == 1 and dead[0]["spans"] == 1, dead
+    assert "crashed plugin crashy 2 times" in dead[0]["reason"], dead[0]
+    assert "poison" in json.dumps(dead[0]["request"])
+    assert "poison" not in delivered(f"{tmp}/delivered.txt")
+    metrics = requests.get(host.admin + "/metrics", timeout=5).text
+    assert "spanhost_worker_crashes_total 2" in metrics
+    assert "worker crashed: plugin crashy" in host.log()
+    # A worker crashed, so spans its memory held may be lost: the exit code says so.
+    assert host.stop() == 1
+
+
+def test_a_plugin_that_keeps_crashing_is_quarantined_and_the_other_pipeline_runs_on(spanhost, tmp):
+    host = spanhost(cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+exporters:
+  crashy: {path: "{tmp}/crashy.txt", on_quarantine: skip}
+  file: {path: "{tmp}/file.jsonl"}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  supervisor: {state_dir: "{tmp}/state", quarantine_after_crashes: 2}
+  pipelines:
+    traces/crashy: {receivers: [otlp], exporters: [crashy]}
+    traces/file: {receivers: [otlp], exporters: [file]}
+"""), plugins_dir=plugins(tmp, "crashy", "file"))
+    # Each poison request crashes the worker (a client whose request died with it sends again).
+    for n in range(2):
+        try:
+            requests.post(host.url, json=spans(["poison"]), timeout=10)
+        except requests.ConnectionError:
+            pass
+        assert wait_for(lambda: len(host.status()["crashes"]) >= n + 1, timeout=30)
+    assert len(host.status()["crashes"]) == 2
+    # Quarantined after two crashes: the worker comes back without the crashy exporter.
+    assert wait_for(lambda: host.status().get("supervisor", {}).get("worker") == "running", timeout=30)
+    status = host.status()
+    assert [q["plugin"] for q in status["quarantined"]] == ["crashy"], status["quarantined"]
+    assert "crashed the worker 2 times" in status["quarantined"][0]["reason"]
+    assert [e["id"] for e in status["exporters"]] == ["file"]
+    send(host, ["after-quarantine"])
+    assert wait_for(lambda: "after-quarantine" in open(f"{tmp}/file.jsonl").read(), timeout=20)
+    assert "plugin quarantined: crashy" in host.log()
+    # An operator clears the quarantine: the worker reloads with the plugin back.
+    r = requests.post(host.admin + "/-/quarantine/clear", timeout=10)
+    assert r.status_code == 200, r.text
+    assert wait_for(lambda: [e["id"] for e in host.status()["exporters"]] == ["crashy", "file"], timeout=30)
+    assert host.status()["quarantined"] == []
+    send(host, ["fine"])
+    assert wait_for(lambda: "fine" in delivered(f"{tmp}/crashy.txt"), timeout=20)
+    assert host.stop() == 1
+
+
+def test_a_quarantined_plugin_fails_the_config_by_default(spanhost, tmp):
+    host = spanhost(cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+exporters:
+  crashy: {path: "{tmp}/crashy.txt"}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  supervisor: {state_dir: "{tmp}/state", quarantine_after_crashes: 1}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [crashy]}
+"""), plugins_dir=plugins(tmp, "crashy"))
+    try:
+        requests.post(host.url, json=spans(["poison"]), timeout=10)
+    except requests.ConnectionError:
+        pass
+    assert wait_for(lambda: host.status()["quarantined"], timeout=30)
+    # The next worker refuses the config, naming the plugin; the admin endpoint still answers.
+    assert wait_for(lambda: "is quarantined" in host.log(), timeout=30)
+    assert requests.get(host.admin + "/healthz", timeout=5).status_code == 503
+    assert host.status()["supervisor"]["worker"] != "running"
+    assert host.proc.poll() is None
+    assert host.stop() == 1
