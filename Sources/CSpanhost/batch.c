@@ -27,6 +27,9 @@ typedef struct sh_batch_impl {
     sh_chunk *chunks;
     sh_adopted *adopted;
     size_t bytes;
+    /* While decoding: the arena may not grow past this (0: no limit); set when it tried. */
+    size_t limit;
+    int over_limit;
 } sh_batch_impl;
 
 static sh_batch_impl *impl(const spanhost_batch *b) { return (sh_batch_impl *)(uintptr_t)b; }
@@ -42,6 +45,22 @@ static void account(sh_batch_impl *b, size_t n) {
     b->bytes += n;
     atomic_fetch_add_explicit(&live_bytes, n, memory_order_relaxed);
 }
+
+/* False (and remembered) when growing the arena by n bytes would pass its limit. */
+static int may_grow(sh_batch_impl *b, size_t n) {
+    if (b->limit && (n > b->limit || b->bytes > b->limit - n)) {
+        b->over_limit = 1;
+        return 0;
+    }
+    return 1;
+}
+
+void sh_batch_set_limit(spanhost_batch *batch, size_t limit) {
+    impl(batch)->limit = limit;
+    impl(batch)->over_limit = 0;
+}
+
+int sh_batch_over_limit(const spanhost_batch *batch) { return impl(batch)->over_limit; }
 
 static sh_chunk *chunk_new(size_t cap) {
     sh_chunk *c = (sh_chunk *)malloc(sizeof(sh_chunk) + cap);
@@ -91,6 +110,7 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
         if (size > SH_CHUNK_SIZE / 4) {
             /* Large blocks get a chunk of their own behind the current one, so the current
              * chunk keeps serving small allocations. */
+            if (!may_grow(b, size)) return NULL;
             sh_chunk *big = chunk_new(size);
             if (!big) return NULL;
             big->used = size;
@@ -105,6 +125,7 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
             memset(p, 0, size);
             return p;
         }
+        if (!may_grow(b, SH_CHUNK_SIZE)) return NULL;
         c = chunk_new(SH_CHUNK_SIZE);
         if (!c) return NULL;
         c->next = b->chunks;

@@ -23,6 +23,8 @@ public enum DecodeError: Error, Equatable, CustomStringConvertible {
     /// The bytes are not a valid ExportTraceServiceRequest in the given encoding.
     case invalid(String)
     case outOfMemory
+    /// Decoding would build a batch larger than `limit` bytes (a multiple of the body).
+    case expandsTooMuch(limit: Int)
 
     public var description: String {
         switch self {
@@ -30,6 +32,9 @@ public enum DecodeError: Error, Equatable, CustomStringConvertible {
         case .corruptGzip: return "request body is not valid gzip"
         case .invalid(let message): return message
         case .outOfMemory: return "out of memory while decoding"
+        case .expandsTooMuch(let limit):
+            return "decoding this request would take more than \(limit >> 20) MiB "
+                + "(\(SpanBatch.decodeExpansion)x its decompressed size, plus 1 MiB); send fewer spans per request"
         }
     }
 }
@@ -97,6 +102,11 @@ public final class SpanBatch: @unchecked Sendable {
             bytes = copy
             count = body.count
         }
+        // No real SDK's request builds more than a few bytes of batch per byte of body; empty
+        // spans (2 bytes each) would build about 90x. Cap it.
+        let arenaLimit = sh_batch_bytes(batch.pointer) + count.multipliedReportingOverflow(by: decodeExpansion).partialValue + (1 << 20)
+        sh_batch_set_limit(batch.pointer, arenaLimit)
+        defer { sh_batch_set_limit(batch.pointer, 0) }
         var err = [CChar](repeating: 0, count: 256)
         let rc: Int32 = err.withUnsafeMutableBufferPointer { errBuf in
             switch format {
@@ -107,9 +117,15 @@ public final class SpanBatch: @unchecked Sendable {
                 return sh_decode_omegi_json(batch.pointer, bytes, count, offset, errBuf.baseAddress, errBuf.count)
             }
         }
-        if rc != 0 { throw .invalid(String(cString: err)) }
+        if rc != 0 {
+            if sh_batch_over_limit(batch.pointer) != 0 { throw .expandsTooMuch(limit: arenaLimit) }
+            throw .invalid(String(cString: err))
+        }
         return batch
     }
+
+    /// A decoded batch may take this many times its request's decompressed size (plus 1 MiB).
+    public static let decodeExpansion = 16
 
     /// Convenience for tests and tools: decode from an array.
     public static func decode(_ body: [UInt8], encoding: OTLPEncoding, gzip: Bool = false,

@@ -86,7 +86,10 @@ public struct OTLPHTTPHandler: Sendable {
             return .success((batch, encoding))
         } catch {
             counters.add(rejectedRequests: 1)
-            if case .tooLarge = error { return .failure(Answer(status(.payloadTooLarge, encoding, code: 8, error.description))) }
+            switch error {
+            case .tooLarge, .expandsTooMuch: return .failure(Answer(status(.payloadTooLarge, encoding, code: 8, error.description)))
+            default: break
+            }
             return .failure(Answer(status(.badRequest, encoding, code: 3, error.description)))
         }
     }

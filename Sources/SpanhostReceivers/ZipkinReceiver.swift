@@ -54,7 +54,10 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
             }
         } catch {
             counters.add(rejectedRequests: 1)
-            if case .tooLarge = error { return loop.makeSucceededFuture(.text(.payloadTooLarge, error.description)) }
+            switch error {
+            case .tooLarge, .expandsTooMuch: return loop.makeSucceededFuture(.text(.payloadTooLarge, error.description))
+            default: break
+            }
             return loop.makeSucceededFuture(.text(.badRequest, error.description))
         }
         let spans = batch.spanCount

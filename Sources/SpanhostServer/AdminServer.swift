@@ -18,8 +18,11 @@ final class AdminServer: Sendable {
 
     static func start(_ binding: HTTPServer.Binding, group: any EventLoopGroup, status: StatusSource,
                       reload: @escaping @Sendable () async -> ReloadLog.Entry) async throws -> AdminServer {
-        let server = try await HTTPServer.start(binding, maxBodyBytes: { 1 << 16 }, group: group) {
-            request, loop in route(request, loop, status: status, reload: reload)
+        // Behind a supervisor (a Unix socket) the supervisor checks requests; on TCP we do.
+        let guardian: AdminGuard? = if case .tcp(let host, _) = binding { AdminGuard(boundHost: host) } else { nil }
+        let server = try await HTTPServer.start(binding, maxBodyBytes: { 1 << 16 }, group: group) { request, loop in
+            if let refusal = guardian?.refusal(request) { return loop.makeSucceededFuture(refusal) }
+            return route(request, loop, status: status, reload: reload)
         }
         return AdminServer(server: server)
     }

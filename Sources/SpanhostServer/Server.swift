@@ -29,6 +29,11 @@ public final class Server: Sendable {
                 cacheDir: String, preflightArguments: [String]?, handoff: WorkerHandoff? = nil, logger: Logger) throws {
         self.logger = logger
         self.handoff = handoff
+        // Handed-over descriptors stay ours: children (exec notifiers, preflight) must not inherit them.
+        let handed = (handoff.map { Array($0.listeners.values) } ?? []) + (handoff?.crashRecordFD.map { [$0] } ?? [])
+        for fd in handed {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
         // A plugin that crashes the process is named: in the supervisor's record, or on stderr.
         sh_crash_records_install(handoff?.crashRecordFD ?? STDERR_FILENO)
         let quarantine = handoff?.quarantineFile

@@ -72,9 +72,11 @@ public final class Supervisor: @unchecked Sendable {
         crashFD = open(crashFile, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard crashFD >= 0 else { throw ConfigError("service.supervisor.state_dir", "cannot open \(crashFile): \(String(cString: strerror(errno)))") }
         let endpoint = config.adminEndpoint
+        let guardian = AdminGuard(boundHost: endpoint.host)
         admin = try await HTTPServer.start(host: endpoint.host, port: endpoint.port, maxBodyBytes: { 1 << 16 }, group: group) {
             [self] request, loop in
-            pool.runIfActive(eventLoop: loop) { self.answer(request) }
+            if let refusal = guardian.refusal(request) { return loop.makeSucceededFuture(refusal) }
+            return pool.runIfActive(eventLoop: loop) { self.answer(request) }
         }
         logger.info("supervisor listening", metadata: ["admin": "\(endpoint)", "state_dir": "\(stateDir)"])
         let code = await withCheckedContinuation { continuation in

@@ -37,7 +37,7 @@ enum WorkerClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else { return nil }
-        let head = "\(method) \(target) HTTP/1.0\r\nHost: worker\r\nContent-Length: \(body.count)\r\n\r\n"
+        let head = "\(method) \(target) HTTP/1.0\r\nHost: worker\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n"
         guard writeAll(fd, Array(head.utf8) + body) else { return nil }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -140,3 +140,36 @@ final class CodecTests: XCTestCase {
 private extension SpanBatch {
     var pointee: spanhost_batch { pointer.pointee }
 }
+
+extension CodecTests {
+    static func varint(_ n: Int) -> [UInt8] {
+        var n = UInt64(n), out: [UInt8] = []
+        repeat {
+            out.append(UInt8(n & 0x7f) | (n >= 0x80 ? 0x80 : 0))
+            n >>= 7
+        } while n > 0
+        return out
+    }
+
+    /// An OTLP request of `count` empty spans: two bytes each on the wire.
+    static func emptySpans(_ count: Int) -> [UInt8] {
+        let spans = [UInt8](repeating: 0, count: count * 2).enumerated().map { $0.offset % 2 == 0 ? UInt8(0x12) : 0 }
+        let resource = [0x12] + varint(spans.count) + spans  // ResourceSpans.scope_spans holding them
+        return [0x0a] + varint(resource.count) + resource
+    }
+
+    func testASmallBodyCannotBuildAHugeBatch() throws {
+        let body = Self.emptySpans(2 << 20)  // 4 MiB of empty spans: about 90x that as structs
+        XCTAssertThrowsError(try SpanBatch.decode(body, encoding: .protobuf)) { error in
+            guard case .expandsTooMuch(let limit)? = error as? DecodeError else { return XCTFail("\(error)") }
+            XCTAssertEqual(limit, body.count * (SpanBatch.decodeExpansion + 1) + (1 << 20))  // the body, 16x it, 1 MiB
+        }
+        // A realistic request is well inside the cap, and the cap ends with decoding: the batch can grow.
+        let batch = try SpanBatch.decode(Array(Self.json.utf8), encoding: .json)
+        XCTAssertEqual(batch.spanCount, 1)
+        XCTAssertEqual(sh_batch_over_limit(batch.pointer), 0)
+        XCTAssertNotNil(sh_arena_alloc(batch.pointer, 64 << 20))
+        // 1,000 empty spans are fine: the cap has 1 MiB of room beyond the multiple.
+        XCTAssertEqual(try SpanBatch.decode(Self.emptySpans(1000), encoding: .protobuf).spanCount, 1000)
+    }
+}

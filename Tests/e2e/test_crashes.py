@@ -132,7 +132,7 @@ service:
     assert wait_for(lambda: "after-quarantine" in open(f"{tmp}/file.jsonl").read(), timeout=20)
     assert "plugin quarantined: crashy" in host.log()
     # An operator clears the quarantine: the worker reloads with the plugin back.
-    r = requests.post(host.admin + "/-/quarantine/clear", timeout=10)
+    r = requests.post(host.admin + "/-/quarantine/clear", json={}, timeout=10)
     assert r.status_code == 200, r.text
     assert wait_for(lambda: [e["id"] for e in host.status()["exporters"]] == ["crashy", "file"], timeout=30)
     assert host.status()["quarantined"] == []

@@ -426,7 +426,7 @@ def test_a_reload_keeps_unchanged_rules_so_a_firing_alert_does_not_fire_again(sp
         assert requests.post(s.url, json=body, timeout=5).status_code == 200
         assert wait_for(lambda: hook.events, timeout=10)
         # Reload the same config: the rule engine, and its cool-down, carry over.
-        assert requests.post(s.admin + "/-/reload", timeout=30).status_code == 200
+        assert requests.post(s.admin + "/-/reload", json={}, timeout=30).status_code == 200
         assert requests.post(s.url, json=otlp_json("checkout", [(2, 0, 1, True)]), timeout=5).status_code == 200
         time.sleep(4.5)  # past the 3 s group wait: a new engine would have notified again
         with hook.lock:

@@ -164,7 +164,7 @@ def test_fifty_reloads_under_load_lose_and_duplicate_nothing(spanhost, tmp):
                 wait_for(lambda: s.status()["reloads"]["succeeded"] + s.status()["reloads"]["failed"] == i + 1, timeout=30)
                 entry = s.status()["reloads"]["last"]
             else:
-                entry = requests.post(s.admin + "/-/reload", timeout=60).json()
+                entry = requests.post(s.admin + "/-/reload", json={}, timeout=60).json()
             expect_ok = step not in ("invalid", "createfail")
             assert entry["ok"] == expect_ok, (step, entry)
             outcomes["ok" if entry["ok"] else "failed"] += 1
@@ -248,7 +248,7 @@ def test_a_reload_whose_plugin_aborts_in_create_fails_and_the_server_serves_on(s
         f.write(text)
     with Load(s.url) as load:
         wait_for(lambda: len(load.acked) > 100, timeout=20)
-        answers = [requests.post(s.admin + "/-/reload", timeout=60) for _ in range(3)]
+        answers = [requests.post(s.admin + "/-/reload", json={}, timeout=60) for _ in range(3)]
         s.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: s.status()["reloads"]["failed"] == 4, timeout=30)
         acked_during = len(load.acked)

@@ -31,6 +31,10 @@ int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size);
 size_t sh_live_batch_bytes(void);
 /* Bytes held by one batch's arena (and the blocks it adopted). */
 size_t sh_batch_bytes(const spanhost_batch *batch);
+/* Caps the arena at `limit` bytes (0: no cap) while a request is decoded, so a small body cannot
+ * build a huge batch; past it allocations fail and sh_batch_over_limit says why. */
+void sh_batch_set_limit(spanhost_batch *batch, size_t limit);
+int sh_batch_over_limit(const spanhost_batch *batch);
 
 int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
                          const spanhost_value *value);
