@@ -26,26 +26,32 @@ public struct OTLPHTTPHandler: Sendable {
         self.sink = sink
     }
 
-    /// Decodes on the event loop, runs the pipelines on `pool`, and answers 503 if they have
-    /// not finished within `settings.requestTimeout` (a hung plugin must not hold clients).
+    /// Checks the headers on the event loop; decodes and runs the pipelines on `pool`, and
+    /// answers 503 if that has not finished within `settings.requestTimeout`.
     public func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse> {
-        let batch: SpanBatch
         let encoding: OTLPEncoding
-        switch decode(request) {
+        let gzip: Bool
+        switch check(request) {
         case .failure(let answer): return loop.makeSucceededFuture(answer.response)
-        case .success(let decoded): (batch, encoding) = decoded
+        case .success(let checked): (encoding, gzip) = checked
         }
-        let spans = batch.spanCount
-        return runPipelines(batch, sink: sink, on: loop, pool: pool, timeout: settings.requestTimeout, timedOut: {
+        let body = request.body
+        return runOnPool(on: loop, pool: pool, timeout: settings.requestTimeout, timedOut: {
             counters.add(refusedRequests: 1)
             return refused(encoding, seconds: 1, "the pipeline did not finish within \(settings.requestTimeout)")
-        }, respond: { outcome in
-            respond(outcome, spans: spans, encoding: encoding)
+        }, work: {
+            let batch: SpanBatch
+            switch decode(body, encoding: encoding, gzip: gzip) {
+            case .failure(let answer): return answer.response
+            case .success(let decoded): batch = decoded
+            }
+            let spans = batch.spanCount
+            return respond(sink(batch), spans: spans, encoding: encoding)
         })
     }
 
-    /// Checks method, path and headers and decodes the body, or says what to answer instead.
-    func decode(_ request: HTTPRequest) -> Result<(SpanBatch, OTLPEncoding), Answer> {
+    /// Checks method, path and headers, or says what to answer instead.
+    func check(_ request: HTTPRequest) -> Result<(OTLPEncoding, gzip: Bool), Answer> {
         guard request.path == settings.tracesPath else {
             return .failure(Answer(.text(.notFound, "unknown path \(request.path); OTLP traces are accepted at POST \(settings.tracesPath)")))
         }
@@ -79,11 +85,15 @@ public struct OTLPHTTPHandler: Sendable {
             counters.add(refusedRequests: 1)
             return .failure(Answer(refused(encoding, seconds: 1, reason)))
         }
+        return .success((encoding, gzip))
+    }
+
+    /// Decodes the body, or says what to answer instead. Runs on the pipeline pool.
+    func decode(_ body: ByteBuffer, encoding: OTLPEncoding, gzip: Bool) -> Result<SpanBatch, Answer> {
         do {
-            let batch = try request.body.withUnsafeReadableBytes { raw throws(DecodeError) in
+            return .success(try body.withUnsafeReadableBytes { raw throws(DecodeError) in
                 try SpanBatch.decode(raw, encoding: encoding, gzip: gzip, limit: settings.maxRequestBodySize)
-            }
-            return .success((batch, encoding))
+            })
         } catch {
             counters.add(rejectedRequests: 1)
             switch error {

@@ -2,13 +2,14 @@ import NIOCore
 import NIOPosix
 import SpanhostModel
 
-/// Runs the pipelines for a decoded batch on `pool` (plugin code never runs on an event loop)
-/// and answers exactly once: with `respond(outcome)`, or with `timedOut()` when the pipelines
-/// take longer than `timeout` (a hung plugin must not hold clients). A late outcome after a
-/// timeout is dropped; the batch itself still completes in the pipeline.
-func runPipelines(_ batch: SpanBatch, sink: @escaping BatchSink, on loop: any EventLoop, pool: NIOThreadPool,
-                  timeout: Duration, timedOut: @escaping @Sendable () -> HTTPResponse,
-                  respond: @escaping @Sendable (ConsumeOutcome) -> HTTPResponse) -> EventLoopFuture<HTTPResponse> {
+/// Runs a request's `work` (decoding the body, then the pipelines) on `pool`: neither a large
+/// body nor plugin code ever runs on an event loop, so one client cannot stall the others on
+/// its loop. Answers exactly once: with what `work` returns, or with `timedOut()` when it takes
+/// longer than `timeout` (a hung plugin must not hold clients). A late answer after a timeout is
+/// dropped; the batch itself still completes in the pipeline.
+func runOnPool(on loop: any EventLoop, pool: NIOThreadPool, timeout: Duration,
+               timedOut: @escaping @Sendable () -> HTTPResponse,
+               work: @escaping @Sendable () -> HTTPResponse) -> EventLoopFuture<HTTPResponse> {
     let promise = loop.makePromise(of: HTTPResponse.self)
     // Both callbacks below run on `loop`, so this flag needs no lock.
     let answered = NIOLoopBoundBox(false, eventLoop: loop)
@@ -17,12 +18,11 @@ func runPipelines(_ batch: SpanBatch, sink: @escaping BatchSink, on loop: any Ev
         answered.value = true
         promise.succeed(timedOut())
     }
-    pool.runIfActive(eventLoop: loop) { sink(batch) }.whenComplete { result in
+    pool.runIfActive(eventLoop: loop, work).whenComplete { result in
         timer.cancel()
         guard !answered.value else { return }
         answered.value = true
-        let outcome = (try? result.get()) ?? .refused(retryAfterSeconds: 1, message: "spanhost is shutting down")
-        promise.succeed(respond(outcome))
+        promise.succeed((try? result.get()) ?? .text(.serviceUnavailable, "spanhost is shutting down"))
     }
     return promise.futureResult
 }

@@ -47,37 +47,44 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
             counters.add(refusedRequests: 1)
             return loop.makeSucceededFuture(Self.refused(reason))
         }
-        let batch: SpanBatch
-        do {
-            batch = try request.body.withUnsafeReadableBytes { raw throws(DecodeError) in
-                try SpanBatch.decode(raw, format: .zipkinJSON, gzip: encoding == "gzip", limit: settings.maxRequestBodySize)
-            }
-        } catch {
-            counters.add(rejectedRequests: 1)
-            switch error {
-            case .tooLarge, .expandsTooMuch: return loop.makeSucceededFuture(.text(.payloadTooLarge, error.description))
-            default: break
-            }
-            return loop.makeSucceededFuture(.text(.badRequest, error.description))
-        }
-        let spans = batch.spanCount
+        let body = request.body
         let counters = self.counters
-        return runPipelines(batch, sink: sink, on: loop, pool: pool, timeout: settings.requestTimeout, timedOut: {
+        let settings = self.settings
+        let sink = self.sink
+        return runOnPool(on: loop, pool: pool, timeout: settings.requestTimeout, timedOut: {
             counters.add(refusedRequests: 1)
             return Self.refused("the pipeline did not finish in time")
-        }, respond: { outcome in
-            switch outcome {
-            case .accepted(let rejected, _):
-                counters.add(acceptedSpans: spans - rejected, droppedSpans: rejected)
-                return HTTPResponse(status: .accepted)
-            case .refused(_, let message):
-                counters.add(refusedRequests: 1)
-                return Self.refused(message)
-            case .rejected(let message):
+        }, work: {
+            let batch: SpanBatch
+            do throws(DecodeError) {
+                batch = try body.withUnsafeReadableBytes { raw throws(DecodeError) in
+                    try SpanBatch.decode(raw, format: .zipkinJSON, gzip: encoding == "gzip", limit: settings.maxRequestBodySize)
+                }
+            } catch {
                 counters.add(rejectedRequests: 1)
-                return .text(.badRequest, message)
+                switch error {
+                case .tooLarge, .expandsTooMuch: return .text(.payloadTooLarge, error.description)
+                default: return .text(.badRequest, error.description)
+                }
             }
+            let spans = batch.spanCount
+            return Self.answer(sink(batch), spans: spans, counters: counters)
         })
+    }
+
+    /// 202 when taken, 503 when refused, 400 when rejected; counted.
+    static func answer(_ outcome: ConsumeOutcome, spans: Int, counters: ReceiverCounters) -> HTTPResponse {
+        switch outcome {
+        case .accepted(let rejected, _):
+            counters.add(acceptedSpans: spans - rejected, droppedSpans: rejected)
+            return HTTPResponse(status: .accepted)
+        case .refused(_, let message):
+            counters.add(refusedRequests: 1)
+            return Self.refused(message)
+        case .rejected(let message):
+            counters.add(rejectedRequests: 1)
+            return .text(.badRequest, message)
+        }
     }
 
     static func refused(_ message: String) -> HTTPResponse {

@@ -84,17 +84,18 @@ exporters:
 plugins: {dir: "{plugins}"}
 admin: {endpoint: "{admin}"}
 service:
-  memory_limiter: {limit_mib: 64}
+  memory_limiter: {limit_mib: 16}
   pipelines:
     traces: {receivers: [otlp], exporters: ["null"]}
 """))
-    # 500,000 empty spans in 1 MB of protobuf: far more than 64 MiB once decoded.
-    scope = b"\x12\x00" * 500_000
+    # 150,000 spans with only their ids, 4.5 MB of protobuf: more than 16 MiB once decoded.
+    span = b"\x0a\x10" + bytes(range(1, 17)) + b"\x12\x08" + bytes(range(1, 9))
+    scope = (b"\x12" + encode_varint(len(span)) + span) * 150_000
     resource = b"\x12" + encode_varint(len(scope)) + scope
     body = b"\x0a" + encode_varint(len(resource)) + resource
     r = requests.post(host.url, data=body, headers={"Content-Type": "application/x-protobuf"}, timeout=30)
     assert r.status_code == 200, r.text
-    assert wait_for(lambda: counters(host, "exporters", "null").get("exported") == 500_000, timeout=20), host.status()
+    assert wait_for(lambda: counters(host, "exporters", "null").get("exported") == 150_000, timeout=20), host.status()
     assert wait_for(lambda: host.status()["memory"]["batchBytes"] < 1 << 20, timeout=10), host.status()["memory"]
     # The limiter is not left tripped: the next small request is taken.
     assert post(host, otlp_json(10)).status_code == 200
