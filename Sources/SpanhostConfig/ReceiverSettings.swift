@@ -71,6 +71,27 @@ private func parseBodySize(_ value: ConfigValue, path: String) throws -> Int {
     return Int(n)
 }
 
+/// How long a request may take to arrive and how many connections a listener keeps, with the
+/// Collector's confighttp names where it has them.
+public struct HTTPConnectionSettings: Sendable, Equatable {
+    /// From a request's first byte until its head is complete.
+    public var readHeaderTimeout: Duration = .seconds(10)
+    /// From a request's first byte until its body is complete.
+    public var readTimeout: Duration = .seconds(60)
+    /// Connections open at once; nil: 1000, or half the process's descriptor limit if lower.
+    public var maxConnections: Int?
+
+    public static let keys = ["read_header_timeout", "read_timeout", "max_connections"]
+
+    public init() {}
+
+    init(settings: ConfigValue, path: String) throws {
+        if let v = settings["read_header_timeout"] { readHeaderTimeout = try parseRequestTimeout(v, path: "\(path).read_header_timeout") }
+        if let v = settings["read_timeout"] { readTimeout = try parseRequestTimeout(v, path: "\(path).read_timeout") }
+        if let v = settings["max_connections"] { maxConnections = try parseCount(v, path: "\(path).max_connections", in: 1...1_000_000) }
+    }
+}
+
 /// Settings of the `otlp` receiver (`receivers.otlp.protocols.http`).
 public struct OTLPReceiverSettings: Sendable, Equatable {
     public var endpoint = Endpoint(host: "127.0.0.1", port: 4318)
@@ -79,6 +100,7 @@ public struct OTLPReceiverSettings: Sendable, Equatable {
     public var tracesPath = "/v1/traces"
     /// How long a request may wait for the pipelines before it is answered 503.
     public var requestTimeout: Duration = .seconds(15)
+    public var connections = HTTPConnectionSettings()
 
     public init() {}
 
@@ -91,7 +113,9 @@ public struct OTLPReceiverSettings: Sendable, Equatable {
         try protocols.requireKnownKeys(["http"], path: "\(path).protocols")
         guard let http = protocols["http"], http != .null else { return }
         let p = "\(path).protocols.http"
-        try http.requireKnownKeys(["endpoint", "max_request_body_size", "traces_url_path", "request_timeout"], path: p)
+        try http.requireKnownKeys(["endpoint", "max_request_body_size", "traces_url_path", "request_timeout"] + HTTPConnectionSettings.keys,
+                                  path: p)
+        connections = try HTTPConnectionSettings(settings: http, path: p)
         if let v = http["request_timeout"] { requestTimeout = try parseRequestTimeout(v, path: "\(p).request_timeout") }
         if let v = http["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(p).endpoint"), path: "\(p).endpoint") }
         if let v = http["max_request_body_size"] { maxRequestBodySize = try parseBodySize(v, path: "\(p).max_request_body_size") }
@@ -108,11 +132,13 @@ public struct ZipkinReceiverSettings: Sendable, Equatable {
     public var endpoint = Endpoint(host: "127.0.0.1", port: 9411)
     public var maxRequestBodySize = 20 << 20
     public var requestTimeout: Duration = .seconds(15)
+    public var connections = HTTPConnectionSettings()
 
     public init() {}
 
     public init(settings: ConfigValue, path: String) throws {
-        try settings.requireKnownKeys(["endpoint", "max_request_body_size", "request_timeout"], path: path)
+        try settings.requireKnownKeys(["endpoint", "max_request_body_size", "request_timeout"] + HTTPConnectionSettings.keys, path: path)
+        connections = try HTTPConnectionSettings(settings: settings, path: path)
         if let v = settings["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(path).endpoint"), path: "\(path).endpoint") }
         if let v = settings["max_request_body_size"] { maxRequestBodySize = try parseBodySize(v, path: "\(path).max_request_body_size") }
         if let v = settings["request_timeout"] { requestTimeout = try parseRequestTimeout(v, path: "\(path).request_timeout") }

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -24,6 +25,23 @@ public struct HTTPResponse: Sendable {
 
     public static func text(_ status: HTTPResponseStatus, _ text: String) -> HTTPResponse {
         HTTPResponse(status: status, headers: ["Content-Type": "text/plain; charset=utf-8"], body: Array((text + "\n").utf8))
+    }
+}
+
+/// How long a client may take, and how many may be connected at once: what keeps trickling or
+/// piled-up connections from holding a listener (and the process's descriptors).
+public struct ConnectionLimits: Sendable, Equatable {
+    /// From a request's first byte until its head is complete.
+    public var readHeaderTimeout: Duration
+    /// From a request's first byte until its body is complete (a minimum rate, in effect).
+    public var readTimeout: Duration
+    /// Connections open at once; past it new ones are closed at once.
+    public var maxConnections: Int
+
+    public init(readHeaderTimeout: Duration = .seconds(10), readTimeout: Duration = .seconds(60), maxConnections: Int = 1000) {
+        self.readHeaderTimeout = readHeaderTimeout
+        self.readTimeout = readTimeout
+        self.maxConnections = maxConnections
     }
 }
 
@@ -67,16 +85,25 @@ public final class HTTPServer: Sendable {
 
     public static func start(_ binding: Binding, maxBodyBytes: @escaping @Sendable () -> Int,
                              idleTimeout: TimeAmount = .seconds(60),
+                             limits: @escaping @Sendable () -> ConnectionLimits = { ConnectionLimits() },
                              group: any EventLoopGroup, handler: @escaping Handler) async throws -> HTTPServer {
+        let open = ConnectionCount()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let limits = limits()
+                guard open.enter(max: limits.maxConnections) else {
+                    return channel.close()  // over the cap: closed before anything is read
+                }
+                channel.closeFuture.whenComplete { _ in open.leave() }
+                return channel.eventLoop.makeCompletedFuture {
+                    let clock = RequestClock(limits: limits)
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(RequestDeadlines(clock: clock))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, handler: handler))
+                    try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, clock: clock, handler: handler))
                 }
             }
         let channel: any Channel
@@ -87,8 +114,10 @@ public final class HTTPServer: Sendable {
             channel = try await ServerBootstrap(group: group)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        let clock = RequestClock(limits: limits())
+                        try channel.pipeline.syncOperations.addHandler(RequestDeadlines(clock: clock))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, handler: handler))
+                        try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, clock: clock, handler: handler))
                     }
                 }
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
@@ -112,15 +141,18 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var tooLarge = false
+    private let clock: RequestClock
 
-    init(maxBodyBytes: @escaping @Sendable () -> Int, handler: @escaping HTTPServer.Handler) {
+    init(maxBodyBytes: @escaping @Sendable () -> Int, clock: RequestClock, handler: @escaping HTTPServer.Handler) {
         self.limit = maxBodyBytes
+        self.clock = clock
         self.handler = handler
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            clock.headComplete()
             self.head = head
             self.tooLarge = false
             self.maxBodyBytes = limit()
@@ -140,6 +172,7 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
             }
             if body == nil || body!.readableBytes == 0 { body = chunk } else { body!.writeBuffer(&chunk) }
         case .end:
+            clock.requestComplete()
             guard !tooLarge, let head else { return }
             let request = HTTPRequest(method: head.method, path: String(head.uri.prefix { $0 != "?" }), headers: head.headers,
                                       body: body ?? context.channel.allocator.buffer(capacity: 0))
@@ -180,4 +213,70 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
 
 private extension ChannelHandlerContext {
     func writeAndFlushPromise() -> EventLoopPromise<Void> { eventLoop.makePromise() }
+}
+
+/// Connections open on one listener.
+private final class ConnectionCount: Sendable {
+    private let count = Atomic<Int>(0)
+
+    func enter(max: Int) -> Bool {
+        if count.wrappingAdd(1, ordering: .relaxed).newValue > max {
+            leave()
+            return false
+        }
+        return true
+    }
+
+    func leave() { count.wrappingSubtract(1, ordering: .relaxed) }
+}
+
+/// The deadlines of the request being read on one connection; used only on its event loop.
+/// The first byte of a request starts both clocks; its head stops the header clock, its end
+/// stops the other. A clock that runs out closes the connection.
+final class RequestClock {
+    let limits: ConnectionLimits
+    private var header: Scheduled<Void>?
+    private var whole: Scheduled<Void>?
+    private var reading = false
+
+    init(limits: ConnectionLimits) { self.limits = limits }
+
+    func bytesArrived(_ context: ChannelHandlerContext) {
+        guard !reading else { return }
+        reading = true
+        let channel = context.channel
+        header = context.eventLoop.scheduleTask(in: TimeAmount(limits.readHeaderTimeout)) { channel.close(promise: nil) }
+        whole = context.eventLoop.scheduleTask(in: TimeAmount(limits.readTimeout)) { channel.close(promise: nil) }
+    }
+
+    func headComplete() {
+        header?.cancel()
+        header = nil
+    }
+
+    func requestComplete() {
+        headComplete()
+        whole?.cancel()
+        whole = nil
+        reading = false
+    }
+}
+
+/// Sees raw bytes before the HTTP decoder, to start a request's clocks at its first byte.
+private final class RequestDeadlines: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let clock: RequestClock
+
+    init(clock: RequestClock) { self.clock = clock }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        clock.bytesArrived(context)
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        clock.requestComplete()
+        context.fireChannelInactive()
+    }
 }

@@ -22,6 +22,7 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
 
     public var endpoint: Endpoint { settings.endpoint }
     public var maxRequestBodySize: Int { settings.maxRequestBodySize }
+    public var connectionLimits: ConnectionLimits { ConnectionLimits(settings.connections) }
 
     public func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse> {
         guard request.path == "/api/v2/spans" else {
@@ -98,6 +99,7 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
 public protocol ReceiverHandler: Sendable {
     var endpoint: Endpoint { get }
     var maxRequestBodySize: Int { get }
+    var connectionLimits: ConnectionLimits { get }
     var counters: ReceiverCounters { get }
     func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse>
 }
@@ -105,4 +107,20 @@ public protocol ReceiverHandler: Sendable {
 extension OTLPHTTPHandler: ReceiverHandler {
     public var endpoint: Endpoint { settings.endpoint }
     public var maxRequestBodySize: Int { settings.maxRequestBodySize }
+    public var connectionLimits: ConnectionLimits { ConnectionLimits(settings.connections) }
+}
+
+extension ConnectionLimits {
+    init(_ settings: HTTPConnectionSettings) {
+        self.init(readHeaderTimeout: settings.readHeaderTimeout, readTimeout: settings.readTimeout,
+                  maxConnections: settings.maxConnections ?? Self.defaultMaxConnections)
+    }
+
+    /// 1000, or half the descriptors this process may open if that is lower: the rest stay for
+    /// the admin endpoint, queues, plugins and the other listeners.
+    static let defaultMaxConnections: Int = {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < UInt64(Int.max) else { return 1000 }
+        return max(16, min(1000, Int(limit.rlim_cur) / 2))
+    }()
 }

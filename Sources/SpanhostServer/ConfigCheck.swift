@@ -65,7 +65,8 @@ public enum ConfigCheck {
         }
     }
 
-    static func signalName(_ signal: Int32) -> String {
+    /// "SIGSEGV" and the like, for messages.
+    public static func signalName(_ signal: Int32) -> String {
         switch signal {
         case SIGSEGV: return "SIGSEGV"
         case SIGABRT: return "SIGABRT"

@@ -92,7 +92,8 @@ final class ReceiverRegistry: @unchecked Sendable {
                 let binding: HTTPServer.Binding = inherited[endpoint].map { .socket(dup($0)) } ?? .tcp(host: endpoint.host, port: endpoint.port)
                 listener.server = try await HTTPServer.start(
                     binding,
-                    maxBodyBytes: { listener.current.maxRequestBodySize }, group: group
+                    maxBodyBytes: { listener.current.maxRequestBodySize },
+                    limits: { listener.current.connectionLimits }, group: group
                 ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
                 logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(listener.server?.localPort ?? 0)"])
             }

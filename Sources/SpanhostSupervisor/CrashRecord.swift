@@ -1,4 +1,5 @@
 import Foundation
+import SpanhostServer
 
 /// What a worker's crash handler wrote when a signal killed it: the signal and, when a plugin
 /// call was running, which plugin, component and hook, and the queue record being exported.
@@ -39,15 +40,5 @@ public struct CrashRecord: Sendable, Equatable, Codable {
         return text
     }
 
-    public static func signalName(_ signal: Int32) -> String {
-        switch signal {
-        case SIGSEGV: return "SIGSEGV"
-        case SIGABRT: return "SIGABRT"
-        case SIGBUS: return "SIGBUS"
-        case SIGILL: return "SIGILL"
-        case SIGFPE: return "SIGFPE"
-        case SIGKILL: return "SIGKILL"
-        default: return "signal \(signal)"
-        }
-    }
+    public static func signalName(_ signal: Int32) -> String { ConfigCheck.signalName(signal) }
 }

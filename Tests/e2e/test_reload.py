@@ -125,13 +125,19 @@ def build_versioned(dest, version):
     os.replace(tmp, dest)  # same path, new bytes
 
 
-def test_fifty_reloads_under_load_lose_and_duplicate_nothing(spanhost, tmp):
+def reload_plugins(tmp, fixture):
+    """A plugin directory with the chain's plugins, one test fixture and versioned.so v1."""
     plugins = os.path.join(tmp, "plugins")
     os.makedirs(plugins)
     for name in ["attributes", "example_processor", "file", "null"]:
         shutil.copy(os.path.join(PLUGINS, name + ".so"), plugins)
-    shutil.copy(os.path.join(TEST_PLUGINS, "create_fails.so"), plugins)
+    shutil.copy(os.path.join(TEST_PLUGINS, fixture + ".so"), plugins)
     build_versioned(os.path.join(plugins, "versioned.so"), 1)
+    return plugins
+
+
+def test_fifty_reloads_under_load_lose_and_duplicate_nothing(spanhost, tmp):
+    plugins = reload_plugins(tmp, "create_fails")
 
     s = spanhost(config_text(tmp, "base"), plugins_dir=plugins)
 
@@ -232,12 +238,7 @@ service:
 
 
 def test_a_reload_whose_plugin_aborts_in_create_fails_and_the_server_serves_on(spanhost, tmp):
-    plugins = os.path.join(tmp, "plugins")
-    os.makedirs(plugins)
-    for name in ["attributes", "example_processor", "file", "null"]:
-        shutil.copy(os.path.join(PLUGINS, name + ".so"), plugins)
-    shutil.copy(os.path.join(TEST_PLUGINS, "misbehave.so"), plugins)
-    build_versioned(os.path.join(plugins, "versioned.so"), 1)
+    plugins = reload_plugins(tmp, "misbehave")
     s = spanhost(config_text(tmp, "base"), plugins_dir=plugins)
     text = config_text(tmp, "base").format(receiver=f"127.0.0.1:{s.receiver_port}", admin=f"127.0.0.1:{s.admin_port}",
                                            plugins=plugins)

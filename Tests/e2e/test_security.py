@@ -1,6 +1,11 @@
-"""Hostile neighbours: the admin endpoint cannot be driven from a web page."""
+"""Hostile neighbours: the admin endpoint cannot be driven from a web page, a small body cannot
+build a huge batch, and slow or piled-up connections cannot hold a listener."""
+import socket
+import time
+
 import requests
 
+from conftest import wait_for
 from test_data_path import cfg
 
 CONFIG = cfg("""
@@ -61,3 +66,47 @@ def test_a_small_body_that_would_decode_into_a_huge_batch_is_refused(spanhost, t
     assert r.status_code == 413
     assert requests.post(host.url, data=empty_spans_request(100), timeout=10,
                          headers={"Content-Type": "application/x-protobuf"}).status_code == 200
+
+
+def closed_within(sock, seconds):
+    """True when the server closes `sock` within `seconds` (bounded by the socket timeout)."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1024) == b""
+    except (socket.timeout, TimeoutError):
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_trickling_and_piled_up_connections_are_closed_and_admin_answers(spanhost, tmp):
+    host = spanhost(CONFIG.replace('endpoint: "{receiver}"', 'endpoint: "{receiver}", read_header_timeout: 1s, '
+                                   'read_timeout: 2s, max_connections: 5'))
+    port = host.receiver_port
+    # A head that never ends.
+    head = socket.create_connection(("127.0.0.1", port))
+    head.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+    assert closed_within(head, 5), "a request head trickling in was never cut off"
+    # A body that trickles: the head arrives, then 10 bytes a second of 1000.
+    body = socket.create_connection(("127.0.0.1", port))
+    body.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+    cut = False
+    for _ in range(8):
+        try:
+            body.sendall(b"x" * 10)
+        except OSError:
+            cut = True
+            break
+        if closed_within(body, 0.5):
+            cut = True
+            break
+    assert cut, "a body trickling in was never cut off"
+    # Five idle connections fill the listener; a sixth is closed at once.
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    time.sleep(0.2)
+    extra = socket.create_connection(("127.0.0.1", port))
+    assert closed_within(extra, 5)
+    assert requests.get(host.admin + "/healthz", timeout=5).status_code == 200
+    for s in idle:
+        s.close()
+    assert wait_for(lambda: requests.post(host.url, json={"resourceSpans": []}, timeout=5).status_code == 200, timeout=10)
