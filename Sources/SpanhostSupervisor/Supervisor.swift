@@ -120,6 +120,7 @@ public final class Supervisor: @unchecked Sendable {
         var consecutive = 0
         var everHealthy = false
         while true {
+            if lock.withLock({ stopping }) { return lock.withLock { crashes.isEmpty } ? 0 : 1 }
             let (pid, since) = spawnWorker()
             guard pid > 0 else {
                 logger.critical("cannot start the worker", metadata: ["error": "\(String(cString: strerror(errno)))"])
@@ -180,6 +181,7 @@ public final class Supervisor: @unchecked Sendable {
             workerPID = pid
             workerStarted = now
             workerState = "starting"
+            if stopping && pid > 0 { kill(pid, SIGTERM) }  // a stop that came while it was being started
         }
         if pid > 0 { logger.info("worker started", metadata: ["pid": "\(pid)"]) }
         watchHealth(pid)
@@ -313,7 +315,8 @@ public final class Supervisor: @unchecked Sendable {
     private func supervisorStatus() -> [String: Any] {
         lock.withLock {
             ["pid": Int(getpid()), "worker_pid": Int(workerPID), "worker": workerState, "restarts": restarts,
-             "crashes": crashes.count, "state_dir": stateDir]
+             "crashes": crashes.count, "state_dir": stateDir,
+             "worker_uptime_seconds": workerPID > 0 ? (ContinuousClock.now - workerStarted).components.seconds : 0]
         }
     }
 

@@ -110,3 +110,30 @@ def test_trickling_and_piled_up_connections_are_closed_and_admin_answers(spanhos
     for s in idle:
         s.close()
     assert wait_for(lambda: requests.post(host.url, json={"resourceSpans": []}, timeout=5).status_code == 200, timeout=10)
+
+
+def test_an_exec_notifiers_command_inherits_no_descriptor_of_the_host(spanhost, tmp):
+    host = spanhost(cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+exporters:
+  "null": {}
+notifiers:
+  exec: {command: [sh, -c, "cat > /dev/null; ls /proc/self/fd > {tmp}/fds.txt"]}
+rules:
+  error_span: {group_wait: 0s}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: ["null"], notifiers: [exec], rules: [error_span]}
+"""))
+    span = {"traceId": "0" * 31 + "1", "spanId": "0" * 15 + "1", "name": "boom", "status": {"code": 2}}
+    body = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+                               "scopeSpans": [{"spans": [span]}]}]}
+    assert requests.post(host.url, json=body, timeout=10).status_code == 200
+    import os
+    assert wait_for(lambda: os.path.exists(f"{tmp}/fds.txt") and open(f"{tmp}/fds.txt").read(), timeout=20)
+    fds = sorted(int(x) for x in open(f"{tmp}/fds.txt").read().split())
+    # stdin, stdout (the file), stderr, and the directory ls is reading: nothing of the host's.
+    assert fds == [0, 1, 2, 3], fds

@@ -8,6 +8,7 @@
  * host retries with backoff); exit status 126 or 127 (cannot run, not found) is permanent.
  * The command's stdout and stderr go to spanhostd's stderr.
  */
+#define _GNU_SOURCE /* SOCK_CLOEXEC, syscall(SYS_close_range) */
 #include <spanhost/spanhost.h>
 #include <errno.h>
 #include <poll.h>
@@ -15,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +90,17 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
 }
 
+/* In the forked child: closes every descriptor above stderr, so the command inherits none of
+ * the host's sockets and files, whatever flags they were opened with. */
+static void close_inherited(void) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3u, ~0u, 0u) == 0) return;
+#endif
+    struct rlimit limit;
+    long max = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 65536 ? (long)limit.rlim_cur : 65536;
+    for (long fd = 3; fd < max; fd++) close((int)fd);
+}
+
 static int32_t exec_notify(void *state, const spanhost_notification *n, spanhost_status *status) {
     exec_state *s = (exec_state *)state;
     spanhost_buffer json = {NULL, 0};
@@ -97,7 +111,7 @@ static int32_t exec_notify(void *state, const spanhost_notification *n, spanhost
     /* A socket pair rather than a pipe: send() with MSG_NOSIGNAL cannot raise SIGPIPE in the
      * host when the command exits without reading its input. */
     int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
         host->buffer_free(&json);
         snprintf(status->message, status->message_cap, "socketpair: %s", strerror(errno));
         return SPANHOST_RETRYABLE;
@@ -116,6 +130,7 @@ static int32_t exec_notify(void *state, const spanhost_notification *n, spanhost
         dup2(STDERR_FILENO, STDOUT_FILENO);
         close(fds[0]);
         close(fds[1]);
+        close_inherited();
         execvp(s->argv[0], s->argv);
         _exit(errno == ENOENT ? 127 : 126);
     }
