@@ -84,7 +84,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "spanhostd",
-            dependencies: ["SpanhostServer", "SpanhostSupervisor", "CSpanhost",
+            dependencies: ["SpanhostServer", "SpanhostSupervisor", "SpanhostPlugins", "CSpanhost",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "UnixSignals", package: "swift-service-lifecycle"),

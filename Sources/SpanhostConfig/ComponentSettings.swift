@@ -5,9 +5,9 @@
 /// Keys of a component's section that belong to the host, by component kind. Every other key
 /// is the plugin's, and must be read by its `create` (see PluginInstance).
 public enum HostKeys {
-    public static let processor = ["call_timeout", "circuit_breaker", "on_quarantine"]
-    public static let exporter = ["sending_queue", "retry_on_failure", "call_timeout", "circuit_breaker", "on_quarantine"]
-    public static let notifier = ["sending_queue", "retry_on_failure", "call_timeout", "circuit_breaker", "on_quarantine"]
+    public static let processor = ["call_timeout", "circuit_breaker", "on_quarantine", "isolation"]
+    public static let exporter = ["sending_queue", "retry_on_failure", "call_timeout", "circuit_breaker", "on_quarantine", "isolation"]
+    public static let notifier = ["sending_queue", "retry_on_failure", "call_timeout", "circuit_breaker", "on_quarantine", "isolation"]
 }
 
 extension ConfigValue {
@@ -161,10 +161,19 @@ public struct CallPolicy: Sendable, Equatable {
     public var failureThreshold = 5
     /// ...and no call is made for this long.
     public var coolDown: Duration = .seconds(30)
+    /// `isolation: process`: the plugin runs in a child process of its own (exporters).
+    public var isolated = false
 
     public init() {}
 
     public init(settings: ConfigValue, path: String) throws {
+        if let v = settings["isolation"] {
+            switch try requireString(v, "\(path).isolation") {
+            case "none": isolated = false
+            case "process": isolated = true
+            case let other: throw ConfigError("\(path).isolation", "'\(other)' is not none or process")
+            }
+        }
         if let v = settings["call_timeout"] {
             timeout = try parseDuration(v, path: "\(path).call_timeout")
             guard timeout > .zero else { throw ConfigError("\(path).call_timeout", "must be greater than zero") }

@@ -111,3 +111,40 @@ public indirect enum ConfigValue: Sendable, Equatable {
         }
     }
 }
+
+/// A tagged JSON form that keeps every case and the order of map keys: how settings reach an
+/// isolated plugin's process.
+extension ConfigValue: Codable {
+    private enum Tag: String, Codable { case null, string, int, double, bool, list, map }
+    private enum Keys: String, CodingKey { case t, v }
+    private struct Pair: Codable {
+        var key: String
+        var value: ConfigValue
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        switch self {
+        case .null: try c.encode(Tag.null, forKey: .t)
+        case .string(let v): try c.encode(Tag.string, forKey: .t); try c.encode(v, forKey: .v)
+        case .int(let v): try c.encode(Tag.int, forKey: .t); try c.encode(v, forKey: .v)
+        case .double(let v): try c.encode(Tag.double, forKey: .t); try c.encode(String(v), forKey: .v)
+        case .bool(let v): try c.encode(Tag.bool, forKey: .t); try c.encode(v, forKey: .v)
+        case .list(let v): try c.encode(Tag.list, forKey: .t); try c.encode(v, forKey: .v)
+        case .map(let v): try c.encode(Tag.map, forKey: .t); try c.encode(v.map { Pair(key: $0.key, value: $0.value) }, forKey: .v)
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        switch try c.decode(Tag.self, forKey: .t) {
+        case .null: self = .null
+        case .string: self = .string(try c.decode(String.self, forKey: .v))
+        case .int: self = .int(try c.decode(Int64.self, forKey: .v))
+        case .double: self = .double(Double(try c.decode(String.self, forKey: .v)) ?? .nan)
+        case .bool: self = .bool(try c.decode(Bool.self, forKey: .v))
+        case .list: self = .list(try c.decode([ConfigValue].self, forKey: .v))
+        case .map: self = .map(try c.decode([Pair].self, forKey: .v).map { Entry(key: $0.key, value: $0.value) })
+        }
+    }
+}

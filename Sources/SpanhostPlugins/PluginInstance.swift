@@ -58,6 +58,8 @@ public final class PluginInstance: @unchecked Sendable {
     private let logger: Logger
     private var destroyed = false
     let guardState: CallGuard
+    /// With `isolation: process`: the child process that holds the plugin's state instead.
+    private var isolated: IsolatedPlugin?
     /// Who is running, for the crash record written if a call kills the process.
     private let crashContext: UnsafeMutablePointer<sh_crash_context>
     private static let uids = UIDSource()
@@ -96,6 +98,19 @@ public final class PluginInstance: @unchecked Sendable {
         crashContext = .allocate(capacity: 1)
         crashContext.initialize(to: sh_crash_context(text: strdup(record), len: record.utf8.count))
 
+        if policy.isolated && start {
+            guard library.kind != .processor else {
+                throw PluginCreateError(component: "\(id)", hook: "create",
+                                        message: "isolation: process is supported on exporters and notifiers, not processors", key: "isolation")
+            }
+            do {
+                isolated = try IsolatedPlugin(library: library, component: id, settings: settings, counters: counters, logger: logger)
+            } catch {
+                destroyed = true
+                throw PluginCreateError(component: "\(id)", hook: "create", message: "\(error)", key: nil)
+            }
+            return
+        }
         var newState: UnsafeMutableRawPointer?
         let handle = OpaquePointer(Unmanaged.passUnretained(self).toOpaque())
         let created = call("create") { _, status in
@@ -141,16 +156,18 @@ public final class PluginInstance: @unchecked Sendable {
 
     /// Exporters: delivers the (read-only) batch.
     public func export(_ batch: SpanBatch) -> CallResult {
-        call("export_batch") { state, status in library.descriptor.export_batch(state, batch.pointer, status) }
+        if let isolated { return call("export_batch") { _, status in isolated.export(batch, status: status) } }
+        return call("export_batch") { state, status in library.descriptor.export_batch(state, batch.pointer, status) }
     }
 
     /// Notifiers: delivers one notification.
     public func notify(_ notification: UnsafePointer<spanhost_notification>) -> CallResult {
-        call("notify") { state, status in library.descriptor.notify(state, notification, status) }
+        if let isolated { return call("notify") { _, status in isolated.notify(notification, status: status) } }
+        return call("notify") { state, status in library.descriptor.notify(state, notification, status) }
     }
 
     public func flush() -> CallResult {
-        guard library.descriptor.flush != nil else { return .ok }
+        guard library.descriptor.flush != nil, isolated == nil else { return .ok }
         return call("flush") { state, status in library.descriptor.flush(state, status) }
     }
 
@@ -164,6 +181,12 @@ public final class PluginInstance: @unchecked Sendable {
         defer { callLock.unlock() }
         guard !destroyed else { return }
         destroyed = true
+        if let isolated {
+            isolated.stop()
+            emitHandler = nil
+            raiseHandler = nil
+            return
+        }
         let previous = sh_crash_enter(crashContext, Self.cString("destroy"))
         library.descriptor.destroy(state)
         sh_crash_leave(previous)

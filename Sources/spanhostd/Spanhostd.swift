@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SpanhostConfig
+import SpanhostPlugins
 import SpanhostServer
 import SpanhostSupervisor
 import UnixSignals
@@ -27,11 +28,21 @@ struct Spanhostd: AsyncParsableCommand {
     @Flag(name: .long, help: "Run the server in this process, without a supervisor (for systemd's Restart= and similar). Same as service.supervisor.enabled: false.")
     var noSupervise = false
 
+    /// A child holding one `isolation: process` plugin.
+    @Flag(name: .long, help: .hidden)
+    var pluginHost = false
+
     /// The supervisor's child: the server itself, with sockets handed over.
     @Flag(name: .long, help: .hidden)
     var worker = false
 
     func run() async throws {
+        if pluginHost {
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            let code = IsolatedPlugin.serve(logger: Logger(label: "spanhost.plugin-host"))
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = ProcessInfo.processInfo.environment["SPANHOST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info

@@ -156,6 +156,7 @@ receivers:
 exporters:
   null:
     sending_queue: {{queue_size: 5000, %s}}
+%s
 plugins:
   dir: {plugins}
 admin:
@@ -373,9 +374,14 @@ def main():
     for label, setting in [("memory", "num_consumers: 4"),
                            ("disk, fsync every 1s", "storage: %s/q1, fsync: 1s" % tmp),
                            ("disk, fsync every batch", "storage: %s/q2, fsync: always" % tmp)]:
-        result, _ = run_config(f"null exporter, {label} queue", QUEUE_CONFIG % setting)
+        result, _ = run_config(f"null exporter, {label} queue", QUEUE_CONFIG % (setting, ""))
         results.append(result)
         queue_results.append(result)
+
+    # The cost of isolation: the null exporter in its own process (batches cross a socketpair
+    # as OTLP protobuf), against the in-process memory-queue line above.
+    isolated, _ = run_config("null exporter, isolation: process", QUEUE_CONFIG % ("num_consumers: 4", "    isolation: process"))
+    results.append(isolated)
 
     # Alerts: the same load plus one error span every 50 ms from a side sender, each with its own
     # span name. What is measured is the delay from the error's arrival to the notifier call.
@@ -553,6 +559,7 @@ def main():
     memory_rps = queue_results[0]["rps"]
     print("persistent queue / memory queue throughput: " + ", ".join(
         f"{r['name'].split(', ', 1)[1]} {r['rps'] / memory_rps:.2f}" for r in queue_results[1:]))
+    print(f"isolation: process / in-process null exporter throughput: {isolated['rps'] / memory_rps:.2f}")
     print(f"tail_sampling: {int(held.group(1)) if held else 0:,} traces held at the end of the run")
     print(f"kafka receiver: {consumed / consume_seconds:,.0f} spans/s consumed from the mock cluster "
           f"({consumed:,} of {backlog:,} spans in {consume_seconds:.1f}s from the first message on)")

@@ -165,3 +165,77 @@ service:
     assert host.status()["supervisor"]["worker"] != "running"
     assert host.proc.poll() is None
     assert host.stop() == 1
+
+
+def test_an_isolated_plugin_crashes_alone(spanhost, tmp):
+    host = spanhost(cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+exporters:
+  crashy:
+    path: "{tmp}/delivered.txt"
+    isolation: process
+    sending_queue: {storage: "{tmp}/queue"}
+    retry_on_failure: {initial_interval: 50ms}
+  file: {path: "{tmp}/file.jsonl"}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  supervisor: {state_dir: "{tmp}/state"}
+  pipelines:
+    traces/crashy: {receivers: [otlp], exporters: [crashy]}
+    traces/file: {receivers: [otlp], exporters: [file]}
+"""), plugins_dir=plugins(tmp, "crashy", "file"))
+    worker = host.server_pid
+    before = [f"a{i}" for i in range(30)]
+    after = [f"b{i}" for i in range(30)]
+    for i in range(0, 30, 10):
+        send(host, before[i:i + 10])
+    r = requests.post(host.url, json=spans(["poison"]), timeout=10)
+    assert r.status_code == 200, "the host itself must not notice the crash"
+    for i in range(0, 30, 10):
+        send(host, after[i:i + 10])
+    assert wait_for(lambda: set(before + after) <= set(delivered(f"{tmp}/delivered.txt")), timeout=30), host.log()[-2000:]
+    # The other pipeline missed nothing, the poison included; the worker never restarted.
+    file_spans = open(f"{tmp}/file.jsonl").read()
+    assert all(f'"{name}"' in file_spans for name in before + after + ["poison"])
+    status = host.status()
+    assert status["crashes"] == [] and host.server_pid == worker
+    crashy = next(e for e in status["exporters"] if e["id"] == "crashy")
+    assert crashy["counters"]["isolated_crashes"] == 2, crashy
+    dead = wait_for(lambda: os.path.exists(f"{tmp}/queue/crashy/dead_letter.jsonl")
+                    and [json.loads(l) for l in open(f"{tmp}/queue/crashy/dead_letter.jsonl")], timeout=10)
+    assert len(dead) == 1 and "crashed plugin crashy 2 times" in dead[0]["reason"], dead
+    assert "poison" not in delivered(f"{tmp}/delivered.txt")
+    assert host.stop() == 0
+
+
+def test_an_isolated_notifier_gets_the_event_whole(spanhost, tmp):
+    host = spanhost(cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+exporters:
+  "null": {}
+notifiers:
+  exec: {command: [sh, -c, "cat > {tmp}/event.json"], isolation: process}
+rules:
+  error_span: {group_wait: 0s}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: ["null"], notifiers: [exec], rules: [error_span]}
+"""), plugins_dir=plugins(tmp, "exec", "null"))
+    body = spans(["checkout"])
+    body["resourceSpans"][0]["resource"] = {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]}
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["status"] = {"code": 2, "message": "card declined"}
+    assert requests.post(host.url, json=body, timeout=10).status_code == 200
+    event = wait_for(lambda: os.path.exists(f"{tmp}/event.json") and open(f"{tmp}/event.json").read(), timeout=20)
+    event = json.loads(event)
+    assert event["kind"] == "error_span" and event["key"].startswith("shop checkout"), event
+    assert event["trace_id"] == body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"], event
+    assert event["attributes"].get("service.name") == "shop", event
+    notifier = next(n for n in host.status()["notifiers"] if n["id"] == "exec")
+    assert notifier["counters"].get("notified") == 1, notifier
+    # Nothing of the plugin ran in the worker: no instance of it there.
+    assert next(p for p in host.status()["plugins"] if p["name"] == "exec")["instances"] == 0
