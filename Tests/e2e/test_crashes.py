@@ -12,6 +12,15 @@ from conftest import TEST_PLUGINS, PLUGINS, wait_for
 from test_data_path import cfg, otlp_json
 
 
+# Every config here: one otlp receiver, the test's plugin directory, its admin endpoint.
+HEAD = """
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+"""
+
+
 def spans(names):
     body = otlp_json(len(names))
     for span, name in zip(body["resourceSpans"][0]["scopeSpans"][0]["spans"], names):
@@ -50,15 +59,11 @@ def plugins(tmp, *names):
 
 
 def test_a_poison_batch_is_dead_lettered_and_everything_else_delivered(spanhost, tmp):
-    host = spanhost(cfg("""
-receivers:
-  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+    host = spanhost(cfg(HEAD + """
 exporters:
   crashy:
     path: "{tmp}/delivered.txt"
     sending_queue: {storage: "{tmp}/queue"}
-plugins: {dir: "{plugins}"}
-admin: {endpoint: "{admin}"}
 service:
   supervisor: {state_dir: "{tmp}/state"}
   pipelines:
@@ -100,14 +105,10 @@ service:
 
 
 def test_a_plugin_that_keeps_crashing_is_quarantined_and_the_other_pipeline_runs_on(spanhost, tmp):
-    host = spanhost(cfg("""
-receivers:
-  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+    host = spanhost(cfg(HEAD + """
 exporters:
   crashy: {path: "{tmp}/crashy.txt", on_quarantine: skip}
   file: {path: "{tmp}/file.jsonl"}
-plugins: {dir: "{plugins}"}
-admin: {endpoint: "{admin}"}
 service:
   supervisor: {state_dir: "{tmp}/state", quarantine_after_crashes: 2}
   pipelines:
@@ -142,13 +143,9 @@ service:
 
 
 def test_a_quarantined_plugin_fails_the_config_by_default(spanhost, tmp):
-    host = spanhost(cfg("""
-receivers:
-  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+    host = spanhost(cfg(HEAD + """
 exporters:
   crashy: {path: "{tmp}/crashy.txt"}
-plugins: {dir: "{plugins}"}
-admin: {endpoint: "{admin}"}
 service:
   supervisor: {state_dir: "{tmp}/state", quarantine_after_crashes: 1}
   pipelines:
@@ -168,9 +165,7 @@ service:
 
 
 def test_an_isolated_plugin_crashes_alone(spanhost, tmp):
-    host = spanhost(cfg("""
-receivers:
-  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+    host = spanhost(cfg(HEAD + """
 exporters:
   crashy:
     path: "{tmp}/delivered.txt"
@@ -178,8 +173,6 @@ exporters:
     sending_queue: {storage: "{tmp}/queue"}
     retry_on_failure: {initial_interval: 50ms}
   file: {path: "{tmp}/file.jsonl"}
-plugins: {dir: "{plugins}"}
-admin: {endpoint: "{admin}"}
 service:
   supervisor: {state_dir: "{tmp}/state"}
   pipelines:
@@ -211,17 +204,13 @@ service:
 
 
 def test_an_isolated_notifier_gets_the_event_whole(spanhost, tmp):
-    host = spanhost(cfg("""
-receivers:
-  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+    host = spanhost(cfg(HEAD + """
 exporters:
   "null": {}
 notifiers:
   exec: {command: [sh, -c, "cat > {tmp}/event.json"], isolation: process}
 rules:
   error_span: {group_wait: 0s}
-plugins: {dir: "{plugins}"}
-admin: {endpoint: "{admin}"}
 service:
   pipelines:
     traces: {receivers: [otlp], exporters: ["null"], notifiers: [exec], rules: [error_span]}
