@@ -85,6 +85,8 @@ public struct ServiceConfig: Sendable, Equatable {
     public var pluginCacheDir: String?
     /// sha256 pins: plugin file name -> expected hex digest.
     public var pluginPins: [String: String]
+    /// `plugins.require_pins`: a plugin file without a pin is refused.
+    public var requirePins = false
     public var adminEndpoint: Endpoint
     /// How long shutdown waits for exporters to drain.
     public var shutdownTimeout: Duration
@@ -166,9 +168,10 @@ public struct ServiceConfig: Sendable, Equatable {
         }
         if let plugins = root["plugins"], plugins != .null {
             guard plugins.mapEntries != nil else { throw ConfigError("plugins", "must be a map") }
-            for entry in plugins.mapEntries! where !["dir", "cache_dir", "pins"].contains(entry.key) {
-                throw ConfigError("plugins.\(entry.key)", "unknown key; expected dir, cache_dir or pins")
+            for entry in plugins.mapEntries! where !["dir", "cache_dir", "pins", "require_pins"].contains(entry.key) {
+                throw ConfigError("plugins.\(entry.key)", "unknown key; expected dir, cache_dir, pins or require_pins")
             }
+            if let v = plugins["require_pins"] { config.requirePins = try parseBool(v, path: "plugins.require_pins") }
             config.pluginsDir = try plugins["dir"].map { try requireString($0, "plugins.dir") }
             config.pluginCacheDir = try plugins["cache_dir"].map { try requireString($0, "plugins.cache_dir") }
             if let pins = plugins["pins"] {

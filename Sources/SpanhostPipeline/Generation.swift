@@ -11,6 +11,8 @@ public enum GenerationError: Error, CustomStringConvertible {
     case wrongKind(kind: ComponentKind, id: ComponentID, plugin: String, actual: PluginKind)
     case createFailed(PluginCreateError)
     case invalidSettings(ConfigError)
+    /// The file named like the component's type was refused when plugins were scanned.
+    case refused(kind: ComponentKind, id: ComponentID, reason: PluginLoadError)
     /// The component's plugin is quarantined and its `on_quarantine` is `fail` (the default).
     case quarantined(kind: ComponentKind, id: ComponentID, reason: PluginLoadError)
 
@@ -23,6 +25,7 @@ public enum GenerationError: Error, CustomStringConvertible {
             return "\(kind.section).\(id): plugin '\(plugin)' is a \(actual.rawValue), not a \(kind.rawValue)"
         case .createFailed(let error): return "\(error)"
         case .invalidSettings(let error): return "\(error)"
+        case .refused(let kind, let id, let reason): return "\(kind.section).\(id): \(reason)"
         case .quarantined(let kind, let id, let reason):
             return "\(kind.section).\(id): \(reason); set on_quarantine: skip to run the other components without it"
         }
@@ -162,6 +165,11 @@ public final class Generation: @unchecked Sendable {
             throw GenerationError.invalidSettings(ConfigError("\(kind.section).\(id)", "is not defined"))
         }
         guard let library = catalog.library(named: id.type) else {
+            // The file that would have provided it was refused (a pin mismatch, an unsafe
+            // directory...): say why rather than "not found".
+            if let refusal = catalog.refused.first(where: { ($0.file as NSString).lastPathComponent == "\(id.type).so" }) {
+                throw GenerationError.refused(kind: kind, id: id, reason: refusal.error)
+            }
             let names = catalog.libraries.values.filter { $0.kind == expect }.map(\.name).sorted()
             throw GenerationError.unknownType(kind: kind, id: id, available: names)
         }

@@ -37,16 +37,22 @@ public final class PluginCatalog: @unchecked Sendable {
     }
 
     /// Scans `directory` for `*.so` files and loads each; refusals are logged and kept.
-    public static func scan(directory: String, cacheDirectory: String, pins: [String: String] = [:],
+    public static func scan(directory: String, cacheDirectory: String, pins: [String: String] = [:], requirePins: Bool = false,
                             quarantine: Quarantine = Quarantine(), logger: Logger) -> PluginCatalog {
         let catalog = PluginCatalog()
+        // A directory others can write to could get a file planted in it: refuse all it holds.
+        let unsafeDirectory = FileSafety.problem(directory, isDirectory: true)
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
             .filter { $0.hasSuffix(".so") }.sorted()
         if files.isEmpty { logger.warning("no plugins found", metadata: ["dir": "\(directory)"]) }
         for file in files {
             let path = (directory as NSString).appendingPathComponent(file)
             do {
-                let library = try load(path: path, cacheDirectory: cacheDirectory, pin: pins[file], quarantine: quarantine)
+                if let problem = unsafeDirectory ?? FileSafety.problem(path, isDirectory: false) {
+                    throw PluginLoadError.unsafe(file: path, reason: problem)
+                }
+                let library = try load(path: path, cacheDirectory: cacheDirectory, pin: pins[file], requirePin: requirePins,
+                                       quarantine: quarantine)
                 if let other = catalog.libraries[library.name] {
                     throw PluginLoadError.duplicateName(file: path, name: library.name, other: other.sourcePath)
                 }
@@ -69,7 +75,7 @@ public final class PluginCatalog: @unchecked Sendable {
     }
 
     /// Loads one file through its content-addressed copy.
-    public static func load(path: String, cacheDirectory: String, pin: String? = nil,
+    public static func load(path: String, cacheDirectory: String, pin: String? = nil, requirePin: Bool = false,
                             quarantine: Quarantine = Quarantine()) throws -> PluginLibrary {
         var digest = [CChar](repeating: 0, count: 65)
         guard sh_sha256_file(path, &digest) == 0 else {
@@ -77,6 +83,7 @@ public final class PluginCatalog: @unchecked Sendable {
         }
         let sha256 = String(cString: digest)
         if let pin, pin != sha256 { throw PluginLoadError.pinMismatch(file: path, expected: pin, actual: sha256) }
+        if requirePin && pin == nil { throw PluginLoadError.unpinned(file: path, actual: sha256) }
         if let entry = quarantine.entry(sha256: sha256) {
             throw PluginLoadError.quarantined(file: path, plugin: entry.plugin, reason: entry.reason)
         }
@@ -84,13 +91,34 @@ public final class PluginCatalog: @unchecked Sendable {
 
         let copy = (cacheDirectory as NSString).appendingPathComponent("\(sha256).so")
         let fm = FileManager.default
+        do {
+            // Private to this user: created 0700, and refused if anyone else could write to it.
+            try fm.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw PluginLoadError.unreadable(file: path, reason: "cannot create the plugin cache \(cacheDirectory): \(error)")
+        }
+        if let problem = FileSafety.problem(cacheDirectory, isDirectory: true) {
+            throw PluginLoadError.unsafe(file: path, reason: "plugin cache: \(problem)")
+        }
+        // A copy already there is loaded only if its bytes are the ones hashed: a file planted
+        // under that name is replaced.
+        if fm.fileExists(atPath: copy) {
+            var cached = [CChar](repeating: 0, count: 65)
+            if sh_sha256_file(copy, &cached) != 0 || String(cString: cached) != sha256 { try? fm.removeItem(atPath: copy) }
+        }
         if !fm.fileExists(atPath: copy) {
             do {
-                try fm.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
                 let temp = copy + ".tmp.\(getpid())"
                 try? fm.removeItem(atPath: temp)
                 try fm.copyItem(atPath: path, toPath: temp)
+                var copied = [CChar](repeating: 0, count: 65)
+                guard sh_sha256_file(temp, &copied) == 0, String(cString: copied) == sha256 else {
+                    try? fm.removeItem(atPath: temp)
+                    throw PluginLoadError.unreadable(file: path, reason: "the file changed while it was copied to the cache")
+                }
                 guard rename(temp, copy) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            } catch let error as PluginLoadError {
+                throw error
             } catch {
                 throw PluginLoadError.unreadable(file: path, reason: "cannot copy to \(copy): \(error)")
             }
@@ -110,4 +138,24 @@ private final class LoadedImages: @unchecked Sendable {
     func put(_ sha: String, _ library: PluginLibrary) { lock.withLock { bySHA[sha] = library } }
     var all: [PluginLibrary] { lock.withLock { Array(bySHA.values) } }
     func remove(_ sha: String) { lock.withLock { bySHA[sha] = nil } }
+}
+
+/// Who could change a plugin file or a directory plugins are loaded from.
+enum FileSafety {
+    /// Why `path` is not safe to load code from, or nil: it must belong to this user or root and
+    /// not be writable by group or others (a directory with the sticky bit, like /tmp, is not
+    /// enough either: anyone may create a name in it).
+    static func problem(_ path: String, isDirectory: Bool) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }  // missing: reported where it is read
+        let owner = st.st_uid
+        if owner != getuid() && owner != 0 {
+            return "\(path) belongs to user \(owner), not to this user (\(getuid())) or root"
+        }
+        if st.st_mode & (S_IWGRP | S_IWOTH) != 0 {
+            let what = isDirectory ? "directory" : "file"
+            return "\(what) \(path) is writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod go-w it"
+        }
+        return nil
+    }
 }

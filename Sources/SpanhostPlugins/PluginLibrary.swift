@@ -16,6 +16,10 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
     case duplicateName(file: String, name: String, other: String)
     /// The image crashed the process too often (see Quarantine) and is not loaded.
     case quarantined(file: String, plugin: String, reason: String)
+    /// The file, or the directory it is in, could be changed by someone other than this user.
+    case unsafe(file: String, reason: String)
+    /// `plugins.require_pins` is on and the file has no pin.
+    case unpinned(file: String, actual: String)
 
     public var description: String {
         switch self {
@@ -31,6 +35,9 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
         case .invalidDescriptor(let file, let reason): return "\(file): invalid plugin descriptor: \(reason)"
         case .duplicateName(let file, let name, let other):
             return "\(file): plugin name '\(name)' is already provided by \(other)"
+        case .unsafe(let file, let reason): return "\(file): refused: \(reason)"
+        case .unpinned(let file, let actual):
+            return "\(file): plugins.require_pins is on and this file has no pin (its sha256 is \(actual))"
         case .quarantined(let file, let plugin, let reason):
             return "\(file): plugin '\(plugin)' is quarantined (\(reason)); change the file or clear it with POST /-/quarantine/clear"
         }

@@ -96,7 +96,7 @@ final class ReloadCoordinator: @unchecked Sendable {
                     throw ReloadError.preflightFailed(problem)
                 }
                 let old = current.value
-                let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins,
+                let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,
                                                  quarantine: Quarantine.read(quarantineFile), logger: logger)
                 return (config, try Generation(config: config, catalog: catalog, previous: old), old, catalog)
             }

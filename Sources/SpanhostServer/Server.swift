@@ -40,7 +40,7 @@ public final class Server: Sendable {
         let config = try loadConfig()
         let pluginsDir = pluginsDir(config)
         _ = try ReceiverSettings.used(in: config)
-        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins,
+        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,
                                          quarantine: Quarantine.read(quarantine), logger: logger)
         let generation = try Generation(config: config, catalog: catalog)
         if !generation.skipped.isEmpty {

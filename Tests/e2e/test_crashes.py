@@ -8,8 +8,8 @@ import time
 
 import requests
 
-from conftest import TEST_PLUGINS, PLUGINS, wait_for
-from test_data_path import cfg, otlp_json
+from conftest import wait_for
+from test_data_path import cfg, otlp_json, plugin_dir
 
 
 # Every config here: one otlp receiver, the test's plugin directory, its admin endpoint.
@@ -49,15 +49,6 @@ def delivered(path):
         return [line.strip() for line in f if line.strip()]
 
 
-def plugins(tmp, *names):
-    d = os.path.join(tmp, "plugins")
-    os.makedirs(d, exist_ok=True)
-    for name in names:
-        src = os.path.join(TEST_PLUGINS, name + ".so")
-        shutil.copy(src if os.path.exists(src) else os.path.join(PLUGINS, name + ".so"), d)
-    return d
-
-
 def test_a_poison_batch_is_dead_lettered_and_everything_else_delivered(spanhost, tmp):
     host = spanhost(cfg(HEAD + """
 exporters:
@@ -68,7 +59,7 @@ service:
   supervisor: {state_dir: "{tmp}/state"}
   pipelines:
     traces: {receivers: [otlp], exporters: [crashy]}
-"""), plugins_dir=plugins(tmp, "crashy"))
+"""), plugins_dir=plugin_dir(tmp, "crashy"))
     before = [f"a{i}" for i in range(50)]
     after = [f"b{i}" for i in range(50)]
     for i in range(0, 50, 10):
@@ -114,7 +105,7 @@ service:
   pipelines:
     traces/crashy: {receivers: [otlp], exporters: [crashy]}
     traces/file: {receivers: [otlp], exporters: [file]}
-"""), plugins_dir=plugins(tmp, "crashy", "file"))
+"""), plugins_dir=plugin_dir(tmp, "crashy", "file"))
     # Each poison request crashes the worker (a client whose request died with it sends again).
     for n in range(2):
         try:
@@ -150,7 +141,7 @@ service:
   supervisor: {state_dir: "{tmp}/state", quarantine_after_crashes: 1}
   pipelines:
     traces: {receivers: [otlp], exporters: [crashy]}
-"""), plugins_dir=plugins(tmp, "crashy"))
+"""), plugins_dir=plugin_dir(tmp, "crashy"))
     try:
         requests.post(host.url, json=spans(["poison"]), timeout=10)
     except requests.ConnectionError:
@@ -178,7 +169,7 @@ service:
   pipelines:
     traces/crashy: {receivers: [otlp], exporters: [crashy]}
     traces/file: {receivers: [otlp], exporters: [file]}
-"""), plugins_dir=plugins(tmp, "crashy", "file"))
+"""), plugins_dir=plugin_dir(tmp, "crashy", "file"))
     worker = host.server_pid
     before = [f"a{i}" for i in range(30)]
     after = [f"b{i}" for i in range(30)]
@@ -214,7 +205,7 @@ rules:
 service:
   pipelines:
     traces: {receivers: [otlp], exporters: ["null"], notifiers: [exec], rules: [error_span]}
-"""), plugins_dir=plugins(tmp, "exec", "null"))
+"""), plugins_dir=plugin_dir(tmp, "exec", "null"))
     body = spans(["checkout"])
     body["resourceSpans"][0]["resource"] = {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]}
     body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["status"] = {"code": 2, "message": "card declined"}

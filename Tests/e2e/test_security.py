@@ -5,8 +5,10 @@ import time
 
 import requests
 
-from conftest import wait_for
-from test_data_path import cfg
+from conftest import TEST_PLUGINS, wait_for
+from test_data_path import BASE, cfg, check, fill, plugin_dir
+
+BASE_CHECK = fill(BASE, processors="  {}", service="", chain="")
 
 CONFIG = cfg("""
 receivers:
@@ -137,3 +139,49 @@ service:
     fds = sorted(int(x) for x in open(f"{tmp}/fds.txt").read().split())
     # stdin, stdout (the file), stderr, and the directory ls is reading: nothing of the host's.
     assert fds == [0, 1, 2, 3], fds
+
+
+def sha256(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_a_file_planted_in_the_plugin_cache_is_not_loaded(spanhost, tmp):
+    import os
+    import shutil
+    plugins = plugin_dir(tmp, "null")
+    cache = os.path.join(tmp, "cache")
+    os.makedirs(cache, mode=0o700)
+    # Another plugin under the name the real null.so's copy would have.
+    shutil.copy(os.path.join(TEST_PLUGINS, "misbehave.so"), os.path.join(cache, sha256(os.path.join(plugins, "null.so")) + ".so"))
+    host = spanhost(CONFIG.replace('plugins: {{dir: "{plugins}"}}', f'plugins: {{{{dir: "{{plugins}}", cache_dir: "{cache}"}}}}'),
+                    plugins_dir=plugins)
+    names = {p["name"] for p in host.status()["plugins"]}
+    assert names == {"null"}, names
+    assert sha256(os.path.join(cache, sha256(os.path.join(plugins, "null.so")) + ".so")) == sha256(os.path.join(plugins, "null.so"))
+
+
+def test_plugins_others_could_change_or_that_are_not_pinned_are_refused(tmp):
+    import os
+    plugins = plugin_dir(tmp, "null")
+    text = BASE_CHECK
+    os.chmod(plugins, 0o777)
+    r = check(tmp, text, plugins=plugins)
+    assert r.returncode == 2 and "writable by group or others" in r.stderr and "exporters.null" in r.stderr, r.stderr
+    os.chmod(plugins, 0o755)
+    os.chmod(os.path.join(plugins, "null.so"), 0o666)
+    r = check(tmp, text, plugins=plugins)
+    assert r.returncode == 2 and "null.so is writable by group or others" in r.stderr, r.stderr
+    os.chmod(os.path.join(plugins, "null.so"), 0o644)
+    assert check(tmp, text, plugins=plugins).returncode == 0
+    # require_pins: unpinned files are refused; a wrong pin names both digests.
+    pinned = text.replace('plugins: {dir: "{plugins}"}', 'plugins: {dir: "{plugins}", require_pins: true}')
+    r = check(tmp, pinned, plugins=plugins)
+    assert r.returncode == 2 and "require_pins" in r.stderr, r.stderr
+    real = sha256(os.path.join(plugins, "null.so"))
+    wrong = pinned.replace("require_pins: true", 'require_pins: true, pins: {null.so: "' + "0" * 64 + '"}')
+    r = check(tmp, wrong, plugins=plugins)
+    assert r.returncode == 2 and real in r.stderr and "0" * 64 in r.stderr, r.stderr
+    right = pinned.replace("require_pins: true", f"require_pins: true, pins: {{null.so: {real}}}")
+    assert check(tmp, right, plugins=plugins).returncode == 0
