@@ -20,7 +20,7 @@ SWIFT_PLUGINS := otlphttp webhook
 FIXTURE_SRCS := $(wildcard Tests/fixtures/plugins/*.c)
 FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/%.so)
 
-.PHONY: all deps build examples run test test-swift test-e2e bench header-check clean
+.PHONY: all deps build examples run test test-swift test-e2e test-fuzz fuzz bench header-check clean
 
 all: build
 
@@ -88,13 +88,42 @@ header-check:
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
 	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h
 
-test: build $(VENV)/.installed $(OMEGI_VENV)/.installed header-check test-swift test-e2e
+test: build $(VENV)/.installed $(OMEGI_VENV)/.installed header-check test-fuzz test-swift test-e2e
 
 test-swift:
 	swift test $(SWIFT_FLAGS)
 
 test-e2e: build $(VENV)/.installed $(OMEGI_VENV)/.installed
 	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q Tests/e2e
+
+# The C decoders under libFuzzer with ASan and UBSan (the Swift toolchain's clang ships
+# libFuzzer). `make fuzz` runs each for FUZZ_SECONDS; `make test` runs a short pass.
+FUZZ_DECODERS := otlp_proto otlp_json zipkin omegi
+FUZZ_SECONDS  ?= 120
+FUZZ_CC        = $(dir $(shell readlink -f $(shell which swift)))clang
+FUZZ_SRCS     := Tests/fuzz/fuzz_decoder.c $(filter-out Sources/CSpanhost/crash.c Sources/CSpanhost/process.c,$(wildcard Sources/CSpanhost/*.c))
+
+$(BUILD)/fuzz/%: $(FUZZ_SRCS) Sources/CSpanhost/*.h Sources/CSpanhost/include/*.h include/spanhost/spanhost.h
+	@mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -fuse-ld=lld -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DDECODER_$* \
+		-ISources/CSpanhost/include -ISources/CSpanhost -Iinclude -o $@ $(FUZZ_SRCS) -lz -lcrypto
+
+# Each decoder runs in a scratch copy of its corpus, so new inputs stay out of the repository.
+define run-fuzz
+	@for d in $(FUZZ_DECODERS); do \
+		rm -rf $(BUILD)/fuzz/corpus-$$d && mkdir -p $(BUILD)/fuzz/corpus-$$d && cp Tests/fuzz/corpus/$$d/* $(BUILD)/fuzz/corpus-$$d/ && \
+		echo "fuzz $$d: $(1)s" && \
+		$(BUILD)/fuzz/$$d -max_total_time=$(1) -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crash-$$d- \
+			$(BUILD)/fuzz/corpus-$$d 2>$(BUILD)/fuzz/$$d.log || { tail -40 $(BUILD)/fuzz/$$d.log; exit 1; }; \
+		grep -h "stat::number_of_executed_units" $(BUILD)/fuzz/$$d.log || true; \
+	done
+endef
+
+test-fuzz: $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
+	$(call run-fuzz,10)
+
+fuzz: $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
+	$(call run-fuzz,$(FUZZ_SECONDS))
 
 bench: build $(VENV)/.installed
 	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) Tests/bench/bench.py

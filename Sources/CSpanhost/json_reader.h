@@ -85,6 +85,15 @@ static inline int read_hex4(const char *p, uint32_t *out) {
 }
 
 /* Parses a JSON string. Without escapes the result is a view into the input. */
+/* Consumes a JSON null if one comes next; 1 if it did. */
+static inline int jtake_null(jparser *j) {
+    if (peek(j) == 'n' && j->end - j->p >= 4 && !memcmp(j->p, "null", 4)) {
+        j->p += 4;
+        return 1;
+    }
+    return 0;
+}
+
 static inline int jstring(jparser *j, spanhost_str *out) {
     if (expect(j, '"')) return -1;
     const char *s = j->p;
@@ -140,6 +149,16 @@ static inline int jstring(jparser *j, spanhost_str *out) {
     out->ptr = buf;
     out->len = n;
     return 0;
+}
+
+/* A string, or null (an empty view): what senders write for an absent optional string. */
+static inline int jstring_or_null(jparser *j, spanhost_str *out) {
+    if (jtake_null(j)) {
+        out->ptr = NULL;
+        out->len = 0;
+        return 0;
+    }
+    return jstring(j, out);
 }
 
 static inline int jskip(jparser *j);
@@ -215,6 +234,8 @@ static inline int jint64(jparser *j, int64_t *out) {
     if (*e == '.' || *e == 'e' || *e == 'E') { /* 3.0 or 1e3 are integers written as doubles */
         double d = strtod(buf, &e);
         if (*e || d != floor(d)) return jfail(j, "expected an integer");
+        /* Converting a double outside int64 (or infinity, "1e999") is undefined: refuse it. */
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return jfail(j, "integer out of range");
         v = (long long)d;
     } else if (*e || errno) {
         return jfail(j, "expected an integer");

@@ -79,7 +79,7 @@ static int zspan_parse(jparser *j, zspan *z) {
         else if (key_is(key, "id")) { if (zid(j, s->span_id, 8, "id must be 16 hex digits")) return -1; has_id = 1; }
         else if (key_is(key, "parentid")) { if (zid(j, s->parent_span_id, 8, "parentId must be 16 hex digits")) return -1; }
         else if (key_is(key, "name")) { if (jstring(j, &s->name)) return -1; }
-        else if (key_is(key, "kind")) { if (jstring(j, &kind)) return -1; }
+        else if (key_is(key, "kind")) { if (jstring_or_null(j, &kind)) return -1; }  /* Zipkin's own exporter sends null for internal spans */
         else if (key_is(key, "timestamp")) { if (juint64(j, &timestamp)) return -1; }
         else if (key_is(key, "duration")) { if (juint64(j, &duration)) return -1; }
         else if (key_is(key, "localendpoint")) { if (zendpoint(j, &z->service, &local_ip, &local_port)) return -1; }

@@ -185,3 +185,11 @@ def test_plugins_others_could_change_or_that_are_not_pinned_are_refused(tmp):
     assert r.returncode == 2 and real in r.stderr and "0" * 64 in r.stderr, r.stderr
     right = pinned.replace("require_pins: true", f"require_pins: true, pins: {{null.so: {real}}}")
     assert check(tmp, right, plugins=plugins).returncode == 0
+
+
+def test_an_integer_written_as_a_huge_double_is_refused_not_converted(spanhost, tmp):
+    host = spanhost(CONFIG)
+    span = {"traceId": "0" * 31 + "1", "spanId": "0" * 15 + "1", "name": "x",
+            "attributes": [{"key": "n", "value": {"intValue": "31e999"}}]}
+    r = requests.post(host.url, json={"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}, timeout=10)
+    assert r.status_code == 400 and "integer out of range" in r.text, r.text

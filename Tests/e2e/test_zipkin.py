@@ -86,9 +86,14 @@ def test_zipkin_bad_input(spanhost, tmp):
                           (b'[{"id": "a2fb4a1d1a96d312"}]', b"needs traceId and id"),
                           (b'[{"traceId": "xyz", "id": "a2fb4a1d1a96d312"}]', b"traceId must be 16 or 32 hex digits"),
                           (b'[{"traceId": "463ac35c9f6413ad", "id": "a2fb4a1d1a96d312", "kind": "SIDEWAYS"}]', b"kind must be"),
+                          (b'[{"traceId": "463ac35c9f6413ad", "id": "a2fb4a1d1a96d312", "localEndpoint": {"port": 1e999}}]',
+                           b"integer out of range"),
                           (b'[{"traceId": "463ac35c9f6413ad", "id": "a2', b"invalid Zipkin JSON")]:
         r = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=5)
         assert r.status_code == 400 and message in r.content, (body, r.content)
+    # The official Zipkin exporters send "kind": null for internal spans.
+    internal = [{"traceId": "463ac35c9f6413ae", "id": "a2fb4a1d1a96d313", "name": "internal", "kind": None}]
+    assert requests.post(url, json=internal, timeout=5).status_code == 202
     assert requests.post(url, data=b"x", headers={"Content-Type": "application/x-protobuf"}, timeout=5).status_code == 415
     assert requests.post(url, data=b"[]" + b" " * 70000, headers={"Content-Type": "application/json"}, timeout=5).status_code == 413
     assert requests.get(url, timeout=5).status_code == 405
@@ -100,4 +105,4 @@ def test_zipkin_bad_input(spanhost, tmp):
     a = attrs(span["attributes"])
     assert a == {"http.path": "/x", "peer.service": "backend", "net.peer.port": 9000, "net.host.ip": "10.1.2.3", "net.host.port": 8080}
     assert span["events"] == [{"timeUnixNano": "1700000000000500000", "name": "cache miss"}]
-    assert s.status()["receivers"][0]["counters"]["rejected_requests"] == 6  # the five 400s and the 415
+    assert s.status()["receivers"][0]["counters"]["rejected_requests"] == 7  # the six 400s and the 415
