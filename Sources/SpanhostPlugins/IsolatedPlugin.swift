@@ -48,16 +48,8 @@ public final class IsolatedPlugin: @unchecked Sendable {
         }
         let job = Job(sourcePath: library.sourcePath, loadedPath: library.loadedPath, sha256: library.sha256,
                       component: component.description, settings: settings)
-        let env = ProcessInfo.processInfo.environment.merging([Self.pluginVariable: job.encoded]) { _, new in new }
-        let args: [String] = ["spanhostd", Self.childFlag]
-        let argv = args.map { strdup($0) } + [nil]
-        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        let passed = [fds[1]]
-        let pid = sh_spawn("/proc/self/exe", argv, envp, passed, 1)
+        let pid = ChildProcess.spawnSelf(arguments: ["spanhostd", Self.childFlag], environment: [Self.pluginVariable: job.encoded],
+                                         descriptors: [fds[1]])
         close(fds[1])
         guard pid > 0 else {
             close(fds[0])
@@ -153,11 +145,7 @@ public final class IsolatedPlugin: @unchecked Sendable {
         close(fd)
         child = nil
         kill(pid, SIGKILL)  // if it only closed the socket, it is of no more use
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let signal = status & 0x7f
-        if signal != 0 && signal != 0x7f { return "crashed with signal \(signal)" }
-        return "exited with status \((status >> 8) & 0xff)"
+        return ChildProcess.wait(pid).description
     }
 
     // MARK: - The child
@@ -260,37 +248,14 @@ enum Frame {
     static func write(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var length = UInt32(bytes.count).littleEndian
         let head = withUnsafeBytes(of: &length) { Array($0) }
-        return writeAll(fd, head) && writeAll(fd, bytes)
+        return ChildProcess.send(fd, head) && ChildProcess.send(fd, bytes)
     }
 
     /// Nil when the other side is gone.
     static func read(_ fd: Int32) -> [UInt8]? {
-        guard let head = readExactly(fd, 4) else { return nil }
+        guard let head = ChildProcess.receive(fd, 4) else { return nil }
         let length = Int(UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24)
-        return length == 0 ? [] : readExactly(fd, length)
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
-    }
-
-    private static func readExactly(_ fd: Int32, _ count: Int) -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: count)
-        var offset = 0
-        while offset < count {
-            let n = buffer[offset...].withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return nil }
-            offset += n
-        }
-        return buffer
+        return length == 0 ? [] : ChildProcess.receive(fd, length)
     }
 }
 

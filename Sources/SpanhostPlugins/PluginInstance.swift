@@ -113,7 +113,7 @@ public final class PluginInstance: @unchecked Sendable {
         }
         var newState: UnsafeMutableRawPointer?
         let handle = OpaquePointer(Unmanaged.passUnretained(self).toOpaque())
-        let created = call("create") { _, status in
+        let created = call(.create) { _, status in
             library.descriptor.create(config.opaque, handle, &newState, status)
         }
         guard created == .ok else {
@@ -130,7 +130,7 @@ public final class PluginInstance: @unchecked Sendable {
                                     message: "unknown key; plugin '\(library.name)' reads \(known.joined(separator: ", "))", key: first)
         }
         if start, library.descriptor.start != nil {
-            let started = call("start") { state, status in library.descriptor.start(state, status) }
+            let started = call(.start) { state, status in library.descriptor.start(state, status) }
             if started != .ok {
                 destroy()
                 throw PluginCreateError(component: "\(id)", hook: "start", message: started.message, key: nil)
@@ -151,24 +151,24 @@ public final class PluginInstance: @unchecked Sendable {
 
     /// Processors: transforms the batch in place.
     public func process(_ batch: SpanBatch) -> CallResult {
-        call("process") { state, status in library.descriptor.process(state, batch.pointer, status) }
+        call(.process) { state, status in library.descriptor.process(state, batch.pointer, status) }
     }
 
     /// Exporters: delivers the (read-only) batch.
     public func export(_ batch: SpanBatch) -> CallResult {
-        if let isolated { return call("export_batch") { _, status in isolated.export(batch, status: status) } }
-        return call("export_batch") { state, status in library.descriptor.export_batch(state, batch.pointer, status) }
+        if let isolated { return call(.export_batch) { _, status in isolated.export(batch, status: status) } }
+        return call(.export_batch) { state, status in library.descriptor.export_batch(state, batch.pointer, status) }
     }
 
     /// Notifiers: delivers one notification.
     public func notify(_ notification: UnsafePointer<spanhost_notification>) -> CallResult {
-        if let isolated { return call("notify") { _, status in isolated.notify(notification, status: status) } }
-        return call("notify") { state, status in library.descriptor.notify(state, notification, status) }
+        if let isolated { return call(.notify) { _, status in isolated.notify(notification, status: status) } }
+        return call(.notify) { state, status in library.descriptor.notify(state, notification, status) }
     }
 
     public func flush() -> CallResult {
         guard library.descriptor.flush != nil, isolated == nil else { return .ok }
-        return call("flush") { state, status in library.descriptor.flush(state, status) }
+        return call(.flush) { state, status in library.descriptor.flush(state, status) }
     }
 
     /// Frees the plugin's state. Idempotent; no hook is called afterwards.
@@ -187,7 +187,7 @@ public final class PluginInstance: @unchecked Sendable {
             raiseHandler = nil
             return
         }
-        let previous = sh_crash_enter(crashContext, Self.cString("destroy"))
+        let previous = sh_crash_enter(crashContext, Hook.destroy.cName)
         library.descriptor.destroy(state)
         sh_crash_leave(previous)
         state = nil
@@ -204,13 +204,32 @@ public final class PluginInstance: @unchecked Sendable {
         logger.error("plugin call is hung; instance marked unhealthy", metadata: ["hook": "\(hook)", "timeout": "\(guardState.policy.timeout)"])
     }
 
-    /// A hook name for the crash record: a literal's bytes, NUL-terminated and never freed.
-    private static func cString(_ literal: StaticString) -> UnsafePointer<CChar> {
-        UnsafeRawPointer(literal.utf8Start).assumingMemoryBound(to: CChar.self)
+    /// The plugin's hooks, as logs and crash records name them.
+    enum Hook: String {
+        case create, start, process, export_batch, notify, flush, destroy
+
+        /// Data hooks fail fast while the instance is hung or its breaker is open, and count
+        /// towards the breaker; lifecycle hooks always run.
+        var isGuarded: Bool { self == .process || self == .export_batch || self == .notify }
+
+        /// The name for the crash record: a literal's bytes, NUL-terminated and never freed.
+        var cName: UnsafePointer<CChar> {
+            let literal: StaticString
+            switch self {
+            case .create: literal = "create"
+            case .start: literal = "start"
+            case .process: literal = "process"
+            case .export_batch: literal = "export_batch"
+            case .notify: literal = "notify"
+            case .flush: literal = "flush"
+            case .destroy: literal = "destroy"
+            }
+            return UnsafeRawPointer(literal.utf8Start).assumingMemoryBound(to: CChar.self)
+        }
     }
 
     /// The one place that calls plugin hooks.
-    private func call(_ hook: StaticString, _ body: (UnsafeMutableRawPointer?, UnsafeMutablePointer<spanhost_status>) -> Int32) -> CallResult {
+    private func call(_ hook: Hook, _ body: (UnsafeMutableRawPointer?, UnsafeMutablePointer<spanhost_status>) -> Int32) -> CallResult {
         let messageCapacity = 512
         let message = UnsafeMutablePointer<CChar>.allocate(capacity: messageCapacity)
         message.initialize(repeating: 0, count: messageCapacity)
@@ -219,21 +238,20 @@ public final class PluginInstance: @unchecked Sendable {
                                      message: message, message_cap: messageCapacity)
         // Data hooks are guarded: they fail fast while the instance is hung or its breaker is
         // open, and count towards the breaker. Lifecycle hooks always run.
-        let hookName = "\(hook)"
-        let guarded = hookName == "process" || hookName == "export_batch" || hookName == "notify"
+        let guarded = hook.isGuarded
         if guarded, let reason = guardState.refusal() { return .unavailable(message: "\(id) \(reason)") }
         let serialize = !library.isConcurrent
         // Waiting behind a hung call gives up after the call timeout, for every hook.
         if serialize, !callLock.lock(before: guardState.deadline()) {
             return .unavailable(message: "\(id): timed out waiting for a call in progress")
         }
-        if destroyed && hookName != "create" {
+        if destroyed && hook != .create {
             if serialize { callLock.unlock() }
             return .unavailable(message: "instance \(id) has been shut down")
         }
-        let token = guardState.begin(hookName)
+        let token = guardState.begin(hook.rawValue)
         Watchdog.shared.watch(self)
-        let previous = sh_crash_enter(crashContext, Self.cString(hook))
+        let previous = sh_crash_enter(crashContext, hook.cName)
         let code = body(state, &status)
         sh_crash_leave(previous)
         if serialize { callLock.unlock() }

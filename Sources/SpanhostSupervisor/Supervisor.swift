@@ -16,12 +16,6 @@ import SpanhostServer
 /// arriving during the gap wait in the listening sockets' backlog; the admin endpoint answers
 /// throughout (`/healthz` 503 "worker restarting", `/status` with the crashes).
 public final class Supervisor: @unchecked Sendable {
-    /// How a worker ended.
-    enum Exit: Equatable {
-        case code(Int32)
-        case signal(Int32)
-    }
-
     private let config: ServiceConfig
     private let workerArguments: [String]
     private let stateDir: String
@@ -126,7 +120,7 @@ public final class Supervisor: @unchecked Sendable {
                 logger.critical("cannot start the worker", metadata: ["error": "\(String(cString: strerror(errno)))"])
                 return 2
             }
-            let exit = waitForWorker(pid)
+            let exit = ChildProcess.wait(pid)
             let ranFor = ContinuousClock.now - since
             let (stop, healthyBefore) = lock.withLock { (stopping, workerState == "running") }
             everHealthy = everHealthy || healthyBefore
@@ -166,16 +160,8 @@ public final class Supervisor: @unchecked Sendable {
         for (i, entry) in fds.enumerated() { handoff.listeners[entry.key] = CInt(4 + i) }
         handoff.adminSocket = workerAdminSocket
         handoff.quarantineFile = quarantineFile
-        let env = ProcessInfo.processInfo.environment.merging(handoff.environment) { _, new in new }
-        let argv = ["spanhostd", "--worker"] + workerArguments
-        let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            cArgs.forEach { free($0) }
-            cEnv.forEach { free($0) }
-        }
-        let passed = [crashFD] + fds.map(\.value)
-        let pid = sh_spawn("/proc/self/exe", cArgs, cEnv, passed, Int32(passed.count))
+        let pid = ChildProcess.spawnSelf(arguments: ["spanhostd", "--worker"] + workerArguments, environment: handoff.environment,
+                                         descriptors: [crashFD] + fds.map(\.value))
         let now = ContinuousClock.now
         lock.withLock {
             workerPID = pid
@@ -203,15 +189,6 @@ public final class Supervisor: @unchecked Sendable {
             }
         }
         thread.start()
-    }
-
-    private func waitForWorker(_ pid: pid_t) -> Exit {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        // WIFSIGNALED / WTERMSIG / WEXITSTATUS, spelled out (they are macros).
-        let sig = status & 0x7f
-        if sig != 0 && sig != 0x7f { return .signal(sig) }
-        return .code((status >> 8) & 0xff)
     }
 
     private func recordCrash(signal: Int32) {

@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import SpanhostPlugins
 import SpanhostReceivers
 
 /// A blocking HTTP/1.0 client for the worker's admin socket: one request per connection, the
@@ -38,7 +39,7 @@ enum WorkerClient {
         }
         guard connected == 0 else { return nil }
         let head = "\(method) \(target) HTTP/1.0\r\nHost: worker\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n"
-        guard writeAll(fd, Array(head.utf8) + body) else { return nil }
+        guard ChildProcess.send(fd, Array(head.utf8) + body) else { return nil }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -48,16 +49,6 @@ enum WorkerClient {
             received += buffer[0..<n]
         }
         return parse(received)
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
     }
 
     private static func parse(_ bytes: [UInt8]) -> Response? {
