@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
     ],
     targets: [
         // The public plugin header, include/spanhost/spanhost.h, as a module.
@@ -54,13 +55,14 @@ let package = Package(
                            .product(name: "DequeModule", package: "swift-collections"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        // Receivers: OTLP/HTTP and Zipkin on SwiftNIO, Kafka on librdkafka.
+        // Receivers: OTLP/HTTP and Zipkin on SwiftNIO (TLS with swift-nio-ssl), Kafka on librdkafka.
         .target(
             name: "SpanhostReceivers",
             dependencies: ["CSpanhost", "CRdKafka", "SpanhostModel", "SpanhostConfig",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Admin endpoint, signals, assembling receivers and pipelines into a running server.

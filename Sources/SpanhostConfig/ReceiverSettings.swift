@@ -29,6 +29,31 @@ public enum ReceiverSettings: Sendable, Equatable {
         }
     }
 
+    /// TLS and authentication of its HTTP listener; nil for receivers that consume (kafka).
+    public var security: ServerSecuritySettings? {
+        switch self {
+        case .otlp(let s): return s.security
+        case .zipkin(let s): return s.security
+        case .kafka: return nil
+        }
+    }
+
+    func securityPath(_ path: String) -> String {
+        if case .otlp = self { return "\(path).protocols.http" }
+        return path
+    }
+
+    /// One line for each receiver a pipeline uses that listens on an address other machines
+    /// reach with neither TLS nor authentication: said at start, on reload and by --check.
+    public static func exposureWarnings(in config: ServiceConfig) throws -> [String] {
+        try used(in: config).sorted { $0.key.description < $1.key.description }.compactMap { id, settings in
+            guard let endpoint = settings.endpoint, !endpoint.isLoopback,
+                  let security = settings.security, security.tls == nil, security.authenticator == nil else { return nil }
+            return "receiver \(id) listens on \(endpoint), reachable from other machines, without TLS or authentication; "
+                + "set tls and auth (README, Security) or bind 127.0.0.1"
+        }
+    }
+
     /// Every receiver a pipeline uses, checked: all receivers are parsed (an unused one with a
     /// typo is still an error), and no two used ones share an endpoint.
     public static func used(in config: ServiceConfig) throws -> [ComponentID: ReceiverSettings] {
@@ -45,6 +70,7 @@ public enum ReceiverSettings: Sendable, Equatable {
                 }
                 endpoints[endpoint] = receiver.id
             }
+            _ = try config.authenticator(settings.security?.authenticator, path: settings.securityPath(path))
             result[receiver.id] = settings
         }
         return result
@@ -92,6 +118,25 @@ public struct HTTPConnectionSettings: Sendable, Equatable {
     }
 }
 
+/// `tls` and `auth` of an HTTP server, as the Collector's confighttp writes them.
+public struct ServerSecuritySettings: Sendable, Equatable {
+    public var tls: TLSServerSettings?
+    /// The id of an enabled `bearertokenauth` extension.
+    public var authenticator: ComponentID?
+
+    public static let keys = ["tls", "auth"]
+
+    public init(tls: TLSServerSettings? = nil, authenticator: ComponentID? = nil) {
+        self.tls = tls
+        self.authenticator = authenticator
+    }
+
+    init(settings: ConfigValue, path: String) throws {
+        tls = try TLSServerSettings(settings: settings["tls"], path: "\(path).tls")
+        authenticator = try parseAuthenticatorReference(settings["auth"], path: "\(path).auth")
+    }
+}
+
 /// Settings of the `otlp` receiver (`receivers.otlp.protocols.http`).
 public struct OTLPReceiverSettings: Sendable, Equatable {
     public var endpoint = Endpoint(host: "127.0.0.1", port: 4318)
@@ -101,6 +146,7 @@ public struct OTLPReceiverSettings: Sendable, Equatable {
     /// How long a request may wait for the pipelines before it is answered 503.
     public var requestTimeout: Duration = .seconds(15)
     public var connections = HTTPConnectionSettings()
+    public var security = ServerSecuritySettings()
 
     public init() {}
 
@@ -113,9 +159,10 @@ public struct OTLPReceiverSettings: Sendable, Equatable {
         try protocols.requireKnownKeys(["http"], path: "\(path).protocols")
         guard let http = protocols["http"], http != .null else { return }
         let p = "\(path).protocols.http"
-        try http.requireKnownKeys(["endpoint", "max_request_body_size", "traces_url_path", "request_timeout"] + HTTPConnectionSettings.keys,
-                                  path: p)
+        try http.requireKnownKeys(["endpoint", "max_request_body_size", "traces_url_path", "request_timeout"] + HTTPConnectionSettings.keys
+                                  + ServerSecuritySettings.keys, path: p)
         connections = try HTTPConnectionSettings(settings: http, path: p)
+        security = try ServerSecuritySettings(settings: http, path: p)
         if let v = http["request_timeout"] { requestTimeout = try parseRequestTimeout(v, path: "\(p).request_timeout") }
         if let v = http["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(p).endpoint"), path: "\(p).endpoint") }
         if let v = http["max_request_body_size"] { maxRequestBodySize = try parseBodySize(v, path: "\(p).max_request_body_size") }
@@ -133,12 +180,15 @@ public struct ZipkinReceiverSettings: Sendable, Equatable {
     public var maxRequestBodySize = 20 << 20
     public var requestTimeout: Duration = .seconds(15)
     public var connections = HTTPConnectionSettings()
+    public var security = ServerSecuritySettings()
 
     public init() {}
 
     public init(settings: ConfigValue, path: String) throws {
-        try settings.requireKnownKeys(["endpoint", "max_request_body_size", "request_timeout"] + HTTPConnectionSettings.keys, path: path)
+        try settings.requireKnownKeys(["endpoint", "max_request_body_size", "request_timeout"] + HTTPConnectionSettings.keys
+                                      + ServerSecuritySettings.keys, path: path)
         connections = try HTTPConnectionSettings(settings: settings, path: path)
+        security = try ServerSecuritySettings(settings: settings, path: path)
         if let v = settings["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(path).endpoint"), path: "\(path).endpoint") }
         if let v = settings["max_request_body_size"] { maxRequestBodySize = try parseBodySize(v, path: "\(path).max_request_body_size") }
         if let v = settings["request_timeout"] { requestTimeout = try parseRequestTimeout(v, path: "\(path).request_timeout") }

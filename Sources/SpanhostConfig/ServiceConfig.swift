@@ -88,6 +88,13 @@ public struct ServiceConfig: Sendable, Equatable {
     /// `plugins.require_pins`: a plugin file without a pin is refused.
     public var requirePins = false
     public var adminEndpoint: Endpoint
+    /// `admin.auth`: the authenticator every admin request but `GET /healthz` must pass.
+    public var adminAuth: ComponentID?
+    /// `admin.unix_socket`: a Unix socket (mode 0600) also serving the admin endpoint; its
+    /// file permissions are its access control, so requests on it need no token.
+    public var adminUnixSocket: String?
+    /// Enabled `bearertokenauth` extensions, by id.
+    public var authenticators: [ComponentID: BearerTokenAuthSettings] = [:]
     /// How long shutdown waits for exporters to drain.
     public var shutdownTimeout: Duration
     /// Receivers answer 503 while batches in memory hold more than this many bytes (nil: no limit).
@@ -136,9 +143,7 @@ public struct ServiceConfig: Sendable, Equatable {
         for entry in top where !known.contains(entry.key) {
             throw ConfigError(entry.key, "unknown section; expected one of \(known.sorted().joined(separator: ", "))")
         }
-        for unsupported in ["extensions", "connectors"] where root[unsupported] != nil {
-            throw ConfigError(unsupported, "not supported by spanhost")
-        }
+        if root["connectors"] != nil { throw ConfigError("connectors", "not supported by spanhost") }
 
         func section(_ kind: ComponentKind) throws -> [ComponentConfig] {
             guard let value = root[kind.section], value != .null else { return [] }
@@ -185,16 +190,23 @@ public struct ServiceConfig: Sendable, Equatable {
                 }
             }
         }
+        guard let service = root["service"] else { throw ConfigError("service", "missing: define service.pipelines") }
+        config.authenticators = try ExtensionsSection.parse(root, enabled: service)
         if let admin = root["admin"], admin != .null {
+            try admin.requireKnownKeys(["endpoint", "auth", "unix_socket"], path: "admin")
             if let endpoint = admin["endpoint"] {
                 config.adminEndpoint = try Endpoint(parsing: try requireString(endpoint, "admin.endpoint"), path: "admin.endpoint")
             }
+            config.adminAuth = try parseAuthenticatorReference(admin["auth"], path: "admin.auth")
+            _ = try config.authenticator(config.adminAuth, path: "admin")
+            config.adminUnixSocket = try admin["unix_socket"].map { try requireString($0, "admin.unix_socket") }
+            if let path = config.adminUnixSocket, path.utf8.count >= 104 {
+                throw ConfigError("admin.unix_socket", "'\(path)' is too long for a Unix socket path (at most 103 bytes)")
+            }
         }
-
-        guard let service = root["service"] else { throw ConfigError("service", "missing: define service.pipelines") }
         for entry in service.mapEntries ?? []
         where !["pipelines", "shutdown_timeout", "memory_limiter", "supervisor", "telemetry", "extensions"].contains(entry.key) {
-            throw ConfigError("service.\(entry.key)", "unknown key; expected pipelines, shutdown_timeout, memory_limiter or supervisor")
+            throw ConfigError("service.\(entry.key)", "unknown key; expected pipelines, extensions, shutdown_timeout, memory_limiter or supervisor")
         }
         config.supervisor = try SupervisorSettings(settings: service["supervisor"], path: "service.supervisor")
         if let limiter = service["memory_limiter"], limiter != .null {

@@ -1,5 +1,7 @@
 import Foundation
+import NIOCore
 import NIOHTTP1
+import SpanhostConfig
 import Synchronization
 
 /// Checks every admin request before it is routed, so a web page in a browser on the same
@@ -7,24 +9,33 @@ import Synchronization
 /// - a POST must say `Content-Type: application/json` (a cross-origin form or `text/plain`
 ///   POST cannot, without a CORS preflight the endpoint never grants);
 /// - on a loopback address the `Host` header must name a loopback host (DNS rebinding);
-/// - POSTs are limited to a few per second (429 past it).
+/// - POSTs are limited to a few per second (429 past it);
+/// - with `admin.auth`, every request but `GET /healthz` needs an accepted token (401).
 public final class AdminGuard: Sendable {
     private let loopbackOnly: Bool
+    private let authenticator: BearerTokenAuthenticator?
     private let bucket = Mutex((tokens: 10.0, at: ContinuousClock.now))
     private static let perSecond = 5.0
     private static let burst = 10.0
 
-    /// `boundHost`: the host the admin endpoint listens on.
-    public init(boundHost: String) {
-        loopbackOnly = Self.isLoopback(boundHost)
+    /// `boundHost`: the host the admin endpoint listens on; nil for a Unix socket, where
+    /// neither the Host nor a token is checked (the socket file's permissions decide who connects).
+    public init(boundHost: String?, authenticator: BearerTokenAuthenticator? = nil) {
+        loopbackOnly = boundHost.map(Endpoint.isLoopback) ?? false
+        self.authenticator = boundHost == nil ? nil : authenticator
     }
 
     /// Nil when the request may go on; else the answer.
     public func refusal(_ request: HTTPRequest) -> HTTPResponse? {
         if loopbackOnly {
-            guard let host = request.headers.first(name: "host"), Self.isLoopback(Self.hostName(host)) else {
+            guard let host = request.headers.first(name: "host"), Endpoint.isLoopback(Self.hostName(host)) else {
                 return .text(.forbidden, "the Host header must name a loopback host (127.0.0.1, localhost or [::1])")
             }
+        }
+        if let authenticator, !(request.method == .GET && request.path == "/healthz"), !authenticator.accepts(request.headers) {
+            var response = HTTPResponse.text(.unauthorized, "the admin endpoint needs Authorization: \(authenticator.challenge) <token> (admin.auth)")
+            response.headers.add(name: "WWW-Authenticate", value: authenticator.challenge)
+            return response
         }
         guard request.method == .POST else { return nil }
         let type = request.headers.first(name: "content-type")?.split(separator: ";").first?
@@ -57,9 +68,56 @@ public final class AdminGuard: Sendable {
         }
         return String(header.split(separator: ":", maxSplits: 1).first ?? "")
     }
+}
 
-    static func isLoopback(_ host: String) -> Bool {
-        let h = host.lowercased()
-        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+/// The admin endpoint's listeners as a config sets them: `admin.endpoint` (TCP, guarded, with
+/// `admin.auth`) and, if set, `admin.unix_socket` (mode 0600). Both serve the same routes.
+public struct AdminListeners: Sendable {
+    public let endpoint: Endpoint
+    public let tcp: HTTPServer
+    public let unix: HTTPServer?
+    /// `admin.auth`'s authenticator: its token file is read again on every reload.
+    public let authenticator: BearerTokenAuthenticator?
+
+    public static func start(config: ServiceConfig, group: any EventLoopGroup,
+                             route: @escaping HTTPServer.Handler) async throws -> AdminListeners {
+        let authenticator = try config.authenticator(config.adminAuth, path: "admin").map {
+            try BearerTokenAuthenticator($0, path: "extensions.\(config.adminAuth!)")
+        }
+        func guarded(_ guardian: AdminGuard) -> HTTPServer.Handler {
+            { request, loop in
+                if let refusal = guardian.refusal(request) { return loop.makeSucceededFuture(refusal) }
+                return route(request, loop)
+            }
+        }
+        let endpoint = config.adminEndpoint
+        let tcp = try await HTTPServer.start(.tcp(host: endpoint.host, port: endpoint.port), maxBodyBytes: { 1 << 16 }, group: group,
+                                             handler: guarded(AdminGuard(boundHost: endpoint.host, authenticator: authenticator)))
+        var unix: HTTPServer?
+        if let path = config.adminUnixSocket {
+            do {
+                unix = try await HTTPServer.start(.unix(path: path), maxBodyBytes: { 1 << 16 }, group: group,
+                                                  handler: guarded(AdminGuard(boundHost: nil)))
+                guard chmod(path, 0o600) == 0 else {
+                    throw ConfigError("admin.unix_socket", "cannot make \(path) private (chmod 0600): \(String(cString: strerror(errno)))")
+                }
+            } catch {
+                await unix?.close()
+                await tcp.close()
+                if error is ConfigError { throw error }
+                throw ConfigError("admin.unix_socket", "cannot listen on \(path): \(error)")
+            }
+        }
+        return AdminListeners(endpoint: endpoint, tcp: tcp, unix: unix, authenticator: authenticator)
     }
+
+    public func close() async {
+        await tcp.close()
+        if let unix {
+            await unix.close()
+            if let path = unixPath { unlink(path) }
+        }
+    }
+
+    private var unixPath: String? { unix?.socketPath }
 }

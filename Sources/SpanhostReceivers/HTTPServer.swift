@@ -3,6 +3,7 @@ import Synchronization
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A request with its whole body, as handed to a route.
 public struct HTTPRequest: Sendable {
@@ -53,10 +54,13 @@ public final class HTTPServer: Sendable {
 
     private let channel: any Channel
     public let localPort: Int
+    /// For a Unix socket binding, its path.
+    public let socketPath: String?
 
-    private init(channel: any Channel) {
+    private init(channel: any Channel, socketPath: String? = nil) {
         self.channel = channel
         self.localPort = channel.localAddress?.port ?? 0
+        self.socketPath = socketPath
     }
 
     /// A server whose handler answers at once on the event loop.
@@ -86,6 +90,7 @@ public final class HTTPServer: Sendable {
     public static func start(_ binding: Binding, maxBodyBytes: @escaping @Sendable () -> Int,
                              idleTimeout: TimeAmount = .seconds(60),
                              limits: @escaping @Sendable () -> ConnectionLimits = { ConnectionLimits() },
+                             tls: @escaping @Sendable () -> NIOSSLContext? = { nil },
                              group: any EventLoopGroup, handler: @escaping Handler) async throws -> HTTPServer {
         let open = ConnectionCount()
         let bootstrap = ServerBootstrap(group: group)
@@ -94,6 +99,7 @@ public final class HTTPServer: Sendable {
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 let limits = limits()
+                let tls = tls()
                 guard open.enter(max: limits.maxConnections) else {
                     return channel.close()  // over the cap: closed before anything is read
                 }
@@ -101,12 +107,15 @@ public final class HTTPServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let clock = RequestClock(limits: limits)
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                    // The clocks see raw bytes, so a TLS handshake that trickles counts against them too.
                     try channel.pipeline.syncOperations.addHandler(RequestDeadlines(clock: clock))
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, clock: clock, handler: handler))
                 }
             }
         let channel: any Channel
+        var socketPath: String?
         switch binding {
         case .tcp(let host, let port): channel = try await bootstrap.bind(host: host, port: port).get()
         case .socket(let fd): channel = try await bootstrap.withBoundSocket(fd).get()
@@ -121,8 +130,9 @@ public final class HTTPServer: Sendable {
                     }
                 }
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            socketPath = path
         }
-        return HTTPServer(channel: channel)
+        return HTTPServer(channel: channel, socketPath: socketPath)
     }
 
     public func close() async {

@@ -14,14 +14,16 @@ public typealias BatchSink = @Sendable (SpanBatch) -> ConsumeOutcome
 public struct OTLPHTTPHandler: Sendable {
     public let settings: OTLPReceiverSettings
     public let counters: ReceiverCounters
+    public let security: ServerSecurity
     let sink: BatchSink
     /// Why a request must be refused with 503 now (shutting down, over the memory limit), or nil.
     let refusal: @Sendable () -> String?
 
-    public init(settings: OTLPReceiverSettings, counters: ReceiverCounters, refusal: @escaping @Sendable () -> String?,
-                sink: @escaping BatchSink) {
+    public init(settings: OTLPReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
+                refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink) {
         self.settings = settings
         self.counters = counters
+        self.security = security
         self.refusal = refusal
         self.sink = sink
     }
@@ -52,6 +54,14 @@ public struct OTLPHTTPHandler: Sendable {
 
     /// Checks method, path and headers, or says what to answer instead.
     func check(_ request: HTTPRequest) -> Result<(OTLPEncoding, gzip: Bool), Answer> {
+        if let authenticator = security.authenticator, !authenticator.accepts(request.headers) {
+            counters.add(unauthenticatedRequests: 1)
+            let json = request.headers.first(name: "content-type")?.lowercased().hasPrefix("application/json") ?? false
+            var response = status(.unauthorized, json ? .json : .protobuf, code: 16,
+                                  "missing or wrong credentials: send Authorization: \(authenticator.challenge) <token>")
+            response.headers.add(name: "WWW-Authenticate", value: authenticator.challenge)
+            return .failure(Answer(response))
+        }
         guard request.path == settings.tracesPath else {
             return .failure(Answer(.text(.notFound, "unknown path \(request.path); OTLP traces are accepted at POST \(settings.tracesPath)")))
         }

@@ -7,6 +7,8 @@ public final class ReceiverCounters: @unchecked Sendable {
     private var dropped: Int64 = 0
     private var refused: Int64 = 0
     private var rejected: Int64 = 0
+    /// Requests without an accepted token (answered 401).
+    private var unauthenticated: Int64 = 0
     /// Kafka: times the partitions were paused because the pipelines refused.
     private var paused: Int64 = 0
     /// Kafka: partitions assigned to this member now (nil for other receivers).
@@ -15,13 +17,14 @@ public final class ReceiverCounters: @unchecked Sendable {
     public init() {}
 
     public func add(acceptedSpans: Int = 0, droppedSpans: Int = 0, refusedRequests: Int = 0, rejectedRequests: Int = 0,
-                    pauses: Int = 0) {
+                    unauthenticatedRequests: Int = 0, pauses: Int = 0) {
         lock.withLock {
             accepted += Int64(acceptedSpans)
             dropped += Int64(droppedSpans)
             refused += Int64(refusedRequests)
             rejected += Int64(rejectedRequests)
             paused += Int64(pauses)
+            unauthenticated += Int64(unauthenticatedRequests)
         }
     }
 
@@ -33,6 +36,7 @@ public final class ReceiverCounters: @unchecked Sendable {
     public var snapshot: [String: Int64] {
         lock.withLock {
             var values = ["accepted_spans": accepted, "dropped_spans": dropped, "refused_requests": refused, "rejected_requests": rejected]
+            if unauthenticated > 0 { values["unauthenticated_requests"] = unauthenticated }
             if paused > 0 { values["partition_pauses"] = paused }
             if let assigned { values["assigned_partitions"] = assigned }
             return values

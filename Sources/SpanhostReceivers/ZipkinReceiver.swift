@@ -9,13 +9,15 @@ import SpanhostModel
 public struct ZipkinHTTPHandler: ReceiverHandler {
     public let settings: ZipkinReceiverSettings
     public let counters: ReceiverCounters
+    public let security: ServerSecurity
     let sink: BatchSink
     let refusal: @Sendable () -> String?
 
-    public init(settings: ZipkinReceiverSettings, counters: ReceiverCounters, refusal: @escaping @Sendable () -> String?,
-                sink: @escaping BatchSink) {
+    public init(settings: ZipkinReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
+                refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink) {
         self.settings = settings
         self.counters = counters
+        self.security = security
         self.refusal = refusal
         self.sink = sink
     }
@@ -25,6 +27,12 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
     public var connectionLimits: ConnectionLimits { ConnectionLimits(settings.connections) }
 
     public func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse> {
+        if let authenticator = security.authenticator, !authenticator.accepts(request.headers) {
+            counters.add(unauthenticatedRequests: 1)
+            var response = HTTPResponse.text(.unauthorized, "missing or wrong credentials: send Authorization: \(authenticator.challenge) <token>")
+            response.headers.add(name: "WWW-Authenticate", value: authenticator.challenge)
+            return loop.makeSucceededFuture(response)
+        }
         guard request.path == "/api/v2/spans" else {
             return loop.makeSucceededFuture(.text(.notFound, "unknown path \(request.path); Zipkin v2 spans are accepted at POST /api/v2/spans"))
         }
@@ -101,6 +109,8 @@ public protocol ReceiverHandler: Sendable {
     var maxRequestBodySize: Int { get }
     var connectionLimits: ConnectionLimits { get }
     var counters: ReceiverCounters { get }
+    /// TLS for its connections and the authenticator its requests must pass.
+    var security: ServerSecurity { get }
     func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse>
 }
 

@@ -11,23 +11,46 @@ import SpanhostReceivers
 
 /// The admin endpoint: health, the status report (JSON and Prometheus text), and reload.
 final class AdminServer: Sendable {
-    private let server: HTTPServer
-    var localPort: Int { server.localPort }
+    private enum Listeners: Sendable {
+        /// A worker's socket, which only its supervisor reaches (the supervisor checks requests).
+        case worker(HTTPServer)
+        case own(AdminListeners)
+    }
+    private let listeners: Listeners
 
-    private init(server: HTTPServer) { self.server = server }
+    private init(_ listeners: Listeners) { self.listeners = listeners }
 
-    static func start(_ binding: HTTPServer.Binding, group: any EventLoopGroup, status: StatusSource,
-                      reload: @escaping @Sendable () async -> ReloadLog.Entry) async throws -> AdminServer {
-        // Behind a supervisor (a Unix socket) the supervisor checks requests; on TCP we do.
-        let guardian: AdminGuard? = if case .tcp(let host, _) = binding { AdminGuard(boundHost: host) } else { nil }
-        let server = try await HTTPServer.start(binding, maxBodyBytes: { 1 << 16 }, group: group) { request, loop in
-            if let refusal = guardian?.refusal(request) { return loop.makeSucceededFuture(refusal) }
-            return route(request, loop, status: status, reload: reload)
+    /// Where it listens, for the log.
+    var description: String {
+        switch listeners {
+        case .worker(let server): return server.socketPath ?? ""
+        case .own(let own): return "\(own.endpoint.host):\(own.tcp.localPort)" + (own.unix?.socketPath.map { " and \($0)" } ?? "")
         }
-        return AdminServer(server: server)
     }
 
-    func close() async { await server.close() }
+    /// `workerSocket`: behind a supervisor, the Unix socket it forwards to; else the endpoints
+    /// `config` sets.
+    static func start(workerSocket: String?, config: ServiceConfig, group: any EventLoopGroup, status: StatusSource,
+                      reload: @escaping @Sendable () async -> ReloadLog.Entry) async throws -> AdminServer {
+        let routes: HTTPServer.Handler = { request, loop in route(request, loop, status: status, reload: reload) }
+        if let workerSocket {
+            return AdminServer(.worker(try await HTTPServer.start(.unix(path: workerSocket), maxBodyBytes: { 1 << 16 }, group: group,
+                                                                  handler: routes)))
+        }
+        return AdminServer(.own(try await AdminListeners.start(config: config, group: group, route: routes)))
+    }
+
+    /// Reads `admin.auth`'s token file again (on reload); the tokens in use stay if it fails.
+    func reloadToken() throws {
+        if case .own(let own) = listeners { try own.authenticator?.reload() }
+    }
+
+    func close() async {
+        switch listeners {
+        case .worker(let server): await server.close()
+        case .own(let own): await own.close()
+        }
+    }
 
     private static func route(_ request: HTTPRequest, _ loop: any EventLoop, status: StatusSource,
                               reload: @escaping @Sendable () async -> ReloadLog.Entry) -> EventLoopFuture<HTTPResponse> {

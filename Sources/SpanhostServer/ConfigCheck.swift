@@ -3,6 +3,7 @@ import Logging
 import SpanhostConfig
 import SpanhostPipeline
 import SpanhostPlugins
+import SpanhostReceivers
 
 /// `spanhostd --check`: validates a config and the plugin settings it names without side
 /// effects in the calling process. Host settings are checked here; plugin settings are checked
@@ -23,7 +24,11 @@ public enum ConfigCheck {
     /// Runs in the parent: checks host settings, then the plugins in a child process.
     public static func run(config: ServiceConfig, childArguments: [String]) -> Outcome {
         do {
-            _ = try ReceiverSettings.used(in: config)
+            // Certificates, keys and token files must load, as the receivers will load them.
+            _ = try ServerSecurity.load(for: config)
+            if let id = config.adminAuth, let auth = try config.authenticator(id, path: "admin") {
+                _ = try BearerTokenAuthenticator(auth, path: "extensions.\(id)")
+            }
         } catch {
             return .invalid("\(error)")
         }

@@ -72,6 +72,9 @@ final class ReceiverRegistry: @unchecked Sendable {
     func prepare(_ config: ServiceConfig) async throws -> Change {
         var change = Change()
         do {
+            for warning in try ReceiverSettings.exposureWarnings(in: config) { logger.warning("\(warning)") }
+            // Certificates and token files are read now, so a reload takes renewed ones.
+            let security = try ServerSecurity.load(for: config)
             for (id, settings) in try ReceiverSettings.used(in: config).sorted(by: { $0.key.description < $1.key.description }) {
                 if case .kafka(let kafka) = settings {
                     change.wantedConsumers.insert(id)
@@ -82,7 +85,9 @@ final class ReceiverRegistry: @unchecked Sendable {
                     })
                     continue
                 }
-                guard let endpoint = settings.endpoint, let handler = makeHandler(id: id, settings: settings, memoryLimit: config.memoryLimitBytes)
+                guard let endpoint = settings.endpoint,
+                      let handler = makeHandler(id: id, settings: settings, security: security[endpoint] ?? .none,
+                                                memoryLimit: config.memoryLimitBytes)
                 else { continue }
                 change.handlers[endpoint] = handler
                 guard lock.withLock({ listeners[endpoint] }) == nil else { continue }
@@ -93,9 +98,11 @@ final class ReceiverRegistry: @unchecked Sendable {
                 listener.server = try await HTTPServer.start(
                     binding,
                     maxBodyBytes: { listener.current.maxRequestBodySize },
-                    limits: { listener.current.connectionLimits }, group: group
+                    limits: { listener.current.connectionLimits },
+                    tls: { listener.current.security.tls }, group: group
                 ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
-                logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(listener.server?.localPort ?? 0)"])
+                logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(listener.server?.localPort ?? 0)",
+                                                            "tls": "\(handler.security.tls != nil)", "auth": "\(handler.security.authenticator != nil)"])
             }
         } catch {
             await abort(change)
@@ -165,7 +172,8 @@ final class ReceiverRegistry: @unchecked Sendable {
     }
 
     /// The factory of HTTP receivers: settings in, a handler feeding the current generation out.
-    private func makeHandler(id: ComponentID, settings: ReceiverSettings, memoryLimit limit: Int?) -> (any ReceiverHandler)? {
+    private func makeHandler(id: ComponentID, settings: ReceiverSettings, security: ServerSecurity,
+                             memoryLimit limit: Int?) -> (any ReceiverHandler)? {
         let counters = counters(for: id)
         let accepting = self.accepting
         let current = self.current
@@ -178,8 +186,8 @@ final class ReceiverRegistry: @unchecked Sendable {
         }
         let sink: BatchSink = { batch in current.consume(batch, from: id) }
         switch settings {
-        case .otlp(let s): return OTLPHTTPHandler(settings: s, counters: counters, refusal: refusal, sink: sink)
-        case .zipkin(let s): return ZipkinHTTPHandler(settings: s, counters: counters, refusal: refusal, sink: sink)
+        case .otlp(let s): return OTLPHTTPHandler(settings: s, counters: counters, security: security, refusal: refusal, sink: sink)
+        case .zipkin(let s): return ZipkinHTTPHandler(settings: s, counters: counters, security: security, refusal: refusal, sink: sink)
         case .kafka: return nil
         }
     }

@@ -58,21 +58,23 @@ public final class Server: Sendable {
     /// Starts the generation, binds receivers and the admin endpoint.
     public func start() async throws {
         try await coordinator.start()
-        let endpoint = coordinator.currentConfig.adminEndpoint
-        let coordinator = self.coordinator
-        let binding: HTTPServer.Binding = handoff?.adminSocket.map { .unix(path: $0) } ?? .tcp(host: endpoint.host, port: endpoint.port)
         let server = try await AdminServer.start(
-            binding, group: group,
+            workerSocket: handoff?.adminSocket, config: coordinator.currentConfig, group: group,
             status: StatusSource(current: current, receivers: receivers, coordinator: coordinator)
-        ) { await coordinator.reload(trigger: "admin") }
+        ) { [self] in await reload(trigger: "admin") }
         admin.set(server)
-        logger.info("admin listening", metadata: ["endpoint": "\(handoff?.adminSocket ?? "\(endpoint.host):\(server.localPort)")"])
+        logger.info("admin listening", metadata: ["endpoint": "\(server.description)"])
     }
 
-    /// Re-reads the config and swaps in a new generation if it builds; see ReloadCoordinator.
+    /// Re-reads the config and swaps in a new generation if it builds (see ReloadCoordinator);
+    /// the admin endpoint's token file is read again too.
     @discardableResult
     public func reload(trigger: String) async -> ReloadLog.Entry {
-        await coordinator.reload(trigger: trigger)
+        let entry = await coordinator.reload(trigger: trigger)
+        do { try admin.current?.reloadToken() } catch {
+            logger.error("admin.auth: keeping the tokens in use", metadata: ["error": "\(error)"])
+        }
+        return entry
     }
 
     /// Stops taking data, drains, and shuts every component down. Returns what became of every
@@ -96,5 +98,6 @@ private final class AdminSlot: @unchecked Sendable {
     private let lock = NSLock()
     private var server: AdminServer?
     func set(_ server: AdminServer) { lock.withLock { self.server = server } }
+    var current: AdminServer? { lock.withLock { server } }
     func take() -> AdminServer? { lock.withLock { defer { server = nil }; return server } }
 }

@@ -38,7 +38,7 @@ public final class Supervisor: @unchecked Sendable {
     private var stopping = false
     /// Set to start a worker now instead of waiting out the backoff (reload, quarantine cleared).
     private var restartNow = false
-    private var admin: HTTPServer?
+    private var admin: AdminListeners?
 
     /// `workerArguments`: what makes `spanhostd --worker` read the same config.
     public init(config: ServiceConfig, workerArguments: [String], logger: Logger) throws {
@@ -65,14 +65,11 @@ public final class Supervisor: @unchecked Sendable {
         }
         crashFD = open(crashFile, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard crashFD >= 0 else { throw ConfigError("service.supervisor.state_dir", "cannot open \(crashFile): \(String(cString: strerror(errno)))") }
-        let endpoint = config.adminEndpoint
-        let guardian = AdminGuard(boundHost: endpoint.host)
-        admin = try await HTTPServer.start(host: endpoint.host, port: endpoint.port, maxBodyBytes: { 1 << 16 }, group: group) {
-            [self] request, loop in
-            if let refusal = guardian.refusal(request) { return loop.makeSucceededFuture(refusal) }
-            return pool.runIfActive(eventLoop: loop) { self.answer(request) }
+        admin = try await AdminListeners.start(config: config, group: group) { [self] request, loop in
+            pool.runIfActive(eventLoop: loop) { self.answer(request) }
         }
-        logger.info("supervisor listening", metadata: ["admin": "\(endpoint)", "state_dir": "\(stateDir)"])
+        logger.info("supervisor listening", metadata: ["admin": "\(config.adminEndpoint)", "admin_socket": "\(config.adminUnixSocket ?? "none")",
+                                                      "state_dir": "\(stateDir)"])
         let code = await withCheckedContinuation { continuation in
             let thread = Thread { continuation.resume(returning: self.superviseLoop()) }
             thread.name = "supervisor"
@@ -96,7 +93,11 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     /// SIGHUP: the worker reloads; with no worker running (it failed to start), one starts now.
+    /// The admin endpoint's token file is read again here.
     public func reload() {
+        do { try admin?.authenticator?.reload() } catch {
+            logger.error("admin.auth: keeping the tokens in use", metadata: ["error": "\(error)"])
+        }
         lock.withLock {
             if workerPID > 0 { kill(workerPID, SIGHUP) } else { restartNow = true }
             lock.broadcast()
@@ -276,6 +277,12 @@ public final class Supervisor: @unchecked Sendable {
             logger.warning("quarantine cleared by the admin endpoint", metadata: ["entries": "\(cleared)"])
             reload()
             return .text(.ok, "cleared \(cleared) quarantined plugin images; the worker reloads")
+        case (.POST, "/-/reload"):
+            do { try admin?.authenticator?.reload() } catch {
+                logger.error("admin.auth: keeping the tokens in use", metadata: ["error": "\(error)"])
+            }
+            if let response = forward(request, timeout: 120) { return response.http }
+            return .text(.serviceUnavailable, "worker \(lock.withLock { workerState }); try again shortly")
         default:
             if let response = forward(request, timeout: 120) { return response.http }
             return .text(.serviceUnavailable, "worker \(lock.withLock { workerState }); try again shortly")

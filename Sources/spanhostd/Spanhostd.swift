@@ -83,6 +83,7 @@ struct Spanhostd: AsyncParsableCommand {
         if check {
             switch ConfigCheck.run(config: firstConfig, childArguments: config.map { ["--config", $0] } ?? []) {
             case .valid:
+                for warning in (try? ReceiverSettings.exposureWarnings(in: firstConfig)) ?? [] { logger.warning("\(warning)") }
                 print("config and plugins are valid")
                 return
             case .invalid(let message):

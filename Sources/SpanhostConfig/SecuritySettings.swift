@@ -1,0 +1,136 @@
+/// `extensions.bearertokenauth[/name]`, in the Collector's shape: the tokens a server accepts in
+/// `Authorization: <scheme> <token>`. With `filename`, the file is read when a config is
+/// loaded (start and every reload); each non-empty line is one accepted token.
+public struct BearerTokenAuthSettings: Sendable, Equatable {
+    public enum Source: Sendable, Equatable {
+        case tokens([String])
+        case file(String)
+    }
+
+    public var scheme = "Bearer"
+    public var source: Source
+
+    public init(source: Source, scheme: String = "Bearer") {
+        self.source = source
+        self.scheme = scheme
+    }
+
+    init(settings: ConfigValue, path: String) throws {
+        try settings.requireKnownKeys(["scheme", "token", "tokens", "filename"], path: path)
+        if let v = settings["scheme"] { scheme = try requireString(v, "\(path).scheme") }
+        let token = try settings["token"].map { try requireString($0, "\(path).token") }
+        var tokens: [String]?
+        if let v = settings["tokens"] {
+            guard case .list(let items) = v else { throw ConfigError("\(path).tokens", "must be a list of tokens") }
+            tokens = try items.enumerated().map { try requireString($1, "\(path).tokens.\($0)") }
+        }
+        let file = try settings["filename"].map { try requireString($0, "\(path).filename") }
+        switch (token, tokens, file) {
+        case (let t?, nil, nil): source = .tokens([t])
+        case (nil, let list?, nil): source = .tokens(list)
+        case (nil, nil, let f?): source = .file(f)
+        case (nil, nil, nil): throw ConfigError(path, "set one of token, tokens or filename")
+        default: throw ConfigError(path, "set only one of token, tokens or filename")
+        }
+        if case .tokens(let list) = source, list.isEmpty || list.contains(where: \.isEmpty) {
+            throw ConfigError(path, "tokens must not be empty")
+        }
+    }
+}
+
+/// `tls:` of a server (a receiver's HTTP listener): its certificate and key, and with
+/// `client_ca_file` the CA that client certificates must chain to (mutual TLS). The files
+/// are read when a config is loaded, so a reload picks up renewed certificates.
+public struct TLSServerSettings: Sendable, Equatable {
+    public enum Version: String, Sendable, Equatable { case tls12 = "1.2", tls13 = "1.3" }
+
+    public var certFile: String
+    public var keyFile: String
+    public var clientCAFile: String?
+    public var minVersion: Version = .tls12
+
+    public init(certFile: String, keyFile: String, clientCAFile: String? = nil) {
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.clientCAFile = clientCAFile
+    }
+
+    init?(settings: ConfigValue?, path: String) throws {
+        guard let settings, settings != .null else { return nil }
+        try settings.requireKnownKeys(["cert_file", "key_file", "client_ca_file", "min_version"], path: path)
+        guard let cert = settings["cert_file"], let key = settings["key_file"] else {
+            throw ConfigError(path, "a server needs cert_file and key_file")
+        }
+        certFile = try requireString(cert, "\(path).cert_file")
+        keyFile = try requireString(key, "\(path).key_file")
+        clientCAFile = try settings["client_ca_file"].map { try requireString($0, "\(path).client_ca_file") }
+        if let v = settings["min_version"] {
+            let text = try requireString(v, "\(path).min_version")
+            guard let version = Version(rawValue: text) else { throw ConfigError("\(path).min_version", "'\(text)' is not 1.2 or 1.3") }
+            minVersion = version
+        }
+    }
+}
+
+/// `auth: {authenticator: <extension id>}` on a server.
+func parseAuthenticatorReference(_ value: ConfigValue?, path: String) throws -> ComponentID? {
+    guard let value, value != .null else { return nil }
+    try value.requireKnownKeys(["authenticator"], path: path)
+    guard let id = value["authenticator"] else { throw ConfigError("\(path).authenticator", "required: the id of an extension") }
+    return try ComponentID(parsing: try requireString(id, "\(path).authenticator"), path: "\(path).authenticator")
+}
+
+/// The `extensions:` section: only authenticators are extensions here. An extension is on when
+/// `service.extensions` lists it, as in the Collector.
+enum ExtensionsSection {
+    static let types = ["bearertokenauth"]
+
+    /// Every defined extension is checked; those `service.extensions` lists are returned.
+    static func parse(_ root: ConfigValue, enabled service: ConfigValue?) throws -> [ComponentID: BearerTokenAuthSettings] {
+        var defined: [ComponentID: BearerTokenAuthSettings] = [:]
+        if let section = root["extensions"], section != .null {
+            guard let entries = section.mapEntries else { throw ConfigError("extensions", "must be a map of extension ids") }
+            for entry in entries {
+                let path = "extensions.\(entry.key)"
+                let id = try ComponentID(parsing: entry.key, path: path)
+                guard id.type == "bearertokenauth" else {
+                    let hint = ["health_check", "zpages", "pprof"].contains(id.type)
+                        ? "; the admin endpoint (admin.endpoint) serves /healthz, /status and /metrics" : ""
+                    throw ConfigError(path, "extension type '\(id.type)' is not supported; supported: \(types.joined(separator: ", "))\(hint)")
+                }
+                defined[id] = try BearerTokenAuthSettings(settings: entry.value == .null ? .emptyMap : entry.value, path: path)
+            }
+        }
+        var enabled: [ComponentID: BearerTokenAuthSettings] = [:]
+        guard let list = service?["extensions"], list != .null else { return enabled }
+        guard case .list(let items) = list else { throw ConfigError("service.extensions", "must be a list of extension ids") }
+        for (index, item) in items.enumerated() {
+            let path = "service.extensions.\(index)"
+            let id = try ComponentID(parsing: try requireString(item, path), path: path)
+            guard let settings = defined[id] else { throw ConfigError(path, "'\(id)' is not defined under extensions") }
+            enabled[id] = settings
+        }
+        return enabled
+    }
+}
+
+extension ServiceConfig {
+    /// The settings of an authenticator a server names, which must be an enabled extension.
+    public func authenticator(_ id: ComponentID?, path: String) throws -> BearerTokenAuthSettings? {
+        guard let id else { return nil }
+        guard let settings = authenticators[id] else {
+            throw ConfigError("\(path).auth.authenticator", "'\(id)' is not an enabled extension: define it under extensions and list it in service.extensions")
+        }
+        return settings
+    }
+}
+
+extension Endpoint {
+    /// True for addresses only this machine reaches.
+    public var isLoopback: Bool { Self.isLoopback(host) }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased()
+        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+    }
+}
