@@ -79,8 +79,8 @@ public struct ServiceConfig: Sendable, Equatable {
     /// The top-level `rules:` section.
     public var rules: [RuleConfig] = []
     public var pipelines: [PipelineConfig]
-    /// Where plugin `.so` files are found; nil means "beside the executable".
-    public var pluginsDir: String?
+    /// Where plugin `.so` files are found, searched in order; empty means "beside the executable".
+    public var pluginDirs: [String] = []
     /// Where content-addressed copies of plugins are loaded from; nil means a default.
     public var pluginCacheDir: String?
     /// sha256 pins: plugin file name -> expected hex digest.
@@ -119,6 +119,12 @@ public struct ServiceConfig: Sendable, Equatable {
               receivers: [otlp]
               exporters: [debug]
         """
+
+    /// The plugins this config names: a component of type `x` is the plugin in file `x.so`.
+    /// Only these files are opened; others in the plugin directories are never loaded.
+    public var pluginNames: Set<String> {
+        Set((processors + exporters + notifiers).map(\.id.type))
+    }
 
     public func components(_ kind: ComponentKind) -> [ComponentConfig] {
         switch kind {
@@ -159,7 +165,7 @@ public struct ServiceConfig: Sendable, Equatable {
         var config = ServiceConfig(
             receivers: try section(.receiver), processors: try section(.processor),
             exporters: try section(.exporter), notifiers: try section(.notifier),
-            pipelines: [], pluginsDir: nil, pluginCacheDir: nil, pluginPins: [:],
+            pipelines: [], pluginCacheDir: nil, pluginPins: [:],
             adminEndpoint: defaultAdminEndpoint, shutdownTimeout: .seconds(10), memoryLimitBytes: nil)
 
         if let rules = root["rules"], rules != .null {
@@ -177,7 +183,13 @@ public struct ServiceConfig: Sendable, Equatable {
                 throw ConfigError("plugins.\(entry.key)", "unknown key; expected dir, cache_dir, pins or require_pins")
             }
             if let v = plugins["require_pins"] { config.requirePins = try parseBool(v, path: "plugins.require_pins") }
-            config.pluginsDir = try plugins["dir"].map { try requireString($0, "plugins.dir") }
+            switch plugins["dir"] {
+            case .list(let items)?:
+                config.pluginDirs = try items.enumerated().map { try requireString($1, "plugins.dir.\($0)") }
+                guard !config.pluginDirs.isEmpty else { throw ConfigError("plugins.dir", "name at least one directory") }
+            case let value?: config.pluginDirs = [try requireString(value, "plugins.dir")]
+            case nil: break
+            }
             config.pluginCacheDir = try plugins["cache_dir"].map { try requireString($0, "plugins.cache_dir") }
             if let pins = plugins["pins"] {
                 guard let entries = pins.mapEntries else { throw ConfigError("plugins.pins", "must map file names to sha256 digests") }

@@ -7,7 +7,7 @@ import Synchronization
 
 /// Why a config could not be turned into running pipelines.
 public enum GenerationError: Error, CustomStringConvertible {
-    case unknownType(kind: ComponentKind, id: ComponentID, available: [String])
+    case unknownType(kind: ComponentKind, id: ComponentID, directories: [String], available: [String])
     case wrongKind(kind: ComponentKind, id: ComponentID, plugin: String, actual: PluginKind)
     case createFailed(PluginCreateError)
     case invalidSettings(ConfigError)
@@ -18,9 +18,10 @@ public enum GenerationError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .unknownType(let kind, let id, let available):
-            let list = available.isEmpty ? "none are loaded" : "loaded: \(available.joined(separator: ", "))"
-            return "\(kind.section).\(id): no \(kind.rawValue) plugin named '\(id.type)' (\(list))"
+        case .unknownType(let kind, let id, let directories, let available):
+            let list = available.isEmpty ? "there are none" : "plugin files there: \(available.joined(separator: ", "))"
+            return "\(kind.section).\(id): no \(kind.rawValue) plugin named '\(id.type)': no file \(id.type).so in "
+                + "\(directories.joined(separator: ", ")) (\(list))"
         case .wrongKind(let kind, let id, let plugin, let actual):
             return "\(kind.section).\(id): plugin '\(plugin)' is a \(actual.rawValue), not a \(kind.rawValue)"
         case .createFailed(let error): return "\(error)"
@@ -170,8 +171,8 @@ public final class Generation: @unchecked Sendable {
             if let refusal = catalog.refused.first(where: { ($0.file as NSString).lastPathComponent == "\(id.type).so" }) {
                 throw GenerationError.refused(kind: kind, id: id, reason: refusal.error)
             }
-            let names = catalog.libraries.values.filter { $0.kind == expect }.map(\.name).sorted()
-            throw GenerationError.unknownType(kind: kind, id: id, available: names)
+            throw GenerationError.unknownType(kind: kind, id: id, directories: catalog.directories,
+                                              available: PluginCatalog.files(in: catalog.directories).map(\.name))
         }
         guard library.kind == expect else {
             throw GenerationError.wrongKind(kind: kind, id: id, plugin: library.name, actual: library.kind)

@@ -36,25 +36,27 @@ public final class PluginCatalog: @unchecked Sendable {
         return closed
     }
 
-    /// Scans `directory` for `*.so` files and loads each; refusals are logged and kept.
-    public static func scan(directory: String, cacheDirectory: String, pins: [String: String] = [:], requirePins: Bool = false,
-                            quarantine: Quarantine = Quarantine(), logger: Logger) -> PluginCatalog {
+    /// Loads the plugins `names` asks for: type `x` is file `x.so`, from the first of
+    /// `directories` that has one. Other files are never opened (their code never runs here);
+    /// `spanhostd --list-plugins` inspects them in child processes. Refusals are logged and kept.
+    public static func load(_ names: Set<String>, from directories: [String], cacheDirectory: String, pins: [String: String] = [:],
+                            requirePins: Bool = false, quarantine: Quarantine = Quarantine(), logger: Logger) -> PluginCatalog {
         let catalog = PluginCatalog()
-        // A directory others can write to could get a file planted in it: refuse all it holds.
-        let unsafeDirectory = FileSafety.problem(directory, isDirectory: true)
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
-            .filter { $0.hasSuffix(".so") }.sorted()
-        if files.isEmpty { logger.warning("no plugins found", metadata: ["dir": "\(directory)"]) }
-        for file in files {
+        catalog.directories = directories
+        for name in names.sorted() {
+            let file = "\(name).so"
+            guard let directory = directories.first(where: { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent(file)) })
+            else { continue }  // the component that needs it says so
             let path = (directory as NSString).appendingPathComponent(file)
             do {
-                if let problem = unsafeDirectory ?? FileSafety.problem(path, isDirectory: false) {
+                // A directory others can write to could get a file planted in it.
+                if let problem = FileSafety.problem(directory, isDirectory: true) ?? FileSafety.problem(path, isDirectory: false) {
                     throw PluginLoadError.unsafe(file: path, reason: problem)
                 }
                 let library = try load(path: path, cacheDirectory: cacheDirectory, pin: pins[file], requirePin: requirePins,
                                        quarantine: quarantine)
-                if let other = catalog.libraries[library.name] {
-                    throw PluginLoadError.duplicateName(file: path, name: library.name, other: other.sourcePath)
+                guard library.name == name else {
+                    throw PluginLoadError.nameMismatch(file: path, expected: name, registered: library.name)
                 }
                 catalog.libraries[library.name] = library
                 logger.info("plugin loaded", metadata: [
@@ -72,6 +74,22 @@ public final class PluginCatalog: @unchecked Sendable {
             }
         }
         return catalog
+    }
+
+    /// The directories searched, for messages.
+    public private(set) var directories: [String] = []
+
+    /// The plugin files in `directories`, by type name, first directory first: listed, not opened.
+    public static func files(in directories: [String]) -> [(name: String, path: String)] {
+        var seen = Set<String>()
+        var result: [(name: String, path: String)] = []
+        for directory in directories {
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".so") }.sorted()
+            for file in names where seen.insert(file).inserted {
+                result.append((String(file.dropLast(3)), (directory as NSString).appendingPathComponent(file)))
+            }
+        }
+        return result
     }
 
     /// Loads one file through its content-addressed copy.

@@ -13,7 +13,8 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
     case entryRefused(file: String)
     case abiMismatch(file: String, plugin: String, host: String)
     case invalidDescriptor(file: String, reason: String)
-    case duplicateName(file: String, name: String, other: String)
+    /// A plugin file must be named after the plugin it registers: `x.so` registers `x`.
+    case nameMismatch(file: String, expected: String, registered: String)
     /// The image crashed the process too often (see Quarantine) and is not loaded.
     case quarantined(file: String, plugin: String, reason: String)
     /// The file, or the directory it is in, could be changed by someone other than this user.
@@ -33,8 +34,8 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
         case .abiMismatch(let file, let plugin, let host):
             return "\(file): built for plugin ABI \(plugin), this host speaks \(host); rebuild it against this host's spanhost.h"
         case .invalidDescriptor(let file, let reason): return "\(file): invalid plugin descriptor: \(reason)"
-        case .duplicateName(let file, let name, let other):
-            return "\(file): plugin name '\(name)' is already provided by \(other)"
+        case .nameMismatch(let file, let expected, let registered):
+            return "\(file): registers plugin '\(registered)', not '\(expected)'; a plugin file is named after its type (\(registered).so)"
         case .unsafe(let file, let reason): return "\(file): refused: \(reason)"
         case .unpinned(let file, let actual):
             return "\(file): plugins.require_pins is on and this file has no pin (its sha256 is \(actual))"

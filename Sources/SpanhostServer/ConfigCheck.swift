@@ -59,10 +59,10 @@ public enum ConfigCheck {
     }
 
     /// Runs in the child: loads the plugins into `cacheDir` and creates every component once.
-    public static func preflight(config: ServiceConfig, pluginsDir: String, cacheDir: String, logger: Logger) throws {
+    public static func preflight(config: ServiceConfig, pluginDirs: [String], cacheDir: String, logger: Logger) throws {
         // A worker's child skips the plugins its supervisor quarantined, as the worker will.
         let quarantine = Quarantine.read(ProcessInfo.processInfo.environment[WorkerHandoff.quarantineVariable])
-        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,
+        let catalog = PluginCatalog.load(config.pluginNames, from: pluginDirs, cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,
                                          quarantine: quarantine, logger: logger)
         try Generation.validate(config: config, catalog: catalog) { component, library in
             print("\(progressPrefix)\(component) (plugin \(library.name) \(library.version), \(library.sourcePath), sha256 \(library.sha256))")

@@ -36,7 +36,7 @@ public typealias ConfigSource = @Sendable () throws -> ServiceConfig
 /// their own, never on the Swift concurrency pool.
 final class ReloadCoordinator: @unchecked Sendable {
     private let loadConfig: ConfigSource
-    private let pluginsDir: String
+    private let pluginDirs: @Sendable (ServiceConfig) -> [String]
     private let cacheDir: String
     /// Arguments that make a `spanhostd --preflight` child read the same config; nil skips
     /// the child (tests that build a server in-process).
@@ -53,14 +53,14 @@ final class ReloadCoordinator: @unchecked Sendable {
     /// What components retired by reloads did with the spans they accepted.
     private var retiredDelivery = DeliveryReport()
 
-    init(config: ServiceConfig, loadConfig: @escaping ConfigSource, pluginsDir: String, cacheDir: String,
+    init(config: ServiceConfig, loadConfig: @escaping ConfigSource, pluginDirs: @escaping @Sendable (ServiceConfig) -> [String], cacheDir: String,
          preflightArguments: [String]?, quarantineFile: String?, current: CurrentGeneration, receivers: ReceiverRegistry,
          logger: Logger) {
         self.preflightArguments = preflightArguments
         self.quarantineFile = quarantineFile
         self.config = config
         self.loadConfig = loadConfig
-        self.pluginsDir = pluginsDir
+        self.pluginDirs = pluginDirs
         self.cacheDir = cacheDir
         self.current = current
         self.receivers = receivers
@@ -96,7 +96,7 @@ final class ReloadCoordinator: @unchecked Sendable {
                     throw ReloadError.preflightFailed(problem)
                 }
                 let old = current.value
-                let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,
+                let catalog = PluginCatalog.load(config.pluginNames, from: pluginDirs(config), cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,
                                                  quarantine: Quarantine.read(quarantineFile), logger: logger)
                 return (config, try Generation(config: config, catalog: catalog, previous: old), old, catalog)
             }

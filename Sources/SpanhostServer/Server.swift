@@ -25,7 +25,7 @@ public final class Server: Sendable {
     /// Loads plugins and builds every component. Nothing listens yet. With `preflightArguments`
     /// (what makes a `spanhostd` child read the same config), every reload first creates the
     /// new config's plugins in such a child.
-    public init(config loadConfig: @escaping ConfigSource, pluginsDir: @escaping @Sendable (ServiceConfig) -> String,
+    public init(config loadConfig: @escaping ConfigSource, pluginDirs: @escaping @Sendable (ServiceConfig) -> [String],
                 cacheDir: String, preflightArguments: [String]?, handoff: WorkerHandoff? = nil, logger: Logger) throws {
         self.logger = logger
         self.handoff = handoff
@@ -38,9 +38,8 @@ public final class Server: Sendable {
         sh_crash_records_install(handoff?.crashRecordFD ?? STDERR_FILENO)
         let quarantine = handoff?.quarantineFile
         let config = try loadConfig()
-        let pluginsDir = pluginsDir(config)
         _ = try ReceiverSettings.used(in: config)
-        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,
+        let catalog = PluginCatalog.load(config.pluginNames, from: pluginDirs(config), cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,
                                          quarantine: Quarantine.read(quarantine), logger: logger)
         let generation = try Generation(config: config, catalog: catalog)
         if !generation.skipped.isEmpty {
@@ -51,7 +50,7 @@ public final class Server: Sendable {
         pool = NIOThreadPool(numberOfThreads: max(4, System.coreCount * 2))
         pool.start()
         receivers = ReceiverRegistry(group: group, pool: pool, current: current, inherited: handoff?.listeners ?? [:], logger: logger)
-        coordinator = ReloadCoordinator(config: config, loadConfig: loadConfig, pluginsDir: pluginsDir, cacheDir: cacheDir,
+        coordinator = ReloadCoordinator(config: config, loadConfig: loadConfig, pluginDirs: pluginDirs, cacheDir: cacheDir,
                                         preflightArguments: preflightArguments, quarantineFile: quarantine, current: current, receivers: receivers, logger: logger)
     }
 

@@ -32,6 +32,13 @@ struct Spanhostd: AsyncParsableCommand {
     @Flag(name: .long, help: .hidden)
     var pluginHost = false
 
+    @Flag(name: .long, help: "List every plugin file in the plugin directories with what it registers; each file is opened in a child process of its own.")
+    var listPlugins = false
+
+    /// The child of --list-plugins: opens one file and prints what it registers as JSON.
+    @Option(name: .long, help: .hidden)
+    var inspectPlugin: String?
+
     /// The supervisor's child: the server itself, with sockets handed over.
     @Flag(name: .long, help: .hidden)
     var worker = false
@@ -49,6 +56,10 @@ struct Spanhostd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "spanhostd")
+        if let file = inspectPlugin {
+            print(PluginListing.inspect(file))
+            return
+        }
         let path = config
         // Read at start and again on every reload.
         let source: ConfigSource = {
@@ -72,12 +83,17 @@ struct Spanhostd: AsyncParsableCommand {
             let scratch = "\(NSTemporaryDirectory())spanhost-check-\(getpid())"
             defer { try? FileManager.default.removeItem(atPath: scratch) }
             do {
-                try ConfigCheck.preflight(config: firstConfig, pluginsDir: firstConfig.pluginsDir ?? Self.defaultPluginsDir(),
+                try ConfigCheck.preflight(config: firstConfig, pluginDirs: Self.pluginDirs(firstConfig),
                                           cacheDir: scratch, logger: logger)
             } catch {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))
                 throw ExitCode(2)
             }
+            return
+        }
+        if listPlugins {
+            print(PluginListing.list(directories: Self.pluginDirs(firstConfig), pins: firstConfig.pluginPins,
+                                     named: firstConfig.pluginNames), terminator: "")
             return
         }
         if check {
@@ -104,7 +120,7 @@ struct Spanhostd: AsyncParsableCommand {
         }
         let server: Server
         do {
-            server = try Server(config: source, pluginsDir: { $0.pluginsDir ?? Self.defaultPluginsDir() }, cacheDir: cacheDir,
+            server = try Server(config: source, pluginDirs: Self.pluginDirs, cacheDir: cacheDir,
                                 preflightArguments: configArguments, handoff: handoff, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
@@ -139,6 +155,11 @@ struct Spanhostd: AsyncParsableCommand {
     }
 
     /// `../plugins` beside the executable's folder, so build/bin/spanhostd finds build/plugins.
+    /// The config's plugin directories, or the one beside the executable.
+    static func pluginDirs(_ config: ServiceConfig) -> [String] {
+        config.pluginDirs.isEmpty ? [defaultPluginsDir()] : config.pluginDirs
+    }
+
     static func defaultPluginsDir() -> String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let bin = (exe as NSString).deletingLastPathComponent

@@ -20,7 +20,7 @@ final class GenerationTests: XCTestCase {
         let config = try ServiceConfig.parse(yaml: yaml.replacingOccurrences(of: "TMP", with: tmp), environment: [:])
         // The cache PluginLoadingTests uses: an image is loaded once per process, from one place.
         let cache = NSTemporaryDirectory() + "spanhost-plugin-tests-\(getpid())"
-        let catalog = PluginCatalog.scan(directory: pluginsDir, cacheDirectory: cache, logger: Logger(label: "test"))
+        let catalog = PluginCatalog.load(config.pluginNames, from: [pluginsDir], cacheDirectory: cache, logger: Logger(label: "test"))
         let generation = try Generation(config: config, catalog: catalog, previous: previous)
         generation.activate()
         return generation

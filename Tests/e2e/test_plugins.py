@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from conftest import PLUGINS, TEST_PLUGINS, Spanhost, read_file_export, wait_for
+from conftest import PLUGINS, SPANHOSTD, TEST_PLUGINS, Spanhost, read_file_export, wait_for
 from test_bad_input import PROTO, request
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -44,27 +44,64 @@ def plugin_dir(tmp, *names):
     return d
 
 
-def test_bad_plugin_files_are_refused_and_the_rest_load(spanhost, tmp):
-    d = plugin_dir(tmp, "file", "wrong_abi", "newer_minor", "no_entry", "old_minor")
+def test_only_the_plugins_the_config_names_are_opened(spanhost, tmp):
+    d = plugin_dir(tmp, "file", "wrong_abi", "newer_minor", "no_entry", "old_minor", "planted")
     with open(os.path.join(d, "not_a_library.so"), "w") as f:
         f.write("this is not a shared library\n")
-    s = spanhost(BASE % ("  file:\n    path: {tmp}/out.jsonl\n  old_minor: {{}}", "file, old_minor"), plugins_dir=d)
+    marker = os.path.join(tmp, "constructor-ran")
+    s = spanhost(BASE % ("  file:\n    path: {tmp}/out.jsonl\n  old_minor: {{}}", "file, old_minor"), plugins_dir=d,
+                 env={"SPANHOST_TEST_MARKER": marker})
     st = s.status()
     loaded = {p["name"]: p for p in st["plugins"]}
     assert set(loaded) == {"file", "old_minor"}
     assert loaded["old_minor"]["abi"] == "1.0"
     assert len(loaded["file"]["sha256"]) == 64
-    refused = {os.path.basename(r["file"]): r["reason"] for r in st["refusedPlugins"]}
-    assert "ABI 99.0" in refused["wrong_abi.so"] and "speaks 1.1" in refused["wrong_abi.so"]
-    assert "ABI 1.99" in refused["newer_minor.so"]
-    assert "spanhost_plugin_entry" in refused["no_entry.so"]
-    assert "not a loadable shared library" in refused["not_a_library.so"]
-    log = s.log()
-    for name in ["wrong_abi.so", "newer_minor.so", "no_entry.so", "not_a_library.so"]:
-        assert f"plugin refused: {os.path.join(d, name)}" in log
+    # Files no component names were never opened: nothing refused, no constructor ran.
+    assert st["refusedPlugins"] == []
+    assert requests.post(s.admin + "/-/reload", json={}, timeout=60).status_code == 200
+    assert not os.path.exists(marker)
     r = requests.post(s.url, data=request(["x"]).SerializeToString(), headers=PROTO, timeout=5)
     assert r.status_code == 200
     assert wait_for(lambda: len(read_file_export(os.path.join(tmp, "out.jsonl"))) == 1)
+
+    # Listing opens every file, each in a child process of its own.
+    r = subprocess.run([SPANHOSTD, "--config", s.config_path, "--list-plugins"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "SPANHOST_TEST_MARKER": marker})
+    assert r.returncode == 0, r.stderr
+    lines = {line.split("\t")[0]: line for line in r.stdout.splitlines()}
+    assert set(lines) == {"file", "wrong_abi", "newer_minor", "no_entry", "old_minor", "planted", "not_a_library"}
+    assert "ABI 99.0" in lines["wrong_abi"] and "speaks 1.1" in lines["wrong_abi"]
+    assert "ABI 1.99" in lines["newer_minor"]
+    assert "spanhost_plugin_entry" in lines["no_entry"]
+    assert "not a loadable shared library" in lines["not_a_library"]
+    assert "exporter planted 6.6.6" in lines["planted"] and "used by the config" not in lines["planted"]
+    assert "used by the config" in lines["file"]
+    with open(marker) as f:
+        pids = {int(x) for x in f.read().split()}
+    assert pids and s.server_pid not in pids and s.proc.pid not in pids
+
+
+def test_a_named_plugin_that_cannot_load_stops_startup_with_the_reason(tmp):
+    d = plugin_dir(tmp, "file", "wrong_abi", "no_entry")
+    for name, reason in [("wrong_abi", "ABI 99.0"), ("no_entry", "spanhost_plugin_entry")]:
+        s = Spanhost(BASE % (f"  {name}: {{{{}}}}", name), tmp, plugins_dir=d)
+        assert s.wait_exit() != 0
+        assert f"exporters.{name}:" in s.log() and reason in s.log(), s.log()
+    # A file must be named after the plugin it registers.
+    os.rename(os.path.join(d, "file.so"), os.path.join(d, "sink.so"))
+    s = Spanhost(BASE % ("  sink: {{}}", "sink"), tmp, plugins_dir=d)
+    assert s.wait_exit() != 0
+    assert "registers plugin 'file', not 'sink'" in s.log(), s.log()
+
+
+def test_plugins_are_found_in_several_directories_first_one_first(spanhost, tmp):
+    own = plugin_dir(tmp, "old_minor", "null")
+    cfg = BASE % ("  file:\n    path: {tmp}/out.jsonl\n  old_minor: {{}}\n  \"null\": {{}}", 'file, old_minor, "null"')
+    cfg = cfg.replace("  dir: {plugins}", f"  dir: [{own}, {PLUGINS}]")
+    s = spanhost(cfg)
+    files = {p["name"]: p["file"] for p in s.status()["plugins"]}
+    assert files == {"file": os.path.join(PLUGINS, "file.so"), "old_minor": os.path.join(own, "old_minor.so"),
+                     "null": os.path.join(own, "null.so")}
 
 
 def test_plugins_load_from_content_addressed_copies(spanhost, tmp):

@@ -1,0 +1,71 @@
+import Foundation
+import Logging
+import SpanhostPlugins
+
+/// `spanhostd --list-plugins`: what each file in the plugin directories registers. The server
+/// opens only the files its config names; listing opens every file, so each is opened in a
+/// child process (`--inspect-plugin`) whose constructors and crashes stay there.
+enum PluginListing {
+    struct Entry: Codable {
+        var file: String
+        var name, kind, version, abi, sha256: String?
+        var error: String?
+    }
+
+    /// In the child: loads one file from a throw-away cache and describes it as one JSON line.
+    static func inspect(_ file: String) -> String {
+        let scratch = "\(NSTemporaryDirectory())spanhost-inspect-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var entry = Entry(file: file)
+        do {
+            let library = try PluginCatalog.load(path: file, cacheDirectory: scratch)
+            entry.name = library.name
+            entry.kind = library.kind.rawValue
+            entry.version = library.version
+            entry.abi = "\(library.abiMajor).\(library.abiMinor)"
+            entry.sha256 = library.sha256
+        } catch {
+            entry.error = "\(error)"
+        }
+        return String(decoding: (try? JSONEncoder().encode(entry)) ?? Data(), as: UTF8.self)
+    }
+
+    /// In the parent: one line per file, first directory first.
+    static func list(directories: [String], pins: [String: String], named: Set<String>) -> String {
+        let files = PluginCatalog.files(in: directories)
+        if files.isEmpty { return "no plugin files in \(directories.joined(separator: ", "))\n" }
+        var out = ""
+        for (name, path) in files {
+            let entry = inspectInChild(path)
+            var line = "\(name)\t"
+            if let error = entry.error {
+                line += "refused: \(error)"
+            } else {
+                line += "\(entry.kind ?? "?") \(entry.name ?? "?") \(entry.version ?? "?") abi \(entry.abi ?? "?") sha256 \(entry.sha256 ?? "?")"
+                if let pin = pins["\(name).so"], pin != entry.sha256 { line += " (pin mismatch: pinned \(pin))" }
+            }
+            if named.contains(name) { line += "\t[used by the config]" }
+            out += line + "\n"
+        }
+        return out
+    }
+
+    private static func inspectInChild(_ path: String) -> Entry {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        child.arguments = ["--inspect-plugin", path]
+        child.environment = ProcessInfo.processInfo.environment.merging(["SPANHOST_LOG_LEVEL": "error"]) { _, new in new }
+        let out = Pipe()
+        child.standardOutput = out
+        child.standardError = FileHandle.nullDevice
+        do { try child.run() } catch { return Entry(file: path, error: "cannot start a child to inspect it: \(error)") }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        child.waitUntilExit()
+        if child.terminationReason == .uncaughtSignal {
+            return Entry(file: path, error: "opening it killed the inspecting process (signal \(child.terminationStatus))")
+        }
+        let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        return (try? JSONDecoder().decode(Entry.self, from: Data(line.utf8)))
+            ?? Entry(file: path, error: "the inspecting process exited \(child.terminationStatus) without an answer")
+    }
+}
