@@ -426,6 +426,27 @@ size_t sh_batch_span_count(const spanhost_batch *batch) {
     return n;
 }
 
+size_t sh_batch_most_attributes(const spanhost_batch *batch) {
+    size_t most = 0;
+#define SH_MOST(list) do { if ((list).count > most) most = (list).count; } while (0)
+    for (size_t i = 0; i < batch->resource_spans_count; i++) {
+        const spanhost_resource_spans *rs = batch->resource_spans[i];
+        if (rs->resource) SH_MOST(rs->resource->attributes);
+        for (size_t j = 0; j < rs->scope_spans_count; j++) {
+            const spanhost_scope_spans *ss = rs->scope_spans[j];
+            if (ss->scope) SH_MOST(ss->scope->attributes);
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                const spanhost_span *span = ss->spans[k];
+                SH_MOST(span->attributes);
+                for (size_t e = 0; e < span->events_count; e++) SH_MOST(span->events[e]->attributes);
+                for (size_t l = 0; l < span->links_count; l++) SH_MOST(span->links[l]->attributes);
+            }
+        }
+    }
+#undef SH_MOST
+    return most;
+}
+
 size_t sh_batch_compact(spanhost_batch *batch) {
     size_t removed = 0, rkeep = 0;
     for (size_t i = 0; i < batch->resource_spans_count; i++) {

@@ -97,8 +97,8 @@ private func parseBodySize(_ value: ConfigValue, path: String) throws -> Int {
     return Int(n)
 }
 
-/// How long a request may take to arrive and how many connections a listener keeps, with the
-/// Collector's confighttp names where it has them.
+/// How long a request may take to arrive, how many connections a listener keeps (with the
+/// Collector's confighttp names where it has them), and how much one request may hold.
 public struct HTTPConnectionSettings: Sendable, Equatable {
     /// From a request's first byte until its head is complete.
     public var readHeaderTimeout: Duration = .seconds(10)
@@ -107,11 +107,22 @@ public struct HTTPConnectionSettings: Sendable, Equatable {
     /// Connections open at once; nil: 1000, or half the process's descriptor limit if lower.
     public var maxConnections: Int?
 
-    public static let keys = ["read_header_timeout", "read_timeout", "max_connections"]
+    /// Spans one request may hold.
+    public var maxSpansPerRequest = 200_000
+    /// Attributes one resource, scope, span, event or link may have.
+    public var maxAttributesPerSpan = 10_000
+
+    public static let keys = ["read_header_timeout", "read_timeout", "max_connections", "max_spans_per_request", "max_attributes_per_span"]
 
     public init() {}
 
     init(settings: ConfigValue, path: String) throws {
+        if let v = settings["max_spans_per_request"] {
+            maxSpansPerRequest = try parseCount(v, path: "\(path).max_spans_per_request", in: 1...100_000_000)
+        }
+        if let v = settings["max_attributes_per_span"] {
+            maxAttributesPerSpan = try parseCount(v, path: "\(path).max_attributes_per_span", in: 1...100_000_000)
+        }
         if let v = settings["read_header_timeout"] { readHeaderTimeout = try parseRequestTimeout(v, path: "\(path).read_header_timeout") }
         if let v = settings["read_timeout"] { readTimeout = try parseRequestTimeout(v, path: "\(path).read_timeout") }
         if let v = settings["max_connections"] { maxConnections = try parseCount(v, path: "\(path).max_connections", in: 1...1_000_000) }

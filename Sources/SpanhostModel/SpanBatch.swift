@@ -25,6 +25,18 @@ public enum DecodeError: Error, Equatable, CustomStringConvertible {
     case outOfMemory
     /// Decoding would build a batch larger than `limit` bytes (a multiple of the body).
     case expandsTooMuch(limit: Int)
+    /// The request holds more spans than a receiver takes in one request.
+    case tooManySpans(count: Int, limit: Int)
+    /// A resource, scope, span, event or link has more attributes than a receiver takes.
+    case tooManyAttributes(count: Int, limit: Int)
+
+    /// True for the refusals answered 413 (the request is too big, not malformed).
+    public var isTooLarge: Bool {
+        switch self {
+        case .tooLarge, .expandsTooMuch, .tooManySpans, .tooManyAttributes: return true
+        default: return false
+        }
+    }
 
     public var description: String {
         switch self {
@@ -35,6 +47,10 @@ public enum DecodeError: Error, Equatable, CustomStringConvertible {
         case .expandsTooMuch(let limit):
             return "decoding this request would take more than \(limit >> 20) MiB "
                 + "(\(SpanBatch.decodeExpansion)x its decompressed size, plus 1 MiB); send fewer spans per request"
+        case .tooManySpans(let count, let limit):
+            return "the request holds \(count) spans; this receiver takes at most \(limit) per request (max_spans_per_request)"
+        case .tooManyAttributes(let count, let limit):
+            return "an item of the request has \(count) attributes; this receiver takes at most \(limit) (max_attributes_per_span)"
         }
     }
 }
@@ -69,9 +85,20 @@ public final class SpanBatch: @unchecked Sendable {
     /// Decodes an OTLP request body into a new batch. `gzip` bodies are inflated first;
     /// `limit` caps the body size after decompression.
     public static func decode(
-        _ body: UnsafeRawBufferPointer, encoding: OTLPEncoding, gzip: Bool, limit: Int
+        _ body: UnsafeRawBufferPointer, encoding: OTLPEncoding, gzip: Bool, limit: Int, caps: Caps = Caps()
     ) throws(DecodeError) -> SpanBatch {
-        try decode(body, format: encoding == .json ? .otlpJSON : .otlpProtobuf, gzip: gzip, limit: limit)
+        try decode(body, format: encoding == .json ? .otlpJSON : .otlpProtobuf, gzip: gzip, limit: limit, caps: caps)
+    }
+
+    /// What one request may hold, checked after decoding (the arena cap has bounded memory by then).
+    public struct Caps: Sendable, Equatable {
+        public var maxSpans: Int
+        public var maxAttributes: Int
+        /// Far above what SDKs send: their batch processors send 512 spans and keep 128 attributes.
+        public init(maxSpans: Int = 200_000, maxAttributes: Int = 10_000) {
+            self.maxSpans = maxSpans
+            self.maxAttributes = maxAttributes
+        }
     }
 
     /// The request formats a receiver can decode.
@@ -82,7 +109,7 @@ public final class SpanBatch: @unchecked Sendable {
     }
 
     public static func decode(
-        _ body: UnsafeRawBufferPointer, format: InputFormat, gzip: Bool, limit: Int
+        _ body: UnsafeRawBufferPointer, format: InputFormat, gzip: Bool, limit: Int, caps: Caps = Caps()
     ) throws(DecodeError) -> SpanBatch {
         guard let batch = SpanBatch.empty() else { throw .outOfMemory }
         let bytes: UnsafePointer<UInt8>
@@ -121,6 +148,10 @@ public final class SpanBatch: @unchecked Sendable {
             if sh_batch_over_limit(batch.pointer) != 0 { throw .expandsTooMuch(limit: arenaLimit) }
             throw .invalid(String(cString: err))
         }
+        let spans = batch.spanCount
+        if spans > caps.maxSpans { throw .tooManySpans(count: spans, limit: caps.maxSpans) }
+        let attributes = sh_batch_most_attributes(batch.pointer)
+        if attributes > caps.maxAttributes { throw .tooManyAttributes(count: attributes, limit: caps.maxAttributes) }
         return batch
     }
 

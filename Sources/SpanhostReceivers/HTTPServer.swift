@@ -29,6 +29,15 @@ public struct HTTPResponse: Sendable {
     }
 }
 
+/// Bytes of request bodies being received or handled by every HTTP server of the process: the
+/// memory limiter counts them with the batches, so many large unfinished bodies cannot pile up.
+public enum RequestBodies {
+    private static let bytes = Atomic<Int>(0)
+    public static var inFlightBytes: Int { bytes.load(ordering: .relaxed) }
+    static func add(_ n: Int) { bytes.wrappingAdd(n, ordering: .relaxed) }
+    static func remove(_ n: Int) { bytes.wrappingSubtract(n, ordering: .relaxed) }
+}
+
 /// How long a client may take, and how many may be connected at once: what keeps trickling or
 /// piled-up connections from holding a listener (and the process's descriptors).
 public struct ConnectionLimits: Sendable, Equatable {
@@ -91,6 +100,7 @@ public final class HTTPServer: Sendable {
                              idleTimeout: TimeAmount = .seconds(60),
                              limits: @escaping @Sendable () -> ConnectionLimits = { ConnectionLimits() },
                              tls: @escaping @Sendable () -> NIOSSLContext? = { nil },
+                             refusal: @escaping @Sendable () -> String? = { nil },
                              group: any EventLoopGroup, handler: @escaping Handler) async throws -> HTTPServer {
         let open = ConnectionCount()
         let bootstrap = ServerBootstrap(group: group)
@@ -111,7 +121,8 @@ public final class HTTPServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(RequestDeadlines(clock: clock))
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, clock: clock, handler: handler))
+                    try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, clock: clock, refusal: refusal,
+                                                                                  handler: handler))
                 }
             }
         let channel: any Channel
@@ -140,7 +151,9 @@ public final class HTTPServer: Sendable {
     }
 }
 
-/// Collects one request at a time and answers it.
+/// Collects one request at a time and answers it. While a body arrives, `refusal` is asked
+/// whether to go on (the memory limiter): if not, the request is answered 503 and the
+/// connection closed, so the rest of the body is never held.
 private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -152,11 +165,36 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
     private var body: ByteBuffer?
     private var tooLarge = false
     private let clock: RequestClock
+    private let refusal: @Sendable () -> String?
+    /// Bytes of the body being received, counted in `RequestBodies`.
+    private var counted = 0
 
-    init(maxBodyBytes: @escaping @Sendable () -> Int, clock: RequestClock, handler: @escaping HTTPServer.Handler) {
+    init(maxBodyBytes: @escaping @Sendable () -> Int, clock: RequestClock, refusal: @escaping @Sendable () -> String? = { nil },
+         handler: @escaping HTTPServer.Handler) {
         self.limit = maxBodyBytes
         self.clock = clock
+        self.refusal = refusal
         self.handler = handler
+    }
+
+    private func uncount() {
+        RequestBodies.remove(counted)
+        counted = 0
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        uncount()
+        context.fireChannelInactive()
+    }
+
+    /// Answers 503 and closes: the memory limit is reached (or the server is stopping).
+    private func refuse(context: ChannelHandlerContext, head: HTTPRequestHead, _ reason: String) {
+        tooLarge = true
+        body = nil
+        uncount()
+        var response = HTTPResponse.text(.serviceUnavailable, reason)
+        response.headers.add(name: "Retry-After", value: "1")
+        respond(context: context, head: head, response, close: true)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -171,13 +209,24 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
                 respond(context: context, head: head, .text(.payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"), close: true)
                 return
             }
+            if let reason = refusal() {
+                refuse(context: context, head: head, reason)
+                return
+            }
             body = context.channel.allocator.buffer(capacity: 0)
         case .body(var chunk):
             guard !tooLarge, let head else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBodyBytes {
                 tooLarge = true
                 body = nil
+                uncount()
                 respond(context: context, head: head, .text(.payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"), close: true)
+                return
+            }
+            counted += chunk.readableBytes
+            RequestBodies.add(chunk.readableBytes)
+            if let reason = refusal() {
+                refuse(context: context, head: head, reason)
                 return
             }
             if body == nil || body!.readableBytes == 0 { body = chunk } else { body!.writeBuffer(&chunk) }
@@ -188,10 +237,14 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
                                       body: body ?? context.channel.allocator.buffer(capacity: 0))
             self.head = nil
             self.body = nil
+            // The body stays counted until it has been handled (decoded, run through the pipelines).
+            let handled = counted
+            counted = 0
             // NIO's server pipeline handler holds back a pipelined next request until this
             // answer has been written, so answers stay in order.
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             handler(request, context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+                RequestBodies.remove(handled)
                 let (handler, context) = loopBound.value
                 let response = (try? result.get()) ?? .text(.internalServerError, "internal error")
                 handler.respond(context: context, head: head, response, close: !head.isKeepAlive)

@@ -17,7 +17,7 @@ public struct OTLPHTTPHandler: Sendable {
     public let security: ServerSecurity
     let sink: BatchSink
     /// Why a request must be refused with 503 now (shutting down, over the memory limit), or nil.
-    let refusal: @Sendable () -> String?
+    public let refusal: @Sendable () -> String?
 
     public init(settings: OTLPReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
                 refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink) {
@@ -102,14 +102,12 @@ public struct OTLPHTTPHandler: Sendable {
     func decode(_ body: ByteBuffer, encoding: OTLPEncoding, gzip: Bool) -> Result<SpanBatch, Answer> {
         do {
             return .success(try body.withUnsafeReadableBytes { raw throws(DecodeError) in
-                try SpanBatch.decode(raw, encoding: encoding, gzip: gzip, limit: settings.maxRequestBodySize)
+                try SpanBatch.decode(raw, encoding: encoding, gzip: gzip, limit: settings.maxRequestBodySize,
+                                     caps: SpanBatch.Caps(settings.connections))
             })
         } catch {
             counters.add(rejectedRequests: 1)
-            switch error {
-            case .tooLarge, .expandsTooMuch: return .failure(Answer(status(.payloadTooLarge, encoding, code: 8, error.description)))
-            default: break
-            }
+            if error.isTooLarge { return .failure(Answer(status(.payloadTooLarge, encoding, code: 8, error.description))) }
             return .failure(Answer(status(.badRequest, encoding, code: 3, error.description)))
         }
     }

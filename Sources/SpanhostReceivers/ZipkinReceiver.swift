@@ -11,7 +11,7 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
     public let counters: ReceiverCounters
     public let security: ServerSecurity
     let sink: BatchSink
-    let refusal: @Sendable () -> String?
+    public let refusal: @Sendable () -> String?
 
     public init(settings: ZipkinReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
                 refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink) {
@@ -67,14 +67,12 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
             let batch: SpanBatch
             do throws(DecodeError) {
                 batch = try body.withUnsafeReadableBytes { raw throws(DecodeError) in
-                    try SpanBatch.decode(raw, format: .zipkinJSON, gzip: encoding == "gzip", limit: settings.maxRequestBodySize)
+                    try SpanBatch.decode(raw, format: .zipkinJSON, gzip: encoding == "gzip", limit: settings.maxRequestBodySize,
+                                         caps: SpanBatch.Caps(settings.connections))
                 }
             } catch {
                 counters.add(rejectedRequests: 1)
-                switch error {
-                case .tooLarge, .expandsTooMuch: return .text(.payloadTooLarge, error.description)
-                default: return .text(.badRequest, error.description)
-                }
+                return .text(error.isTooLarge ? .payloadTooLarge : .badRequest, error.description)
             }
             let spans = batch.spanCount
             return Self.answer(sink(batch), spans: spans, counters: counters)
@@ -111,6 +109,9 @@ public protocol ReceiverHandler: Sendable {
     var counters: ReceiverCounters { get }
     /// TLS for its connections and the authenticator its requests must pass.
     var security: ServerSecurity { get }
+    /// Why requests must be refused with 503 now (shutting down, over the memory limit), or nil;
+    /// asked again while a body arrives.
+    var refusal: @Sendable () -> String? { get }
     func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse>
 }
 
@@ -118,6 +119,12 @@ extension OTLPHTTPHandler: ReceiverHandler {
     public var endpoint: Endpoint { settings.endpoint }
     public var maxRequestBodySize: Int { settings.maxRequestBodySize }
     public var connectionLimits: ConnectionLimits { ConnectionLimits(settings.connections) }
+}
+
+extension SpanBatch.Caps {
+    init(_ settings: HTTPConnectionSettings) {
+        self.init(maxSpans: settings.maxSpansPerRequest, maxAttributes: settings.maxAttributesPerSpan)
+    }
 }
 
 extension ConnectionLimits {

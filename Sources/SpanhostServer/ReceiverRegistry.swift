@@ -99,7 +99,7 @@ final class ReceiverRegistry: @unchecked Sendable {
                     binding,
                     maxBodyBytes: { listener.current.maxRequestBodySize },
                     limits: { listener.current.connectionLimits },
-                    tls: { listener.current.security.tls }, group: group
+                    tls: { listener.current.security.tls }, refusal: { listener.current.refusal() }, group: group
                 ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
                 logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(listener.server?.localPort ?? 0)",
                                                             "tls": "\(handler.security.tls != nil)", "auth": "\(handler.security.authenticator != nil)"])
@@ -179,8 +179,10 @@ final class ReceiverRegistry: @unchecked Sendable {
         let current = self.current
         let refusal: @Sendable () -> String? = {
             guard accepting.value else { return "spanhost is shutting down" }
-            if let limit, SpanBatch.liveBytes > limit {
-                return "memory limit reached: \(SpanBatch.liveBytes >> 20) MiB of spans held, limit \(limit >> 20) MiB"
+            // Batches and the request bodies being received or decoded, together.
+            if let limit, SpanBatch.liveBytes + RequestBodies.inFlightBytes > limit {
+                return "memory limit reached: \(SpanBatch.liveBytes >> 20) MiB of spans held and \(RequestBodies.inFlightBytes >> 20) MiB "
+                    + "of requests arriving, limit \(limit >> 20) MiB"
             }
             return nil
         }

@@ -433,3 +433,24 @@ def test_a_reload_keeps_unchanged_rules_so_a_firing_alert_does_not_fire_again(sp
             assert len(hook.events) == 1, [e for _, e, _ in hook.events]
     finally:
         hook.close()
+
+
+def test_span_text_cannot_ping_a_channel_or_forge_log_lines(spanhost):
+    hook = HookServer()
+    try:
+        s = spanhost(BURST.replace("group_wait: 3s", "group_wait: 0s") % hook.url)
+        name = "GET <http://evil.example|click here> <!channel>\n2026-01-01T00:00:00Z CRITICAL forged\x1b[2J & more"
+        body = otlp_json("pay<!here>", [(1, 0, 1, True)])
+        body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] = name
+        assert requests.post(s.url, json=body, timeout=5).status_code == 200
+        assert wait_for(lambda: hook.events, timeout=10)
+        text = hook.events[0][1]["text"]
+        for raw in ["<!channel>", "<!here>", "<http://evil.example|click here>"]:
+            assert raw not in text, text
+        assert "&lt;!channel&gt;" in text and "&lt;http://evil.example|click here&gt;" in text and "&amp; more" in text
+        lines = wait_for(lambda: [l for l in s.log().splitlines() if " error_span " in l], timeout=5)
+        assert len(lines) == 1, lines
+        assert "forged" in lines[0] and "\\n2026-01-01T00:00:00Z CRITICAL" in lines[0] and "\\x1b[2J" in lines[0], lines[0]
+        assert "\x1b" not in s.log() and not any(l.startswith("2026-01-01T00:00:00Z CRITICAL") for l in s.log().splitlines())
+    finally:
+        hook.close()

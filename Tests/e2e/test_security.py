@@ -6,7 +6,7 @@ import time
 import requests
 
 from conftest import TEST_PLUGINS, wait_for
-from test_data_path import BASE, cfg, check, fill, plugin_dir
+from test_data_path import BASE, cfg, check, encode_varint, fill, plugin_dir
 
 BASE_CHECK = fill(BASE, processors="  {}", service="", chain="")
 
@@ -68,6 +68,65 @@ def test_a_small_body_that_would_decode_into_a_huge_batch_is_refused(spanhost, t
     assert r.status_code == 413
     assert requests.post(host.url, data=empty_spans_request(100), timeout=10,
                          headers={"Content-Type": "application/x-protobuf"}).status_code == 200
+
+
+def test_requests_with_too_many_spans_or_attributes_are_refused_413(spanhost, tmp):
+    from test_data_path import otlp_json
+    host = spanhost(CONFIG.replace('endpoint: "{receiver}"', 'endpoint: "{receiver}", max_spans_per_request: 10, '
+                                   'max_attributes_per_span: 5'))
+    r = requests.post(host.url, json=otlp_json(11), timeout=10)
+    assert r.status_code == 413 and "11 spans" in r.json()["message"] and "max_spans_per_request" in r.json()["message"], r.text
+    r = requests.post(host.url, json=otlp_json(1, attrs={f"k{i}": "v" for i in range(5)}), timeout=10)
+    assert r.status_code == 413 and "6 attributes" in r.json()["message"], r.text
+    assert requests.post(host.url, json=otlp_json(10, attrs={f"k{i}": "v" for i in range(4)}), timeout=10).status_code == 200
+    # The defaults are far above what an SDK sends, and below what an attacker's body builds.
+    default = spanhost(CONFIG)
+    # 250,000 spans with ids and a name: 12 MB that decodes within the arena cap, past the span cap.
+    span = b"\x0a\x10" + b"\x01" * 16 + b"\x12\x08" + b"\x02" * 8 + b"\x2a\x0dGET /checkout"
+    spans = (b"\x12" + bytes([len(span)]) + span) * 250_000
+    scope = b"\x12" + encode_varint(len(spans)) + spans
+    body = b"\x0a" + encode_varint(len(scope)) + scope
+    r = requests.post(default.url, data=body, headers={"Content-Type": "application/x-protobuf"}, timeout=60)
+    assert r.status_code == 413 and b"250000 spans" in r.content, r.content[:200]
+    assert requests.post(default.url, json=otlp_json(2000), timeout=30).status_code == 200
+
+
+def test_unfinished_bodies_count_against_the_memory_limit(spanhost, tmp):
+    host = spanhost(CONFIG.replace("service:\n", "service:\n  memory_limiter: {{limit_mib: 16}}\n"))
+    port = host.receiver_port
+    head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: %d\r\n\r\n" % (10 << 20))
+    held, refused = [], 0
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.settimeout(5)
+        try:
+            sock.sendall(head + b"\0" * (3 << 20))
+        except OSError:
+            pass
+        held.append(sock)
+        time.sleep(0.2)
+    bodies = host.status()["memory"]["requestBodyBytes"]
+    for sock in held:
+        sock.settimeout(0.5)
+        try:
+            answer = sock.recv(4096)
+        except (socket.timeout, TimeoutError):
+            continue
+        except ConnectionResetError:
+            refused += 1
+            continue
+        if answer.startswith(b"HTTP/1.1 503"):
+            assert b"memory limit reached" in answer and b"of requests arriving" in answer, answer
+            refused += 1
+    # 16 MiB holds five 3 MiB bodies; the others were answered 503 and closed, not buffered.
+    assert bodies <= (16 + 3) << 20, bodies
+    assert 4 <= refused <= 6, refused
+    for sock in held:
+        sock.close()
+    assert wait_for(lambda: host.status()["memory"]["requestBodyBytes"] == 0, timeout=10)
+    assert requests.post(host.url, data=empty_spans_request(10), headers={"Content-Type": "application/x-protobuf"},
+                         timeout=10).status_code == 200
 
 
 def closed_within(sock, seconds):

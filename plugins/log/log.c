@@ -50,6 +50,23 @@ static int32_t log_create(const spanhost_config *config, spanhost_instance *inst
     return SPANHOST_OK;
 }
 
+/* Writes text from span data so that it stays on one line and cannot drive a terminal:
+ * control characters (newlines, ESC...) and DEL become escapes, and a backslash is doubled. */
+static void write_escaped(FILE *out, const char *text, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        switch (c) {
+        case '\n': fputs("\\n", out); break;
+        case '\r': fputs("\\r", out); break;
+        case '\t': fputs("\\t", out); break;
+        case '\\': fputs("\\\\", out); break;
+        default:
+            if (c < 0x20 || c == 0x7f) fprintf(out, "\\x%02x", c);
+            else fputc(c, out);
+        }
+    }
+}
+
 static int32_t log_notify(void *state, const spanhost_notification *n, spanhost_status *status) {
     log_state *s = (log_state *)state;
     if (!s->text) {
@@ -67,9 +84,11 @@ static int32_t log_notify(void *state, const spanhost_notification *n, spanhost_
         struct tm tm;
         gmtime_r(&seconds, &tm);
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        fprintf(s->out, "%s %s %.*s %.*s count=%llu", when, severities[n->severity < 4 ? n->severity : 2],
-                (int)n->kind.len, n->kind.ptr ? n->kind.ptr : "", (int)n->summary.len, n->summary.ptr ? n->summary.ptr : "",
-                (unsigned long long)n->count);
+        fprintf(s->out, "%s %s ", when, severities[n->severity < 4 ? n->severity : 2]);
+        write_escaped(s->out, n->kind.ptr ? n->kind.ptr : "", n->kind.ptr ? n->kind.len : 0);
+        fputc(' ', s->out);
+        write_escaped(s->out, n->summary.ptr ? n->summary.ptr : "", n->summary.ptr ? n->summary.len : 0);
+        fprintf(s->out, " count=%llu", (unsigned long long)n->count);
         int any = 0;
         for (int i = 0; i < 16; i++) any |= n->trace_id[i];
         if (any) {

@@ -78,17 +78,33 @@ final class WebhookNotifier: SpanNotifierPlugin {
 
     func shutdown() { session.invalidateAndCancel() }
 
-    /// One message for a chat channel: severity, summary, count, then the details.
+    /// One message for a chat channel: severity, summary, count, then the details. Text from
+    /// span data is escaped, so a span cannot ping a channel (`<!channel>`) or plant a link.
     static func slackText(_ n: NotificationView) -> String {
-        var lines = ["*[\(n.severityName.uppercased())] \(n.kind)* \(n.summary)"]
+        var lines = ["*[\(n.severityName.uppercased())] \(slackEscaped(n.kind))* \(slackEscaped(n.summary))"]
         if n.count > 1 { lines.append("\(n.count) occurrences") }
         if let trace = n.traceID { lines.append("trace `\(trace)`") }
         for (key, value) in n.attributes where key != "exception.stacktrace" {
-            if case .string(let s) = value { lines.append("• \(key): \(s)") }
-            else if case .int(let i) = value { lines.append("• \(key): \(i)") }
-            else if case .double(let d) = value { lines.append("• \(key): \(d)") }
+            if case .string(let s) = value { lines.append("• \(slackEscaped(key)): \(slackEscaped(s))") }
+            else if case .int(let i) = value { lines.append("• \(slackEscaped(key)): \(i)") }
+            else if case .double(let d) = value { lines.append("• \(slackEscaped(key)): \(d)") }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Slack's control characters as entities: `<...>` is a mention or a link, `&` starts an entity.
+    static func slackEscaped(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for ch in text {
+            switch ch {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            default: out.append(ch)
+            }
+        }
+        return out
     }
 
     /// One request, waited for on the calling (notifier) thread.

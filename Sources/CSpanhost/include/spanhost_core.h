@@ -44,6 +44,8 @@ spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource 
                                  spanhost_str scope_schema_url, const spanhost_span *span);
 
 size_t sh_batch_span_count(const spanhost_batch *batch);
+/* The largest attribute count of any resource, scope, span, event or link in the batch. */
+size_t sh_batch_most_attributes(const spanhost_batch *batch);
 /* Removes spans marked SPANHOST_SPAN_DROP or SPANHOST_SPAN_TAKEN, and empty groups. Returns
  * how many were dropped (TAKEN spans are not counted). */
 size_t sh_batch_compact(spanhost_batch *batch);
