@@ -221,11 +221,30 @@ public struct KafkaReceiverSettings: Sendable, Equatable {
     public var groupID = "spanhost"
     public var initialOffset = "latest"
     public var encoding: Encoding = .otlpProto
+    /// The group member's lease: without a heartbeat for this long, its partitions go to others.
+    public var sessionTimeout: Duration = .seconds(10)
+    public var heartbeatInterval: Duration = .seconds(3)
+    /// How partitions are shared: range, roundrobin or cooperative-sticky (incremental handovers).
+    public var rebalanceStrategy = "range"
+    /// Longest gap between polls before the member is considered stuck (it polls while held too).
+    public var maxPollInterval: Duration = .seconds(300)
+    /// librdkafka properties, set last.
     public var properties: [String: String] = [:]
 
+    /// The group settings as librdkafka properties.
+    public var groupProperties: [(key: String, value: String)] {
+        func ms(_ d: Duration) -> String { String(Int64(d.milliseconds.rounded())) }
+        return [("session.timeout.ms", ms(sessionTimeout)), ("heartbeat.interval.ms", ms(heartbeatInterval)),
+                ("partition.assignment.strategy", rebalanceStrategy), ("max.poll.interval.ms", ms(maxPollInterval))]
+    }
+
+    /// Config key -> librdkafka property.
+    public static let groupKeys = ["session_timeout": "session.timeout.ms", "heartbeat_interval": "heartbeat.interval.ms",
+                            "group_rebalance_strategy": "partition.assignment.strategy", "max_poll_interval": "max.poll.interval.ms"]
+
     public init(settings: ConfigValue, path: String) throws {
-        try settings.requireKnownKeys(["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "time_zone", "properties"],
-                                      path: path)
+        try settings.requireKnownKeys(["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "time_zone", "properties"]
+                                      + Self.groupKeys.keys.sorted(), path: path)
         switch settings["brokers"] {
         case .list(let items)?: brokers = try items.enumerated().map { try requireString($1, "\(path).brokers.\($0)") }.joined(separator: ",")
         case let value?: brokers = try requireString(value, "\(path).brokers")
@@ -260,6 +279,31 @@ public struct KafkaReceiverSettings: Sendable, Equatable {
         }
         for entry in settings["properties"]?.mapEntries ?? [] {
             properties[entry.key] = try requireString(entry.value, "\(path).properties.\(entry.key)")
+        }
+        for (key, property) in Self.groupKeys.sorted(by: { $0.key < $1.key }) where settings[key] != nil {
+            // Take the group settings from the properties when they are given there.
+            if properties[property] != nil {
+                throw ConfigError("\(path).\(key)", "set either \(key) or properties.\(property), not both")
+            }
+        }
+        func positive(_ key: String) throws -> Duration? {
+            guard let v = settings[key] else { return nil }
+            let d = try parseDuration(v, path: "\(path).\(key)")
+            guard d >= .milliseconds(1) else { throw ConfigError("\(path).\(key)", "must be at least 1ms") }
+            return d
+        }
+        if let d = try positive("session_timeout") { sessionTimeout = d }
+        if let d = try positive("heartbeat_interval") { heartbeatInterval = d }
+        if let d = try positive("max_poll_interval") { maxPollInterval = d }
+        if let v = settings["group_rebalance_strategy"] {
+            let strategy = try requireString(v, "\(path).group_rebalance_strategy")
+            guard ["range", "roundrobin", "cooperative-sticky"].contains(strategy) else {
+                throw ConfigError("\(path).group_rebalance_strategy", "'\(strategy)' is not range, roundrobin or cooperative-sticky")
+            }
+            rebalanceStrategy = strategy
+        }
+        guard heartbeatInterval < sessionTimeout else {
+            throw ConfigError("\(path).heartbeat_interval", "must be shorter than session_timeout (\(sessionTimeout))")
         }
     }
 

@@ -8,7 +8,9 @@ import SpanhostModel
 /// stored (and committed by librdkafka's periodic commit) only after the pipelines have taken
 /// the message, so a crash re-delivers instead of losing. A message that cannot be decoded is
 /// counted, logged with topic/partition/offset and skipped. While the pipelines refuse (503
-/// for HTTP clients), the partition waits: the same message is offered again after a pause.
+/// for HTTP clients), the partitions are paused and the same message is offered again, while
+/// the consumer keeps polling so the group's rebalances are served; if the held message's
+/// partition is taken away meanwhile, the message is dropped unstored and its new owner reads it.
 public final class KafkaReceiver: @unchecked Sendable {
     public let id: ComponentID
     public let settings: KafkaReceiverSettings
@@ -44,6 +46,10 @@ public final class KafkaReceiver: @unchecked Sendable {
         try set("group.id", settings.groupID, "\(path).group_id")
         try set("auto.offset.reset", settings.initialOffset, "\(path).initial_offset")
         try set("enable.auto.offset.store", "false", path)
+        let groupKeys = Dictionary(uniqueKeysWithValues: KafkaReceiverSettings.groupKeys.map { ($1, $0) })
+        for (key, value) in settings.groupProperties where settings.properties[key] == nil {
+            try set(key, value, "\(path).\(groupKeys[key] ?? key)")
+        }
         for (key, value) in settings.properties.sorted(by: { $0.key < $1.key }) { try set(key, value, "\(path).properties.\(key)") }
         let rebalancer = Rebalancer(counters: counters, logger: logger)
         self.rebalancer = rebalancer
@@ -126,17 +132,21 @@ public final class KafkaReceiver: @unchecked Sendable {
 
     /// Offers the batch until the pipelines take it (or refuse it for good), then stores the
     /// offset. While they refuse (full queues, memory limit), the assigned partitions are paused
-    /// so librdkafka stops fetching into memory, and resumed once the batch is taken.
+    /// so librdkafka stops fetching into memory, and the consumer keeps polling between offers so
+    /// rebalances are served. Returns without storing if the held message's partition is revoked.
     private func deliver(_ batch: SpanBatch, message: UnsafeMutablePointer<rd_kafka_message_t>) {
         let spans = batch.spanCount
-        var paused: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        let held = TopicPartition(topic: String(cString: rd_kafka_topic_name(message.pointee.rkt)), partition: message.pointee.partition)
+        var paused = false
+        /// Partitions read past while holding, by the first offset returned: rewound there.
+        var rewound: [TopicPartition: Int64] = [:]
         defer {
-            if let paused {
-                rd_kafka_resume_partitions(consumer, paused)
-                rd_kafka_topic_partition_list_destroy(paused)
+            if paused {
+                resumeAssigned()
                 logger.info("partitions resumed")
             }
         }
+        rebalancer.revoked.removeAll()
         while !isStopping {
             switch sink(batch) {
             case .accepted(let rejected, _):
@@ -150,20 +160,61 @@ public final class KafkaReceiver: @unchecked Sendable {
                 return
             case .refused(let seconds, let reason):
                 counters.add(refusedRequests: 1)
-                if paused == nil {
-                    var assigned: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
-                    if rd_kafka_assignment(consumer, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR, let assigned {
-                        rd_kafka_pause_partitions(consumer, assigned)
-                        paused = assigned
-                        counters.add(pauses: 1)
-                        logger.warning("partitions paused: the pipelines refuse", metadata: ["reason": "\(reason)", "partitions": "\(assigned.pointee.cnt)"])
-                    }
+                if !paused {
+                    paused = true
+                    counters.add(pauses: 1)
+                    logger.warning("partitions paused: the pipelines refuse", metadata: ["reason": "\(reason)"])
                 }
-                // Poll is not called while paused: max.poll.interval.ms (5 min by default) is
-                // how long a refusal may last before the group gives the partitions to others.
-                Thread.sleep(forTimeInterval: Double(min(max(seconds, 1), 5)))
+                let retryAt = ContinuousClock.now + .seconds(min(max(seconds, 1), 5))
+                repeat {
+                    pauseAssigned()  // partitions assigned during the hold are paused too
+                    pollWhileHolding(&rewound)
+                    for partition in rebalancer.revoked { rewound[partition] = nil }
+                    if rebalancer.revoked.contains(held) {
+                        counters.add(handedOver: 1)
+                        logger.info("held message given up unstored: its partition was revoked, and its next owner reads it", metadata: [
+                            "topic": "\(held.topic)", "partition": "\(held.partition)", "offset": "\(message.pointee.offset)"])
+                        return
+                    }
+                } while ContinuousClock.now < retryAt && !isStopping
             }
         }
+    }
+
+    /// One short poll while a message is held: serves rebalance callbacks. A message it returns
+    /// (fetched before the pause took effect, or from a partition just assigned) is not
+    /// delivered: its partition is rewound to it, to be read again once resumed.
+    private func pollWhileHolding(_ rewound: inout [TopicPartition: Int64]) {
+        guard let message = rd_kafka_consumer_poll(consumer, 100) else { return }
+        defer { rd_kafka_message_destroy(message) }
+        let m = message.pointee
+        guard m.err == RD_KAFKA_RESP_ERR_NO_ERROR, let topic = m.rkt else { return }
+        let key = TopicPartition(topic: String(cString: rd_kafka_topic_name(topic)), partition: m.partition)
+        if let earlier = rewound[key], earlier <= m.offset { return }
+        rewound[key] = m.offset
+        let list = rd_kafka_topic_partition_list_new(1)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        rd_kafka_topic_partition_list_add(list, key.topic, key.partition)?.pointee.offset = m.offset
+        if let error = rd_kafka_seek_partitions(consumer, list, 1000) {
+            logger.warning("cannot rewind a partition read while holding; its messages may be skipped until the next rebalance",
+                           metadata: ["error": "\(String(cString: rd_kafka_error_string(error)))"])
+            rd_kafka_error_destroy(error)
+        }
+    }
+
+    private func pauseAssigned() {
+        var assigned: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(consumer, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR, let assigned else { return }
+        rd_kafka_pause_partitions(consumer, assigned)
+        rd_kafka_topic_partition_list_destroy(assigned)
+    }
+
+    /// Resumes what is assigned now: partitions revoked during the hold are not ours to resume.
+    private func resumeAssigned() {
+        var assigned: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(consumer, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR, let assigned else { return }
+        rd_kafka_resume_partitions(consumer, assigned)
+        rd_kafka_topic_partition_list_destroy(assigned)
     }
 
     private func store(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
@@ -178,9 +229,13 @@ public final class KafkaReceiver: @unchecked Sendable {
 /// Follows the group's assignments. When partitions are taken away, the offsets of what the
 /// pipelines already took are committed at once, so the next owner starts right after them
 /// instead of at the last periodic commit (which would deliver those messages twice).
+/// Called only on the consumer's thread (librdkafka serves the callback inside a poll).
 final class Rebalancer: @unchecked Sendable {
     let counters: ReceiverCounters
     let logger: Logger
+    /// Partitions revoked since the consumer last cleared this (while holding a message).
+    var revoked: Set<TopicPartition> = []
+    private var rebalances = 0
 
     init(counters: ReceiverCounters, logger: Logger) {
         self.counters = counters
@@ -194,9 +249,18 @@ final class Rebalancer: @unchecked Sendable {
     func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
         let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
         let count = Int(partitions?.pointee.cnt ?? 0)
+        defer {
+            rebalances += 1
+            let member = rd_kafka_memberid(rk)
+            counters.setGroup(memberID: member.map { String(cString: $0) } ?? "", rebalances: rebalances, protocol: cooperative ? "cooperative" : "eager")
+            if let member { rd_kafka_mem_free(rk, member) }
+        }
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             if cooperative { Self.check(rd_kafka_incremental_assign(rk, partitions)) } else { rd_kafka_assign(rk, partitions) }
+            // A partition paused during an earlier hold stays paused in librdkafka across a new
+            // assignment; start it fetching (a hold in progress pauses it again after this poll).
+            if let partitions { rd_kafka_resume_partitions(rk, partitions) }
             counters.changeAssignment(by: count)
             logger.info("partitions assigned", metadata: ["partitions": "\(count)"])
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
@@ -206,15 +270,31 @@ final class Rebalancer: @unchecked Sendable {
                 logger.warning("commit before giving up partitions failed; the next owner may see some messages again",
                                metadata: ["error": "\(String(cString: rd_kafka_err2str(rc)))"])
             }
+            noteRevoked(partitions)
             if cooperative { Self.check(rd_kafka_incremental_unassign(rk, partitions)) } else { rd_kafka_assign(rk, nil) }
             counters.changeAssignment(by: -count)
             logger.info("partitions revoked", metadata: ["partitions": "\(count)"])
         default:
             logger.warning("rebalance error: \(String(cString: rd_kafka_err2str(err)))")
+            noteRevoked(partitions)
             if cooperative { Self.check(rd_kafka_incremental_unassign(rk, partitions)) } else { rd_kafka_assign(rk, nil) }
             counters.changeAssignment(by: -count)
         }
     }
+}
+
+extension Rebalancer {
+    fileprivate func noteRevoked(_ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        guard let list = partitions?.pointee else { return }
+        for i in 0..<Int(list.cnt) {
+            revoked.insert(TopicPartition(topic: String(cString: list.elems[i].topic), partition: list.elems[i].partition))
+        }
+    }
+}
+
+struct TopicPartition: Hashable {
+    let topic: String
+    let partition: Int32
 }
 
 /// A C handle handed to another thread that is its only user from then on.

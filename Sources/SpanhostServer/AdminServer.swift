@@ -108,7 +108,7 @@ struct StatusSource: Sendable {
                       unloadable: $0.isUnloadable)
             },
             refusedPlugins: generation.catalog.refused.map { .init(file: $0.file, reason: $0.error.description) },
-            receivers: receivers.counterSnapshot.map { .init(id: "\($0.id)", counters: $0.counters.snapshot) },
+            receivers: receivers.counterSnapshot.map { .init(id: "\($0.id)", counters: $0.counters.snapshot, group: $0.counters.groupSnapshot) },
             exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth, queue: $0.queue?.stats) },
             notifiers: generation.notifiers.map { component($0.instance, queueDepth: $0.queueDepth, delay: $0.delayPercentiles) },
             pipelines: generation.pipelines.map { pipeline in
@@ -137,6 +137,8 @@ struct StatusReport: Encodable {
     struct Receiver: Encodable {
         var id: String
         var counters: [String: Int64]
+        /// Kafka receivers: the consumer group member.
+        var group: ReceiverCounters.Group?
     }
     struct Component: Encodable {
         var id, kind: String
