@@ -5,7 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SH_CHUNK_SIZE (32u * 1024u)
+/* Chunks start small and double up to the largest size: a batch holding one span (a trace
+ * held by tail sampling) takes about what it holds, a decoded request quickly reaches 32 KiB
+ * chunks. */
+#define SH_CHUNK_SIZE (8u * 1024u)
+#define SH_FIRST_CHUNK_SIZE 1024u
 #define SH_ALIGN 8u
 
 typedef struct sh_chunk {
@@ -25,6 +29,14 @@ typedef struct sh_batch_impl {
     spanhost_batch pub;
     atomic_int refs;
     sh_chunk *chunks;
+    /* The size of the next small-allocation chunk. */
+    size_t next_chunk;
+    /* Spans copied in with sh_batch_add_span, and the strings those copies share (keys, common
+     * values, names), made once a batch holds a few copies: a held trace repeats the same
+     * attribute keys in every span. Open addressing; malloc'd, counted in `bytes`. */
+    size_t copied_spans;
+    spanhost_str *interned;
+    size_t interned_cap, interned_count;
     sh_adopted *adopted;
     size_t bytes;
     /* While decoding: the arena may not grow past this (0: no limit); set when it tried. */
@@ -92,6 +104,7 @@ void sh_batch_release(const spanhost_batch *batch) {
         free(c);
         c = n;
     }
+    free(b->interned);
     for (sh_adopted *a = b->adopted; a;) {
         sh_adopted *n = a->next;
         free(a->block);
@@ -125,12 +138,15 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
             memset(p, 0, size);
             return p;
         }
-        if (!may_grow(b, SH_CHUNK_SIZE)) return NULL;
-        c = chunk_new(SH_CHUNK_SIZE);
+        size_t cap = b->next_chunk ? b->next_chunk : SH_FIRST_CHUNK_SIZE;
+        while (cap < size) cap *= 2;
+        if (!may_grow(b, cap)) return NULL;
+        c = chunk_new(cap);
         if (!c) return NULL;
         c->next = b->chunks;
         b->chunks = c;
-        account(b, SH_CHUNK_SIZE);
+        account(b, cap);
+        b->next_chunk = cap < SH_CHUNK_SIZE ? cap * 2 : SH_CHUNK_SIZE;
     }
     void *p = (char *)(c + 1) + c->used;
     c->used += size;
@@ -147,6 +163,55 @@ spanhost_str sh_arena_strdup(spanhost_batch *batch, const char *ptr, size_t len)
     s.ptr = p;
     s.len = len;
     return s;
+}
+
+/* Strings copied into a batch that already holds a few copied spans are shared: equal short
+ * strings are stored once. Spans are views, never written through, so sharing is invisible. */
+#define SH_INTERN_AFTER_SPANS 2u
+#define SH_INTERN_MAX_LEN 64u
+#define SH_INTERN_MAX_SLOTS 4096u
+
+static uint64_t hash_bytes(const char *p, size_t len) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The slot holding `ptr/len`, or the empty slot where it belongs. */
+static spanhost_str *intern_slot(spanhost_str *slots, size_t cap, const char *ptr, size_t len) {
+    for (size_t i = hash_bytes(ptr, len) & (cap - 1);; i = (i + 1) & (cap - 1)) {
+        spanhost_str *slot = &slots[i];
+        if (!slot->ptr || (slot->len == len && memcmp(slot->ptr, ptr, len) == 0)) return slot;
+    }
+}
+
+/* Makes room for one more entry; 0 when the table is at its size limit (or memory is short). */
+static int intern_reserve(sh_batch_impl *b) {
+    if (b->interned && (b->interned_count + 1) * 2 <= b->interned_cap) return 1;
+    size_t cap = b->interned ? b->interned_cap * 2 : 64;
+    if (cap > SH_INTERN_MAX_SLOTS || !may_grow(b, cap * sizeof(spanhost_str))) return 0;
+    spanhost_str *slots = (spanhost_str *)calloc(cap, sizeof(spanhost_str));
+    if (!slots) return 0;
+    for (size_t i = 0; i < b->interned_cap; i++)
+        if (b->interned[i].ptr) *intern_slot(slots, cap, b->interned[i].ptr, b->interned[i].len) = b->interned[i];
+    account(b, (cap - b->interned_cap) * sizeof(spanhost_str));
+    free(b->interned);
+    b->interned = slots;
+    b->interned_cap = cap;
+    return 1;
+}
+
+static spanhost_str copy_str(spanhost_batch *batch, const char *ptr, size_t len) {
+    sh_batch_impl *b = impl(batch);
+    if (len == 0 || len > SH_INTERN_MAX_LEN || b->copied_spans < SH_INTERN_AFTER_SPANS || !intern_reserve(b))
+        return sh_arena_strdup(batch, ptr, len);
+    spanhost_str *slot = intern_slot(b->interned, b->interned_cap, ptr, len);
+    if (!slot->ptr) {
+        *slot = sh_arena_strdup(batch, ptr, len);
+        if (slot->ptr) b->interned_count++;
+        else return *slot;
+    }
+    return *slot;
 }
 
 const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len) {
@@ -190,7 +255,7 @@ static int copy_kv_list(spanhost_batch *batch, spanhost_kv_list *dst, const span
     spanhost_kv *items = (spanhost_kv *)sh_arena_alloc(batch, src->count * sizeof(spanhost_kv));
     if (!items) return -1;
     for (size_t i = 0; i < src->count; i++) {
-        items[i].key = sh_arena_strdup(batch, src->items[i].key.ptr, src->items[i].key.len);
+        items[i].key = copy_str(batch, src->items[i].key.ptr, src->items[i].key.len);
         if (copy_value(batch, &items[i].value, &src->items[i].value) != 0) return -1;
     }
     dst->items = items;
@@ -202,7 +267,7 @@ static int copy_value(spanhost_batch *batch, spanhost_value *dst, const spanhost
     *dst = *src;
     switch (src->type) {
     case SPANHOST_VALUE_STRING:
-        dst->as.string_value = sh_arena_strdup(batch, src->as.string_value.ptr, src->as.string_value.len);
+        dst->as.string_value = copy_str(batch, src->as.string_value.ptr, src->as.string_value.len);
         return 0;
     case SPANHOST_VALUE_BYTES: {
         spanhost_str s = sh_arena_strdup(batch, (const char *)src->as.bytes_value.ptr, src->as.bytes_value.len);
@@ -243,7 +308,7 @@ int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, sp
     spanhost_kv *items = (spanhost_kv *)sh_arena_alloc(batch, (attributes->count + 1) * sizeof(spanhost_kv));
     if (!items) return -1;
     if (attributes->count) memcpy(items, attributes->items, attributes->count * sizeof(spanhost_kv));
-    items[attributes->count].key = sh_arena_strdup(batch, key.ptr, key.len);
+    items[attributes->count].key = copy_str(batch, key.ptr, key.len);
     items[attributes->count].value = copy;
     attributes->items = items;
     attributes->count += 1;
@@ -329,7 +394,7 @@ static int scope_matches(const spanhost_scope_spans *ss, const spanhost_scope *s
            kv_lists_equal(&ss->scope->attributes, sc ? &sc->attributes : &empty_list);
 }
 
-static spanhost_str dup_str(spanhost_batch *b, spanhost_str s) { return sh_arena_strdup(b, s.ptr, s.len); }
+static spanhost_str dup_str(spanhost_batch *b, spanhost_str s) { return copy_str(b, s.ptr, s.len); }
 
 spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource *resource,
                                  spanhost_str resource_schema_url, const spanhost_scope *scope,
@@ -373,6 +438,7 @@ spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource 
 
     spanhost_span *copy = (spanhost_span *)sh_arena_alloc(batch, sizeof(*copy));
     if (!copy) return NULL;
+    impl(batch)->copied_spans++;
     size_t n = span->struct_size < sizeof(*copy) ? span->struct_size : sizeof(*copy);
     memcpy(copy, span, n);
     copy->struct_size = sizeof(*copy);

@@ -120,7 +120,7 @@ struct Spanhostd: AsyncParsableCommand {
         }
         let server: Server
         do {
-            server = try Server(config: source, pluginDirs: Self.pluginDirs, cacheDir: cacheDir,
+            server = try Server(config: source, pluginDirs: { Self.pluginDirs($0) }, cacheDir: cacheDir,
                                 preflightArguments: configArguments, handoff: handoff, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")

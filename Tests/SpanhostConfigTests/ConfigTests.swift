@@ -41,6 +41,46 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.adminEndpoint, ServiceConfig.defaultAdminEndpoint)
     }
 
+    func testKafkaGroupSettingsMapToLibrdkafkaAndRefuseDoubles() throws {
+        func settings(_ yaml: String) throws -> KafkaReceiverSettings {
+            try KafkaReceiverSettings(settings: try YAMLLoader.load(yaml, environment: [:]), path: "receivers.kafka")
+        }
+        let defaults = try settings("brokers: [b:9092]")
+        XCTAssertEqual(defaults.groupProperties.map { "\($0.key)=\($0.value)" },
+                       ["session.timeout.ms=10000", "heartbeat.interval.ms=3000", "partition.assignment.strategy=range",
+                        "max.poll.interval.ms=300000"])
+        let tuned = try settings("{brokers: [b:9092], session_timeout: 6s, heartbeat_interval: 500ms, group_rebalance_strategy: cooperative-sticky}")
+        XCTAssertEqual(tuned.sessionTimeout, .seconds(6))
+        XCTAssertEqual(tuned.rebalanceStrategy, "cooperative-sticky")
+        func error(_ yaml: String) -> String {
+            do { _ = try settings(yaml); return "parsed" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(error("{brokers: [b], session_timeout: 6s, properties: {session.timeout.ms: '7000'}}"),
+                       "receivers.kafka.session_timeout: set either session_timeout or properties.session.timeout.ms, not both")
+        XCTAssertEqual(error("{brokers: [b], group_rebalance_strategy: sticky}"),
+                       "receivers.kafka.group_rebalance_strategy: 'sticky' is not range, roundrobin or cooperative-sticky")
+        XCTAssertEqual(error("{brokers: [b], session_timeout: 2s}"),
+                       "receivers.kafka.heartbeat_interval: must be shorter than session_timeout (2.0 seconds)")
+    }
+
+    func testAuthenticatorsMustBeDefinedAndEnabled() throws {
+        let secured = base.replacingOccurrences(of: "endpoint: ${env:HOST:-127.0.0.1}:${env:PORT}",
+                                                with: "{endpoint: \"127.0.0.1:1\", auth: {authenticator: bearertokenauth/ci}}")
+        let env = ["OUT": "/tmp/x", "COUNT": "1"]
+        let undefined = try ServiceConfig.parse(yaml: secured, environment: env)
+        XCTAssertThrowsError(try ReceiverSettings.used(in: undefined)) {
+            XCTAssertEqual("\($0)", "receivers.otlp.protocols.http.auth.authenticator: 'bearertokenauth/ci' is not an enabled extension: "
+                           + "define it under extensions and list it in service.extensions")
+        }
+        let enabled = try ServiceConfig.parse(
+            yaml: "extensions:\n  bearertokenauth/ci: {tokens: [a, b], scheme: Token}\n"
+                + secured.replacingOccurrences(of: "service:\n", with: "service:\n  extensions: [bearertokenauth/ci]\n"),
+            environment: env)
+        XCTAssertEqual(enabled.authenticators[ComponentID(type: "bearertokenauth", name: "ci")],
+                       BearerTokenAuthSettings(source: .tokens(["a", "b"]), scheme: "Token"))
+        XCTAssertNoThrow(try ReceiverSettings.used(in: enabled))
+    }
+
     func testEmbeddedDefaultIsValid() throws {
         let config = try ServiceConfig.parse(yaml: ServiceConfig.embeddedDefault, environment: [:])
         XCTAssertEqual(config.pipelines.map(\.exporters), [[ComponentID(type: "debug")]])

@@ -137,6 +137,41 @@ final class CodecTests: XCTestCase {
     }
 }
 
+extension CodecTests {
+    /// Copies (tail sampling's held traces) share equal short strings once a few spans are in:
+    /// the copy encodes the same, and changing one span's attribute leaves the others alone.
+    func testCopiedSpansShareStringsWithoutSeeingEachOthersChanges() throws {
+        let spans = (0..<40).map { i in
+            #"{"name":"GET /items","attributes":[{"key":"http.method","value":{"stringValue":"GET"}},"#
+                + #"{"key":"n","value":{"intValue":"\#(i)"}}]}"#
+        }
+        let body = #"{"resourceSpans":[{"scopeSpans":[{"spans":[\#(spans.joined(separator: ","))]}]}]}"#
+        let batch = try SpanBatch.decode(Array(body.utf8), encoding: .json)
+        let copy = try XCTUnwrap(batch.clone())
+        XCTAssertEqual(copy.encode(.protobuf), batch.encode(.protobuf))
+        var keys: [UnsafePointer<CChar>?] = []
+        var copied: [UnsafeMutablePointer<spanhost_span>] = []
+        copy.forEachSpan { _, _, span in
+            keys.append(span.pointee.attributes.items[0].key.ptr)
+            copied.append(span)
+        }
+        XCTAssertEqual(Set(keys.suffix(30)).count, 1, "later copies share one key string")
+        var post = spanhost_value()
+        post.type = UInt32(SPANHOST_VALUE_STRING)
+        "POST".withCString { text in
+            post.as.string_value = spanhost_str(ptr: text, len: 4)
+            XCTAssertEqual("http.method".withCString { sh_set_attribute(copy.pointer, &copied[20].pointee.attributes,
+                                                                        spanhost_str(ptr: $0, len: 11), &post) }, 0)
+        }
+        let methods = copied.map { span -> String in
+            let value = span.pointee.attributes.items[0].value.as.string_value
+            return String(decoding: UnsafeRawBufferPointer(start: value.ptr, count: value.len), as: UTF8.self)
+        }
+        XCTAssertEqual(methods.filter { $0 == "POST" }.count, 1)
+        XCTAssertEqual(methods[20], "POST")
+    }
+}
+
 private extension SpanBatch {
     var pointee: spanhost_batch { pointer.pointee }
 }

@@ -435,6 +435,8 @@ def main():
     tail, tail_status = run_config("tail_sampling, 10,000 traces held", TAIL_CONFIG)
     script = script_before
     held = re.search(r'"traces_held" : (\d+)', tail_status)
+    held_spans = re.search(r'"spans_held" : (\d+)', tail_status)
+    held_bytes = re.search(r'"batchBytes" : (\d+)', tail_status)
     results.append(tail)
 
     # Zipkin JSON: the same 100 spans as a Zipkin v2 array into the zipkin receiver -> null.
@@ -563,6 +565,12 @@ def main():
     print(f"isolation: process / in-process null exporter throughput (answered 200): "
           f"{delivered(isolated) / delivered(queue_results[0]):.2f}")
     print(f"tail_sampling: {int(held.group(1)) if held else 0:,} traces held at the end of the run")
+    if held and held_spans and held_bytes and int(held_spans.group(1)):
+        # Wire size of one span of request_body(), from the body itself (spans dominate it).
+        wire_span = len(request_body()) / SPANS_PER_REQUEST
+        per_span = int(held_bytes.group(1)) / int(held_spans.group(1))
+        print(f"held trace memory: {int(held_bytes.group(1)) / int(held.group(1)) / 1024:,.1f} KiB per trace, "
+              f"{per_span:,.0f} B per held span = {per_span / wire_span:.2f}x its {wire_span:.0f} B on the wire")
     print(f"kafka receiver: {consumed / consume_seconds:,.0f} spans/s consumed from the mock cluster "
           f"({consumed:,} of {backlog:,} spans in {consume_seconds:.1f}s from the first message on)")
     print(f"kafka: {acked / elapsed:,.0f} spans/s acknowledged by the mock cluster "

@@ -158,3 +158,53 @@ def test_an_invert_match_drop_wins_over_a_sample(spanhost, tmp):
     assert counters()["traces_dropped"] == 20 and counters()["traces_sampled"] == 20
     kept = {g["span"]["traceId"] for g in wait_for(lambda: read_file_export(os.path.join(tmp, "sampled.jsonl")))}
     assert kept == {t[0].trace_id.hex() for t in normal}
+
+
+def test_a_held_trace_costs_about_its_wire_size(spanhost, tmp):
+    """20,000 single-span traces and 200 traces of 100 spans held past the send: batch memory
+    per trace stays near what the trace takes on the wire."""
+    rng = random.Random(19)
+    s = spanhost(CONFIG % ("120s", 100_000, ""))
+    single = [make_trace(rng, "normal")[:1] for _ in range(20_000)]
+    wire = 0
+    for i in range(0, len(single), 1000):
+        spans = [t[0] for t in single[i:i + 1000]]
+        wire += sum(sp.ByteSize() for sp in spans)
+        post(s.url, spans)
+    counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
+    assert wait_for(lambda: counters().get("traces_held") == 20_000, timeout=30), counters()
+    held = s.status()["memory"]["batchBytes"]
+    per_trace = held / 20_000
+    print(f"\n20,000 one-span traces held: {held >> 10} KiB of batches, {per_trace:.0f} B per trace "
+          f"({wire / 20_000:.0f} B per span on the wire)")
+    assert per_trace <= 2048, per_trace
+
+    # Traces of 100 spans shaped as SDKs send them: ten attributes a span, a three-attribute resource.
+    big = []
+    for _ in range(200):
+        trace_id, root = rng.randbytes(16), rng.randbytes(8)
+        spans = [Span(trace_id=trace_id, span_id=root if i == 0 else rng.randbytes(8), parent_span_id=b"" if i == 0 else root,
+                      name=f"GET /api/v1/items/{i % 7}", kind=2, start_time_unix_nano=BASE_NS + i * 1000,
+                      end_time_unix_nano=BASE_NS + i * 1000 + 250_000)
+                 for i in range(100)]
+        for i, sp in enumerate(spans):
+            for k, v in [("http.method", "GET"), ("http.route", "/api/v1/items/{id}"), ("http.user_agent", "bench/1.0"),
+                         ("net.peer.name", "10.0.0.1"), ("db.system", "postgresql"), ("component", "http")]:
+                kv = sp.attributes.add()
+                kv.key, kv.value.string_value = k, v
+            for k, v in [("http.status_code", 200), ("http.response_content_length", 1234 + i), ("thread.id", 7)]:
+                kv = sp.attributes.add()
+                kv.key, kv.value.int_value = k, v
+            kv = sp.attributes.add()
+            kv.key, kv.value.bool_value = "cache.hit", i % 2 == 0
+        big.append(spans)
+    big_wire = 0
+    for i in range(0, len(big), 10):
+        spans = [sp for t in big[i:i + 10] for sp in t]
+        big_wire += sum(sp.ByteSize() for sp in spans)
+        post(s.url, spans)
+    assert wait_for(lambda: counters().get("traces_held") == 20_200, timeout=30), counters()
+    added = s.status()["memory"]["batchBytes"] - held
+    print(f"200 traces of 100 spans held: {added >> 10} KiB of batches for {big_wire >> 10} KiB on the wire "
+          f"({added / big_wire:.2f}x)")
+    assert added <= 2 * big_wire, (added, big_wire)

@@ -299,6 +299,7 @@ static void finish(sampler *s, trace *t, int sampled) {
     host->counter_add(s->instance, sampled ? "traces_sampled" : "traces_dropped", 1);
     host->counter_add(s->instance, sampled ? "spans_sampled" : "spans_dropped", (int64_t)t->span_count);
     host->counter_add(s->instance, "traces_held", -1);
+    host->counter_add(s->instance, "spans_held", -(int64_t)t->span_count);
     if (t->over_limit) host->counter_add(s->instance, "spans_over_limit", (int64_t)t->over_limit);
     if (sampled) {
         /* Kept traces leave in decision order; while the pipeline refuses they wait here. */
@@ -396,7 +397,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             return SPANHOST_RETRYABLE;
         }
     }
-    int64_t late_kept = 0, late_dropped = 0, evicted = 0;
+    int64_t late_kept = 0, late_dropped = 0, evicted = 0, spans_held = 0;
     trace *early[64];
     int early_decision[64];
     size_t nearly = 0;
@@ -433,13 +434,16 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
                     }
                     host->counter_add(s->instance, "traces_held", 1);
                 }
+                size_t before = t->span_count;
                 util_trace_add_span(host, t, s->max_spans, rs, ss, span);
+                spans_held += (int64_t)(t->span_count - before);
             }
         }
     }
     pthread_mutex_unlock(&s->lock);
     for (size_t i = 0; i < nearly; i++) finish(s, early[i], early_decision[i]);
     if (nearly) outbox_drain(&s->out, host, s->instance, 0);
+    if (spans_held) host->counter_add(s->instance, "spans_held", spans_held);
     if (evicted) host->counter_add(s->instance, "evicted_early", evicted);
     if (late_kept) host->counter_add(s->instance, "late_spans_sampled", late_kept);
     if (late_dropped) host->counter_add(s->instance, "late_spans_dropped", late_dropped);
