@@ -19,6 +19,9 @@ PLUGIN_SOS    := $(C_PLUGINS:%=$(BUILD)/plugins/%.so)
 SWIFT_PLUGINS := otlphttp webhook
 FIXTURE_SRCS := $(wildcard Tests/fixtures/plugins/*.c)
 FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/%.so)
+# C++ fixtures: the header must work from C++ with no extern "C" of the plugin's own.
+CXX         ?= c++
+FIXTURE_CXX_SOS := $(patsubst Tests/fixtures/plugins/%.cpp,$(BUILD)/test-plugins/%.so,$(wildcard Tests/fixtures/plugins/*.cpp))
 
 .PHONY: all deps build examples run test test-swift test-e2e test-fuzz fuzz bench header-check clean
 
@@ -43,7 +46,7 @@ $(OMEGI_VENV)/.installed: Makefile
 	$(OMEGI_VENV)/bin/pip install -q --disable-pip-version-check $(OMEGI_PACKAGES)
 	touch $@
 
-build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(BUILD)/test-bin/kafka-mock
+build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(FIXTURE_CXX_SOS) $(BUILD)/test-bin/kafka-mock
 	swift build $(SWIFT_FLAGS) --product spanhostd
 	swift build $(SWIFT_FLAGS) --product spanhost-baseline
 	mkdir -p $(BUILD)/bin
@@ -74,6 +77,10 @@ examples:
 $(BUILD)/test-plugins/%.so: Tests/fixtures/plugins/%.c include/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/test-plugins
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+
+$(BUILD)/test-plugins/%.so: Tests/fixtures/plugins/%.cpp include/spanhost/spanhost.h
+	@mkdir -p $(BUILD)/test-plugins
+	$(CXX) -std=c++17 -O2 -Wall -Wextra -Werror -shared -fPIC -Iinclude -o $@ $<
 
 # A librdkafka mock cluster for tests and benchmarks.
 $(BUILD)/test-bin/kafka-mock: Tests/fixtures/kafka/kafka_mock.c

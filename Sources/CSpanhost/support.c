@@ -1,6 +1,7 @@
 /* Encoding dispatch, gzip (zlib) and file hashing (OpenSSL). */
 #include "spanhost_core.h"
 
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,4 +135,10 @@ int sh_sha256_file(const char *path, char out_hex[65]) {
     }
     out_hex[64] = 0;
     return 0;
+}
+
+void sh_release_free_memory(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }

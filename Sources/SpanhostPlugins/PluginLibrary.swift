@@ -9,7 +9,8 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
     case unreadable(file: String, reason: String)
     case pinMismatch(file: String, expected: String, actual: String)
     case notALibrary(file: String, dlerror: String)
-    case missingEntry(file: String)
+    /// `mangled`: the entry function was found under its C++ name.
+    case missingEntry(file: String, mangled: Bool = false)
     case entryRefused(file: String)
     case abiMismatch(file: String, plugin: String, host: String)
     case invalidDescriptor(file: String, reason: String)
@@ -28,8 +29,12 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
         case .pinMismatch(let file, let expected, let actual):
             return "\(file): sha256 \(actual) does not match the pin \(expected) in plugins.pins"
         case .notALibrary(let file, let error): return "\(file): not a loadable shared library: \(error)"
-        case .missingEntry(let file):
-            return "\(file): no exported function '\(SPANHOST_PLUGIN_ENTRY_SYMBOL)'; is it a spanhost plugin?"
+        case .missingEntry(let file, let mangled) where mangled:
+            return "\(file): its '\(SPANHOST_PLUGIN_ENTRY_SYMBOL)' has a C++-mangled name; include spanhost/spanhost.h "
+                + "where it is defined (the header declares it extern \"C\") or define it inside extern \"C\""
+        case .missingEntry(let file, _):
+            return "\(file): no exported function '\(SPANHOST_PLUGIN_ENTRY_SYMBOL)' (it may be missing or hidden: "
+                + "mark it SPANHOST_EXPORT); is it a spanhost plugin?"
         case .entryRefused(let file): return "\(file): the plugin's entry function returned NULL (it refused to load)"
         case .abiMismatch(let file, let plugin, let host):
             return "\(file): built for plugin ABI \(plugin), this host speaks \(host); rebuild it against this host's spanhost.h"
@@ -111,7 +116,8 @@ public final class PluginLibrary: @unchecked Sendable {
         }
         // A refused image is never closed: it may be Swift code, which cannot be unloaded.
         guard let symbol = dlsym(handle, SPANHOST_PLUGIN_ENTRY_SYMBOL) else {
-            throw .missingEntry(file: file)
+            // The Itanium C++ ABI's name for spanhost_plugin_entry(spanhost_host_api const*).
+            throw .missingEntry(file: file, mangled: dlsym(handle, "_Z21spanhost_plugin_entryPK17spanhost_host_api") != nil)
         }
         let entry = unsafeBitCast(symbol, to: spanhost_plugin_entry_fn.self)
         guard let raw = entry(HostTable.pointer) else {

@@ -20,6 +20,7 @@ public final class Server: Sendable {
     private let receivers: ReceiverRegistry
     private let coordinator: ReloadCoordinator
     private let admin = AdminSlot()
+    private let trimmer = MemoryTrimmer()
     private let handoff: WorkerHandoff?
 
     /// Loads plugins and builds every component. Nothing listens yet. With `preflightArguments`
@@ -62,6 +63,7 @@ public final class Server: Sendable {
             status: StatusSource(current: current, receivers: receivers, coordinator: coordinator)
         ) { [self] in await reload(trigger: "admin") }
         admin.set(server)
+        trimmer.start()
         logger.info("admin listening", metadata: ["endpoint": "\(server.description)"])
     }
 
@@ -86,6 +88,7 @@ public final class Server: Sendable {
             logger.info("shutdown finished: no accepted span was lost", metadata: ["delivery": "\(report.summary)"])
         }
         await admin.take()?.close()
+        trimmer.stop()
         pool.shutdownGracefully { _ in }  // not awaited: a thread stuck in a hung plugin never returns
         try? await group.shutdownGracefully()
         return report

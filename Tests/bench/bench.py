@@ -322,6 +322,60 @@ def run(name, cmd, port, script, env=None):
         raise
 
 
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+HELD_BURST_CONFIG = TAIL_CONFIG.replace("decision_wait: 60s", "decision_wait: 10s").replace("num_traces: 10000", "num_traces: 200000")
+
+
+def held_burst(tmp, plugins, traces=100_000, per_request=1000):
+    """100,000 one-span traces held by tail_sampling, then decided: batch memory per held trace,
+    RSS while held, and RSS after the decisions against where it started."""
+    port, admin = free_port(), free_port()
+    cfg = os.path.join(tmp, "held.yaml")
+    with open(cfg, "w") as f:
+        f.write(HELD_BURST_CONFIG.format(port=port, admin=admin, plugins=plugins))
+    proc = subprocess.Popen([os.path.join(BUILD, "bin", "spanhostd"), "--no-supervise", "--config", cfg],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "SPANHOST_LOG_LEVEL": "error"})
+    status = lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=10).read())
+    counters = lambda: status()["pipelines"][0]["processors"][0]["counters"]
+    try:
+        wait_port(port, proc)
+        time.sleep(1)
+        start = rss_mib(proc.pid)
+        session = requests.Session()
+        for first in range(0, traces, per_request):
+            req = ExportTraceServiceRequest()
+            rs = req.resource_spans.add()
+            kv = rs.resource.attributes.add()
+            kv.key, kv.value.string_value = "service.name", "burst"
+            ss = rs.scope_spans.add()
+            for t in range(first, first + per_request):
+                sp = ss.spans.add()
+                sp.trace_id, sp.span_id = (t + 1).to_bytes(16, "big"), (t + 1).to_bytes(8, "big")
+                sp.name, sp.start_time_unix_nano, sp.end_time_unix_nano = "GET /burst", 1, 2
+            session.post(f"http://127.0.0.1:{port}/v1/traces", data=req.SerializeToString(),
+                         headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        held_status = status()
+        held = held_status["pipelines"][0]["processors"][0]["counters"].get("traces_held", 0)
+        batch_bytes = held_status["memory"]["batchBytes"]
+        peak = rss_mib(proc.pid)
+        deadline = time.time() + 60
+        while counters().get("traces_held", 0) and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(5)  # the trimmer looks every 2 s
+        after = rss_mib(proc.pid)
+        return {"held": held, "per_trace": batch_bytes / max(held, 1), "start": start, "peak": peak, "after": after}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def main():
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: run `make deps`")
@@ -438,6 +492,7 @@ def main():
     held_spans = re.search(r'"spans_held" : (\d+)', tail_status)
     held_bytes = re.search(r'"batchBytes" : (\d+)', tail_status)
     results.append(tail)
+    burst = held_burst(tmp, plugins)
 
     # Zipkin JSON: the same 100 spans as a Zipkin v2 array into the zipkin receiver -> null.
     zipkin_spans = []
@@ -565,6 +620,9 @@ def main():
     print(f"isolation: process / in-process null exporter throughput (answered 200): "
           f"{delivered(isolated) / delivered(queue_results[0]):.2f}")
     print(f"tail_sampling: {int(held.group(1)) if held else 0:,} traces held at the end of the run")
+    print(f"held burst: {burst['held']:,} one-span traces held at {burst['per_trace']:,.0f} B of batches each; RSS "
+          f"{burst['start']:.0f} MiB at start, +{burst['peak'] - burst['start']:.0f} MiB while held, "
+          f"{burst['after'] / burst['start']:.2f}x the start after the decisions")
     if held and held_spans and held_bytes and int(held_spans.group(1)):
         # Wire size of one span of request_body(), from the body itself (spans dominate it).
         wire_span = len(request_body()) / SPANS_PER_REQUEST

@@ -133,7 +133,8 @@ def read_file_export(path):
         return spans
     with open(path) as f:
         for line in f:
-            if not line.strip():
+            # A line still being written (no newline yet) is read on a later look.
+            if not line.strip() or not line.endswith("\n"):
                 continue
             for rs in json.loads(line)["resourceSpans"]:
                 for ss in rs.get("scopeSpans", []):

@@ -201,3 +201,19 @@ service:
     assert r.status_code == 200
     assert wait_for(lambda: "e2e: exported 2 spans" in s.log())
     assert s.status()["exporters"][0]["counters"]["example_spans"] == 2
+
+
+def test_a_cpp_plugin_loads_and_a_mangled_entry_is_explained(spanhost, tmp):
+    d = plugin_dir(tmp, "file", "cpp_tagger", "cpp_mangled")
+    cfg = BASE % ("  file:\n    path: {tmp}/out.jsonl", "file")
+    cfg = cfg.replace("exporters:\n", "processors:\n  cpp_tagger: {{}}\nexporters:\n", 1)
+    cfg = cfg.replace("      exporters: [file]", "      processors: [cpp_tagger]\n      exporters: [file]")
+    s = spanhost(cfg, plugins_dir=d)
+    r = requests.post(s.url, data=request(["x"]).SerializeToString(), headers=PROTO, timeout=5)
+    assert r.status_code == 200
+    spans = wait_for(lambda: read_file_export(os.path.join(tmp, "out.jsonl")))
+    attrs = {a["key"]: a["value"] for a in spans[0]["span"]["attributes"]}
+    assert attrs["tagged.by"] == {"stringValue": "c++"}
+    bad = Spanhost(BASE % ("  cpp_mangled: {{}}", "cpp_mangled"), tmp, plugins_dir=d)
+    assert bad.wait_exit() != 0
+    assert "C++-mangled name" in bad.log() and "extern \"C\"" in bad.log(), bad.log()

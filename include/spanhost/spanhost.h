@@ -483,6 +483,11 @@ typedef struct spanhost_plugin {
  */
 typedef const spanhost_plugin *(*spanhost_plugin_entry_fn)(const spanhost_host_api *host);
 
+/* Declared here, inside the header's extern "C" block, so that a C++ file defining it gets C
+ * linkage (the unmangled name the host looks up) without writing extern "C" itself. Defined
+ * by the plugin, never by the host. */
+SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *host);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -29,6 +29,8 @@ const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len)
 int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size);
 /* Bytes held by every live batch of the process. */
 size_t sh_live_batch_bytes(void);
+/* Asks the allocator to give free pages back to the system (after a burst was freed). */
+void sh_release_free_memory(void);
 /* Bytes held by one batch's arena (and the blocks it adopted). */
 size_t sh_batch_bytes(const spanhost_batch *batch);
 /* Caps the arena at `limit` bytes (0: no cap) while a request is decoded, so a small body cannot

@@ -1,0 +1,50 @@
+import CSpanhost
+import Foundation
+import SpanhostModel
+
+/// Gives memory back to the system after a burst. Batch arenas are many small blocks; once a
+/// burst of held traces is decided and freed, the allocator keeps the pages unless asked. Every
+/// few seconds this looks at the bytes batches hold, and when they fell far below their peak
+/// since the last look that trimmed, it asks the allocator to return free pages.
+final class MemoryTrimmer: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var stopped = false
+    private let interval: TimeInterval
+    private let threshold: Int
+
+    /// `threshold`: how far below the peak batch memory must fall before a trim.
+    init(interval: TimeInterval = 2, threshold: Int = 32 << 20) {
+        self.interval = interval
+        self.threshold = threshold
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "memory trimmer"
+        thread.start()
+    }
+
+    func stop() {
+        condition.withLock {
+            stopped = true
+            condition.broadcast()
+        }
+    }
+
+    private func run() {
+        var peak = SpanBatch.liveBytes
+        while true {
+            let stop = condition.withLock {
+                if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
+                return stopped
+            }
+            if stop { return }
+            let live = SpanBatch.liveBytes
+            peak = max(peak, live)
+            if peak - live > threshold {
+                sh_release_free_memory()
+                peak = live
+            }
+        }
+    }
+}
