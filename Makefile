@@ -48,9 +48,10 @@ $(OMEGI_VENV)/.installed: Makefile
 
 build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(FIXTURE_CXX_SOS) $(BUILD)/test-bin/kafka-mock
 	swift build $(SWIFT_FLAGS) --product spanhostd
+	swift build $(SWIFT_FLAGS) --product spanhost
 	swift build $(SWIFT_FLAGS) --product spanhost-baseline
 	mkdir -p $(BUILD)/bin
-	cp "$(SWIFT_BIN)/spanhostd" "$(SWIFT_BIN)/spanhost-baseline" $(BUILD)/bin/
+	cp "$(SWIFT_BIN)/spanhostd" "$(SWIFT_BIN)/spanhost" "$(SWIFT_BIN)/spanhost-baseline" $(BUILD)/bin/
 	for p in $(SWIFT_PLUGINS); do \
 		swift build $(SWIFT_FLAGS) --product spanhost-$$p && cp "$(SWIFT_BIN)/libspanhost-$$p.so" $(BUILD)/plugins/$$p.so; \
 	done

@@ -5,6 +5,7 @@ let package = Package(
     name: "Spanhost",
     products: [
         .executable(name: "spanhostd", targets: ["spanhostd"]),
+        .executable(name: "spanhost", targets: ["spanhost"]),
         .executable(name: "spanhost-baseline", targets: ["spanhost-baseline"]),
         // The Swift plugin SDK, and first-party plugins written with it (dynamic libraries).
         .library(name: "SpanhostPluginKit", targets: ["SpanhostPluginKit"]),
@@ -90,6 +91,13 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        // The operator's and plugin author's tool: validate, plugins list/describe, plugin-test.
+        .executableTarget(
+            name: "spanhost",
+            dependencies: ["SpanhostPlugins", "SpanhostModel", "SpanhostConfig",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Swift plugin SDK: protocols over read-only views of the C structs; depends on the ABI only.

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SpanhostConfig
+import SpanhostModel
 import SpanhostPlugins
 import SpanhostServer
 import SpanhostSupervisor
@@ -13,7 +14,8 @@ import UnixSignals
 struct Spanhostd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spanhostd",
-        abstract: "Receives OpenTelemetry spans over HTTP and routes them through plugin pipelines.")
+        abstract: "Receives OpenTelemetry spans over HTTP and routes them through plugin pipelines.",
+        version: SpanhostVersion.current)
 
     @Option(name: .long, help: "YAML config file (Collector layout). Without it, an embedded default runs.")
     var config: String?
@@ -93,7 +95,7 @@ struct Spanhostd: AsyncParsableCommand {
         }
         if listPlugins {
             print(PluginListing.list(directories: Self.pluginDirs(firstConfig), pins: firstConfig.pluginPins,
-                                     named: firstConfig.pluginNames), terminator: "")
+                                     named: firstConfig.pluginNames) { ["--inspect-plugin", $0] }, terminator: "")
             return
         }
         if check {

@@ -1,19 +1,18 @@
 import Foundation
-import Logging
-import SpanhostPlugins
 
-/// `spanhostd --list-plugins`: what each file in the plugin directories registers. The server
-/// opens only the files its config names; listing opens every file, so each is opened in a
-/// child process (`--inspect-plugin`) whose constructors and crashes stay there.
-enum PluginListing {
-    struct Entry: Codable {
-        var file: String
-        var name, kind, version, abi, sha256: String?
-        var error: String?
+/// `spanhost plugins list` and `spanhostd --list-plugins`: what each file in the plugin
+/// directories registers. The server opens only the files its config names; listing opens every
+/// file, so each is opened in a child process of its own (the executable run again with
+/// `inspectArguments`), where its constructors and crashes stay.
+public enum PluginListing {
+    public struct Entry: Codable {
+        public var file: String
+        public var name, kind, version, abi, sha256, description: String?
+        public var error: String?
     }
 
     /// In the child: loads one file from a throw-away cache and describes it as one JSON line.
-    static func inspect(_ file: String) -> String {
+    public static func inspect(_ file: String) -> String {
         let scratch = "\(NSTemporaryDirectory())spanhost-inspect-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         var entry = Entry(file: file)
@@ -24,6 +23,7 @@ enum PluginListing {
             entry.version = library.version
             entry.abi = "\(library.abiMajor).\(library.abiMinor)"
             entry.sha256 = library.sha256
+            entry.description = library.description
         } catch {
             entry.error = "\(error)"
         }
@@ -31,12 +31,13 @@ enum PluginListing {
     }
 
     /// In the parent: one line per file, first directory first.
-    static func list(directories: [String], pins: [String: String], named: Set<String>) -> String {
+    public static func list(directories: [String], pins: [String: String] = [:], named: Set<String> = [],
+                            inspectArguments: (String) -> [String]) -> String {
         let files = PluginCatalog.files(in: directories)
         if files.isEmpty { return "no plugin files in \(directories.joined(separator: ", "))\n" }
         var out = ""
         for (name, path) in files {
-            let entry = inspectInChild(path)
+            let entry = inspectInChild(path, arguments: inspectArguments(path))
             var line = "\(name)\t"
             if let error = entry.error {
                 line += "refused: \(error)"
@@ -50,10 +51,11 @@ enum PluginListing {
         return out
     }
 
-    private static func inspectInChild(_ path: String) -> Entry {
+    /// One file, described by a child process.
+    public static func inspectInChild(_ path: String, arguments: [String]) -> Entry {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        child.arguments = ["--inspect-plugin", path]
+        child.arguments = arguments
         child.environment = ProcessInfo.processInfo.environment.merging(["SPANHOST_LOG_LEVEL": "error"]) { _, new in new }
         let out = Pipe()
         child.standardOutput = out

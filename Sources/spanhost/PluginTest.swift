@@ -1,0 +1,188 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SpanhostConfig
+import SpanhostModel
+import SpanhostPlugins
+import Synchronization
+
+/// `spanhost plugin-test`: one plugin, the real host table, the real decoder, every hook in the
+/// order the host calls them, and what came out. No daemon, no network.
+struct PluginTest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plugin-test",
+        abstract: "Runs one plugin on test input: create, start, the hook, flush, destroy.",
+        discussion: """
+            A processor's output (the batch after process, then anything it emitted) is printed as \
+            one OTLP JSON line per batch on stdout; an exporter's or notifier's result is printed. \
+            Counters, logs and raised events go to stderr. Exits 0 when every hook returned OK and \
+            the output equals --expect.
+            """)
+
+    @Argument(help: "The plugin's .so file.")
+    var plugin: String
+
+    @Option(name: .long, help: "A YAML file with the component's settings (default: none).")
+    var config: String?
+
+    @Option(name: .long, help: "OTLP spans: .json (OTLP JSON) or .pb (protobuf). Processors and exporters.")
+    var input: String?
+
+    @Option(name: .long, help: "Notifiers: an event in the JSON host->encode_notification writes.")
+    var notification: String?
+
+    @Option(name: .long, help: "Processors: the expected output, OTLP JSON lines (compared as JSON).")
+    var expect: String?
+
+    func run() throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let scratch = "\(NSTemporaryDirectory())spanhost-plugin-test-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let library: PluginLibrary
+        do { library = try PluginCatalog.load(path: plugin, cacheDirectory: scratch) } catch {
+            throw failure("\(error)")
+        }
+        let settings = try config.map { path -> ConfigValue in
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            return try YAMLLoader.load(text, environment: ProcessInfo.processInfo.environment)
+        } ?? .emptyMap
+        let instance: PluginInstance
+        do {
+            instance = try PluginInstance(id: ComponentID(type: library.name), library: library, settings: settings)
+        } catch {
+            throw failure("\(error)")
+        }
+        let emitted = Mutex<[String]>([])
+        instance.emitHandler = { batch in
+            emitted.withLock { $0.append(Self.json(batch)) }
+            return .accepted(rejectedSpans: 0, message: nil)
+        }
+        instance.raiseHandler = { event in
+            if let copy = NotificationEvent(copying: event) { FileHandle.standardError.write(Data("event: \(copy.json)\n".utf8)) }
+        }
+        var problems: [String] = []
+        func check(_ hook: String, _ result: CallResult) {
+            switch result {
+            case .ok, .consumed: break
+            case .retryable(_, let message): problems.append("\(hook) returned RETRYABLE: \(message)")
+            case .permanent(let message): problems.append("\(hook) returned PERMANENT: \(message)")
+            case .unavailable(let message): problems.append("\(hook) was not called: \(message)")
+            }
+        }
+        var output: [String] = []
+        switch library.kind {
+        case .processor:
+            let batch = try readInput()
+            let result = instance.process(batch)
+            check("process", result)
+            if result == .ok {
+                batch.removeDroppedSpans()
+                if batch.spanCount > 0 { output.append(Self.json(batch)) }
+            }
+        case .exporter:
+            let result = instance.export(try readInput())
+            check("export_batch", result)
+            print("export_batch: \(Self.describe(result))")
+        case .notifier:
+            let event = try readNotification()
+            let result = instance.notify(event.pointer)
+            check("notify", result)
+            print("notify: \(Self.describe(result))")
+        }
+        check("flush", instance.flush())
+        instance.destroy()
+        output += emitted.withLock { $0 }
+        for line in output { print(line) }
+        for (name, value) in instance.counters.snapshot.sorted(by: { $0.key < $1.key }) {
+            FileHandle.standardError.write(Data("counter \(name) = \(value)\n".utf8))
+        }
+        if let expect {
+            let wanted = try Self.jsonLines(String(contentsOfFile: expect, encoding: .utf8))
+            let got = try Self.jsonLines(output.joined(separator: "\n"))
+            if wanted != got { problems.append("the output differs from \(expect)") }
+        }
+        if !problems.isEmpty { throw failure(problems.joined(separator: "; ")) }
+    }
+
+    private func failure(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("plugin-test: \(message)\n".utf8))
+        return ExitCode(1)
+    }
+
+    private func readInput() throws -> SpanBatch {
+        guard let input else { throw ValidationError("--input is required for processors and exporters") }
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: input)))
+        do {
+            return try SpanBatch.decode(bytes, encoding: input.hasSuffix(".pb") ? .protobuf : .json)
+        } catch {
+            throw ValidationError("\(input): \(error)")
+        }
+    }
+
+    /// The event JSON host->encode_notification writes (what the log and webhook notifiers send).
+    private struct EventJSON: Decodable {
+        enum Scalar: Decodable {
+            case bool(Bool), int(Int64), double(Double), string(String)
+            init(from decoder: any Decoder) throws {
+                let value = try decoder.singleValueContainer()
+                if let b = try? value.decode(Bool.self) { self = .bool(b) }
+                else if let i = try? value.decode(Int64.self) { self = .int(i) }
+                else if let d = try? value.decode(Double.self) { self = .double(d) }
+                else { self = .string(try value.decode(String.self)) }
+            }
+        }
+        var kind, severity, source, key, summary, trace_id: String?
+        var count: UInt64?
+        var attributes: [String: Scalar]?
+    }
+
+    private func readNotification() throws -> NotificationEvent {
+        guard let notification else { throw ValidationError("--notification is required for notifiers") }
+        let event: EventJSON
+        do { event = try JSONDecoder().decode(EventJSON.self, from: Data(contentsOf: URL(fileURLWithPath: notification))) } catch {
+            throw ValidationError("\(notification): not an event in the notification JSON: \(error)")
+        }
+        let severities = ["info": 0, "warning": 1, "error": 2, "critical": 3]
+        let attributes: [(String, NotificationEvent.Value)] = (event.attributes ?? [:]).sorted { $0.key < $1.key }.map { key, value in
+            switch value {
+            case .bool(let b): return (key, .int(b ? 1 : 0))
+            case .int(let i): return (key, .int(i))
+            case .double(let d): return (key, .double(d))
+            case .string(let s): return (key, .string(s))
+            }
+        }
+        let hex = Array((event.trace_id ?? "").utf8)
+        let traceID: [UInt8]? = hex.count == 32
+            ? stride(from: 0, to: 32, by: 2).compactMap { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16) } : nil
+        guard let built = NotificationEvent(
+            kind: event.kind ?? "test", severity: UInt32(severities[event.severity ?? "error"] ?? 2),
+            source: event.source ?? "plugin-test", key: event.key ?? "", summary: event.summary ?? "",
+            attributes: attributes, traceID: traceID, count: event.count ?? 1)
+        else { throw ValidationError("out of memory") }
+        return built
+    }
+
+    static func json(_ batch: SpanBatch) -> String {
+        String(decoding: batch.encode(.json) ?? [], as: UTF8.self)
+    }
+
+    static func describe(_ result: CallResult) -> String {
+        switch result {
+        case .ok: return "OK"
+        case .consumed: return "CONSUMED"
+        case .retryable(_, let message): return "RETRYABLE: \(message)"
+        case .permanent(let message): return "PERMANENT: \(message)"
+        case .unavailable(let message): return "not called: \(message)"
+        }
+    }
+
+    /// Non-empty lines parsed as JSON, for comparing output with what is expected.
+    static func jsonLines(_ text: String) throws -> [NSObject] {
+        try text.split(whereSeparator: \.isNewline).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map {
+            guard let object = try JSONSerialization.jsonObject(with: Data($0.utf8)) as? NSObject else {
+                throw ValidationError("not JSON: \($0.prefix(80))")
+            }
+            return object
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import SpanhostModel
+import SpanhostPlugins
+
+/// `spanhost`: the tool for operators and plugin authors. It never runs the server.
+@main
+struct Spanhost: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spanhost",
+        abstract: "Validates configs, lists and describes plugins, and runs one plugin on test input.",
+        version: SpanhostVersion.current,
+        subcommands: [Validate.self, Plugins.self, PluginTest.self])
+}
+
+/// The spanhostd beside this executable (build/bin/spanhostd, or installed together).
+func siblingDaemon() -> String {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return ((exe as NSString).deletingLastPathComponent as NSString).appendingPathComponent("spanhostd")
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Checks a config and the plugin settings it names, as `spanhostd --check` does (plugins are created in a child process).")
+
+    @Option(name: .long, help: "The YAML config file.")
+    var config: String
+
+    func run() throws {
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: siblingDaemon())
+        daemon.arguments = ["--config", config, "--check"]
+        do { try daemon.run() } catch {
+            throw ValidationError("cannot run \(siblingDaemon()): \(error)")
+        }
+        daemon.waitUntilExit()
+        if daemon.terminationStatus != 0 { throw ExitCode(daemon.terminationStatus) }
+    }
+}
+
+struct Plugins: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Lists and describes plugin files; each file is opened in a child process, so no plugin code runs in this one.",
+        subcommands: [List.self, Describe.self, Inspect.self])
+
+    /// The directory shipped beside the executables (build/plugins).
+    static var defaultDir: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let bin = (exe as NSString).deletingLastPathComponent
+        return ((bin as NSString).deletingLastPathComponent as NSString).appendingPathComponent("plugins")
+    }
+
+    static let inspect: (String) -> [String] = { ["plugins", "inspect", $0] }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every plugin file: name, kind, version, ABI, sha256, or why it cannot load.")
+
+        @Option(name: .long, help: "A plugin directory; repeat for several, searched in order (default: the one beside spanhost).")
+        var dir: [String] = []
+
+        func run() throws {
+            print(PluginListing.list(directories: dir.isEmpty ? [Plugins.defaultDir] : dir, inspectArguments: Plugins.inspect),
+                  terminator: "")
+        }
+    }
+
+    struct Describe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One plugin, by name (in --dir) or by file.")
+
+        @Argument(help: "A plugin name such as `attributes`, or the path of a .so file.")
+        var plugin: String
+
+        @Option(name: .long, help: "A plugin directory; repeat for several (default: the one beside spanhost).")
+        var dir: [String] = []
+
+        func run() throws {
+            let file: String
+            if plugin.contains("/") || plugin.hasSuffix(".so") {
+                file = plugin
+            } else {
+                let dirs = dir.isEmpty ? [Plugins.defaultDir] : dir
+                guard let found = PluginCatalog.files(in: dirs).first(where: { $0.name == plugin }) else {
+                    throw ValidationError("no file \(plugin).so in \(dirs.joined(separator: ", "))")
+                }
+                file = found.path
+            }
+            let entry = PluginListing.inspectInChild(file, arguments: Plugins.inspect(file))
+            if let error = entry.error { throw ValidationError(error) }
+            let rows: [(String, String?)] = [("name", entry.name), ("kind", entry.kind), ("version", entry.version), ("abi", entry.abi),
+                                             ("description", entry.description), ("file", entry.file), ("sha256", entry.sha256)]
+            for (label, value) in rows { print("\(label.padding(toLength: 12, withPad: " ", startingAt: 0))\(value ?? "")") }
+            // ABI 1.1 descriptors carry no config schema: the keys a plugin reads are checked
+            // when it is created (unknown keys are refused then).
+            print("\("config".padding(toLength: 12, withPad: " ", startingAt: 0))no schema in ABI 1.1; see the plugin's documentation")
+        }
+    }
+
+    /// The child of list and describe.
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(shouldDisplay: false)
+        @Argument var file: String
+        func run() throws { print(PluginListing.inspect(file)) }
+    }
+}

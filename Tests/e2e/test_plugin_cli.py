@@ -1,0 +1,93 @@
+"""The `spanhost` tool: a plugin tested without the daemon (plugin-test runs the real host
+table, decoder and hooks), plugin files listed and described from child processes, configs
+validated, versions printed."""
+import json
+import os
+import subprocess
+
+from conftest import BUILD, PLUGINS, SPANHOSTD, TEST_PLUGINS
+from test_data_path import BASE, fill, otlp_json
+
+SPANHOST = os.path.join(BUILD, "bin", "spanhost")
+
+
+def spanhost_cli(*args, env=None):
+    return subprocess.run([SPANHOST, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def write(tmp, name, text):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def test_plugin_test_runs_a_processor_and_compares_with_what_is_expected(tmp):
+    spans = write(tmp, "in.json", json.dumps(otlp_json(2, attrs={"password": "hunter2", "user": "ann"})))
+    settings = write(tmp, "attrs.yaml", "actions:\n  - {key: password, action: delete}\n  - {key: user, action: hash}\n")
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "attributes.so"), "--config", settings, "--input", spans)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1
+    out = [sp for rs in json.loads(lines[0])["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+    keys = [{a["key"]: a["value"] for a in sp["attributes"]} for sp in out]
+    assert all("password" not in k and k["user"]["stringValue"] != "ann" and len(k["user"]["stringValue"]) == 64 for k in keys)
+    expected = write(tmp, "expected.jsonl", r.stdout)
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "attributes.so"), "--config", settings, "--input", spans, "--expect", expected)
+    assert r.returncode == 0, r.stderr
+    # The same plugin told to keep the password no longer matches.
+    other = write(tmp, "other.yaml", "actions:\n  - {key: user, action: hash}\n")
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "attributes.so"), "--config", other, "--input", spans, "--expect", expected)
+    assert r.returncode == 1 and "the output differs from" in r.stderr, r.stderr
+
+
+def test_plugin_test_runs_exporters_and_notifiers_and_reports_failures(tmp):
+    spans = write(tmp, "in.json", json.dumps(otlp_json(3)))
+    out = os.path.join(tmp, "out.jsonl")
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "file.so"), "--config", write(tmp, "file.yaml", f"path: {out}\n"),
+                     "--input", spans)
+    assert r.returncode == 0 and "export_batch: OK" in r.stdout, r.stderr
+    with open(out) as f:
+        assert sum(len(ss["spans"]) for rs in json.loads(f.readline())["resourceSpans"] for ss in rs["scopeSpans"]) == 3
+    event = write(tmp, "event.json", json.dumps({"kind": "error_span", "severity": "critical", "summary": "checkout failed",
+                                                 "trace_id": "0af7651916cd43dd8448eb211c80319c", "attributes": {"http.status_code": 500}}))
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "log.so"), "--notification", event)
+    assert r.returncode == 0 and "notify: OK" in r.stdout, r.stderr
+    logged = json.loads(next(line for line in r.stderr.splitlines() if line.startswith("{")))
+    assert logged["severity"] == "critical" and logged["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert logged["attributes"] == {"http.status_code": 500}
+    # A create that fails, an unknown key, and a permanent export failure each exit 1 with the reason.
+    r = spanhost_cli("plugin-test", os.path.join(TEST_PLUGINS, "create_fails.so"), "--input", spans)
+    assert r.returncode == 1 and "create failed: endpoint: cannot connect" in r.stderr, r.stderr
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "file.so"), "--config", write(tmp, "typo.yaml", f"path: {out}\npaht: x\n"),
+                     "--input", spans)
+    assert r.returncode == 1 and "paht" in r.stderr and "unknown key" in r.stderr, r.stderr
+    r = spanhost_cli("plugin-test", os.path.join(TEST_PLUGINS, "misbehave.so"), "--config",
+                     write(tmp, "fail.yaml", "mode: fail\n"), "--input", spans)
+    assert r.returncode == 1 and "PERMANENT" in r.stderr, (r.stdout, r.stderr)
+
+
+def test_plugins_list_and_describe_open_files_in_children_only(tmp):
+    marker = os.path.join(tmp, "marker")
+    proc = subprocess.Popen([SPANHOST, "plugins", "list", "--dir", TEST_PLUGINS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "SPANHOST_TEST_MARKER": marker})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = {line.split("\t")[0]: line for line in out.splitlines()}
+    assert "exporter planted 6.6.6" in lines["planted"] and "ABI 99.0" in lines["wrong_abi"]
+    with open(marker) as f:
+        assert proc.pid not in {int(x) for x in f.read().split()}
+    r = spanhost_cli("plugins", "describe", "attributes", "--dir", PLUGINS)
+    assert r.returncode == 0 and "processor" in r.stdout and "hashes" in r.stdout, r.stderr
+    r = spanhost_cli("plugins", "describe", os.path.join(TEST_PLUGINS, "no_entry.so"))
+    assert r.returncode != 0 and "spanhost_plugin_entry" in r.stderr
+
+
+def test_validate_and_versions(tmp):
+    good = write(tmp, "good.yaml", fill(BASE, processors="  {}", service="", chain="", plugins=PLUGINS))
+    assert spanhost_cli("validate", "--config", good).returncode == 0
+    bad = write(tmp, "bad.yaml", fill(BASE, processors="  batch: {bogus: 1}", service="", chain="processors: [batch], ", plugins=PLUGINS))
+    r = spanhost_cli("validate", "--config", bad)
+    assert r.returncode != 0 and "processors.batch.bogus" in r.stderr, r.stderr
+    version = spanhost_cli("--version").stdout.strip()
+    assert version and version == subprocess.run([SPANHOSTD, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
