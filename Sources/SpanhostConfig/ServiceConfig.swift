@@ -179,15 +179,17 @@ public struct ServiceConfig: Sendable, Equatable {
         }
         if let plugins = root["plugins"], plugins != .null {
             guard plugins.mapEntries != nil else { throw ConfigError("plugins", "must be a map") }
-            for entry in plugins.mapEntries! where !["dir", "cache_dir", "pins", "require_pins"].contains(entry.key) {
-                throw ConfigError("plugins.\(entry.key)", "unknown key; expected dir, cache_dir, pins or require_pins")
+            for entry in plugins.mapEntries! where !["dir", "dirs", "cache_dir", "pins", "require_pins"].contains(entry.key) {
+                throw ConfigError("plugins.\(entry.key)", "unknown key; expected dir, dirs, cache_dir, pins or require_pins")
             }
+            if plugins["dir"] != nil && plugins["dirs"] != nil { throw ConfigError("plugins.dirs", "set dir or dirs, not both") }
             if let v = plugins["require_pins"] { config.requirePins = try parseBool(v, path: "plugins.require_pins") }
-            switch plugins["dir"] {
+            let dirsKey = plugins["dirs"] != nil ? "dirs" : "dir"
+            switch plugins[dirsKey] {
             case .list(let items)?:
-                config.pluginDirs = try items.enumerated().map { try requireString($1, "plugins.dir.\($0)") }
-                guard !config.pluginDirs.isEmpty else { throw ConfigError("plugins.dir", "name at least one directory") }
-            case let value?: config.pluginDirs = [try requireString(value, "plugins.dir")]
+                config.pluginDirs = try items.enumerated().map { try requireString($1, "plugins.\(dirsKey).\($0)") }
+                guard !config.pluginDirs.isEmpty else { throw ConfigError("plugins.\(dirsKey)", "name at least one directory") }
+            case let value?: config.pluginDirs = [try requireString(value, "plugins.\(dirsKey)")]
             case nil: break
             }
             config.pluginCacheDir = try plugins["cache_dir"].map { try requireString($0, "plugins.cache_dir") }

@@ -36,8 +36,8 @@ public final class PluginCatalog: @unchecked Sendable {
         return closed
     }
 
-    /// Loads the plugins `names` asks for: type `x` is file `x.so`, from the first of
-    /// `directories` that has one. Other files are never opened (their code never runs here);
+    /// Loads the plugins `names` asks for: type `x` is file `x.so`, from whichever of
+    /// `directories` has it (two that both have it are an error). Other files are never opened (their code never runs here);
     /// `spanhostd --list-plugins` inspects them in child processes. Refusals are logged and kept.
     public static func load(_ names: Set<String>, from directories: [String], cacheDirectory: String, pins: [String: String] = [:],
                             requirePins: Bool = false, quarantine: Quarantine = Quarantine(), logger: Logger) -> PluginCatalog {
@@ -45,10 +45,12 @@ public final class PluginCatalog: @unchecked Sendable {
         catalog.directories = directories
         for name in names.sorted() {
             let file = "\(name).so"
-            guard let directory = directories.first(where: { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent(file)) })
-            else { continue }  // the component that needs it says so
-            let path = (directory as NSString).appendingPathComponent(file)
+            let found = directories.map { ($0 as NSString).appendingPathComponent(file) }.filter { FileManager.default.fileExists(atPath: $0) }
+            guard let path = found.first else { continue }  // the component that needs it says so
+            let directory = (path as NSString).deletingLastPathComponent
             do {
+                // Which one runs must not depend on the order directories happen to be listed in.
+                guard found.count == 1 else { throw PluginLoadError.ambiguous(file: path, others: Array(found.dropFirst())) }
                 // A directory others can write to could get a file planted in it.
                 if let problem = FileSafety.problem(directory, isDirectory: true) ?? FileSafety.problem(path, isDirectory: false) {
                     throw PluginLoadError.unsafe(file: path, reason: problem)

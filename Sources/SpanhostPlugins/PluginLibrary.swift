@@ -14,6 +14,8 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
     case entryRefused(file: String)
     case abiMismatch(file: String, plugin: String, host: String)
     case invalidDescriptor(file: String, reason: String)
+    /// Two plugin directories both hold a file for the same type.
+    case ambiguous(file: String, others: [String])
     /// A plugin file must be named after the plugin it registers: `x.so` registers `x`.
     case nameMismatch(file: String, expected: String, registered: String)
     /// The image crashed the process too often (see Quarantine) and is not loaded.
@@ -39,6 +41,8 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
         case .abiMismatch(let file, let plugin, let host):
             return "\(file): built for plugin ABI \(plugin), this host speaks \(host); rebuild it against this host's spanhost.h"
         case .invalidDescriptor(let file, let reason): return "\(file): invalid plugin descriptor: \(reason)"
+        case .ambiguous(let file, let others):
+            return "\(file): also found as \(others.joined(separator: ", ")); keep one file per plugin name across plugins.dirs"
         case .nameMismatch(let file, let expected, let registered):
             return "\(file): registers plugin '\(registered)', not '\(expected)'; a plugin file is named after its type (\(registered).so)"
         case .unsafe(let file, let reason): return "\(file): refused: \(reason)"

@@ -94,14 +94,17 @@ def test_a_named_plugin_that_cannot_load_stops_startup_with_the_reason(tmp):
     assert "registers plugin 'file', not 'sink'" in s.log(), s.log()
 
 
-def test_plugins_are_found_in_several_directories_first_one_first(spanhost, tmp):
+def test_plugins_are_found_in_several_directories_and_a_name_in_two_is_an_error(spanhost, tmp):
     own = plugin_dir(tmp, "old_minor", "null")
-    cfg = BASE % ("  file:\n    path: {tmp}/out.jsonl\n  old_minor: {{}}\n  \"null\": {{}}", 'file, old_minor, "null"')
-    cfg = cfg.replace("  dir: {plugins}", f"  dir: [{own}, {PLUGINS}]")
-    s = spanhost(cfg)
+    cfg = BASE % ("  file:\n    path: {tmp}/out.jsonl\n  old_minor: {{}}", "file, old_minor")
+    s = spanhost(cfg.replace("  dir: {plugins}", f"  dirs: [{own}, {PLUGINS}]"))
     files = {p["name"]: p["file"] for p in s.status()["plugins"]}
-    assert files == {"file": os.path.join(PLUGINS, "file.so"), "old_minor": os.path.join(own, "old_minor.so"),
-                     "null": os.path.join(own, "null.so")}
+    assert files == {"file": os.path.join(PLUGINS, "file.so"), "old_minor": os.path.join(own, "old_minor.so")}
+    # null.so is in both: naming it is refused, saying where both files are.
+    both = (BASE % ('  "null": {{}}', '"null"')).replace("  dir: {plugins}", f"  dirs: [{own}, {PLUGINS}]")
+    bad = Spanhost(both, tmp)
+    assert bad.wait_exit() != 0
+    assert f"{os.path.join(own, 'null.so')}: also found as {os.path.join(PLUGINS, 'null.so')}" in bad.log(), bad.log()
 
 
 def test_plugins_load_from_content_addressed_copies(spanhost, tmp):

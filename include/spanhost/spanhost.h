@@ -68,6 +68,7 @@ typedef struct spanhost_status {
     uint32_t retry_after_ms;
     /* Human-readable reason. Write a NUL-terminated string of at most message_cap bytes
      * (including the NUL); snprintf(status->message, status->message_cap, ...) does it.
+     * message_cap is at least 256.
      * OWNERSHIP: host; valid for the duration of the call that received the status. */
     char *message;
     size_t message_cap;
@@ -328,14 +329,19 @@ typedef struct spanhost_host_api {
     uint16_t abi_major;
     uint16_t abi_minor;
 
-    /* Writes one log line attributed to `instance` (may be NULL outside an instance). */
+    /* Writes one log line attributed to `instance` (may be NULL outside an instance). `message`
+     * is `len` bytes and need not be NUL-terminated; the host copies it before returning and
+     * ends the line itself (do not add a newline). */
     void (*log)(spanhost_instance *instance, uint32_t level, const char *message, size_t len);
 
     /* --- Config getters. `path` is a NUL-terminated dotted path into the instance's config:
      * "topic", "retry.max_elapsed", "actions.0.key" (list items by index). A map key that
      * contains dots matches whole ("properties.sasl.mechanism" finds the key "sasl.mechanism"
      * under "properties"; the longest matching key wins). Strings returned
-     * are OWNED by the host and live as long as the config handle (the instance's life). */
+     * are OWNED by the host and live as long as the config handle, which is the instance's
+     * life: `config` and the strings may be kept after create. A returned string is also
+     * NUL-terminated (ptr[len] == 0, not counted in len). A key create never reads is refused
+     * as a typo, so read every key you accept. */
     uint32_t (*config_string)(const spanhost_config *config, const char *path, spanhost_str *out);
     uint32_t (*config_int)(const spanhost_config *config, const char *path, int64_t *out);
     uint32_t (*config_double)(const spanhost_config *config, const char *path, double *out);
@@ -348,16 +354,21 @@ typedef struct spanhost_host_api {
 
     /* --- Batch memory. Valid only while the caller holds the batch writable (inside a
      * processor's process hook, or on a batch it created with batch_new and has not emitted).
-     * Memory is freed with the batch; never free it yourself. Returns NULL when out of memory. */
+     * Memory is freed with the batch; never free it yourself. Returns NULL when out of memory.
+     * Blocks are zeroed and aligned to 8 bytes. */
     void *(*arena_alloc)(spanhost_batch *batch, size_t size);
-    /* Copies `len` bytes into the arena and returns a view of the copy. */
+    /* Copies `len` bytes into the arena and returns a view of the copy (not NUL-terminated).
+     * Returns {NULL, 0} when out of memory, and for len 0. Copies may share memory with equal
+     * strings already in the batch: never write through a view. */
     spanhost_str (*arena_strdup)(spanhost_batch *batch, const char *ptr, size_t len);
     /* Sets `key` to `value` in `attributes` (replacing an existing key), growing the list in
-     * the arena when needed. Key and value views are copied into the arena. Returns 0 on
-     * success, -1 when out of memory. */
+     * the arena when needed. The key and the value are copied deeply into the arena (arrays
+     * and maps included): the caller's may be freed afterwards. Returns 0 on success, -1 when
+     * out of memory (the list is then unchanged). */
     int32_t (*set_attribute)(spanhost_batch *batch, spanhost_kv_list *attributes,
                              spanhost_str key, const spanhost_value *value);
-    /* Removes `key` from `attributes`; returns 1 if it was present, else 0. */
+    /* Removes `key` from `attributes`, keeping the order of the others; returns 1 if it was
+     * present, else 0. */
     int32_t (*remove_attribute)(spanhost_batch *batch, spanhost_kv_list *attributes,
                                 spanhost_str key);
 
@@ -375,7 +386,9 @@ typedef struct spanhost_host_api {
 
     /* --- Output. Processors only: hands `batch` to the part of the pipeline after `instance`.
      * The host takes its own reference; the caller still releases its own. May be called from
-     * any thread, also outside process (timers). Returns:
+     * any thread, also outside process (timers). The rest of the pipeline (later processors,
+     * then the exporters' queues) runs on the calling thread before emit returns, so do not
+     * hold a lock that process also takes while emitting. Returns:
      *   SPANHOST_OK         taken: delivered, queued, or dropped by a later processor on purpose.
      *   SPANHOST_RETRYABLE  not taken for now (an exporter queue is full, memory is short): keep
      *                       the batch and emit it again later, in order. A processor that holds
@@ -414,6 +427,14 @@ typedef struct spanhost_host_api {
     int32_t (*encode_value)(const spanhost_value *value, spanhost_buffer *out);
 } spanhost_host_api;
 
+/* True when `host` has `member`, a function added in a later minor version than the oldest
+ * host the plugin means to load into:
+ *   if (SPANHOST_HOST_HAS(host, encode_notification)) ... else fall back
+ * (A plugin built against minor N that needs members of N can instead refuse to load in its
+ * entry function when host->abi_minor < N.) */
+#define SPANHOST_HOST_HAS(host, member) \
+    ((host)->struct_size >= offsetof(spanhost_host_api, member) + sizeof((host)->member))
+
 /* ------------------------------------------------------------------------------------------ */
 /* The plugin                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
@@ -435,7 +456,17 @@ typedef struct spanhost_host_api {
  * Lifecycle of an instance, all hooks called by the host:
  *   create -> start -> (process | export_batch | notify)* -> flush? -> destroy
  * destroy is called exactly once for every instance whose create returned SPANHOST_OK, also
- * when start failed. To validate a config (`spanhostd --check`) the host calls create then
+ * when start failed. If a call into the instance never returns (a hung export), the host stops
+ * calling it, waits one call timeout for it in destroy, then gives up on destroy: the instance
+ * is leaked rather than freed under a running call.
+ *
+ * Which hooks a kind provides: a processor `process`, an exporter `export_batch`, a notifier
+ * `notify`; every kind `create` and `destroy`; `start` and `flush` may be NULL. The host
+ * refuses a descriptor missing a hook its kind needs.
+ *
+ * Values a plugin does not know (a SPANHOST_VALUE_* type, span kind or status code from a newer
+ * host) are to be passed through untouched by processors and skipped, not treated as errors,
+ * by exporters and notifiers. To validate a config (`spanhostd --check`) the host calls create then
  * destroy, never start, in a short-lived child process: create reads and checks settings and
  * allocates; files, connections and threads belong in start.
  */
