@@ -152,6 +152,9 @@ def test_fifty_reloads_under_load_lose_and_duplicate_nothing(spanhost, tmp):
     def file_uid():
         return next(e["instance"] for e in s.status()["exporters"] if e["id"] == "file")
 
+    def file_exported():
+        return next(e["counters"].get("exported", 0) for e in s.status()["exporters"] if e["id"] == "file")
+
     plan = ["reordered", "base", "added", "base", "exporter", "base", "invalid", "createfail", "rebuild"] * 6
     outcomes = {"ok": 0, "failed": 0}
     version = 1
@@ -159,6 +162,7 @@ def test_fifty_reloads_under_load_lose_and_duplicate_nothing(spanhost, tmp):
         wait_for(lambda: len(load.acked) > 100, timeout=20)
         for i, step in enumerate(plan):
             before_uid = file_uid()
+            before_exported = file_exported()
             if step == "rebuild":
                 version += 1
                 build_versioned(os.path.join(plugins, "versioned.so"), version)
@@ -175,8 +179,10 @@ def test_fifty_reloads_under_load_lose_and_duplicate_nothing(spanhost, tmp):
             assert entry["ok"] == expect_ok, (step, entry)
             outcomes["ok" if entry["ok"] else "failed"] += 1
             if step in ("reordered", "base", "added", "invalid", "createfail") and not (step == "base" and plan[i - 1] == "exporter"):
-                # The file exporter's plugin and settings did not change: same instance, same queue.
+                # The file exporter's plugin and settings did not change: same instance, same
+                # queue, and its counters go on from where they were.
                 assert file_uid() == before_uid, step
+                assert file_exported() >= before_exported, step
             if step == "exporter":
                 assert file_uid() != before_uid
             time.sleep(0.05)
