@@ -38,7 +38,7 @@ public final class PluginCatalog: @unchecked Sendable {
 
     /// Loads the plugins `names` asks for: type `x` is file `x.so`, from whichever of
     /// `directories` has it (two that both have it are an error). Other files are never opened (their code never runs here);
-    /// `spanhostd --list-plugins` inspects them in child processes. Refusals are logged and kept.
+    /// `spanhost plugins list` inspects them in child processes. Refusals are logged and kept.
     public static func load(_ names: Set<String>, from directories: [String], cacheDirectory: String, pins: [String: String] = [:],
                             requirePins: Bool = false, quarantine: Quarantine = Quarantine(), logger: Logger) -> PluginCatalog {
         let catalog = PluginCatalog()

@@ -1,7 +1,6 @@
 import Foundation
 
-/// `spanhost plugins list` and `spanhostd --list-plugins`: what each file in the plugin
-/// directories registers. The server opens only the files its config names; listing opens every
+/// `spanhost plugins list`: what each file in the plugin directories registers. The server opens only the files its config names; listing opens every
 /// file, so each is opened in a child process of its own (the executable run again with
 /// `inspectArguments`), where its constructors and crashes stay.
 public enum PluginListing {
@@ -31,8 +30,7 @@ public enum PluginListing {
     }
 
     /// In the parent: one line per file, first directory first.
-    public static func list(directories: [String], pins: [String: String] = [:], named: Set<String> = [],
-                            inspectArguments: (String) -> [String]) -> String {
+    public static func list(directories: [String], inspectArguments: (String) -> [String]) -> String {
         let files = PluginCatalog.files(in: directories)
         if files.isEmpty { return "no plugin files in \(directories.joined(separator: ", "))\n" }
         var out = ""
@@ -43,9 +41,7 @@ public enum PluginListing {
                 line += "refused: \(error)"
             } else {
                 line += "\(entry.kind ?? "?") \(entry.name ?? "?") \(entry.version ?? "?") abi \(entry.abi ?? "?") sha256 \(entry.sha256 ?? "?")"
-                if let pin = pins["\(name).so"], pin != entry.sha256 { line += " (pin mismatch: pinned \(pin))" }
             }
-            if named.contains(name) { line += "\t[used by the config]" }
             out += line + "\n"
         }
         return out

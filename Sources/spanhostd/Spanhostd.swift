@@ -34,13 +34,6 @@ struct Spanhostd: AsyncParsableCommand {
     @Flag(name: .long, help: .hidden)
     var pluginHost = false
 
-    @Flag(name: .long, help: "List every plugin file in the plugin directories with what it registers; each file is opened in a child process of its own.")
-    var listPlugins = false
-
-    /// The child of --list-plugins: opens one file and prints what it registers as JSON.
-    @Option(name: .long, help: .hidden)
-    var inspectPlugin: String?
-
     /// The supervisor's child: the server itself, with sockets handed over.
     @Flag(name: .long, help: .hidden)
     var worker = false
@@ -58,10 +51,6 @@ struct Spanhostd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "spanhostd")
-        if let file = inspectPlugin {
-            print(PluginListing.inspect(file))
-            return
-        }
         let path = config
         // Read at start and again on every reload.
         let source: ConfigSource = {
@@ -91,11 +80,6 @@ struct Spanhostd: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))
                 throw ExitCode(2)
             }
-            return
-        }
-        if listPlugins {
-            print(PluginListing.list(directories: Self.pluginDirs(firstConfig), pins: firstConfig.pluginPins,
-                                     named: firstConfig.pluginNames) { ["--inspect-plugin", $0] }, terminator: "")
             return
         }
         if check {
