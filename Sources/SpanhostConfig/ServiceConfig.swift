@@ -238,7 +238,32 @@ public struct ServiceConfig: Sendable, Equatable {
         for entry in pipelines {
             config.pipelines.append(try parsePipeline(entry, config: config))
         }
+        try adoptMemoryLimiterProcessors(&config)
         return config
+    }
+
+    /// The Collector's `memory_limiter` processor is the service-wide limiter here: every
+    /// receiver refuses while memory is over it, whichever pipeline the processor was listed
+    /// in. Its soft limit (limit_mib - spike_limit_mib, the spike defaulting to 20%) is where the
+    /// Collector starts refusing, so it becomes the limit. The processor entries are removed.
+    static func adoptMemoryLimiterProcessors(_ config: inout ServiceConfig) throws {
+        let limiters = config.processors.filter { $0.id.type == "memory_limiter" }
+        guard !limiters.isEmpty else { return }
+        guard limiters.count == 1, config.memoryLimitBytes == nil else {
+            throw ConfigError("processors.\(limiters.last!.id)", "set one memory limit: one memory_limiter processor, or service.memory_limiter")
+        }
+        let limiter = limiters[0]
+        let path = "processors.\(limiter.id)"
+        try limiter.settings.requireKnownKeys(["limit_mib", "spike_limit_mib", "check_interval"], path: path)
+        guard let mib = limiter.settings["limit_mib"]?.doubleValue, mib > 0 else {
+            throw ConfigError("\(path).limit_mib", "required, a positive number of MiB")
+        }
+        let spike = limiter.settings["spike_limit_mib"]?.doubleValue ?? mib * 0.2
+        guard spike >= 0, spike < mib else { throw ConfigError("\(path).spike_limit_mib", "must be at least 0 and below limit_mib") }
+        if let v = limiter.settings["check_interval"] { _ = try parseDuration(v, path: "\(path).check_interval") }  // checked per request here
+        config.memoryLimitBytes = Int((mib - spike) * 1024 * 1024)
+        config.processors.removeAll { $0.id == limiter.id }
+        for i in config.pipelines.indices { config.pipelines[i].processors.removeAll { $0 == limiter.id } }
     }
 
     private static func parsePipeline(_ entry: ConfigValue.Entry, config: ServiceConfig) throws -> PipelineConfig {

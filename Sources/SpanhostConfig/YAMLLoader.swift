@@ -55,7 +55,7 @@ public enum YAMLLoader {
         return .string(text)
     }
 
-    /// Expands `${env:NAME}`, `${env:NAME:-default}` and `$$`. An unset variable without a
+    /// Expands `${env:NAME}`, `${NAME}`, `${env:NAME:-default}` and `$$`. An unset variable without a
     /// default expands to the empty string, as in the Collector.
     public static func expand(_ text: String, path: String, environment: [String: String]) throws -> String {
         guard text.contains("$") else { return text }
@@ -72,10 +72,13 @@ public enum YAMLLoader {
                     throw ConfigError(path, "unterminated '${' in \"\(text)\"")
                 }
                 let inner = after[after.index(after: after.startIndex)..<close]
-                guard inner.hasPrefix("env:") else {
-                    throw ConfigError(path, "unsupported substitution '${\(inner)}': use ${env:NAME} or ${env:NAME:-default}")
+                // `${NAME}` is `${env:NAME}`, as in the Collector, whose default scheme is env.
+                let bare = inner.prefix { $0 != ":" }.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
+                    && (inner.firstIndex(of: ":").map { inner[$0...].hasPrefix(":-") } ?? true)
+                guard inner.hasPrefix("env:") || bare else {
+                    throw ConfigError(path, "unsupported substitution '${\(inner)}': use ${NAME}, ${env:NAME} or ${env:NAME:-default}")
                 }
-                let spec = inner.dropFirst(4)
+                let spec = inner.hasPrefix("env:") ? inner.dropFirst(4) : inner
                 let name: Substring
                 var fallback: Substring? = nil
                 if let sep = spec.range(of: ":-") {

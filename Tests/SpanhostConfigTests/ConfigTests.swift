@@ -81,6 +81,23 @@ final class ConfigTests: XCTestCase {
         XCTAssertNoThrow(try ReceiverSettings.used(in: enabled))
     }
 
+    func testCollectorCompatibleSubstitutionAndMemoryLimiterProcessor() throws {
+        XCTAssertEqual(try YAMLLoader.expand("${HOST}:${PORT:-4318}", path: "x", environment: ["HOST": "h"]), "h:4318")
+        XCTAssertThrowsError(try YAMLLoader.expand("${file:/etc/x}", path: "x", environment: [:])) {
+            XCTAssertEqual("\($0)", "x: unsupported substitution '${file:/etc/x}': use ${NAME}, ${env:NAME} or ${env:NAME:-default}")
+        }
+        let limited = base.replacingOccurrences(of: "processors:\n", with: "processors:\n  memory_limiter: {check_interval: 1s, limit_mib: 500, spike_limit_mib: 100}\n")
+            .replacingOccurrences(of: "processors: [attributes/mask]", with: "processors: [memory_limiter, attributes/mask]")
+        let config = try ServiceConfig.parse(yaml: limited, environment: ["PORT": "1", "OUT": "/tmp/x", "COUNT": "1"])
+        XCTAssertEqual(config.memoryLimitBytes, 400 << 20)
+        XCTAssertEqual(config.pipelines[0].processors, [ComponentID(type: "attributes", name: "mask")])
+        XCTAssertNil(config.component(.processor, ComponentID(type: "memory_limiter")))
+        let both = limited.replacingOccurrences(of: "  shutdown_timeout: 1m30s\n", with: "  shutdown_timeout: 1m30s\n  memory_limiter: {limit_mib: 64}\n")
+        XCTAssertThrowsError(try ServiceConfig.parse(yaml: both, environment: ["PORT": "1", "OUT": "/tmp/x", "COUNT": "1"])) {
+            XCTAssertEqual("\($0)", "processors.memory_limiter: set one memory limit: one memory_limiter processor, or service.memory_limiter")
+        }
+    }
+
     func testEmbeddedDefaultIsValid() throws {
         let config = try ServiceConfig.parse(yaml: ServiceConfig.embeddedDefault, environment: [:])
         XCTAssertEqual(config.pipelines.map(\.exporters), [[ComponentID(type: "debug")]])
@@ -101,8 +118,8 @@ final class ConfigTests: XCTestCase {
                        "service.pipelines.traces.receivers: a pipeline needs at least one receiver")
         XCTAssertEqual(error(base.replacingOccurrences(of: "shutdown_timeout: 1m30s", with: "shutdown_timeout: 3 weeks")),
                        "service.shutdown_timeout: '3 weeks' has unknown unit ' weeks'; use ms, s, m or h")
-        XCTAssertEqual(error(base.replacingOccurrences(of: "${env:OUT}", with: "${OUT}")),
-                       "exporters.file.path: unsupported substitution '${OUT}': use ${env:NAME} or ${env:NAME:-default}")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "${env:OUT}", with: "${file:OUT}")),
+                       "exporters.file.path: unsupported substitution '${file:OUT}': use ${NAME}, ${env:NAME} or ${env:NAME:-default}")
         XCTAssertEqual(error(base.replacingOccurrences(of: "attributes/mask:", with: "attributes/:")),
                        "processors.attributes/: 'attributes/' has an empty name after '/'")
         XCTAssertTrue(error(base + "\nextra: 1").hasPrefix("extra: unknown section"))

@@ -4,6 +4,8 @@ import hashlib
 import hmac
 import os
 
+import pytest
+
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -220,7 +222,8 @@ def test_batch_gathers_small_requests_by_size_and_timeout(spanhost, tmp):
     assert len(lines) == 3 and len(read_file_export(os.path.join(tmp, "batched.jsonl"))) == 250
 
 
-def test_memory_limiter_answers_503_instead_of_growing(spanhost, tmp):
+@pytest.mark.parametrize("shape", ["service", "collector processor"])
+def test_memory_limiter_answers_503_instead_of_growing(spanhost, tmp, shape):
     import requests
     from conftest import TEST_PLUGINS
     from test_bad_input import PROTO, request
@@ -246,7 +249,13 @@ service:
       receivers: [otlp]
       exporters: [misbehave]
 """ % TEST_PLUGINS
+    if shape == "collector processor":
+        # The Collector's way: a memory_limiter processor (soft limit = limit - spike = 2 MiB).
+        cfg = cfg.replace("  memory_limiter: {{limit_mib: 2}}\n", "").replace(
+            "exporters:\n", "processors:\n  memory_limiter: {{check_interval: 1s, limit_mib: 3, spike_limit_mib: 1}}\nexporters:\n", 1)
+        cfg = cfg.replace("      exporters: [misbehave]", "      processors: [memory_limiter]\n      exporters: [misbehave]")
     s = spanhost(cfg)
+    assert s.status()["memory"]["limitBytes"] == 2 << 20
     body = request([f"span-{i}-" + "x" * 200 for i in range(200)]).SerializeToString()
     codes = []
     for _ in range(100):  # the exporter never finishes: batches pile up in its queue
