@@ -208,3 +208,49 @@ def test_a_held_trace_costs_about_its_wire_size(spanhost, tmp):
     print(f"200 traces of 100 spans held: {added >> 10} KiB of batches for {big_wire >> 10} KiB on the wire "
           f"({added / big_wire:.2f}x)")
     assert added <= 2 * big_wire, (added, big_wire)
+
+
+COLLECTOR_SHAPE = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+processors:
+  tail_sampling:
+    decision_wait: 1s
+    policies:
+      - {{name: errors, type: status_code, status_code: {{status_codes: [ERROR]}}}}
+      - name: slow-and-canary
+        type: and
+        and: {{and_sub_policy: [{{name: slow, type: latency, latency: {{threshold_ms: 2000}}}},
+                                {{name: canary, type: string_attribute, string_attribute: {{key: deployment, values: [canary]}}}}]}}
+exporters:
+  file:
+    path: {tmp}/sampled.jsonl
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling]
+      exporters: [file]
+"""
+
+
+def test_policies_in_the_collectors_nested_shape(spanhost, tmp):
+    rng = random.Random(23)
+    s = spanhost(COLLECTOR_SHAPE)
+    traces = {kind: make_trace(rng, kind) for kind in ("error", "slow", "canary", "normal")}
+    slow_canary = make_trace(rng, "slow")
+    kv = slow_canary[0].attributes.add()
+    kv.key, kv.value.string_value = "deployment", "canary"
+    post(s.url, [sp for t in list(traces.values()) + [slow_canary] for sp in t])
+    kept = lambda: {g["span"]["traceId"] for g in read_file_export(os.path.join(tmp, "sampled.jsonl"))}
+    want = {traces["error"][0].trace_id.hex(), slow_canary[0].trace_id.hex()}
+    assert wait_for(lambda: kept() == want, timeout=15), kept()
+    counters = s.status()["pipelines"][0]["processors"][0]["counters"]
+    assert counters["traces_sampled"] == 2 and counters["traces_dropped"] == 3, counters

@@ -101,14 +101,20 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
     if (host->config_string(c, k, &name) == SPANHOST_CONFIG_WRONG_TYPE) PFAIL("%s.name: must be a string", path);
     snprintf(k, sizeof k, "%s.type", path);
     if (host->config_string(c, k, &type) != SPANHOST_CONFIG_FOUND) PFAIL("%s.type: required", path);
+    /* The Collector nests a policy's settings under its type ({type: latency, latency:
+     * {threshold_ms: 500}}); the flat shape ({type: latency, threshold_ms: 500}) works too. */
+    char params[192]; /* leaves room in k for the longest key and an index */
+    size_t nested;
+    snprintf(params, sizeof params, "%s.%.*s", path, (int)type.len, type.ptr);
+    if (host->config_count(c, params, &nested) != SPANHOST_CONFIG_FOUND) snprintf(params, sizeof params, "%s", path);
     if (util_str_is(type, "always_sample")) { p->type = P_ALWAYS; return 0; }
     if (util_str_is(type, "status_code")) {
         p->type = P_STATUS;
-        snprintf(k, sizeof k, "%s.status_codes", path);
-        if (host->config_count(c, k, &n) != SPANHOST_CONFIG_FOUND || !n) PFAIL("%s.status_codes: required, e.g. [ERROR]", path);
+        snprintf(k, sizeof k, "%s.status_codes", params);
+        if (host->config_count(c, k, &n) != SPANHOST_CONFIG_FOUND || !n) PFAIL("%s.status_codes: required, e.g. [ERROR]", params);
         for (size_t i = 0; i < n; i++) {
             spanhost_str code;
-            snprintf(k, sizeof k, "%s.status_codes.%zu", path, i);
+            snprintf(k, sizeof k, "%s.status_codes.%zu", params, i);
             host->config_string(c, k, &code);
             if (util_str_is(code, "ERROR")) p->status_mask |= 1 << SPANHOST_STATUS_ERROR;
             else if (util_str_is(code, "OK")) p->status_mask |= 1 << SPANHOST_STATUS_OK;
@@ -119,17 +125,17 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
     }
     if (util_str_is(type, "latency")) {
         p->type = P_LATENCY;
-        snprintf(k, sizeof k, "%s.threshold_ms", path);
+        snprintf(k, sizeof k, "%s.threshold_ms", params);
         if (host->config_double(c, k, &p->threshold_ms) != SPANHOST_CONFIG_FOUND || p->threshold_ms < 0) PFAIL("%s: required, milliseconds", k);
         p->upper_ms = 0;
-        snprintf(k, sizeof k, "%s.upper_threshold_ms", path);
+        snprintf(k, sizeof k, "%s.upper_threshold_ms", params);
         host->config_double(c, k, &p->upper_ms);
         return 0;
     }
     if (util_str_is(type, "probabilistic")) {
         double pct;
         p->type = P_PROB;
-        snprintf(k, sizeof k, "%s.sampling_percentage", path);
+        snprintf(k, sizeof k, "%s.sampling_percentage", params);
         if (host->config_double(c, k, &pct) != SPANHOST_CONFIG_FOUND || pct < 0 || pct > 100) PFAIL("%s: required, 0 to 100", k);
         p->prob_threshold = (uint32_t)(pct / 100.0 * 0x4000 + 0.5);
         return 0;
@@ -137,31 +143,31 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
     if (util_str_is(type, "string_attribute") || util_str_is(type, "numeric_attribute")) {
         int numeric = util_str_is(type, "numeric_attribute");
         p->type = numeric ? P_NUMERIC : P_STRING;
-        snprintf(k, sizeof k, "%s.key", path);
+        snprintf(k, sizeof k, "%s.key", params);
         if (host->config_string(c, k, &p->key) != SPANHOST_CONFIG_FOUND) PFAIL("%s: required", k);
         int32_t b = 0;
-        snprintf(k, sizeof k, "%s.invert_match", path);
+        snprintf(k, sizeof k, "%s.invert_match", params);
         host->config_bool(c, k, &b);
         p->invert = b;
         if (numeric) {
-            snprintf(k, sizeof k, "%s.min_value", path);
+            snprintf(k, sizeof k, "%s.min_value", params);
             p->has_min = host->config_double(c, k, &p->min_value) == SPANHOST_CONFIG_FOUND;
-            snprintf(k, sizeof k, "%s.max_value", path);
+            snprintf(k, sizeof k, "%s.max_value", params);
             p->has_max = host->config_double(c, k, &p->max_value) == SPANHOST_CONFIG_FOUND;
-            if (!p->has_min && !p->has_max) PFAIL("%s: give min_value, max_value or both", path);
+            if (!p->has_min && !p->has_max) PFAIL("%s: give min_value, max_value or both", params);
             return 0;
         }
         b = 0;
-        snprintf(k, sizeof k, "%s.enabled_regex_matching", path);
+        snprintf(k, sizeof k, "%s.enabled_regex_matching", params);
         host->config_bool(c, k, &b);
         p->regex = b;
-        snprintf(k, sizeof k, "%s.values", path);
+        snprintf(k, sizeof k, "%s.values", params);
         if (host->config_count(c, k, &p->nvalues) != SPANHOST_CONFIG_FOUND || !p->nvalues) PFAIL("%s: required, a list", k);
         p->values = (spanhost_str *)calloc(p->nvalues, sizeof *p->values);
         if (p->regex) p->res = (regex_t *)calloc(p->nvalues, sizeof *p->res);
         for (size_t i = 0; i < p->nvalues; i++) {
             char err[200];
-            snprintf(k, sizeof k, "%s.values.%zu", path, i);
+            snprintf(k, sizeof k, "%s.values.%zu", params, i);
             if (host->config_string(c, k, &p->values[i]) != SPANHOST_CONFIG_FOUND) { p->nvalues = i; PFAIL("%s: must be a string", k); }
             if (p->regex && util_regcomp(&p->res[i], p->values[i], NULL, 0, err, sizeof err)) { p->nvalues = i; PFAIL("%s: %s", k, err); }
         }
@@ -169,18 +175,18 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
     }
     if (util_str_is(type, "rate_limiting")) {
         p->type = P_RATE;
-        snprintf(k, sizeof k, "%s.spans_per_second", path);
+        snprintf(k, sizeof k, "%s.spans_per_second", params);
         if (host->config_double(c, k, &p->spans_per_second) != SPANHOST_CONFIG_FOUND || p->spans_per_second <= 0) PFAIL("%s: required, > 0", k);
         p->tokens = p->spans_per_second;
         return 0;
     }
     if (util_str_is(type, "and")) {
         p->type = P_AND;
-        snprintf(k, sizeof k, "%s.and_sub_policy", path);
+        snprintf(k, sizeof k, "%s.and_sub_policy", params);
         if (host->config_count(c, k, &p->nsub) != SPANHOST_CONFIG_FOUND || !p->nsub) PFAIL("%s: required, a list of policies", k);
         p->sub = (policy *)calloc(p->nsub, sizeof *p->sub);
         for (size_t i = 0; i < p->nsub; i++) {
-            snprintf(k, sizeof k, "%s.and_sub_policy.%zu", path, i);
+            snprintf(k, sizeof k, "%s.and_sub_policy.%zu", params, i);
             if (parse_policy(c, k, &p->sub[i], status)) return -1;
         }
         return 0;
