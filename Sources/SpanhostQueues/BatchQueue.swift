@@ -64,6 +64,8 @@ public struct QueueSettlement: Sendable, Equatable {
 /// What /status and /metrics show about a queue.
 public struct QueueStats: Sendable, Encodable {
     public var depth: Int
+    /// How many batches it holds at most (sending_queue.queue_size).
+    public var capacity: Int
     public var spans: Int
     public var oldestAgeSeconds: Double?
     public var bytesInMemory: Int
@@ -147,7 +149,7 @@ public final class MemoryQueue: BatchQueue, @unchecked Sendable {
 
     public var stats: QueueStats {
         condition.withLock {
-            QueueStats(depth: items.count, spans: items.reduce(0) { $0 + $1.spans },
+            QueueStats(depth: items.count, capacity: limits.items, spans: items.reduce(0) { $0 + $1.spans },
                               oldestAgeSeconds: items.first.map { (ContinuousClock.now - $0.at).seconds },
                               bytesInMemory: bytes)
         }

@@ -223,7 +223,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
 
     public var stats: QueueStats {
         condition.withLock {
-            QueueStats(depth: pending.count, spans: pending.reduce(0) { $0 + $1.spans },
+            QueueStats(depth: pending.count, capacity: currentLimits.items, spans: pending.reduce(0) { $0 + $1.spans },
                               oldestAgeSeconds: pending.first.map { (ContinuousClock.now - $0.at).seconds },
                               bytesInMemory: 0, bytesQueued: liveBytes, bytesOnDisk: log.bytesOnDisk, deadLettered: deadLettered,
                               recoveredBatches: recovered, cutBytes: cutBytes)

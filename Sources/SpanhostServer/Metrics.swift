@@ -1,3 +1,4 @@
+import Foundation
 import Prometheus
 
 /// `/metrics`: the figures of /status in the Prometheus text format. A fresh registry per
@@ -46,10 +47,66 @@ extension StatusReport {
                         "rule events: \(parts.last ?? name)")
             }
         }
+        collectorSeries(counter: counter, gauge: gauge)
         gauge("spanhost_batch_memory_bytes", Double(memory.batchBytes), [], "bytes held by span batches in memory")
         if let limit = memory.limitBytes { gauge("spanhost_memory_limit_bytes", Double(limit), [], "service.memory_limiter.limit_mib") }
         counter("spanhost_reloads_succeeded_total", Int64(reloads.succeeded), [], "reloads that took effect")
         counter("spanhost_reloads_failed_total", Int64(reloads.failed), [], "reloads refused")
         return registry.emitToBuffer()
+    }
+
+    /// The OpenTelemetry Collector's own metric names, from the same figures, so dashboards
+    /// built for it work. Every series of a configured component is there from start, at zero.
+    private func collectorSeries(counter: (String, Int64, [(String, String)], String) -> Void,
+                                 gauge: (String, Double, [(String, String)], String) -> Void) {
+        for receiver in receivers {
+            let labels = [("receiver", receiver.id), ("transport", receiver.id.hasPrefix("kafka") ? "kafka" : "http")]
+            counter("otelcol_receiver_accepted_spans", receiver.counters["accepted_spans"] ?? 0, labels,
+                    "spans the receiver pushed into the pipelines")
+        }
+        for exporter in exporters {
+            let labels = [("exporter", exporter.id)]
+            let c = exporter.counters
+            counter("otelcol_exporter_sent_spans", c["exported"] ?? 0, labels, "spans the exporter delivered")
+            counter("otelcol_exporter_send_failed_spans", c["failed"] ?? 0, labels, "spans the exporter failed to deliver")
+            counter("otelcol_exporter_enqueue_failed_spans", (c["dropped_on_full"] ?? 0) + (c["refused"] ?? 0), labels,
+                    "spans refused by or dropped at a full sending queue")
+            if let queue = exporter.queue {
+                gauge("otelcol_exporter_queue_size", Double(queue.depth), labels, "batches in the sending queue")
+                gauge("otelcol_exporter_queue_capacity", Double(queue.capacity), labels, "sending queue capacity in batches")
+            }
+        }
+        let process = ProcessFigures.read()
+        gauge("otelcol_process_uptime", process.uptimeSeconds, [], "seconds since the process started")
+        gauge("otelcol_process_memory_rss", Double(process.rssBytes), [], "resident set size in bytes")
+        counter("otelcol_process_cpu_seconds", Int64(process.cpuSeconds.rounded()), [], "CPU seconds used (user and system)")
+    }
+}
+
+/// Uptime, RSS and CPU time of this process, from /proc.
+struct ProcessFigures {
+    var uptimeSeconds: Double = 0
+    var rssBytes = 0
+    var cpuSeconds: Double = 0
+
+    static func read() -> ProcessFigures {
+        var figures = ProcessFigures()
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+           let close = stat.lastIndex(of: ")") {
+            // Fields after the command name, from field 3 (state): utime is 14, stime 15,
+            // starttime 22 (ticks after boot), rss 24 (pages).
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 21, let utime = Double(fields[11]), let stime = Double(fields[12]),
+               let start = Double(fields[19]), let pages = Int(fields[21]) {
+                figures.cpuSeconds = (utime + stime) / ticks
+                figures.rssBytes = pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+                if let uptime = (try? String(contentsOfFile: "/proc/uptime", encoding: .utf8))?.split(separator: " ").first
+                    .flatMap({ Double($0) }) {
+                    figures.uptimeSeconds = max(0, uptime - start / ticks)
+                }
+            }
+        }
+        return figures
     }
 }

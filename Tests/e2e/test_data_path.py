@@ -204,6 +204,14 @@ service:
     assert dropped >= answered - 30, host.status()
     metrics = requests.get(host.admin + "/metrics", timeout=5).text
     assert "dropped_on_full" in metrics
+    # The Collector's names carry the same figures, for dashboards built for it.
+    series = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+              if line.startswith("otelcol_")}
+    assert series['otelcol_receiver_accepted_spans{receiver="otlp",transport="http"}'] == answered
+    assert series['otelcol_exporter_sent_spans{exporter="file"}'] == answered
+    assert series['otelcol_exporter_enqueue_failed_spans{exporter="misbehave/dead"}'] == dropped
+    assert series['otelcol_exporter_queue_capacity{exporter="misbehave/dead"}'] == 2
+    assert series["otelcol_process_memory_rss"] > 0 and series["otelcol_process_uptime"] > 0
 
 
 def test_sending_queue_disabled_exports_on_the_request(spanhost, tmp):
