@@ -2,7 +2,9 @@
  * otlp_proto, otlp_json, zipkin or omegi. Each input is decoded into a batch capped as the host
  * caps it (16x the input plus 1 MiB); what decodes is encoded again as OTLP protobuf and JSON
  * and the protobuf decoded once more, so the encoders and the round trip run under the
- * sanitizers too. Built and run by `make fuzz` (and briefly by `make test`). */
+ * sanitizers too. Every span is also copied into a batch of its own making, as processors that
+ * hold traces copy them (groups matched by content, equal short strings shared). Built and run
+ * by `make fuzz` (and briefly by `make test`). */
 #include "spanhost_core.h"
 
 #include <stdlib.h>
@@ -19,6 +21,27 @@ static int decode(spanhost_batch *b, const uint8_t *data, size_t size, char *err
 #else
 #error "build with -DDECODER_otlp_proto, -DDECODER_otlp_json, -DDECODER_zipkin or -DDECODER_omegi"
 #endif
+}
+
+/* Copies every span of `b` into a new batch, as tail sampling does, and checks the copy. */
+static void copy_every_span(const spanhost_batch *b) {
+    spanhost_batch *copy = sh_batch_new();
+    if (!copy) return;
+    size_t copied = 0;
+    for (size_t i = 0; i < b->resource_spans_count; i++) {
+        const spanhost_resource_spans *rs = b->resource_spans[i];
+        for (size_t j = 0; j < rs->scope_spans_count; j++) {
+            const spanhost_scope_spans *ss = rs->scope_spans[j];
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                if (!sh_batch_add_span(copy, rs->resource, rs->schema_url, ss->scope, ss->schema_url, ss->spans[k])) abort();
+                copied++;
+            }
+        }
+    }
+    if (sh_batch_span_count(copy) != copied) abort();
+    spanhost_buffer out = {0};
+    if (sh_encode_batch(copy, SPANHOST_ENCODING_OTLP_JSON, &out) == 0) sh_buffer_free(&out);
+    sh_batch_release(copy);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -40,6 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             sh_buffer_free(&proto);
         }
         if (sh_encode_batch(b, SPANHOST_ENCODING_OTLP_JSON, &json) == 0) sh_buffer_free(&json);
+        copy_every_span(b);
     }
     sh_batch_release(b);
     return 0;
