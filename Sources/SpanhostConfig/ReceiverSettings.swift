@@ -38,7 +38,8 @@ public enum ReceiverSettings: Sendable, Equatable {
         }
     }
 
-    func securityPath(_ path: String) -> String {
+    /// Where its `tls` and `auth` keys are, under `path` (`receivers.<id>`).
+    public func securityPath(_ path: String) -> String {
         if case .otlp = self { return "\(path).protocols.http" }
         return path
     }

@@ -78,6 +78,17 @@ public final class PluginCatalog: @unchecked Sendable {
         return catalog
     }
 
+    /// The folder of the running executable (build/bin).
+    public static var executableDirectory: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (exe as NSString).deletingLastPathComponent
+    }
+
+    /// `../plugins` beside the executable's folder, so build/bin/spanhostd finds build/plugins.
+    public static var shippedDirectory: String {
+        ((executableDirectory as NSString).deletingLastPathComponent as NSString).appendingPathComponent("plugins")
+    }
+
     /// The directories searched, for messages.
     public private(set) var directories: [String] = []
 

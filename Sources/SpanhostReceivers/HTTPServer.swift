@@ -76,7 +76,7 @@ public final class HTTPServer: Sendable {
     public static func start(host: String, port: Int, maxBodyBytes: @escaping @Sendable () -> Int,
                              group: any EventLoopGroup,
                              immediate: @escaping @Sendable (HTTPRequest) -> HTTPResponse) async throws -> HTTPServer {
-        try await start(host: host, port: port, maxBodyBytes: maxBodyBytes, group: group) { request, loop in
+        try await start(.tcp(host: host, port: port), maxBodyBytes: maxBodyBytes, group: group) { request, loop in
             loop.makeSucceededFuture(immediate(request))
         }
     }
@@ -88,12 +88,6 @@ public final class HTTPServer: Sendable {
         case socket(CInt)
         /// A Unix domain socket at this path (replacing a stale file).
         case unix(path: String)
-    }
-
-    public static func start(host: String, port: Int, maxBodyBytes: @escaping @Sendable () -> Int,
-                             idleTimeout: TimeAmount = .seconds(60),
-                             group: any EventLoopGroup, handler: @escaping Handler) async throws -> HTTPServer {
-        try await start(.tcp(host: host, port: port), maxBodyBytes: maxBodyBytes, idleTimeout: idleTimeout, group: group, handler: handler)
     }
 
     public static func start(_ binding: Binding, maxBodyBytes: @escaping @Sendable () -> Int,

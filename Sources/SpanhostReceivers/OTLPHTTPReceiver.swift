@@ -54,12 +54,11 @@ public struct OTLPHTTPHandler: Sendable {
 
     /// Checks method, path and headers, or says what to answer instead.
     func check(_ request: HTTPRequest) -> Result<(OTLPEncoding, gzip: Bool), Answer> {
-        if let authenticator = security.authenticator, !authenticator.accepts(request.headers) {
+        if let refusal = security.refusal(request) {
             counters.add(unauthenticatedRequests: 1)
             let json = request.headers.first(name: "content-type")?.lowercased().hasPrefix("application/json") ?? false
-            var response = status(.unauthorized, json ? .json : .protobuf, code: 16,
-                                  "missing or wrong credentials: send Authorization: \(authenticator.challenge) <token>")
-            response.headers.add(name: "WWW-Authenticate", value: authenticator.challenge)
+            var response = status(.unauthorized, json ? .json : .protobuf, code: 16, refusal.message)
+            response.headers.add(name: "WWW-Authenticate", value: refusal.challenge)
             return .failure(Answer(response))
         }
         guard request.path == settings.tracesPath else {

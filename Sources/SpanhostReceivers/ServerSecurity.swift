@@ -75,13 +75,19 @@ public struct ServerSecurity: Sendable {
         self.authenticator = authenticator
     }
 
+    /// What a request without an accepted token is answered: the message and the
+    /// WWW-Authenticate value; nil when the request may go on (no authenticator, or accepted).
+    public func refusal(_ request: HTTPRequest) -> (message: String, challenge: String)? {
+        guard let authenticator, !authenticator.accepts(request.headers) else { return nil }
+        return ("missing or wrong credentials: send Authorization: \(authenticator.challenge) <token>", authenticator.challenge)
+    }
+
     /// Loads what every HTTP receiver a pipeline uses needs, by endpoint: the files are read now.
     public static func load(for config: ServiceConfig) throws -> [Endpoint: ServerSecurity] {
         var result: [Endpoint: ServerSecurity] = [:]
         for (id, settings) in try ReceiverSettings.used(in: config) {
             guard let endpoint = settings.endpoint, let security = settings.security else { continue }
-            let path = id.type == "otlp" ? "receivers.\(id).protocols.http" : "receivers.\(id)"
-            result[endpoint] = try ServerSecurity(security, config: config, path: path)
+            result[endpoint] = try ServerSecurity(security, config: config, path: settings.securityPath("receivers.\(id)"))
         }
         return result
     }

@@ -27,10 +27,10 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
     public var connectionLimits: ConnectionLimits { ConnectionLimits(settings.connections) }
 
     public func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse> {
-        if let authenticator = security.authenticator, !authenticator.accepts(request.headers) {
+        if let refusal = security.refusal(request) {
             counters.add(unauthenticatedRequests: 1)
-            var response = HTTPResponse.text(.unauthorized, "missing or wrong credentials: send Authorization: \(authenticator.challenge) <token>")
-            response.headers.add(name: "WWW-Authenticate", value: authenticator.challenge)
+            var response = HTTPResponse.text(.unauthorized, refusal.message)
+            response.headers.add(name: "WWW-Authenticate", value: refusal.challenge)
             return loop.makeSucceededFuture(response)
         }
         guard request.path == "/api/v2/spans" else {

@@ -15,8 +15,7 @@ struct Spanhost: ParsableCommand {
 
 /// The spanhostd beside this executable (build/bin/spanhostd, or installed together).
 func siblingDaemon() -> String {
-    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return ((exe as NSString).deletingLastPathComponent as NSString).appendingPathComponent("spanhostd")
+    (PluginCatalog.executableDirectory as NSString).appendingPathComponent("spanhostd")
 }
 
 struct Validate: ParsableCommand {
@@ -43,12 +42,7 @@ struct Plugins: ParsableCommand {
         abstract: "Lists and describes plugin files; each file is opened in a child process, so no plugin code runs in this one.",
         subcommands: [List.self, Describe.self, Inspect.self])
 
-    /// The directory shipped beside the executables (build/plugins).
-    static var defaultDir: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let bin = (exe as NSString).deletingLastPathComponent
-        return ((bin as NSString).deletingLastPathComponent as NSString).appendingPathComponent("plugins")
-    }
+    static var defaultDir: String { PluginCatalog.shippedDirectory }
 
     static let inspect: (String) -> [String] = { ["plugins", "inspect", $0] }
 

@@ -140,16 +140,9 @@ struct Spanhostd: AsyncParsableCommand {
         if code != 0 { throw ExitCode(code) }
     }
 
-    /// `../plugins` beside the executable's folder, so build/bin/spanhostd finds build/plugins.
-    /// The config's plugin directories, or the one beside the executable.
+    /// The config's plugin directories, or the one shipped beside the executable.
     static func pluginDirs(_ config: ServiceConfig) -> [String] {
-        config.pluginDirs.isEmpty ? [defaultPluginsDir()] : config.pluginDirs
-    }
-
-    static func defaultPluginsDir() -> String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let bin = (exe as NSString).deletingLastPathComponent
-        return ((bin as NSString).deletingLastPathComponent as NSString).appendingPathComponent("plugins")
+        config.pluginDirs.isEmpty ? [PluginCatalog.shippedDirectory] : config.pluginDirs
     }
 }
 
