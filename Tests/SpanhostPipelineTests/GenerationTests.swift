@@ -14,6 +14,10 @@ final class GenerationTests: XCTestCase {
         .appendingPathComponent("../../build/plugins").standardized.path
     let tmp = NSTemporaryDirectory() + "spanhost-generation-tests-\(getpid())"
 
+    // Each test starts from an empty directory: a pid can come again, and with it an old run's files.
+    override func setUpWithError() throws { try? FileManager.default.removeItem(atPath: tmp) }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: tmp) }
+
     func generation(_ yaml: String, previous: Generation? = nil) throws -> Generation {
         guard FileManager.default.fileExists(atPath: "\(pluginsDir)/file.so") else { throw XCTSkip("run `make build` first") }
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
