@@ -6,14 +6,15 @@
 #include <string.h>
 
 /* Chunks start small and double up to the largest size: a batch holding one span (a trace
- * held by tail sampling) takes about what it holds, a decoded request quickly reaches 32 KiB
- * chunks. */
+ * held by tail sampling) takes about what it holds, a decoded request quickly reaches 8 KiB
+ * chunks. Sizes count the chunk's header, so each is one block of the slab pool (pool.c). */
 #define SH_CHUNK_SIZE (8u * 1024u)
 #define SH_FIRST_CHUNK_SIZE 1024u
 #define SH_ALIGN 8u
 
 typedef struct sh_chunk {
     struct sh_chunk *next;
+    size_t size; /* of the block, header included */
     size_t cap;
     size_t used;
     /* data follows */
@@ -33,7 +34,7 @@ typedef struct sh_batch_impl {
     size_t next_chunk;
     /* Spans copied in with sh_batch_add_span, and the strings those copies share (keys, common
      * values, names), made once a batch holds a few copies: a held trace repeats the same
-     * attribute keys in every span. Open addressing; malloc'd, counted in `bytes`. */
+     * attribute keys in every span. Open addressing; a pool block, counted in `bytes`. */
     size_t copied_spans;
     spanhost_str *interned;
     size_t interned_cap, interned_count;
@@ -74,20 +75,25 @@ void sh_batch_set_limit(spanhost_batch *batch, size_t limit) {
 
 int sh_batch_over_limit(const spanhost_batch *batch) { return impl(batch)->over_limit; }
 
-static sh_chunk *chunk_new(size_t cap) {
-    sh_chunk *c = (sh_chunk *)malloc(sizeof(sh_chunk) + cap);
+/* A chunk in a block of `size` bytes, its header included. */
+static sh_chunk *chunk_new(size_t size) {
+    sh_chunk *c = (sh_chunk *)sh_pool_alloc(size);
     if (!c) return NULL;
     c->next = NULL;
-    c->cap = cap;
+    c->size = size;
+    c->cap = size - sizeof(sh_chunk);
     c->used = 0;
     return c;
 }
 
 spanhost_batch *sh_batch_new(void) {
-    sh_batch_impl *b = (sh_batch_impl *)calloc(1, sizeof(sh_batch_impl));
+    sh_batch_impl *b = (sh_batch_impl *)sh_pool_alloc(sizeof(sh_batch_impl));
     if (!b) return NULL;
+    memset(b, 0, sizeof *b);
     b->pub.struct_size = sizeof(spanhost_batch);
     atomic_init(&b->refs, 1);
+    b->bytes = sh_pool_block_size(sizeof(sh_batch_impl));
+    atomic_fetch_add_explicit(&live_bytes, b->bytes, memory_order_relaxed);
     return &b->pub;
 }
 
@@ -101,17 +107,17 @@ void sh_batch_release(const spanhost_batch *batch) {
     atomic_fetch_sub_explicit(&live_bytes, b->bytes, memory_order_relaxed);
     for (sh_chunk *c = b->chunks; c;) {
         sh_chunk *n = c->next;
-        free(c);
+        sh_pool_free(c, c->size);
         c = n;
     }
-    free(b->interned);
+    sh_pool_free(b->interned, b->interned_cap * sizeof(spanhost_str));
     for (sh_adopted *a = b->adopted; a;) {
         sh_adopted *n = a->next;
         free(a->block);
         free(a);
         a = n;
     }
-    free(b);
+    sh_pool_free(b, sizeof(sh_batch_impl));
 }
 
 void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
@@ -123,11 +129,12 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
         if (size > SH_CHUNK_SIZE / 4) {
             /* Large blocks get a chunk of their own behind the current one, so the current
              * chunk keeps serving small allocations. */
-            if (!may_grow(b, size)) return NULL;
-            sh_chunk *big = chunk_new(size);
+            size_t block = sizeof(sh_chunk) + size;
+            if (!may_grow(b, block)) return NULL;
+            sh_chunk *big = chunk_new(block);
             if (!big) return NULL;
             big->used = size;
-            account(b, size);
+            account(b, sh_pool_block_size(block));
             if (c) {
                 big->next = c->next;
                 c->next = big;
@@ -138,15 +145,15 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
             memset(p, 0, size);
             return p;
         }
-        size_t cap = b->next_chunk ? b->next_chunk : SH_FIRST_CHUNK_SIZE;
-        while (cap < size) cap *= 2;
-        if (!may_grow(b, cap)) return NULL;
-        c = chunk_new(cap);
+        size_t block = b->next_chunk ? b->next_chunk : SH_FIRST_CHUNK_SIZE;
+        while (block - sizeof(sh_chunk) < size) block *= 2;
+        if (!may_grow(b, block)) return NULL;
+        c = chunk_new(block);
         if (!c) return NULL;
         c->next = b->chunks;
         b->chunks = c;
-        account(b, cap);
-        b->next_chunk = cap < SH_CHUNK_SIZE ? cap * 2 : SH_CHUNK_SIZE;
+        account(b, block);
+        b->next_chunk = block < SH_CHUNK_SIZE ? block * 2 : SH_CHUNK_SIZE;
     }
     void *p = (char *)(c + 1) + c->used;
     c->used += size;
@@ -190,12 +197,13 @@ static int intern_reserve(sh_batch_impl *b) {
     if (b->interned && (b->interned_count + 1) * 2 <= b->interned_cap) return 1;
     size_t cap = b->interned ? b->interned_cap * 2 : 64;
     if (cap > SH_INTERN_MAX_SLOTS || !may_grow(b, cap * sizeof(spanhost_str))) return 0;
-    spanhost_str *slots = (spanhost_str *)calloc(cap, sizeof(spanhost_str));
+    spanhost_str *slots = (spanhost_str *)sh_pool_alloc(cap * sizeof(spanhost_str));
     if (!slots) return 0;
+    memset(slots, 0, cap * sizeof(spanhost_str));
     for (size_t i = 0; i < b->interned_cap; i++)
         if (b->interned[i].ptr) *intern_slot(slots, cap, b->interned[i].ptr, b->interned[i].len) = b->interned[i];
     account(b, (cap - b->interned_cap) * sizeof(spanhost_str));
-    free(b->interned);
+    sh_pool_free(b->interned, b->interned_cap * sizeof(spanhost_str));
     b->interned = slots;
     b->interned_cap = cap;
     return 1;

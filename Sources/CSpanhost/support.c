@@ -138,6 +138,7 @@ int sh_sha256_file(const char *path, char out_hex[65]) {
 }
 
 void sh_release_free_memory(void) {
+    sh_pool_release_cached();
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif

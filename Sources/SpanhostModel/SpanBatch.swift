@@ -186,6 +186,10 @@ public final class SpanBatch: @unchecked Sendable {
     /// Bytes held by every live batch in the process (the memory limiter's measure).
     public static var liveBytes: Int { sh_live_batch_bytes() }
 
+    /// Bytes of the slabs batch arenas take their blocks from: `liveBytes` in use plus free
+    /// blocks and cached empty slabs not yet given back to the system.
+    public static var arenaMappedBytes: Int { sh_pool_mapped_bytes() }
+
     /// Removes spans that a processor marked `SPANHOST_SPAN_DROP` or `SPANHOST_SPAN_TAKEN`;
     /// returns how many were dropped (taken spans are the processor's, not lost).
     @discardableResult

@@ -117,8 +117,8 @@ struct StatusSource: Sendable {
                       rules: pipeline.rules.counters)
             },
             reloads: coordinator.log.summary,
-            memory: .init(batchBytes: SpanBatch.liveBytes, requestBodyBytes: RequestBodies.inFlightBytes,
-                          limitBytes: coordinator.currentConfig.memoryLimitBytes))
+            memory: .init(batchBytes: SpanBatch.liveBytes, arenaMappedBytes: SpanBatch.arenaMappedBytes,
+                          requestBodyBytes: RequestBodies.inFlightBytes, limitBytes: coordinator.currentConfig.memoryLimitBytes))
     }
 }
 
@@ -171,6 +171,8 @@ struct StatusReport: Encodable {
     struct Memory: Encodable {
         /// Bytes held by span batches in memory (queues, processors, requests in flight).
         var batchBytes: Int
+        /// Bytes mapped for batch arenas: in use, free in partly used slabs, or cached empty.
+        var arenaMappedBytes: Int
         /// Bytes of request bodies being received or decoded.
         var requestBodyBytes: Int
         var limitBytes: Int?

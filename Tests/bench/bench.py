@@ -330,47 +330,137 @@ def rss_mib(pid):
     return 0.0
 
 
-HELD_BURST_CONFIG = TAIL_CONFIG.replace("decision_wait: 60s", "decision_wait: 10s").replace("num_traces: 10000", "num_traces: 200000")
+# Processors that hold spans, each set to hold a whole burst: (name, YAML, counter of what is held).
+HELD_BURST_PROCESSORS = [
+    ("tail_sampling", """  tail_sampling:
+    decision_wait: 10s
+    num_traces: 200000
+    policies:
+      - {name: errors, type: status_code, status_codes: [ERROR]}
+      - {name: rest, type: probabilistic, sampling_percentage: 10}""", "traces_held"),
+    ("error_flow", """  error_flow:
+    wait: 10s
+    num_traces: 200000""", "traces_held"),
+    ("batch", """  batch:
+    send_batch_size: 200000
+    max_held_spans: 200000
+    timeout: 10s""", None),
+]
+
+HELD_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{port}
+processors:
+{processor}
+exporters:
+  null: ~
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: 127.0.0.1:{admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [{name}]
+      exporters: [null]
+"""
 
 
-def held_burst(tmp, plugins, traces=100_000, per_request=1000):
-    """100,000 one-span traces held by tail_sampling, then decided: batch memory per held trace,
-    RSS while held, and RSS after the decisions against where it started."""
+def one_span_traces_body(first, count):
+    """An OTLP request of `count` one-span traces with ids first+1 .. first+count."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "burst"
+    ss = rs.scope_spans.add()
+    for t in range(first, first + count):
+        sp = ss.spans.add()
+        sp.trace_id, sp.span_id = (t + 1).to_bytes(16, "big"), (t + 1).to_bytes(8, "big")
+        sp.name, sp.start_time_unix_nano, sp.end_time_unix_nano = "GET /burst", 1, 2
+    return req.SerializeToString()
+
+
+def start_held(tmp, plugins, name, processor):
     port, admin = free_port(), free_port()
-    cfg = os.path.join(tmp, "held.yaml")
+    cfg = os.path.join(tmp, f"held-{name}.yaml")
     with open(cfg, "w") as f:
-        f.write(HELD_BURST_CONFIG.format(port=port, admin=admin, plugins=plugins))
+        f.write(HELD_CONFIG.format(port=port, admin=admin, plugins=plugins, name=name, processor=processor))
     proc = subprocess.Popen([os.path.join(BUILD, "bin", "spanhostd"), "--no-supervise", "--config", cfg],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "SPANHOST_LOG_LEVEL": "error"})
     status = lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=10).read())
+    wait_port(port, proc)
+    return proc, port, status
+
+
+def held_burst(tmp, plugins, name, processor, held_counter, spans=100_000, per_request=1000):
+    """A burst of one-span traces held by one processor, then let go: batch memory per held
+    span, RSS while held, and RSS after against where it started."""
+    proc, port, status = start_held(tmp, plugins, name, processor)
     counters = lambda: status()["pipelines"][0]["processors"][0]["counters"]
     try:
-        wait_port(port, proc)
         time.sleep(1)
         start = rss_mib(proc.pid)
         session = requests.Session()
-        for first in range(0, traces, per_request):
-            req = ExportTraceServiceRequest()
-            rs = req.resource_spans.add()
-            kv = rs.resource.attributes.add()
-            kv.key, kv.value.string_value = "service.name", "burst"
-            ss = rs.scope_spans.add()
-            for t in range(first, first + per_request):
-                sp = ss.spans.add()
-                sp.trace_id, sp.span_id = (t + 1).to_bytes(16, "big"), (t + 1).to_bytes(8, "big")
-                sp.name, sp.start_time_unix_nano, sp.end_time_unix_nano = "GET /burst", 1, 2
-            session.post(f"http://127.0.0.1:{port}/v1/traces", data=req.SerializeToString(),
+        for first in range(0, spans, per_request):
+            session.post(f"http://127.0.0.1:{port}/v1/traces", data=one_span_traces_body(first, per_request),
                          headers={"Content-Type": "application/x-protobuf"}, timeout=30)
         held_status = status()
-        held = held_status["pipelines"][0]["processors"][0]["counters"].get("traces_held", 0)
+        held = held_status["pipelines"][0]["processors"][0]["counters"].get(held_counter, 0) if held_counter else spans
         batch_bytes = held_status["memory"]["batchBytes"]
         peak = rss_mib(proc.pid)
         deadline = time.time() + 60
-        while counters().get("traces_held", 0) and time.time() < deadline:
+        while time.time() < deadline and (status()["memory"]["batchBytes"] > 1 << 20 or
+                                          (held_counter and counters().get(held_counter, 0))):
             time.sleep(0.5)
         time.sleep(5)  # the trimmer looks every 2 s
         after = rss_mib(proc.pid)
-        return {"held": held, "per_trace": batch_bytes / max(held, 1), "start": start, "peak": peak, "after": after}
+        return {"name": name, "held": held, "per_span": batch_bytes / max(held, 1), "start": start, "peak": peak, "after": after}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def decision_timing(tmp, plugins, rate=100_000, seconds=5, per_request=1000, senders=4):
+    """New one-span traces at `rate` a second into tail_sampling with decision_wait 1s: how many
+    were decided early (evicted because num_traces was reached) or late (more than 10% past the
+    wait), and the largest lag. Bodies are made before the clock starts."""
+    processor = HELD_BURST_PROCESSORS[0][1].replace("decision_wait: 10s", "decision_wait: 1s").replace(
+        "num_traces: 200000", "num_traces: 1000000")
+    proc, port, status = start_held(tmp, plugins, "tail_sampling", processor)
+    try:
+        bodies = [one_span_traces_body(first, per_request) for first in range(0, rate * seconds, per_request)]
+        interval = per_request / rate
+        began = time.time()
+        lock, next_index = threading.Lock(), [0]
+
+        def send():
+            session = requests.Session()
+            while True:
+                with lock:
+                    i = next_index[0]
+                    next_index[0] += 1
+                if i >= len(bodies):
+                    return
+                delay = began + i * interval - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                session.post(f"http://127.0.0.1:{port}/v1/traces", data=bodies[i],
+                             headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        threads = [threading.Thread(target=send) for _ in range(senders)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sent_rate = len(bodies) * per_request / (time.time() - began)
+        time.sleep(3)
+        c = status()["pipelines"][0]["processors"][0]["counters"]
+        return {"rate": sent_rate, "decided": c.get("traces_sampled", 0) + c.get("traces_dropped", 0),
+                "early": c.get("evicted_early", 0), "late": c.get("traces_decided_late", 0),
+                "lag_max_ms": c.get("decision_lag_max_ms", 0)}
     finally:
         proc.kill()
         proc.wait()
@@ -492,7 +582,8 @@ def main():
     held_spans = re.search(r'"spans_held" : (\d+)', tail_status)
     held_bytes = re.search(r'"batchBytes" : (\d+)', tail_status)
     results.append(tail)
-    burst = held_burst(tmp, plugins)
+    bursts = [held_burst(tmp, plugins, *p) for p in HELD_BURST_PROCESSORS]
+    timing = decision_timing(tmp, plugins)
 
     # Zipkin JSON: the same 100 spans as a Zipkin v2 array into the zipkin receiver -> null.
     zipkin_spans = []
@@ -620,9 +711,12 @@ def main():
     print(f"isolation: process / in-process null exporter throughput (answered 200): "
           f"{delivered(isolated) / delivered(queue_results[0]):.2f}")
     print(f"tail_sampling: {int(held.group(1)) if held else 0:,} traces held at the end of the run")
-    print(f"held burst: {burst['held']:,} one-span traces held at {burst['per_trace']:,.0f} B of batches each; RSS "
-          f"{burst['start']:.0f} MiB at start, +{burst['peak'] - burst['start']:.0f} MiB while held, "
-          f"{burst['after'] / burst['start']:.2f}x the start after the decisions")
+    for burst in bursts:
+        print(f"held burst, {burst['name']}: {burst['held']:,} one-span traces held at {burst['per_span']:,.0f} B of batches each; "
+              f"RSS {burst['start']:.0f} MiB at start, +{burst['peak'] - burst['start']:.0f} MiB while held, "
+              f"{burst['after'] / burst['start']:.2f}x the start after they were let go")
+    print(f"tail_sampling decisions at {timing['rate']:,.0f} new traces/s (decision_wait 1s): {timing['decided']:,} decided, "
+          f"{timing['early']:,} early, {timing['late']:,} more than 10% late, largest lag {timing['lag_max_ms']} ms")
     if held and held_spans and held_bytes and int(held_spans.group(1)):
         # Wire size of one span of request_body(), from the body itself (spans dominate it).
         wire_span = len(request_body()) / SPANS_PER_REQUEST

@@ -210,6 +210,34 @@ def test_a_held_trace_costs_about_its_wire_size(spanhost, tmp):
     assert added <= 2 * big_wire, (added, big_wire)
 
 
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_memory_a_burst_held_is_given_back_once_decided(spanhost, tmp):
+    """50,000 one-span traces held, then decided: the arena slabs they took are unmapped and
+    the worker's RSS comes back near where it started (the decision cache is kept small so
+    what remains is the process, not remembered decisions)."""
+    rng = random.Random(23)
+    s = spanhost(CONFIG % ("4s", 100_000, "    decision_cache:\n      size: 1000"))
+    pid = s.server_pid
+    start = rss_mib(pid)
+    for i in range(0, 50_000, 1000):
+        post(s.url, [make_trace(rng, "normal")[0] for _ in range(1000)])
+    counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
+    memory = s.status()["memory"]
+    held_rss = rss_mib(pid)
+    assert memory["arenaMappedBytes"] >= memory["batchBytes"] > 40_000 * 1024, memory
+    assert wait_for(lambda: counters().get("traces_held") == 0, timeout=60), counters()
+    # The trimmer looks every 2 s; cached empty slabs go at its next look.
+    assert wait_for(lambda: s.status()["memory"]["arenaMappedBytes"] == 0, timeout=15), s.status()["memory"]
+    after = rss_mib(pid)
+    print(f"\nRSS {start:.0f} MiB at start, {held_rss:.0f} MiB with 50,000 traces held, {after:.0f} MiB after")
+    assert after <= start * 1.25, (start, held_rss, after)
+
+
 COLLECTOR_SHAPE = """
 receivers:
   otlp:

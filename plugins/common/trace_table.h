@@ -13,7 +13,7 @@
 typedef struct util_trace {
     uint8_t id[16];
     uint64_t first_seen_ns;
-    spanhost_batch *spans; /* copies, in a batch of its own; OWNERSHIP: this trace */
+    spanhost_batch *spans; /* copies, in a batch of its own, which also holds this struct; OWNERSHIP: this trace */
     size_t span_count;
     size_t over_limit; /* spans not copied because the trace reached its limit */
     struct util_trace *next_in_bucket;
@@ -51,14 +51,17 @@ static inline util_trace *util_traces_find(const util_trace_table *t, const uint
     return NULL;
 }
 
-/* A new, empty trace, the newest in the table. NULL when out of memory. */
+/* A new, empty trace, the newest in the table. NULL when out of memory. The trace itself lives
+ * in its batch's arena: one allocation less per trace, and it goes with the batch. */
 static inline util_trace *util_traces_add(util_trace_table *t, const spanhost_host_api *host, const uint8_t *id) {
-    util_trace *tr = (util_trace *)calloc(1, sizeof *tr);
-    if (tr) tr->spans = host->batch_new();
-    if (!tr || !tr->spans) {
-        free(tr);
+    spanhost_batch *spans = host->batch_new();
+    if (!spans) return NULL;
+    util_trace *tr = (util_trace *)host->arena_alloc(spans, sizeof *tr);
+    if (!tr) {
+        host->batch_release(spans);
         return NULL;
     }
+    tr->spans = spans;
     memcpy(tr->id, id, 16);
     tr->first_seen_ns = util_now_ns();
     size_t b = util_traces_bucket(t, id);
@@ -81,9 +84,10 @@ static inline void util_traces_unlink(util_trace_table *t, util_trace *tr) {
     t->held--;
 }
 
+/* Releases the trace's reference to its batch; `tr` is gone with it (unless someone else still
+ * holds the batch, in which case it is merely unreachable). */
 static inline void util_trace_free(const spanhost_host_api *host, util_trace *tr) {
     host->batch_release(tr->spans);
-    free(tr);
 }
 
 /* Copies `span` into the trace unless it holds `max_spans` already. Returns 1 if copied. */
@@ -97,6 +101,29 @@ static inline int util_trace_add_span(const spanhost_host_api *host, util_trace 
     if (!host->batch_add_span(tr->spans, rs->resource, rs->schema_url, ss->scope, ss->schema_url, span)) return 0;
     tr->span_count++;
     return 1;
+}
+
+/* How late decisions come. A trace decided more than a tenth of its wait after the wait ended
+ * counts in traces_decided_late; decision_lag_max_ms is the largest lag so far (it only grows, so
+ * it is a counter). Callers hold their lock. */
+typedef struct util_lag {
+    uint64_t max_ns;
+    int64_t late, max_ms_increase; /* not yet reported */
+} util_lag;
+
+static inline void util_lag_note(util_lag *l, uint64_t now, const util_trace *tr, uint64_t wait_ns) {
+    uint64_t waited = now - tr->first_seen_ns, lag = waited > wait_ns ? waited - wait_ns : 0;
+    if (lag > wait_ns / 10) l->late++;
+    if (lag > l->max_ns) {
+        l->max_ms_increase += (int64_t)(lag / 1000000) - (int64_t)(l->max_ns / 1000000);
+        l->max_ns = lag;
+    }
+}
+
+static inline void util_lag_report(util_lag *l, const spanhost_host_api *host, spanhost_instance *instance) {
+    if (l->late) host->counter_add(instance, "traces_decided_late", l->late);
+    if (l->max_ms_increase) host->counter_add(instance, "decision_lag_max_ms", l->max_ms_increase);
+    l->late = l->max_ms_increase = 0;
 }
 
 /* Reads the settings every trace-holding processor has: `wait_key` (a duration, kept in

@@ -16,7 +16,8 @@
  * kind}], error_flow.path [{service, name, kind, span_id, duration_ms, status}],
  * error_flow.spans (spans in the trace), error_flow.complete (the path reaches a root span).
  *
- * Counters: traces_examined, error_flows, evicted_early, spans_over_limit.
+ * Counters: traces_examined, error_flows, evicted_early, spans_over_limit, traces_held (current),
+ * traces_decided_late (examined more than a tenth of `wait` after it ended), decision_lag_max_ms.
  */
 #include "trace_table.h"
 
@@ -30,6 +31,7 @@ typedef struct flow {
     pthread_mutex_t lock;
     util_trace_table traces;
     util_ticker ticker;
+    util_lag lag;
 } flow;
 
 /* One span of a trace being examined, with its service. */
@@ -369,6 +371,7 @@ static void raise_flow(flow *f, const util_trace *t, ref *refs, size_t n, ref *f
 /* Examines a trace taken off the table, then frees it. */
 static void examine(flow *f, util_trace *t) {
     host->counter_add(f->instance, "traces_examined", 1);
+    host->counter_add(f->instance, "traces_held", -1);
     if (t->over_limit) host->counter_add(f->instance, "spans_over_limit", (int64_t)t->over_limit);
     ref *refs = (ref *)calloc(t->span_count ? t->span_count : 1, sizeof *refs);
     size_t n = 0;
@@ -411,8 +414,10 @@ static void examine_due(flow *f, int all) {
         pthread_mutex_lock(&f->lock);
         while (f->traces.oldest && n < 64 && (all || now - f->traces.oldest->first_seen_ns >= f->wait_ns)) {
             due[n] = f->traces.oldest;
+            if (!all) util_lag_note(&f->lag, now, due[n], f->wait_ns);
             util_traces_unlink(&f->traces, due[n++]);
         }
+        util_lag_report(&f->lag, host, f->instance);
         pthread_mutex_unlock(&f->lock);
         if (!n) return;
         for (size_t i = 0; i < n; i++) examine(f, due[i]);
@@ -463,6 +468,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
     flow *f = (flow *)state;
     util_trace *early[64];
     size_t nearly = 0;
+    int64_t added = 0;
     pthread_mutex_lock(&f->lock);
     for (size_t i = 0; i < batch->resource_spans_count; i++) {
         spanhost_resource_spans *rs = batch->resource_spans[i];
@@ -482,12 +488,14 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
                         snprintf(status->message, status->message_cap, "out of memory");
                         return SPANHOST_RETRYABLE;
                     }
+                    added++;
                 }
                 util_trace_add_span(host, t, f->max_spans, rs, ss, span);
             }
         }
     }
     pthread_mutex_unlock(&f->lock);
+    if (added) host->counter_add(f->instance, "traces_held", added);
     if (nearly) host->counter_add(f->instance, "evicted_early", (int64_t)nearly);
     for (size_t e = 0; e < nearly; e++) examine(f, early[e]);
     return SPANHOST_OK;

@@ -21,7 +21,8 @@
  *   A trace is kept when any policy samples it and no invert_match policy rejects it.
  *
  * Counters: traces_sampled, traces_dropped, spans_sampled, spans_dropped, evicted_early,
- * spans_over_limit, late_spans_sampled, late_spans_dropped, traces_held (current).
+ * spans_over_limit, late_spans_sampled, late_spans_dropped, traces_held and spans_held (current),
+ * traces_decided_late (more than a tenth of decision_wait after it ended), decision_lag_max_ms.
  */
 #include "trace_table.h"
 #include "outbox.h"
@@ -74,6 +75,7 @@ typedef struct sampler {
     util_trace_table traces;
     util_idset decisions; /* value: 1 sampled, 0 dropped */
     util_ticker ticker;
+    util_lag lag;
     outbox out; /* sampled traces waiting for the pipeline to take them */
 } sampler;
 
@@ -323,10 +325,12 @@ static size_t take_due(sampler *s, int all, trace **out, int *decisions, size_t 
     while (s->traces.oldest && n < cap && (all || now - s->traces.oldest->first_seen_ns >= s->wait_ns)) {
         trace *t = s->traces.oldest;
         util_traces_unlink(&s->traces, t);
+        if (!all) util_lag_note(&s->lag, now, t, s->wait_ns);
         decisions[n] = decide(s, t);
         util_idset_add(&s->decisions, t->id, (uint8_t)decisions[n]);
         out[n++] = t;
     }
+    util_lag_report(&s->lag, host, s->instance);
     pthread_mutex_unlock(&s->lock);
     return n;
 }

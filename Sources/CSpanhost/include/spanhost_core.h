@@ -29,8 +29,23 @@ const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len)
 int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size);
 /* Bytes held by every live batch of the process. */
 size_t sh_live_batch_bytes(void);
-/* Asks the allocator to give free pages back to the system (after a burst was freed). */
+/* Gives free pages back to the system (after a burst was freed): the slab pool's cached empty
+ * slabs and the allocator's free pages. */
 void sh_release_free_memory(void);
+
+/* --- The slab pool batches take their blocks from (pool.c) ------------------------------- */
+
+/* A block of at least `size` bytes: up to 8 KiB from a slab of blocks of one size, larger from
+ * malloc. Not zeroed. NULL when out of memory. Thread-safe. */
+void *sh_pool_alloc(size_t size);
+/* Frees a block from sh_pool_alloc; `size` is the size it was asked for. */
+void sh_pool_free(void *block, size_t size);
+/* The bytes a block asked for with `size` really takes. */
+size_t sh_pool_block_size(size_t size);
+/* Unmaps the empty slabs kept for reuse. */
+void sh_pool_release_cached(void);
+/* Bytes of slabs mapped now. */
+size_t sh_pool_mapped_bytes(void);
 /* Bytes held by one batch's arena (and the blocks it adopted). */
 size_t sh_batch_bytes(const spanhost_batch *batch);
 /* Caps the arena at `limit` bytes (0: no cap) while a request is decoded, so a small body cannot
