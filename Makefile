@@ -79,6 +79,12 @@ $(BUILD)/test-plugins/%.so: Tests/fixtures/plugins/%.c include/spanhost/spanhost
 	@mkdir -p $(BUILD)/test-plugins
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
 
+# A plugin built by an older header keeps loading: this fixture is compiled against a copy of
+# the ABI 1.1 header, with the descriptor as long as 1.1 made it.
+$(BUILD)/test-plugins/old_minor.so: Tests/fixtures/plugins/old_minor.c Tests/fixtures/abi-1.1/spanhost/spanhost.h
+	@mkdir -p $(BUILD)/test-plugins
+	$(CC) $(subst -Iinclude,-ITests/fixtures/abi-1.1,$(PLUGIN_CFLAGS)) -o $@ $<
+
 $(BUILD)/test-plugins/%.so: Tests/fixtures/plugins/%.cpp include/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/test-plugins
 	$(CXX) -std=c++17 -O2 -Wall -Wextra -Werror -shared -fPIC -Iinclude -o $@ $<

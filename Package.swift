@@ -7,12 +7,13 @@ let package = Package(
         .executable(name: "spanhostd", targets: ["spanhostd"]),
         .executable(name: "spanhost", targets: ["spanhost"]),
         .executable(name: "spanhost-baseline", targets: ["spanhost-baseline"]),
-        // The Swift plugin SDK, and first-party plugins written with it (dynamic libraries).
-        .library(name: "SpanhostPluginKit", targets: ["SpanhostPluginKit"]),
+        // First-party plugins written with the Swift plugin kit (dynamic libraries).
         .library(name: "spanhost-otlphttp", type: .dynamic, targets: ["OTLPHTTPExporter"]),
         .library(name: "spanhost-webhook", type: .dynamic, targets: ["WebhookNotifier"]),
     ],
     dependencies: [
+        // The header module and the Swift plugin kit, a package of their own (PluginKit/).
+        .package(path: "PluginKit"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
@@ -23,12 +24,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
     ],
     targets: [
-        // The public plugin header, include/spanhost/spanhost.h, as a module.
-        .target(name: "CSpanhostABI"),
         // The host's C core: batch arenas and OTLP codecs.
         .target(
             name: "CSpanhost",
-            dependencies: ["CSpanhostABI"],
+            dependencies: [.product(name: "CSpanhostABI", package: "PluginKit")],
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("crypto"), .linkedLibrary("dl")]
         ),
         // librdkafka (Debian librdkafka-dev), for the kafka receiver.
@@ -100,10 +99,8 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        // Swift plugin SDK: protocols over read-only views of the C structs; depends on the ABI only.
-        .target(name: "SpanhostPluginKit", dependencies: ["CSpanhostABI"]),
-        .target(name: "OTLPHTTPExporter", dependencies: ["SpanhostPluginKit"], path: "plugins/otlphttp"),
-        .target(name: "WebhookNotifier", dependencies: ["SpanhostPluginKit"], path: "plugins/webhook"),
+        .target(name: "OTLPHTTPExporter", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")], path: "plugins/otlphttp"),
+        .target(name: "WebhookNotifier", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")], path: "plugins/webhook"),
         // Benchmark ceiling: the receiver's HTTP server without decoding.
         .executableTarget(
             name: "spanhost-baseline",
@@ -113,7 +110,7 @@ let package = Package(
         .testTarget(name: "SpanhostModelTests", dependencies: ["SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),
         .testTarget(name: "SpanhostQueuesTests", dependencies: ["SpanhostQueues", "SpanhostModel", "CSpanhost"]),
-        .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel"]),
+        .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel", "SpanhostConfig"]),
         .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPlugins", "SpanhostQueues",
                                                                  .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),

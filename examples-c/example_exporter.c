@@ -45,10 +45,15 @@ static int32_t export_batch(void *st, const spanhost_batch *batch, spanhost_stat
 
 static void destroy(void *s) { free(s); }
 
+/* The keys create reads; the host checks settings against them before create runs. */
+static const spanhost_config_key config_keys[] = {
+    {"prefix", SPANHOST_TYPE_STRING, 0, NULL, "text put before each log line"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER, 0,
     "example_exporter", "0.1.0", "logs span counts",
-    create, NULL, NULL, export_batch, NULL, NULL, destroy,
+    create, NULL, NULL, export_batch, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -40,10 +40,13 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
 
 static void destroy(void *state) { (void)state; }
 
+/* No settings: an empty schema makes the host refuse any key given to it. */
+static const spanhost_config_key no_keys[1] = {{NULL, 0, 0, NULL, NULL}};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
     SPANHOST_PLUGIN_CONCURRENT, "example_processor", "0.1.0", "tags spans and drops ones named drop-me",
-    create, NULL, process, NULL, NULL, NULL, destroy,
+    create, NULL, process, NULL, NULL, NULL, destroy, no_keys, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -55,7 +55,20 @@ final class ConfigHandle: @unchecked Sendable {
         return (unasked, known)
     }
 
-    deinit { strings.forEach { free($0) } }
+    private var lists: [UnsafeMutablePointer<spanhost_str>] = []
+
+    deinit {
+        strings.forEach { free($0) }
+        lists.forEach { $0.deallocate() }
+    }
+
+    /// A C array of copies of `items` that lives as long as this handle.
+    func keep(_ items: [String]) -> UnsafePointer<spanhost_str> {
+        let array = UnsafeMutablePointer<spanhost_str>.allocate(capacity: max(items.count, 1))
+        for (index, item) in items.enumerated() { (array + index).initialize(to: keep(item)) }
+        lock.withLock { lists.append(array) }
+        return UnsafePointer(array)
+    }
 
     /// A C copy of `s` that lives as long as this handle.
     func keep(_ s: String) -> spanhost_str {

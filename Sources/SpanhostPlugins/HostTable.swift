@@ -71,6 +71,34 @@ enum HostTable {
             out?.pointee = handle.keep(entries[index].key)
             return HostTable.found
         }
+        api.config_duration = { config, path, out in
+            guard let (_, value) = HostTable.lookup(config, path), let value, value != .null else { return HostTable.missing }
+            guard value.isScalar, let duration = try? parseDuration(value, path: "") else { return HostTable.wrongType }
+            let (seconds, attoseconds) = duration.components
+            out?.pointee = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+            return HostTable.found
+        }
+        api.config_bytes = { config, path, out in
+            guard let (_, value) = HostTable.lookup(config, path), let value, value != .null else { return HostTable.missing }
+            guard value.isScalar, let bytes = try? parseBytes(value, path: "") else { return HostTable.wrongType }
+            out?.pointee = bytes
+            return HostTable.found
+        }
+        api.config_string_list = { config, path, out, count in
+            guard let (handle, value) = HostTable.lookup(config, path), let value, value != .null else { return HostTable.missing }
+            let items: [String]
+            switch value {
+            case .list(let list):
+                guard list.allSatisfy(\.isScalar) else { return HostTable.wrongType }
+                items = list.compactMap(\.stringValue)
+            default:
+                guard value.isScalar, let one = value.stringValue else { return HostTable.wrongType }
+                items = [one]
+            }
+            out?.pointee = handle.keep(items)
+            count?.pointee = items.count
+            return HostTable.found
+        }
         api.arena_alloc = { batch, size in sh_arena_alloc(batch, size) }
         api.arena_strdup = { batch, ptr, len in sh_arena_strdup(batch, ptr, len) }
         api.set_attribute = { batch, attributes, key, value in sh_set_attribute(batch, attributes, key, value) }
@@ -93,6 +121,10 @@ enum HostTable {
         api.counter_add = { instance, name, delta in
             guard let instance = PluginInstance.from(instance), let name else { return }
             instance.counters.add(String(cString: name), delta)
+        }
+        api.gauge_set = { instance, name, value in
+            guard let instance = PluginInstance.from(instance), let name else { return }
+            instance.gauges.set(String(cString: name), value)
         }
         api.encode_batch = { batch, encoding, out in
             guard let batch, let out else { return -1 }

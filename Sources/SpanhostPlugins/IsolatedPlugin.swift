@@ -24,16 +24,18 @@ public final class IsolatedPlugin: @unchecked Sendable {
     /// The last counter snapshot of the current child, to add only what is new.
     private var lastCounters: [String: Int64] = [:]
     let counters: Counters
+    let gauges: Counters
 
     static let childFlag = "--plugin-host"
     static let pluginVariable = "SPANHOST_ISOLATED_PLUGIN"
 
     /// Starts the child and creates the instance there; throws its create error.
-    init(library: PluginLibrary, component: ComponentID, settings: ConfigValue, counters: Counters, logger: Logger) throws {
+    init(library: PluginLibrary, component: ComponentID, settings: ConfigValue, counters: Counters, gauges: Counters, logger: Logger) throws {
         self.library = library
         self.component = component
         self.settings = settings
         self.counters = counters
+        self.gauges = gauges
         self.logger = logger
         try spawn()
     }
@@ -107,6 +109,7 @@ public final class IsolatedPlugin: @unchecked Sendable {
             counters.add(name, value - (lastCounters[name] ?? 0))
         }
         lastCounters = result.counters
+        for (name, value) in result.gauges { gauges.set(name, value) }
         status.pointee.retry_after_ms = UInt32(clamping: result.retryAfterMs)
         _ = fail(status, result.code, result.message)
         return result.code
@@ -203,6 +206,7 @@ public final class IsolatedPlugin: @unchecked Sendable {
             case .unavailable(let message): result = Result(code: Int32(SPANHOST_RETRYABLE), message: message)
             }
             result.counters = instance.counters.snapshot
+            result.gauges = instance.gauges.snapshot
             guard Frame.write(fd, result.encoded) else { break }
         }
         instance.destroy()
@@ -215,6 +219,7 @@ public final class IsolatedPlugin: @unchecked Sendable {
         var message = ""
         var retryAfterMs: Int32 = 0
         var counters: [String: Int64] = [:]
+        var gauges: [String: Int64] = [:]
 
         init(code: Int32, message: String = "", retryAfterMs: Int32 = 0) {
             self.code = code

@@ -16,7 +16,8 @@ public enum CallResult: Sendable, Equatable {
     case unavailable(message: String)
 }
 
-/// Named counters of one component, shown at /status.
+/// Named figures of one component, shown at /status: counters (added to) or gauges (set).
+/// A name may carry labels in Prometheus' form, `requests{status="500"}`.
 public final class Counters: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [String: Int64] = [:]
@@ -25,6 +26,10 @@ public final class Counters: @unchecked Sendable {
 
     public func add(_ name: String, _ delta: Int64) {
         lock.withLock { values[name, default: 0] += delta }
+    }
+
+    public func set(_ name: String, _ value: Int64) {
+        lock.withLock { values[name] = value }
     }
 
     public var snapshot: [String: Int64] { lock.withLock { values } }
@@ -52,6 +57,8 @@ public final class PluginInstance: @unchecked Sendable {
     public let library: PluginLibrary
     public let settings: ConfigValue
     public let counters = Counters()
+    /// Levels the plugin sets with `host->gauge_set`.
+    public let gauges = Counters()
     private let config: ConfigHandle
     private var state: UnsafeMutableRawPointer?
     private let callLock = NSLock()
@@ -98,13 +105,18 @@ public final class PluginInstance: @unchecked Sendable {
         crashContext = .allocate(capacity: 1)
         crashContext.initialize(to: sh_crash_context(text: strdup(record), len: record.utf8.count))
 
+        // A declared schema is checked before any plugin code sees the settings.
+        if let problem = library.schema?.check(settings, hostKeys: library.kind.hostKeys) {
+            destroyed = true  // nothing to destroy: create never ran
+            throw PluginCreateError(component: "\(id)", hook: "create", message: problem.message, key: problem.key)
+        }
         if policy.isolated && start {
             guard library.kind != .processor else {
                 throw PluginCreateError(component: "\(id)", hook: "create",
                                         message: "isolation: process is supported on exporters and notifiers, not processors", key: "isolation")
             }
             do {
-                isolated = try IsolatedPlugin(library: library, component: id, settings: settings, counters: counters, logger: logger)
+                isolated = try IsolatedPlugin(library: library, component: id, settings: settings, counters: counters, gauges: gauges, logger: logger)
             } catch {
                 destroyed = true
                 throw PluginCreateError(component: "\(id)", hook: "create", message: "\(error)", key: nil)

@@ -76,6 +76,8 @@ public final class PluginLibrary: @unchecked Sendable {
     public let abiMajor: Int
     public let abiMinor: Int
     public let flags: UInt32
+    /// The config keys the plugin declared (ABI 1.2); nil when it declared none.
+    public let schema: ConfigSchema?
     /// The file in the plugin directory.
     public let sourcePath: String
     /// The content-addressed copy that was actually opened.
@@ -160,6 +162,15 @@ public final class PluginLibrary: @unchecked Sendable {
             throw .invalidDescriptor(file: file, reason: "a \(kind.rawValue) must implement its \(kind == .processor ? "process" : kind == .exporter ? "export_batch" : "notify") hook")
         default: break
         }
+        var schema: ConfigSchema?
+        let schemaEnd = MemoryLayout<spanhost_plugin>.offset(of: \.config_schema_count)! + MemoryLayout<Int>.size
+        if descriptor.abi_minor >= 2, declared >= schemaEnd, let keys = descriptor.config_schema {
+            do {
+                schema = try ConfigSchema(pointer: keys, count: descriptor.config_schema_count)
+            } catch {
+                throw .invalidDescriptor(file: file, reason: error.description)
+            }
+        }
         if descriptor.flags & UInt32(SPANHOST_PLUGIN_UNLOADABLE) == 0 {
             // Pin images that did not declare themselves unloadable (every Swift image): they are
             // never unmapped, even by a dlclose elsewhere.
@@ -174,6 +185,7 @@ public final class PluginLibrary: @unchecked Sendable {
         self.abiMajor = Int(descriptor.abi_major)
         self.abiMinor = Int(descriptor.abi_minor)
         self.flags = descriptor.flags
+        self.schema = schema
         self.sourcePath = sourcePath
         self.loadedPath = loadedPath
         self.sha256 = sha256

@@ -7,7 +7,16 @@ public enum PluginListing {
     public struct Entry: Codable {
         public var file: String
         public var name, kind, version, abi, sha256, description: String?
+        /// The declared config keys (ABI 1.2); nil when the plugin declared no schema.
+        public var schema: [SchemaKey]?
         public var error: String?
+    }
+
+    public struct SchemaKey: Codable {
+        public var path, type: String
+        public var required: Bool
+        public var defaultValue: String?
+        public var doc: String
     }
 
     /// In the child: loads one file from a throw-away cache and describes it as one JSON line.
@@ -23,6 +32,9 @@ public enum PluginListing {
             entry.abi = "\(library.abiMajor).\(library.abiMinor)"
             entry.sha256 = library.sha256
             entry.description = library.description
+            entry.schema = library.schema?.keys.map {
+                SchemaKey(path: $0.path, type: $0.type.name, required: $0.required, defaultValue: $0.defaultValue, doc: $0.doc)
+            }
         } catch {
             entry.error = "\(error)"
         }

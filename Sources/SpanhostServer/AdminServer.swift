@@ -97,7 +97,7 @@ struct StatusSource: Sendable {
                        delay: (p50: Double, p99: Double)? = nil) -> StatusReport.Component {
             .init(id: "\(instance.id)", kind: instance.library.kind.rawValue, instance: instance.uid, health: instance.health,
                   plugin: "\(instance.library.name)@\(instance.library.sha256.prefix(12))",
-                  counters: instance.counters.snapshot, queueDepth: queueDepth, queue: queue,
+                  counters: instance.counters.snapshot, gauges: instance.gauges.snapshot.nilIfEmpty, queueDepth: queueDepth, queue: queue,
                   notifyDelayMs: delay.map { ["p50": $0.p50, "p99": $0.p99] })
         }
         return StatusReport(
@@ -147,6 +147,8 @@ struct StatusReport: Encodable {
         var health: String
         var plugin: String
         var counters: [String: Int64]
+        /// Levels the plugin set with host->gauge_set (absent when it set none).
+        var gauges: [String: Int64]?
         var queueDepth: Int?
         /// Exporters: the sending queue (depth, spans, oldest item age, bytes in memory or on disk).
         var queue: QueueStats?
@@ -178,4 +180,8 @@ struct StatusReport: Encodable {
         var limitBytes: Int?
     }
     var memory: Memory
+}
+
+extension Dictionary {
+    var nilIfEmpty: Self? { isEmpty ? nil : self }
 }

@@ -6,10 +6,20 @@ import Prometheus
 extension StatusReport {
     func prometheusText() -> [UInt8] {
         let registry = PrometheusCollectorRegistry()
+        // The registry stops the process when one name is registered as two types or with two
+        // help texts; plugins choose their own names, so a series that would clash is left out.
+        var registered: [String: (counter: Bool, help: String)] = [:]
+        func admit(_ name: String, counter: Bool, _ help: String) -> Bool {
+            if let existing = registered[name] { return existing.counter == counter && existing.help == help }
+            registered[name] = (counter, help)
+            return true
+        }
         func counter(_ name: String, _ value: Int64, _ labels: [(String, String)], _ help: String) {
+            guard admit(name, counter: true, help) else { return }
             registry.makeCounter(name: name, labels: labels, help: help).increment(by: value)
         }
         func gauge(_ name: String, _ value: Double, _ labels: [(String, String)], _ help: String) {
+            guard admit(name, counter: false, help) else { return }
             registry.makeGauge(name: name, labels: labels, help: help).set(value)
         }
         for receiver in receivers {
@@ -21,7 +31,12 @@ extension StatusReport {
             for component in components {
                 let labels = [(kind, component.id)]
                 for (name, value) in component.counters {
-                    counter("spanhost_\(kind)_\(name)_total", value, labels, "\(kind) \(name.replacingOccurrences(of: "_", with: " "))")
+                    let (base, own) = Self.splitLabels(name, reserved: kind)
+                    counter("spanhost_\(kind)_\(base)_total", value, labels + own, "\(kind) \(base.replacingOccurrences(of: "_", with: " "))")
+                }
+                for (name, value) in component.gauges ?? [:] {
+                    let (base, own) = Self.splitLabels(name, reserved: kind)
+                    gauge("spanhost_\(kind)_\(base)", Double(value), labels + own, "\(kind) \(base.replacingOccurrences(of: "_", with: " ")) (gauge)")
                 }
                 gauge("spanhost_\(kind)_healthy", component.health == "healthy" ? 1 : 0, labels, "1 when the \(kind) is healthy")
                 if let queue = component.queue {
@@ -53,6 +68,26 @@ extension StatusReport {
         counter("spanhost_reloads_succeeded_total", Int64(reloads.succeeded), [], "reloads that took effect")
         counter("spanhost_reloads_failed_total", Int64(reloads.failed), [], "reloads refused")
         return registry.emitToBuffer()
+    }
+
+    /// `requests{status="500",method="GET"}` as ("requests", [("status", "500"), ("method", "GET")]).
+    /// A name not in that form is returned whole; a label named `reserved` (the host's own label
+    /// for the component) is left out.
+    static func splitLabels(_ name: String, reserved: String) -> (String, [(String, String)]) {
+        guard name.hasSuffix("}"), let open = name.firstIndex(of: "{") else { return (name, []) }
+        var rest = name[name.index(after: open)..<name.index(before: name.endIndex)]
+        var labels: [(String, String)] = []
+        while !rest.isEmpty {
+            guard let eq = rest.firstIndex(of: "="), rest[rest.index(after: eq)...].first == "\"" else { return (name, []) }
+            let key = rest[..<eq]
+            let valueStart = rest.index(eq, offsetBy: 2)
+            guard let close = rest[valueStart...].firstIndex(of: "\""),
+                  !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else { return (name, []) }
+            if key != reserved { labels.append((String(key), String(rest[valueStart..<close]))) }
+            rest = rest[rest.index(after: close)...]
+            if rest.first == "," { rest = rest.dropFirst() } else if !rest.isEmpty { return (name, []) }
+        }
+        return (String(name[..<open]), labels)
     }
 
     /// The OpenTelemetry Collector's own metric names, from the same figures, so dashboards

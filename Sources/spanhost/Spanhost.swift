@@ -83,9 +83,20 @@ struct Plugins: ParsableCommand {
             let rows: [(String, String?)] = [("name", entry.name), ("kind", entry.kind), ("version", entry.version), ("abi", entry.abi),
                                              ("description", entry.description), ("file", entry.file), ("sha256", entry.sha256)]
             for (label, value) in rows { print("\(label.padding(toLength: 12, withPad: " ", startingAt: 0))\(value ?? "")") }
-            // ABI 1.1 descriptors carry no config schema: the keys a plugin reads are checked
-            // when it is created (unknown keys are refused then).
-            print("\("config".padding(toLength: 12, withPad: " ", startingAt: 0))no schema in ABI 1.1; see the plugin's documentation")
+            guard let schema = entry.schema else {
+                // Without a schema the keys a plugin reads are checked when it is created.
+                print("\("config".padding(toLength: 12, withPad: " ", startingAt: 0))no schema declared; see the plugin's documentation")
+                return
+            }
+            print("")
+            if schema.isEmpty { return print("config: takes no settings") }
+            let table = [("KEY", "TYPE", "REQUIRED", "DEFAULT", "DESCRIPTION")]
+                + schema.map { ($0.path, $0.type, $0.required ? "yes" : "", $0.defaultValue ?? "", $0.doc) }
+            let widths = [table.map(\.0.count).max()!, table.map(\.1.count).max()!, table.map(\.2.count).max()!, table.map(\.3.count).max()!]
+            for row in table {
+                let cells = [row.0, row.1, row.2, row.3].enumerated().map { $0.element.padding(toLength: widths[$0.offset] + 2, withPad: " ", startingAt: 0) }
+                print((cells.joined() + row.4).trimmingCharacters(in: .whitespaces))
+            }
         }
     }
 

@@ -73,4 +73,63 @@ final class PluginLoadingTests: XCTestCase {
         XCTAssertTrue(message.contains("127.0.0.1:1"), message)
         instance.destroy()
     }
+
+    func testADeclaredSchemaRefusesUnknownKeysWrongTypesAndMissingRequiredKeysBeforeCreate() throws {
+        let file = try load("file")
+        XCTAssertEqual(file.abiMinor, 2)
+        let keys = try XCTUnwrap(file.schema).keys
+        XCTAssertEqual(keys.first { $0.path == "path" }?.required, true)
+        XCTAssertEqual(keys.first { $0.path == "rotation.max_megabytes" }?.type, .double)
+        func refusal(_ library: PluginLibrary, _ yaml: String) -> String? {
+            let settings = try! YAMLLoader.load(yaml, environment: [:])
+            do {
+                let instance = try PluginInstance(id: ComponentID(type: library.name), library: library, settings: settings, start: false)
+                instance.destroy()
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        XCTAssertEqual(refusal(file, "path: /tmp/x\nformt: json"), "file.formt: unknown key; valid keys here: format, path, rotation")
+        XCTAssertEqual(refusal(file, "path: /tmp/x\nrotation: {max_megabytes: 1, max_backup: 2}"),
+                       "file.rotation.max_backup: unknown key; valid keys here: rotation.max_backups, rotation.max_megabytes")
+        XCTAssertEqual(refusal(file, "path: /tmp/x\nrotation: {max_megabytes: lots}"), "file.rotation.max_megabytes: must be a number, not 'lots'")
+        XCTAssertEqual(refusal(file, "format: json"), "file.path: required: a string")
+        // Host keys (retry, queue...) are the host's, not the plugin's.
+        XCTAssertNil(refusal(file, "path: \(NSTemporaryDirectory())schema-ok.jsonl\nretry_on_failure: {enabled: false}"))
+
+        let batch = try load("batch")
+        XCTAssertEqual(refusal(batch, "timeout: soon"), "batch.timeout: must be a duration like 500ms, 5s or 1m30s, not 'soon'")
+        XCTAssertNil(refusal(batch, "timeout: 1m30s\nsend_batch_size: 10"))
+        // List items by "*", free-form lists left to the plugin, maps with any key.
+        let attributes = try load("attributes")
+        XCTAssertEqual(refusal(attributes, "actions: [{key: a, action: delete, vaule: x}]"),
+                       "attributes.actions.0.vaule: unknown key; valid keys here: actions.*.action, actions.*.converted_type, "
+                       + "actions.*.from_attribute, actions.*.hmac_key, actions.*.key, actions.*.pattern, actions.*.value")
+        XCTAssertEqual(refusal(attributes, "actions: [{key: a}]"), "attributes.actions.0.action: required: a string")
+        XCTAssertNil(refusal(attributes, "actions: [{key: a, action: insert, value: 3}]\ninclude: {services: one}"))
+        let tail = try load("tail_sampling")
+        XCTAssertNil(refusal(tail, "policies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]"))
+        XCTAssertEqual(refusal(try load("null"), "anything: 1"), "null.anything: unknown key; the plugin takes no settings here")
+    }
+
+    func testSchemaMatchingOfWildcardsAndImpliedParents() {
+        let schema = ConfigSchema(keys: [
+            .init(path: "headers", type: .map, required: false, defaultValue: nil, doc: ""),
+            .init(path: "headers.*", type: .string, required: false, defaultValue: nil, doc: ""),
+            .init(path: "retry.max_elapsed", type: .duration, required: false, defaultValue: nil, doc: ""),
+            .init(path: "sizes", type: .stringList, required: false, defaultValue: nil, doc: ""),
+            .init(path: "limit", type: .bytes, required: false, defaultValue: nil, doc: ""),
+        ])
+        func check(_ yaml: String) -> String? { schema.check(try! YAMLLoader.load(yaml, environment: [:])).map { "\($0)" } }
+        XCTAssertNil(check("headers: {X-Token: abc, Y: 1}\nretry: {max_elapsed: 2m}\nsizes: [a, b]\nlimit: 64MiB"))
+        XCTAssertNil(check("sizes: one\nlimit: 1048576"))
+        XCTAssertEqual(check("headers: {X: [1]}"), "headers.X: must be a string, not a list")
+        XCTAssertEqual(check("retry: 5"), "retry: must be a map of settings")
+        XCTAssertEqual(check("retry: {max: 1}"), "retry.max: unknown key; valid keys here: retry.max_elapsed")
+        XCTAssertEqual(check("limit: 64 parsecs"), "limit: must be a size like 1048576, 512KiB or 64MiB, not '64 parsecs'")
+        XCTAssertEqual(check("sizes: [a, {b: c}]"), "sizes: must be a list of strings (or one string), not a list")
+        XCTAssertEqual(try parseBytes(.string("1.5KiB"), path: "x"), 1536)
+        XCTAssertEqual(try parseBytes(.string("10MB"), path: "x"), 10_000_000)
+    }
 }

@@ -330,7 +330,7 @@ def rss_mib(pid):
     return 0.0
 
 
-# Processors that hold spans, each set to hold a whole burst: (name, YAML, counter of what is held).
+# Processors that hold spans, each set to hold a whole burst: (name, YAML, gauge of what is held).
 HELD_BURST_PROCESSORS = [
     ("tail_sampling", """  tail_sampling:
     decision_wait: 10s
@@ -396,11 +396,11 @@ def start_held(tmp, plugins, name, processor):
     return proc, port, status
 
 
-def held_burst(tmp, plugins, name, processor, held_counter, spans=100_000, per_request=1000):
+def held_burst(tmp, plugins, name, processor, held_gauge, spans=100_000, per_request=1000):
     """A burst of one-span traces held by one processor, then let go: batch memory per held
     span, RSS while held, and RSS after against where it started."""
     proc, port, status = start_held(tmp, plugins, name, processor)
-    counters = lambda: status()["pipelines"][0]["processors"][0]["counters"]
+    gauges = lambda: status()["pipelines"][0]["processors"][0].get("gauges", {})
     try:
         time.sleep(1)
         start = rss_mib(proc.pid)
@@ -409,12 +409,12 @@ def held_burst(tmp, plugins, name, processor, held_counter, spans=100_000, per_r
             session.post(f"http://127.0.0.1:{port}/v1/traces", data=one_span_traces_body(first, per_request),
                          headers={"Content-Type": "application/x-protobuf"}, timeout=30)
         held_status = status()
-        held = held_status["pipelines"][0]["processors"][0]["counters"].get(held_counter, 0) if held_counter else spans
+        held = held_status["pipelines"][0]["processors"][0].get("gauges", {}).get(held_gauge, 0) if held_gauge else spans
         batch_bytes = held_status["memory"]["batchBytes"]
         peak = rss_mib(proc.pid)
         deadline = time.time() + 60
         while time.time() < deadline and (status()["memory"]["batchBytes"] > 1 << 20 or
-                                          (held_counter and counters().get(held_counter, 0))):
+                                          (held_gauge and gauges().get(held_gauge, 0))):
             time.sleep(0.5)
         time.sleep(5)  # the trimmer looks every 2 s
         after = rss_mib(proc.pid)

@@ -388,6 +388,11 @@ def test_failing_and_hanging_notifiers_are_retried_counted_and_never_block_spans
         exported = s.status()["exporters"][0]["counters"]
         assert exported["discarded_spans"] == 51
         print(f"notifier counters: {c}")
+        # The webhook counts answers by status in a labelled counter; /metrics carries the label.
+        assert c["webhook/flaky"]['responses{status="503"}'] == 2 and c["webhook/flaky"]['responses{status="200"}'] == 1
+        metrics = requests.get(s.admin + "/metrics", timeout=5).text
+        assert 'spanhost_notifier_responses_total{notifier="webhook/flaky",status="503"} 2' in metrics, metrics
+        assert 'spanhost_notifier_responses_total{notifier="webhook/rejecting",status="400"} 1' in metrics
     finally:
         flaky.close()
         rejecting.close()

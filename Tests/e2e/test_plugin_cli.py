@@ -81,6 +81,13 @@ def test_plugins_list_and_describe_open_files_in_children_only(tmp):
     assert r.returncode == 0 and "processor" in r.stdout and "hashes" in r.stdout, r.stderr
     r = spanhost_cli("plugins", "describe", os.path.join(TEST_PLUGINS, "no_entry.so"))
     assert r.returncode != 0 and "spanhost_plugin_entry" in r.stderr
+    # An ABI 1.2 plugin's schema as a table: key, type, required, default, description.
+    r = spanhost_cli("plugins", "describe", "batch", "--dir", PLUGINS)
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.strip()}
+    assert rows["KEY"][:4] == ["KEY", "TYPE", "REQUIRED", "DEFAULT"], r.stdout
+    assert rows["timeout"][:3] == ["timeout", "duration", "200ms"] and rows["send_batch_size"][:3] == ["send_batch_size", "int", "8192"]
+    r = spanhost_cli("plugins", "describe", "old_minor", "--dir", TEST_PLUGINS)
+    assert "abi         1.0" in r.stdout and "no schema declared" in r.stdout, r.stdout
 
 
 def test_validate_and_versions(tmp):
@@ -89,5 +96,10 @@ def test_validate_and_versions(tmp):
     bad = write(tmp, "bad.yaml", fill(BASE, processors="  batch: {bogus: 1}", service="", chain="processors: [batch], ", plugins=PLUGINS))
     r = spanhost_cli("validate", "--config", bad)
     assert r.returncode != 0 and "processors.batch.bogus" in r.stderr, r.stderr
+    # The schema names the valid keys, and a value of the wrong type, before the plugin runs.
+    assert "valid keys here: max_held_spans, send_batch_size, timeout" in r.stderr, r.stderr
+    typo = write(tmp, "typo.yaml", fill(BASE, processors="  batch: {timeout: soon}", service="", chain="processors: [batch], ", plugins=PLUGINS))
+    r = spanhost_cli("validate", "--config", typo)
+    assert r.returncode != 0 and "processors.batch.timeout: must be a duration like 500ms, 5s or 1m30s, not 'soon'" in r.stderr, r.stderr
     version = spanhost_cli("--version").stdout.strip()
     assert version and version == subprocess.run([SPANHOSTD, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()

@@ -70,7 +70,7 @@ def test_only_the_plugins_the_config_names_are_opened(spanhost, tmp):
     assert r.returncode == 0, r.stderr
     lines = {line.split("\t")[0]: line for line in r.stdout.splitlines()}
     assert set(lines) == {"file", "wrong_abi", "newer_minor", "no_entry", "old_minor", "planted", "not_a_library"}
-    assert "ABI 99.0" in lines["wrong_abi"] and "speaks 1.1" in lines["wrong_abi"]
+    assert "ABI 99.0" in lines["wrong_abi"] and "speaks 1.2" in lines["wrong_abi"]
     assert "ABI 1.99" in lines["newer_minor"]
     assert "spanhost_plugin_entry" in lines["no_entry"]
     assert "not a loadable shared library" in lines["not_a_library"]
@@ -127,7 +127,7 @@ def test_create_failure_stops_startup_with_the_plugins_message(tmp):
 def test_invalid_configs_are_refused_naming_the_key(tmp):
     cases = [
         (BASE % ("  file:\n    path: {tmp}/o", "kafka"), "service.pipelines.traces.exporters.0: 'kafka' is not defined under exporters"),
-        (BASE % ("  file: {{}}", "file"), "exporters.file: create failed: path: required"),
+        (BASE % ("  file: {{}}", "file"), "exporters.file.path: required: a string"),
         (BASE % ("  nosuch: {{}}", "nosuch"), "exporters.nosuch: no exporter plugin named 'nosuch'"),
         (BASE % ("  attributes: {{}}", "attributes"), "plugin 'attributes' is a processor, not a exporter"),
         (BASE % ("  file:\n    path: {tmp}/o\n    retry_on_failure:\n      initial_interval: soon", "file"),

@@ -70,6 +70,11 @@ def make_trace(rng, kind):
     return spans
 
 
+def gauges(s):
+    """Levels tail_sampling sets with host->gauge_set: traces_held, spans_held."""
+    return s.status()["pipelines"][0]["processors"][0].get("gauges", {})
+
+
 def post(url, spans, rejected=0):
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
@@ -133,10 +138,10 @@ def test_flood_stays_within_num_traces_and_counts_early_evictions(spanhost, tmp)
         post(s.url, spans[i:i + 200])
     counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
     assert wait_for(lambda: counters().get("traces_sampled", 0) == 2000, timeout=30), counters()
-    c = counters()
-    print(f"\n2000 traces through num_traces=200: evicted early {c['evicted_early']}, held now {c['traces_held']}")
+    c, held = counters(), gauges(s)["traces_held"]
+    print(f"\n2000 traces through num_traces=200: evicted early {c['evicted_early']}, held now {held}")
     assert c["evicted_early"] >= 1800 - 200
-    assert c["traces_held"] == 0
+    assert held == 0
     # Decided early, still whole: every span of every (error) trace was exported.
     assert wait_for(lambda: s.status()["exporters"][0]["counters"].get("exported", 0) == len(spans), timeout=20)
 
@@ -172,7 +177,7 @@ def test_a_held_trace_costs_about_its_wire_size(spanhost, tmp):
         wire += sum(sp.ByteSize() for sp in spans)
         post(s.url, spans)
     counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
-    assert wait_for(lambda: counters().get("traces_held") == 20_000, timeout=30), counters()
+    assert wait_for(lambda: gauges(s).get("traces_held") == 20_000, timeout=30), gauges(s)
     held = s.status()["memory"]["batchBytes"]
     per_trace = held / 20_000
     print(f"\n20,000 one-span traces held: {held >> 10} KiB of batches, {per_trace:.0f} B per trace "
@@ -203,7 +208,7 @@ def test_a_held_trace_costs_about_its_wire_size(spanhost, tmp):
         spans = [sp for t in big[i:i + 10] for sp in t]
         big_wire += sum(sp.ByteSize() for sp in spans)
         post(s.url, spans)
-    assert wait_for(lambda: counters().get("traces_held") == 20_200, timeout=30), counters()
+    assert wait_for(lambda: gauges(s).get("traces_held") == 20_200, timeout=30), gauges(s)
     added = s.status()["memory"]["batchBytes"] - held
     print(f"200 traces of 100 spans held: {added >> 10} KiB of batches for {big_wire >> 10} KiB on the wire "
           f"({added / big_wire:.2f}x)")
@@ -229,8 +234,10 @@ def test_memory_a_burst_held_is_given_back_once_decided(spanhost, tmp):
     counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
     memory = s.status()["memory"]
     held_rss = rss_mib(pid)
+    # traces_held is a gauge: at /status under "gauges", at /metrics without _total.
+    assert 'spanhost_processor_traces_held{processor="tail_sampling"} 50000' in requests.get(s.admin + "/metrics", timeout=5).text
     assert memory["arenaMappedBytes"] >= memory["batchBytes"] > 40_000 * 1024, memory
-    assert wait_for(lambda: counters().get("traces_held") == 0, timeout=60), counters()
+    assert wait_for(lambda: gauges(s).get("traces_held") == 0, timeout=60), gauges(s)
     # The trimmer looks every 2 s; cached empty slabs go at its next look.
     assert wait_for(lambda: s.status()["memory"]["arenaMappedBytes"] == 0, timeout=15), s.status()["memory"]
     after = rss_mib(pid)

@@ -1,5 +1,8 @@
 /*
- * spanhost.h -- the Spanhost plugin ABI, version 1.1 (1.1 added host->encode_notification and encode_value).
+ * spanhost.h -- the Spanhost plugin ABI, version 1.2.
+ *   1.1 added host->encode_notification and encode_value.
+ *   1.2 added config schemas in the descriptor, host->config_duration, config_bytes,
+ *   config_string_list and gauge_set, and labels in counter and gauge names.
  *
  * This header is the whole contract between the Spanhost host (spanhostd) and its plugins.
  * A plugin includes it, implements one exported entry function, and links against nothing of
@@ -36,7 +39,7 @@ extern "C" {
 #endif
 
 #define SPANHOST_ABI_MAJOR 1
-#define SPANHOST_ABI_MINOR 1
+#define SPANHOST_ABI_MINOR 2
 
 /* Name of the one function every plugin exports (see spanhost_plugin_entry_fn). */
 #define SPANHOST_PLUGIN_ENTRY_SYMBOL "spanhost_plugin_entry"
@@ -404,7 +407,13 @@ typedef struct spanhost_host_api {
     int32_t (*emit)(spanhost_instance *instance, const spanhost_batch *batch);
     /* Raises a notification to the notifiers of every pipeline this instance belongs to. */
     int32_t (*raise)(spanhost_instance *instance, const spanhost_notification *notification);
-    /* Adds `delta` to the instance's counter `name` (NUL-terminated), shown at /status. */
+    /* Adds `delta` to the instance's counter `name` (NUL-terminated), shown at /status and at
+     * /metrics as spanhost_<kind>_<name>_total. A counter only grows: for a level that goes up
+     * and down use gauge_set (1.2). Labels: a name may end in Prometheus' label form,
+     * `requests{status="500",method="GET"}`; each distinct label set is its own series of the
+     * counter `requests`, and /metrics carries the labels as labels. Label names are
+     * [a-zA-Z_][a-zA-Z0-9_]*; values may not contain `"`, `\` or a newline. Keep the number of
+     * distinct label values small (tens, not one per trace). */
     void (*counter_add)(spanhost_instance *instance, const char *name, int64_t delta);
 
     /* --- Encoding. Serializes `batch` in `encoding` (SPANHOST_ENCODING_*) into a new host
@@ -425,6 +434,26 @@ typedef struct spanhost_host_api {
     /* Serializes one value as plain JSON, as encode_notification writes attribute values.
      * Returns 0 or -1. Release the buffer with buffer_free. */
     int32_t (*encode_value)(const spanhost_value *value, spanhost_buffer *out);
+
+    /* --- Added in 1.2 ----------------------------------------------------------------- */
+
+    /* A duration in the host's grammar: a number and a unit, possibly repeated: "1m30s",
+     * "250ms", "10us", "1.5h" (units ns, us, ms, s, m, h); a bare number is seconds. Stores
+     * nanoseconds in *out_ns. WRONG_TYPE for anything else, negative durations included. */
+    uint32_t (*config_duration)(const spanhost_config *config, const char *path, int64_t *out_ns);
+    /* A size in bytes: an integer, or a number with a unit: "512KiB", "64MiB", "1GiB", "10MB"
+     * (KB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024). Stores bytes in *out. */
+    uint32_t (*config_bytes)(const spanhost_config *config, const char *path, int64_t *out);
+    /* A list of strings (a single string counts as a list of one). Stores an array of `*count`
+     * views in *out. OWNERSHIP: host; the array and its strings live as long as the config
+     * handle (the instance's life); each string is NUL-terminated past its len. WRONG_TYPE when
+     * an item is not a string. */
+    uint32_t (*config_string_list)(const spanhost_config *config, const char *path,
+                                   const spanhost_str **out, size_t *count);
+    /* Sets the instance's gauge `name` (NUL-terminated; labels as for counter_add) to `value`:
+     * a level that goes up and down (items held, queue depth). Shown at /status under
+     * "gauges" and at /metrics as spanhost_<kind>_<name>. */
+    void (*gauge_set)(spanhost_instance *instance, const char *name, int64_t value);
 } spanhost_host_api;
 
 /* True when `host` has `member`, a function added in a later minor version than the oldest
@@ -438,6 +467,43 @@ typedef struct spanhost_host_api {
 /* ------------------------------------------------------------------------------------------ */
 /* The plugin                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
+
+/* Types of the keys of a config schema (1.2). */
+#define SPANHOST_TYPE_STRING 1
+#define SPANHOST_TYPE_INT 2         /* an integer */
+#define SPANHOST_TYPE_DOUBLE 3      /* a number (an integer is accepted) */
+#define SPANHOST_TYPE_BOOL 4
+#define SPANHOST_TYPE_DURATION 5    /* read with config_duration: "1m30s", "250ms" */
+#define SPANHOST_TYPE_BYTES 6       /* read with config_bytes: 1048576, "64MiB" */
+#define SPANHOST_TYPE_LIST 7        /* a list; its items are described by keys "<path>.*" */
+#define SPANHOST_TYPE_MAP 8         /* a map; keys "<path>.<key>", or "<path>.*" for any key */
+#define SPANHOST_TYPE_STRING_LIST 9 /* read with config_string_list: [a, b] or one string */
+#define SPANHOST_TYPE_SCALAR 10     /* a string, number or boolean, read as the plugin chooses */
+
+/*
+ * One key of a plugin's config schema (1.2). The host checks an instance's settings against the
+ * schema before calling create: a key not in the schema is refused with the valid keys listed,
+ * a value of the wrong type is refused naming the key and the type, a required key that is
+ * missing is refused. A LIST or MAP with no keys declared below it accepts any content (the
+ * plugin checks it in create). Keys of list items and of maps with free-form keys use "*":
+ *   {"headers", SPANHOST_TYPE_MAP}, {"headers.*", SPANHOST_TYPE_STRING}
+ *   {"actions", SPANHOST_TYPE_LIST}, {"actions.*.key", SPANHOST_TYPE_STRING}
+ * Parents are implied: "retry.max_elapsed" alone makes "retry" a map.
+ * FROZEN: an array element; new information goes into new descriptor fields instead.
+ * OWNERSHIP: every string is the plugin's, NUL-terminated, static for the image's life.
+ */
+typedef struct spanhost_config_key {
+    const char *path;          /* dotted path, "*" for any list item or map key */
+    uint32_t type;             /* SPANHOST_TYPE_* */
+    uint32_t required;         /* 1: the settings must have it */
+    const char *default_value; /* the default as text, for documentation; NULL: none */
+    const char *doc;           /* one line saying what it does */
+} spanhost_config_key;
+
+/* The last two fields of a descriptor from a static array of keys:
+ *   static const spanhost_config_key keys[] = {{"path", SPANHOST_TYPE_STRING, 1, NULL, "..."}};
+ *   static const spanhost_plugin plugin = {..., destroy, SPANHOST_SCHEMA(keys)}; */
+#define SPANHOST_SCHEMA(keys) (keys), (sizeof(keys) / sizeof((keys)[0]))
 
 #define SPANHOST_KIND_EXPORTER 1
 #define SPANHOST_KIND_PROCESSOR 2
@@ -501,6 +567,14 @@ typedef struct spanhost_plugin {
     int32_t (*flush)(void *state, spanhost_status *status);
     /* Stops background work and frees the instance. No hook is called after it. */
     void (*destroy)(void *state);
+
+    /* --- Added in 1.2 ----------------------------------------------------------------- */
+
+    /* The keys create reads (see spanhost_config_key). NULL: no schema; the host then refuses
+     * only keys create never asked for. A non-NULL array with a count of 0: the plugin takes no
+     * settings. OWNERSHIP: plugin, static for the image's life. */
+    const spanhost_config_key *config_schema;
+    size_t config_schema_count;
 } spanhost_plugin;
 
 /*

@@ -421,11 +421,37 @@ static int32_t attributes_process(void *state, spanhost_batch *batch, spanhost_s
 
 static void attributes_destroy(void *state) { free_state((attributes_state *)state); }
 
+static const spanhost_config_key config_keys[] = {
+    {"target", SPANHOST_TYPE_STRING, 0, "span", "span or resource: which attributes the actions change"},
+    {"actions", SPANHOST_TYPE_LIST, 1, NULL, "applied in order"},
+    {"actions.*.key", SPANHOST_TYPE_STRING, 0, NULL, "the attribute to act on"},
+    {"actions.*.action", SPANHOST_TYPE_STRING, 1, NULL, "insert, update, upsert, delete, hash, extract or convert"},
+    {"actions.*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "insert/update/upsert: the value"},
+    {"actions.*.from_attribute", SPANHOST_TYPE_STRING, 0, NULL, "insert/update/upsert: take the value of this attribute"},
+    {"actions.*.pattern", SPANHOST_TYPE_STRING, 0, NULL, "delete: keys matching this regex; extract: regex with named groups"},
+    {"actions.*.hmac_key", SPANHOST_TYPE_STRING, 0, NULL, "hash: HMAC-SHA256 with this key instead of SHA-256"},
+    {"actions.*.converted_type", SPANHOST_TYPE_STRING, 0, NULL, "convert: int, double, string or bool"},
+    {"include", SPANHOST_TYPE_MAP, 0, NULL, "act only on spans that match"},
+    {"include.match_type", SPANHOST_TYPE_STRING, 0, "strict", "strict or regexp: how the lists below compare"},
+    {"include.services", SPANHOST_TYPE_STRING_LIST, 0, NULL, "resource service.name values"},
+    {"include.span_names", SPANHOST_TYPE_STRING_LIST, 0, NULL, "span names"},
+    {"include.attributes", SPANHOST_TYPE_LIST, 0, NULL, "span attributes that must be present"},
+    {"include.attributes.*.key", SPANHOST_TYPE_STRING, 1, NULL, "attribute key"},
+    {"include.attributes.*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "value it must have (omit: presence only)"},
+    {"exclude", SPANHOST_TYPE_MAP, 0, NULL, "skip spans that match"},
+    {"exclude.match_type", SPANHOST_TYPE_STRING, 0, "strict", "strict or regexp: how the lists below compare"},
+    {"exclude.services", SPANHOST_TYPE_STRING_LIST, 0, NULL, "resource service.name values"},
+    {"exclude.span_names", SPANHOST_TYPE_STRING_LIST, 0, NULL, "span names"},
+    {"exclude.attributes", SPANHOST_TYPE_LIST, 0, NULL, "span attributes that must be present"},
+    {"exclude.attributes.*.key", SPANHOST_TYPE_STRING, 1, NULL, "attribute key"},
+    {"exclude.attributes.*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "value it must have (omit: presence only)"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
     SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE, "attributes", "1.1.0",
     "inserts, updates, upserts, deletes, hashes, extracts or converts attributes",
-    attributes_create, NULL, attributes_process, NULL, NULL, NULL, attributes_destroy,
+    attributes_create, NULL, attributes_process, NULL, NULL, NULL, attributes_destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -63,14 +63,14 @@ static void *tick(void *arg) {
 
 static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
     int64_t size = 8192, max_held = -1;
-    spanhost_str v;
     double timeout_ms = 200;
     if (host->config_int(config, "send_batch_size", &size) == SPANHOST_CONFIG_WRONG_TYPE || size < 1 || size > 100000000) {
         snprintf(status->message, status->message_cap, "send_batch_size: must be an integer from 1 to 100000000");
         return SPANHOST_PERMANENT;
     }
-    if (host->config_string(config, "timeout", &v) == SPANHOST_CONFIG_FOUND && (timeout_ms = util_duration_ms(v)) <= 0) {
-        snprintf(status->message, status->message_cap, "timeout: '%.*s' is not a duration like 200ms or 1s", (int)v.len, v.ptr);
+    if (util_config_ms(host, config, "timeout", &timeout_ms, status) < 0) return SPANHOST_PERMANENT;
+    if (timeout_ms <= 0) {
+        snprintf(status->message, status->message_cap, "timeout: must be longer than zero");
         return SPANHOST_PERMANENT;
     }
     if (host->config_int(config, "max_held_spans", &max_held) == SPANHOST_CONFIG_WRONG_TYPE ||
@@ -169,10 +169,16 @@ static void destroy(void *state) {
     free(b);
 }
 
+static const spanhost_config_key config_keys[] = {
+    {"send_batch_size", SPANHOST_TYPE_INT, 0, "8192", "send once this many spans are waiting"},
+    {"timeout", SPANHOST_TYPE_DURATION, 0, "200ms", "... or once the oldest waiting span has waited this long"},
+    {"max_held_spans", SPANHOST_TYPE_INT, 0, "16 x send_batch_size", "spans held at most; past it new requests get 503"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
     "batch", "1.1.0", "gathers spans into batches by size or timeout",
-    create, start, process, NULL, NULL, flush, destroy,
+    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

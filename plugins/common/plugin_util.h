@@ -72,28 +72,21 @@ static inline int util_value_number(const spanhost_value *v, double *out) {
     }
 }
 
-/* Parses a duration as the host's config does: "250ms", "10s", "2m", or a bare number of
- * seconds. Returns milliseconds, or -1 if the text is not a duration. */
-static inline double util_duration_ms(spanhost_str s) {
-    char buf[32], *end;
-    if (s.len == 0 || s.len >= sizeof buf) return -1;
-    memcpy(buf, s.ptr, s.len);
-    buf[s.len] = 0;
-    double v = strtod(buf, &end);
-    if (end == buf || !(v >= 0)) return -1; /* also NaN */
-    if (!strcmp(end, "ms")) {
-    } else if (!strcmp(end, "s") || !*end) {
-        v *= 1000;
-    } else if (!strcmp(end, "m")) {
-        v *= 60000;
-    } else if (!strcmp(end, "h")) {
-        v *= 3600000;
-    } else {
+/* Reads the duration at `key` with host->config_duration (the host's grammar: "250ms", "1m30s",
+ * or a bare number of seconds) into *ms, which keeps its value when the key is absent.
+ * Returns 1 when found, 0 when absent, -1 with a message naming the key when it is not a
+ * duration. */
+static inline int util_config_ms(const spanhost_host_api *host, const spanhost_config *config, const char *key,
+                                 double *ms, spanhost_status *status) {
+    int64_t ns;
+    uint32_t r = host->config_duration(config, key, &ns);
+    if (r == SPANHOST_CONFIG_WRONG_TYPE) {
+        snprintf(status->message, status->message_cap, "%s: not a duration like 500ms, 10s or 1m30s", key);
         return -1;
     }
-    /* Ten years at most (as the host's own durations): later conversions to integer
-     * nanoseconds stay in range. */
-    return v <= 10.0 * 365 * 86400000 ? v : -1;
+    if (r != SPANHOST_CONFIG_FOUND) return 0;
+    *ms = (double)ns / 1e6;
+    return 1;
 }
 
 /* Compiles a POSIX extended regex. Named groups written (?P<name>...) or (?<name>...) are

@@ -131,11 +131,7 @@ static inline void util_lag_report(util_lag *l, const spanhost_host_api *host, s
  * -1 with a message naming the key. */
 static inline int util_trace_settings(const spanhost_host_api *host, const spanhost_config *config, const char *wait_key,
                                       double *wait_ms, int64_t *num_traces, int64_t *max_spans, spanhost_status *status) {
-    spanhost_str v;
-    if (host->config_string(config, wait_key, &v) == SPANHOST_CONFIG_FOUND && (*wait_ms = util_duration_ms(v)) < 0) {
-        snprintf(status->message, status->message_cap, "%s: '%.*s' is not a duration like 5s", wait_key, (int)v.len, v.ptr);
-        return -1;
-    }
+    if (util_config_ms(host, config, wait_key, wait_ms, status) < 0) return -1;
     if (host->config_int(config, "num_traces", num_traces) == SPANHOST_CONFIG_WRONG_TYPE || *num_traces < 1) {
         snprintf(status->message, status->message_cap, "num_traces: must be a positive integer");
         return -1;

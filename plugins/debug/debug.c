@@ -175,10 +175,15 @@ static int32_t debug_export(void *state, const spanhost_batch *batch, spanhost_s
 
 static void debug_destroy(void *state) { free(state); }
 
+static const spanhost_config_key config_keys[] = {
+    {"verbosity", SPANHOST_TYPE_STRING, 0, "normal", "basic, normal or detailed"},
+    {"output", SPANHOST_TYPE_STRING, 0, "stdout", "stdout or stderr"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER,
     SPANHOST_PLUGIN_UNLOADABLE, "debug", "1.0.0", "prints spans readably (verbosity basic|normal|detailed)",
-    debug_create, NULL, NULL, debug_export, NULL, NULL, debug_destroy,
+    debug_create, NULL, NULL, debug_export, NULL, NULL, debug_destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -16,8 +16,8 @@
  * kind}], error_flow.path [{service, name, kind, span_id, duration_ms, status}],
  * error_flow.spans (spans in the trace), error_flow.complete (the path reaches a root span).
  *
- * Counters: traces_examined, error_flows, evicted_early, spans_over_limit, traces_held (current),
- * traces_decided_late (examined more than a tenth of `wait` after it ended), decision_lag_max_ms.
+ * Counters: traces_examined, error_flows, evicted_early, spans_over_limit, traces_decided_late
+ * (examined more than a tenth of `wait` after it ended), decision_lag_max_ms. Gauge: traces_held.
  */
 #include "trace_table.h"
 
@@ -371,7 +371,6 @@ static void raise_flow(flow *f, const util_trace *t, ref *refs, size_t n, ref *f
 /* Examines a trace taken off the table, then frees it. */
 static void examine(flow *f, util_trace *t) {
     host->counter_add(f->instance, "traces_examined", 1);
-    host->counter_add(f->instance, "traces_held", -1);
     if (t->over_limit) host->counter_add(f->instance, "spans_over_limit", (int64_t)t->over_limit);
     ref *refs = (ref *)calloc(t->span_count ? t->span_count : 1, sizeof *refs);
     size_t n = 0;
@@ -418,6 +417,7 @@ static void examine_due(flow *f, int all) {
             util_traces_unlink(&f->traces, due[n++]);
         }
         util_lag_report(&f->lag, host, f->instance);
+        host->gauge_set(f->instance, "traces_held", (int64_t)f->traces.held);
         pthread_mutex_unlock(&f->lock);
         if (!n) return;
         for (size_t i = 0; i < n; i++) examine(f, due[i]);
@@ -468,7 +468,6 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
     flow *f = (flow *)state;
     util_trace *early[64];
     size_t nearly = 0;
-    int64_t added = 0;
     pthread_mutex_lock(&f->lock);
     for (size_t i = 0; i < batch->resource_spans_count; i++) {
         spanhost_resource_spans *rs = batch->resource_spans[i];
@@ -488,14 +487,13 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
                         snprintf(status->message, status->message_cap, "out of memory");
                         return SPANHOST_RETRYABLE;
                     }
-                    added++;
                 }
                 util_trace_add_span(host, t, f->max_spans, rs, ss, span);
             }
         }
     }
+    host->gauge_set(f->instance, "traces_held", (int64_t)f->traces.held);
     pthread_mutex_unlock(&f->lock);
-    if (added) host->counter_add(f->instance, "traces_held", added);
     if (nearly) host->counter_add(f->instance, "evicted_early", (int64_t)nearly);
     for (size_t e = 0; e < nearly; e++) examine(f, early[e]);
     return SPANHOST_OK;
@@ -521,10 +519,17 @@ static void destroy(void *state) {
     free(f);
 }
 
+static const spanhost_config_key config_keys[] = {
+    {"wait", SPANHOST_TYPE_DURATION, 0, "5s", "a trace is examined this long after its first span arrives"},
+    {"num_traces", SPANHOST_TYPE_INT, 0, "50000", "traces held at most; past it the oldest is examined early"},
+    {"max_spans_per_trace", SPANHOST_TYPE_INT, 0, "1000", "spans held per trace"},
+    {"format", SPANHOST_TYPE_STRING, 0, "spanhost", "spanhost or omegi (adds the Omegi record as attribute omegi)"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
     "error_flow", "1.0.0", "raises one error-flow event per trace with an error: exception, services, path",
-    create, start, process, NULL, NULL, flush, destroy,
+    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -70,16 +70,13 @@ static int32_t exec_create(const spanhost_config *config, spanhost_instance *ins
         s->argv[i] = util_strdup(arg);
         s->argc = i + 1;
     }
-    s->timeout_ms = 10000;
-    spanhost_str timeout = {NULL, 0};
-    if (host->config_string(config, "timeout", &timeout) == SPANHOST_CONFIG_FOUND) {
-        s->timeout_ms = util_duration_ms(timeout);
-        if (s->timeout_ms <= 0) {
-            snprintf(status->message, status->message_cap, "timeout: '%.*s' is not a duration like 500ms or 10s", (int)timeout.len, timeout.ptr);
-            exec_destroy(s);
-            return SPANHOST_PERMANENT;
-        }
+    double timeout_ms = 10000;
+    if (util_config_ms(host, config, "timeout", &timeout_ms, status) < 0 || timeout_ms <= 0) {
+        if (timeout_ms <= 0) snprintf(status->message, status->message_cap, "timeout: must be longer than zero");
+        exec_destroy(s);
+        return SPANHOST_PERMANENT;
     }
+    s->timeout_ms = timeout_ms;
     *out = s;
     return SPANHOST_OK;
 }
@@ -173,10 +170,15 @@ static int32_t exec_notify(void *state, const spanhost_notification *n, spanhost
     return SPANHOST_RETRYABLE;
 }
 
+static const spanhost_config_key config_keys[] = {
+    {"command", SPANHOST_TYPE_STRING_LIST, 1, NULL, "program and arguments; the program is looked up in PATH"},
+    {"timeout", SPANHOST_TYPE_DURATION, 0, "10s", "the command is killed after this"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, SPANHOST_PLUGIN_UNLOADABLE,
     "exec", "1.0.0", "runs a command with each event as JSON on stdin",
-    exec_create, NULL, NULL, NULL, exec_notify, NULL, exec_destroy,
+    exec_create, NULL, NULL, NULL, exec_notify, NULL, exec_destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -159,10 +159,18 @@ static void file_destroy(void *state) {
     free(s);
 }
 
+static const spanhost_config_key config_keys[] = {
+    {"path", SPANHOST_TYPE_STRING, 1, NULL, "the file; created if missing, appended to otherwise"},
+    {"format", SPANHOST_TYPE_STRING, 0, "json", "json (OTLP JSON lines) or proto (length-delimited protobuf)"},
+    {"rotation", SPANHOST_TYPE_MAP, 0, NULL, "rotate when the file would grow past max_megabytes"},
+    {"rotation.max_megabytes", SPANHOST_TYPE_DOUBLE, 0, "100", "size that triggers a rotation"},
+    {"rotation.max_backups", SPANHOST_TYPE_INT, 0, "100", "rotated files kept (FILE.1 is the newest)"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER,
     SPANHOST_PLUGIN_UNLOADABLE, "file", "1.1.0", "appends batches to a file as OTLP JSON lines or length-delimited protobuf",
-    file_create, file_start, NULL, file_export, NULL, file_flush, file_destroy,
+    file_create, file_start, NULL, file_export, NULL, file_flush, file_destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -279,10 +279,16 @@ static void destroy(void *state) {
     free(f);
 }
 
+static const spanhost_config_key config_keys[] = {
+    {"spans", SPANHOST_TYPE_LIST, 1, NULL, "conditions; a span matching any of them is dropped"},
+    {"drop_whole_trace", SPANHOST_TYPE_BOOL, 0, "false", "a matching root span also drops the rest of its trace"},
+    {"remembered_traces", SPANHOST_TYPE_INT, 0, "10000", "dropped trace ids remembered for later spans"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
     SPANHOST_PLUGIN_UNLOADABLE, "filter", "1.0.0", "drops spans (or whole traces) matching conditions",
-    create, NULL, process, NULL, NULL, NULL, destroy,
+    create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -137,10 +137,10 @@ static int32_t kafka_create(const spanhost_config *config, spanhost_instance *in
     if (host->config_string(config, "batch_size", &v) == SPANHOST_CONFIG_FOUND) {
         if (cstr(v, value, sizeof value) || set(conf, "batch.size", value, "batch_size", status)) goto fail;
     }
-    long timeout = 10000;
-    if (host->config_string(config, "timeout", &v) == SPANHOST_CONFIG_FOUND && (timeout = (long)util_duration_ms(v)) <= 0)
-        FAIL("timeout: '%.*s' is not a duration like 500ms or 10s", (int)v.len, v.ptr);
-    snprintf(value, sizeof value, "%ld", timeout);
+    double timeout = 10000;
+    if (util_config_ms(host, config, "timeout", &timeout, status) < 0) goto fail;
+    if (timeout < 1) FAIL("timeout: must be at least 1ms");
+    snprintf(value, sizeof value, "%ld", (long)timeout);
     if (set(conf, "message.timeout.ms", value, "timeout", status)) goto fail;
 
     if (host->config_count(config, "properties", &n) == SPANHOST_CONFIG_FOUND) {
@@ -325,16 +325,41 @@ static void kafka_destroy(void *state) {
 }
 
 #ifdef KAFKA_EVENTS
+static const spanhost_config_key config_keys[] = {
+    {"brokers", SPANHOST_TYPE_STRING_LIST, 1, NULL, "bootstrap brokers, host:port (a list or one comma-separated string)"},
+    {"acks", SPANHOST_TYPE_STRING, 0, "all", "all, 1 or 0"},
+    {"compression", SPANHOST_TYPE_STRING, 0, "none", "none, gzip, snappy, lz4 or zstd"},
+    {"linger_ms", SPANHOST_TYPE_INT, 0, "5", "how long the producer waits to fill a request (ms)"},
+    {"batch_size", SPANHOST_TYPE_INT, 0, "1000000", "bytes per produce request"},
+    {"timeout", SPANHOST_TYPE_DURATION, 0, "10s", "how long a message may wait for the broker's acknowledgement"},
+    {"properties", SPANHOST_TYPE_MAP, 0, NULL, "librdkafka properties (TLS, SASL, ...), applied last"},
+    {"topic", SPANHOST_TYPE_STRING, 0, "spanhost_events", "the topic"},
+    {"payload", SPANHOST_TYPE_STRING, 0, "event", "event (the event's JSON) or an attribute key such as omegi"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, 0,
     "kafka_events", "1.0.0", "publishes events (or one attribute of them, such as an error-flow record) to Kafka",
-    kafka_create, NULL, NULL, NULL, kafka_notify, kafka_flush, kafka_destroy,
+    kafka_create, NULL, NULL, NULL, kafka_notify, kafka_flush, kafka_destroy, SPANHOST_SCHEMA(config_keys),
 };
 #else
+static const spanhost_config_key config_keys[] = {
+    {"brokers", SPANHOST_TYPE_STRING_LIST, 1, NULL, "bootstrap brokers, host:port (a list or one comma-separated string)"},
+    {"acks", SPANHOST_TYPE_STRING, 0, "all", "all, 1 or 0"},
+    {"compression", SPANHOST_TYPE_STRING, 0, "none", "none, gzip, snappy, lz4 or zstd"},
+    {"linger_ms", SPANHOST_TYPE_INT, 0, "5", "how long the producer waits to fill a request (ms)"},
+    {"batch_size", SPANHOST_TYPE_INT, 0, "1000000", "bytes per produce request"},
+    {"timeout", SPANHOST_TYPE_DURATION, 0, "10s", "how long a message may wait for the broker's acknowledgement"},
+    {"properties", SPANHOST_TYPE_MAP, 0, NULL, "librdkafka properties (TLS, SASL, ...), applied last"},
+    {"topic", SPANHOST_TYPE_STRING, 0, "otlp_spans", "the topic"},
+    {"encoding", SPANHOST_TYPE_STRING, 0, "otlp_proto", "otlp_proto or otlp_json"},
+    {"partition_traces_by_id", SPANHOST_TYPE_BOOL, 0, "false", "one message per trace, keyed by the trace id"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER, SPANHOST_PLUGIN_CONCURRENT,
     "kafka", "1.0.0", "publishes OTLP messages to Kafka (librdkafka)",
-    kafka_create, NULL, NULL, kafka_export, NULL, kafka_flush, kafka_destroy,
+    kafka_create, NULL, NULL, kafka_export, NULL, kafka_flush, kafka_destroy, SPANHOST_SCHEMA(config_keys),
 };
 #endif
 

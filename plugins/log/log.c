@@ -103,10 +103,15 @@ static int32_t log_notify(void *state, const spanhost_notification *n, spanhost_
 
 static void log_destroy(void *state) { free(state); }
 
+static const spanhost_config_key config_keys[] = {
+    {"output", SPANHOST_TYPE_STRING, 0, "stderr", "stderr or stdout"},
+    {"format", SPANHOST_TYPE_STRING, 0, "json", "json or text"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, SPANHOST_PLUGIN_UNLOADABLE,
     "log", "1.0.0", "writes events as lines to stderr or stdout",
-    log_create, NULL, NULL, NULL, log_notify, NULL, log_destroy,
+    log_create, NULL, NULL, NULL, log_notify, NULL, log_destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -24,11 +24,14 @@ static int32_t null_export(void *state, const spanhost_batch *batch, spanhost_st
 
 static void null_destroy(void *state) { (void)state; }
 
+/* A schema of no keys: null takes no settings. */
+static const spanhost_config_key no_keys[1] = {{NULL, 0, 0, NULL, NULL}};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER,
     SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE,
     "null", "1.0.0", "discards every span (counts them)",
-    null_create, NULL, NULL, null_export, NULL, NULL, null_destroy,
+    null_create, NULL, NULL, null_export, NULL, NULL, null_destroy, no_keys, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -9,6 +9,7 @@
 //   encoding: proto | json              default proto
 //   timeout: 30s                        per request
 //
+// Counter responses{status="..."}: answers by HTTP status (labels at /metrics).
 // Answers: 2xx is OK (partial success is counted as rejected_spans); 429, 502, 503, 504 and
 // network errors are retryable (Retry-After honoured); any other status is permanent.
 import Foundation
@@ -22,9 +23,8 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
     let headers: [(String, String)]
     let gzip: Bool
     let json: Bool
-    let timeout: TimeInterval
     let host: PluginHost
-    let session: URLSession
+    let http: HTTPSender
 
     init(config: PluginConfig, host: PluginHost) throws {
         self.host = host
@@ -53,56 +53,35 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
         case "json": json = true
         case let other: throw PluginError("encoding: '\(other)' is not proto or json")
         }
-        timeout = try config.seconds("timeout") ?? 30
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        configuration.httpMaximumConnectionsPerHost = 1
-        session = URLSession(configuration: configuration)
+        http = HTTPSender(timeout: try config.seconds("timeout") ?? 30)
     }
 
     func export(_ batch: BatchView) -> PluginResult {
         guard var body = host.encode(batch, as: json ? .otlpJSON : .otlpProtobuf) else { return .permanent("encoding failed") }
-        var request = URLRequest(url: url, timeoutInterval: timeout)
-        request.httpMethod = "POST"
-        request.setValue(json ? "application/json" : "application/x-protobuf", forHTTPHeaderField: "Content-Type")
+        var headers = [("Content-Type", json ? "application/json" : "application/x-protobuf")]
         if gzip, let compressed = host.gzip(body) {
             body = compressed
-            request.setValue("gzip", forHTTPHeaderField: "Content-Encoding")
+            headers.append(("Content-Encoding", "gzip"))
         }
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        request.httpBody = Data(body)
-
-        let (data, response, error) = send(request)
-        guard let response = response as? HTTPURLResponse else {
-            return .retryable("\(url): \(error.map { "\($0.localizedDescription)" } ?? "no response")")
-        }
-        let text = String(decoding: (data ?? Data()).prefix(300), as: UTF8.self)
-        switch response.statusCode {
-        case 200..<300:
-            let rejected = json ? Self.rejectedSpansJSON(data ?? Data()) : Self.rejectedSpansProto(data ?? Data())
-            if rejected > 0 { host.count("rejected_spans", rejected) }
-            return .ok
-        case 429, 502, 503, 504:
-            let after = response.value(forHTTPHeaderField: "Retry-After").flatMap(Int64.init).map { Duration.seconds($0) }
-            return .retryable(after: after, "\(url) answered \(response.statusCode)")
-        default:
-            return .permanent("\(url) answered \(response.statusCode): \(text)")
+        switch http.post(url, body: body, headers: headers + self.headers) {
+        case .failed(let why):
+            return .retryable("\(url): \(why)")
+        case .response(let response, let data):
+            host.count("responses{status=\"\(response.statusCode)\"}")
+            switch response.statusCode {
+            case 200..<300:
+                let rejected = json ? Self.rejectedSpansJSON(data) : Self.rejectedSpansProto(data)
+                if rejected > 0 { host.count("rejected_spans", rejected) }
+                return .ok
+            case 429, 502, 503, 504:
+                return .retryable(after: HTTPSender.retryAfter(response), "\(url) answered \(response.statusCode)")
+            default:
+                return .permanent("\(url) answered \(response.statusCode): \(String(decoding: data.prefix(300), as: UTF8.self))")
+            }
         }
     }
 
-    func shutdown() { session.invalidateAndCancel() }
-
-    /// One request, waited for on the calling (exporter) thread.
-    private func send(_ request: URLRequest) -> (Data?, URLResponse?, Error?) {
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: (Data?, URLResponse?, Error?) = (nil, nil, nil)
-        session.dataTask(with: request) { data, response, error in
-            result = (data, response, error)
-            done.signal()
-        }.resume()
-        done.wait()
-        return result
-    }
+    func shutdown() { http.close() }
 
     /// partial_success.rejected_spans from an ExportTraceServiceResponse (protobuf).
     static func rejectedSpansProto(_ data: Data) -> Int64 {
@@ -139,5 +118,13 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
 @_cdecl("spanhost_plugin_entry")
 public func spanhostPluginEntry(_ host: UnsafePointer<spanhost_host_api>?) -> UnsafePointer<spanhost_plugin>? {
     SpanhostPlugin.exporter(OTLPHTTPExporter.self, name: "otlphttp", version: "1.0.0",
-                            description: "sends spans to an OTLP/HTTP endpoint", host: host)
+                            description: "sends spans to an OTLP/HTTP endpoint", schema: [
+                                ConfigKey("endpoint", .string, "base URL; /v1/traces is appended (required unless traces_endpoint)"),
+                                ConfigKey("traces_endpoint", .string, "full URL, used as is"),
+                                ConfigKey("headers", .map, "headers sent with every request"),
+                                ConfigKey("headers.*", .string, "a header value"),
+                                ConfigKey("compression", .string, default: "gzip", "gzip or none"),
+                                ConfigKey("encoding", .string, default: "proto", "proto or json"),
+                                ConfigKey("timeout", .duration, default: "30s", "per request"),
+                            ], host: host)
 }

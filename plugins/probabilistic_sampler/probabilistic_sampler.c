@@ -78,11 +78,16 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
 
 static void destroy(void *state) { free(state); }
 
+static const spanhost_config_key config_keys[] = {
+    {"sampling_percentage", SPANHOST_TYPE_DOUBLE, 1, NULL, "0 to 100 (fractions allowed)"},
+    {"hash_seed", SPANHOST_TYPE_INT, 0, "0", "instances that must agree use the same seed"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
     SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE, "probabilistic_sampler", "1.0.0",
     "keeps a percentage of traces, decided by a seeded hash of the trace id",
-    create, NULL, process, NULL, NULL, NULL, destroy,
+    create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -21,8 +21,8 @@
  *   A trace is kept when any policy samples it and no invert_match policy rejects it.
  *
  * Counters: traces_sampled, traces_dropped, spans_sampled, spans_dropped, evicted_early,
- * spans_over_limit, late_spans_sampled, late_spans_dropped, traces_held and spans_held (current),
- * traces_decided_late (more than a tenth of decision_wait after it ended), decision_lag_max_ms.
+ * spans_over_limit, late_spans_sampled, late_spans_dropped, traces_decided_late (more than a tenth of decision_wait after it ended), decision_lag_max_ms.
+ * Gauges: traces_held, spans_held.
  */
 #include "trace_table.h"
 #include "outbox.h"
@@ -76,6 +76,7 @@ typedef struct sampler {
     util_idset decisions; /* value: 1 sampled, 0 dropped */
     util_ticker ticker;
     util_lag lag;
+    size_t spans_held;
     outbox out; /* sampled traces waiting for the pipeline to take them */
 } sampler;
 
@@ -306,8 +307,6 @@ static int decide(sampler *s, const trace *t) {
 static void finish(sampler *s, trace *t, int sampled) {
     host->counter_add(s->instance, sampled ? "traces_sampled" : "traces_dropped", 1);
     host->counter_add(s->instance, sampled ? "spans_sampled" : "spans_dropped", (int64_t)t->span_count);
-    host->counter_add(s->instance, "traces_held", -1);
-    host->counter_add(s->instance, "spans_held", -(int64_t)t->span_count);
     if (t->over_limit) host->counter_add(s->instance, "spans_over_limit", (int64_t)t->over_limit);
     if (sampled) {
         /* Kept traces leave in decision order; while the pipeline refuses they wait here. */
@@ -315,6 +314,12 @@ static void finish(sampler *s, trace *t, int sampled) {
         outbox_push(&s->out, host, s->instance, t->spans, t->span_count, NULL);
     }
     util_trace_free(host, t);
+}
+
+/* Sets the gauges of what is held. Called with the lock held. */
+static void report_held(sampler *s) {
+    host->gauge_set(s->instance, "traces_held", (int64_t)s->traces.held);
+    host->gauge_set(s->instance, "spans_held", (int64_t)s->spans_held);
 }
 
 /* Takes every trace whose wait is over (or all of them) off the table, decided. */
@@ -326,11 +331,13 @@ static size_t take_due(sampler *s, int all, trace **out, int *decisions, size_t 
         trace *t = s->traces.oldest;
         util_traces_unlink(&s->traces, t);
         if (!all) util_lag_note(&s->lag, now, t, s->wait_ns);
+        s->spans_held -= t->span_count;
         decisions[n] = decide(s, t);
         util_idset_add(&s->decisions, t->id, (uint8_t)decisions[n]);
         out[n++] = t;
     }
     util_lag_report(&s->lag, host, s->instance);
+    report_held(s);
     pthread_mutex_unlock(&s->lock);
     return n;
 }
@@ -407,7 +414,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             return SPANHOST_RETRYABLE;
         }
     }
-    int64_t late_kept = 0, late_dropped = 0, evicted = 0, spans_held = 0;
+    int64_t late_kept = 0, late_dropped = 0, evicted = 0;
     trace *early[64];
     int early_decision[64];
     size_t nearly = 0;
@@ -432,6 +439,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
                         /* Full: decide the oldest trace now rather than grow. */
                         trace *old = s->traces.oldest;
                         util_traces_unlink(&s->traces, old);
+                        s->spans_held -= old->span_count;
                         early_decision[nearly] = decide(s, old);
                         util_idset_add(&s->decisions, old->id, (uint8_t)early_decision[nearly]);
                         early[nearly++] = old;
@@ -442,18 +450,17 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
                         snprintf(status->message, status->message_cap, "out of memory");
                         return SPANHOST_RETRYABLE;
                     }
-                    host->counter_add(s->instance, "traces_held", 1);
                 }
                 size_t before = t->span_count;
                 util_trace_add_span(host, t, s->max_spans, rs, ss, span);
-                spans_held += (int64_t)(t->span_count - before);
+                s->spans_held += t->span_count - before;
             }
         }
     }
+    report_held(s);
     pthread_mutex_unlock(&s->lock);
     for (size_t i = 0; i < nearly; i++) finish(s, early[i], early_decision[i]);
     if (nearly) outbox_drain(&s->out, host, s->instance, 0);
-    if (spans_held) host->counter_add(s->instance, "spans_held", spans_held);
     if (evicted) host->counter_add(s->instance, "evicted_early", evicted);
     if (late_kept) host->counter_add(s->instance, "late_spans_sampled", late_kept);
     if (late_dropped) host->counter_add(s->instance, "late_spans_dropped", late_dropped);
@@ -486,10 +493,19 @@ static void destroy(void *state) {
     free(s);
 }
 
+static const spanhost_config_key config_keys[] = {
+    {"decision_wait", SPANHOST_TYPE_DURATION, 0, "30s", "how long a trace is held after its first span arrives"},
+    {"num_traces", SPANHOST_TYPE_INT, 0, "50000", "traces held at most; past it the oldest is decided early"},
+    {"max_spans_per_trace", SPANHOST_TYPE_INT, 0, "10000", "spans held per trace; more are counted and dropped"},
+    {"decision_cache", SPANHOST_TYPE_MAP, 0, NULL, "decisions remembered, so late spans follow their trace"},
+    {"decision_cache.size", SPANHOST_TYPE_INT, 0, "100000", "how many"},
+    {"policies", SPANHOST_TYPE_LIST, 1, NULL, "{name, type, ...}: a trace is kept when any policy samples it"},
+};
+
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
     "tail_sampling", "1.0.0", "keeps or drops whole traces after decision_wait, by policies",
-    create, start, process, NULL, NULL, flush, destroy,
+    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

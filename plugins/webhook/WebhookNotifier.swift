@@ -8,6 +8,7 @@
 //   headers: {name: value}              sent with every request (for example Authorization)
 //   timeout: 10s                        per request
 //
+// Counter responses{status="..."}: answers by HTTP status (labels at /metrics).
 // Answers: 2xx is delivered; 408, 429 and 5xx and network errors are retryable (Retry-After
 // honoured; the host retries with backoff per the notifier's retry_on_failure); other statuses
 // are permanent.
@@ -21,9 +22,8 @@ final class WebhookNotifier: SpanNotifierPlugin {
     let url: URL
     let slack: Bool
     let headers: [(String, String)]
-    let timeout: TimeInterval
     let host: PluginHost
-    let session: URLSession
+    let http: HTTPSender
 
     init(config: PluginConfig, host: PluginHost) throws {
         self.host = host
@@ -40,10 +40,7 @@ final class WebhookNotifier: SpanNotifierPlugin {
         case let other: throw PluginError("format: '\(other)' is not json or slack")
         }
         headers = try config.keys("headers").map { key in (key, try config.string("headers.\(key)") ?? "") }
-        timeout = try config.seconds("timeout") ?? 10
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        session = URLSession(configuration: configuration)
+        http = HTTPSender(timeout: try config.seconds("timeout") ?? 10)
     }
 
     func notify(_ notification: NotificationView) -> PluginResult {
@@ -54,29 +51,23 @@ final class WebhookNotifier: SpanNotifierPlugin {
             guard let json = host.json(notification) else { return .permanent("the host cannot encode notifications (ABI older than 1.1)") }
             body = Data(json)
         }
-        var request = URLRequest(url: url, timeoutInterval: timeout)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        request.httpBody = body
-
-        let (data, response, error) = send(request)
-        guard let response = response as? HTTPURLResponse else {
-            return .retryable("\(url): \(error.map { "\($0.localizedDescription)" } ?? "no response")")
-        }
-        switch response.statusCode {
-        case 200..<300:
-            return .ok
-        case 408, 429, 500...599:
-            let after = response.value(forHTTPHeaderField: "Retry-After").flatMap(Int64.init).map { Duration.seconds($0) }
-            return .retryable(after: after, "\(url) answered \(response.statusCode)")
-        default:
-            let text = String(decoding: (data ?? Data()).prefix(300), as: UTF8.self)
-            return .permanent("\(url) answered \(response.statusCode): \(text)")
+        switch http.post(url, body: Array(body), headers: [("Content-Type", "application/json")] + headers) {
+        case .failed(let why):
+            return .retryable("\(url): \(why)")
+        case .response(let response, let data):
+            host.count("responses{status=\"\(response.statusCode)\"}")
+            switch response.statusCode {
+            case 200..<300:
+                return .ok
+            case 408, 429, 500...599:
+                return .retryable(after: HTTPSender.retryAfter(response), "\(url) answered \(response.statusCode)")
+            default:
+                return .permanent("\(url) answered \(response.statusCode): \(String(decoding: data.prefix(300), as: UTF8.self))")
+            }
         }
     }
 
-    func shutdown() { session.invalidateAndCancel() }
+    func shutdown() { http.close() }
 
     /// One message for a chat channel: severity, summary, count, then the details. Text from
     /// span data is escaped, so a span cannot ping a channel (`<!channel>`) or plant a link.
@@ -107,21 +98,16 @@ final class WebhookNotifier: SpanNotifierPlugin {
         return out
     }
 
-    /// One request, waited for on the calling (notifier) thread.
-    private func send(_ request: URLRequest) -> (Data?, URLResponse?, Error?) {
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: (Data?, URLResponse?, Error?) = (nil, nil, nil)
-        session.dataTask(with: request) { data, response, error in
-            result = (data, response, error)
-            done.signal()
-        }.resume()
-        done.wait()
-        return result
-    }
 }
 
 @_cdecl("spanhost_plugin_entry")
 public func spanhostPluginEntry(_ host: UnsafePointer<spanhost_host_api>?) -> UnsafePointer<spanhost_plugin>? {
     SpanhostPlugin.notifier(WebhookNotifier.self, name: "webhook", version: "1.0.0",
-                            description: "POSTs events as JSON (or Slack text) to an HTTP endpoint", host: host)
+                            description: "POSTs events as JSON (or Slack text) to an HTTP endpoint", schema: [
+                                ConfigKey("endpoint", .string, required: true, "http(s) URL the events are POSTed to"),
+                                ConfigKey("format", .string, default: "json", "json (the host's event JSON) or slack ({\"text\": ...})"),
+                                ConfigKey("headers", .map, "headers sent with every request"),
+                                ConfigKey("headers.*", .string, "a header value"),
+                                ConfigKey("timeout", .duration, default: "10s", "per request"),
+                            ], host: host)
 }

@@ -1,8 +1,10 @@
 /// Read-only Swift views over the C span structs of a batch. Nothing is copied until you ask
 /// for a Swift value (a `String`, an array); views are valid only during the hook call.
 public struct BatchView {
+    /// The C batch (spanhost.h), borrowed for the hook call.
     public let pointer: UnsafePointer<spanhost_batch>
 
+    /// Spans in the batch, counted by walking it.
     public var spanCount: Int {
         var n = 0
         forEachSpan { _, _, _ in n += 1 }
@@ -29,8 +31,10 @@ public struct BatchView {
 /// A batch a processor may change: spans can be dropped and attributes set or removed.
 public struct MutableBatchView {
     public let pointer: UnsafeMutablePointer<spanhost_batch>
+    /// The same batch, read-only (for reading resources and scopes).
     public var readOnly: BatchView { BatchView(pointer: UnsafePointer(pointer)) }
 
+    /// Every span, writable: drop it or set attributes (copied into the batch's arena).
     public func forEachSpan(_ body: (MutableSpanView) -> Void) {
         readOnly.forEachSpan { span, _, _ in
             body(MutableSpanView(pointer: UnsafeMutablePointer(mutating: span.pointer), batch: pointer))
@@ -38,6 +42,7 @@ public struct MutableBatchView {
     }
 }
 
+/// One span of a batch a processor holds writable.
 public struct MutableSpanView {
     public let pointer: UnsafeMutablePointer<spanhost_span>
     let batch: UnsafeMutablePointer<spanhost_batch>
@@ -47,6 +52,7 @@ public struct MutableSpanView {
     /// Removes the span from the batch when the processor returns.
     public func drop() { pointer.pointee.host_flags |= UInt32(SPANHOST_SPAN_DROP) }
 
+    /// Sets (or replaces) a string attribute; key and value are copied into the batch.
     public func setAttribute(_ key: String, _ value: String) {
         guard let api = SpanhostPlugin.hostAPI else { return }
         var k = key, v = value
@@ -62,17 +68,20 @@ public struct MutableSpanView {
     }
 }
 
+/// The resource (the service and its attributes) a span belongs to.
 public struct ResourceView {
     public let pointer: UnsafePointer<spanhost_resource>
     public var attributes: AttributesView { AttributesView(list: pointer.pointee.attributes) }
 }
 
+/// The instrumentation scope (library name and version) a span was recorded by.
 public struct ScopeView {
     public let pointer: UnsafePointer<spanhost_scope>
     public var name: String { pointer.pointee.name.swiftString }
     public var version: String { pointer.pointee.version.swiftString }
 }
 
+/// One span, read in place; its fields become Swift values only when read.
 public struct SpanView {
     public let pointer: UnsafePointer<spanhost_span>
 

@@ -12,30 +12,30 @@ import Glibc
 /// Only C types cross the boundary: the host sees function pointers and opaque state.
 public enum SpanhostPlugin {
     public static func exporter<T: SpanExporterPlugin>(
-        _ type: T.Type, name: String, version: String, description: String = "",
+        _ type: T.Type, name: String, version: String, description: String = "", schema: [ConfigKey]? = nil,
         host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
-        register(host: host, kind: SPANHOST_KIND_EXPORTER, name: name, version: version, description: description) { config, host in
+        register(host: host, kind: SPANHOST_KIND_EXPORTER, name: name, version: version, description: description, schema: schema) { config, host in
             let plugin = try T(config: config, host: host)
             return Instance(export: { plugin.export($0) }, process: nil, flush: plugin.flush, shutdown: plugin.shutdown)
         }
     }
 
     public static func processor<T: SpanProcessorPlugin>(
-        _ type: T.Type, name: String, version: String, description: String = "",
+        _ type: T.Type, name: String, version: String, description: String = "", schema: [ConfigKey]? = nil,
         host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
-        register(host: host, kind: SPANHOST_KIND_PROCESSOR, name: name, version: version, description: description) { config, host in
+        register(host: host, kind: SPANHOST_KIND_PROCESSOR, name: name, version: version, description: description, schema: schema) { config, host in
             let plugin = try T(config: config, host: host)
             return Instance(export: nil, process: { plugin.process($0) }, flush: plugin.flush, shutdown: plugin.shutdown)
         }
     }
 
     public static func notifier<T: SpanNotifierPlugin>(
-        _ type: T.Type, name: String, version: String, description: String = "",
+        _ type: T.Type, name: String, version: String, description: String = "", schema: [ConfigKey]? = nil,
         host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
-        register(host: host, kind: SPANHOST_KIND_NOTIFIER, name: name, version: version, description: description) { config, host in
+        register(host: host, kind: SPANHOST_KIND_NOTIFIER, name: name, version: version, description: description, schema: schema) { config, host in
             let plugin = try T(config: config, host: host)
             return Instance(export: nil, process: nil, notify: { plugin.notify($0) }, flush: plugin.flush, shutdown: plugin.shutdown)
         }
@@ -67,7 +67,7 @@ public enum SpanhostPlugin {
     nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<spanhost_plugin>?
 
     static func register(host: UnsafePointer<spanhost_host_api>?, kind: Int32, name: String, version: String,
-                         description: String, factory: @escaping Factory) -> UnsafePointer<spanhost_plugin>? {
+                         description: String, schema: [ConfigKey]?, factory: @escaping Factory) -> UnsafePointer<spanhost_plugin>? {
         guard let host, Int32(host.pointee.abi_major) == SPANHOST_ABI_MAJOR else { return nil }
         if let descriptor { return UnsafePointer(descriptor) }
         hostAPI = host
@@ -81,6 +81,17 @@ public enum SpanhostPlugin {
         d.name = UnsafePointer(strdup(name))
         d.version = UnsafePointer(strdup(version))
         d.description = UnsafePointer(strdup(description))
+        if let schema {
+            // Lives as long as the image, like the rest of the descriptor.
+            let keys = UnsafeMutablePointer<spanhost_config_key>.allocate(capacity: max(schema.count, 1))
+            for (index, key) in schema.enumerated() {
+                (keys + index).initialize(to: spanhost_config_key(
+                    path: UnsafePointer(strdup(key.path)), type: key.type.rawValue, required: key.required ? 1 : 0,
+                    default_value: key.defaultValue.map { UnsafePointer(strdup($0)) }, doc: UnsafePointer(strdup(key.doc))))
+            }
+            d.config_schema = UnsafePointer(keys)
+            d.config_schema_count = schema.count
+        }
         d.create = { config, instance, out, status in
             guard let api = SpanhostPlugin.hostAPI, let factory = SpanhostPlugin.factory else { return Int32(SPANHOST_PERMANENT) }
             do {

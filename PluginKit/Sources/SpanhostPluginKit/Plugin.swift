@@ -8,6 +8,28 @@ public enum PluginResult: Sendable, Equatable {
     case permanent(String)
 }
 
+/// One key of a plugin's config schema. The host checks settings against the schema before the
+/// plugin's initializer runs: unknown keys, wrong types and missing required keys are refused
+/// with a message naming the key. Use "*" for any list item or map key: `headers.*`.
+public struct ConfigKey: Sendable {
+    public enum ValueType: UInt32, Sendable {
+        case string = 1, int, double, bool, duration, bytes, list, map, stringList, scalar
+    }
+    public var path: String
+    public var type: ValueType
+    public var required: Bool
+    public var defaultValue: String?
+    public var doc: String
+
+    public init(_ path: String, _ type: ValueType, required: Bool = false, default defaultValue: String? = nil, _ doc: String) {
+        self.path = path
+        self.type = type
+        self.required = required
+        self.defaultValue = defaultValue
+        self.doc = doc
+    }
+}
+
 /// Thrown from a plugin's initializer to refuse its config; the message should name the key.
 public struct PluginError: Error, CustomStringConvertible {
     public var description: String
@@ -72,9 +94,17 @@ public struct PluginHost: @unchecked Sendable {
         message.withUTF8 { api.pointee.log(instance, level.rawValue, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
     }
 
-    /// Adds to a counter shown for this instance at /status.
+    /// Adds to a counter shown for this instance at /status. Labels are written into the name:
+    /// `requests{status="500"}` (see counter_add in spanhost.h).
     public func count(_ name: String, _ delta: Int64 = 1) {
         api.pointee.counter_add(instance, name, delta)
+    }
+
+    /// Sets a gauge, a level that goes up and down; does nothing on a host older than ABI 1.2.
+    public func gauge(_ name: String, _ value: Int64) {
+        guard api.pointee.struct_size >= MemoryLayout<spanhost_host_api>.offset(of: \.gauge_set)! + MemoryLayout<UnsafeRawPointer>.size
+        else { return }
+        api.pointee.gauge_set(instance, name, value)
     }
 
     public enum Encoding: UInt32 { case otlpProtobuf = 0, otlpJSON = 1 }
@@ -141,16 +171,27 @@ public struct PluginConfig: @unchecked Sendable {
         return try check(api.pointee.config_bool(handle, path, &out), path, "true or false") ? out != 0 : nil
     }
 
-    /// A duration written like 500ms, 30s, 2m or 1h (a bare number is seconds), in seconds;
-    /// nil if absent. Must be greater than zero.
+    /// A duration in the host's grammar (500ms, 30s, 1m30s; a bare number is seconds), in
+    /// seconds; nil if absent. Must be greater than zero.
     public func seconds(_ path: String) throws -> Double? {
-        guard let text = try string(path) else { return nil }
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (unit, scale) in units where text.hasSuffix(unit) {
-            if let n = Double(text.dropLast(unit.count)), n > 0 { return n * scale }
-        }
-        if let n = Double(text), n > 0 { return n }
-        throw PluginError("\(path): '\(text)' is not a duration like 500ms or 30s")
+        var ns: Int64 = 0
+        guard try check(api.pointee.config_duration(handle, path, &ns), path, "a duration like 500ms or 30s") else { return nil }
+        guard ns > 0 else { throw PluginError("\(path): must be longer than zero") }
+        return Double(ns) / 1e9
+    }
+
+    /// A size in bytes (1048576, 512KiB, 64MiB); nil if absent.
+    public func bytes(_ path: String) throws -> Int64? {
+        var out: Int64 = 0
+        return try check(api.pointee.config_bytes(handle, path, &out), path, "a size like 512KiB or 64MiB") ? out : nil
+    }
+
+    /// A list of strings (one string counts as a list of one); nil if absent.
+    public func strings(_ path: String) throws -> [String]? {
+        var items: UnsafePointer<spanhost_str>?
+        var count = 0
+        guard try check(api.pointee.config_string_list(handle, path, &items, &count), path, "a list of strings") else { return nil }
+        return (0..<count).map { items![$0].swiftString }
     }
 
     /// Keys of the map at `path`, in file order (empty if absent).

@@ -1,0 +1,67 @@
+"""The Swift plugin kit on its own: a plugin package depending on PluginKit/ resolves nothing
+else (no SwiftNIO, Yams or Prometheus), and the two plugins in examples-swift/ build with
+`swift build` and pass `spanhost plugin-test`, their config schemas checked by the host."""
+import json
+import os
+import shutil
+import subprocess
+
+from conftest import BUILD
+from test_data_path import otlp_json
+from test_plugin_cli import spanhost_cli, write
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def swift(*args, timeout=900):
+    r = subprocess.run(["swift", *args], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout
+
+
+def dependency_names(package):
+    """Every package in the resolved graph below `package`, by identity."""
+    graph = json.loads(swift("package", "--package-path", os.path.join(ROOT, package), "show-dependencies", "--format", "json"))
+    names, todo = set(), list(graph["dependencies"])
+    while todo:
+        dep = todo.pop()
+        names.add(dep["identity"])
+        todo.extend(dep["dependencies"])
+    return names
+
+
+def test_the_kit_resolves_nothing_else_and_the_swift_examples_pass_plugin_test(tmp):
+    assert dependency_names("PluginKit") == set()
+    assert dependency_names("examples-swift") == {"pluginkit"}
+
+    scratch = os.path.join(BUILD, "examples-swift")
+    swift("build", "-c", "release", "--package-path", os.path.join(ROOT, "examples-swift"), "--scratch-path", scratch)
+    plugins = {}
+    for name in ("example_swift_exporter", "example_swift_processor"):
+        plugins[name] = os.path.join(tmp, f"{name}.so")
+        shutil.copy(os.path.join(scratch, "release", f"lib{name}.so"), plugins[name])
+
+    body = otlp_json(3)
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["name"] = "drop-me"
+    spans = write(tmp, "in.json", json.dumps(body))
+    settings = write(tmp, "processor.yaml", "environment: prod\ndrop_names: [drop-me]\n")
+    r = spanhost_cli("plugin-test", plugins["example_swift_processor"], "--config", settings, "--input", spans)
+    assert r.returncode == 0, r.stderr
+    out = [sp for rs in json.loads(r.stdout.splitlines()[0])["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+    assert len(out) == 2 and all({"key": "deployment.environment", "value": {"stringValue": "prod"}} in sp["attributes"] for sp in out)
+    assert "dropped_spans" in r.stderr
+
+    # The schema declared in Swift: a missing required key and a typo are refused before the plugin runs.
+    r = spanhost_cli("plugin-test", plugins["example_swift_processor"], "--config", write(tmp, "none.yaml", "drop_names: [x]\n"),
+                     "--input", spans)
+    assert r.returncode == 1 and "environment: required" in r.stderr, r.stderr
+    r = spanhost_cli("plugin-test", plugins["example_swift_processor"], "--config",
+                     write(tmp, "typo.yaml", "environment: prod\ndrop_name: [x]\n"), "--input", spans)
+    assert r.returncode == 1 and "valid keys here: drop_names, environment" in r.stderr, r.stderr
+
+    r = spanhost_cli("plugin-test", plugins["example_swift_exporter"], "--config", write(tmp, "exporter.yaml", "label: batch\n"),
+                     "--input", spans)
+    assert r.returncode == 0 and "export_batch: OK" in r.stdout, r.stderr
+    assert "batch: 3 spans, 0 with errors" in r.stderr, r.stderr
+    r = spanhost_cli("plugins", "describe", plugins["example_swift_exporter"])
+    assert "label" in r.stdout and "string" in r.stdout and "spans" in r.stdout, r.stdout
