@@ -73,9 +73,10 @@ public final class RuleEngine: @unchecked Sendable {
     }
 
     /// Updates every rule with the spans of `batch`.
-    public func observe(_ batch: SpanBatch) {
+    public func observe(_ batch: SpanBatch) { observe(batch, now: .now) }
+
+    func observe(_ batch: SpanBatch, now: ContinuousClock.Instant) {
         guard !rules.isEmpty else { return }
-        let now = ContinuousClock.now
         let wallClock = Date()
         var immediate: [NotificationEvent] = []
         lock.lock()
@@ -106,7 +107,7 @@ public final class RuleEngine: @unchecked Sendable {
         }
     }
 
-    private func evaluate(now: ContinuousClock.Instant, wallClock: Date) {
+    func evaluate(now: ContinuousClock.Instant, wallClock: Date = Date()) {
         let events: [NotificationEvent] = lock.withLock {
             var out = raisedEvents.due(now: now)
             for rule in rules { out += rule.evaluate(now: now, wallClock: wallClock, pipeline: pipeline, counts: &counts) }

@@ -12,6 +12,11 @@ final class RuleState {
     private var windows: [String: SlidingWindow] = [:]
     /// Keys whose condition holds, with when they were last notified.
     private var firing: [String: ContinuousClock.Instant] = [:]
+    /// Keys whose condition holds but not yet for `holdFor`, with since when.
+    private var pending: [String: ContinuousClock.Instant] = [:]
+    /// no_data: when each key was first expected (seen, or listed in `services`); a key is
+    /// judged only once a whole window has passed since.
+    private var expectedSince: [String: ContinuousClock.Instant] = [:]
     private let origin = ContinuousClock.now
     private let slotWidth: Duration
     private let maxKeys = 10_000
@@ -21,6 +26,9 @@ final class RuleState {
         self.config = config
         dedup = Deduplicator(groupWait: config.groupWait, cooldown: config.cooldown)
         slotWidth = config.window / Self.slots
+        if case .noData(true) = config.condition {
+            for service in config.services { expectedSince[service] = origin; windows[service] = SlidingWindow() }
+        }
     }
 
     func applies(to service: String) -> Bool {
@@ -54,6 +62,10 @@ final class RuleState {
             let start = span.pointee.start_time_unix_nano, end = span.pointee.end_time_unix_nano
             let micros = end > start ? (end - start) / 1000 : 0
             update(key: key, now: now, counts: &counts) { $0.add(micros: micros) }
+        case .noData(let byService):
+            let key = byService ? service : "all"
+            update(key: key, now: now, counts: &counts) { $0.add(error: false) }
+            if expectedSince[key] == nil, windows[key] != nil { expectedSince[key] = now }
         }
         return nil
     }
@@ -73,6 +85,16 @@ final class RuleState {
     /// Error-span groups not yet reported (the rules stop).
     func flush() -> [NotificationEvent] { dedup.flush() }
 
+    /// What a key's window says.
+    enum Verdict {
+        /// The condition holds: the measured value and a summary.
+        case holds(Double, String)
+        /// Enough evidence that it does not (under the resolve threshold).
+        case clear
+        /// Between the resolve threshold and the threshold, or too few spans to say.
+        case undecided
+    }
+
     /// Decides what fires, repeats or resolves now.
     func evaluate(now: ContinuousClock.Instant, wallClock: Date, pipeline: String,
                   counts: inout [String: Int64]) -> [NotificationEvent] {
@@ -81,12 +103,18 @@ final class RuleState {
         let current = epoch(now)
         for key in Array(windows.keys) {
             let total = windows[key]!.total(epoch: current)
-            if total.spans == 0 && firing[key] == nil {
+            if total.spans == 0 && firing[key] == nil && pending[key] == nil && !isNoData {
                 windows[key] = nil  // nothing left in the window
                 continue
             }
-            let verdict = check(total)
-            if let (value, summary) = verdict {
+            switch check(total, key: key, now: now) {
+            case .holds(let value, let summary):
+                if firing[key] == nil {
+                    let since = pending[key] ?? now
+                    pending[key] = since
+                    guard now - since >= config.holdFor else { continue }
+                    pending[key] = nil
+                }
                 let last = firing[key]
                 if last == nil || now - last! >= config.cooldown {
                     firing[key] = now
@@ -96,7 +124,9 @@ final class RuleState {
                         out.append(event)
                     }
                 }
-            } else if firing[key] != nil {
+            case .clear:
+                pending[key] = nil
+                guard firing[key] != nil else { continue }
                 firing[key] = nil
                 counts["\(config.id).resolved", default: 0] += 1
                 let summary = "\(config.id) resolved for \(key)"
@@ -109,28 +139,44 @@ final class RuleState {
                     time: wallClock) {
                     out.append(event)
                 }
+            case .undecided:
+                pending[key] = nil
             }
         }
         return out
     }
 
-    /// The measured value and a summary when the condition holds, else nil.
-    private func check(_ total: SlidingWindow.Slot) -> (Double, String)? {
-        guard total.spans >= UInt64(config.minCount) else { return nil }
+    private var isNoData: Bool {
+        if case .noData = config.condition { return true }
+        return false
+    }
+
+    private func check(_ total: SlidingWindow.Slot, key: String, now: ContinuousClock.Instant) -> Verdict {
+        let firing = self.firing[key] != nil
         switch config.condition {
         case .errorSpan:
-            return nil
+            return .undecided
+        case .noData:
+            // Judged only once a whole window has been watched for this key.
+            guard let since = expectedSince[key], now - since >= config.window else { return .undecided }
+            guard total.spans < UInt64(config.minCount) else { return .clear }
+            return .holds(Double(total.spans), "\(total.spans) spans in \(config.window), fewer than \(config.minCount)")
         case .errorRate(let threshold):
+            guard total.spans >= UInt64(config.minCount) else { return .undecided }
             let rate = Double(total.errors) / Double(total.spans)
-            guard rate > threshold else { return nil }
-            return (rate, String(format: "error rate %.1f%% (%llu of %llu spans in %@), above %.1f%%",
-                                 rate * 100, total.errors, total.spans, "\(config.window)", threshold * 100))
+            if rate > threshold {
+                return .holds(rate, String(format: "error rate %.1f%% (%llu of %llu spans in %@), above %.1f%%",
+                                           rate * 100, total.errors, total.spans, "\(config.window)", threshold * 100))
+            }
+            return !firing || rate <= (config.resolveThreshold ?? threshold) ? .clear : .undecided
         case .latency(let percentile, let threshold, _):
-            let micros = total.histogram.value(atPercentile: percentile)
-            let ms = Double(micros) / 1000
+            guard total.spans >= UInt64(config.minCount) else { return .undecided }
+            let ms = Double(total.histogram.value(atPercentile: percentile)) / 1000
             let limit = threshold.milliseconds
-            guard ms > limit else { return nil }
-            return (ms, String(format: "p%g latency %.0f ms over %llu spans, above %.0f ms", percentile, ms, total.spans, limit))
+            if ms > limit {
+                return .holds(ms, String(format: "p%g latency %.0f ms over %llu spans, above %.0f ms", percentile, ms, total.spans, limit))
+            }
+            return !firing || ms <= (config.resolveThreshold ?? limit) ? .clear : .undecided
         }
     }
 
@@ -144,6 +190,9 @@ final class RuleState {
         let kind: String
         switch config.condition {
         case .errorSpan: return nil
+        case .noData:
+            kind = "no_data"
+            attributes += [("min_count", .int(Int64(config.minCount)))]
         case .errorRate(let threshold):
             kind = "error_rate"
             attributes += [("error_rate", .double(value)), ("errors", .int(Int64(total.errors))), ("threshold", .double(threshold))]
@@ -152,11 +201,13 @@ final class RuleState {
             let limit = threshold.milliseconds
             attributes += [("percentile", .double(percentile)), ("latency_ms", .double(value)), ("threshold_ms", .double(limit))]
         }
-        let service = key.split(separator: " ", maxSplits: 1).first.map(String.init) ?? key
-        attributes.append(("service.name", .string(service)))
+        if case .noData(false) = config.condition {} else {
+            let service = key.split(separator: " ", maxSplits: 1).first.map(String.init) ?? key
+            attributes.append(("service.name", .string(service)))
+        }
         return NotificationEvent(kind: kind, severity: UInt32(SPANHOST_SEVERITY_ERROR), source: "\(config.id)", key: key,
                                  summary: "\(key): \(summary)", attributes: attributes,
-                                 count: kind == "error_rate" ? total.errors : total.spans, time: wallClock)
+                                 count: kind == "error_rate" ? total.errors : max(total.spans, 1), time: wallClock)
     }
 
     private func errorSpanEvent(span: UnsafeMutablePointer<spanhost_span>, error: SpanError, service: String,

@@ -12,7 +12,16 @@
 ///       latency/p95:                   # per service (or service and span name)
 ///         percentile: 95
 ///         threshold: 2s
+///         resolve_threshold: 1500ms    # resolves only below this (default: threshold)
+///         for: 30s                     # fires only once the condition held this long
 ///         group_by: service            # or span_name
+///       no_data:                       # fewer than min_count spans in window
+///         window: 5m
+///         min_count: 1
+///         group_by: service            # per service seen (or listed in services), or total
+///
+/// error_rate and latency resolve only on evidence: at least min_count spans in the window, under
+/// the resolve threshold. A service that falls silent stays firing (no_data is the rule for that).
 public struct RuleConfig: Sendable, Equatable {
     public enum Condition: Sendable, Equatable {
         /// Any span with status ERROR or an `exception` event.
@@ -21,6 +30,8 @@ public struct RuleConfig: Sendable, Equatable {
         case errorRate(threshold: Double)
         /// The `percentile` of span durations over `window` above `threshold`.
         case latency(percentile: Double, threshold: Duration, bySpanName: Bool)
+        /// Fewer than `minCount` spans over `window`, per service or in total.
+        case noData(byService: Bool)
     }
 
     public var id: ComponentID
@@ -37,8 +48,13 @@ public struct RuleConfig: Sendable, Equatable {
     public var cooldown: Duration
     /// Only spans of these services count (empty: all).
     public var services: [String]
+    /// error_rate and latency: how long the condition must hold before it fires.
+    public var holdFor: Duration
+    /// error_rate (a rate) and latency (milliseconds): a firing key resolves only at or under
+    /// this; nil: the threshold itself.
+    public var resolveThreshold: Double?
 
-    public static let types = ["error_span", "error_rate", "latency"]
+    public static let types = ["error_span", "error_rate", "latency", "no_data"]
 
     public init(id: ComponentID, settings: ConfigValue) throws {
         let path = "rules.\(id)"
@@ -46,8 +62,9 @@ public struct RuleConfig: Sendable, Equatable {
         let allowed: [String]
         switch id.type {
         case "error_span": allowed = ["group_wait", "cooldown", "services"]
-        case "error_rate": allowed = ["threshold", "min_count", "window", "cooldown", "services"]
-        case "latency": allowed = ["percentile", "threshold", "min_count", "window", "group_by", "cooldown", "services"]
+        case "error_rate": allowed = ["threshold", "resolve_threshold", "for", "min_count", "window", "cooldown", "services"]
+        case "latency": allowed = ["percentile", "threshold", "resolve_threshold", "for", "min_count", "window", "group_by", "cooldown", "services"]
+        case "no_data": allowed = ["window", "min_count", "group_by", "cooldown", "services"]
         default: throw ConfigError(path, "unknown rule type '\(id.type)'; expected \(Self.types.joined(separator: ", "))")
         }
         for entry in settings.mapEntries ?? [] where !allowed.contains(entry.key) {
@@ -56,7 +73,7 @@ public struct RuleConfig: Sendable, Equatable {
         func duration(_ key: String, _ fallback: Duration) throws -> Duration {
             guard let value = settings[key] else { return fallback }
             let d = try parseDuration(value, path: "\(path).\(key)")
-            guard d > .zero || key == "group_wait" else { throw ConfigError("\(path).\(key)", "must be greater than zero") }
+            guard d > .zero || key == "group_wait" || key == "for" else { throw ConfigError("\(path).\(key)", "must be greater than zero") }
             return d
         }
         func number(_ key: String, _ fallback: Double, _ range: ClosedRange<Double>) throws -> Double {
@@ -69,7 +86,8 @@ public struct RuleConfig: Sendable, Equatable {
         window = try duration("window", .seconds(60))
         groupWait = try duration("group_wait", .seconds(1))
         cooldown = try duration("cooldown", .seconds(60))
-        minCount = Int(try number("min_count", 20, 1...1_000_000_000))
+        minCount = Int(try number("min_count", id.type == "no_data" ? 1 : 20, 1...1_000_000_000))
+        holdFor = try duration("for", .zero)
         if let list = settings["services"] {
             guard case .list(let items) = list else { throw ConfigError("\(path).services", "must be a list of service names") }
             services = try items.enumerated().map { try requireString($1, "\(path).services.\($0)") }
@@ -80,7 +98,18 @@ public struct RuleConfig: Sendable, Equatable {
         case "error_span":
             condition = .errorSpan
         case "error_rate":
-            condition = .errorRate(threshold: try number("threshold", 0.05, 0...1))
+            let threshold = try number("threshold", 0.05, 0...1)
+            condition = .errorRate(threshold: threshold)
+            if settings["resolve_threshold"] != nil {
+                let resolve = try number("resolve_threshold", threshold, 0...threshold)
+                resolveThreshold = resolve
+            }
+        case "no_data":
+            switch try settings["group_by"].map({ try requireString($0, "\(path).group_by") }) ?? "service" {
+            case "service": condition = .noData(byService: true)
+            case "total": condition = .noData(byService: false)
+            case let other: throw ConfigError("\(path).group_by", "'\(other)' is not service or total")
+            }
         default:
             let bySpanName: Bool
             switch try settings["group_by"].map({ try requireString($0, "\(path).group_by") }) ?? "service" {
@@ -88,8 +117,15 @@ public struct RuleConfig: Sendable, Equatable {
             case "span_name": bySpanName = true
             case let other: throw ConfigError("\(path).group_by", "'\(other)' is not service or span_name")
             }
-            condition = .latency(percentile: try number("percentile", 95, 1...99.99),
-                                 threshold: try duration("threshold", .seconds(2)), bySpanName: bySpanName)
+            let threshold = try duration("threshold", .seconds(2))
+            condition = .latency(percentile: try number("percentile", 95, 1...99.99), threshold: threshold, bySpanName: bySpanName)
+            if settings["resolve_threshold"] != nil {
+                let resolve = try duration("resolve_threshold", threshold)
+                guard resolve <= threshold else {
+                    throw ConfigError("\(path).resolve_threshold", "must not be above threshold (\(threshold))")
+                }
+                resolveThreshold = Double(resolve.components.seconds) * 1000 + Double(resolve.components.attoseconds) / 1e15
+            }
         }
     }
 }

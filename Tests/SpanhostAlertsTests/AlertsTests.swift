@@ -1,4 +1,6 @@
+import Foundation
 @testable import SpanhostAlerts
+import SpanhostConfig
 import SpanhostModel
 import XCTest
 
@@ -50,5 +52,81 @@ final class AlertsTests: XCTestCase {
         XCTAssertNil(dedup.occur("a", now: now) { event("a") }.send)
         XCTAssertTrue(dedup.occur("b", now: now) { event("b") }.accepted)
         XCTAssertFalse(dedup.occur("c", now: now) { event("c") }.accepted)
+    }
+
+    /// A batch of `count` spans of `service`, `errors` of them with status ERROR, each lasting `ms`.
+    func batch(_ service: String, count: Int, errors: Int = 0, ms: Int = 1) throws -> SpanBatch {
+        let spans = (0..<count).map { i in
+            #"{"traceId":"\#(String(format: "%032x", i + 1))","spanId":"\#(String(format: "%016x", i + 1))","name":"op","#
+                + #""startTimeUnixNano":"1000000","endTimeUnixNano":"\#(1_000_000 + ms * 1_000_000)""#
+                + (i < errors ? #","status":{"code":2}}"# : "}")
+        }
+        let json = #"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"\#(service)"}}]},"#
+            + #""scopeSpans":[{"spans":[\#(spans.joined(separator: ","))]}]}]}"#
+        return try SpanBatch.decode(Array(json.utf8), encoding: .json)
+    }
+
+    final class Sink: @unchecked Sendable {
+        let lock = NSLock()
+        var events: [(kind: String, key: String)] = []
+        func take() -> [String] { lock.withLock { defer { events = [] }; return events.map { "\($0.kind) \($0.key)" } } }
+    }
+
+    func engine(_ yaml: String, _ sink: Sink) throws -> RuleEngine {
+        let settings = try YAMLLoader.load(yaml, environment: [:])
+        let rules = try settings.mapEntries!.map { try RuleConfig(id: ComponentID(parsing: $0.key, path: "rules"), settings: $0.value) }
+        return RuleEngine(pipeline: "traces", rules: rules) { event in
+            sink.lock.withLock { sink.events.append((event.pointer.pointee.kind.string, event.pointer.pointee.key.string)) }
+        }
+    }
+
+    func testSilenceNeverResolvesARateRuleAndNoDataFiresOnItThenResolvesWhenSpansReturn() throws {
+        let sink = Sink()
+        let rules = try engine("""
+            error_rate: {threshold: 0.1, min_count: 10, window: 10s}
+            no_data: {window: 10s, min_count: 5}
+            no_data/billing: {window: 10s, services: [billing]}
+            """, sink)
+        let t0 = ContinuousClock.now
+        rules.observe(try batch("checkout", count: 20, errors: 10), now: t0)
+        rules.evaluate(now: t0 + .seconds(1))
+        XCTAssertEqual(sink.take(), ["error_rate checkout"])
+        // checkout goes silent: the window empties, and the rate rule says nothing (no "resolved").
+        for s in stride(from: 5, through: 40, by: 5) { rules.evaluate(now: t0 + .seconds(s)) }
+        XCTAssertEqual(Set(sink.take()), ["no_data checkout", "no_data billing"],
+                       "the service seen then silent, and the listed one never seen, fire no_data; nothing resolves")
+        // Spans come back, healthy: both rules resolve on that evidence.
+        rules.observe(try batch("checkout", count: 20), now: t0 + .seconds(41))
+        rules.observe(try batch("billing", count: 5), now: t0 + .seconds(41))
+        rules.evaluate(now: t0 + .seconds(42))
+        XCTAssertEqual(sink.take().sorted(), ["resolved billing", "resolved checkout", "resolved checkout"],
+                       "error_rate and no_data each resolve checkout")
+    }
+
+    func testForAndAResolveThresholdStopALatencyRuleFromFlapping() throws {
+        let sink = Sink()
+        let rules = try engine("latency: {threshold: 100ms, resolve_threshold: 50ms, for: 3s, min_count: 5, window: 10s}", sink)
+        let t0 = ContinuousClock.now
+        // Slow for 2 s only: not long enough to fire.
+        rules.observe(try batch("api", count: 10, ms: 200), now: t0)
+        rules.evaluate(now: t0 + .seconds(2))
+        rules.observe(try batch("api", count: 100, ms: 10), now: t0 + .milliseconds(2500))
+        rules.evaluate(now: t0 + .seconds(3))
+        XCTAssertEqual(sink.take(), [])
+        // Slow and staying slow for 3 s: fires once.
+        let t1 = t0 + .seconds(20)
+        for s in 0...4 {
+            rules.observe(try batch("api", count: 10, ms: 200), now: t1 + .seconds(s))
+            rules.evaluate(now: t1 + .seconds(s))
+        }
+        XCTAssertEqual(sink.take(), ["latency api"])
+        // p95 at 80 ms: under the threshold, above the resolve threshold: still firing, no flap.
+        let t2 = t1 + .seconds(20)
+        rules.observe(try batch("api", count: 50, ms: 80), now: t2)
+        rules.evaluate(now: t2)
+        XCTAssertEqual(sink.take(), [])
+        rules.observe(try batch("api", count: 200, ms: 20), now: t2 + .seconds(11))
+        rules.evaluate(now: t2 + .seconds(11))
+        XCTAssertEqual(sink.take(), ["resolved api"])
     }
 }
