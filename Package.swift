@@ -48,10 +48,13 @@ let package = Package(
         .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
                                                  .product(name: "DequeModule", package: "swift-collections"),
                                                  .product(name: "Logging", package: "swift-log")]),
+        // Telemetry derived from spans: the service graph, span metrics, trace completeness.
+        .target(name: "SpanhostDerived", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
+                                                  .product(name: "DequeModule", package: "swift-collections")]),
         // Pipelines: processor chains, exporter and notifier runners with retry, generations.
         .target(
             name: "SpanhostPipeline",
-            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues",
+            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues", "SpanhostDerived",
                            .product(name: "DequeModule", package: "swift-collections"),
                            .product(name: "Logging", package: "swift-log")]
         ),
@@ -68,7 +71,7 @@ let package = Package(
         // Admin endpoint, signals, assembling receivers and pipelines into a running server.
         .target(
             name: "SpanhostServer",
-            dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostQueues", "SpanhostReceivers",
+            dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostQueues", "SpanhostReceivers", "SpanhostDerived",
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),

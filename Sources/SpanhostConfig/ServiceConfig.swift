@@ -45,6 +45,8 @@ public struct PipelineConfig: Sendable, Equatable {
     public var notifiers: [ComponentID]
     /// Alert rules evaluated on every batch entering the pipeline; their events go to `notifiers`.
     public var rules: [ComponentID] = []
+    /// Connectors listed under `exporters:`: they see what the exporters get.
+    public var connectors: [ComponentID] = []
 }
 
 /// host:port, as in `127.0.0.1:4318`.
@@ -78,6 +80,8 @@ public struct ServiceConfig: Sendable, Equatable {
     public var notifiers: [ComponentConfig]
     /// The top-level `rules:` section.
     public var rules: [RuleConfig] = []
+    /// The top-level `connectors:` section.
+    public var connectors: [ConnectorConfig] = []
     public var pipelines: [PipelineConfig]
     /// Where plugin `.so` files are found, searched in order; empty means "beside the executable".
     public var pluginDirs: [String] = []
@@ -149,7 +153,6 @@ public struct ServiceConfig: Sendable, Equatable {
         for entry in top where !known.contains(entry.key) {
             throw ConfigError(entry.key, "unknown section; expected one of \(known.sorted().joined(separator: ", "))")
         }
-        if root["connectors"] != nil { throw ConfigError("connectors", "not supported by spanhost") }
 
         func section(_ kind: ComponentKind) throws -> [ComponentConfig] {
             guard let value = root[kind.section], value != .null else { return [] }
@@ -167,6 +170,15 @@ public struct ServiceConfig: Sendable, Equatable {
             exporters: try section(.exporter), notifiers: try section(.notifier),
             pipelines: [], pluginCacheDir: nil, pluginPins: [:],
             adminEndpoint: defaultAdminEndpoint, shutdownTimeout: .seconds(10), memoryLimitBytes: nil)
+
+        if let connectors = root["connectors"], connectors != .null {
+            guard let entries = connectors.mapEntries else { throw ConfigError("connectors", "must be a map of connector ids") }
+            config.connectors = try entries.map { entry in
+                let path = "connectors.\(entry.key)"
+                return try ConnectorConfig(id: try ComponentID(parsing: entry.key, path: path),
+                                           settings: entry.value == .null ? .emptyMap : entry.value)
+            }
+        }
 
         if let rules = root["rules"], rules != .null {
             guard let entries = rules.mapEntries else { throw ConfigError("rules", "must be a map of rule ids") }
@@ -285,15 +297,19 @@ public struct ServiceConfig: Sendable, Equatable {
             return try items.enumerated().map { index, item in
                 let itemPath = "\(listPath).\(index)"
                 let id = try ComponentID(parsing: try requireString(item, itemPath), path: itemPath)
-                guard config.component(kind, id) != nil else {
+                let isConnector = kind == .exporter && config.connectors.contains { $0.id == id }
+                guard config.component(kind, id) != nil || isConnector else {
                     throw ConfigError(itemPath, "'\(id)' is not defined under \(kind.section)")
                 }
                 guard seen.insert(id).inserted else { throw ConfigError(itemPath, "'\(id)' is listed twice") }
                 return id
             }
         }
+        let exporterIDs = try ids(.exporter)
+        let connectorIDs = exporterIDs.filter { id in config.connectors.contains { $0.id == id } }
         var pipeline = PipelineConfig(id: entry.key, receivers: try ids(.receiver), processors: try ids(.processor),
-                                      exporters: try ids(.exporter), notifiers: try ids(.notifier))
+                                      exporters: exporterIDs.filter { !connectorIDs.contains($0) }, notifiers: try ids(.notifier))
+        pipeline.connectors = connectorIDs
         if let value = entry.value["rules"], value != .null {
             guard case .list(let items) = value else { throw ConfigError("\(path).rules", "must be a list of rule ids") }
             pipeline.rules = try items.enumerated().map { index, item in
@@ -307,8 +323,8 @@ public struct ServiceConfig: Sendable, Equatable {
             }
         }
         if pipeline.receivers.isEmpty { throw ConfigError("\(path).receivers", "a pipeline needs at least one receiver") }
-        if pipeline.exporters.isEmpty && pipeline.notifiers.isEmpty {
-            throw ConfigError("\(path).exporters", "a pipeline needs at least one exporter or notifier")
+        if pipeline.exporters.isEmpty && pipeline.notifiers.isEmpty && pipeline.connectors.isEmpty {
+            throw ConfigError("\(path).exporters", "a pipeline needs at least one exporter, connector or notifier")
         }
         return pipeline
     }

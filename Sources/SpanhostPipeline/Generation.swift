@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpanhostConfig
+import SpanhostDerived
 import SpanhostModel
 import SpanhostPlugins
 import Synchronization
@@ -44,6 +45,8 @@ public final class Generation: @unchecked Sendable {
     public let pipelines: [Pipeline]
     public let exporters: [ExporterRunner]
     public let notifiers: [NotifierRunner]
+    /// Connectors (servicegraph, spanmetrics), with the settings each was built from.
+    public let connectors: [(config: ConnectorConfig, connector: SpanConnector)]
     /// How many components were carried over from the previous generation.
     public let carriedOver: Int
     /// Components left out because their plugin is quarantined (`on_quarantine: skip`).
@@ -91,6 +94,7 @@ public final class Generation: @unchecked Sendable {
 
         var exporters: [ComponentID: ExporterRunner] = [:]
         var notifiers: [ComponentID: NotifierRunner] = [:]
+        var connectors: [(config: ConnectorConfig, connector: SpanConnector)] = []
         var pipelines: [Pipeline] = []
         var skipped: [String] = []
         do {
@@ -98,6 +102,9 @@ public final class Generation: @unchecked Sendable {
             let config = try Self.withoutSkipped(config, catalog: catalog, skipped: &skipped)
             // Exporters and notifiers are shared by the pipelines that name them; processors are
             // per pipeline, since they may keep per-pipeline state.
+            for connector in config.connectors {
+                connectors.append((connector, connector.connector(previous: previous?.connectors.first { $0.config.id == connector.id })))
+            }
             for pipeline in config.pipelines {
                 for id in pipeline.exporters where exporters[id] == nil {
                     exporters[id] = try runner(.exporter, id, old: previous?.exporters.first { $0.id == id }, \.instance,
@@ -114,6 +121,7 @@ public final class Generation: @unchecked Sendable {
                 pipelines.append(Pipeline(id: pipeline.id, processors: processors,
                                           exporters: pipeline.exporters.map { exporters[$0]! },
                                           notifiers: pipeline.notifiers.map { notifiers[$0]! },
+                                          connectors: pipeline.connectors.compactMap { id in connectors.first { $0.config.id == id }?.connector },
                                           rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } },
                                           previous: oldPipeline))
             }
@@ -130,6 +138,7 @@ public final class Generation: @unchecked Sendable {
         self.pipelines = pipelines
         self.exporters = config.exporters.compactMap { exporters[$0.id] }
         self.notifiers = config.notifiers.compactMap { notifiers[$0.id] }
+        self.connectors = connectors
         self.routes = routes
         self.carriedOver = carried
         self.skipped = skipped

@@ -2,6 +2,7 @@ import CSpanhost
 import Logging
 import SpanhostAlerts
 import SpanhostConfig
+import SpanhostDerived
 import SpanhostModel
 import SpanhostPlugins
 import Synchronization
@@ -12,6 +13,8 @@ public final class Pipeline: @unchecked Sendable {
     public let processors: [PluginInstance]
     public let exporters: [ExporterRunner]
     public let notifiers: [NotifierRunner]
+    /// Connectors listed under `exporters:`; they see what the exporters get.
+    public let connectors: [SpanConnector]
     /// The pipeline's alert rules; also deduplicates events its processors raise.
     public let rules: RuleEngine
 
@@ -21,11 +24,12 @@ public final class Pipeline: @unchecked Sendable {
     /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
     init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [NotifierRunner],
-         rules: [RuleConfig], previous: Pipeline? = nil) {
+         connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil) {
         self.id = id
         self.processors = processors
         self.exporters = exporters
         self.notifiers = notifiers
+        self.connectors = connectors
         self.ruleConfigs = rules
         if let previous, previous.ruleConfigs == rules,
            previous.notifiers.map(ObjectIdentifier.init) == notifiers.map(ObjectIdentifier.init) {
@@ -87,6 +91,7 @@ public final class Pipeline: @unchecked Sendable {
         if !draining, let full = exporters.first(where: \.refusesWhenFull) {
             return .refused(retryAfterSeconds: 1, message: "exporter \(full.id) queue is full")
         }
+        for connector in connectors { connector.observe(batch) }
         var outcome = ConsumeOutcome.accepted(rejectedSpans: rejected, message: filteredMessage(rejected))
         for exporter in exporters {
             if let answer = exporter.accept(batch, force: draining) { outcome = Generation.merge(outcome, answer) }

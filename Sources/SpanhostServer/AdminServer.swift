@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import SpanhostConfig
+import SpanhostDerived
 import SpanhostModel
 import SpanhostPipeline
 import SpanhostPlugins
@@ -61,7 +62,7 @@ final class AdminServer: Sendable {
             return loop.makeSucceededFuture(json(status.report()))
         case (.GET, "/metrics"):
             return loop.makeSucceededFuture(HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4"],
-                                                         body: status.report().prometheusText()))
+                                                         body: status.report().prometheusText() + status.derivedMetrics()))
         case (.POST, "/-/reload"):
             let promise = loop.makePromise(of: HTTPResponse.self)
             Task {
@@ -90,6 +91,13 @@ struct StatusSource: Sendable {
     let receivers: ReceiverRegistry
     let coordinator: ReloadCoordinator
 
+    /// The connectors' series (service graph, span metrics), in the Prometheus text format.
+    func derivedMetrics() -> [UInt8] {
+        var text = PrometheusText()
+        for (_, connector) in current.value.connectors { connector.prometheus(into: &text) }
+        return Array(text.text.utf8)
+    }
+
     func report() -> StatusReport {
         let generation = current.value
         let current = Set(generation.catalog.libraries.values.map(\.sha256))
@@ -116,6 +124,7 @@ struct StatusSource: Sendable {
                       exporters: pipeline.exporters.map { "\($0.id)" }, notifiers: pipeline.notifiers.map { "\($0.id)" },
                       rules: pipeline.rules.counters)
             },
+            connectors: generation.connectors.map(\.connector.status),
             reloads: coordinator.log.summary,
             memory: .init(batchBytes: SpanBatch.liveBytes, arenaMappedBytes: SpanBatch.arenaMappedBytes,
                           requestBodyBytes: RequestBodies.inFlightBytes, limitBytes: coordinator.currentConfig.memoryLimitBytes))
@@ -169,6 +178,8 @@ struct StatusReport: Encodable {
     var exporters: [Component]
     var notifiers: [Component]
     var pipelines: [PipelineStatus]
+    /// servicegraph (calls between services, completeness) and spanmetrics.
+    var connectors: [ConnectorStatus]
     var reloads: ReloadLog.Summary
     struct Memory: Encodable {
         /// Bytes held by span batches in memory (queues, processors, requests in flight).

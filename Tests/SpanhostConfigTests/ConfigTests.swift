@@ -98,6 +98,35 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    func testConnectorsAreListedUnderExportersAndTheirSettingsChecked() throws {
+        let yaml = """
+            receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:1"}}}}
+            connectors:
+              servicegraph: {store: {ttl: 5s}, latency_histogram_buckets: [10ms, 1s]}
+              spanmetrics/red: {dimensions_cache_size: 50}
+            service:
+              pipelines:
+                traces: {receivers: [otlp], exporters: [servicegraph, spanmetrics/red]}
+            """
+        let config = try ServiceConfig.parse(yaml: yaml, environment: [:])
+        XCTAssertEqual(config.pipelines[0].connectors, [ComponentID(type: "servicegraph"), ComponentID(type: "spanmetrics", name: "red")])
+        XCTAssertEqual(config.pipelines[0].exporters, [])
+        guard case .serviceGraph(let graph) = config.connectors[0].kind else { return XCTFail("\(config.connectors)") }
+        XCTAssertEqual(graph.ttl, .seconds(5))
+        XCTAssertEqual(graph.buckets, [.milliseconds(10), .seconds(1)])
+        for (bad, message) in [
+            ("{store: {ttl: 5s, size: 1}}", "connectors.servicegraph.store.size: unknown key; expected ttl, max_items"),
+            ("{latency_histogram_buckets: [1s, 10ms]}", "connectors.servicegraph.latency_histogram_buckets: must be in increasing order"),
+        ] {
+            let text = yaml.replacingOccurrences(of: "{store: {ttl: 5s}, latency_histogram_buckets: [10ms, 1s]}", with: bad)
+            XCTAssertThrowsError(try ServiceConfig.parse(yaml: text, environment: [:])) { XCTAssertEqual("\($0)", message) }
+        }
+        let unknown = yaml.replacingOccurrences(of: "spanmetrics/red:", with: "count/red:").replacingOccurrences(of: "spanmetrics/red]", with: "count/red]")
+        XCTAssertThrowsError(try ServiceConfig.parse(yaml: unknown, environment: [:])) {
+            XCTAssertEqual("\($0)", "connectors.count/red: unknown connector 'count'; expected servicegraph or spanmetrics")
+        }
+    }
+
     func testEmbeddedDefaultIsValid() throws {
         let config = try ServiceConfig.parse(yaml: ServiceConfig.embeddedDefault, environment: [:])
         XCTAssertEqual(config.pipelines.map(\.exporters), [[ComponentID(type: "debug")]])
