@@ -8,6 +8,7 @@ PLUGIN_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -p
 VENV        := $(BUILD)/venv
 PY          := $(VENV)/bin/python
 APT_PACKAGES := openssl libssl-dev zlib1g-dev libcurl4 librdkafka-dev python3-venv wrk
+APT_TEST_PACKAGES := chromium
 PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* opentelemetry-exporter-zipkin-json==1.* pytest requests
 # The Omegi Python agent pins its own OpenTelemetry versions, so it gets a venv of its own.
 OMEGI_VENV  := $(BUILD)/omegi-venv
@@ -23,18 +24,26 @@ FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/
 CXX         ?= c++
 FIXTURE_CXX_SOS := $(patsubst Tests/fixtures/plugins/%.cpp,$(BUILD)/test-plugins/%.so,$(wildcard Tests/fixtures/plugins/*.cpp))
 
-.PHONY: all deps build examples run test test-swift test-e2e test-fuzz fuzz bench header-check clean
+.PHONY: all deps test-deps build examples run test test-swift test-e2e test-fuzz fuzz bench header-check clean
 
 all: build
 
 # Debian packages, installed only when missing.
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+define apt-install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt-install,$(APT_PACKAGES))
+
+# What only the tests need: headless Chromium to check the admin page.
+test-deps:
+	$(call apt-install,$(APT_TEST_PACKAGES))
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -107,7 +116,7 @@ test: build $(VENV)/.installed $(OMEGI_VENV)/.installed header-check test-fuzz t
 test-swift:
 	swift test $(SWIFT_FLAGS)
 
-test-e2e: build $(VENV)/.installed $(OMEGI_VENV)/.installed
+test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed
 	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q Tests/e2e
 
 # The C decoders under libFuzzer with ASan and UBSan (the Swift toolchain's clang ships

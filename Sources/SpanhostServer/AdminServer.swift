@@ -58,6 +58,9 @@ final class AdminServer: Sendable {
         switch (request.method, request.path) {
         case (.GET, "/healthz"):
             return loop.makeSucceededFuture(.text(.ok, status.receivers.accepting.value ? "ok" : "shutting down"))
+        case (.GET, "/"), (.GET, "/index.html"):
+            return loop.makeSucceededFuture(HTTPResponse(status: .ok, headers: ["Content-Type": "text/html; charset=utf-8"],
+                                                         body: Array(AdminPage.html(status.report()).utf8)))
         case (.GET, "/status"):
             return loop.makeSucceededFuture(json(status.report()))
         case (.GET, "/metrics"):
@@ -120,8 +123,11 @@ struct StatusSource: Sendable {
             exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth, queue: $0.queue?.stats) },
             notifiers: generation.notifiers.map { component($0.instance, queueDepth: $0.queueDepth, delay: $0.delayPercentiles) },
             pipelines: generation.pipelines.map { pipeline in
-                .init(id: pipeline.id, processors: pipeline.processors.map { component($0) },
+                .init(id: pipeline.id,
+                      receivers: generation.config.pipelines.first { $0.id == pipeline.id }?.receivers.map(\.description) ?? [],
+                      processors: pipeline.processors.map { component($0) },
                       exporters: pipeline.exporters.map { "\($0.id)" }, notifiers: pipeline.notifiers.map { "\($0.id)" },
+                      connectors: pipeline.connectors.map { "\($0.id)" },
                       rules: pipeline.rules.counters)
             },
             connectors: generation.connectors.map(\.connector.status),
@@ -166,9 +172,11 @@ struct StatusReport: Encodable {
     }
     struct PipelineStatus: Encodable {
         var id: String
+        var receivers: [String]
         var processors: [Component]
         var exporters: [String]
         var notifiers: [String]
+        var connectors: [String]
         /// Per rule: events counted, fired, resolved, refused.
         var rules: [String: Int64]
     }

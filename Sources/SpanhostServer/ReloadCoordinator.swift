@@ -189,11 +189,14 @@ public final class ReloadLog: @unchecked Sendable {
         var succeeded: Int
         var failed: Int
         var last: Entry?
+        /// The last ten, newest first.
+        var recent: [Entry]
     }
     private let lock = NSLock()
     private var succeeded = 0
     private var failed = 0
     private var last: Entry?
+    private var recent: [Entry] = []
 
     func record(trigger: String, ok: Bool, message: String, took: Duration) -> Entry {
         let entry = Entry(time: ISO8601DateFormatter().string(from: Date()), trigger: trigger, ok: ok, message: message,
@@ -201,11 +204,12 @@ public final class ReloadLog: @unchecked Sendable {
         lock.withLock {
             if ok { succeeded += 1 } else { failed += 1 }
             last = entry
+            recent = Array(([entry] + recent).prefix(10))
         }
         return entry
     }
 
-    var summary: Summary { lock.withLock { Summary(succeeded: succeeded, failed: failed, last: last) } }
+    var summary: Summary { lock.withLock { Summary(succeeded: succeeded, failed: failed, last: last, recent: recent) } }
 }
 
 /// One at a time, in arrival order, across suspension points.

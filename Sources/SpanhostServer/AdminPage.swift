@@ -1,0 +1,154 @@
+/// The admin page at `/`: the pipeline graph drawn on the server from the running generation,
+/// and a small script that refreshes the live figures from /status every two seconds: spans/s on
+/// every edge, counters, exporter queues, plugin images, reloads and the service map. No build
+/// step. With `admin.auth` the page is behind the token like every admin path but /healthz:
+/// reach it through `admin.unix_socket` (an SSH tunnel) or a proxy that adds the header.
+enum AdminPage {
+    static func html(_ report: StatusReport) -> String {
+        var pipelines = ""
+        for pipeline in report.pipelines {
+            func box(_ kind: String, _ id: String) -> String {
+                "<div class=\"box \(kind)\" data-kind=\"\(kind)\" data-id=\"\(escape(id))\"><b>\(escape(id))</b>"
+                    + "<span class=\"kind\">\(kind)</span><span class=\"rate\" data-rate=\"\(kind)/\(escape(id))\">…</span>"
+                    + "<span class=\"figures\"></span></div>"
+            }
+            let columns = [
+                pipeline.receivers.map { box("receiver", $0) },
+                pipeline.processors.map { box("processor", $0.id) },
+                pipeline.exporters.map { box("exporter", $0) } + pipeline.connectors.map { box("connector", $0) }
+                    + pipeline.notifiers.map { box("notifier", $0) },
+            ].filter { !$0.isEmpty }
+            pipelines += "<section class=\"pipeline\" data-pipeline=\"\(escape(pipeline.id))\"><h3>pipeline \(escape(pipeline.id))</h3><div class=\"flow\">"
+            pipelines += columns.map { "<div class=\"column\">\($0.joined())</div>" }.joined(separator: "<div class=\"arrow\">→</div>")
+            pipelines += "</div></section>"
+        }
+        return """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8"><title>spanhost</title>
+            <style>
+            body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
+            h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px} h3{font-size:14px;margin:8px 0}
+            .flow{display:flex;align-items:center;gap:8px}.column{display:flex;flex-direction:column;gap:6px}
+            .arrow{font-size:22px;color:#888}.box{border:1px solid #bbb;border-radius:6px;padding:6px 10px;background:#fff;min-width:150px}
+            .box b{display:block}.kind{color:#888;font-size:11px;margin-right:6px}.rate{color:#06c;font-weight:600}
+            .figures{display:block;font-size:11px;color:#555}.unhealthy{border-color:#c00;background:#fee}
+            table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:12px}
+            #map{background:#fff;border:1px solid #ddd}
+            </style></head><body>
+            <h1>spanhost</h1><div id="updated">figures from /status, every 2 s</div>
+            <h2>Pipelines</h2>\(pipelines)
+            <h2>Exporter queues</h2><table id="queues"><tr><th>exporter</th><th>batches</th><th>oldest (s)</th><th>exported</th><th>failed</th><th>dropped</th></tr></table>
+            <h2>Service map</h2><svg id="map" width="640" height="360"></svg><table id="edges"></table>
+            <h2>Plugin images</h2><table id="plugins"></table>
+            <h2>Reloads</h2><table id="reloads"></table>
+            <h2>Memory</h2><div id="memory"></div>
+            <script>
+            \(script)
+            </script></body></html>
+            """
+    }
+
+    /// Text from the config (component ids) goes into HTML escaped.
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for ch in text {
+            switch ch {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(ch)
+            }
+        }
+        return out
+    }
+
+    /// Builds everything with textContent and createElement: names from spans (services) never
+    /// become markup.
+    static let script = #"""
+    let previous = null;
+    const el = (tag, text) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; return e; };
+    function table(id, header, rows) {
+      const t = document.getElementById(id); t.textContent = '';
+      const h = el('tr'); header.forEach(c => h.appendChild(el('th', c))); t.appendChild(h);
+      rows.forEach(r => { const tr = el('tr'); r.forEach(c => tr.appendChild(el('td', String(c)))); t.appendChild(tr); });
+    }
+    function flowCounter(kind, c) {
+      if (kind === 'receiver') return c.accepted_spans || 0;
+      if (kind === 'processor') return c.received || 0;
+      if (kind === 'exporter') return c.exported || 0;
+      if (kind === 'notifier') return c.notified || 0;
+      return 0;
+    }
+    function components(s) {
+      const all = {};
+      s.receivers.forEach(r => all['receiver/' + r.id] = {counters: r.counters, health: 'healthy'});
+      s.pipelines.forEach(p => p.processors.forEach(c => all['processor/' + c.id] = c));
+      s.exporters.forEach(c => all['exporter/' + c.id] = c);
+      s.notifiers.forEach(c => all['notifier/' + c.id] = c);
+      (s.connectors || []).forEach(c => all['connector/' + c.id] = {counters: c.counters, health: 'healthy', connector: c});
+      return all;
+    }
+    function drawMap(edges) {
+      const svg = document.getElementById('map'); svg.textContent = '';
+      const names = [...new Set(edges.flatMap(e => [e.client, e.server]))];
+      const pos = {}; const n = names.length || 1;
+      names.forEach((name, i) => { const a = 2 * Math.PI * i / n; pos[name] = [320 + 220 * Math.cos(a), 180 + 130 * Math.sin(a)]; });
+      const ns = 'http://www.w3.org/2000/svg';
+      edges.forEach(e => {
+        const [x1, y1] = pos[e.client], [x2, y2] = pos[e.server];
+        const line = document.createElementNS(ns, 'line');
+        Object.entries({x1, y1, x2, y2, stroke: e.errorRate > 0.05 ? '#c00' : '#06c', 'stroke-width': 2}).forEach(([k, v]) => line.setAttribute(k, v));
+        svg.appendChild(line);
+        const label = document.createElementNS(ns, 'text');
+        label.setAttribute('x', (x1 + x2) / 2); label.setAttribute('y', (y1 + y2) / 2 - 4); label.setAttribute('font-size', 11);
+        label.textContent = e.client + ' → ' + e.server + ': ' + e.calls + ' calls, ' + (100 * e.errorRate).toFixed(1) + '% errors';
+        svg.appendChild(label);
+      });
+      names.forEach(name => {
+        const [x, y] = pos[name];
+        const c = document.createElementNS(ns, 'circle');
+        Object.entries({cx: x, cy: y, r: 8, fill: '#333'}).forEach(([k, v]) => c.setAttribute(k, v)); svg.appendChild(c);
+        const t = document.createElementNS(ns, 'text');
+        t.setAttribute('x', x + 10); t.setAttribute('y', y + 4); t.setAttribute('class', 'service'); t.textContent = name; svg.appendChild(t);
+      });
+    }
+    async function refresh() {
+      const r = await fetch('/status');
+      if (!r.ok) { document.getElementById('updated').textContent = '/status answered ' + r.status; return; }
+      const s = await r.json(); const now = Date.now(); const all = components(s);
+      document.querySelectorAll('.box').forEach(box => {
+        const key = box.dataset.kind + '/' + box.dataset.id; const c = all[key];
+        if (!c) return;
+        box.classList.toggle('unhealthy', c.health !== 'healthy');
+        box.querySelector('.figures').textContent = Object.entries(c.counters).map(([k, v]) => k + ' ' + v).join(' · ');
+        if (c.connector) {
+          box.querySelector('.rate').textContent = c.connector.edges ? c.connector.edges.length + ' service pairs' : (c.connector.series || 0) + ' series';
+          return;
+        }
+        const count = flowCounter(box.dataset.kind, c.counters);
+        const before = previous && previous.all[key] ? flowCounter(box.dataset.kind, previous.all[key].counters) : null;
+        const rate = before === null ? null : (count - before) / ((now - previous.time) / 1000);
+        box.querySelector('.rate').textContent = rate === null ? count + ' spans' : rate.toFixed(0) + ' spans/s (' + count + ')';
+      });
+      table('queues', ['exporter', 'batches', 'oldest (s)', 'exported', 'failed', 'dropped'], s.exporters.map(e =>
+        [e.id, e.queue ? e.queue.depth : (e.queueDepth || 0), e.queue && e.queue.oldestAgeSeconds ? e.queue.oldestAgeSeconds.toFixed(1) : 0,
+         e.counters.exported || 0, e.counters.failed || 0, (e.counters.dropped_on_full || 0) + (e.counters.dropped || 0)]));
+      const graph = (s.connectors || []).find(c => c.edges) || {edges: []};
+      drawMap(graph.edges);
+      table('edges', ['client', 'server', 'calls', 'error rate', 'server p95 ms'], graph.edges.map(e =>
+        [e.client, e.server, e.calls, (100 * e.errorRate).toFixed(1) + '%', e.serverP95Ms]));
+      table('plugins', ['plugin', 'kind', 'version', 'abi', 'state', 'sha256'], s.plugins.map(p =>
+        [p.name, p.kind, p.version, p.abi, p.state, p.sha256.slice(0, 12)]).concat((s.refusedPlugins || []).map(p =>
+        [p.file, '', '', '', 'refused: ' + p.reason, ''])));
+      table('reloads', ['time', 'trigger', 'ok', 'took ms', 'message'], (s.reloads.recent || []).map(e =>
+        [e.time, e.trigger, e.ok ? 'yes' : 'no', e.tookMs, e.message]));
+      document.getElementById('memory').textContent = 'batches ' + (s.memory.batchBytes >> 20) + ' MiB, arena slabs ' +
+        (s.memory.arenaMappedBytes >> 20) + ' MiB, request bodies ' + (s.memory.requestBodyBytes >> 20) + ' MiB';
+      document.getElementById('updated').textContent = 'updated ' + new Date(now).toLocaleTimeString();
+      previous = {time: now, all};
+    }
+    refresh(); setInterval(refresh, 2000);
+    """#
+}
