@@ -22,10 +22,26 @@ public final class NotifierRunner: @unchecked Sendable {
     private var busy = false
     /// Milliseconds from an event's first occurrence reaching the host to its notify call.
     private var delays = DelaySample(capacity: 1024)
+    private var recent: [RecentNotification] = []
     private let logger: Logger
 
     public var id: ComponentID { instance.id }
     public var counters: Counters { instance.counters }
+
+    /// One notification this notifier finished with, for the admin page.
+    public struct RecentNotification: Encodable, Sendable {
+        public var time, kind, summary, outcome: String
+        public var count: UInt64
+    }
+
+    /// The last ten, newest first.
+    public var recentNotifications: [RecentNotification] { condition.withLock { recent } }
+
+    private func remember(_ event: NotificationEvent, _ outcome: String) {
+        let entry = RecentNotification(time: ISO8601DateFormatter().string(from: Date()), kind: event.kind,
+                                       summary: event.pointer.pointee.summary.string, outcome: outcome, count: event.count)
+        condition.withLock { recent = Array(([entry] + recent).prefix(10)) }
+    }
 
     static let defaultRetry: RetryPolicy = {
         var policy = RetryPolicy()
@@ -126,14 +142,17 @@ public final class NotifierRunner: @unchecked Sendable {
             switch instance.notify(event.pointer) {
             case .ok, .consumed:
                 counters.add("notified", 1)
+                remember(event, "notified")
                 return
             case .permanent(let message), .unavailable(let message):
                 counters.add("failed", 1)
+                remember(event, "failed: \(message)")
                 logger.error("notification not delivered", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
                 return
             case .retryable(let retryAfter, let message):
                 guard case .wait(let wait) = schedule.next(retryAfter: retryAfter, deadline: condition.withLock { drainDeadline }) else {
                     counters.add("failed", 1)
+                    remember(event, "failed: \(message)")
                     logger.error("notification not delivered; giving up", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
                     return
                 }

@@ -39,6 +39,7 @@ enum AdminPage {
             <h2>Pipelines</h2>\(pipelines)
             <h2>Exporter queues</h2><table id="queues"><tr><th>exporter</th><th>batches</th><th>oldest (s)</th><th>exported</th><th>failed</th><th>dropped</th></tr></table>
             <h2>Service map</h2><svg id="map" width="640" height="360"></svg><table id="edges"></table>
+            <h2>Last notifications</h2><table id="notifications"></table>
             <h2>Plugin images</h2><table id="plugins"></table>
             <h2>Reloads</h2><table id="reloads"></table>
             <h2>Memory</h2><div id="memory"></div>
@@ -142,6 +143,8 @@ enum AdminPage {
       table('plugins', ['plugin', 'kind', 'version', 'abi', 'state', 'sha256'], s.plugins.map(p =>
         [p.name, p.kind, p.version, p.abi, p.state, p.sha256.slice(0, 12)]).concat((s.refusedPlugins || []).map(p =>
         [p.file, '', '', '', 'refused: ' + p.reason, ''])));
+      table('notifications', ['time', 'notifier', 'kind', 'count', 'summary', 'outcome'], s.notifiers.flatMap(n =>
+        (n.recent || []).map(e => [e.time, n.id, e.kind, e.count, e.summary, e.outcome])).sort().reverse().slice(0, 20));
       table('reloads', ['time', 'trigger', 'ok', 'took ms', 'message'], (s.reloads.recent || []).map(e =>
         [e.time, e.trigger, e.ok ? 'yes' : 'no', e.tookMs, e.message]));
       document.getElementById('memory').textContent = 'batches ' + (s.memory.batchBytes >> 20) + ' MiB, arena slabs ' +

@@ -121,7 +121,11 @@ struct StatusSource: Sendable {
             refusedPlugins: generation.catalog.refused.map { .init(file: $0.file, reason: $0.error.description) },
             receivers: receivers.counterSnapshot.map { .init(id: "\($0.id)", counters: $0.counters.snapshot, group: $0.counters.groupSnapshot) },
             exporters: generation.exporters.map { component($0.instance, queueDepth: $0.queueDepth, queue: $0.queue?.stats) },
-            notifiers: generation.notifiers.map { component($0.instance, queueDepth: $0.queueDepth, delay: $0.delayPercentiles) },
+            notifiers: generation.notifiers.map {
+                var c = component($0.instance, queueDepth: $0.queueDepth, delay: $0.delayPercentiles)
+                c.recent = $0.recentNotifications
+                return c
+            },
             pipelines: generation.pipelines.map { pipeline in
                 .init(id: pipeline.id,
                       receivers: generation.config.pipelines.first { $0.id == pipeline.id }?.receivers.map(\.description) ?? [],
@@ -169,6 +173,8 @@ struct StatusReport: Encodable {
         var queue: QueueStats?
         /// Notifiers: milliseconds from an event's first occurrence to the notify call.
         var notifyDelayMs: [String: Double]?
+        /// Notifiers: the last notifications they finished with, newest first.
+        var recent: [NotifierRunner.RecentNotification]?
     }
     struct PipelineStatus: Encodable {
         var id: String

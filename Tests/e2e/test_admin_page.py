@@ -25,6 +25,10 @@ connectors:
 exporters:
   file:
     path: {tmp}/out.jsonl
+notifiers:
+  log: {{}}
+rules:
+  error_span: {{group_wait: 0s}}
 plugins:
   dir: {plugins}
 admin:
@@ -35,6 +39,8 @@ service:
       receivers: [otlp]
       processors: [attributes/tag]
       exporters: [file, servicegraph]
+      notifiers: [log]
+      rules: [error_span]
 """
 
 
@@ -70,6 +76,8 @@ def test_the_admin_page_shows_the_pipeline_live_counters_and_the_service_map(spa
     assert re.search(r'data-rate="connector/servicegraph">1 service pairs', html)
     assert "<td>attributes</td>" in html and "<td>current</td>" in html
     assert "<td>file</td>" in html
+    # The error span reached the log notifier; the page lists it.
+    assert re.search(r"<td>log</td><td>error_span</td><td>1</td><td>backend: error in span 'GET /items'</td><td>notified</td>", html), html
 
     shot = os.path.join(os.environ.get("SPANHOST_SCREENSHOT_DIR", tmp), "admin.png")
     r = chromium("--window-size=1280,1600", f"--screenshot={shot}", s.admin + "/")
