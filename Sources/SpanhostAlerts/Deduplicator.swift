@@ -1,3 +1,4 @@
+import Foundation
 import SpanhostModel
 
 /// Turns many occurrences of one event into few notifications.
@@ -6,12 +7,43 @@ import SpanhostModel
 /// with the number of occurrences so far as its count. For `cooldown` after that, occurrences
 /// are only counted; when it ends they are reported together (and a new cooldown starts), or
 /// the group closes if there were none. So a burst of 10,000 identical errors is one
-/// notification with count 10,000. Not thread-safe: the rule engine holds its lock.
+/// notification with count 10,000. A report after a cooldown carries the latest occurrence's
+/// trace id and time, up to ten recent trace ids, and the first and last times of the
+/// occurrences it stands for. Not thread-safe: the rule engine holds its lock.
 struct Deduplicator {
     private struct Group {
         var event: NotificationEvent
         var pending: UInt64
         var until: ContinuousClock.Instant
+        /// Of the occurrences not yet reported: newest first, at most ten.
+        var traces: [[UInt8]] = []
+        var first: Date?
+        var last: Date?
+        /// Whether the event itself has gone out (later reports are cooldown reports).
+        var reported = false
+
+        mutating func note(traceID: [UInt8]?, time: Date) {
+            if let traceID, traceID.contains(where: { $0 != 0 }) {
+                traces.removeAll { $0 == traceID }
+                traces.insert(traceID, at: 0)
+                if traces.count > 10 { traces.removeLast() }
+            }
+            if first == nil { first = time }
+            last = time
+        }
+
+        /// What to send for the occurrences pending now.
+        mutating func take() -> NotificationEvent? {
+            defer {
+                pending = 0
+                traces = []
+                first = nil
+                last = nil
+                reported = true
+            }
+            guard reported, let first, let last else { return event.counted(pending) }
+            return event.report(count: pending, traceIDs: traces, first: first, last: last)
+        }
     }
 
     let groupWait: Duration
@@ -30,15 +62,16 @@ struct Deduplicator {
 
     /// Counts one occurrence of `key`; `make` builds the event when the key is new. Returns an
     /// event to send now (only when group_wait is zero), and false when the key was refused.
-    mutating func occur(_ key: String, now: ContinuousClock.Instant,
+    mutating func occur(_ key: String, now: ContinuousClock.Instant, traceID: [UInt8]? = nil, time: Date = Date(),
                         make: () -> NotificationEvent?) -> (send: NotificationEvent?, accepted: Bool) {
         if groups[key] != nil {
             groups[key]!.pending += 1
+            if groups[key]!.reported { groups[key]!.note(traceID: traceID, time: time) }
             return (nil, true)
         }
         guard groups.count < maxKeys, let event = make() else { return (nil, false) }
         if groupWait == .zero {
-            groups[key] = Group(event: event, pending: 0, until: now + cooldown)
+            groups[key] = Group(event: event, pending: 0, until: now + cooldown, reported: true)
             return (event, true)
         }
         groups[key] = Group(event: event, pending: 1, until: now + groupWait)
@@ -49,7 +82,7 @@ struct Deduplicator {
     /// rules stop: a reload or shutdown).
     mutating func flush() -> [NotificationEvent] {
         defer { groups.removeAll() }
-        return groups.values.filter { $0.pending > 0 }.compactMap { $0.event.counted($0.pending) }
+        return groups.keys.compactMap { key in groups[key]!.pending > 0 ? groups[key]!.take() : nil }
     }
 
     /// Reports the groups whose wait or cooldown has ended.
@@ -60,8 +93,7 @@ struct Deduplicator {
                 groups[key] = nil
                 continue
             }
-            if let event = group.event.counted(group.pending) { out.append(event) }
-            groups[key]!.pending = 0
+            if let event = groups[key]!.take() { out.append(event) }
             groups[key]!.until = now + cooldown
         }
         return out

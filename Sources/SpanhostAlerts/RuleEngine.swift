@@ -15,7 +15,8 @@ public final class RuleEngine: @unchecked Sendable {
     private let rules: [RuleState]
     private let deliver: @Sendable (NotificationEvent) -> Void
     private let lock = NSLock()
-    /// Events raised by processors, deduplicated by source, kind and key.
+    /// Events raised by processors, deduplicated by source, kind and key (a `raised` rule sets
+    /// how; 1 s and 1 min otherwise).
     private var raisedEvents = Deduplicator(groupWait: .seconds(1), cooldown: .seconds(60))
     private var stopped = false
     private var started = false
@@ -25,7 +26,10 @@ public final class RuleEngine: @unchecked Sendable {
     public init(pipeline: String, rules: [RuleConfig], tick: Duration = .milliseconds(200),
                 deliver: @escaping @Sendable (NotificationEvent) -> Void) {
         self.pipeline = pipeline
-        self.rules = rules.map(RuleState.init)
+        self.rules = rules.filter { $0.condition != .raised }.map(RuleState.init)
+        if let raised = rules.first(where: { $0.condition == .raised }) {
+            raisedEvents = Deduplicator(groupWait: raised.groupWait, cooldown: raised.cooldown)
+        }
         self.deliver = deliver
         self.tick = tick
     }
@@ -65,7 +69,8 @@ public final class RuleEngine: @unchecked Sendable {
     public func raised(_ event: NotificationEvent) {
         let key = "\(event.source)|\(event.kind)|\(event.key)"
         let send: NotificationEvent? = lock.withLock {
-            let result = raisedEvents.occur(key, now: .now) { event }
+            let traceID = withUnsafeBytes(of: event.pointer.pointee.trace_id) { Array($0) }
+            let result = raisedEvents.occur(key, now: .now, traceID: traceID) { event }
             if !result.accepted { counts["raised.refused", default: 0] += 1 }
             return result.send
         }

@@ -48,7 +48,8 @@ final class RuleState {
             guard error.isError else { return nil }
             let name = span.pointee.name.string
             let type = error.attribute("exception.type") ?? ""
-            let result = dedup.occur("\(service)\u{1F}\(name)\u{1F}\(type)", now: now) {
+            let traceID = withUnsafeBytes(of: span.pointee.trace_id) { Array($0) }
+            let result = dedup.occur("\(service)\u{1F}\(name)\u{1F}\(type)", now: now, traceID: traceID, time: wallClock) {
                 errorSpanEvent(span: span, error: error, service: service, name: name, type: type,
                                wallClock: wallClock, pipeline: pipeline, now: now)
             }
@@ -62,6 +63,8 @@ final class RuleState {
             let start = span.pointee.start_time_unix_nano, end = span.pointee.end_time_unix_nano
             let micros = end > start ? (end - start) / 1000 : 0
             update(key: key, now: now, counts: &counts) { $0.add(micros: micros) }
+        case .raised:
+            break
         case .noData(let byService):
             let key = byService ? service : "all"
             update(key: key, now: now, counts: &counts) { $0.add(error: false) }
@@ -154,7 +157,7 @@ final class RuleState {
     private func check(_ total: SlidingWindow.Slot, key: String, now: ContinuousClock.Instant) -> Verdict {
         let firing = self.firing[key] != nil
         switch config.condition {
-        case .errorSpan:
+        case .errorSpan, .raised:
             return .undecided
         case .noData:
             // Judged only once a whole window has been watched for this key.
@@ -189,7 +192,7 @@ final class RuleState {
         ]
         let kind: String
         switch config.condition {
-        case .errorSpan: return nil
+        case .errorSpan, .raised: return nil
         case .noData:
             kind = "no_data"
             attributes += [("min_count", .int(Int64(config.minCount)))]

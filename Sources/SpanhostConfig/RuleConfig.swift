@@ -15,6 +15,9 @@
 ///         resolve_threshold: 1500ms    # resolves only below this (default: threshold)
 ///         for: 30s                     # fires only once the condition held this long
 ///         group_by: service            # or span_name
+///       raised:                        # how events raised by processors (error_flow) are deduplicated
+///         group_wait: 1s
+///         cooldown: 1m
 ///       no_data:                       # fewer than min_count spans in window
 ///         window: 5m
 ///         min_count: 1
@@ -32,6 +35,9 @@ public struct RuleConfig: Sendable, Equatable {
         case latency(percentile: Double, threshold: Duration, bySpanName: Bool)
         /// Fewer than `minCount` spans over `window`, per service or in total.
         case noData(byService: Bool)
+        /// Not a condition: the deduplication (`group_wait`, `cooldown`) of events processors
+        /// raise (error_flow), for the pipelines that list it.
+        case raised
     }
 
     public var id: ComponentID
@@ -54,7 +60,7 @@ public struct RuleConfig: Sendable, Equatable {
     /// this; nil: the threshold itself.
     public var resolveThreshold: Double?
 
-    public static let types = ["error_span", "error_rate", "latency", "no_data"]
+    public static let types = ["error_span", "error_rate", "latency", "no_data", "raised"]
 
     public init(id: ComponentID, settings: ConfigValue) throws {
         let path = "rules.\(id)"
@@ -62,6 +68,7 @@ public struct RuleConfig: Sendable, Equatable {
         let allowed: [String]
         switch id.type {
         case "error_span": allowed = ["group_wait", "cooldown", "services"]
+        case "raised": allowed = ["group_wait", "cooldown"]
         case "error_rate": allowed = ["threshold", "resolve_threshold", "for", "min_count", "window", "cooldown", "services"]
         case "latency": allowed = ["percentile", "threshold", "resolve_threshold", "for", "min_count", "window", "group_by", "cooldown", "services"]
         case "no_data": allowed = ["window", "min_count", "group_by", "cooldown", "services"]
@@ -97,6 +104,8 @@ public struct RuleConfig: Sendable, Equatable {
         switch id.type {
         case "error_span":
             condition = .errorSpan
+        case "raised":
+            condition = .raised
         case "error_rate":
             let threshold = try number("threshold", 0.05, 0...1)
             condition = .errorRate(threshold: threshold)

@@ -101,6 +101,55 @@ public final class NotificationEvent: @unchecked Sendable {
         return withExtendedLifetime(self) { NotificationEvent(copying: &n, firstSeen: firstSeen) }
     }
 
+    /// A report of the occurrences counted during a cooldown: the event's text, but the count,
+    /// trace id and time of those occurrences (the latest trace), the first and last times, and
+    /// up to ten recent trace ids (newest first) as attributes.
+    public func report(count: UInt64, traceIDs: [[UInt8]], first: Date, last: Date) -> NotificationEvent? {
+        var n = pointer.pointee
+        n.count = count
+        n.time_unix_nano = UInt64(max(0, last.timeIntervalSince1970) * 1e9)
+        if let latest = traceIDs.first, latest.count == 16 {
+            withUnsafeMutableBytes(of: &n.trace_id) { $0.copyBytes(from: latest) }
+        }
+        guard let event = withExtendedLifetime(self, { NotificationEvent(copying: &n, firstSeen: firstSeen) }) else { return nil }
+        let format = ISO8601DateFormatter()
+        format.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var added: [(String, Value)] = [("first_seen", .string(format.string(from: first))), ("last_seen", .string(format.string(from: last)))]
+        if !traceIDs.isEmpty {
+            added.append(("recent_trace_ids", .string(traceIDs.prefix(10).map { $0.map { String(format: "%02x", $0) }.joined() }.joined(separator: ","))))
+        }
+        return event.adding(added) ? event : nil
+    }
+
+    /// Adds attributes to an event this process has just built (before anyone else sees it).
+    private func adding(_ attributes: [(String, Value)]) -> Bool {
+        let n = UnsafeMutablePointer(mutating: pointer)
+        for (key, value) in attributes {
+            var key = key
+            let stored: Int32 = key.withUTF8 { k in
+                let keyView = spanhost_str(ptr: UnsafeRawPointer(k.baseAddress)?.assumingMemoryBound(to: CChar.self), len: k.count)
+                var v = spanhost_value()
+                switch value {
+                case .string(var s):
+                    v.type = UInt32(SPANHOST_VALUE_STRING)
+                    return s.withUTF8 { b in
+                        v.as.string_value = spanhost_str(ptr: UnsafeRawPointer(b.baseAddress)?.assumingMemoryBound(to: CChar.self), len: b.count)
+                        return sh_set_attribute(arena, &n.pointee.attributes, keyView, &v)
+                    }
+                case .int(let i):
+                    v.type = UInt32(SPANHOST_VALUE_INT)
+                    v.as.int_value = i
+                case .double(let d):
+                    v.type = UInt32(SPANHOST_VALUE_DOUBLE)
+                    v.as.double_value = d
+                }
+                return sh_set_attribute(arena, &n.pointee.attributes, keyView, &v)
+            }
+            if stored != 0 { return false }
+        }
+        return true
+    }
+
     public var kind: String { pointer.pointee.kind.string }
     public var key: String { pointer.pointee.key.string }
     public var source: String { pointer.pointee.source.string }

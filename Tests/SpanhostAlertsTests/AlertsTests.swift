@@ -129,4 +129,28 @@ final class AlertsTests: XCTestCase {
         rules.evaluate(now: t2 + .seconds(11))
         XCTAssertEqual(sink.take(), ["resolved api"])
     }
+
+    func testACooldownReportCarriesTheLatestTraceRecentTracesAndItsOwnTimes() throws {
+        var dedup = Deduplicator(groupWait: .seconds(1), cooldown: .seconds(60))
+        let t0 = ContinuousClock.now
+        let wall = Date(timeIntervalSince1970: 1_800_000_000)
+        func trace(_ n: UInt8) -> [UInt8] { [UInt8](repeating: 0, count: 15) + [n] }
+        let first = NotificationEvent(kind: "error_span", severity: 2, source: "error_span", key: "k", summary: "boom",
+                                      attributes: [], traceID: trace(1), time: wall)!
+        _ = dedup.occur("k", now: t0, traceID: trace(1), time: wall) { first }
+        let opening = dedup.due(now: t0 + .seconds(1))
+        XCTAssertEqual(opening.first?.pointer.pointee.trace_id.15, 1, "the first report is the first error")
+        for n in 2...13 {
+            _ = dedup.occur("k", now: t0 + .seconds(Int64(n)), traceID: trace(UInt8(n)), time: wall + Double(n)) { nil }
+        }
+        let report = try XCTUnwrap(dedup.due(now: t0 + .seconds(61)).first)
+        XCTAssertEqual(report.count, 12)
+        XCTAssertEqual(report.pointer.pointee.trace_id.15, 13, "the latest trace, not the first error's")
+        XCTAssertEqual(report.pointer.pointee.time_unix_nano, 1_800_000_013 * 1_000_000_000)
+        let json = report.json
+        XCTAssertTrue(json.contains("\"first_seen\":\"2027-01-15T08:00:02.000Z\""), json)
+        XCTAssertTrue(json.contains("\"last_seen\":\"2027-01-15T08:00:13.000Z\""), json)
+        let recent = (13...13).map { String(format: "%032x", $0) } + (4...12).reversed().map { String(format: "%032x", $0) }
+        XCTAssertTrue(json.contains("\"recent_trace_ids\":\"\(recent.joined(separator: ","))\""), json)
+    }
 }
