@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "SpanhostModelTests", dependencies: ["SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),
         .testTarget(name: "SpanhostQueuesTests", dependencies: ["SpanhostQueues", "SpanhostModel", "CSpanhost"]),
-        .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel", "SpanhostConfig"]),
+        .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel", "SpanhostConfig", "CSpanhost"]),
         .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPlugins", "SpanhostQueues",
                                                                  .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),

@@ -12,6 +12,7 @@ import SpanhostModel
 /// `deliver`, which only enqueues.
 public final class RuleEngine: @unchecked Sendable {
     public let pipeline: String
+    public let errorFlowInPipeline: Bool
     private let rules: [RuleState]
     private let deliver: @Sendable (NotificationEvent) -> Void
     private let lock = NSLock()
@@ -23,10 +24,14 @@ public final class RuleEngine: @unchecked Sendable {
     private var counts: [String: Int64] = [:]
     private let tick: Duration
 
-    public init(pipeline: String, rules: [RuleConfig], tick: Duration = .milliseconds(200),
+    /// `errorFlowInPipeline`: an error_flow processor raises one event per failing trace, so
+    /// error_span rules fold their spans into it (see RuleConfig.foldWait).
+    public init(pipeline: String, rules: [RuleConfig], errorFlowInPipeline: Bool = false, tick: Duration = .milliseconds(200),
                 deliver: @escaping @Sendable (NotificationEvent) -> Void) {
         self.pipeline = pipeline
+        self.errorFlowInPipeline = errorFlowInPipeline
         self.rules = rules.filter { $0.condition != .raised }.map(RuleState.init)
+        for rule in self.rules { rule.folding = errorFlowInPipeline }
         if let raised = rules.first(where: { $0.condition == .raised }) {
             raisedEvents = Deduplicator(groupWait: raised.groupWait, cooldown: raised.cooldown)
         }
@@ -70,6 +75,12 @@ public final class RuleEngine: @unchecked Sendable {
         let key = "\(event.source)|\(event.kind)|\(event.key)"
         let send: NotificationEvent? = lock.withLock {
             let traceID = withUnsafeBytes(of: event.pointer.pointee.trace_id) { Array($0) }
+            var event = event
+            if event.kind == "error_flow" {
+                // This event stands for the trace: the error spans held for it are folded in.
+                let folded = rules.reduce(0) { $0 + $1.claim(traceID, counts: &counts) }
+                if folded > 0, let counted = event.with([("error_spans", .int(Int64(folded)))]) { event = counted }
+            }
             let result = raisedEvents.occur(key, now: .now, traceID: traceID) { event }
             if !result.accepted { counts["raised.refused", default: 0] += 1 }
             return result.send

@@ -21,6 +21,15 @@ final class RuleState {
     private let slotWidth: Duration
     private let maxKeys = 10_000
     static let slots = 10
+    /// error_span occurrences held for their trace's error_flow event (see RuleConfig.foldWait).
+    private struct Held {
+        var since: ContinuousClock.Instant
+        var occurrences: [(key: String, event: NotificationEvent?, time: Date)] = []
+        var count = 0
+    }
+    private var held: [[UInt8]: Held] = [:]
+    /// Set by the engine when the pipeline has an error_flow processor.
+    var folding = false
 
     init(_ config: RuleConfig) {
         self.config = config
@@ -49,11 +58,23 @@ final class RuleState {
             let name = span.pointee.name.string
             let type = error.attribute("exception.type") ?? ""
             let traceID = withUnsafeBytes(of: span.pointee.trace_id) { Array($0) }
-            let result = dedup.occur("\(service)\u{1F}\(name)\u{1F}\(type)", now: now, traceID: traceID, time: wallClock) {
+            let key = "\(service)\u{1F}\(name)\u{1F}\(type)"
+            counts["\(config.id).error_spans", default: 0] += 1
+            if folding, config.foldWait != nil, held.count < maxKeys || held[traceID] != nil {
+                // Kept whole (the event built now) for the error_flow event of this trace.
+                var entry = held[traceID] ?? Held(since: now)
+                entry.count += 1
+                if entry.occurrences.count < 100 {
+                    entry.occurrences.append((key, errorSpanEvent(span: span, error: error, service: service, name: name, type: type,
+                                                                  wallClock: wallClock, pipeline: pipeline, now: now), wallClock))
+                }
+                held[traceID] = entry
+                return nil
+            }
+            let result = dedup.occur(key, now: now, traceID: traceID, time: wallClock) {
                 errorSpanEvent(span: span, error: error, service: service, name: name, type: type,
                                wallClock: wallClock, pipeline: pipeline, now: now)
             }
-            counts["\(config.id).error_spans", default: 0] += 1
             if !result.accepted { counts["\(config.id).refused", default: 0] += 1 }
             return result.send
         case .errorRate:
@@ -85,8 +106,35 @@ final class RuleState {
         windows[key]!.update(epoch: epoch(now), body)
     }
 
-    /// Error-span groups not yet reported (the rules stop).
-    func flush() -> [NotificationEvent] { dedup.flush() }
+    /// Error-span groups not yet reported (the rules stop), held ones included.
+    func flush() -> [NotificationEvent] {
+        let now = ContinuousClock.now
+        var counts: [String: Int64] = [:]
+        _ = release(now: now, all: true, counts: &counts)
+        return dedup.flush()
+    }
+
+    /// The error spans held for `traceID`, which an error_flow event now stands for.
+    func claim(_ traceID: [UInt8], counts: inout [String: Int64]) -> Int {
+        guard let entry = held.removeValue(forKey: traceID) else { return 0 }
+        counts["\(config.id).folded", default: 0] += Int64(entry.count)
+        return entry.count
+    }
+
+    /// Held error spans whose trace got no error_flow event within fold_wait go out on their own.
+    private func release(now: ContinuousClock.Instant, all: Bool, counts: inout [String: Int64]) -> [NotificationEvent] {
+        guard let wait = config.foldWait, !held.isEmpty else { return [] }
+        var out: [NotificationEvent] = []
+        for (traceID, entry) in held where all || now - entry.since >= wait {
+            held[traceID] = nil
+            counts["\(config.id).unfolded", default: 0] += Int64(entry.count)
+            for occurrence in entry.occurrences {
+                let result = dedup.occur(occurrence.key, now: now, traceID: traceID, time: occurrence.time) { occurrence.event }
+                if let send = result.send { out.append(send) }
+            }
+        }
+        return out
+    }
 
     /// What a key's window says.
     enum Verdict {
@@ -101,7 +149,8 @@ final class RuleState {
     /// Decides what fires, repeats or resolves now.
     func evaluate(now: ContinuousClock.Instant, wallClock: Date, pipeline: String,
                   counts: inout [String: Int64]) -> [NotificationEvent] {
-        var out = dedup.due(now: now)
+        var out = release(now: now, all: false, counts: &counts)
+        out += dedup.due(now: now)
         guard config.condition != .errorSpan else { return out }
         let current = epoch(now)
         for key in Array(windows.keys) {

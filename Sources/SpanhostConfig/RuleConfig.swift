@@ -5,6 +5,8 @@
 ///       error_span:                    # every error span, deduplicated
 ///         group_wait: 1s
 ///         cooldown: 1m
+///         fold_into_error_flow: true   # with error_flow in the pipeline, its event stands for the trace
+///         fold_wait: 30s               # ... unless none came for the trace by then
 ///       error_rate/checkout:           # per service, over a sliding window
 ///         threshold: 0.05
 ///         min_count: 20
@@ -54,6 +56,10 @@ public struct RuleConfig: Sendable, Equatable {
     public var cooldown: Duration
     /// Only spans of these services count (empty: all).
     public var services: [String]
+    /// error_span, in a pipeline with an error_flow processor: error spans are held for their
+    /// trace's error_flow event, which stands for them, and sent on their own only when no such
+    /// event came within `foldWait`. nil: never folded.
+    public var foldWait: Duration?
     /// error_rate and latency: how long the condition must hold before it fires.
     public var holdFor: Duration
     /// error_rate (a rate) and latency (milliseconds): a firing key resolves only at or under
@@ -67,7 +73,7 @@ public struct RuleConfig: Sendable, Equatable {
         self.id = id
         let allowed: [String]
         switch id.type {
-        case "error_span": allowed = ["group_wait", "cooldown", "services"]
+        case "error_span": allowed = ["group_wait", "cooldown", "services", "fold_into_error_flow", "fold_wait"]
         case "raised": allowed = ["group_wait", "cooldown"]
         case "error_rate": allowed = ["threshold", "resolve_threshold", "for", "min_count", "window", "cooldown", "services"]
         case "latency": allowed = ["percentile", "threshold", "resolve_threshold", "for", "min_count", "window", "group_by", "cooldown", "services"]
@@ -104,6 +110,11 @@ public struct RuleConfig: Sendable, Equatable {
         switch id.type {
         case "error_span":
             condition = .errorSpan
+            let fold = try settings["fold_into_error_flow"].map { value -> Bool in
+                guard let b = value.boolValue else { throw ConfigError("\(path).fold_into_error_flow", "must be true or false") }
+                return b
+            } ?? true
+            foldWait = fold ? try duration("fold_wait", .seconds(30)) : nil
         case "raised":
             condition = .raised
         case "error_rate":

@@ -121,6 +121,12 @@ public final class NotificationEvent: @unchecked Sendable {
         return event.adding(added) ? event : nil
     }
 
+    /// A copy of this event with `attributes` added (or replaced).
+    public func with(_ attributes: [(String, Value)]) -> NotificationEvent? {
+        guard let copy = withExtendedLifetime(self, { NotificationEvent(copying: pointer, firstSeen: firstSeen) }) else { return nil }
+        return copy.adding(attributes) ? copy : nil
+    }
+
     /// Adds attributes to an event this process has just built (before anyone else sees it).
     private func adding(_ attributes: [(String, Value)]) -> Bool {
         let n = UnsafeMutablePointer(mutating: pointer)

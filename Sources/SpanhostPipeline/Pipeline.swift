@@ -31,11 +31,13 @@ public final class Pipeline: @unchecked Sendable {
         self.notifiers = notifiers
         self.connectors = connectors
         self.ruleConfigs = rules
-        if let previous, previous.ruleConfigs == rules,
+        let errorFlow = processors.contains { $0.library.name == "error_flow" }
+        if let previous, previous.ruleConfigs == rules, previous.rules.errorFlowInPipeline == errorFlow,
            previous.notifiers.map(ObjectIdentifier.init) == notifiers.map(ObjectIdentifier.init) {
             self.rules = previous.rules
         } else {
-            self.rules = RuleEngine(pipeline: id, rules: rules) { event in
+            self.rules = RuleEngine(pipeline: id, rules: rules,
+                                    errorFlowInPipeline: errorFlow) { event in
                 for notifier in notifiers { notifier.enqueue(event) }
             }
         }

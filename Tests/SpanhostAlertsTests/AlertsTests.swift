@@ -1,4 +1,5 @@
 import Foundation
+import CSpanhost
 @testable import SpanhostAlerts
 import SpanhostConfig
 import SpanhostModel
@@ -152,5 +153,44 @@ final class AlertsTests: XCTestCase {
         XCTAssertTrue(json.contains("\"last_seen\":\"2027-01-15T08:00:13.000Z\""), json)
         let recent = (13...13).map { String(format: "%032x", $0) } + (4...12).reversed().map { String(format: "%032x", $0) }
         XCTAssertTrue(json.contains("\"recent_trace_ids\":\"\(recent.joined(separator: ","))\""), json)
+    }
+
+    func testErrorSpansOfATraceAreFoldedIntoItsErrorFlowEventAndUnclaimedOnesStillGoOut() throws {
+        let sink = Sink()
+        let settings = try YAMLLoader.load("error_span: {group_wait: 0s, fold_wait: 5s}", environment: [:])
+        let rules = try settings.mapEntries!.map { try RuleConfig(id: ComponentID(parsing: $0.key, path: "rules"), settings: $0.value) }
+        let counted = NSLock()
+        nonisolated(unsafe) var errorSpans: [Int64] = []
+        let engine = RuleEngine(pipeline: "traces", rules: rules, errorFlowInPipeline: true) { event in
+            sink.lock.withLock { sink.events.append((event.pointer.pointee.kind.string, event.pointer.pointee.key.string)) }
+            for (key, value) in AttributesOf(event) where key == "error_spans" { counted.withLock { errorSpans.append(value) } }
+        }
+        let t0 = ContinuousClock.now
+        // Five error spans of trace 1 (one failing request crossing services), one of trace 2.
+        engine.observe(try batch("checkout", count: 5, errors: 5), now: t0)
+        engine.evaluate(now: t0 + .seconds(1))
+        XCTAssertEqual(sink.take(), [], "held for the trace's error_flow event")
+        let trace = [UInt8](repeating: 0, count: 15) + [1]
+        let flow = NotificationEvent(kind: "error_flow", severity: 2, source: "error_flow", key: "checkout", summary: "flow",
+                                     attributes: [], traceID: trace)!
+        engine.raised(flow)
+        engine.evaluate(now: t0 + .seconds(2))
+        engine.evaluate(now: t0 + .seconds(3))
+        XCTAssertEqual(sink.take(), ["error_flow checkout"], "one notification for the failing trace")
+        XCTAssertEqual(counted.withLock { errorSpans }, [1], "the batch's spans 2...5 are other traces")
+        // Spans of traces no error_flow event claimed go out once fold_wait has passed.
+        engine.evaluate(now: t0 + .seconds(6))
+        XCTAssertEqual(sink.take(), ["error_span checkout op "], "the unclaimed traces, deduplicated into one")
+        XCTAssertEqual(engine.counters["error_span.folded"], 1)
+        XCTAssertEqual(engine.counters["error_span.unfolded"], 4)
+    }
+}
+
+/// (key, int value) pairs of an event's int attributes.
+func AttributesOf(_ event: NotificationEvent) -> [(String, Int64)] {
+    let list = event.pointer.pointee.attributes
+    return (0..<list.count).compactMap { i in
+        let kv = list.items[i]
+        return kv.value.type == UInt32(SPANHOST_VALUE_INT) ? (kv.key.string, kv.value.as.int_value) : nil
     }
 }
