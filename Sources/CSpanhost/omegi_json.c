@@ -9,11 +9,13 @@
  * root span id, marked with the attribute omegi.trace_id_derived. The error belongs to the
  * tree of the last span (the service's entry span): that span gets status ERROR and an
  * "exception" event, and so does the innermost span named by exception.flow's step.1, with the
- * spans between them set to ERROR. A flow message becomes one span named "omegi flow".
+ * spans between them set to ERROR. A flow message becomes one span named "omegi flow" with a
+ * span id of its own (derived from the message's spanId, which it keeps as omegi.span_id), so it
+ * never shares an id with the real span the service's error message may later bring.
  *
  * Times are "YYYY-MM-DD HH:MM:SS.fff" (or with 'T') in the agent's local zone: the caller
- * passes that zone's offset from UTC. The token is not kept. Every span gets
- * omegi.message = "error" or "flow"; the resource gets service.name and omegi.tracer.
+ * passes that zone's offset from UTC. Every span gets omegi.message = "error" or "flow"; the
+ * resource gets service.name, omegi.tracer and omegi.token (the agent's token).
  */
 #include "json_reader.h"
 
@@ -23,7 +25,7 @@ typedef struct ospan {
 } ospan;
 
 static const char key_service[] = "service.name", key_tracer[] = "omegi.tracer", key_message[] = "omegi.message",
-                  key_derived[] = "omegi.trace_id_derived";
+                  key_derived[] = "omegi.trace_id_derived", key_token[] = "omegi.token", key_span_id[] = "omegi.span_id";
 
 static spanhost_str lit(const char *s) {
     spanhost_str v = {s, strlen(s)};
@@ -221,7 +223,7 @@ static int fail_span(jparser *j, spanhost_span *s, spanhost_event *event) {
 }
 
 /* Builds the resource group: service.name, omegi.tracer and one scope holding `spans`. */
-static int one_group(jparser *j, spanhost_str service, spanhost_str tracer, spanhost_span **spans, size_t count) {
+static int one_group(jparser *j, spanhost_str service, spanhost_str tracer, spanhost_str token, spanhost_span **spans, size_t count) {
     spanhost_batch *b = j->batch;
     spanhost_resource_spans *rs = (spanhost_resource_spans *)sh_arena_alloc(b, sizeof *rs);
     spanhost_resource *res = (spanhost_resource *)sh_arena_alloc(b, sizeof *res);
@@ -234,6 +236,7 @@ static int one_group(jparser *j, spanhost_str service, spanhost_str tracer, span
     res->struct_size = sizeof *res;
     if (push_kv(j, &res->attributes, &cap, lit(key_service), string_value(service))) return -1;
     if (tracer.len && push_kv(j, &res->attributes, &cap, lit(key_tracer), string_value(tracer))) return -1;
+    if (token.len && push_kv(j, &res->attributes, &cap, lit(key_token), string_value(token))) return -1;
     scope->struct_size = sizeof *scope;
     scope->name = lit("omegi");
     ss->struct_size = sizeof *ss;
@@ -254,7 +257,7 @@ static int one_group(jparser *j, spanhost_str service, spanhost_str tracer, span
 int sh_decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len, int32_t utc_offset_seconds,
                          char *err, size_t err_cap) {
     jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0, "Omegi JSON"};
-    spanhost_str key, tracer = {NULL, 0}, service = {NULL, 0};
+    spanhost_str key, tracer = {NULL, 0}, service = {NULL, 0}, token = {NULL, 0};
     uint8_t trace_id[16] = {0};
     int first = 1, r, has_trace = 0, has_spans = 0, flow_fields = 0;
     oerror error;
@@ -268,6 +271,7 @@ int sh_decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len,
     if (jobject_begin(&j)) return -1;
     while ((r = jobject_next(&j, &key, &first)) == 1) {
         if (key_is(key, "tracer")) { if (jtext(&j, &tracer)) return -1; }
+        else if (key_is(key, "token")) { if (jtext(&j, &token)) return -1; }
         else if (key_is(key, "traceid")) { if (jhex_id(&j, trace_id, 16, "traceId must be 32 hex digits")) return -1; has_trace = 1; }
         else if (key_is(key, "servicename")) { if (jtext(&j, &service)) return -1; }
         else if (key_is(key, "error")) { if (oerror_parse(&j, &error)) return -1; }
@@ -301,10 +305,27 @@ int sh_decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len,
         flow->kind = SPANHOST_SPAN_KIND_SERVER;
         size_t acap = 0;
         if (push_kv(&j, &flow->attributes, &acap, lit(key_message), string_value(lit("flow")))) return -1;
+        /* The message's spanId is the real span's; the pseudo-span takes an id of its own (FNV-1a
+         * of it and the trace id, never zero) and keeps the original as an attribute. */
+        static const char digits[] = "0123456789abcdef";
+        char *hex = (char *)sh_arena_alloc(batch, 16);
+        if (!hex) return jfail(&j, "out of memory");
+        uint64_t h = 1469598103934665603ull;
+        for (int b = 0; b < 8; b++) {
+            hex[2 * b] = digits[flow->span_id[b] >> 4];
+            hex[2 * b + 1] = digits[flow->span_id[b] & 15];
+            h = (h ^ flow->span_id[b]) * 1099511628211ull;
+        }
+        for (int b = 0; b < 16; b++) h = (h ^ trace_id[b]) * 1099511628211ull;
+        h = (h ^ 'f') * 1099511628211ull;
+        if (!h) h = 1;
+        for (int b = 0; b < 8; b++) flow->span_id[b] = (uint8_t)(h >> (56 - 8 * b));
+        spanhost_str original = {hex, 16};
+        if (push_kv(&j, &flow->attributes, &acap, lit(key_span_id), string_value(original))) return -1;
         spanhost_span **one = (spanhost_span **)sh_arena_alloc(batch, sizeof(void *));
         if (!one) return jfail(&j, "out of memory");
         one[0] = flow;
-        return one_group(&j, service, tracer, one, 1);
+        return one_group(&j, service, tracer, token, one, 1);
     }
     if (count == 0) return 0;
 
@@ -365,5 +386,5 @@ int sh_decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len,
             break;
         }
     }
-    return one_group(&j, service, tracer, members, count);
+    return one_group(&j, service, tracer, token, members, count);
 }

@@ -73,6 +73,14 @@ def test_recorded_omegi_messages_become_spans_and_error_flows(spanhost, tmp):
         assert wait_for(lambda: counters().get("accepted_spans") == 11 and counters().get("rejected_requests") == 1, timeout=30), counters()
         spans = wait_for(lambda: (lambda g: g if len(g) == 11 else None)(read_file_export(os.path.join(tmp, "spans.jsonl"))), timeout=15)
         assert spans, "11 spans exported"
+        # The agent's token is kept on the resource; the flow pseudo-span has an id of its own and
+        # keeps the message's spanId, which belongs to the real span.
+        resource = {a["key"]: a["value"]["stringValue"] for a in spans[0]["resource"]["attributes"]}
+        assert resource["omegi.token"] == "demo-token"
+        flow_span = next(x["span"] for x in spans if x["span"]["name"] == "omegi flow")
+        attrs = {a["key"]: a["value"].get("stringValue") for a in flow_span["attributes"]}
+        assert attrs["omegi.span_id"] == "0d0135487ad6763e" and flow_span["spanId"] != "0d0135487ad6763e"
+        assert all(x["span"]["spanId"] != flow_span["spanId"] for x in spans if x["span"] is not flow_span)
         flows = wait_for(lambda: hook.of_kind("error_flow"), timeout=15)
         time.sleep(1.5)
         flows = hook.of_kind("error_flow")
@@ -87,6 +95,7 @@ def test_recorded_omegi_messages_become_spans_and_error_flows(spanhost, tmp):
         assert [p["name"] for p in a["error_flow.path"]] == ["/error", "service.order_service.place_order", "service.order_service.validate_qty"]
         omegi = a["omegi"]
         assert omegi["serviceName"] == "demo-flask" and omegi["error"]["exception.type"] == "ValueError"
+        assert omegi["token"] == "demo-token"
         assert omegi["error"]["exception.flow"]["step.1"] == "demo-flask.service.order_service.validate_qty"
         assert [sp["name"] for sp in omegi["spans"]][-1] == "/error"
         assert omegi["spans"][-1]["spanEnterTime"].startswith("2026-11-22 01:3")

@@ -103,3 +103,22 @@ def test_validate_and_versions(tmp):
     assert r.returncode != 0 and "processors.batch.timeout: must be a duration like 500ms, 5s or 1m30s, not 'soon'" in r.stderr, r.stderr
     version = spanhost_cli("--version").stdout.strip()
     assert version and version == subprocess.run([SPANHOSTD, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def test_error_flow_counts_a_server_span_answering_500_as_failing(tmp):
+    """Agents often leave the status of a SERVER span unset when it answered 500: error_flow
+    still reports the trace, with that span as the failing one."""
+    body = otlp_json(2)
+    server, inner = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    server.update(kind=2, name="GET /checkout")
+    server["attributes"].append({"key": "http.response.status_code", "value": {"intValue": "503"}})
+    inner.update(traceId=server["traceId"], parentSpanId=server["spanId"], name="load cart")
+    spans = write(tmp, "in.json", json.dumps(body))
+    settings = write(tmp, "flow.yaml", "wait: 1s\n")
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "error_flow.so"), "--config", settings, "--input", spans)
+    assert r.returncode == 0, r.stderr
+    assert '"kind":"error_flow"' in r.stderr and "GET /checkout" in r.stderr, r.stderr
+    # With the status 200 nothing fails.
+    server["attributes"][-1]["value"]["intValue"] = "200"
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "error_flow.so"), "--config", settings, "--input", write(tmp, "ok.json", json.dumps(body)))
+    assert r.returncode == 0 and '"kind":"error_flow"' not in r.stderr, r.stderr

@@ -10,7 +10,9 @@
  *                                 agents' error-message shape (tracer, traceId, serviceName,
  *                                 error{exception.*, exception.flow{step.N}}, spans[...])
  *
- * The failing span is the deepest span with status ERROR or an "exception" event. The event's
+ * The failing span is the deepest span with status ERROR, an "exception" event, or (a SERVER
+ * span) an HTTP status of 500 or more. With format omegi the record keeps the agent's token
+ * (resource attribute omegi.token) when the spans came from an Omegi agent. The event's
  * attributes: service.name, span.name, exception.type, exception.message,
  * exception.stacktrace, error_flow.services [..], error_flow.entry_points [{service, span,
  * kind}], error_flow.path [{service, name, kind, span_id, duration_ms, status}],
@@ -38,6 +40,7 @@ typedef struct flow {
 typedef struct ref {
     const spanhost_span *span;
     spanhost_str service;
+    spanhost_str token;  /* the Omegi agent's token (resource omegi.token), if any */
     int depth;   /* -1 until computed */
     int error;   /* status ERROR or an exception event */
     const spanhost_event *exception;
@@ -328,14 +331,17 @@ static void raise_flow(flow *f, const util_trace *t, ref *refs, size_t n, ref *f
             set_list(&error[2], textz(&b, "exception.flow"), flow_steps, depth);
             set_str(&error[3], textz(&b, "exception.stacktrace"), stack);
         }
-        spanhost_kv *record = kvs(&b, 5);
+        size_t fields = failing->token.len ? 6 : 5;
+        spanhost_kv *record = kvs(&b, fields);
         if (record) {
             set_str(&record[0], textz(&b, "tracer"), textz(&b, "spanhost"));
             set_str(&record[1], textz(&b, "traceId"), hex(&b, t->id, 16));
             set_str(&record[2], textz(&b, "serviceName"), text(&b, failing->service.ptr, failing->service.len));
             set_list(&record[3], textz(&b, "error"), error, 4);
             omegi_spans(&b, refs, n, path, depth, &record[4]);
-            set_list(&attrs[na++], textz(&b, "omegi"), record, 5);
+            /* The agent's token, kept from its message, so the Omegi server accepts the record. */
+            if (fields == 6) set_str(&record[5], textz(&b, "token"), text(&b, failing->token.ptr, failing->token.len));
+            set_list(&attrs[na++], textz(&b, "omegi"), record, fields);
         }
     }
 
@@ -368,6 +374,20 @@ static void raise_flow(flow *f, const util_trace *t, ref *refs, size_t n, ref *f
     free(path);
 }
 
+/* A SERVER span that answered an HTTP status of 500 or more failed, whatever its status says
+ * (agents often leave the status unset). */
+static int server_error(const spanhost_span *span) {
+    static const spanhost_str keys[] = {{"http.response.status_code", 25}, {"http.status_code", 16}};
+    if (span->kind != SPANHOST_SPAN_KIND_SERVER) return 0;
+    for (size_t i = 0; i < 2; i++) {
+        const spanhost_value *v = util_find(&span->attributes, keys[i]);
+        if (!v) continue;
+        if (v->type == SPANHOST_VALUE_INT) return v->as.int_value >= 500;
+        if (v->type == SPANHOST_VALUE_STRING && v->as.string_value.len == 3) return v->as.string_value.ptr[0] >= '5' && v->as.string_value.ptr[0] <= '9';
+    }
+    return 0;
+}
+
 /* Examines a trace taken off the table, then frees it. */
 static void examine(flow *f, util_trace *t) {
     host->counter_add(f->instance, "traces_examined", 1);
@@ -379,6 +399,9 @@ static void examine(flow *f, util_trace *t) {
     for (size_t i = 0; refs && i < batch->resource_spans_count; i++) {
         const spanhost_resource_spans *rs = batch->resource_spans[i];
         spanhost_str service = rs->resource ? util_service_name(rs->resource) : (spanhost_str){NULL, 0};
+        spanhost_str token = {NULL, 0}, token_key = {"omegi.token", 11};
+        const spanhost_value *tv = rs->resource ? util_find(&rs->resource->attributes, token_key) : NULL;
+        if (tv && tv->type == SPANHOST_VALUE_STRING) token = tv->as.string_value;
         for (size_t j = 0; j < rs->scope_spans_count; j++)
             for (size_t k = 0; k < rs->scope_spans[j]->spans_count && n < t->span_count; k++) {
                 ref *r = &refs[n++];
@@ -387,7 +410,8 @@ static void examine(flow *f, util_trace *t) {
                 r->depth = -1;
                 for (size_t e = 0; e < r->span->events_count; e++)
                     if (util_str_eq(r->span->events[e]->name, exception_name)) { r->exception = r->span->events[e]; break; }
-                r->error = r->span->status_code == SPANHOST_STATUS_ERROR || r->exception;
+                r->error = r->span->status_code == SPANHOST_STATUS_ERROR || r->exception || server_error(r->span);
+                r->token = token;
             }
     }
     if (refs && n) {
