@@ -389,6 +389,8 @@ static inline int jarray_next(jparser *j, int *first) {
 /* Growable arrays in the arena: capacity doubles, the old block is simply abandoned. */
 static inline void *grow(jparser *j, void *items, size_t count, size_t *cap, size_t item) {
     if (count < *cap) return items;
+    /* More items than the capacity they were counted against: never copy past the block. */
+    if (count > *cap) { jfail(j, "malformed input: an array was given twice"); return NULL; }
     size_t ncap = *cap ? *cap * 2 : 4;
     void *n = sh_arena_alloc(j->batch, ncap * item);
     if (!n) { jfail(j, "out of memory"); return NULL; }

@@ -64,6 +64,8 @@ static int jvalue(jparser *j, spanhost_value *v) {
                     int is_null, f3 = 1, r3;
                     size_t cap = 0;
                     spanhost_value_array *a = &v->as.array_value;
+                    a->items = NULL;  /* a repeated "values" key replaces the earlier one */
+                    a->count = 0;
                     if (jarray_begin(j, &is_null)) return -1;
                     if (is_null) continue;
                     while ((r3 = jarray_next(j, &f3)) == 1) {
@@ -137,6 +139,9 @@ typedef int (*jitem_fn)(jparser *j, void *item);
 static int jptr_array(jparser *j, void ***out, size_t *count, size_t size, jitem_fn parse) {
     int is_null, first = 1, r;
     size_t cap = 0;
+    /* A key given twice ("events": [..], "events": [..]): the last one wins, as for any key. */
+    *out = NULL;
+    *count = 0;
     if (jarray_begin(j, &is_null)) return -1;
     if (is_null) return 0;
     while ((r = jarray_next(j, &first)) == 1) {

@@ -193,6 +193,19 @@ extension CodecTests {
         return [0x0a] + varint(resource.count) + resource
     }
 
+    func testARepeatedArrayKeyReplacesTheEarlierOneInsteadOfOverrunningIt() throws {
+        // Found by the fuzzer: the second "events" array continued the first one's count with a
+        // fresh capacity and copied past the end of its block.
+        let events = (0..<9).map { #"{"name":"e\#($0)"}"# }.joined(separator: ",")
+        let json = #"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"s","events":[\#(events)],"events":[{"name":"last"}],"#
+            + #""attributes":[{"key":"k","value":{"arrayValue":{"values":[{"intValue":"1"},{"intValue":"2"}],"values":[{"intValue":"3"}]}}}]}]}]}]}"#
+        let batch = try SpanBatch.decode(Array(json.utf8), encoding: .json)
+        let span = batch.pointer.pointee.resource_spans[0]!.pointee.scope_spans[0]!.pointee.spans[0]!.pointee
+        XCTAssertEqual(span.events_count, 1)
+        XCTAssertEqual(span.events[0]!.pointee.name.string, "last")
+        XCTAssertEqual(span.attributes.items[0].value.as.array_value.count, 1)
+    }
+
     func testASmallBodyCannotBuildAHugeBatch() throws {
         let body = Self.emptySpans(2 << 20)  // 4 MiB of empty spans: about 90x that as structs
         XCTAssertThrowsError(try SpanBatch.decode(body, encoding: .protobuf)) { error in
