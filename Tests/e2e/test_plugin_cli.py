@@ -122,3 +122,32 @@ def test_error_flow_counts_a_server_span_answering_500_as_failing(tmp):
     server["attributes"][-1]["value"]["intValue"] = "200"
     r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "error_flow.so"), "--config", settings, "--input", write(tmp, "ok.json", json.dumps(body)))
     assert r.returncode == 0 and '"kind":"error_flow"' not in r.stderr, r.stderr
+
+
+def test_filter_takes_the_collectors_ottl_span_conditions(tmp):
+    body = otlp_json(6)
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[0]["attributes"].append({"key": "http.route", "value": {"stringValue": "/health"}})
+    spans[1]["name"] = "GET /static/app.js"
+    spans[2].update(kind=1)  # INTERNAL without db.system: dropped
+    spans[3].update(kind=1)
+    spans[3]["attributes"].append({"key": "db.system", "value": {"stringValue": "postgresql"}})
+    spans[4]["attributes"].append({"key": "http.status_code", "value": {"intValue": "503"}})
+    spans[5]["attributes"].append({"key": "http.status_code", "value": {"intValue": "200"}})
+    spans[5]["kind"] = 2
+    settings = write(tmp, "ottl.yaml", """error_mode: ignore
+traces:
+  span:
+    - 'attributes["http.route"] == "/health"'
+    - 'IsMatch(name, "^GET /static/")'
+    - 'kind == SPAN_KIND_INTERNAL and attributes["db.system"] == nil'
+    - 'attributes["http.status_code"] >= 500 or resource.attributes["service.name"] == "synthetic"'
+""")
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "filter.so"), "--config", settings, "--input", write(tmp, "in.json", json.dumps(body)))
+    assert r.returncode == 0, r.stderr
+    kept = [sp["name"] for rs in json.loads(r.stdout.splitlines()[0])["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+    assert kept == ["op3", "op5"], kept
+    # A condition that does not compile is refused, pointing at the column.
+    bad = write(tmp, "bad.yaml", "traces:\n  span: ['name == \"x\" and attributes[\"k\" == 1']\n")
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "filter.so"), "--config", bad, "--input", write(tmp, "in2.json", json.dumps(body)))
+    assert r.returncode == 1 and "traces.span.0: column 32: expected attributes[\"key\"]" in r.stderr, r.stderr

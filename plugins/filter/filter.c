@@ -1,5 +1,15 @@
 /* filter processor: drops spans that match any listed condition.
  *
+ * The Collector's shape (OTTL, the subset in plugins/common/ottl.h):
+ *   error_mode: ignore
+ *   traces:
+ *     span:
+ *       - 'attributes["http.route"] == "/health"'
+ *       - 'resource.attributes["service.name"] == "synthetic" and kind == SPAN_KIND_INTERNAL'
+ *       - 'IsMatch(name, "^GET /static/")'
+ * A condition that does not compile is refused at create, naming its column. Both shapes may
+ * be used together.
+ *
  * Config:
  *   spans:                          drop a span when ANY entry matches
  *     - attribute: http.route       what to look at: one of
@@ -20,7 +30,7 @@
  * A missing attribute matches only `not_equals` and `exists: false`.
  * Counters: dropped_spans, dropped_traces.
  */
-#include "plugin_util.h"
+#include "ottl.h"
 
 static const spanhost_host_api *host;
 
@@ -57,6 +67,8 @@ typedef struct filter {
     spanhost_instance *instance;
     condition *conds;
     size_t count;
+    ottl_node **ottl; /* traces.span: OTTL conditions */
+    size_t ottl_count;
     int whole_trace;
     util_idset dropped_traces; /* bounded: the most recent remembered_traces ids */
 } filter;
@@ -148,16 +160,46 @@ static int parse_condition(const spanhost_config *config, const char *path, cond
     return 0;
 }
 
+static void destroy(void *state);
+
 static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
-    size_t n = 0;
-    if (host->config_count(config, "spans", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
-        snprintf(status->message, status->message_cap, "spans: required, a list of conditions");
+    size_t n = 0, nottl = 0;
+    const spanhost_str *texts = NULL;
+    spanhost_str mode;
+    if (host->config_string(config, "error_mode", &mode) == SPANHOST_CONFIG_FOUND && !util_str_is(mode, "ignore") &&
+        !util_str_is(mode, "silent") && !util_str_is(mode, "propagate")) {
+        snprintf(status->message, status->message_cap, "error_mode: '%.*s' is not ignore, silent or propagate", (int)mode.len, mode.ptr);
+        return SPANHOST_PERMANENT;
+    }
+    if (host->config_string_list(config, "traces.spanevent", &texts, &nottl) == SPANHOST_CONFIG_FOUND) {
+        snprintf(status->message, status->message_cap, "traces.spanevent: not supported; this filter drops whole spans (traces.span)");
+        return SPANHOST_PERMANENT;
+    }
+    nottl = 0;
+    if (host->config_string_list(config, "traces.span", &texts, &nottl) == SPANHOST_CONFIG_WRONG_TYPE) {
+        snprintf(status->message, status->message_cap, "traces.span: must be a list of OTTL conditions");
+        return SPANHOST_PERMANENT;
+    }
+    if (host->config_count(config, "spans", &n) != SPANHOST_CONFIG_FOUND) n = 0;
+    if (n == 0 && nottl == 0) {
+        snprintf(status->message, status->message_cap, "spans or traces.span: required, a list of conditions");
         return SPANHOST_PERMANENT;
     }
     filter *f = (filter *)calloc(1, sizeof *f);
-    f->conds = (condition *)calloc(n, sizeof *f->conds);
+    f->conds = (condition *)calloc(n ? n : 1, sizeof *f->conds);
     f->count = n;
     f->instance = instance;
+    f->ottl = (ottl_node **)calloc(nottl ? nottl : 1, sizeof *f->ottl);
+    for (size_t i = 0; i < nottl; i++) {
+        char err[200];
+        if (!(f->ottl[i] = ottl_compile(texts[i], err, sizeof err))) {
+            snprintf(status->message, status->message_cap, "traces.span.%zu: %s in '%.*s'", i, err, (int)texts[i].len, texts[i].ptr);
+            f->ottl_count = i;
+            destroy(f);
+            return SPANHOST_PERMANENT;
+        }
+    }
+    f->ottl_count = nottl;
     for (size_t i = 0; i < n; i++) {
         char path[32];
         snprintf(path, sizeof path, "spans.%zu", i);
@@ -246,8 +288,9 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             spanhost_scope_spans *ss = rs->scope_spans[j];
             for (size_t k = 0; k < ss->spans_count; k++) {
                 spanhost_span *span = ss->spans[k];
-                for (size_t c = 0; c < f->count; c++) {
-                    if (!matches(&f->conds[c], span, rs->resource)) continue;
+                for (size_t c = 0; c < f->count + f->ottl_count; c++) {
+                    if (c < f->count ? !matches(&f->conds[c], span, rs->resource)
+                                     : !ottl_eval(f->ottl[c - f->count], span, rs->resource, ss->scope)) continue;
                     span->host_flags |= SPANHOST_SPAN_DROP;
                     if (f->whole_trace && is_root(span) && util_idset_add(&f->dropped_traces, span->trace_id, 1))
                         host->counter_add(f->instance, "dropped_traces", 1);
@@ -275,12 +318,18 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
 static void destroy(void *state) {
     filter *f = (filter *)state;
     free_conditions(f->conds, f->count);
+    for (size_t i = 0; i < f->ottl_count; i++) ottl_free(f->ottl[i]);
+    free(f->ottl);
     if (f->whole_trace) util_idset_free(&f->dropped_traces);
     free(f);
 }
 
 static const spanhost_config_key config_keys[] = {
-    {"spans", SPANHOST_TYPE_LIST, 1, NULL, "conditions; a span matching any of them is dropped"},
+    {"spans", SPANHOST_TYPE_LIST, 0, NULL, "conditions; a span matching any of them is dropped"},
+    {"traces", SPANHOST_TYPE_MAP, 0, NULL, "OTTL conditions, as the Collector's filter processor takes them"},
+    {"traces.span", SPANHOST_TYPE_STRING_LIST, 0, NULL, "a span matching any of these OTTL conditions is dropped"},
+    {"traces.spanevent", SPANHOST_TYPE_STRING_LIST, 0, NULL, "not supported: refused with a message"},
+    {"error_mode", SPANHOST_TYPE_STRING, 0, "ignore", "ignore, silent or propagate (the subset has no evaluation errors)"},
     {"drop_whole_trace", SPANHOST_TYPE_BOOL, 0, "false", "a matching root span also drops the rest of its trace"},
     {"remembered_traces", SPANHOST_TYPE_INT, 0, "10000", "dropped trace ids remembered for later spans"},
 };
