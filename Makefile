@@ -24,7 +24,7 @@ FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/
 CXX         ?= c++
 FIXTURE_CXX_SOS := $(patsubst Tests/fixtures/plugins/%.cpp,$(BUILD)/test-plugins/%.so,$(wildcard Tests/fixtures/plugins/*.cpp))
 
-.PHONY: all deps test-deps build examples run test test-swift test-e2e test-fuzz fuzz bench header-check clean
+.PHONY: all deps test-deps install build examples run test test-swift test-e2e test-fuzz fuzz bench header-check clean
 
 all: build
 
@@ -107,6 +107,22 @@ run: build
 	$(BUILD)/bin/spanhostd
 
 # The header must stand alone as C99 and as C++.
+# Installs the executables, the shipped plugins, a default config and the systemd unit:
+#   sudo make install            (PREFIX=/usr/local)
+#   make install DESTDIR=/tmp/pkg PREFIX=/usr
+# then `systemctl daemon-reload && systemctl enable --now spanhost`.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/spanhost/plugins $(DESTDIR)$(PREFIX)/share/doc/spanhost \
+		$(DESTDIR)/etc/spanhost $(DESTDIR)/etc/systemd/system
+	install -m 0755 $(BUILD)/bin/spanhostd $(BUILD)/bin/spanhost $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(BUILD)/plugins/*.so $(DESTDIR)$(PREFIX)/lib/spanhost/plugins/
+	install -m 0644 README.md examples-c/AUTHORING.md include/spanhost/spanhost.h $(DESTDIR)$(PREFIX)/share/doc/spanhost/
+	[ -e $(DESTDIR)/etc/spanhost/config.yaml ] || install -m 0644 packaging/config.yaml $(DESTDIR)/etc/spanhost/config.yaml
+	sed 's|@PREFIX@|$(PREFIX)|g' packaging/spanhost.service > $(DESTDIR)/etc/systemd/system/spanhost.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/spanhost.service
+
 header-check:
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
 	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h

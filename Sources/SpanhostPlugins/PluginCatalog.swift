@@ -84,9 +84,19 @@ public final class PluginCatalog: @unchecked Sendable {
         return (exe as NSString).deletingLastPathComponent
     }
 
-    /// `../plugins` beside the executable's folder, so build/bin/spanhostd finds build/plugins.
+    /// Where the plugins shipped with the executable are: `../plugins` beside its folder (so
+    /// build/bin/spanhostd finds build/plugins), or `../lib/spanhost/plugins` (what `make
+    /// install` lays out: /usr/local/bin and /usr/local/lib/spanhost/plugins).
     public static var shippedDirectory: String {
-        ((executableDirectory as NSString).deletingLastPathComponent as NSString).appendingPathComponent("plugins")
+        let prefix = (executableDirectory as NSString).deletingLastPathComponent as NSString
+        let beside = prefix.appendingPathComponent("plugins")
+        let installed = prefix.appendingPathComponent("lib/spanhost/plugins")
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: beside, isDirectory: &isDirectory),
+           FileManager.default.fileExists(atPath: installed, isDirectory: &isDirectory), isDirectory.boolValue {
+            return installed
+        }
+        return beside
     }
 
     /// The directories searched, for messages.
