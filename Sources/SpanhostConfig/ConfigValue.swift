@@ -148,3 +148,20 @@ extension ConfigValue: Codable {
         }
     }
 }
+
+extension ConfigValue {
+    /// `self` with `overlay` on top, as the Collector merges several --config files: maps merge
+    /// key by key (recursively; new keys after the existing ones), anything else in the overlay
+    /// (a scalar, a list) replaces what was there.
+    public func merged(with overlay: ConfigValue) -> ConfigValue {
+        guard case .map(var entries) = self, case .map(let top) = overlay else { return overlay }
+        for entry in top {
+            if let index = entries.firstIndex(where: { $0.key == entry.key }) {
+                entries[index].value = entries[index].value.merged(with: entry.value)
+            } else {
+                entries.append(entry)
+            }
+        }
+        return .map(entries)
+    }
+}

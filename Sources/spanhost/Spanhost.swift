@@ -22,13 +22,13 @@ struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Checks a config and the plugin settings it names, as `spanhostd --check` does (plugins are created in a child process).")
 
-    @Option(name: .long, help: "The YAML config file.")
-    var config: String
+    @Option(name: .long, help: "The YAML config file; repeat to merge several, as spanhostd does.")
+    var config: [String]
 
     func run() throws {
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: siblingDaemon())
-        daemon.arguments = ["--config", config, "--check"]
+        daemon.arguments = config.flatMap { ["--config", $0] } + ["--check"]
         do { try daemon.run() } catch {
             throw ValidationError("cannot run \(siblingDaemon()): \(error)")
         }

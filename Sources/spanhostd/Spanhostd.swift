@@ -17,8 +17,8 @@ struct Spanhostd: AsyncParsableCommand {
         abstract: "Receives OpenTelemetry spans over HTTP and routes them through plugin pipelines.",
         version: SpanhostVersion.current)
 
-    @Option(name: .long, help: "YAML config file (Collector layout). Without it, an embedded default runs.")
-    var config: String?
+    @Option(name: .long, help: "YAML config file (Collector layout); repeat to merge several, later ones on top. Without it, an embedded default runs.")
+    var config: [String] = []
 
     @Flag(name: .long, help: "Validate the config and plugins, then exit. Nothing is started; plugins are created in a child process.")
     var check = false
@@ -51,22 +51,35 @@ struct Spanhostd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "spanhostd")
-        let path = config
-        // Read at start and again on every reload.
+        let paths = config
+        // Read at start and again on every reload: every file, merged in order.
         let source: ConfigSource = {
-            let text: String
-            do {
-                text = try path.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ServiceConfig.embeddedDefault
-            } catch {
-                throw ConfigError("", "cannot read \(path ?? "config"): \(error.localizedDescription)")
+            guard !paths.isEmpty else {
+                return try ServiceConfig.parse(yaml: ServiceConfig.embeddedDefault, environment: ProcessInfo.processInfo.environment)
             }
-            return try ServiceConfig.parse(yaml: text, environment: ProcessInfo.processInfo.environment)
+            var merged = ConfigValue.emptyMap
+            for path in paths {
+                let text: String
+                do {
+                    text = try String(contentsOfFile: path, encoding: .utf8)
+                } catch {
+                    throw ConfigError("", "cannot read \(path): \(error.localizedDescription)")
+                }
+                let value: ConfigValue
+                do {
+                    value = try YAMLLoader.load(text, environment: ProcessInfo.processInfo.environment)
+                } catch {
+                    throw ConfigError("", "\(path): \(error)")
+                }
+                merged = merged.merged(with: value)
+            }
+            return try ServiceConfig.parse(merged)
         }
         let firstConfig: ServiceConfig
         do {
             firstConfig = try source()
         } catch {
-            throw ValidationError("invalid config\(config.map { " \($0)" } ?? ""): \(error)")
+            throw ValidationError("invalid config\(paths.isEmpty ? "" : " " + paths.joined(separator: " + ")): \(error)")
         }
         let cacheDir = firstConfig.pluginCacheDir ?? "\(NSTemporaryDirectory())spanhost-\(getuid())/plugin-cache"
         if preflight {
@@ -83,7 +96,7 @@ struct Spanhostd: AsyncParsableCommand {
             return
         }
         if check {
-            switch ConfigCheck.run(config: firstConfig, childArguments: config.map { ["--config", $0] } ?? []) {
+            switch ConfigCheck.run(config: firstConfig, childArguments: config.flatMap { ["--config", $0] }) {
             case .valid:
                 for warning in (try? ReceiverSettings.exposureWarnings(in: firstConfig)) ?? [] { logger.warning("\(warning)") }
                 print("config and plugins are valid")
@@ -94,7 +107,7 @@ struct Spanhostd: AsyncParsableCommand {
             }
         }
 
-        let configArguments = config.map { ["--config", $0] } ?? []
+        let configArguments = config.flatMap { ["--config", $0] }
         if !worker && !noSupervise && firstConfig.supervisor.enabled {
             try await supervise(firstConfig, arguments: configArguments, logger: logger)
             return

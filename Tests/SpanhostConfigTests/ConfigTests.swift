@@ -127,6 +127,13 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    func testConfigFilesMergeMapsKeyByKeyAndReplaceListsAndScalars() throws {
+        let base = try YAMLLoader.load("a: {x: 1, y: [1, 2]}\nb: keep", environment: [:])
+        let overlay = try YAMLLoader.load("a: {y: [3], z: new}\nc: added", environment: [:])
+        XCTAssertEqual(base.merged(with: overlay),
+                       try YAMLLoader.load("a: {x: 1, y: [3], z: new}\nb: keep\nc: added", environment: [:]))
+    }
+
     func testEmbeddedDefaultIsValid() throws {
         let config = try ServiceConfig.parse(yaml: ServiceConfig.embeddedDefault, environment: [:])
         XCTAssertEqual(config.pipelines.map(\.exporters), [[ComponentID(type: "debug")]])
