@@ -111,7 +111,10 @@ final class OmegiDecoderTests: XCTestCase {
         XCTAssertEqual(utc.count, 1)
         XCTAssertEqual(utc[0].name, "omegi flow")
         XCTAssertEqual(utc[0].traceID, "0def0320f9d43e768ebd6c41ab9b23ea")
-        XCTAssertEqual(utc[0].spanID, "0d0135487ad6763e")
+        // An id of its own (the real span keeps 0d01...); the message's spanId is kept.
+        XCTAssertNotEqual(utc[0].spanID, "0d0135487ad6763e")
+        XCTAssertEqual(utc[0].attributes["omegi.span_id"], "0d0135487ad6763e")
+        XCTAssertEqual(try Self.decode(try Self.fixture("flow.pretty.json"))[0].spanID, utc[0].spanID, "derived ids are deterministic")
         XCTAssertEqual(utc[0].attributes["omegi.message"], "flow")
         XCTAssertEqual(utc[0].end - utc[0].start, 4_000_000)
         let seoul = try Self.decode(try Self.fixture("flow.pretty.json"), offset: 9 * 3600)
