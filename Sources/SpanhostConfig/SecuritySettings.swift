@@ -83,34 +83,70 @@ func parseAuthenticatorReference(_ value: ConfigValue?, path: String) throws -> 
 /// The `extensions:` section: only authenticators are extensions here. An extension is on when
 /// `service.extensions` lists it, as in the Collector.
 enum ExtensionsSection {
-    static let types = ["bearertokenauth"]
+    static let types = ["bearertokenauth", "health_check"]
 
     /// Every defined extension is checked; those `service.extensions` lists are returned.
-    static func parse(_ root: ConfigValue, enabled service: ConfigValue?) throws -> [ComponentID: BearerTokenAuthSettings] {
+    static func parse(_ root: ConfigValue, enabled service: ConfigValue?, admin: Endpoint) throws
+        -> (authenticators: [ComponentID: BearerTokenAuthSettings], healthCheck: HealthCheckSettings?) {
         var defined: [ComponentID: BearerTokenAuthSettings] = [:]
+        var health: [ComponentID: HealthCheckSettings] = [:]
         if let section = root["extensions"], section != .null {
             guard let entries = section.mapEntries else { throw ConfigError("extensions", "must be a map of extension ids") }
             for entry in entries {
                 let path = "extensions.\(entry.key)"
                 let id = try ComponentID(parsing: entry.key, path: path)
-                guard id.type == "bearertokenauth" else {
-                    let hint = ["health_check", "zpages", "pprof"].contains(id.type)
-                        ? "; the admin endpoint (admin.endpoint) serves /healthz, /status and /metrics" : ""
+                let settings = entry.value == .null ? ConfigValue.emptyMap : entry.value
+                switch id.type {
+                case "bearertokenauth": defined[id] = try BearerTokenAuthSettings(settings: settings, path: path)
+                case "health_check": health[id] = try HealthCheckSettings(settings: settings, path: path, admin: admin)
+                default:
+                    let hint = ["zpages", "pprof"].contains(id.type)
+                        ? "; the admin endpoint (admin.endpoint) serves /, /healthz, /status and /metrics" : ""
                     throw ConfigError(path, "extension type '\(id.type)' is not supported; supported: \(types.joined(separator: ", "))\(hint)")
                 }
-                defined[id] = try BearerTokenAuthSettings(settings: entry.value == .null ? .emptyMap : entry.value, path: path)
             }
         }
         var enabled: [ComponentID: BearerTokenAuthSettings] = [:]
-        guard let list = service?["extensions"], list != .null else { return enabled }
+        var healthCheck: HealthCheckSettings?
+        guard let list = service?["extensions"], list != .null else { return (enabled, nil) }
         guard case .list(let items) = list else { throw ConfigError("service.extensions", "must be a list of extension ids") }
         for (index, item) in items.enumerated() {
             let path = "service.extensions.\(index)"
             let id = try ComponentID(parsing: try requireString(item, path), path: path)
+            if let settings = health[id] {
+                guard healthCheck == nil else { throw ConfigError(path, "only one health_check extension may be enabled") }
+                healthCheck = settings
+                continue
+            }
             guard let settings = defined[id] else { throw ConfigError(path, "'\(id)' is not defined under extensions") }
             enabled[id] = settings
         }
-        return enabled
+        return (enabled, healthCheck)
+    }
+}
+
+/// The Collector's `health_check` extension: a GET on `endpoint` + `path` answers 200 while the
+/// pipelines run and 503 while they do not (starting, a worker restarting, shutting down), as
+/// the admin endpoint's /healthz does. Without `endpoint` it is served on the admin endpoint;
+/// there `path: /` is the admin page (200 while the pipelines answer), so give it an endpoint of
+/// its own to get the bare answer at `/`.
+public struct HealthCheckSettings: Sendable, Equatable {
+    public var endpoint: Endpoint
+    public var path: String
+    /// True when it shares the admin endpoint's listener.
+    public var onAdminEndpoint: Bool
+
+    init(settings: ConfigValue, path configPath: String, admin: Endpoint) throws {
+        for entry in settings.mapEntries ?? [] where !["endpoint", "path"].contains(entry.key) {
+            throw ConfigError("\(configPath).\(entry.key)", "unknown key; expected endpoint, path")
+        }
+        endpoint = try settings["endpoint"].map { try Endpoint(parsing: try requireString($0, "\(configPath).endpoint"), path: "\(configPath).endpoint") } ?? admin
+        path = try settings["path"].map { try requireString($0, "\(configPath).path") } ?? "/"
+        guard path.hasPrefix("/") else { throw ConfigError("\(configPath).path", "must start with /") }
+        onAdminEndpoint = endpoint == admin
+        if !onAdminEndpoint && endpoint.port == admin.port && (endpoint.host == "0.0.0.0" || admin.host == "0.0.0.0" || endpoint.host == admin.host) {
+            throw ConfigError("\(configPath).endpoint", "\(endpoint) overlaps the admin endpoint \(admin); leave endpoint out to serve it there, or pick another port")
+        }
     }
 }
 

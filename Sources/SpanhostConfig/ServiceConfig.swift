@@ -99,6 +99,8 @@ public struct ServiceConfig: Sendable, Equatable {
     public var adminUnixSocket: String?
     /// Enabled `bearertokenauth` extensions, by id.
     public var authenticators: [ComponentID: BearerTokenAuthSettings] = [:]
+    /// The enabled `health_check` extension, if any.
+    public var healthCheck: HealthCheckSettings?
     /// How long shutdown waits for exporters to drain.
     public var shutdownTimeout: Duration
     /// Receivers answer 503 while batches in memory hold more than this many bytes (nil: no limit).
@@ -217,12 +219,12 @@ public struct ServiceConfig: Sendable, Equatable {
             }
         }
         guard let service = root["service"] else { throw ConfigError("service", "missing: define service.pipelines") }
-        config.authenticators = try ExtensionsSection.parse(root, enabled: service)
+        if let endpoint = root["admin"]?["endpoint"] {
+            config.adminEndpoint = try Endpoint(parsing: try requireString(endpoint, "admin.endpoint"), path: "admin.endpoint")
+        }
+        (config.authenticators, config.healthCheck) = try ExtensionsSection.parse(root, enabled: service, admin: config.adminEndpoint)
         if let admin = root["admin"], admin != .null {
             try admin.requireKnownKeys(["endpoint", "auth", "unix_socket"], path: "admin")
-            if let endpoint = admin["endpoint"] {
-                config.adminEndpoint = try Endpoint(parsing: try requireString(endpoint, "admin.endpoint"), path: "admin.endpoint")
-            }
             config.adminAuth = try parseAuthenticatorReference(admin["auth"], path: "admin.auth")
             _ = try config.authenticator(config.adminAuth, path: "admin")
             config.adminUnixSocket = try admin["unix_socket"].map { try requireString($0, "admin.unix_socket") }

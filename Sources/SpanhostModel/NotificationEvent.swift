@@ -62,36 +62,8 @@ public final class NotificationEvent: @unchecked Sendable {
         if let traceID, traceID.count == 16 {
             withUnsafeMutableBytes(of: &n.pointee.trace_id) { $0.copyBytes(from: traceID) }
         }
-        // sh_set_attribute copies key and value into the arena: pass views of the Swift strings.
-        func borrowed<R>(_ text: String, _ body: (spanhost_str) -> R) -> R {
-            var text = text
-            return text.withUTF8 { body(spanhost_str(ptr: UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), len: $0.count)) }
-        }
-        for (key, value) in attributes {
-            var v = spanhost_value()
-            let stored: Int32 = borrowed(key) { keyView in
-                switch value {
-                case .string(let s):
-                    v.type = UInt32(SPANHOST_VALUE_STRING)
-                    return borrowed(s) { valueView in
-                        v.as.string_value = valueView
-                        return sh_set_attribute(arena, &n.pointee.attributes, keyView, &v)
-                    }
-                case .int(let i):
-                    v.type = UInt32(SPANHOST_VALUE_INT)
-                    v.as.int_value = i
-                case .double(let d):
-                    v.type = UInt32(SPANHOST_VALUE_DOUBLE)
-                    v.as.double_value = d
-                }
-                return sh_set_attribute(arena, &n.pointee.attributes, keyView, &v)
-            }
-            guard stored == 0 else {
-                sh_batch_release(arena)
-                return nil
-            }
-        }
         self.init(arena: arena, pointer: UnsafePointer(n), firstSeen: firstSeen)
+        guard adding(attributes) else { return nil }
     }
 
     /// The same event standing for `count` occurrences (deduplication reports bursts this way).
@@ -128,6 +100,7 @@ public final class NotificationEvent: @unchecked Sendable {
     }
 
     /// Adds attributes to an event this process has just built (before anyone else sees it).
+    /// sh_set_attribute copies key and value into the arena, so views of the Swift strings do.
     private func adding(_ attributes: [(String, Value)]) -> Bool {
         let n = UnsafeMutablePointer(mutating: pointer)
         for (key, value) in attributes {

@@ -142,7 +142,8 @@ enum AdminPage {
         [e.client, e.server, e.calls, (100 * e.errorRate).toFixed(1) + '%', e.serverP95Ms]));
       table('plugins', ['plugin', 'kind', 'version', 'abi', 'state', 'sha256'], s.plugins.map(p =>
         [p.name, p.kind, p.version, p.abi, p.state, p.sha256.slice(0, 12)]).concat((s.refusedPlugins || []).map(p =>
-        [p.file, '', '', '', 'refused: ' + p.reason, ''])));
+        [p.file, '', '', '', 'refused: ' + p.reason, ''])).concat((s.quarantined || []).map(q =>
+        [q.plugin, '', q.version, '', 'quarantined: ' + q.reason, (q.sha256 || '').slice(0, 12)])));
       table('notifications', ['time', 'notifier', 'kind', 'count', 'summary', 'outcome'], s.notifiers.flatMap(n =>
         (n.recent || []).map(e => [e.time, n.id, e.kind, e.count, e.summary, e.outcome])).sort().reverse().slice(0, 20));
       table('reloads', ['time', 'trigger', 'ok', 'took ms', 'message'], (s.reloads.recent || []).map(e =>

@@ -62,3 +62,34 @@ def test_several_config_files_are_merged_and_reread_on_reload(tmp):
     assert spanhost_cli("validate", "--config", s.config_path, "--config", overlay).returncode == 0
     r = spanhost_cli("validate", "--config", s.config_path, "--config", os.path.join(tmp, "missing.yaml"))
     assert r.returncode != 0 and "missing.yaml" in r.stderr, r.stderr
+
+
+HEALTH = BASE + """
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:%d
+    path: /health/status
+  health_check/shared:
+    path: /ready
+"""
+
+
+def test_the_collectors_health_check_extension_is_served(tmp):
+    from conftest import free_port
+    port = free_port()
+    s = Spanhost((HEALTH % port).replace("      exporters: [file]\n", "      exporters: [file]\n  extensions: [health_check]\n"), tmp)
+    try:
+        s.wait_healthy()
+        r = requests.get(f"http://127.0.0.1:{port}/health/status", timeout=5)
+        assert r.status_code == 200 and r.text.strip() == "ok"
+        assert requests.get(f"http://127.0.0.1:{port}/status", timeout=5).status_code == 404, "only the health path is served there"
+    finally:
+        assert s.stop() == 0
+    # Without an endpoint it is served on the admin endpoint, at its path, without a token.
+    shared = (HEALTH % port).replace("      exporters: [file]\n", "      exporters: [file]\n  extensions: [health_check/shared]\n")
+    s = Spanhost(shared, tmp)
+    try:
+        s.wait_healthy()
+        assert requests.get(s.admin + "/ready", timeout=5).text.strip() == "ok"
+    finally:
+        assert s.stop() == 0

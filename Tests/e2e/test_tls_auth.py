@@ -229,8 +229,8 @@ def test_auth_and_tls_config_errors_are_named(tmp, pki):
     assert r.returncode in (2, 64) and "list it in service.extensions" in r.stderr, r.stderr
     r = check(tmp, defined.replace("service:\n", "service:\n  extensions: [bearertokenauth]\n"))
     assert r.returncode == 0, r.stderr
-    r = check(tmp, "extensions:\n  health_check: {}\n" + with_auth)
-    assert r.returncode in (2, 64) and "extension type 'health_check' is not supported" in r.stderr, r.stderr
+    r = check(tmp, "extensions:\n  zpages: {}\n" + with_auth)
+    assert r.returncode in (2, 64) and "extension type 'zpages' is not supported" in r.stderr, r.stderr
     r = check(tmp, "extensions:\n  bearertokenauth: {token: a, filename: /x}\n" + with_auth)
     assert r.returncode in (2, 64) and "only one of token, tokens or filename" in r.stderr, r.stderr
     missing = EXPOSED.replace('endpoint: "0.0.0.0:0"', f'endpoint: "127.0.0.1:0", tls: {{cert_file: "{tmp}/none.pem", key_file: "{pki["key"]}"}}')

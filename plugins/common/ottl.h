@@ -8,7 +8,8 @@
  *   operand   := path | literal | IsMatch(operand, "regex") | "(" condition ")"
  *   path      := attributes["key"] | resource.attributes["key"] | name | kind | status.code
  *              | status.message | trace_id.string | span_id.string | parent_span_id.string
- *              | start_time_unix_nano | end_time_unix_nano | instrumentation_scope.name
+ *              | start_time_unix_nano | end_time_unix_nano | duration (end - start, in ns)
+ *              | instrumentation_scope.name
  *   literal   := "string" | 42 | 4.2 | true | false | nil | SPAN_KIND_SERVER ... | STATUS_CODE_ERROR ...
  * A missing attribute is nil: it equals only nil, and ordering comparisons with nil are false.
  * Numbers compare as numbers (int with double too), strings as bytes; other mixes are unequal.
@@ -21,7 +22,7 @@
 #include <ctype.h>
 
 enum { OTTL_O_OR, OTTL_O_AND, OTTL_O_NOT, OTTL_O_CMP, OTTL_O_ISMATCH, OTTL_O_ATTR, OTTL_O_RES_ATTR, OTTL_O_FIELD, OTTL_O_LIT };
-enum { OTTL_F_NAME, OTTL_F_KIND, OTTL_F_STATUS_CODE, OTTL_F_STATUS_MSG, OTTL_F_TRACE_ID, OTTL_F_SPAN_ID, OTTL_F_PARENT_ID, OTTL_F_START, OTTL_F_END, OTTL_F_SCOPE };
+enum { OTTL_F_NAME, OTTL_F_KIND, OTTL_F_STATUS_CODE, OTTL_F_STATUS_MSG, OTTL_F_TRACE_ID, OTTL_F_SPAN_ID, OTTL_F_PARENT_ID, OTTL_F_START, OTTL_F_END, OTTL_F_DURATION, OTTL_F_SCOPE };
 enum { OTTL_CMP_EQ, OTTL_CMP_NE, OTTL_CMP_LT, OTTL_CMP_LE, OTTL_CMP_GT, OTTL_CMP_GE };
 enum { OTTL_V_NIL, OTTL_V_STR, OTTL_V_INT, OTTL_V_DBL, OTTL_V_BOOL };
 
@@ -110,7 +111,7 @@ static inline ottl_node *ottl_operand(ottl_parser *ps) {
     static const struct { const char *name; int field; } fields[] = {
         {"status.code", OTTL_F_STATUS_CODE}, {"status.message", OTTL_F_STATUS_MSG}, {"trace_id.string", OTTL_F_TRACE_ID},
         {"span_id.string", OTTL_F_SPAN_ID}, {"parent_span_id.string", OTTL_F_PARENT_ID}, {"start_time_unix_nano", OTTL_F_START},
-        {"end_time_unix_nano", OTTL_F_END}, {"instrumentation_scope.name", OTTL_F_SCOPE}, {"name", OTTL_F_NAME}, {"kind", OTTL_F_KIND}};
+        {"end_time_unix_nano", OTTL_F_END}, {"duration", OTTL_F_DURATION}, {"instrumentation_scope.name", OTTL_F_SCOPE}, {"name", OTTL_F_NAME}, {"kind", OTTL_F_KIND}};
     static const struct { const char *name; int64_t value; } constants[] = {
         {"SPAN_KIND_UNSPECIFIED", 0}, {"SPAN_KIND_INTERNAL", 1}, {"SPAN_KIND_SERVER", 2}, {"SPAN_KIND_CLIENT", 3},
         {"SPAN_KIND_PRODUCER", 4}, {"SPAN_KIND_CONSUMER", 5}, {"STATUS_CODE_UNSET", 0}, {"STATUS_CODE_OK", 1},
@@ -277,6 +278,10 @@ static inline void ottl_value_of(const ottl_node *n, const spanhost_span *span, 
         case OTTL_F_PARENT_ID: ottl_hex(out, span->parent_span_id, 8); return;
         case OTTL_F_START: out->type = OTTL_V_INT; out->i = (int64_t)span->start_time_unix_nano; return;
         case OTTL_F_END: out->type = OTTL_V_INT; out->i = (int64_t)span->end_time_unix_nano; return;
+        case OTTL_F_DURATION:
+            out->type = OTTL_V_INT;
+            out->i = span->end_time_unix_nano > span->start_time_unix_nano ? (int64_t)(span->end_time_unix_nano - span->start_time_unix_nano) : 0;
+            return;
         case OTTL_F_SCOPE: if (scope) { out->type = OTTL_V_STR; out->s = scope->name; } return;
         }
         return;
