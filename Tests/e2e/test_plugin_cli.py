@@ -153,3 +153,35 @@ traces:
     bad = write(tmp, "bad.yaml", "traces:\n  span: ['name == \"x\" and attributes[\"k\" == 1']\n")
     r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "filter.so"), "--config", bad, "--input", write(tmp, "in2.json", json.dumps(body)))
     assert r.returncode == 1 and "traces.span.0: column 32: expected attributes[\"key\"]" in r.stderr, r.stderr
+
+
+def test_tail_sampling_composite_policy_shares_a_rate_between_its_sub_policies(tmp):
+    """The Collector's composite policy: sub-policies in policy_order, each sampling only within
+    its rate_allocation share of max_total_spans_per_second."""
+    body = otlp_json(3)
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[0]["status"] = {"code": 2}
+    spans[1]["status"] = {"code": 2}
+    settings = write(tmp, "composite.yaml", """decision_wait: 10s
+policies:
+  - name: mix
+    type: composite
+    composite:
+      max_total_spans_per_second: 2
+      policy_order: [errors, rest]
+      composite_sub_policy:
+        - {name: rest, type: always_sample}
+        - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+      rate_allocation:
+        - {policy: errors, percent: 50}
+        - {policy: rest, percent: 50}
+""")
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "tail_sampling.so"), "--config", settings, "--input", write(tmp, "in.json", json.dumps(body)))
+    assert r.returncode == 0, r.stderr
+    kept = sorted(sp["name"] for line in r.stdout.splitlines() if line.startswith("{")
+                  for rs in json.loads(line)["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"])
+    # op0 (error) within errors' share; op1 (error) past it, taken by rest's share; op2 past both.
+    assert kept == ["op0", "op1"], (kept, r.stderr)
+    bad = write(tmp, "bad.yaml", settings and open(settings).read().replace("policy: rest, percent: 50", "policy: other, percent: 50"))
+    r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "tail_sampling.so"), "--config", bad, "--input", write(tmp, "in2.json", json.dumps(body)))
+    assert r.returncode == 1 and "'other' is not a composite_sub_policy name" in r.stderr, r.stderr

@@ -18,6 +18,9 @@
  *     - {name: cap, type: rate_limiting, spans_per_second: 1000}
  *     - {name: always, type: always_sample}
  *     - {name: slow-and-some, type: and, and_sub_policy: [{...}, {...}]}
+ *     - {name: mix, type: composite, composite: {max_total_spans_per_second: 1000, policy_order: [errors, rest],
+ *        composite_sub_policy: [{name: errors, ...}, {name: rest, ...}],
+ *        rate_allocation: [{policy: errors, percent: 75}, {policy: rest, percent: 25}]}}
  *   A trace is kept when any policy samples it and no invert_match policy rejects it.
  *
  * Counters: traces_sampled, traces_dropped, spans_sampled, spans_dropped, evicted_early,
@@ -39,6 +42,7 @@ static const spanhost_host_api *host;
 #define P_NUMERIC 5
 #define P_RATE 6
 #define P_AND 7
+#define P_COMPOSITE 8
 
 #define D_NOT_SAMPLED 0
 #define D_SAMPLED 1
@@ -61,6 +65,10 @@ typedef struct policy {
     uint64_t last_refill_ns;
     struct policy *sub;
     size_t nsub;
+    spanhost_str name;
+    /* As a composite's sub-policy: its share of max_total_spans_per_second, as a token bucket. */
+    double budget_sps, budget_tokens;
+    uint64_t budget_refill_ns;
 } policy;
 
 typedef util_trace trace;
@@ -102,6 +110,7 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
     spanhost_str name;
     snprintf(k, sizeof k, "%s.name", path); /* the policy's label, as in the Collector */
     if (host->config_string(c, k, &name) == SPANHOST_CONFIG_WRONG_TYPE) PFAIL("%s.name: must be a string", path);
+    p->name = name;
     snprintf(k, sizeof k, "%s.type", path);
     if (host->config_string(c, k, &type) != SPANHOST_CONFIG_FOUND) PFAIL("%s.type: required", path);
     /* The Collector nests a policy's settings under its type ({type: latency, latency:
@@ -194,8 +203,65 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         }
         return 0;
     }
+    if (util_str_is(type, "composite")) {
+        /* Sub-policies tried in policy_order; each may sample only within its share (rate_allocation
+         * percent, the rest split evenly among those without one) of max_total_spans_per_second. */
+        double total;
+        p->type = P_COMPOSITE;
+        snprintf(k, sizeof k, "%s.max_total_spans_per_second", params);
+        if (host->config_double(c, k, &total) != SPANHOST_CONFIG_FOUND || total <= 0) PFAIL("%s: required, > 0", k);
+        snprintf(k, sizeof k, "%s.composite_sub_policy", params);
+        if (host->config_count(c, k, &p->nsub) != SPANHOST_CONFIG_FOUND || !p->nsub) PFAIL("%s: required, a list of policies", k);
+        policy *subs = (policy *)calloc(p->nsub, sizeof *subs);
+        p->sub = subs;
+        for (size_t i = 0; i < p->nsub; i++) {
+            snprintf(k, sizeof k, "%s.composite_sub_policy.%zu", params, i);
+            if (parse_policy(c, k, &subs[i], status)) return -1;
+            if (!subs[i].name.len) PFAIL("%s.name: required in a composite", k);
+            subs[i].budget_sps = -1;
+        }
+        size_t order_n = 0;
+        snprintf(k, sizeof k, "%s.policy_order", params);
+        if (host->config_count(c, k, &order_n) == SPANHOST_CONFIG_FOUND) {
+            if (order_n != p->nsub) PFAIL("%s: must name every composite_sub_policy once", k);
+            p->sub = (policy *)calloc(p->nsub, sizeof *p->sub);
+            for (size_t i = 0; i < order_n; i++) {
+                spanhost_str want;
+                size_t at = p->nsub;
+                snprintf(k, sizeof k, "%s.policy_order.%zu", params, i);
+                if (host->config_string(c, k, &want) == SPANHOST_CONFIG_FOUND)
+                    for (size_t j = 0; j < p->nsub; j++) if (util_str_eq(subs[j].name, want) && subs[j].budget_sps == -1) at = j;
+                if (at == p->nsub) { free(subs); PFAIL("%s: not a composite_sub_policy name (or named twice)", k); }
+                p->sub[i] = subs[at];
+                subs[at].budget_sps = -2; /* placed */
+            }
+            free(subs);
+        }
+        size_t alloc_n = 0, unallocated = 0;
+        double percent_left = 100;
+        snprintf(k, sizeof k, "%s.rate_allocation", params);
+        if (host->config_count(c, k, &alloc_n) != SPANHOST_CONFIG_FOUND) alloc_n = 0;
+        for (size_t i = 0; i < alloc_n; i++) {
+            spanhost_str which;
+            double pct;
+            snprintf(k, sizeof k, "%s.rate_allocation.%zu.policy", params, i);
+            if (host->config_string(c, k, &which) != SPANHOST_CONFIG_FOUND) PFAIL("%s: required", k);
+            snprintf(k, sizeof k, "%s.rate_allocation.%zu.percent", params, i);
+            if (host->config_double(c, k, &pct) != SPANHOST_CONFIG_FOUND || pct < 0 || pct > percent_left) PFAIL("%s: 0 to 100 in all", k);
+            size_t j = 0;
+            while (j < p->nsub && !util_str_eq(p->sub[j].name, which)) j++;
+            if (j == p->nsub) PFAIL("%s.rate_allocation.%zu.policy: '%.*s' is not a composite_sub_policy name", params, i, (int)which.len, which.ptr);
+            p->sub[j].budget_sps = total * pct / 100;
+            percent_left -= pct;
+        }
+        for (size_t j = 0; j < p->nsub; j++) if (p->sub[j].budget_sps < 0) unallocated++;
+        for (size_t j = 0; j < p->nsub; j++)
+            if (p->sub[j].budget_sps < 0) p->sub[j].budget_sps = total * percent_left / 100 / (double)unallocated;
+        for (size_t j = 0; j < p->nsub; j++) p->sub[j].budget_tokens = p->sub[j].budget_sps;
+        return 0;
+    }
     PFAIL("%s.type: '%.*s' is not supported (always_sample, status_code, latency, probabilistic, string_attribute, "
-          "numeric_attribute, rate_limiting, and)", path, (int)type.len, type.ptr);
+          "numeric_attribute, rate_limiting, and, composite)", path, (int)type.len, type.ptr);
 }
 
 /* --- Decisions ------------------------------------------------------------------------- */
@@ -286,6 +352,20 @@ static int evaluate(policy *p, const trace *t) {
         for (size_t i = 0; i < p->nsub; i++)
             if (evaluate(&p->sub[i], t) != D_SAMPLED) return D_NOT_SAMPLED;
         return D_SAMPLED;
+    case P_COMPOSITE: {
+        uint64_t now = util_now_ns();
+        for (size_t i = 0; i < p->nsub; i++) {
+            policy *sub = &p->sub[i];
+            if (evaluate(sub, t) != D_SAMPLED) continue;
+            if (sub->budget_refill_ns) sub->budget_tokens += (double)(now - sub->budget_refill_ns) / 1e9 * sub->budget_sps;
+            if (sub->budget_tokens > sub->budget_sps) sub->budget_tokens = sub->budget_sps;
+            sub->budget_refill_ns = now;
+            if (sub->budget_tokens < (double)t->span_count) continue; /* its share is spent: the next policy may take it */
+            sub->budget_tokens -= (double)t->span_count;
+            return D_SAMPLED;
+        }
+        return D_NOT_SAMPLED;
+    }
     }
     return D_NOT_SAMPLED;
 }
