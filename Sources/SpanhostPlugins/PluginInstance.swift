@@ -134,7 +134,9 @@ public final class PluginInstance: @unchecked Sendable {
         }
         state = newState
         library.instanceCreated()
-        // Until plugins declare their keys, a key that create never asked for is a typo.
+        // A key that create never asked for is a typo: for plugins without a schema, and inside
+        // the free-form lists and maps of a schema (tail_sampling's policies), which the schema
+        // leaves to the plugin. So a plugin reads every key it declares.
         let (unasked, known) = config.unaskedKeys(ignoring: library.kind.hostKeys)
         if let first = unasked.first {
             destroy()

@@ -343,8 +343,9 @@ typedef struct spanhost_host_api {
      * under "properties"; the longest matching key wins). Strings returned
      * are OWNED by the host and live as long as the config handle, which is the instance's
      * life: `config` and the strings may be kept after create. A returned string is also
-     * NUL-terminated (ptr[len] == 0, not counted in len). A key create never reads is refused
-     * as a typo, so read every key you accept. */
+     * NUL-terminated (ptr[len] == 0, not counted in len). Keys are checked against the
+     * plugin's config schema before create (1.2); after create, any key create never read is
+     * refused as a typo (free-form parts of a schema included), so read every key you accept. */
     uint32_t (*config_string)(const spanhost_config *config, const char *path, spanhost_str *out);
     uint32_t (*config_int)(const spanhost_config *config, const char *path, int64_t *out);
     uint32_t (*config_double)(const spanhost_config *config, const char *path, double *out);
