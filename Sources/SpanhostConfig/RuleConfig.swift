@@ -144,7 +144,7 @@ public struct RuleConfig: Sendable, Equatable {
                 guard resolve <= threshold else {
                     throw ConfigError("\(path).resolve_threshold", "must not be above threshold (\(threshold))")
                 }
-                resolveThreshold = Double(resolve.components.seconds) * 1000 + Double(resolve.components.attoseconds) / 1e15
+                resolveThreshold = resolve.milliseconds
             }
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import CSpanhost
+import SpanhostConfig
 import SpanhostModel
 
 /// What the derived telemetry reads of one span, straight from the C structs.
@@ -78,10 +79,6 @@ struct BucketHistogram: Sendable {
         }
         return bounds.last ?? 0
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// Prometheus text for hand-made series (histograms keep their own counts, which the registry
