@@ -59,8 +59,9 @@ build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(FIXTURE_CXX_SOS) $(BUILD)/te
 	swift build $(SWIFT_FLAGS) --product spanhostd
 	swift build $(SWIFT_FLAGS) --product spanhost
 	swift build $(SWIFT_FLAGS) --product spanhost-baseline
+	swift build $(SWIFT_FLAGS) --product spanhost-bench-path
 	mkdir -p $(BUILD)/bin
-	cp "$(SWIFT_BIN)/spanhostd" "$(SWIFT_BIN)/spanhost" "$(SWIFT_BIN)/spanhost-baseline" $(BUILD)/bin/
+	cp "$(SWIFT_BIN)/spanhostd" "$(SWIFT_BIN)/spanhost" "$(SWIFT_BIN)/spanhost-baseline" "$(SWIFT_BIN)/spanhost-bench-path" $(BUILD)/bin/
 	for p in $(SWIFT_PLUGINS); do \
 		swift build $(SWIFT_FLAGS) --product spanhost-$$p && cp "$(SWIFT_BIN)/libspanhost-$$p.so" $(BUILD)/plugins/$$p.so; \
 	done

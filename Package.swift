@@ -7,6 +7,7 @@ let package = Package(
         .executable(name: "spanhostd", targets: ["spanhostd"]),
         .executable(name: "spanhost", targets: ["spanhost"]),
         .executable(name: "spanhost-baseline", targets: ["spanhost-baseline"]),
+        .executable(name: "spanhost-bench-path", targets: ["spanhost-bench-path"]),
         // First-party plugins written with the Swift plugin kit (dynamic libraries).
         .library(name: "spanhost-otlphttp", type: .dynamic, targets: ["OTLPHTTPExporter"]),
         .library(name: "spanhost-webhook", type: .dynamic, targets: ["WebhookNotifier"]),
@@ -109,6 +110,12 @@ let package = Package(
             name: "spanhost-baseline",
             dependencies: ["SpanhostReceivers", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        // Benchmark of the data path without sockets, for instruction counts under callgrind.
+        .executableTarget(
+            name: "spanhost-bench-path",
+            dependencies: ["SpanhostPipeline", "SpanhostPlugins", "SpanhostModel", "SpanhostConfig",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "SpanhostModelTests", dependencies: ["SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),

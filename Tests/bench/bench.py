@@ -466,6 +466,17 @@ def decision_timing(tmp, plugins, rate=100_000, seconds=5, per_request=1000, sen
         proc.wait()
 
 
+def print_table(results, base, host):
+    print(f"\nOTLP/HTTP protobuf, {SPANS_PER_REQUEST} spans/request, 10 attributes/span, {CONNECTIONS} keep-alive connections, {DURATION}s each")
+    print("spans/s counts requests answered 200 only; non-2xx are 503s from a full exporter queue")
+    print(f"{'target':42} {'spans/s':>12} {'req/s':>10} {'x baseline':>10} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MiB':>13} {'non-2xx':>8}")
+    for r in results:
+        ok_rps = r['rps'] - r['non2xx'] / DURATION
+        print(f"{r['name']:42} {ok_rps * SPANS_PER_REQUEST:12,.0f} {r['rps']:10,.0f} {ok_rps / base['rps']:10.2f} "
+              f"{r['p50']:8.2f} {r['p99']:8.2f} {r['rss']:13.1f} {r['non2xx']:8d}")
+    print(f"spanhostd / baseline throughput: {host['rps'] / base['rps']:.2f}")
+
+
 def main():
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: run `make deps`")
@@ -512,6 +523,11 @@ def main():
 
     chain, _ = run_config("attributes(hash) -> filter -> sampler", CHAIN_CONFIG)
     results.append(chain)
+    if os.environ.get("BENCH_ONLY") == "core":
+        null, _ = run_config("null exporter, memory queue", QUEUE_CONFIG % ("num_consumers: 4", ""))
+        results.append(null)
+        print_table(results, base, host)
+        return
 
     # Sending queues: in memory, then on disk with each fsync policy, in the same run.
     queue_results = []
@@ -691,13 +707,7 @@ def main():
     mock.wait(timeout=30)
     results.append(kafka)
 
-    print(f"\nOTLP/HTTP protobuf, {SPANS_PER_REQUEST} spans/request, 10 attributes/span, {CONNECTIONS} keep-alive connections, {DURATION}s each")
-    print("spans/s counts requests answered 200 only; non-2xx are 503s from a full exporter queue")
-    print(f"{'target':42} {'spans/s':>12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MiB':>13} {'non-2xx':>8}")
-    for r in results:
-        ok_rps = r['rps'] - r['non2xx'] / DURATION
-        print(f"{r['name']:42} {ok_rps * SPANS_PER_REQUEST:12,.0f} {r['rps']:10,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rss']:13.1f} {r['non2xx']:8d}")
-    print(f"spanhostd / baseline throughput: {host['rps'] / base['rps']:.2f}")
+    print_table(results, base, host)
     if exported:
         print(f"spans that reached the null exporter: {int(exported.group(1)):,}")
     delay = notifier.get("notifyDelayMs") or {}

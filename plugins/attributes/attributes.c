@@ -60,6 +60,7 @@ typedef struct matcher {
 
 typedef struct attributes_state {
     int resource;
+    EVP_MD *sha256; /* fetched once: a fetch per call takes OpenSSL's global name-map lock */
     matcher include, exclude;
     size_t count;
     action actions[];
@@ -81,6 +82,7 @@ static void free_state(attributes_state *s) {
     }
     free_matcher(&s->include);
     free_matcher(&s->exclude);
+    EVP_MD_free(s->sha256);
     free(s);
 }
 
@@ -194,6 +196,7 @@ static int32_t attributes_create(const spanhost_config *config, spanhost_instanc
     }
     attributes_state *s = (attributes_state *)calloc(1, sizeof *s + n * sizeof(action));
     if (!s) return SPANHOST_PERMANENT;
+    if (!(s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) FAIL("OpenSSL has no SHA-256");
     spanhost_str target;
     if (host->config_string(config, "target", &target) == SPANHOST_CONFIG_FOUND) {
         if (util_str_is(target, "resource")) s->resource = 1;
@@ -267,7 +270,8 @@ static int32_t attributes_create(const spanhost_config *config, spanhost_instanc
 }
 
 /* SHA-256 (or HMAC-SHA256) of a value's text, as a 64-character hex string in the arena. */
-static int hash_value(spanhost_batch *batch, const action *a, spanhost_value *v) {
+static int hash_value(spanhost_batch *batch, const attributes_state *s, const action *a, spanhost_value *v) {
+    static const char digits[] = "0123456789abcdef";
     char text[4096];
     const char *data = text;
     int len;
@@ -283,13 +287,16 @@ static int hash_value(spanhost_batch *batch, const action *a, spanhost_value *v)
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     if (a->hmac_key.len) {
-        if (!HMAC(EVP_sha256(), a->hmac_key.ptr, (int)a->hmac_key.len, (const unsigned char *)data, (size_t)len, md, &mdlen)) return -1;
-    } else if (!EVP_Digest(data, (size_t)len, md, &mdlen, EVP_sha256(), NULL)) {
+        if (!HMAC(s->sha256, a->hmac_key.ptr, (int)a->hmac_key.len, (const unsigned char *)data, (size_t)len, md, &mdlen)) return -1;
+    } else if (!EVP_Digest(data, (size_t)len, md, &mdlen, s->sha256, NULL)) {
         return -1;
     }
     char *hex = (char *)host->arena_alloc(batch, 64);
     if (!hex) return -1;
-    for (unsigned int i = 0; i < mdlen && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]) ;
+    for (unsigned int i = 0; i < mdlen && i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
     v->type = SPANHOST_VALUE_STRING;
     v->as.string_value.ptr = hex;
     v->as.string_value.len = 64;
@@ -367,7 +374,7 @@ static int apply(attributes_state *s, spanhost_batch *batch, spanhost_kv_list *a
             }
             break;
         case ACT_HASH:
-            if (cur && hash_value(batch, a, cur) != 0) return -1;
+            if (cur && hash_value(batch, s, a, cur) != 0) return -1;
             break;
         case ACT_EXTRACT:
             if (cur && extract(batch, a, attrs, cur) != 0) return -1;
