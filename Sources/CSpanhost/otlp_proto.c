@@ -14,6 +14,8 @@
 #define WT_LEN 2
 #define WT_I32 5
 #define MAX_DEPTH 32 /* nesting limit for AnyValue arrays/kvlists */
+/* The readers below run for every byte of a request: keep them in their callers. */
+#define HOT static inline __attribute__((always_inline))
 
 typedef struct reader {
     const uint8_t *p;
@@ -33,7 +35,7 @@ static int fail(decoder *d, const char *what) {
     return -1;
 }
 
-static int read_varint(reader *r, uint64_t *out) {
+static int read_varint_slow(reader *r, uint64_t *out) {
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
         if (r->p >= r->end) return -1;
@@ -47,8 +49,26 @@ static int read_varint(reader *r, uint64_t *out) {
     return -1;
 }
 
+/* Tags, lengths and most values in OTLP fit one or two bytes: those are read inline. */
+HOT int read_varint(reader *r, uint64_t *out) {
+    const uint8_t *p = r->p;
+    if (r->end - p >= 2) {
+        if (p[0] < 0x80) {
+            *out = p[0];
+            r->p = p + 1;
+            return 0;
+        }
+        if (p[1] < 0x80) {
+            *out = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+            r->p = p + 2;
+            return 0;
+        }
+    }
+    return read_varint_slow(r, out);
+}
+
 /* Reads a tag; returns 0 at end of message, 1 with a field, -1 on malformed input. */
-static int read_tag(reader *r, uint32_t *field, uint32_t *wire) {
+HOT int read_tag(reader *r, uint32_t *field, uint32_t *wire) {
     if (r->p >= r->end) return 0;
     uint64_t tag;
     if (read_varint(r, &tag) != 0) return -1;
@@ -58,7 +78,7 @@ static int read_tag(reader *r, uint32_t *field, uint32_t *wire) {
     return 1;
 }
 
-static int read_len(reader *r, reader *sub) {
+HOT int read_len(reader *r, reader *sub) {
     uint64_t n;
     if (read_varint(r, &n) != 0 || n > (uint64_t)(r->end - r->p)) return -1;
     sub->p = r->p;
@@ -67,7 +87,7 @@ static int read_len(reader *r, reader *sub) {
     return 0;
 }
 
-static int read_fixed64(reader *r, uint64_t *out) {
+HOT int read_fixed64(reader *r, uint64_t *out) {
     if (r->end - r->p < 8) return -1;
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | r->p[i];
@@ -76,7 +96,7 @@ static int read_fixed64(reader *r, uint64_t *out) {
     return 0;
 }
 
-static int read_fixed32(reader *r, uint32_t *out) {
+HOT int read_fixed32(reader *r, uint32_t *out) {
     if (r->end - r->p < 4) return -1;
     *out = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 | (uint32_t)r->p[3] << 24;
     r->p += 4;
@@ -98,38 +118,60 @@ static int skip_field(reader *r, uint32_t wire) {
     }
 }
 
-static spanhost_str as_str(reader sub) {
+HOT spanhost_str as_str(reader sub) {
     spanhost_str s = {(const char *)sub.p, (size_t)(sub.end - sub.p)};
     if (s.len == 0) s.ptr = NULL;
     return s;
 }
 
-/* Counts occurrences of a length-delimited field so arrays can be sized exactly. */
-static int count_field(reader r, uint32_t want, size_t *count) {
-    uint32_t f, w;
-    int t;
-    size_t n = 0;
-    while ((t = read_tag(&r, &f, &w)) == 1) {
-        if (f == want && w == WT_LEN) n++;
-        if (skip_field(&r, w) != 0) return -1;
+/* Repeated fields are decoded in one pass: items go into scratch space on the caller's stack
+ * and are copied into the arena at their exact count once the message ends. A list that
+ * outgrows its scratch moves into the arena and doubles there. */
+typedef struct item_list {
+    char *items;
+    size_t count, cap, size;
+    int in_arena;
+} item_list;
+
+#define ITEM_LIST(scratch) {(char *)(scratch), 0, sizeof(scratch) / sizeof((scratch)[0]), sizeof((scratch)[0]), 0}
+
+/* A zeroed slot at the end of the list, or NULL (the decoder failed) when out of memory. */
+static void *list_push(decoder *d, item_list *l) {
+    if (l->count == l->cap) {
+        char *grown = (char *)sh_arena_alloc(d->batch, l->cap * 2 * l->size);
+        if (!grown) {
+            fail(d, "out of memory");
+            return NULL;
+        }
+        memcpy(grown, l->items, l->count * l->size);
+        l->items = grown;
+        l->cap *= 2;
+        l->in_arena = 1;
     }
-    if (t < 0) return -1;
-    *count = n;
-    return 0;
+    void *slot = l->items + l->count++ * l->size;
+    memset(slot, 0, l->size);
+    return slot;
 }
 
-/* Allocates `n` structs of `size` bytes as one zeroed block, and an array of pointers to them.
- * Returns NULL for n == 0, and NULL with the decoder failed when out of memory. */
-static void **alloc_items(decoder *d, size_t n, size_t size) {
-    if (n == 0) return NULL;
-    void **items = (void **)sh_arena_alloc(d->batch, n * sizeof(void *));
-    char *block = (char *)sh_arena_alloc(d->batch, n * size);
-    if (!items || !block) {
+/* The items, in the arena; NULL when there are none, or out of memory (the decoder failed). */
+static void *list_finish(decoder *d, item_list *l) {
+    if (l->count == 0) return NULL;
+    if (l->in_arena) return l->items;
+    void *out = sh_arena_alloc(d->batch, l->count * l->size);
+    if (!out) {
         fail(d, "out of memory");
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) items[i] = block + i * size;
-    return items;
+    memcpy(out, l->items, l->count * l->size);
+    return out;
+}
+
+/* Appends a pointer to a new zeroed struct of `size` bytes; returns the struct. */
+static void *push_new(decoder *d, item_list *pointers, size_t size) {
+    void **slot = (void **)list_push(d, pointers);
+    if (!slot) return NULL;
+    if (!(*slot = sh_arena_alloc(d->batch, size))) fail(d, "out of memory");
+    return *slot;
 }
 
 static int copy_id(decoder *d, reader sub, uint8_t *dst, size_t size, const char *what) {
@@ -141,6 +183,41 @@ static int copy_id(decoder *d, reader sub, uint8_t *dst, size_t size, const char
 }
 
 static int decode_kv(decoder *d, reader r, spanhost_kv *kv, int depth);
+static int decode_value(decoder *d, reader r, spanhost_value *v, int depth);
+
+/* AnyValue.array_value (field 5) or kvlist_value (6): a message of repeated field 1. */
+static int decode_items(decoder *d, reader r, spanhost_value *v, uint32_t field, int depth) {
+    spanhost_kv scratch[8]; /* room for 8 KeyValues, or more AnyValues */
+    size_t size = field == 5 ? sizeof(spanhost_value) : sizeof(spanhost_kv);
+    item_list list = {(char *)scratch, 0, sizeof scratch / size, size, 0}, *l = &list;
+    uint32_t f, w;
+    int t;
+    reader inner;
+    while ((t = read_tag(&r, &f, &w)) == 1) {
+        if (f == 1 && w == WT_LEN) {
+            void *item;
+            if (read_len(&r, &inner)) return fail(d, "AnyValue array/kvlist item");
+            if (!(item = list_push(d, l))) return -1;
+            if (field == 5 ? decode_value(d, inner, (spanhost_value *)item, depth + 1)
+                           : decode_kv(d, inner, (spanhost_kv *)item, depth + 1)) return -1;
+        } else if (skip_field(&r, w)) {
+            return fail(d, "AnyValue array/kvlist");
+        }
+    }
+    if (t < 0) return fail(d, "AnyValue array/kvlist");
+    void *items = list_finish(d, l);
+    if (l->count && !items) return -1;
+    if (field == 5) {
+        v->type = SPANHOST_VALUE_ARRAY;
+        v->as.array_value.items = (spanhost_value *)items;
+        v->as.array_value.count = l->count;
+    } else {
+        v->type = SPANHOST_VALUE_KVLIST;
+        v->as.kvlist_value.items = (spanhost_kv *)items;
+        v->as.kvlist_value.count = l->count;
+    }
+    return 0;
+}
 
 static int decode_value(decoder *d, reader r, spanhost_value *v, int depth) {
     if (depth > MAX_DEPTH) return fail(d, "AnyValue nested too deeply");
@@ -167,36 +244,7 @@ static int decode_value(decoder *d, reader r, spanhost_value *v, int depth) {
             memcpy(&v->as.double_value, &x, sizeof(double));
         } else if ((f == 5 || f == 6) && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "AnyValue array/kvlist");
-            size_t n;
-            if (count_field(sub, 1, &n)) return fail(d, "AnyValue array/kvlist");
-            size_t item = f == 5 ? sizeof(spanhost_value) : sizeof(spanhost_kv);
-            void *items = n ? sh_arena_alloc(d->batch, n * item) : NULL;
-            if (n && !items) return fail(d, "out of memory");
-            size_t i = 0;
-            uint32_t f2, w2;
-            int t2;
-            reader inner;
-            while ((t2 = read_tag(&sub, &f2, &w2)) == 1) {
-                if (f2 == 1 && w2 == WT_LEN) {
-                    if (read_len(&sub, &inner)) return fail(d, "AnyValue array/kvlist item");
-                    int rc = f == 5 ? decode_value(d, inner, (spanhost_value *)items + i, depth + 1)
-                                    : decode_kv(d, inner, (spanhost_kv *)items + i, depth + 1);
-                    if (rc) return -1;
-                    i++;
-                } else if (skip_field(&sub, w2)) {
-                    return fail(d, "AnyValue array/kvlist");
-                }
-            }
-            if (t2 < 0) return fail(d, "AnyValue array/kvlist");
-            if (f == 5) {
-                v->type = SPANHOST_VALUE_ARRAY;
-                v->as.array_value.items = (spanhost_value *)items;
-                v->as.array_value.count = n;
-            } else {
-                v->type = SPANHOST_VALUE_KVLIST;
-                v->as.kvlist_value.items = (spanhost_kv *)items;
-                v->as.kvlist_value.count = n;
-            }
+            if (decode_items(d, sub, v, f, depth)) return -1;
         } else if (f == 7 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "AnyValue.bytes_value");
             v->type = SPANHOST_VALUE_BYTES;
@@ -227,25 +275,25 @@ static int decode_kv(decoder *d, reader r, spanhost_kv *kv, int depth) {
     return t < 0 ? fail(d, "KeyValue") : 0;
 }
 
-/* Attributes are a repeated KeyValue field `field` of message `msg`: sized by a first pass. */
-static int alloc_attributes(decoder *d, reader msg, uint32_t field, spanhost_kv_list *out) {
-    size_t n;
-    if (count_field(msg, field, &n)) return fail(d, "attributes");
-    out->count = 0;
-    out->items = n ? (spanhost_kv *)sh_arena_alloc(d->batch, n * sizeof(spanhost_kv)) : NULL;
-    if (n && !out->items) return fail(d, "out of memory");
-    return 0;
+/* Attributes: a repeated KeyValue field, gathered in `list` and finished into `out`. */
+static int add_attribute(decoder *d, reader *r, item_list *list) {
+    reader sub;
+    spanhost_kv *kv;
+    if (read_len(r, &sub)) return fail(d, "attribute");
+    if (!(kv = (spanhost_kv *)list_push(d, list))) return -1;
+    return decode_kv(d, sub, kv, 0);
 }
 
-static int add_attribute(decoder *d, reader *r, spanhost_kv_list *list) {
-    reader sub;
-    if (read_len(r, &sub)) return fail(d, "attribute");
-    return decode_kv(d, sub, &list->items[list->count++], 0);
+static int finish_attributes(decoder *d, item_list *list, spanhost_kv_list *out) {
+    out->count = list->count;
+    out->items = (spanhost_kv *)list_finish(d, list);
+    return list->count && !out->items ? -1 : 0;
 }
 
 static int decode_event(decoder *d, reader r, spanhost_event *e) {
     e->struct_size = sizeof(*e);
-    if (alloc_attributes(d, r, 3, &e->attributes)) return -1;
+    spanhost_kv scratch[16];
+    item_list attrs = ITEM_LIST(scratch);
     uint32_t f, w;
     int t;
     uint64_t x;
@@ -257,7 +305,7 @@ static int decode_event(decoder *d, reader r, spanhost_event *e) {
             if (read_len(&r, &sub)) return fail(d, "Event.name");
             e->name = as_str(sub);
         } else if (f == 3 && w == WT_LEN) {
-            if (add_attribute(d, &r, &e->attributes)) return -1;
+            if (add_attribute(d, &r, &attrs)) return -1;
         } else if (f == 4 && w == WT_VARINT) {
             if (read_varint(&r, &x)) return fail(d, "Event.dropped_attributes_count");
             e->dropped_attributes_count = (uint32_t)x;
@@ -265,12 +313,14 @@ static int decode_event(decoder *d, reader r, spanhost_event *e) {
             return fail(d, "Event");
         }
     }
-    return t < 0 ? fail(d, "Event") : 0;
+    if (t < 0) return fail(d, "Event");
+    return finish_attributes(d, &attrs, &e->attributes);
 }
 
 static int decode_link(decoder *d, reader r, spanhost_link *l) {
     l->struct_size = sizeof(*l);
-    if (alloc_attributes(d, r, 4, &l->attributes)) return -1;
+    spanhost_kv scratch[16];
+    item_list attrs = ITEM_LIST(scratch);
     uint32_t f, w;
     int t;
     uint64_t x;
@@ -284,7 +334,7 @@ static int decode_link(decoder *d, reader r, spanhost_link *l) {
             if (read_len(&r, &sub)) return fail(d, "Link.trace_state");
             l->trace_state = as_str(sub);
         } else if (f == 4 && w == WT_LEN) {
-            if (add_attribute(d, &r, &l->attributes)) return -1;
+            if (add_attribute(d, &r, &attrs)) return -1;
         } else if (f == 5 && w == WT_VARINT) {
             if (read_varint(&r, &x)) return fail(d, "Link.dropped_attributes_count");
             l->dropped_attributes_count = (uint32_t)x;
@@ -294,7 +344,8 @@ static int decode_link(decoder *d, reader r, spanhost_link *l) {
             return fail(d, "Link");
         }
     }
-    return t < 0 ? fail(d, "Link") : 0;
+    if (t < 0) return fail(d, "Link");
+    return finish_attributes(d, &attrs, &l->attributes);
 }
 
 static int decode_status(decoder *d, reader r, spanhost_span *s) {
@@ -318,13 +369,12 @@ static int decode_status(decoder *d, reader r, spanhost_span *s) {
 
 static int decode_span(decoder *d, reader r, spanhost_span *s) {
     s->struct_size = sizeof(*s);
-    size_t n_events, n_links;
-    if (alloc_attributes(d, r, 9, &s->attributes)) return -1;
-    if (count_field(r, 11, &n_events) || count_field(r, 13, &n_links)) return fail(d, "Span");
-    s->events = (spanhost_event **)alloc_items(d, n_events, sizeof(spanhost_event));
-    if (n_events && !s->events) return -1;
-    s->links = (spanhost_link **)alloc_items(d, n_links, sizeof(spanhost_link));
-    if (n_links && !s->links) return -1;
+    spanhost_kv attr_scratch[32];
+    spanhost_event *event_scratch[4];
+    spanhost_link *link_scratch[4];
+    item_list attrs = ITEM_LIST(attr_scratch), events = ITEM_LIST(event_scratch), links = ITEM_LIST(link_scratch);
+    spanhost_event *event;
+    spanhost_link *link;
     uint32_t f, w;
     int t;
     uint64_t x;
@@ -359,21 +409,23 @@ static int decode_span(decoder *d, reader r, spanhost_span *s) {
             if (w != WT_I64 || read_fixed64(&r, &s->end_time_unix_nano)) return fail(d, "Span.end_time_unix_nano");
             continue;
         case 9:
-            if (w != WT_LEN || add_attribute(d, &r, &s->attributes)) return fail(d, "Span.attributes");
+            if (w != WT_LEN || add_attribute(d, &r, &attrs)) return fail(d, "Span.attributes");
             continue;
         case 10:
             if (w != WT_VARINT || read_varint(&r, &x)) return fail(d, "Span.dropped_attributes_count");
             s->dropped_attributes_count = (uint32_t)x;
             continue;
         case 11:
-            if (w != WT_LEN || read_len(&r, &sub) || decode_event(d, sub, s->events[s->events_count++])) return fail(d, "Span.events");
+            if (w != WT_LEN || read_len(&r, &sub) || !(event = (spanhost_event *)push_new(d, &events, sizeof *event)) ||
+                decode_event(d, sub, event)) return fail(d, "Span.events");
             continue;
         case 12:
             if (w != WT_VARINT || read_varint(&r, &x)) return fail(d, "Span.dropped_events_count");
             s->dropped_events_count = (uint32_t)x;
             continue;
         case 13:
-            if (w != WT_LEN || read_len(&r, &sub) || decode_link(d, sub, s->links[s->links_count++])) return fail(d, "Span.links");
+            if (w != WT_LEN || read_len(&r, &sub) || !(link = (spanhost_link *)push_new(d, &links, sizeof *link)) ||
+                decode_link(d, sub, link)) return fail(d, "Span.links");
             continue;
         case 14:
             if (w != WT_VARINT || read_varint(&r, &x)) return fail(d, "Span.dropped_links_count");
@@ -389,11 +441,18 @@ static int decode_span(decoder *d, reader r, spanhost_span *s) {
             if (skip_field(&r, w)) return fail(d, "Span");
         }
     }
-    return t < 0 ? fail(d, "Span") : 0;
+    if (t < 0) return fail(d, "Span");
+    s->events_count = events.count;
+    s->links_count = links.count;
+    s->events = (spanhost_event **)list_finish(d, &events);
+    s->links = (spanhost_link **)list_finish(d, &links);
+    if (finish_attributes(d, &attrs, &s->attributes) || (events.count && !s->events) || (links.count && !s->links)) return -1;
+    return 0;
 }
 
 static int decode_scope(decoder *d, reader r, spanhost_scope *sc) {
-    if (alloc_attributes(d, r, 3, &sc->attributes)) return -1;
+    spanhost_kv scratch[8];
+    item_list attrs = ITEM_LIST(scratch);
     uint32_t f, w;
     int t;
     uint64_t x;
@@ -406,7 +465,7 @@ static int decode_scope(decoder *d, reader r, spanhost_scope *sc) {
             if (read_len(&r, &sub)) return fail(d, "InstrumentationScope.version");
             sc->version = as_str(sub);
         } else if (f == 3 && w == WT_LEN) {
-            if (add_attribute(d, &r, &sc->attributes)) return -1;
+            if (add_attribute(d, &r, &attrs)) return -1;
         } else if (f == 4 && w == WT_VARINT) {
             if (read_varint(&r, &x)) return fail(d, "InstrumentationScope.dropped_attributes_count");
             sc->dropped_attributes_count = (uint32_t)x;
@@ -414,7 +473,8 @@ static int decode_scope(decoder *d, reader r, spanhost_scope *sc) {
             return fail(d, "InstrumentationScope");
         }
     }
-    return t < 0 ? fail(d, "InstrumentationScope") : 0;
+    if (t < 0) return fail(d, "InstrumentationScope");
+    return finish_attributes(d, &attrs, &sc->attributes);
 }
 
 static int decode_scope_spans(decoder *d, reader r, spanhost_scope_spans *ss) {
@@ -422,10 +482,8 @@ static int decode_scope_spans(decoder *d, reader r, spanhost_scope_spans *ss) {
     ss->scope = (spanhost_scope *)sh_arena_alloc(d->batch, sizeof(spanhost_scope));
     if (!ss->scope) return fail(d, "out of memory");
     ss->scope->struct_size = sizeof(spanhost_scope);
-    size_t n;
-    if (count_field(r, 2, &n)) return fail(d, "ScopeSpans");
-    ss->spans = (spanhost_span **)alloc_items(d, n, sizeof(spanhost_span));
-    if (n && !ss->spans) return -1;
+    spanhost_span *scratch[64], *span;
+    item_list spans = ITEM_LIST(scratch);
     uint32_t f, w;
     int t;
     reader sub;
@@ -433,7 +491,8 @@ static int decode_scope_spans(decoder *d, reader r, spanhost_scope_spans *ss) {
         if (f == 1 && w == WT_LEN) {
             if (read_len(&r, &sub) || decode_scope(d, sub, ss->scope)) return fail(d, "ScopeSpans.scope");
         } else if (f == 2 && w == WT_LEN) {
-            if (read_len(&r, &sub) || decode_span(d, sub, ss->spans[ss->spans_count++])) return fail(d, "ScopeSpans.spans");
+            if (read_len(&r, &sub) || !(span = (spanhost_span *)push_new(d, &spans, sizeof *span)) || decode_span(d, sub, span))
+                return fail(d, "ScopeSpans.spans");
         } else if (f == 3 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "ScopeSpans.schema_url");
             ss->schema_url = as_str(sub);
@@ -441,17 +500,21 @@ static int decode_scope_spans(decoder *d, reader r, spanhost_scope_spans *ss) {
             return fail(d, "ScopeSpans");
         }
     }
-    return t < 0 ? fail(d, "ScopeSpans") : 0;
+    if (t < 0) return fail(d, "ScopeSpans");
+    ss->spans_count = spans.count;
+    ss->spans = (spanhost_span **)list_finish(d, &spans);
+    return spans.count && !ss->spans ? -1 : 0;
 }
 
 static int decode_resource(decoder *d, reader r, spanhost_resource *res) {
-    if (alloc_attributes(d, r, 1, &res->attributes)) return -1;
+    spanhost_kv scratch[32];
+    item_list attrs = ITEM_LIST(scratch);
     uint32_t f, w;
     int t;
     uint64_t x;
     while ((t = read_tag(&r, &f, &w)) == 1) {
         if (f == 1 && w == WT_LEN) {
-            if (add_attribute(d, &r, &res->attributes)) return -1;
+            if (add_attribute(d, &r, &attrs)) return -1;
         } else if (f == 2 && w == WT_VARINT) {
             if (read_varint(&r, &x)) return fail(d, "Resource.dropped_attributes_count");
             res->dropped_attributes_count = (uint32_t)x;
@@ -459,7 +522,8 @@ static int decode_resource(decoder *d, reader r, spanhost_resource *res) {
             return fail(d, "Resource");
         }
     }
-    return t < 0 ? fail(d, "Resource") : 0;
+    if (t < 0) return fail(d, "Resource");
+    return finish_attributes(d, &attrs, &res->attributes);
 }
 
 static int decode_resource_spans(decoder *d, reader r, spanhost_resource_spans *rs) {
@@ -467,10 +531,8 @@ static int decode_resource_spans(decoder *d, reader r, spanhost_resource_spans *
     rs->resource = (spanhost_resource *)sh_arena_alloc(d->batch, sizeof(spanhost_resource));
     if (!rs->resource) return fail(d, "out of memory");
     rs->resource->struct_size = sizeof(spanhost_resource);
-    size_t n;
-    if (count_field(r, 2, &n)) return fail(d, "ResourceSpans");
-    rs->scope_spans = (spanhost_scope_spans **)alloc_items(d, n, sizeof(spanhost_scope_spans));
-    if (n && !rs->scope_spans) return -1;
+    spanhost_scope_spans *scratch[8], *ss;
+    item_list scopes = ITEM_LIST(scratch);
     uint32_t f, w;
     int t;
     reader sub;
@@ -478,7 +540,8 @@ static int decode_resource_spans(decoder *d, reader r, spanhost_resource_spans *
         if (f == 1 && w == WT_LEN) {
             if (read_len(&r, &sub) || decode_resource(d, sub, rs->resource)) return fail(d, "ResourceSpans.resource");
         } else if (f == 2 && w == WT_LEN) {
-            if (read_len(&r, &sub) || decode_scope_spans(d, sub, rs->scope_spans[rs->scope_spans_count++])) return fail(d, "ResourceSpans.scope_spans");
+            if (read_len(&r, &sub) || !(ss = (spanhost_scope_spans *)push_new(d, &scopes, sizeof *ss)) || decode_scope_spans(d, sub, ss))
+                return fail(d, "ResourceSpans.scope_spans");
         } else if (f == 3 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "ResourceSpans.schema_url");
             rs->schema_url = as_str(sub);
@@ -486,27 +549,32 @@ static int decode_resource_spans(decoder *d, reader r, spanhost_resource_spans *
             return fail(d, "ResourceSpans");
         }
     }
-    return t < 0 ? fail(d, "ResourceSpans") : 0;
+    if (t < 0) return fail(d, "ResourceSpans");
+    rs->scope_spans_count = scopes.count;
+    rs->scope_spans = (spanhost_scope_spans **)list_finish(d, &scopes);
+    return scopes.count && !rs->scope_spans ? -1 : 0;
 }
 
 int sh_decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
     decoder d = {batch, err, err_cap, 0};
     reader r = {data, data + len};
-    size_t n;
-    if (count_field(r, 1, &n)) return fail(&d, "ExportTraceServiceRequest is not a protobuf message");
-    batch->resource_spans = (spanhost_resource_spans **)alloc_items(&d, n, sizeof(spanhost_resource_spans));
-    if (n && !batch->resource_spans) return -1;
+    spanhost_resource_spans *scratch[8], *rs;
+    item_list resources = ITEM_LIST(scratch);
     uint32_t f, w;
     int t;
     reader sub;
     while ((t = read_tag(&r, &f, &w)) == 1) {
         if (f == 1 && w == WT_LEN) {
-            if (read_len(&r, &sub) || decode_resource_spans(&d, sub, batch->resource_spans[batch->resource_spans_count++])) return fail(&d, "ExportTraceServiceRequest.resource_spans");
+            if (read_len(&r, &sub) || !(rs = (spanhost_resource_spans *)push_new(&d, &resources, sizeof *rs)) ||
+                decode_resource_spans(&d, sub, rs)) return fail(&d, "ExportTraceServiceRequest.resource_spans");
         } else if (skip_field(&r, w)) {
             return fail(&d, "ExportTraceServiceRequest");
         }
     }
-    return t < 0 ? fail(&d, "ExportTraceServiceRequest") : 0;
+    if (t < 0) return fail(&d, "ExportTraceServiceRequest");
+    batch->resource_spans_count = resources.count;
+    batch->resource_spans = (spanhost_resource_spans **)list_finish(&d, &resources);
+    return resources.count && !batch->resource_spans ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

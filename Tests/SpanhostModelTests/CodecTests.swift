@@ -61,6 +61,42 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(seen, 1)
     }
 
+    /// The protobuf decoder gathers repeated fields in scratch space and moves a long list into
+    /// the arena: lists longer than any scratch keep every item, in order.
+    func testLongRepeatedFieldsKeepEveryItemInOrder() throws {
+        func kv(_ key: String, _ value: String) -> String { #"{"key":"\#(key)","value":\#(value)}"# }
+        let attributes = (0..<300).map { kv("a\($0)", #"{"intValue":\#($0)}"#) }.joined(separator: ",")
+        let events = (0..<40).map { #"{"name":"e\#($0)","attributes":[\#((0..<20).map { kv("k\($0)", "{\"boolValue\":true}") }.joined(separator: ","))]}"# }
+        let links = (0..<9).map { _ in #"{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"1112131415161718"}"# }
+        let array = (0..<50).map { #"{"intValue":\#($0)}"# }.joined(separator: ",")
+        let span = #"{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"1112131415161718","name":"s","attributes":[\#(attributes),"#
+            + kv("arr", #"{"arrayValue":{"values":[\#(array)]}}"#) + #"],"events":[\#(events.joined(separator: ","))],"links":[\#(links.joined(separator: ","))]}"#
+        let small = #"{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"1112131415161718","name":"small"}"#
+        let scopes = (0..<9).map { _ in #"{"spans":[\#(span),\#(Array(repeating: small, count: 69).joined(separator: ","))]}"# }
+        let resources = (0..<9).map { _ in #"{"scopeSpans":[\#(scopes.joined(separator: ","))]}"# }
+        let json = #"{"resourceSpans":[\#(resources.joined(separator: ","))]}"#
+        let proto = try XCTUnwrap(SpanBatch.decode(Array(json.utf8), encoding: .json).encode(.protobuf))
+        let batch = try SpanBatch.decode(proto, encoding: .protobuf)
+        XCTAssertEqual(batch.spanCount, 9 * 9 * 70)
+        XCTAssertEqual(batch.encode(.protobuf), proto)
+        var checked = 0
+        batch.forEachSpan { _, _, span in
+            let s = span.pointee
+            guard s.name.string == "s" else { return XCTAssertEqual(s.name.string, "small") }
+            XCTAssertEqual(s.attributes.count, 301)
+            XCTAssertEqual(s.attributes.items[299].key.string, "a299")
+            XCTAssertEqual(s.attributes.items[299].value.as.int_value, 299)
+            XCTAssertEqual(s.attributes.items[300].value.as.array_value.count, 50)
+            XCTAssertEqual(s.attributes.items[300].value.as.array_value.items[49].as.int_value, 49)
+            XCTAssertEqual(s.events_count, 40)
+            XCTAssertEqual(s.events[39]!.pointee.name.string, "e39")
+            XCTAssertEqual(s.events[39]!.pointee.attributes.count, 20)
+            XCTAssertEqual(s.links_count, 9)
+            checked += 1
+        }
+        XCTAssertEqual(checked, 81)
+    }
+
     func testEveryTruncationOfAValidMessageIsRefusedOrDecodedWithoutCrashing() throws {
         let proto = try XCTUnwrap(SpanBatch.decode(Array(Self.json.utf8), encoding: .json).encode(.protobuf))
         var refused = 0
