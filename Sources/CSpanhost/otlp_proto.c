@@ -136,18 +136,19 @@ typedef struct item_list {
 #define ITEM_LIST(scratch) {(char *)(scratch), 0, sizeof(scratch) / sizeof((scratch)[0]), sizeof((scratch)[0]), 0}
 
 /* A zeroed slot at the end of the list, or NULL (the decoder failed) when out of memory. */
-static void *list_push(decoder *d, item_list *l) {
-    if (l->count == l->cap) {
-        char *grown = (char *)sh_arena_alloc(d->batch, l->cap * 2 * l->size);
-        if (!grown) {
-            fail(d, "out of memory");
-            return NULL;
-        }
-        memcpy(grown, l->items, l->count * l->size);
-        l->items = grown;
-        l->cap *= 2;
-        l->in_arena = 1;
-    }
+static int list_grow(decoder *d, item_list *l) {
+    char *grown = (char *)sh_arena_alloc(d->batch, l->cap * 2 * l->size);
+    if (!grown) return fail(d, "out of memory");
+    memcpy(grown, l->items, l->count * l->size);
+    l->items = grown;
+    l->cap *= 2;
+    l->in_arena = 1;
+    return 0;
+}
+
+/* A zeroed slot at the end of the list, or NULL (the decoder failed) when out of memory. */
+HOT void *list_push(decoder *d, item_list *l) {
+    if (l->count == l->cap && list_grow(d, l)) return NULL;
     void *slot = l->items + l->count++ * l->size;
     memset(slot, 0, l->size);
     return slot;
@@ -275,12 +276,56 @@ static int decode_kv(decoder *d, reader r, spanhost_kv *kv, int depth) {
     return t < 0 ? fail(d, "KeyValue") : 0;
 }
 
+/* The KeyValue every SDK writes: key (field 1) then value (field 2) holding one scalar, with
+ * one-byte lengths. Decodes it as decode_kv would and returns 1, or returns 0 for any other
+ * shape (decode_kv then reads it). */
+HOT int decode_kv_common(reader r, spanhost_kv *kv) {
+    const uint8_t *p = r.p, *end = r.end;
+    if (end - p < 4 || p[0] != 0x0a || p[1] >= 0x80 || end - p - 2 < p[1] + 2) return 0;
+    spanhost_str key = {(const char *)p + 2, p[1]};
+    p += 2 + p[1];
+    if (p[0] != 0x12 || p[1] >= 0x80 || end - p - 2 != p[1] || p[1] < 2) return 0;
+    reader value = {p + 2, end};
+    spanhost_value *v = &kv->value;
+    uint64_t x;
+    switch (*value.p++) {
+    case 0x0a: /* string_value */
+        if (value.p[0] >= 0x80 || end - value.p - 1 != value.p[0]) return 0;
+        v->type = SPANHOST_VALUE_STRING;
+        v->as.string_value.ptr = value.p[0] ? (const char *)value.p + 1 : NULL;
+        v->as.string_value.len = value.p[0];
+        break;
+    case 0x10: /* bool_value */
+        if (read_varint(&value, &x) || value.p != end) return 0;
+        v->type = SPANHOST_VALUE_BOOL;
+        v->as.bool_value = x != 0;
+        break;
+    case 0x18: /* int_value */
+        if (read_varint(&value, &x) || value.p != end) return 0;
+        v->type = SPANHOST_VALUE_INT;
+        v->as.int_value = (int64_t)x;
+        break;
+    case 0x21: /* double_value */
+        if (read_fixed64(&value, &x) || value.p != end) return 0;
+        v->type = SPANHOST_VALUE_DOUBLE;
+        memcpy(&v->as.double_value, &x, sizeof(double));
+        break;
+    default:
+        return 0;
+    }
+    if (key.len == 0) key.ptr = NULL;
+    kv->key = key;
+    return 1;
+}
+
 /* Attributes: a repeated KeyValue field, gathered in `list` and finished into `out`. */
 static int add_attribute(decoder *d, reader *r, item_list *list) {
     reader sub;
     spanhost_kv *kv;
     if (read_len(r, &sub)) return fail(d, "attribute");
     if (!(kv = (spanhost_kv *)list_push(d, list))) return -1;
+    if (decode_kv_common(sub, kv)) return 0;
+    memset(kv, 0, sizeof *kv);
     return decode_kv(d, sub, kv, 0);
 }
 

@@ -128,6 +128,7 @@ public final class ExporterRunner: @unchecked Sendable {
             return .refused(retryAfterSeconds: 1, message: "exporter \(id) is shutting down")
         }
         guard let queue else { return exportNow(batch, spans: spans) }
+        if exportsDirectly, exportAhead(batch, spans: spans, queue: queue) { return nil }
         counters.add("queued", Int64(spans))
         condition.withLock { tally.accepted += spans }
         if queue.offer(batch, force: force || queueSettings.onFull == .refuse) { return nil }
@@ -140,6 +141,27 @@ public final class ExporterRunner: @unchecked Sendable {
         }
         if log { logger.warning("sending queue full; batch dropped for this exporter (on_full: drop)", metadata: ["spans": "\(spans)"]) }
         return nil
+    }
+
+    /// Whether `accept` returns without waiting: it only queues in memory, or it exports now
+    /// through a plugin that never blocks.
+    public var acceptNeverBlocks: Bool { queue.map { $0 is MemoryQueue } ?? instance.neverBlocks }
+
+    /// A plugin that never blocks is called on the caller's thread while its memory queue is
+    /// empty and no worker is exporting (so batches keep their order): no worker to wake.
+    private var exportsDirectly: Bool { instance.neverBlocks && queue is MemoryQueue }
+
+    /// Exports a batch now if nothing is ahead of it; true when it was delivered. Anything else
+    /// (something queued, a failure) leaves it to the queue, where failures are retried.
+    private func exportAhead(_ batch: SpanBatch, spans: Int, queue: BatchQueue) -> Bool {
+        guard condition.withLock({ busy == 0 && !stopping }), queue.depth == 0 else { return false }
+        guard case .ok = instance.export(batch) else { return false }
+        counters.add("exported", Int64(spans))
+        condition.withLock {
+            tally.accepted += spans
+            tally.delivered += spans
+        }
+        return true
     }
 
     /// No queue: one attempt on the caller's thread; a retryable failure is the client's to retry.

@@ -52,8 +52,10 @@ public final class Generation: @unchecked Sendable {
     /// Components left out because their plugin is quarantined (`on_quarantine: skip`).
     public let skipped: [String]
     private let routes: [ComponentID: [Pipeline]]
-    private let activity = NSCondition()
-    private var inFlight = 0
+    /// Receivers all of whose pipelines never block (see Pipeline.neverBlocks).
+    private let nonBlockingReceivers: Set<ComponentID>
+    /// Batches running through this generation now; an atomic, since every batch counts itself.
+    private let inFlight = Atomic<Int>(0)
 
     public init(config: ServiceConfig, catalog: PluginCatalog, previous: Generation? = nil) throws {
         var created: [PluginInstance] = []
@@ -140,6 +142,7 @@ public final class Generation: @unchecked Sendable {
         self.notifiers = config.notifiers.compactMap { notifiers[$0.id] }
         self.connectors = connectors
         self.routes = routes
+        nonBlockingReceivers = Set(routes.filter { $0.value.allSatisfy(\.neverBlocks) }.keys)
         self.carriedOver = carried
         self.skipped = skipped
     }
@@ -241,6 +244,9 @@ public final class Generation: @unchecked Sendable {
         for notifier in notifiers { notifier.start() }
     }
 
+    /// Whether batches from `receiver` may run on an event loop: no plugin on their way blocks.
+    public func neverBlocks(from receiver: ComponentID) -> Bool { nonBlockingReceivers.contains(receiver) }
+
     /// Hands a batch from `receiver` to each of its pipelines. A batch that reaches exporters is
     /// read-only from then on, and processors change batches in place, so a pipeline with
     /// processors works on its own copy unless no other pipeline sees the batch at all.
@@ -283,24 +289,17 @@ public final class Generation: @unchecked Sendable {
         }
     }
 
-    func enter() { activity.withLock { inFlight += 1 } }
+    func enter() { inFlight.add(1, ordering: .sequentiallyConsistent) }
 
-    func leave() {
-        activity.withLock {
-            inFlight -= 1
-            if inFlight == 0 { activity.broadcast() }
-        }
-    }
+    func leave() { inFlight.subtract(1, ordering: .sequentiallyConsistent) }
 
     /// Shuts down what `successor` does not carry over (everything when it is nil): waits for
     /// batches still running through this generation, flushes and destroys processors (what
     /// they held goes into the exporters' queues whatever their limits), drains exporters
     /// until `deadline`. Returns what became of the spans the retired components accepted.
     public func retire(keeping successor: Generation?, deadline: ContinuousClock.Instant) -> DeliveryReport {
-        activity.withLock {
-            while inFlight > 0 && ContinuousClock.now < deadline {
-                _ = activity.wait(until: Date(timeIntervalSinceNow: 0.01))
-            }
+        while inFlight.load(ordering: .sequentiallyConsistent) > 0 && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.005)
         }
         let keptProcessors = Set((successor?.pipelines ?? []).flatMap(\.processors).map(ObjectIdentifier.init))
         let keptExporters = Set((successor?.exporters ?? []).map(ObjectIdentifier.init))
@@ -373,14 +372,34 @@ public final class CurrentGeneration: @unchecked Sendable {
     private var closed = false
 
     public func consume(_ batch: SpanBatch, from receiver: ComponentID) -> ConsumeOutcome {
-        let current: Generation? = lock.withLock {
-            guard !closed else { return nil }
+        consume(batch, from: receiver, onlyIfNonBlocking: false)!
+    }
+
+    /// Whether the current generation's pipelines for `receiver` never block (a hint: the
+    /// generation may change before the batch is handed over).
+    public func neverBlocks(from receiver: ComponentID) -> Bool { lock.withLock { generation.neverBlocks(from: receiver) } }
+
+    /// Consumes a batch on the caller's thread only if no plugin on its way blocks, decided in
+    /// the generation the batch enters; nil (nothing done) otherwise.
+    public func consumeIfNonBlocking(_ batch: SpanBatch, from receiver: ComponentID) -> ConsumeOutcome? {
+        consume(batch, from: receiver, onlyIfNonBlocking: true)
+    }
+
+    private func consume(_ batch: SpanBatch, from receiver: ComponentID, onlyIfNonBlocking: Bool) -> ConsumeOutcome? {
+        enum Entry { case entered(Generation), closed, blocking }
+        let entry: Entry = lock.withLock {
+            guard !closed else { return .closed }
+            if onlyIfNonBlocking && !generation.neverBlocks(from: receiver) { return .blocking }
             generation.enter()
-            return generation
+            return .entered(generation)
         }
-        guard let current else { return .refused(retryAfterSeconds: 1, message: "spanhost is shutting down") }
-        defer { current.leave() }
-        return current.consume(batch, from: receiver)
+        switch entry {
+        case .closed: return .refused(retryAfterSeconds: 1, message: "spanhost is shutting down")
+        case .blocking: return nil
+        case .entered(let current):
+            defer { current.leave() }
+            return current.consume(batch, from: receiver)
+        }
     }
 
     /// Refuses every later batch and returns the generation to shut down. A batch either

@@ -21,6 +21,10 @@ public final class Pipeline: @unchecked Sendable {
     /// The rule settings the engine was built from.
     let ruleConfigs: [RuleConfig]
 
+    /// Every processor and exporter on the way says it never blocks: a batch may run through
+    /// on an event loop.
+    public let neverBlocks: Bool
+
     /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
     init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [NotifierRunner],
@@ -31,6 +35,7 @@ public final class Pipeline: @unchecked Sendable {
         self.notifiers = notifiers
         self.connectors = connectors
         self.ruleConfigs = rules
+        neverBlocks = processors.allSatisfy(\.neverBlocks) && exporters.allSatisfy(\.acceptNeverBlocks)
         let errorFlow = processors.contains { $0.library.name == "error_flow" }
         if let previous, previous.ruleConfigs == rules, previous.rules.errorFlowInPipeline == errorFlow,
            previous.notifiers.map(ObjectIdentifier.init) == notifiers.map(ObjectIdentifier.init) {

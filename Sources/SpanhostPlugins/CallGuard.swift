@@ -13,6 +13,8 @@ final class CallGuard: @unchecked Sendable {
         var hung = false
     }
     private var calls: [Int: Call] = [:]
+    /// Calls in `calls` marked hung; most of the time zero, and then no call is looked at.
+    private var hungCalls = 0
     private var nextToken = 0
     private var consecutiveFailures = 0
     private var openUntil: ContinuousClock.Instant?
@@ -23,7 +25,7 @@ final class CallGuard: @unchecked Sendable {
     func deadline() -> Date { Date(timeIntervalSinceNow: policy.timeout.seconds) }
 
     /// The oldest hung call, if any.
-    private var hung: Call? { calls.values.filter(\.hung).min { $0.start < $1.start } }
+    private var hung: Call? { hungCalls == 0 ? nil : calls.values.filter(\.hung).min { $0.start < $1.start } }
 
     /// Why a call must not be made now, or nil.
     func refusal(now: ContinuousClock.Instant = .now) -> String? {
@@ -52,6 +54,7 @@ final class CallGuard: @unchecked Sendable {
     func end(_ token: Int, success: Bool?) -> (recovered: Bool, opened: Bool) {
         lock.withLock {
             let call = calls.removeValue(forKey: token)
+            if call?.hung == true { hungCalls -= 1 }
             let recovered = call?.hung == true && hung == nil
             guard let success else { return (recovered, false) }
             if success {
@@ -75,6 +78,7 @@ final class CallGuard: @unchecked Sendable {
             var newlyHung: [String] = []
             for (token, call) in calls where !call.hung && now - call.start > policy.timeout {
                 calls[token]?.hung = true
+                hungCalls += 1
                 newlyHung.append(call.hook)
             }
             return newlyHung
@@ -108,9 +112,18 @@ final class Watchdog: @unchecked Sendable {
                 for instance in lock.withLock({ Array(watched.values) }) {
                     for hook in instance.guardState.checkHung(now: now) { instance.reportHung(hook) }
                 }
-                // Instances with no call in progress leave; a call begins before `watch`, so
-                // one that starts meanwhile is either seen here or watched again.
-                lock.withLock { watched = watched.filter { $0.value.guardState.isWatching } }
+                // Instances with no call in progress leave. A call begins, then sets the
+                // instance's `watched` flag and calls `watch` if it was clear; so the flag is
+                // cleared before looking again, and a call that began meanwhile keeps it.
+                lock.withLock {
+                    watched = watched.filter { _, instance in
+                        if instance.guardState.isWatching { return true }
+                        instance.watched.store(false, ordering: .sequentiallyConsistent)
+                        guard instance.guardState.isWatching else { return false }
+                        instance.watched.store(true, ordering: .sequentiallyConsistent)
+                        return true
+                    }
+                }
             }
         }
         thread.name = "plugin watchdog"

@@ -1,5 +1,6 @@
 import CSpanhost
 import Foundation
+import Synchronization
 import Logging
 import SpanhostConfig
 import SpanhostModel
@@ -67,6 +68,8 @@ public final class PluginInstance: @unchecked Sendable {
     let guardState: CallGuard
     /// With `isolation: process`: the child process that holds the plugin's state instead.
     private var isolated: IsolatedPlugin?
+    /// Whether the watchdog has this instance in view (it lets go of instances with no call).
+    let watched = Atomic<Bool>(false)
     /// Who is running, for the crash record written if a call kills the process.
     private let crashContext: UnsafeMutablePointer<sh_crash_context>
     private static let uids = UIDSource()
@@ -168,6 +171,10 @@ public final class PluginInstance: @unchecked Sendable {
         call(.process) { state, status in library.descriptor.process(state, batch.pointer, status) }
     }
 
+    /// Calls into this instance's data hook return without waiting: its plugin declares
+    /// SPANHOST_PLUGIN_NONBLOCKING and runs in this process (an isolated one is a round trip).
+    public var neverBlocks: Bool { library.isNonBlocking && isolated == nil }
+
     /// Exporters: delivers the (read-only) batch.
     public func export(_ batch: SpanBatch) -> CallResult {
         if let isolated { return call(.export_batch) { _, status in isolated.export(batch, status: status) } }
@@ -244,12 +251,6 @@ public final class PluginInstance: @unchecked Sendable {
 
     /// The one place that calls plugin hooks.
     private func call(_ hook: Hook, _ body: (UnsafeMutableRawPointer?, UnsafeMutablePointer<spanhost_status>) -> Int32) -> CallResult {
-        let messageCapacity = 512
-        let message = UnsafeMutablePointer<CChar>.allocate(capacity: messageCapacity)
-        message.initialize(repeating: 0, count: messageCapacity)
-        defer { message.deallocate() }
-        var status = spanhost_status(struct_size: UInt32(MemoryLayout<spanhost_status>.size), retry_after_ms: 0,
-                                     message: message, message_cap: messageCapacity)
         // Data hooks are guarded: they fail fast while the instance is hung or its breaker is
         // open, and count towards the breaker. Lifecycle hooks always run.
         let guarded = hook.isGuarded
@@ -264,19 +265,26 @@ public final class PluginInstance: @unchecked Sendable {
             return .unavailable(message: "instance \(id) has been shut down")
         }
         let token = guardState.begin(hook.rawValue)
-        Watchdog.shared.watch(self)
-        let previous = sh_crash_enter(crashContext, hook.cName)
-        let code = body(state, &status)
-        sh_crash_leave(previous)
-        if serialize { callLock.unlock() }
-        message[messageCapacity - 1] = 0
-        let text = String(cString: message)
+        if !watched.exchange(true, ordering: .sequentiallyConsistent) { Watchdog.shared.watch(self) }
+        let messageCapacity = 512
+        let (code, text, retryAfter) = withUnsafeTemporaryAllocation(of: CChar.self, capacity: messageCapacity) { message in
+            message[0] = 0
+            message[messageCapacity - 1] = 0
+            var status = spanhost_status(struct_size: UInt32(MemoryLayout<spanhost_status>.size), retry_after_ms: 0,
+                                         message: message.baseAddress, message_cap: messageCapacity)
+            let previous = sh_crash_enter(crashContext, hook.cName)
+            let code = body(state, &status)
+            sh_crash_leave(previous)
+            if serialize { callLock.unlock() }
+            message[messageCapacity - 1] = 0
+            return (code, message[0] == 0 ? "" : String(cString: message.baseAddress!), status.retry_after_ms)
+        }
         let result: CallResult
         switch code {
         case SPANHOST_OK: result = .ok
         case SPANHOST_CONSUMED where library.kind == .processor: result = .consumed
         case SPANHOST_RETRYABLE:
-            let after: Duration? = status.retry_after_ms > 0 ? .milliseconds(Int64(status.retry_after_ms)) : nil
+            let after: Duration? = retryAfter > 0 ? .milliseconds(Int64(retryAfter)) : nil
             result = .retryable(retryAfter: after, message: text.isEmpty ? "\(hook) failed (retryable)" : text)
         case SPANHOST_PERMANENT:
             result = .permanent(message: text.isEmpty ? "\(hook) failed" : text)

@@ -89,6 +89,8 @@ public final class PluginLibrary: @unchecked Sendable {
 
     public var isConcurrent: Bool { flags & UInt32(SPANHOST_PLUGIN_CONCURRENT) != 0 }
     public var isUnloadable: Bool { flags & UInt32(SPANHOST_PLUGIN_UNLOADABLE) != 0 }
+    /// The plugin says its data hook never waits (SPANHOST_PLUGIN_NONBLOCKING).
+    public var isNonBlocking: Bool { flags & UInt32(SPANHOST_PLUGIN_NONBLOCKING) != 0 }
 
     private let stateLock = NSLock()
     private var instances = 0

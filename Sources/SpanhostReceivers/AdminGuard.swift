@@ -88,7 +88,7 @@ public struct AdminListeners: Sendable {
         }
         // The health_check extension answers as /healthz does, without a token like /healthz.
         let health = config.healthCheck
-        func asHealthz(_ request: HTTPRequest) -> HTTPRequest {
+        @Sendable func asHealthz(_ request: HTTPRequest) -> HTTPRequest {
             var probe = request
             probe.path = "/healthz"
             return probe

@@ -16,20 +16,23 @@ public struct OTLPHTTPHandler: Sendable {
     public let counters: ReceiverCounters
     public let security: ServerSecurity
     let sink: BatchSink
+    let inline: InlineSink?
     /// Why a request must be refused with 503 now (shutting down, over the memory limit), or nil.
     public let refusal: @Sendable () -> String?
 
     public init(settings: OTLPReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
-                refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink) {
+                refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink, inline: InlineSink? = nil) {
         self.settings = settings
         self.counters = counters
         self.security = security
         self.refusal = refusal
         self.sink = sink
+        self.inline = inline
     }
 
-    /// Checks the headers on the event loop; decodes and runs the pipelines on `pool`, and
-    /// answers 503 if that has not finished within `settings.requestTimeout`.
+    /// Checks the headers on the event loop; decodes and runs the pipelines (see runPipelines:
+    /// on the loop when nothing on the way blocks, else on `pool`, answering 503 if that has not
+    /// finished within `settings.requestTimeout`).
     public func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse> {
         let encoding: OTLPEncoding
         let gzip: Bool
@@ -38,36 +41,30 @@ public struct OTLPHTTPHandler: Sendable {
         case .success(let checked): (encoding, gzip) = checked
         }
         let body = request.body
-        return runOnPool(on: loop, pool: pool, timeout: settings.requestTimeout, timedOut: {
+        return runPipelines(on: loop, pool: pool, timeout: settings.requestTimeout, inline: inline,
+                            small: !gzip && body.readableBytes <= inlineBodyLimit, timedOut: {
             counters.add(refusedRequests: 1)
             return refused(encoding, seconds: 1, "the pipeline did not finish within \(settings.requestTimeout)")
-        }, work: {
-            let batch: SpanBatch
-            switch decode(body, encoding: encoding, gzip: gzip) {
-            case .failure(let answer): return answer.response
-            case .success(let decoded): batch = decoded
-            }
-            let spans = batch.spanCount
-            return respond(sink(batch), spans: spans, encoding: encoding)
-        })
+        }, decode: { decode(body, encoding: encoding, gzip: gzip) }, sink: sink,
+           respond: { outcome, spans in respond(outcome, spans: spans, encoding: encoding) })
     }
 
     /// Checks method, path and headers, or says what to answer instead.
-    func check(_ request: HTTPRequest) -> Result<(OTLPEncoding, gzip: Bool), Answer> {
+    func check(_ request: HTTPRequest) -> Result<(OTLPEncoding, gzip: Bool), EarlyAnswer> {
         if let refusal = security.refusal(request) {
             counters.add(unauthenticatedRequests: 1)
             let json = request.headers.first(name: "content-type")?.lowercased().hasPrefix("application/json") ?? false
             var response = status(.unauthorized, json ? .json : .protobuf, code: 16, refusal.message)
             response.headers.add(name: "WWW-Authenticate", value: refusal.challenge)
-            return .failure(Answer(response))
+            return .failure(EarlyAnswer(response))
         }
         guard request.path == settings.tracesPath else {
-            return .failure(Answer(.text(.notFound, "unknown path \(request.path); OTLP traces are accepted at POST \(settings.tracesPath)")))
+            return .failure(EarlyAnswer(.text(.notFound, "unknown path \(request.path); OTLP traces are accepted at POST \(settings.tracesPath)")))
         }
         guard request.method == .POST else {
             var response = HTTPResponse.text(.methodNotAllowed, "\(request.method) is not allowed; use POST")
             response.headers.add(name: "Allow", value: "POST")
-            return .failure(Answer(response))
+            return .failure(EarlyAnswer(response))
         }
         let contentType = request.headers.first(name: "content-type")?
             .split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
@@ -77,7 +74,7 @@ public struct OTLPHTTPHandler: Sendable {
         case "application/json": encoding = .json
         default:
             counters.add(rejectedRequests: 1)
-            return .failure(Answer(.text(.unsupportedMediaType,
+            return .failure(EarlyAnswer(.text(.unsupportedMediaType,
                                          "unsupported content type '\(contentType)'; use application/x-protobuf or application/json")))
         }
         let contentEncoding = request.headers.first(name: "content-encoding")?.lowercased() ?? "identity"
@@ -87,18 +84,18 @@ public struct OTLPHTTPHandler: Sendable {
         case "identity", "none", "": gzip = false
         default:
             counters.add(rejectedRequests: 1)
-            return .failure(Answer(status(.unsupportedMediaType, encoding, code: 3,
+            return .failure(EarlyAnswer(status(.unsupportedMediaType, encoding, code: 3,
                                           "unsupported Content-Encoding '\(contentEncoding)'; use gzip or none")))
         }
         if let reason = refusal() {
             counters.add(refusedRequests: 1)
-            return .failure(Answer(refused(encoding, seconds: 1, reason)))
+            return .failure(EarlyAnswer(refused(encoding, seconds: 1, reason)))
         }
         return .success((encoding, gzip))
     }
 
     /// Decodes the body, or says what to answer instead. Runs on the pipeline pool.
-    func decode(_ body: ByteBuffer, encoding: OTLPEncoding, gzip: Bool) -> Result<SpanBatch, Answer> {
+    func decode(_ body: ByteBuffer, encoding: OTLPEncoding, gzip: Bool) -> Result<SpanBatch, EarlyAnswer> {
         do {
             return .success(try body.withUnsafeReadableBytes { raw throws(DecodeError) in
                 try SpanBatch.decode(raw, encoding: encoding, gzip: gzip, limit: settings.maxRequestBodySize,
@@ -106,15 +103,9 @@ public struct OTLPHTTPHandler: Sendable {
             })
         } catch {
             counters.add(rejectedRequests: 1)
-            if error.isTooLarge { return .failure(Answer(status(.payloadTooLarge, encoding, code: 8, error.description))) }
-            return .failure(Answer(status(.badRequest, encoding, code: 3, error.description)))
+            if error.isTooLarge { return .failure(EarlyAnswer(status(.payloadTooLarge, encoding, code: 8, error.description))) }
+            return .failure(EarlyAnswer(status(.badRequest, encoding, code: 3, error.description)))
         }
-    }
-
-    /// An answer decided before the pipelines ran.
-    struct Answer: Error {
-        let response: HTTPResponse
-        init(_ response: HTTPResponse) { self.response = response }
     }
 
     func respond(_ outcome: ConsumeOutcome, spans: Int, encoding: OTLPEncoding) -> HTTPResponse {

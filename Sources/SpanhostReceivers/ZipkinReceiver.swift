@@ -11,15 +11,17 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
     public let counters: ReceiverCounters
     public let security: ServerSecurity
     let sink: BatchSink
+    let inline: InlineSink?
     public let refusal: @Sendable () -> String?
 
     public init(settings: ZipkinReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
-                refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink) {
+                refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink, inline: InlineSink? = nil) {
         self.settings = settings
         self.counters = counters
         self.security = security
         self.refusal = refusal
         self.sink = sink
+        self.inline = inline
     }
 
     public var endpoint: Endpoint { settings.endpoint }
@@ -59,24 +61,22 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
         let body = request.body
         let counters = self.counters
         let settings = self.settings
-        let sink = self.sink
-        return runOnPool(on: loop, pool: pool, timeout: settings.requestTimeout, timedOut: {
+        let gzip = encoding == "gzip"
+        return runPipelines(on: loop, pool: pool, timeout: settings.requestTimeout, inline: inline,
+                            small: !gzip && body.readableBytes <= inlineBodyLimit, timedOut: {
             counters.add(refusedRequests: 1)
             return Self.refused("the pipeline did not finish in time")
-        }, work: {
-            let batch: SpanBatch
+        }, decode: {
             do throws(DecodeError) {
-                batch = try body.withUnsafeReadableBytes { raw throws(DecodeError) in
-                    try SpanBatch.decode(raw, format: .zipkinJSON, gzip: encoding == "gzip", limit: settings.maxRequestBodySize,
+                return .success(try body.withUnsafeReadableBytes { raw throws(DecodeError) in
+                    try SpanBatch.decode(raw, format: .zipkinJSON, gzip: gzip, limit: settings.maxRequestBodySize,
                                          caps: SpanBatch.Caps(settings.connections))
-                }
+                })
             } catch {
                 counters.add(rejectedRequests: 1)
-                return .text(error.isTooLarge ? .payloadTooLarge : .badRequest, error.description)
+                return .failure(EarlyAnswer(.text(error.isTooLarge ? .payloadTooLarge : .badRequest, error.description)))
             }
-            let spans = batch.spanCount
-            return Self.answer(sink(batch), spans: spans, counters: counters)
-        })
+        }, sink: sink, respond: { outcome, spans in Self.answer(outcome, spans: spans, counters: counters) })
     }
 
     /// 202 when taken, 503 when refused, 400 when rejected; counted.

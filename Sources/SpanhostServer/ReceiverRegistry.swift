@@ -187,9 +187,11 @@ final class ReceiverRegistry: @unchecked Sendable {
             return nil
         }
         let sink: BatchSink = { batch in current.consume(batch, from: id) }
+        let inline = InlineSink(allowed: { current.neverBlocks(from: id) },
+                                consume: { batch in current.consumeIfNonBlocking(batch, from: id) })
         switch settings {
-        case .otlp(let s): return OTLPHTTPHandler(settings: s, counters: counters, security: security, refusal: refusal, sink: sink)
-        case .zipkin(let s): return ZipkinHTTPHandler(settings: s, counters: counters, security: security, refusal: refusal, sink: sink)
+        case .otlp(let s): return OTLPHTTPHandler(settings: s, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
+        case .zipkin(let s): return ZipkinHTTPHandler(settings: s, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
         case .kafka: return nil
         }
     }

@@ -1,8 +1,9 @@
 /*
- * spanhost.h -- the Spanhost plugin ABI, version 1.2.
+ * spanhost.h -- the Spanhost plugin ABI, version 1.3.
  *   1.1 added host->encode_notification and encode_value.
  *   1.2 added config schemas in the descriptor, host->config_duration, config_bytes,
  *   config_string_list and gauge_set, and labels in counter and gauge names.
+ *   1.3 added SPANHOST_PLUGIN_NONBLOCKING.
  *
  * This header is the whole contract between the Spanhost host (spanhostd) and its plugins.
  * A plugin includes it, implements one exported entry function, and links against nothing of
@@ -39,7 +40,7 @@ extern "C" {
 #endif
 
 #define SPANHOST_ABI_MAJOR 1
-#define SPANHOST_ABI_MINOR 2
+#define SPANHOST_ABI_MINOR 3
 
 /* Name of the one function every plugin exports (see spanhost_plugin_entry_fn). */
 #define SPANHOST_PLUGIN_ENTRY_SYMBOL "spanhost_plugin_entry"
@@ -514,6 +515,13 @@ typedef struct spanhost_config_key {
 #define SPANHOST_PLUGIN_CONCURRENT 1u
 /* The image holds no state that outlives its instances; the host may dlclose it. */
 #define SPANHOST_PLUGIN_UNLOADABLE 2u
+/* (1.3) The data hook (process or export_batch) never waits: no network or disk I/O, no
+ * sleeping, no waiting on other threads beyond short critical sections. The host may then run
+ * a processor on the thread that read the request, and call an exporter with nothing queued
+ * right away instead of waking a queue worker (a failed call goes to the queue and is retried
+ * there as usual). A plugin that sets this flag and then blocks stalls the host's I/O threads:
+ * leave it unset when in doubt. Older hosts ignore it. */
+#define SPANHOST_PLUGIN_NONBLOCKING 4u
 
 /*
  * What a plugin is and how to drive it. The entry function returns a pointer to one of these.

@@ -456,7 +456,7 @@ static const spanhost_config_key config_keys[] = {
 
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
-    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE, "attributes", "1.1.0",
+    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING, "attributes", "1.1.0",
     "inserts, updates, upserts, deletes, hashes, extracts or converts attributes",
     attributes_create, NULL, attributes_process, NULL, NULL, NULL, attributes_destroy, SPANHOST_SCHEMA(config_keys),
 };

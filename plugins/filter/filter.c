@@ -336,7 +336,7 @@ static const spanhost_config_key config_keys[] = {
 
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
-    SPANHOST_PLUGIN_UNLOADABLE, "filter", "1.0.0", "drops spans (or whole traces) matching conditions",
+    SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING, "filter", "1.0.0", "drops spans (or whole traces) matching conditions",
     create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys),
 };
 

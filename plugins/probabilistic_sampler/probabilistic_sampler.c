@@ -85,7 +85,7 @@ static const spanhost_config_key config_keys[] = {
 
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
-    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE, "probabilistic_sampler", "1.0.0",
+    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING, "probabilistic_sampler", "1.0.0",
     "keeps a percentage of traces, decided by a seeded hash of the trace id",
     create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys),
 };
