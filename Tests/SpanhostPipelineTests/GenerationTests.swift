@@ -131,3 +131,64 @@ extension GenerationTests {
         _ = next.shutdown(timeout: .seconds(1))
     }
 }
+
+extension GenerationTests {
+    /// A receiver's batches may run on the thread that read them only when every processor and
+    /// exporter on their way declares it never blocks; the check is made in the generation the
+    /// batch enters, so a reload to a blocking pipeline sends batches back to the pool.
+    func testOnlyPipelinesThatNeverBlockRunOnTheCallersThread() throws {
+        let g = try generation("""
+            receivers: {otlp: {}, otlp/disk: {}, otlp/file: {}, otlp/tail: {}}
+            processors: {attributes: {actions: [{key: a, value: b, action: upsert}]}, tail_sampling: {policies: [{name: all, type: always_sample}]}}
+            exporters: {"null": {}, null/disk: {sending_queue: {storage: TMP/q}}, file: {path: TMP/out.jsonl}}
+            service:
+              pipelines:
+                traces: {receivers: [otlp], processors: [attributes], exporters: ["null"]}
+                traces/disk: {receivers: [otlp/disk], processors: [attributes], exporters: [null/disk]}
+                traces/file: {receivers: [otlp/file], processors: [attributes], exporters: [file]}
+                traces/tail: {receivers: [otlp/tail], processors: [tail_sampling], exporters: ["null"]}
+            """)
+        // A memory queue takes a batch without waiting, whatever its exporter does later.
+        XCTAssertTrue(g.neverBlocks(from: ComponentID(type: "otlp")))
+        XCTAssertTrue(g.neverBlocks(from: ComponentID(type: "otlp", name: "file")))
+        // A disk queue writes before it answers; tail_sampling does not declare the flag.
+        XCTAssertFalse(g.neverBlocks(from: ComponentID(type: "otlp", name: "disk")))
+        XCTAssertFalse(g.neverBlocks(from: ComponentID(type: "otlp", name: "tail")))
+
+        let current = CurrentGeneration(g)
+        XCTAssertEqual(current.consumeIfNonBlocking(try spans(3), from: ComponentID(type: "otlp")), .accepted(rejectedSpans: 0, message: nil))
+        XCTAssertNil(current.consumeIfNonBlocking(try spans(3), from: ComponentID(type: "otlp", name: "tail")))
+
+        let blocking = try generation("""
+            receivers: {otlp: {}}
+            processors: {tail_sampling: {policies: [{name: all, type: always_sample}]}}
+            exporters: {"null": {}}
+            service: {pipelines: {traces: {receivers: [otlp], processors: [tail_sampling], exporters: ["null"]}}}
+            """)
+        let old = current.swap(to: blocking)
+        XCTAssertFalse(current.neverBlocks(from: ComponentID(type: "otlp")))
+        XCTAssertNil(current.consumeIfNonBlocking(try spans(3), from: ComponentID(type: "otlp")))
+        XCTAssertEqual(old.shutdown(timeout: .seconds(5)).exporters["null"]?.delivered, 3)
+        _ = blocking.shutdown(timeout: .seconds(5))
+    }
+
+    /// An exporter that never blocks and has nothing queued is called by whoever hands it the
+    /// batch: delivered before `consume` returns, with no worker woken. One that may block is
+    /// always left to its queue's workers.
+    func testAnIdleExporterThatNeverBlocksIsCalledWithoutAWorker() throws {
+        let g = try generation("""
+            receivers: {otlp: {}}
+            exporters: {"null": {}, file: {path: TMP/out.jsonl}}
+            service: {pipelines: {traces: {receivers: [otlp], exporters: ["null", file]}}}
+            """)
+        XCTAssertEqual(g.consume(try spans(4), from: ComponentID(type: "otlp")), .accepted(rejectedSpans: 0, message: nil))
+        let null = try XCTUnwrap(g.exporters.first { $0.id.type == "null" })
+        let file = try XCTUnwrap(g.exporters.first { $0.id.type == "file" })
+        XCTAssertEqual(null.counters.snapshot["exported"], 4)
+        XCTAssertNil(null.counters.snapshot["queued"])
+        XCTAssertEqual(file.counters.snapshot["queued"], 4)
+        let report = g.shutdown(timeout: .seconds(5))
+        XCTAssertEqual(report.exporters["null"]?.delivered, 4)
+        XCTAssertEqual(report.exporters["file"]?.delivered, 4)
+    }
+}

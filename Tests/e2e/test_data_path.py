@@ -340,3 +340,56 @@ def test_check_survives_a_plugin_that_aborts_in_create_and_names_it(tmp):
     r = check(tmp, text, plugins=plugins)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "exporters.misbehave" in r.stderr and "misbehave.so" in r.stderr and "SIGABRT" in r.stderr, r.stderr
+
+
+INLINE = cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  thread_tag: {}
+exporters:
+  file: {path: "{tmp}/out.jsonl", format: json}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [thread_tag], exporters: [file]}
+""")
+
+
+def thread_of(exported):
+    return next(a["value"]["stringValue"] for a in exported["span"]["attributes"] if a["key"] == "thread")
+
+
+def test_pipelines_that_never_block_run_on_the_event_loop_and_others_on_the_pool(spanhost, tmp):
+    """A small uncompressed request whose processors declare SPANHOST_PLUGIN_NONBLOCKING runs on
+    the event loop that read it; a compressed or large one, or one whose processor may block,
+    runs on the pipeline pool (NIO names the threads NIO-ELT-* and TP-*)."""
+    import gzip
+    import json
+    plugins = plugin_dir(tmp, "thread_tag", "file")
+    out = os.path.join(tmp, "out.jsonl")
+
+    def threads(first, count):
+        names = {f"op{i}" for i in range(first, first + count)}
+        got = wait_for(lambda: [sp for sp in read_file_export(out) if sp["span"]["name"] in names]
+                       if len([sp for sp in read_file_export(out) if sp["span"]["name"] in names]) == count else None)
+        assert got, read_file_export(out)
+        return {thread_of(sp) for sp in got}
+
+    s = spanhost(INLINE, plugins_dir=plugins)
+    assert requests.post(s.url, json=otlp_json(5), timeout=10).status_code == 200
+    assert all(t.startswith("NIO-ELT") for t in threads(0, 5))
+    body = gzip.compress(json.dumps(otlp_json(5, start=5)).encode())
+    assert requests.post(s.url, data=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+                         timeout=10).status_code == 200
+    assert all(t.startswith("TP-") for t in threads(5, 5))
+    big = otlp_json(1, start=10, attrs={"pad": "x" * (1 << 20)})
+    assert requests.post(s.url, json=big, timeout=10).status_code == 200
+    assert all(t.startswith("TP-") for t in threads(10, 1))
+    s.stop()
+
+    os.remove(out)
+    s = spanhost(INLINE, plugins_dir=plugins, env={"THREAD_TAG_BLOCKING": "1"})
+    assert requests.post(s.url, json=otlp_json(5), timeout=10).status_code == 200
+    assert all(t.startswith("TP-") for t in threads(0, 5))
