@@ -134,19 +134,22 @@ public final class SpanBatch: @unchecked Sendable {
         let arenaLimit = sh_batch_bytes(batch.pointer) + count.multipliedReportingOverflow(by: decodeExpansion).partialValue + (1 << 20)
         sh_batch_set_limit(batch.pointer, arenaLimit)
         defer { sh_batch_set_limit(batch.pointer, 0) }
-        var err = [CChar](repeating: 0, count: 256)
-        let rc: Int32 = err.withUnsafeMutableBufferPointer { errBuf in
+        let failure: String? = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 256) { errBuf in
+            errBuf[0] = 0
+            let rc: Int32
             switch format {
-            case .otlpProtobuf: return sh_decode_otlp_proto(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
-            case .otlpJSON: return sh_decode_otlp_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
-            case .zipkinJSON: return sh_decode_zipkin_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            case .otlpProtobuf: rc = sh_decode_otlp_proto(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            case .otlpJSON: rc = sh_decode_otlp_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            case .zipkinJSON: rc = sh_decode_zipkin_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             case .omegiJSON(let offset):
-                return sh_decode_omegi_json(batch.pointer, bytes, count, offset, errBuf.baseAddress, errBuf.count)
+                rc = sh_decode_omegi_json(batch.pointer, bytes, count, offset, errBuf.baseAddress, errBuf.count)
             }
+            errBuf[errBuf.count - 1] = 0
+            return rc == 0 ? nil : String(cString: errBuf.baseAddress!)
         }
-        if rc != 0 {
+        if let failure {
             if sh_batch_over_limit(batch.pointer) != 0 { throw .expandsTooMuch(limit: arenaLimit) }
-            throw .invalid(String(cString: err))
+            throw .invalid(failure)
         }
         let spans = batch.spanCount
         if spans > caps.maxSpans { throw .tooManySpans(count: spans, limit: caps.maxSpans) }
