@@ -7,7 +7,7 @@ CC          ?= cc
 PLUGIN_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -pedantic -shared -fPIC -Iinclude -Iplugins/common
 VENV        := $(BUILD)/venv
 PY          := $(VENV)/bin/python
-APT_PACKAGES := openssl libssl-dev zlib1g-dev libcurl4 librdkafka-dev python3-venv wrk
+APT_PACKAGES := openssl libssl-dev zlib1g-dev libcurl4 librdkafka-dev libffi-dev python3-venv wrk
 APT_TEST_PACKAGES := chromium
 PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* opentelemetry-exporter-zipkin-json==1.* pytest requests
 # The Omegi Python agent pins its own OpenTelemetry versions, so it gets a venv of its own.
@@ -166,7 +166,9 @@ fuzz: $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
 	$(call run-fuzz,$(FUZZ_SECONDS))
 
 bench: build $(VENV)/.installed
+	$(call apt-install,valgrind)
 	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) Tests/bench/bench.py
+	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) Tests/bench/callgrind.py
 
 clean:
 	rm -rf $(BUILD) .build

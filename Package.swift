@@ -29,7 +29,7 @@ let package = Package(
         .target(
             name: "CSpanhost",
             dependencies: [.product(name: "CSpanhostABI", package: "PluginKit")],
-            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("crypto"), .linkedLibrary("dl")]
+            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("crypto"), .linkedLibrary("dl"), .linkedLibrary("ffi")]
         ),
         // librdkafka (Debian librdkafka-dev), for the kafka receiver.
         .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka"),
@@ -99,7 +99,7 @@ let package = Package(
         // The operator's and plugin author's tool: validate, plugins list/describe, plugin-test.
         .executableTarget(
             name: "spanhost",
-            dependencies: ["SpanhostPlugins", "SpanhostModel", "SpanhostConfig",
+            dependencies: ["CSpanhost", "SpanhostPlugins", "SpanhostModel", "SpanhostConfig",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),

@@ -53,7 +53,7 @@ static const spanhost_config_key config_keys[] = {
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER, 0,
     "example_exporter", "0.1.0", "logs span counts",
-    create, NULL, NULL, export_batch, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys),
+    create, NULL, NULL, export_batch, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

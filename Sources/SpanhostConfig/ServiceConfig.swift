@@ -91,6 +91,8 @@ public struct ServiceConfig: Sendable, Equatable {
     public var pluginPins: [String: String]
     /// `plugins.require_pins`: a plugin file without a pin is refused.
     public var requirePins = false
+    /// `plugins.functions`: plugins loaded for the functions they add to expressions.
+    public var functionLibraries: [String] = []
     public var adminEndpoint: Endpoint
     /// `admin.auth`: the authenticator every admin request but `GET /healthz` must pass.
     public var adminAuth: ComponentID?
@@ -129,7 +131,7 @@ public struct ServiceConfig: Sendable, Equatable {
     /// The plugins this config names: a component of type `x` is the plugin in file `x.so`.
     /// Only these files are opened; others in the plugin directories are never loaded.
     public var pluginNames: Set<String> {
-        Set((processors + exporters + notifiers).map(\.id.type))
+        Set((processors + exporters + notifiers).map(\.id.type) + functionLibraries)
     }
 
     public func components(_ kind: ComponentKind) -> [ComponentConfig] {
@@ -193,8 +195,13 @@ public struct ServiceConfig: Sendable, Equatable {
         }
         if let plugins = root["plugins"], plugins != .null {
             guard plugins.mapEntries != nil else { throw ConfigError("plugins", "must be a map") }
-            for entry in plugins.mapEntries! where !["dir", "dirs", "cache_dir", "pins", "require_pins"].contains(entry.key) {
-                throw ConfigError("plugins.\(entry.key)", "unknown key; expected dir, dirs, cache_dir, pins or require_pins")
+            for entry in plugins.mapEntries! where !["dir", "dirs", "cache_dir", "pins", "require_pins", "functions"].contains(entry.key) {
+                throw ConfigError("plugins.\(entry.key)", "unknown key; expected dir, dirs, cache_dir, pins, require_pins or functions")
+            }
+            switch plugins["functions"] {
+            case .list(let items)?: config.functionLibraries = try items.enumerated().map { try requireString($1, "plugins.functions.\($0)") }
+            case let value?: config.functionLibraries = [try requireString(value, "plugins.functions")]
+            case nil: break
             }
             if plugins["dir"] != nil && plugins["dirs"] != nil { throw ConfigError("plugins.dirs", "set dir or dirs, not both") }
             if let v = plugins["require_pins"] { config.requirePins = try parseBool(v, path: "plugins.require_pins") }

@@ -102,6 +102,16 @@ public final class Generation: @unchecked Sendable {
         do {
             // Components whose plugin is quarantined and that say `on_quarantine: skip` are left out.
             let config = try Self.withoutSkipped(config, catalog: catalog, skipped: &skipped)
+            // Function libraries registered their functions when the catalog loaded them.
+            for name in config.functionLibraries {
+                guard let library = catalog.library(named: name) else {
+                    throw GenerationError.invalidSettings(ConfigError("plugins.functions", "no plugin file \(name).so in "
+                        + catalog.directories.joined(separator: ", ") + " (or it was refused: see refusedPlugins at /status)"))
+                }
+                guard !library.functions.isEmpty else {
+                    throw GenerationError.invalidSettings(ConfigError("plugins.functions", "plugin '\(name)' adds no functions"))
+                }
+            }
             // Exporters and notifiers are shared by the pipelines that name them; processors are
             // per pipeline, since they may keep per-pipeline state.
             for connector in config.connectors {

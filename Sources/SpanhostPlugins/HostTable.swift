@@ -126,6 +126,19 @@ enum HostTable {
             guard let instance = PluginInstance.from(instance), let name else { return }
             instance.gauges.set(String(cString: name), value)
         }
+        api.expr_compile = { text, len, kind, context, out, status in
+            guard let out, let status, let message = status.pointee.message else { return Int32(SPANHOST_PERMANENT) }
+            guard let expr = sh_expr_compile(text, len, kind, context, message, status.pointee.message_cap) else {
+                return Int32(SPANHOST_PERMANENT)
+            }
+            out.pointee = expr
+            return Int32(SPANHOST_OK)
+        }
+        api.expr_run = { expr, target, status in
+            guard let expr, let target else { return -1 }
+            return sh_expr_run(expr, target, status)
+        }
+        api.expr_free = { expr in sh_expr_free(expr) }
         api.encode_batch = { batch, encoding, out in
             guard let batch, let out else { return -1 }
             return sh_encode_batch(batch, encoding, out)

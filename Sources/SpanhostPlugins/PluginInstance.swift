@@ -366,6 +366,7 @@ extension PluginKind {
         case .processor: return HostKeys.processor
         case .exporter: return HostKeys.exporter
         case .notifier: return HostKeys.notifier
+        case .functions: return []
         }
     }
 }

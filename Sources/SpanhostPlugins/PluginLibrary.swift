@@ -56,12 +56,15 @@ public enum PluginLoadError: Error, Equatable, CustomStringConvertible {
 
 public enum PluginKind: String, Sendable {
     case exporter, processor, notifier
+    /// Only adds functions to expressions (SPANHOST_KIND_FUNCTIONS); never a component.
+    case functions
 
     init?(cValue: UInt32) {
         switch Int32(bitPattern: cValue) {
         case SPANHOST_KIND_EXPORTER: self = .exporter
         case SPANHOST_KIND_PROCESSOR: self = .processor
         case SPANHOST_KIND_NOTIFIER: self = .notifier
+        case SPANHOST_KIND_FUNCTIONS: self = .functions
         default: return nil
         }
     }
@@ -88,7 +91,9 @@ public final class PluginLibrary: @unchecked Sendable {
     private let handle: UnsafeMutableRawPointer
 
     public var isConcurrent: Bool { flags & UInt32(SPANHOST_PLUGIN_CONCURRENT) != 0 }
-    public var isUnloadable: Bool { flags & UInt32(SPANHOST_PLUGIN_UNLOADABLE) != 0 }
+    public var isUnloadable: Bool { flags & UInt32(SPANHOST_PLUGIN_UNLOADABLE) != 0 && functions.isEmpty }
+    /// The functions this image added to expressions, by name.
+    public let functions: [String]
     /// The plugin says its data hook never waits (SPANHOST_PLUGIN_NONBLOCKING).
     public var isNonBlocking: Bool { flags & UInt32(SPANHOST_PLUGIN_NONBLOCKING) != 0 }
 
@@ -154,7 +159,7 @@ public final class PluginLibrary: @unchecked Sendable {
         guard let namePtr = descriptor.name, !String(cString: namePtr).isEmpty else {
             throw .invalidDescriptor(file: file, reason: "name is missing")
         }
-        guard descriptor.create != nil, descriptor.destroy != nil else {
+        guard kind == .functions || (descriptor.create != nil && descriptor.destroy != nil) else {
             throw .invalidDescriptor(file: file, reason: "create and destroy are required")
         }
         switch kind {
@@ -173,7 +178,22 @@ public final class PluginLibrary: @unchecked Sendable {
                 throw .invalidDescriptor(file: file, reason: error.description)
             }
         }
-        if descriptor.flags & UInt32(SPANHOST_PLUGIN_UNLOADABLE) == 0 {
+        // Functions for expressions: registered now, each with its libffi call interface.
+        var functions: [String] = []
+        let functionsEnd = MemoryLayout<spanhost_plugin>.offset(of: \.functions_count)! + MemoryLayout<Int>.size
+        if descriptor.abi_minor >= 3, declared >= functionsEnd, let list = descriptor.functions {
+            for i in 0..<descriptor.functions_count {
+                var err = [CChar](repeating: 0, count: 256)
+                guard sh_function_register(list + i, String(cString: namePtr), &err, err.count) == 0 else {
+                    throw .invalidDescriptor(file: file, reason: String(cString: err))
+                }
+                functions.append(String(cString: list[i].name))
+            }
+        } else if kind == .functions {
+            throw .invalidDescriptor(file: file, reason: "a functions plugin must list functions (ABI 1.3)")
+        }
+        // An image whose functions were registered stays loaded: compiled expressions call into it.
+        if descriptor.flags & UInt32(SPANHOST_PLUGIN_UNLOADABLE) == 0 || !functions.isEmpty {
             // Pin images that did not declare themselves unloadable (every Swift image): they are
             // never unmapped, even by a dlclose elsewhere.
             _ = dlopen(loadedPath, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD | RTLD_NODELETE)
@@ -188,6 +208,7 @@ public final class PluginLibrary: @unchecked Sendable {
         self.abiMinor = Int(descriptor.abi_minor)
         self.flags = descriptor.flags
         self.schema = schema
+        self.functions = functions
         self.sourcePath = sourcePath
         self.loadedPath = loadedPath
         self.sha256 = sha256

@@ -1,3 +1,4 @@
+import CSpanhost
 import Foundation
 
 /// `spanhost plugins list`: what each file in the plugin directories registers. The server opens only the files its config names; listing opens every
@@ -9,6 +10,8 @@ public enum PluginListing {
         public var name, kind, version, abi, sha256, description: String?
         /// The declared config keys (ABI 1.2); nil when the plugin declared no schema.
         public var schema: [SchemaKey]?
+        /// Functions added to expressions, as signatures: "geo_country(string) -> string  ...".
+        public var functions: [String]?
         public var error: String?
     }
 
@@ -34,6 +37,12 @@ public enum PluginListing {
             entry.description = library.description
             entry.schema = library.schema?.keys.map {
                 SchemaKey(path: $0.path, type: $0.type.name, required: $0.required, defaultValue: $0.defaultValue, doc: $0.doc)
+            }
+            if !library.functions.isEmpty {
+                entry.functions = library.functions.map { name in
+                    var text = [CChar](repeating: 0, count: 512)
+                    return sh_function_signature(name, &text, text.count) == 0 ? String(cString: text) : name
+                }
             }
         } catch {
             entry.error = "\(error)"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSpanhost
 import Foundation
 import Logging
 import SpanhostConfig
@@ -34,6 +35,9 @@ struct PluginTest: ParsableCommand {
     @Option(name: .long, help: "Processors: the expected output, OTLP JSON lines (compared as JSON).")
     var expect: String?
 
+    @Option(name: .long, help: "Calls one function the plugin adds to expressions and prints the result: --call 'f(\"x\", 3)'.")
+    var call: String?
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let scratch = "\(NSTemporaryDirectory())spanhost-plugin-test-\(getpid())"
@@ -41,6 +45,14 @@ struct PluginTest: ParsableCommand {
         let library: PluginLibrary
         do { library = try PluginCatalog.load(path: plugin, cacheDirectory: scratch) } catch {
             throw failure("\(error)")
+        }
+        if let call {
+            var out = [CChar](repeating: 0, count: 1024)
+            guard sh_expr_call(call, call.utf8.count, &out, out.count) == 0 else { throw failure(String(cString: out)) }
+            return print(String(cString: out))
+        }
+        guard library.kind != .functions else {
+            throw failure("\(library.name) only adds functions to expressions: call one with --call 'name(args)'")
         }
         let settings = try config.map { path -> ConfigValue in
             let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -71,6 +83,8 @@ struct PluginTest: ParsableCommand {
         }
         var output: [String] = []
         switch library.kind {
+        case .functions:
+            break  // refused above
         case .processor:
             let batch = try readInput()
             let result = instance.process(batch)

@@ -83,6 +83,11 @@ struct Plugins: ParsableCommand {
             let rows: [(String, String?)] = [("name", entry.name), ("kind", entry.kind), ("version", entry.version), ("abi", entry.abi),
                                              ("description", entry.description), ("file", entry.file), ("sha256", entry.sha256)]
             for (label, value) in rows { print("\(label.padding(toLength: 12, withPad: " ", startingAt: 0))\(value ?? "")") }
+            if let functions = entry.functions {
+                print("\nfunctions (for expressions):")
+                for signature in functions { print("  \(signature)") }
+                if entry.kind == PluginKind.functions.rawValue { return }
+            }
             guard let schema = entry.schema else {
                 // Without a schema the keys a plugin reads are checked when it is created.
                 print("\("config".padding(toLength: 12, withPad: " ", startingAt: 0))no schema declared; see the plugin's documentation")

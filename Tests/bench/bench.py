@@ -113,6 +113,69 @@ service:
       exporters: [null]
 """
 
+# Expressions: the transform statements of README's example (six on spans, one on the
+# resource), and a filter whose condition calls a plugin's function (through libffi) per span.
+TRANSFORM_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{port}
+processors:
+  transform:
+    trace_statements:
+      - context: span
+        conditions: ['attributes["http.route"] != nil']
+        statements:
+          - set(attributes["route.group"], "api") where IsMatch(attributes["http.route"], "^/api/")
+          - delete_key(attributes, "http.request.header.authorization")
+          - replace_pattern(attributes["http.url"], "token=[^&]+", "token=***")
+          - truncate_all(attributes, 256)
+          - limit(attributes, 64, ["service.name"])
+          - set(status.code, 2) where attributes["http.status_code"] >= 500
+      - context: resource
+        statements: ['set(attributes["deployment.environment"], "prod")']
+exporters:
+  null:
+    sending_queue: {{queue_size: 5000, num_consumers: 4}}
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: 127.0.0.1:{admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [transform]
+      exporters: [null]
+"""
+
+FUNCTION_FILTER_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{port}
+processors:
+  filter:
+    traces:
+      span: ['geo_country(attributes["net.peer.name"]) == "KR"']
+exporters:
+  null:
+    sending_queue: {{queue_size: 5000, num_consumers: 4}}
+plugins:
+  dir: {plugins}
+  functions: [example_functions]
+admin:
+  endpoint: 127.0.0.1:{admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [filter]
+      exporters: [null]
+"""
+
 # Alerts under load: every span goes through the rules and the error_flow processor; a side
 # sender adds error spans with distinct names (so each is its own notification).
 ALERT_CONFIG = """
@@ -523,10 +586,16 @@ def main():
 
     chain, _ = run_config("attributes(hash) -> filter -> sampler", CHAIN_CONFIG)
     results.append(chain)
+    null, _ = run_config("null exporter, memory queue", QUEUE_CONFIG % ("num_consumers: 4", ""))
+    transform, _ = run_config("transform (6 + 1 statements) -> null", TRANSFORM_CONFIG)
+    function_filter, _ = run_config("filter calling a plugin function -> null", FUNCTION_FILTER_CONFIG)
+    results += [transform, function_filter]
+    expressions = (f"expressions, throughput against the plain null pipeline: transform {transform['rps'] / null['rps']:.2f}, "
+                   f"filter with a plugin function {function_filter['rps'] / null['rps']:.2f}")
     if os.environ.get("BENCH_ONLY") == "core":
-        null, _ = run_config("null exporter, memory queue", QUEUE_CONFIG % ("num_consumers: 4", ""))
         results.append(null)
         print_table(results, base, host)
+        print(expressions)
         return
 
     # Sending queues: in memory, then on disk with each fsync policy, in the same run.
@@ -733,6 +802,7 @@ def main():
         per_span = int(held_bytes.group(1)) / int(held_spans.group(1))
         print(f"held trace memory: {int(held_bytes.group(1)) / int(held.group(1)) / 1024:,.1f} KiB per trace, "
               f"{per_span:,.0f} B per held span = {per_span / wire_span:.2f}x its {wire_span:.0f} B on the wire")
+    print(expressions)
     print(f"kafka receiver: {consumed / consume_seconds:,.0f} spans/s consumed from the mock cluster "
           f"({consumed:,} of {backlog:,} spans in {consume_seconds:.1f}s from the first message on)")
     print(f"kafka: {acked / elapsed:,.0f} spans/s acknowledged by the mock cluster "

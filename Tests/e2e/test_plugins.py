@@ -175,7 +175,7 @@ def test_examples_build_with_plain_cc_and_load(spanhost, tmp):
     out = os.path.join(tmp, "examples")
     os.makedirs(out)
     subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "examples-c"), f"OUT={out}"], check=True, timeout=120)
-    assert sorted(os.listdir(out)) == ["example_exporter.so", "example_processor.so"]
+    assert sorted(os.listdir(out)) == ["example_exporter.so", "example_functions.so", "example_processor.so"]
     cfg = """
 receivers:
   otlp:

@@ -3,7 +3,8 @@
  *   1.1 added host->encode_notification and encode_value.
  *   1.2 added config schemas in the descriptor, host->config_duration, config_bytes,
  *   config_string_list and gauge_set, and labels in counter and gauge names.
- *   1.3 added SPANHOST_PLUGIN_NONBLOCKING.
+ *   1.3 added SPANHOST_PLUGIN_NONBLOCKING, expressions (host->expr_compile, expr_run,
+ *   expr_free) and functions that plugins add to them (spanhost_function).
  *
  * This header is the whole contract between the Spanhost host (spanhostd) and its plugins.
  * A plugin includes it, implements one exported entry function, and links against nothing of
@@ -325,6 +326,30 @@ typedef struct spanhost_buffer {
 } spanhost_buffer;
 
 /*
+ * Expressions (1.3): conditions and statements in the OpenTelemetry Transformation Language
+ * (OTTL), compiled once by the host and run against the span structs in place. One engine
+ * serves every plugin and the host's own rules, with the functions that plugins add (see
+ * spanhost_function). The grammar the host accepts is listed in README ("Expressions").
+ */
+typedef struct spanhost_expr spanhost_expr; /* opaque: from expr_compile, freed by expr_free */
+
+#define SPANHOST_EXPR_CONDITION 1 /* a boolean: `attributes["http.status_code"] >= 500` */
+#define SPANHOST_EXPR_STATEMENT 2 /* an editor call: `set(attributes["x"], "y") where name == "GET"` */
+
+/* What `attributes` and the bare field names refer to. */
+#define SPANHOST_CONTEXT_SPAN 1     /* the span; its resource as resource.attributes */
+#define SPANHOST_CONTEXT_RESOURCE 2 /* the resource: attributes are the resource's */
+
+/* Where an expression runs. OWNERSHIP: the caller's, borrowed for the call. */
+typedef struct spanhost_expr_target {
+    uint32_t struct_size;
+    spanhost_batch *batch;       /* what a statement or a function returns is copied into its arena */
+    spanhost_resource *resource; /* may be NULL */
+    spanhost_scope *scope;       /* may be NULL */
+    spanhost_span *span;         /* NULL in the resource context */
+} spanhost_expr_target;
+
+/*
  * Services the host offers. Passed to the entry function; valid for the life of the process.
  * Check `struct_size` before using a function added in a later minor version.
  */
@@ -456,6 +481,22 @@ typedef struct spanhost_host_api {
      * a level that goes up and down (items held, queue depth). Shown at /status under
      * "gauges" and at /metrics as spanhost_<kind>_<name>. */
     void (*gauge_set)(spanhost_instance *instance, const char *name, int64_t value);
+
+    /* --- Added in 1.3 ----------------------------------------------------------------- */
+
+    /* Compiles `text` (`len` bytes) as a SPANHOST_EXPR_* in a SPANHOST_CONTEXT_*. On success
+     * stores the compiled form in *out and returns SPANHOST_OK; otherwise PERMANENT with
+     * "column N: what is wrong" in status. Unknown functions, wrong argument counts and
+     * argument types are errors here, not later. OWNERSHIP: *out is the caller's; free it with
+     * expr_free. A compiled expression may be run from several threads at once. */
+    int32_t (*expr_compile)(const char *text, size_t len, uint32_t kind, uint32_t context,
+                            spanhost_expr **out, spanhost_status *status);
+    /* Runs a compiled expression on one target. A condition: 1 when it holds, 0 when not. A
+     * statement: 1 when it ran, 0 when its `where` clause did not hold. -1 when it failed (a
+     * function returned an error, a value had the wrong type): the message is in status. */
+    int32_t (*expr_run)(const spanhost_expr *expr, const spanhost_expr_target *target,
+                        spanhost_status *status);
+    void (*expr_free)(spanhost_expr *expr);
 } spanhost_host_api;
 
 /* True when `host` has `member`, a function added in a later minor version than the oldest
@@ -523,6 +564,40 @@ typedef struct spanhost_config_key {
  * leave it unset when in doubt. Older hosts ignore it. */
 #define SPANHOST_PLUGIN_NONBLOCKING 4u
 
+#define SPANHOST_KIND_FUNCTIONS 4 /* (1.3) only adds functions to expressions; no hooks */
+
+/*
+ * A function that expressions may call (1.3), like `geo_country(attributes["client.ip"])`.
+ * Types of arguments and results, and how each is passed to the C function:
+ */
+#define SPANHOST_ARG_STRING 1 /* spanhost_str, a view */
+#define SPANHOST_ARG_INT 2    /* int64_t */
+#define SPANHOST_ARG_DOUBLE 3 /* double */
+#define SPANHOST_ARG_BOOL 4   /* int32_t, 0 or 1 */
+#define SPANHOST_ARG_BYTES 5  /* spanhost_bytes, a view */
+/*
+ * The C function takes the arguments by value in order, then a pointer to the result, then
+ * the status, and returns SPANHOST_OK or an error code with a message in status:
+ *   int32_t geo_country(spanhost_str ip, spanhost_str *result, spanhost_status *status);
+ *   int32_t hash_bucket(spanhost_str s, int64_t n, int64_t *result, spanhost_status *status);
+ * The host calls it through libffi with a call interface built once at load; a wrong count or
+ * type of arguments in an expression is refused when the expression is compiled.
+ * OWNERSHIP: string and bytes arguments are borrowed for the call. A string or bytes result
+ * may point to memory the function owns; the host copies it into the batch arena before the
+ * next call on the same thread. The function may be called from several threads at once,
+ * including the host's I/O threads: it must not block (no I/O, no sleeping; load tables in the
+ * entry function).
+ */
+typedef struct spanhost_function {
+    uint32_t struct_size;        /* sizeof(spanhost_function) as the plugin was compiled */
+    const char *name;            /* NUL-terminated; how expressions call it */
+    uint32_t result;             /* SPANHOST_ARG_* */
+    uint32_t arg_count;          /* at most 8 */
+    const uint32_t *args;        /* arg_count SPANHOST_ARG_* */
+    void (*fn)(void);            /* cast from the function's real type */
+    const char *description;     /* NUL-terminated one line; may be NULL */
+} spanhost_function;
+
 /*
  * What a plugin is and how to drive it. The entry function returns a pointer to one of these.
  * OWNERSHIP: the plugin; must stay valid and unchanged while the image is loaded (a static
@@ -584,6 +659,14 @@ typedef struct spanhost_plugin {
      * settings. OWNERSHIP: plugin, static for the image's life. */
     const spanhost_config_key *config_schema;
     size_t config_schema_count;
+
+    /* --- Added in 1.3 ----------------------------------------------------------------- */
+
+    /* Functions this plugin adds to expressions; NULL and 0 for none. A SPANHOST_KIND_FUNCTIONS
+     * plugin has only these (its hooks are NULL) and is loaded when `plugins.functions` names
+     * it. OWNERSHIP: plugin, static for the image's life. */
+    const spanhost_function *functions;
+    size_t functions_count;
 } spanhost_plugin;
 
 /*

@@ -183,7 +183,7 @@ static const spanhost_config_key config_keys[] = {
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER,
     SPANHOST_PLUGIN_UNLOADABLE, "debug", "1.0.0", "prints spans readably (verbosity basic|normal|detailed)",
-    debug_create, NULL, NULL, debug_export, NULL, NULL, debug_destroy, SPANHOST_SCHEMA(config_keys),
+    debug_create, NULL, NULL, debug_export, NULL, NULL, debug_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -553,7 +553,7 @@ static const spanhost_config_key config_keys[] = {
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
     "error_flow", "1.0.0", "raises one error-flow event per trace with an error: exception, services, path",
-    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys),
+    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -178,7 +178,7 @@ static const spanhost_config_key config_keys[] = {
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, SPANHOST_PLUGIN_UNLOADABLE,
     "exec", "1.0.0", "runs a command with each event as JSON on stdin",
-    exec_create, NULL, NULL, NULL, exec_notify, NULL, exec_destroy, SPANHOST_SCHEMA(config_keys),
+    exec_create, NULL, NULL, NULL, exec_notify, NULL, exec_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

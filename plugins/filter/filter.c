@@ -1,7 +1,9 @@
 /* filter processor: drops spans that match any listed condition.
  *
- * The Collector's shape (OTTL, the subset in plugins/common/ottl.h):
- *   error_mode: ignore
+ * The Collector's shape (OTTL, compiled and run by the host's expression engine):
+ *   error_mode: propagate        ignore: a condition that fails to run counts as false and is
+ *                                logged; silent: the same, not logged; propagate: the batch is
+ *                                refused with the error
  *   traces:
  *     span:
  *       - 'attributes["http.route"] == "/health"'
@@ -30,9 +32,13 @@
  * A missing attribute matches only `not_equals` and `exists: false`.
  * Counters: dropped_spans, dropped_traces.
  */
-#include "ottl.h"
+#include "plugin_util.h"
 
 static const spanhost_host_api *host;
+
+#define ERR_PROPAGATE 0
+#define ERR_IGNORE 1
+#define ERR_SILENT 2
 
 #define F_ATTR 0
 #define F_RES_ATTR 1
@@ -67,8 +73,9 @@ typedef struct filter {
     spanhost_instance *instance;
     condition *conds;
     size_t count;
-    ottl_node **ottl; /* traces.span: OTTL conditions */
+    spanhost_expr **ottl; /* traces.span: OTTL conditions */
     size_t ottl_count;
+    int error_mode;       /* ERR_* */
     int whole_trace;
     util_idset dropped_traces; /* bounded: the most recent remembered_traces ids */
 } filter;
@@ -166,10 +173,14 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     size_t n = 0, nottl = 0;
     const spanhost_str *texts = NULL;
     spanhost_str mode;
-    if (host->config_string(config, "error_mode", &mode) == SPANHOST_CONFIG_FOUND && !util_str_is(mode, "ignore") &&
-        !util_str_is(mode, "silent") && !util_str_is(mode, "propagate")) {
-        snprintf(status->message, status->message_cap, "error_mode: '%.*s' is not ignore, silent or propagate", (int)mode.len, mode.ptr);
-        return SPANHOST_PERMANENT;
+    int error_mode = ERR_PROPAGATE;
+    if (host->config_string(config, "error_mode", &mode) == SPANHOST_CONFIG_FOUND) {
+        if (util_str_is(mode, "ignore")) error_mode = ERR_IGNORE;
+        else if (util_str_is(mode, "silent")) error_mode = ERR_SILENT;
+        else if (!util_str_is(mode, "propagate")) {
+            snprintf(status->message, status->message_cap, "error_mode: '%.*s' is not ignore, silent or propagate", (int)mode.len, mode.ptr);
+            return SPANHOST_PERMANENT;
+        }
     }
     if (host->config_string_list(config, "traces.spanevent", &texts, &nottl) == SPANHOST_CONFIG_FOUND) {
         snprintf(status->message, status->message_cap, "traces.spanevent: not supported; this filter drops whole spans (traces.span)");
@@ -189,10 +200,12 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     f->conds = (condition *)calloc(n ? n : 1, sizeof *f->conds);
     f->count = n;
     f->instance = instance;
-    f->ottl = (ottl_node **)calloc(nottl ? nottl : 1, sizeof *f->ottl);
+    f->error_mode = error_mode;
+    f->ottl = (spanhost_expr **)calloc(nottl ? nottl : 1, sizeof *f->ottl);
     for (size_t i = 0; i < nottl; i++) {
-        char err[200];
-        if (!(f->ottl[i] = ottl_compile(texts[i], err, sizeof err))) {
+        if (host->expr_compile(texts[i].ptr, texts[i].len, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &f->ottl[i], status) != SPANHOST_OK) {
+            char err[256];
+            snprintf(err, sizeof err, "%s", status->message);
             snprintf(status->message, status->message_cap, "traces.span.%zu: %s in '%.*s'", i, err, (int)texts[i].len, texts[i].ptr);
             f->ottl_count = i;
             destroy(f);
@@ -278,7 +291,6 @@ static int is_root(const spanhost_span *s) {
 }
 
 static int32_t process(void *state, spanhost_batch *batch, spanhost_status *status) {
-    (void)status;
     filter *f = (filter *)state;
     int64_t dropped = 0;
     /* First pass: spans that match; roots that match mark their trace. */
@@ -289,8 +301,18 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             for (size_t k = 0; k < ss->spans_count; k++) {
                 spanhost_span *span = ss->spans[k];
                 for (size_t c = 0; c < f->count + f->ottl_count; c++) {
-                    if (c < f->count ? !matches(&f->conds[c], span, rs->resource)
-                                     : !ottl_eval(f->ottl[c - f->count], span, rs->resource, ss->scope)) continue;
+                    if (c < f->count) {
+                        if (!matches(&f->conds[c], span, rs->resource)) continue;
+                    } else {
+                        spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span};
+                        int hit = host->expr_run(f->ottl[c - f->count], &t, status);
+                        if (hit < 0) {
+                            if (f->error_mode == ERR_PROPAGATE) return SPANHOST_PERMANENT;
+                            host->counter_add(f->instance, "condition_errors", 1);
+                            if (f->error_mode == ERR_IGNORE) host->log(f->instance, SPANHOST_LOG_WARN, status->message, strlen(status->message));
+                        }
+                        if (hit <= 0) continue;
+                    }
                     span->host_flags |= SPANHOST_SPAN_DROP;
                     if (f->whole_trace && is_root(span) && util_idset_add(&f->dropped_traces, span->trace_id, 1))
                         host->counter_add(f->instance, "dropped_traces", 1);
@@ -318,7 +340,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
 static void destroy(void *state) {
     filter *f = (filter *)state;
     free_conditions(f->conds, f->count);
-    for (size_t i = 0; i < f->ottl_count; i++) ottl_free(f->ottl[i]);
+    for (size_t i = 0; i < f->ottl_count; i++) host->expr_free(f->ottl[i]);
     free(f->ottl);
     if (f->whole_trace) util_idset_free(&f->dropped_traces);
     free(f);
@@ -329,7 +351,7 @@ static const spanhost_config_key config_keys[] = {
     {"traces", SPANHOST_TYPE_MAP, 0, NULL, "OTTL conditions, as the Collector's filter processor takes them"},
     {"traces.span", SPANHOST_TYPE_STRING_LIST, 0, NULL, "a span matching any of these OTTL conditions is dropped"},
     {"traces.spanevent", SPANHOST_TYPE_STRING_LIST, 0, NULL, "not supported: refused with a message"},
-    {"error_mode", SPANHOST_TYPE_STRING, 0, "ignore", "ignore, silent or propagate (the subset has no evaluation errors)"},
+    {"error_mode", SPANHOST_TYPE_STRING, 0, "propagate", "a condition that fails: ignore (false, logged), silent (false) or propagate (refuse the batch)"},
     {"drop_whole_trace", SPANHOST_TYPE_BOOL, 0, "false", "a matching root span also drops the rest of its trace"},
     {"remembered_traces", SPANHOST_TYPE_INT, 0, "10000", "dropped trace ids remembered for later spans"},
 };
@@ -337,7 +359,7 @@ static const spanhost_config_key config_keys[] = {
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
     SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING, "filter", "1.0.0", "drops spans (or whole traces) matching conditions",
-    create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys),
+    create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

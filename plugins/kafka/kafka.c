@@ -340,7 +340,7 @@ static const spanhost_config_key config_keys[] = {
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, 0,
     "kafka_events", "1.0.0", "publishes events (or one attribute of them, such as an error-flow record) to Kafka",
-    kafka_create, NULL, NULL, NULL, kafka_notify, kafka_flush, kafka_destroy, SPANHOST_SCHEMA(config_keys),
+    kafka_create, NULL, NULL, NULL, kafka_notify, kafka_flush, kafka_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 #else
 static const spanhost_config_key config_keys[] = {
@@ -359,7 +359,7 @@ static const spanhost_config_key config_keys[] = {
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER, SPANHOST_PLUGIN_CONCURRENT,
     "kafka", "1.0.0", "publishes OTLP messages to Kafka (librdkafka)",
-    kafka_create, NULL, NULL, kafka_export, NULL, kafka_flush, kafka_destroy, SPANHOST_SCHEMA(config_keys),
+    kafka_create, NULL, NULL, kafka_export, NULL, kafka_flush, kafka_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 #endif
 

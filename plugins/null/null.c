@@ -31,7 +31,7 @@ static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER,
     SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING,
     "null", "1.0.0", "discards every span (counts them)",
-    null_create, NULL, NULL, null_export, NULL, NULL, null_destroy, no_keys, 0,
+    null_create, NULL, NULL, null_export, NULL, NULL, null_destroy, no_keys, 0, NULL, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -87,7 +87,7 @@ static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
     SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING, "probabilistic_sampler", "1.0.0",
     "keeps a percentage of traces, decided by a seeded hash of the trace id",
-    create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys),
+    create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -585,7 +585,7 @@ static const spanhost_config_key config_keys[] = {
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
     "tail_sampling", "1.0.0", "keeps or drops whole traces after decision_wait, by policies",
-    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys),
+    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

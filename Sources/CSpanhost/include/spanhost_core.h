@@ -67,6 +67,22 @@ size_t sh_batch_most_attributes(const spanhost_batch *batch);
  * how many were dropped (TAKEN spans are not counted). */
 size_t sh_batch_compact(spanhost_batch *batch);
 
+/* --- Expressions (ottl.c) ---------------------------------------------------------------- */
+
+/* spanhost_host_api.expr_compile: NULL with "column N: ..." in err on failure. */
+spanhost_expr *sh_expr_compile(const char *text, size_t len, uint32_t kind, uint32_t context, char *err, size_t err_cap);
+/* spanhost_host_api.expr_run. */
+int32_t sh_expr_run(const spanhost_expr *expr, const spanhost_expr_target *target, spanhost_status *status);
+void sh_expr_free(spanhost_expr *expr);
+/* Makes a plugin's function callable from expressions compiled from now on (a later one of the
+ * same name wins); its libffi call interface is built here. 0, or -1 with a message in err. */
+int sh_function_register(const spanhost_function *function, const char *library, char *err, size_t err_cap);
+/* Evaluates one value expression with no span (`f("x", 3)`), for `spanhost plugin-test --call`:
+ * 0 with the result as text in out ("\"KR\"", 3, true, nil), or -1 with the error there. */
+int sh_expr_call(const char *text, size_t len, char *out, size_t cap);
+/* "name(string, int) -> string  [library]  description" for a registered function; -1 if none. */
+int sh_function_signature(const char *name, char *out, size_t cap);
+
 /* --- Notifications ----------------------------------------------------------------------- */
 
 /* Deep-copies `notification` into `arena` (a batch used only as an arena), so it outlives the

@@ -1,0 +1,185 @@
+"""Expressions (OTTL): the transform processor with the statements of the Collector's transform
+README, conditions in filter, and functions that a C plugin adds, called through libffi."""
+import json
+import os
+import subprocess
+
+import requests
+
+from conftest import BUILD, read_file_export, wait_for
+from test_data_path import cfg, otlp_json, plugin_dir
+
+SPANHOST = os.path.join(BUILD, "bin", "spanhost")
+
+TRANSFORM = cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  transform:
+    error_mode: ignore
+    trace_statements:
+      - context: span
+        conditions: ['attributes["http.route"] != nil']
+        statements:
+          - set(attributes["route.group"], "api") where IsMatch(attributes["http.route"], "^/api/")
+          - delete_key(attributes, "http.request.header.authorization")
+          - replace_pattern(attributes["http.url"], "token=[^&]+", "token=***")
+          - truncate_all(attributes, 256)
+          - limit(attributes, 64, ["service.name"])
+          - set(status.code, 2) where attributes["http.status_code"] >= 500
+      - context: resource
+        statements: ['set(attributes["deployment.environment"], "prod")']
+exporters:
+  file: {path: "{tmp}/out.jsonl"}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [transform], exporters: [file]}
+""")
+
+
+def span(name, attrs):
+    a = []
+    for k, v in attrs.items():
+        a.append({"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}})
+    return {"traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": f"{abs(hash(name)) % (1 << 60):016x}", "name": name,
+            "startTimeUnixNano": "1", "endTimeUnixNano": "2", "attributes": a}
+
+
+def body(*spans):
+    return {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+                               "scopeSpans": [{"spans": list(spans)}]}]}
+
+
+def attributes(exported):
+    out = {}
+    for a in exported["span"]["attributes"]:
+        v = a["value"]
+        out[a["key"]] = int(v["intValue"]) if "intValue" in v else v.get("stringValue")
+    return out
+
+
+def exported_by_name(path, count):
+    got = wait_for(lambda: len(read_file_export(path)) >= count and read_file_export(path))
+    assert got and len(got) == count, read_file_export(path)
+    return {sp["span"]["name"]: sp for sp in got}
+
+
+def test_transform_runs_the_statements_of_the_collector_readme(spanhost, tmp):
+    s = spanhost(TRANSFORM, plugins_dir=plugin_dir(tmp, "transform", "file"))
+    long = "x" * 300
+    spans = [
+        span("api", {"http.route": "/api/items", "http.request.header.authorization": "Bearer s3cret",
+                     "http.url": "https://shop/api/items?token=abc123&page=2", "http.status_code": 503, "note": long}),
+        span("static", {"http.route": "/static/app.js", "http.status_code": 200}),
+        span("no-route", {"http.url": "https://shop/?token=abc", "http.request.header.authorization": "Bearer x"}),
+        span("many", {"http.route": "/x", **{f"k{i}": "v" for i in range(80)}}),
+    ]
+    assert requests.post(s.url, json=body(*spans), timeout=10).status_code == 200
+    out = exported_by_name(os.path.join(tmp, "out.jsonl"), 4)
+    api = attributes(out["api"])
+    assert api["route.group"] == "api"
+    assert "http.request.header.authorization" not in api
+    assert api["http.url"] == "https://shop/api/items?token=***&page=2"
+    assert api["note"] == "x" * 256
+    assert out["api"]["span"]["status"]["code"] == 2
+    static = attributes(out["static"])
+    assert "route.group" not in static and out["static"]["span"].get("status", {}).get("code", 0) == 0
+    # No http.route: the span group's condition does not hold, nothing changes.
+    assert attributes(out["no-route"]) == {"http.url": "https://shop/?token=abc", "http.request.header.authorization": "Bearer x"}
+    assert len(attributes(out["many"])) == 64 and attributes(out["many"])["http.route"] == "/x"
+    resource = {a["key"]: a["value"]["stringValue"] for a in out["api"]["resource"]["attributes"]}
+    assert resource == {"service.name": "shop", "deployment.environment": "prod"}
+
+
+def test_a_statement_that_does_not_compile_names_its_column(tmp):
+    text = TRANSFORM.replace('delete_key(attributes, "http.request.header.authorization")', 'delete_key(attributes, 42)')
+    config = os.path.join(tmp, "bad.yaml")
+    with open(config, "w") as f:
+        f.write(text.format(receiver="127.0.0.1:1", admin="127.0.0.1:2", plugins=plugin_dir(tmp, "transform", "file"), tmp=tmp))
+    r = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--check", "--config", config], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "trace_statements.0.statements.1: column" in r.stderr and "delete_key(attributes, \"key\")" in r.stderr, r.stderr
+
+
+FUNCTIONS = cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  filter:
+    traces: {span: ['geo_country(attributes["client.ip"]) == "KR"']}
+  transform:
+    error_mode: MODE
+    trace_statements:
+      - statements:
+          - set(attributes["bucket"], hash_bucket(attributes["user.id"], BUCKETS))
+          - set(attributes["country"], geo_country(attributes["client.ip"]))
+exporters:
+  file: {path: "{tmp}/out.jsonl"}
+plugins: {dir: "{plugins}", functions: [example_functions]}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [filter, transform], exporters: [file]}
+""")
+
+
+def fnv_bucket(text, n):
+    h = 1469598103934665603
+    for b in text.encode():
+        h = ((h ^ b) * 1099511628211) % (1 << 64)
+    return h % n
+
+
+def test_functions_from_a_c_plugin_in_filter_and_transform(spanhost, tmp):
+    plugins = plugin_dir(tmp, "filter", "transform", "file", "example_functions")
+    s = spanhost(FUNCTIONS.replace("MODE", "propagate").replace("BUCKETS", "16"), plugins_dir=plugins)
+    spans = [span("seoul", {"client.ip": "1.209.3.4", "user.id": "u1"}), span("tokyo", {"client.ip": "14.1.2.3", "user.id": "u2"}),
+             span("nowhere", {"user.id": "u3"})]
+    assert requests.post(s.url, json=body(*spans), timeout=10).status_code == 200
+    out = exported_by_name(os.path.join(tmp, "out.jsonl"), 2)
+    assert set(out) == {"tokyo", "nowhere"}  # the KR span was filtered out
+    assert attributes(out["tokyo"]) == {"client.ip": "14.1.2.3", "user.id": "u2", "bucket": fnv_bucket("u2", 16), "country": "JP"}
+    assert attributes(out["nowhere"])["country"] == ""
+
+
+def test_a_function_that_fails_follows_error_mode(spanhost, tmp):
+    plugins = plugin_dir(tmp, "filter", "transform", "file", "example_functions")
+    s = spanhost(FUNCTIONS.replace("MODE", "propagate").replace("BUCKETS", "0"), plugins_dir=plugins)
+    r = requests.post(s.url, json=body(span("a", {"user.id": "u1"})), timeout=10)
+    assert r.status_code == 400 and "bucket count must be at least 1" in r.text, r.text
+    s.stop()
+    s = spanhost(FUNCTIONS.replace("MODE", "ignore").replace("BUCKETS", "0"), plugins_dir=plugins)
+    assert requests.post(s.url, json=body(span("a", {"user.id": "u1"})), timeout=10).status_code == 200
+    out = exported_by_name(os.path.join(tmp, "out.jsonl"), 1)
+    assert "bucket" not in attributes(out["a"]) and attributes(out["a"])["country"] == ""
+    counters = s.status()["pipelines"][0]["processors"][1]["counters"]
+    assert counters.get("statement_errors") == 1, counters
+
+
+def test_unknown_functions_and_wrong_arguments_are_config_errors(tmp):
+    plugins = plugin_dir(tmp, "filter", "transform", "file", "example_functions")
+    config = os.path.join(tmp, "bad.yaml")
+    for bad, says in [('geo_countri(attributes["client.ip"])', "unknown function 'geo_countri'"),
+                      ('hash_bucket(attributes["user.id"])', "hash_bucket takes 2 arguments, not 1"),
+                      ('hash_bucket(attributes["user.id"], "16")', "hash_bucket: argument 2 must be int")]:
+        text = FUNCTIONS.replace("MODE", "ignore").replace('hash_bucket(attributes["user.id"], BUCKETS)', bad)
+        with open(config, "w") as f:
+            f.write(text.format(receiver="127.0.0.1:1", admin="127.0.0.1:2", plugins=plugins, tmp=tmp))
+        r = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--check", "--config", config], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and says in r.stderr and "column" in r.stderr, r.stderr
+
+
+def test_the_cli_lists_and_calls_a_libraries_functions(tmp):
+    plugins = plugin_dir(tmp, "example_functions")
+    r = subprocess.run([SPANHOST, "plugins", "describe", "example_functions", "--dir", plugins], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "geo_country(string) -> string" in r.stdout and "hash_bucket(string, int) -> int" in r.stdout, r.stdout
+    so = os.path.join(plugins, "example_functions.so")
+    r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'geo_country("1.208.0.1")'], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == '"KR"', (r.stdout, r.stderr)
+    r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'hash_bucket("u2", 16)'], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == str(fnv_bucket("u2", 16)), (r.stdout, r.stderr)
+    r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'hash_bucket("u2", 0)'], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "bucket count must be at least 1" in r.stderr, r.stderr
