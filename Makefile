@@ -136,9 +136,9 @@ test-swift:
 test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed
 	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q Tests/e2e
 
-# The C decoders under libFuzzer with ASan and UBSan (the Swift toolchain's clang ships
+# The C decoders and the expression engine under libFuzzer with ASan and UBSan (the Swift toolchain's clang ships
 # libFuzzer). `make fuzz` runs each for FUZZ_SECONDS; `make test` runs a short pass.
-FUZZ_DECODERS := otlp_proto otlp_json zipkin omegi
+FUZZ_DECODERS := otlp_proto otlp_json zipkin omegi ottl
 FUZZ_SECONDS  ?= 120
 FUZZ_CC        = $(dir $(shell readlink -f $(shell which swift)))clang
 FUZZ_SRCS     := Tests/fuzz/fuzz_decoder.c $(filter-out Sources/CSpanhost/crash.c Sources/CSpanhost/process.c,$(wildcard Sources/CSpanhost/*.c))
@@ -146,7 +146,7 @@ FUZZ_SRCS     := Tests/fuzz/fuzz_decoder.c $(filter-out Sources/CSpanhost/crash.
 $(BUILD)/fuzz/%: $(FUZZ_SRCS) Sources/CSpanhost/*.h Sources/CSpanhost/include/*.h include/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) -fuse-ld=lld -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DDECODER_$* \
-		-ISources/CSpanhost/include -ISources/CSpanhost -Iinclude -o $@ $(FUZZ_SRCS) -lz -lcrypto
+		-ISources/CSpanhost/include -ISources/CSpanhost -Iinclude -o $@ $(FUZZ_SRCS) -lz -lcrypto -lffi
 
 # Each decoder runs in a scratch copy of its corpus, so new inputs stay out of the repository.
 define run-fuzz

@@ -41,6 +41,9 @@ public final class RuleEngine: @unchecked Sendable {
 
     public var hasRules: Bool { !rules.isEmpty }
 
+    /// Compiles the `where:` conditions of `rules`, naming the first that does not compile.
+    public static func checkConditions(_ rules: [RuleConfig]) throws(ConfigError) { try SpanConditions.check(rules) }
+
     /// Starts the ticker; an engine carried over by a reload is already started.
     public func start() {
         guard lock.withLock({ defer { started = true }; return !started && !stopped }) else { return }
@@ -113,6 +116,9 @@ public final class RuleEngine: @unchecked Sendable {
                     guard let span = ss.pointee.spans[k] else { continue }
                     let error = SpanError(span)
                     for rule in applying {
+                        if let conditions = rule.conditions, !conditions.hold(span: span, resource: rs.pointee.resource, scope: ss.pointee.scope) {
+                            continue
+                        }
                         if let event = rule.observe(span: span, error: error, service: serviceName, now: now,
                                                     wallClock: wallClock, pipeline: pipeline, counts: &counts) {
                             immediate.append(event)

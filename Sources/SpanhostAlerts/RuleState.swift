@@ -30,9 +30,12 @@ final class RuleState {
     private var held: [[UInt8]: Held] = [:]
     /// Set by the engine when the pipeline has an error_flow processor.
     var folding = false
+    /// `where`: only spans for which one of these holds count; nil: every span.
+    let conditions: SpanConditions?
 
     init(_ config: RuleConfig) {
         self.config = config
+        conditions = SpanConditions(config.whereConditions)
         dedup = Deduplicator(groupWait: config.groupWait, cooldown: config.cooldown)
         slotWidth = config.window / Self.slots
         if case .noData(true) = config.condition {

@@ -65,6 +65,8 @@ public struct RuleConfig: Sendable, Equatable {
     /// error_rate (a rate) and latency (milliseconds): a firing key resolves only at or under
     /// this; nil: the threshold itself.
     public var resolveThreshold: Double?
+    /// `where`: OTTL conditions; only spans for which one holds count (empty: all).
+    public var whereConditions: [String] = []
 
     public static let types = ["error_span", "error_rate", "latency", "no_data", "raised"]
 
@@ -73,11 +75,11 @@ public struct RuleConfig: Sendable, Equatable {
         self.id = id
         let allowed: [String]
         switch id.type {
-        case "error_span": allowed = ["group_wait", "cooldown", "services", "fold_into_error_flow", "fold_wait"]
+        case "error_span": allowed = ["group_wait", "cooldown", "services", "where", "fold_into_error_flow", "fold_wait"]
         case "raised": allowed = ["group_wait", "cooldown"]
-        case "error_rate": allowed = ["threshold", "resolve_threshold", "for", "min_count", "window", "cooldown", "services"]
-        case "latency": allowed = ["percentile", "threshold", "resolve_threshold", "for", "min_count", "window", "group_by", "cooldown", "services"]
-        case "no_data": allowed = ["window", "min_count", "group_by", "cooldown", "services"]
+        case "error_rate": allowed = ["threshold", "resolve_threshold", "for", "min_count", "window", "cooldown", "services", "where"]
+        case "latency": allowed = ["percentile", "threshold", "resolve_threshold", "for", "min_count", "window", "group_by", "cooldown", "services", "where"]
+        case "no_data": allowed = ["window", "min_count", "group_by", "cooldown", "services", "where"]
         default: throw ConfigError(path, "unknown rule type '\(id.type)'; expected \(Self.types.joined(separator: ", "))")
         }
         for entry in settings.mapEntries ?? [] where !allowed.contains(entry.key) {
@@ -106,6 +108,11 @@ public struct RuleConfig: Sendable, Equatable {
             services = try items.enumerated().map { try requireString($1, "\(path).services.\($0)") }
         } else {
             services = []
+        }
+        switch settings["where"] {
+        case .list(let items)?: whereConditions = try items.enumerated().map { try requireString($1, "\(path).where.\($0)") }
+        case let value?: whereConditions = [try requireString(value, "\(path).where")]
+        case nil: break
         }
         switch id.type {
         case "error_span":

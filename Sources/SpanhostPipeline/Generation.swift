@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SpanhostAlerts
 import SpanhostConfig
 import SpanhostDerived
 import SpanhostModel
@@ -102,6 +103,7 @@ public final class Generation: @unchecked Sendable {
         do {
             // Components whose plugin is quarantined and that say `on_quarantine: skip` are left out.
             let config = try Self.withoutSkipped(config, catalog: catalog, skipped: &skipped)
+            do { try RuleEngine.checkConditions(config.rules) } catch { throw GenerationError.invalidSettings(error) }
             // Function libraries registered their functions when the catalog loaded them.
             for name in config.functionLibraries {
                 guard let library = catalog.library(named: name) else {
@@ -211,6 +213,7 @@ public final class Generation: @unchecked Sendable {
                                 willCreate: (String, PluginLibrary) -> Void = { _, _ in }) throws {
         var skipped: [String] = []
         let config = try withoutSkipped(config, catalog: catalog, skipped: &skipped)
+        do { try RuleEngine.checkConditions(config.rules) } catch { throw GenerationError.invalidSettings(error) }
         var seen = Set<String>()
         for pipeline in config.pipelines {
             let used: [(ComponentKind, ComponentID, PluginKind)] = pipeline.processors.map { (.processor, $0, .processor) }

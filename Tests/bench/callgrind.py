@@ -19,6 +19,8 @@ CONFIGS = [
     ("OTLP -> null", bench.QUEUE_CONFIG % ("num_consumers: 4", "")),
     ("OTLP -> 3 C processors -> null", bench.CONFIG),
     ("OTLP -> attributes(hash) -> filter -> sampler -> null", bench.CHAIN_CONFIG),
+    ("OTLP -> transform (6 + 1 statements) -> null", bench.TRANSFORM_CONFIG),
+    ("OTLP -> filter calling a plugin function -> null", bench.FUNCTION_FILTER_CONFIG),
 ]
 
 

@@ -3,6 +3,7 @@ README, conditions in filter, and functions that a C plugin adds, called through
 import json
 import os
 import subprocess
+import time
 
 import requests
 
@@ -183,3 +184,73 @@ def test_the_cli_lists_and_calls_a_libraries_functions(tmp):
     assert r.returncode == 0 and r.stdout.strip() == str(fnv_bucket("u2", 16)), (r.stdout, r.stderr)
     r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'hash_bucket("u2", 0)'], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "bucket count must be at least 1" in r.stderr, r.stderr
+
+
+EVERYWHERE = cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  attributes:
+    actions: [{key: tier, value: gold, action: upsert}]
+    include: {conditions: ['geo_country(attributes["client.ip"]) == "JP"']}
+  tail_sampling:
+    decision_wait: 1s
+    policies:
+      - name: slow-checkout
+        type: ottl_condition
+        ottl_condition:
+          error_mode: ignore
+          span: ['IsMatch(name, "^checkout") and duration > 1000000']
+exporters:
+  file: {path: "{tmp}/out.jsonl"}
+  "null": {}
+notifiers:
+  log: {output: stdout, format: json}
+rules:
+  error_span:
+    group_wait: 0s
+    where: ['resource.attributes["service.name"] == "shop" and attributes["tenant"] == "gold"']
+plugins: {dir: "{plugins}", functions: [example_functions]}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [attributes, tail_sampling], exporters: [file]}
+    traces/alerts: {receivers: [otlp], exporters: ["null"], notifiers: [log], rules: [error_span]}
+""")
+
+
+def test_one_engine_in_attributes_tail_sampling_and_rules(spanhost, tmp):
+    s = spanhost(EVERYWHERE, plugins_dir=plugin_dir(tmp, "attributes", "tail_sampling", "file", "null", "log", "example_functions"))
+    spans = []
+    for i, (name, ip, ms, tenant) in enumerate([("checkout", "14.1.2.3", 5, "gold"), ("checkout", "1.209.0.1", 5, "silver"),
+                                                ("checkout", "14.1.2.3", 0.5, "gold"), ("browse", "14.1.2.3", 5, "gold")]):
+        sp = span(f"{name}-{i + 1}", {"client.ip": ip, "tenant": tenant})
+        sp["traceId"] = f"{i + 1:032x}"
+        sp["spanId"] = f"{i + 1:016x}"
+        sp["endTimeUnixNano"] = str(1 + int(ms * 1e6))
+        sp["status"] = {"code": 2}
+        spans.append(sp)
+    assert requests.post(s.url, json=body(*spans), timeout=10).status_code == 200
+    # tail_sampling keeps the two slow checkouts (traces 1 and 2); attributes tagged the JP one.
+    got = wait_for(lambda: len(read_file_export(os.path.join(tmp, "out.jsonl"))) >= 2 and read_file_export(os.path.join(tmp, "out.jsonl")), timeout=15)
+    assert got and len(got) == 2, got
+    kept = {sp["span"]["traceId"]: attributes(sp) for sp in got}
+    assert kept[f"{1:032x}"]["tier"] == "gold" and "tier" not in kept[f"{2:032x}"]
+    # The rule counts only gold tenants of the shop: three of the four error spans.
+    notified = wait_for(lambda: [json.loads(line) for line in s.output().splitlines() if line.startswith("{")]
+                        if len([line for line in s.output().splitlines() if line.startswith("{")]) >= 3 else None)
+    assert notified, s.output()
+    time.sleep(1)
+    lines = [json.loads(line) for line in s.output().splitlines() if line.startswith("{")]
+    assert len(lines) == 3, lines
+    assert all("checkout-2" not in json.dumps(n) for n in lines), lines
+
+
+def test_a_rule_condition_that_does_not_compile_is_refused(tmp):
+    text = EVERYWHERE.replace('attributes["tenant"] == "gold"', 'attributes["tenant"] === "gold"')
+    config = os.path.join(tmp, "bad.yaml")
+    with open(config, "w") as f:
+        f.write(text.format(receiver="127.0.0.1:1", admin="127.0.0.1:2", tmp=tmp,
+                            plugins=plugin_dir(tmp, "attributes", "tail_sampling", "file", "null", "log", "example_functions")))
+    r = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--check", "--config", config], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "rules.error_span.where.0: column" in r.stderr, r.stderr

@@ -1,5 +1,6 @@
 /* libFuzzer harness for one C decoder, chosen at build time with -DDECODER=<name>:
- * otlp_proto, otlp_json, zipkin or omegi. Each input is decoded into a batch capped as the host
+ * otlp_proto, otlp_json, zipkin, omegi, or ottl (the expression engine: each input is compiled
+ * as a condition and as a statement, in both contexts, and what compiles runs on a span). Each input is decoded into a batch capped as the host
  * caps it (16x the input plus 1 MiB); what decodes is encoded again as OTLP protobuf and JSON
  * and the protobuf decoded once more, so the encoders and the round trip run under the
  * sanitizers too. Every span is also copied into a batch of its own making, as processors that
@@ -9,6 +10,38 @@
 
 #include <stdlib.h>
 
+#if defined(DECODER_ottl)
+static const char span_json[] =
+    "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"shop\"}}]},"
+    "\"scopeSpans\":[{\"scope\":{\"name\":\"lib\"},\"spans\":[{\"traceId\":\"0102030405060708090a0b0c0d0e0f10\","
+    "\"spanId\":\"1112131415161718\",\"name\":\"GET /api\",\"startTimeUnixNano\":\"1\",\"endTimeUnixNano\":\"9\","
+    "\"attributes\":[{\"key\":\"http.url\",\"value\":{\"stringValue\":\"https://x/?token=abc&a=b\"}},"
+    "{\"key\":\"http.status_code\",\"value\":{\"intValue\":\"503\"}},{\"key\":\"d\",\"value\":{\"doubleValue\":1.5}},"
+    "{\"key\":\"b\",\"value\":{\"boolValue\":true}}]}]}]}]}";
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    char err[256], message[256];
+    spanhost_status status = {sizeof status, 0, message, sizeof message};
+    for (uint32_t kind = SPANHOST_EXPR_CONDITION; kind <= SPANHOST_EXPR_STATEMENT; kind++)
+        for (uint32_t context = SPANHOST_CONTEXT_SPAN; context <= SPANHOST_CONTEXT_RESOURCE; context++) {
+            spanhost_expr *e = sh_expr_compile((const char *)data, size, kind, context, err, sizeof err);
+            if (!e) continue;
+            spanhost_batch *b = sh_batch_new();
+            if (b && sh_decode_otlp_json(b, (const uint8_t *)span_json, sizeof span_json - 1, err, sizeof err) == 0) {
+                spanhost_resource_spans *rs = b->resource_spans[0];
+                spanhost_expr_target t = {sizeof t, b, rs->resource, rs->scope_spans[0]->scope,
+                                          context == SPANHOST_CONTEXT_SPAN ? rs->scope_spans[0]->spans[0] : NULL};
+                int rc = sh_expr_run(e, &t, &status);
+                if (rc < -1 || rc > 1) abort();
+                spanhost_buffer out = {0};
+                if (sh_encode_batch(b, SPANHOST_ENCODING_OTLP_PROTO, &out) == 0) sh_buffer_free(&out);
+            }
+            if (b) sh_batch_release(b);
+            sh_expr_free(e);
+        }
+    return 0;
+}
+#else
 static int decode(spanhost_batch *b, const uint8_t *data, size_t size, char *err, size_t cap) {
 #if defined(DECODER_otlp_proto)
     return sh_decode_otlp_proto(b, data, size, err, cap);
@@ -68,3 +101,4 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sh_batch_release(b);
     return 0;
 }
+#endif

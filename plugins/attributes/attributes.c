@@ -18,6 +18,7 @@
  *     services: [svc, ...]             resource service.name
  *     span_names: [name, ...]
  *     attributes: [{key: K, value: V}] span attributes (value optional: presence only)
+ *     conditions: ['OTTL', ...]        any of these holds (README, "Expressions")
  *                                      a span matches when every given list has a match
  */
 #include "plugin_util.h"
@@ -56,10 +57,13 @@ typedef struct matcher {
     spanhost_str *services, *names, *attr_keys, *attr_values;
     int *attr_has_value;
     regex_t *service_re, *name_re, *value_re;
+    spanhost_expr **conditions; /* OTTL: the span matches when any holds */
+    size_t nconditions;
 } matcher;
 
 typedef struct attributes_state {
     int resource;
+    spanhost_instance *instance;
     EVP_MD *sha256; /* fetched once: a fetch per call takes OpenSSL's global name-map lock */
     matcher include, exclude;
     size_t count;
@@ -73,6 +77,8 @@ static void free_matcher(matcher *m) {
         if (m->attr_has_value[i]) regfree(&m->value_re[i]);
     free(m->services); free(m->names); free(m->attr_keys); free(m->attr_values); free(m->attr_has_value);
     free(m->service_re); free(m->name_re); free(m->value_re);
+    for (size_t i = 0; i < m->nconditions; i++) host->expr_free(m->conditions[i]);
+    free(m->conditions);
 }
 
 static void free_state(attributes_state *s) {
@@ -127,6 +133,21 @@ static int read_matcher(const spanhost_config *config, const char *name, matcher
     if (read_list(config, p, m->regexp, &m->nservices, &m->services, &m->service_re, status)) return -1;
     snprintf(p, sizeof p, "%s.span_names", name);
     if (read_list(config, p, m->regexp, &m->nnames, &m->names, &m->name_re, status)) return -1;
+    const spanhost_str *texts = NULL;
+    size_t nconditions = 0;
+    snprintf(p, sizeof p, "%s.conditions", name);
+    if (host->config_string_list(config, p, &texts, &nconditions) == SPANHOST_CONFIG_FOUND && nconditions) {
+        if (!(m->conditions = (spanhost_expr **)calloc(nconditions, sizeof *m->conditions))) return -1;
+        for (size_t i = 0; i < nconditions; i++) {
+            if (host->expr_compile(texts[i].ptr, texts[i].len, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &m->conditions[i], status) != SPANHOST_OK) {
+                char err[256];
+                snprintf(err, sizeof err, "%s", status->message);
+                snprintf(status->message, status->message_cap, "%s.%zu: %s in '%.*s'", p, i, err, (int)texts[i].len, texts[i].ptr);
+                return -1;
+            }
+            m->nconditions = i + 1;
+        }
+    }
     snprintf(p, sizeof p, "%s.attributes", name);
     if (host->config_count(config, p, &m->nattrs) == SPANHOST_CONFIG_FOUND) {
         size_t cnt = m->nattrs ? m->nattrs : 1;
@@ -160,8 +181,18 @@ static int text_matches(const matcher *m, const regex_t *re, spanhost_str want, 
     return m->regexp ? util_regmatch(re, got.ptr, got.len) : util_str_eq(want, got);
 }
 
-/* Whether the span matches every list the matcher has. */
-static int span_matches(const matcher *m, const spanhost_span *span, const spanhost_resource *res) {
+/* Whether the span matches every list the matcher has (of `conditions`, any one). A condition
+ * that fails to run does not hold; it is counted as condition_errors. */
+static int span_matches(const matcher *m, spanhost_batch *batch, spanhost_resource_spans *rs, spanhost_scope_spans *ss,
+                        spanhost_span *span, spanhost_instance *instance, spanhost_status *status) {
+    const spanhost_resource *res = rs->resource;
+    if (m->nconditions) {
+        spanhost_expr_target target = {sizeof target, batch, rs->resource, ss->scope, span};
+        int hit = 0;
+        for (size_t i = 0; i < m->nconditions && hit <= 0; i++)
+            if ((hit = host->expr_run(m->conditions[i], &target, status)) < 0) host->counter_add(instance, "condition_errors", 1);
+        if (hit <= 0) return 0;
+    }
     if (m->nservices) {
         spanhost_str svc = util_service_name(res);
         int hit = 0;
@@ -188,7 +219,6 @@ static int span_matches(const matcher *m, const spanhost_span *span, const spanh
 #define FAIL(...) do { snprintf(status->message, status->message_cap, __VA_ARGS__); free_state(s); return SPANHOST_PERMANENT; } while (0)
 
 static int32_t attributes_create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
-    (void)instance;
     size_t n = 0;
     if (host->config_count(config, "actions", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
         snprintf(status->message, status->message_cap, "actions: required, a list of {key, action, ...}");
@@ -197,6 +227,7 @@ static int32_t attributes_create(const spanhost_config *config, spanhost_instanc
     attributes_state *s = (attributes_state *)calloc(1, sizeof *s + n * sizeof(action));
     if (!s) return SPANHOST_PERMANENT;
     if (!(s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) FAIL("OpenSSL has no SHA-256");
+    s->instance = instance;
     spanhost_str target;
     if (host->config_string(config, "target", &target) == SPANHOST_CONFIG_FOUND) {
         if (util_str_is(target, "resource")) s->resource = 1;
@@ -406,8 +437,8 @@ static int32_t attributes_process(void *state, spanhost_batch *batch, spanhost_s
             spanhost_scope_spans *ss = rs->scope_spans[j];
             for (size_t k = 0; k < ss->spans_count; k++) {
                 spanhost_span *span = ss->spans[k];
-                if (s->include.active && !span_matches(&s->include, span, rs->resource)) continue;
-                if (s->exclude.active && span_matches(&s->exclude, span, rs->resource)) continue;
+                if (s->include.active && !span_matches(&s->include, batch, rs, ss, span, s->instance, status)) continue;
+                if (s->exclude.active && span_matches(&s->exclude, batch, rs, ss, span, s->instance, status)) continue;
                 int rc;
                 if (s->resource) {
                     if (resource_done) continue; /* a resource is changed once, if any of its spans matched */
@@ -443,6 +474,7 @@ static const spanhost_config_key config_keys[] = {
     {"include.services", SPANHOST_TYPE_STRING_LIST, 0, NULL, "resource service.name values"},
     {"include.span_names", SPANHOST_TYPE_STRING_LIST, 0, NULL, "span names"},
     {"include.attributes", SPANHOST_TYPE_LIST, 0, NULL, "span attributes that must be present"},
+    {"include.conditions", SPANHOST_TYPE_STRING_LIST, 0, NULL, "OTTL conditions; the span matches when any holds"},
     {"include.attributes.*.key", SPANHOST_TYPE_STRING, 1, NULL, "attribute key"},
     {"include.attributes.*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "value it must have (omit: presence only)"},
     {"exclude", SPANHOST_TYPE_MAP, 0, NULL, "skip spans that match"},
@@ -450,6 +482,7 @@ static const spanhost_config_key config_keys[] = {
     {"exclude.services", SPANHOST_TYPE_STRING_LIST, 0, NULL, "resource service.name values"},
     {"exclude.span_names", SPANHOST_TYPE_STRING_LIST, 0, NULL, "span names"},
     {"exclude.attributes", SPANHOST_TYPE_LIST, 0, NULL, "span attributes that must be present"},
+    {"exclude.conditions", SPANHOST_TYPE_STRING_LIST, 0, NULL, "OTTL conditions; the span matches when any holds"},
     {"exclude.attributes.*.key", SPANHOST_TYPE_STRING, 1, NULL, "attribute key"},
     {"exclude.attributes.*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "value it must have (omit: presence only)"},
 };

@@ -43,6 +43,7 @@ static const spanhost_host_api *host;
 #define P_RATE 6
 #define P_AND 7
 #define P_COMPOSITE 8
+#define P_OTTL 9
 
 #define D_NOT_SAMPLED 0
 #define D_SAMPLED 1
@@ -65,6 +66,10 @@ typedef struct policy {
     uint64_t last_refill_ns;
     struct policy *sub;
     size_t nsub;
+    spanhost_expr **conditions; /* P_OTTL: a trace is sampled when any holds for any span */
+    size_t nconditions;
+    int silent;                 /* P_OTTL: error_mode silent (no log line per failure) */
+    spanhost_instance *instance;
     spanhost_str name;
     /* As a composite's sub-policy: its share of max_total_spans_per_second, as a token bucket. */
     double budget_sps, budget_tokens;
@@ -97,14 +102,17 @@ static void free_policies(policy *p, size_t n) {
         free(p[i].values);
         free(p[i].res);
         free_policies(p[i].sub, p[i].nsub);
+        for (size_t c = 0; c < p[i].nconditions; c++) host->expr_free(p[i].conditions[c]);
+        free(p[i].conditions);
     }
     free(p);
 }
 
 #define PFAIL(...) do { snprintf(status->message, status->message_cap, __VA_ARGS__); return -1; } while (0)
 
-static int parse_policy(const spanhost_config *c, const char *path, policy *p, spanhost_status *status) {
+static int parse_policy(const spanhost_config *c, const char *path, policy *p, spanhost_instance *instance, spanhost_status *status) {
     char k[256];
+    p->instance = instance;
     spanhost_str type;
     size_t n;
     spanhost_str name;
@@ -185,6 +193,31 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         }
         return 0;
     }
+    if (util_str_is(type, "ottl_condition")) {
+        /* The Collector's shape: {type: ottl_condition, ottl_condition: {error_mode, span: [...]}}. */
+        const spanhost_str *texts = NULL;
+        spanhost_str mode;
+        p->type = P_OTTL;
+        snprintf(k, sizeof k, "%s.spanevent", params);
+        if (host->config_count(c, k, &n) == SPANHOST_CONFIG_FOUND) PFAIL("%s: not supported; use span conditions", k);
+        snprintf(k, sizeof k, "%s.error_mode", params);
+        if (host->config_string(c, k, &mode) == SPANHOST_CONFIG_FOUND) {
+            if (util_str_is(mode, "silent")) p->silent = 1;
+            else if (!util_str_is(mode, "ignore") && !util_str_is(mode, "propagate")) PFAIL("%s: '%.*s' is not ignore, silent or propagate", k, (int)mode.len, mode.ptr);
+        }
+        snprintf(k, sizeof k, "%s.span", params);
+        if (host->config_string_list(c, k, &texts, &n) != SPANHOST_CONFIG_FOUND || !n) PFAIL("%s: required, a list of OTTL conditions", k);
+        if (!(p->conditions = (spanhost_expr **)calloc(n, sizeof *p->conditions))) PFAIL("out of memory");
+        for (size_t i = 0; i < n; i++) {
+            if (host->expr_compile(texts[i].ptr, texts[i].len, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &p->conditions[i], status) != SPANHOST_OK) {
+                char err[256];
+                snprintf(err, sizeof err, "%s", status->message);
+                PFAIL("%s.%zu: %s in '%.*s'", k, i, err, (int)texts[i].len, texts[i].ptr);
+            }
+            p->nconditions = i + 1;
+        }
+        return 0;
+    }
     if (util_str_is(type, "rate_limiting")) {
         p->type = P_RATE;
         snprintf(k, sizeof k, "%s.spans_per_second", params);
@@ -199,7 +232,7 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         p->sub = (policy *)calloc(p->nsub, sizeof *p->sub);
         for (size_t i = 0; i < p->nsub; i++) {
             snprintf(k, sizeof k, "%s.and_sub_policy.%zu", params, i);
-            if (parse_policy(c, k, &p->sub[i], status)) return -1;
+            if (parse_policy(c, k, &p->sub[i], instance, status)) return -1;
         }
         return 0;
     }
@@ -216,7 +249,7 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         p->sub = subs;
         for (size_t i = 0; i < p->nsub; i++) {
             snprintf(k, sizeof k, "%s.composite_sub_policy.%zu", params, i);
-            if (parse_policy(c, k, &subs[i], status)) return -1;
+            if (parse_policy(c, k, &subs[i], instance, status)) return -1;
             if (!subs[i].name.len) PFAIL("%s.name: required in a composite", k);
             subs[i].budget_sps = -1;
         }
@@ -304,6 +337,31 @@ static int numeric_matches(const policy *p, const spanhost_span *s) {
     return (!p->has_min || x >= p->min_value) && (!p->has_max || x <= p->max_value);
 }
 
+/* Whether any OTTL condition of `p` holds for any span of the trace. Run with no batch: what a
+ * function returns is read in place, never copied into the held trace. */
+static int ottl_matches(const policy *p, const trace *t) {
+    const spanhost_batch *b = t->spans;
+    char message[256];
+    spanhost_status status = {sizeof status, 0, message, sizeof message};
+    for (size_t i = 0; i < b->resource_spans_count; i++)
+        for (size_t j = 0; j < b->resource_spans[i]->scope_spans_count; j++) {
+            spanhost_scope_spans *ss = b->resource_spans[i]->scope_spans[j];
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                spanhost_expr_target target = {sizeof target, NULL, b->resource_spans[i]->resource, ss->scope, ss->spans[k]};
+                for (size_t c = 0; c < p->nconditions; c++) {
+                    message[0] = 0;
+                    int hit = host->expr_run(p->conditions[c], &target, &status);
+                    if (hit > 0) return 1;
+                    if (hit < 0) {
+                        host->counter_add(p->instance, "condition_errors", 1);
+                        if (!p->silent) host->log(p->instance, SPANHOST_LOG_WARN, message, strlen(message));
+                    }
+                }
+            }
+        }
+    return 0;
+}
+
 static void trace_span_range(const trace *t, uint64_t *start, uint64_t *end) {
     const spanhost_batch *b = t->spans;
     *start = UINT64_MAX;
@@ -329,6 +387,7 @@ static int evaluate(policy *p, const trace *t) {
         return ms >= p->threshold_ms && (p->upper_ms <= 0 || ms <= p->upper_ms) ? D_SAMPLED : D_NOT_SAMPLED;
     }
     case P_PROB: return (id_hash(t->id) & 0x3fff) < p->prob_threshold ? D_SAMPLED : D_NOT_SAMPLED;
+    case P_OTTL: return ottl_matches(p, t) ? D_SAMPLED : D_NOT_SAMPLED;
     case P_STRING: {
         int hit = any_span(t, p, string_matches);
         if (p->invert) return hit ? D_INVERT_NOT_SAMPLED : D_SAMPLED;
@@ -456,7 +515,7 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     for (size_t i = 0; i < n; i++) {
         char path[32];
         snprintf(path, sizeof path, "policies.%zu", i);
-        if (parse_policy(config, path, &s->policies[i], status)) goto fail;
+        if (parse_policy(config, path, &s->policies[i], instance, status)) goto fail;
     }
     s->wait_ns = (uint64_t)(wait_ms * 1e6);
     s->max_traces = (size_t)num;
