@@ -1,9 +1,12 @@
-/* A function library: adds two functions to expressions, and nothing else.
+/* A function library: adds three functions to expressions, and nothing else.
  *
  *   geo_country(string) -> string   the country of an IPv4 address, from a small table: the
  *                                   file named by GEO_COUNTRY_TABLE ("cidr country" lines),
  *                                   or the built-in one below; "" when no entry matches
  *   hash_bucket(string, int) -> int a stable bucket in [0, n) for a string (FNV-1a)
+ *   keep_fraction(string, double) -> bool
+ *                                   true for about that fraction of strings, the same each
+ *                                   time for one string (consistent sampling by user id)
  *
  * Load it with `plugins: {functions: [example_functions]}`, then write for example
  *   filter:    traces: {span: ['geo_country(attributes["client.ip"]) == "KR"']}
@@ -87,33 +90,49 @@ static int32_t geo_country(spanhost_str ip, spanhost_str *result, spanhost_statu
     return SPANHOST_OK;
 }
 
-static int32_t hash_bucket(spanhost_str s, int64_t n, int64_t *result, spanhost_status *status) {
+static unsigned long long fnv1a(spanhost_str s) {
     unsigned long long h = 1469598103934665603ULL;
-    if (n <= 0) {
-        snprintf(status->message, status->message_cap, "hash_bucket: the bucket count must be at least 1, not %lld", (long long)n);
-        return SPANHOST_PERMANENT;
-    }
     for (size_t i = 0; i < s.len; i++) {
         h ^= (unsigned char)s.ptr[i];
         h *= 1099511628211ULL;
     }
-    *result = (int64_t)(h % (unsigned long long)n);
+    return h;
+}
+
+static int32_t hash_bucket(spanhost_str s, int64_t n, int64_t *result, spanhost_status *status) {
+    if (n <= 0) {
+        snprintf(status->message, status->message_cap, "hash_bucket: the bucket count must be at least 1, not %lld", (long long)n);
+        return SPANHOST_PERMANENT;
+    }
+    *result = (int64_t)(fnv1a(s) % (unsigned long long)n);
+    return SPANHOST_OK;
+}
+
+static int32_t keep_fraction(spanhost_str s, double fraction, int32_t *result, spanhost_status *status) {
+    if (!(fraction >= 0 && fraction <= 1)) {
+        snprintf(status->message, status->message_cap, "keep_fraction: the fraction must be from 0 to 1, not %g", fraction);
+        return SPANHOST_PERMANENT;
+    }
+    *result = (double)(fnv1a(s) >> 11) < fraction * 9007199254740992.0; /* 2^53 */
     return SPANHOST_OK;
 }
 
 static const uint32_t one_string[] = {SPANHOST_ARG_STRING};
 static const uint32_t string_and_int[] = {SPANHOST_ARG_STRING, SPANHOST_ARG_INT};
+static const uint32_t string_and_double[] = {SPANHOST_ARG_STRING, SPANHOST_ARG_DOUBLE};
 
 static const spanhost_function functions[] = {
     {sizeof(spanhost_function), "geo_country", SPANHOST_ARG_STRING, 1, one_string, (void (*)(void))geo_country,
      "the country code of an IPv4 address, or \"\""},
     {sizeof(spanhost_function), "hash_bucket", SPANHOST_ARG_INT, 2, string_and_int, (void (*)(void))hash_bucket,
      "a stable bucket in [0, n) for a string"},
+    {sizeof(spanhost_function), "keep_fraction", SPANHOST_ARG_BOOL, 2, string_and_double, (void (*)(void))keep_fraction,
+     "true for about that fraction of strings, always the same for one string"},
 };
 
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_FUNCTIONS, 0,
-    "example_functions", "0.1.0", "geo_country and hash_bucket for expressions",
+    "example_functions", "0.1.0", "geo_country, hash_bucket and keep_fraction for expressions",
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, functions, sizeof functions / sizeof functions[0],
 };
 

@@ -57,7 +57,7 @@ def attributes(exported):
     out = {}
     for a in exported["span"]["attributes"]:
         v = a["value"]
-        out[a["key"]] = int(v["intValue"]) if "intValue" in v else v.get("stringValue")
+        out[a["key"]] = int(v["intValue"]) if "intValue" in v else v["boolValue"] if "boolValue" in v else v.get("stringValue")
     return out
 
 
@@ -116,6 +116,7 @@ processors:
       - statements:
           - set(attributes["bucket"], hash_bucket(attributes["user.id"], BUCKETS))
           - set(attributes["country"], geo_country(attributes["client.ip"]))
+          - set(attributes["kept"], keep_fraction(attributes["user.id"], 1.0))
 exporters:
   file: {path: "{tmp}/out.jsonl"}
 plugins: {dir: "{plugins}", functions: [example_functions]}
@@ -141,7 +142,8 @@ def test_functions_from_a_c_plugin_in_filter_and_transform(spanhost, tmp):
     assert requests.post(s.url, json=body(*spans), timeout=10).status_code == 200
     out = exported_by_name(os.path.join(tmp, "out.jsonl"), 2)
     assert set(out) == {"tokyo", "nowhere"}  # the KR span was filtered out
-    assert attributes(out["tokyo"]) == {"client.ip": "14.1.2.3", "user.id": "u2", "bucket": fnv_bucket("u2", 16), "country": "JP"}
+    assert attributes(out["tokyo"]) == {"client.ip": "14.1.2.3", "user.id": "u2", "bucket": fnv_bucket("u2", 16), "country": "JP",
+                                        "kept": True}
     assert attributes(out["nowhere"])["country"] == ""
 
 
@@ -177,6 +179,7 @@ def test_the_cli_lists_and_calls_a_libraries_functions(tmp):
     r = subprocess.run([SPANHOST, "plugins", "describe", "example_functions", "--dir", plugins], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "geo_country(string) -> string" in r.stdout and "hash_bucket(string, int) -> int" in r.stdout, r.stdout
+    assert "keep_fraction(string, double) -> bool" in r.stdout, r.stdout
     so = os.path.join(plugins, "example_functions.so")
     r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'geo_country("1.208.0.1")'], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == '"KR"', (r.stdout, r.stderr)
@@ -184,6 +187,12 @@ def test_the_cli_lists_and_calls_a_libraries_functions(tmp):
     assert r.returncode == 0 and r.stdout.strip() == str(fnv_bucket("u2", 16)), (r.stdout, r.stderr)
     r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'hash_bucket("u2", 0)'], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "bucket count must be at least 1" in r.stderr, r.stderr
+    # A (string, double) signature goes through ffi_call; (string) and (string, int) are typed calls.
+    for fraction, kept in [("0.0", "false"), ("1.0", "true")]:
+        r = subprocess.run([SPANHOST, "plugin-test", so, "--call", f'keep_fraction("u2", {fraction})'], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout.strip() == kept, (r.stdout, r.stderr)
+    r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'keep_fraction("u2", 2.5)'], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "fraction must be from 0 to 1, not 2.5" in r.stderr, r.stderr
 
 
 EVERYWHERE = cfg("""
