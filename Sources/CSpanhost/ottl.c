@@ -13,6 +13,8 @@
  *              | name | kind | status.code | status.message | trace_id.string | span_id.string
  *              | parent_span_id.string | start_time_unix_nano | end_time_unix_nano | duration
  *              | instrumentation_scope.name
+ *              in the spanevent context: attributes["k"] | attributes | name | time_unix_nano
+ *              (the event's) | span.<a span path> | resource.attributes["k"]
  *   literal   := "string" | 42 | 4.2 | true | false | nil | SPAN_KIND_* | STATUS_CODE_*
  *   list      := "[" [literal ("," literal)*] "]"
  * A missing attribute is nil: it equals only nil, and ordering comparisons with nil are false.
@@ -177,7 +179,7 @@ typedef struct xvalue {
 enum { N_OR, N_AND, N_NOT, N_CMP, N_LIT, N_PATH, N_LIST, N_ISMATCH, N_CALL, N_EDITOR };
 enum { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE };
 enum { P_ATTR, P_ATTRS, P_RES_ATTR, P_RES_ATTRS, P_NAME, P_KIND, P_STATUS_CODE, P_STATUS_MSG, P_TRACE_ID, P_SPAN_ID,
-       P_PARENT_ID, P_START, P_END, P_DURATION, P_SCOPE };
+       P_PARENT_ID, P_START, P_END, P_DURATION, P_SCOPE, P_EV_ATTR, P_EV_ATTRS, P_EV_NAME, P_EV_TIME };
 enum { E_SET, E_DELETE_KEY, E_REPLACE_PATTERN, E_TRUNCATE_ALL, E_LIMIT };
 enum { RX_REGEX, RX_CONTAINS, RX_PREFIX, RX_SUFFIX, RX_EXACT };
 
@@ -365,6 +367,33 @@ static node *parse_path(parser *ps) {
         {"end_time_unix_nano", P_END}, {"duration", P_DURATION}, {"instrumentation_scope.name", P_SCOPE},
         {"name", P_NAME}, {"kind", P_KIND}};
     int resource = eat(ps, "resource.attributes");
+    if (!resource && ps->context == SPANHOST_CONTEXT_SPANEVENT) {
+        space(ps);
+        if ((size_t)(ps->end - ps->p) > 5 && !memcmp(ps->p, "span.", 5)) {
+            /* span.<path>: the event's span, read as in the span context. */
+            ps->p += 5;
+            ps->context = SPANHOST_CONTEXT_SPAN;
+            node *n = parse_path(ps);
+            ps->context = SPANHOST_CONTEXT_SPANEVENT;
+            return n || ps->failed ? n : parse_fail(ps, "expected a span path after span.");
+        }
+        int sub = eat(ps, "attributes") ? P_EV_ATTR : eat(ps, "name") ? P_EV_NAME : eat(ps, "time_unix_nano") ? P_EV_TIME : -1;
+        if (sub < 0) {
+            const char *at = ps->p;
+            while (ps->p < ps->end && (isalnum((unsigned char)*ps->p) || *ps->p == '_' || *ps->p == '.')) ps->p++;
+            int word = ps->p > at && ps->p < ps->end && *ps->p != '(';
+            ps->p = at;
+            return word ? parse_fail(ps, "the spanevent context has attributes, name, time_unix_nano, span.* and resource.attributes") : NULL;
+        }
+        node *n = new_node(ps, N_PATH);
+        if (!n) return NULL;
+        n->sub = sub;
+        if (sub == P_EV_ATTR) {
+            if (!eat(ps, "[")) n->sub = P_EV_ATTRS;
+            else if (!quoted(ps, n) || !eat(ps, "]")) return node_free(n), parse_fail(ps, "expected attributes[\"key\"]");
+        }
+        return n;
+    }
     if (resource || eat(ps, "attributes")) {
         /* In the resource context, `attributes` are the resource's. */
         int res = resource || ps->context == SPANHOST_CONTEXT_RESOURCE;
@@ -459,11 +488,11 @@ static node *parse_call(parser *ps, const char *name, size_t len, int editor) {
     if (n->op == N_EDITOR) {
         node *target = n->kids[0];
         int map = n->sub == E_TRUNCATE_ALL || n->sub == E_LIMIT || n->sub == E_DELETE_KEY;
-        int is_map = target->op == N_PATH && (target->sub == P_ATTRS || target->sub == P_RES_ATTRS);
-        int settable = target->op == N_PATH && (target->sub == P_ATTR || target->sub == P_RES_ATTR || target->sub == P_NAME ||
-                                                target->sub == P_STATUS_CODE || target->sub == P_STATUS_MSG);
-        if (map ? !is_map : !settable || (n->sub == E_REPLACE_PATTERN && target->sub != P_ATTR && target->sub != P_RES_ATTR &&
-                                          target->sub != P_NAME && target->sub != P_STATUS_MSG))
+        int sub = target->op == N_PATH ? target->sub : -1;
+        int is_map = sub == P_ATTRS || sub == P_RES_ATTRS || sub == P_EV_ATTRS;
+        int text = sub == P_ATTR || sub == P_RES_ATTR || sub == P_NAME || sub == P_STATUS_MSG || sub == P_EV_ATTR || sub == P_EV_NAME;
+        int settable = text || sub == P_STATUS_CODE;
+        if (map ? !is_map : !settable || (n->sub == E_REPLACE_PATTERN && !text))
             return node_free(n), parse_fail(ps, map ? "the first argument must be attributes" :
                                                      "the first argument must be attributes[\"key\"], name, status.code or status.message");
         if (n->sub == E_DELETE_KEY && (n->kids[1]->op != N_LIT || n->kids[1]->lit.type != V_STR))
@@ -563,7 +592,7 @@ static node *parse_statement(parser *ps) {
 spanhost_expr *sh_expr_compile(const char *text, size_t len, uint32_t kind, uint32_t context, char *err, size_t err_cap) {
     parser ps = {text, text, text + len, context, err, err_cap, 0};
     err[0] = 0;
-    if (context != SPANHOST_CONTEXT_SPAN && context != SPANHOST_CONTEXT_RESOURCE) {
+    if (context != SPANHOST_CONTEXT_SPAN && context != SPANHOST_CONTEXT_RESOURCE && context != SPANHOST_CONTEXT_SPANEVENT) {
         snprintf(err, err_cap, "unknown context %u", context);
         return NULL;
     }
@@ -644,6 +673,13 @@ static spanhost_kv_list *attrs_of(runner *r, int resource) {
     return r->t->span ? &r->t->span->attributes : NULL;
 }
 
+static spanhost_kv_list *event_attrs(runner *r) {
+    /* Only targets that know their size have the event. */
+    const spanhost_expr_target *t = r->t;
+    if (t->struct_size < sizeof *t || !t->event) return NULL;
+    return &t->event->attributes;
+}
+
 static int eval_cond(runner *r, const node *n);
 
 static int eval_value(runner *r, const node *n, xvalue *out) {
@@ -659,6 +695,10 @@ static int eval_value(runner *r, const node *n, xvalue *out) {
         case P_ATTRS: out->type = (out->map = attrs_of(r, 0)) ? V_MAP : V_NIL; return 0;
         case P_RES_ATTRS: out->type = (out->map = attrs_of(r, 1)) ? V_MAP : V_NIL; return 0;
         case P_SCOPE: if (r->t->scope) { out->type = V_STR; out->s = r->t->scope->name; } return 0;
+        case P_EV_ATTR: from_value(out, find_attr(event_attrs(r), n->lit.s)); return 0;
+        case P_EV_ATTRS: out->type = (out->map = event_attrs(r)) ? V_MAP : V_NIL; return 0;
+        case P_EV_NAME: if (r->t->event) { out->type = V_STR; out->s = r->t->event->name; } return 0;
+        case P_EV_TIME: if (r->t->event) { out->type = V_INT; out->i = (int64_t)r->t->event->time_unix_nano; } return 0;
         }
         if (!span) return 0;
         switch (n->sub) {
@@ -857,11 +897,20 @@ static int to_value(const xvalue *x, spanhost_value *v) {
 static int assign(runner *r, const node *target, const xvalue *value) {
     spanhost_batch *batch = r->t->batch;
     spanhost_span *span = r->t->span;
-    if (target->sub == P_ATTR || target->sub == P_RES_ATTR) {
-        spanhost_kv_list *list = attrs_of(r, target->sub == P_RES_ATTR);
+    if (target->sub == P_ATTR || target->sub == P_RES_ATTR || target->sub == P_EV_ATTR) {
+        spanhost_kv_list *list = target->sub == P_EV_ATTR ? event_attrs(r) : attrs_of(r, target->sub == P_RES_ATTR);
         spanhost_value v;
         if (!list || to_value(value, &v) != 0) return 0; /* nil (or a map) sets nothing */
         return sh_set_attribute(batch, list, target->lit.s, &v) == 0 ? 1 : run_fail(r, "%s", "out of memory");
+    }
+    if (target->sub == P_EV_NAME) {
+        spanhost_kv_list *attrs = event_attrs(r); /* non-NULL exactly when there is an event */
+        if (!attrs) return 0;
+        if (value->type != V_STR) return run_fail(r, "%s", "name must be set to a string");
+        spanhost_str s = sh_arena_strdup(batch, value->s.ptr, value->s.len);
+        if (value->s.len && !s.ptr) return run_fail(r, "%s", "out of memory");
+        r->t->event->name = s;
+        return 1;
     }
     if (!span) return 0;
     switch (target->sub) {
@@ -1042,7 +1091,7 @@ int sh_expr_call(const char *text, size_t len, char *out, size_t cap) {
         n = parse_fail(&ps, "unexpected text after the call");
     }
     if (!n) return -1;
-    spanhost_expr_target target = {sizeof target, NULL, NULL, NULL, NULL};
+    spanhost_expr_target target = {sizeof target, NULL, NULL, NULL, NULL, NULL};
     spanhost_status status = {sizeof status, 0, out, cap};
     runner r = {&target, &status};
     xvalue v;

@@ -52,6 +52,8 @@ public final class Generation: @unchecked Sendable {
     public let carriedOver: Int
     /// Components left out because their plugin is quarantined (`on_quarantine: skip`).
     public let skipped: [String]
+    /// The sha256 of each `plugins.functions` library this generation was built with.
+    let functionImages: [String]
     private let routes: [ComponentID: [Pipeline]]
     /// Receivers all of whose pipelines never block (see Pipeline.neverBlocks).
     private let nonBlockingReceivers: Set<ComponentID>
@@ -61,10 +63,15 @@ public final class Generation: @unchecked Sendable {
     public init(config: ServiceConfig, catalog: PluginCatalog, previous: Generation? = nil) throws {
         var created: [PluginInstance] = []
         var carried = 0
+        // Processors compile their expressions against the functions loaded when they were made:
+        // when a function library changes, they are made again.
+        let functionImages = config.functionLibraries.map { catalog.library(named: $0)?.sha256 ?? "" }
+        let functionsChanged = previous.map { $0.functionImages != functionImages } ?? false
         func instantiate(_ kind: ComponentKind, _ id: ComponentID, expect: PluginKind,
                          reuse candidate: PluginInstance?) throws -> PluginInstance {
             let (component, library) = try Self.resolve(kind, id, expect: expect, config: config, catalog: catalog)
-            if let candidate, candidate.library === library, candidate.settings == component.settings {
+            if let candidate, candidate.library === library, candidate.settings == component.settings,
+               !(functionsChanged && kind == .processor) {
                 carried += 1
                 return candidate
             }
@@ -156,6 +163,7 @@ public final class Generation: @unchecked Sendable {
         self.routes = routes
         nonBlockingReceivers = Set(routes.filter { $0.value.allSatisfy(\.neverBlocks) }.keys)
         self.carriedOver = carried
+        self.functionImages = functionImages
         self.skipped = skipped
     }
 

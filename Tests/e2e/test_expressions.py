@@ -263,3 +263,87 @@ def test_a_rule_condition_that_does_not_compile_is_refused(tmp):
                             plugins=plugin_dir(tmp, "attributes", "tail_sampling", "file", "null", "log", "example_functions")))
     r = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--check", "--config", config], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "rules.error_span.where.0: column" in r.stderr, r.stderr
+
+
+SPANEVENTS = cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  filter:
+    traces:
+      spanevent: ['name == "debug" and span.attributes["noisy"] == true']
+  transform:
+    trace_statements:
+      - context: spanevent
+        conditions: ['name == "exception"']
+        statements: ['set(attributes["owner"], span.attributes["team"])', 'replace_pattern(attributes["exception.message"], "[0-9]+", "N")']
+  tail_sampling:
+    decision_wait: 1s
+    policies:
+      - {name: exceptions, type: ottl_condition, ottl_condition: {spanevent: ['attributes["exception.type"] == "Timeout"']}}
+exporters:
+  file: {path: "{tmp}/out.jsonl"}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [filter, transform, tail_sampling], exporters: [file]}
+""")
+
+
+def test_span_event_conditions_and_statements(spanhost, tmp):
+    s = spanhost(SPANEVENTS, plugins_dir=plugin_dir(tmp, "filter", "transform", "tail_sampling", "file"))
+
+    def event(name, attrs):
+        return {"timeUnixNano": "5", "name": name, "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs.items()]}
+    timeout = span("timeout", {"team": "payments"})
+    timeout.update(traceId=f"{1:032x}", spanId=f"{1:016x}")
+    timeout["attributes"].append({"key": "noisy", "value": {"boolValue": True}})
+    timeout["events"] = [event("debug", {}), event("exception", {"exception.type": "Timeout", "exception.message": "after 3000 ms"})]
+    other = span("other", {"team": "search"})
+    other.update(traceId=f"{2:032x}", spanId=f"{2:016x}")
+    other["events"] = [event("exception", {"exception.type": "KeyError", "exception.message": "no key 42"})]
+    assert requests.post(s.url, json=body(timeout, other), timeout=10).status_code == 200
+    out = exported_by_name(os.path.join(tmp, "out.jsonl"), 1)  # only the Timeout trace is sampled
+    events = out["timeout"]["span"]["events"]
+    assert [e["name"] for e in events] == ["exception"]  # the noisy span's debug event was removed
+    attrs = {a["key"]: a["value"]["stringValue"] for a in events[0]["attributes"]}
+    assert attrs == {"exception.type": "Timeout", "exception.message": "after N ms", "owner": "payments"}
+    counters = s.status()["pipelines"][0]["processors"][0]["counters"]
+    assert counters.get("dropped_span_events") == 1, counters
+
+
+def test_a_function_library_reloads_like_other_plugins(spanhost, tmp):
+    """A new copy of the library (another sha256) is loaded on reload; the country table it
+    reads in its entry function is read again, and new expressions call the new copy."""
+    plugins = plugin_dir(tmp, "transform", "file", "example_functions")
+    table = os.path.join(tmp, "geo.txt")
+    with open(table, "w") as f:
+        f.write("10.0.0.0/8 AA\n")
+    text = cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  transform:
+    trace_statements:
+      - statements: ['set(attributes["country"], geo_country(attributes["client.ip"]))']
+exporters:
+  file: {path: "{tmp}/out.jsonl"}
+plugins: {dir: "{plugins}", functions: [example_functions]}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [transform], exporters: [file]}
+""")
+    s = spanhost(text, plugins_dir=plugins, env={"GEO_COUNTRY_TABLE": table})
+    out = os.path.join(tmp, "out.jsonl")
+    assert requests.post(s.url, json=body(span("before", {"client.ip": "10.1.2.3"})), timeout=10).status_code == 200
+    assert attributes(exported_by_name(out, 1)["before"])["country"] == "AA"
+    with open(table, "w") as f:
+        f.write("10.0.0.0/8 BB\n")
+    with open(os.path.join(plugins, "example_functions.so"), "ab") as f:
+        f.write(b"\0")  # another file, as a rebuilt library would be
+    r = requests.post(s.admin + "/-/reload", json={}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert requests.post(s.url, json=body(span("after", {"client.ip": "10.1.2.3"})), timeout=10).status_code == 200
+    assert attributes(exported_by_name(out, 2)["after"])["country"] == "BB"

@@ -1,6 +1,6 @@
 /* libFuzzer harness for one C decoder, chosen at build time with -DDECODER=<name>:
  * otlp_proto, otlp_json, zipkin, omegi, or ottl (the expression engine: each input is compiled
- * as a condition and as a statement, in both contexts, and what compiles runs on a span). Each input is decoded into a batch capped as the host
+ * as a condition and as a statement, in every context, and what compiles runs on a span). Each input is decoded into a batch capped as the host
  * caps it (16x the input plus 1 MiB); what decodes is encoded again as OTLP protobuf and JSON
  * and the protobuf decoded once more, so the encoders and the round trip run under the
  * sanitizers too. Every span is also copied into a batch of its own making, as processors that
@@ -17,20 +17,23 @@ static const char span_json[] =
     "\"spanId\":\"1112131415161718\",\"name\":\"GET /api\",\"startTimeUnixNano\":\"1\",\"endTimeUnixNano\":\"9\","
     "\"attributes\":[{\"key\":\"http.url\",\"value\":{\"stringValue\":\"https://x/?token=abc&a=b\"}},"
     "{\"key\":\"http.status_code\",\"value\":{\"intValue\":\"503\"}},{\"key\":\"d\",\"value\":{\"doubleValue\":1.5}},"
-    "{\"key\":\"b\",\"value\":{\"boolValue\":true}}]}]}]}]}";
+    "{\"key\":\"b\",\"value\":{\"boolValue\":true}}],\"events\":[{\"timeUnixNano\":\"5\",\"name\":\"exception\","
+    "\"attributes\":[{\"key\":\"exception.type\",\"value\":{\"stringValue\":\"E\"}}]}]}]}]}]}";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[256], message[256];
     spanhost_status status = {sizeof status, 0, message, sizeof message};
     for (uint32_t kind = SPANHOST_EXPR_CONDITION; kind <= SPANHOST_EXPR_STATEMENT; kind++)
-        for (uint32_t context = SPANHOST_CONTEXT_SPAN; context <= SPANHOST_CONTEXT_RESOURCE; context++) {
+        for (uint32_t context = SPANHOST_CONTEXT_SPAN; context <= SPANHOST_CONTEXT_SPANEVENT; context++) {
             spanhost_expr *e = sh_expr_compile((const char *)data, size, kind, context, err, sizeof err);
             if (!e) continue;
             spanhost_batch *b = sh_batch_new();
             if (b && sh_decode_otlp_json(b, (const uint8_t *)span_json, sizeof span_json - 1, err, sizeof err) == 0) {
                 spanhost_resource_spans *rs = b->resource_spans[0];
+                spanhost_span *span = rs->scope_spans[0]->spans[0];
                 spanhost_expr_target t = {sizeof t, b, rs->resource, rs->scope_spans[0]->scope,
-                                          context == SPANHOST_CONTEXT_SPAN ? rs->scope_spans[0]->spans[0] : NULL};
+                                          context == SPANHOST_CONTEXT_RESOURCE ? NULL : span,
+                                          context == SPANHOST_CONTEXT_SPANEVENT ? span->events[0] : NULL};
                 int rc = sh_expr_run(e, &t, &status);
                 if (rc < -1 || rc > 1) abort();
                 spanhost_buffer out = {0};

@@ -339,6 +339,8 @@ typedef struct spanhost_expr spanhost_expr; /* opaque: from expr_compile, freed 
 /* What `attributes` and the bare field names refer to. */
 #define SPANHOST_CONTEXT_SPAN 1     /* the span; its resource as resource.attributes */
 #define SPANHOST_CONTEXT_RESOURCE 2 /* the resource: attributes are the resource's */
+#define SPANHOST_CONTEXT_SPANEVENT 3 /* a span event: attributes, name and time_unix_nano are the
+                                      * event's; span.name, span.attributes["k"]... its span's */
 
 /* Where an expression runs. OWNERSHIP: the caller's, borrowed for the call. */
 typedef struct spanhost_expr_target {
@@ -347,6 +349,7 @@ typedef struct spanhost_expr_target {
     spanhost_resource *resource; /* may be NULL */
     spanhost_scope *scope;       /* may be NULL */
     spanhost_span *span;         /* NULL in the resource context */
+    spanhost_event *event;       /* the spanevent context's event (of `span`); NULL otherwise */
 } spanhost_expr_target;
 
 /*

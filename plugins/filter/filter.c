@@ -9,6 +9,8 @@
  *       - 'attributes["http.route"] == "/health"'
  *       - 'resource.attributes["service.name"] == "synthetic" and kind == SPAN_KIND_INTERNAL'
  *       - 'IsMatch(name, "^GET /static/")'
+ *     spanevent:                   an event matching any of these is removed from its span
+ *       - 'name == "log" and span.attributes["noisy"] == true'
  * A condition that does not compile is refused at create, naming its column. Both shapes may
  * be used together.
  *
@@ -75,6 +77,8 @@ typedef struct filter {
     size_t count;
     spanhost_expr **ottl; /* traces.span: OTTL conditions */
     size_t ottl_count;
+    spanhost_expr **events; /* traces.spanevent: an event for which one holds is removed */
+    size_t event_count;
     int error_mode;       /* ERR_* */
     int whole_trace;
     util_idset dropped_traces; /* bounded: the most recent remembered_traces ids */
@@ -182,18 +186,19 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
             return SPANHOST_PERMANENT;
         }
     }
-    if (host->config_string_list(config, "traces.spanevent", &texts, &nottl) == SPANHOST_CONFIG_FOUND) {
-        snprintf(status->message, status->message_cap, "traces.spanevent: not supported; this filter drops whole spans (traces.span)");
+    const spanhost_str *event_texts = NULL;
+    size_t nevents = 0;
+    if (host->config_string_list(config, "traces.spanevent", &event_texts, &nevents) == SPANHOST_CONFIG_WRONG_TYPE) {
+        snprintf(status->message, status->message_cap, "traces.spanevent: must be a list of OTTL conditions");
         return SPANHOST_PERMANENT;
     }
-    nottl = 0;
     if (host->config_string_list(config, "traces.span", &texts, &nottl) == SPANHOST_CONFIG_WRONG_TYPE) {
         snprintf(status->message, status->message_cap, "traces.span: must be a list of OTTL conditions");
         return SPANHOST_PERMANENT;
     }
     if (host->config_count(config, "spans", &n) != SPANHOST_CONFIG_FOUND) n = 0;
-    if (n == 0 && nottl == 0) {
-        snprintf(status->message, status->message_cap, "spans or traces.span: required, a list of conditions");
+    if (n == 0 && nottl == 0 && nevents == 0) {
+        snprintf(status->message, status->message_cap, "spans, traces.span or traces.spanevent: required, a list of conditions");
         return SPANHOST_PERMANENT;
     }
     filter *f = (filter *)calloc(1, sizeof *f);
@@ -213,6 +218,18 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
         }
     }
     f->ottl_count = nottl;
+    f->events = (spanhost_expr **)calloc(nevents ? nevents : 1, sizeof *f->events);
+    for (size_t i = 0; i < nevents; i++) {
+        if (host->expr_compile(event_texts[i].ptr, event_texts[i].len, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPANEVENT,
+                               &f->events[i], status) != SPANHOST_OK) {
+            char err[256];
+            snprintf(err, sizeof err, "%s", status->message);
+            snprintf(status->message, status->message_cap, "traces.spanevent.%zu: %s in '%.*s'", i, err, (int)event_texts[i].len, event_texts[i].ptr);
+            destroy(f);
+            return SPANHOST_PERMANENT;
+        }
+        f->event_count = i + 1;
+    }
     for (size_t i = 0; i < n; i++) {
         char path[32];
         snprintf(path, sizeof path, "spans.%zu", i);
@@ -290,6 +307,31 @@ static int is_root(const spanhost_span *s) {
     return 1;
 }
 
+/* Removes the span's events for which a traces.spanevent condition holds; -1 to refuse the
+ * batch (a condition failed under error_mode: propagate). */
+static int drop_events(filter *f, spanhost_batch *batch, spanhost_resource_spans *rs, spanhost_scope_spans *ss,
+                       spanhost_span *span, spanhost_status *status) {
+    size_t kept = 0;
+    int64_t dropped = 0;
+    for (size_t e = 0; e < span->events_count; e++) {
+        spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span, span->events[e]};
+        int hit = 0;
+        for (size_t c = 0; c < f->event_count && hit <= 0; c++) {
+            hit = host->expr_run(f->events[c], &t, status);
+            if (hit < 0) {
+                if (f->error_mode == ERR_PROPAGATE) return -1;
+                host->counter_add(f->instance, "condition_errors", 1);
+                if (f->error_mode == ERR_IGNORE) host->log(f->instance, SPANHOST_LOG_WARN, status->message, strlen(status->message));
+            }
+        }
+        if (hit > 0) dropped++;
+        else span->events[kept++] = span->events[e];
+    }
+    span->events_count = kept;
+    if (dropped) host->counter_add(f->instance, "dropped_span_events", dropped);
+    return 0;
+}
+
 static int32_t process(void *state, spanhost_batch *batch, spanhost_status *status) {
     filter *f = (filter *)state;
     int64_t dropped = 0;
@@ -300,11 +342,12 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             spanhost_scope_spans *ss = rs->scope_spans[j];
             for (size_t k = 0; k < ss->spans_count; k++) {
                 spanhost_span *span = ss->spans[k];
+                if (f->event_count && drop_events(f, batch, rs, ss, span, status)) return SPANHOST_PERMANENT;
                 for (size_t c = 0; c < f->count + f->ottl_count; c++) {
                     if (c < f->count) {
                         if (!matches(&f->conds[c], span, rs->resource)) continue;
                     } else {
-                        spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span};
+                        spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span, NULL};
                         int hit = host->expr_run(f->ottl[c - f->count], &t, status);
                         if (hit < 0) {
                             if (f->error_mode == ERR_PROPAGATE) return SPANHOST_PERMANENT;
@@ -342,6 +385,8 @@ static void destroy(void *state) {
     free_conditions(f->conds, f->count);
     for (size_t i = 0; i < f->ottl_count; i++) host->expr_free(f->ottl[i]);
     free(f->ottl);
+    for (size_t i = 0; i < f->event_count; i++) host->expr_free(f->events[i]);
+    free(f->events);
     if (f->whole_trace) util_idset_free(&f->dropped_traces);
     free(f);
 }
@@ -350,7 +395,7 @@ static const spanhost_config_key config_keys[] = {
     {"spans", SPANHOST_TYPE_LIST, 0, NULL, "conditions; a span matching any of them is dropped"},
     {"traces", SPANHOST_TYPE_MAP, 0, NULL, "OTTL conditions, as the Collector's filter processor takes them"},
     {"traces.span", SPANHOST_TYPE_STRING_LIST, 0, NULL, "a span matching any of these OTTL conditions is dropped"},
-    {"traces.spanevent", SPANHOST_TYPE_STRING_LIST, 0, NULL, "not supported: refused with a message"},
+    {"traces.spanevent", SPANHOST_TYPE_STRING_LIST, 0, NULL, "a span event matching any of these OTTL conditions is removed"},
     {"error_mode", SPANHOST_TYPE_STRING, 0, "propagate", "a condition that fails: ignore (false, logged), silent (false) or propagate (refuse the batch)"},
     {"drop_whole_trace", SPANHOST_TYPE_BOOL, 0, "false", "a matching root span also drops the rest of its trace"},
     {"remembered_traces", SPANHOST_TYPE_INT, 0, "10000", "dropped trace ids remembered for later spans"},

@@ -66,8 +66,8 @@ typedef struct policy {
     uint64_t last_refill_ns;
     struct policy *sub;
     size_t nsub;
-    spanhost_expr **conditions; /* P_OTTL: a trace is sampled when any holds for any span */
-    size_t nconditions;
+    spanhost_expr **conditions; /* P_OTTL: a trace is sampled when any holds for any span (or event) */
+    size_t nconditions, nspan_conditions; /* span conditions first, then spanevent ones */
     int silent;                 /* P_OTTL: error_mode silent (no log line per failure) */
     spanhost_instance *instance;
     spanhost_str name;
@@ -198,21 +198,29 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         const spanhost_str *texts = NULL;
         spanhost_str mode;
         p->type = P_OTTL;
-        snprintf(k, sizeof k, "%s.spanevent", params);
-        if (host->config_count(c, k, &n) == SPANHOST_CONFIG_FOUND) PFAIL("%s: not supported; use span conditions", k);
         snprintf(k, sizeof k, "%s.error_mode", params);
         if (host->config_string(c, k, &mode) == SPANHOST_CONFIG_FOUND) {
             if (util_str_is(mode, "silent")) p->silent = 1;
             else if (!util_str_is(mode, "ignore") && !util_str_is(mode, "propagate")) PFAIL("%s: '%.*s' is not ignore, silent or propagate", k, (int)mode.len, mode.ptr);
         }
+        /* span conditions first, then spanevent ones: p->nspan_conditions tells them apart. */
+        size_t nspan = 0, nevent = 0;
+        const spanhost_str *event_texts = NULL;
         snprintf(k, sizeof k, "%s.span", params);
-        if (host->config_string_list(c, k, &texts, &n) != SPANHOST_CONFIG_FOUND || !n) PFAIL("%s: required, a list of OTTL conditions", k);
-        if (!(p->conditions = (spanhost_expr **)calloc(n, sizeof *p->conditions))) PFAIL("out of memory");
-        for (size_t i = 0; i < n; i++) {
-            if (host->expr_compile(texts[i].ptr, texts[i].len, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &p->conditions[i], status) != SPANHOST_OK) {
+        if (host->config_string_list(c, k, &texts, &nspan) == SPANHOST_CONFIG_WRONG_TYPE) PFAIL("%s: must be a list of OTTL conditions", k);
+        snprintf(k, sizeof k, "%s.spanevent", params);
+        if (host->config_string_list(c, k, &event_texts, &nevent) == SPANHOST_CONFIG_WRONG_TYPE) PFAIL("%s: must be a list of OTTL conditions", k);
+        if (nspan + nevent == 0) PFAIL("%s: give span or spanevent, lists of OTTL conditions", params);
+        if (!(p->conditions = (spanhost_expr **)calloc(nspan + nevent, sizeof *p->conditions))) PFAIL("out of memory");
+        p->nspan_conditions = nspan;
+        for (size_t i = 0; i < nspan + nevent; i++) {
+            const spanhost_str *text = i < nspan ? &texts[i] : &event_texts[i - nspan];
+            snprintf(k, sizeof k, "%s.%s.%zu", params, i < nspan ? "span" : "spanevent", i < nspan ? i : i - nspan);
+            if (host->expr_compile(text->ptr, text->len, SPANHOST_EXPR_CONDITION, i < nspan ? SPANHOST_CONTEXT_SPAN : SPANHOST_CONTEXT_SPANEVENT,
+                                   &p->conditions[i], status) != SPANHOST_OK) {
                 char err[256];
                 snprintf(err, sizeof err, "%s", status->message);
-                PFAIL("%s.%zu: %s in '%.*s'", k, i, err, (int)texts[i].len, texts[i].ptr);
+                PFAIL("%s: %s in '%.*s'", k, err, (int)text->len, text->ptr);
             }
             p->nconditions = i + 1;
         }
@@ -337,7 +345,7 @@ static int numeric_matches(const policy *p, const spanhost_span *s) {
     return (!p->has_min || x >= p->min_value) && (!p->has_max || x <= p->max_value);
 }
 
-/* Whether any OTTL condition of `p` holds for any span of the trace. Run with no batch: what a
+/* Whether any OTTL condition of `p` holds for any span (or event) of the trace. Run with no batch: what a
  * function returns is read in place, never copied into the held trace. */
 static int ottl_matches(const policy *p, const trace *t) {
     const spanhost_batch *b = t->spans;
@@ -347,14 +355,19 @@ static int ottl_matches(const policy *p, const trace *t) {
         for (size_t j = 0; j < b->resource_spans[i]->scope_spans_count; j++) {
             spanhost_scope_spans *ss = b->resource_spans[i]->scope_spans[j];
             for (size_t k = 0; k < ss->spans_count; k++) {
-                spanhost_expr_target target = {sizeof target, NULL, b->resource_spans[i]->resource, ss->scope, ss->spans[k]};
+                spanhost_span *span = ss->spans[k];
+                spanhost_expr_target target = {sizeof target, NULL, b->resource_spans[i]->resource, ss->scope, span, NULL};
                 for (size_t c = 0; c < p->nconditions; c++) {
-                    message[0] = 0;
-                    int hit = host->expr_run(p->conditions[c], &target, &status);
-                    if (hit > 0) return 1;
-                    if (hit < 0) {
-                        host->counter_add(p->instance, "condition_errors", 1);
-                        if (!p->silent) host->log(p->instance, SPANHOST_LOG_WARN, message, strlen(message));
+                    size_t events = c < p->nspan_conditions ? 1 : span->events_count;
+                    for (size_t e = 0; e < events; e++) {
+                        target.event = c < p->nspan_conditions ? NULL : span->events[e];
+                        message[0] = 0;
+                        int hit = host->expr_run(p->conditions[c], &target, &status);
+                        if (hit > 0) return 1;
+                        if (hit < 0) {
+                            host->counter_add(p->instance, "condition_errors", 1);
+                            if (!p->silent) host->log(p->instance, SPANHOST_LOG_WARN, message, strlen(message));
+                        }
                     }
                 }
             }

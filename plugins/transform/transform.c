@@ -5,7 +5,7 @@
  *     error_mode: propagate           ignore: a statement that fails is logged and skipped;
  *                                     silent: skipped; propagate: the batch is refused
  *     trace_statements:
- *       - context: span               span (default) or resource
+ *       - context: span               span (default), spanevent (each event of each span) or resource
  *         conditions:                 optional: the statements run where ANY of these hold
  *           - 'attributes["http.route"] != nil'
  *         statements:                 in order; each may end in `where <condition>`
@@ -104,8 +104,9 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
         snprintf(path, sizeof path, "trace_statements.%zu.context", g);
         if (host->config_string(config, path, &context) == SPANHOST_CONFIG_FOUND) {
             if (util_str_is(context, "resource")) gr->context = SPANHOST_CONTEXT_RESOURCE;
+            else if (util_str_is(context, "spanevent")) gr->context = SPANHOST_CONTEXT_SPANEVENT;
             else if (!util_str_is(context, "span")) {
-                snprintf(status->message, status->message_cap, "%s: '%.*s' is not span or resource (spanevent, scope and the "
+                snprintf(status->message, status->message_cap, "%s: '%.*s' is not span, spanevent or resource (scope and the "
                          "flat form are not supported)", path, (int)context.len, context.ptr);
                 destroy(t);
                 return SPANHOST_PERMANENT;
@@ -159,15 +160,23 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
         for (size_t i = 0; i < batch->resource_spans_count; i++) {
             spanhost_resource_spans *rs = batch->resource_spans[i];
             if (gr->context == SPANHOST_CONTEXT_RESOURCE) {
-                spanhost_expr_target target = {sizeof target, batch, rs->resource, NULL, NULL};
+                spanhost_expr_target target = {sizeof target, batch, rs->resource, NULL, NULL, NULL};
                 if (rs->resource && run_group(t, gr, &target, status)) return SPANHOST_PERMANENT;
                 continue;
             }
             for (size_t j = 0; j < rs->scope_spans_count; j++) {
                 spanhost_scope_spans *ss = rs->scope_spans[j];
                 for (size_t k = 0; k < ss->spans_count; k++) {
-                    spanhost_expr_target target = {sizeof target, batch, rs->resource, ss->scope, ss->spans[k]};
-                    if (run_group(t, gr, &target, status)) return SPANHOST_PERMANENT;
+                    spanhost_span *span = ss->spans[k];
+                    spanhost_expr_target target = {sizeof target, batch, rs->resource, ss->scope, span, NULL};
+                    if (gr->context == SPANHOST_CONTEXT_SPAN) {
+                        if (run_group(t, gr, &target, status)) return SPANHOST_PERMANENT;
+                        continue;
+                    }
+                    for (size_t e = 0; e < span->events_count; e++) {
+                        target.event = span->events[e];
+                        if (run_group(t, gr, &target, status)) return SPANHOST_PERMANENT;
+                    }
                 }
             }
         }
@@ -178,7 +187,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
 static const spanhost_config_key config_keys[] = {
     {"error_mode", SPANHOST_TYPE_STRING, 0, "propagate", "a statement that fails: ignore (logged), silent or propagate (refuse the batch)"},
     {"trace_statements", SPANHOST_TYPE_LIST, 1, NULL, "groups of statements, each in one context"},
-    {"trace_statements.*.context", SPANHOST_TYPE_STRING, 0, "span", "span or resource: what attributes and the field names refer to"},
+    {"trace_statements.*.context", SPANHOST_TYPE_STRING, 0, "span", "span, spanevent or resource: what attributes and the field names refer to"},
     {"trace_statements.*.conditions", SPANHOST_TYPE_STRING_LIST, 0, NULL, "OTTL conditions; the statements run where any holds"},
     {"trace_statements.*.statements", SPANHOST_TYPE_STRING_LIST, 1, NULL, "OTTL statements, run in order"},
 };
