@@ -195,6 +195,46 @@ static int literal_pattern(const char *pattern, spanhost_str *text) {
     return head && tail ? RX_EXACT : head ? RX_PREFIX : tail ? RX_SUFFIX : RX_CONTAINS;
 }
 
+/* glibc's regcomp copies a repeated group once per repetition, and stacked quantifiers
+ * ("a++++") multiply that: a short pattern could take gigabytes to compile. Patterns are kept
+ * to what a condition needs: no quantifier right after another, and the {n,m} bounds of the
+ * whole pattern multiplied together at most 1000. NULL when fine, else why not. */
+static const char *untamed_pattern(const char *pattern) {
+    double product = 1;
+    int after_quantifier = 0;
+    if (strlen(pattern) > 4096) return "a pattern is at most 4096 bytes";
+    for (const char *p = pattern; *p; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+            after_quantifier = 0;
+            continue;
+        }
+        if (*p == '[') { /* a bracket expression is one atom: skip to its ']' */
+            p++;
+            if (*p == '^') p++;
+            if (*p == ']') p++;
+            while (*p && *p != ']') p++;
+            if (!*p) break;
+            after_quantifier = 0;
+            continue;
+        }
+        int quantifier = *p == '*' || *p == '+' || *p == '?' || *p == '{';
+        if (quantifier && after_quantifier) return "a quantifier may not follow another (like \"a++\")";
+        if (*p == '{') {
+            char *end;
+            long low = strtol(p + 1, &end, 10), high = low;
+            if (*end == ',') high = end[1] == '}' ? 1000 : strtol(end + 1, &end, 10);
+            if (high < low) high = low;
+            product *= (double)(high > 0 ? high : 1);
+            if (product > 1000) return "repetition bounds {n,m} may multiply to at most 1000";
+            while (*p && *p != '}') p++;
+            if (!*p) break;
+        }
+        after_quantifier = quantifier;
+    }
+    return NULL;
+}
+
 static int literal_match(int kind, spanhost_str want, spanhost_str s) {
     if (s.len < want.len) return 0;
     switch (kind) {
@@ -475,6 +515,8 @@ static node *parse_call(parser *ps, const char *name, size_t len, int editor) {
     if (pattern > 0) {
         node *p = n->kids[pattern];
         if (p->op != N_LIT || p->lit.type != V_STR) return node_free(n), parse_fail(ps, "the pattern must be a \"string\"");
+        const char *untamed = untamed_pattern(p->owned);
+        if (untamed) return node_free(n), parse_fail(ps, untamed);
         int rc = regcomp(&n->re, p->owned, REG_EXTENDED);
         if (rc) {
             char what[160], msg[120];

@@ -166,7 +166,10 @@ def test_unknown_functions_and_wrong_arguments_are_config_errors(tmp):
     config = os.path.join(tmp, "bad.yaml")
     for bad, says in [('geo_countri(attributes["client.ip"])', "unknown function 'geo_countri'"),
                       ('hash_bucket(attributes["user.id"])', "hash_bucket takes 2 arguments, not 1"),
-                      ('hash_bucket(attributes["user.id"], "16")', "hash_bucket: argument 2 must be int")]:
+                      ('hash_bucket(attributes["user.id"], "16")', "hash_bucket: argument 2 must be int"),
+                      # A pattern glibc would take gigabytes to compile is refused first.
+                      ('IsMatch(name, "a++++++++++++++++++++++++")', "a quantifier may not follow another"),
+                      ('IsMatch(name, "(a{{100}}){{100}}")', "repetition bounds {n,m} may multiply to at most 1000")]:
         text = FUNCTIONS.replace("MODE", "ignore").replace('hash_bucket(attributes["user.id"], BUCKETS)', bad)
         with open(config, "w") as f:
             f.write(text.format(receiver="127.0.0.1:1", admin="127.0.0.1:2", plugins=plugins, tmp=tmp))
