@@ -235,6 +235,48 @@ static const char *untamed_pattern(const char *pattern) {
     return NULL;
 }
 
+/* Collector configs write RE2 patterns: the classes \d \s \w (and \D \S \W) are rewritten in
+ * POSIX terms, and (?: groups become plain ones, so those patterns work here unchanged.
+ * Returns a malloc'd pattern for regcomp. */
+static char *posix_pattern(const char *re2) {
+    size_t len = strlen(re2);
+    char *out = (char *)malloc(len * 14 + 1), *o = out; /* "\S" becomes the longest: [^[:space:]] */
+    int in_bracket = 0;
+    if (!out) return NULL;
+    for (const char *p = re2; *p; p++) {
+        if (*p == '\\' && p[1] && strchr("dDsSwW", p[1])) {
+            static const char *classes[] = {"0-9", "[:space:]", "[:alnum:]_"};
+            int kind = p[1] == 'd' || p[1] == 'D' ? 0 : p[1] == 's' || p[1] == 'S' ? 1 : 2, negated = isupper((unsigned char)p[1]);
+            if (!in_bracket) o += sprintf(o, "[%s%s]", negated ? "^" : "", classes[kind]);
+            else if (!negated) o += sprintf(o, "%s", classes[kind]);
+            else o += sprintf(o, "\\%c", p[1]); /* no POSIX form inside [...]: left as written */
+            p++;
+            continue;
+        }
+        if (*p == '\\' && p[1]) {
+            *o++ = *p++;
+            *o++ = *p;
+            continue;
+        }
+        if (!in_bracket && *p == '(' && p[1] == '?' && p[2] == ':') {
+            *o++ = '(';
+            p += 2;
+            continue;
+        }
+        if (*p == '[' && !in_bracket) {
+            in_bracket = 1;
+            *o++ = *p;
+            if (p[1] == '^') *o++ = *++p;
+            if (p[1] == ']') *o++ = *++p;
+            continue;
+        }
+        if (*p == ']' && in_bracket) in_bracket = 0;
+        *o++ = *p;
+    }
+    *o = 0;
+    return out;
+}
+
 static int literal_match(int kind, spanhost_str want, spanhost_str s) {
     if (s.len < want.len) return 0;
     switch (kind) {
@@ -517,7 +559,10 @@ static node *parse_call(parser *ps, const char *name, size_t len, int editor) {
         if (p->op != N_LIT || p->lit.type != V_STR) return node_free(n), parse_fail(ps, "the pattern must be a \"string\"");
         const char *untamed = untamed_pattern(p->owned);
         if (untamed) return node_free(n), parse_fail(ps, untamed);
-        int rc = regcomp(&n->re, p->owned, REG_EXTENDED);
+        char *posix = posix_pattern(p->owned);
+        if (!posix) return node_free(n), parse_fail(ps, "out of memory");
+        int rc = regcomp(&n->re, posix, REG_EXTENDED);
+        free(posix);
         if (rc) {
             char what[160], msg[120];
             regerror(rc, &n->re, msg, sizeof msg);

@@ -67,6 +67,19 @@ def exported_by_name(path, count):
     return {sp["span"]["name"]: sp for sp in got}
 
 
+def check(tmp, text, plugins):
+    """`spanhostd --check` on a config template; returns the finished process."""
+    config = os.path.join(tmp, "check.yaml")
+    with open(config, "w") as f:
+        f.write(text.format(receiver="127.0.0.1:1", admin="127.0.0.1:2", plugins=plugins, tmp=tmp))
+    return subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--check", "--config", config], capture_output=True, text=True, timeout=60)
+
+
+def call(so, expression):
+    """`spanhost plugin-test --call` on a library."""
+    return subprocess.run([SPANHOST, "plugin-test", so, "--call", expression], capture_output=True, text=True, timeout=60)
+
+
 def test_transform_runs_the_statements_of_the_collector_readme(spanhost, tmp):
     s = spanhost(TRANSFORM, plugins_dir=plugin_dir(tmp, "transform", "file"))
     long = "x" * 300
@@ -96,10 +109,7 @@ def test_transform_runs_the_statements_of_the_collector_readme(spanhost, tmp):
 
 def test_a_statement_that_does_not_compile_names_its_column(tmp):
     text = TRANSFORM.replace('delete_key(attributes, "http.request.header.authorization")', 'delete_key(attributes, 42)')
-    config = os.path.join(tmp, "bad.yaml")
-    with open(config, "w") as f:
-        f.write(text.format(receiver="127.0.0.1:1", admin="127.0.0.1:2", plugins=plugin_dir(tmp, "transform", "file"), tmp=tmp))
-    r = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--check", "--config", config], capture_output=True, text=True, timeout=60)
+    r = check(tmp, text, plugin_dir(tmp, "transform", "file"))
     assert r.returncode != 0
     assert "trace_statements.0.statements.1: column" in r.stderr and "delete_key(attributes, \"key\")" in r.stderr, r.stderr
 
@@ -163,17 +173,13 @@ def test_a_function_that_fails_follows_error_mode(spanhost, tmp):
 
 def test_unknown_functions_and_wrong_arguments_are_config_errors(tmp):
     plugins = plugin_dir(tmp, "filter", "transform", "file", "example_functions")
-    config = os.path.join(tmp, "bad.yaml")
     for bad, says in [('geo_countri(attributes["client.ip"])', "unknown function 'geo_countri'"),
                       ('hash_bucket(attributes["user.id"])', "hash_bucket takes 2 arguments, not 1"),
                       ('hash_bucket(attributes["user.id"], "16")', "hash_bucket: argument 2 must be int"),
                       # A pattern glibc would take gigabytes to compile is refused first.
                       ('IsMatch(name, "a++++++++++++++++++++++++")', "a quantifier may not follow another"),
                       ('IsMatch(name, "(a{{100}}){{100}}")', "repetition bounds {n,m} may multiply to at most 1000")]:
-        text = FUNCTIONS.replace("MODE", "ignore").replace('hash_bucket(attributes["user.id"], BUCKETS)', bad)
-        with open(config, "w") as f:
-            f.write(text.format(receiver="127.0.0.1:1", admin="127.0.0.1:2", plugins=plugins, tmp=tmp))
-        r = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--check", "--config", config], capture_output=True, text=True, timeout=60)
+        r = check(tmp, FUNCTIONS.replace("MODE", "ignore").replace('hash_bucket(attributes["user.id"], BUCKETS)', bad), plugins)
         assert r.returncode != 0 and says in r.stderr and "column" in r.stderr, r.stderr
 
 
@@ -184,17 +190,17 @@ def test_the_cli_lists_and_calls_a_libraries_functions(tmp):
     assert "geo_country(string) -> string" in r.stdout and "hash_bucket(string, int) -> int" in r.stdout, r.stdout
     assert "keep_fraction(string, double) -> bool" in r.stdout, r.stdout
     so = os.path.join(plugins, "example_functions.so")
-    r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'geo_country("1.208.0.1")'], capture_output=True, text=True, timeout=60)
+    r = call(so, 'geo_country("1.208.0.1")')
     assert r.returncode == 0 and r.stdout.strip() == '"KR"', (r.stdout, r.stderr)
-    r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'hash_bucket("u2", 16)'], capture_output=True, text=True, timeout=60)
+    r = call(so, 'hash_bucket("u2", 16)')
     assert r.returncode == 0 and r.stdout.strip() == str(fnv_bucket("u2", 16)), (r.stdout, r.stderr)
-    r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'hash_bucket("u2", 0)'], capture_output=True, text=True, timeout=60)
+    r = call(so, 'hash_bucket("u2", 0)')
     assert r.returncode != 0 and "bucket count must be at least 1" in r.stderr, r.stderr
     # A (string, double) signature goes through ffi_call; (string) and (string, int) are typed calls.
     for fraction, kept in [("0.0", "false"), ("1.0", "true")]:
-        r = subprocess.run([SPANHOST, "plugin-test", so, "--call", f'keep_fraction("u2", {fraction})'], capture_output=True, text=True, timeout=60)
+        r = call(so, f'keep_fraction("u2", {fraction})')
         assert r.returncode == 0 and r.stdout.strip() == kept, (r.stdout, r.stderr)
-    r = subprocess.run([SPANHOST, "plugin-test", so, "--call", 'keep_fraction("u2", 2.5)'], capture_output=True, text=True, timeout=60)
+    r = call(so, 'keep_fraction("u2", 2.5)')
     assert r.returncode != 0 and "fraction must be from 0 to 1, not 2.5" in r.stderr, r.stderr
 
 
@@ -259,12 +265,8 @@ def test_one_engine_in_attributes_tail_sampling_and_rules(spanhost, tmp):
 
 
 def test_a_rule_condition_that_does_not_compile_is_refused(tmp):
-    text = EVERYWHERE.replace('attributes["tenant"] == "gold"', 'attributes["tenant"] === "gold"')
-    config = os.path.join(tmp, "bad.yaml")
-    with open(config, "w") as f:
-        f.write(text.format(receiver="127.0.0.1:1", admin="127.0.0.1:2", tmp=tmp,
-                            plugins=plugin_dir(tmp, "attributes", "tail_sampling", "file", "null", "log", "example_functions")))
-    r = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--check", "--config", config], capture_output=True, text=True, timeout=60)
+    r = check(tmp, EVERYWHERE.replace('attributes["tenant"] == "gold"', 'attributes["tenant"] === "gold"'),
+              plugin_dir(tmp, "attributes", "tail_sampling", "file", "null", "log", "example_functions"))
     assert r.returncode != 0 and "rules.error_span.where.0: column" in r.stderr, r.stderr
 
 
@@ -350,3 +352,44 @@ service:
     assert r.status_code == 200, r.text
     assert requests.post(s.url, json=body(span("after", {"client.ip": "10.1.2.3"})), timeout=10).status_code == 200
     assert attributes(exported_by_name(out, 2)["after"])["country"] == "BB"
+
+
+# Examples of the Collector's OTTL functions README, each run on a span of its own: the
+# statement, the span's attributes before, and after (as the Collector leaves them).
+README_EXAMPLES = [
+    ('set(attributes["test"], "pass")', {}, {"test": "pass"}),
+    ('delete_key(attributes, "http.request.header.authorization")',
+     {"http.request.header.authorization": "Bearer x", "http.method": "GET"}, {"http.method": "GET"}),
+    ('replace_pattern(attributes["http.target"], "/account/\\\\d{4}", "/account/{accountId}")',
+     {"http.target": "/account/1234/orders"}, {"http.target": "/account/{accountId}/orders"}),
+    ('replace_pattern(attributes["some string"], "^kube_([0-9A-Za-z]+_)", "k8s.$$1.")',
+     {"some string": "kube_deployment_name"}, {"some string": "k8s.deployment_.name"}),
+    ('truncate_all(attributes, 100)', {"long": "x" * 150, "short": "y", "n": 7}, {"long": "x" * 100, "short": "y", "n": 7}),
+    ('limit(attributes, 100, [])', {f"k{i:03}": "v" for i in range(120)}, {f"k{i:03}": "v" for i in range(100)}),
+]
+
+
+def test_the_collector_readme_examples_give_the_same_output(spanhost, tmp):
+    groups = "\n".join(f"      - conditions: ['name == \"ex{i}\"']\n        statements: ['{statement}']"
+                       for i, (statement, _, _) in enumerate(README_EXAMPLES))
+    text = cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  transform:
+    trace_statements:
+GROUPS
+exporters:
+  file: {path: "{tmp}/out.jsonl"}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [transform], exporters: [file]}
+""").replace("GROUPS", groups.replace("{", "{{").replace("}", "}}"))
+    s = spanhost(text, plugins_dir=plugin_dir(tmp, "transform", "file"))
+    spans = [span(f"ex{i}", before) for i, (_, before, _) in enumerate(README_EXAMPLES)]
+    assert requests.post(s.url, json=body(*spans), timeout=10).status_code == 200
+    out = exported_by_name(os.path.join(tmp, "out.jsonl"), len(README_EXAMPLES))
+    for i, (statement, _, after) in enumerate(README_EXAMPLES):
+        assert attributes(out[f"ex{i}"]) == after, statement
