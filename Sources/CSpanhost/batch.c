@@ -121,6 +121,12 @@ void sh_batch_release(const spanhost_batch *batch) {
 }
 
 void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
+    void *p = sh_arena_alloc_uninit(batch, size);
+    if (p) memset(p, 0, size);
+    return p;
+}
+
+void *sh_arena_alloc_uninit(spanhost_batch *batch, size_t size) {
     sh_batch_impl *b = impl(batch);
     size = (size + (SH_ALIGN - 1)) & ~(size_t)(SH_ALIGN - 1);
     if (size == 0) size = SH_ALIGN;
@@ -141,9 +147,7 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
             } else {
                 b->chunks = big;
             }
-            void *p = (char *)(big + 1);
-            memset(p, 0, size);
-            return p;
+            return (char *)(big + 1);
         }
         size_t block = b->next_chunk ? b->next_chunk : SH_FIRST_CHUNK_SIZE;
         while (block - sizeof(sh_chunk) < size) block *= 2;
@@ -157,14 +161,13 @@ void *sh_arena_alloc(spanhost_batch *batch, size_t size) {
     }
     void *p = (char *)(c + 1) + c->used;
     c->used += size;
-    memset(p, 0, size);
     return p;
 }
 
 spanhost_str sh_arena_strdup(spanhost_batch *batch, const char *ptr, size_t len) {
     spanhost_str s = {NULL, 0};
     if (len == 0) return s;
-    char *p = (char *)sh_arena_alloc(batch, len);
+    char *p = (char *)sh_arena_alloc_uninit(batch, len);
     if (!p) return s;
     memcpy(p, ptr, len);
     s.ptr = p;
@@ -313,7 +316,7 @@ int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, sp
             return 0;
         }
     }
-    spanhost_kv *items = (spanhost_kv *)sh_arena_alloc(batch, (attributes->count + 1) * sizeof(spanhost_kv));
+    spanhost_kv *items = (spanhost_kv *)sh_arena_alloc_uninit(batch, (attributes->count + 1) * sizeof(spanhost_kv));
     if (!items) return -1;
     if (attributes->count) memcpy(items, attributes->items, attributes->count * sizeof(spanhost_kv));
     items[attributes->count].key = copy_str(batch, key.ptr, key.len);

@@ -137,7 +137,7 @@ typedef struct item_list {
 
 /* A zeroed slot at the end of the list, or NULL (the decoder failed) when out of memory. */
 static int list_grow(decoder *d, item_list *l) {
-    char *grown = (char *)sh_arena_alloc(d->batch, l->cap * 2 * l->size);
+    char *grown = (char *)sh_arena_alloc_uninit(d->batch, l->cap * 2 * l->size);
     if (!grown) return fail(d, "out of memory");
     memcpy(grown, l->items, l->count * l->size);
     l->items = grown;
@@ -158,7 +158,7 @@ HOT void *list_push(decoder *d, item_list *l) {
 static void *list_finish(decoder *d, item_list *l) {
     if (l->count == 0) return NULL;
     if (l->in_arena) return l->items;
-    void *out = sh_arena_alloc(d->batch, l->count * l->size);
+    void *out = sh_arena_alloc_uninit(d->batch, l->count * l->size);
     if (!out) {
         fail(d, "out of memory");
         return NULL;

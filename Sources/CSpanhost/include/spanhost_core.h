@@ -20,7 +20,10 @@ spanhost_batch *sh_batch_new(void);
 void sh_batch_retain(const spanhost_batch *batch);
 void sh_batch_release(const spanhost_batch *batch);
 
+/* Zeroed memory from the batch's arena. */
 void *sh_arena_alloc(spanhost_batch *batch, size_t size);
+/* The same, not zeroed: for blocks the caller fills whole at once. */
+void *sh_arena_alloc_uninit(spanhost_batch *batch, size_t size);
 spanhost_str sh_arena_strdup(spanhost_batch *batch, const char *ptr, size_t len);
 /* Copies `len` bytes into the arena; decoded string views may then point into the copy. */
 const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len);
