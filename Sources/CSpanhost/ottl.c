@@ -770,7 +770,7 @@ static spanhost_kv_list *event_attrs(runner *r) {
 static int eval_cond(runner *r, const node *n);
 
 static int eval_value(runner *r, const node *n, xvalue *out) {
-    memset(out, 0, sizeof *out);
+    out->type = V_NIL; /* the other members are read only for the type set */
     const spanhost_span *span = r->t->span;
     switch (n->op) {
     case N_LIT: *out = n->lit; return 0;
@@ -1158,6 +1158,7 @@ static int run_editor(runner *r, const node *n) {
 }
 
 int32_t sh_expr_run(const spanhost_expr *e, const spanhost_expr_target *t, spanhost_status *status) {
+    if (!e || !t) return -1;
     runner r = {t, status};
     if (e->kind == SPANHOST_EXPR_CONDITION) return eval_cond(&r, e->root);
     if (e->root->where) {

@@ -134,11 +134,9 @@ enum HostTable {
             out.pointee = expr
             return Int32(SPANHOST_OK)
         }
-        api.expr_run = { expr, target, status in
-            guard let expr, let target else { return -1 }
-            return sh_expr_run(expr, target, status)
-        }
-        api.expr_free = { expr in sh_expr_free(expr) }
+        // Run per span: the C function itself, with no Swift in between.
+        api.expr_run = sh_expr_run
+        api.expr_free = sh_expr_free
         api.encode_batch = { batch, encoding, out in
             guard let batch, let out else { return -1 }
             return sh_encode_batch(batch, encoding, out)
