@@ -306,10 +306,10 @@ static int copy_value(spanhost_batch *batch, spanhost_value *dst, const spanhost
     }
 }
 
-int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
-                         const spanhost_value *value) {
-    spanhost_value copy;
-    if (copy_value(batch, &copy, value) != 0) return -1;
+static inline int32_t set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
+                             const spanhost_value *value, int key_lent, int value_lent) {
+    spanhost_value copy = *value;
+    if (!value_lent && copy_value(batch, &copy, value) != 0) return -1;
     for (size_t i = 0; i < attributes->count; i++) {
         if (str_eq(attributes->items[i].key, key)) {
             attributes->items[i].value = copy;
@@ -319,11 +319,21 @@ int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, sp
     spanhost_kv *items = (spanhost_kv *)sh_arena_alloc_uninit(batch, (attributes->count + 1) * sizeof(spanhost_kv));
     if (!items) return -1;
     if (attributes->count) memcpy(items, attributes->items, attributes->count * sizeof(spanhost_kv));
-    items[attributes->count].key = copy_str(batch, key.ptr, key.len);
+    items[attributes->count].key = key_lent ? key : copy_str(batch, key.ptr, key.len);
     items[attributes->count].value = copy;
     attributes->items = items;
     attributes->count += 1;
     return 0;
+}
+
+int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
+                         const spanhost_value *value) {
+    return set_attribute(batch, attributes, key, value, 0, 0);
+}
+
+int32_t sh_set_attribute_lent(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
+                              const spanhost_value *value, int value_lent) {
+    return set_attribute(batch, attributes, key, value, 1, value_lent);
 }
 
 int32_t sh_remove_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key) {

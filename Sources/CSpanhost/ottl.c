@@ -162,6 +162,39 @@ int sh_function_signature(const char *name, char *out, size_t cap) {
     return 0;
 }
 
+/* --- Literal text ----------------------------------------------------------------------- */
+
+/* The text of string literals lives as long as the process, one copy for equal literals. A
+ * `set` then lends it to batches instead of copying it into each one, and a batch that
+ * outlives its expression (queued for an exporter across a reload) still points at it. It
+ * grows only with the distinct literals ever compiled. */
+typedef struct literal {
+    struct literal *next;
+    size_t len;
+    char text[];
+} literal;
+
+static literal *literals[256];
+static pthread_mutex_t literals_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The kept, NUL-terminated copy of `text`; NULL when out of memory. */
+static const char *keep_literal(const char *text, size_t len) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 16777619u;
+    pthread_mutex_lock(&literals_lock);
+    literal **bucket = &literals[h & 255], *l = *bucket;
+    while (l && !(l->len == len && !memcmp(l->text, text, len))) l = l->next;
+    if (!l && (l = (literal *)malloc(sizeof *l + len + 1))) {
+        l->len = len;
+        memcpy(l->text, text, len);
+        l->text[len] = 0;
+        l->next = *bucket;
+        *bucket = l;
+    }
+    pthread_mutex_unlock(&literals_lock);
+    return l ? l->text : NULL;
+}
+
 /* --- Values and the tree ---------------------------------------------------------------- */
 
 enum { V_NIL, V_STR, V_INT, V_DBL, V_BOOL, V_BYTES, V_MAP, V_LIST };
@@ -294,8 +327,7 @@ typedef struct node {
     int op, sub;
     struct node **kids; /* operands, arguments or list items */
     size_t nkids;
-    xvalue lit;         /* N_LIT; N_PATH: the key of attributes["key"] in lit.s */
-    char *owned;        /* a literal's unescaped text */
+    xvalue lit;         /* N_LIT; N_PATH: the key of attributes["key"] in lit.s (kept text) */
     regex_t re;         /* N_ISMATCH, replace_pattern */
     int has_re;
     int literal;        /* N_ISMATCH: a pattern of plain characters, matched with memcmp (RX_*) */
@@ -315,7 +347,6 @@ static void node_free(node *n) {
     free(n->kids);
     node_free(n->where);
     if (n->has_re) regfree(&n->re);
-    free(n->owned);
     free(n);
 }
 
@@ -369,7 +400,7 @@ static int add_kid(parser *ps, node *n, node *kid) {
     return 0;
 }
 
-/* A "quoted" string with \" and \\ escapes into n->owned and n->lit. */
+/* A "quoted" string with \" and \\ escapes into n->lit, as kept literal text. */
 static int quoted(parser *ps, node *n) {
     space(ps);
     if (ps->p >= ps->end || *ps->p != '"') return 0;
@@ -387,11 +418,14 @@ static int quoted(parser *ps, node *n) {
         return 0;
     }
     ps->p++;
-    out[len] = 0;
-    free(n->owned);
-    n->owned = out;
+    const char *kept = keep_literal(out, len);
+    free(out);
+    if (!kept) {
+        parse_fail(ps, "out of memory");
+        return 0;
+    }
     n->lit.type = V_STR;
-    n->lit.s.ptr = out;
+    n->lit.s.ptr = kept;
     n->lit.s.len = len;
     return 1;
 }
@@ -557,9 +591,9 @@ static node *parse_call(parser *ps, const char *name, size_t len, int editor) {
     if (pattern > 0) {
         node *p = n->kids[pattern];
         if (p->op != N_LIT || p->lit.type != V_STR) return node_free(n), parse_fail(ps, "the pattern must be a \"string\"");
-        const char *untamed = untamed_pattern(p->owned);
+        const char *untamed = untamed_pattern(p->lit.s.ptr);
         if (untamed) return node_free(n), parse_fail(ps, untamed);
-        char *posix = posix_pattern(p->owned);
+        char *posix = posix_pattern(p->lit.s.ptr);
         if (!posix) return node_free(n), parse_fail(ps, "out of memory");
         int rc = regcomp(&n->re, posix, REG_EXTENDED);
         free(posix);
@@ -570,7 +604,7 @@ static node *parse_call(parser *ps, const char *name, size_t len, int editor) {
             return node_free(n), parse_fail(ps, what);
         }
         n->has_re = 1;
-        if (n->op == N_ISMATCH) n->literal = literal_pattern(p->owned, &n->lit_text);
+        if (n->op == N_ISMATCH) n->literal = literal_pattern(p->lit.s.ptr, &n->lit_text);
     }
     if (n->op == N_EDITOR) {
         node *target = n->kids[0];
@@ -980,21 +1014,22 @@ static int to_value(const xvalue *x, spanhost_value *v) {
     }
 }
 
-/* Writes `value` to a settable path. */
-static int assign(runner *r, const node *target, const xvalue *value) {
+/* Writes `value` to a settable path. `lent`: its text is kept literal text, which batches may
+ * point at without a copy (the attribute key always is). */
+static int assign(runner *r, const node *target, const xvalue *value, int lent) {
     spanhost_batch *batch = r->t->batch;
     spanhost_span *span = r->t->span;
     if (target->sub == P_ATTR || target->sub == P_RES_ATTR || target->sub == P_EV_ATTR) {
         spanhost_kv_list *list = target->sub == P_EV_ATTR ? event_attrs(r) : attrs_of(r, target->sub == P_RES_ATTR);
         spanhost_value v;
         if (!list || to_value(value, &v) != 0) return 0; /* nil (or a map) sets nothing */
-        return sh_set_attribute(batch, list, target->lit.s, &v) == 0 ? 1 : run_fail(r, "%s", "out of memory");
+        return sh_set_attribute_lent(batch, list, target->lit.s, &v, lent) == 0 ? 1 : run_fail(r, "%s", "out of memory");
     }
     if (target->sub == P_EV_NAME) {
         spanhost_kv_list *attrs = event_attrs(r); /* non-NULL exactly when there is an event */
         if (!attrs) return 0;
         if (value->type != V_STR) return run_fail(r, "%s", "name must be set to a string");
-        spanhost_str s = sh_arena_strdup(batch, value->s.ptr, value->s.len);
+        spanhost_str s = lent ? value->s : sh_arena_strdup(batch, value->s.ptr, value->s.len);
         if (value->s.len && !s.ptr) return run_fail(r, "%s", "out of memory");
         r->t->event->name = s;
         return 1;
@@ -1004,7 +1039,7 @@ static int assign(runner *r, const node *target, const xvalue *value) {
     case P_NAME:
     case P_STATUS_MSG: {
         if (value->type != V_STR) return run_fail(r, "%s must be set to a string", target->sub == P_NAME ? "name" : "status.message");
-        spanhost_str s = sh_arena_strdup(batch, value->s.ptr, value->s.len);
+        spanhost_str s = lent ? value->s : sh_arena_strdup(batch, value->s.ptr, value->s.len);
         if (value->s.len && !s.ptr) return run_fail(r, "%s", "out of memory");
         if (target->sub == P_NAME) span->name = s; else span->status_message = s;
         return 1;
@@ -1093,7 +1128,7 @@ static int replace_pattern(runner *r, const node *n) {
     v.type = V_STR;
     v.s.ptr = out;
     v.s.len = len;
-    int rc = assign(r, n->kids[0], &v); /* copies the text into the batch */
+    int rc = assign(r, n->kids[0], &v, 0); /* copies the text into the batch */
     free(out);
     return rc < 0 ? -1 : 1;
 }
@@ -1111,7 +1146,7 @@ static int run_editor(runner *r, const node *n) {
     switch (n->sub) {
     case E_SET:
         if (eval_value(r, n->kids[1], &arg) != 0) return -1;
-        return assign(r, n->kids[0], &arg);
+        return assign(r, n->kids[0], &arg, n->kids[1]->op == N_LIT);
     case E_REPLACE_PATTERN: return replace_pattern(r, n);
     default: break;
     }

@@ -36,6 +36,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                           context == SPANHOST_CONTEXT_SPANEVENT ? span->events[0] : NULL};
                 int rc = sh_expr_run(e, &t, &status);
                 if (rc < -1 || rc > 1) abort();
+                /* A batch outlives the expression that changed it (queued across a reload):
+                 * what it points at must still be there. */
+                sh_expr_free(e);
+                e = NULL;
                 spanhost_buffer out = {0};
                 if (sh_encode_batch(b, SPANHOST_ENCODING_OTLP_PROTO, &out) == 0) sh_buffer_free(&out);
             }

@@ -58,6 +58,10 @@ int sh_batch_over_limit(const spanhost_batch *batch);
 
 int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
                          const spanhost_value *value);
+/* sh_set_attribute without copying `key` (nor the value's text when `value_lent`): they must
+ * outlive the batch (the expression engine's kept literal text). */
+int32_t sh_set_attribute_lent(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
+                              const spanhost_value *value, int value_lent);
 int32_t sh_remove_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key);
 spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource *resource,
                                  spanhost_str resource_schema_url, const spanhost_scope *scope,
