@@ -133,21 +133,8 @@ static int read_matcher(const spanhost_config *config, const char *name, matcher
     if (read_list(config, p, m->regexp, &m->nservices, &m->services, &m->service_re, status)) return -1;
     snprintf(p, sizeof p, "%s.span_names", name);
     if (read_list(config, p, m->regexp, &m->nnames, &m->names, &m->name_re, status)) return -1;
-    const spanhost_str *texts = NULL;
-    size_t nconditions = 0;
     snprintf(p, sizeof p, "%s.conditions", name);
-    if (host->config_string_list(config, p, &texts, &nconditions) == SPANHOST_CONFIG_FOUND && nconditions) {
-        if (!(m->conditions = (spanhost_expr **)calloc(nconditions, sizeof *m->conditions))) return -1;
-        for (size_t i = 0; i < nconditions; i++) {
-            if (host->expr_compile(texts[i].ptr, texts[i].len, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &m->conditions[i], status) != SPANHOST_OK) {
-                char err[256];
-                snprintf(err, sizeof err, "%s", status->message);
-                snprintf(status->message, status->message_cap, "%s.%zu: %s in '%.*s'", p, i, err, (int)texts[i].len, texts[i].ptr);
-                return -1;
-            }
-            m->nconditions = i + 1;
-        }
-    }
+    if (util_compile_list(host, config, p, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &m->conditions, &m->nconditions, status)) return -1;
     snprintf(p, sizeof p, "%s.attributes", name);
     if (host->config_count(config, p, &m->nattrs) == SPANHOST_CONFIG_FOUND) {
         size_t cnt = m->nattrs ? m->nattrs : 1;

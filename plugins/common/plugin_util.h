@@ -227,4 +227,31 @@ static inline int util_idset_add(util_idset *s, const uint8_t *id, uint8_t value
     return 1;
 }
 
+/* Compiles the OTTL list at `path` (absent: none) as SPANHOST_EXPR_* `kind` in `context`. On
+ * success *out holds *count expressions (free each with host->expr_free, then the array). On
+ * failure returns -1 with the message naming the item, the column and the text; the
+ * expressions compiled so far are in *out and *count for the caller to free. */
+static inline int util_compile_list(const spanhost_host_api *host, const spanhost_config *config, const char *path,
+                                    uint32_t kind, uint32_t context, spanhost_expr ***out, size_t *count,
+                                    spanhost_status *status) {
+    const spanhost_str *texts = NULL;
+    size_t n = 0;
+    *count = 0;
+    if (host->config_string_list(config, path, &texts, &n) == SPANHOST_CONFIG_WRONG_TYPE) {
+        snprintf(status->message, status->message_cap, "%s: must be a list of OTTL expressions", path);
+        return -1;
+    }
+    if (!(*out = (spanhost_expr **)calloc(n ? n : 1, sizeof **out))) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (host->expr_compile(texts[i].ptr, texts[i].len, kind, context, &(*out)[i], status) != SPANHOST_OK) {
+            char err[256];
+            snprintf(err, sizeof err, "%s", status->message);
+            snprintf(status->message, status->message_cap, "%s.%zu: %s in '%.*s'", path, i, err, (int)texts[i].len, texts[i].ptr);
+            return -1;
+        }
+        *count = i + 1;
+    }
+    return 0;
+}
+
 #endif

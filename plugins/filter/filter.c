@@ -206,29 +206,11 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     f->count = n;
     f->instance = instance;
     f->error_mode = error_mode;
-    f->ottl = (spanhost_expr **)calloc(nottl ? nottl : 1, sizeof *f->ottl);
-    for (size_t i = 0; i < nottl; i++) {
-        if (host->expr_compile(texts[i].ptr, texts[i].len, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &f->ottl[i], status) != SPANHOST_OK) {
-            char err[256];
-            snprintf(err, sizeof err, "%s", status->message);
-            snprintf(status->message, status->message_cap, "traces.span.%zu: %s in '%.*s'", i, err, (int)texts[i].len, texts[i].ptr);
-            f->ottl_count = i;
-            destroy(f);
-            return SPANHOST_PERMANENT;
-        }
-    }
-    f->ottl_count = nottl;
-    f->events = (spanhost_expr **)calloc(nevents ? nevents : 1, sizeof *f->events);
-    for (size_t i = 0; i < nevents; i++) {
-        if (host->expr_compile(event_texts[i].ptr, event_texts[i].len, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPANEVENT,
-                               &f->events[i], status) != SPANHOST_OK) {
-            char err[256];
-            snprintf(err, sizeof err, "%s", status->message);
-            snprintf(status->message, status->message_cap, "traces.spanevent.%zu: %s in '%.*s'", i, err, (int)event_texts[i].len, event_texts[i].ptr);
-            destroy(f);
-            return SPANHOST_PERMANENT;
-        }
-        f->event_count = i + 1;
+    if (util_compile_list(host, config, "traces.span", SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &f->ottl, &f->ottl_count, status) ||
+        util_compile_list(host, config, "traces.spanevent", SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPANEVENT, &f->events,
+                          &f->event_count, status)) {
+        destroy(f);
+        return SPANHOST_PERMANENT;
     }
     for (size_t i = 0; i < n; i++) {
         char path[32];

@@ -52,30 +52,6 @@ static void destroy(void *state) {
     free(t);
 }
 
-/* Compiles the list at `path` into *out; on failure the message names the item and column. */
-static int compile_list(const spanhost_config *config, const char *path, uint32_t kind, uint32_t context,
-                        spanhost_expr ***out, size_t *count, spanhost_status *status) {
-    const spanhost_str *texts = NULL;
-    size_t n = 0;
-    uint32_t rc = host->config_string_list(config, path, &texts, &n);
-    if (rc == SPANHOST_CONFIG_WRONG_TYPE) {
-        snprintf(status->message, status->message_cap, "%s: must be a list of strings", path);
-        return -1;
-    }
-    *out = (spanhost_expr **)calloc(n ? n : 1, sizeof **out);
-    if (!*out) return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (host->expr_compile(texts[i].ptr, texts[i].len, kind, context, &(*out)[i], status) != SPANHOST_OK) {
-            char err[256];
-            snprintf(err, sizeof err, "%s", status->message);
-            snprintf(status->message, status->message_cap, "%s.%zu: %s in '%.*s'", path, i, err, (int)texts[i].len, texts[i].ptr);
-            return -1;
-        }
-        *count = i + 1;
-    }
-    return 0;
-}
-
 static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
     size_t n = 0;
     if (host->config_count(config, "trace_statements", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
@@ -113,12 +89,12 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
             }
         }
         snprintf(path, sizeof path, "trace_statements.%zu.conditions", g);
-        if (compile_list(config, path, SPANHOST_EXPR_CONDITION, gr->context, &gr->conditions, &gr->nconditions, status)) {
+        if (util_compile_list(host, config, path, SPANHOST_EXPR_CONDITION, gr->context, &gr->conditions, &gr->nconditions, status)) {
             destroy(t);
             return SPANHOST_PERMANENT;
         }
         snprintf(path, sizeof path, "trace_statements.%zu.statements", g);
-        if (compile_list(config, path, SPANHOST_EXPR_STATEMENT, gr->context, &gr->statements, &gr->nstatements, status)) {
+        if (util_compile_list(host, config, path, SPANHOST_EXPR_STATEMENT, gr->context, &gr->statements, &gr->nstatements, status)) {
             destroy(t);
             return SPANHOST_PERMANENT;
         }
