@@ -143,7 +143,7 @@ FUZZ_SECONDS  ?= 120
 FUZZ_CC        = $(dir $(shell readlink -f $(shell which swift)))clang
 FUZZ_SRCS     := Tests/fuzz/fuzz_decoder.c $(filter-out Sources/CSpanhost/crash.c Sources/CSpanhost/process.c,$(wildcard Sources/CSpanhost/*.c))
 
-$(BUILD)/fuzz/%: $(FUZZ_SRCS) Sources/CSpanhost/*.h Sources/CSpanhost/include/*.h include/spanhost/spanhost.h
+$(BUILD)/fuzz/%: $(FUZZ_SRCS) Tests/fuzz/proto_mutator.c Sources/CSpanhost/*.h Sources/CSpanhost/include/*.h include/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) -fuse-ld=lld -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DDECODER_$* \
 		-ISources/CSpanhost/include -ISources/CSpanhost -Iinclude -o $@ $(FUZZ_SRCS) -lz -lcrypto -lffi
@@ -154,6 +154,7 @@ define run-fuzz
 		rm -rf $(BUILD)/fuzz/corpus-$$d && mkdir -p $(BUILD)/fuzz/corpus-$$d && cp Tests/fuzz/corpus/$$d/* $(BUILD)/fuzz/corpus-$$d/ && \
 		echo "fuzz $$d: $(1)s" && \
 		$(BUILD)/fuzz/$$d -max_total_time=$(1) -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crash-$$d- \
+			-dict=Tests/fuzz/dict/$$d.dict \
 			$(BUILD)/fuzz/corpus-$$d 2>$(BUILD)/fuzz/$$d.log || { tail -40 $(BUILD)/fuzz/$$d.log; exit 1; }; \
 		grep -h "stat::number_of_executed_units" $(BUILD)/fuzz/$$d.log || true; \
 	done

@@ -23,6 +23,7 @@ typedef struct sh_chunk {
 typedef struct sh_adopted {
     struct sh_adopted *next;
     void *block;
+    size_t size;
 } sh_adopted;
 
 /* The public batch is the first member so a spanhost_batch * converts back to the impl. */
@@ -243,12 +244,26 @@ int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size) {
         return -1;
     }
     a->block = block;
+    a->size = size;
     a->next = b->adopted;
     b->adopted = a;
     account(b, size);
     return 0;
 }
 
+int sh_arena_contains(const spanhost_batch *batch, const void *ptr, size_t len) {
+    const sh_batch_impl *b = impl(batch);
+    const char *p = (const char *)ptr;
+    for (const sh_chunk *c = b->chunks; c; c = c->next) {
+        const char *data = (const char *)(c + 1);
+        if (p >= data && len <= c->used && (size_t)(p - data) <= c->used - len) return 1;
+    }
+    for (const sh_adopted *a = b->adopted; a; a = a->next) {
+        const char *data = (const char *)a->block;
+        if (p >= data && len <= a->size && (size_t)(p - data) <= a->size - len) return 1;
+    }
+    return 0;
+}
 
 /* --- Attributes -------------------------------------------------------------------------- */
 

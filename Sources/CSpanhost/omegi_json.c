@@ -254,7 +254,7 @@ static int one_group(jparser *j, spanhost_str service, spanhost_str tracer, span
     return 0;
 }
 
-int sh_decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len, int32_t utc_offset_seconds,
+static int decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len, int32_t utc_offset_seconds,
                          char *err, size_t err_cap) {
     jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0, "Omegi JSON"};
     spanhost_str key, tracer = {NULL, 0}, service = {NULL, 0}, token = {NULL, 0};
@@ -387,4 +387,11 @@ int sh_decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len,
         }
     }
     return one_group(&j, service, tracer, token, members, count);
+}
+
+/* Every string the request carried must be UTF-8 (proto3 `string`); checked once decoded. */
+int sh_decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len, int32_t utc_offset_seconds,
+                         char *err, size_t err_cap) {
+    if (decode_omegi_json(batch, data, len, utc_offset_seconds, err, err_cap)) return -1;
+    return sh_decode_check_utf8(batch, "Omegi JSON", err, err_cap);
 }

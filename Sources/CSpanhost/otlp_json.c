@@ -34,6 +34,12 @@ static int jvalue(jparser *j, spanhost_value *v) {
     if (j->end - j->p >= 4 && !memcmp(j->p, "null", 4)) { j->p += 4; return 0; }
     if (jobject_begin(j)) return -1;
     while ((r = jobject_next(j, &key, &first)) == 1) {
+        /* One value, one type: a later value key replaces an earlier one whole, so no member is
+         * read under another's type ({"stringValue":..,"arrayValue":{}} is an empty array). */
+        if (key_is(key, "stringvalue") || key_is(key, "boolvalue") || key_is(key, "intvalue") ||
+            key_is(key, "doublevalue") || key_is(key, "bytesvalue") || key_is(key, "arrayvalue") ||
+            key_is(key, "kvlistvalue"))
+            memset(v, 0, sizeof *v);
         if (key_is(key, "stringvalue")) {
             v->type = SPANHOST_VALUE_STRING;
             if (jstring(j, &v->as.string_value)) return -1;
@@ -265,7 +271,7 @@ static int jresource_spans(jparser *j, void *item) {
     return r;
 }
 
-int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
+static int decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
     jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0, "OTLP JSON"};
     spanhost_str key;
     int first = 1, r;
@@ -282,6 +288,12 @@ int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, 
     if (r < 0) return -1;
     if (peek(&j) != -1) return jfail(&j, "trailing data after the JSON object");
     return 0;
+}
+
+/* Every string the request carried must be UTF-8 (proto3 `string`); checked once decoded. */
+int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
+    if (decode_otlp_json(batch, data, len, err, err_cap)) return -1;
+    return sh_decode_check_utf8(batch, "OTLP JSON", err, err_cap);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -314,6 +326,13 @@ static void out(jbuf *b, const char *s, size_t n) {
 
 #define OUTS(b, lit) out((b), (lit), sizeof(lit) - 1)
 
+/* The length of the valid UTF-8 sequence at s (a byte of 0x80 or more), or 0 if none starts there. */
+static size_t utf8_sequence_length(const char *s, size_t n) {
+    unsigned char c = (unsigned char)s[0];
+    size_t k = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    return k && k <= n && sh_utf8_valid(s, k) ? k : 0;
+}
+
 static void out_str(jbuf *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     reserve(b, n + 2);
@@ -321,6 +340,15 @@ static void out_str(jbuf *b, const char *s, size_t n) {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            /* Every JSON written is UTF-8: a byte that starts no valid sequence becomes U+FFFD. */
+            size_t k = utf8_sequence_length(s + i, n - i);
+            if (k) { i += k - 1; continue; }
+            out(b, s + run, i - run);
+            run = i + 1;
+            out(b, "\xEF\xBF\xBD", 3);
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\') continue;
         out(b, s + run, i - run);
         run = i + 1;

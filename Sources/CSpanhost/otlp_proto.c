@@ -227,6 +227,8 @@ static int decode_value(decoder *d, reader r, spanhost_value *v, int depth) {
     uint64_t x;
     reader sub;
     while ((t = read_tag(&r, &f, &w)) == 1) {
+        /* A oneof: the last member on the wire wins, and replaces the earlier one whole. */
+        if (f >= 1 && f <= 7) memset(v, 0, sizeof *v);
         if (f == 1 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "AnyValue.string_value");
             v->type = SPANHOST_VALUE_STRING;
@@ -600,7 +602,7 @@ static int decode_resource_spans(decoder *d, reader r, spanhost_resource_spans *
     return scopes.count && !rs->scope_spans ? -1 : 0;
 }
 
-int sh_decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
+static int decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
     decoder d = {batch, err, err_cap, 0};
     reader r = {data, data + len};
     spanhost_resource_spans *scratch[8], *rs;
@@ -620,6 +622,12 @@ int sh_decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len,
     batch->resource_spans_count = resources.count;
     batch->resource_spans = (spanhost_resource_spans **)list_finish(&d, &resources);
     return resources.count && !batch->resource_spans ? -1 : 0;
+}
+
+/* Every string the request carried must be UTF-8 (proto3 `string`); checked once decoded. */
+int sh_decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
+    if (decode_otlp_proto(batch, data, len, err, err_cap)) return -1;
+    return sh_decode_check_utf8(batch, "OTLP protobuf", err, err_cap);
 }
 
 /* ------------------------------------------------------------------------------------------ */

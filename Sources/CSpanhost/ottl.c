@@ -22,6 +22,7 @@
 #include "spanhost_core.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <ffi.h>
 #include <pthread.h>
 #include <regex.h>
@@ -195,6 +196,17 @@ static const char *keep_literal(const char *text, size_t len) {
     return l ? l->text : NULL;
 }
 
+int sh_expr_literal_contains(const void *ptr, size_t len) {
+    const char *p = (const char *)ptr;
+    int found = 0;
+    pthread_mutex_lock(&literals_lock);
+    for (size_t i = 0; i < 256 && !found; i++)
+        for (const literal *l = literals[i]; l && !found; l = l->next)
+            found = p >= l->text && len <= l->len && (size_t)(p - l->text) <= l->len - len;
+    pthread_mutex_unlock(&literals_lock);
+    return found;
+}
+
 /* --- Values and the tree ---------------------------------------------------------------- */
 
 enum { V_NIL, V_STR, V_INT, V_DBL, V_BOOL, V_BYTES, V_MAP, V_LIST };
@@ -325,6 +337,7 @@ static int literal_match(int kind, spanhost_str want, spanhost_str s) {
 
 typedef struct node {
     int op, sub;
+    int height;         /* 1 for a leaf: the evaluator recurses this deep */
     struct node **kids; /* operands, arguments or list items */
     size_t nkids;
     xvalue lit;         /* N_LIT; N_PATH: the key of attributes["key"] in lit.s (kept text) */
@@ -358,7 +371,13 @@ typedef struct parser {
     char *err;
     size_t err_cap;
     int failed;
+    int depth; /* nesting of the parser's own recursion: parentheses, `not`, call arguments */
 } parser;
+
+/* Nesting past these is refused at compile: the parser, the evaluator and node_free recurse, so
+ * a condition of 100,000 parentheses (or a chain of 100,000 `and`) must not reach the stack. */
+#define OTTL_MAX_NESTING 64
+#define OTTL_MAX_HEIGHT 1000
 
 static node *parse_fail(parser *ps, const char *what) {
     if (!ps->failed) snprintf(ps->err, ps->err_cap, "column %d: %s", (int)(ps->p - ps->text) + 1, what);
@@ -384,6 +403,7 @@ static node *new_node(parser *ps, int op) {
     node *n = (node *)calloc(1, sizeof *n);
     if (!n) return parse_fail(ps, "out of memory");
     n->op = op;
+    n->height = 1;
     return n;
 }
 
@@ -397,6 +417,11 @@ static int add_kid(parser *ps, node *n, node *kid) {
     }
     n->kids = grown;
     n->kids[n->nkids++] = kid;
+    if (kid->height + 1 > n->height) n->height = kid->height + 1;
+    if (n->height > OTTL_MAX_HEIGHT) {
+        parse_fail(ps, "expression too long: more than 1000 operators nested in one another");
+        return -1;
+    }
     return 0;
 }
 
@@ -461,6 +486,7 @@ static node *parse_literal(parser *ps) {
         while (ps->p + len < ps->end && len < sizeof buf - 1 && (isalnum((unsigned char)ps->p[len]) || strchr(".-+", ps->p[len]))) len++;
         memcpy(buf, ps->p, len);
         buf[len] = 0;
+        errno = 0;
         if (strpbrk(buf, ".eE")) {
             n->lit.type = V_DBL;
             n->lit.d = strtod(buf, &stop);
@@ -469,6 +495,10 @@ static node *parse_literal(parser *ps) {
             n->lit.i = strtoll(buf, &stop, 10);
         }
         if (*stop) return node_free(n), parse_fail(ps, "not a number");
+        if (errno == ERANGE && n->lit.type == V_INT)
+            return node_free(n), parse_fail(ps, "integer literal out of range (-9223372036854775808 to 9223372036854775807)");
+        if (errno == ERANGE && (n->lit.d > 1 || n->lit.d < -1))
+            return node_free(n), parse_fail(ps, "number literal out of range (a double)");
         ps->p += len;
         return n;
     }
@@ -627,7 +657,16 @@ static node *parse_call(parser *ps, const char *name, size_t len, int editor) {
     return n;
 }
 
+static node *parse_value_nested(parser *ps);
+
 static node *parse_value(parser *ps) {
+    if (++ps->depth > OTTL_MAX_NESTING) return parse_fail(ps, "nested too deeply: more than 64 levels of parentheses, calls or not");
+    node *n = parse_value_nested(ps);
+    ps->depth--;
+    return n;
+}
+
+static node *parse_value_nested(parser *ps) {
     space(ps);
     if (eat(ps, "(")) {
         node *n = parse_or(ps);
@@ -679,8 +718,10 @@ static node *parse_compare(parser *ps) {
 
 static node *parse_not(parser *ps) {
     if (eat(ps, "not")) {
+        if (++ps->depth > OTTL_MAX_NESTING) return parse_fail(ps, "nested too deeply: more than 64 levels of parentheses, calls or not");
         node *n = new_node(ps, N_NOT);
         if (!n || add_kid(ps, n, parse_not(ps)) != 0) return node_free(n), NULL;
+        ps->depth--;
         return n;
     }
     return parse_compare(ps);
@@ -954,18 +995,18 @@ static int compare(int op, const xvalue *a, const xvalue *b) {
     }
 }
 
-/* Matches `re` against a view (regexec wants a NUL-terminated string). With `copy`, the
- * NUL-terminated text the offsets in `m` refer to is handed back (free it). */
-static int regex_match(const regex_t *re, spanhost_str s, size_t groups, regmatch_t *m, char **copy) {
-    char stack[512];
-    char *buf = !copy && s.len < sizeof stack ? stack : (char *)malloc(s.len + 1);
-    if (!buf) return -1;
-    if (s.len) memcpy(buf, s.ptr, s.len);
-    buf[s.len] = 0;
-    int hit = regexec(re, buf, groups, m, 0) == 0;
-    if (copy) *copy = buf;
-    else if (buf != stack) free(buf);
-    return hit;
+/* Matches `re` against the whole view, NUL bytes included: REG_STARTEND takes the bounds from
+ * m[0] instead of stopping at a NUL, so "a\0token=secret" cannot hide its tail from a pattern
+ * meant to redact it. Offsets in `m` count from s.ptr. */
+static int regex_match(const regex_t *re, spanhost_str s, size_t groups, regmatch_t *m) {
+    regmatch_t whole[1];
+    if (!m || groups == 0) {
+        m = whole;
+        groups = 1;
+    }
+    m[0].rm_so = 0;
+    m[0].rm_eo = (regoff_t)s.len;
+    return regexec(re, s.ptr ? s.ptr : "", groups, m, REG_STARTEND) == 0;
 }
 
 static int eval_cond(runner *r, const node *n) {
@@ -992,7 +1033,7 @@ static int eval_cond(runner *r, const node *n) {
             return 0;
         }
         if (n->literal != RX_REGEX) return literal_match(n->literal, n->lit_text, a.s);
-        return regex_match(&n->re, a.s, 0, NULL, NULL) > 0;
+        return regex_match(&n->re, a.s, 0, NULL);
     }
     default:
         if (eval_value(r, n, &a) != 0) return -1;
@@ -1084,7 +1125,6 @@ static int replace_pattern(runner *r, const node *n) {
     if (eval_value(r, n->kids[0], &cur) != 0) return -1;
     if (cur.type != V_STR) return 0; /* nothing to replace in */
     spanhost_str repl = n->kids[2]->lit.s;
-    char *text = NULL;
     regmatch_t m[10];
     size_t cap = cur.s.len * 2 + 64, len = 0, at = 0;
     char *out = (char *)malloc(cap);
@@ -1094,21 +1134,17 @@ static int replace_pattern(runner *r, const node *n) {
     while (at <= cur.s.len) {
         rest.ptr = cur.s.ptr + at;
         rest.len = cur.s.len - at;
-        free(text);
-        text = NULL;
-        int hit = regex_match(&n->re, rest, 10, m, &text);
-        if (hit < 0) { free(out); return run_fail(r, "%s", "out of memory"); }
-        if (!hit) break;
-        size_t need = (size_t)m[0].rm_so + expand(NULL, 0, repl, text, m, 10);
+        if (!regex_match(&n->re, rest, 10, m)) break;
+        size_t need = (size_t)m[0].rm_so + expand(NULL, 0, repl, rest.ptr, m, 10);
         if (len + need + (cur.s.len - at) + 1 > cap) {
             cap = (len + need + cur.s.len) * 2;
             char *grown = (char *)realloc(out, cap);
-            if (!grown) { free(out); free(text); return run_fail(r, "%s", "out of memory"); }
+            if (!grown) { free(out); return run_fail(r, "%s", "out of memory"); }
             out = grown;
         }
         memcpy(out + len, rest.ptr, (size_t)m[0].rm_so);
         len += (size_t)m[0].rm_so;
-        len += expand(out + len, cap - len, repl, text, m, 10);
+        len += expand(out + len, cap - len, repl, rest.ptr, m, 10);
         changed = 1;
         if (m[0].rm_eo == m[0].rm_so) { /* an empty match: step over one byte */
             if (at + (size_t)m[0].rm_eo < cur.s.len) out[len++] = rest.ptr[m[0].rm_eo];
@@ -1117,7 +1153,6 @@ static int replace_pattern(runner *r, const node *n) {
             at += (size_t)m[0].rm_eo;
         }
     }
-    free(text);
     if (!changed) { free(out); return 1; }
     if (at < cur.s.len) {
         memcpy(out + len, cur.s.ptr + at, cur.s.len - at);

@@ -163,7 +163,7 @@ static int zspan_parse(jparser *j, zspan *z) {
 
 static int str_same(spanhost_str a, spanhost_str b) { return a.len == b.len && (!a.len || !memcmp(a.ptr, b.ptr, a.len)); }
 
-int sh_decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
+static int decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
     jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0, "Zipkin JSON"};
     zspan *spans = NULL;
     size_t count = 0, cap = 0;
@@ -233,4 +233,10 @@ int sh_decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len
         ss->spans[ss->spans_count++] = spans[i].span;
     }
     return 0;
+}
+
+/* Every string the request carried must be UTF-8 (proto3 `string`); checked once decoded. */
+int sh_decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
+    if (decode_zipkin_json(batch, data, len, err, err_cap)) return -1;
+    return sh_decode_check_utf8(batch, "Zipkin JSON", err, err_cap);
 }

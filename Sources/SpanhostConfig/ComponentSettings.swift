@@ -124,6 +124,10 @@ public struct SendingQueueSettings: Sendable, Equatable {
             default:
                 let every = try parseDuration(v, path: "\(path).fsync")
                 guard every > .zero else { throw ConfigError("\(path).fsync", "must be always, never or an interval like 1s") }
+                // A background fsync every few nanoseconds would keep a core busy while idle.
+                guard every >= .milliseconds(10) else {
+                    throw ConfigError("\(path).fsync", "an interval of at least 10ms (or always, to fsync before every answer)")
+                }
                 fsync = .interval(every)
             }
         }

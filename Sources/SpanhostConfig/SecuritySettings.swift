@@ -1,3 +1,5 @@
+import Foundation
+
 /// `extensions.bearertokenauth[/name]`, in the Collector's shape: the tokens a server accepts in
 /// `Authorization: <scheme> <token>`. With `filename`, the file is read when a config is
 /// loaded (start and every reload); each non-empty line is one accepted token.
@@ -165,8 +167,17 @@ extension Endpoint {
     /// True for addresses only this machine reaches.
     public var isLoopback: Bool { Self.isLoopback(host) }
 
+    /// `localhost`, an IPv4 literal in 127.0.0.0/8 or the IPv6 literal ::1, parsed as
+    /// addresses: "127.0.0.1.rebind.example" is a DNS name that can point anywhere.
     public static func isLoopback(_ host: String) -> Bool {
         let h = host.lowercased()
-        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+        if h == "localhost" || h == "localhost." { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, h, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, h, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
+        }
+        return false
     }
 }

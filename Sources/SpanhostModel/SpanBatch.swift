@@ -151,6 +151,7 @@ public final class SpanBatch: @unchecked Sendable {
             if sh_batch_over_limit(batch.pointer) != 0 { throw .expandsTooMuch(limit: arenaLimit) }
             throw .invalid(failure)
         }
+        batch.assertStructurallyValid(after: "decoding \(format)")
         let spans = batch.spanCount
         if spans > caps.maxSpans { throw .tooManySpans(count: spans, limit: caps.maxSpans) }
         let attributes = sh_batch_most_attributes(batch.pointer)
@@ -182,6 +183,21 @@ public final class SpanBatch: @unchecked Sendable {
     }
 
     public var spanCount: Int { sh_batch_span_count(pointer) }
+
+    /// Debug builds check the whole batch (types match their values, every pointer and count
+    /// inside the batch, strings UTF-8) after every decode and every processor, and stop at the
+    /// first corrupt one, naming the stage and the field. Release builds skip it: it walks the
+    /// arena's blocks for every pointer.
+    @inline(__always)
+    public func assertStructurallyValid(after stage: @autoclosure () -> String) {
+        #if DEBUG
+        var err = [CChar](repeating: 0, count: 256)
+        if sh_batch_validate(pointer, nil, 0, &err, err.count) != 0 {
+            let field = err.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            fatalError("corrupt batch after \(stage()): \(field)")
+        }
+        #endif
+    }
 
     /// Bytes this batch holds in memory (its arena and the body it was decoded from).
     public var arenaBytes: Int { sh_batch_bytes(pointer) }

@@ -174,15 +174,21 @@ public final class ExporterRunner: @unchecked Sendable {
                 tally.delivered += spans
             }
             return nil
+        // The plugin's message may name internal addresses: it goes to the log, and the client
+        // learns only which exporter failed.
         case .permanent(let message):
             counters.add("failed", Int64(spans))
-            return .rejected(message: "exporter \(id): \(message)")
+            logger.warning("export failed; batch rejected", metadata: ["spans": "\(spans)", "error": "\(message)"])
+            return .rejected(message: "exporter \(id) rejected the batch (details in the server log)")
         case .retryable(let after, let message):
             counters.add("refused", Int64(spans))
-            return .refused(retryAfterSeconds: after.map { max(1, Int($0.seconds.rounded(.up))) } ?? 1, message: "exporter \(id): \(message)")
+            logger.warning("export failed; client asked to retry", metadata: ["spans": "\(spans)", "error": "\(message)"])
+            return .refused(retryAfterSeconds: after.map { max(1, Int($0.seconds.rounded(.up))) } ?? 1,
+                            message: "exporter \(id) is unavailable (details in the server log)")
         case .unavailable(let message):
             counters.add("refused", Int64(spans))
-            return .refused(retryAfterSeconds: 1, message: message)
+            logger.warning("exporter unavailable; client asked to retry", metadata: ["spans": "\(spans)", "error": "\(message)"])
+            return .refused(retryAfterSeconds: 1, message: "exporter \(id) is unavailable (details in the server log)")
         }
     }
 

@@ -71,7 +71,9 @@ public final class Pipeline: @unchecked Sendable {
         for processor in processors[first...] {
             let received = batch.spanCount
             processor.counters.add("received", Int64(received))
-            switch processor.process(batch) {
+            let outcome = processor.process(batch)
+            batch.assertStructurallyValid(after: "processor \(processor.id)")
+            switch outcome {
             case .ok:
                 let dropped = batch.removeDroppedSpans()
                 rejected += dropped

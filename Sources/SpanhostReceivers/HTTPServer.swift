@@ -60,6 +60,12 @@ public struct ConnectionLimits: Sendable, Equatable {
 /// The handler answers with a future, so slow work can run elsewhere.
 public final class HTTPServer: Sendable {
     public typealias Handler = @Sendable (HTTPRequest, any EventLoop) -> EventLoopFuture<HTTPResponse>
+    /// Asked when a request's head is complete: an answer that needs no body (401 for missing
+    /// credentials), given before any of the body is read, or nil to read the body.
+    public typealias BeforeBody = @Sendable (HTTPRequestHead) -> HTTPResponse?
+    /// How the server's own refusals of a request (body too large, memory limit) are written:
+    /// OTLP wants a google.rpc.Status in the request's encoding.
+    public typealias ErrorResponse = @Sendable (HTTPRequestHead, HTTPResponseStatus, String) -> HTTPResponse
 
     private let channel: any Channel
     public let localPort: Int
@@ -95,6 +101,8 @@ public final class HTTPServer: Sendable {
                              limits: @escaping @Sendable () -> ConnectionLimits = { ConnectionLimits() },
                              tls: @escaping @Sendable () -> NIOSSLContext? = { nil },
                              refusal: @escaping @Sendable () -> String? = { nil },
+                             beforeBody: @escaping BeforeBody = { _ in nil },
+                             errorResponse: @escaping ErrorResponse = { _, status, message in .text(status, message) },
                              group: any EventLoopGroup, handler: @escaping Handler) async throws -> HTTPServer {
         let open = ConnectionCount()
         let bootstrap = ServerBootstrap(group: group)
@@ -116,6 +124,7 @@ public final class HTTPServer: Sendable {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, clock: clock, refusal: refusal,
+                                                                                  beforeBody: beforeBody, errorResponse: errorResponse,
                                                                                   handler: handler))
                 }
             }
@@ -160,15 +169,29 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
     private var tooLarge = false
     private let clock: RequestClock
     private let refusal: @Sendable () -> String?
+    private let beforeBody: HTTPServer.BeforeBody
+    private let errorResponse: HTTPServer.ErrorResponse
     /// Bytes of the body being received, counted in `RequestBodies`.
     private var counted = 0
 
     init(maxBodyBytes: @escaping @Sendable () -> Int, clock: RequestClock, refusal: @escaping @Sendable () -> String? = { nil },
+         beforeBody: @escaping HTTPServer.BeforeBody = { _ in nil },
+         errorResponse: @escaping HTTPServer.ErrorResponse = { _, status, message in .text(status, message) },
          handler: @escaping HTTPServer.Handler) {
         self.limit = maxBodyBytes
         self.clock = clock
         self.refusal = refusal
+        self.beforeBody = beforeBody
+        self.errorResponse = errorResponse
         self.handler = handler
+    }
+
+    /// Answers now and closes: the rest of this request's body is never read.
+    private func answerEarly(context: ChannelHandlerContext, head: HTTPRequestHead, _ response: HTTPResponse) {
+        tooLarge = true
+        body = nil
+        uncount()
+        respond(context: context, head: head, response, close: true)
     }
 
     private func uncount() {
@@ -186,8 +209,8 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
         tooLarge = true
         body = nil
         uncount()
-        var response = HTTPResponse.text(.serviceUnavailable, reason)
-        response.headers.add(name: "Retry-After", value: "1")
+        var response = errorResponse(head, .serviceUnavailable, reason)
+        response.headers.replaceOrAdd(name: "Retry-After", value: "1")
         respond(context: context, head: head, response, close: true)
     }
 
@@ -198,9 +221,16 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
             self.head = head
             self.tooLarge = false
             self.maxBodyBytes = limit()
+            if head.version == .http1_1 && !head.headers.contains(name: "host") {
+                answerEarly(context: context, head: head, .text(.badRequest, "an HTTP/1.1 request needs a Host header (RFC 9112, section 3.2)"))
+                return
+            }
             if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > maxBodyBytes {
-                tooLarge = true
-                respond(context: context, head: head, .text(.payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"), close: true)
+                answerEarly(context: context, head: head, errorResponse(head, .payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"))
+                return
+            }
+            if let answer = beforeBody(head) {
+                answerEarly(context: context, head: head, answer)
                 return
             }
             if let reason = refusal() {
@@ -211,10 +241,7 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
         case .body(var chunk):
             guard !tooLarge, let head else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBodyBytes {
-                tooLarge = true
-                body = nil
-                uncount()
-                respond(context: context, head: head, .text(.payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"), close: true)
+                answerEarly(context: context, head: head, errorResponse(head, .payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"))
                 return
             }
             counted += chunk.readableBytes
@@ -326,6 +353,17 @@ private final class RequestDeadlines: ChannelInboundHandler, RemovableChannelHan
     private let clock: RequestClock
 
     init(clock: RequestClock) { self.clock = clock }
+
+    /// A connection is a request about to start: one that sends nothing is closed when the
+    /// header timeout runs out, not held until the idle timeout.
+    func channelActive(context: ChannelHandlerContext) {
+        clock.bytesArrived(context)
+        context.fireChannelActive()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { clock.bytesArrived(context) }
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         clock.bytesArrived(context)

@@ -138,6 +138,19 @@ public struct OTLPHTTPHandler: Sendable {
         return response
     }
 
+    /// The OTLP specification wants every error as a google.rpc.Status in the request's encoding,
+    /// also those the server gives before decoding (413, 503, 401).
+    public func errorResponse(_ head: HTTPRequestHead, _ http: HTTPResponseStatus, _ message: String) -> HTTPResponse {
+        let json = head.headers.first(name: "content-type")?.lowercased().hasPrefix("application/json") ?? false
+        let code: Int32 = switch http {
+        case .unauthorized: 16      // UNAUTHENTICATED
+        case .serviceUnavailable: 14 // UNAVAILABLE
+        case .payloadTooLarge: 8     // RESOURCE_EXHAUSTED
+        default: 3                   // INVALID_ARGUMENT
+        }
+        return status(http, json ? .json : .protobuf, code: code, message)
+    }
+
     /// An error answer with a google.rpc.Status body in the request's encoding.
     private func status(_ http: HTTPResponseStatus, _ encoding: OTLPEncoding, code: Int32, _ message: String) -> HTTPResponse {
         var body = spanhost_buffer()

@@ -112,7 +112,27 @@ public protocol ReceiverHandler: Sendable {
     /// Why requests must be refused with 503 now (shutting down, over the memory limit), or nil;
     /// asked again while a body arrives.
     var refusal: @Sendable () -> String? { get }
+    /// Asked when a request's head is complete: an answer that needs no body, or nil.
+    func answerBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse?
+    /// The server's own refusals (413, 503) written for this request.
+    func errorResponse(_ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ message: String) -> HTTPResponse
     func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse>
+}
+
+extension ReceiverHandler {
+    /// Credentials are checked on the head: a client without a token is answered 401 and
+    /// disconnected before its body is read, so it holds no memory other clients need.
+    public func answerBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? {
+        guard let refusal = security.refusal(head.headers) else { return nil }
+        counters.add(unauthenticatedRequests: 1)
+        var response = errorResponse(head, .unauthorized, refusal.message)
+        response.headers.replaceOrAdd(name: "WWW-Authenticate", value: refusal.challenge)
+        return response
+    }
+
+    public func errorResponse(_ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ message: String) -> HTTPResponse {
+        .text(status, message)
+    }
 }
 
 extension OTLPHTTPHandler: ReceiverHandler {

@@ -99,7 +99,9 @@ final class ReceiverRegistry: @unchecked Sendable {
                     binding,
                     maxBodyBytes: { listener.current.maxRequestBodySize },
                     limits: { listener.current.connectionLimits },
-                    tls: { listener.current.security.tls }, refusal: { listener.current.refusal() }, group: group
+                    tls: { listener.current.security.tls }, refusal: { listener.current.refusal() },
+                    beforeBody: { listener.current.answerBeforeBody($0) },
+                    errorResponse: { listener.current.errorResponse($0, $1, $2) }, group: group
                 ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
                 logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(listener.server?.localPort ?? 0)",
                                                             "tls": "\(handler.security.tls != nil)", "auth": "\(handler.security.authenticator != nil)"])

@@ -41,14 +41,15 @@ public final class Supervisor: @unchecked Sendable {
     private var admin: AdminListeners?
 
     /// `workerArguments`: what makes `spanhostd --worker` read the same config.
-    public init(config: ServiceConfig, workerArguments: [String], logger: Logger) throws {
+    /// `stateDir`: this instance's own, already checked by `StateDirectory.prepare`.
+    public init(config: ServiceConfig, stateDir: String, workerArguments: [String], logger: Logger) throws {
         self.config = config
         self.workerArguments = workerArguments
         self.logger = logger
-        stateDir = config.supervisor.stateDir ?? "\(NSTemporaryDirectory())spanhost-\(getuid())"
+        self.stateDir = stateDir
         quarantineFile = "\(stateDir)/quarantine.json"
         crashFile = "\(stateDir)/crash-\(getpid()).log"
-        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        try StateDirectory.prepare(stateDir, key: "service.supervisor.state_dir")
     }
 
     /// Binds, starts the admin endpoint, and keeps a worker running until `stop`. Returns the
@@ -63,8 +64,7 @@ public final class Supervisor: @unchecked Sendable {
             guard fd >= 0 else { throw ConfigError("receivers", String(cString: err)) }
             lock.withLock { listeners[endpoint] = fd }
         }
-        crashFD = open(crashFile, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard crashFD >= 0 else { throw ConfigError("service.supervisor.state_dir", "cannot open \(crashFile): \(String(cString: strerror(errno)))") }
+        crashFD = try StateDirectory.createFile(crashFile)
         admin = try await AdminListeners.start(config: config, group: group) { [self] request, loop in
             pool.runIfActive(eventLoop: loop) { self.answer(request) }
         }

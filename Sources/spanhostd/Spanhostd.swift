@@ -81,12 +81,16 @@ struct Spanhostd: AsyncParsableCommand {
         } catch {
             throw ValidationError("invalid config\(paths.isEmpty ? "" : " " + paths.joined(separator: " + ")): \(error)")
         }
-        let cacheDir = firstConfig.pluginCacheDir ?? "\(NSTemporaryDirectory())spanhost-\(getuid())/plugin-cache"
+        // State of this instance only, in directories no other user can write.
+        let stateDir = firstConfig.supervisor.stateDir
+            ?? StateDirectory.defaultPath(configFiles: paths, adminEndpoint: firstConfig.adminEndpoint)
+        let cacheDir = firstConfig.pluginCacheDir ?? "\(stateDir)/plugin-cache"
         if preflight {
             // A cache of its own, removed afterwards: checking leaves no files behind.
-            let scratch = "\(NSTemporaryDirectory())spanhost-check-\(getpid())"
+            let scratch = "\(stateDir)/check-\(getpid())"
             defer { try? FileManager.default.removeItem(atPath: scratch) }
             do {
+                try StateDirectory.prepare(scratch, key: "service.supervisor.state_dir")
                 try ConfigCheck.preflight(config: firstConfig, pluginDirs: Self.pluginDirs(firstConfig),
                                           cacheDir: scratch, logger: logger)
             } catch {
@@ -107,9 +111,16 @@ struct Spanhostd: AsyncParsableCommand {
             }
         }
 
+        do {
+            try StateDirectory.prepare(stateDir, key: "service.supervisor.state_dir")
+            try StateDirectory.prepare(cacheDir, key: "plugins.cache_dir")
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(2)
+        }
         let configArguments = config.flatMap { ["--config", $0] }
         if !worker && !noSupervise && firstConfig.supervisor.enabled {
-            try await supervise(firstConfig, arguments: configArguments, logger: logger)
+            try await supervise(firstConfig, stateDir: stateDir, arguments: configArguments, logger: logger)
             return
         }
         var handoff: WorkerHandoff?
@@ -135,10 +146,10 @@ struct Spanhostd: AsyncParsableCommand {
     }
 
     /// Runs the supervisor until SIGTERM/SIGINT; SIGHUP reloads the worker.
-    private func supervise(_ config: ServiceConfig, arguments: [String], logger: Logger) async throws {
+    private func supervise(_ config: ServiceConfig, stateDir: String, arguments: [String], logger: Logger) async throws {
         let supervisor: Supervisor
         do {
-            supervisor = try Supervisor(config: config, workerArguments: arguments, logger: logger)
+            supervisor = try Supervisor(config: config, stateDir: stateDir, workerArguments: arguments, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(2)

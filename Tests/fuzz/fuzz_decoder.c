@@ -8,7 +8,19 @@
  * by `make fuzz` (and briefly by `make test`). */
 #include "spanhost_core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* The oracle: what decodes is structurally sound, and encoding it, decoding that and encoding
+ * again gives the same bytes. */
+static void check(const spanhost_batch *b, const void *input, size_t size, const char *what) {
+    char err[256];
+    if (sh_batch_validate(b, input, size, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", what, err);
+        abort();
+    }
+}
 
 #if defined(DECODER_ottl)
 static const char span_json[] =
@@ -36,6 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                           context == SPANHOST_CONTEXT_SPANEVENT ? span->events[0] : NULL};
                 int rc = sh_expr_run(e, &t, &status);
                 if (rc < -1 || rc > 1) abort();
+                check(b, span_json, sizeof span_json - 1, "batch changed by the expression");
                 /* A batch outlives the expression that changed it (queued across a reload):
                  * what it points at must still be there. */
                 sh_expr_free(e);
@@ -63,6 +76,10 @@ static int decode(spanhost_batch *b, const uint8_t *data, size_t size, char *err
 #endif
 }
 
+#if defined(DECODER_otlp_proto)
+#include "proto_mutator.c"
+#endif
+
 /* Copies every span of `b` into a new batch, as tail sampling does, and checks the copy. */
 static void copy_every_span(const spanhost_batch *b) {
     spanhost_batch *copy = sh_batch_new();
@@ -79,6 +96,7 @@ static void copy_every_span(const spanhost_batch *b) {
         }
     }
     if (sh_batch_span_count(copy) != copied) abort();
+    check(copy, NULL, 0, "copied spans");
     spanhost_buffer out = {0};
     if (sh_encode_batch(copy, SPANHOST_ENCODING_OTLP_JSON, &out) == 0) sh_buffer_free(&out);
     sh_batch_release(copy);
@@ -91,18 +109,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[256];
     if (decode(b, data, size, err, sizeof err) == 0) {
         sh_batch_set_limit(b, 0);
+        check(b, data, size, "decoded batch");
         spanhost_buffer proto = {0}, json = {0};
         if (sh_encode_batch(b, SPANHOST_ENCODING_OTLP_PROTO, &proto) == 0) {
             spanhost_batch *again = sh_batch_new();
             if (again) {
-                /* What the host encodes, it must decode. */
-                if (sh_decode_otlp_proto(again, proto.data, proto.len, err, sizeof err) != 0) abort();
+                /* What the host encodes, it must decode, to the same thing. */
+                if (sh_decode_otlp_proto(again, proto.data, proto.len, err, sizeof err) != 0) {
+                    fprintf(stderr, "re-decoding the encoded batch: %s\n", err);
+                    abort();
+                }
+                check(again, proto.data, proto.len, "re-decoded batch");
                 if (sh_batch_span_count(again) != sh_batch_span_count(b)) abort();
+                spanhost_buffer twice = {0};
+                if (sh_encode_batch(again, SPANHOST_ENCODING_OTLP_PROTO, &twice) == 0) {
+                    if (twice.len != proto.len || memcmp(twice.data, proto.data, proto.len) != 0) {
+                        fprintf(stderr, "encode(decode(encode(batch))) differs from encode(batch)\n");
+                        abort();
+                    }
+                    sh_buffer_free(&twice);
+                }
                 sh_batch_release(again);
             }
             sh_buffer_free(&proto);
         }
-        if (sh_encode_batch(b, SPANHOST_ENCODING_OTLP_JSON, &json) == 0) sh_buffer_free(&json);
+        if (sh_encode_batch(b, SPANHOST_ENCODING_OTLP_JSON, &json) == 0) {
+            /* The JSON the host writes is valid UTF-8 and reads back as OTLP JSON. */
+            if (!sh_utf8_valid((const char *)json.data, json.len)) abort();
+            spanhost_batch *from_json = sh_batch_new();
+            if (from_json) {
+                if (sh_decode_otlp_json(from_json, json.data, json.len, err, sizeof err) != 0) {
+                    fprintf(stderr, "re-decoding the JSON encoding: %s\n", err);
+                    abort();
+                }
+                if (sh_batch_span_count(from_json) != sh_batch_span_count(b)) abort();
+                sh_batch_release(from_json);
+            }
+            sh_buffer_free(&json);
+        }
         copy_every_span(b);
     }
     sh_batch_release(b);

@@ -32,6 +32,24 @@ const uint8_t *sh_arena_copy(spanhost_batch *batch, const void *ptr, size_t len)
 int sh_arena_adopt(spanhost_batch *batch, void *block, size_t size);
 /* Bytes held by every live batch of the process. */
 size_t sh_live_batch_bytes(void);
+/* 1 when [ptr, ptr+len) lies inside one block of the batch's arena or one block it adopted. */
+int sh_arena_contains(const spanhost_batch *batch, const void *ptr, size_t len);
+
+/* --- Checks on a whole batch (validate.c) --------------------------------------------------- */
+
+/* 1 when the bytes are valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+int sh_utf8_valid(const char *s, size_t n);
+/* 0 when every string field of the batch is valid UTF-8; else -1 and `err` names the field,
+ * e.g. "resourceSpans[0].scopeSpans[0].spans[2].name is not valid UTF-8". */
+int sh_batch_check_utf8(const spanhost_batch *batch, char *err, size_t err_cap);
+/* The structural check: types match their union members, counts and pointers lie inside the
+ * batch's arena, its adopted blocks, `input` (may be NULL), static data of a loaded image or
+ * kept expression literals; required structs are present; strings are UTF-8. 0 or -1 with
+ * `err` naming the field. For fuzzing and debug builds: it walks every block per pointer. */
+/* The decoders' last step: sh_batch_check_utf8, with "invalid <format>: <field> is not valid
+ * UTF-8 (strings must be UTF-8)" in `err`. */
+int sh_decode_check_utf8(const spanhost_batch *batch, const char *format, char *err, size_t err_cap);
+int sh_batch_validate(const spanhost_batch *batch, const void *input, size_t input_len, char *err, size_t err_cap);
 /* Gives free pages back to the system (after a burst was freed): the slab pool's cached empty
  * slabs and the allocator's free pages. */
 void sh_release_free_memory(void);
@@ -81,6 +99,8 @@ spanhost_expr *sh_expr_compile(const char *text, size_t len, uint32_t kind, uint
 /* spanhost_host_api.expr_run. */
 int32_t sh_expr_run(const spanhost_expr *expr, const spanhost_expr_target *target, spanhost_status *status);
 void sh_expr_free(spanhost_expr *expr);
+/* 1 when [ptr, ptr+len) is kept literal text of a compiled expression (lent to batches by set). */
+int sh_expr_literal_contains(const void *ptr, size_t len);
 /* Makes a plugin's function callable from expressions compiled from now on (a later one of the
  * same name wins); its libffi call interface is built here. 0, or -1 with a message in err. */
 int sh_function_register(const spanhost_function *function, const char *library, char *err, size_t err_cap);
