@@ -47,9 +47,10 @@ public enum StateDirectory {
                 throw ConfigError(key, "cannot read \(current): \(String(cString: strerror(errno)))")
             }
             if (info.st_mode & S_IFMT) == S_IFLNK {
-                // A system path may be a link (/var/run -> /run); follow it only when the link
-                // itself belongs to root or to us and the target passes the same checks.
-                guard info.st_uid == 0 || info.st_uid == getuid(), !last, stat(current, &info) == 0 else {
+                // A system path may be a link (/var/run -> /run, systemd's StateDirectory= with
+                // DynamicUser=): follow it only when the link itself belongs to root or to us,
+                // and check its target the same way.
+                guard info.st_uid == 0 || info.st_uid == getuid(), stat(current, &info) == 0 else {
                     throw ConfigError(key, "\(current) is a symbolic link; state directories must be real directories")
                 }
             }
