@@ -326,13 +326,6 @@ static void out(jbuf *b, const char *s, size_t n) {
 
 #define OUTS(b, lit) out((b), (lit), sizeof(lit) - 1)
 
-/* The length of the valid UTF-8 sequence at s (a byte of 0x80 or more), or 0 if none starts there. */
-static size_t utf8_sequence_length(const char *s, size_t n) {
-    unsigned char c = (unsigned char)s[0];
-    size_t k = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    return k && k <= n && sh_utf8_valid(s, k) ? k : 0;
-}
-
 static void out_str(jbuf *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     reserve(b, n + 2);
@@ -342,8 +335,8 @@ static void out_str(jbuf *b, const char *s, size_t n) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80) {
             /* Every JSON written is UTF-8: a byte that starts no valid sequence becomes U+FFFD. */
-            size_t k = utf8_sequence_length(s + i, n - i);
-            if (k) { i += k - 1; continue; }
+            size_t want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+            if (want <= n - i && sh_utf8_valid_prefix(s + i, want) == want) { i += want - 1; continue; }
             out(b, s + run, i - run);
             run = i + 1;
             out(b, "\xEF\xBF\xBD", 3);

@@ -752,8 +752,14 @@ static node *parse_statement(parser *ps) {
 }
 
 spanhost_expr *sh_expr_compile(const char *text, size_t len, uint32_t kind, uint32_t context, char *err, size_t err_cap) {
-    parser ps = {text, text, text + len, context, err, err_cap, 0};
+    parser ps = {text, text, text + len, context, err, err_cap, 0, 0};
     err[0] = 0;
+    /* Its string literals go into batches, where every string is UTF-8. */
+    size_t valid = sh_utf8_valid_prefix(text, len);
+    if (valid != len) {
+        snprintf(err, err_cap, "column %d: not valid UTF-8", (int)valid + 1);
+        return NULL;
+    }
     if (context != SPANHOST_CONTEXT_SPAN && context != SPANHOST_CONTEXT_RESOURCE && context != SPANHOST_CONTEXT_SPANEVENT) {
         snprintf(err, err_cap, "unknown context %u", context);
         return NULL;
@@ -943,7 +949,15 @@ static int eval_value(runner *r, const node *n, xvalue *out) {
         case SPANHOST_ARG_STRING:
         case SPANHOST_ARG_BYTES:
             out->type = f->result == SPANHOST_ARG_STRING ? V_STR : V_BYTES;
-            /* The function's memory is good until its next call: keep a copy in the batch. */
+            /* The function's memory is good until its next call: keep a copy in the batch,
+             * and a string result that is not UTF-8 is repaired, as every string in a batch is. */
+            if (f->result == SPANHOST_ARG_STRING && result.s.len && !sh_utf8_valid(result.s.ptr, result.s.len) && r->t->batch) {
+                char *fixed = (char *)sh_arena_alloc_uninit(r->t->batch, result.s.len * 3);
+                if (!fixed) return run_fail(r, "%s: out of memory", f->name);
+                out->s.len = sh_utf8_repair(result.s.ptr, result.s.len, fixed);
+                out->s.ptr = fixed;
+                return 0;
+            }
             out->s = result.s.len && r->t->batch ? sh_arena_strdup(r->t->batch, result.s.ptr, result.s.len) : result.s;
             if (result.s.len && !out->s.ptr) return run_fail(r, "%s: out of memory", f->name);
             return 0;
@@ -1157,6 +1171,15 @@ static int replace_pattern(runner *r, const node *n) {
     if (at < cur.s.len) {
         memcpy(out + len, cur.s.ptr + at, cur.s.len - at);
         len += cur.s.len - at;
+    }
+    /* A pattern matches bytes: replacing part of a multi-byte character leaves bytes that are
+     * not UTF-8, written as U+FFFD. */
+    if (!sh_utf8_valid(out, len)) {
+        char *fixed = (char *)malloc(len * 3 + 1);
+        if (!fixed) { free(out); return run_fail(r, "%s", "out of memory"); }
+        len = sh_utf8_repair(out, len, fixed);
+        free(out);
+        out = fixed;
     }
     xvalue v;
     memset(&v, 0, sizeof v);

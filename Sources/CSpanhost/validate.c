@@ -53,8 +53,8 @@ static int fail(walker *w, const char *problem, const char *field) {
     return trail(w, field, -1);
 }
 
-int sh_utf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+size_t sh_utf8_valid_prefix(const char *s, size_t n) {
+    const unsigned char *start = (const unsigned char *)s, *p = start, *end = p + n;
     while (p < end) {
         /* Eight ASCII bytes at a time: what almost every span name and value is. */
         while (end - p >= 8) {
@@ -71,17 +71,33 @@ int sh_utf8_valid(const char *s, size_t n) {
         if (c >= 0xC2 && c <= 0xDF) { need = 1; min = 0x80; }
         else if (c >= 0xE0 && c <= 0xEF) { need = 2; min = 0x800; }
         else if (c >= 0xF0 && c <= 0xF4) { need = 3; min = 0x10000; }
-        else return 0;
-        if ((size_t)(end - p) <= need) return 0;
+        else break;
+        if ((size_t)(end - p) <= need) break;
         unsigned cp = c & (0x3F >> need);
-        for (size_t i = 1; i <= need; i++) {
-            if ((p[i] & 0xC0) != 0x80) return 0;
-            cp = cp << 6 | (p[i] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+        size_t i;
+        for (i = 1; i <= need && (p[i] & 0xC0) == 0x80; i++) cp = cp << 6 | (p[i] & 0x3F);
+        if (i <= need || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) break;
         p += need + 1;
     }
-    return 1;
+    return (size_t)(p - start);
+}
+
+int sh_utf8_valid(const char *s, size_t n) { return sh_utf8_valid_prefix(s, n) == n; }
+
+size_t sh_utf8_repair(const char *in, size_t n, char *out) {
+    size_t used = 0, at = 0;
+    while (at < n) {
+        size_t valid = sh_utf8_valid_prefix(in + at, n - at);
+        memcpy(out + used, in + at, valid);
+        used += valid;
+        at += valid;
+        if (at < n) {
+            memcpy(out + used, "\xEF\xBF\xBD", 3);
+            used += 3;
+            at++;
+        }
+    }
+    return used;
 }
 
 /* Memory a batch may point at: [ptr, ptr+len) inside one region. */

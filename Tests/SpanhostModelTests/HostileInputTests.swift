@@ -97,14 +97,15 @@ final class HostileInputTests: XCTestCase {
     /// Whatever a processor writes into a batch, the JSON encoders write UTF-8.
     func testTheJSONEncoderWritesValidUTF8WhateverTheBatchHolds() throws {
         let batch = try SpanBatch.decode(Array(span(attributes: #"{"key":"k","value":{"stringValue":"x"}}"#).utf8), encoding: .json)
-        let bad: [CChar] = [0x61, -1, 0x62, -61, 0x28, -19, -96, -128, -16, -97, -104, -128]  // a ff b c3( eda080 f09f9880
+        // a ff b c3( eda080 f09f9880 "
+        let bad: [CChar] = [0x61, -1, 0x62, -61, 0x28, -19, -96, -128, -16, -97, -104, -128, 0x22]
         batch.forEachSpan { _, _, span in
             span.pointee.name = sh_arena_strdup(batch.pointer, bad, bad.count)
         }
         let json = try XCTUnwrap(batch.encode(.json))
         XCTAssertNotNil(String(validatingUTF8: json.map { CChar(bitPattern: $0) } + [0]))
         let text = String(decoding: json, as: UTF8.self)
-        XCTAssertTrue(text.contains("\"a\u{FFFD}b\u{FFFD}(\u{FFFD}\u{FFFD}\u{FFFD}😀\""), text)
+        XCTAssertTrue(text.contains("\"a\u{FFFD}b\u{FFFD}(\u{FFFD}\u{FFFD}\u{FFFD}😀\\\""), text)
     }
 
     // MARK: Expressions
@@ -167,6 +168,35 @@ final class HostileInputTests: XCTestCase {
         let (max, err) = compile(#"attributes["n"] == 9223372036854775807 or attributes["n"] == -9223372036854775808"#)
         XCTAssertNotNil(max, err)
         sh_expr_free(max)
+    }
+
+    /// String literals go into batches: an expression that is not UTF-8 is refused, and a
+    /// pattern that replaces part of a multi-byte character leaves U+FFFD, not a broken byte.
+    func testExpressionsKeepEveryStringInABatchUTF8() throws {
+        var err = [CChar](repeating: 0, count: 256)
+        let text: [UInt8] = Array(#"set(attributes["k"], "x"#.utf8) + [0xf0, 0xf0] + Array(#"")"#.utf8)
+        let expr = text.withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) {
+                sh_expr_compile($0.baseAddress, $0.count, UInt32(SPANHOST_EXPR_STATEMENT), UInt32(SPANHOST_CONTEXT_SPAN), &err, err.count)
+            }
+        }
+        XCTAssertNil(expr)
+        XCTAssertEqual(err.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }, "column 24: not valid UTF-8")
+
+        let batch = try SpanBatch.decode(Array(span(attributes: #"{"key":"q","value":{"stringValue":"caf\u00e9"}}"#).utf8), encoding: .json)
+        let (compiled, compileErr) = compile(#"replace_pattern(attributes["q"], ".$", "!")"#, UInt32(SPANHOST_EXPR_STATEMENT))
+        let statement = try XCTUnwrap(compiled, compileErr)
+        defer { sh_expr_free(statement) }
+        batch.forEachSpan { rs, ss, span in
+            var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: batch.pointer,
+                                              resource: rs.pointee.resource, scope: ss.pointee.scope, span: span, event: nil)
+            _ = sh_expr_run(statement, &target, nil)
+        }
+        XCTAssertNil(validate(batch))
+        let value = firstValue(batch).as.string_value
+        let result = String(decoding: UnsafeRawBufferPointer(start: value.ptr, count: value.len), as: UTF8.self)
+        // Byte-wise regex (C locale) replaces the last byte of é; a UTF-8 locale the whole é.
+        XCTAssertTrue(["caf\u{FFFD}!", "caf!"].contains(result), result)
     }
 }
 

@@ -10,7 +10,8 @@ import time
 import requests
 
 from conftest import SPANHOSTD, free_port, read_file_export, wait_for
-from test_data_path import cfg, otlp_json
+from test_data_path import cfg, encode_varint, otlp_json
+from test_security import CONFIG as NULL_CONFIG
 
 FILE_CONFIG = cfg("""
 receivers:
@@ -37,18 +38,8 @@ def one_span(attributes, name="op"):
         "startTimeUnixNano": "1", "endTimeUnixNano": "2", "attributes": attributes}]}]}]}
 
 
-def varint(n):
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        if n:
-            out += bytes([byte | 0x80])
-        else:
-            return out + bytes([byte])
-
-
 def field(number, payload):
-    return bytes([number << 3 | 2]) + varint(len(payload)) + payload
+    return bytes([number << 3 | 2]) + encode_varint(len(payload)) + payload
 
 
 def proto_request(name):
@@ -127,23 +118,10 @@ def test_invalid_utf8_is_refused_naming_the_field_and_every_written_line_is_json
     assert read_file_export(f"{tmp}/spans.jsonl")[0]["span"]["name"] == "caf\u00e9 \U0001F600 \ufffd"
 
 
-CRASH_CONFIG = cfg("""
-receivers:
-  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
-exporters:
-  "null": {}
-plugins: {dir: "{plugins}"}
-admin: {endpoint: "{admin}"}
-service:
-  pipelines:
-    traces: {receivers: [otlp], exporters: ["null"]}
-""")
-
-
 def test_each_instance_has_its_own_state_directory_and_refuses_one_others_could_write(spanhost, tmp):
     env = {"TMPDIR": tmp}
-    first = spanhost(CRASH_CONFIG, env=env)
-    second = spanhost(CRASH_CONFIG, env=env)
+    first = spanhost(NULL_CONFIG, env=env)
+    second = spanhost(NULL_CONFIG, env=env)
     a, b = first.status()["supervisor"]["state_dir"], second.status()["supervisor"]["state_dir"]
     assert a != b and a.startswith(f"{tmp}/spanhost-{os.getuid()}/") and b.startswith(f"{tmp}/spanhost-{os.getuid()}/")
     for d in (a, b, os.path.dirname(a)):
@@ -157,7 +135,7 @@ def test_each_instance_has_its_own_state_directory_and_refuses_one_others_could_
 
     # Directories another user could write or owns are refused, naming the directory.
     def refused(state_dir, expect):
-        config = CRASH_CONFIG.replace("service:\n", "service:\n  supervisor: {{state_dir: \"%s\"}}\n" % state_dir)
+        config = NULL_CONFIG.replace("service:\n", "service:\n  supervisor: {{state_dir: \"%s\"}}\n" % state_dir)
         s = spanhost(config, healthy=False)
         assert s.wait_exit(20) == 2, s.log()
         assert expect in s.log(), s.log()
@@ -176,7 +154,7 @@ def test_each_instance_has_its_own_state_directory_and_refuses_one_others_could_
     planted_tmp = os.path.join(tmp, "planted")
     os.makedirs(os.path.join(planted_tmp, f"spanhost-{os.getuid()}"), 0o777)
     os.chmod(os.path.join(planted_tmp, f"spanhost-{os.getuid()}"), 0o777)
-    s = spanhost(CRASH_CONFIG, healthy=False, env={"TMPDIR": planted_tmp})
+    s = spanhost(NULL_CONFIG, healthy=False, env={"TMPDIR": planted_tmp})
     assert s.wait_exit(20) == 2 and "is writable by other users" in s.log(), s.log()
 
 
@@ -190,7 +168,7 @@ def test_crash_records_are_created_new_never_through_a_planted_link(spanhost, tm
     first_pid = int(open("/proc/sys/kernel/ns_last_pid").read()) + 1
     for pid in range(first_pid, first_pid + 200):
         os.symlink(victim, os.path.join(state, f"crash-{pid}.log"))
-    host = spanhost(CRASH_CONFIG.replace("service:\n", "service:\n  supervisor: {{state_dir: \"%s\"}}\n" % state))
+    host = spanhost(NULL_CONFIG.replace("service:\n", "service:\n  supervisor: {{state_dir: \"%s\"}}\n" % state))
     pid = host.proc.pid
     assert requests.post(host.url, json=otlp_json(1), timeout=10).status_code == 200
     crash = os.path.join(state, f"crash-{pid}.log")

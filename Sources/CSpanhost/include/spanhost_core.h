@@ -39,6 +39,11 @@ int sh_arena_contains(const spanhost_batch *batch, const void *ptr, size_t len);
 
 /* 1 when the bytes are valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
 int sh_utf8_valid(const char *s, size_t n);
+/* How many leading bytes of s form valid UTF-8. */
+size_t sh_utf8_valid_prefix(const char *s, size_t n);
+/* Copies `in` to `out` (room for 3 * n bytes), each byte that starts no valid sequence written
+ * as U+FFFD; returns the length written. */
+size_t sh_utf8_repair(const char *in, size_t n, char *out);
 /* 0 when every string field of the batch is valid UTF-8; else -1 and `err` names the field,
  * e.g. "resourceSpans[0].scopeSpans[0].spans[2].name is not valid UTF-8". */
 int sh_batch_check_utf8(const spanhost_batch *batch, char *err, size_t err_cap);
