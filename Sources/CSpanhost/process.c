@@ -61,3 +61,5 @@ int sh_spawn(const char *path, char *const argv[], char *const envp[], const int
 }
 
 void sh_die_with_parent(void) { prctl(PR_SET_PDEATHSIG, SIGTERM); }
+
+void sh_killed_with_parent(void) { prctl(PR_SET_PDEATHSIG, SIGKILL); }

@@ -105,6 +105,9 @@ public struct ServiceConfig: Sendable, Equatable {
     public var healthCheck: HealthCheckSettings?
     /// How long shutdown waits for exporters to drain.
     public var shutdownTimeout: Duration
+    /// How long the plugin check of a reload, `--check` or `spanhost validate` may take: every
+    /// component's create runs in a child, and one that blocks must not hold a reload forever.
+    public var preflightTimeout: Duration = .seconds(60)
     /// Receivers answer 503 while batches in memory hold more than this many bytes (nil: no limit).
     public var memoryLimitBytes: Int?
     public var supervisor = SupervisorSettings()
@@ -240,8 +243,8 @@ public struct ServiceConfig: Sendable, Equatable {
             }
         }
         for entry in service.mapEntries ?? []
-        where !["pipelines", "shutdown_timeout", "memory_limiter", "supervisor", "telemetry", "extensions"].contains(entry.key) {
-            throw ConfigError("service.\(entry.key)", "unknown key; expected pipelines, extensions, shutdown_timeout, memory_limiter or supervisor")
+        where !["pipelines", "shutdown_timeout", "preflight_timeout", "memory_limiter", "supervisor", "telemetry", "extensions"].contains(entry.key) {
+            throw ConfigError("service.\(entry.key)", "unknown key; expected pipelines, extensions, shutdown_timeout, preflight_timeout, memory_limiter or supervisor")
         }
         config.supervisor = try SupervisorSettings(settings: service["supervisor"], path: "service.supervisor")
         if let limiter = service["memory_limiter"], limiter != .null {
@@ -249,6 +252,12 @@ public struct ServiceConfig: Sendable, Equatable {
                 throw ConfigError("service.memory_limiter.limit_mib", "required, a positive number of MiB")
             }
             config.memoryLimitBytes = Int(mib * 1024 * 1024)
+        }
+        if let timeout = service["preflight_timeout"] {
+            config.preflightTimeout = try parseDuration(timeout, path: "service.preflight_timeout")
+            guard config.preflightTimeout >= .seconds(1) else {
+                throw ConfigError("service.preflight_timeout", "at least 1s: every plugin's create runs in it")
+            }
         }
         if let timeout = service["shutdown_timeout"] {
             config.shutdownTimeout = try parseDuration(timeout, path: "service.shutdown_timeout")

@@ -46,16 +46,44 @@ public enum ConfigCheck {
         } catch {
             return .invalid("cannot start the plugin check: \(error)")
         }
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        let progress = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // Both pipes are read together: a child that fills one while the other is read to its
+        // end would wait for the parent forever, and the parent for it.
+        let (progressBytes, errors, finished) = readBoth(out.fileHandleForReading.fileDescriptor, err.fileHandleForReading.fileDescriptor,
+                                                         until: .now + config.preflightTimeout)
+        if !finished { kill(child.processIdentifier, SIGKILL) }
         child.waitUntilExit()
+        let progress = String(decoding: progressBytes, as: UTF8.self)
+        let last = progress.split(separator: "\n").last { $0.hasPrefix(progressPrefix) }
+            .map { String($0.dropFirst(progressPrefix.count)) } ?? "a plugin"
+        if !finished {
+            let limit = config.preflightTimeout
+            return .invalid("the plugin check did not finish within \(limit) (service.preflight_timeout): \(last) was still being created")
+        }
         let message = String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if child.terminationReason == .uncaughtSignal {
-            let last = progress.split(separator: "\n").last { $0.hasPrefix(progressPrefix) }
-                .map { String($0.dropFirst(progressPrefix.count)) } ?? "a plugin"
             return .invalid("\(last) crashed in create with signal \(child.terminationStatus) (\(signalName(child.terminationStatus)))")
         }
         return child.terminationStatus == 0 ? .valid : .invalid(message.isEmpty ? "plugin check failed" : message)
+    }
+
+    /// Reads two pipes until both end or `deadline` passes; `finished` says which.
+    static func readBoth(_ first: CInt, _ second: CInt, until deadline: ContinuousClock.Instant)
+        -> (first: [UInt8], second: [UInt8], finished: Bool) {
+        var data: [[UInt8]] = [[], []]
+        var fds = [pollfd(fd: first, events: Int16(POLLIN), revents: 0), pollfd(fd: second, events: Int16(POLLIN), revents: 0)]
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while fds.contains(where: { $0.fd >= 0 }) {
+            let left = deadline - .now
+            guard left > .zero else { return (data[0], data[1], false) }
+            let ms = Int32(min(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000, 1000))
+            let ready = poll(&fds, nfds_t(fds.count), max(ms, 1))
+            if ready < 0 && errno != EINTR { break }
+            for index in fds.indices where fds[index].fd >= 0 && fds[index].revents != 0 {
+                let n = chunk.withUnsafeMutableBytes { read(fds[index].fd, $0.baseAddress, $0.count) }
+                if n > 0 { data[index].append(contentsOf: chunk[0..<n]) } else if n == 0 || errno != EINTR { fds[index].fd = -1 }
+            }
+        }
+        return (data[0], data[1], true)
     }
 
     /// Runs in the child: loads the plugins into `cacheDir` and creates every component once.

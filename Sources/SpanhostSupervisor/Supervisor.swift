@@ -24,7 +24,10 @@ public final class Supervisor: @unchecked Sendable {
     private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     /// Proxied admin calls block on the worker's socket: never on the event loop.
-    private let pool = NIOThreadPool(numberOfThreads: 2)
+    /// Admin calls wait for the worker on these threads. Health, status and metrics (answered in
+    /// seconds) have threads of their own, so reloads that wait up to minutes never hold them.
+    private let quickPool = NIOThreadPool(numberOfThreads: 2)
+    private let slowPool = NIOThreadPool(numberOfThreads: 2)
 
     private let lock = NSCondition()
     private var listeners: [Endpoint: CInt] = [:]
@@ -56,7 +59,8 @@ public final class Supervisor: @unchecked Sendable {
     /// exit code for the process: the last worker's, or 1 if a worker ever crashed (spans its
     /// memory held were lost uncounted).
     public func run() async throws -> Int32 {
-        pool.start()
+        quickPool.start()
+        slowPool.start()
         for (_, settings) in try ReceiverSettings.used(in: config) {
             guard let endpoint = settings.endpoint else { continue }
             var err = [CChar](repeating: 0, count: 256)
@@ -66,7 +70,8 @@ public final class Supervisor: @unchecked Sendable {
         }
         crashFD = try StateDirectory.createFile(crashFile)
         admin = try await AdminListeners.start(config: config, group: group) { [self] request, loop in
-            pool.runIfActive(eventLoop: loop) { self.answer(request) }
+            let quick = request.method == .GET && ["/healthz", "/status", "/metrics"].contains(request.path)
+            return (quick ? quickPool : slowPool).runIfActive(eventLoop: loop) { self.answer(request) }
         }
         logger.info("supervisor listening", metadata: ["admin": "\(config.adminEndpoint)", "admin_socket": "\(config.adminUnixSocket ?? "none")",
                                                       "state_dir": "\(stateDir)"])
@@ -79,7 +84,8 @@ public final class Supervisor: @unchecked Sendable {
         close(crashFD)
         unlink(crashFile)
         try? await group.shutdownGracefully()
-        pool.shutdownGracefully { _ in }
+        quickPool.shutdownGracefully { _ in }
+        slowPool.shutdownGracefully { _ in }
         return code
     }
 

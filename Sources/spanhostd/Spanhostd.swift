@@ -86,6 +86,8 @@ struct Spanhostd: AsyncParsableCommand {
             ?? StateDirectory.defaultPath(configFiles: paths, adminEndpoint: firstConfig.adminEndpoint)
         let cacheDir = firstConfig.pluginCacheDir ?? "\(stateDir)/plugin-cache"
         if preflight {
+            // A check that outlives whoever asked for it would only hold what its creates opened.
+            sh_killed_with_parent()
             // A cache of its own, removed afterwards: checking leaves no files behind.
             let scratch = "\(stateDir)/check-\(getpid())"
             defer { try? FileManager.default.removeItem(atPath: scratch) }

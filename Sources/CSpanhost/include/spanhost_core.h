@@ -204,6 +204,9 @@ int sh_listen_tcp(const char *host, int port, int backlog, char *err, size_t err
 int sh_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds);
 /* This process gets SIGTERM when the process that started it dies. */
 void sh_die_with_parent(void);
+/* This process is killed (SIGKILL) when the process that started it dies: for children with
+ * nothing to drain, such as a config check blocked in a plugin's create. */
+void sh_killed_with_parent(void);
 
 #ifdef __cplusplus
 }
