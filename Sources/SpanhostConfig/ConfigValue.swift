@@ -76,13 +76,18 @@ public indirect enum ConfigValue: Sendable, Equatable {
         }
     }
 
+    /// Finite numbers only: no setting means infinity or NaN, and a conversion of either to an
+    /// integer traps. Every number of the host, and every plugin's through the host table,
+    /// is read here or in `intValue`.
     public var doubleValue: Double? {
+        let d: Double?
         switch self {
-        case .int(let i): return Double(i)
-        case .double(let d): return d
-        case .string(let s): return Double(s)
-        default: return nil
+        case .int(let i): d = Double(i)
+        case .double(let x): d = x
+        case .string(let s): d = Double(s)
+        default: d = nil
         }
+        return d.flatMap { $0.isFinite ? $0 : nil }
     }
 
     public var boolValue: Bool? {

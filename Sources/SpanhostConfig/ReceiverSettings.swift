@@ -92,10 +92,10 @@ private func parseRequestTimeout(_ value: ConfigValue, path: String) throws -> D
     return d
 }
 
-/// A body size limit in bytes: positive.
+/// A body size limit in bytes: positive, at most 2 GiB (a decoded batch may take 16 times it).
 private func parseBodySize(_ value: ConfigValue, path: String) throws -> Int {
-    guard let n = value.intValue, n > 0 else { throw ConfigError(path, "must be a positive number of bytes") }
-    return Int(n)
+    guard value.intValue != nil else { throw ConfigError(path, "must be a positive number of bytes, not \(value.kindName)") }
+    return try parseCount(value, path: path, in: 1...(2 << 30))
 }
 
 /// How long a request may take to arrive, how many connections a listener keeps (with the

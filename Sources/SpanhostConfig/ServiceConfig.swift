@@ -248,10 +248,10 @@ public struct ServiceConfig: Sendable, Equatable {
         }
         config.supervisor = try SupervisorSettings(settings: service["supervisor"], path: "service.supervisor")
         if let limiter = service["memory_limiter"], limiter != .null {
-            guard let mib = limiter["limit_mib"]?.doubleValue, mib > 0 else {
+            guard let mib = limiter["limit_mib"] else {
                 throw ConfigError("service.memory_limiter.limit_mib", "required, a positive number of MiB")
             }
-            config.memoryLimitBytes = Int(mib * 1024 * 1024)
+            config.memoryLimitBytes = try parseMiB(mib, path: "service.memory_limiter.limit_mib")
         }
         if let timeout = service["preflight_timeout"] {
             config.preflightTimeout = try parseDuration(timeout, path: "service.preflight_timeout")
@@ -285,10 +285,17 @@ public struct ServiceConfig: Sendable, Equatable {
         let limiter = limiters[0]
         let path = "processors.\(limiter.id)"
         try limiter.settings.requireKnownKeys(["limit_mib", "spike_limit_mib", "check_interval"], path: path)
-        guard let mib = limiter.settings["limit_mib"]?.doubleValue, mib > 0 else {
+        guard let limit = limiter.settings["limit_mib"] else {
             throw ConfigError("\(path).limit_mib", "required, a positive number of MiB")
         }
-        let spike = limiter.settings["spike_limit_mib"]?.doubleValue ?? mib * 0.2
+        let mib = Double(try parseMiB(limit, path: "\(path).limit_mib")) / (1024 * 1024)
+        let spike: Double
+        if let value = limiter.settings["spike_limit_mib"] {
+            guard let v = value.doubleValue else { throw ConfigError("\(path).spike_limit_mib", "must be a number of MiB, not \(value.kindName)") }
+            spike = v
+        } else {
+            spike = mib * 0.2
+        }
         guard spike >= 0, spike < mib else { throw ConfigError("\(path).spike_limit_mib", "must be at least 0 and below limit_mib") }
         if let v = limiter.settings["check_interval"] { _ = try parseDuration(v, path: "\(path).check_interval") }  // checked per request here
         config.memoryLimitBytes = Int((mib - spike) * 1024 * 1024)

@@ -79,7 +79,9 @@ struct Spanhostd: AsyncParsableCommand {
         do {
             firstConfig = try source()
         } catch {
-            throw ValidationError("invalid config\(paths.isEmpty ? "" : " " + paths.joined(separator: " + ")): \(error)")
+            // One format and one exit code for every config that does not load: as --check says it.
+            logger.critical("invalid: \(paths.isEmpty ? "" : paths.joined(separator: " + ") + ": ")\(error)")
+            throw ExitCode(2)
         }
         // State of this instance only, in directories no other user can write.
         let stateDir = firstConfig.supervisor.stateDir
