@@ -71,7 +71,6 @@ LDLIBS_kafka := -lrdkafka
 LDLIBS_kafka_events := -lrdkafka
 LDLIBS_attributes := -lcrypto
 LDLIBS_tail_sampling := -lpthread
-LDLIBS_batch := -lpthread
 LDLIBS_error_flow := -lpthread
 
 $(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h plugins/common/*.h

@@ -101,13 +101,16 @@ public struct SendingQueueSettings: Sendable, Equatable {
     /// With storage: a batch that was being exported this many times when the process died is
     /// dead-lettered at the next start instead of exported again (a poison batch).
     public var deadLetterAfterCrashes = 2
+    /// Requests gathered into one export as they leave the queue (nil: one export a request).
+    public var batch: QueueBatchSettings?
 
     public init() {}
 
     public init(settings: ConfigValue?, path: String) throws {
         guard let settings, settings != .null else { return }
         try settings.requireKnownKeys(["enabled", "queue_size", "num_consumers", "max_size_mib", "storage", "fsync", "on_full",
-                                       "dead_letter_after_crashes"], path: path)
+                                       "dead_letter_after_crashes", "batch"], path: path)
+        if let v = settings["batch"], v != .null { batch = try QueueBatchSettings(settings: v, path: "\(path).batch") }
         if let v = settings["enabled"] { enabled = try parseBool(v, path: "\(path).enabled") }
         if let v = settings["queue_size"] { queueSize = try parseCount(v, path: "\(path).queue_size", in: 1...10_000_000) }
         if let v = settings["num_consumers"] { consumers = try parseCount(v, path: "\(path).num_consumers", in: 1...64) }
@@ -142,6 +145,34 @@ public struct SendingQueueSettings: Sendable, Equatable {
             deadLetterAfterCrashes = try parseCount(v, path: "\(path).dead_letter_after_crashes", in: 1...1000)
         }
         if !enabled && storage != nil { throw ConfigError("\(path).storage", "needs the queue enabled") }
+        if !enabled && batch != nil { throw ConfigError("\(path).batch", "needs the queue enabled") }
+    }
+}
+
+/// `sending_queue.batch`, in the Collector's exporterhelper shape: requests stay in the queue
+/// (on disk with storage) until they leave it together, so a batch being gathered is never
+/// only in memory. A consumer takes requests until `min_size` spans are gathered or
+/// `flush_timeout` has passed since the first, and stops taking at `max_size` (0: no limit).
+public struct QueueBatchSettings: Sendable, Equatable {
+    public var flushTimeout: Duration = .milliseconds(200)
+    public var minSize = 8192
+    public var maxSize = 0
+
+    public init() {}
+
+    public init(settings: ConfigValue, path: String) throws {
+        guard settings.mapEntries != nil else { throw ConfigError(path, "must be a map of settings") }
+        try settings.requireKnownKeys(["flush_timeout", "min_size", "max_size", "sizer"], path: path)
+        if let v = settings["flush_timeout"] {
+            flushTimeout = try parseDuration(v, path: "\(path).flush_timeout")
+            guard flushTimeout > .zero else { throw ConfigError("\(path).flush_timeout", "must be greater than zero") }
+        }
+        if let v = settings["min_size"] { minSize = try parseCount(v, path: "\(path).min_size", in: 0...100_000_000) }
+        if let v = settings["max_size"] { maxSize = try parseCount(v, path: "\(path).max_size", in: 0...100_000_000) }
+        if let v = settings["sizer"], v.stringValue != "items" {
+            throw ConfigError("\(path).sizer", "only items (spans) is supported by spanhost")
+        }
+        if maxSize > 0 && maxSize < minSize { throw ConfigError("\(path).max_size", "must be 0 (no limit) or at least min_size") }
     }
 }
 

@@ -269,7 +269,45 @@ public struct ServiceConfig: Sendable, Equatable {
             config.pipelines.append(try parsePipeline(entry, config: config))
         }
         try adoptMemoryLimiterProcessors(&config)
+        try adoptBatchProcessors(&config)
         return config
+    }
+
+    /// The Collector's `batch` processor becomes batching in the sending queue of each exporter
+    /// of its pipelines (`sending_queue.batch`, as the Collector's exporterhelper does it): a
+    /// request is in the exporter's queue, on disk with storage, before it is answered, and
+    /// leaves it together with others. A batch processor holding requests in memory would lose
+    /// them uncounted to a kill -9. `send_batch_size` is `min_size`, `send_batch_max_size`
+    /// `max_size`, `timeout` `flush_timeout`; an exporter's own `sending_queue.batch` wins.
+    static func adoptBatchProcessors(_ config: inout ServiceConfig) throws {
+        let batches = config.processors.filter { $0.id.type == "batch" }
+        for batch in batches {
+            let path = "processors.\(batch.id)"
+            let settings = batch.settings == .null ? ConfigValue.emptyMap : batch.settings
+            for key in ["metadata_keys", "metadata_cardinality_limit"] where settings[key] != nil {
+                throw ConfigError("\(path).\(key)", "Collector key `\(key)` is not supported by spanhost: batches are per exporter queue")
+            }
+            try settings.requireKnownKeys(["send_batch_size", "send_batch_max_size", "timeout"], path: path)
+            var mapped: [ConfigValue.Entry] = []
+            if let v = settings["send_batch_size"] { mapped.append(.init(key: "min_size", value: v)) }
+            if let v = settings["send_batch_max_size"] { mapped.append(.init(key: "max_size", value: v)) }
+            if let v = settings["timeout"] { mapped.append(.init(key: "flush_timeout", value: v)) }
+            // Checked here, so an error names the processor's keys.
+            do { _ = try QueueBatchSettings(settings: .map(mapped), path: path) } catch let error as ConfigError {
+                let key = ["min_size": "send_batch_size", "max_size": "send_batch_max_size", "flush_timeout": "timeout"]
+                    .first { error.path.hasSuffix(".\($0.key)") }
+                throw ConfigError(key.map { "\(path).\($0.value)" } ?? path, error.message)
+            }
+            let defaults = ConfigValue.map([.init(key: "sending_queue", value: .map([.init(key: "batch", value: .map(mapped))]))])
+            let exporters = Set(config.pipelines.filter { $0.processors.contains(batch.id) }.flatMap(\.exporters))
+            for index in config.exporters.indices where exporters.contains(config.exporters[index].id) {
+                let own = config.exporters[index].settings
+                if own["sending_queue"]?["enabled"]?.boolValue == false { continue }  // no queue: exported on the caller's thread
+                config.exporters[index].settings = defaults.merged(with: own == .null ? .emptyMap : own)
+            }
+            config.processors.removeAll { $0.id == batch.id }
+            for i in config.pipelines.indices { config.pipelines[i].processors.removeAll { $0 == batch.id } }
+        }
     }
 
     /// The Collector's `memory_limiter` processor is the service-wide limiter here: every

@@ -214,18 +214,24 @@ public final class SpanBatch: @unchecked Sendable {
     @discardableResult
     public func removeDroppedSpans() -> Int { sh_batch_compact(pointer) }
 
-    /// A deep copy, for handing the same data to a second pipeline that will change it; nil
-    /// when out of memory.
-    public func clone() -> SpanBatch? {
-        guard let copy = SpanBatch.empty() else { return nil }
+    /// Copies every span of `other` into this batch (with its resource and scope); false when
+    /// out of memory.
+    public func append(spansOf other: SpanBatch) -> Bool {
         var complete = true
-        forEachSpan { rs, ss, span in
-            if complete && sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url,
+        other.forEachSpan { rs, ss, span in
+            if complete && sh_batch_add_span(pointer, rs.pointee.resource, rs.pointee.schema_url,
                                              ss.pointee.scope, ss.pointee.schema_url, span) == nil {
                 complete = false
             }
         }
-        return complete ? copy : nil
+        return complete
+    }
+
+    /// A deep copy, for handing the same data to a second pipeline that will change it; nil
+    /// when out of memory.
+    public func clone() -> SpanBatch? {
+        guard let copy = SpanBatch.empty(), copy.append(spansOf: self) else { return nil }
+        return copy
     }
 
     /// Visits every span with its resource and scope groups.

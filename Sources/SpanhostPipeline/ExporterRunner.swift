@@ -239,8 +239,8 @@ public final class ExporterRunner: @unchecked Sendable {
 
     private func run() {
         guard let queue else { return }
-        while let item = queue.take(while: { active }, claim: { condition.withLock { busy += 1 } }) {
-            deliver(item, from: queue)
+        while let first = queue.take(while: { active }, claim: { condition.withLock { busy += 1 } }) {
+            deliver(gather(after: first, from: queue), from: queue)
             condition.withLock {
                 busy -= 1
                 condition.broadcast()
@@ -248,24 +248,50 @@ public final class ExporterRunner: @unchecked Sendable {
         }
     }
 
-    private func deliver(_ item: QueuedBatch, from queue: BatchQueue) {
-        let spans = Int64(item.spans)
+    /// With `sending_queue.batch`: more requests taken after `first`, until `min_size` spans or
+    /// `flush_timeout` after the first, never past `max_size`. They stay in the queue (on disk)
+    /// until the export of all of them is done.
+    private func gather(after first: QueuedBatch, from queue: BatchQueue) -> [QueuedBatch] {
+        guard let batching = queueSettings.batch else { return [first] }
+        var items = [first]
+        var spans = first.spans
+        let deadline = ContinuousClock.now + batching.flushTimeout
+        while spans < batching.minSize && (batching.maxSize == 0 || spans < batching.maxSize),
+              let more = queue.take(while: { ContinuousClock.now < deadline && active }, claim: {}) {
+            items.append(more)
+            spans += more.spans
+        }
+        return items
+    }
+
+    /// One export of the gathered requests: each alone, or their spans copied into one batch.
+    private func merge(_ items: [QueuedBatch]) -> SpanBatch? {
+        guard items.count > 1 else { return items.first?.batch }
+        guard let merged = SpanBatch.empty() else { return nil }
+        for item in items where !merged.append(spansOf: item.batch) { return nil }
+        return merged
+    }
+
+    private func deliver(_ items: [QueuedBatch], from queue: BatchQueue) {
+        let count = items.reduce(0) { $0 + $1.spans }
+        let spans = Int64(count)
         var schedule = RetrySchedule(retry)
         func giveUp(_ counter: String, _ message: String, _ reason: String) {
             counters.add(counter, spans)
             let where_ = queue.isPersistent ? "batch dead-lettered" : "batch dropped"
             logger.error("\(message); \(where_)", metadata: ["spans": "\(spans)", "error": "\(reason)"])
             condition.withLock {
-                if queue.isPersistent { tally.deadLettered += item.spans } else { tally.lost += item.spans }
+                if queue.isPersistent { tally.deadLettered += count } else { tally.lost += count }
             }
-            queue.done(item, .failed(reason: reason))
+            for item in items { queue.done(item, .failed(reason: reason)) }
         }
+        guard let batch = merge(items) else { return giveUp("failed", "cannot gather the batch", "out of memory") }
         /// Waits before the next attempt; false when it is time to stop trying.
         func backOff(_ retryAfter: Duration?, _ message: String) -> Bool {
             // Draining for a shutdown or reload: keep retrying, but not past its deadline.
             switch schedule.next(retryAfter: retryAfter, deadline: condition.withLock { drainDeadline }) {
             case .pastDeadline where queue.isPersistent:
-                queue.release(item)  // stays on disk for whoever takes the queue next
+                for item in items { queue.release(item) }  // stays on disk for whoever takes the queue next
                 return false
             case .pastDeadline, .exhausted:
                 giveUp("failed", "export failed; giving up", message)
@@ -283,14 +309,14 @@ public final class ExporterRunner: @unchecked Sendable {
         }
         while true {
             // A crash during this export names the queue record in the crash record.
-            sh_crash_set_record(item.record.map(Int64.init) ?? -1)
-            let result = instance.export(item.batch)
+            sh_crash_set_record(items[0].record.map(Int64.init) ?? -1)
+            let result = instance.export(batch)
             sh_crash_set_record(-1)
             switch result {
             case .ok, .consumed:
                 counters.add("exported", spans)
-                condition.withLock { tally.delivered += item.spans }
-                queue.done(item, .delivered)
+                condition.withLock { tally.delivered += count }
+                for item in items { queue.done(item, .delivered) }
                 return
             case .permanent(let message):
                 return giveUp("failed", "export failed permanently", message)

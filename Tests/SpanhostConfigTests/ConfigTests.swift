@@ -176,4 +176,43 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try parseDuration(.int(5), path: "p"), .seconds(5))
         XCTAssertThrowsError(try parseDuration(.string("fast"), path: "p"))
     }
+
+    /// The Collector's batch processor becomes batching in the queues of its pipelines' exporters.
+    func testTheBatchProcessorBecomesBatchingInTheExportersQueues() throws {
+        let config = try ServiceConfig.parse(yaml: """
+            receivers: {otlp: {}}
+            processors:
+              batch: {send_batch_size: 100, send_batch_max_size: 500, timeout: 2s}
+              attributes: {actions: [{key: a, action: delete}]}
+            exporters:
+              file: {path: /tmp/x}
+              debug: {sending_queue: {batch: {min_size: 7}}}
+              otlphttp: {endpoint: "http://127.0.0.1:1", sending_queue: {enabled: false}}
+              kafka: {}
+            service:
+              pipelines:
+                traces: {receivers: [otlp], processors: [attributes, batch], exporters: [file, debug, otlphttp]}
+                traces/other: {receivers: [otlp], exporters: [kafka]}
+            """, environment: [:])
+        XCTAssertEqual(config.pipelines[0].processors, [ComponentID(type: "attributes")])
+        XCTAssertNil(config.component(.processor, ComponentID(type: "batch")))
+        func batching(_ type: String) throws -> QueueBatchSettings? {
+            let exporter = try XCTUnwrap(config.component(.exporter, ComponentID(type: type)))
+            return try SendingQueueSettings(settings: exporter.settings["sending_queue"], path: type).batch
+        }
+        XCTAssertEqual(try batching("file")?.minSize, 100)
+        XCTAssertEqual(try batching("file")?.maxSize, 500)
+        XCTAssertEqual(try batching("file")?.flushTimeout, .seconds(2))
+        XCTAssertEqual(try batching("debug")?.minSize, 7, "the exporter's own setting wins")
+        XCTAssertNil(try batching("otlphttp"), "no queue, no batching")
+        XCTAssertNil(try batching("kafka"), "not in a pipeline with batch")
+        XCTAssertThrowsError(try ServiceConfig.parse(yaml: """
+            receivers: {otlp: {}}
+            processors: {batch: {metadata_keys: [tenant]}}
+            exporters: {file: {path: /tmp/x}}
+            service: {pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [file]}}}
+            """, environment: [:])) { error in
+            XCTAssertEqual("\(error)", "processors.batch.metadata_keys: Collector key `metadata_keys` is not supported by spanhost: batches are per exporter queue")
+        }
+    }
 }

@@ -112,7 +112,7 @@ extension GenerationTests {
         let exporter = #"exporters: {"null": {sending_queue: {storage: TMP/queues, queue_size: QSIZE}}}"#
         let pipelines = #"service: {pipelines: {traces: {receivers: [otlp], PROCESSORS exporters: ["null"]}}}"#
         func yaml(_ size: Int, processors: String) -> String {
-            ["receivers: {otlp: {}}", "processors: {batch: {bogus_key: 1}}",
+            ["receivers: {otlp: {}}", "processors: {attributes: {bogus_key: 1}}",
              exporter.replacingOccurrences(of: "QSIZE", with: "\(size)"),
              pipelines.replacingOccurrences(of: "PROCESSORS", with: processors)].joined(separator: "\n")
         }
@@ -121,7 +121,7 @@ extension GenerationTests {
         XCTAssertEqual(queue.limits.items, 50)
         // The exporter changes (a smaller queue on the same directory), and a processor of the
         // same config is refused: the reload fails after the exporter was built.
-        XCTAssertThrowsError(try generation(yaml(2, processors: "processors: [batch],"), previous: running))
+        XCTAssertThrowsError(try generation(yaml(2, processors: "processors: [attributes],"), previous: running))
         XCTAssertEqual(queue.limits.items, 50, "a failed reload must not change the running queue")
         // A reload that commits applies the new limits to the shared queue.
         let next = try generation(yaml(2, processors: ""), previous: running)

@@ -98,9 +98,9 @@ final class PluginLoadingTests: XCTestCase {
         // Host keys (retry, queue...) are the host's, not the plugin's.
         XCTAssertNil(refusal(file, "path: \(NSTemporaryDirectory())schema-ok.jsonl\nretry_on_failure: {enabled: false}"))
 
-        let batch = try load("batch")
-        XCTAssertEqual(refusal(batch, "timeout: soon"), "batch.timeout: must be a duration like 500ms, 5s or 1m30s, not 'soon'")
-        XCTAssertNil(refusal(batch, "timeout: 1m30s\nsend_batch_size: 10"))
+        let sampler = try load("tail_sampling")
+        XCTAssertEqual(refusal(sampler, "decision_wait: soon"), "tail_sampling.decision_wait: must be a duration like 500ms, 5s or 1m30s, not 'soon'")
+        XCTAssertNil(refusal(sampler, "decision_wait: 1m30s\nnum_traces: 10\npolicies: [{name: a, type: always_sample}]"))
         // List items by "*", free-form lists left to the plugin, maps with any key.
         let attributes = try load("attributes")
         XCTAssertEqual(refusal(attributes, "actions: [{key: a, action: delete, vaule: x}]"),

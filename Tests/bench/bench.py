@@ -404,10 +404,6 @@ HELD_BURST_PROCESSORS = [
     ("error_flow", """  error_flow:
     wait: 10s
     num_traces: 200000""", "traces_held"),
-    ("batch", """  batch:
-    send_batch_size: 200000
-    max_held_spans: 200000
-    timeout: 10s""", None),
 ]
 
 HELD_CONFIG = """

@@ -117,7 +117,7 @@ DEAD_BEHIND_BATCH = """
 receivers:
   otlp: {protocols: {http: {endpoint: "{receiver}"}}}
 processors:
-  batch: {send_batch_size: 50, timeout: 100ms, max_held_spans: 400}
+  batch: {send_batch_size: 50, timeout: 100ms}
 exporters:
   misbehave:
     mode: {mode}
@@ -148,9 +148,9 @@ def send_until_refused(host, requests_max=60):
 
 
 def test_spans_held_by_a_processor_in_front_of_a_dead_exporter_are_counted_as_lost(spanhost, tmp):
-    host = spanhost(cfg(fill(DEAD_BEHIND_BATCH, mode="flaky", storage="")), plugins_dir=plugin_dir(tmp, "batch", "misbehave"))
+    host = spanhost(cfg(fill(DEAD_BEHIND_BATCH, mode="flaky", storage="")), plugins_dir=plugin_dir(tmp, "misbehave"))
     accepted, refused = send_until_refused(host)
-    assert refused > 0, "the batch processor never pushed back"
+    assert refused > 0, "the full queue never pushed back"
     host.proc.send_signal(signal.SIGTERM)
     code = host.wait_exit(30)
     log = host.log()
@@ -163,7 +163,7 @@ def test_spans_held_by_a_processor_in_front_of_a_dead_exporter_are_counted_as_lo
 
 def test_spans_held_by_a_processor_go_to_the_persistent_queue_at_shutdown(spanhost, tmp):
     config = fill(DEAD_BEHIND_BATCH, storage=f', storage: "{tmp}/queue"')
-    host = spanhost(cfg(fill(config, mode="flaky")), plugins_dir=plugin_dir(tmp, "batch", "misbehave"))
+    host = spanhost(cfg(fill(config, mode="flaky")), plugins_dir=plugin_dir(tmp, "misbehave"))
     accepted, refused = send_until_refused(host)
     assert refused > 0
     host.proc.send_signal(signal.SIGTERM)
@@ -171,7 +171,7 @@ def test_spans_held_by_a_processor_go_to_the_persistent_queue_at_shutdown(spanho
     line = [l for l in host.log().splitlines() if "shutdown finished" in l][-1]
     assert "no accepted span was lost" in line and "lost 0" in line, line
     # The next start delivers them all.
-    again = spanhost(cfg(fill(config, mode="ok")), plugins_dir=plugin_dir(tmp, "batch", "misbehave"))
+    again = spanhost(cfg(fill(config, mode="ok")), plugins_dir=plugin_dir(tmp, "misbehave"))
     assert wait_for(lambda: counters(again, "exporters", "misbehave").get("delivered_spans", 0) >= accepted, timeout=20), \
         (accepted, again.status())
     assert counters(again, "exporters", "misbehave")["delivered_spans"] == accepted
@@ -225,7 +225,7 @@ admin: {endpoint: "{admin}"}
 service:
   pipelines:
     traces: {receivers: [otlp], exporters: [misbehave]}
-"""), plugins_dir=plugin_dir(tmp, "batch", "misbehave"))
+"""), plugins_dir=plugin_dir(tmp, "misbehave"))
     # No queue: the exporter's retryable failures are the client's 503s, then it gets through.
     codes = [post(host, otlp_json(5)).status_code for _ in range(3)]
     assert codes == [503, 503, 200], codes
@@ -247,7 +247,7 @@ service:
   shutdown_timeout: 1s
   pipelines:
     traces: {receivers: [otlp], exporters: [misbehave]}
-"""), plugins_dir=plugin_dir(tmp, "batch", "misbehave"))
+"""), plugins_dir=plugin_dir(tmp, "misbehave"))
     assert post(host, otlp_json(5)).status_code == 200
     assert wait_for(lambda: counters(host, "exporters", "misbehave").get("retried"), timeout=10)
     host.proc.send_signal(signal.SIGTERM)

@@ -82,10 +82,10 @@ def test_plugins_list_and_describe_open_files_in_children_only(tmp):
     r = spanhost_cli("plugins", "describe", os.path.join(TEST_PLUGINS, "no_entry.so"))
     assert r.returncode != 0 and "spanhost_plugin_entry" in r.stderr
     # An ABI 1.2 plugin's schema as a table: key, type, required, default, description.
-    r = spanhost_cli("plugins", "describe", "batch", "--dir", PLUGINS)
+    r = spanhost_cli("plugins", "describe", "tail_sampling", "--dir", PLUGINS)
     rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.strip()}
     assert rows["KEY"][:4] == ["KEY", "TYPE", "REQUIRED", "DEFAULT"], r.stdout
-    assert rows["timeout"][:3] == ["timeout", "duration", "200ms"] and rows["send_batch_size"][:3] == ["send_batch_size", "int", "8192"]
+    assert rows["decision_wait"][:3] == ["decision_wait", "duration", "30s"] and rows["num_traces"][:3] == ["num_traces", "int", "50000"]
     r = spanhost_cli("plugins", "describe", "old_minor", "--dir", TEST_PLUGINS)
     assert "abi         1.0" in r.stdout and "no schema declared" in r.stdout, r.stdout
 
@@ -93,14 +93,20 @@ def test_plugins_list_and_describe_open_files_in_children_only(tmp):
 def test_validate_and_versions(tmp):
     good = write(tmp, "good.yaml", fill(BASE, processors="  {}", service="", chain="", plugins=PLUGINS))
     assert spanhost_cli("validate", "--config", good).returncode == 0
-    bad = write(tmp, "bad.yaml", fill(BASE, processors="  batch: {bogus: 1}", service="", chain="processors: [batch], ", plugins=PLUGINS))
+    bad = write(tmp, "bad.yaml", fill(BASE, processors="  probabilistic_sampler: {bogus: 1}", service="",
+                                      chain="processors: [probabilistic_sampler], ", plugins=PLUGINS))
     r = spanhost_cli("validate", "--config", bad)
-    assert r.returncode != 0 and "processors.batch.bogus" in r.stderr, r.stderr
+    assert r.returncode != 0 and "processors.probabilistic_sampler.bogus" in r.stderr, r.stderr
     # The schema names the valid keys, and a value of the wrong type, before the plugin runs.
-    assert "valid keys here: max_held_spans, send_batch_size, timeout" in r.stderr, r.stderr
-    typo = write(tmp, "typo.yaml", fill(BASE, processors="  batch: {timeout: soon}", service="", chain="processors: [batch], ", plugins=PLUGINS))
+    assert "valid keys here: " in r.stderr and "sampling_percentage" in r.stderr, r.stderr
+    typo = write(tmp, "typo.yaml", fill(BASE, processors="  tail_sampling: {decision_wait: soon}", service="",
+                                       chain="processors: [tail_sampling], ", plugins=PLUGINS))
     r = spanhost_cli("validate", "--config", typo)
-    assert r.returncode != 0 and "processors.batch.timeout: must be a duration like 500ms, 5s or 1m30s, not 'soon'" in r.stderr, r.stderr
+    assert r.returncode != 0 and "processors.tail_sampling.decision_wait: must be a duration like 500ms, 5s or 1m30s, not 'soon'" in r.stderr, r.stderr
+    # The Collector's batch processor is batching in the exporters' queues: its keys are checked as such.
+    typo = write(tmp, "batch.yaml", fill(BASE, processors="  batch: {timeout: soon}", service="", chain="processors: [batch], ", plugins=PLUGINS))
+    r = spanhost_cli("validate", "--config", typo)
+    assert r.returncode != 0 and "processors.batch.timeout: " in r.stderr and "'soon'" in r.stderr, r.stderr
     version = spanhost_cli("--version").stdout.strip()
     assert version and version == subprocess.run([SPANHOSTD, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
 
