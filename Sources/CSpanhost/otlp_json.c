@@ -293,7 +293,8 @@ static int decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t l
 /* Every string the request carried must be UTF-8 (proto3 `string`); checked once decoded. */
 int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
     if (decode_otlp_json(batch, data, len, err, err_cap)) return -1;
-    return sh_decode_check_utf8(batch, "OTLP JSON", err, err_cap);
+    /* Escapes only ever make valid UTF-8: an all-ASCII body has nothing else to check. */
+    return sh_high_bits(data, len) ? sh_decode_check_utf8(batch, "OTLP JSON", err, err_cap) : 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -27,6 +27,9 @@ typedef struct decoder {
     char *err;
     size_t err_cap;
     int failed;
+    /* High bits of every string decoded: only a request with a non-ASCII string is walked
+     * again for its UTF-8 (sh_decode_check_utf8). */
+    uint64_t high;
 } decoder;
 
 static int fail(decoder *d, const char *what) {
@@ -116,6 +119,14 @@ static int skip_field(reader *r, uint32_t wire) {
     }
     default: return -1; /* groups are not used by OTLP */
     }
+}
+
+HOT spanhost_str as_str(reader sub);
+
+/* A string field: its view, its bytes noted for the UTF-8 check. */
+static inline spanhost_str string_field(decoder *d, reader sub) {
+    d->high |= sh_high_bits(sub.p, (size_t)(sub.end - sub.p));
+    return as_str(sub);
 }
 
 HOT spanhost_str as_str(reader sub) {
@@ -232,7 +243,7 @@ static int decode_value(decoder *d, reader r, spanhost_value *v, int depth) {
         if (f == 1 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "AnyValue.string_value");
             v->type = SPANHOST_VALUE_STRING;
-            v->as.string_value = as_str(sub);
+            v->as.string_value = string_field(d, sub);
         } else if (f == 2 && w == WT_VARINT) {
             if (read_varint(&r, &x)) return fail(d, "AnyValue.bool_value");
             v->type = SPANHOST_VALUE_BOOL;
@@ -267,7 +278,7 @@ static int decode_kv(decoder *d, reader r, spanhost_kv *kv, int depth) {
     while ((t = read_tag(&r, &f, &w)) == 1) {
         if (f == 1 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "KeyValue.key");
-            kv->key = as_str(sub);
+            kv->key = string_field(d, sub);
         } else if (f == 2 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "KeyValue.value");
             if (decode_value(d, sub, &kv->value, depth)) return -1;
@@ -326,7 +337,11 @@ static int add_attribute(decoder *d, reader *r, item_list *list) {
     spanhost_kv *kv;
     if (read_len(r, &sub)) return fail(d, "attribute");
     if (!(kv = (spanhost_kv *)list_push(d, list))) return -1;
-    if (decode_kv_common(sub, kv)) return 0;
+    if (decode_kv_common(sub, kv)) {
+        d->high |= sh_high_bits(kv->key.ptr, kv->key.len);
+        if (kv->value.type == SPANHOST_VALUE_STRING) d->high |= sh_high_bits(kv->value.as.string_value.ptr, kv->value.as.string_value.len);
+        return 0;
+    }
     memset(kv, 0, sizeof *kv);
     return decode_kv(d, sub, kv, 0);
 }
@@ -350,7 +365,7 @@ static int decode_event(decoder *d, reader r, spanhost_event *e) {
             if (read_fixed64(&r, &e->time_unix_nano)) return fail(d, "Event.time_unix_nano");
         } else if (f == 2 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "Event.name");
-            e->name = as_str(sub);
+            e->name = string_field(d, sub);
         } else if (f == 3 && w == WT_LEN) {
             if (add_attribute(d, &r, &attrs)) return -1;
         } else if (f == 4 && w == WT_VARINT) {
@@ -379,7 +394,7 @@ static int decode_link(decoder *d, reader r, spanhost_link *l) {
             if (read_len(&r, &sub) || copy_id(d, sub, l->span_id, 8, "Link.span_id must be 8 bytes")) return fail(d, "Link.span_id");
         } else if (f == 3 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "Link.trace_state");
-            l->trace_state = as_str(sub);
+            l->trace_state = string_field(d, sub);
         } else if (f == 4 && w == WT_LEN) {
             if (add_attribute(d, &r, &attrs)) return -1;
         } else if (f == 5 && w == WT_VARINT) {
@@ -403,7 +418,7 @@ static int decode_status(decoder *d, reader r, spanhost_span *s) {
     while ((t = read_tag(&r, &f, &w)) == 1) {
         if (f == 2 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "Status.message");
-            s->status_message = as_str(sub);
+            s->status_message = string_field(d, sub);
         } else if (f == 3 && w == WT_VARINT) {
             if (read_varint(&r, &x)) return fail(d, "Status.code");
             s->status_code = (uint32_t)x;
@@ -436,14 +451,14 @@ static int decode_span(decoder *d, reader r, spanhost_span *s) {
             continue;
         case 3:
             if (w != WT_LEN || read_len(&r, &sub)) return fail(d, "Span.trace_state");
-            s->trace_state = as_str(sub);
+            s->trace_state = string_field(d, sub);
             continue;
         case 4:
             if (w != WT_LEN || read_len(&r, &sub) || copy_id(d, sub, s->parent_span_id, 8, "Span.parent_span_id must be 8 bytes")) return fail(d, "Span.parent_span_id");
             continue;
         case 5:
             if (w != WT_LEN || read_len(&r, &sub)) return fail(d, "Span.name");
-            s->name = as_str(sub);
+            s->name = string_field(d, sub);
             continue;
         case 6:
             if (w != WT_VARINT || read_varint(&r, &x)) return fail(d, "Span.kind");
@@ -507,10 +522,10 @@ static int decode_scope(decoder *d, reader r, spanhost_scope *sc) {
     while ((t = read_tag(&r, &f, &w)) == 1) {
         if (f == 1 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "InstrumentationScope.name");
-            sc->name = as_str(sub);
+            sc->name = string_field(d, sub);
         } else if (f == 2 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "InstrumentationScope.version");
-            sc->version = as_str(sub);
+            sc->version = string_field(d, sub);
         } else if (f == 3 && w == WT_LEN) {
             if (add_attribute(d, &r, &attrs)) return -1;
         } else if (f == 4 && w == WT_VARINT) {
@@ -542,7 +557,7 @@ static int decode_scope_spans(decoder *d, reader r, spanhost_scope_spans *ss) {
                 return fail(d, "ScopeSpans.spans");
         } else if (f == 3 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "ScopeSpans.schema_url");
-            ss->schema_url = as_str(sub);
+            ss->schema_url = string_field(d, sub);
         } else if (skip_field(&r, w)) {
             return fail(d, "ScopeSpans");
         }
@@ -591,7 +606,7 @@ static int decode_resource_spans(decoder *d, reader r, spanhost_resource_spans *
                 return fail(d, "ResourceSpans.scope_spans");
         } else if (f == 3 && w == WT_LEN) {
             if (read_len(&r, &sub)) return fail(d, "ResourceSpans.schema_url");
-            rs->schema_url = as_str(sub);
+            rs->schema_url = string_field(d, sub);
         } else if (skip_field(&r, w)) {
             return fail(d, "ResourceSpans");
         }
@@ -602,8 +617,8 @@ static int decode_resource_spans(decoder *d, reader r, spanhost_resource_spans *
     return scopes.count && !rs->scope_spans ? -1 : 0;
 }
 
-static int decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
-    decoder d = {batch, err, err_cap, 0};
+static int decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap, uint64_t *high) {
+    decoder d = {batch, err, err_cap, 0, 0};
     reader r = {data, data + len};
     spanhost_resource_spans *scratch[8], *rs;
     item_list resources = ITEM_LIST(scratch);
@@ -621,13 +636,15 @@ static int decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t 
     if (t < 0) return fail(&d, "ExportTraceServiceRequest");
     batch->resource_spans_count = resources.count;
     batch->resource_spans = (spanhost_resource_spans **)list_finish(&d, &resources);
+    *high = d.high;
     return resources.count && !batch->resource_spans ? -1 : 0;
 }
 
 /* Every string the request carried must be UTF-8 (proto3 `string`); checked once decoded. */
 int sh_decode_otlp_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
-    if (decode_otlp_proto(batch, data, len, err, err_cap)) return -1;
-    return sh_decode_check_utf8(batch, "OTLP protobuf", err, err_cap);
+    uint64_t high = 0;
+    if (decode_otlp_proto(batch, data, len, err, err_cap, &high)) return -1;
+    return high ? sh_decode_check_utf8(batch, "OTLP protobuf", err, err_cap) : 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

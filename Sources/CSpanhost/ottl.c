@@ -1263,7 +1263,7 @@ int32_t sh_expr_run(const spanhost_expr *e, const spanhost_expr_target *t, spanh
 }
 
 int sh_expr_call(const char *text, size_t len, char *out, size_t cap) {
-    parser ps = {text, text, text + len, SPANHOST_CONTEXT_SPAN, out, cap, 0};
+    parser ps = {text, text, text + len, SPANHOST_CONTEXT_SPAN, out, cap, 0, 0};
     out[0] = 0;
     node *n = parse_value(&ps);
     space(&ps);

@@ -128,7 +128,7 @@ static int check_str(walker *w, spanhost_str s, const char *field) {
     if (s.len >= VALIDATE_MAX_LEN) return fail(w, "has an impossible length", field);
     if (!s.ptr) return fail(w, "has a length but no text", field);
     if (w->structure && !may_point_at(w, s.ptr, s.len)) return fail(w, "points outside the batch", field);
-    if (!sh_utf8_valid(s.ptr, s.len)) return fail(w, "is not valid UTF-8", field);
+    if (sh_high_bits(s.ptr, s.len) && !sh_utf8_valid(s.ptr, s.len)) return fail(w, "is not valid UTF-8", field);
     return 0;
 }
 

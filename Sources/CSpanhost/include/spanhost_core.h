@@ -9,6 +9,8 @@
 
 #include <spanhost/spanhost.h>
 
+#include <string.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -36,6 +38,29 @@ size_t sh_live_batch_bytes(void);
 int sh_arena_contains(const spanhost_batch *batch, const void *ptr, size_t len);
 
 /* --- Checks on a whole batch (validate.c) --------------------------------------------------- */
+
+/* The high bits of the bytes of p (0 when all are ASCII), read a word at a time and the tail
+ * with overlapping reads: cheap enough to run on every string a decoder makes. */
+static inline uint64_t sh_high_bits(const void *p, size_t n) {
+    const unsigned char *b = (const unsigned char *)p;
+    uint64_t seen = 0, word;
+    uint32_t half, other;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+            memcpy(&word, b + i, 8);
+            seen |= word;
+        }
+        memcpy(&word, b + n - 8, 8);
+        seen |= word;
+    } else if (n >= 4) {
+        memcpy(&half, b, 4);
+        memcpy(&other, b + n - 4, 4);
+        seen = half | other;
+    } else if (n > 0) {
+        seen = (uint64_t)(b[0] | b[n / 2] | b[n - 1]);
+    }
+    return seen & 0x8080808080808080ull;
+}
 
 /* 1 when the bytes are valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
 int sh_utf8_valid(const char *s, size_t n);
