@@ -55,8 +55,6 @@ public final class Generation: @unchecked Sendable {
     /// The sha256 of each `plugins.functions` library this generation was built with.
     let functionImages: [String]
     private let routes: [ComponentID: [Pipeline]]
-    /// Receivers all of whose pipelines never block (see Pipeline.neverBlocks).
-    private let nonBlockingReceivers: Set<ComponentID>
     /// Batches running through this generation now; an atomic, since every batch counts itself.
     private let inFlight = Atomic<Int>(0)
 
@@ -161,7 +159,6 @@ public final class Generation: @unchecked Sendable {
         self.notifiers = config.notifiers.compactMap { notifiers[$0.id] }
         self.connectors = connectors
         self.routes = routes
-        nonBlockingReceivers = Set(routes.filter { $0.value.allSatisfy(\.neverBlocks) }.keys)
         self.carriedOver = carried
         self.functionImages = functionImages
         self.skipped = skipped
@@ -266,7 +263,9 @@ public final class Generation: @unchecked Sendable {
     }
 
     /// Whether batches from `receiver` may run on an event loop: no plugin on their way blocks.
-    public func neverBlocks(from receiver: ComponentID) -> Bool { nonBlockingReceivers.contains(receiver) }
+    /// Asked per request: an instance demoted for breaking SPANHOST_PLUGIN_NONBLOCKING sends its
+    /// pipelines' batches to the pool from its next request on.
+    public func neverBlocks(from receiver: ComponentID) -> Bool { routes[receiver]?.allSatisfy(\.neverBlocks) ?? false }
 
     /// Hands a batch from `receiver` to each of its pipelines. A batch that reaches exporters is
     /// read-only from then on, and processors change batches in place, so a pipeline with

@@ -23,7 +23,7 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Every processor and exporter on the way says it never blocks: a batch may run through
     /// on an event loop.
-    public let neverBlocks: Bool
+    public var neverBlocks: Bool { processors.allSatisfy(\.neverBlocks) && exporters.allSatisfy(\.acceptNeverBlocks) }
 
     /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
@@ -35,7 +35,6 @@ public final class Pipeline: @unchecked Sendable {
         self.notifiers = notifiers
         self.connectors = connectors
         self.ruleConfigs = rules
-        neverBlocks = processors.allSatisfy(\.neverBlocks) && exporters.allSatisfy(\.acceptNeverBlocks)
         let errorFlow = processors.contains { $0.library.name == "error_flow" }
         if let previous, previous.ruleConfigs == rules, previous.rules.errorFlowInPipeline == errorFlow,
            previous.notifiers.map(ObjectIdentifier.init) == notifiers.map(ObjectIdentifier.init) {

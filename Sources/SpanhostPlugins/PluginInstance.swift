@@ -70,6 +70,8 @@ public final class PluginInstance: @unchecked Sendable {
     private var isolated: IsolatedPlugin?
     /// Whether the watchdog has this instance in view (it lets go of instances with no call).
     let watched = Atomic<Bool>(false)
+    /// Set once a data call broke SPANHOST_PLUGIN_NONBLOCKING's promise (see neverBlocks).
+    private let demoted = Atomic<Bool>(false)
     /// Who is running, for the crash record written if a call kills the process.
     private let crashContext: UnsafeMutablePointer<sh_crash_context>
     private static let uids = UIDSource()
@@ -172,8 +174,21 @@ public final class PluginInstance: @unchecked Sendable {
     }
 
     /// Calls into this instance's data hook return without waiting: its plugin declares
-    /// SPANHOST_PLUGIN_NONBLOCKING and runs in this process (an isolated one is a round trip).
-    public var neverBlocks: Bool { library.isNonBlocking && isolated == nil }
+    /// SPANHOST_PLUGIN_NONBLOCKING, runs in this process (an isolated one is a round trip) and
+    /// has kept its word: a call that took longer than `nonBlockingBudget` demotes it.
+    public var neverBlocks: Bool { library.isNonBlocking && isolated == nil && !demoted.load(ordering: .relaxed) }
+
+    /// How long one data call of a plugin that declares SPANHOST_PLUGIN_NONBLOCKING may take.
+    /// Past it the instance runs on the pipeline pool from then on (logged once, and
+    /// `nonblocking: demoted` at /status): it would otherwise stall an event loop and every
+    /// other request on it.
+    public static let nonBlockingBudget: Duration = .milliseconds(50)
+
+    /// "declared", "demoted", or nil when the plugin does not declare SPANHOST_PLUGIN_NONBLOCKING.
+    public var nonBlocking: String? {
+        guard library.isNonBlocking, isolated == nil else { return nil }
+        return demoted.load(ordering: .relaxed) ? "demoted" : "declared"
+    }
 
     /// Exporters: delivers the (read-only) batch.
     public func export(_ batch: SpanBatch) -> CallResult {
@@ -219,6 +234,13 @@ public final class PluginInstance: @unchecked Sendable {
 
     /// "healthy", "unhealthy" (a call is hung) or "circuit_open".
     public var health: String { guardState.state }
+
+    private func checkNonBlocking(_ hook: Hook, took: Duration) {
+        guard took > Self.nonBlockingBudget, !demoted.exchange(true, ordering: .relaxed) else { return }
+        counters.add("nonblocking_demoted", 1)
+        logger.warning("plugin declares SPANHOST_PLUGIN_NONBLOCKING but a call took too long; it runs on the pipeline pool from now on",
+                       metadata: ["hook": "\(hook)", "took": "\(took)", "budget": "\(Self.nonBlockingBudget)"])
+    }
 
     func reportHung(_ hook: String) {
         counters.add("hung_calls", 1)
@@ -272,9 +294,12 @@ public final class PluginInstance: @unchecked Sendable {
             message[messageCapacity - 1] = 0
             var status = spanhost_status(struct_size: UInt32(MemoryLayout<spanhost_status>.size), retry_after_ms: 0,
                                          message: message.baseAddress, message_cap: messageCapacity)
+            let timed = guarded && neverBlocks
+            let started = timed ? ContinuousClock.now : nil
             let previous = sh_crash_enter(crashContext, hook.cName)
             let code = body(state, &status)
             sh_crash_leave(previous)
+            if let started { checkNonBlocking(hook, took: .now - started) }
             if serialize { callLock.unlock() }
             message[messageCapacity - 1] = 0
             return (code, message[0] == 0 ? "" : String(cString: message.baseAddress!), status.retry_after_ms)

@@ -107,6 +107,7 @@ struct StatusSource: Sendable {
         func component(_ instance: PluginInstance, queueDepth: Int? = nil, queue: QueueStats? = nil,
                        delay: (p50: Double, p99: Double)? = nil) -> StatusReport.Component {
             .init(id: "\(instance.id)", kind: instance.library.kind.rawValue, instance: instance.uid, health: instance.health,
+                  nonblocking: instance.nonBlocking,
                   plugin: "\(instance.library.name)@\(instance.library.sha256.prefix(12))",
                   counters: instance.counters.snapshot, gauges: instance.gauges.snapshot.nilIfEmpty, queueDepth: queueDepth, queue: queue,
                   notifyDelayMs: delay.map { ["p50": $0.p50, "p99": $0.p99] })
@@ -164,6 +165,9 @@ struct StatusReport: Encodable {
         /// Process-unique instance number: unchanged when a reload carries the component over.
         var instance: Int
         var health: String
+        /// "declared" or "demoted" (a call took longer than the budget) for plugins that declare
+        /// SPANHOST_PLUGIN_NONBLOCKING; absent for the others.
+        var nonblocking: String?
         var plugin: String
         var counters: [String: Int64]
         /// Levels the plugin set with host->gauge_set (absent when it set none).

@@ -393,3 +393,25 @@ def test_pipelines_that_never_block_run_on_the_event_loop_and_others_on_the_pool
     s = spanhost(INLINE, plugins_dir=plugins, env={"THREAD_TAG_BLOCKING": "1"})
     assert requests.post(s.url, json=otlp_json(5), timeout=10).status_code == 200
     assert all(t.startswith("TP-") for t in threads(0, 5))
+
+
+def test_a_plugin_that_declares_nonblocking_and_blocks_is_moved_to_the_pool(spanhost, tmp):
+    """SPANHOST_PLUGIN_NONBLOCKING broken: one 300 ms call on the event loop, then the instance
+    runs on the pool, logged once and shown at /status."""
+    plugins = plugin_dir(tmp, "thread_tag", "file")
+    out = os.path.join(tmp, "out.jsonl")
+    s = spanhost(INLINE, plugins_dir=plugins, env={"THREAD_TAG_SLOW_MS": "300"})
+    processor = lambda: s.status()["pipelines"][0]["processors"][0]
+    assert processor()["nonblocking"] == "declared"
+    slow = otlp_json(1)
+    slow["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] = "slow"
+    assert requests.post(s.url, json=slow, timeout=10).status_code == 200
+    assert processor()["nonblocking"] == "demoted" and processor()["counters"]["nonblocking_demoted"] == 1
+    for n in range(3):
+        assert requests.post(s.url, json=otlp_json(2, start=10 + 2 * n), timeout=10).status_code == 200
+    spans = wait_for(lambda: len(read_file_export(out)) == 7 and read_file_export(out))
+    assert spans, read_file_export(out)
+    by_name = {sp["span"]["name"]: thread_of(sp) for sp in spans}
+    assert by_name["slow"].startswith("NIO-ELT"), by_name
+    assert all(t.startswith("TP-") for name, t in by_name.items() if name != "slow"), by_name
+    assert s.log().count("declares SPANHOST_PLUGIN_NONBLOCKING but a call took too long") == 1, s.log()
