@@ -59,6 +59,11 @@ public final class ExporterRunner: @unchecked Sendable {
     private var busy = 0
     /// What became of the spans this exporter accepted (for the final report).
     private var tally = DeliveryTally()
+    /// Spans in the batches being exported right now: a shutdown that finds a call still
+    /// running (hung) counts them as lost (memory) or kept on disk (persistent), and the call,
+    /// should it ever return, changes the tally no more (`abandoned`).
+    private var inHand = 0
+    private var abandoned = false
     private var lastDropLog: ContinuousClock.Instant?
     /// Worker threads taking batches from the queue (`sending_queue.num_consumers`). More than
     /// one helps only plugins that declare SPANHOST_PLUGIN_CONCURRENT; others are serialized.
@@ -114,8 +119,12 @@ public final class ExporterRunner: @unchecked Sendable {
     /// and the queue is full). A `drop` exporter never holds a pipeline up.
     public var refusesWhenFull: Bool {
         guard let queue, queueSettings.onFull == .refuse else { return false }
-        return queue.isFull
+        return queue.isFull || isHung
     }
+
+    /// A call into the plugin is hung: nothing queued now would leave soon, so for `on_full`
+    /// the queue counts as full (503 with refuse, dropped and counted with drop).
+    private var isHung: Bool { instance.health == "unhealthy" }
 
     /// Hands a batch to this exporter. With a queue: queued (`force` ignores the limits, for a
     /// fan-out that already checked for room, and for processors flushing at shutdown), or,
@@ -131,7 +140,8 @@ public final class ExporterRunner: @unchecked Sendable {
         if exportsDirectly, exportAhead(batch, spans: spans, queue: queue) { return nil }
         counters.add("queued", Int64(spans))
         condition.withLock { tally.accepted += spans }
-        if queue.offer(batch, force: force || queueSettings.onFull == .refuse) { return nil }
+        let hungDrop = !force && queueSettings.onFull == .drop && isHung
+        if !hungDrop && queue.offer(batch, force: force || queueSettings.onFull == .refuse) { return nil }
         counters.add("dropped_on_full", Int64(spans))
         let log: Bool = condition.withLock {
             tally.lost += spans
@@ -227,6 +237,15 @@ public final class ExporterRunner: @unchecked Sendable {
             tally.lost += left.lostSpans
             tally.keptOnDisk += left.keptSpans
             tally.keptBatches += left.keptBatches
+            if stillBusy && inHand > 0 {
+                // A call still running (hung): its batch stays on disk unacknowledged for the
+                // next start, or was only in memory.
+                if queue?.isPersistent == true { tally.keptOnDisk += inHand } else { tally.lost += inHand }
+                logger.error("shutdown with an export still running; its spans are counted",
+                             metadata: ["spans": "\(inHand)", "as": "\(queue?.isPersistent == true ? "kept on disk" : "lost")"])
+                inHand = 0
+                abandoned = true
+            }
             return tally
         }
     }
@@ -240,8 +259,12 @@ public final class ExporterRunner: @unchecked Sendable {
     private func run() {
         guard let queue else { return }
         while let first = queue.take(while: { active }, claim: { condition.withLock { busy += 1 } }) {
-            deliver(gather(after: first, from: queue), from: queue)
+            let items = gather(after: first, from: queue)
+            let spans = items.reduce(0) { $0 + $1.spans }
+            condition.withLock { inHand += spans }
+            deliver(items, from: queue)
             condition.withLock {
+                if !abandoned { inHand -= spans }
                 busy -= 1
                 condition.broadcast()
             }
@@ -281,6 +304,7 @@ public final class ExporterRunner: @unchecked Sendable {
             let where_ = queue.isPersistent ? "batch dead-lettered" : "batch dropped"
             logger.error("\(message); \(where_)", metadata: ["spans": "\(spans)", "error": "\(reason)"])
             condition.withLock {
+                guard !abandoned else { return }
                 if queue.isPersistent { tally.deadLettered += count } else { tally.lost += count }
             }
             for item in items { queue.done(item, .failed(reason: reason)) }
@@ -315,7 +339,7 @@ public final class ExporterRunner: @unchecked Sendable {
             switch result {
             case .ok, .consumed:
                 counters.add("exported", spans)
-                condition.withLock { tally.delivered += count }
+                condition.withLock { if !abandoned { tally.delivered += count } }
                 for item in items { queue.done(item, .delivered) }
                 return
             case .permanent(let message):

@@ -38,6 +38,9 @@ struct PluginTest: ParsableCommand {
     @Option(name: .long, help: "Calls one function the plugin adds to expressions and prints the result: --call 'f(\"x\", 3)'.")
     var call: String?
 
+    @Option(name: .long, help: "Seconds a hook may run before the test fails as hung (default: 30).")
+    var timeout: Double = 30
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let scratch = "\(NSTemporaryDirectory())spanhost-plugin-test-\(getpid())"
@@ -87,19 +90,20 @@ struct PluginTest: ParsableCommand {
             break  // refused above
         case .processor:
             let batch = try readInput()
-            let result = instance.process(batch)
+            let result = try bounded("process") { instance.process(batch) }
             check("process", result)
             if result == .ok {
                 batch.removeDroppedSpans()
                 if batch.spanCount > 0 { output.append(Self.json(batch)) }
             }
         case .exporter:
-            let result = instance.export(try readInput())
+            let batch = try readInput()
+            let result = try bounded("export_batch") { instance.export(batch) }
             check("export_batch", result)
             print("export_batch: \(Self.describe(result))")
         case .notifier:
             let event = try readNotification()
-            let result = instance.notify(event.pointer)
+            let result = try bounded("notify") { instance.notify(event.pointer) }
             check("notify", result)
             print("notify: \(Self.describe(result))")
         }
@@ -116,6 +120,23 @@ struct PluginTest: ParsableCommand {
             if wanted != got { problems.append("the output differs from \(expect)") }
         }
         if !problems.isEmpty { throw failure(problems.joined(separator: "; ")) }
+    }
+
+    /// Runs a hook on a thread of its own and waits at most --timeout for it: a hung plugin
+    /// fails the test instead of hanging it.
+    private func bounded(_ hook: String, _ body: @escaping @Sendable () -> CallResult) throws -> CallResult {
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<CallResult?>(nil)
+        let thread = Thread {
+            let outcome = body()
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        thread.start()
+        guard done.wait(timeout: .now() + max(0.001, timeout)) == .success, let outcome = result.withLock({ $0 }) else {
+            throw failure("\(hook) did not return within \(timeout) s (--timeout): the plugin is hung")
+        }
+        return outcome
     }
 
     private func failure(_ message: String) -> ExitCode {

@@ -415,3 +415,48 @@ def test_a_plugin_that_declares_nonblocking_and_blocks_is_moved_to_the_pool(span
     assert by_name["slow"].startswith("NIO-ELT"), by_name
     assert all(t.startswith("TP-") for name, t in by_name.items() if name != "slow"), by_name
     assert s.log().count("declares SPANHOST_PLUGIN_NONBLOCKING but a call took too long") == 1, s.log()
+
+
+HUNG = """
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+exporters:
+  misbehave:
+    mode: hang
+    call_timeout: 500ms
+    sending_queue: {queue_size: 100{on_full}}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  shutdown_timeout: 1s
+  pipelines:
+    traces: {receivers: [otlp], exporters: [misbehave]}
+"""
+
+
+def test_a_hung_exporter_takes_no_more_spans_and_its_call_is_in_the_exit_ledger(spanhost, tmp):
+    """A call that never returns: the queue counts as full (503 with refuse), and at shutdown
+    the spans inside the call are counted, so accepted = delivered + kept + lost."""
+    host = spanhost(cfg(fill(HUNG, on_full="")), plugins_dir=plugin_dir(tmp, "misbehave"))
+    assert post(host, otlp_json(4)).status_code == 200  # taken by the worker: its call hangs
+    exporter = lambda: host.status()["exporters"][0]
+    assert wait_for(lambda: exporter()["health"] == "unhealthy", timeout=10), exporter()
+    codes = [post(host, otlp_json(10, 100 + 10 * n)).status_code for n in range(5)]
+    assert codes == [503] * 5, codes
+    host.proc.send_signal(signal.SIGTERM)
+    assert host.wait_exit(30) == 1, host.log()
+    line = [l for l in host.log().splitlines() if "shutdown finished" in l][-1]
+    assert "misbehave: accepted 4, delivered 0, kept on disk 0, lost 4" in line, line
+
+
+def test_a_hung_exporter_with_on_full_drop_drops_and_counts(spanhost, tmp):
+    host = spanhost(cfg(fill(HUNG, on_full=", on_full: drop")), plugins_dir=plugin_dir(tmp, "misbehave"))
+    assert post(host, otlp_json(4)).status_code == 200
+    assert wait_for(lambda: host.status()["exporters"][0]["health"] == "unhealthy", timeout=10)
+    for n in range(3):
+        assert post(host, otlp_json(10, 100 + 10 * n)).status_code == 200
+    assert host.status()["exporters"][0]["counters"]["dropped_on_full"] == 30
+    host.proc.send_signal(signal.SIGTERM)
+    assert host.wait_exit(30) == 1
+    line = [l for l in host.log().splitlines() if "shutdown finished" in l][-1]
+    assert "misbehave: accepted 34, delivered 0, kept on disk 0, lost 34" in line, line

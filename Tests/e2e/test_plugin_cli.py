@@ -191,3 +191,13 @@ policies:
     bad = write(tmp, "bad.yaml", settings and open(settings).read().replace("policy: rest, percent: 50", "policy: other, percent: 50"))
     r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "tail_sampling.so"), "--config", bad, "--input", write(tmp, "in2.json", json.dumps(body)))
     assert r.returncode == 1 and "'other' is not a composite_sub_policy name" in r.stderr, r.stderr
+
+
+def test_plugin_test_fails_a_hung_hook_at_its_timeout(tmp):
+    import time
+    spans = write(tmp, "in.json", json.dumps(otlp_json(2)))
+    started = time.time()
+    r = spanhost_cli("plugin-test", os.path.join(TEST_PLUGINS, "misbehave.so"), "--config", write(tmp, "hang.yaml", "mode: hang\n"),
+                     "--input", spans, "--timeout", "1")
+    assert r.returncode == 1 and "export_batch did not return within 1.0 s (--timeout): the plugin is hung" in r.stderr, r.stderr
+    assert time.time() - started < 30
