@@ -951,7 +951,7 @@ static int eval_value(runner *r, const node *n, xvalue *out) {
             out->type = f->result == SPANHOST_ARG_STRING ? V_STR : V_BYTES;
             /* The function's memory is good until its next call: keep a copy in the batch,
              * and a string result that is not UTF-8 is repaired, as every string in a batch is. */
-            if (f->result == SPANHOST_ARG_STRING && result.s.len && !sh_utf8_valid(result.s.ptr, result.s.len) && r->t->batch) {
+            if (f->result == SPANHOST_ARG_STRING && sh_high_bits(result.s.ptr, result.s.len) && !sh_utf8_valid(result.s.ptr, result.s.len) && r->t->batch) {
                 char *fixed = (char *)sh_arena_alloc_uninit(r->t->batch, result.s.len * 3);
                 if (!fixed) return run_fail(r, "%s: out of memory", f->name);
                 out->s.len = sh_utf8_repair(result.s.ptr, result.s.len, fixed);
@@ -1174,7 +1174,7 @@ static int replace_pattern(runner *r, const node *n) {
     }
     /* A pattern matches bytes: replacing part of a multi-byte character leaves bytes that are
      * not UTF-8, written as U+FFFD. */
-    if (!sh_utf8_valid(out, len)) {
+    if (sh_high_bits(out, len) && !sh_utf8_valid(out, len)) {
         char *fixed = (char *)malloc(len * 3 + 1);
         if (!fixed) { free(out); return run_fail(r, "%s", "out of memory"); }
         len = sh_utf8_repair(out, len, fixed);

@@ -160,19 +160,35 @@ public struct QueueBatchSettings: Sendable, Equatable {
 
     public init() {}
 
-    public init(settings: ConfigValue, path: String) throws {
-        guard settings.mapEntries != nil else { throw ConfigError(path, "must be a map of settings") }
-        try settings.requireKnownKeys(["flush_timeout", "min_size", "max_size", "sizer"], path: path)
-        if let v = settings["flush_timeout"] {
-            flushTimeout = try parseDuration(v, path: "\(path).flush_timeout")
-            guard flushTimeout > .zero else { throw ConfigError("\(path).flush_timeout", "must be greater than zero") }
+    /// The key names of these settings: the exporterhelper's, or the batch processor's.
+    public struct Keys: Sendable {
+        public var flushTimeout, minSize, maxSize: String
+        public var others: [String]
+        public static let sendingQueue = Keys(flushTimeout: "flush_timeout", minSize: "min_size", maxSize: "max_size", others: ["sizer"])
+        public static let batchProcessor = Keys(flushTimeout: "timeout", minSize: "send_batch_size", maxSize: "send_batch_max_size", others: [])
+
+        /// Settings written with these keys, rewritten with `other`'s.
+        public func rename(_ settings: ConfigValue, to other: Keys) -> ConfigValue {
+            let names = [flushTimeout: other.flushTimeout, minSize: other.minSize, maxSize: other.maxSize]
+            return .map((settings.mapEntries ?? []).map { .init(key: names[$0.key] ?? $0.key, value: $0.value) })
         }
-        if let v = settings["min_size"] { minSize = try parseCount(v, path: "\(path).min_size", in: 0...100_000_000) }
-        if let v = settings["max_size"] { maxSize = try parseCount(v, path: "\(path).max_size", in: 0...100_000_000) }
+    }
+
+    public init(settings: ConfigValue, path: String, keys: Keys = .sendingQueue) throws {
+        guard settings == .null || settings.mapEntries != nil else { throw ConfigError(path, "must be a map of settings") }
+        try settings.requireKnownKeys([keys.flushTimeout, keys.minSize, keys.maxSize] + keys.others, path: path)
+        if let v = settings[keys.flushTimeout] {
+            flushTimeout = try parseDuration(v, path: "\(path).\(keys.flushTimeout)")
+            guard flushTimeout > .zero else { throw ConfigError("\(path).\(keys.flushTimeout)", "must be greater than zero") }
+        }
+        if let v = settings[keys.minSize] { minSize = try parseCount(v, path: "\(path).\(keys.minSize)", in: 0...100_000_000) }
+        if let v = settings[keys.maxSize] { maxSize = try parseCount(v, path: "\(path).\(keys.maxSize)", in: 0...100_000_000) }
         if let v = settings["sizer"], v.stringValue != "items" {
             throw ConfigError("\(path).sizer", "only items (spans) is supported by spanhost")
         }
-        if maxSize > 0 && maxSize < minSize { throw ConfigError("\(path).max_size", "must be 0 (no limit) or at least min_size") }
+        if maxSize > 0 && maxSize < minSize {
+            throw ConfigError("\(path).\(keys.maxSize)", "must be 0 (no limit) or at least \(keys.minSize)")
+        }
     }
 }
 

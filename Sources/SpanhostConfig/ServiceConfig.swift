@@ -283,22 +283,13 @@ public struct ServiceConfig: Sendable, Equatable {
         let batches = config.processors.filter { $0.id.type == "batch" }
         for batch in batches {
             let path = "processors.\(batch.id)"
-            let settings = batch.settings == .null ? ConfigValue.emptyMap : batch.settings
-            for key in ["metadata_keys", "metadata_cardinality_limit"] where settings[key] != nil {
+            for key in ["metadata_keys", "metadata_cardinality_limit"] where batch.settings[key] != nil {
                 throw ConfigError("\(path).\(key)", "Collector key `\(key)` is not supported by spanhost: batches are per exporter queue")
             }
-            try settings.requireKnownKeys(["send_batch_size", "send_batch_max_size", "timeout"], path: path)
-            var mapped: [ConfigValue.Entry] = []
-            if let v = settings["send_batch_size"] { mapped.append(.init(key: "min_size", value: v)) }
-            if let v = settings["send_batch_max_size"] { mapped.append(.init(key: "max_size", value: v)) }
-            if let v = settings["timeout"] { mapped.append(.init(key: "flush_timeout", value: v)) }
-            // Checked here, so an error names the processor's keys.
-            do { _ = try QueueBatchSettings(settings: .map(mapped), path: path) } catch let error as ConfigError {
-                let key = ["min_size": "send_batch_size", "max_size": "send_batch_max_size", "flush_timeout": "timeout"]
-                    .first { error.path.hasSuffix(".\($0.key)") }
-                throw ConfigError(key.map { "\(path).\($0.value)" } ?? path, error.message)
-            }
-            let defaults = ConfigValue.map([.init(key: "sending_queue", value: .map([.init(key: "batch", value: .map(mapped))]))])
+            // Checked with the processor's key names, so an error names what the user wrote.
+            _ = try QueueBatchSettings(settings: batch.settings, path: path, keys: .batchProcessor)
+            let mapped = QueueBatchSettings.Keys.batchProcessor.rename(batch.settings, to: .sendingQueue)
+            let defaults = ConfigValue.map([.init(key: "sending_queue", value: .map([.init(key: "batch", value: mapped)]))])
             let exporters = Set(config.pipelines.filter { $0.processors.contains(batch.id) }.flatMap(\.exporters))
             for index in config.exporters.indices where exporters.contains(config.exporters[index].id) {
                 let own = config.exporters[index].settings

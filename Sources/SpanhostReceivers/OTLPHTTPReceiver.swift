@@ -49,15 +49,9 @@ public struct OTLPHTTPHandler: Sendable {
            respond: { outcome, spans in respond(outcome, spans: spans, encoding: encoding) })
     }
 
-    /// Checks method, path and headers, or says what to answer instead.
+    /// Checks method, path and headers, or says what to answer instead. Credentials were
+    /// checked on the head, before the body was read (ReceiverHandler.answerBeforeBody).
     func check(_ request: HTTPRequest) -> Result<(OTLPEncoding, gzip: Bool), EarlyAnswer> {
-        if let refusal = security.refusal(request) {
-            counters.add(unauthenticatedRequests: 1)
-            let json = request.headers.first(name: "content-type")?.lowercased().hasPrefix("application/json") ?? false
-            var response = status(.unauthorized, json ? .json : .protobuf, code: 16, refusal.message)
-            response.headers.add(name: "WWW-Authenticate", value: refusal.challenge)
-            return .failure(EarlyAnswer(response))
-        }
         guard request.path == settings.tracesPath else {
             return .failure(EarlyAnswer(.text(.notFound, "unknown path \(request.path); OTLP traces are accepted at POST \(settings.tracesPath)")))
         }

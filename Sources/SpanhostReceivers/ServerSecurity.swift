@@ -77,8 +77,6 @@ public struct ServerSecurity: Sendable {
 
     /// What a request without an accepted token is answered: the message and the
     /// WWW-Authenticate value; nil when the request may go on (no authenticator, or accepted).
-    public func refusal(_ request: HTTPRequest) -> (message: String, challenge: String)? { refusal(request.headers) }
-
     public func refusal(_ headers: HTTPHeaders) -> (message: String, challenge: String)? {
         guard let authenticator, !authenticator.accepts(headers) else { return nil }
         return ("missing or wrong credentials: send Authorization: \(authenticator.challenge) <token>", authenticator.challenge)

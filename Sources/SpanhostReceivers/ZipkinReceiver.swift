@@ -28,13 +28,8 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
     public var maxRequestBodySize: Int { settings.maxRequestBodySize }
     public var connectionLimits: ConnectionLimits { ConnectionLimits(settings.connections) }
 
+    /// Credentials were checked on the head (ReceiverHandler.answerBeforeBody).
     public func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse> {
-        if let refusal = security.refusal(request) {
-            counters.add(unauthenticatedRequests: 1)
-            var response = HTTPResponse.text(.unauthorized, refusal.message)
-            response.headers.add(name: "WWW-Authenticate", value: refusal.challenge)
-            return loop.makeSucceededFuture(response)
-        }
         guard request.path == "/api/v2/spans" else {
             return loop.makeSucceededFuture(.text(.notFound, "unknown path \(request.path); Zipkin v2 spans are accepted at POST /api/v2/spans"))
         }
