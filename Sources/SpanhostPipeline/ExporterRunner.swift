@@ -138,11 +138,32 @@ public final class ExporterRunner: @unchecked Sendable {
         }
         guard let queue else { return exportNow(batch, spans: spans) }
         if exportsDirectly, exportAhead(batch, spans: spans, queue: queue) { return nil }
-        counters.add("queued", Int64(spans))
-        condition.withLock { tally.accepted += spans }
         let hungDrop = !force && queueSettings.onFull == .drop && isHung
-        if !hungDrop && queue.offer(batch, force: force || queueSettings.onFull == .refuse) { return nil }
+        switch hungDrop ? .full : queue.offer(batch, force: force || queueSettings.onFull == .refuse) {
+        case .queued:
+            counters.add("queued", Int64(spans))
+            condition.withLock { tally.accepted += spans }
+            return nil
+        case .notStored(let reason):
+            // Never answered 200: the client sends it again once the disk has room. Spans a
+            // processor flushes at a shutdown or reload were answered already (and a flush
+            // takes every emit): they are lost, and counted.
+            counters.add("not_stored", Int64(spans))
+            guard !force else {
+                condition.withLock {
+                    tally.accepted += spans
+                    tally.lost += spans
+                }
+                logger.error("spans flushed by a processor could not be queued and are lost", metadata: ["spans": "\(spans)", "error": "\(reason)"])
+                return nil
+            }
+            return .refused(retryAfterSeconds: 1, message: "exporter \(id) cannot store its queue (details in the server log)")
+        case .full:
+            break
+        }
+        counters.add("queued", Int64(spans))
         counters.add("dropped_on_full", Int64(spans))
+        condition.withLock { tally.accepted += spans }
         let log: Bool = condition.withLock {
             tally.lost += spans
             guard lastDropLog.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true else { return false }

@@ -13,6 +13,16 @@ public struct QueuedBatch: @unchecked Sendable {
     public var record: UInt64? { location?.seq }
 }
 
+/// What a queue did with an offered batch.
+public enum OfferResult: Sendable, Equatable {
+    case queued
+    /// Over the queue's limits.
+    case full
+    /// A persistent queue could not write it (a full disk); nothing of it is queued. The reason
+    /// names the file and the error.
+    case notStored(reason: String)
+}
+
 /// What became of a batch taken from a queue.
 public enum QueueOutcome: Sendable {
     case delivered
@@ -26,9 +36,9 @@ public enum QueueOutcome: Sendable {
 /// once after `wake`). `claim` runs under the queue's lock as a batch is handed out, so a
 /// runner's count of batches in hand is never behind what left the queue.
 public protocol BatchQueue: AnyObject, Sendable {
-    /// Queues a batch; false when full (items or bytes). `force` ignores the limits (a fan-out
-    /// that already checked every queue for room).
-    func offer(_ batch: SpanBatch, force: Bool) -> Bool
+    /// Queues a batch, unless full (items or bytes) or it cannot be stored. `force` ignores the
+    /// limits (a fan-out that already checked every queue for room).
+    func offer(_ batch: SpanBatch, force: Bool) -> OfferResult
     func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch?
     func done(_ item: QueuedBatch, _ outcome: QueueOutcome)
     func release(_ item: QueuedBatch)
@@ -76,6 +86,10 @@ public struct QueueStats: Sendable, Encodable {
     public var deadLettered: Int?
     public var recoveredBatches: Int?
     public var cutBytes: Int?
+    /// Disk queues: batches refused because they could not be written (a full disk), and
+    /// delivered batches whose ACK waits for space (they would go out again after a restart).
+    public var writeFailures: Int?
+    public var unwrittenAcks: Int?
 }
 
 /// Limits of a queue, from `sending_queue`.
@@ -101,14 +115,14 @@ public final class MemoryQueue: BatchQueue, @unchecked Sendable {
 
     public init(limits: QueueLimits) { self.limits = limits }
 
-    public func offer(_ batch: SpanBatch, force: Bool) -> Bool {
+    public func offer(_ batch: SpanBatch, force: Bool) -> OfferResult {
         let size = batch.arenaBytes
         return condition.withLock {
-            guard force || (items.count < limits.items && bytes + size <= limits.bytes) else { return false }
+            guard force || (items.count < limits.items && bytes + size <= limits.bytes) else { return .full }
             items.append((batch, batch.spanCount, size, .now))
             bytes += size
             condition.signal()
-            return true
+            return .queued
         }
     }
 

@@ -27,6 +27,9 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     /// Bytes of batches not yet acknowledged (queued or being exported): what the limit counts.
     private var liveBytes = 0
     private var deadLettered = 0
+    private var writeFailures = 0
+    /// False from a failed write to the next good one (so a full disk is logged once).
+    private var writing = true
     private let recovered: Int
     private let cutBytes: Int
     private var currentLimits: QueueLimits
@@ -87,7 +90,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
                 spans = batch.spanCount
             }
             writeDeadLetter(json: json, spans: spans, reason: reason)
-            try? log.acknowledge(location)
+            log.acknowledge(location)
             poisoned += 1
             logger.error("a queued batch was being exported every time the process died; dead-lettered, not retried",
                          metadata: ["seq": "\(location.seq)", "reason": "\(reason)", "spans": "\(spans)"])
@@ -117,22 +120,30 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         }
     }
 
-    public func offer(_ batch: SpanBatch, force: Bool) -> Bool {
+    public func offer(_ batch: SpanBatch, force: Bool) -> OfferResult {
         var encoded = spanhost_buffer()
-        guard sh_encode_batch(batch.pointer, UInt32(SPANHOST_ENCODING_OTLP_PROTO), &encoded) == 0 else { return false }
+        guard sh_encode_batch(batch.pointer, UInt32(SPANHOST_ENCODING_OTLP_PROTO), &encoded) == 0 else {
+            return .notStored(reason: "out of memory encoding the batch")
+        }
         defer { sh_buffer_free(&encoded) }
         let spans = batch.spanCount
         return condition.withLock {
-            guard force || (pending.count < currentLimits.items && liveBytes + encoded.len <= currentLimits.bytes) else { return false }
+            guard force || (pending.count < currentLimits.items && liveBytes + encoded.len <= currentLimits.bytes) else { return .full }
             do {
                 let location = try log.append(UnsafeRawBufferPointer(start: encoded.data, count: encoded.len))
                 pending.append((location, spans, .now))
                 liveBytes += location.length
+                if writeFailures > 0 && !writing {
+                    logger.notice("the queue is written again", metadata: ["failed_writes": "\(writeFailures)"])
+                }
+                writing = true
                 condition.signal()
-                return true
+                return .queued
             } catch {
-                logger.error("cannot append to the queue", metadata: ["error": "\(error)"])
-                return false
+                writeFailures += 1
+                if writing { logger.error("cannot write to the queue; batches are refused until it can", metadata: ["error": "\(error)"]) }
+                writing = false
+                return .notStored(reason: "\(error)")
             }
         }
     }
@@ -171,7 +182,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
                 logger.error("a queued batch cannot be read back; dead-lettered", metadata: ["seq": "\(next.location.seq)", "error": "\(error)"])
                 condition.withLock {
                     writeDeadLetter(json: "null", spans: 0, reason: "cannot read back: \(error)")
-                    try? log.acknowledge(next.location)
+                    log.acknowledge(next.location)
                     liveBytes -= next.location.length
                 }
             }
@@ -186,9 +197,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         }
         condition.withLock {
             attempts.returned(location.seq, acknowledged: true)
-            do { try log.acknowledge(location) } catch {
-                logger.error("cannot acknowledge a batch; it will be delivered again after a restart", metadata: ["error": "\(error)"])
-            }
+            log.acknowledge(location)
             liveBytes -= location.length
             condition.broadcast()
         }
@@ -211,6 +220,10 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     public func settle() -> QueueSettlement {
         condition.withLock {
             try? log.sync()
+            if log.pendingAcks > 0 {
+                logger.warning("delivered batches whose ACK could not be written will be delivered again after a restart",
+                               metadata: ["batches": "\(log.pendingAcks)"])
+            }
             return QueueSettlement(lostSpans: 0, keptBatches: pending.count, keptSpans: pending.reduce(0) { $0 + $1.spans })
         }
     }
@@ -226,7 +239,8 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
             QueueStats(depth: pending.count, capacity: currentLimits.items, spans: pending.reduce(0) { $0 + $1.spans },
                               oldestAgeSeconds: pending.first.map { (ContinuousClock.now - $0.at).seconds },
                               bytesInMemory: 0, bytesQueued: liveBytes, bytesOnDisk: log.bytesOnDisk, deadLettered: deadLettered,
-                              recoveredBatches: recovered, cutBytes: cutBytes)
+                              recoveredBatches: recovered, cutBytes: cutBytes, writeFailures: writeFailures,
+                              unwrittenAcks: log.pendingAcks)
         }
     }
 

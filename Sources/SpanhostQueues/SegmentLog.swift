@@ -5,7 +5,12 @@ import SpanhostConfig
 /// Why a persistent queue could not be opened or written.
 public struct StorageError: Error, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    /// The disk (or the process's file size limit) is full: retry once space returns.
+    public var noSpace: Bool
+    init(_ description: String, noSpace: Bool = false) {
+        self.description = description
+        self.noSpace = noSpace
+    }
     static func errno(_ what: String, _ path: String) -> StorageError {
         StorageError("\(what) \(path): \(String(cString: strerror(Foundation.errno)))")
     }
@@ -20,6 +25,13 @@ public struct StorageError: Error, CustomStringConvertible {
 /// so an ACK is never deleted before the record it acknowledges. On open, every segment is
 /// read back: a record with a bad header or checksum (a crash mid-write) ends its segment, and
 /// the damaged tail is cut off and counted. Not thread-safe: DiskQueue holds the lock.
+///
+/// A write that fails or lands short (a full disk) is undone: the file is cut back to where
+/// the record began, so no later record is read from the wrong place; if it cannot be cut, the
+/// log moves on to a new segment and recovery cuts the half record. An ACK that cannot be
+/// written is kept in memory and written before the next record. A current segment whose
+/// records are all acknowledged is rolled (and so deleted) once it holds `reclaimBytes`, or
+/// at once when the disk is full, so space comes back as batches are delivered.
 final class SegmentLog {
     struct Location: Sendable {
         var seq: UInt64
@@ -50,6 +62,11 @@ final class SegmentLog {
     private var live: [UInt64: Int] = [:]
     private(set) var bytesOnDisk = 0
     private var sizes: [UInt64: Int] = [:]
+    /// ACKs not written yet (the disk was full): sequence number -> segment of its DATA record.
+    private var unwrittenAcks: [UInt64: UInt64] = [:]
+    /// The current segment has a half-written record that could not be cut off.
+    private var mustRoll = false
+    private var reclaimBytes: Int { min(segmentBytes, 1 << 20) }
 
     init(directory: String, segmentBytes: Int, fsync: FsyncPolicy) throws {
         self.directory = directory
@@ -119,40 +136,74 @@ final class SegmentLog {
         return result
     }
 
-    /// Starts a new segment file for appends.
+    /// Starts a new segment file for appends. The old one stays current if the new cannot be made.
     private func roll() throws {
+        let next = current + 1
+        let file = path(next)
+        let newFD = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard newFD >= 0 else { throw StorageError.errno("cannot create", file) }
         if fd >= 0 {
             if dirty { _ = Foundation.fsync(fd) }
             Foundation.close(fd)
         }
-        current += 1
-        let file = path(current)
-        fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StorageError.errno("cannot create", file) }
+        fd = newFD
+        current = next
         currentSize = 0
         sizes[current] = 0
         live[current] = 0
         dirty = false
+        mustRoll = false
+        deleteAcknowledgedSegments()
     }
 
-    /// Appends a DATA record and returns where its payload is.
+    /// Appends a DATA record and returns where its payload is. On a failure nothing of the
+    /// record is left where a later record could follow it.
     func append(_ payload: UnsafeRawBufferPointer) throws -> Location {
-        if currentSize > 0 && currentSize + Self.headerSize + payload.count > segmentBytes { try roll() }
+        let size = Self.headerSize + payload.count
+        if mustRoll || (currentSize > 0 && currentSize + size > segmentBytes) { try roll() }
+        writeUnwrittenAcks()
         let seq = nextSeq
+        do {
+            try write(type: Self.data, seq: seq, payload: payload)
+        } catch let error as StorageError where error.noSpace && live[current, default: 0] == 0 && currentSize > 0 {
+            // Everything in the current segment is delivered: give its space back and try once more.
+            try roll()
+            try write(type: Self.data, seq: seq, payload: payload)
+        }
+        if fsync == .always {
+            do { try fsyncCurrent() } catch {
+                undo(to: currentSize - size)
+                throw error
+            }
+        }
         nextSeq += 1
-        let offset = currentSize + Self.headerSize
-        try write(type: Self.data, seq: seq, payload: payload)
         live[current, default: 0] += 1
-        if fsync == .always { try sync() }
-        return Location(seq: seq, segment: current, offset: offset, length: payload.count)
+        return Location(seq: seq, segment: current, offset: currentSize - payload.count, length: payload.count)
     }
 
     /// Records that `location` was delivered (or dead-lettered); deletes segments that hold
-    /// nothing unacknowledged any more.
-    func acknowledge(_ location: Location) throws {
-        try write(type: Self.ack, seq: location.seq, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+    /// nothing unacknowledged any more. An ACK that cannot be written now is written later;
+    /// until then (or if the process dies first) the batch would be delivered again.
+    func acknowledge(_ location: Location) {
         live[location.segment, default: 1] -= 1
+        unwrittenAcks[location.seq] = location.segment
+        writeUnwrittenAcks()
+        if live[current] == 0 && currentSize >= reclaimBytes { try? roll() }
         deleteAcknowledgedSegments()
+    }
+
+    /// ACKs not yet on disk (the disk was full).
+    var pendingAcks: Int { unwrittenAcks.count }
+
+    private func writeUnwrittenAcks() {
+        guard !unwrittenAcks.isEmpty, !mustRoll, fd >= 0 else { return }
+        for (seq, segment) in unwrittenAcks.sorted(by: { $0.key < $1.key }) {
+            // An ACK for a segment already deleted is not needed.
+            if sizes[segment] != nil {
+                guard (try? write(type: Self.ack, seq: seq, payload: UnsafeRawBufferPointer(start: nil, count: 0))) != nil else { return }
+            }
+            unwrittenAcks[seq] = nil
+        }
     }
 
     func read(_ location: Location) throws -> [UInt8] {
@@ -168,12 +219,18 @@ final class SegmentLog {
 
     /// fsync if anything was written since the last one (the interval policy's timer).
     func sync() throws {
+        writeUnwrittenAcks()
+        try fsyncCurrent()
+    }
+
+    private func fsyncCurrent() throws {
         guard dirty, fd >= 0 else { return }
         guard Foundation.fsync(fd) == 0 else { throw StorageError.errno("cannot fsync", path(current)) }
         dirty = false
     }
 
     func close() {
+        writeUnwrittenAcks()
         if fd >= 0 {
             if dirty { _ = Foundation.fsync(fd) }
             Foundation.close(fd)
@@ -190,17 +247,32 @@ final class SegmentLog {
             h.storeBytes(of: UInt32(payload.count), toByteOffset: 16, as: UInt32.self)
             h.storeBytes(of: Self.crc32(payload, seq: seq), toByteOffset: 20, as: UInt32.self)
         }
-        // One writev: the record lands whole or (after a crash) as a tail that recovery cuts.
+        let expected = Self.headerSize + payload.count
+        // One writev: the record lands whole, or is cut off again here (or by recovery after a crash).
         let written = header.withUnsafeBytes { h -> Int in
             var iov = [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count),
                        iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payload.count)]
             return writev(fd, &iov, payload.count > 0 ? 2 : 1)
         }
-        guard written == Self.headerSize + payload.count else { throw StorageError.errno("cannot write", path(current)) }
+        guard written == expected else {
+            let code = written < 0 ? Foundation.errno : ENOSPC
+            undo(to: currentSize)
+            let what = written < 0 ? String(cString: strerror(code)) : "short write (\(written) of \(expected) bytes)"
+            throw StorageError("cannot write \(path(current)): \(what)", noSpace: code == ENOSPC || code == EDQUOT || code == EFBIG)
+        }
         currentSize += written
         sizes[current, default: 0] += written
         bytesOnDisk += written
         dirty = true
+    }
+
+    /// Cuts the current segment back to `size` bytes (a record that failed); when that fails
+    /// too, the next write starts a new segment and recovery cuts the half record.
+    private func undo(to size: Int) {
+        if ftruncate(fd, off_t(size)) != 0 { mustRoll = true }
+        bytesOnDisk -= currentSize - size
+        sizes[current, default: 0] = size
+        currentSize = size
     }
 
     /// Deletes the oldest segments while they are fully acknowledged (never the current one).

@@ -35,7 +35,7 @@ final class DiskQueueTests: XCTestCase {
             var bytes = try XCTUnwrap(batch(n).encode(.protobuf))
             locations.append(try bytes.withUnsafeMutableBytes { try log.append(UnsafeRawBufferPointer($0)) })
         }
-        for location in locations.prefix(6) { try log.acknowledge(location) }
+        for location in locations.prefix(6) { log.acknowledge(location) }
         let segmentsBefore = try FileManager.default.contentsOfDirectory(atPath: directory).count
         log.close()
         let again = try SegmentLog(directory: directory, segmentBytes: 200, fsync: .never)
@@ -76,15 +76,15 @@ final class DiskQueueTests: XCTestCase {
 
     func testDiskQueueLimitsCountUndeliveredBytesAndDeadLettersFailures() throws {
         let queue = try DiskQueue.open(directory: directory, limits: QueueLimits(items: 3, bytes: 1 << 20), fsync: .never)
-        XCTAssertTrue(queue.offer(try batch(0), force: false))
-        XCTAssertTrue(queue.offer(try batch(1), force: false))
-        XCTAssertTrue(queue.offer(try batch(2), force: false))
-        XCTAssertFalse(queue.offer(try batch(3), force: false), "three items is the limit")
+        XCTAssertEqual(queue.offer(try batch(0), force: false), .queued)
+        XCTAssertEqual(queue.offer(try batch(1), force: false), .queued)
+        XCTAssertEqual(queue.offer(try batch(2), force: false), .queued)
+        XCTAssertEqual(queue.offer(try batch(3), force: false), .full, "three items is the limit")
         XCTAssertTrue(queue.isFull)
         let first = try XCTUnwrap(queue.take(while: { true }, claim: {}))
         XCTAssertEqual(names(first), "op-0")
         queue.done(first, .delivered)
-        XCTAssertTrue(queue.offer(try batch(3), force: false), "a delivered batch makes room")
+        XCTAssertEqual(queue.offer(try batch(3), force: false), .queued, "a delivered batch makes room")
         let second = try XCTUnwrap(queue.take(while: { true }, claim: {}))
         queue.done(second, .failed(reason: "rejected: bad data"))
         let third = try XCTUnwrap(queue.take(while: { true }, claim: {}))
@@ -125,5 +125,96 @@ extension DiskQueueTests {
         third.taken(7, by: "crashy")
         third.returned(7, acknowledged: true)
         XCTAssertEqual(ExportAttempts(directory: directory).recover(), [:])
+    }
+}
+
+/// A full disk, made real with the kernel's file size limit (RLIMIT_FSIZE): a write that
+/// crosses it lands short, the next fails with EFBIG, exactly as on a full file system.
+extension DiskQueueTests {
+    /// Runs `body` with files limited to `bytes`; SIGXFSZ is ignored so writes fail instead.
+    func withFileSizeLimit<T>(_ bytes: Int, _ body: () throws -> T) rethrows -> T {
+        var old = rlimit()
+        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        let oldHandler = signal(SIGXFSZ, SIG_IGN)
+        var limit = rlimit(rlim_cur: rlim_t(bytes), rlim_max: old.rlim_max)
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit)
+        defer {
+            setrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+            signal(SIGXFSZ, oldHandler)
+        }
+        return try body()
+    }
+
+    func segmentSize(_ log: SegmentLog) throws -> Int {
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".seg") }.sorted()
+        let attributes = try FileManager.default.attributesOfItem(atPath: "\(directory!)/\(files.last!)")
+        return (attributes[.size] as! NSNumber).intValue
+    }
+
+    func testAShortWriteIsCutBackSoLaterRecordsReadBackWhole() throws {
+        let log = try SegmentLog(directory: directory, segmentBytes: 1 << 20, fsync: .never)
+        _ = try log.recover()
+        let payloads = try (0..<4).map { try XCTUnwrap(batch($0).encode(.protobuf)) }
+        let first = try payloads[0].withUnsafeBytes { try log.append($0) }
+        let size = try segmentSize(log)
+        // Room for the header and half the payload: the kernel writes that much and stops.
+        let sizeAfter = try withFileSizeLimit(size + SegmentLog.headerSize + payloads[1].count / 2) { () -> Int in
+            XCTAssertThrowsError(try payloads[1].withUnsafeBytes { try log.append($0) }) { error in
+                XCTAssertTrue((error as? StorageError)?.noSpace == true, "\(error)")
+            }
+            return (try? segmentSize(log)) ?? -1
+        }
+        XCTAssertEqual(sizeAfter, size, "the half record is cut off")
+        // Space is back: the next records follow the first directly and read back whole.
+        let later = try payloads[2...].map { p in try p.withUnsafeBytes { try log.append($0) } }
+        XCTAssertEqual(later[0].offset, first.offset + first.length + SegmentLog.headerSize)
+        log.close()
+        let again = try SegmentLog(directory: directory, segmentBytes: 1 << 20, fsync: .never)
+        let recovery = try again.recover()
+        XCTAssertEqual(recovery.cutBytes, 0)
+        XCTAssertEqual(recovery.pending.map(\.seq), [first.seq] + later.map(\.seq))
+        XCTAssertEqual(try recovery.pending.map { try again.read($0) }, [payloads[0], payloads[2], payloads[3]])
+    }
+
+    func testAcksThatCannotBeWrittenAreWrittenOnceThereIsRoom() throws {
+        let log = try SegmentLog(directory: directory, segmentBytes: 1 << 20, fsync: .never)
+        _ = try log.recover()
+        let locations = try (0..<3).map { n in try XCTUnwrap(batch(n).encode(.protobuf)).withUnsafeBytes { try log.append($0) } }
+        let size = try segmentSize(log)
+        withFileSizeLimit(size) {
+            for location in locations { log.acknowledge(location) }
+            XCTAssertEqual(log.pendingAcks, 3)
+        }
+        try log.sync()
+        XCTAssertEqual(log.pendingAcks, 0)
+        log.close()
+        let recovery = try SegmentLog(directory: directory, segmentBytes: 1 << 20, fsync: .never).recover()
+        XCTAssertEqual(recovery.pending.count, 0, "delivered batches are not sent again")
+    }
+
+    func testAFullDiskGivesBackADeliveredCurrentSegment() throws {
+        let log = try SegmentLog(directory: directory, segmentBytes: 1 << 20, fsync: .never)
+        _ = try log.recover()
+        let payload = try XCTUnwrap(batch(0).encode(.protobuf))
+        let locations = try (0..<20).map { _ in try payload.withUnsafeBytes { try log.append($0) } }
+        for location in locations { log.acknowledge(location) }
+        let before = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".seg") }
+        XCTAssertEqual(before.count, 1, "below the reclaim size the current segment stays")
+        let location = try withFileSizeLimit(try segmentSize(log)) { try payload.withUnsafeBytes { try log.append($0) } }
+        let after = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".seg") }
+        XCTAssertEqual(after.count, 1)
+        XCTAssertNotEqual(after, before, "the delivered segment was deleted for the new record")
+        XCTAssertEqual(try log.read(location), payload)
+    }
+
+    func testADiskQueueThatCannotWriteSaysSoInsteadOfFull() throws {
+        let queue = try DiskQueue.open(directory: directory, limits: QueueLimits(items: 100, bytes: 1 << 20), fsync: .never)
+        XCTAssertEqual(queue.offer(try batch(0), force: false), .queued)
+        let result = try withFileSizeLimit(Int(queue.stats.bytesOnDisk ?? 0)) { queue.offer(try batch(1), force: false) }
+        guard case .notStored(let reason) = result else { return XCTFail("\(result)") }
+        XCTAssertTrue(reason.contains("File too large"), reason)
+        XCTAssertEqual(queue.stats.writeFailures, 1)
+        XCTAssertEqual(queue.offer(try batch(2), force: false), .queued, "writes resume when there is room")
+        XCTAssertEqual(queue.depth, 2)
     }
 }

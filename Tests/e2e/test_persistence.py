@@ -5,9 +5,11 @@ import glob
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
+import pytest
 import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -239,4 +241,91 @@ def test_a_full_queue_answers_503_and_an_sdk_client_delivers_everything_later(sp
               f"(Retry-After {answer.headers['Retry-After']}); peak RSS {rss} MiB; all {created} SDK spans delivered")
     finally:
         provider.shutdown()
+        backend.stop()
+
+
+DISK_FULL = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:%d
+    compression: none
+    timeout: 2s
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 10m}}
+    sending_queue: {{storage: %s, queue_size: 100000, max_size_mib: 256, fsync: always, on_full: refuse}}
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlphttp]
+"""
+
+
+def padded_body(n, spans=20):
+    """Request n of `body`, with a 600-byte attribute on every span: about 13 KB a request."""
+    b = body(n, spans)
+    for span in b["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        span["attributes"] = [{"key": "payload", "value": {"stringValue": f"{n:08d}" * 75}}]
+    return b
+
+
+@pytest.fixture
+def small_disk(tmp):
+    """A 4 MB tmpfs: a disk that really fills up."""
+    path = os.path.join(tmp, "disk")
+    os.makedirs(path)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", path], capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mount.stderr.strip()}")
+    yield path
+    subprocess.run(["umount", "-l", path])
+
+
+def test_a_full_disk_answers_503_loses_nothing_and_gives_space_back(spanhost, tmp, small_disk):
+    backend_port = free_port()
+    config = DISK_FULL % (backend_port, small_disk + "/queue")
+    front = spanhost(config)
+    # Backend down: 400 requests of 20 spans (5 MB), each sent once, fill the 4 MB disk.
+    answers = {}
+    session = requests.Session()
+    for n in range(400):
+        r = session.post(front.url, json=padded_body(n), timeout=5)
+        answers[n] = r.status_code
+        if r.status_code == 503:
+            assert int(r.headers["Retry-After"]) >= 1
+    ok = {n for n, code in answers.items() if code == 200}
+    refused = [n for n, code in answers.items() if code != 200]
+    assert set(answers.values()) <= {200, 503}, answers
+    assert refused, "the disk never filled"
+    queue = front.status()["exporters"][0]["queue"]
+    assert queue["writeFailures"] >= len(refused)
+    assert "on_full: drop" not in front.log()
+    assert "cannot write to the queue" in front.log()
+    # The backend comes back: everything answered 200 arrives, the delivered segments are
+    # deleted, and the refused requests, sent again, are taken once there is room.
+    backend = Spanhost(BACKEND.replace("{receiver}", f"127.0.0.1:{backend_port}"), tmp).wait_healthy()
+    try:
+        path = os.path.join(tmp, "backend.jsonl")
+        want = {f"{n * 20 + i + 1:016x}" for n in ok for i in range(20)}
+        assert wait_for(lambda: want <= delivered(path)[1], timeout=120), f"missing {len(want - delivered(path)[1])} of {len(want)}"
+        for n in refused:
+            assert wait_for(lambda: session.post(front.url, json=padded_body(n), timeout=5).status_code == 200, timeout=30), n
+        want_all = {f"{n * 20 + i + 1:016x}" for n in range(400) for i in range(20)}
+        assert wait_for(lambda: want_all <= delivered(path)[1], timeout=120), f"missing {len(want_all - delivered(path)[1])}"
+        assert wait_for(lambda: front.status()["exporters"][0]["queue"]["bytesOnDisk"] < 1 << 20, timeout=30)
+        assert front.stop() == 0
+        assert "dead-lettered" not in front.log() and "cut" not in front.log()
+        ids, unique = delivered(path)
+        print(f"\n4 MB disk, backend down: {len(ok)} of 400 requests answered 200, {len(refused)} answered 503 "
+              f"({queue['writeFailures']} failed writes); after the backend returned all 8000 spans delivered "
+              f"(duplicates {len(ids) - len(unique)})")
+    finally:
         backend.stop()
