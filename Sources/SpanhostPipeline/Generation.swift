@@ -15,7 +15,7 @@ public enum GenerationError: Error, CustomStringConvertible {
     case invalidSettings(ConfigError)
     /// The file named like the component's type was refused when plugins were scanned.
     case refused(kind: ComponentKind, id: ComponentID, reason: PluginLoadError)
-    /// The component's plugin is quarantined and its `on_quarantine` is `fail` (the default).
+    /// The component's plugin is quarantined and its `on_quarantine` is `fail`.
     case quarantined(kind: ComponentKind, id: ComponentID, reason: PluginLoadError)
 
     public var description: String {
@@ -30,7 +30,7 @@ public enum GenerationError: Error, CustomStringConvertible {
         case .invalidSettings(let error): return "\(error)"
         case .refused(let kind, let id, let reason): return "\(kind.section).\(id): \(reason)"
         case .quarantined(let kind, let id, let reason):
-            return "\(kind.section).\(id): \(reason); set on_quarantine: skip to run the other components without it"
+            return "\(kind.section).\(id): \(reason); on_quarantine is fail: remove it (the default, refuse, keeps the other pipelines running)"
         }
     }
 }
@@ -52,6 +52,9 @@ public final class Generation: @unchecked Sendable {
     public let carriedOver: Int
     /// Components left out because their plugin is quarantined (`on_quarantine: skip`).
     public let skipped: [String]
+    /// Pipelines answering 503 because a component's plugin is quarantined
+    /// (`on_quarantine: refuse`), with the component and reason.
+    public let refusingPipelines: [String: String]
     /// The sha256 of each `plugins.functions` library this generation was built with.
     let functionImages: [String]
     private let routes: [ComponentID: [Pipeline]]
@@ -104,10 +107,12 @@ public final class Generation: @unchecked Sendable {
         var notifiers: [ComponentID: NotifierRunner] = [:]
         var connectors: [(config: ConnectorConfig, connector: SpanConnector)] = []
         var pipelines: [Pipeline] = []
-        var skipped: [String] = []
+        var quarantine = QuarantineEffect(config: config)
         do {
-            // Components whose plugin is quarantined and that say `on_quarantine: skip` are left out.
-            let config = try Self.withoutSkipped(config, catalog: catalog, skipped: &skipped)
+            // Components whose plugin is quarantined are left out; their pipelines refuse data
+            // (or run without them, with `on_quarantine: skip`).
+            quarantine = try Self.applyQuarantine(config, catalog: catalog)
+            let config = quarantine.config
             do { try RuleEngine.checkConditions(config.rules) } catch { throw GenerationError.invalidSettings(error) }
             // Function libraries registered their functions when the catalog loaded them.
             for name in config.functionLibraries {
@@ -142,7 +147,7 @@ public final class Generation: @unchecked Sendable {
                                           notifiers: pipeline.notifiers.map { notifiers[$0]! },
                                           connectors: pipeline.connectors.compactMap { id in connectors.first { $0.config.id == id }?.connector },
                                           rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } },
-                                          previous: oldPipeline))
+                                          previous: oldPipeline, refusing: quarantine.refusing[pipeline.id]))
             }
         } catch {
             for instance in created { instance.destroy() }
@@ -161,31 +166,47 @@ public final class Generation: @unchecked Sendable {
         self.routes = routes
         self.carriedOver = carried
         self.functionImages = functionImages
-        self.skipped = skipped
+        self.skipped = quarantine.skipped
+        self.refusingPipelines = quarantine.refusing
     }
 
-    /// `config` without the components that `on_quarantine: skip` leaves out, named in `skipped`.
-    static func withoutSkipped(_ config: ServiceConfig, catalog: PluginCatalog, skipped: inout [String]) throws -> ServiceConfig {
-        var result = config
-        func keep(_ kind: ComponentKind, _ id: ComponentID) throws -> Bool {
+    /// What quarantined plugins do to a config: the components left out (`on_quarantine: skip`
+    /// and `refuse`), and the pipelines that refuse data because one of theirs is quarantined
+    /// (`refuse`, the default), each with the reason.
+    struct QuarantineEffect {
+        var config: ServiceConfig
+        var skipped: [String] = []
+        var refusing: [String: String] = [:]
+    }
+
+    /// Applies each quarantined component's `on_quarantine`: `fail` fails the generation,
+    /// `skip` runs its pipelines without it, `refuse` keeps its pipelines answering 503 while
+    /// every other pipeline runs.
+    static func applyQuarantine(_ config: ServiceConfig, catalog: PluginCatalog) throws -> QuarantineEffect {
+        var effect = QuarantineEffect(config: config)
+        func keep(_ kind: ComponentKind, _ id: ComponentID, pipeline: String) throws -> Bool {
             guard let component = config.component(kind, id) else { return true }
             let path = "\(kind.section).\(id).on_quarantine"
-            let choice = try component.settings["on_quarantine"].map { try requireString($0, path) } ?? "fail"
-            guard choice == "fail" || choice == "skip" else {
-                throw GenerationError.invalidSettings(ConfigError(path, "'\(choice)' is not fail or skip"))
+            let choice = try component.settings["on_quarantine"].map { try requireString($0, path) } ?? "refuse"
+            guard ["refuse", "skip", "fail"].contains(choice) else {
+                throw GenerationError.invalidSettings(ConfigError(path, "'\(choice)' is not refuse, skip or fail"))
             }
             guard let reason = catalog.quarantined[id.type] else { return true }
-            if choice == "fail" { throw GenerationError.quarantined(kind: kind, id: id, reason: reason) }
-            skipped.append("\(kind.section).\(id)")
+            switch choice {
+            case "fail": throw GenerationError.quarantined(kind: kind, id: id, reason: reason)
+            case "skip": effect.skipped.append("\(kind.section).\(id)")
+            default: effect.refusing[pipeline] = effect.refusing[pipeline] ?? "the plugin of \(kind.section).\(id) is quarantined (see /status)"
+            }
             return false
         }
-        for i in result.pipelines.indices {
-            result.pipelines[i].processors = try result.pipelines[i].processors.filter { try keep(.processor, $0) }
-            result.pipelines[i].exporters = try result.pipelines[i].exporters.filter { try keep(.exporter, $0) }
-            result.pipelines[i].notifiers = try result.pipelines[i].notifiers.filter { try keep(.notifier, $0) }
+        for i in effect.config.pipelines.indices {
+            let pipeline = effect.config.pipelines[i].id
+            effect.config.pipelines[i].processors = try effect.config.pipelines[i].processors.filter { try keep(.processor, $0, pipeline: pipeline) }
+            effect.config.pipelines[i].exporters = try effect.config.pipelines[i].exporters.filter { try keep(.exporter, $0, pipeline: pipeline) }
+            effect.config.pipelines[i].notifiers = try effect.config.pipelines[i].notifiers.filter { try keep(.notifier, $0, pipeline: pipeline) }
         }
-        skipped = Array(Set(skipped)).sorted()
-        return result
+        effect.skipped = Array(Set(effect.skipped)).sorted()
+        return effect
     }
 
     /// The config and plugin library of one component, checked.
@@ -216,8 +237,7 @@ public final class Generation: @unchecked Sendable {
     /// create takes only that process down.
     public static func validate(config: ServiceConfig, catalog: PluginCatalog,
                                 willCreate: (String, PluginLibrary) -> Void = { _, _ in }) throws {
-        var skipped: [String] = []
-        let config = try withoutSkipped(config, catalog: catalog, skipped: &skipped)
+        let config = try applyQuarantine(config, catalog: catalog).config
         do { try RuleEngine.checkConditions(config.rules) } catch { throw GenerationError.invalidSettings(error) }
         var seen = Set<String>()
         for pipeline in config.pipelines {

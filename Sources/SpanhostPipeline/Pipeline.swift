@@ -20,6 +20,8 @@ public final class Pipeline: @unchecked Sendable {
 
     /// The rule settings the engine was built from.
     let ruleConfigs: [RuleConfig]
+    /// Why this pipeline refuses every batch (a component's plugin is quarantined), or nil.
+    public let refusing: String?
 
     /// Every processor and exporter on the way says it never blocks: a batch may run through
     /// on an event loop.
@@ -28,8 +30,9 @@ public final class Pipeline: @unchecked Sendable {
     /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
     init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [NotifierRunner],
-         connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil) {
+         connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, refusing: String? = nil) {
         self.id = id
+        self.refusing = refusing
         self.processors = processors
         self.exporters = exporters
         self.notifiers = notifiers
@@ -61,6 +64,9 @@ public final class Pipeline: @unchecked Sendable {
     /// Runs a batch through the whole pipeline. The batch must be this pipeline's own
     /// (processors change it in place).
     public func consume(_ batch: SpanBatch) -> ConsumeOutcome {
+        // The client keeps the data and sends it again: until an operator replaces or clears
+        // the plugin, nothing here would be processed as configured.
+        if let refusing { return .refused(retryAfterSeconds: 5, message: "pipeline \(id) is down: \(refusing)") }
         rules.observe(batch)
         return run(batch, from: 0)
     }

@@ -12,8 +12,9 @@ import SpanhostModel
 /// `dead_letter.jsonl` (time, reason, spans, the request as OTLP JSON) and acknowledged, so a
 /// replay never loops on it.
 ///
-/// A batch that was being exported each of the last `poisonAfterCrashes` times the process
-/// died is dead-lettered when the queue opens, not exported again (see ExportAttempts).
+/// A batch whose content was being exported `poisonAfterCrashes` times the process died is
+/// dead-lettered when it is taken, not exported again, even when a client sent it again as a
+/// new request (see ExportAttempts).
 ///
 /// One DiskQueue exists per directory in the process (`open` shares it), so when a reload
 /// replaces an exporter, the old and new runner take from the same queue and nothing is
@@ -36,7 +37,9 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     private let attempts: ExportAttempts
     /// The plugin exporting from this queue, for the ledger.
     private var owner = ""
-    /// Batches dead-lettered at open because they were being exported when the process died.
+    /// A batch whose content was being exported this many times the process died is poison.
+    private let poisonAfterCrashes: Int
+    /// Batches dead-lettered as poison instead of exported.
     public private(set) var poisoned = 0
     private let logger: Logger
 
@@ -65,37 +68,16 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         log = try SegmentLog(directory: directory, segmentBytes: segmentBytes, fsync: fsync)
         let recovery = try log.recover()
         attempts = ExportAttempts(directory: directory)
-        var crashes = attempts.recover()
-        var queued: [SegmentLog.Location] = []
-        var poison: [(SegmentLog.Location, ExportAttempts.Crashes)] = []
-        for location in recovery.pending {
-            if let c = crashes[location.seq], c.count >= poisonAfterCrashes { poison.append((location, c)) } else { queued.append(location) }
-        }
-        let stillQueued = Set(queued.map(\.seq))
-        crashes = crashes.filter { stillQueued.contains($0.key) }
-        pending = Deque(queued.map { ($0, 0, .now) })
-        liveBytes = queued.reduce(0) { $0 + $1.length }
-        recovered = queued.count
+        attempts.recover()
+        self.poisonAfterCrashes = poisonAfterCrashes
+        pending = Deque(recovery.pending.map { ($0, 0, .now) })
+        liveBytes = recovery.pending.reduce(0) { $0 + $1.length }
+        recovered = recovery.pending.count
         cutBytes = recovery.cutBytes
         if recovery.cutBytes > 0 {
             logger.warning("damaged segment tails cut", metadata: ["bytes": "\(recovery.cutBytes)", "segments": "\(recovery.cutSegments)"])
         }
         if recovered > 0 { logger.info("queued batches recovered from disk", metadata: ["batches": "\(recovered)"]) }
-        for (location, c) in poison {
-            let reason = "crashed plugin \(c.plugin.isEmpty ? "(unknown)" : c.plugin) \(c.count) times"
-            var json = "null", spans = 0
-            if let bytes = try? log.read(location),
-               let batch = try? bytes.withUnsafeBytes({ try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: Int.max) }) {
-                json = batch.encode(.json).map { String(decoding: $0, as: UTF8.self) } ?? "null"
-                spans = batch.spanCount
-            }
-            writeDeadLetter(json: json, spans: spans, reason: reason)
-            log.acknowledge(location)
-            poisoned += 1
-            logger.error("a queued batch was being exported every time the process died; dead-lettered, not retried",
-                         metadata: ["seq": "\(location.seq)", "reason": "\(reason)", "spans": "\(spans)"])
-        }
-        attempts.restart(keeping: crashes)
         if case .interval(let every) = fsync {
             let thread = Thread { [weak self] in
                 while true {
@@ -163,20 +145,40 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
             guard let next else { return nil }
             do {
                 let bytes = try condition.withLock { try log.read(next.location) }
+                let digest = bytes.withUnsafeBytes { ExportAttempts.Digest($0) }
                 let batch = try bytes.withUnsafeBytes {
                     try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: Int.max)
                 }
                 let item = QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location)
-                // Claimed only if the taker is still active; else it goes back to the front.
-                let claimed: Bool = condition.withLock {
-                    guard active() else { return false }
+                // Claimed only if the taker is still active and it is not poison; else it goes
+                // back to the front, or to the dead-letter file.
+                enum Claim { case claimed, inactive, poison(ExportAttempts.Crashes) }
+                let verdict: Claim = condition.withLock {
+                    guard active() else { return .inactive }
+                    if let crashes = attempts.crashes(of: digest), crashes.count >= poisonAfterCrashes { return .poison(crashes) }
                     claim()
-                    attempts.taken(next.location.seq, by: owner)
-                    return true
+                    attempts.taken(next.location.seq, digest: digest, by: owner)
+                    return .claimed
                 }
-                if claimed { return item }
-                release(item)
-                return nil
+                switch verdict {
+                case .claimed:
+                    return item
+                case .inactive:
+                    release(item)
+                    return nil
+                case .poison(let crashes):
+                    let reason = "crashed plugin \(crashes.plugin.isEmpty ? "(unknown)" : crashes.plugin) \(crashes.count) times"
+                    let json = batch.encode(.json).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+                    condition.withLock {
+                        writeDeadLetter(json: json, spans: batch.spanCount, reason: reason)
+                        log.acknowledge(next.location)
+                        liveBytes -= next.location.length
+                        poisoned += 1
+                        condition.broadcast()
+                    }
+                    logger.error("the process died every time a batch like this one was being exported; dead-lettered, not retried",
+                                 metadata: ["seq": "\(next.location.seq)", "reason": "\(reason)", "spans": "\(batch.spanCount)"])
+                }
             } catch {
                 // The checksum matched, so this is a bug or a disk error; never retry it forever.
                 logger.error("a queued batch cannot be read back; dead-lettered", metadata: ["seq": "\(next.location.seq)", "error": "\(error)"])

@@ -133,7 +133,7 @@ struct StatusSource: Sendable {
                       processors: pipeline.processors.map { component($0) },
                       exporters: pipeline.exporters.map { "\($0.id)" }, notifiers: pipeline.notifiers.map { "\($0.id)" },
                       connectors: pipeline.connectors.map { "\($0.id)" },
-                      rules: pipeline.rules.counters)
+                      rules: pipeline.rules.counters, refusing: pipeline.refusing)
             },
             connectors: generation.connectors.map(\.connector.status),
             reloads: coordinator.log.summary,
@@ -189,6 +189,8 @@ struct StatusReport: Encodable {
         var connectors: [String]
         /// Per rule: events counted, fired, resolved, refused.
         var rules: [String: Int64]
+        /// Why every batch is answered 503 (a component's plugin is quarantined), if so.
+        var refusing: String?
     }
     var plugins: [Plugin]
     var refusedPlugins: [Refused]

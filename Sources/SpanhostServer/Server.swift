@@ -46,6 +46,10 @@ public final class Server: Sendable {
         if !generation.skipped.isEmpty {
             logger.error("components left out: their plugin is quarantined (on_quarantine: skip)", metadata: ["components": "\(generation.skipped)"])
         }
+        for (pipeline, reason) in generation.refusingPipelines.sorted(by: { $0.key < $1.key }) {
+            logger.error("pipeline refuses data (503) until the plugin is replaced or POST /-/quarantine/clear",
+                         metadata: ["pipeline": "\(pipeline)", "reason": "\(reason)"])
+        }
         current = CurrentGeneration(generation)
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         pool = NIOThreadPool(numberOfThreads: max(4, System.coreCount * 2))

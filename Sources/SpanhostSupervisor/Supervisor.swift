@@ -12,9 +12,10 @@ import SpanhostServer
 /// admin endpoint, and runs the server in one worker process (`spanhostd --worker`). When a
 /// plugin crashes the worker, the supervisor reads the crash record the worker's signal handler
 /// wrote, logs it by plugin, restarts the worker (the first time within 100 ms, then with
-/// doubling backoff), and quarantines a plugin image that crashed too often. Connections
-/// arriving during the gap wait in the listening sockets' backlog; the admin endpoint answers
-/// throughout (`/healthz` 503 "worker restarting", `/status` with the crashes).
+/// doubling backoff), and quarantines a plugin image that crashed too often. Requests arriving
+/// during the gap are answered 503 with Retry-After by the supervisor (StandInResponder); the
+/// admin endpoint answers throughout (`/healthz` 503 "worker restarting", `/status` with the
+/// crashes).
 public final class Supervisor: @unchecked Sendable {
     private let config: ServiceConfig
     private let workerArguments: [String]
@@ -31,6 +32,9 @@ public final class Supervisor: @unchecked Sendable {
 
     private let lock = NSCondition()
     private var listeners: [Endpoint: CInt] = [:]
+    /// Listeners without TLS: the stand-in answers on these while no worker runs.
+    private var plainListeners: [CInt] = []
+    private var standInAnswers = 0
     private var crashFD: CInt = -1
     private var workerPID: pid_t = 0
     private var workerStarted = ContinuousClock.now
@@ -66,7 +70,13 @@ public final class Supervisor: @unchecked Sendable {
             var err = [CChar](repeating: 0, count: 256)
             let fd = sh_listen_tcp(endpoint.host, Int32(endpoint.port), 256, &err, err.count)
             guard fd >= 0 else { throw ConfigError("receivers", String(cString: err)) }
-            lock.withLock { listeners[endpoint] = fd }
+            // Non-blocking, so the stand-in never waits in accept (the worker's event loops
+            // set the same on the socket they inherit).
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            lock.withLock {
+                listeners[endpoint] = fd
+                if settings.security?.tls == nil { plainListeners.append(fd) }
+            }
         }
         crashFD = try StateDirectory.createFile(crashFile)
         admin = try await AdminListeners.start(config: config, group: group) { [self] request, loop in
@@ -149,11 +159,15 @@ public final class Supervisor: @unchecked Sendable {
             consecutive = ranFor > .seconds(60) ? 1 : consecutive + 1
             let delay = min(Duration.milliseconds(100) * (1 << min(consecutive - 1, 9)), .seconds(30))
             let deadline = Date(timeIntervalSinceNow: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
+            let standIn = StandInResponder(listeners: lock.withLock { plainListeners })
+            standIn.start()
             let stopNow: Bool = lock.withLock {
                 while !stopping && !restartNow && lock.wait(until: deadline) {}
                 restartNow = false
                 return stopping
             }
+            standIn.stop()
+            lock.withLock { standInAnswers += standIn.answered.load(ordering: .relaxed) }
             if stopNow { return 1 }
             lock.withLock { restarts += 1 }
         }
@@ -305,7 +319,7 @@ public final class Supervisor: @unchecked Sendable {
     private func supervisorStatus() -> [String: Any] {
         lock.withLock {
             ["pid": Int(getpid()), "worker_pid": Int(workerPID), "worker": workerState, "restarts": restarts,
-             "crashes": crashes.count, "state_dir": stateDir,
+             "crashes": crashes.count, "state_dir": stateDir, "answered_503_without_worker": standInAnswers,
              "worker_uptime_seconds": workerPID > 0 ? (ContinuousClock.now - workerStarted).components.seconds : 0]
         }
     }

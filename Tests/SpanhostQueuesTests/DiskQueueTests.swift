@@ -101,30 +101,38 @@ final class DiskQueueTests: XCTestCase {
 }
 
 extension DiskQueueTests {
+    func digest(_ text: String) -> ExportAttempts.Digest {
+        Array(text.utf8).withUnsafeBytes { ExportAttempts.Digest($0) }
+    }
+
     /// Each process below is an ExportAttempts opened on the same directory, as a restarted
     /// worker opens its queue.
-    func testABatchTakenAndNeverReturnedCountsAsOneCrashPerDeath() throws {
+    func testCrashesAreCountedByContentAcrossRecordsAndDeaths() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let poison = digest("poison"), fine = digest("fine")
         let first = ExportAttempts(directory: directory)
-        first.restart(keeping: first.recover())
-        first.taken(7, by: "crashy")
-        first.taken(8, by: "file")
+        first.recover()
+        first.taken(7, digest: poison, by: "crashy")
+        first.taken(8, digest: fine, by: "file")
         first.returned(8, acknowledged: true)
-        first.taken(9, by: "file")
+        first.taken(9, digest: fine, by: "file")
         first.returned(9, acknowledged: false)  // put back: not a crash
         // The process dies while 7 is out.
         let second = ExportAttempts(directory: directory)
-        let crashes = second.recover()
-        XCTAssertEqual(crashes, [7: .init(count: 1, plugin: "crashy")])
-        second.restart(keeping: crashes)
-        second.taken(7, by: "crashy")
-        // Dies again on 7: two crashes now; a batch exported normally leaves no trace.
+        second.recover()
+        XCTAssertEqual(second.crashes(of: poison), .init(count: 1, plugin: "crashy"))
+        XCTAssertNil(second.crashes(of: fine))
+        // The client sent the same request again: a new record, the same content; it dies again.
+        second.taken(12, digest: poison, by: "crashy")
         let third = ExportAttempts(directory: directory)
-        XCTAssertEqual(third.recover(), [7: .init(count: 2, plugin: "crashy")])
-        third.restart(keeping: [:])
-        third.taken(7, by: "crashy")
-        third.returned(7, acknowledged: true)
-        XCTAssertEqual(ExportAttempts(directory: directory).recover(), [:])
+        third.recover()
+        XCTAssertEqual(third.crashes(of: poison), .init(count: 2, plugin: "crashy"))
+        // Content delivered after all is poison no more.
+        third.taken(15, digest: poison, by: "crashy")
+        third.returned(15, acknowledged: true)
+        let fourth = ExportAttempts(directory: directory)
+        fourth.recover()
+        XCTAssertNil(fourth.crashes(of: poison))
     }
 }
 

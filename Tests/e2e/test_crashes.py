@@ -4,12 +4,13 @@ crashes too often is quarantined."""
 import json
 import os
 import shutil
+import signal
 import time
 
 import requests
 
-from conftest import wait_for
-from test_data_path import cfg, otlp_json, plugin_dir
+from conftest import free_port, wait_for
+from test_data_path import cfg, fill, otlp_json, plugin_dir
 
 
 # Every config here: one otlp receiver, the test's plugin directory, its admin endpoint.
@@ -106,13 +107,15 @@ service:
     traces/crashy: {receivers: [otlp], exporters: [crashy]}
     traces/file: {receivers: [otlp], exporters: [file]}
 """), plugins_dir=plugin_dir(tmp, "crashy", "file"))
-    # Each poison request crashes the worker (a client whose request died with it sends again).
-    for n in range(2):
+    # Each poison request crashes the worker (a client whose request died with it sends again;
+    # one answered 503 while no worker runs, too).
+    def post_poison():
         try:
             requests.post(host.url, json=spans(["poison"]), timeout=10)
         except requests.ConnectionError:
             pass
-        assert wait_for(lambda: len(host.status()["crashes"]) >= n + 1, timeout=30)
+    for n in range(2):
+        assert wait_for(lambda: post_poison() or len(host.status()["crashes"]) >= n + 1, timeout=30, interval=0.3)
     assert len(host.status()["crashes"]) == 2
     # Quarantined after two crashes: the worker comes back without the crashy exporter.
     assert wait_for(lambda: host.status().get("supervisor", {}).get("worker") == "running", timeout=30)
@@ -133,10 +136,10 @@ service:
     assert host.stop() == 1
 
 
-def test_a_quarantined_plugin_fails_the_config_by_default(spanhost, tmp):
+def test_a_quarantined_plugin_fails_the_config_with_on_quarantine_fail(spanhost, tmp):
     host = spanhost(cfg(HEAD + """
 exporters:
-  crashy: {path: "{tmp}/crashy.txt"}
+  crashy: {path: "{tmp}/crashy.txt", on_quarantine: fail}
 service:
   supervisor: {state_dir: "{tmp}/state", quarantine_after_crashes: 1}
   pipelines:
@@ -152,6 +155,106 @@ service:
     assert requests.get(host.admin + "/healthz", timeout=5).status_code == 503
     assert host.status()["supervisor"]["worker"] != "running"
     assert host.proc.poll() is None
+    # With no worker, the supervisor answers the receivers' clients itself.
+    r = requests.post(host.url, json=spans(["waiting"]), timeout=10)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1", (r.status_code, r.text)
+    assert host.stop() == 1
+
+
+def test_a_quarantined_plugin_stops_only_its_own_pipelines(spanhost, tmp):
+    other_port = free_port()
+    host = spanhost(cfg(fill("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+  otlp/other: {protocols: {http: {endpoint: "127.0.0.1:{other}"}}}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+exporters:
+  crashy: {path: "{tmp}/crashy.txt"}
+  file: {path: "{tmp}/file.jsonl"}
+service:
+  supervisor: {state_dir: "{tmp}/state", quarantine_after_crashes: 1}
+  pipelines:
+    traces/crashy: {receivers: [otlp], exporters: [crashy]}
+    traces/file: {receivers: [otlp/other], exporters: [file]}
+""", other=str(other_port))), plugins_dir=plugin_dir(tmp, "crashy", "file"))
+    other = f"http://127.0.0.1:{other_port}/v1/traces"
+    try:
+        requests.post(host.url, json=spans(["poison"]), timeout=10)
+    except requests.ConnectionError:
+        pass
+    assert wait_for(lambda: host.status()["quarantined"], timeout=30)
+    # The next worker runs: the quarantined plugin's pipeline answers 503, the other flows.
+    assert wait_for(lambda: requests.get(host.admin + "/healthz", timeout=5).status_code == 200, timeout=30), host.log()[-2000:]
+    r = requests.post(host.url, json=spans(["kept-by-client"]), timeout=10)
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, (r.status_code, r.text)
+    assert "traces/crashy is down" in r.text and "exporters.crashy" in r.text
+    r = requests.post(other, json=spans(["flows"]), timeout=10)
+    assert r.status_code == 200, r.text
+    assert wait_for(lambda: os.path.exists(f"{tmp}/file.jsonl") and "flows" in open(f"{tmp}/file.jsonl").read(), timeout=20)
+    pipelines = {p["id"]: p for p in host.status()["pipelines"]}
+    assert "quarantined" in pipelines["traces/crashy"]["refusing"] and pipelines["traces/file"].get("refusing") is None
+    assert "pipeline refuses data (503)" in host.log()
+    assert host.stop() == 1
+
+
+def test_a_poison_request_sent_again_after_the_crash_is_dead_lettered_without_another_crash(spanhost, tmp):
+    host = spanhost(cfg(HEAD + """
+exporters:
+  crashy:
+    path: "{tmp}/delivered.txt"
+    sending_queue: {storage: "{tmp}/queue"}
+service:
+  supervisor: {state_dir: "{tmp}/state"}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [crashy]}
+"""), plugins_dir=plugin_dir(tmp, "crashy"))
+    poison = spans(["poison"])
+    try:
+        requests.post(host.url, json=poison, timeout=10)
+    except requests.ConnectionError:
+        pass
+    # It crashes, and crashes again when the restarted worker exports it from the disk queue;
+    # the next worker dead-letters it.
+    dead_letter = f"{tmp}/queue/crashy/dead_letter.jsonl"
+    assert wait_for(lambda: os.path.exists(dead_letter) and len(open(dead_letter).readlines()) == 1, timeout=60), host.log()[-2000:]
+    assert len(host.status()["crashes"]) == 2
+    # The client never saw its 200 and sends the same request again: a new record with the
+    # same content, dead-lettered without a third crash (which would quarantine the plugin).
+    send_body = lambda: requests.post(host.url, json=poison, timeout=10).status_code == 200
+    assert wait_for(send_body, timeout=30)
+    assert wait_for(lambda: len(open(dead_letter).readlines()) == 2, timeout=30), host.log()[-2000:]
+    send(host, ["after"])
+    assert wait_for(lambda: "after" in delivered(f"{tmp}/delivered.txt"), timeout=30)
+    status = host.status()
+    assert len(status["crashes"]) == 2 and status["quarantined"] == [], status["crashes"]
+    assert "poison" not in delivered(f"{tmp}/delivered.txt")
+    assert host.stop() == 1
+
+
+def test_while_no_worker_runs_the_supervisor_answers_503(spanhost, tmp):
+    host = spanhost(cfg(HEAD + """
+exporters:
+  "null": {}
+service:
+  supervisor: {state_dir: "{tmp}/state"}
+  pipelines:
+    traces: {receivers: [otlp], exporters: ["null"]}
+"""), plugins_dir=plugin_dir(tmp, "null"))
+    # Each death doubles the pause before the next worker: 0.1, 0.2, 0.4, 0.8, 1.6 s.
+    for _ in range(5):
+        assert wait_for(lambda: host.status()["supervisor"]["worker"] == "running", timeout=30)
+        os.kill(host.server_pid, signal.SIGKILL)
+        assert wait_for(lambda: host.status()["supervisor"]["worker_pid"] == 0, timeout=10)
+    started = time.time()
+    r = requests.post(host.url, json=spans(["in-the-gap"]), timeout=10)
+    took = time.time() - started
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1", (r.status_code, r.text)
+    assert "restarting its worker" in r.text
+    assert wait_for(lambda: host.status()["supervisor"]["worker"] == "running", timeout=30)
+    assert host.status()["supervisor"]["answered_503_without_worker"] >= 1
+    send(host, ["after-the-gap"])
+    print(f"\nin the restart gap a request was answered 503 in {took * 1000:.0f} ms")
     assert host.stop() == 1
 
 
