@@ -86,7 +86,7 @@ public final class ExporterRunner: @unchecked Sendable {
             // One directory per exporter id under the storage directory.
             let directory = "\(storage)/\(instance.id.description.replacingOccurrences(of: "/", with: "_"))"
             do {
-                queue = try DiskQueue.open(directory: directory, limits: limits, fsync: queueSettings.fsync,
+                queue = try DiskQueue.open(directory: directory, component: instance.id.description, limits: limits, fsync: queueSettings.fsync,
                                            poisonAfterCrashes: queueSettings.deadLetterAfterCrashes)
             } catch {
                 throw ConfigError("\(path).sending_queue.storage", "\(error)")

@@ -45,21 +45,32 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
 
     private static let registryLock = NSLock()
     nonisolated(unsafe) private static var registry: [String: DiskQueue] = [:]
+    nonisolated(unsafe) private static var crashedComponent: String?
 
-    /// The queue for `directory`, opened (and recovered) on first use.
-    public static func open(directory: String, limits: QueueLimits, fsync: FsyncPolicy, poisonAfterCrashes: Int = 2,
-                            segmentBytes: Int = 8 << 20) throws -> DiskQueue {
+    /// The component whose plugin call was running when the previous process crashed (nil:
+    /// it did not crash in a plugin call, or was killed). Set once at start, before any queue
+    /// opens: only that component's queue counts the crash against the batches it had out, so
+    /// a kill -9 or another plugin's crash makes no batch look like poison.
+    public static func previousProcessCrashed(in component: String?) {
+        registryLock.withLock { crashedComponent = component }
+    }
+
+    /// The queue for `directory`, opened (and recovered) on first use. `component` is the
+    /// exporter it belongs to.
+    public static func open(directory: String, component: String = "", limits: QueueLimits, fsync: FsyncPolicy,
+                            poisonAfterCrashes: Int = 2, segmentBytes: Int = 8 << 20) throws -> DiskQueue {
         let key = URL(fileURLWithPath: directory).standardizedFileURL.path
         return try registryLock.withLock {
             if let queue = registry[key] { return queue }
             let queue = try DiskQueue(directory: key, limits: limits, fsync: fsync, poisonAfterCrashes: poisonAfterCrashes,
-                                      segmentBytes: segmentBytes)
+                                      segmentBytes: segmentBytes, crashedHere: crashedComponent.map { $0 == component } ?? false)
             registry[key] = queue
             return queue
         }
     }
 
-    private init(directory: String, limits: QueueLimits, fsync: FsyncPolicy, poisonAfterCrashes: Int, segmentBytes: Int) throws {
+    private init(directory: String, limits: QueueLimits, fsync: FsyncPolicy, poisonAfterCrashes: Int, segmentBytes: Int,
+                 crashedHere: Bool) throws {
         self.directory = directory
         self.currentLimits = limits
         var logger = Logger(label: "spanhost.queue")
@@ -68,7 +79,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         log = try SegmentLog(directory: directory, segmentBytes: segmentBytes, fsync: fsync)
         let recovery = try log.recover()
         attempts = ExportAttempts(directory: directory)
-        attempts.recover()
+        attempts.recover(countingCrash: crashedHere)
         self.poisonAfterCrashes = poisonAfterCrashes
         pending = Deque(recovery.pending.map { ($0, 0, .now) })
         liveBytes = recovery.pending.reduce(0) { $0 + $1.length }

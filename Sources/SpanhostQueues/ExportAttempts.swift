@@ -3,8 +3,11 @@ import Foundation
 
 /// The poison-batch ledger of a disk queue (`attempts.log` beside its segments). A line is
 /// appended when a batch is taken for export (`B seq digest plugin`) and when it comes back
-/// (`E seq`), and `C digest 0` when content that crashed before was delivered. A batch taken and never returned was being exported when the process died: at
-/// the next start its content counts one crash (`C digest count plugin`, the compacted form).
+/// (`E seq`), and `C digest 0` when content that crashed before was delivered. A batch taken
+/// and never returned was being exported when the process died: if it died in this queue's
+/// plugin (the supervisor's crash record says which component), at the next start its content
+/// counts one crash (`C digest count plugin`, the compacted form). A kill -9, or a crash in
+/// another component, counts nothing.
 ///
 /// Crashes are counted by the batch's content (its digest), not by its place in the queue: a
 /// client that sends a request again after the crash made its 200 go missing queues the same
@@ -58,7 +61,9 @@ final class ExportAttempts {
     deinit { if fd >= 0 { close(fd) } }
 
     /// Reads what earlier runs left and starts a fresh ledger holding the crash counts.
-    func recover() {
+    /// `countingCrash`: the process died in this queue's plugin, so each batch it had out
+    /// counts one crash; otherwise (killed, or another component crashed) none does.
+    func recover(countingCrash: Bool) {
         var crashes: [Digest: Crashes] = [:]
         var open: [UInt64: (Digest, String)] = [:]
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
@@ -79,7 +84,7 @@ final class ExportAttempts {
             default: continue
             }
         }
-        for (digest, plugin) in open.values {
+        for (digest, plugin) in open.values where countingCrash {
             crashes[digest, default: Crashes(count: 0, plugin: plugin)].count += 1
             crashes[digest]?.plugin = plugin
         }

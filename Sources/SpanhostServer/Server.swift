@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import SpanhostConfig
 import SpanhostPipeline
+import SpanhostQueues
 import SpanhostPlugins
 import SpanhostReceivers
 
@@ -38,6 +39,7 @@ public final class Server: Sendable {
         // A plugin that crashes the process is named: in the supervisor's record, or on stderr.
         sh_crash_records_install(handoff?.crashRecordFD ?? STDERR_FILENO)
         let quarantine = handoff?.quarantineFile
+        DiskQueue.previousProcessCrashed(in: handoff?.crashedComponent)
         let config = try loadConfig()
         _ = try ReceiverSettings.used(in: config)
         let catalog = PluginCatalog.load(config.pluginNames, from: pluginDirs(config), cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,

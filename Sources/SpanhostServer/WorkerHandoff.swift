@@ -14,6 +14,10 @@ public struct WorkerHandoff: Sendable, Equatable {
     public var crashRecordFD: CInt?
     /// Plugin images the supervisor quarantined (see Quarantine).
     public var quarantineFile: String?
+    /// The component whose plugin call was running when the previous worker crashed; nil
+    /// when it did not crash in a plugin call (or was killed). Persistent queues count a
+    /// crash only against that component's batches (see ExportAttempts).
+    public var crashedComponent: String?
 
     public init() {}
 
@@ -21,6 +25,7 @@ public struct WorkerHandoff: Sendable, Equatable {
     static let adminVariable = "SPANHOST_WORKER_ADMIN"
     static let crashVariable = "SPANHOST_CRASH_FD"
     static let quarantineVariable = "SPANHOST_QUARANTINE_FILE"
+    static let crashedComponentVariable = "SPANHOST_CRASHED_COMPONENT"
 
     /// The environment a worker is started with.
     public var environment: [String: String] {
@@ -29,6 +34,7 @@ public struct WorkerHandoff: Sendable, Equatable {
         env[Self.adminVariable] = adminSocket
         env[Self.crashVariable] = crashRecordFD.map(String.init)
         env[Self.quarantineVariable] = quarantineFile
+        env[Self.crashedComponentVariable] = crashedComponent
         return env
     }
 
@@ -39,6 +45,7 @@ public struct WorkerHandoff: Sendable, Equatable {
         handoff.adminSocket = admin
         handoff.crashRecordFD = env[crashVariable].flatMap { CInt($0) }
         handoff.quarantineFile = env[quarantineVariable]
+        handoff.crashedComponent = env[crashedComponentVariable]
         for item in (env[listenersVariable] ?? "").split(separator: ",") {
             guard let eq = item.lastIndex(of: "="), let fd = CInt(item[item.index(after: eq)...]),
                   let endpoint = try? Endpoint(parsing: String(item[..<eq]), path: listenersVariable) else { continue }

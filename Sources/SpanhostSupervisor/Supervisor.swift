@@ -42,6 +42,8 @@ public final class Supervisor: @unchecked Sendable {
     private var restarts = 0
     private var crashes: [CrashRecord] = []
     private var crashTimes: [String: [ContinuousClock.Instant]] = [:]
+    /// The component the last worker crashed in, for the next worker (nil: not in a plugin call).
+    private var crashedComponent: String?
     private var stopping = false
     /// Set to start a worker now instead of waiting out the backoff (reload, quarantine cleared).
     private var restartNow = false
@@ -138,6 +140,7 @@ public final class Supervisor: @unchecked Sendable {
                 return 2
             }
             let exit = ChildProcess.wait(pid)
+            lock.withLock { crashedComponent = nil }  // set again by recordCrash if it crashed in a plugin call
             let ranFor = ContinuousClock.now - since
             let (stop, healthyBefore) = lock.withLock { (stopping, workerState == "running") }
             everHealthy = everHealthy || healthyBefore
@@ -181,6 +184,7 @@ public final class Supervisor: @unchecked Sendable {
         for (i, entry) in fds.enumerated() { handoff.listeners[entry.key] = CInt(4 + i) }
         handoff.adminSocket = workerAdminSocket
         handoff.quarantineFile = quarantineFile
+        handoff.crashedComponent = lock.withLock { crashedComponent }
         let pid = ChildProcess.spawnSelf(arguments: ["spanhostd", "--worker"] + workerArguments, environment: handoff.environment,
                                          descriptors: [crashFD] + fds.map(\.value))
         let now = ContinuousClock.now
@@ -221,6 +225,7 @@ public final class Supervisor: @unchecked Sendable {
         logger.error("worker crashed: \(record.summary); restarting it")
         var quarantined: Quarantine.Entry?
         lock.withLock {
+            crashedComponent = record.component
             crashes.append(record)
             if crashes.count > 100 { crashes.removeFirst(crashes.count - 100) }
             workerState = "restarting after \(CrashRecord.signalName(signal))"

@@ -111,7 +111,7 @@ extension DiskQueueTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let poison = digest("poison"), fine = digest("fine")
         let first = ExportAttempts(directory: directory)
-        first.recover()
+        first.recover(countingCrash: true)
         first.taken(7, digest: poison, by: "crashy")
         first.taken(8, digest: fine, by: "file")
         first.returned(8, acknowledged: true)
@@ -119,19 +119,19 @@ extension DiskQueueTests {
         first.returned(9, acknowledged: false)  // put back: not a crash
         // The process dies while 7 is out.
         let second = ExportAttempts(directory: directory)
-        second.recover()
+        second.recover(countingCrash: true)
         XCTAssertEqual(second.crashes(of: poison), .init(count: 1, plugin: "crashy"))
         XCTAssertNil(second.crashes(of: fine))
         // The client sent the same request again: a new record, the same content; it dies again.
         second.taken(12, digest: poison, by: "crashy")
         let third = ExportAttempts(directory: directory)
-        third.recover()
+        third.recover(countingCrash: true)
         XCTAssertEqual(third.crashes(of: poison), .init(count: 2, plugin: "crashy"))
         // Content delivered after all is poison no more.
         third.taken(15, digest: poison, by: "crashy")
         third.returned(15, acknowledged: true)
         let fourth = ExportAttempts(directory: directory)
-        fourth.recover()
+        fourth.recover(countingCrash: true)
         XCTAssertNil(fourth.crashes(of: poison))
     }
 }
@@ -224,5 +224,19 @@ extension DiskQueueTests {
         XCTAssertEqual(queue.stats.writeFailures, 1)
         XCTAssertEqual(queue.offer(try batch(2), force: false), .queued, "writes resume when there is room")
         XCTAssertEqual(queue.depth, 2)
+    }
+}
+
+extension DiskQueueTests {
+    func testADeathOutsideThisQueuesPluginCountsNoCrash() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let content = Array("innocent".utf8).withUnsafeBytes { ExportAttempts.Digest($0) }
+        for _ in 0..<3 {
+            let attempts = ExportAttempts(directory: directory)
+            // Killed, or another exporter crashed, while this batch was out.
+            attempts.recover(countingCrash: false)
+            XCTAssertNil(attempts.crashes(of: content))
+            attempts.taken(3, digest: content, by: "otlphttp")
+        }
     }
 }
