@@ -24,7 +24,7 @@ FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/
 CXX         ?= c++
 FIXTURE_CXX_SOS := $(patsubst Tests/fixtures/plugins/%.cpp,$(BUILD)/test-plugins/%.so,$(wildcard Tests/fixtures/plugins/*.cpp))
 
-.PHONY: all deps test-deps install build examples run test test-swift test-e2e test-fuzz fuzz bench header-check clean
+.PHONY: all deps test-deps install build examples run test test-swift test-e2e test-fuzz fuzz chaos test-chaos bench header-check clean
 
 all: build
 
@@ -127,7 +127,7 @@ header-check:
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
 	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h
 
-test: build $(VENV)/.installed $(OMEGI_VENV)/.installed header-check test-fuzz test-swift test-e2e
+test: build $(VENV)/.installed $(OMEGI_VENV)/.installed header-check test-fuzz test-swift test-e2e test-chaos
 
 test-swift:
 	swift test $(SWIFT_FLAGS)
@@ -164,6 +164,19 @@ test-fuzz: $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
 
 fuzz: $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
 	$(call run-fuzz,$(FUZZ_SECONDS))
+
+# The fault campaign (Tests/chaos/chaos.py): random fault schedules against a real server with a
+# ledger of every span answered 200. `make chaos CHAOS_MINUTES=30` runs long; CHAOS_SEED replays.
+# `make test` runs a short one (2 schedules, under 3 minutes).
+CHAOS_MINUTES ?= 10
+CHAOS_SEED    ?=
+CHAOS_ARGS     = $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+
+chaos: build $(VENV)/.installed
+	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) Tests/chaos/chaos.py --minutes $(CHAOS_MINUTES) $(CHAOS_ARGS)
+
+test-chaos: build $(VENV)/.installed
+	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) Tests/chaos/chaos.py --schedules 2 --seconds 12 --faults 5 $(CHAOS_ARGS)
 
 bench: build $(VENV)/.installed
 	$(call apt-install,valgrind)

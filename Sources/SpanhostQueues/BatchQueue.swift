@@ -9,6 +9,8 @@ public struct QueuedBatch: @unchecked Sendable {
     public let batch: SpanBatch
     public let spans: Int
     let location: SegmentLog.Location?
+    /// A disk queue's digest of the batch's bytes (for the poison ledger).
+    var digest: ExportAttempts.Digest? = nil
     /// The persistent queue's sequence number of this batch.
     public var record: UInt64? { location?.seq }
 }

@@ -24,7 +24,19 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     public let directory: String
     private let condition = NSCondition()
     private let log: SegmentLog
-    private var pending: Deque<(location: SegmentLog.Location, spans: Int, at: ContinuousClock.Instant)> = []
+    /// A queued batch: where it is on disk, and while memory allows, the batch itself, so a
+    /// consumer that keeps up never reads back or decodes what it was just handed.
+    private struct Entry {
+        var location: SegmentLog.Location
+        var spans: Int
+        var at: ContinuousClock.Instant
+        var batch: SpanBatch?
+        var digest: ExportAttempts.Digest?
+    }
+    private var pending: Deque<Entry> = []
+    /// Arena bytes of the batches kept in memory beside their records; at most `cacheLimit`.
+    private var cachedBytes = 0
+    private let cacheLimit = 64 << 20
     /// Bytes of batches not yet acknowledged (queued or being exported): what the limit counts.
     private var liveBytes = 0
     private var deadLettered = 0
@@ -81,7 +93,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         attempts = ExportAttempts(directory: directory)
         attempts.recover(countingCrash: crashedHere)
         self.poisonAfterCrashes = poisonAfterCrashes
-        pending = Deque(recovery.pending.map { ($0, 0, .now) })
+        pending = Deque(recovery.pending.map { Entry(location: $0, spans: 0, at: .now) })
         liveBytes = recovery.pending.reduce(0) { $0 + $1.length }
         recovered = recovery.pending.count
         cutBytes = recovery.cutBytes
@@ -94,7 +106,12 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
                 while true {
                     Thread.sleep(forTimeInterval: every.seconds)
                     guard let self else { return }
-                    self.condition.withLock { try? self.log.sync() }
+                    for fd in self.condition.withLock({ self.log.descriptorsToSync() }) {
+                        if Foundation.fsync(fd) != 0 {
+                            self.logger.error("cannot fsync the queue", metadata: ["error": "\(String(cString: strerror(errno)))"])
+                        }
+                        Foundation.close(fd)
+                    }
                 }
             }
             thread.name = "fsync \(directory)"
@@ -123,8 +140,15 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         return condition.withLock {
             guard force || (pending.count < currentLimits.items && liveBytes + encoded.len <= currentLimits.bytes) else { return .full }
             do {
-                let location = try log.append(UnsafeRawBufferPointer(start: encoded.data, count: encoded.len))
-                pending.append((location, spans, .now))
+                let bytes = UnsafeRawBufferPointer(start: encoded.data, count: encoded.len)
+                let location = try log.append(bytes)
+                var entry = Entry(location: location, spans: spans, at: .now)
+                if cachedBytes + batch.arenaBytes <= cacheLimit {
+                    entry.batch = batch
+                    entry.digest = ExportAttempts.Digest(bytes)
+                    cachedBytes += batch.arenaBytes
+                }
+                pending.append(entry)
                 liveBytes += location.length
                 if writeFailures > 0 && !writing {
                     logger.notice("the queue is written again", metadata: ["failed_writes": "\(writeFailures)"])
@@ -143,24 +167,31 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
 
     public func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch? {
         while true {
-            // Pick the oldest under the lock; read and decode it outside, so receivers appending
-            // to the queue never wait for a decode.
-            let next: (location: SegmentLog.Location, spans: Int, at: ContinuousClock.Instant)? = condition.withLock {
+            // Pick the oldest under the lock; read and decode it (when it is not in memory)
+            // outside, so receivers appending to the queue never wait for a decode.
+            let next: Entry? = condition.withLock {
                 while true {
                     if !active() { return nil }
                     if !pending.isEmpty { break }
                     _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
                 }
-                return pending.removeFirst()
+                let entry = pending.removeFirst()
+                if let batch = entry.batch { cachedBytes -= batch.arenaBytes }
+                return entry
             }
             guard let next else { return nil }
             do {
-                let bytes = try condition.withLock { try log.read(next.location) }
-                let digest = bytes.withUnsafeBytes { ExportAttempts.Digest($0) }
-                let batch = try bytes.withUnsafeBytes {
-                    try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: Int.max)
+                let batch: SpanBatch, digest: ExportAttempts.Digest
+                if let cached = next.batch, let cachedDigest = next.digest {
+                    (batch, digest) = (cached, cachedDigest)
+                } else {
+                    let bytes = try condition.withLock { try log.read(next.location) }
+                    digest = bytes.withUnsafeBytes { ExportAttempts.Digest($0) }
+                    batch = try bytes.withUnsafeBytes {
+                        try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: Int.max)
+                    }
                 }
-                let item = QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location)
+                let item = QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location, digest: digest)
                 // Claimed only if the taker is still active and it is not poison; else it goes
                 // back to the front, or to the dead-letter file.
                 enum Claim { case claimed, inactive, poison(ExportAttempts.Crashes) }
@@ -221,7 +252,8 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         guard let location = item.location else { return }
         condition.withLock {
             attempts.returned(location.seq, acknowledged: false)
-            pending.prepend((location, item.spans, .now))
+            pending.prepend(Entry(location: location, spans: item.spans, at: .now, batch: item.batch, digest: item.digest))
+            cachedBytes += item.batch.arenaBytes
             condition.broadcast()
         }
     }

@@ -58,6 +58,8 @@ final class SegmentLog {
     private var currentSize = 0
     private(set) var nextSeq: UInt64 = 1
     private var dirty = false
+    /// Rolled segments written since the last fsync (interval policy), still open.
+    private var rolledUnsynced: [Int32] = []
     /// Unacknowledged DATA records per segment, for every segment still on disk.
     private var live: [UInt64: Int] = [:]
     private(set) var bytesOnDisk = 0
@@ -143,8 +145,16 @@ final class SegmentLog {
         let newFD = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard newFD >= 0 else { throw StorageError.errno("cannot create", file) }
         if fd >= 0 {
-            if dirty { _ = Foundation.fsync(fd) }
-            Foundation.close(fd)
+            // The interval policy's timer syncs a rolled segment with the next tick, outside the
+            // queue's lock (a segment rolled because all of it was delivered needs no sync).
+            let needsSync = dirty && live[current, default: 0] > 0
+            switch fsync {
+            case .interval where needsSync: rolledUnsynced.append(fd)
+            case .always where needsSync:
+                _ = Foundation.fsync(fd)
+                Foundation.close(fd)
+            default: Foundation.close(fd)
+            }
         }
         fd = newFD
         current = next
@@ -217,10 +227,30 @@ final class SegmentLog {
         return out
     }
 
-    /// fsync if anything was written since the last one (the interval policy's timer).
+    /// fsync if anything was written since the last one.
     func sync() throws {
         writeUnwrittenAcks()
+        for old in rolledUnsynced {
+            _ = Foundation.fsync(old)
+            Foundation.close(old)
+        }
+        rolledUnsynced = []
         try fsyncCurrent()
+    }
+
+    /// For the interval policy's timer: descriptors to fsync (and close) without the queue's
+    /// lock, so appends never wait for the disk. What was written before this call is on
+    /// disk once they are synced.
+    func descriptorsToSync() -> [Int32] {
+        writeUnwrittenAcks()
+        var result = rolledUnsynced
+        rolledUnsynced = []
+        if dirty, fd >= 0 {
+            let copy = dup(fd)
+            if copy >= 0 { result.append(copy) }
+            dirty = false
+        }
+        return result
     }
 
     private func fsyncCurrent() throws {
@@ -230,7 +260,7 @@ final class SegmentLog {
     }
 
     func close() {
-        writeUnwrittenAcks()
+        try? sync()
         if fd >= 0 {
             if dirty { _ = Foundation.fsync(fd) }
             Foundation.close(fd)

@@ -580,6 +580,21 @@ def main():
         proc.wait()
         return result, status
 
+    if os.environ.get("BENCH_ONLY") == "queues":
+        # The sending queues alone, each policy twice, interleaved: memory against disk in one run.
+        runs = []
+        for round_ in (1, 2):
+            for label, setting in [("memory", "num_consumers: 4"), ("disk, fsync every 1s", "storage: %s/q1-%d, fsync: 1s" % (tmp, round_)),
+                                   ("disk, fsync every batch", "storage: %s/q2-%d, fsync: always" % (tmp, round_))]:
+                result, _ = run_config(f"null exporter, {label} queue (round {round_})", QUEUE_CONFIG % (setting, ""))
+                runs.append((label, result))
+        print_table([r for _, r in runs], base, host)
+        for label in ("disk, fsync every 1s", "disk, fsync every batch"):
+            disk = sorted(r["rps"] for l, r in runs if l == label)
+            memory = sorted(r["rps"] for l, r in runs if l == "memory")
+            print(f"{label}: {sum(disk) / sum(memory):.2f}x the memory queue (two rounds each)")
+        return
+
     chain, _ = run_config("attributes(hash) -> filter -> sampler", CHAIN_CONFIG)
     results.append(chain)
     # The expression lines and the plain pipeline they are compared with, measured side by side.
