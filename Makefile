@@ -133,7 +133,7 @@ test-swift:
 	swift test $(SWIFT_FLAGS)
 
 test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed
-	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q Tests/e2e
+	SPANHOST_BUILD=$(abspath $(BUILD)) SPANHOST_OUTAGE_SECONDS=$${SPANHOST_OUTAGE_SECONDS:-20} $(PY) -m pytest -q Tests/e2e
 
 # The C decoders and the expression engine under libFuzzer with ASan and UBSan (the Swift toolchain's clang ships
 # libFuzzer). `make fuzz` runs each for FUZZ_SECONDS; `make test` runs a short pass.
@@ -176,7 +176,7 @@ chaos: build $(VENV)/.installed
 	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) Tests/chaos/chaos.py --minutes $(CHAOS_MINUTES) $(CHAOS_ARGS)
 
 test-chaos: build $(VENV)/.installed
-	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) Tests/chaos/chaos.py --schedules 2 --seconds 12 --faults 5 $(CHAOS_ARGS)
+	SPANHOST_BUILD=$(abspath $(BUILD)) $(PY) Tests/chaos/chaos.py --schedules 2 --seconds 10 --faults 5 $(CHAOS_ARGS)
 
 bench: build $(VENV)/.installed
 	$(call apt-install,valgrind)
