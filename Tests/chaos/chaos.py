@@ -282,8 +282,11 @@ class Client(threading.Thread):
                 started = time.time()
                 try:
                     if kind < 0.03:
-                        self.abandon(data)
-                        self.ledger.note("abandoned")
+                        try:
+                            self.abandon(data)
+                            self.ledger.note("abandoned")
+                        except OSError:
+                            self.ledger.note("connection error")
                         continue
                     r = session.post(self.url, data=data if kind > 0.06 else self.slowly(data),
                                      headers={"Content-Type": "application/json"}, timeout=20)
