@@ -213,8 +213,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
                     let json = batch.encode(.json).map { String(decoding: $0, as: UTF8.self) } ?? "null"
                     condition.withLock {
                         writeDeadLetter(json: json, spans: batch.spanCount, reason: reason)
-                        log.acknowledge(next.location)
-                        liveBytes -= next.location.length
+                        retire(next.location)
                         poisoned += 1
                         condition.broadcast()
                     }
@@ -226,8 +225,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
                 logger.error("a queued batch cannot be read back; dead-lettered", metadata: ["seq": "\(next.location.seq)", "error": "\(error)"])
                 condition.withLock {
                     writeDeadLetter(json: "null", spans: 0, reason: "cannot read back: \(error)")
-                    log.acknowledge(next.location)
-                    liveBytes -= next.location.length
+                    retire(next.location)
                 }
             }
         }
@@ -241,8 +239,7 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         }
         condition.withLock {
             attempts.returned(location.seq, acknowledged: true)
-            log.acknowledge(location)
-            liveBytes -= location.length
+            retire(location)
             condition.broadcast()
         }
     }
@@ -287,6 +284,13 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
                               recoveredBatches: recovered, cutBytes: cutBytes, writeFailures: writeFailures,
                               unwrittenAcks: log.pendingAcks)
         }
+    }
+
+    /// A batch is done with (delivered or dead-lettered): acknowledged, and no longer counted
+    /// against the limit. Called with the lock held.
+    private func retire(_ location: SegmentLog.Location) {
+        log.acknowledge(location)
+        liveBytes -= location.length
     }
 
     /// Appends one line to dead_letter.jsonl. Called with the lock held.

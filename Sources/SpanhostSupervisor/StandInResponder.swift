@@ -60,29 +60,17 @@ final class StandInResponder: Sendable {
         // Read what the client sends first (its head, some body), so closing does not reset
         // the connection before it reads the answer.
         var buffer = [UInt8](repeating: 0, count: 16 << 10)
-        var seen = [UInt8]()
-        let end = Array("\r\n\r\n".utf8)
+        var seen = Data()
+        let endOfHead = Data("\r\n\r\n".utf8)
         while seen.count < 64 << 10 {
             let n = read(connection, &buffer, buffer.count)
             guard n > 0 else { break }
-            seen += buffer[0..<n]
-            if seen.count >= 4, seen.suffix(from: max(0, seen.count - n - 3)).containsSubsequence(end) { break }
+            seen.append(contentsOf: buffer[0..<n])
+            if seen.range(of: endOfHead) != nil { break }
         }
         _ = Self.response.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         shutdown(connection, Int32(SHUT_WR))
         for _ in 0..<16 where read(connection, &buffer, buffer.count) > 0 {}
         answered.add(1, ordering: .relaxed)
-    }
-}
-
-private extension ArraySlice where Element == UInt8 {
-    func containsSubsequence(_ needle: [UInt8]) -> Bool {
-        guard count >= needle.count else { return false }
-        var i = startIndex
-        while i + needle.count <= endIndex {
-            if self[i..<(i + needle.count)].elementsEqual(needle) { return true }
-            i += 1
-        }
-        return false
     }
 }
