@@ -227,6 +227,21 @@ public final class SpanBatch: @unchecked Sendable {
         return complete
     }
 
+    /// A deep copy of the spans whose host flags have `flag` (without the flags); nil when out
+    /// of memory.
+    public func copy(flagged flag: UInt32) -> SpanBatch? {
+        guard let copy = SpanBatch.empty() else { return nil }
+        var complete = true
+        forEachSpan { rs, ss, span in
+            if complete && span.pointee.host_flags & flag != 0
+                && sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url,
+                                     ss.pointee.scope, ss.pointee.schema_url, span) == nil {
+                complete = false
+            }
+        }
+        return complete ? copy : nil
+    }
+
     /// A deep copy, for handing the same data to a second pipeline that will change it; nil
     /// when out of memory.
     public func clone() -> SpanBatch? {

@@ -5,6 +5,7 @@ import SpanhostConfig
 import SpanhostDerived
 import SpanhostModel
 import SpanhostPlugins
+import SpanhostQueues
 import Synchronization
 
 /// Why a config could not be turned into running pipelines.
@@ -142,12 +143,15 @@ public final class Generation: @unchecked Sendable {
                 let processors = try pipeline.processors.map { id in
                     try instantiate(.processor, id, expect: .processor, reuse: oldPipeline?.processors.first { $0.id == id })
                 }
+                let journals = Self.journals(for: processors, pipeline: pipeline.id, old: oldPipeline,
+                                             queues: pipeline.exporters.map { exporters[$0]!.queueSettings })
                 pipelines.append(Pipeline(id: pipeline.id, processors: processors,
                                           exporters: pipeline.exporters.map { exporters[$0]! },
                                           notifiers: pipeline.notifiers.map { notifiers[$0]! },
                                           connectors: pipeline.connectors.compactMap { id in connectors.first { $0.config.id == id }?.connector },
                                           rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } },
-                                          previous: oldPipeline, refusing: quarantine.refusing[pipeline.id]))
+                                          previous: oldPipeline, refusing: quarantine.refusing[pipeline.id],
+                                          journals: journals))
             }
         } catch {
             for instance in created { instance.destroy() }
@@ -168,6 +172,22 @@ public final class Generation: @unchecked Sendable {
         self.functionImages = functionImages
         self.skipped = quarantine.skipped
         self.refusingPipelines = quarantine.refusing
+    }
+
+    /// Each processor's hold journal: the one it had when it is carried over, a new one when an
+    /// exporter of the pipeline keeps its queue on disk (the journal goes beside that queue,
+    /// written with its fsync policy), else none: with memory queues a kill loses the queued
+    /// spans anyway.
+    static func journals(for processors: [PluginInstance], pipeline: String, old: Pipeline?,
+                         queues: [SendingQueueSettings]) -> [HoldJournal?] {
+        let persistent = queues.first { $0.storage != nil }
+        return processors.map { processor in
+            if let old, let i = old.processors.firstIndex(where: { $0 === processor }), let journal = old.journals[i] {
+                return journal
+            }
+            guard let persistent, let storage = persistent.storage else { return nil }
+            return HoldJournal(storage: storage, pipeline: pipeline, processor: processor.id.description, fsync: persistent.fsync)
+        }
     }
 
     /// What quarantined plugins do to a config: the components left out (`on_quarantine: skip`
@@ -347,9 +367,11 @@ public final class Generation: @unchecked Sendable {
         var report = DeliveryReport()
         for pipeline in pipelines {
             pipeline.draining.store(true, ordering: .relaxed)
-            for processor in pipeline.processors where !keptProcessors.contains(ObjectIdentifier(processor)) {
+            for (processor, journal) in zip(pipeline.processors, pipeline.journals) where !keptProcessors.contains(ObjectIdentifier(processor)) {
                 _ = processor.flush()
                 processor.destroy()
+                // What it held went on with the flush, or is counted as lost just below.
+                journal?.discard()
                 report.processorLostSpans += Int(processor.counters.snapshot[PluginInstance.lostSpansCounter] ?? 0)
             }
         }
@@ -439,6 +461,32 @@ public final class CurrentGeneration: @unchecked Sendable {
         case .entered(let current):
             defer { current.leave() }
             return current.consume(batch, from: receiver)
+        }
+    }
+
+    /// Why a held batch of an earlier process could not be fed again.
+    public enum ReplayRefusal: Error {
+        /// The config no longer has that processor in that pipeline.
+        case noSuchProcessor
+        case closed
+    }
+
+    /// Feeds `batch`, which processor `processor` of pipeline `pipeline` held when an earlier
+    /// process died, to that processor in the current generation (and on down its pipeline).
+    public func replay(_ batch: SpanBatch, pipeline: String, processor: ComponentID) -> Result<ConsumeOutcome, ReplayRefusal> {
+        let entered: Result<(Generation, Pipeline, Int), ReplayRefusal> = lock.withLock {
+            guard !closed else { return .failure(.closed) }
+            guard let line = generation.pipelines.first(where: { $0.id == pipeline }),
+                  let index = line.processors.firstIndex(where: { $0.id == processor }) else { return .failure(.noSuchProcessor) }
+            generation.enter()
+            return .success((generation, line, index))
+        }
+        return entered.map { generation, line, index in
+            defer { generation.leave() }
+            let spans = batch.spanCount
+            let outcome = line.run(batch, from: index)
+            if case .refused = outcome {} else { line.processors[index].counters.add("replayed_spans", Int64(spans)) }
+            return outcome
         }
     }
 

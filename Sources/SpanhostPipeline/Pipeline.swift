@@ -5,6 +5,7 @@ import SpanhostConfig
 import SpanhostDerived
 import SpanhostModel
 import SpanhostPlugins
+import SpanhostQueues
 import Synchronization
 
 /// One `service.pipelines` entry: processors in order, then fan-out to every exporter.
@@ -22,6 +23,9 @@ public final class Pipeline: @unchecked Sendable {
     let ruleConfigs: [RuleConfig]
     /// Why this pipeline refuses every batch (a component's plugin is quarantined), or nil.
     public let refusing: String?
+    /// Per processor: where the spans it holds are kept on disk (when an exporter of the
+    /// pipeline has a persistent queue), or nil.
+    public let journals: [HoldJournal?]
 
     /// Every processor and exporter on the way says it never blocks: a batch may run through
     /// on an event loop.
@@ -30,10 +34,12 @@ public final class Pipeline: @unchecked Sendable {
     /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
     init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [NotifierRunner],
-         connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, refusing: String? = nil) {
+         connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, refusing: String? = nil,
+         journals: [HoldJournal?]? = nil) {
         self.id = id
         self.refusing = refusing
         self.processors = processors
+        self.journals = journals ?? processors.map { _ in nil }
         self.exporters = exporters
         self.notifiers = notifiers
         self.connectors = connectors
@@ -55,8 +61,26 @@ public final class Pipeline: @unchecked Sendable {
     /// chain from then on.
     func attachProcessors() {
         for (index, processor) in processors.enumerated() {
-            // What a processor emits continues after it in this pipeline.
-            processor.emitHandler = { [self] batch in self.run(batch, from: index + 1) }
+            // What a processor emits continues after it in this pipeline; what it emits or
+            // releases of the spans it holds leaves its journal once the rest has taken it.
+            if let journal = journals[index] {
+                processor.emitHandler = { [self] batch in
+                    let keys = HoldJournal.keys(of: batch)
+                    let outcome = self.run(batch, from: index + 1)
+                    if case .refused = outcome {} else {
+                        journal.emitted(keys)
+                        processor.gauges.set(Self.journalGauge, Int64(journal.heldSpans))
+                    }
+                    return outcome
+                }
+                processor.releaseHandler = { trace in
+                    journal.release(HoldJournal.TraceID(trace))
+                    processor.gauges.set(Self.journalGauge, Int64(journal.heldSpans))
+                }
+            } else {
+                processor.emitHandler = { [self] batch in self.run(batch, from: index + 1) }
+                processor.releaseHandler = nil
+            }
             processor.raiseHandler = { [self] notification in self.notify(notification) }
         }
     }
@@ -73,11 +97,16 @@ public final class Pipeline: @unchecked Sendable {
 
     func run(_ batch: SpanBatch, from first: Int) -> ConsumeOutcome {
         var rejected = 0
-        for processor in processors[first...] {
+        for index in first..<processors.count {
+            let processor = processors[index]
             let received = batch.spanCount
             processor.counters.add("received", Int64(received))
             let outcome = processor.process(batch)
             batch.assertStructurallyValid(after: "processor \(processor.id)")
+            // Spans the processor now holds are on disk before the client hears 200.
+            if let journal = journals[index], let problem = keepHeld(batch, outcome, of: processor, in: journal) {
+                return .refused(retryAfterSeconds: 1, message: "\(processor.id): \(problem)")
+            }
             switch outcome {
             case .ok:
                 let dropped = batch.removeDroppedSpans()
@@ -112,6 +141,35 @@ public final class Pipeline: @unchecked Sendable {
         }
         return outcome
     }
+
+    /// Writes what a processor took from `batch` (marked TAKEN, or all of it when it consumed
+    /// the batch) to its journal. Returns why it could not, or nil.
+    private func keepHeld(_ batch: SpanBatch, _ outcome: CallResult, of processor: PluginInstance, in journal: HoldJournal) -> String? {
+        let held: SpanBatch
+        let keys: [HoldJournal.SpanKey]
+        switch outcome {
+        case .consumed:
+            held = batch
+            keys = HoldJournal.keys(of: batch)
+        case .ok:
+            keys = HoldJournal.keys(of: batch, flagged: UInt32(SPANHOST_SPAN_TAKEN))
+            guard !keys.isEmpty else { return nil }
+            guard let taken = batch.copy(flagged: UInt32(SPANHOST_SPAN_TAKEN)) else { return "out of memory copying held spans" }
+            held = taken
+        default:
+            return nil
+        }
+        do {
+            try journal.hold(held, keys: keys)
+            processor.gauges.set(Self.journalGauge, Int64(journal.heldSpans))
+            return nil
+        } catch {
+            return "cannot keep held spans on disk: \(error)"
+        }
+    }
+
+    /// The processor gauge of spans in its hold journal.
+    static let journalGauge = "journal_spans"
 
     /// Set while the pipeline's processors are flushed for a shutdown or reload.
     let draining = Atomic<Bool>(false)

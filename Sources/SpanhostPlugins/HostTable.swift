@@ -118,6 +118,10 @@ enum HostTable {
             guard let instance = PluginInstance.from(instance), let notification else { return Int32(SPANHOST_PERMANENT) }
             return instance.raise(notification)
         }
+        api.release_trace = { instance, traceID in
+            guard let instance = PluginInstance.from(instance), let traceID else { return }
+            instance.releaseHandler?(traceID)
+        }
         api.counter_add = { instance, name, delta in
             guard let instance = PluginInstance.from(instance), let name else { return }
             instance.counters.add(String(cString: name), delta)

@@ -86,9 +86,16 @@ public final class PluginInstance: @unchecked Sendable {
         get { handlerLock.withLock { raiseTarget } }
         set { handlerLock.withLock { raiseTarget = newValue } }
     }
+    /// Where `host->release_trace` goes (set by the pipeline for processors whose held spans
+    /// it journals); the 16-byte trace id is borrowed for the call.
+    public var releaseHandler: (@Sendable (UnsafePointer<UInt8>) -> Void)? {
+        get { handlerLock.withLock { releaseTarget } }
+        set { handlerLock.withLock { releaseTarget = newValue } }
+    }
     private let handlerLock = NSLock()
     private var emitTarget: (@Sendable (SpanBatch) -> ConsumeOutcome)?
     private var raiseTarget: (@Sendable (UnsafePointer<spanhost_notification>) -> Void)?
+    private var releaseTarget: (@Sendable (UnsafePointer<UInt8>) -> Void)?
 
     private static let unattributed = Logger(label: "spanhost.plugin")
 
@@ -221,6 +228,7 @@ public final class PluginInstance: @unchecked Sendable {
             isolated.stop()
             emitHandler = nil
             raiseHandler = nil
+            releaseHandler = nil
             return
         }
         let previous = sh_crash_enter(crashContext, Hook.destroy.cName)
@@ -230,6 +238,7 @@ public final class PluginInstance: @unchecked Sendable {
         library.instanceDestroyed()
         emitHandler = nil
         raiseHandler = nil
+        releaseHandler = nil
     }
 
     /// "healthy", "unhealthy" (a call is hung) or "circuit_open".

@@ -64,6 +64,8 @@ public final class Server: Sendable {
     /// Starts the generation, binds receivers and the admin endpoint.
     public func start() async throws {
         try await coordinator.start()
+        // Spans processors held when the previous process was killed go back to them.
+        HeldSpanReplay.start(current, logger: logger)
         let server = try await AdminServer.start(
             workerSocket: handoff?.adminSocket, config: coordinator.currentConfig, group: group,
             status: StatusSource(current: current, receivers: receivers, coordinator: coordinator)

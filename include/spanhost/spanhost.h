@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define SPANHOST_ABI_MAJOR 1
-#define SPANHOST_ABI_MINOR 3
+#define SPANHOST_ABI_MINOR 4
 
 /* Name of the one function every plugin exports (see spanhost_plugin_entry_fn). */
 #define SPANHOST_PLUGIN_ENTRY_SYMBOL "spanhost_plugin_entry"
@@ -183,7 +183,8 @@ typedef struct spanhost_link {
 
 /* Set in spanhost_span.host_flags by a processor to remove the span from the batch.
  * DROP: the span is discarded (counted as dropped, reported to the client as partial success).
- * TAKEN: the processor keeps a copy to emit later (buffering, tail sampling); not a drop. */
+ * TAKEN: the processor keeps a copy to emit later (buffering, tail sampling); not a drop. It
+ *        emits the copy, or releases its trace with release_trace (1.4) when it drops it. */
 #define SPANHOST_SPAN_DROP 1u
 #define SPANHOST_SPAN_TAKEN 2u
 
@@ -500,6 +501,23 @@ typedef struct spanhost_host_api {
     int32_t (*expr_run)(const spanhost_expr *expr, const spanhost_expr_target *target,
                         spanhost_status *status);
     void (*expr_free)(spanhost_expr *expr);
+
+    /* --- Added in 1.4 ----------------------------------------------------------------- */
+
+    /* Processors that hold spans (mark them SPANHOST_SPAN_TAKEN, or return SPANHOST_CONSUMED):
+     * says the instance is done with the trace `trace_id` (16 bytes, borrowed for the call):
+     * what it keeps of the trace it has emitted (emit returned), the rest it drops on purpose
+     * (not sampled, over a limit). Call it after those emits, never before.
+     * Why: when a pipeline has an exporter with a persistent queue (sending_queue.storage), the
+     * host writes what the pipeline's processors hold to a journal on disk before the client is
+     * answered, so a kill -9 loses none of it. At the next start the journal is fed to the
+     * processor again: at least once, so what it emitted just before the kill may go out twice.
+     * A held span leaves the journal when the instance emits it (emit returns OK or PERMANENT)
+     * or releases its trace; a flush before a shutdown or reload empties the journal. Spans a
+     * holding processor drops without releasing stay in the journal until its next flush (the
+     * instance's gauge `journal_spans` counts them). Releasing a trace twice, or one it never
+     * held, does nothing. */
+    void (*release_trace)(spanhost_instance *instance, const uint8_t *trace_id);
 } spanhost_host_api;
 
 /* True when `host` has `member`, a function added in a later minor version than the oldest

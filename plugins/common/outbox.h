@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "spanhost/spanhost.h"
 
@@ -20,6 +21,8 @@ typedef struct outbox_item {
     spanhost_batch *batch; /* OWNERSHIP: one reference, the outbox's */
     size_t spans;
     const char *counter; /* a counter bumped once when the batch leaves (NULL: none) */
+    int release;         /* release trace_id to the host once the batch has left (1.4) */
+    uint8_t trace_id[16];
     struct outbox_item *next;
 } outbox_item;
 
@@ -57,6 +60,7 @@ static inline int outbox_push(outbox *o, const spanhost_host_api *host, spanhost
     item->batch = batch;
     item->spans = spans;
     item->counter = counter;
+    item->release = 0;
     item->next = NULL;
     pthread_mutex_lock(&o->lock);
     if (o->tail) o->tail->next = item; else o->head = item;
@@ -69,6 +73,19 @@ static inline int outbox_push(outbox *o, const spanhost_host_api *host, spanhost
 /* Emits waiting batches in order until the pipeline refuses one (it stays first) or none are
  * left. A batch rejected for good is dropped; the host has counted its spans as lost. With
  * `wait` 0 it returns at once when another thread is draining; flush passes 1. */
+/* As outbox_push, for a batch holding the rest of one trace: once it has left (taken, or
+ * rejected for good), the host is told the processor is done with the trace (release_trace),
+ * so spans of it the processor dropped leave the host's hold journal too. */
+static inline int outbox_push_trace(outbox *o, const spanhost_host_api *host, spanhost_instance *instance,
+                                    spanhost_batch *batch, size_t spans, const uint8_t trace_id[16]) {
+    if (outbox_push(o, host, instance, batch, spans, NULL) != 0) return -1;
+    pthread_mutex_lock(&o->lock);
+    o->tail->release = 1;
+    memcpy(o->tail->trace_id, trace_id, 16);
+    pthread_mutex_unlock(&o->lock);
+    return 0;
+}
+
 static inline void outbox_drain(outbox *o, const spanhost_host_api *host, spanhost_instance *instance, int wait) {
     if (wait) pthread_mutex_lock(&o->draining);
     else if (pthread_mutex_trylock(&o->draining) != 0) return; /* another thread is at it */
@@ -84,6 +101,7 @@ static inline void outbox_drain(outbox *o, const spanhost_host_api *host, spanho
             host->counter_add(instance, "spans_sent", (int64_t)item->spans);
             if (item->counter) host->counter_add(instance, item->counter, 1);
         }
+        if (item->release && SPANHOST_HOST_HAS(host, release_trace)) host->release_trace(instance, item->trace_id);
         pthread_mutex_lock(&o->lock);
         o->head = item->next;
         if (!o->head) o->tail = NULL;

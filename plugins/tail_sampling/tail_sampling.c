@@ -461,9 +461,12 @@ static void finish(sampler *s, trace *t, int sampled) {
     host->counter_add(s->instance, sampled ? "spans_sampled" : "spans_dropped", (int64_t)t->span_count);
     if (t->over_limit) host->counter_add(s->instance, "spans_over_limit", (int64_t)t->over_limit);
     if (sampled) {
-        /* Kept traces leave in decision order; while the pipeline refuses they wait here. */
+        /* Kept traces leave in decision order; while the pipeline refuses they wait here. The
+         * trace is released once they have left (its spans over the limit were dropped). */
         host->batch_retain(t->spans);
-        outbox_push(&s->out, host, s->instance, t->spans, t->span_count, NULL);
+        outbox_push_trace(&s->out, host, s->instance, t->spans, t->span_count, t->id);
+    } else if (SPANHOST_HOST_HAS(host, release_trace)) {
+        host->release_trace(s->instance, t->id);
     }
     util_trace_free(host, t);
 }
