@@ -101,11 +101,15 @@ public final class Pipeline: @unchecked Sendable {
             let processor = processors[index]
             let received = batch.spanCount
             processor.counters.add("received", Int64(received))
+            let journal = journals[index]
+            journal?.beginProcess()
             let outcome = processor.process(batch)
             batch.assertStructurallyValid(after: "processor \(processor.id)")
-            // Spans the processor now holds are on disk before the client hears 200.
-            if let journal = journals[index], let problem = keepHeld(batch, outcome, of: processor, in: journal) {
-                return .refused(retryAfterSeconds: 1, message: "\(processor.id): \(problem)")
+            if let journal {
+                // Spans the processor now holds are on disk before the client hears 200.
+                let problem = keepHeld(batch, outcome, of: processor, in: journal)
+                journal.endProcess()
+                if let problem { return .refused(retryAfterSeconds: 1, message: "\(processor.id): \(problem)") }
             }
             switch outcome {
             case .ok:

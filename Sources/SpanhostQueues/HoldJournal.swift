@@ -52,6 +52,10 @@ public final class HoldJournal: @unchecked Sendable {
     private var spans = 0
     /// Whether anything was ever held: until then emits need no bookkeeping.
     private var used = false
+    /// Process calls running now, and the traces released while they ran: a processor that
+    /// drops a trace inside process releases it before its spans are held here.
+    private var processing = 0
+    private var releasedWhileProcessing: Set<TraceID> = []
 
     /// Identifies this process's journals among those of earlier processes.
     private static let processTag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -91,15 +95,26 @@ public final class HoldJournal: @unchecked Sendable {
         return keys
     }
 
+    /// Brackets the processor's process call and the `hold` of what it took.
+    public func beginProcess() { lock.withLock { processing += 1 } }
+
+    public func endProcess() {
+        lock.withLock {
+            processing -= 1
+            if processing == 0 { releasedWhileProcessing.removeAll() }
+        }
+    }
+
     /// Writes `batch` (whose spans are `keys`) as held; returns once it is on disk (fsynced
-    /// per policy). Spans already emitted in the meantime are not held again.
+    /// per policy). Spans already emitted in the meantime, or of a trace released during the
+    /// process call, are not held.
     public func hold(_ batch: SpanBatch, keys: [SpanKey]) throws(StorageError) {
         let id: UInt64? = lock.withLock {
             used = true
             var held = 0
             let id = nextRecord
             for key in keys {
-                if unmatched.removeValue(forKey: key) != nil { continue }
+                if unmatched.removeValue(forKey: key) != nil || releasedWhileProcessing.contains(key.trace) { continue }
                 index[key.trace, default: [:]][key.span, default: []].append(id)
                 held += 1
             }
@@ -167,6 +182,7 @@ public final class HoldJournal: @unchecked Sendable {
     /// The processor is done with `trace`: every span of it still held leaves the journal.
     public func release(_ trace: TraceID) {
         lock.withLock {
+            if processing > 0 { releasedWhileProcessing.insert(trace) }
             guard let spans = index.removeValue(forKey: trace) else { return }
             for ids in spans.values {
                 for id in ids { settle(id, spans: 1) }

@@ -76,6 +76,25 @@ final class HoldJournalTests: XCTestCase {
         XCTAssertEqual(try journal().leftovers().first?.open(), 0)
     }
 
+    func testATraceReleasedDuringTheProcessCallIsNotHeld() throws {
+        let held = journal()
+        let dropped = try batch(trace: 1, spans: 1...3), kept = try batch(trace: 2, spans: 4...4)
+        held.beginProcess()
+        held.release(traceID(1))  // the processor dropped it inside process, then consumed the batch
+        try held.hold(dropped, keys: HoldJournal.keys(of: dropped))
+        held.endProcess()
+        XCTAssertEqual(held.heldSpans, 0)
+        held.beginProcess()
+        try held.hold(kept, keys: HoldJournal.keys(of: kept))
+        held.endProcess()
+        // A trace released earlier is held again when the processor takes its spans later.
+        held.beginProcess()
+        let again = try batch(trace: 1, spans: 5...5)
+        try held.hold(again, keys: HoldJournal.keys(of: again))
+        held.endProcess()
+        XCTAssertEqual(held.heldSpans, 2)
+    }
+
     func testTheSameSpanHeldTwiceLeavesOnceForEachEmit() throws {
         let held = journal()
         let first = try batch(trace: 1, spans: 1...1), retried = try batch(trace: 1, spans: 1...1)
