@@ -732,20 +732,8 @@ static size_t scope_size(const spanhost_scope *sc) {
            varint_field(sc->dropped_attributes_count);
 }
 
-static size_t scope_spans_size(const spanhost_scope_spans *ss) {
-    size_t n = len_field(scope_size(ss->scope)) + str_field(ss->schema_url);
-    for (size_t i = 0; i < ss->spans_count; i++) n += len_field(span_size(ss->spans[i]));
-    return n;
-}
-
 static size_t resource_size(const spanhost_resource *r) {
     return attrs_size(&r->attributes) + varint_field(r->dropped_attributes_count);
-}
-
-static size_t resource_spans_size(const spanhost_resource_spans *rs) {
-    size_t n = len_field(resource_size(rs->resource)) + str_field(rs->schema_url);
-    for (size_t i = 0; i < rs->scope_spans_count; i++) n += len_field(scope_spans_size(rs->scope_spans[i]));
-    return n;
 }
 
 typedef struct writer {
@@ -886,34 +874,65 @@ static void put_span(writer *w, const spanhost_span *s) {
 int32_t sh_encode_otlp_proto(const spanhost_batch *batch, spanhost_buffer *out);
 
 int32_t sh_encode_otlp_proto(const spanhost_batch *batch, spanhost_buffer *out) {
-    size_t total = 0;
-    for (size_t i = 0; i < batch->resource_spans_count; i++) total += len_field(resource_spans_size(batch->resource_spans[i]));
-    out->data = (uint8_t *)malloc(total ? total : 1);
-    out->len = total;
-    if (!out->data) return -1;
-    writer w = {out->data};
+    /* Every length prefix needs the size of what follows; each span's size is computed once
+     * here and kept, rather than again at every level it is nested in. */
+    size_t groups = 0, spans = 0;
     for (size_t i = 0; i < batch->resource_spans_count; i++) {
         const spanhost_resource_spans *rs = batch->resource_spans[i];
-        put_len(&w, 1, resource_spans_size(rs));
+        groups += rs->scope_spans_count;
+        for (size_t j = 0; j < rs->scope_spans_count; j++) spans += rs->scope_spans[j]->spans_count;
+    }
+    size_t *sizes = (size_t *)malloc((batch->resource_spans_count + groups + spans + 1) * sizeof *sizes);
+    if (!sizes) return -1;
+    size_t *rs_sizes = sizes, *ss_sizes = rs_sizes + batch->resource_spans_count, *span_sizes = ss_sizes + groups;
+    size_t total = 0, g = 0, k = 0;
+    for (size_t i = 0; i < batch->resource_spans_count; i++) {
+        const spanhost_resource_spans *rs = batch->resource_spans[i];
+        size_t rs_size = len_field(resource_size(rs->resource)) + str_field(rs->schema_url);
+        for (size_t j = 0; j < rs->scope_spans_count; j++, g++) {
+            const spanhost_scope_spans *ss = rs->scope_spans[j];
+            size_t ss_size = len_field(scope_size(ss->scope)) + str_field(ss->schema_url);
+            for (size_t n = 0; n < ss->spans_count; n++, k++) {
+                span_sizes[k] = span_size(ss->spans[n]);
+                ss_size += len_field(span_sizes[k]);
+            }
+            ss_sizes[g] = ss_size;
+            rs_size += len_field(ss_size);
+        }
+        rs_sizes[i] = rs_size;
+        total += len_field(rs_size);
+    }
+    out->data = (uint8_t *)malloc(total ? total : 1);
+    out->len = total;
+    if (!out->data) {
+        free(sizes);
+        return -1;
+    }
+    writer w = {out->data};
+    g = k = 0;
+    for (size_t i = 0; i < batch->resource_spans_count; i++) {
+        const spanhost_resource_spans *rs = batch->resource_spans[i];
+        put_len(&w, 1, rs_sizes[i]);
         put_len(&w, 1, resource_size(rs->resource));
         put_attrs(&w, 1, &rs->resource->attributes);
         put_varint_field(&w, 2, rs->resource->dropped_attributes_count);
-        for (size_t j = 0; j < rs->scope_spans_count; j++) {
+        for (size_t j = 0; j < rs->scope_spans_count; j++, g++) {
             const spanhost_scope_spans *ss = rs->scope_spans[j];
-            put_len(&w, 2, scope_spans_size(ss));
+            put_len(&w, 2, ss_sizes[g]);
             put_len(&w, 1, scope_size(ss->scope));
             put_str(&w, 1, ss->scope->name);
             put_str(&w, 2, ss->scope->version);
             put_attrs(&w, 3, &ss->scope->attributes);
             put_varint_field(&w, 4, ss->scope->dropped_attributes_count);
-            for (size_t k = 0; k < ss->spans_count; k++) {
-                put_len(&w, 2, span_size(ss->spans[k]));
-                put_span(&w, ss->spans[k]);
+            for (size_t n = 0; n < ss->spans_count; n++, k++) {
+                put_len(&w, 2, span_sizes[k]);
+                put_span(&w, ss->spans[n]);
             }
             put_str(&w, 3, ss->schema_url);
         }
         put_str(&w, 3, rs->schema_url);
     }
+    free(sizes);
     return w.p == out->data + total ? 0 : -1;
 }
 

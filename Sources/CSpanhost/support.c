@@ -84,6 +84,10 @@ int sh_gunzip(const uint8_t *data, size_t len, size_t limit, uint8_t **out, size
     return SH_GUNZIP_OK;
 }
 
+uint32_t sh_crc32_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
+    return (uint32_t)crc32_combine(crc_a, crc_b, (z_off_t)len_b);
+}
+
 uint32_t sh_crc32(uint32_t crc, const void *data, size_t len) {
     const Bytef *p = (const Bytef *)data;
     while (len > 0) { /* zlib takes uInt lengths */

@@ -137,15 +137,17 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
         }
         defer { sh_buffer_free(&encoded) }
         let spans = batch.spanCount
+        // The checksum serves the record and the poison digest; taken outside the lock.
+        let bytes = UnsafeRawBufferPointer(start: encoded.data, count: encoded.len)
+        let digest = ExportAttempts.Digest(bytes)
         return condition.withLock {
             guard force || (pending.count < currentLimits.items && liveBytes + encoded.len <= currentLimits.bytes) else { return .full }
             do {
-                let bytes = UnsafeRawBufferPointer(start: encoded.data, count: encoded.len)
-                let location = try log.append(bytes)
+                let location = try log.append(bytes, payloadCRC: digest.crc)
                 var entry = Entry(location: location, spans: spans, at: .now)
                 if cachedBytes + batch.arenaBytes <= cacheLimit {
                     entry.batch = batch
-                    entry.digest = ExportAttempts.Digest(bytes)
+                    entry.digest = digest
                     cachedBytes += batch.arenaBytes
                 }
                 pending.append(entry)

@@ -167,18 +167,19 @@ final class SegmentLog {
     }
 
     /// Appends a DATA record and returns where its payload is. On a failure nothing of the
-    /// record is left where a later record could follow it.
-    func append(_ payload: UnsafeRawBufferPointer) throws -> Location {
+    /// record is left where a later record could follow it. `payloadCRC` is the payload's
+    /// CRC-32 when the caller has it already.
+    func append(_ payload: UnsafeRawBufferPointer, payloadCRC: UInt32? = nil) throws -> Location {
         let size = Self.headerSize + payload.count
         if mustRoll || (currentSize > 0 && currentSize + size > segmentBytes) { try roll() }
         writeUnwrittenAcks()
         let seq = nextSeq
         do {
-            try write(type: Self.data, seq: seq, payload: payload)
+            try write(type: Self.data, seq: seq, payload: payload, payloadCRC: payloadCRC)
         } catch let error as StorageError where error.noSpace && live[current, default: 0] == 0 && currentSize > 0 {
             // Everything in the current segment is delivered: give its space back and try once more.
             try roll()
-            try write(type: Self.data, seq: seq, payload: payload)
+            try write(type: Self.data, seq: seq, payload: payload, payloadCRC: payloadCRC)
         }
         if fsync == .always {
             do { try fsyncCurrent() } catch {
@@ -268,14 +269,15 @@ final class SegmentLog {
         }
     }
 
-    private func write(type: UInt8, seq: UInt64, payload: UnsafeRawBufferPointer) throws {
+    private func write(type: UInt8, seq: UInt64, payload: UnsafeRawBufferPointer, payloadCRC: UInt32? = nil) throws {
+        let crc = payloadCRC.map { Self.crc32(combining: $0, length: payload.count, seq: seq) } ?? Self.crc32(payload, seq: seq)
         var header = [UInt8](repeating: 0, count: Self.headerSize)
         header.withUnsafeMutableBytes { h in
             h.storeBytes(of: Self.magic, toByteOffset: 0, as: UInt32.self)
             h[4] = type
             h.storeBytes(of: seq, toByteOffset: 8, as: UInt64.self)
             h.storeBytes(of: UInt32(payload.count), toByteOffset: 16, as: UInt32.self)
-            h.storeBytes(of: Self.crc32(payload, seq: seq), toByteOffset: 20, as: UInt32.self)
+            h.storeBytes(of: crc, toByteOffset: 20, as: UInt32.self)
         }
         let expected = Self.headerSize + payload.count
         // One writev: the record lands whole, or is cut off again here (or by recovery after a crash).
@@ -314,6 +316,13 @@ final class SegmentLog {
             live[segment] = nil
             sizes[segment] = nil
         }
+    }
+
+    /// The same, from the payload's own CRC-32.
+    static func crc32(combining payloadCRC: UInt32, length: Int, seq: UInt64) -> UInt32 {
+        var seq = seq
+        let crc = withUnsafeBytes(of: &seq) { sh_crc32(0, $0.baseAddress, $0.count) }
+        return length > 0 ? sh_crc32_combine(crc, payloadCRC, length) : crc
     }
 
     /// CRC-32 (zlib's) of the sequence number and the payload.

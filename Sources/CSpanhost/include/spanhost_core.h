@@ -191,6 +191,8 @@ int32_t sh_gzip(const uint8_t *data, size_t len, spanhost_buffer *out);
 
 /* zlib's CRC-32, continuing from `crc` (0 to start). */
 uint32_t sh_crc32(uint32_t crc, const void *data, size_t len);
+/* The CRC-32 of A then B, from crc_a, crc_b and B's length (zlib's crc32_combine). */
+uint32_t sh_crc32_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b);
 
 /* SHA-256 of a file as 64 lowercase hex characters plus NUL. Returns 0 or -1. */
 int sh_sha256_file(const char *path, char out_hex[65]);
