@@ -82,6 +82,14 @@ public final class SpanBatch: @unchecked Sendable {
 
     deinit { sh_batch_release(pointer) }
 
+    /// The OTLP protobuf request this batch was decoded from, in its own arena, while nothing
+    /// has changed the batch since: a persistent queue writes it as it is instead of encoding
+    /// the batch again. Cleared before a processor gets the batch.
+    public private(set) var protobufSource: UnsafeRawBufferPointer?
+
+    /// The batch is about to change: its request no longer says what it holds.
+    public func forgetProtobufSource() { protobufSource = nil }
+
     /// Decodes an OTLP request body into a new batch. `gzip` bodies are inflated first;
     /// `limit` caps the body size after decompression.
     public static func decode(
@@ -152,6 +160,7 @@ public final class SpanBatch: @unchecked Sendable {
             throw .invalid(failure)
         }
         batch.assertStructurallyValid(after: "decoding \(format)")
+        if format == .otlpProtobuf { batch.protobufSource = UnsafeRawBufferPointer(start: bytes, count: count) }
         let spans = batch.spanCount
         if spans > caps.maxSpans { throw .tooManySpans(count: spans, limit: caps.maxSpans) }
         let attributes = sh_batch_most_attributes(batch.pointer)

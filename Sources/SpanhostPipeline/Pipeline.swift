@@ -97,6 +97,7 @@ public final class Pipeline: @unchecked Sendable {
 
     func run(_ batch: SpanBatch, from first: Int) -> ConsumeOutcome {
         var rejected = 0
+        if first < processors.count { batch.forgetProtobufSource() }
         for index in first..<processors.count {
             let processor = processors[index]
             let received = batch.spanCount

@@ -131,17 +131,23 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
     }
 
     public func offer(_ batch: SpanBatch, force: Bool) -> OfferResult {
+        // A batch nothing has changed since it was decoded is written as its request came.
         var encoded = spanhost_buffer()
-        guard sh_encode_batch(batch.pointer, UInt32(SPANHOST_ENCODING_OTLP_PROTO), &encoded) == 0 else {
-            return .notStored(reason: "out of memory encoding the batch")
-        }
         defer { sh_buffer_free(&encoded) }
+        let bytes: UnsafeRawBufferPointer
+        if let source = batch.protobufSource {
+            bytes = source
+        } else {
+            guard sh_encode_batch(batch.pointer, UInt32(SPANHOST_ENCODING_OTLP_PROTO), &encoded) == 0 else {
+                return .notStored(reason: "out of memory encoding the batch")
+            }
+            bytes = UnsafeRawBufferPointer(start: encoded.data, count: encoded.len)
+        }
         let spans = batch.spanCount
         // The checksum serves the record and the poison digest; taken outside the lock.
-        let bytes = UnsafeRawBufferPointer(start: encoded.data, count: encoded.len)
         let digest = ExportAttempts.Digest(bytes)
         return condition.withLock {
-            guard force || (pending.count < currentLimits.items && liveBytes + encoded.len <= currentLimits.bytes) else { return .full }
+            guard force || (pending.count < currentLimits.items && liveBytes + bytes.count <= currentLimits.bytes) else { return .full }
             do {
                 let location = try log.append(bytes, payloadCRC: digest.crc)
                 var entry = Entry(location: location, spans: spans, at: .now)

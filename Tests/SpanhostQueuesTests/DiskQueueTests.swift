@@ -159,6 +159,23 @@ extension DiskQueueTests {
         return (attributes[.size] as! NSNumber).intValue
     }
 
+    func testABatchNothingChangedIsWrittenAsItsRequestCameAndAChangedOneIsEncodedAgain() throws {
+        var request = try XCTUnwrap(batch(7).encode(.protobuf))
+        request += [0xf8, 0x01, 0x2a]  // field 31, a varint: unknown to the decoder, skipped by it
+        let received = try SpanBatch.decode(request, encoding: .protobuf)
+        let changed = try SpanBatch.decode(request, encoding: .protobuf)
+        changed.forgetProtobufSource()
+        let queue = try DiskQueue.open(directory: directory, limits: QueueLimits(items: 10, bytes: 1 << 20), fsync: .never)
+        XCTAssertEqual(queue.offer(received, force: false), .queued)
+        XCTAssertEqual(queue.offer(changed, force: false), .queued)
+        let segment = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".seg") }.first)
+        let bytes = try XCTUnwrap(FileManager.default.contents(atPath: "\(directory!)/\(segment)"))
+        let first = Array(bytes[SegmentLog.headerSize..<(SegmentLog.headerSize + request.count)])
+        XCTAssertEqual(first, request)
+        let second = Array(bytes[(2 * SegmentLog.headerSize + request.count)...])
+        XCTAssertEqual(second, request.dropLast(3).map { $0 })
+    }
+
     func testAShortWriteIsCutBackSoLaterRecordsReadBackWhole() throws {
         let log = try SegmentLog(directory: directory, segmentBytes: 1 << 20, fsync: .never)
         _ = try log.recover()
