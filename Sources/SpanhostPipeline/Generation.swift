@@ -56,6 +56,9 @@ public final class Generation: @unchecked Sendable {
     /// Pipelines answering 503 because a component's plugin is quarantined
     /// (`on_quarantine: refuse`), with the component and reason.
     public let refusingPipelines: [String: String]
+    /// Pipelines that drop what their quarantined exporters (with `on_full: drop`) would get,
+    /// with those exporters.
+    public let droppingPipelines: [String: [String]]
     /// The sha256 of each `plugins.functions` library this generation was built with.
     let functionImages: [String]
     private let routes: [ComponentID: [Pipeline]]
@@ -151,7 +154,7 @@ public final class Generation: @unchecked Sendable {
                                           connectors: pipeline.connectors.compactMap { id in connectors.first { $0.config.id == id }?.connector },
                                           rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } },
                                           previous: oldPipeline, refusing: quarantine.refusing[pipeline.id],
-                                          journals: journals))
+                                          dropping: quarantine.dropping[pipeline.id] ?? [], journals: journals))
             }
         } catch {
             for instance in created { instance.destroy() }
@@ -172,6 +175,23 @@ public final class Generation: @unchecked Sendable {
         self.functionImages = functionImages
         self.skipped = quarantine.skipped
         self.refusingPipelines = quarantine.refusing
+        self.droppingPipelines = quarantine.dropping
+    }
+
+    /// Logs what quarantined plugins do to this generation: components left out, pipelines that
+    /// refuse data, pipelines that drop a quarantined exporter's share.
+    public func logQuarantine(_ logger: Logger) {
+        if !skipped.isEmpty {
+            logger.error("components left out: their plugin is quarantined (on_quarantine: skip)", metadata: ["components": "\(skipped)"])
+        }
+        for (pipeline, reason) in refusingPipelines.sorted(by: { $0.key < $1.key }) {
+            logger.error("pipeline refuses data (503) until the plugin is replaced or POST /-/quarantine/clear",
+                         metadata: ["pipeline": "\(pipeline)", "reason": "\(reason)"])
+        }
+        for (pipeline, exporters) in droppingPipelines.sorted(by: { $0.key < $1.key }) {
+            logger.error("pipeline drops what its quarantined exporters would get (on_full: drop), counted at /status",
+                         metadata: ["pipeline": "\(pipeline)", "exporters": "\(exporters)"])
+        }
     }
 
     /// Each processor's hold journal: the one it had when it is carried over, a new one when an
@@ -197,6 +217,9 @@ public final class Generation: @unchecked Sendable {
         var config: ServiceConfig
         var skipped: [String] = []
         var refusing: [String: String] = [:]
+        /// Per pipeline: its quarantined exporters with `sending_queue.on_full: drop`, whose
+        /// share the pipeline drops (counted) while it flows to the others.
+        var dropping: [String: [String]] = [:]
     }
 
     /// Applies each quarantined component's `on_quarantine`: `fail` fails the generation,
@@ -215,7 +238,16 @@ public final class Generation: @unchecked Sendable {
             switch choice {
             case "fail": throw GenerationError.quarantined(kind: kind, id: id, reason: reason)
             case "skip": effect.skipped.append("\(kind.section).\(id)")
-            default: effect.refusing[pipeline] = effect.refusing[pipeline] ?? "the plugin of \(kind.section).\(id) is quarantined (see /status)"
+            default:
+                // An exporter that drops what does not fit its queue drops what it cannot take
+                // at all: the pipeline's other exporters still get everything.
+                let path = "\(kind.section).\(id).sending_queue"
+                let queue = kind == .exporter ? try SendingQueueSettings(settings: component.settings["sending_queue"], path: path) : nil
+                if queue?.onFull == .drop {
+                    effect.dropping[pipeline, default: []].append("\(id)")
+                } else {
+                    effect.refusing[pipeline] = effect.refusing[pipeline] ?? "the plugin of \(kind.section).\(id) is quarantined (see /status)"
+                }
             }
             return false
         }

@@ -23,6 +23,11 @@ public final class Pipeline: @unchecked Sendable {
     let ruleConfigs: [RuleConfig]
     /// Why this pipeline refuses every batch (a component's plugin is quarantined), or nil.
     public let refusing: String?
+    /// Quarantined exporters (with `sending_queue.on_full: drop`) whose share of every batch is
+    /// dropped, counted in `droppedForQuarantine`.
+    public let dropping: [String]
+    /// Spans dropped for `dropping`'s exporters (each exporter counts a batch once).
+    public let droppedForQuarantine = Atomic<Int>(0)
     /// Per processor: where the spans it holds are kept on disk (when an exporter of the
     /// pipeline has a persistent queue), or nil.
     public let journals: [HoldJournal?]
@@ -35,9 +40,10 @@ public final class Pipeline: @unchecked Sendable {
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
     init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [NotifierRunner],
          connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, refusing: String? = nil,
-         journals: [HoldJournal?]? = nil) {
+         dropping: [String] = [], journals: [HoldJournal?]? = nil) {
         self.id = id
         self.refusing = refusing
+        self.dropping = dropping
         self.processors = processors
         self.journals = journals ?? processors.map { _ in nil }
         self.exporters = exporters
@@ -140,6 +146,7 @@ public final class Pipeline: @unchecked Sendable {
             return .refused(retryAfterSeconds: 1, message: "exporter \(full.id) queue is full")
         }
         for connector in connectors { connector.observe(batch) }
+        if !dropping.isEmpty { droppedForQuarantine.add(batch.spanCount * dropping.count, ordering: .relaxed) }
         var outcome = ConsumeOutcome.accepted(rejectedSpans: rejected, message: filteredMessage(rejected))
         for exporter in exporters {
             if let answer = exporter.accept(batch, force: draining) { outcome = Generation.merge(outcome, answer) }

@@ -133,7 +133,9 @@ struct StatusSource: Sendable {
                       processors: pipeline.processors.map { component($0) },
                       exporters: pipeline.exporters.map { "\($0.id)" }, notifiers: pipeline.notifiers.map { "\($0.id)" },
                       connectors: pipeline.connectors.map { "\($0.id)" },
-                      rules: pipeline.rules.counters, refusing: pipeline.refusing)
+                      rules: pipeline.rules.counters, refusing: pipeline.refusing,
+                      droppingFor: pipeline.dropping.nilIfEmpty,
+                      droppedForQuarantine: pipeline.dropping.isEmpty ? nil : pipeline.droppedForQuarantine.load(ordering: .relaxed))
             },
             connectors: generation.connectors.map(\.connector.status),
             reloads: coordinator.log.summary,
@@ -191,6 +193,10 @@ struct StatusReport: Encodable {
         var rules: [String: Int64]
         /// Why every batch is answered 503 (a component's plugin is quarantined), if so.
         var refusing: String?
+        /// Quarantined exporters with `on_full: drop`: the pipeline flows to the others and
+        /// drops their share, counted in droppedForQuarantine.
+        var droppingFor: [String]?
+        var droppedForQuarantine: Int?
     }
     var plugins: [Plugin]
     var refusedPlugins: [Refused]
@@ -213,6 +219,6 @@ struct StatusReport: Encodable {
     var memory: Memory
 }
 
-extension Dictionary {
+extension Collection {
     var nilIfEmpty: Self? { isEmpty ? nil : self }
 }

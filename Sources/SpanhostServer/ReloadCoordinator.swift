@@ -119,15 +119,14 @@ final class ReloadCoordinator: @unchecked Sendable {
                 + "\(retired.lostSpans) spans lost by retired components; closed \(closed) unused plugin images"
             if !next.skipped.isEmpty {
                 message += "; LEFT OUT because their plugin is quarantined: \(next.skipped.joined(separator: ", "))"
-                logger.error("components left out: their plugin is quarantined (on_quarantine: skip)", metadata: ["components": "\(next.skipped)"])
             }
             if !next.refusingPipelines.isEmpty {
                 message += "; REFUSING DATA because a plugin is quarantined: \(next.refusingPipelines.keys.sorted().joined(separator: ", "))"
-                for (pipeline, reason) in next.refusingPipelines.sorted(by: { $0.key < $1.key }) {
-                    logger.error("pipeline refuses data (503) until the plugin is replaced or POST /-/quarantine/clear",
-                                 metadata: ["pipeline": "\(pipeline)", "reason": "\(reason)"])
-                }
             }
+            if !next.droppingPipelines.isEmpty {
+                message += "; DROPPING a quarantined exporter's share: \(next.droppingPipelines.keys.sorted().joined(separator: ", "))"
+            }
+            next.logQuarantine(logger)
             logger.info("reload succeeded", metadata: ["trigger": "\(trigger)", "detail": "\(message)"])
             return log.record(trigger: trigger, ok: true, message: message, took: .now - started)
         } catch {

@@ -45,13 +45,7 @@ public final class Server: Sendable {
         let catalog = PluginCatalog.load(config.pluginNames, from: pluginDirs(config), cacheDirectory: cacheDir, pins: config.pluginPins, requirePins: config.requirePins,
                                          quarantine: Quarantine.read(quarantine), logger: logger)
         let generation = try Generation(config: config, catalog: catalog)
-        if !generation.skipped.isEmpty {
-            logger.error("components left out: their plugin is quarantined (on_quarantine: skip)", metadata: ["components": "\(generation.skipped)"])
-        }
-        for (pipeline, reason) in generation.refusingPipelines.sorted(by: { $0.key < $1.key }) {
-            logger.error("pipeline refuses data (503) until the plugin is replaced or POST /-/quarantine/clear",
-                         metadata: ["pipeline": "\(pipeline)", "reason": "\(reason)"])
-        }
+        generation.logQuarantine(logger)
         current = CurrentGeneration(generation)
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         pool = NIOThreadPool(numberOfThreads: max(4, System.coreCount * 2))

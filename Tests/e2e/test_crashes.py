@@ -198,6 +198,32 @@ service:
     assert host.stop() == 1
 
 
+def test_a_quarantined_exporter_with_on_full_drop_drops_its_share_and_the_others_get_everything(spanhost, tmp):
+    host = spanhost(cfg(HEAD + """
+exporters:
+  crashy: {path: "{tmp}/crashy.txt", sending_queue: {on_full: drop}}
+  file: {path: "{tmp}/file.jsonl"}
+service:
+  supervisor: {state_dir: "{tmp}/state", quarantine_after_crashes: 1}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [crashy, file]}
+"""), plugins_dir=plugin_dir(tmp, "crashy", "file"))
+    try:
+        requests.post(host.url, json=spans(["poison"]), timeout=10)
+    except requests.ConnectionError:
+        pass
+    assert wait_for(lambda: host.status()["quarantined"], timeout=30)
+    assert wait_for(lambda: requests.get(host.admin + "/healthz", timeout=5).status_code == 200, timeout=30), host.log()[-2000:]
+    r = requests.post(host.url, json=spans(["first-kept", "second-kept"]), timeout=10)
+    assert r.status_code == 200, r.text
+    assert wait_for(lambda: all(any(name in line for line in delivered(f"{tmp}/file.jsonl")) for name in ("first-kept", "second-kept")),
+                    timeout=20)
+    pipeline = host.status()["pipelines"][0]
+    assert pipeline["droppingFor"] == ["crashy"] and pipeline["droppedForQuarantine"] == 2 and pipeline.get("refusing") is None
+    assert "drops what its quarantined exporters would get" in host.log()
+    assert host.stop() == 1
+
+
 def test_a_poison_request_sent_again_after_the_crash_is_dead_lettered_without_another_crash(spanhost, tmp):
     host = spanhost(cfg(HEAD + """
 exporters:
