@@ -506,16 +506,31 @@ static node *parse_literal(parser *ps) {
     return NULL;
 }
 
+/* The text at the parser starts with `prefix` (a context name and its dot). */
+static int has_prefix(const parser *ps, const char *prefix) {
+    size_t n = strlen(prefix);
+    return (size_t)(ps->end - ps->p) > n && !memcmp(ps->p, prefix, n);
+}
+
 static node *parse_path(parser *ps) {
     static const struct { const char *name; int path; } fields[] = {
         {"status.code", P_STATUS_CODE}, {"status.message", P_STATUS_MSG}, {"trace_id.string", P_TRACE_ID},
         {"span_id.string", P_SPAN_ID}, {"parent_span_id.string", P_PARENT_ID}, {"start_time_unix_nano", P_START},
-        {"end_time_unix_nano", P_END}, {"duration", P_DURATION}, {"instrumentation_scope.name", P_SCOPE},
+        {"end_time_unix_nano", P_END}, {"duration", P_DURATION}, {"instrumentation_scope.name", P_SCOPE}, {"scope.name", P_SCOPE},
         {"name", P_NAME}, {"kind", P_KIND}};
     int resource = eat(ps, "resource.attributes");
+    /* The Collector's context prefixes: `span.name` in the span context is `name`, and
+     * `spanevent.name` in the spanevent context the event's `name`. */
+    space(ps);
+    if (!resource && ps->context == SPANHOST_CONTEXT_SPAN && has_prefix(ps, "span.")) {
+        ps->p += 5;
+        node *n = parse_path(ps);
+        return n || ps->failed ? n : parse_fail(ps, "expected a span path after span.");
+    }
+    if (!resource && ps->context == SPANHOST_CONTEXT_SPANEVENT && has_prefix(ps, "spanevent.")) ps->p += 10;
     if (!resource && ps->context == SPANHOST_CONTEXT_SPANEVENT) {
         space(ps);
-        if ((size_t)(ps->end - ps->p) > 5 && !memcmp(ps->p, "span.", 5)) {
+        if (has_prefix(ps, "span.")) {
             /* span.<path>: the event's span, read as in the span context. */
             ps->p += 5;
             ps->context = SPANHOST_CONTEXT_SPAN;
@@ -749,6 +764,37 @@ static node *parse_statement(parser *ps) {
     node *n = parse_call(ps, start, (size_t)(ps->p - start), 1);
     if (n && eat(ps, "where") && !(n->where = parse_or(ps))) return node_free(n), NULL;
     return n;
+}
+
+uint32_t sh_expr_infer_context(const char *text, size_t len, char *err, size_t err_cap) {
+    /* The most specific context whose prefix a path outside string literals carries. */
+    int spanevent = 0, span = 0, resource = 0, scope = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '"') {
+            for (i++; i < len && text[i] != '"'; i++)
+                if (text[i] == '\\') i++;
+            continue;
+        }
+        if (i > 0 && (isalnum((unsigned char)text[i - 1]) || text[i - 1] == '_' || text[i - 1] == '.')) continue;
+#define SH_PREFIX(word) (len - i > sizeof(word) - 1 && !memcmp(text + i, word, sizeof(word) - 1))
+        if (SH_PREFIX("spanevent.")) spanevent = 1;
+        else if (SH_PREFIX("span.")) span = 1;
+        else if (SH_PREFIX("resource.")) resource = 1;
+        else if (SH_PREFIX("scope.") || SH_PREFIX("instrumentation_scope.")) scope = 1;
+#undef SH_PREFIX
+    }
+    if (spanevent) return SPANHOST_CONTEXT_SPANEVENT;
+    if (span) return SPANHOST_CONTEXT_SPAN;
+    if (scope) {
+        snprintf(err, err_cap, "the scope context is not supported yet: add a span. path (the statement then runs for each span), "
+                 "or use a context: span group");
+        return 0;
+    }
+    if (resource) return SPANHOST_CONTEXT_RESOURCE;
+    snprintf(err, err_cap, "no context: prefix its paths with span., spanevent. or resource. (span.attributes[\"k\"]), "
+             "or put it in a group with context:");
+    return 0;
 }
 
 spanhost_expr *sh_expr_compile(const char *text, size_t len, uint32_t kind, uint32_t context, char *err, size_t err_cap) {

@@ -118,7 +118,14 @@ public struct ConfigSchema: Sendable, Equatable {
 
     private func walk(_ value: ConfigValue, pattern: [String], path: [String], hostKeys: [String]) throws(Problem) {
         let dotted = path.joined(separator: ".")
-        if let declared = key(at: pattern) {
+        // A key declared with a plain type and with keys below takes either form: a list item
+        // that is a statement or a group of statements.
+        let eitherForm: Bool = {
+            guard let declared = key(at: pattern), declared.type != .list, declared.type != .map, hasChildren(pattern),
+                  case .map = value else { return false }
+            return true
+        }()
+        if !eitherForm, let declared = key(at: pattern) {
             try typeCheck(value, declared, dotted)
             // A list or map with nothing declared below it is free-form: the plugin checks it.
             if (declared.type == .list || declared.type == .map) && !hasChildren(pattern) { return }

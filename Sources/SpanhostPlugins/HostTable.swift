@@ -141,6 +141,10 @@ enum HostTable {
         // Run per span: the C function itself, with no Swift in between.
         api.expr_run = sh_expr_run
         api.expr_free = sh_expr_free
+        api.expr_infer_context = { text, len, status in
+            guard let text, let status, let message = status.pointee.message else { return 0 }
+            return sh_expr_infer_context(text, len, message, status.pointee.message_cap)
+        }
         api.encode_batch = { batch, encoding, out in
             guard let batch, let out else { return -1 }
             return sh_encode_batch(batch, encoding, out)

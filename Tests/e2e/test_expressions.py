@@ -393,3 +393,66 @@ service:
     out = exported_by_name(os.path.join(tmp, "out.jsonl"), len(README_EXAMPLES))
     for i, (statement, _, after) in enumerate(README_EXAMPLES):
         assert attributes(out[f"ex{i}"]) == after, statement
+
+
+# The same statements in the Collector's flat form (0.120 and later): each statement runs in
+# the context its path prefixes name, without groups.
+FLAT = cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  filter:
+    traces:
+      span: ['span.name == "dropped"']
+  transform:
+    error_mode: ignore
+    trace_statements:
+      - set(span.attributes["route.group"], "api") where IsMatch(span.attributes["http.route"], "^/api/")
+      - delete_key(span.attributes, "http.request.header.authorization") where span.attributes["http.route"] != nil
+      - replace_pattern(span.attributes["http.url"], "token=[^&]+", "token=***") where span.attributes["http.route"] != nil
+      - truncate_all(span.attributes, 256)
+      - limit(span.attributes, 64, ["service.name"])
+      - set(span.status.code, 2) where span.attributes["http.status_code"] >= 500
+      - set(resource.attributes["deployment.environment"], "prod")
+      - set(spanevent.attributes["owner"], span.attributes["team"]) where spanevent.name == "exception"
+      - statements: ['set(span.attributes["grouped"], span.name)']
+        error_mode: propagate
+exporters:
+  file: {path: "{tmp}/out.jsonl"}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [filter, transform], exporters: [file]}
+""")
+
+
+def test_the_flat_form_with_context_prefixes_runs_like_the_groups(spanhost, tmp):
+    s = spanhost(FLAT, plugins_dir=plugin_dir(tmp, "filter", "transform", "file"))
+    api = span("api", {"http.route": "/api/items", "http.request.header.authorization": "Bearer s3cret",
+                       "http.url": "https://shop/api/items?token=abc123&page=2", "http.status_code": 503, "note": "x" * 300,
+                       "team": "payments"})
+    api["events"] = [{"timeUnixNano": "5", "name": "exception", "attributes": []}, {"timeUnixNano": "6", "name": "log", "attributes": []}]
+    spans = [api, span("no-route", {"http.url": "https://shop/?token=abc", "http.request.header.authorization": "Bearer x"}),
+             span("dropped", {})]
+    assert requests.post(s.url, json=body(*spans), timeout=10).status_code == 200
+    out = exported_by_name(os.path.join(tmp, "out.jsonl"), 2)
+    got = attributes(out["api"])
+    assert got["route.group"] == "api" and got["grouped"] == "api"
+    assert "http.request.header.authorization" not in got
+    assert got["http.url"] == "https://shop/api/items?token=***&page=2"
+    assert got["note"] == "x" * 256
+    assert out["api"]["span"]["status"]["code"] == 2
+    events = {e["name"]: {a["key"]: a["value"]["stringValue"] for a in e.get("attributes", [])} for e in out["api"]["span"]["events"]}
+    assert events == {"exception": {"owner": "payments"}, "log": {}}
+    assert attributes(out["no-route"]) == {"http.url": "https://shop/?token=abc", "http.request.header.authorization": "Bearer x",
+                                           "grouped": "no-route"}
+    resource = {a["key"]: a["value"]["stringValue"] for a in out["api"]["resource"]["attributes"]}
+    assert resource == {"service.name": "shop", "deployment.environment": "prod"}
+
+
+def test_a_flat_statement_without_a_context_prefix_is_refused_naming_its_item(tmp):
+    text = FLAT.replace('- set(resource.attributes["deployment.environment"], "prod")', '- set(attributes["x"], "y")')
+    r = check(tmp, text, plugin_dir(tmp, "filter", "transform", "file"))
+    assert r.returncode != 0
+    assert "trace_statements.6: no context: prefix its paths with span., spanevent. or resource." in r.stderr + r.stdout, r.stderr

@@ -35,6 +35,9 @@ static const char span_json[] =
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[256], message[256];
     spanhost_status status = {sizeof status, 0, message, sizeof message};
+    /* The flat form's context inference reads the same text; what it infers must be a context. */
+    uint32_t inferred = sh_expr_infer_context((const char *)data, size, err, sizeof err);
+    if (inferred > SPANHOST_CONTEXT_SPANEVENT) abort();
     for (uint32_t kind = SPANHOST_EXPR_CONDITION; kind <= SPANHOST_EXPR_STATEMENT; kind++)
         for (uint32_t context = SPANHOST_CONTEXT_SPAN; context <= SPANHOST_CONTEXT_SPANEVENT; context++) {
             spanhost_expr *e = sh_expr_compile((const char *)data, size, kind, context, err, sizeof err);

@@ -518,6 +518,13 @@ typedef struct spanhost_host_api {
      * instance's gauge `journal_spans` counts them). Releasing a trace twice, or one it never
      * held, does nothing. */
     void (*release_trace)(spanhost_instance *instance, const uint8_t *trace_id);
+
+    /* The context (SPANHOST_CONTEXT_*) a statement or condition written in the Collector's flat
+     * form runs in, inferred from the prefixes of its paths as the Collector does: the most
+     * specific of `spanevent.`, `span.` and `resource.` that it uses. A plugin taking the flat
+     * form compiles the text in that context with expr_compile. Returns 0, with the reason in
+     * status, when the text names no context the host runs (no prefix, or `scope.` only). */
+    uint32_t (*expr_infer_context)(const char *text, size_t len, spanhost_status *status);
 } spanhost_host_api;
 
 /* True when `host` has `member`, a function added in a later minor version than the oldest
@@ -552,7 +559,9 @@ typedef struct spanhost_host_api {
  * plugin checks it in create). Keys of list items and of maps with free-form keys use "*":
  *   {"headers", SPANHOST_TYPE_MAP}, {"headers.*", SPANHOST_TYPE_STRING}
  *   {"actions", SPANHOST_TYPE_LIST}, {"actions.*.key", SPANHOST_TYPE_STRING}
- * Parents are implied: "retry.max_elapsed" alone makes "retry" a map.
+ * Parents are implied: "retry.max_elapsed" alone makes "retry" a map. A key declared with a
+ * plain type and with keys below takes either form (1.4): {"statements.*", STRING} beside
+ * {"statements.*.context", STRING} accepts an item that is a string or a map with context.
  * FROZEN: an array element; new information goes into new descriptor fields instead.
  * OWNERSHIP: every string is the plugin's, NUL-terminated, static for the image's life.
  */

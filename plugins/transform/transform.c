@@ -5,19 +5,25 @@
  *     error_mode: propagate           ignore: a statement that fails is logged and skipped;
  *                                     silent: skipped; propagate: the batch is refused
  *     trace_statements:
- *       - context: span               span (default), spanevent (each event of each span) or resource
- *         conditions:                 optional: the statements run where ANY of these hold
+ *       # The flat form: each statement runs in the context its path prefixes name
+ *       # (spanevent., span. or resource.; the most specific one), as in the Collector.
+ *       - set(span.attributes["route.group"], "api") where IsMatch(span.attributes["http.route"], "^/api/")
+ *       - set(resource.attributes["deployment.environment"], "prod")
+ *       # Groups: statements in one context (given, or inferred from their prefixes; span
+ *       # when they have none), run where ANY of the conditions holds, with their own
+ *       # error_mode.
+ *       - context: span               span, spanevent (each event of each span) or resource
+ *         error_mode: ignore
+ *         conditions:
  *           - 'attributes["http.route"] != nil'
  *         statements:                 in order; each may end in `where <condition>`
- *           - set(attributes["route.group"], "api") where IsMatch(attributes["http.route"], "^/api/")
  *           - delete_key(attributes, "http.request.header.authorization")
  *           - replace_pattern(attributes["http.url"], "token=[^&]+", "token=***")
  *           - truncate_all(attributes, 256)
  *           - limit(attributes, 64, ["service.name"])
  *           - set(status.code, 2) where attributes["http.status_code"] >= 500
- *       - context: resource
- *         statements: ['set(attributes["deployment.environment"], "prod")']
  *
+ * Consecutive flat statements of one context run as one group, in order.
  * Counters: statement_errors.
  */
 #include "plugin_util.h"
@@ -30,6 +36,8 @@ static const spanhost_host_api *host;
 
 typedef struct group {
     uint32_t context;
+    int error_mode;
+    int flat; /* made of flat statements: the next one of the same context joins it */
     spanhost_expr **conditions, **statements;
     size_t nconditions, nstatements;
 } group;
@@ -52,54 +60,130 @@ static void destroy(void *state) {
     free(t);
 }
 
+/* Reads an error_mode at `path` into *mode (left alone when absent). Returns -1 on a bad value. */
+static int read_error_mode(const spanhost_config *config, const char *path, int *mode, spanhost_status *status) {
+    spanhost_str text;
+    if (host->config_string(config, path, &text) != SPANHOST_CONFIG_FOUND) return 0;
+    if (util_str_is(text, "ignore")) *mode = ERR_IGNORE;
+    else if (util_str_is(text, "silent")) *mode = ERR_SILENT;
+    else if (util_str_is(text, "propagate")) *mode = ERR_PROPAGATE;
+    else {
+        snprintf(status->message, status->message_cap, "%s: '%.*s' is not ignore, silent or propagate", path, (int)text.len, text.ptr);
+        return -1;
+    }
+    return 0;
+}
+
+/* The context of a group with no `context:`: the most specific one its texts' prefixes name;
+ * span when none has a prefix (as before the flat form). */
+static uint32_t group_context(const spanhost_config *config, const char *path) {
+    static const char *const lists[] = {"conditions", "statements"};
+    uint32_t context = 0;
+    for (size_t l = 0; l < 2; l++) {
+        char key[96];
+        const spanhost_str *texts = NULL;
+        size_t n = 0;
+        snprintf(key, sizeof key, "%s.%s", path, lists[l]);
+        if (host->config_string_list(config, key, &texts, &n) != SPANHOST_CONFIG_FOUND) continue;
+        for (size_t i = 0; i < n; i++) {
+            char message[256];
+            spanhost_status ignored = {sizeof ignored, 0, message, sizeof message};
+            uint32_t c = host->expr_infer_context(texts[i].ptr, texts[i].len, &ignored);
+            /* SPANHOST_CONTEXT_SPANEVENT > SPAN > RESOURCE in specificity. */
+            int rank = c == SPANHOST_CONTEXT_SPANEVENT ? 3 : c == SPANHOST_CONTEXT_SPAN ? 2 : c == SPANHOST_CONTEXT_RESOURCE ? 1 : 0;
+            int have = context == SPANHOST_CONTEXT_SPANEVENT ? 3 : context == SPANHOST_CONTEXT_SPAN ? 2 : context == SPANHOST_CONTEXT_RESOURCE ? 1 : 0;
+            if (rank > have) context = c;
+        }
+    }
+    return context ? context : SPANHOST_CONTEXT_SPAN;
+}
+
+/* One flat statement, `text` at `path`: joins the last group when that is flat and of the same
+ * context, else starts a group. */
+static int add_flat(transform *t, spanhost_str text, const char *path, spanhost_status *status) {
+    uint32_t context = host->expr_infer_context(text.ptr, text.len, status);
+    if (!context) {
+        char err[256];
+        snprintf(err, sizeof err, "%s", status->message);
+        snprintf(status->message, status->message_cap, "%s: %s in '%.*s'", path, err, (int)text.len, text.ptr);
+        return -1;
+    }
+    group *gr = t->count ? &t->groups[t->count - 1] : NULL;
+    if (!gr || !gr->flat || gr->context != context) {
+        gr = &t->groups[t->count++];
+        gr->context = context;
+        gr->flat = 1;
+        gr->error_mode = t->error_mode;
+    }
+    spanhost_expr **grown = (spanhost_expr **)realloc(gr->statements, (gr->nstatements + 1) * sizeof *grown);
+    if (!grown) {
+        snprintf(status->message, status->message_cap, "out of memory");
+        return -1;
+    }
+    gr->statements = grown;
+    if (host->expr_compile(text.ptr, text.len, SPANHOST_EXPR_STATEMENT, context, &gr->statements[gr->nstatements], status) != SPANHOST_OK) {
+        char err[256];
+        snprintf(err, sizeof err, "%s", status->message);
+        snprintf(status->message, status->message_cap, "%s: %s in '%.*s'", path, err, (int)text.len, text.ptr);
+        return -1;
+    }
+    gr->nstatements++;
+    return 0;
+}
+
+/* One group (a map) at `path`. */
+static int add_group(transform *t, const spanhost_config *config, const char *path, spanhost_status *status) {
+    group *gr = &t->groups[t->count++];
+    char key[96];
+    spanhost_str context;
+    gr->error_mode = t->error_mode;
+    snprintf(key, sizeof key, "%s.error_mode", path);
+    if (read_error_mode(config, key, &gr->error_mode, status)) return -1;
+    snprintf(key, sizeof key, "%s.context", path);
+    if (host->config_string(config, key, &context) == SPANHOST_CONFIG_FOUND) {
+        if (util_str_is(context, "resource")) gr->context = SPANHOST_CONTEXT_RESOURCE;
+        else if (util_str_is(context, "spanevent")) gr->context = SPANHOST_CONTEXT_SPANEVENT;
+        else if (util_str_is(context, "span")) gr->context = SPANHOST_CONTEXT_SPAN;
+        else {
+            snprintf(status->message, status->message_cap, "%s: '%.*s' is not span, spanevent or resource (the scope context is "
+                     "not supported yet)", key, (int)context.len, context.ptr);
+            return -1;
+        }
+    } else {
+        gr->context = group_context(config, path);
+    }
+    snprintf(key, sizeof key, "%s.conditions", path);
+    if (util_compile_list(host, config, key, SPANHOST_EXPR_CONDITION, gr->context, &gr->conditions, &gr->nconditions, status)) return -1;
+    snprintf(key, sizeof key, "%s.statements", path);
+    if (util_compile_list(host, config, key, SPANHOST_EXPR_STATEMENT, gr->context, &gr->statements, &gr->nstatements, status)) return -1;
+    if (gr->nstatements == 0) {
+        snprintf(status->message, status->message_cap, "%s: required, a list of OTTL statements", key);
+        return -1;
+    }
+    return 0;
+}
+
 static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
     size_t n = 0;
     if (host->config_count(config, "trace_statements", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
-        snprintf(status->message, status->message_cap, "trace_statements: required, a list of {context, conditions, statements}");
+        snprintf(status->message, status->message_cap, "trace_statements: required, a list of OTTL statements or of {context, conditions, statements} groups");
         return SPANHOST_PERMANENT;
     }
+    /* At most one group per item. */
     transform *t = (transform *)calloc(1, sizeof *t + n * sizeof(group));
     if (!t) return SPANHOST_PERMANENT;
     t->instance = instance;
-    spanhost_str mode;
-    if (host->config_string(config, "error_mode", &mode) == SPANHOST_CONFIG_FOUND) {
-        if (util_str_is(mode, "ignore")) t->error_mode = ERR_IGNORE;
-        else if (util_str_is(mode, "silent")) t->error_mode = ERR_SILENT;
-        else if (!util_str_is(mode, "propagate")) {
-            snprintf(status->message, status->message_cap, "error_mode: '%.*s' is not ignore, silent or propagate", (int)mode.len, mode.ptr);
-            free(t);
-            return SPANHOST_PERMANENT;
-        }
+    if (read_error_mode(config, "error_mode", &t->error_mode, status)) {
+        destroy(t);
+        return SPANHOST_PERMANENT;
     }
-    for (size_t g = 0; g < n; g++) {
-        group *gr = &t->groups[g];
+    for (size_t i = 0; i < n; i++) {
         char path[64];
-        spanhost_str context;
-        t->count = g + 1;
-        gr->context = SPANHOST_CONTEXT_SPAN;
-        snprintf(path, sizeof path, "trace_statements.%zu.context", g);
-        if (host->config_string(config, path, &context) == SPANHOST_CONFIG_FOUND) {
-            if (util_str_is(context, "resource")) gr->context = SPANHOST_CONTEXT_RESOURCE;
-            else if (util_str_is(context, "spanevent")) gr->context = SPANHOST_CONTEXT_SPANEVENT;
-            else if (!util_str_is(context, "span")) {
-                snprintf(status->message, status->message_cap, "%s: '%.*s' is not span, spanevent or resource (scope and the "
-                         "flat form are not supported)", path, (int)context.len, context.ptr);
-                destroy(t);
-                return SPANHOST_PERMANENT;
-            }
-        }
-        snprintf(path, sizeof path, "trace_statements.%zu.conditions", g);
-        if (util_compile_list(host, config, path, SPANHOST_EXPR_CONDITION, gr->context, &gr->conditions, &gr->nconditions, status)) {
-            destroy(t);
-            return SPANHOST_PERMANENT;
-        }
-        snprintf(path, sizeof path, "trace_statements.%zu.statements", g);
-        if (util_compile_list(host, config, path, SPANHOST_EXPR_STATEMENT, gr->context, &gr->statements, &gr->nstatements, status)) {
-            destroy(t);
-            return SPANHOST_PERMANENT;
-        }
-        if (gr->nstatements == 0) {
-            snprintf(status->message, status->message_cap, "%s: required, a list of OTTL statements", path);
+        spanhost_str text;
+        snprintf(path, sizeof path, "trace_statements.%zu", i);
+        int rc = host->config_string(config, path, &text) == SPANHOST_CONFIG_FOUND ? add_flat(t, text, path, status)
+                                                                                  : add_group(t, config, path, status);
+        if (rc) {
             destroy(t);
             return SPANHOST_PERMANENT;
         }
@@ -108,11 +192,11 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     return SPANHOST_OK;
 }
 
-/* A failed condition or statement under error_mode: 0 to go on, -1 to refuse the batch. */
-static int failed(transform *t, spanhost_status *status) {
-    if (t->error_mode == ERR_PROPAGATE) return -1;
+/* A failed condition or statement under its group's error_mode: 0 to go on, -1 to refuse the batch. */
+static int failed(transform *t, const group *g, spanhost_status *status) {
+    if (g->error_mode == ERR_PROPAGATE) return -1;
     host->counter_add(t->instance, "statement_errors", 1);
-    if (t->error_mode == ERR_IGNORE) host->log(t->instance, SPANHOST_LOG_WARN, status->message, strlen(status->message));
+    if (g->error_mode == ERR_IGNORE) host->log(t->instance, SPANHOST_LOG_WARN, status->message, strlen(status->message));
     return 0;
 }
 
@@ -121,11 +205,11 @@ static int run_group(transform *t, const group *g, const spanhost_expr_target *t
     int go = g->nconditions == 0;
     for (size_t i = 0; i < g->nconditions && !go; i++) {
         int hit = host->expr_run(g->conditions[i], target, status);
-        if (hit < 0 && failed(t, status)) return -1;
+        if (hit < 0 && failed(t, g, status)) return -1;
         go = hit > 0;
     }
     for (size_t i = 0; go && i < g->nstatements; i++)
-        if (host->expr_run(g->statements[i], target, status) < 0 && failed(t, status)) return -1;
+        if (host->expr_run(g->statements[i], target, status) < 0 && failed(t, g, status)) return -1;
     return 0;
 }
 
@@ -162,8 +246,10 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
 
 static const spanhost_config_key config_keys[] = {
     {"error_mode", SPANHOST_TYPE_STRING, 0, "propagate", "a statement that fails: ignore (logged), silent or propagate (refuse the batch)"},
-    {"trace_statements", SPANHOST_TYPE_LIST, 1, NULL, "groups of statements, each in one context"},
-    {"trace_statements.*.context", SPANHOST_TYPE_STRING, 0, "span", "span, spanevent or resource: what attributes and the field names refer to"},
+    {"trace_statements", SPANHOST_TYPE_LIST, 1, NULL, "OTTL statements (flat form), or groups of statements"},
+    {"trace_statements.*", SPANHOST_TYPE_STRING, 0, NULL, "a statement whose path prefixes (span., spanevent., resource.) say its context"},
+    {"trace_statements.*.context", SPANHOST_TYPE_STRING, 0, "inferred", "span, spanevent or resource: what attributes and the field names refer to"},
+    {"trace_statements.*.error_mode", SPANHOST_TYPE_STRING, 0, "the top-level one", "ignore, silent or propagate, for this group"},
     {"trace_statements.*.conditions", SPANHOST_TYPE_STRING_LIST, 0, NULL, "OTTL conditions; the statements run where any holds"},
     {"trace_statements.*.statements", SPANHOST_TYPE_STRING_LIST, 1, NULL, "OTTL statements, run in order"},
 };
