@@ -1123,7 +1123,21 @@ static int assign(runner *r, const node *target, const xvalue *value, int lent) 
     if (target->sub == P_ATTR || target->sub == P_RES_ATTR || target->sub == P_EV_ATTR) {
         spanhost_kv_list *list = target->sub == P_EV_ATTR ? event_attrs(r) : attrs_of(r, target->sub == P_RES_ATTR);
         spanhost_value v;
-        if (!list || to_value(value, &v) != 0) return 0; /* nil (or a map) sets nothing */
+        if (!list || value->type == V_NIL) return 0; /* nil sets nothing */
+        if (value->type == V_LIST) {
+            /* A list literal becomes an array; its nil items are empty values, as in the Collector. */
+            const node *items = value->list;
+            memset(&v, 0, sizeof v);
+            v.type = SPANHOST_VALUE_ARRAY;
+            v.as.array_value.count = items->nkids;
+            spanhost_value *array = items->nkids ? (spanhost_value *)sh_arena_alloc(batch, items->nkids * sizeof *array) : NULL;
+            if (items->nkids && !array) return run_fail(r, "%s", "out of memory");
+            for (size_t i = 0; i < items->nkids; i++)
+                if (items->kids[i]->lit.type != V_NIL) to_value(&items->kids[i]->lit, &array[i]);
+            v.as.array_value.items = array;
+        } else if (to_value(value, &v) != 0) {
+            return run_fail(r, "%s", "setting an attribute to a map is not supported yet");
+        }
         return sh_set_attribute_lent(batch, list, target->lit.s, &v, lent) == 0 ? 1 : run_fail(r, "%s", "out of memory");
     }
     if (target->sub == P_EV_NAME) {
@@ -1250,7 +1264,7 @@ static int run_editor(runner *r, const node *n) {
     switch (n->sub) {
     case E_SET:
         if (eval_value(r, n->kids[1], &arg) != 0) return -1;
-        return assign(r, n->kids[0], &arg, n->kids[1]->op == N_LIT);
+        return assign(r, n->kids[0], &arg, n->kids[1]->op == N_LIT || n->kids[1]->op == N_LIST);
     case E_REPLACE_PATTERN: return replace_pattern(r, n);
     default: break;
     }

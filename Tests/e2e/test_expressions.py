@@ -417,6 +417,8 @@ processors:
       - set(spanevent.attributes["owner"], span.attributes["team"]) where spanevent.name == "exception"
       - statements: ['set(span.attributes["grouped"], span.name)']
         error_mode: propagate
+      - set(span.attributes["test"], [nil, "nil", nil]) where span.name == "api"
+      - set(span.attributes["mixed"], ["a", 1, true]) where span.name == "api"
 exporters:
   file: {path: "{tmp}/out.jsonl"}
 plugins: {dir: "{plugins}"}
@@ -439,6 +441,10 @@ def test_the_flat_form_with_context_prefixes_runs_like_the_groups(spanhost, tmp)
     out = exported_by_name(os.path.join(tmp, "out.jsonl"), 2)
     got = attributes(out["api"])
     assert got["route.group"] == "api" and got["grouped"] == "api"
+    # The Collector's e2e case "slice with nil and quoted nil": nil items are empty values.
+    raw = {a["key"]: a["value"] for a in out["api"]["span"]["attributes"]}
+    assert raw["test"] == {"arrayValue": {"values": [{}, {"stringValue": "nil"}, {}]}}, raw["test"]
+    assert raw["mixed"] == {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": "1"}, {"boolValue": True}]}}, raw["mixed"]
     assert "http.request.header.authorization" not in got
     assert got["http.url"] == "https://shop/api/items?token=***&page=2"
     assert got["note"] == "x" * 256
