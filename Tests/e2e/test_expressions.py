@@ -171,6 +171,17 @@ def test_a_function_that_fails_follows_error_mode(spanhost, tmp):
     assert counters.get("statement_errors") == 1, counters
 
 
+def test_a_statement_failing_on_every_span_is_counted_each_time_and_logged_once(spanhost, tmp):
+    plugins = plugin_dir(tmp, "filter", "transform", "file", "example_functions")
+    s = spanhost(FUNCTIONS.replace("MODE", "ignore").replace("BUCKETS", "0"), plugins_dir=plugins)
+    spans = [span(f"s{i}", {"user.id": f"u{i}"}) for i in range(50)]
+    assert requests.post(s.url, json=body(*spans), timeout=10).status_code == 200
+    exported_by_name(os.path.join(tmp, "out.jsonl"), 50)
+    assert s.status()["pipelines"][0]["processors"][1]["counters"]["statement_errors"] == 50
+    lines = [line for line in s.log().splitlines() if "bucket count must be at least 1" in line]
+    assert len(lines) == 1, lines[:3]
+
+
 def test_unknown_functions_and_wrong_arguments_are_config_errors(tmp):
     plugins = plugin_dir(tmp, "filter", "transform", "file", "example_functions")
     for bad, says in [('geo_countri(attributes["client.ip"])', "unknown function 'geo_countri'"),

@@ -28,6 +28,9 @@
  */
 #include "plugin_util.h"
 
+#include <pthread.h>
+#include <time.h>
+
 static const spanhost_host_api *host;
 
 #define ERR_PROPAGATE 0
@@ -42,9 +45,16 @@ typedef struct group {
     size_t nconditions, nstatements;
 } group;
 
+/* error_mode ignore logs a failure at most once per LOG_EVERY_S seconds, with how many were
+ * not logged: a statement that fails on every span would otherwise log a line per span. */
+#define LOG_EVERY_S 10
+
 typedef struct transform {
     spanhost_instance *instance;
     int error_mode;
+    pthread_mutex_t log_lock;
+    time_t last_log;
+    int64_t unlogged;
     size_t count;
     group groups[];
 } transform;
@@ -57,6 +67,7 @@ static void destroy(void *state) {
         free(t->groups[g].conditions);
         free(t->groups[g].statements);
     }
+    pthread_mutex_destroy(&t->log_lock);
     free(t);
 }
 
@@ -173,6 +184,7 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     transform *t = (transform *)calloc(1, sizeof *t + n * sizeof(group));
     if (!t) return SPANHOST_PERMANENT;
     t->instance = instance;
+    pthread_mutex_init(&t->log_lock, NULL);
     if (read_error_mode(config, "error_mode", &t->error_mode, status)) {
         destroy(t);
         return SPANHOST_PERMANENT;
@@ -196,7 +208,22 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
 static int failed(transform *t, const group *g, spanhost_status *status) {
     if (g->error_mode == ERR_PROPAGATE) return -1;
     host->counter_add(t->instance, "statement_errors", 1);
-    if (g->error_mode == ERR_IGNORE) host->log(t->instance, SPANHOST_LOG_WARN, status->message, strlen(status->message));
+    if (g->error_mode != ERR_IGNORE) return 0;
+    time_t now = time(NULL);
+    int64_t unlogged = -1;
+    pthread_mutex_lock(&t->log_lock);
+    if (now - t->last_log >= LOG_EVERY_S) {
+        unlogged = t->unlogged;
+        t->unlogged = 0;
+        t->last_log = now;
+    } else {
+        t->unlogged++;
+    }
+    pthread_mutex_unlock(&t->log_lock);
+    if (unlogged < 0) return 0;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%s (%" PRId64 " more failures since the last line; counter statement_errors)", status->message, unlogged);
+    host->log(t->instance, SPANHOST_LOG_WARN, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
     return 0;
 }
 
