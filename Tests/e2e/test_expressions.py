@@ -1,5 +1,6 @@
 """Expressions (OTTL): the transform processor with the statements of the Collector's transform
 README, conditions in filter, and functions that a C plugin adds, called through libffi."""
+import hashlib
 import json
 import os
 import subprocess
@@ -473,3 +474,64 @@ def test_a_flat_statement_without_a_context_prefix_is_refused_naming_its_item(tm
     r = check(tmp, text, plugin_dir(tmp, "filter", "transform", "file"))
     assert r.returncode != 0
     assert "trace_statements.6: no context: prefix its paths with span., spanevent. or resource." in r.stderr + r.stdout, r.stderr
+
+
+# The Collector's converters built into the engine. Expected values are the functions'
+# definitions: lowercase hex digests (hashlib gives the same), FNV-1a 64 as a signed integer.
+CONVERTERS = cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  transform:
+    trace_statements:
+      - set(span.attributes["lower"], ToLowerCase(span.name))
+      - set(span.attributes["upper"], ToUpperCase(span.name))
+      - set(span.attributes["sha256"], SHA256(span.attributes["user"]))
+      - set(span.attributes["sha1"], SHA1(span.attributes["user"]))
+      - set(span.attributes["md5"], MD5(span.attributes["user"]))
+      - set(span.attributes["sha512"], SHA512(span.attributes["user"]))
+      - set(span.attributes["fnv"], FNV(span.attributes["user"]))
+      - set(span.attributes["head"], Substring(span.name, 0, 3))
+      - set(span.attributes["api"], true) where HasPrefix(span.attributes["route"], "/api/") and HasSuffix(span.attributes["route"], "/items")
+  filter:
+    traces:
+      span: ['HasPrefix(span.name, "health")']
+exporters:
+  file: {path: "{tmp}/out.jsonl"}
+plugins: {dir: "{plugins}"}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [filter, transform], exporters: [file]}
+""")
+
+
+def fnv1a64(text):
+    h = 0xcbf29ce484222325
+    for b in text.encode():
+        h = ((h ^ b) * 0x100000001b3) % (1 << 64)
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+def test_the_collectors_converters_give_the_collectors_results(spanhost, tmp):
+    s = spanhost(CONVERTERS, plugins_dir=plugin_dir(tmp, "filter", "transform", "file"))
+    spans = [span("GET /Items", {"user": "alice@example.com", "route": "/api/v1/items"}), span("healthcheck", {})]
+    assert requests.post(s.url, json=body(*spans), timeout=10).status_code == 200
+    out = exported_by_name(os.path.join(tmp, "out.jsonl"), 1)
+    got = attributes(out["GET /Items"])
+    user = b"alice@example.com"
+    assert got["lower"] == "get /items" and got["upper"] == "GET /ITEMS" and got["head"] == "GET"
+    assert got["sha256"] == hashlib.sha256(user).hexdigest()
+    assert got["sha1"] == hashlib.sha1(user).hexdigest() and got["md5"] == hashlib.md5(user).hexdigest()
+    assert got["sha512"] == hashlib.sha512(user).hexdigest()
+    assert got["fnv"] == fnv1a64("alice@example.com")
+    assert got["api"] is True
+
+
+def test_a_collector_function_not_built_in_is_not_supported_yet_and_a_typo_is_unknown(tmp):
+    for statement, says in [('set(span.attributes["n"], Len(span.name))', "the Collector's function 'Len' is not supported yet"),
+                            ('set(span.attributes["n"], ToLowerCas(span.name))', "unknown function 'ToLowerCas'"),
+                            ('set(span.attributes["n"], Substring(span.name, 1))', "Substring")]:
+        text = CONVERTERS.replace('set(span.attributes["lower"], ToLowerCase(span.name))', statement)
+        r = check(tmp, text, plugin_dir(tmp, "filter", "transform", "file"))
+        assert r.returncode != 0 and says in r.stderr + r.stdout, (statement, r.stderr[-500:])
