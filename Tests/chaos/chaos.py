@@ -225,9 +225,13 @@ class Front:
             pid = self.status()["supervisor"]["worker_pid"]
         except (requests.RequestException, KeyError, ValueError):
             return False
-        if pid > 0:
+        if pid <= 0:
+            return False
+        try:
             os.kill(pid, signal.SIGKILL)
-        return pid > 0
+        except ProcessLookupError:
+            return False  # the worker died (a crash) between the status and the kill
+        return True
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
