@@ -71,9 +71,11 @@ public final class Pipeline: @unchecked Sendable {
             // releases of the spans it holds leaves its journal once the rest has taken it.
             if let journal = journals[index] {
                 processor.emitHandler = { [self] batch in
-                    let keys = HoldJournal.keys(of: batch)
+                    // A processor that never held anything (most) pays nothing per emit.
+                    let keys = journal.inUse ? HoldJournal.keys(of: batch) : []
                     let outcome = self.run(batch, from: index + 1)
-                    if case .refused = outcome {} else {
+                    let taken: Bool = if case .refused = outcome { false } else { true }
+                    if taken && !keys.isEmpty {
                         journal.emitted(keys)
                         processor.gauges.set(Self.journalGauge, Int64(journal.heldSpans))
                     }

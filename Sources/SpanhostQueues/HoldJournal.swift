@@ -79,6 +79,9 @@ public final class HoldJournal: @unchecked Sendable {
     /// Spans held now (written, not yet emitted or released).
     public var heldSpans: Int { lock.withLock { spans } }
 
+    /// Whether the processor ever held anything: until then its emits need no bookkeeping.
+    public var inUse: Bool { lock.withLock { used } }
+
     /// The keys of every span of `batch`, or of those whose host flags have `flag`.
     public static func keys(of batch: SpanBatch, flagged flag: UInt32 = 0) -> [SpanKey] {
         var keys: [SpanKey] = []

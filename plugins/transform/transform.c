@@ -85,6 +85,11 @@ static int read_error_mode(const spanhost_config *config, const char *path, int 
     return 0;
 }
 
+/* spanevent > span > resource; 0 for none. */
+static int specificity(uint32_t c) {
+    return c == SPANHOST_CONTEXT_SPANEVENT ? 3 : c == SPANHOST_CONTEXT_SPAN ? 2 : c == SPANHOST_CONTEXT_RESOURCE ? 1 : 0;
+}
+
 /* The context of a group with no `context:`: the most specific one its texts' prefixes name;
  * span when none has a prefix (as before the flat form). */
 static uint32_t group_context(const spanhost_config *config, const char *path) {
@@ -100,10 +105,7 @@ static uint32_t group_context(const spanhost_config *config, const char *path) {
             char message[256];
             spanhost_status ignored = {sizeof ignored, 0, message, sizeof message};
             uint32_t c = host->expr_infer_context(texts[i].ptr, texts[i].len, &ignored);
-            /* SPANHOST_CONTEXT_SPANEVENT > SPAN > RESOURCE in specificity. */
-            int rank = c == SPANHOST_CONTEXT_SPANEVENT ? 3 : c == SPANHOST_CONTEXT_SPAN ? 2 : c == SPANHOST_CONTEXT_RESOURCE ? 1 : 0;
-            int have = context == SPANHOST_CONTEXT_SPANEVENT ? 3 : context == SPANHOST_CONTEXT_SPAN ? 2 : context == SPANHOST_CONTEXT_RESOURCE ? 1 : 0;
-            if (rank > have) context = c;
+            if (specificity(c) > specificity(context)) context = c;
         }
     }
     return context ? context : SPANHOST_CONTEXT_SPAN;
