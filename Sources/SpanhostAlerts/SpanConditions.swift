@@ -38,7 +38,7 @@ final class SpanConditions: @unchecked Sendable {
     func hold(span: UnsafeMutablePointer<spanhost_span>, resource: UnsafeMutablePointer<spanhost_resource>?,
               scope: UnsafeMutablePointer<spanhost_scope>?) -> Bool {
         var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: nil,
-                                          resource: resource, scope: scope, span: span, event: nil)
+                                          resource: resource, scope: scope, span: span, event: nil, cache: nil)
         return expressions.contains { sh_expr_run($0, &target, nil) > 0 }
     }
 }

@@ -132,7 +132,7 @@ final class HostileInputTests: XCTestCase {
             var ran = false
             batch.forEachSpan { rs, ss, span in
                 var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: batch.pointer,
-                                                  resource: rs.pointee.resource, scope: ss.pointee.scope, span: span, event: nil)
+                                                  resource: rs.pointee.resource, scope: ss.pointee.scope, span: span, event: nil, cache: nil)
                 ran = sh_expr_run(statement, &target, &status) >= 0
             }
             XCTAssertTrue(ran)
@@ -189,7 +189,7 @@ final class HostileInputTests: XCTestCase {
         defer { sh_expr_free(statement) }
         batch.forEachSpan { rs, ss, span in
             var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: batch.pointer,
-                                              resource: rs.pointee.resource, scope: ss.pointee.scope, span: span, event: nil)
+                                              resource: rs.pointee.resource, scope: ss.pointee.scope, span: span, event: nil, cache: nil)
             _ = sh_expr_run(statement, &target, nil)
         }
         XCTAssertNil(validate(batch))

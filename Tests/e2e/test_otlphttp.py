@@ -59,7 +59,7 @@ def test_sdk_spans_reach_a_second_spanhostd_intact(spanhost, tmp):
     for compression, encoding in [("gzip", "proto"), ("none", "json")]:
         front = spanhost(FRONT % (backend.receiver_port, compression, encoding))
         plugin = next(p for p in front.status()["plugins"] if p["name"] == "otlphttp")
-        assert plugin["kind"] == "exporter" and plugin["abi"] == "1.4" and not plugin["unloadable"]
+        assert plugin["kind"] == "exporter" and plugin["abi"] == "1.5" and not plugin["unloadable"]
         sent = send_spans(front.url)
         ids = {f"{sp.get_span_context().span_id:016x}" for sp in sent}
         out = os.path.join(tmp, "backend.jsonl")

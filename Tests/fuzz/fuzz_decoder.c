@@ -46,9 +46,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (b && sh_decode_otlp_json(b, (const uint8_t *)span_json, sizeof span_json - 1, err, sizeof err) == 0) {
                 spanhost_resource_spans *rs = b->resource_spans[0];
                 spanhost_span *span = rs->scope_spans[0]->spans[0];
+                spanhost_kv_list cache = {NULL, 0};
                 spanhost_expr_target t = {sizeof t, b, rs->resource, rs->scope_spans[0]->scope,
                                           context == SPANHOST_CONTEXT_RESOURCE ? NULL : span,
-                                          context == SPANHOST_CONTEXT_SPANEVENT ? span->events[0] : NULL};
+                                          context == SPANHOST_CONTEXT_SPANEVENT ? span->events[0] : NULL, &cache};
                 int rc = sh_expr_run(e, &t, &status);
                 if (rc < -1 || rc > 1) abort();
                 check(b, span_json, sizeof span_json - 1, "batch changed by the expression");

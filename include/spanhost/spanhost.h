@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define SPANHOST_ABI_MAJOR 1
-#define SPANHOST_ABI_MINOR 4
+#define SPANHOST_ABI_MINOR 5
 
 /* Name of the one function every plugin exports (see spanhost_plugin_entry_fn). */
 #define SPANHOST_PLUGIN_ENTRY_SYMBOL "spanhost_plugin_entry"
@@ -351,6 +351,10 @@ typedef struct spanhost_expr_target {
     spanhost_scope *scope;       /* may be NULL */
     spanhost_span *span;         /* NULL in the resource context */
     spanhost_event *event;       /* the spanevent context's event (of `span`); NULL otherwise */
+    /* Added in 1.5. The `cache` path: a map the statements of one context share for one span
+     * (or event, or resource), as in the Collector's transform processor. The caller's; may be
+     * NULL (then cache reads nil and writes nothing). Start each span with an empty one. */
+    spanhost_kv_list *cache;
 } spanhost_expr_target;
 
 /*

@@ -174,7 +174,7 @@ static int span_matches(const matcher *m, spanhost_batch *batch, spanhost_resour
                         spanhost_span *span, spanhost_instance *instance, spanhost_status *status) {
     const spanhost_resource *res = rs->resource;
     if (m->nconditions) {
-        spanhost_expr_target target = {sizeof target, batch, rs->resource, ss->scope, span, NULL};
+        spanhost_expr_target target = {sizeof target, batch, rs->resource, ss->scope, span, NULL, NULL};
         int hit = 0;
         for (size_t i = 0; i < m->nconditions && hit <= 0; i++)
             if ((hit = host->expr_run(m->conditions[i], &target, status)) < 0) host->counter_add(instance, "condition_errors", 1);

@@ -296,7 +296,7 @@ static int drop_events(filter *f, spanhost_batch *batch, spanhost_resource_spans
     size_t kept = 0;
     int64_t dropped = 0;
     for (size_t e = 0; e < span->events_count; e++) {
-        spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span, span->events[e]};
+        spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span, span->events[e], NULL};
         int hit = 0;
         for (size_t c = 0; c < f->event_count && hit <= 0; c++) {
             hit = host->expr_run(f->events[c], &t, status);
@@ -329,7 +329,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
                     if (c < f->count) {
                         if (!matches(&f->conds[c], span, rs->resource)) continue;
                     } else {
-                        spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span, NULL};
+                        spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span, NULL, NULL};
                         int hit = host->expr_run(f->ottl[c - f->count], &t, status);
                         if (hit < 0) {
                             if (f->error_mode == ERR_PROPAGATE) return SPANHOST_PERMANENT;

@@ -356,7 +356,7 @@ static int ottl_matches(const policy *p, const trace *t) {
             spanhost_scope_spans *ss = b->resource_spans[i]->scope_spans[j];
             for (size_t k = 0; k < ss->spans_count; k++) {
                 spanhost_span *span = ss->spans[k];
-                spanhost_expr_target target = {sizeof target, NULL, b->resource_spans[i]->resource, ss->scope, span, NULL};
+                spanhost_expr_target target = {sizeof target, NULL, b->resource_spans[i]->resource, ss->scope, span, NULL, NULL};
                 for (size_t c = 0; c < p->nconditions; c++) {
                     size_t events = c < p->nspan_conditions ? 1 : span->events_count;
                     for (size_t e = 0; e < events; e++) {

@@ -129,9 +129,6 @@ spanhost_expr *sh_expr_compile(const char *text, size_t len, uint32_t kind, uint
 /* The context of a statement or condition in the Collector's flat form, from its path prefixes;
  * 0 with the reason in err when it has none the engine runs. */
 uint32_t sh_expr_infer_context(const char *text, size_t len, char *err, size_t err_cap);
-/* Registers the Collector's converters built into the engine (ottl_functions.c); done once,
- * before the first function is looked up. */
-void sh_register_builtin_functions(void);
 /* spanhost_host_api.expr_run. */
 int32_t sh_expr_run(const spanhost_expr *expr, const spanhost_expr_target *target, spanhost_status *status);
 void sh_expr_free(spanhost_expr *expr);
