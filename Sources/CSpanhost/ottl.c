@@ -711,6 +711,7 @@ static node *parse_builtin_args(parser *ps, node *n, const char *name, size_t le
     while (nparams < 6 && b->params[nparams]) nparams++;
     node *given[6] = {0};
     int named = 0;
+    char what[240];
     if (!eat(ps, ")")) {
         do {
             space(ps);
@@ -725,63 +726,69 @@ static node *parse_builtin_args(parser *ps, node *n, const char *name, size_t le
                 for (size_t i = 0; i < nparams; i++)
                     if (param_len(b->params[i]) == (size_t)(q - at) && !memcmp(param_name(b->params[i]), at, (size_t)(q - at))) slot = i;
                 if (slot == nparams) {
-                    char what[200];
-                    snprintf(what, sizeof what, "%.*s has no parameter '%.*s'", (int)len, name, (int)(q - at), at);
-                    return node_free(n), fail_at(ps, at, what);
+                    snprintf(what, sizeof what, "%.*s has no parameter '%.*s'", (int)len, name, (int)(q - at > 60 ? 60 : q - at), at);
+                    fail_at(ps, at, what);
+                    goto fail;
                 }
-                if (given[slot]) return node_free(n), fail_at(ps, at, "an argument is given twice");
+                if (given[slot]) {
+                    fail_at(ps, at, "an argument is given twice");
+                    goto fail;
+                }
                 named = 1;
                 ps->p = after + 1;
             } else {
-                if (named) return node_free(n), fail_at(ps, at, "positional arguments come before named ones");
+                if (named) {
+                    fail_at(ps, at, "positional arguments come before named ones");
+                    goto fail;
+                }
                 if (positional >= nparams) {
-                    char what[200];
                     snprintf(what, sizeof what, "%.*s takes at most %zu argument%s", (int)len, name, nparams, nparams == 1 ? "" : "s");
-                    return node_free(n), fail_at(ps, at, what);
+                    fail_at(ps, at, what);
+                    goto fail;
                 }
                 positional++;
             }
-            node *arg = parse_value(ps);
-            if (!arg) {
-                for (size_t i = 0; i < 6; i++) node_free(given[i]);
-                return node_free(n), NULL;
-            }
-            given[slot] = arg;
+            if (!(given[slot] = parse_value(ps))) goto fail;
         } while (eat(ps, ","));
         if (!eat(ps, ")")) {
-            for (size_t i = 0; i < 6; i++) node_free(given[i]);
-            return node_free(n), parse_fail(ps, "expected ',' or ')'");
+            parse_fail(ps, "expected ',' or ')'");
+            goto fail;
         }
     }
-    for (size_t i = 0; i < nparams; i++) {
+    for (size_t i = 0; i < nparams; i++)
         if (!given[i] && !param_optional(b->params[i])) {
-            char what[200];
             snprintf(what, sizeof what, "%.*s: the argument '%.*s' is missing", (int)len, name, (int)param_len(b->params[i]),
                      param_name(b->params[i]));
-            for (size_t j = 0; j < 6; j++) node_free(given[j]);
-            return node_free(n), parse_fail(ps, what);
+            parse_fail(ps, what);
+            goto fail;
         }
-        if (add_kid_maybe(ps, n, given[i], 1) != 0) {
-            for (size_t j = i + 1; j < 6; j++) node_free(given[j]);
-            return node_free(n), NULL;
-        }
+    for (size_t i = 0; i < nparams; i++) {
+        node *kid = given[i];
         given[i] = NULL;
+        if (add_kid_maybe(ps, n, kid, 1) != 0) goto fail;
     }
     for (size_t i = 0; i < nparams; i++) {
         node *k = n->kids[i];
         if (!param_is_pattern(b->params[i]) || !k || k->op != N_LIT) continue;
-        if (k->lit.type != V_STR) return node_free(n), parse_fail(ps, "the pattern must be a \"string\"");
+        if (k->lit.type != V_STR) {
+            parse_fail(ps, "the pattern must be a \"string\"");
+            goto fail;
+        }
         size_t nl = strlen(b->name);
         int glob = (nl > 6 && !strcmp(b->name + nl - 6, "_match")) || (nl > 8 && !strcmp(b->name + nl - 8, "_matches"));
-        if (compile_pattern(ps, n, k->lit.s.ptr, glob) != 0) return node_free(n), NULL;
+        if (compile_pattern(ps, n, k->lit.s.ptr, glob) != 0) goto fail;
     }
     const char *wrong = ottl_check_call(n);
     if (wrong) {
-        char what[300];
         snprintf(what, sizeof what, "%.*s: %s", (int)len, name, wrong);
-        return node_free(n), parse_fail(ps, what);
+        parse_fail(ps, what);
+        goto fail;
     }
     return n;
+fail:
+    for (size_t i = 0; i < 6; i++) node_free(given[i]);
+    node_free(n);
+    return NULL;
 }
 
 static node *parse_plugin_args(parser *ps, node *n, const char *name, size_t len) {
@@ -892,7 +899,8 @@ static node *parse_primary(parser *ps) {
         node *call = parse_call(ps, start, len, 0);
         if (!call || !peek(ps, '[')) return call;
         node *index = new_node(ps, N_INDEX);
-        if (!index || add_kid(ps, index, call) != 0) return node_free(call), node_free(index), NULL;
+        if (!index) return node_free(call), NULL;
+        if (add_kid(ps, index, call) != 0) return node_free(index), NULL; /* holds the call unless it was freed */
         if (parse_indexes(ps, index) != 0) return node_free(index), NULL;
         return index;
     }

@@ -20,6 +20,7 @@ CONFIGS = [
     ("OTLP -> 3 C processors -> null", bench.CONFIG),
     ("OTLP -> attributes(hash) -> filter -> sampler -> null", bench.CHAIN_CONFIG),
     ("OTLP -> transform (6 + 1 statements) -> null", bench.TRANSFORM_CONFIG),
+    ("OTLP -> transform, flat form, Concat + SHA256 -> null", bench.TRANSFORM_FLAT_CONFIG),
     ("OTLP -> filter calling a plugin function -> null", bench.FUNCTION_FILTER_CONFIG),
 ]
 
