@@ -486,14 +486,12 @@ static int math(runner *r, int op, const xvalue *a, const xvalue *b, xvalue *out
         out->d = op == '+' ? x + y : op == '-' ? x - y : op == '*' ? x * y : x / y;
         return 0;
     }
-    if (a->type == V_TIME && b->type == V_TIME && op == '-') {
-        out->type = V_DUR;
-        out->i = a->i - b->i;
-        return 0;
-    }
-    if ((a->type == V_TIME || a->type == V_DUR) && b->type == V_DUR && (op == '+' || op == '-')) {
-        out->type = a->type;
-        out->i = op == '+' ? a->i + b->i : a->i - b->i;
+    int timed = (a->type == V_TIME && b->type == V_TIME && op == '-') ||
+                ((a->type == V_TIME || a->type == V_DUR) && b->type == V_DUR && (op == '+' || op == '-'));
+    if (timed) {
+        out->type = a->type == V_TIME && b->type == V_TIME ? V_DUR : a->type;
+        if (op == '+' ? __builtin_add_overflow(a->i, b->i, &out->i) : __builtin_sub_overflow(a->i, b->i, &out->i))
+            return ottl_fail(r, "the time is out of range (1678 to 2262)");
         return 0;
     }
     return ottl_fail(r, "cannot compute %s %c %s", ottl_type_name(a->type), op, ottl_type_name(b->type));

@@ -822,7 +822,8 @@ static int f_substring(runner *r, const node *call, xvalue *a, xvalue *out) {
     if (start < 0) return ottl_fail(r, "Substring: invalid start for substring function, %lld cannot be negative", (long long)start);
     if (length <= 0) return ottl_fail(r, "Substring: invalid length for substring function, %lld cannot be negative or zero", (long long)length);
     if ((uint64_t)start > s.len || (uint64_t)length > s.len - (uint64_t)start)
-        return ottl_fail(r, "Substring: invalid range for substring function, %lld cannot be past the end of the string %zu", (long long)(start + length), s.len);
+        return ottl_fail(r, "Substring: invalid range for substring function, start %lld and length %lld are past the end of the string (%zu bytes)",
+                         (long long)start, (long long)length, s.len);
     set_str(out, s.ptr + start, (size_t)length);
     return 0;
 }
@@ -873,7 +874,7 @@ static int f_format(runner *r, const node *call, xvalue *a, xvalue *out) {
         else x.type = -1;
         next++;
         if (x.type < 0) { snprintf(buf, sizeof buf, "%%!%c(MISSING)", verb); puts_(&t, buf); i = j; continue; }
-        if ((verb == 'd' || verb == 'x' || verb == 'X' || verb == 'o' || verb == 'b' || verb == 'c') && x.type == V_INT) {
+        if ((verb == 'd' || verb == 'x' || verb == 'X' || verb == 'o' || verb == 'b') && x.type == V_INT) {
             snprintf(spec, sizeof spec, "%%%.*sll%c", (int)flags, f.ptr + i + 1, verb == 'b' ? 'd' : verb);
             snprintf(buf, sizeof buf, spec, (long long)x.i);
             puts_(&t, buf);
@@ -943,10 +944,14 @@ static int f_string(runner *r, const node *call, xvalue *a, xvalue *out) {
 }
 
 static int f_int(runner *r, const node *call, xvalue *a, xvalue *out) {
-    (void)call, (void)r;
+    (void)call;
     switch (a[0].type) {
     case V_INT: *out = a[0]; return 0;
-    case V_DBL: out->type = V_INT; out->i = (int64_t)a[0].d; return 0;
+    case V_DBL:
+        if (!(a[0].d > -9223372036854775808.0 && a[0].d < 9223372036854775808.0)) return ottl_fail(r, "Int: %g is out of range", a[0].d);
+        out->type = V_INT;
+        out->i = (int64_t)a[0].d;
+        return 0;
     case V_BOOL: out->type = V_INT; out->i = a[0].i; return 0;
     case V_STR: {
         char buf[64], *end;
@@ -1759,8 +1764,8 @@ static int parse_time(spanhost_str s, spanhost_str f, int64_t *out) {
     }
     if (i != s.len) return -1;
     if (pm == 1) tm.tm_hour += 12;
-    time_t secs = timegm(&tm);
-    *out = ((int64_t)secs - offset) * NS_PER_S + frac;
+    int64_t secs = (int64_t)timegm(&tm) - offset;
+    if (__builtin_mul_overflow(secs, NS_PER_S, out) || __builtin_add_overflow(*out, frac, out)) return -2;
     return 0;
 }
 
@@ -1771,7 +1776,9 @@ static int f_time(runner *r, const node *call, xvalue *a, xvalue *out) {
     if (!f.len) return ottl_fail(r, "Time: format cannot be nil");
     if (GIVEN(a[2]) && !(a[2].type == V_STR && (a[2].s.len == 0 || (a[2].s.len == 3 && !memcmp(a[2].s.ptr, "UTC", 3)))))
         return ottl_fail(r, "Time: locations other than UTC are not supported yet");
-    if (parse_time(s, f, &out->i) != 0) return ottl_fail(r, "Time: \"%.*s\" does not match the format \"%.*s\"", (int)s.len, s.ptr, (int)f.len, f.ptr);
+    int rc = parse_time(s, f, &out->i);
+    if (rc == -2) return ottl_fail(r, "Time: \"%.*s\" is out of range (1678 to 2262)", (int)s.len, s.ptr);
+    if (rc != 0) return ottl_fail(r, "Time: \"%.*s\" does not match the format \"%.*s\"", (int)s.len, s.ptr, (int)f.len, f.ptr);
     out->type = V_TIME;
     return 0;
 }
@@ -1816,7 +1823,8 @@ static int f_unix(runner *r, const node *call, xvalue *a, xvalue *out) {
     int64_t secs, ns = 0;
     if (want_int(r, "Unix", &a[0], &secs) != 0 || (GIVEN(a[1]) && want_int(r, "Unix", &a[1], &ns) != 0)) return -1;
     out->type = V_TIME;
-    out->i = secs * NS_PER_S + ns;
+    if (__builtin_mul_overflow(secs, NS_PER_S, &out->i) || __builtin_add_overflow(out->i, ns, &out->i))
+        return ottl_fail(r, "Unix: the time is out of range (1678 to 2262)");
     return 0;
 }
 
@@ -1837,7 +1845,7 @@ static int f_truncate_time(runner *r, const node *call, xvalue *a, xvalue *out) 
     (void)call;
     if (want_time(r, "TruncateTime", &a[0]) != 0 || want_dur(r, "TruncateTime", &a[1]) != 0) return -1;
     *out = a[0];
-    if (a[1].i > 0) out->i = floor_div(a[0].i, a[1].i) * a[1].i;
+    if (a[1].i > 0 && __builtin_mul_overflow(floor_div(a[0].i, a[1].i), a[1].i, &out->i)) return ottl_fail(r, "TruncateTime: out of range");
     return 0;
 }
 
@@ -1847,7 +1855,7 @@ static int time_part(runner *r, xvalue *a, xvalue *out, int part, const char *fn
     time_t t = (time_t)floor_div(a[0].i, NS_PER_S);
     struct tm tm;
     gmtime_r(&t, &tm);
-    int64_t parts[] = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, a[0].i - (int64_t)t * NS_PER_S, tm.tm_wday};
+    int64_t parts[] = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (a[0].i % NS_PER_S + NS_PER_S) % NS_PER_S, tm.tm_wday};
     out->type = V_INT;
     out->i = parts[part];
     return 0;

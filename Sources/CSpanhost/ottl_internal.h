@@ -30,7 +30,7 @@ typedef struct xvalue {
     const struct ottl_builtin *fn; /* V_FUNC */
 } xvalue;
 
-enum { N_OR, N_AND, N_NOT, N_CMP, N_MATH, N_NEG, N_LIT, N_PATH, N_LIST, N_MAP, N_CALL, N_INDEX };
+enum { N_OR, N_AND, N_NOT, N_CMP, N_MATH, N_LIT, N_PATH, N_LIST, N_MAP, N_CALL, N_INDEX };
 enum { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE };
 
 /* The field a path starts at; its [index] steps are the node's kids. */

@@ -546,3 +546,24 @@ def test_the_collectors_functions_not_built_in_are_refused_as_not_supported_yet(
         r = subprocess.run([SPANHOST, "plugin-test", TRANSFORM, "--config", cfg_path, "--input", in_path],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and "is not supported yet" in r.stderr, (statement, r.stderr[-400:])
+
+
+def test_cache_is_shared_by_a_groups_statements_for_one_span_only(tmp):
+    """The transform README's cache example, on spans: parse JSON into the cache, flatten it,
+    merge it into the attributes. The second span has no JSON: the first span's cache must not
+    reach it."""
+    with_json = log_fixture()
+    with_json["attributes"] = {"json": '{"a": {"b": 1}, "c": "d"}'}
+    without = log_fixture()
+    without["attributes"] = {"plain": "x"}
+    doc = to_otlp(with_json)
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"].append(to_otlp(without)["resourceSpans"][0]["scopeSpans"][0]["spans"][0])
+    statements = ['merge_maps(cache, ParseJSON(attributes["json"]), "upsert") where attributes["json"] != nil',
+                  'flatten(cache, "")', 'merge_maps(attributes, cache, "upsert")']
+    for form, config in [("grouped", {"trace_statements": [{"context": "span", "statements": statements}]}),
+                         ("flat", {"trace_statements": [{"statements": [with_prefix(s) for s in statements]}]})]:
+        out = run_transform(tmp, f"cache-{form}", config, doc)
+        spans = out["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        assert tagged_map(spans[0]["attributes"]) == tagged_map(
+            [{"key": k, "value": any_value(v)} for k, v in {"json": with_json["attributes"]["json"], "a.b": Double(1), "c": "d"}.items()]), form
+        assert tagged_map(spans[1]["attributes"]) == (("plain", ("s", "x")),), form
