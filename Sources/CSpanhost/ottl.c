@@ -342,6 +342,14 @@ int ottl_literal_match(int kind, spanhost_str want, spanhost_str s) {
 
 static void node_free(node *n) {
     if (!n) return;
+    if (n->constant && n->op == N_LIST) {
+        free(n->lit.list->items);
+        free(n->lit.list);
+    }
+    if (n->constant && n->op == N_MAP) {
+        free(n->lit.map->items);
+        free(n->lit.map);
+    }
     for (size_t i = 0; i < n->nkids; i++) node_free(n->kids[i]);
     free(n->kids);
     free(n->keys);
@@ -351,11 +359,6 @@ static void node_free(node *n) {
     free(n->group_names);
     free(n);
 }
-
-struct spanhost_expr {
-    uint32_t kind, context;
-    node *root;
-};
 
 /* --- Parsing ---------------------------------------------------------------------------- */
 
@@ -629,6 +632,8 @@ static node *parse_path(parser *ps, const char *word, size_t len) {
     if (!n) return NULL;
     n->sub = field;
     if (parse_indexes(ps, n) != 0) return node_free(n), NULL;
+    n->map_key = (field == P_ATTRS || field == P_RES_ATTRS || field == P_EV_ATTRS || field == P_SCOPE_ATTRS) && n->nkids == 1 &&
+                 n->kids[0]->op == N_LIT && n->kids[0]->lit.type == V_STR;
     return n;
 }
 
@@ -849,6 +854,63 @@ static node *parse_value(parser *ps) {
     return n;
 }
 
+/* A constant item of a list or map literal as a value; 0 when it is not one. */
+static int constant_value(const node *k, spanhost_value *v) {
+    memset(v, 0, sizeof *v);
+    if (k->op == N_LIST && k->constant) { v->type = SPANHOST_VALUE_ARRAY; v->as.array_value = *k->lit.list; return 1; }
+    if (k->op == N_MAP && k->constant) { v->type = SPANHOST_VALUE_KVLIST; v->as.kvlist_value = *k->lit.map; return 1; }
+    if (k->op != N_LIT) return 0;
+    switch (k->lit.type) {
+    case V_NIL: return 1;
+    case V_STR: v->type = SPANHOST_VALUE_STRING; v->as.string_value = k->lit.s; return 1;
+    case V_BYTES: v->type = SPANHOST_VALUE_BYTES; v->as.bytes_value.ptr = (const uint8_t *)k->lit.s.ptr; v->as.bytes_value.len = k->lit.s.len; return 1;
+    case V_INT: v->type = SPANHOST_VALUE_INT; v->as.int_value = k->lit.i; return 1;
+    case V_DBL: v->type = SPANHOST_VALUE_DOUBLE; v->as.double_value = k->lit.d; return 1;
+    case V_BOOL: v->type = SPANHOST_VALUE_BOOL; v->as.bool_value = (int32_t)k->lit.i; return 1;
+    default: return 0;
+    }
+}
+
+/* A list or map literal of constants is built once, here, not on every run (statements like
+ * limit(attributes, 64, ["service.name"]) run on every span). Nothing writes through it: a
+ * statement that stores it copies it into the batch. */
+static void fold_constant(node *n) {
+    spanhost_value *values = (spanhost_value *)calloc(n->nkids ? n->nkids : 1, sizeof *values);
+    if (!values) return;
+    for (size_t i = 0; i < n->nkids; i++)
+        if (!constant_value(n->kids[i], &values[i])) {
+            free(values);
+            return;
+        }
+    if (n->op == N_LIST) {
+        spanhost_value_array *list = (spanhost_value_array *)malloc(sizeof *list);
+        if (!list) { free(values); return; }
+        list->items = values;
+        list->count = n->nkids;
+        n->lit.type = V_LIST;
+        n->lit.list = list;
+    } else {
+        spanhost_kv_list *map = (spanhost_kv_list *)malloc(sizeof *map);
+        spanhost_kv *items = (spanhost_kv *)calloc(n->nkids ? n->nkids : 1, sizeof *items);
+        if (!map || !items) { free(map); free(items); free(values); return; }
+        size_t count = 0;
+        for (size_t i = 0; i < n->nkids; i++) { /* a key given twice keeps its last value */
+            size_t at = count;
+            for (size_t j = 0; j < count; j++)
+                if (items[j].key.len == n->keys[i].len && !memcmp(items[j].key.ptr, n->keys[i].ptr, n->keys[i].len)) at = j;
+            items[at].key = n->keys[i];
+            items[at].value = values[i];
+            if (at == count) count++;
+        }
+        free(values);
+        map->items = items;
+        map->count = count;
+        n->lit.type = V_MAP;
+        n->lit.map = map;
+    }
+    n->constant = 1;
+}
+
 static node *parse_list(parser *ps) {
     node *n = new_node(ps, N_LIST);
     if (!n) return NULL;
@@ -858,6 +920,7 @@ static node *parse_list(parser *ps) {
         } while (eat(ps, ","));
         if (!eat(ps, "]")) return node_free(n), parse_fail(ps, "expected ',' or ']'");
     }
+    fold_constant(n);
     return n;
 }
 
@@ -877,6 +940,7 @@ static node *parse_map(parser *ps) {
         } while (eat(ps, ","));
         if (!eat(ps, "}")) return node_free(n), parse_fail(ps, "expected ',' or '}'");
     }
+    fold_constant(n);
     return n;
 }
 
@@ -1068,8 +1132,6 @@ void sh_expr_free(spanhost_expr *e) {
     free(e);
 }
 
-const node *ottl_expr_root(const spanhost_expr *e) { return e->root; }
-uint32_t ottl_expr_kind(const spanhost_expr *e) { return e->kind; }
 
 /* One value expression with no span, for sh_expr_call: the tree, or NULL with the error. */
 node *ottl_parse_value(const char *text, size_t len, char *err, size_t cap) {

@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const node *ottl_expr_root(const spanhost_expr *e);
-uint32_t ottl_expr_kind(const spanhost_expr *e);
 node *ottl_parse_value(const char *text, size_t len, char *err, size_t cap);
 void ottl_node_free(node *n);
 
@@ -53,8 +51,9 @@ const char *ottl_type_name(int type) {
 
 /* --- Values ------------------------------------------------------------------------------ */
 
-void ottl_from_value(xvalue *out, const spanhost_value *v) {
+static inline void from_value(xvalue *out, const spanhost_value *v) {
     out->type = V_NIL;
+    out->id = 0;
     if (!v) return;
     spanhost_value *w = (spanhost_value *)v; /* maps and lists of a batch are edited in place */
     switch (v->type) {
@@ -68,6 +67,8 @@ void ottl_from_value(xvalue *out, const spanhost_value *v) {
     default: break;
     }
 }
+
+void ottl_from_value(xvalue *out, const spanhost_value *v) { from_value(out, v); }
 
 /* A value for a batch: maps and lists are shallow (the batch's setter copies them deep). */
 int ottl_to_value(runner *r, const xvalue *x, spanhost_value *v) {
@@ -108,7 +109,7 @@ static int hex_id(runner *r, xvalue *v, const uint8_t *id, size_t n) {
 
 static void bytes_of(xvalue *v, const uint8_t *id, size_t n) {
     v->type = V_BYTES;
-    v->i = 1;
+    v->id = 1;
     v->s.ptr = (const char *)id;
     v->s.len = n;
 }
@@ -218,6 +219,23 @@ static int field_get(runner *r, int field, xvalue *out) {
 
 static int eval(runner *r, const node *n, xvalue *out);
 
+/* The value of an operand: a literal's own, without a copy. */
+static int path_get(runner *r, const node *n, xvalue *out);
+
+static inline int operand(runner *r, const node *n, xvalue *scratch, const xvalue **out) {
+    if (n->op == N_LIT) {
+        *out = &n->lit;
+        return 0;
+    }
+    *out = scratch;
+    if (n->op == N_PATH) {
+        scratch->type = V_NIL;
+        scratch->id = 0;
+        return path_get(r, n, scratch);
+    }
+    return eval(r, n, scratch);
+}
+
 /* One [index] step: a map by a string key, a list by an int position. */
 static int step(runner *r, xvalue *cur, const xvalue *idx, int trace_state) {
     if (trace_state && cur->type == V_STR) {
@@ -248,10 +266,15 @@ static int step(runner *r, xvalue *cur, const xvalue *idx, int trace_state) {
 }
 
 static int path_get(runner *r, const node *n, xvalue *out) {
+    if (n->map_key) {
+        from_value(out, find_attr(base_map(r, n->sub), n->kids[0]->lit.s));
+        return 0;
+    }
     if (field_get(r, n->sub, out) != 0) return -1;
     for (size_t i = 0; i < n->nkids; i++) {
-        xvalue idx;
-        if (eval(r, n->kids[i], &idx) != 0 || step(r, out, &idx, n->sub == P_TRACE_STATE) != 0) return -1;
+        xvalue scratch;
+        const xvalue *idx;
+        if (operand(r, n->kids[i], &scratch, &idx) != 0 || step(r, out, idx, n->sub == P_TRACE_STATE) != 0) return -1;
     }
     return 0;
 }
@@ -347,8 +370,10 @@ int ottl_assign(runner *r, const node *target, const xvalue *value, int lent) {
     }
     spanhost_batch *b = run_batch(r);
     for (size_t i = 0; i < target->nkids; i++) {
-        xvalue idx;
-        if (eval(r, target->kids[i], &idx) != 0) return -1;
+        xvalue scratch;
+        const xvalue *index;
+        if (operand(r, target->kids[i], &scratch, &index) != 0) return -1;
+        const xvalue idx = *index;
         int last = i + 1 == target->nkids;
         spanhost_value *slot;
         if (map) {
@@ -517,10 +542,13 @@ static int eval_call(runner *r, const node *n, xvalue *out) {
     xvalue args[8];
     size_t nargs = n->nkids < 8 ? n->nkids : 8;
     for (size_t i = 0; i < nargs; i++) {
-        memset(&args[i], 0, sizeof args[i]);
         args[i].type = -1; /* not given */
-        if (i == 0 && n->builtin && n->builtin->target_unread) continue;
-        if (n->kids[i] && eval(r, n->kids[i], &args[i]) != 0) return -1;
+        args[i].id = 0;
+        const node *k = n->kids[i];
+        if (!k || (i == 0 && n->builtin && n->builtin->target_unread)) continue;
+        /* literals and paths, the usual arguments, without the general evaluator */
+        if (k->op == N_LIT) args[i] = k->lit;
+        else if ((k->op == N_PATH ? path_get(r, k, &args[i]) : eval(r, k, &args[i])) != 0) return -1;
     }
     if (n->fn) return ottl_run_plugin_function(r, n, args, out);
     return n->builtin->run(r, n, args, out);
@@ -528,7 +556,9 @@ static int eval_call(runner *r, const node *n, xvalue *out) {
 
 static int eval(runner *r, const node *n, xvalue *out) {
     xvalue a, b;
-    memset(out, 0, sizeof *out);
+    const xvalue *x1, *x2;
+    out->type = V_NIL;
+    out->id = 0;
     switch (n->op) {
     case N_LIT: *out = n->lit; return 0;
     case N_PATH: return path_get(r, n, out);
@@ -539,6 +569,10 @@ static int eval(runner *r, const node *n, xvalue *out) {
             if (eval(r, n->kids[i], &a) != 0 || step(r, out, &a, 0) != 0) return -1;
         return 0;
     case N_LIST: {
+        if (n->constant) {
+            *out = n->lit;
+            return 0;
+        }
         spanhost_value_array *list = (spanhost_value_array *)ottl_alloc(r, sizeof *list);
         spanhost_value *items = (spanhost_value *)ottl_alloc(r, n->nkids * sizeof *items);
         if (!list || !items) return ottl_fail(r, "out of memory");
@@ -551,6 +585,10 @@ static int eval(runner *r, const node *n, xvalue *out) {
         return 0;
     }
     case N_MAP: {
+        if (n->constant) {
+            *out = n->lit;
+            return 0;
+        }
         spanhost_kv_list *map = (spanhost_kv_list *)ottl_alloc(r, sizeof *map);
         if (!map) return ottl_fail(r, "out of memory");
         for (size_t i = 0; i < n->nkids; i++) {
@@ -583,8 +621,8 @@ static int eval(runner *r, const node *n, xvalue *out) {
         x = !(a.type == V_BOOL && a.i);
         break;
     case N_CMP:
-        if (eval(r, n->kids[0], &a) != 0 || eval(r, n->kids[1], &b) != 0) return -1;
-        x = ottl_compare(n->sub, &a, &b);
+        if (operand(r, n->kids[0], &a, &x1) != 0 || operand(r, n->kids[1], &b, &x2) != 0) return -1;
+        x = ottl_compare(n->sub, x1, x2);
         break;
     default: return ottl_fail(r, "unknown node");
     }
@@ -608,10 +646,10 @@ static void end_run(runner *r) {
 int32_t sh_expr_run(const spanhost_expr *e, const spanhost_expr_target *t, spanhost_status *status) {
     if (!e || !t) return -1;
     runner r = {t, status, t->batch, NULL};
-    const node *root = ottl_expr_root(e);
+    const node *root = e->root;
     xvalue v;
     int rc;
-    if (ottl_expr_kind(e) == SPANHOST_EXPR_CONDITION) {
+    if (e->kind == SPANHOST_EXPR_CONDITION) {
         rc = eval(&r, root, &v);
         end_run(&r);
         return rc != 0 ? -1 : v.type == V_BOOL && v.i;
@@ -623,7 +661,9 @@ int32_t sh_expr_run(const spanhost_expr *e, const spanhost_expr_target *t, spanh
             return rc != 0 ? -1 : 0;
         }
     }
-    rc = eval(&r, root, &v);
+    v.type = V_NIL;
+    v.id = 0;
+    rc = eval_call(&r, root, &v); /* a statement is its editor's call */
     end_run(&r);
     return rc < 0 ? -1 : 1;
 }

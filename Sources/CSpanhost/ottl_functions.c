@@ -67,7 +67,7 @@ typedef struct text {
 } text;
 
 static void put(text *t, const char *p, size_t n) {
-    if (t->failed) return;
+    if (t->failed || !n) return;
     if (t->len + n + 1 > t->cap) {
         size_t cap = (t->len + n + 1) * 2;
         char *grown = (char *)realloc(t->p, cap);
@@ -196,7 +196,7 @@ static void put_json(text *t, const xvalue *v) {
         put(t, "]", 1);
         return;
     case V_BYTES:
-        if (v->i) { /* an id: an array of its bytes, as Go encodes [16]byte */
+        if (v->id) { /* an id: an array of its bytes, as Go encodes [16]byte */
             put(t, "[", 1);
             for (size_t i = 0; i < v->s.len; i++) {
                 snprintf(buf, sizeof buf, "%s%u", i ? "," : "", (unsigned)(uint8_t)v->s.ptr[i]);
@@ -230,7 +230,7 @@ static void put_text(text *t, const xvalue *v) {
         puts_(t, buf);
         return;
     }
-    case V_BYTES: if (!v->i) { put_hex(t, (const uint8_t *)v->s.ptr, v->s.len); return; } /* fall through */
+    case V_BYTES: if (!v->id) { put_hex(t, (const uint8_t *)v->s.ptr, v->s.len); return; } /* fall through */
     default: put_json(t, v);
     }
 }
@@ -413,7 +413,7 @@ static int transform_replacement(runner *r, const xvalue *fn, const xvalue *form
     spanhost_str s;
     if (ottl_to_text(r, &res, &s) != 0) { free(t->p); return -1; }
     if (GIVEN(*format) && format->type == V_STR) {
-        const char *pct = memmem(format->s.ptr, format->s.len, "%s", 2);
+        const char *pct = format->s.len ? memmem(format->s.ptr, format->s.len, "%s", 2) : NULL;
         if (!pct) { free(t->p); return ottl_fail(r, "replacementFormat must contain %%s"); }
         put(&done, format->s.ptr, (size_t)(pct - format->s.ptr));
         put(&done, s.ptr, s.len);
@@ -621,7 +621,7 @@ static char *join_key(runner *r, const char *prefix, size_t plen, const char *ke
         k[plen] = '.';
         *len = plen + 1;
     }
-    memcpy(k + *len, key, klen);
+    if (klen) memcpy(k + *len, key, klen);
     *len += klen;
     return k;
 }
@@ -679,7 +679,7 @@ static int f_append(runner *r, const node *call, xvalue *a, xvalue *out) {
     spanhost_value_array *l = new_list(r, have + more);
     if (!l) return ottl_fail(r, "out of memory");
     size_t n = 0;
-    if (a[0].type == V_LIST) memcpy(l->items, a[0].list->items, have * sizeof *l->items), n = have;
+    if (a[0].type == V_LIST && have) memcpy(l->items, a[0].list->items, have * sizeof *l->items), n = have;
     else if (a[0].type != V_NIL && ottl_to_value(r, &a[0], &l->items[n++]) != 0) return -1;
     if (GIVEN(a[1]) && ottl_to_value(r, &a[1], &l->items[n++]) != 0) return -1;
     if (GIVEN(a[2]) && a[2].type == V_LIST)
@@ -833,6 +833,7 @@ static int f_split(runner *r, const node *call, xvalue *a, xvalue *out) {
     spanhost_str s, d;
     if (a[0].type == V_NIL) return 0;
     if (want_str(r, "Split", &a[0], &s) != 0 || want_str(r, "Split", &a[1], &d) != 0) return -1;
+    if (!s.len) s.ptr = ""; /* an empty string splits into one empty item */
     size_t n = 1;
     if (d.len)
         for (const char *p = s.ptr; (p = memmem(p, (size_t)(s.ptr + s.len - p), d.ptr, d.len)); p += d.len) n++;
@@ -1034,7 +1035,7 @@ static int f_hex(runner *r, const node *call, xvalue *a, xvalue *out) {
 static int f_id(runner *r, xvalue *a, xvalue *out, size_t n, const char *fn) {
     if (a[0].type != V_BYTES || a[0].s.len != n) return ottl_fail(r, "%s: expected %zu bytes (0x...)", fn, n);
     *out = a[0];
-    out->i = 1;
+    out->id = 1;
     return 0;
 }
 static int f_trace_id(runner *r, const node *c, xvalue *a, xvalue *out) { (void)c; return f_id(r, a, out, 16, "TraceID"); }
@@ -1409,7 +1410,8 @@ static int f_to_key_value_string(runner *r, const node *call, xvalue *a, xvalue 
             if (part == 0) set_str(&x, items[i]->key.ptr, items[i]->key.len);
             else ottl_from_value(&x, &items[i]->value);
             put_text(&piece, &x);
-            int needs_quotes = piece.len && (memmem(piece.p, piece.len, delim.ptr, delim.len) || memmem(piece.p, piece.len, pair.ptr, pair.len));
+            int needs_quotes = piece.len && ((delim.len && memmem(piece.p, piece.len, delim.ptr, delim.len)) ||
+                                             (pair.len && memmem(piece.p, piece.len, pair.ptr, pair.len)));
             if (i && part == 0) put(&t, pair.ptr, pair.len);
             if (part == 1) put(&t, delim.ptr, delim.len);
             if (needs_quotes) put(&t, "\"", 1);
@@ -1578,7 +1580,7 @@ static int f_index(runner *r, const node *call, xvalue *a, xvalue *out) {
     if (a[0].type == V_STR) {
         spanhost_str v;
         if (want_str(r, "Index", &a[1], &v) != 0) return -1;
-        const char *at = v.len ? memmem(a[0].s.ptr, a[0].s.len, v.ptr, v.len) : a[0].s.ptr;
+        const char *at = !v.len ? a[0].s.ptr : a[0].s.len ? memmem(a[0].s.ptr, a[0].s.len, v.ptr, v.len) : NULL;
         if (at) out->i = at - a[0].s.ptr;
         return 0;
     }

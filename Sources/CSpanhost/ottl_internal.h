@@ -22,12 +22,15 @@ struct ottl_builtin;
 
 typedef struct xvalue {
     int type;
-    spanhost_str s;              /* V_STR, V_BYTES */
-    int64_t i;                   /* V_INT, V_BOOL, V_TIME, V_DUR; V_BYTES: 1 for an id (trace_id) */
-    double d;                    /* V_DBL */
-    spanhost_kv_list *map;       /* V_MAP */
-    spanhost_value_array *list;  /* V_LIST */
-    const struct ottl_builtin *fn; /* V_FUNC */
+    int id; /* V_BYTES: an id (trace_id, SpanID(...)), whose text is a list of its bytes */
+    union {
+        spanhost_str s;              /* V_STR, V_BYTES */
+        int64_t i;                   /* V_INT, V_BOOL, V_TIME, V_DUR */
+        double d;                    /* V_DBL */
+        spanhost_kv_list *map;       /* V_MAP */
+        spanhost_value_array *list;  /* V_LIST */
+        const struct ottl_builtin *fn; /* V_FUNC */
+    };
 } xvalue;
 
 enum { N_OR, N_AND, N_NOT, N_CMP, N_MATH, N_LIT, N_PATH, N_LIST, N_MAP, N_CALL, N_INDEX };
@@ -54,7 +57,9 @@ typedef struct node {
                            items, map values, a path's index steps */
     size_t nkids;
     spanhost_str *keys; /* N_MAP: the key of each kid (kept literal text) */
-    xvalue lit;         /* N_LIT */
+    xvalue lit;         /* N_LIT; N_LIST and N_MAP of constants: their value, built once */
+    int constant;       /* N_LIST, N_MAP: `lit` holds the value (its arrays are the node's) */
+    int map_key;        /* N_PATH: one literal string key into an attribute map (the common case) */
     regex_t re;         /* N_CALL: the pattern argument, compiled once */
     int has_re;
     int literal;        /* RX_*: a pattern of plain characters */
@@ -65,6 +70,11 @@ typedef struct node {
     const struct sh_function *fn;       /* N_CALL: a function a plugin added */
     struct node *where;
 } node;
+
+struct spanhost_expr {
+    uint32_t kind, context;
+    node *root;
+};
 
 typedef struct runner {
     const spanhost_expr_target *t;
