@@ -643,7 +643,7 @@ static node *parse_path(parser *ps, const char *word, size_t len) {
  * yet" rather than "unknown". */
 static int collector_function(const char *name, size_t len) {
     static const char *const names[] = {
-        "set_semconv_span_name", "truncate", "ConvertAttributesToElementsXML", "ConvertTextToElementsXML",
+        "truncate", "ConvertAttributesToElementsXML", "ConvertTextToElementsXML",
         "ExtractGrokPatterns", "GetXML", "InsertXML", "ParseSimplifiedXML", "ParseXML", "ProfileID", "RemoveXML",
         "URL", "UUIDv7", "UserAgent", "CommunityID", "XXH128", "XXH3", "ParseInt", "ParseSeverity", "Base64Encode",
         "Encode"};

@@ -692,6 +692,161 @@ static int f_append(runner *r, const node *call, xvalue *a, xvalue *out) {
     return ottl_assign(r, call->kids[0], &v, 0) < 0 ? -1 : 0;
 }
 
+/* set_semconv_span_name: the span's name as the semantic conventions (1.37 to 1.40) derive it
+ * from its kind and attributes, as the Collector's transform processor does; the old name goes
+ * to the attribute `originalSpanNameAttribute` names, when given and when the name changes. */
+typedef struct semconv {
+    spanhost_span *span;
+    text out; /* the name being built */
+} semconv;
+
+/* The attribute `key` (or, when missing, `alias`), as text appended to `sc->out`; 0 if neither is there. */
+static int attr_text(semconv *sc, const char *key, const char *alias, text *into) {
+    for (int pass = 0; pass < 2; pass++) {
+        const char *k = pass ? alias : key;
+        if (!k) break;
+        spanhost_str want = {k, strlen(k)};
+        for (size_t i = 0; i < sc->span->attributes.count; i++)
+            if (same_key(sc->span->attributes.items[i].key, want)) {
+                if (into) {
+                    xvalue x;
+                    ottl_from_value(&x, &sc->span->attributes.items[i].value);
+                    put_text(into, &x);
+                }
+                return 1;
+            }
+    }
+    return 0;
+}
+
+static int attr_true(semconv *sc, const char *key) {
+    spanhost_str want = {key, strlen(key)};
+    for (size_t i = 0; i < sc->span->attributes.count; i++)
+        if (same_key(sc->span->attributes.items[i].key, want))
+            return sc->span->attributes.items[i].value.type == SPANHOST_VALUE_BOOL && sc->span->attributes.items[i].value.as.bool_value;
+    return 0;
+}
+
+/* "address:port", or "address"; 0 when there is no server.address. */
+static int server_text(semconv *sc, text *into) {
+    if (!attr_text(sc, "server.address", NULL, NULL)) return 0;
+    attr_text(sc, "server.address", NULL, into);
+    if (attr_text(sc, "server.port", NULL, NULL)) {
+        put(into, ":", 1);
+        attr_text(sc, "server.port", NULL, into);
+    }
+    return 1;
+}
+
+static int http_name(semconv *sc, const char *subject) {
+    if (!attr_text(sc, "http.request.method", "http.method", &sc->out)) return 0;
+    if (attr_text(sc, subject, NULL, NULL)) {
+        put(&sc->out, " ", 1);
+        attr_text(sc, subject, NULL, &sc->out);
+    }
+    return 1;
+}
+
+static int rpc_name(semconv *sc) {
+    if (!attr_text(sc, "rpc.system.name", "rpc.system", NULL)) return 0;
+    int method = attr_text(sc, "rpc.method", "rpc.grpc.method", NULL), service = attr_text(sc, "rpc.service", "rpc.grpc.service", NULL);
+    if (service) {
+        attr_text(sc, "rpc.service", "rpc.grpc.service", &sc->out);
+        put(&sc->out, "/", 1);
+        if (method) attr_text(sc, "rpc.method", "rpc.grpc.method", &sc->out);
+        else put(&sc->out, "*", 1);
+    } else if (method) {
+        attr_text(sc, "rpc.method", "rpc.grpc.method", &sc->out);
+    } else {
+        attr_text(sc, "rpc.system.name", "rpc.system", &sc->out);
+    }
+    return 1;
+}
+
+/* The database target: namespace.collection, namespace.procedure, namespace, or the server. */
+static void db_target(semconv *sc, text *t) {
+    int ns = attr_text(sc, "db.namespace", "db.name", NULL);
+    const char *object = attr_text(sc, "db.collection.name", NULL, NULL) ? "db.collection.name"
+                         : attr_text(sc, "db.stored_procedure.name", NULL, NULL) ? "db.stored_procedure.name" : NULL;
+    if (ns) attr_text(sc, "db.namespace", "db.name", t);
+    if (object) {
+        if (ns) put(t, ".", 1);
+        attr_text(sc, object, NULL, t);
+        return;
+    }
+    if (!ns) server_text(sc, t);
+}
+
+static int db_name(semconv *sc) {
+    if (!attr_text(sc, "db.system.name", "db.system", NULL)) return 0;
+    if (attr_text(sc, "db.query.summary", NULL, &sc->out)) return 1;
+    text target = {0};
+    db_target(sc, &target);
+    int operation = attr_text(sc, "db.operation.name", "db.operation", &sc->out);
+    if (operation && target.len) put(&sc->out, " ", 1);
+    put(&sc->out, target.p ? target.p : "", target.len);
+    if (!operation && !target.len) attr_text(sc, "db.system.name", "db.system", &sc->out);
+    free(target.p);
+    return 1;
+}
+
+static void messaging_destination(semconv *sc, text *t) {
+    if (attr_true(sc, "messaging.destination.temporary")) puts_(t, "(temporary)");
+    else if (attr_true(sc, "messaging.destination.anonymous")) puts_(t, "(anonymous)");
+    else if (!attr_text(sc, "messaging.destination.template", NULL, t) && !attr_text(sc, "messaging.destination.name", "messaging.destination", t))
+        server_text(sc, t);
+}
+
+static int messaging_name(semconv *sc) {
+    if (!attr_text(sc, "messaging.system", NULL, NULL)) return 0;
+    text destination = {0};
+    messaging_destination(sc, &destination);
+    int operation = attr_text(sc, "messaging.operation.name", "messaging.operation", &sc->out);
+    if (operation && destination.len) put(&sc->out, " ", 1);
+    put(&sc->out, destination.p ? destination.p : "", destination.len);
+    if (!operation && !destination.len) attr_text(sc, "messaging.system", NULL, &sc->out);
+    free(destination.p);
+    return 1;
+}
+
+static int f_set_semconv_span_name(runner *r, const node *call, xvalue *a, xvalue *out) {
+    (void)call, (void)out;
+    spanhost_span *span = r->t->span;
+    if (!span) return 0;
+    if (GIVEN(a[1]) && (a[1].type != V_STR || !a[1].s.len)) return ottl_fail(r, "set_semconv_span_name: originalSpanNameAttribute is a non-empty string");
+    semconv sc = {span, {0}};
+    int named = 0;
+    switch (span->kind) {
+    case SPANHOST_SPAN_KIND_SERVER: named = http_name(&sc, "http.route") || rpc_name(&sc) || messaging_name(&sc); break;
+    case SPANHOST_SPAN_KIND_CLIENT:
+        named = http_name(&sc, "url.template") || rpc_name(&sc) || db_name(&sc) || messaging_name(&sc);
+        break;
+    case SPANHOST_SPAN_KIND_CONSUMER:
+    case SPANHOST_SPAN_KIND_PRODUCER: named = messaging_name(&sc); break;
+    }
+    if (!named) return 0;
+    if (sc.out.failed) {
+        free(sc.out.p);
+        return ottl_fail(r, "out of memory");
+    }
+    spanhost_str name = {sc.out.p ? sc.out.p : "", sc.out.len}, old = span->name;
+    if (same_key(name, old)) {
+        free(sc.out.p);
+        return 0;
+    }
+    xvalue v;
+    if (text_out(r, &sc.out, &v) != 0) return -1;
+    span->name = v.s;
+    if (GIVEN(a[1])) {
+        spanhost_value original;
+        memset(&original, 0, sizeof original);
+        original.type = SPANHOST_VALUE_STRING;
+        original.as.string_value = old;
+        if (map_put(r, &span->attributes, a[1].s, &original) != 0) return -1;
+    }
+    return 0;
+}
+
 /* --- Converters: strings ------------------------------------------------------------------ */
 
 static int f_concat(runner *r, const node *call, xvalue *a, xvalue *out) {
@@ -1908,6 +2063,7 @@ static const ottl_builtin builtins[] = {
     {"merge_maps", 1, {"target", "source", "strategy:s"}, 0, f_merge_maps},
     {"flatten", 1, {"target", "prefix:s?", "depth:i?", "resolveConflicts:b?"}, 0, f_flatten},
     {"append", 1, {"target", "value?", "values:l?"}, 0, f_append},
+    {"set_semconv_span_name", 1, {"semconvVersion:s", "originalSpanNameAttribute:s?"}, 0, f_set_semconv_span_name},
     /* converters */
     {"Base64Decode", 0, {"value"}, 0, f_base64_decode},
     {"Concat", 0, {"vals:l", "delimiter:s"}, 0, f_concat},
@@ -2023,11 +2179,21 @@ const char *ottl_check_call(const node *call) {
         for (size_t i = 0; i < call->ngroups; i++) named |= call->group_names[i] != NULL;
         if (!named) return "at least 1 named capture group must be supplied in the given regex";
     }
+    if (!strcmp(name, "set_semconv_span_name")) {
+        if (!LIT(0, V_STR)) return "the semconv version is a \"string\", like \"1.37.0\"";
+        int major = 0, minor = 0, patch = 0, end = 0;
+        if (sscanf(k[0]->lit.s.ptr, "%d.%d.%d%n", &major, &minor, &patch, &end) != 3 || (size_t)end != k[0]->lit.s.len)
+            return "the semconv version is major.minor.patch, like \"1.37.0\"";
+        if (major != 1 || minor < 37 || minor > 40 || (minor == 40 && patch > 0)) return "unsupported semconv version: must be between 1.37.0 and 1.40.0";
+        if (call->nkids > 1 && k[1] && k[1]->op == N_LIT && k[1]->lit.type == V_STR && !k[1]->lit.s.len)
+            return "originalSpanNameAttribute cannot be an empty string";
+    }
     if (!strcmp(name, "Duration") && LIT(0, V_STR)) {
         int64_t ns;
         if (parse_duration(k[0]->lit.s, &ns) != 0) return "not a duration (like \"1h30m\", \"1.5s\", \"300ms\")";
     }
-    if (call->builtin->editor && call->nkids && k[0] && k[0]->op != N_PATH && strcmp(name, "merge_maps") != 0)
+    if (call->builtin->editor && call->nkids && k[0] && k[0]->op != N_PATH && strcmp(name, "merge_maps") != 0 &&
+        strcmp(name, "set_semconv_span_name") != 0)
         return "the first argument is a path (attributes, name...)";
     if (!strcmp(name, "merge_maps") && k[0] && k[0]->op != N_PATH) return "the first argument is a path (attributes...)";
 #undef LIT

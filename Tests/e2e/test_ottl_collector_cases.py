@@ -287,10 +287,6 @@ def set_span(field, value):
     return want
 
 
-def attributes_and(fn):
-    return fn
-
-
 EDITORS = [
     ('delete_key(attributes, "http.method")', deleting("http.method")),
     ('delete_matching_keys(attributes, "^http")', deleting("http.method", "http.path", "http.url")),
@@ -331,7 +327,6 @@ EDITORS = [
     ('append(attributes["foo"]["new_slice"], values=[5,6])', nested(["foo", "new_slice"], [5, 6])),
 ]
 
-P = "pass"
 T = setter("test", "pass")
 
 CONVERTERS = [
@@ -567,3 +562,72 @@ def test_cache_is_shared_by_a_groups_statements_for_one_span_only(tmp):
         assert tagged_map(spans[0]["attributes"]) == tagged_map(
             [{"key": k, "value": any_value(v)} for k, v in {"json": with_json["attributes"]["json"], "a.b": Double(1), "c": "d"}.items()]), form
         assert tagged_map(spans[1]["attributes"]) == (("plain", ("s", "x")),), form
+
+
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
+# TestSemconvSpanName (transformprocessor/internal/traces): current name, kind, attributes, wanted name.
+SEMCONV = [
+    ("GET /users/123", SERVER, {"http.request.method": "GET", "http.route": "/users/:id"}, "GET /users/:id"),
+    ("GET /users/123", SERVER, {"http.method": "GET", "http.route": "/users/:id"}, "GET /users/:id"),
+    ("GET /users/123", SERVER, {"http.request.method": "GET"}, "GET"),
+    ("GET /users/123", SERVER, {"http.method": "GET"}, "GET"),
+    ("GET /app/workspaces/7?_rsc=hn5g2", SERVER, {"http.method": "GET", "next.span_name": "GET /app/workspaces/7?_rsc=hn5g2",
+                                                  "http.target": "/app/workspaces/7?_rsc=hn5g2", "http.status": "200"}, "GET"),
+    ("GET /users/123", CLIENT, {"http.request.method": "GET", "url.template": "/users/:id"}, "GET /users/:id"),
+    ("GET /users/123", CLIENT, {"http.method": "GET", "url.template": "/users/:id"}, "GET /users/:id"),
+    ("GET /users/123", CLIENT, {"http.request.method": "GET"}, "GET"),
+    ("INSERT webshop.orders", CLIENT, {"db.system.name": "postgresql", "db.namespace": "webshop", "db.operation.name": "INSERT",
+                                       "db.collection.name": "orders", "db.query.text": "insert into orders (a) values (?)"}, "INSERT webshop.orders"),
+    ("HGET", CLIENT, {"db.redis.database_index": 0, "db.statement": "HGET 7175d9c6", "db.system": "redis", "server.address": "valkey-cart"},
+     "valkey-cart"),
+    ("otel", CLIENT, {"db.system": "postgresql", "db.connection_id": 54, "db.name": "otel", "db.user": "otelu",
+                      "net.peer.name": "postgresql"}, "otel"),
+    ("oteldemo.CartService/GetCart", CLIENT, {"rpc.grpc.status_code": 0, "rpc.grpc.method": "GetCart", "rpc.grpc.service": "oteldemo.CartService",
+                                              "rpc.system": "grpc", "server.address": "127.18.0.18"}, "oteldemo.CartService/GetCart"),
+    ("oteldemo.AdService/GetAds", SERVER, {"rpc.grpc.method": "GetAds", "rpc.grpc.service": "oteldemo.AdService", "rpc.system": "grpc",
+                                           "server.address": "ad"}, "oteldemo.AdService/GetAds"),
+    ("orders receive", CONSUMER, {"messaging.client_id": "rdkafka#consumer-1", "messaging.destination.name": "orders",
+                                  "messaging.kafka.destination.partition": 0, "messaging.operation": "receive", "messaging.system": "kafka"},
+     "receive orders"),
+    ("orders process", CONSUMER, {"messaging.destination.name": "orders", "messaging.operation": "process", "messaging.system": "kafka",
+                                  "messaging.kafka.message.offset": 34}, "process orders"),
+    ("orders publish", PRODUCER, {"messaging.destination.name": "orders", "messaging.kafka.producer.success": True,
+                                  "messaging.operation": "publish", "messaging.system": "kafka"}, "publish orders"),
+    ("process ecommerce-exchange", CONSUMER, {"messaging.system": "rabbitmq", "messaging.destination.name": "ecommerce-exchange",
+                                              "messaging.operation": "process"}, "process ecommerce-exchange"),
+    ("send /customers/{customerId}", PRODUCER, {"messaging.system": "x", "messaging.operation.name": "send",
+                                                "messaging.destination.template": "/customers/{customerId}",
+                                                "messaging.destination.name": "/customers/123456"}, "send /customers/{customerId}"),
+    ("send (temporary)", PRODUCER, {"messaging.system": "x", "messaging.operation.name": "send", "messaging.destination.temporary": True,
+                                    "messaging.destination.name": "q"}, "send (temporary)"),
+    ("internal work", 1, {"http.request.method": "GET"}, "internal work"),
+]
+
+
+def test_set_semconv_span_name_names_spans_as_the_collectors_cases_say(tmp):
+    doc = {"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": []}]}]}
+    for i, (name, kind, attrs, _) in enumerate(SEMCONV):
+        doc["resourceSpans"][0]["scopeSpans"][0]["spans"].append(
+            {"traceId": TRACE_ID.hex(), "spanId": f"{i + 1:016x}", "name": name, "kind": kind, "startTimeUnixNano": "1",
+             "endTimeUnixNano": "2", "attributes": [{"key": k, "value": any_value(v)} for k, v in attrs.items()]})
+    for form, statement in [("grouped", 'set_semconv_span_name("1.37.0", "original_span_name")'),
+                            ("flat", 'set_semconv_span_name("1.37.0", "original_span_name") where span.name != ""')]:
+        config = {"trace_statements": [{"context": "span", "statements": [statement]}] if form == "grouped" else [statement]}
+        out = run_transform(tmp, f"semconv-{form}", config, doc)
+        spans = out["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        for (name, _, _, want), got in zip(SEMCONV, spans):
+            original = {a["key"]: a["value"].get("stringValue") for a in got.get("attributes", [])}.get("original_span_name")
+            assert got["name"] == want, (form, name, got["name"])
+            assert original == (None if want == name else name), (form, name, original)
+
+
+def test_set_semconv_span_name_refuses_versions_it_does_not_know(tmp):
+    for version, says in [("1.36.0", "between 1.37.0 and 1.40.0"), ("1.41.0", "between 1.37.0 and 1.40.0"), ("one", "major.minor.patch")]:
+        cfg_path = os.path.join(tmp, "semconv.json")
+        with open(cfg_path, "w") as f:
+            json.dump({"trace_statements": [{"context": "span", "statements": [f'set_semconv_span_name("{version}")']}]}, f)
+        in_path = os.path.join(tmp, "in.json")
+        with open(in_path, "w") as f:
+            json.dump(to_otlp(log_fixture()), f)
+        r = subprocess.run([SPANHOST, "plugin-test", TRANSFORM, "--config", cfg_path, "--input", in_path], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and says in r.stderr, (version, r.stderr[-300:])
