@@ -253,7 +253,14 @@ static inline int juint64(jparser *j, uint64_t *out) {
     errno = 0;
     if (buf[0] == '-') return jfail(j, "expected an unsigned integer");
     unsigned long long v = strtoull(buf, &e, 10);
-    if (*e || errno) return jfail(j, "expected an unsigned integer");
+    if (*e == '.' || *e == 'e' || *e == 'E') { /* 3.0 or 1e3, as jint64 takes them */
+        double d = strtod(buf, &e);
+        if (*e || d != floor(d)) return jfail(j, "expected an unsigned integer");
+        if (!(d >= 0 && d < 18446744073709551616.0)) return jfail(j, "integer out of range");
+        v = (unsigned long long)d;
+    } else if (*e || errno) {
+        return jfail(j, "expected an unsigned integer");
+    }
     *out = v;
     return 0;
 }
@@ -264,6 +271,23 @@ static inline int juint32(jparser *j, uint32_t *out) {
     if (v > 0xFFFFFFFFu) return jfail(j, "integer out of range");
     *out = (uint32_t)v;
     return 0;
+}
+
+/* An enum: its number, or its name from `names` (index = value), as the Collector's OTLP/JSON
+ * reader takes both ("kind": 2 or "kind": "SPAN_KIND_SERVER"). */
+static inline int jenum(jparser *j, const char *const *names, size_t count, uint32_t *out) {
+    if (peek(j) == '"') {
+        const char *at = j->p;
+        spanhost_str s;
+        if (jstring(j, &s)) return -1;
+        for (size_t i = 0; i < count; i++)
+            if (strlen(names[i]) == s.len && !memcmp(names[i], s.ptr, s.len)) {
+                *out = (uint32_t)i;
+                return 0;
+            }
+        j->p = at; /* a number written as a string */
+    }
+    return juint32(j, out);
 }
 
 static inline int jdouble(jparser *j, double *out) {

@@ -163,6 +163,10 @@ static int jptr_array(jparser *j, void ***out, size_t *count, size_t size, jitem
 static int jevent_fn(jparser *j, void *item) { return jevent(j, (spanhost_event *)item); }
 static int jlink_fn(jparser *j, void *item) { return jlink(j, (spanhost_link *)item); }
 
+static const char *const span_kinds[] = {"SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER",
+                                          "SPAN_KIND_CLIENT", "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"};
+static const char *const status_codes[] = {"STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"};
+
 static int jstatus(jparser *j, spanhost_span *s) {
     spanhost_str key;
     int first = 1, r;
@@ -171,7 +175,7 @@ static int jstatus(jparser *j, spanhost_span *s) {
     if (jobject_begin(j)) return -1;
     while ((r = jobject_next(j, &key, &first)) == 1) {
         if (key_is(key, "message")) { if (jstring(j, &s->status_message)) return -1; }
-        else if (key_is(key, "code")) { if (juint32(j, &s->status_code)) return -1; }
+        else if (key_is(key, "code")) { if (jenum(j, status_codes, 3, &s->status_code)) return -1; }
         else if (jskip(j)) return -1;
     }
     return r;
@@ -189,7 +193,7 @@ static int jspan(jparser *j, void *item) {
         else if (key_is(key, "parentspanid")) { if (jhex_id(j, s->parent_span_id, 8, "parentSpanId must be 16 hex digits")) return -1; }
         else if (key_is(key, "tracestate")) { if (jstring(j, &s->trace_state)) return -1; }
         else if (key_is(key, "name")) { if (jstring(j, &s->name)) return -1; }
-        else if (key_is(key, "kind")) { if (juint32(j, &s->kind)) return -1; }
+        else if (key_is(key, "kind")) { if (jenum(j, span_kinds, 6, &s->kind)) return -1; }
         else if (key_is(key, "flags")) { if (juint32(j, &s->flags)) return -1; }
         else if (key_is(key, "starttimeunixnano")) { if (juint64(j, &s->start_time_unix_nano)) return -1; }
         else if (key_is(key, "endtimeunixnano")) { if (juint64(j, &s->end_time_unix_nano)) return -1; }

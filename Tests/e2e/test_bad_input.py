@@ -146,3 +146,33 @@ def test_sigterm_exits_cleanly_after_delivering_what_was_accepted(spanhost, tmp)
     assert s.stop() == 0
     assert len(read_file_export(os.path.join(tmp, "spans.jsonl"))) == 20
     assert "no accepted span was lost" in s.log() and "accepted 20, delivered 20, kept on disk 0, lost 0" in s.log()
+
+
+def test_otlp_json_takes_enum_names_and_exponent_numbers_in_every_field(spanhost, tmp):
+    """The Collector's OTLP/JSON reader takes an enum by number or by name ("SPAN_KIND_SERVER"),
+    and a whole number written with a fraction or an exponent wherever a number goes."""
+    s = spanhost(CONFIG)
+    span = {"traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708", "name": "named-enums",
+            "kind": "SPAN_KIND_CLIENT", "status": {"code": "STATUS_CODE_ERROR", "message": "boom"},
+            "startTimeUnixNano": 1.7e18, "endTimeUnixNano": "1700000000000001000", "droppedAttributesCount": 1e1,
+            "flags": 2.0e0, "attributes": [{"key": "n", "value": {"intValue": 1.5e2}}],
+            "events": [{"name": "e", "timeUnixNano": 1.7e18, "droppedAttributesCount": 3.0}]}
+    numbered = dict(span, spanId="0102030405060709", name="numbered-enums", kind=4, status={"code": 1})
+    body = {"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [span, numbered]}]}]}
+    r = requests.post(s.url, data=json.dumps(body), headers=JSON, timeout=5)
+    assert r.status_code == 200, r.text
+    out = os.path.join(tmp, "spans.jsonl")
+    got = wait_for(lambda: len(read_file_export(out)) == 2 and read_file_export(out))
+    by_name = {sp["span"]["name"]: sp["span"] for sp in got}
+    named = by_name["named-enums"]
+    assert named["kind"] == 3 and named["status"] == {"code": 2, "message": "boom"}
+    assert int(named["startTimeUnixNano"]) == 1_700_000_000_000_000_000 and int(named["endTimeUnixNano"]) == 1_700_000_000_000_001_000
+    assert named["droppedAttributesCount"] == 10 and named["flags"] == 2
+    assert named["events"][0]["droppedAttributesCount"] == 3 and int(named["events"][0]["timeUnixNano"]) == 1_700_000_000_000_000_000
+    assert {a["key"]: a["value"] for a in named["attributes"]}["n"] == {"intValue": "150"}
+    assert by_name["numbered-enums"]["kind"] == 4 and by_name["numbered-enums"]["status"]["code"] == 1
+    # An enum name that is not one, or a fraction where a whole number goes, is still a 400.
+    for bad in [dict(span, kind="SPAN_KIND_SERVERLESS"), dict(span, droppedAttributesCount=1.5), dict(span, startTimeUnixNano=-1e3)]:
+        r = requests.post(s.url, data=json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [bad]}]}]}), headers=JSON, timeout=5)
+        assert r.status_code == 400, (bad, r.status_code, r.text)
+    assert_still_serving(s, tmp, 3)
