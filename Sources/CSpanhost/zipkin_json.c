@@ -1,16 +1,30 @@
 /*
- * Zipkin v2 JSON (POST /api/v2/spans): an array of spans, mapped to the span model the way the
- * Collector's zipkin receiver does. localEndpoint.serviceName becomes the resource's
- * service.name (one resource per service); tags become string attributes; the `error` tag sets
- * status ERROR with its value as the message; annotations become events; remoteEndpoint becomes
- * peer.service / net.peer.ip / net.peer.port; microseconds become nanoseconds; 64-bit trace ids
- * are padded to 128 bits with leading zeros.
+ * Zipkin v2 JSON (POST /api/v2/spans): an array of spans, mapped to the span model as the
+ * Collector's zipkin receiver maps it (pkg/translator/zipkin/zipkinv2):
+ * - localEndpoint.serviceName becomes the resource's service.name (or the key the tag
+ *   otlp.service.name.source names), with the span's resource tags (service.*, host.*,
+ *   telemetry.*, deployment.*, k8s.*...); otel.library.name / version become the scope;
+ * - otel.status_code / otel.status_description set the status; an `error` tag sets ERROR (and
+ *   is removed when it is "true"); w3c.tracestate is the trace state; otlp.link.N are links;
+ * - without a Zipkin kind the span is UNSPECIFIED, or INTERNAL with the tag span.kind=internal;
+ * - other tags become string attributes; the endpoints become peer.service, net.peer.ip,
+ *   net.peer.port, net.host.ip, net.host.port;
+ * - annotations "name|{json attributes}|dropped" become events with attributes;
+ * - microseconds become nanoseconds; a span without a timestamp starts at 0 and is marked
+ *   otel.zipkin.absentField.startTime; 64-bit trace ids are padded with leading zeros.
  */
 #include "json_reader.h"
 
+typedef struct ztag {
+    spanhost_str key, value;
+} ztag;
+
 typedef struct zspan {
     spanhost_span *span;
-    spanhost_str service;
+    spanhost_str service, service_key; /* service_key: otlp.service.name.source, or empty */
+    spanhost_str library, library_version;
+    ztag *resource_tags;
+    size_t resource_count;
 } zspan;
 
 /* Hex id of `size` bytes, or of size/2 bytes right-aligned (64-bit Zipkin trace ids). */
@@ -63,6 +77,220 @@ static int zendpoint(jparser *j, spanhost_str *service, spanhost_str *ip, int64_
     return r;
 }
 
+static int str_same(spanhost_str a, spanhost_str b) { return a.len == b.len && (!a.len || !memcmp(a.ptr, b.ptr, a.len)); }
+
+static int is_key(spanhost_str k, const char *want) { return k.len == strlen(want) && !memcmp(k.ptr, want, k.len); }
+
+static int starts_with(spanhost_str k, const char *prefix) { size_t n = strlen(prefix); return k.len > n && !memcmp(k.ptr, prefix, n); }
+
+/* Tags the Collector moves to the resource: the resource semantic conventions (whole namespaces
+ * that only describe the producer, and the resource names of mixed ones) and OpenCensus's. */
+static int resource_tag(spanhost_str k) {
+    static const char *const prefixes[] = {"service.", "telemetry.", "host.", "os.", "process.", "container.", "k8s.", "cloud.",
+                                           "deployment.", "device.", "browser.", "webengine.", "heroku.", "aws.ecs.", "aws.eks.",
+                                           "aws.log.", "gcp.cloud_run.", "gcp.gce."};
+    static const char *const names[] = {"faas.name", "faas.id", "faas.version", "faas.instance", "faas.max_memory",
+                                        "opencensus.starttime", "opencensus.exporterversion", "opencensus.resourcetype",
+                                        "otel.scope.name", "otel.scope.version"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (starts_with(k, prefixes[i])) return 1;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (is_key(k, names[i])) return 1;
+    return 0;
+}
+
+/* The tag `key` not taken yet; NULL when none. Taking it empties its key. */
+static ztag *take(ztag *tags, size_t n, const char *key) {
+    for (size_t i = 0; i < n; i++)
+        if (tags[i].key.ptr && is_key(tags[i].key, key)) return &tags[i];
+    return NULL;
+}
+
+static void drop(ztag *t) { t->key.ptr = NULL; t->key.len = 0; }
+
+/* A JSON object of attributes (annotation and link attributes): strings, bools, numbers (whole
+ * ones as ints, as the Collector reads them). */
+static int json_attributes(jparser *outer, spanhost_str text, spanhost_kv_list *into, const char *what) {
+    char err[160];
+    jparser j = {text.ptr, text.ptr + text.len, text.ptr, outer->batch, err, sizeof err, 0, 0, what};
+    spanhost_str key;
+    size_t cap = 0;
+    int first = 1, r;
+    if (jobject_begin(&j)) return jfail(outer, err);
+    while ((r = jobject_next(&j, &key, &first)) == 1) {
+        spanhost_value v;
+        memset(&v, 0, sizeof v);
+        int c = peek(&j);
+        if (c == '"') {
+            v.type = SPANHOST_VALUE_STRING;
+            if (jstring(&j, &v.as.string_value)) return jfail(outer, err);
+        } else if (c == 't' || c == 'f') {
+            v.type = SPANHOST_VALUE_BOOL;
+            if (jbool(&j, &v.as.bool_value)) return jfail(outer, err);
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            double d;
+            if (jdouble(&j, &d)) return jfail(outer, err);
+            if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+                v.type = SPANHOST_VALUE_INT;
+                v.as.int_value = (int64_t)d;
+            } else {
+                v.type = SPANHOST_VALUE_DOUBLE;
+                v.as.double_value = d;
+            }
+        } else {
+            if (jskip(&j)) return jfail(outer, err);
+            continue; /* other JSON types are left out, as the Collector leaves them */
+        }
+        into->items = (spanhost_kv *)grow(&j, into->items, into->count, &cap, sizeof(spanhost_kv));
+        if (!into->items) return jfail(outer, err);
+        into->items[into->count].key = key;
+        into->items[into->count].value = v;
+        into->count++;
+    }
+    if (r < 0) return jfail(outer, err);
+    ws(&j);
+    if (j.p != j.end) return jfail(outer, "text after the attributes' JSON object");
+    return 0;
+}
+
+/* Splits `s` at '|': the first part, the middle (parts 2 to n-1 joined back), the last. */
+static size_t split_bars(spanhost_str s, spanhost_str *first, spanhost_str *middle, spanhost_str *last) {
+    size_t parts = 1;
+    const char *first_bar = memchr(s.ptr, '|', s.len), *last_bar = NULL;
+    for (size_t i = 0; i < s.len; i++)
+        if (s.ptr[i] == '|') parts++, last_bar = s.ptr + i;
+    first->ptr = s.ptr;
+    first->len = first_bar ? (size_t)(first_bar - s.ptr) : s.len;
+    if (parts >= 3) {
+        middle->ptr = first_bar + 1;
+        middle->len = (size_t)(last_bar - first_bar - 1);
+        last->ptr = last_bar + 1;
+        last->len = (size_t)(s.ptr + s.len - last_bar - 1);
+    }
+    return parts;
+}
+
+static int dropped_count(jparser *j, spanhost_str text, uint32_t *out) {
+    uint64_t v = 0;
+    if (!text.len || text.len > 10) return jfail(j, "the dropped attributes count after the last '|' is not a number");
+    for (size_t i = 0; i < text.len; i++) {
+        if (text.ptr[i] < '0' || text.ptr[i] > '9') return jfail(j, "the dropped attributes count after the last '|' is not a number");
+        v = v * 10 + (uint64_t)(text.ptr[i] - '0');
+    }
+    if (v > 0xFFFFFFFFu) return jfail(j, "the dropped attributes count is out of range");
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int hex_into(jparser *j, spanhost_str text, uint8_t *dst, size_t size, const char *what) {
+    if (text.len >= 2 && text.ptr[0] == '"' && text.ptr[text.len - 1] == '"') text.ptr++, text.len -= 2;
+    if (!text.len) return 0;
+    if (text.len != 2 * size) return jfail(j, what);
+    for (size_t i = 0; i < size; i++) {
+        int hi = hexval((unsigned char)text.ptr[2 * i]), lo = hexval((unsigned char)text.ptr[2 * i + 1]);
+        if (hi < 0 || lo < 0) return jfail(j, what);
+        dst[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+/* otlp.link.0, otlp.link.1, ... (up to 128, stopping at the first missing): "traceId|spanId|
+ * traceState|{json attributes}|dropped". Fewer than five parts: the tag is dropped. */
+static int zlinks(jparser *j, spanhost_span *s, ztag *tags, size_t n) {
+    size_t cap = 0;
+    for (int i = 0; i < 128; i++) {
+        char key[24];
+        snprintf(key, sizeof key, "otlp.link.%d", i);
+        ztag *t = take(tags, n, key);
+        if (!t) break;
+        spanhost_str value = t->value, parts[5];
+        drop(t);
+        size_t count = 1;
+        for (size_t k = 0; k < value.len; k++) count += value.ptr[k] == '|';
+        if (count < 5) continue;
+        /* trace id, span id and trace state are the first three parts; the last is the count */
+        const char *p = value.ptr, *end = value.ptr + value.len;
+        for (int k = 0; k < 3; k++) {
+            const char *bar = memchr(p, '|', (size_t)(end - p));
+            parts[k].ptr = p;
+            parts[k].len = (size_t)(bar - p);
+            p = bar + 1;
+        }
+        const char *last_bar = end;
+        while (last_bar > p && last_bar[-1] != '|') last_bar--;
+        parts[3].ptr = p;
+        parts[3].len = (size_t)(last_bar - 1 - p);
+        parts[4].ptr = last_bar;
+        parts[4].len = (size_t)(end - last_bar);
+        spanhost_link *l = (spanhost_link *)sh_arena_alloc(j->batch, sizeof *l);
+        s->links = (spanhost_link **)grow(j, s->links, s->links_count, &cap, sizeof(void *));
+        if (!l || !s->links) return jfail(j, "out of memory");
+        l->struct_size = sizeof *l;
+        if (hex_into(j, parts[0], l->trace_id, 16, "a link's trace id is 32 hex digits") ||
+            hex_into(j, parts[1], l->span_id, 8, "a link's span id is 16 hex digits"))
+            return -1;
+        l->trace_state = parts[2];
+        if (json_attributes(j, parts[3], &l->attributes, "Zipkin link attributes") || dropped_count(j, parts[4], &l->dropped_attributes_count))
+            return -1;
+        s->links[s->links_count++] = l;
+    }
+    return 0;
+}
+
+static int status_code_of(spanhost_str v) {
+    if (is_key(v, "STATUS_CODE_OK") || is_key(v, "Ok")) return SPANHOST_STATUS_OK;
+    if (is_key(v, "STATUS_CODE_ERROR") || is_key(v, "Error")) return SPANHOST_STATUS_ERROR;
+    return SPANHOST_STATUS_UNSET; /* STATUS_CODE_UNSET, Unset, and names the Collector does not know */
+}
+
+/* The tags, in the order the Collector reads them, then what is left as attributes. */
+static int apply_tags(jparser *j, zspan *z, ztag *tags, size_t n, int has_kind, size_t *attr_cap) {
+    spanhost_span *s = z->span;
+    ztag *t;
+    if ((t = take(tags, n, "w3c.tracestate"))) s->trace_state = t->value, drop(t);
+    if (!has_kind && (t = take(tags, n, "span.kind"))) {
+        s->kind = is_key(t->value, "internal") ? SPANHOST_SPAN_KIND_INTERNAL : SPANHOST_SPAN_KIND_UNSPECIFIED;
+        drop(t);
+    }
+    if ((t = take(tags, n, "otel.status_code"))) {
+        s->status_code = (uint32_t)status_code_of(t->value);
+        drop(t);
+        if ((t = take(tags, n, "otel.status_description"))) s->status_message = t->value, drop(t);
+    }
+    if ((t = take(tags, n, "error"))) {
+        s->status_code = SPANHOST_STATUS_ERROR;
+        if (is_key(t->value, "true")) drop(t);
+    }
+    if (zlinks(j, s, tags, n)) return -1;
+    if ((t = take(tags, n, "otel.library.name"))) z->library = t->value, drop(t);
+    if ((t = take(tags, n, "otel.library.version"))) z->library_version = t->value, drop(t);
+    if ((t = take(tags, n, "otlp.service.name.source"))) z->service_key = t->value, drop(t);
+    for (size_t i = 0; i < n; i++) {
+        if (!tags[i].key.ptr) continue;
+        if (resource_tag(tags[i].key)) {
+            z->resource_tags = z->resource_tags ? z->resource_tags : (ztag *)sh_arena_alloc(j->batch, n * sizeof(ztag));
+            if (!z->resource_tags) return jfail(j, "out of memory");
+            z->resource_tags[z->resource_count++] = tags[i];
+            continue;
+        }
+        s->attributes.items = (spanhost_kv *)grow(j, s->attributes.items, s->attributes.count, attr_cap, sizeof(spanhost_kv));
+        if (!s->attributes.items) return -1;
+        s->attributes.items[s->attributes.count].key = tags[i].key;
+        s->attributes.items[s->attributes.count].value = str_value(tags[i].value);
+        s->attributes.count++;
+    }
+    return 0;
+}
+
+/* An annotation: "name|{json attributes}|dropped", or just its name. */
+static int zannotation(jparser *j, spanhost_event *e, spanhost_str value) {
+    spanhost_str name, json, dropped;
+    size_t parts = split_bars(value, &name, &json, &dropped);
+    e->name = name;
+    if (parts < 3) return 0;
+    return json_attributes(j, json, &e->attributes, "Zipkin annotation attributes") || dropped_count(j, dropped, &e->dropped_attributes_count);
+}
+
 static int zspan_parse(jparser *j, zspan *z) {
     spanhost_span *s = (spanhost_span *)sh_arena_alloc(j->batch, sizeof *s);
     if (!s) return jfail(j, "out of memory");
@@ -71,14 +299,15 @@ static int zspan_parse(jparser *j, zspan *z) {
     spanhost_str key, kind = {NULL, 0}, remote_service = {NULL, 0}, remote_ip = {NULL, 0}, local_ip = {NULL, 0};
     int64_t remote_port = 0, local_port = 0;
     uint64_t timestamp = 0, duration = 0;
-    size_t attr_cap = 0, event_cap = 0;
+    size_t attr_cap = 0, event_cap = 0, tag_cap = 0, ntags = 0;
+    ztag *tags = NULL;
     int first = 1, r, has_trace = 0, has_id = 0;
     if (jobject_begin(j)) return -1;
     while ((r = jobject_next(j, &key, &first)) == 1) {
         if (key_is(key, "traceid")) { if (zid(j, s->trace_id, 16, "traceId must be 16 or 32 hex digits")) return -1; has_trace = 1; }
         else if (key_is(key, "id")) { if (zid(j, s->span_id, 8, "id must be 16 hex digits")) return -1; has_id = 1; }
         else if (key_is(key, "parentid")) { if (zid(j, s->parent_span_id, 8, "parentId must be 16 hex digits")) return -1; }
-        else if (key_is(key, "name")) { if (jstring(j, &s->name)) return -1; }
+        else if (key_is(key, "name")) { if (jstring_or_null(j, &s->name)) return -1; }
         else if (key_is(key, "kind")) { if (jstring_or_null(j, &kind)) return -1; }  /* Zipkin's own exporter sends null for internal spans */
         else if (key_is(key, "timestamp")) { if (juint64(j, &timestamp)) return -1; }
         else if (key_is(key, "duration")) { if (juint64(j, &duration)) return -1; }
@@ -91,18 +320,11 @@ static int zspan_parse(jparser *j, zspan *z) {
             if (j->end - j->p >= 4 && !memcmp(j->p, "null", 4)) { j->p += 4; continue; }
             if (jobject_begin(j)) return -1;
             while ((tr = jobject_next(j, &tag, &tfirst)) == 1) {
-                spanhost_str value;
-                if (jstring(j, &value)) return jfail(j, "tag values must be strings");
-                if (tag.len == 5 && !memcmp(tag.ptr, "error", 5)) {
-                    s->status_code = SPANHOST_STATUS_ERROR;
-                    s->status_message = value;
-                    continue;
-                }
-                s->attributes.items = (spanhost_kv *)grow(j, s->attributes.items, s->attributes.count, &attr_cap, sizeof(spanhost_kv));
-                if (!s->attributes.items) return -1;
-                s->attributes.items[s->attributes.count].key = tag;
-                s->attributes.items[s->attributes.count].value = str_value(value);
-                s->attributes.count++;
+                tags = (ztag *)grow(j, tags, ntags, &tag_cap, sizeof(ztag));
+                if (!tags) return -1;
+                tags[ntags].key = tag;
+                if (jstring(j, &tags[ntags].value)) return jfail(j, "tag values must be strings");
+                ntags++;
             }
             if (tr < 0) return -1;
         } else if (key_is(key, "annotations")) {
@@ -114,16 +336,22 @@ static int zspan_parse(jparser *j, zspan *z) {
                 s->events = (spanhost_event **)grow(j, s->events, s->events_count, &event_cap, sizeof(void *));
                 if (!e || !s->events) return jfail(j, "out of memory");
                 e->struct_size = sizeof *e;
-                spanhost_str ak;
+                spanhost_str ak, value = {NULL, 0};
                 int efirst = 1, er;
                 if (jobject_begin(j)) return -1;
                 while ((er = jobject_next(j, &ak, &efirst)) == 1) {
                     uint64_t ts;
-                    if (key_is(ak, "timestamp")) { if (juint64(j, &ts)) return -1; e->time_unix_nano = ts * 1000; }
-                    else if (key_is(ak, "value")) { if (jstring(j, &e->name)) return -1; }
-                    else if (jskip(j)) return -1;
+                    if (key_is(ak, "timestamp")) {
+                        if (juint64(j, &ts)) return -1;
+                        if (ts > UINT64_MAX / 1000) return jfail(j, "annotation timestamp out of range");
+                        e->time_unix_nano = ts * 1000;
+                    } else if (key_is(ak, "value")) {
+                        if (jstring(j, &value)) return -1;
+                    } else if (jskip(j)) {
+                        return -1;
+                    }
                 }
-                if (er < 0) return -1;
+                if (er < 0 || zannotation(j, e, value)) return -1;
                 s->events[s->events_count++] = e;
             }
             if (ar < 0) return -1;
@@ -133,35 +361,41 @@ static int zspan_parse(jparser *j, zspan *z) {
     }
     if (r < 0) return -1;
     if (!has_trace || !has_id) return jfail(j, "a span needs traceId and id");
+    if (!memcmp(s->parent_span_id, s->span_id, 8)) memset(s->parent_span_id, 0, 8); /* its own parent: a root */
     if (kind.len) {
         if (kind.len == 6 && !memcmp(kind.ptr, "CLIENT", 6)) s->kind = SPANHOST_SPAN_KIND_CLIENT;
         else if (kind.len == 6 && !memcmp(kind.ptr, "SERVER", 6)) s->kind = SPANHOST_SPAN_KIND_SERVER;
         else if (kind.len == 8 && !memcmp(kind.ptr, "PRODUCER", 8)) s->kind = SPANHOST_SPAN_KIND_PRODUCER;
         else if (kind.len == 8 && !memcmp(kind.ptr, "CONSUMER", 8)) s->kind = SPANHOST_SPAN_KIND_CONSUMER;
         else return jfail(j, "kind must be CLIENT, SERVER, PRODUCER or CONSUMER");
-    } else {
-        s->kind = SPANHOST_SPAN_KIND_INTERNAL;
     }
+    if (apply_tags(j, z, tags, ntags, kind.len > 0, &attr_cap)) return -1;
+    if (timestamp > UINT64_MAX / 1000 || duration > UINT64_MAX / 1000 - timestamp) return jfail(j, "timestamp or duration out of range");
     s->start_time_unix_nano = timestamp * 1000;
     s->end_time_unix_nano = (timestamp + duration) * 1000;
     spanhost_value port;
     memset(&port, 0, sizeof port);
     port.type = SPANHOST_VALUE_INT;
-    if (remote_service.len && add_attr(j, &s->attributes, &attr_cap, "peer.service", str_value(remote_service))) return -1;
-    if (remote_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.peer.ip", str_value(remote_ip))) return -1;
-    if (remote_port) {
-        port.as.int_value = remote_port;
-        if (add_attr(j, &s->attributes, &attr_cap, "net.peer.port", port)) return -1;
-    }
     if (local_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.host.ip", str_value(local_ip))) return -1;
-    if (local_port) {
+    if (local_port > 0) {
         port.as.int_value = local_port;
         if (add_attr(j, &s->attributes, &attr_cap, "net.host.port", port)) return -1;
     }
+    if (remote_service.len && add_attr(j, &s->attributes, &attr_cap, "peer.service", str_value(remote_service))) return -1;
+    if (remote_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.peer.ip", str_value(remote_ip))) return -1;
+    if (remote_port > 0) {
+        port.as.int_value = remote_port;
+        if (add_attr(j, &s->attributes, &attr_cap, "net.peer.port", port)) return -1;
+    }
+    if (!timestamp) {
+        spanhost_value absent;
+        memset(&absent, 0, sizeof absent);
+        absent.type = SPANHOST_VALUE_BOOL;
+        absent.as.bool_value = 1;
+        if (add_attr(j, &s->attributes, &attr_cap, "otel.zipkin.absentField.startTime", absent)) return -1;
+    }
     return 0;
 }
-
-static int str_same(spanhost_str a, spanhost_str b) { return a.len == b.len && (!a.len || !memcmp(a.ptr, b.ptr, a.len)); }
 
 static int decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
     jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0, "Zipkin JSON"};
@@ -180,56 +414,82 @@ static int decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t
     if (!is_null && r < 0) return -1;
     if (peek(&j) != -1) return jfail(&j, "trailing data after the JSON array");
 
-    /* One resource (with one scope) per service name, in order of first appearance: first
-     * find each span's group, then size every group's span array exactly. */
+    /* One resource per service name and, inside it, one scope per instrumentation library, in
+     * order of first appearance; the resource's attributes and the scope's version come from
+     * the first span of each, as in the Collector. */
     static const char service_key[] = "service.name";
-    size_t *group_of = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
-    spanhost_str *services = (spanhost_str *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(spanhost_str));
-    size_t *sizes = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
-    size_t groups = 0;
-    if (!group_of || !services || !sizes) return jfail(&j, "out of memory");
+    size_t *service_of = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
+    size_t *scope_of = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
+    size_t *first_of_service = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
+    size_t *first_of_scope = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
+    size_t *scopes_in = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
+    size_t *spans_in = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
+    size_t services = 0, scopes = 0;
+    if (!service_of || !scope_of || !first_of_service || !first_of_scope || !scopes_in || !spans_in) return jfail(&j, "out of memory");
     for (size_t i = 0; i < count; i++) {
-        size_t g = 0;
-        while (g < groups && !str_same(services[g], spans[i].service)) g++;
-        if (g == groups) services[groups++] = spans[i].service;
-        group_of[i] = g;
-        sizes[g]++;
+        size_t g = 0, c = 0;
+        while (g < services && !str_same(spans[first_of_service[g]].service, spans[i].service)) g++;
+        if (g == services) first_of_service[services++] = i;
+        while (c < scopes && !(service_of[first_of_scope[c]] == g && str_same(spans[first_of_scope[c]].library, spans[i].library))) c++;
+        if (c == scopes) first_of_scope[scopes++] = i, scopes_in[g]++;
+        service_of[i] = g;
+        scope_of[i] = c;
+        spans_in[c]++;
     }
-    if (groups) {
-        batch->resource_spans = (spanhost_resource_spans **)sh_arena_alloc(batch, groups * sizeof(void *));
+    if (services) {
+        batch->resource_spans = (spanhost_resource_spans **)sh_arena_alloc(batch, services * sizeof(void *));
         if (!batch->resource_spans) return jfail(&j, "out of memory");
     }
-    for (size_t g = 0; g < groups; g++) {
+    for (size_t g = 0; g < services; g++) {
+        const zspan *z = &spans[first_of_service[g]];
         spanhost_resource_spans *rs = (spanhost_resource_spans *)sh_arena_alloc(batch, sizeof *rs);
         spanhost_resource *res = (spanhost_resource *)sh_arena_alloc(batch, sizeof *res);
+        spanhost_scope_spans **list = (spanhost_scope_spans **)sh_arena_alloc(batch, scopes_in[g] * sizeof(void *));
+        if (!rs || !res || !list) return jfail(&j, "out of memory");
+        res->struct_size = sizeof *res;
+        if (z->service.len) { /* spans without a service name get an empty resource */
+            res->attributes.items = (spanhost_kv *)sh_arena_alloc(batch, (1 + z->resource_count) * sizeof(spanhost_kv));
+            if (!res->attributes.items) return jfail(&j, "out of memory");
+            spanhost_kv *kv = res->attributes.items;
+            kv->key.ptr = z->service_key.len ? z->service_key.ptr : service_key;
+            kv->key.len = z->service_key.len ? z->service_key.len : sizeof service_key - 1;
+            kv->value = str_value(z->service);
+            res->attributes.count = 1;
+            for (size_t t = 0; t < z->resource_count; t++) {
+                size_t at = res->attributes.count;
+                for (size_t k = 0; k < res->attributes.count; k++)
+                    if (str_same(res->attributes.items[k].key, z->resource_tags[t].key)) at = k;
+                res->attributes.items[at].key = z->resource_tags[t].key;
+                res->attributes.items[at].value = str_value(z->resource_tags[t].value);
+                if (at == res->attributes.count) res->attributes.count++;
+            }
+        }
+        rs->struct_size = sizeof *rs;
+        rs->resource = res;
+        rs->scope_spans = list;
+        batch->resource_spans[g] = rs;
+    }
+    batch->resource_spans_count = services;
+    for (size_t c = 0; c < scopes; c++) {
+        const zspan *z = &spans[first_of_scope[c]];
+        spanhost_resource_spans *rs = batch->resource_spans[service_of[first_of_scope[c]]];
         spanhost_scope_spans *ss = (spanhost_scope_spans *)sh_arena_alloc(batch, sizeof *ss);
         spanhost_scope *scope = (spanhost_scope *)sh_arena_alloc(batch, sizeof *scope);
-        spanhost_scope_spans **one = (spanhost_scope_spans **)sh_arena_alloc(batch, sizeof(void *));
-        spanhost_span **members = (spanhost_span **)sh_arena_alloc(batch, sizes[g] * sizeof(void *));
-        if (!rs || !res || !ss || !scope || !one || !members) return jfail(&j, "out of memory");
-        res->struct_size = sizeof *res;
-        if (services[g].len) {
-            res->attributes.items = (spanhost_kv *)sh_arena_alloc(batch, sizeof(spanhost_kv));
-            if (!res->attributes.items) return jfail(&j, "out of memory");
-            res->attributes.items[0].key.ptr = service_key;
-            res->attributes.items[0].key.len = sizeof service_key - 1;
-            res->attributes.items[0].value = str_value(services[g]);
-            res->attributes.count = 1;
-        }
+        spanhost_span **members = (spanhost_span **)sh_arena_alloc(batch, spans_in[c] * sizeof(void *));
+        if (!ss || !scope || !members) return jfail(&j, "out of memory");
         scope->struct_size = sizeof *scope;
+        scope->name = z->library;
+        if (z->library.len) scope->version = z->library_version;
         ss->struct_size = sizeof *ss;
         ss->scope = scope;
         ss->spans = members;
-        one[0] = ss;
-        rs->struct_size = sizeof *rs;
-        rs->resource = res;
-        rs->scope_spans = one;
-        rs->scope_spans_count = 1;
-        batch->resource_spans[g] = rs;
+        rs->scope_spans[rs->scope_spans_count++] = ss;
     }
-    batch->resource_spans_count = groups;
     for (size_t i = 0; i < count; i++) {
-        spanhost_scope_spans *ss = batch->resource_spans[group_of[i]]->scope_spans[0];
+        spanhost_resource_spans *rs = batch->resource_spans[service_of[i]];
+        spanhost_scope_spans *ss = NULL;
+        for (size_t k = 0; k < rs->scope_spans_count && !ss; k++)
+            if (str_same(rs->scope_spans[k]->scope->name, spans[i].library)) ss = rs->scope_spans[k];
         ss->spans[ss->spans_count++] = spans[i].span;
     }
     return 0;

@@ -1,6 +1,8 @@
 """The zipkin receiver with the OpenTelemetry SDK's Zipkin JSON exporter as the client: spans
-are mapped to the span model (service name to resource, tags to attributes, error to status,
-annotations to events, microseconds to nanoseconds) and bad input is answered clearly."""
+are mapped to the span model as the Collector's zipkin translator maps them (service name and
+resource tags to the resource, the library to the scope, otel.status_code and error to the
+status, otlp.link.N to links, annotations to events with attributes, microseconds to
+nanoseconds) and bad input is answered clearly."""
 import gzip
 import json
 import os
@@ -57,7 +59,9 @@ def test_sdk_zipkin_spans_are_mapped(spanhost, tmp):
     assert got
     for g in got:
         span, sp = g["span"], sent[g["span"]["spanId"]]
-        assert attrs(g["resource"]["attributes"]) == {"service.name": "legacy-billing"}
+        # The SDK's otel.scope.* tags are resource tags to the Collector's translator.
+        assert attrs(g["resource"]["attributes"]) == {"service.name": "legacy-billing", "otel.scope.name": "zipkin-test"}
+        assert g["scope"]["name"] == "zipkin-test"
         assert span["traceId"] == f"{sp.get_span_context().trace_id:032x}"
         assert span.get("parentSpanId", "") == (f"{sp.parent.span_id:016x}" if sp.parent else "")
         assert span["name"] == sp.name
@@ -67,7 +71,11 @@ def test_sdk_zipkin_spans_are_mapped(spanhost, tmp):
         for key, value in sp.attributes.items():
             assert a[key] == str(value)  # Zipkin tags are strings
     by_name = {g["span"]["name"]: g["span"] for g in got}
-    assert by_name["charge"]["status"] == {"code": 2, "message": "card declined"}
+    # The SDK sends otel.status_code "ERROR" (a name the Collector does not map) and error with
+    # the description: ERROR, no message, and the error tag kept.
+    assert by_name["charge"]["status"] == {"code": 2}
+    assert attrs(by_name["charge"]["attributes"])["error"] == "card declined"
+    assert "otel.status_code" not in attrs(by_name["charge"]["attributes"])
     events = by_name["POST /invoice"].get("events", [])
     assert len(events) == 1 and "validated" in events[0]["name"]
 
@@ -101,8 +109,81 @@ def test_zipkin_bad_input(spanhost, tmp):
     span = got[0]["span"]
     assert span["traceId"] == "0000000000000000463ac35c9f6413ad"  # 64-bit id padded
     assert int(span["startTimeUnixNano"]) == 1700000000000000000 and int(span["endTimeUnixNano"]) == 1700000000001500000
-    assert span["status"] == {"code": 2, "message": "boom"}
+    assert span["status"] == {"code": 2}
     a = attrs(span["attributes"])
-    assert a == {"http.path": "/x", "peer.service": "backend", "net.peer.port": 9000, "net.host.ip": "10.1.2.3", "net.host.port": 8080}
+    assert a == {"error": "boom", "http.path": "/x", "peer.service": "backend", "net.peer.port": 9000, "net.host.ip": "10.1.2.3",
+                 "net.host.port": 8080}
     assert span["events"] == [{"timeUnixNano": "1700000000000500000", "name": "cache miss"}]
     assert s.status()["receivers"][0]["counters"]["rejected_requests"] == 7  # the six 400s and the 415
+
+
+TRACE = "0102030405060708090a0b0c0d0e0f10"
+
+
+def zspan(span_id, name, **fields):
+    span = {"traceId": TRACE, "id": span_id, "name": name, "timestamp": 1700000000000000, "duration": 250,
+            "localEndpoint": {"serviceName": "shop"}}
+    span.update(fields)
+    return span
+
+
+def test_zipkin_tags_map_as_the_collectors_translator_maps_them(spanhost, tmp):
+    """The cases where the Collector's zipkinv2 translator gives the status, kind, resource,
+    scope, trace state, links, event attributes and absent start time from tags."""
+    port = free_port()
+    spanhost(CONFIG % port)
+    link = f"{TRACE}|0a0b0c0d0e0f1011|ts=1|{{\"a\":1,\"b\":\"x\",\"c\":1.5,\"d\":true}}|2"
+    spans = [
+        zspan("0000000000000001", "status-from-otel-tags", kind="SERVER", tags={
+            "otel.status_code": "STATUS_CODE_ERROR", "otel.status_description": "db down", "service.version": "1.2.3",
+            "deployment.environment": "prod", "telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
+            "service.instance.id": "i-1", "host.name": "h1", "otel.library.name": "shop.lib", "otel.library.version": "0.9",
+            "w3c.tracestate": "k=v", "otlp.link.0": link, "http.route": "/pay"},
+            annotations=[{"timestamp": 1700000000000100, "value": "retry|{\"attempt\":2,\"why\":\"busy|full\"}|1"},
+                         {"timestamp": 1700000000000200, "value": "plain note"}]),
+        zspan("0000000000000002", "error-true", kind="CLIENT", tags={"error": "true", "otel.status_description": "ignored"}),
+        zspan("0000000000000003", "error-text", kind="CLIENT", tags={"error": "card declined"}),
+        zspan("0000000000000004", "no-kind"),
+        zspan("0000000000000005", "internal-by-tag", tags={"span.kind": "internal"}),
+        zspan("0000000000000006", "status-ok", kind="SERVER", tags={"otel.status_code": "Ok"}),
+        {"traceId": TRACE, "id": "0000000000000007", "name": "no-timestamp", "duration": 250, "localEndpoint": {"serviceName": "shop"}},
+        zspan("0000000000000008", "own-parent", parentId="0000000000000008", kind="SERVER"),
+    ]
+    assert requests.post(f"http://127.0.0.1:{port}/api/v2/spans", json=spans, timeout=5).status_code == 202
+    out = os.path.join(tmp, "zipkin.jsonl")
+    got = wait_for(lambda: len(read_file_export(out)) == len(spans) and read_file_export(out))
+    assert got
+    by_name = {g["span"]["name"]: g for g in got}
+
+    first = by_name["status-from-otel-tags"]
+    span = first["span"]
+    assert span["status"] == {"code": 2, "message": "db down"}
+    assert attrs(first["resource"]["attributes"]) == {
+        "service.name": "shop", "service.version": "1.2.3", "deployment.environment": "prod", "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry", "service.instance.id": "i-1", "host.name": "h1"}
+    assert first["scope"] == {"name": "shop.lib", "version": "0.9"}
+    assert span["traceState"] == "k=v"
+    assert attrs(span["attributes"]) == {"http.route": "/pay"}
+    assert len(span["links"]) == 1
+    l = span["links"][0]
+    assert l["traceId"] == TRACE and l["spanId"] == "0a0b0c0d0e0f1011" and l["traceState"] == "ts=1"
+    assert attrs(l["attributes"]) == {"a": 1, "b": "x", "c": 1.5, "d": True} and l["droppedAttributesCount"] == 2
+    retry, note = span["events"]
+    assert retry["name"] == "retry" and attrs(retry["attributes"]) == {"attempt": 2, "why": "busy|full"}
+    assert retry["droppedAttributesCount"] == 1 and int(retry["timeUnixNano"]) == 1700000000000100000
+    assert note["name"] == "plain note" and not note.get("attributes")
+
+    assert by_name["error-true"]["span"]["status"] == {"code": 2}
+    assert attrs(by_name["error-true"]["span"]["attributes"]) == {"otel.status_description": "ignored"}
+    assert by_name["error-text"]["span"]["status"] == {"code": 2}
+    assert attrs(by_name["error-text"]["span"]["attributes"]) == {"error": "card declined"}
+    assert by_name["no-kind"]["span"].get("kind", 0) == 0
+    assert by_name["internal-by-tag"]["span"]["kind"] == 1 and not by_name["internal-by-tag"]["span"].get("attributes")
+    assert by_name["status-ok"]["span"]["status"] == {"code": 1}
+    absent = by_name["no-timestamp"]["span"]
+    assert int(absent.get("startTimeUnixNano", 0)) == 0 and int(absent["endTimeUnixNano"]) == 250000
+    assert attrs(absent["attributes"]) == {"otel.zipkin.absentField.startTime": True}
+    assert by_name["own-parent"]["span"].get("parentSpanId", "") == ""
+    # Spans of one service and library share a resource and a scope; the other library's spans
+    # have their own scope in the same resource.
+    assert len({json.dumps(g["resource"], sort_keys=True) for g in got}) == 1
