@@ -79,6 +79,12 @@ static int zendpoint(jparser *j, spanhost_str *service, spanhost_str *ip, int64_
 
 static int str_same(spanhost_str a, spanhost_str b) { return a.len == b.len && (!a.len || !memcmp(a.ptr, b.ptr, a.len)); }
 
+static int library_order(spanhost_str a, spanhost_str b) {
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
 static int is_key(spanhost_str k, const char *want) { return k.len == strlen(want) && !memcmp(k.ptr, want, k.len); }
 
 static int starts_with(spanhost_str k, const char *prefix) { size_t n = strlen(prefix); return k.len > n && !memcmp(k.ptr, prefix, n); }
@@ -415,8 +421,10 @@ static int decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t
     if (peek(&j) != -1) return jfail(&j, "trailing data after the JSON array");
 
     /* One resource per service name and, inside it, one scope per instrumentation library, in
-     * order of first appearance; the resource's attributes and the scope's version come from
-     * the first span of each, as in the Collector. */
+     * order of first appearance. As in the Collector, which sorts spans by service and library
+     * and takes the resource from the first span of each service, the resource's tags come from
+     * the service's first span with the lowest library name (the others' resource tags are left
+     * out), and a scope's version from its first span. */
     static const char service_key[] = "service.name";
     size_t *service_of = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
     size_t *scope_of = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
@@ -435,6 +443,10 @@ static int decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t
         service_of[i] = g;
         scope_of[i] = c;
         spans_in[c]++;
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t *rep = &first_of_service[service_of[i]];
+        if (library_order(spans[i].library, spans[*rep].library) < 0) *rep = i;
     }
     if (services) {
         batch->resource_spans = (spanhost_resource_spans **)sh_arena_alloc(batch, services * sizeof(void *));

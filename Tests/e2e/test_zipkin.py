@@ -134,7 +134,7 @@ def test_zipkin_tags_map_as_the_collectors_translator_maps_them(spanhost, tmp):
     spanhost(CONFIG % port)
     link = f"{TRACE}|0a0b0c0d0e0f1011|ts=1|{{\"a\":1,\"b\":\"x\",\"c\":1.5,\"d\":true}}|2"
     spans = [
-        zspan("0000000000000001", "status-from-otel-tags", kind="SERVER", tags={
+        zspan("0000000000000001", "status-from-otel-tags", kind="SERVER", localEndpoint={"serviceName": "billing"}, tags={
             "otel.status_code": "STATUS_CODE_ERROR", "otel.status_description": "db down", "service.version": "1.2.3",
             "deployment.environment": "prod", "telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
             "service.instance.id": "i-1", "host.name": "h1", "otel.library.name": "shop.lib", "otel.library.version": "0.9",
@@ -159,7 +159,7 @@ def test_zipkin_tags_map_as_the_collectors_translator_maps_them(spanhost, tmp):
     span = first["span"]
     assert span["status"] == {"code": 2, "message": "db down"}
     assert attrs(first["resource"]["attributes"]) == {
-        "service.name": "shop", "service.version": "1.2.3", "deployment.environment": "prod", "telemetry.sdk.language": "python",
+        "service.name": "billing", "service.version": "1.2.3", "deployment.environment": "prod", "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry", "service.instance.id": "i-1", "host.name": "h1"}
     assert first["scope"] == {"name": "shop.lib", "version": "0.9"}
     assert span["traceState"] == "k=v"
@@ -184,6 +184,24 @@ def test_zipkin_tags_map_as_the_collectors_translator_maps_them(spanhost, tmp):
     assert int(absent.get("startTimeUnixNano", 0)) == 0 and int(absent["endTimeUnixNano"]) == 250000
     assert attrs(absent["attributes"]) == {"otel.zipkin.absentField.startTime": True}
     assert by_name["own-parent"]["span"].get("parentSpanId", "") == ""
-    # Spans of one service and library share a resource and a scope; the other library's spans
-    # have their own scope in the same resource.
-    assert len({json.dumps(g["resource"], sort_keys=True) for g in got}) == 1
+    # The other spans share the shop resource, which has no resource tags.
+    assert {json.dumps(attrs(g["resource"]["attributes"])) for g in got if g["span"]["name"] != "status-from-otel-tags"} == \
+        {json.dumps({"service.name": "shop"})}
+
+
+def test_the_resource_comes_from_the_services_span_with_the_lowest_library_name(spanhost, tmp):
+    """The Collector sorts a request's spans by service and library and takes the resource from
+    the first: here the span without a library, so the other span's resource tags are left out."""
+    port = free_port()
+    spanhost(CONFIG % port)
+    spans = [zspan("0000000000000001", "with-library", tags={"otel.library.name": "lib", "host.name": "h1", "x": "1"}),
+             zspan("0000000000000002", "without-library", tags={"host.name": "h2"})]
+    assert requests.post(f"http://127.0.0.1:{port}/api/v2/spans", json=spans, timeout=5).status_code == 202
+    out = os.path.join(tmp, "zipkin.jsonl")
+    got = wait_for(lambda: len(read_file_export(out)) == 2 and read_file_export(out))
+    assert got
+    for g in got:
+        assert attrs(g["resource"]["attributes"]) == {"service.name": "shop", "host.name": "h2"}
+    by_name = {g["span"]["name"]: g for g in got}
+    assert by_name["with-library"]["scope"]["name"] == "lib" and attrs(by_name["with-library"]["span"]["attributes"]) == {"x": "1"}
+    assert by_name["without-library"]["scope"].get("name", "") == ""
