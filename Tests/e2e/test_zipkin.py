@@ -59,8 +59,11 @@ def test_sdk_zipkin_spans_are_mapped(spanhost, tmp):
     assert got
     for g in got:
         span, sp = g["span"], sent[g["span"]["spanId"]]
-        # The SDK's otel.scope.* tags are resource tags to the Collector's translator.
-        assert attrs(g["resource"]["attributes"]) == {"service.name": "legacy-billing", "otel.scope.name": "zipkin-test"}
+        # The SDK sends its resource as tags: they go back to the resource (and its otel.scope.*
+        # tags with them, as the Collector's translator counts them as resource tags).
+        resource = {k: str(v) for k, v in sp.resource.attributes.items()}
+        assert attrs(g["resource"]["attributes"]) == {**resource, "otel.scope.name": "zipkin-test", "otel.scope.version": ""}
+        assert resource["telemetry.sdk.language"] == "python"
         assert g["scope"]["name"] == "zipkin-test"
         assert span["traceId"] == f"{sp.get_span_context().trace_id:032x}"
         assert span.get("parentSpanId", "") == (f"{sp.parent.span_id:016x}" if sp.parent else "")
