@@ -619,6 +619,14 @@ static int parse_indexes(parser *ps, node *n) {
 
 static node *parse_path(parser *ps, const char *word, size_t len) {
     int field = path_field(word, len, ps->context);
+    static const char *const later[] = {"events", "links", "span.events", "span.links", "status", "span.status", "resource",
+                                        "instrumentation_scope", "scope"};
+    for (size_t i = 0; field < 0 && i < sizeof later / sizeof later[0]; i++)
+        if (strlen(later[i]) == len && !memcmp(later[i], word, len)) {
+            char what[200];
+            snprintf(what, sizeof what, "the Collector's path '%s' is not supported yet (README, \"Expressions\", lists the paths)", later[i]);
+            return fail_at(ps, word, what);
+        }
     if (field < 0) {
         char what[300];
         snprintf(what, sizeof what, "unknown path '%.*s' in the %s context%s", (int)(len > 100 ? 100 : len), word,

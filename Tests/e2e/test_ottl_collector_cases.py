@@ -498,6 +498,7 @@ NOT_SUPPORTED = [
     'set(attributes["test"], RemoveXML("<Log id=\\"1\\"><Message>This is a log message!</Message></Log>", "/Log/Message"))',
     'set(attributes["test"], "pass") where String(ProfileID(0x00000000000000000000000000000001)) == "[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1]"',
     'set(attributes["test"], UserAgent("curl/7.81.0"))',
+    'set(attributes["n"], Len(events))',
 ]
 
 
