@@ -162,6 +162,8 @@ static int json_attributes(jparser *outer, spanhost_str text, spanhost_kv_list *
 /* Splits `s` at '|': the first part, the middle (parts 2 to n-1 joined back), the last. */
 static size_t split_bars(spanhost_str s, spanhost_str *first, spanhost_str *middle, spanhost_str *last) {
     size_t parts = 1;
+    *first = s;
+    if (!s.len) return 1;
     const char *first_bar = memchr(s.ptr, '|', s.len), *last_bar = NULL;
     for (size_t i = 0; i < s.len; i++)
         if (s.ptr[i] == '|') parts++, last_bar = s.ptr + i;

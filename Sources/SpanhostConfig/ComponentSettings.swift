@@ -37,17 +37,27 @@ public func parseMiB(_ value: ConfigValue, path: String) throws -> Int {
 }
 
 /// A boolean, or a string that spells one.
+public func parseNumber(_ value: ConfigValue, path: String) throws -> Double {
+    if let d = value.doubleValue, d.isFinite { return d }
+    if let i = value.intValue { return Double(i) }
+    throw ConfigError(path, "must be a number, not \(value.kindName)")
+}
+
 public func parseBool(_ value: ConfigValue, path: String) throws -> Bool {
     guard let b = value.boolValue else { throw ConfigError(path, "must be true or false, not \(value.kindName)") }
     return b
 }
 
-/// `retry_on_failure`, as the Collector's exporter helper reads it.
+/// `retry_on_failure`, as the Collector's exporter helper reads it: exponential backoff whose
+/// interval grows by `multiplier` up to `maxInterval`, each wait drawn at random within
+/// ±`randomizationFactor` of it (jitter, so clients that failed together do not retry together).
 public struct RetryPolicy: Sendable, Equatable {
     public var enabled = true
     public var initialInterval: Duration = .seconds(5)
     public var maxInterval: Duration = .seconds(30)
     public var maxElapsedTime: Duration = .seconds(300)
+    public var randomizationFactor = 0.5
+    public var multiplier = 1.5
 
     public init() {}
 
@@ -56,11 +66,16 @@ public struct RetryPolicy: Sendable, Equatable {
         self = defaults
         guard let retry = settings["retry_on_failure"], retry != .null else { return }
         let p = "\(path).retry_on_failure"
-        try retry.requireKnownKeys(["enabled", "initial_interval", "max_interval", "max_elapsed_time"], path: p)
+        try retry.requireKnownKeys(["enabled", "initial_interval", "max_interval", "max_elapsed_time", "randomization_factor", "multiplier"],
+                                   path: p)
         if let v = retry["enabled"] { enabled = try parseBool(v, path: "\(p).enabled") }
         if let v = retry["initial_interval"] { initialInterval = try parseDuration(v, path: "\(p).initial_interval") }
         if let v = retry["max_interval"] { maxInterval = try parseDuration(v, path: "\(p).max_interval") }
         if let v = retry["max_elapsed_time"] { maxElapsedTime = try parseDuration(v, path: "\(p).max_elapsed_time") }
+        if let v = retry["randomization_factor"] { randomizationFactor = try parseNumber(v, path: "\(p).randomization_factor") }
+        if let v = retry["multiplier"] { multiplier = try parseNumber(v, path: "\(p).multiplier") }
+        if !(0...1).contains(randomizationFactor) { throw ConfigError("\(p).randomization_factor", "must be within [0, 1]") }
+        if !(multiplier >= 1 && multiplier <= 100) { throw ConfigError("\(p).multiplier", "must be at least 1 (and at most 100)") }
         if initialInterval <= .zero { throw ConfigError("\(p).initial_interval", "must be greater than zero") }
         if maxInterval < initialInterval { throw ConfigError("\(p).max_interval", "must not be less than initial_interval") }
     }

@@ -8,6 +8,10 @@ public struct ComponentID: Hashable, Sendable, CustomStringConvertible {
         self.name = name
     }
 
+    /// The plugin this component runs: the one its type names, or the first-party plugin of a
+    /// Collector type spelled another way (the Collector now calls otlphttp `otlp_http`).
+    public var pluginName: String { ["otlp_http": "otlphttp"][type] ?? type }
+
     public init(parsing text: String, path: String) throws {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let type = parts.first, !type.isEmpty, !type.contains(where: { $0.isWhitespace }) else {
@@ -131,10 +135,10 @@ public struct ServiceConfig: Sendable, Equatable {
               exporters: [debug]
         """
 
-    /// The plugins this config names: a component of type `x` is the plugin in file `x.so`.
+    /// The plugins this config names: a component of type `x` is the plugin in file `x.so` (see pluginName).
     /// Only these files are opened; others in the plugin directories are never loaded.
     public var pluginNames: Set<String> {
-        Set((processors + exporters + notifiers).map(\.id.type) + functionLibraries)
+        Set((processors + exporters + notifiers).map(\.id.pluginName) + functionLibraries)
     }
 
     public func components(_ kind: ComponentKind) -> [ComponentConfig] {

@@ -27,11 +27,17 @@ struct RetrySchedule {
     }
 
     mutating func next(retryAfter: Duration?, deadline: ContinuousClock.Instant?) -> Next {
-        let wait = max(interval, retryAfter ?? .zero)
+        let wait = max(Self.jittered(interval, policy.randomizationFactor), retryAfter ?? .zero)
         if let deadline, ContinuousClock.now + wait > deadline { return .pastDeadline }
         if !policy.enabled || ContinuousClock.now - started + wait > policy.maxElapsedTime { return .exhausted }
-        interval = min(interval * 2, policy.maxInterval)
+        interval = min(interval * policy.multiplier, policy.maxInterval)
         return .wait(wait)
+    }
+
+    /// A wait drawn uniformly within ±factor of `interval`.
+    static func jittered(_ interval: Duration, _ factor: Double) -> Duration {
+        guard factor > 0 else { return interval }
+        return interval * Double.random(in: (1 - factor)...(1 + factor))
     }
 }
 

@@ -21,6 +21,9 @@ public enum GenerationError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .unknownType(.exporter, let id, _, _) where id.type == "otlp":
+            return "exporters.\(id): the Collector's otlp exporter sends OTLP over gRPC, which spanhost does not speak; use otlphttp "
+                + "(OTLP over HTTP, usually the backend's port 4318): exporters: {otlphttp: {endpoint: \"https://backend:4318\"}}"
         case .unknownType(let kind, let id, let directories, let available):
             let list = available.isEmpty ? "there are none" : "plugin files there: \(available.joined(separator: ", "))"
             return "\(kind.section).\(id): no \(kind.rawValue) plugin named '\(id.type)': no file \(id.type).so in "
@@ -234,7 +237,7 @@ public final class Generation: @unchecked Sendable {
             guard ["refuse", "skip", "fail"].contains(choice) else {
                 throw GenerationError.invalidSettings(ConfigError(path, "'\(choice)' is not refuse, skip or fail"))
             }
-            guard let reason = catalog.quarantined[id.type] else { return true }
+            guard let reason = catalog.quarantined[id.pluginName] else { return true }
             switch choice {
             case "fail": throw GenerationError.quarantined(kind: kind, id: id, reason: reason)
             case "skip": effect.skipped.append("\(kind.section).\(id)")
@@ -267,7 +270,7 @@ public final class Generation: @unchecked Sendable {
         guard let component = config.component(kind, id) else {
             throw GenerationError.invalidSettings(ConfigError("\(kind.section).\(id)", "is not defined"))
         }
-        guard let library = catalog.library(named: id.type) else {
+        guard let library = catalog.library(named: id.pluginName) else {
             // The file that would have provided it was refused (a pin mismatch, an unsafe
             // directory...): say why rather than "not found".
             if let refusal = catalog.refused.first(where: { ($0.file as NSString).lastPathComponent == "\(id.type).so" }) {

@@ -185,3 +185,17 @@ def test_503_with_retry_after_is_retried(spanhost, tmp):
     assert wait_for(lambda: counters().get("retried", 0) >= 1, timeout=15), counters()
     assert "failed" not in counters()
     assert "answered 503" in front.log()
+
+
+def test_the_collectors_names_for_otlp_exporters_are_understood(tmp):
+    """`otlp_http` (the Collector's current name for otlphttp) runs the otlphttp plugin; `otlp`,
+    the Collector's gRPC exporter, is refused naming otlphttp instead of "no plugin"."""
+    for exporter, ok, says in [("otlp_http", True, "config and plugins are valid"),
+                               ("otlp", False, "sends OTLP over gRPC, which spanhost does not speak; use otlphttp")]:
+        path = os.path.join(tmp, f"{exporter}.yaml")
+        with open(path, "w") as f:
+            f.write(f"receivers:\n  otlp: {{protocols: {{http: {{endpoint: 127.0.0.1:1}}}}}}\n"
+                    f"exporters:\n  {exporter}: {{endpoint: http://127.0.0.1:2}}\nplugins: {{dir: {PLUGINS}}}\n"
+                    f"service:\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [{exporter}]}}\n")
+        r = subprocess.run([SPANHOSTD, "--check", "--config", path], capture_output=True, text=True, timeout=60)
+        assert (r.returncode == 0) == ok and says in r.stdout + r.stderr, (exporter, r.stdout, r.stderr[-400:])
