@@ -24,7 +24,7 @@ FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/
 CXX         ?= c++
 FIXTURE_CXX_SOS := $(patsubst Tests/fixtures/plugins/%.cpp,$(BUILD)/test-plugins/%.so,$(wildcard Tests/fixtures/plugins/*.cpp))
 
-.PHONY: all deps test-deps install build examples run test test-swift test-e2e test-fuzz fuzz chaos test-chaos bench header-check clean
+.PHONY: all deps test-deps install build examples run test test-swift test-e2e test-fuzz fuzz fuzz-binaries chaos test-chaos bench header-check clean
 
 all: build
 
@@ -159,10 +159,14 @@ define run-fuzz
 	done
 endef
 
-test-fuzz: $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
+# The fuzz binaries are built two at a time (an ASan build takes about a minute each).
+fuzz-binaries:
+	$(MAKE) -j2 $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
+
+test-fuzz: fuzz-binaries
 	$(call run-fuzz,10)
 
-fuzz: $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
+fuzz: fuzz-binaries
 	$(call run-fuzz,$(FUZZ_SECONDS))
 
 # The fault campaign (Tests/chaos/chaos.py): random fault schedules against a real server with a
