@@ -24,19 +24,19 @@ int ottl_fail(runner *r, const char *fmt, ...) {
     return -1;
 }
 
-static spanhost_batch *run_batch(runner *r) {
+spanhost_batch *ottl_batch(runner *r) {
     if (!r->batch && !r->scratch) r->batch = r->scratch = sh_batch_new();
     return r->batch;
 }
 
 void *ottl_alloc(runner *r, size_t size) {
-    spanhost_batch *b = run_batch(r);
+    spanhost_batch *b = ottl_batch(r);
     return b ? sh_arena_alloc(b, size ? size : 1) : NULL;
 }
 
 spanhost_str ottl_strdup(runner *r, const char *ptr, size_t len) {
     spanhost_str s = {NULL, 0};
-    spanhost_batch *b = run_batch(r);
+    spanhost_batch *b = ottl_batch(r);
     if (!len) {
         s.ptr = "";
         return s;
@@ -86,7 +86,7 @@ int ottl_to_value(runner *r, const xvalue *x, spanhost_value *v) {
     }
 }
 
-static spanhost_value *find_attr(spanhost_kv_list *list, spanhost_str key) {
+spanhost_value *ottl_find(const spanhost_kv_list *list, spanhost_str key) {
     if (!list) return NULL;
     for (size_t i = 0; i < list->count; i++)
         if (list->items[i].key.len == key.len && (key.len == 0 || !memcmp(list->items[i].key.ptr, key.ptr, key.len))) return &list->items[i].value;
@@ -251,7 +251,7 @@ static int step(runner *r, xvalue *cur, const xvalue *idx, int trace_state) {
     case V_NIL: return 0; /* indexing what is missing gives nil */
     case V_MAP:
         if (idx->type != V_STR) return ottl_fail(r, "unable to resolve a string index in map: invalid key type (%s)", ottl_type_name(idx->type));
-        ottl_from_value(cur, find_attr(cur->map, idx->s));
+        ottl_from_value(cur, ottl_find(cur->map, idx->s));
         return 0;
     case V_LIST:
         if (idx->type != V_INT)
@@ -267,7 +267,7 @@ static int step(runner *r, xvalue *cur, const xvalue *idx, int trace_state) {
 
 static int path_get(runner *r, const node *n, xvalue *out) {
     if (n->map_key) {
-        from_value(out, find_attr(base_map(r, n->sub), n->kids[0]->lit.s));
+        from_value(out, ottl_find(base_map(r, n->sub), n->kids[0]->lit.s));
         return 0;
     }
     if (field_get(r, n->sub, out) != 0) return -1;
@@ -306,7 +306,7 @@ static int set_map(runner *r, spanhost_kv_list *list, const xvalue *value) {
     if (value->type != V_MAP) return ottl_fail(r, "a map must be set to a map, not a %s", ottl_type_name(value->type));
     spanhost_kv_list fresh = {NULL, 0};
     for (size_t i = 0; i < value->map->count; i++)
-        if (sh_set_attribute(run_batch(r), &fresh, value->map->items[i].key, &value->map->items[i].value) != 0) return ottl_fail(r, "out of memory");
+        if (sh_set_attribute(ottl_batch(r), &fresh, value->map->items[i].key, &value->map->items[i].value) != 0) return ottl_fail(r, "out of memory");
     *list = fresh;
     return 1;
 }
@@ -368,7 +368,7 @@ int ottl_assign(runner *r, const node *target, const xvalue *value, int lent) {
         if (target->sub != P_TRACE_STATE) return target->sub == P_ATTRS || target->sub == P_EV_ATTRS ? 0 : ottl_fail(r, "this path cannot be indexed");
         return ottl_fail(r, "setting one key of trace_state is not supported yet: set trace_state whole");
     }
-    spanhost_batch *b = run_batch(r);
+    spanhost_batch *b = ottl_batch(r);
     for (size_t i = 0; i < target->nkids; i++) {
         xvalue scratch;
         const xvalue *index;
@@ -385,12 +385,12 @@ int ottl_assign(runner *r, const node *target, const xvalue *value, int lent) {
                 int32_t rc = literal_key ? sh_set_attribute_lent(b, map, idx.s, &v, lent) : sh_set_attribute(b, map, idx.s, &v);
                 return rc == 0 ? 1 : ottl_fail(r, "out of memory");
             }
-            if (!(slot = find_attr(map, idx.s))) {
+            if (!(slot = ottl_find(map, idx.s))) {
                 spanhost_value empty;
                 memset(&empty, 0, sizeof empty);
                 empty.type = SPANHOST_VALUE_KVLIST;
                 int32_t rc = literal_key ? sh_set_attribute_lent(b, map, idx.s, &empty, 1) : sh_set_attribute(b, map, idx.s, &empty);
-                if (rc != 0 || !(slot = find_attr(map, idx.s))) return ottl_fail(r, "out of memory");
+                if (rc != 0 || !(slot = ottl_find(map, idx.s))) return ottl_fail(r, "out of memory");
             }
         } else {
             if (idx.type != V_INT)
@@ -431,7 +431,7 @@ static int values_equal(const spanhost_value *a, const spanhost_value *b);
 static int maps_equal(const spanhost_kv_list *a, const spanhost_kv_list *b) {
     if (a->count != b->count) return 0;
     for (size_t i = 0; i < a->count; i++) {
-        const spanhost_value *other = find_attr((spanhost_kv_list *)b, a->items[i].key);
+        const spanhost_value *other = ottl_find((spanhost_kv_list *)b, a->items[i].key);
         if (!other || !values_equal(&a->items[i].value, other)) return 0;
     }
     return 1;
@@ -594,7 +594,7 @@ static int eval(runner *r, const node *n, xvalue *out) {
         for (size_t i = 0; i < n->nkids; i++) {
             spanhost_value v;
             if (eval(r, n->kids[i], &a) != 0 || ottl_to_value(r, &a, &v) != 0) return -1;
-            if (sh_set_attribute_lent(run_batch(r), map, n->keys[i], &v, 1) != 0) return ottl_fail(r, "out of memory");
+            if (sh_set_attribute_lent(ottl_batch(r), map, n->keys[i], &v, 1) != 0) return ottl_fail(r, "out of memory");
         }
         out->type = V_MAP;
         out->map = map;

@@ -99,13 +99,8 @@ static spanhost_value_array *new_list(runner *r, size_t n) {
 
 static spanhost_kv_list *new_map(runner *r) { return (spanhost_kv_list *)ottl_alloc(r, sizeof(spanhost_kv_list)); }
 
-static spanhost_batch *batch_of(runner *r) {
-    ottl_alloc(r, 1);
-    return r->batch;
-}
-
 static int map_put(runner *r, spanhost_kv_list *m, spanhost_str key, const spanhost_value *v) {
-    return sh_set_attribute(batch_of(r), m, key, v) == 0 ? 0 : ottl_fail(r, "out of memory");
+    return sh_set_attribute(ottl_batch(r), m, key, v) == 0 ? 0 : ottl_fail(r, "out of memory");
 }
 
 static int map_put_str(runner *r, spanhost_kv_list *m, const char *key, size_t klen, const char *val, size_t vlen) {
@@ -568,8 +563,7 @@ static int f_merge_maps(runner *r, const node *call, xvalue *a, xvalue *out) {
     if (!insert && !update && !upsert) return ottl_fail(r, "merge_maps: invalid value for strategy, %.*s, must be 'insert', 'update' or 'upsert'", (int)strategy.len, strategy.ptr);
     spanhost_kv_list source = *a[1].map; /* it may be a part of the target */
     for (size_t i = 0; i < source.count; i++) {
-        int exists = 0;
-        for (size_t j = 0; j < a[0].map->count; j++) exists |= same_key(a[0].map->items[j].key, source.items[i].key);
+        int exists = ottl_find(a[0].map, source.items[i].key) != NULL;
         if ((insert && exists) || (update && !exists)) continue;
         if (map_put(r, a[0].map, source.items[i].key, &source.items[i].value) != 0) return -1;
     }
@@ -586,26 +580,19 @@ typedef struct flattening {
 
 static int flat_put(flattening *f, const char *key, size_t klen, const spanhost_value *v) {
     spanhost_str k = {key, klen};
-    if (f->conflicts) {
-        spanhost_value *exists = NULL;
-        for (size_t i = 0; i < f->result->count; i++)
-            if (same_key(f->result->items[i].key, k)) exists = &f->result->items[i].value;
-        if (exists) {
-            spanhost_value *count = NULL;
-            for (size_t i = 0; i < f->seen.count; i++)
-                if (same_key(f->seen.items[i].key, k)) count = &f->seen.items[i].value;
-            int64_t n = count ? count->as.int_value : 0;
-            char *renamed = (char *)ottl_alloc(f->r, klen + 24);
-            if (!renamed) return ottl_fail(f->r, "out of memory");
-            int len = snprintf(renamed, klen + 24, "%.*s.%lld", (int)klen, key, (long long)n);
-            spanhost_value next;
-            memset(&next, 0, sizeof next);
-            next.type = SPANHOST_VALUE_INT;
-            next.as.int_value = n + 1;
-            if (map_put(f->r, &f->seen, k, &next) != 0) return -1;
-            spanhost_str nk = {renamed, (size_t)len};
-            return map_put(f->r, f->result, nk, v);
-        }
+    if (f->conflicts && ottl_find(f->result, k)) { /* the n-th repeat of a key is "key.n" */
+        const spanhost_value *count = ottl_find(&f->seen, k);
+        int64_t n = count ? count->as.int_value : 0;
+        char *renamed = (char *)ottl_alloc(f->r, klen + 24);
+        if (!renamed) return ottl_fail(f->r, "out of memory");
+        int len = snprintf(renamed, klen + 24, "%.*s.%lld", (int)klen, key, (long long)n);
+        spanhost_value next;
+        memset(&next, 0, sizeof next);
+        next.type = SPANHOST_VALUE_INT;
+        next.as.int_value = n + 1;
+        if (map_put(f->r, &f->seen, k, &next) != 0) return -1;
+        spanhost_str nk = {renamed, (size_t)len};
+        return map_put(f->r, f->result, nk, v);
     }
     return map_put(f->r, f->result, k, v);
 }
@@ -700,31 +687,28 @@ typedef struct semconv {
     text out; /* the name being built */
 } semconv;
 
-/* The attribute `key` (or, when missing, `alias`), as text appended to `sc->out`; 0 if neither is there. */
+/* The attribute `key` (or, when missing, `alias`), its text appended to `into` (when given); 0 if neither is there. */
 static int attr_text(semconv *sc, const char *key, const char *alias, text *into) {
     for (int pass = 0; pass < 2; pass++) {
         const char *k = pass ? alias : key;
         if (!k) break;
         spanhost_str want = {k, strlen(k)};
-        for (size_t i = 0; i < sc->span->attributes.count; i++)
-            if (same_key(sc->span->attributes.items[i].key, want)) {
-                if (into) {
-                    xvalue x;
-                    ottl_from_value(&x, &sc->span->attributes.items[i].value);
-                    put_text(into, &x);
-                }
-                return 1;
-            }
+        const spanhost_value *v = ottl_find(&sc->span->attributes, want);
+        if (!v) continue;
+        if (into) {
+            xvalue x;
+            ottl_from_value(&x, v);
+            put_text(into, &x);
+        }
+        return 1;
     }
     return 0;
 }
 
 static int attr_true(semconv *sc, const char *key) {
     spanhost_str want = {key, strlen(key)};
-    for (size_t i = 0; i < sc->span->attributes.count; i++)
-        if (same_key(sc->span->attributes.items[i].key, want))
-            return sc->span->attributes.items[i].value.type == SPANHOST_VALUE_BOOL && sc->span->attributes.items[i].value.as.bool_value;
-    return 0;
+    const spanhost_value *v = ottl_find(&sc->span->attributes, want);
+    return v && v->type == SPANHOST_VALUE_BOOL && v->as.bool_value;
 }
 
 /* "address:port", or "address"; 0 when there is no server.address. */
@@ -1466,7 +1450,7 @@ static int f_parse_json(runner *r, const node *call, xvalue *a, xvalue *out) {
     spanhost_str s;
     char err[200];
     if (want_str(r, "ParseJSON", &a[0], &s) != 0) return -1;
-    jparser j = {s.ptr, s.ptr + s.len, s.ptr, batch_of(r), err, sizeof err, 0, 0, "JSON"};
+    jparser j = {s.ptr, s.ptr + s.len, s.ptr, ottl_batch(r), err, sizeof err, 0, 0, "JSON"};
     spanhost_value *v = (spanhost_value *)ottl_alloc(r, sizeof *v);
     if (!v) return ottl_fail(r, "out of memory");
     if (json_value(r, &j, v) != 0) return ottl_fail(r, "ParseJSON: %s", err);
@@ -1625,8 +1609,10 @@ static int f_extract_patterns(runner *r, const node *call, xvalue *a, xvalue *ou
 
 /* --- Converters: lists and maps ----------------------------------------------------------- */
 
-static int sort_desc;
-static int sort_kind; /* 0 numbers, 1 strings, 2 bools, 3 mixed: by text */
+typedef struct sort_rule {
+    int kind; /* 0 numbers, 1 strings, 2 bools, 3 mixed: by text */
+    int desc;
+} sort_rule;
 
 static double num_of(const spanhost_value *v) { return v->type == SPANHOST_VALUE_INT ? (double)v->as.int_value : v->as.double_value; }
 
@@ -1636,17 +1622,18 @@ typedef struct sort_item {
     size_t len, index;
 } sort_item;
 
-static int sort_order(const void *pa, const void *pb) {
+static int sort_order(const void *pa, const void *pb, void *context) {
     const sort_item *a = (const sort_item *)pa, *b = (const sort_item *)pb;
+    const sort_rule *rule = (const sort_rule *)context;
     int c;
-    if (sort_kind == 0) { double x = num_of(&a->value), y = num_of(&b->value); c = (x > y) - (x < y); }
-    else if (sort_kind == 2) c = a->value.as.bool_value - b->value.as.bool_value;
+    if (rule->kind == 0) { double x = num_of(&a->value), y = num_of(&b->value); c = (x > y) - (x < y); }
+    else if (rule->kind == 2) c = a->value.as.bool_value - b->value.as.bool_value;
     else {
         size_t n = a->len < b->len ? a->len : b->len;
         c = n ? memcmp(a->text, b->text, n) : 0;
         if (!c) c = (a->len > b->len) - (a->len < b->len);
     }
-    if (sort_desc) c = -c;
+    if (rule->desc) c = -c;
     return c ? c : (a->index > b->index) - (a->index < b->index); /* stable */
 }
 
@@ -1677,9 +1664,8 @@ static int f_sort(runner *r, const node *call, xvalue *a, xvalue *out) {
     }
     spanhost_value_array *l = new_list(r, n);
     if (l) {
-        sort_kind = numbers ? 0 : strings ? 1 : bools ? 2 : 3;
-        sort_desc = desc;
-        qsort(items, n, sizeof *items, sort_order); /* the engine runs one statement at a time per thread */
+        sort_rule rule = {numbers ? 0 : strings ? 1 : bools ? 2 : 3, desc};
+        qsort_r(items, n, sizeof *items, sort_order, &rule);
         for (size_t i = 0; i < n; i++) l->items[i] = items[i].value;
     }
     for (size_t i = 0; i < n; i++) free(items[i].text);
@@ -1752,10 +1738,7 @@ static int f_index(runner *r, const node *call, xvalue *a, xvalue *out) {
 static const spanhost_value *dig(const spanhost_value *v, const spanhost_value_array *path) {
     for (size_t i = 0; path && i < path->count; i++) {
         if (v->type != SPANHOST_VALUE_KVLIST || path->items[i].type != SPANHOST_VALUE_STRING) return NULL;
-        const spanhost_value *next = NULL;
-        for (size_t j = 0; j < v->as.kvlist_value.count; j++)
-            if (same_key(v->as.kvlist_value.items[j].key, path->items[i].as.string_value)) next = &v->as.kvlist_value.items[j].value;
-        if (!(v = next)) return NULL;
+        if (!(v = ottl_find(&v->as.kvlist_value, path->items[i].as.string_value))) return NULL;
     }
     return v;
 }

@@ -103,6 +103,10 @@ const char *ottl_check_call(const node *call);
 /* ottl_eval.c, for the functions */
 int ottl_fail(runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void *ottl_alloc(runner *r, size_t size);
+/* The batch the run allocates from: the target's, or one of the run's own. NULL when out of memory. */
+spanhost_batch *ottl_batch(runner *r);
+/* The value of `key` in `list`, or NULL. */
+spanhost_value *ottl_find(const spanhost_kv_list *list, spanhost_str key);
 spanhost_str ottl_strdup(runner *r, const char *ptr, size_t len);
 int ottl_assign(runner *r, const node *target, const xvalue *value, int lent);
 int ottl_to_value(runner *r, const xvalue *x, spanhost_value *v);

@@ -230,9 +230,8 @@ static int failed(transform *t, const group *g, spanhost_status *status) {
 }
 
 /* Runs one group on one target: its statements, if any of its conditions holds (or it has none). */
-static int run_group(transform *t, const group *g, spanhost_expr_target target_in, spanhost_status *status) {
+static int run_group(transform *t, const group *g, spanhost_expr_target *target, spanhost_status *status) {
     spanhost_kv_list cache = {NULL, 0}; /* the group's `cache` for this one target */
-    spanhost_expr_target target_with_cache = target_in, *target = &target_with_cache;
     target->cache = &cache;
     int go = g->nconditions == 0;
     for (size_t i = 0; i < g->nconditions && !go; i++) {
@@ -253,7 +252,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             spanhost_resource_spans *rs = batch->resource_spans[i];
             if (gr->context == SPANHOST_CONTEXT_RESOURCE) {
                 spanhost_expr_target target = {sizeof target, batch, rs->resource, NULL, NULL, NULL, NULL};
-                if (rs->resource && run_group(t, gr, target, status)) return SPANHOST_PERMANENT;
+                if (rs->resource && run_group(t, gr, &target, status)) return SPANHOST_PERMANENT;
                 continue;
             }
             for (size_t j = 0; j < rs->scope_spans_count; j++) {
@@ -262,12 +261,12 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
                     spanhost_span *span = ss->spans[k];
                     spanhost_expr_target target = {sizeof target, batch, rs->resource, ss->scope, span, NULL, NULL};
                     if (gr->context == SPANHOST_CONTEXT_SPAN) {
-                        if (run_group(t, gr, target, status)) return SPANHOST_PERMANENT;
+                        if (run_group(t, gr, &target, status)) return SPANHOST_PERMANENT;
                         continue;
                     }
                     for (size_t e = 0; e < span->events_count; e++) {
                         target.event = span->events[e];
-                        if (run_group(t, gr, target, status)) return SPANHOST_PERMANENT;
+                        if (run_group(t, gr, &target, status)) return SPANHOST_PERMANENT;
                     }
                 }
             }
