@@ -7,41 +7,59 @@ public enum ReceiverSettings: Sendable, Equatable {
     case otlp(OTLPReceiverSettings)
     case zipkin(ZipkinReceiverSettings)
     case kafka(KafkaReceiverSettings)
+    case jaeger(JaegerReceiverSettings)
 
     /// The built-in receiver types.
-    public static let types = ["otlp", "zipkin", "kafka"]
+    public static let types = ["otlp", "zipkin", "jaeger", "kafka"]
 
     public init(type: String, settings: ConfigValue, path: String) throws {
         switch type {
         case "otlp": self = .otlp(try OTLPReceiverSettings(settings: settings, path: path))
         case "zipkin": self = .zipkin(try ZipkinReceiverSettings(settings: settings, path: path))
         case "kafka": self = .kafka(try KafkaReceiverSettings(settings: settings, path: path))
+        case "jaeger": self = .jaeger(try JaegerReceiverSettings(settings: settings, path: path))
         default: throw ConfigError(path, "unknown receiver type '\(type)'; built-in receivers: \(Self.types.joined(separator: ", "))")
         }
     }
 
-    /// The HTTP endpoint it listens on; nil for receivers that consume (kafka).
+    /// The HTTP endpoint it listens on; nil for receivers without one (kafka, jaeger without
+    /// thrift_http).
     public var endpoint: Endpoint? {
         switch self {
         case .otlp(let s): return s.endpoint
         case .zipkin(let s): return s.endpoint
+        case .jaeger(let s): return s.thriftHTTP?.endpoint
         case .kafka: return nil
         }
     }
 
-    /// TLS and authentication of its HTTP listener; nil for receivers that consume (kafka).
+    /// TLS and authentication of its HTTP listener; nil for receivers without one.
     public var security: ServerSecuritySettings? {
         switch self {
         case .otlp(let s): return s.security
         case .zipkin(let s): return s.security
+        case .jaeger(let s): return s.thriftHTTP?.security
         case .kafka: return nil
+        }
+    }
+
+    /// What the receiver runs apart from an HTTP listener: a Kafka consumer, UDP sockets. A
+    /// reload keeps the running one when this is unchanged.
+    public var source: SourceSettings? {
+        switch self {
+        case .kafka(let s): return .kafka(s)
+        case .jaeger(let s): return s.agents.isEmpty ? nil : .jaegerAgent(s.agents)
+        case .otlp, .zipkin: return nil
         }
     }
 
     /// Where its `tls` and `auth` keys are, under `path` (`receivers.<id>`).
     public func securityPath(_ path: String) -> String {
-        if case .otlp = self { return "\(path).protocols.http" }
-        return path
+        switch self {
+        case .otlp: return "\(path).protocols.http"
+        case .jaeger: return "\(path).protocols.thrift_http"
+        case .zipkin, .kafka: return path
+        }
     }
 
     /// One line for each receiver a pipeline uses that listens on an address other machines
@@ -56,10 +74,11 @@ public enum ReceiverSettings: Sendable, Equatable {
     }
 
     /// Every receiver a pipeline uses, checked: all receivers are parsed (an unused one with a
-    /// typo is still an error), and no two used ones share an endpoint.
+    /// typo is still an error), and no two used ones share a TCP or a UDP endpoint.
     public static func used(in config: ServiceConfig) throws -> [ComponentID: ReceiverSettings] {
         var result: [ComponentID: ReceiverSettings] = [:]
         var endpoints: [Endpoint: ComponentID] = [:]
+        var datagramEndpoints: [Endpoint: ComponentID] = [:]
         let used = Set(config.pipelines.flatMap(\.receivers))
         for receiver in config.receivers {
             let path = "receivers.\(receiver.id)"
@@ -70,6 +89,15 @@ public enum ReceiverSettings: Sendable, Equatable {
                     throw ConfigError("\(path) endpoint", "\(endpoint) is already used by receivers.\(other)")
                 }
                 endpoints[endpoint] = receiver.id
+            }
+            if case .jaegerAgent(let agents)? = settings.source {
+                for agent in agents {
+                    if let other = datagramEndpoints[agent.endpoint] {
+                        throw ConfigError("\(path).protocols.\(agent.protocolName).endpoint",
+                                          "UDP \(agent.endpoint) is already used by receivers.\(other)")
+                    }
+                    datagramEndpoints[agent.endpoint] = receiver.id
+                }
             }
             _ = try config.authenticator(settings.security?.authenticator, path: settings.securityPath(path))
             result[receiver.id] = settings
@@ -204,6 +232,97 @@ public struct ZipkinReceiverSettings: Sendable, Equatable {
         if let v = settings["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(path).endpoint"), path: "\(path).endpoint") }
         if let v = settings["max_request_body_size"] { maxRequestBodySize = try parseBodySize(v, path: "\(path).max_request_body_size") }
         if let v = settings["request_timeout"] { requestTimeout = try parseRequestTimeout(v, path: "\(path).request_timeout") }
+    }
+}
+
+/// What a receiver runs besides an HTTP listener.
+public enum SourceSettings: Sendable, Equatable {
+    case kafka(KafkaReceiverSettings)
+    /// The Jaeger agent's UDP protocols.
+    case jaegerAgent([JaegerAgentSettings])
+}
+
+/// Settings of the `jaeger` receiver (the Collector's `receivers.jaeger.protocols`): Thrift
+/// over HTTP as the Jaeger collector takes it, and the Jaeger agent's UDP ports.
+public struct JaegerReceiverSettings: Sendable, Equatable {
+    public var thriftHTTP: ThriftHTTPSettings?
+    /// thrift_compact, then thrift_binary, as configured.
+    public var agents: [JaegerAgentSettings] = []
+
+    public struct ThriftHTTPSettings: Sendable, Equatable {
+        public var endpoint = Endpoint(host: "127.0.0.1", port: 14268)
+        public var maxRequestBodySize = 20 << 20
+        public var requestTimeout: Duration = .seconds(15)
+        public var connections = HTTPConnectionSettings()
+        public var security = ServerSecuritySettings()
+        public init() {}
+    }
+
+    static let protocolNames = ["thrift_http", "thrift_compact", "thrift_binary", "grpc"]
+
+    public init() {}
+
+    public init(settings: ConfigValue, path: String) throws {
+        try settings.requireKnownKeys(["protocols"], path: path)
+        let protocols = settings["protocols"] ?? .null
+        if protocols != .null { try protocols.requireKnownKeys(Self.protocolNames, path: "\(path).protocols") }
+        if protocols["grpc"] != nil {
+            throw ConfigError("\(path).protocols.grpc", "gRPC is not supported; Jaeger clients send Thrift over HTTP (thrift_http) or UDP "
+                              + "(thrift_compact, thrift_binary), or use the otlp receiver")
+        }
+        if let http = protocols["thrift_http"] {
+            let p = "\(path).protocols.thrift_http"
+            var s = ThriftHTTPSettings()
+            if http != .null {
+                try http.requireKnownKeys(["endpoint", "max_request_body_size", "request_timeout"] + HTTPConnectionSettings.keys
+                                          + ServerSecuritySettings.keys, path: p)
+                s.connections = try HTTPConnectionSettings(settings: http, path: p)
+                s.security = try ServerSecuritySettings(settings: http, path: p)
+                if let v = http["endpoint"] { s.endpoint = try Endpoint(parsing: try requireString(v, "\(p).endpoint"), path: "\(p).endpoint") }
+                if let v = http["max_request_body_size"] { s.maxRequestBodySize = try parseBodySize(v, path: "\(p).max_request_body_size") }
+                if let v = http["request_timeout"] { s.requestTimeout = try parseRequestTimeout(v, path: "\(p).request_timeout") }
+            }
+            thriftHTTP = s
+        }
+        for (name, form) in [("thrift_compact", JaegerAgentSettings.Form.compact), ("thrift_binary", .binary)] {
+            guard let udp = protocols[name] else { continue }
+            agents.append(try JaegerAgentSettings(form: form, settings: udp, path: "\(path).protocols.\(name)"))
+        }
+        if thriftHTTP == nil && agents.isEmpty {
+            throw ConfigError("\(path).protocols", "name at least one protocol: thrift_http, thrift_compact or thrift_binary")
+        }
+    }
+}
+
+/// One UDP port of the Jaeger agent protocol (`thrift_compact` or `thrift_binary`).
+public struct JaegerAgentSettings: Sendable, Equatable {
+    public enum Form: Sendable, Equatable { case compact, binary }
+    public var form: Form
+    public var endpoint: Endpoint
+    /// Datagrams waiting for the pipelines; past it new ones are dropped and counted.
+    public var queueSize = 1000
+    /// The largest datagram read; a longer one is cut short and fails to decode.
+    public var maxPacketSize = 65000
+    /// Datagrams decoded and run through the pipelines at once.
+    public var workers = 10
+    /// SO_RCVBUF; nil keeps the system's.
+    public var socketBufferSize: Int?
+
+    public var protocolName: String { form == .compact ? "thrift_compact" : "thrift_binary" }
+
+    public init(form: Form, settings: ConfigValue = .null, path: String = "") throws {
+        self.form = form
+        endpoint = Endpoint(host: "127.0.0.1", port: form == .compact ? 6831 : 6832)
+        guard settings != .null else { return }
+        try settings.requireKnownKeys(["endpoint", "queue_size", "max_packet_size", "workers", "socket_buffer_size"], path: path)
+        if let v = settings["endpoint"] { endpoint = try Endpoint(parsing: try requireString(v, "\(path).endpoint"), path: "\(path).endpoint") }
+        if let v = settings["queue_size"] { queueSize = try parseCount(v, path: "\(path).queue_size", in: 1...1_000_000) }
+        if let v = settings["max_packet_size"] { maxPacketSize = try parseCount(v, path: "\(path).max_packet_size", in: 64...65535) }
+        if let v = settings["workers"] { workers = try parseCount(v, path: "\(path).workers", in: 1...1000) }
+        if let v = settings["socket_buffer_size"] {
+            let size = try parseCount(v, path: "\(path).socket_buffer_size", in: 0...(1 << 30))
+            socketBufferSize = size == 0 ? nil : size
+        }
     }
 }
 

@@ -114,6 +114,26 @@ public final class SpanBatch: @unchecked Sendable {
         case otlpProtobuf, otlpJSON, zipkinJSON
         /// An Omegi agent's error or flow message; its times are local at this offset from UTC.
         case omegiJSON(utcOffsetSeconds: Int32)
+        /// Jaeger Thrift: a Batch (HTTP), or the agent's emitBatch message (UDP).
+        case jaegerThrift(JaegerForm)
+    }
+
+    /// How Jaeger Thrift arrives.
+    public enum JaegerForm: Sendable, Equatable {
+        /// A `Batch` in the binary protocol: POST /api/traces.
+        case batch
+        /// The agent's `emitBatch` in the compact protocol (UDP 6831).
+        case agentCompact
+        /// The agent's `emitBatch` in the binary protocol (UDP 6832).
+        case agentBinary
+
+        var cValue: UInt32 {
+            switch self {
+            case .batch: return SH_JAEGER_BATCH_BINARY
+            case .agentCompact: return SH_JAEGER_AGENT_COMPACT
+            case .agentBinary: return SH_JAEGER_AGENT_BINARY
+            }
+        }
     }
 
     public static func decode(
@@ -151,6 +171,8 @@ public final class SpanBatch: @unchecked Sendable {
             case .zipkinJSON: rc = sh_decode_zipkin_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             case .omegiJSON(let offset):
                 rc = sh_decode_omegi_json(batch.pointer, bytes, count, offset, errBuf.baseAddress, errBuf.count)
+            case .jaegerThrift(let form):
+                rc = sh_decode_jaeger_thrift(batch.pointer, bytes, count, form.cValue, errBuf.baseAddress, errBuf.count)
             }
             errBuf[errBuf.count - 1] = 0
             return rc == 0 ? nil : String(cString: errBuf.baseAddress!)

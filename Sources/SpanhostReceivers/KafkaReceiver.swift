@@ -11,7 +11,7 @@ import SpanhostModel
 /// for HTTP clients), the partitions are paused and the same message is offered again, while
 /// the consumer keeps polling so the group's rebalances are served; if the held message's
 /// partition is taken away meanwhile, the message is dropped unstored and its new owner reads it.
-public final class KafkaReceiver: @unchecked Sendable {
+public final class KafkaReceiver: SourceReceiver, @unchecked Sendable {
     public let id: ComponentID
     public let settings: KafkaReceiverSettings
     public let counters: ReceiverCounters
@@ -84,9 +84,12 @@ public final class KafkaReceiver: @unchecked Sendable {
         thread.start()
     }
 
+    public var source: SourceSettings { .kafka(settings) }
+
     /// Stops consuming, commits what was stored and leaves the group, waiting at most
     /// `timeout` for the brokers (an unreachable cluster must not hold a shutdown).
-    public func stop(timeout: TimeInterval = 5) {
+    public func stop() {
+        let timeout: TimeInterval = 5
         stopFlag.withLock { stopping = true }
         if thread != nil { done.wait() }
         let closed = DispatchSemaphore(value: 0)

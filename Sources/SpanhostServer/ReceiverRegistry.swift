@@ -7,11 +7,11 @@ import SpanhostModel
 import SpanhostPipeline
 import SpanhostReceivers
 
-/// The running receivers: HTTP listeners by endpoint and Kafka consumers by id, all handing
-/// batches to whichever generation is current. A reload changes them in two steps, like a
-/// generation: `prepare` builds everything the new config needs beside what runs (new
-/// endpoints bound, new consumers created but not consuming) and `commit` or `abort` then
-/// applies or discards it.
+/// The running receivers: HTTP listeners by endpoint and sources (Kafka consumers, UDP
+/// sockets) by id, all handing batches to whichever generation is current. A reload changes
+/// them in two steps, like a generation: `prepare` builds everything the new config needs beside
+/// what runs (new endpoints bound, new sources made but not taking data) and `commit` or
+/// `abort` then applies or discards it.
 final class ReceiverRegistry: @unchecked Sendable {
     /// One bound endpoint; its handler is replaced when a reload commits.
     final class Listener: @unchecked Sendable {
@@ -31,10 +31,10 @@ final class ReceiverRegistry: @unchecked Sendable {
         var handlers: [Endpoint: any ReceiverHandler] = [:]
         /// Endpoints bound for this change (closed again by `abort`).
         var bound: [Endpoint: Listener] = [:]
-        /// Consumers whose settings are new or changed, created and not consuming.
-        var consumers: [KafkaReceiver] = []
-        /// The Kafka receivers the new config has.
-        var wantedConsumers: Set<ComponentID> = []
+        /// Sources whose settings are new or changed, made and not taking data.
+        var sources: [any SourceReceiver] = []
+        /// The receivers with a source the new config has.
+        var wantedSources: Set<ComponentID> = []
     }
 
     private let group: MultiThreadedEventLoopGroup
@@ -49,7 +49,7 @@ final class ReceiverRegistry: @unchecked Sendable {
 
     private let lock = NSLock()
     private var listeners: [Endpoint: Listener] = [:]
-    private var consumers: [ComponentID: KafkaReceiver] = [:]
+    private var sources: [ComponentID: any SourceReceiver] = [:]
     private var counters: [ComponentID: ReceiverCounters] = [:]
 
     init(group: MultiThreadedEventLoopGroup, pool: NIOThreadPool, current: CurrentGeneration, inherited: [Endpoint: CInt],
@@ -67,8 +67,8 @@ final class ReceiverRegistry: @unchecked Sendable {
     }
 
     /// Builds what `config` needs: handlers for every endpoint (new endpoints are bound and
-    /// answer 503 until the generation that routes them is current), and the Kafka consumers
-    /// whose settings changed. Nothing that runs changes. Blocking (binds, Kafka setup).
+    /// answer 503 until the generation that routes them is current), and the sources whose
+    /// settings changed. Nothing that runs changes. Blocking (binds, Kafka setup).
     func prepare(_ config: ServiceConfig) async throws -> Change {
         var change = Change()
         do {
@@ -76,14 +76,11 @@ final class ReceiverRegistry: @unchecked Sendable {
             // Certificates and token files are read now, so a reload takes renewed ones.
             let security = try ServerSecurity.load(for: config)
             for (id, settings) in try ReceiverSettings.used(in: config).sorted(by: { $0.key.description < $1.key.description }) {
-                if case .kafka(let kafka) = settings {
-                    change.wantedConsumers.insert(id)
-                    if let running = lock.withLock({ consumers[id] }), running.settings == kafka { continue }
-                    let current = self.current
-                    change.consumers.append(try KafkaReceiver(id: id, settings: kafka, counters: counters(for: id)) { batch in
-                        current.consume(batch, from: id)
-                    })
-                    continue
+                if let source = settings.source {
+                    change.wantedSources.insert(id)
+                    if lock.withLock({ sources[id]?.source }) != source {
+                        change.sources.append(try await makeSource(id: id, settings: source, memoryLimit: config.memoryLimitBytes))
+                    }
                 }
                 guard let endpoint = settings.endpoint,
                       let handler = makeHandler(id: id, settings: settings, security: security[endpoint] ?? .none,
@@ -119,30 +116,30 @@ final class ReceiverRegistry: @unchecked Sendable {
             await listener.server?.close()
             logger.info("receiver closed", metadata: ["endpoint": "\(endpoint)"])
         }
-        for consumer in change.consumers { consumer.stop() }
+        for source in change.sources { source.stop() }
     }
 
-    /// Applies a prepared change: every listener serves with its new handler, new consumers
+    /// Applies a prepared change: every listener serves with its new handler, new sources
     /// start and replaced or removed ones stop, endpoints the config dropped close.
     func commit(_ change: Change) async {
-        let (closing, retiring): ([Listener], [KafkaReceiver]) = lock.withLock {
+        let (closing, retiring): ([Listener], [any SourceReceiver]) = lock.withLock {
             for (endpoint, listener) in change.bound { listeners[endpoint] = listener }
             for (endpoint, handler) in change.handlers { listeners[endpoint]?.current = handler }
             let closing = listeners.filter { change.handlers[$0.key] == nil }
             for endpoint in closing.keys { listeners.removeValue(forKey: endpoint) }
-            let replaced = Set(change.consumers.map(\.id))
-            let retiring = consumers.filter { !change.wantedConsumers.contains($0.key) || replaced.contains($0.key) }
-            for id in retiring.keys { consumers.removeValue(forKey: id) }
+            let replaced = Set(change.sources.map(\.id))
+            let retiring = sources.filter { !change.wantedSources.contains($0.key) || replaced.contains($0.key) }
+            for id in retiring.keys { sources.removeValue(forKey: id) }
             return (Array(closing.values), Array(retiring.values))
         }
-        for consumer in retiring {
-            consumer.stop()
-            logger.info("kafka receiver stopped", metadata: ["receiver": "\(consumer.id)"])
+        for source in retiring {
+            source.stop()
+            logger.info("receiver stopped", metadata: ["receiver": "\(source.id)"])
         }
-        for consumer in change.consumers {
-            consumer.start()
-            lock.withLock { consumers[consumer.id] = consumer }
-            logger.info("kafka receiver consuming", metadata: ["receiver": "\(consumer.id)", "topics": "\(consumer.settings.topics)"])
+        for source in change.sources {
+            source.start()
+            lock.withLock { sources[source.id] = source }
+            logger.info("receiver taking data", metadata: ["receiver": "\(source.id)", "source": "\(source.source)"])
         }
         for listener in closing {
             await listener.server?.close()
@@ -150,11 +147,11 @@ final class ReceiverRegistry: @unchecked Sendable {
         }
     }
 
-    /// Stops taking data: HTTP receivers answer 503 and Kafka consumers stop (committing what
-    /// they delivered). Listeners stay open until `close`, so clients get an answer. Blocking.
+    /// Stops taking data: HTTP receivers answer 503 and sources stop (Kafka consumers commit
+    /// what they delivered). Listeners stay open until `close`, so clients get an answer. Blocking.
     func stopAccepting() {
         accepting.value = false
-        for consumer in lock.withLock({ Array(consumers.values) }) { consumer.stop() }
+        for source in lock.withLock({ Array(sources.values) }) { source.stop() }
     }
 
     /// Closes every listener.
@@ -173,13 +170,10 @@ final class ReceiverRegistry: @unchecked Sendable {
         }
     }
 
-    /// The factory of HTTP receivers: settings in, a handler feeding the current generation out.
-    private func makeHandler(id: ComponentID, settings: ReceiverSettings, security: ServerSecurity,
-                             memoryLimit limit: Int?) -> (any ReceiverHandler)? {
-        let counters = counters(for: id)
+    /// Why a receiver must not take data now (shutting down, over the memory limit), or nil.
+    private func refusal(memoryLimit limit: Int?) -> @Sendable () -> String? {
         let accepting = self.accepting
-        let current = self.current
-        let refusal: @Sendable () -> String? = {
+        return {
             guard accepting.value else { return "spanhost is shutting down" }
             // Batches and the request bodies being received or decoded, together.
             if let limit, SpanBatch.liveBytes + RequestBodies.inFlightBytes > limit {
@@ -188,13 +182,37 @@ final class ReceiverRegistry: @unchecked Sendable {
             }
             return nil
         }
+    }
+
+    /// The factory of HTTP receivers: settings in, a handler feeding the current generation out.
+    private func makeHandler(id: ComponentID, settings: ReceiverSettings, security: ServerSecurity,
+                             memoryLimit limit: Int?) -> (any ReceiverHandler)? {
+        let counters = counters(for: id)
+        let current = self.current
+        let refusal = refusal(memoryLimit: limit)
         let sink: BatchSink = { batch in current.consume(batch, from: id) }
         let inline = InlineSink(allowed: { current.neverBlocks(from: id) },
                                 consume: { batch in current.consumeIfNonBlocking(batch, from: id) })
         switch settings {
         case .otlp(let s): return OTLPHTTPHandler(settings: s, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
-        case .zipkin(let s): return ZipkinHTTPHandler(settings: s, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
+        case .zipkin(let s): return SpanPostHandler.zipkin(s, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
+        case .jaeger(let s):
+            return s.thriftHTTP.map { SpanPostHandler.jaeger($0, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline) }
         case .kafka: return nil
+        }
+    }
+
+    /// The factory of sources: settings in, a source made (not started) feeding the current
+    /// generation out. Blocking.
+    private func makeSource(id: ComponentID, settings: SourceSettings, memoryLimit limit: Int?) async throws -> any SourceReceiver {
+        let current = self.current
+        let sink: BatchSink = { batch in current.consume(batch, from: id) }
+        switch settings {
+        case .kafka(let kafka):
+            return try KafkaReceiver(id: id, settings: kafka, counters: counters(for: id), sink: sink)
+        case .jaegerAgent(let agents):
+            return try await JaegerAgentReceiver.bind(id: id, settings: agents, counters: counters(for: id), group: group,
+                                                      refusal: refusal(memoryLimit: limit), sink: sink)
         }
     }
 }

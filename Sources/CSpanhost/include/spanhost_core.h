@@ -165,6 +165,15 @@ int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, 
 int sh_decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
                           size_t err_cap);
 
+/* Decode Jaeger Thrift spans (jaeger_thrift.c): a `Batch` in the binary protocol (POST
+ * /api/traces), or the agent's `emitBatch` message in the compact (UDP 6831) or binary (UDP 6832)
+ * protocol. */
+#define SH_JAEGER_BATCH_BINARY 0u
+#define SH_JAEGER_AGENT_COMPACT 1u
+#define SH_JAEGER_AGENT_BINARY 2u
+int sh_decode_jaeger_thrift(spanhost_batch *batch, const uint8_t *data, size_t len, uint32_t form, char *err,
+                            size_t err_cap);
+
 /* Decode one Omegi agent message (Kafka `error` or `flow` topic); see omegi_json.c for the
  * mapping. Its times are local at `utc_offset_seconds` east of UTC. */
 int sh_decode_omegi_json(spanhost_batch *batch, const uint8_t *data, size_t len, int32_t utc_offset_seconds,

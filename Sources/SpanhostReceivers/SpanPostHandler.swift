@@ -4,19 +4,48 @@ import NIOPosix
 import SpanhostConfig
 import SpanhostModel
 
-/// Zipkin v2: `POST /api/v2/spans` with a JSON array (optionally gzip). Answers 202 when taken,
-/// 400 with a message for bad input, 503 with Retry-After when spanhost cannot take it now.
-public struct ZipkinHTTPHandler: ReceiverHandler {
-    public let settings: ZipkinReceiverSettings
+/// A receiver whose clients POST spans to a path, in a format told by the path and the
+/// Content-Type, and are answered 202 with no body (Zipkin; the Jaeger collector's Thrift
+/// endpoint). Answers 400 with a message for bad input and 503 with Retry-After when spanhost
+/// cannot take the spans now.
+public struct SpanPostHandler: ReceiverHandler {
+    /// The bodies one path takes.
+    public struct Route: Sendable {
+        public var path: String
+        /// Formats by media type (lowercase, without parameters); the first also serves requests
+        /// that send no Content-Type when `typeOptional`.
+        public var formats: [(mediaType: String, format: SpanBatch.InputFormat)]
+        public var typeOptional: Bool
+
+        public init(path: String, formats: [(mediaType: String, format: SpanBatch.InputFormat)], typeOptional: Bool) {
+            self.path = path
+            self.formats = formats
+            self.typeOptional = typeOptional
+        }
+    }
+
+    /// Named in answers: "Zipkin", "Jaeger Thrift".
+    public let protocolName: String
+    public let routes: [Route]
+    public let endpoint: Endpoint
+    public let maxRequestBodySize: Int
+    public let requestTimeout: Duration
+    public let connections: HTTPConnectionSettings
     public let counters: ReceiverCounters
     public let security: ServerSecurity
     let sink: BatchSink
     let inline: InlineSink?
     public let refusal: @Sendable () -> String?
 
-    public init(settings: ZipkinReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
+    public init(protocolName: String, routes: [Route], endpoint: Endpoint, maxRequestBodySize: Int, requestTimeout: Duration,
+                connections: HTTPConnectionSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
                 refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink, inline: InlineSink? = nil) {
-        self.settings = settings
+        self.protocolName = protocolName
+        self.routes = routes
+        self.endpoint = endpoint
+        self.maxRequestBodySize = maxRequestBodySize
+        self.requestTimeout = requestTimeout
+        self.connections = connections
         self.counters = counters
         self.security = security
         self.refusal = refusal
@@ -24,25 +53,52 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
         self.inline = inline
     }
 
-    public var endpoint: Endpoint { settings.endpoint }
-    public var maxRequestBodySize: Int { settings.maxRequestBodySize }
-    public var connectionLimits: ConnectionLimits { ConnectionLimits(settings.connections) }
+    /// Zipkin v2 at POST /api/v2/spans.
+    public static func zipkin(_ settings: ZipkinReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
+                              refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink, inline: InlineSink? = nil) -> Self {
+        SpanPostHandler(protocolName: "Zipkin", routes: [Route(path: "/api/v2/spans", formats: [("application/json", .zipkinJSON)], typeOptional: true)],
+                        endpoint: settings.endpoint, maxRequestBodySize: settings.maxRequestBodySize, requestTimeout: settings.requestTimeout,
+                        connections: settings.connections, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
+    }
+
+    /// Jaeger Thrift batches at POST /api/traces, as the Jaeger collector takes them.
+    public static func jaeger(_ settings: JaegerReceiverSettings.ThriftHTTPSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
+                              refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink, inline: InlineSink? = nil) -> Self {
+        SpanPostHandler(protocolName: "Jaeger Thrift",
+                        routes: [Route(path: "/api/traces", formats: [("application/x-thrift", .jaegerThrift(.batch)),
+                                                                      ("application/vnd.apache.thrift.binary", .jaegerThrift(.batch))],
+                                       typeOptional: false)],
+                        endpoint: settings.endpoint, maxRequestBodySize: settings.maxRequestBodySize, requestTimeout: settings.requestTimeout,
+                        connections: settings.connections, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
+    }
+
+    public var connectionLimits: ConnectionLimits { ConnectionLimits(connections) }
+
+    private var pathsText: String {
+        routes.map { "POST \($0.path) (\($0.formats.map(\.mediaType).joined(separator: ", ")))" }.joined(separator: "; ")
+    }
 
     /// Credentials were checked on the head (ReceiverHandler.answerBeforeBody).
     public func handle(_ request: HTTPRequest, on loop: any EventLoop, pool: NIOThreadPool) -> EventLoopFuture<HTTPResponse> {
-        guard request.path == "/api/v2/spans" else {
-            return loop.makeSucceededFuture(.text(.notFound, "unknown path \(request.path); Zipkin v2 spans are accepted at POST /api/v2/spans"))
+        guard let route = routes.first(where: { $0.path == request.path }) else {
+            return loop.makeSucceededFuture(.text(.notFound, "unknown path \(request.path); \(protocolName) spans are accepted at \(pathsText)"))
         }
         guard request.method == .POST else {
             var response = HTTPResponse.text(.methodNotAllowed, "\(request.method) is not allowed; use POST")
             response.headers.add(name: "Allow", value: "POST")
             return loop.makeSucceededFuture(response)
         }
-        let contentType = request.headers.first(name: "content-type")?
-            .split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? "application/json"
-        guard contentType == "application/json" else {
+        let mediaType = request.headers.first(name: "content-type")?
+            .split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        let format: SpanBatch.InputFormat
+        if let found = route.formats.first(where: { $0.mediaType == mediaType }) {
+            format = found.format
+        } else if mediaType == nil, route.typeOptional, let first = route.formats.first {
+            format = first.format
+        } else {
             counters.add(rejectedRequests: 1)
-            return loop.makeSucceededFuture(.text(.unsupportedMediaType, "unsupported content type '\(contentType)'; Zipkin v2 JSON is application/json"))
+            return loop.makeSucceededFuture(.text(.unsupportedMediaType, "unsupported content type '\(mediaType ?? "")' at \(route.path); "
+                                                  + "\(protocolName) spans there are \(route.formats.map(\.mediaType).joined(separator: " or "))"))
         }
         let encoding = request.headers.first(name: "content-encoding")?.lowercased() ?? "identity"
         guard ["gzip", "identity", "none", ""].contains(encoding) else {
@@ -55,17 +111,17 @@ public struct ZipkinHTTPHandler: ReceiverHandler {
         }
         let body = request.body
         let counters = self.counters
-        let settings = self.settings
+        let limit = maxRequestBodySize
+        let caps = SpanBatch.Caps(connections)
         let gzip = encoding == "gzip"
-        return runPipelines(on: loop, pool: pool, timeout: settings.requestTimeout, inline: inline,
+        return runPipelines(on: loop, pool: pool, timeout: requestTimeout, inline: inline,
                             small: !gzip && body.readableBytes <= inlineBodyLimit, timedOut: {
             counters.add(refusedRequests: 1)
             return Self.refused("the pipeline did not finish in time")
         }, decode: {
             do throws(DecodeError) {
                 return .success(try body.withUnsafeReadableBytes { raw throws(DecodeError) in
-                    try SpanBatch.decode(raw, format: .zipkinJSON, gzip: gzip, limit: settings.maxRequestBodySize,
-                                         caps: SpanBatch.Caps(settings.connections))
+                    try SpanBatch.decode(raw, format: format, gzip: gzip, limit: limit, caps: caps)
                 })
             } catch {
                 counters.add(rejectedRequests: 1)
