@@ -13,6 +13,11 @@ PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.
 # The Omegi Python agent pins its own OpenTelemetry versions, so it gets a venv of its own.
 OMEGI_VENV  := $(BUILD)/omegi-venv
 OMEGI_PACKAGES := omegi-instrumentation-python==0.0.8 flask==3.0.3
+# Jaeger and Zipkin clients that pin older OpenTelemetry (the Jaeger exporter's last release)
+# or protobuf 3 get a venv of their own too.
+CLIENTS_VENV := $(BUILD)/clients-venv
+CLIENTS_PACKAGES := opentelemetry-sdk==1.21.0 opentelemetry-exporter-jaeger-thrift==1.21.0 \
+	opentelemetry-exporter-zipkin-proto-http==1.21.0 jaeger-client==4.8.0 py-zipkin[protobuf]==1.2.8 six deprecated
 
 # C plugins are built with cc; Swift plugins (plugins/<name>/*.swift) are SwiftPM dynamic libraries.
 C_PLUGINS     := $(filter-out common,$(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c)))))
@@ -53,6 +58,11 @@ $(VENV)/.installed: Makefile
 $(OMEGI_VENV)/.installed: Makefile
 	python3 -m venv $(OMEGI_VENV)
 	$(OMEGI_VENV)/bin/pip install -q --disable-pip-version-check $(OMEGI_PACKAGES)
+	touch $@
+
+$(CLIENTS_VENV)/.installed: Makefile
+	python3 -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install -q --disable-pip-version-check $(CLIENTS_PACKAGES)
 	touch $@
 
 build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(FIXTURE_CXX_SOS) $(BUILD)/test-bin/kafka-mock
@@ -127,7 +137,7 @@ header-check:
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
 	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h
 
-test: build $(VENV)/.installed $(OMEGI_VENV)/.installed header-check test-fuzz test-swift test-e2e test-chaos
+test: build $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed header-check test-fuzz test-swift test-e2e test-chaos
 
 test-swift:
 	swift test $(SWIFT_FLAGS)
