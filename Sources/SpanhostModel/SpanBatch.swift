@@ -111,7 +111,7 @@ public final class SpanBatch: @unchecked Sendable {
 
     /// The request formats a receiver can decode.
     public enum InputFormat: Sendable, Equatable {
-        case otlpProtobuf, otlpJSON, zipkinJSON
+        case otlpProtobuf, otlpJSON, zipkinJSON, zipkinProtobuf
         /// An Omegi agent's error or flow message; its times are local at this offset from UTC.
         case omegiJSON(utcOffsetSeconds: Int32)
         /// Jaeger Thrift: a Batch (HTTP), or the agent's emitBatch message (UDP).
@@ -169,6 +169,7 @@ public final class SpanBatch: @unchecked Sendable {
             case .otlpProtobuf: rc = sh_decode_otlp_proto(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             case .otlpJSON: rc = sh_decode_otlp_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             case .zipkinJSON: rc = sh_decode_zipkin_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            case .zipkinProtobuf: rc = sh_decode_zipkin_proto(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             case .omegiJSON(let offset):
                 rc = sh_decode_omegi_json(batch.pointer, bytes, count, offset, errBuf.baseAddress, errBuf.count)
             case .jaegerThrift(let form):

@@ -53,10 +53,11 @@ public struct SpanPostHandler: ReceiverHandler {
         self.inline = inline
     }
 
-    /// Zipkin v2 at POST /api/v2/spans.
+    /// Zipkin v2 (JSON, protobuf) at POST /api/v2/spans.
     public static func zipkin(_ settings: ZipkinReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
                               refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink, inline: InlineSink? = nil) -> Self {
-        SpanPostHandler(protocolName: "Zipkin", routes: [Route(path: "/api/v2/spans", formats: [("application/json", .zipkinJSON)], typeOptional: true)],
+        SpanPostHandler(protocolName: "Zipkin", routes: [Route(path: "/api/v2/spans", formats: [("application/json", .zipkinJSON), ("application/x-protobuf", .zipkinProtobuf)],
+                                                                 typeOptional: true)],
                         endpoint: settings.endpoint, maxRequestBodySize: settings.maxRequestBodySize, requestTimeout: settings.requestTimeout,
                         connections: settings.connections, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
     }

@@ -6,7 +6,9 @@ nanoseconds) and bad input is answered clearly."""
 import gzip
 import json
 import os
+import subprocess
 
+import pytest
 import requests
 from opentelemetry.exporter.zipkin.json import ZipkinExporter
 from opentelemetry.sdk.resources import Resource
@@ -15,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from conftest import free_port, read_file_export, wait_for
+from conftest import BUILD, free_port, read_file_export, wait_for
 from test_sdk_roundtrip import attrs
 
 CONFIG = """
@@ -105,7 +107,7 @@ def test_zipkin_bad_input(spanhost, tmp):
     # The official Zipkin exporters send "kind": null for internal spans.
     internal = [{"traceId": "463ac35c9f6413ae", "id": "a2fb4a1d1a96d313", "name": "internal", "kind": None}]
     assert requests.post(url, json=internal, timeout=5).status_code == 202
-    assert requests.post(url, data=b"x", headers={"Content-Type": "application/x-protobuf"}, timeout=5).status_code == 415
+    assert requests.post(url, data=b"x", headers={"Content-Type": "application/x-thrift"}, timeout=5).status_code == 415
     assert requests.post(url, data=b"[]" + b" " * 70000, headers={"Content-Type": "application/json"}, timeout=5).status_code == 413
     assert requests.get(url, timeout=5).status_code == 405
     got = wait_for(lambda: read_file_export(os.path.join(tmp, "zipkin.jsonl")))
@@ -208,3 +210,80 @@ def test_the_resource_comes_from_the_services_span_with_the_lowest_library_name(
     by_name = {g["span"]["name"]: g for g in got}
     assert by_name["with-library"]["scope"]["name"] == "lib" and attrs(by_name["with-library"]["span"]["attributes"]) == {"x": "1"}
     assert by_name["without-library"]["scope"].get("name", "") == ""
+
+
+CLIENTS_PYTHON = os.path.join(BUILD, "clients-venv", "bin", "python")
+ZIPKIN_CLIENTS = os.path.join(os.path.dirname(__file__), "clients", "zipkin_clients.py")
+needs_clients = pytest.mark.skipif(not os.path.exists(CLIENTS_PYTHON), reason="build/clients-venv is made by `make test`")
+
+
+def zipkin_client(*args):
+    out = subprocess.run([CLIENTS_PYTHON, ZIPKIN_CLIENTS, *map(str, args)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@needs_clients
+@pytest.mark.parametrize("encoding", ["V2_PROTO3", "V2_JSON"])
+def test_py_zipkin_v2_protobuf_and_json_map_the_same(spanhost, tmp, encoding):
+    port = free_port()
+    spanhost(CONFIG % port)
+    sent = zipkin_client("py-zipkin", encoding, port)
+    path = os.path.join(tmp, "zipkin.jsonl")
+    got = wait_for(lambda: len(read_file_export(path)) == 2 and read_file_export(path))
+    assert got, read_file_export(path)
+    by_name = {g["span"]["name"]: g for g in got}
+    for s in sent:
+        span = by_name[s["name"]]["span"]
+        # 64-bit trace ids are padded with zeros to 128 bits.
+        assert span["traceId"] == s["trace_id"].rjust(32, "0") and span["spanId"] == s["span_id"]
+        assert span.get("parentSpanId", "") == s["parent_span_id"]
+        assert attrs(by_name[s["name"]]["resource"]["attributes"]) == {"service.name": "ledger"}
+    root, write = by_name["post-entry"]["span"], by_name["write"]["span"]
+    assert root["kind"] == 2 and write["kind"] == 3
+    # Tags stay strings; the local endpoint is net.host.ip, the remote one peer.service,
+    # net.peer.ip and net.peer.port (zipkinv2 to_translator.go).
+    assert attrs(root["attributes"]) == {"account": "acme", "http.status_code": "200", "net.host.ip": "127.0.0.1"}
+    assert attrs(write["attributes"]) == {"db.system": "postgresql", "net.host.ip": "127.0.0.1", "peer.service": "postgres",
+                                          "net.peer.ip": "10.1.2.3", "net.peer.port": 5432}
+    assert [e["name"] for e in root["events"]] == ["lock-acquired"]
+
+
+@needs_clients
+def test_the_otel_zipkin_protobuf_exporter(spanhost, tmp):
+    port = free_port()
+    spanhost(CONFIG % port)
+    sent = zipkin_client("otel-proto", f"http://127.0.0.1:{port}/api/v2/spans")
+    path = os.path.join(tmp, "zipkin.jsonl")
+    got = wait_for(lambda: len(read_file_export(path)) == 2 and read_file_export(path))
+    assert got
+    by_id = {g["span"]["spanId"]: g for g in got}
+    for s in sent:
+        g = by_id[s["span_id"]]
+        span = g["span"]
+        assert span["traceId"] == s["trace_id"] and span.get("parentSpanId", "") == s["parent_span_id"]
+        assert span["kind"] == {"SERVER": 2, "CLIENT": 3}[s["kind"]]
+        assert abs(int(span["startTimeUnixNano"]) - s["start"]) < 1000
+        # The resource tags go back to the resource, the library to the scope.
+        resource = attrs(g["resource"]["attributes"])
+        assert resource["service.name"] == "legacy-billing" and resource["deployment.environment"] == "prod"
+        assert (g["scope"]["name"], g["scope"].get("version")) == ("billing.lib", "1.2")
+        a = attrs(span.get("attributes"))
+        for key, value in s["attributes"].items():
+            assert a[key] == str(value)
+    by_name = {g["span"]["name"]: g["span"] for g in got}
+    assert by_name["charge"]["status"] == {"code": 2}
+    # This exporter writes events as a JSON annotation, not name|attributes|dropped: the
+    # Collector keeps the whole value as the event's name.
+    assert [e["name"] for e in by_name["POST /invoice"]["events"]] == ['{"validated": {"rules": 3}}']
+
+
+def test_bad_zipkin_protobuf_is_answered_400(spanhost, tmp):
+    port = free_port()
+    spanhost(CONFIG % port)
+    url = f"http://127.0.0.1:{port}/api/v2/spans"
+    # A span whose trace_id is 3 bytes.
+    r = requests.post(url, data=b"\x0a\x05\x0a\x03abc", headers={"Content-Type": "application/x-protobuf"})
+    assert r.status_code == 400 and "trace_id must be 8 or 16 bytes" in r.text, r.text
+    r = requests.post(url, data=b"\x0a\x05\x0a\x03", headers={"Content-Type": "application/x-protobuf"})
+    assert r.status_code == 400 and "invalid Zipkin protobuf" in r.text, r.text

@@ -164,6 +164,9 @@ int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, 
 /* Decode a Zipkin v2 JSON array of spans (POST /api/v2/spans). */
 int sh_decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
                           size_t err_cap);
+/* Decode a Zipkin v2 protobuf ListOfSpans (POST /api/v2/spans, application/x-protobuf). */
+int sh_decode_zipkin_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
+                           size_t err_cap);
 
 /* Decode Jaeger Thrift spans (jaeger_thrift.c): a `Batch` in the binary protocol (POST
  * /api/traces), or the agent's `emitBatch` message in the compact (UDP 6831) or binary (UDP 6832)

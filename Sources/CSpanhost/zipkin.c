@@ -14,6 +14,9 @@
  *   otel.zipkin.absentField.startTime; 64-bit trace ids are padded with leading zeros.
  */
 #include "json_reader.h"
+#include "proto_reader.h"
+
+#include <arpa/inet.h>
 
 typedef struct ztag {
     spanhost_str key, value;
@@ -299,16 +302,26 @@ static int zannotation(jparser *j, spanhost_event *e, spanhost_str value) {
     return json_attributes(j, json, &e->attributes, "Zipkin annotation attributes") || dropped_count(j, dropped, &e->dropped_attributes_count);
 }
 
+/* One span's fields as read, JSON or protobuf, before they are mapped. */
+typedef struct zfields {
+    spanhost_str kind, remote_service, remote_ip, local_ip;
+    int64_t remote_port, local_port;
+    uint64_t timestamp, duration;
+    ztag *tags;
+    size_t ntags;
+} zfields;
+
+static int zspan_finish(jparser *j, zspan *z, zfields *f);
+
 static int zspan_parse(jparser *j, zspan *z) {
     spanhost_span *s = (spanhost_span *)sh_arena_alloc(j->batch, sizeof *s);
     if (!s) return jfail(j, "out of memory");
     s->struct_size = sizeof *s;
     z->span = s;
-    spanhost_str key, kind = {NULL, 0}, remote_service = {NULL, 0}, remote_ip = {NULL, 0}, local_ip = {NULL, 0};
-    int64_t remote_port = 0, local_port = 0;
-    uint64_t timestamp = 0, duration = 0;
-    size_t attr_cap = 0, event_cap = 0, tag_cap = 0, ntags = 0;
-    ztag *tags = NULL;
+    zfields f;
+    memset(&f, 0, sizeof f);
+    spanhost_str key;
+    size_t event_cap = 0, tag_cap = 0;
     int first = 1, r, has_trace = 0, has_id = 0;
     if (jobject_begin(j)) return -1;
     while ((r = jobject_next(j, &key, &first)) == 1) {
@@ -316,11 +329,11 @@ static int zspan_parse(jparser *j, zspan *z) {
         else if (key_is(key, "id")) { if (zid(j, s->span_id, 8, "id must be 16 hex digits")) return -1; has_id = 1; }
         else if (key_is(key, "parentid")) { if (zid(j, s->parent_span_id, 8, "parentId must be 16 hex digits")) return -1; }
         else if (key_is(key, "name")) { if (jstring_or_null(j, &s->name)) return -1; }
-        else if (key_is(key, "kind")) { if (jstring_or_null(j, &kind)) return -1; }  /* Zipkin's own exporter sends null for internal spans */
-        else if (key_is(key, "timestamp")) { if (juint64(j, &timestamp)) return -1; }
-        else if (key_is(key, "duration")) { if (juint64(j, &duration)) return -1; }
-        else if (key_is(key, "localendpoint")) { if (zendpoint(j, &z->service, &local_ip, &local_port)) return -1; }
-        else if (key_is(key, "remoteendpoint")) { if (zendpoint(j, &remote_service, &remote_ip, &remote_port)) return -1; }
+        else if (key_is(key, "kind")) { if (jstring_or_null(j, &f.kind)) return -1; }  /* Zipkin's own exporter sends null for internal spans */
+        else if (key_is(key, "timestamp")) { if (juint64(j, &f.timestamp)) return -1; }
+        else if (key_is(key, "duration")) { if (juint64(j, &f.duration)) return -1; }
+        else if (key_is(key, "localendpoint")) { if (zendpoint(j, &z->service, &f.local_ip, &f.local_port)) return -1; }
+        else if (key_is(key, "remoteendpoint")) { if (zendpoint(j, &f.remote_service, &f.remote_ip, &f.remote_port)) return -1; }
         else if (key_is(key, "tags")) {
             spanhost_str tag;
             int tfirst = 1, tr;
@@ -328,11 +341,11 @@ static int zspan_parse(jparser *j, zspan *z) {
             if (j->end - j->p >= 4 && !memcmp(j->p, "null", 4)) { j->p += 4; continue; }
             if (jobject_begin(j)) return -1;
             while ((tr = jobject_next(j, &tag, &tfirst)) == 1) {
-                tags = (ztag *)grow(j, tags, ntags, &tag_cap, sizeof(ztag));
-                if (!tags) return -1;
-                tags[ntags].key = tag;
-                if (jstring(j, &tags[ntags].value)) return jfail(j, "tag values must be strings");
-                ntags++;
+                f.tags = (ztag *)grow(j, f.tags, f.ntags, &tag_cap, sizeof(ztag));
+                if (!f.tags) return -1;
+                f.tags[f.ntags].key = tag;
+                if (jstring(j, &f.tags[f.ntags].value)) return jfail(j, "tag values must be strings");
+                f.ntags++;
             }
             if (tr < 0) return -1;
         } else if (key_is(key, "annotations")) {
@@ -369,6 +382,15 @@ static int zspan_parse(jparser *j, zspan *z) {
     }
     if (r < 0) return -1;
     if (!has_trace || !has_id) return jfail(j, "a span needs traceId and id");
+    return zspan_finish(j, z, &f);
+}
+
+/* The mapping both forms share: kind, tags, times, endpoints. */
+static int zspan_finish(jparser *j, zspan *z, zfields *f) {
+    spanhost_span *s = z->span;
+    spanhost_str kind = f->kind;
+    uint64_t timestamp = f->timestamp, duration = f->duration;
+    size_t attr_cap = 0;
     if (!memcmp(s->parent_span_id, s->span_id, 8)) memset(s->parent_span_id, 0, 8); /* its own parent: a root */
     if (kind.len) {
         if (kind.len == 6 && !memcmp(kind.ptr, "CLIENT", 6)) s->kind = SPANHOST_SPAN_KIND_CLIENT;
@@ -377,22 +399,22 @@ static int zspan_parse(jparser *j, zspan *z) {
         else if (kind.len == 8 && !memcmp(kind.ptr, "CONSUMER", 8)) s->kind = SPANHOST_SPAN_KIND_CONSUMER;
         else return jfail(j, "kind must be CLIENT, SERVER, PRODUCER or CONSUMER");
     }
-    if (apply_tags(j, z, tags, ntags, kind.len > 0, &attr_cap)) return -1;
+    if (apply_tags(j, z, f->tags, f->ntags, kind.len > 0, &attr_cap)) return -1;
     if (timestamp > UINT64_MAX / 1000 || duration > UINT64_MAX / 1000 - timestamp) return jfail(j, "timestamp or duration out of range");
     s->start_time_unix_nano = timestamp * 1000;
     s->end_time_unix_nano = (timestamp + duration) * 1000;
     spanhost_value port;
     memset(&port, 0, sizeof port);
     port.type = SPANHOST_VALUE_INT;
-    if (local_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.host.ip", str_value(local_ip))) return -1;
-    if (local_port > 0) {
-        port.as.int_value = local_port;
+    if (f->local_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.host.ip", str_value(f->local_ip))) return -1;
+    if (f->local_port > 0) {
+        port.as.int_value = f->local_port;
         if (add_attr(j, &s->attributes, &attr_cap, "net.host.port", port)) return -1;
     }
-    if (remote_service.len && add_attr(j, &s->attributes, &attr_cap, "peer.service", str_value(remote_service))) return -1;
-    if (remote_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.peer.ip", str_value(remote_ip))) return -1;
-    if (remote_port > 0) {
-        port.as.int_value = remote_port;
+    if (f->remote_service.len && add_attr(j, &s->attributes, &attr_cap, "peer.service", str_value(f->remote_service))) return -1;
+    if (f->remote_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.peer.ip", str_value(f->remote_ip))) return -1;
+    if (f->remote_port > 0) {
+        port.as.int_value = f->remote_port;
         if (add_attr(j, &s->attributes, &attr_cap, "net.peer.port", port)) return -1;
     }
     if (!timestamp) {
@@ -404,6 +426,8 @@ static int zspan_parse(jparser *j, zspan *z) {
     }
     return 0;
 }
+
+static int zgroup(jparser *jp, zspan *spans, size_t count);
 
 static int decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
     jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0, "Zipkin JSON"};
@@ -421,12 +445,18 @@ static int decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t
     }
     if (!is_null && r < 0) return -1;
     if (peek(&j) != -1) return jfail(&j, "trailing data after the JSON array");
+    return zgroup(&j, spans, count);
+}
 
-    /* One resource per service name and, inside it, one scope per instrumentation library, in
+/* Spans into resources and scopes.
+ * One resource per service name and, inside it, one scope per instrumentation library, in
      * order of first appearance. As in the Collector, which sorts spans by service and library
      * and takes the resource from the first span of each service, the resource's tags come from
      * the service's first span with the lowest library name (the others' resource tags are left
      * out), and a scope's version from its first span. */
+static int zgroup(jparser *jp, zspan *spans, size_t count) {
+    jparser j = *jp;
+    spanhost_batch *batch = j.batch;
     static const char service_key[] = "service.name";
     size_t *service_of = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
     size_t *scope_of = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
@@ -514,4 +544,170 @@ int sh_decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len
     if (decode_zipkin_json(batch, data, len, err, err_cap)) return -1;
     /* Escapes only ever make valid UTF-8: an all-ASCII body has nothing else to check. */
     return sh_high_bits(data, len) ? sh_decode_check_utf8(batch, "Zipkin JSON", err, err_cap) : 0;
+}
+
+/* --- Zipkin v2 protobuf (zipkin.proto3: ListOfSpans) ------------------------------------ */
+
+static int pfail(jparser *j, const reader *r, const char *what) {
+    j->p = (const char *)r->p;
+    return jfail(j, what);
+}
+
+/* An address of 4 or 16 bytes as text, as the Collector writes it (net.IP.String). */
+static int ip_text(jparser *j, reader ip, spanhost_str *out) {
+    char text[INET6_ADDRSTRLEN];
+    size_t n = (size_t)(ip.end - ip.p);
+    if (!n) return 0;
+    if ((n != 4 && n != 16) || !inet_ntop(n == 4 ? AF_INET : AF_INET6, ip.p, text, sizeof text))
+        return pfail(j, &ip, "an endpoint address is 4 (ipv4) or 16 (ipv6) bytes");
+    *out = sh_arena_strdup(j->batch, text, strlen(text));
+    return out->ptr ? 0 : jfail(j, "out of memory");
+}
+
+static int pendpoint(jparser *j, reader r, spanhost_str *service, spanhost_str *ip, int64_t *port) {
+    uint32_t field, wire;
+    int rc;
+    reader v4 = {NULL, NULL}, v6 = {NULL, NULL};
+    while ((rc = read_tag(&r, &field, &wire)) == 1) {
+        reader sub;
+        uint64_t n;
+        if (field >= 1 && field <= 3 && wire == WT_LEN) {
+            if (read_len(&r, &sub)) return pfail(j, &r, "truncated endpoint");
+            if (field == 1) *service = as_str(sub);
+            else if (field == 2) v4 = sub;
+            else v6 = sub;
+        } else if (field == 4 && wire == WT_VARINT) {
+            if (read_varint(&r, &n)) return pfail(j, &r, "truncated endpoint port");
+            *port = (int32_t)n;
+        } else if (skip_field(&r, wire)) {
+            return pfail(j, &r, "malformed endpoint field");
+        }
+    }
+    if (rc < 0) return pfail(j, &r, "malformed endpoint");
+    return ip_text(j, v4.p ? v4 : v6, ip);
+}
+
+static const char *const proto_kinds[] = {"", "CLIENT", "SERVER", "PRODUCER", "CONSUMER"};
+
+static int pspan(jparser *j, reader r, zspan *z) {
+    spanhost_span *s = (spanhost_span *)sh_arena_alloc(j->batch, sizeof *s);
+    if (!s) return jfail(j, "out of memory");
+    s->struct_size = sizeof *s;
+    z->span = s;
+    zfields f;
+    memset(&f, 0, sizeof f);
+    size_t event_cap = 0, tag_cap = 0;
+    int has_trace = 0, has_id = 0, rc;
+    uint32_t field, wire;
+    while ((rc = read_tag(&r, &field, &wire)) == 1) {
+        reader sub;
+        uint64_t n;
+        int is_len = wire == WT_LEN;
+        if (is_len && read_len(&r, &sub)) return pfail(j, &r, "truncated span field");
+        size_t len = is_len ? (size_t)(sub.end - sub.p) : 0;
+        if (field == 1 && is_len) {
+            if (len != 16 && len != 8) return pfail(j, &r, "trace_id must be 8 or 16 bytes");
+            memcpy(s->trace_id + 16 - len, sub.p, len);
+            has_trace = 1;
+        } else if ((field == 2 || field == 3) && is_len) {
+            if (len != 8) return pfail(j, &r, field == 2 ? "parent_id must be 8 bytes" : "id must be 8 bytes");
+            memcpy(field == 2 ? s->parent_span_id : s->span_id, sub.p, 8);
+            if (field == 3) has_id = 1;
+        } else if (field == 4 && wire == WT_VARINT) {
+            if (read_varint(&r, &n)) return pfail(j, &r, "truncated kind");
+            if (n > 4) return pfail(j, &r, "kind must be CLIENT, SERVER, PRODUCER or CONSUMER");
+            f.kind.ptr = proto_kinds[n];
+            f.kind.len = strlen(proto_kinds[n]);
+        } else if (field == 5 && is_len) {
+            s->name = as_str(sub);
+        } else if (field == 6 && wire == WT_I64) {
+            if (read_fixed64(&r, &f.timestamp)) return pfail(j, &r, "truncated timestamp");
+        } else if (field == 7 && wire == WT_VARINT) {
+            if (read_varint(&r, &f.duration)) return pfail(j, &r, "truncated duration");
+        } else if (field == 8 && is_len) {
+            if (pendpoint(j, sub, &z->service, &f.local_ip, &f.local_port)) return -1;
+        } else if (field == 9 && is_len) {
+            if (pendpoint(j, sub, &f.remote_service, &f.remote_ip, &f.remote_port)) return -1;
+        } else if (field == 10 && is_len) {
+            spanhost_event *e = (spanhost_event *)sh_arena_alloc(j->batch, sizeof *e);
+            s->events = (spanhost_event **)grow(j, s->events, s->events_count, &event_cap, sizeof(void *));
+            if (!e || !s->events) return jfail(j, "out of memory");
+            e->struct_size = sizeof *e;
+            spanhost_str value = {NULL, 0};
+            uint32_t af, aw;
+            int ar;
+            while ((ar = read_tag(&sub, &af, &aw)) == 1) {
+                reader text;
+                uint64_t ts;
+                if (af == 1 && aw == WT_I64) {
+                    if (read_fixed64(&sub, &ts)) return pfail(j, &sub, "truncated annotation timestamp");
+                    if (ts > UINT64_MAX / 1000) return pfail(j, &sub, "annotation timestamp out of range");
+                    e->time_unix_nano = ts * 1000;
+                } else if (af == 2 && aw == WT_LEN) {
+                    if (read_len(&sub, &text)) return pfail(j, &sub, "truncated annotation value");
+                    value = as_str(text);
+                } else if (skip_field(&sub, aw)) {
+                    return pfail(j, &sub, "malformed annotation field");
+                }
+            }
+            if (ar < 0 || zannotation(j, e, value)) return ar < 0 ? pfail(j, &sub, "malformed annotation") : -1;
+            s->events[s->events_count++] = e;
+        } else if (field == 11 && is_len) {
+            f.tags = (ztag *)grow(j, f.tags, f.ntags, &tag_cap, sizeof(ztag));
+            if (!f.tags) return -1;
+            ztag *t = &f.tags[f.ntags++];
+            memset(t, 0, sizeof *t);
+            t->key.ptr = t->value.ptr = "";
+            uint32_t tf, tw;
+            int tr;
+            while ((tr = read_tag(&sub, &tf, &tw)) == 1) {
+                reader text;
+                if ((tf == 1 || tf == 2) && tw == WT_LEN) {
+                    if (read_len(&sub, &text)) return pfail(j, &sub, "truncated tag");
+                    if (tf == 1) t->key = as_str(text);
+                    else t->value = as_str(text);
+                } else if (skip_field(&sub, tw)) {
+                    return pfail(j, &sub, "malformed tag field");
+                }
+            }
+            if (tr < 0) return pfail(j, &sub, "malformed tag");
+        } else if (field <= 11 && field != 0 && !(field == 12 || field == 13)) {
+            return pfail(j, &r, "a span field has the wrong wire type");
+        } else if (skip_field(&r, wire)) {
+            return pfail(j, &r, "malformed span field");
+        }
+    }
+    if (rc < 0) return pfail(j, &r, "malformed span");
+    if (!has_trace || !has_id) return pfail(j, &r, "a span needs trace_id and id");
+    return zspan_finish(j, z, &f);
+}
+
+static int decode_zipkin_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
+    jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0, "Zipkin protobuf"};
+    reader r = {data, data + len};
+    zspan *spans = NULL;
+    size_t count = 0, cap = 0;
+    uint32_t field, wire;
+    int rc;
+    while ((rc = read_tag(&r, &field, &wire)) == 1) {
+        reader sub;
+        if (field != 1 || wire != WT_LEN) {
+            if (skip_field(&r, wire)) return pfail(&j, &r, "malformed ListOfSpans field");
+            continue;
+        }
+        if (read_len(&r, &sub)) return pfail(&j, &r, "truncated span");
+        spans = (zspan *)grow(&j, spans, count, &cap, sizeof(zspan));
+        if (!spans) return -1;
+        memset(&spans[count], 0, sizeof(zspan));
+        if (pspan(&j, sub, &spans[count])) return -1;
+        count++;
+    }
+    if (rc < 0) return pfail(&j, &r, "malformed ListOfSpans");
+    return zgroup(&j, spans, count);
+}
+
+/* A zipkin.proto3 ListOfSpans (POST /api/v2/spans, application/x-protobuf). */
+int sh_decode_zipkin_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err, size_t err_cap) {
+    if (decode_zipkin_proto(batch, data, len, err, err_cap)) return -1;
+    return sh_high_bits(data, len) ? sh_decode_check_utf8(batch, "Zipkin protobuf", err, err_cap) : 0;
 }
