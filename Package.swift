@@ -103,7 +103,13 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "OTLPHTTPExporter", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")], path: "plugins/otlphttp"),
+        // The otlphttp exporter's HTTP client is SwiftNIO with swift-nio-ssl (private CAs, mTLS).
+        .target(name: "OTLPHTTPExporter", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit"),
+                                                         .product(name: "NIOCore", package: "swift-nio"),
+                                                         .product(name: "NIOPosix", package: "swift-nio"),
+                                                         .product(name: "NIOHTTP1", package: "swift-nio"),
+                                                         .product(name: "NIOSSL", package: "swift-nio-ssl")],
+                path: "plugins/otlphttp"),
         .target(name: "WebhookNotifier", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")], path: "plugins/webhook"),
         // Benchmark ceiling: the receiver's HTTP server without decoding.
         .executableTarget(

@@ -274,7 +274,41 @@ public struct ServiceConfig: Sendable, Equatable {
         }
         try adoptMemoryLimiterProcessors(&config)
         try adoptBatchProcessors(&config)
+        try resolveClientAuth(&config)
         return config
+    }
+
+    /// An exporter's or notifier's `auth: {authenticator: <bearertokenauth id>}`, as the
+    /// Collector's HTTP clients take it: the extension's token is sent in `Authorization:
+    /// <scheme> <token>`. The host reads the token (from `filename` when a config is loaded, so
+    /// a reload sends a renewed one) and hands it to the plugin as that header under `headers`.
+    static func resolveClientAuth(_ config: inout ServiceConfig) throws {
+        let authenticators = config
+        func resolve(_ component: inout ComponentConfig, kind: String) throws {
+            let path = "\(kind).\(component.id)"
+            guard let auth = component.settings["auth"], auth != .null else { return }
+            let id = try parseAuthenticatorReference(auth, path: "\(path).auth")
+            guard let settings = try authenticators.authenticator(id, path: path) else { return }
+            let token: String
+            switch settings.source {
+            case .tokens(let list):
+                guard list.count == 1 else {
+                    throw ConfigError("\(path).auth.authenticator", "'\(id!)' lists \(list.count) tokens; a client sends one: set token or filename")
+                }
+                token = list[0]
+            case .file(let file):
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+                      let line = text.split(whereSeparator: \.isNewline).map({ $0.trimmingCharacters(in: .whitespaces) }).first(where: { !$0.isEmpty })
+                else { throw ConfigError("\(path).auth.authenticator", "'\(id!)': cannot read a token from \(file)") }
+                token = line
+            }
+            guard case .map(var entries) = component.settings else { return }
+            entries.removeAll { $0.key == "auth" }
+            let header = ConfigValue.map([.init(key: "headers", value: .map([.init(key: "Authorization", value: .string("\(settings.scheme) \(token)"))]))])
+            component.settings = ConfigValue.map(entries).merged(with: header)
+        }
+        for index in config.exporters.indices { try resolve(&config.exporters[index], kind: "exporters") }
+        for index in config.notifiers.indices { try resolve(&config.notifiers[index], kind: "notifiers") }
     }
 
     /// The Collector's `batch` processor becomes batching in the sending queue of each exporter

@@ -1,0 +1,236 @@
+// A blocking HTTP/1.1 client for one origin, with TLS as the Collector's configtls client
+// settings describe it (private CA, client certificate, versions, server name). It runs on an
+// event loop of its own; `post` waits on the exporter's thread, never on the loop. Idle
+// connections are kept and reused; a reused one the server has closed meanwhile is retried
+// once on a new connection.
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// `tls:` of a client, in the Collector's keys.
+struct TLSClientSettings {
+    var caFile: String?
+    var caPEM: String?
+    var certFile: String?
+    var certPEM: String?
+    var keyFile: String?
+    var keyPEM: String?
+    var includeSystemCACertsPool = false
+    var insecureSkipVerify = false
+    var minVersion = "1.2"
+    var maxVersion: String?
+    var serverNameOverride: String?
+
+    static let versions: [String: TLSVersion] = ["1.0": .tlsv1, "1.1": .tlsv11, "1.2": .tlsv12, "1.3": .tlsv13]
+
+    /// The NIOSSL context these settings make; the files are read now.
+    func context() throws -> NIOSSLContext {
+        var c = TLSConfiguration.makeClientConfiguration()
+        guard let min = Self.versions[minVersion] else { throw PluginErrorText("tls.min_version: '\(minVersion)' is not 1.0, 1.1, 1.2 or 1.3") }
+        c.minimumTLSVersion = min
+        if let maxVersion {
+            guard let max = Self.versions[maxVersion] else { throw PluginErrorText("tls.max_version: '\(maxVersion)' is not 1.0, 1.1, 1.2 or 1.3") }
+            c.maximumTLSVersion = max
+        }
+        var roots: [NIOSSLCertificate] = []
+        if let caFile { roots += try read("tls.ca_file", caFile) { try NIOSSLCertificate.fromPEMFile($0) } }
+        if let caPEM { roots += try parse("tls.ca_pem") { try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)) } }
+        if !roots.isEmpty {
+            // As in the Collector: a CA given replaces the system's unless asked to add to them.
+            if includeSystemCACertsPool { c.additionalTrustRoots = [.certificates(roots)] } else { c.trustRoots = .certificates(roots) }
+        }
+        switch (certFile ?? certPEM, keyFile ?? keyPEM) {
+        case (nil, nil): break
+        case (_?, _?):
+            let chain = try certFile.map { file in try read("tls.cert_file", file) { try NIOSSLCertificate.fromPEMFile($0) } }
+                ?? parse("tls.cert_pem") { try NIOSSLCertificate.fromPEMBytes(Array((certPEM ?? "").utf8)) }
+            let key = try keyFile.map { file in try read("tls.key_file", file) { try NIOSSLPrivateKey(file: $0, format: .pem) } }
+                ?? parse("tls.key_pem") { try NIOSSLPrivateKey(bytes: Array((keyPEM ?? "").utf8), format: .pem) }
+            c.certificateChain = chain.map { .certificate($0) }
+            c.privateKey = .privateKey(key)
+        default:
+            throw PluginErrorText("tls: a client certificate needs both cert_file (or cert_pem) and key_file (or key_pem)")
+        }
+        if insecureSkipVerify { c.certificateVerification = .none }
+        do {
+            return try NIOSSLContext(configuration: c)
+        } catch {
+            throw PluginErrorText("tls: \(error)")
+        }
+    }
+
+    private func read<T>(_ key: String, _ path: String, _ load: (String) throws -> T) throws -> T {
+        guard FileManager.default.isReadableFile(atPath: path) else { throw PluginErrorText("\(key): cannot read '\(path)'") }
+        return try parse("\(key) '\(path)'", { try load(path) })
+    }
+
+    private func parse<T>(_ what: String, _ load: () throws -> T) throws -> T {
+        do { return try load() } catch { throw PluginErrorText("\(what): not PEM the TLS library can read (\(error))") }
+    }
+}
+
+struct PluginErrorText: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+final class HTTPClient: @unchecked Sendable {
+    struct Response {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: [UInt8]
+    }
+
+    enum Outcome {
+        case response(Response)
+        case failed(String)
+    }
+
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let host: String
+    private let port: Int
+    private let tls: NIOSSLContext?
+    private let serverName: String?
+    private let timeout: TimeAmount
+    private let idle = NIOLockedValueBox<[any Channel]>([])
+
+    init(url: URL, tls: TLSClientSettings?, timeout: TimeInterval) throws {
+        guard let host = url.host else { throw PluginErrorText("'\(url)' has no host") }
+        self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        let secure = url.scheme == "https"
+        port = url.port ?? (secure ? 443 : 80)
+        self.tls = secure ? try (tls ?? TLSClientSettings()).context() : nil
+        // SNI and certificate name checks use the host name; an IP literal is checked against
+        // the certificate's IP addresses instead.
+        let literal = self.host.contains(":") || self.host.split(separator: ".").allSatisfy { Int($0) != nil }
+        serverName = tls?.serverNameOverride ?? (literal ? nil : self.host)
+        self.timeout = .milliseconds(Int64(timeout * 1000))
+    }
+
+    func post(_ target: String, body: [UInt8], headers: [(String, String)]) -> Outcome {
+        for attempt in 0..<2 {
+            let reused = idle.withLockedValue { $0.popLast() }
+            let channel: any Channel
+            if let reused, reused.isActive {
+                channel = reused
+            } else {
+                do { channel = try connect() } catch { return .failed("cannot connect to \(host):\(port): \(error)") }
+            }
+            switch exchange(on: channel, target: target, body: body, headers: headers) {
+            case .success(let (response, keepAlive)):
+                if keepAlive { idle.withLockedValue { $0.append(channel) } } else { channel.close(promise: nil) }
+                return .response(response)
+            case .failure(let error):
+                channel.close(promise: nil)
+                // A kept connection the server closed while idle: once more on a new one.
+                if reused != nil, attempt == 0, !(error is NoAnswer) { continue }
+                return .failed("\(error)")
+            }
+        }
+        return .failed("no response")
+    }
+
+    func close() {
+        for channel in idle.withLockedValue({ let all = $0; $0 = []; return all }) { try? channel.close().wait() }
+        try? group.syncShutdownGracefully()
+    }
+
+    private func connect() throws -> any Channel {
+        let tls = self.tls, serverName = self.serverName
+        return try ClientBootstrap(group: group)
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(ResponseReader())
+                }
+            }
+            .connect(host: host, port: port).wait()
+    }
+
+    private func exchange(on channel: any Channel, target: String, body: [UInt8], headers: [(String, String)])
+        -> Result<(Response, Bool), any Error> {
+        let promise = channel.eventLoop.makePromise(of: Response.self)
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target)
+        head.headers.add(name: "Host", value: port == 80 || port == 443 ? host : "\(host):\(port)")
+        head.headers.add(name: "User-Agent", value: "spanhost-otlphttp")
+        head.headers.add(name: "Content-Length", value: "\(body.count)")
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        let timeout = self.timeout
+        let sent = channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            do {
+                try channel.pipeline.syncOperations.handler(type: ResponseReader.self).expect(promise)
+            } catch {
+                return channel.eventLoop.makeFailedFuture(error)
+            }
+            let deadline = channel.eventLoop.scheduleTask(in: timeout) {
+                promise.fail(NoAnswer(milliseconds: timeout.nanoseconds / 1_000_000))
+                channel.close(promise: nil)
+            }
+            promise.futureResult.whenComplete { _ in deadline.cancel() }
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+            return channel.writeAndFlush(HTTPClientRequestPart.end(nil))
+        }
+        sent.whenFailure { promise.fail($0) }
+        do {
+            let response = try promise.futureResult.wait()
+            let close = response.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
+            return .success((response, !close))
+        } catch {
+            return .failure(error)
+        }
+    }
+}
+
+/// The timeout passed with no complete answer.
+struct NoAnswer: Error, CustomStringConvertible {
+    let milliseconds: Int64
+    var description: String { "no answer within \(milliseconds) ms" }
+}
+
+/// The connection closed before the answer was complete.
+struct ConnectionClosed: Error, CustomStringConvertible {
+    var description: String { "the connection closed before the answer was complete" }
+}
+
+/// Collects one response at a time into the promise of the request in flight.
+private final class ResponseReader: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+    private var promise: EventLoopPromise<HTTPClient.Response>?
+    private var response = HTTPClient.Response(status: 0, headers: [:], body: [])
+
+    func expect(_ promise: EventLoopPromise<HTTPClient.Response>) {
+        self.promise = promise
+        response = HTTPClient.Response(status: 0, headers: [:], body: [])
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            response.status = Int(head.status.code)
+            response.headers = head.headers
+        case .body(var buffer):
+            response.body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .end:
+            promise?.succeed(response)
+            promise = nil
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise?.fail(ConnectionClosed())
+        promise = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise?.fail(error)
+        promise = nil
+        context.close(promise: nil)
+    }
+}
