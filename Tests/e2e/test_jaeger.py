@@ -209,3 +209,34 @@ service:
 """)
         out = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--config", path, "--check"], capture_output=True, text=True, timeout=30)
         assert out.returncode != 0 and message in out.stderr + out.stdout, out.stderr
+
+
+def test_the_collector_tutorial_shape_runs_with_protocols_left_empty(spanhost, tmp):
+    # `thrift_http:` with nothing under it, as Collector examples write it: the defaults apply.
+    config = """
+receivers:
+  jaeger:
+    protocols:
+      thrift_http:
+      thrift_compact:
+exporters:
+  file:
+    path: {tmp}/jaeger.jsonl
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [jaeger]
+      exporters: [file]
+"""
+    try:
+        server = spanhost(config)
+    except RuntimeError as e:
+        if "Address already in use" in str(e) or "cannot bind" in str(e):
+            pytest.skip("the default Jaeger ports are taken on this machine")
+        raise
+    r = requests.post("http://127.0.0.1:14268/api/traces", data=b"", headers={"Content-Type": "application/x-thrift"})
+    assert r.status_code == 400 and "invalid Jaeger Thrift at byte 0: truncated" in r.text
