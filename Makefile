@@ -147,7 +147,7 @@ test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed
 
 # The C decoders and the expression engine under libFuzzer with ASan and UBSan (the Swift toolchain's clang ships
 # libFuzzer). `make fuzz` runs each for FUZZ_SECONDS; `make test` runs a short pass.
-FUZZ_DECODERS := otlp_proto otlp_json zipkin zipkin_proto omegi jaeger ottl
+FUZZ_DECODERS := otlp_proto otlp_json zipkin zipkin_proto zipkin_v1 omegi jaeger ottl
 FUZZ_SECONDS  ?= 120
 FUZZ_CC        = $(dir $(shell readlink -f $(shell which swift)))clang
 FUZZ_SRCS     := Tests/fuzz/fuzz_decoder.c $(filter-out Sources/CSpanhost/crash.c Sources/CSpanhost/process.c,$(wildcard Sources/CSpanhost/*.c))

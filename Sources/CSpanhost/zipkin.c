@@ -711,3 +711,343 @@ int sh_decode_zipkin_proto(spanhost_batch *batch, const uint8_t *data, size_t le
     if (decode_zipkin_proto(batch, data, len, err, err_cap)) return -1;
     return sh_high_bits(data, len) ? sh_decode_check_utf8(batch, "Zipkin protobuf", err, err_cap) : 0;
 }
+
+/* --- Zipkin v1 JSON (POST /api/v1/spans) ------------------------------------------------ *
+ * Mapped as the Collector's zipkinv1 translator maps it: the first of the annotations cs, cr,
+ * ms, mr, ss, sr sets the kind and, with a service name, the span's endpoint (its resource:
+ * service.name and ipv4, ipv6, port); the earliest and latest annotations bound the span
+ * unless timestamp is given; other annotations are events. Binary annotations are string
+ * attributes (`lc` as `component`), except the status keys: census.status_code,
+ * otel.status_code (an integer), error, with their descriptions, and http.status_code. The
+ * address annotations sa, ca and ma (whose `true` value the Collector cannot read) name the
+ * remote endpoint: peer.service, net.peer.ip, net.peer.port, as in v2. */
+
+typedef struct zep1 {
+    spanhost_str service, ipv4, ipv6;
+    int64_t port;
+} zep1;
+
+typedef struct zspan1 {
+    spanhost_span *span;
+    zep1 endpoint; /* the resource's */
+    size_t group;
+} zspan1;
+
+static const char unknown_service[] = "unknown-service";
+
+static int zendpoint1(jparser *j, zep1 *e) {
+    spanhost_str key;
+    int first = 1, r;
+    if (jtake_null(j) == 1) return 0;
+    if (jobject_begin(j)) return -1;
+    while ((r = jobject_next(j, &key, &first)) == 1) {
+        if (key_is(key, "servicename")) { if (jstring_or_null(j, &e->service)) return -1; }
+        else if (key_is(key, "ipv4")) { if (jstring_or_null(j, &e->ipv4)) return -1; }
+        else if (key_is(key, "ipv6")) { if (jstring_or_null(j, &e->ipv6)) return -1; }
+        else if (key_is(key, "port")) { if (jint64(j, &e->port)) return -1; }
+        else if (jskip(j)) return -1;
+    }
+    return r;
+}
+
+/* The status keys, as the Collector's statusMapper collects them. */
+typedef struct zstatus1 {
+    int census, status, error, http;
+    uint32_t census_code, status_code, http_code;
+    spanhost_str census_message, status_message, http_message;
+} zstatus1;
+
+/* An int32 from a decimal string (the Collector's attribToStatusCode on a string value). */
+static int status_int(spanhost_str v, int64_t *out) {
+    char buf[24];
+    if (!v.len || v.len >= sizeof buf) return 0;
+    memcpy(buf, v.ptr, v.len);
+    buf[v.len] = 0;
+    char *end;
+    errno = 0;
+    long long n = strtoll(buf, &end, 10);
+    if (*end || errno || (buf[0] != '-' && buf[0] != '+' && (buf[0] < '0' || buf[0] > '9'))) return 0;
+    if (n < INT32_MIN || n > INT32_MAX) return 0;
+    *out = n;
+    return 1;
+}
+
+/* 1 when the key is a status key the Collector drops from the attributes. */
+static int status_key(zstatus1 *st, spanhost_str key, spanhost_str value) {
+    int64_t n;
+    if (is_key(key, "census.status_code")) {
+        if (status_int(value, &n)) st->census = 1, st->census_code = n == 0 ? SPANHOST_STATUS_OK : SPANHOST_STATUS_ERROR;
+        return 1;
+    }
+    if (is_key(key, "census.status_description") || is_key(key, "opencensus.status_description")) {
+        st->census_message = value;
+        return 1;
+    }
+    if (is_key(key, "otel.status_code")) {
+        if (status_int(value, &n)) st->status = 1, st->status_code = (uint32_t)(int32_t)n;
+        return 1;
+    }
+    if (is_key(key, "otel.status_description")) {
+        st->status_message = value;
+        return 1;
+    }
+    if (is_key(key, "error")) {
+        st->error = 1;
+        return 1;
+    }
+    if (is_key(key, "http.status_code") && status_int(value, &n)) {
+        st->http = 1;
+        st->http_code = n >= 100 && n < 400 ? SPANHOST_STATUS_UNSET : SPANHOST_STATUS_ERROR;
+    } else if (is_key(key, "http.status_message")) {
+        st->http_message = value;
+    }
+    return 0;
+}
+
+static void apply_status1(spanhost_span *s, const zstatus1 *st) {
+    if (st->census) s->status_code = st->census_code, s->status_message = st->census_message;
+    else if (st->status) s->status_code = st->status_code, s->status_message = st->status_message;
+    else if (st->error) {
+        s->status_code = SPANHOST_STATUS_ERROR;
+        s->status_message = st->census_message.len ? st->census_message : st->status_message;
+    } else if (st->http) s->status_code = st->http_code, s->status_message = st->http_message;
+}
+
+/* A binary annotation's value as text: strings as they are, other JSON values as written. */
+static int value_text(jparser *j, spanhost_str *out, int *is_true) {
+    int c = peek(j);
+    *is_true = 0;
+    if (c == '"') return jstring(j, out);
+    const char *start = j->p;
+    if (jskip(j)) return -1;
+    out->ptr = start;
+    out->len = (size_t)(j->p - start);
+    *is_true = out->len == 4 && !memcmp(start, "true", 4);
+    return 0;
+}
+
+static int zspan1_parse(jparser *j, zspan1 *z, int64_t now_us) {
+    spanhost_span *s = (spanhost_span *)sh_arena_alloc(j->batch, sizeof *s);
+    if (!s) return jfail(j, "out of memory");
+    s->struct_size = sizeof *s;
+    z->span = s;
+    spanhost_str key, trace = {NULL, 0}, id = {NULL, 0}, parent = {NULL, 0};
+    int64_t timestamp = 0, duration = 0, early = INT64_MAX, late = INT64_MIN;
+    uint64_t start = 0, end = 0;
+    int first = 1, r, has_endpoint = 0, kind_set = 0;
+    size_t event_cap = 0, attr_cap = 0;
+    zstatus1 st;
+    memset(&st, 0, sizeof st);
+    spanhost_str fallback = {NULL, 0}, remote_service = {NULL, 0}, remote_ip = {NULL, 0};
+    int64_t remote_port = 0;
+    if (jobject_begin(j)) return -1;
+    while ((r = jobject_next(j, &key, &first)) == 1) {
+        if (key_is(key, "traceid")) { if (jstring(j, &trace)) return -1; }
+        else if (key_is(key, "id")) { if (jstring(j, &id)) return -1; }
+        else if (key_is(key, "parentid")) { if (jstring_or_null(j, &parent)) return -1; }
+        else if (key_is(key, "name")) { if (jstring_or_null(j, &s->name)) return -1; }
+        else if (key_is(key, "timestamp")) { if (jint64(j, &timestamp)) return -1; }
+        else if (key_is(key, "duration")) { if (jint64(j, &duration)) return -1; }
+        else if (key_is(key, "annotations")) {
+            int is_null, afirst = 1, ar;
+            if (jarray_begin(j, &is_null)) return -1;
+            if (is_null) continue;
+            while ((ar = jarray_next(j, &afirst)) == 1) {
+                spanhost_str ak, value = {NULL, 0};
+                zep1 ep;
+                memset(&ep, 0, sizeof ep);
+                int64_t ts = 0;
+                int efirst = 1, er;
+                if (jtake_null(j) == 1) continue;
+                if (jobject_begin(j)) return -1;
+                while ((er = jobject_next(j, &ak, &efirst)) == 1) {
+                    if (key_is(ak, "timestamp")) { if (jint64(j, &ts)) return -1; }
+                    else if (key_is(ak, "value")) { if (jstring_or_null(j, &value)) return -1; }
+                    else if (key_is(ak, "endpoint")) { if (zendpoint1(j, &ep)) return -1; }
+                    else if (jskip(j)) return -1;
+                }
+                if (er < 0) return -1;
+                if (!value.len) continue;
+                int kind = 0;
+                if (value.len == 2) {
+                    if (!memcmp(value.ptr, "cs", 2) || !memcmp(value.ptr, "cr", 2)) kind = SPANHOST_SPAN_KIND_CLIENT;
+                    else if (!memcmp(value.ptr, "ss", 2) || !memcmp(value.ptr, "sr", 2)) kind = SPANHOST_SPAN_KIND_SERVER;
+                    else if (!memcmp(value.ptr, "ms", 2)) kind = SPANHOST_SPAN_KIND_PRODUCER;
+                    else if (!memcmp(value.ptr, "mr", 2)) kind = SPANHOST_SPAN_KIND_CONSUMER;
+                }
+                if (!has_endpoint && ep.service.len && kind) z->endpoint = ep, has_endpoint = 1;
+                if (!kind_set && kind) s->kind = (uint32_t)kind, kind_set = 1;
+                uint64_t at = ts > 0 ? (uint64_t)ts * 1000u : 0;
+                if (ts < early) early = ts, start = at;
+                if (ts > late) late = ts, end = at;
+                if (kind) continue;
+                spanhost_event *e = (spanhost_event *)sh_arena_alloc(j->batch, sizeof *e);
+                s->events = (spanhost_event **)grow(j, s->events, s->events_count, &event_cap, sizeof(void *));
+                if (!e || !s->events) return jfail(j, "out of memory");
+                e->struct_size = sizeof *e;
+                e->time_unix_nano = at;
+                e->name = value;
+                s->events[s->events_count++] = e;
+            }
+            if (ar < 0) return -1;
+        } else if (key_is(key, "binaryannotations")) {
+            int is_null, bfirst = 1, br;
+            if (jarray_begin(j, &is_null)) return -1;
+            if (is_null) continue;
+            while ((br = jarray_next(j, &bfirst)) == 1) {
+                spanhost_str bk, bkey = {NULL, 0}, value = {"", 0};
+                zep1 ep;
+                memset(&ep, 0, sizeof ep);
+                int bf = 1, b, is_true = 0;
+                if (jtake_null(j) == 1) continue;
+                if (jobject_begin(j)) return -1;
+                while ((b = jobject_next(j, &bk, &bf)) == 1) {
+                    if (key_is(bk, "key")) { if (jstring_or_null(j, &bkey)) return -1; }
+                    else if (key_is(bk, "value")) { if (value_text(j, &value, &is_true)) return -1; }
+                    else if (key_is(bk, "endpoint")) { if (zendpoint1(j, &ep)) return -1; }
+                    else if (jskip(j)) return -1;
+                }
+                if (b < 0) return -1;
+                if (ep.service.len) fallback = ep.service;
+                if (is_true && (is_key(bkey, "sa") || is_key(bkey, "ca") || is_key(bkey, "ma"))) {
+                    remote_service = ep.service;
+                    remote_ip = ep.ipv4.len ? ep.ipv4 : ep.ipv6;
+                    remote_port = ep.port;
+                    continue;
+                }
+                if (is_key(bkey, "lc")) {
+                    bkey.ptr = "component", bkey.len = 9;
+                    if (!fallback.len) fallback = value; /* the Collector's fallback: the local component */
+                }
+                if (status_key(&st, bkey, value)) continue;
+                s->attributes.items = (spanhost_kv *)grow(j, s->attributes.items, s->attributes.count, &attr_cap, sizeof(spanhost_kv));
+                if (!s->attributes.items) return -1;
+                s->attributes.items[s->attributes.count].key = bkey;
+                s->attributes.items[s->attributes.count].value = str_value(value);
+                s->attributes.count++;
+            }
+            if (br < 0) return -1;
+        } else if (jskip(j)) {
+            return -1;
+        }
+    }
+    if (r < 0) return -1;
+    if (!trace.len || !id.len) return jfail(j, "a span needs traceId and id");
+    if (trace.len != 16 && trace.len != 32) return jfail(j, "traceId must be 16 or 32 hex digits");
+    if (id.len != 16) return jfail(j, "id must be 16 hex digits");
+    if (parent.len && parent.len != 16) return jfail(j, "parentId must be 16 hex digits");
+    if (hex_into(j, trace, s->trace_id + 16 - trace.len / 2, trace.len / 2, "traceId is not hex") ||
+        hex_into(j, id, s->span_id, 8, "id is not hex") || hex_into(j, parent, s->parent_span_id, 8, "parentId is not hex"))
+        return -1;
+    static const uint8_t zero[16];
+    if (!memcmp(s->trace_id, zero, 16)) return jfail(j, "traceId is zero");
+    if (!memcmp(s->span_id, zero, 8)) return jfail(j, "id is zero");
+    apply_status1(s, &st);
+    if (!has_endpoint) z->endpoint.service.ptr = unknown_service, z->endpoint.service.len = sizeof unknown_service - 1;
+    if (is_key(z->endpoint.service, unknown_service) && fallback.len) z->endpoint.service = fallback;
+    if (timestamp) {
+        start = timestamp > 0 ? (uint64_t)timestamp * 1000u : 0;
+        int64_t stop = (int64_t)((uint64_t)timestamp + (uint64_t)duration);
+        end = stop > 0 ? (uint64_t)stop * 1000u : 0;
+    }
+    s->start_time_unix_nano = start;
+    s->end_time_unix_nano = end;
+    spanhost_value port;
+    memset(&port, 0, sizeof port);
+    port.type = SPANHOST_VALUE_INT;
+    if (remote_service.len && add_attr(j, &s->attributes, &attr_cap, "peer.service", str_value(remote_service))) return -1;
+    if (remote_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.peer.ip", str_value(remote_ip))) return -1;
+    if (remote_port > 0) {
+        port.as.int_value = remote_port;
+        if (add_attr(j, &s->attributes, &attr_cap, "net.peer.port", port)) return -1;
+    }
+    if (!s->start_time_unix_nano) { /* the Collector's setTimestampsIfUnset: now, marked */
+        s->start_time_unix_nano = s->end_time_unix_nano = (uint64_t)now_us * 1000u;
+        spanhost_value absent;
+        memset(&absent, 0, sizeof absent);
+        absent.type = SPANHOST_VALUE_BOOL;
+        absent.as.bool_value = 1;
+        if (add_attr(j, &s->attributes, &attr_cap, "otel.zipkin.absentField.startTime", absent)) return -1;
+    }
+    return 0;
+}
+
+static int same_endpoint(const zep1 *a, const zep1 *b) {
+    return str_same(a->service, b->service) && str_same(a->ipv4, b->ipv4) && str_same(a->ipv6, b->ipv6) && a->port == b->port;
+}
+
+static int decode_zipkin_v1_json(spanhost_batch *batch, const uint8_t *data, size_t len, int64_t now_us, char *err, size_t err_cap) {
+    jparser j = {(const char *)data, (const char *)data + len, (const char *)data, batch, err, err_cap, 0, 0, "Zipkin v1 JSON"};
+    zspan1 *spans = NULL;
+    size_t count = 0, cap = 0, groups = 0;
+    int is_null, first = 1, r = 0;
+    if (peek(&j) != '[') return jfail(&j, "expected a JSON array of Zipkin v1 spans");
+    if (jarray_begin(&j, &is_null)) return -1;
+    while (!is_null && (r = jarray_next(&j, &first)) == 1) {
+        spans = (zspan1 *)grow(&j, spans, count, &cap, sizeof(zspan1));
+        if (!spans) return -1;
+        memset(&spans[count], 0, sizeof(zspan1));
+        if (zspan1_parse(&j, &spans[count], now_us)) return -1;
+        count++;
+    }
+    if (!is_null && r < 0) return -1;
+    if (peek(&j) != -1) return jfail(&j, "trailing data after the JSON array");
+    /* One resource (with one unnamed scope) per endpoint, in order of first appearance. */
+    size_t *first_of = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
+    size_t *members = (size_t *)sh_arena_alloc(batch, (count ? count : 1) * sizeof(size_t));
+    if (!first_of || !members) return jfail(&j, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        size_t g = 0;
+        while (g < groups && !same_endpoint(&spans[first_of[g]].endpoint, &spans[i].endpoint)) g++;
+        if (g == groups) first_of[groups++] = i;
+        spans[i].group = g;
+        members[g]++;
+    }
+    if (groups && !(batch->resource_spans = (spanhost_resource_spans **)sh_arena_alloc(batch, groups * sizeof(void *))))
+        return jfail(&j, "out of memory");
+    for (size_t g = 0; g < groups; g++) {
+        const zep1 *e = &spans[first_of[g]].endpoint;
+        spanhost_resource_spans *rs = (spanhost_resource_spans *)sh_arena_alloc(batch, sizeof *rs);
+        spanhost_resource *res = (spanhost_resource *)sh_arena_alloc(batch, sizeof *res);
+        spanhost_scope_spans *ss = (spanhost_scope_spans *)sh_arena_alloc(batch, sizeof *ss);
+        spanhost_scope *scope = (spanhost_scope *)sh_arena_alloc(batch, sizeof *scope);
+        spanhost_scope_spans **list = (spanhost_scope_spans **)sh_arena_alloc(batch, sizeof(void *));
+        spanhost_span **group = (spanhost_span **)sh_arena_alloc(batch, members[g] * sizeof(void *));
+        size_t attr_cap = 0;
+        if (!rs || !res || !ss || !scope || !list || !group) return jfail(&j, "out of memory");
+        res->struct_size = sizeof *res;
+        scope->struct_size = sizeof *scope;
+        ss->struct_size = sizeof *ss;
+        rs->struct_size = sizeof *rs;
+        if (add_attr(&j, &res->attributes, &attr_cap, "service.name", str_value(e->service)) ||
+            (e->ipv4.len && add_attr(&j, &res->attributes, &attr_cap, "ipv4", str_value(e->ipv4))) ||
+            (e->ipv6.len && add_attr(&j, &res->attributes, &attr_cap, "ipv6", str_value(e->ipv6))))
+            return -1;
+        if (e->port) {
+            char text[24];
+            int n = snprintf(text, sizeof text, "%d", (int32_t)e->port);
+            spanhost_str port = sh_arena_strdup(batch, text, (size_t)n);
+            if (!port.ptr || add_attr(&j, &res->attributes, &attr_cap, "port", str_value(port))) return jfail(&j, "out of memory");
+        }
+        ss->scope = scope;
+        ss->spans = group;
+        list[0] = ss;
+        rs->resource = res;
+        rs->scope_spans = list;
+        rs->scope_spans_count = 1;
+        batch->resource_spans[g] = rs;
+    }
+    batch->resource_spans_count = groups;
+    for (size_t i = 0; i < count; i++) {
+        spanhost_scope_spans *ss = batch->resource_spans[spans[i].group]->scope_spans[0];
+        ss->spans[ss->spans_count++] = spans[i].span;
+    }
+    return 0;
+}
+
+/* A Zipkin v1 JSON array of spans (POST /api/v1/spans). `now_us` stands in for a span without
+ * any time, as the Collector's translator uses the time it receives it. */
+int sh_decode_zipkin_v1_json(spanhost_batch *batch, const uint8_t *data, size_t len, int64_t now_us, char *err, size_t err_cap) {
+    if (decode_zipkin_v1_json(batch, data, len, now_us, err, err_cap)) return -1;
+    return sh_high_bits(data, len) ? sh_decode_check_utf8(batch, "Zipkin v1 JSON", err, err_cap) : 0;
+}

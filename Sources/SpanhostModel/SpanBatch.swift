@@ -1,4 +1,5 @@
 import CSpanhost
+import Glibc
 
 /// The wire encodings of OTLP trace data.
 public enum OTLPEncoding: Sendable {
@@ -112,6 +113,8 @@ public final class SpanBatch: @unchecked Sendable {
     /// The request formats a receiver can decode.
     public enum InputFormat: Sendable, Equatable {
         case otlpProtobuf, otlpJSON, zipkinJSON, zipkinProtobuf
+        /// Zipkin's older model (POST /api/v1/spans).
+        case zipkinV1JSON
         /// An Omegi agent's error or flow message; its times are local at this offset from UTC.
         case omegiJSON(utcOffsetSeconds: Int32)
         /// Jaeger Thrift: a Batch (HTTP), or the agent's emitBatch message (UDP).
@@ -170,6 +173,11 @@ public final class SpanBatch: @unchecked Sendable {
             case .otlpJSON: rc = sh_decode_otlp_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             case .zipkinJSON: rc = sh_decode_zipkin_json(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
             case .zipkinProtobuf: rc = sh_decode_zipkin_proto(batch.pointer, bytes, count, errBuf.baseAddress, errBuf.count)
+            case .zipkinV1JSON:
+                var now = timespec()
+                clock_gettime(CLOCK_REALTIME, &now)
+                let micros = Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+                rc = sh_decode_zipkin_v1_json(batch.pointer, bytes, count, micros, errBuf.baseAddress, errBuf.count)
             case .omegiJSON(let offset):
                 rc = sh_decode_omegi_json(batch.pointer, bytes, count, offset, errBuf.baseAddress, errBuf.count)
             case .jaegerThrift(let form):

@@ -53,11 +53,12 @@ public struct SpanPostHandler: ReceiverHandler {
         self.inline = inline
     }
 
-    /// Zipkin v2 (JSON, protobuf) at POST /api/v2/spans.
+    /// Zipkin v2 (JSON, protobuf) at POST /api/v2/spans, v1 JSON at POST /api/v1/spans.
     public static func zipkin(_ settings: ZipkinReceiverSettings, counters: ReceiverCounters, security: ServerSecurity = .none,
                               refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink, inline: InlineSink? = nil) -> Self {
         SpanPostHandler(protocolName: "Zipkin", routes: [Route(path: "/api/v2/spans", formats: [("application/json", .zipkinJSON), ("application/x-protobuf", .zipkinProtobuf)],
-                                                                 typeOptional: true)],
+                                                                 typeOptional: true),
+                                                           Route(path: "/api/v1/spans", formats: [("application/json", .zipkinV1JSON)], typeOptional: true)],
                         endpoint: settings.endpoint, maxRequestBodySize: settings.maxRequestBodySize, requestTimeout: settings.requestTimeout,
                         connections: settings.connections, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
     }

@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import subprocess
+import time
 
 import pytest
 import requests
@@ -287,3 +288,85 @@ def test_bad_zipkin_protobuf_is_answered_400(spanhost, tmp):
     assert r.status_code == 400 and "trace_id must be 8 or 16 bytes" in r.text, r.text
     r = requests.post(url, data=b"\x0a\x05\x0a\x03", headers={"Content-Type": "application/x-protobuf"})
     assert r.status_code == 400 and "invalid Zipkin protobuf" in r.text, r.text
+
+
+@needs_clients
+def test_py_zipkin_v1_json(spanhost, tmp):
+    port = free_port()
+    spanhost(CONFIG % port)
+    sent = zipkin_client("py-zipkin", "V1_JSON", port)
+    path = os.path.join(tmp, "zipkin.jsonl")
+    got = wait_for(lambda: len(read_file_export(path)) == 2 and read_file_export(path))
+    assert got, read_file_export(path)
+    by_name = {g["span"]["name"]: g for g in got}
+    for s in sent:
+        g = by_name[s["name"]]
+        assert g["span"]["traceId"] == s["trace_id"].rjust(32, "0") and g["span"]["spanId"] == s["span_id"]
+        assert g["span"].get("parentSpanId", "") == s["parent_span_id"]
+        # zipkinv1/json.go: the endpoint of the first cs/cr/ss/sr annotation is the resource.
+        assert attrs(g["resource"]["attributes"]) == {"service.name": "ledger", "ipv4": "127.0.0.1"}
+    root, write = by_name["post-entry"]["span"], by_name["write"]["span"]
+    assert (root["kind"], write["kind"]) == (2, 3)
+    # timestamp and duration bound the span; the other annotations are events.
+    assert int(root["endTimeUnixNano"]) - int(root["startTimeUnixNano"]) > 0
+    assert [e["name"] for e in root["events"]] == ["lock-acquired"]
+    # http.status_code 200 stays an attribute and leaves the status unset.
+    assert attrs(root["attributes"]) == {"account": "acme", "http.status_code": "200"}
+    assert root.get("status", {}) == {}
+    # The server address annotation ("sa": true) is the remote endpoint.
+    assert attrs(write["attributes"]) == {"db.system": "postgresql", "peer.service": "postgres", "net.peer.ip": "10.1.2.3",
+                                          "net.peer.port": 5432}
+
+
+V1_ID = {"traceId": "0ed2e63cbe71f5a8", "id": "0ed2e63cbe71f5a8"}
+
+
+@pytest.mark.parametrize("span, resource, kind, status, attributes", [
+    # No annotation names the endpoint: the local component (lc) is the service.
+    ({"binaryAnnotations": [{"key": "lc", "value": "cache"}], "timestamp": 10, "duration": 5},
+     {"service.name": "cache"}, 0, {}, {"component": "cache"}),
+    # census.status_code wins over error.
+    ({"binaryAnnotations": [{"key": "census.status_code", "value": "0"}, {"key": "error", "value": "oops"}], "timestamp": 10},
+     {"service.name": "unknown-service"}, 0, {"code": 1}, {}),
+    # otel.status_code is an integer code here, with its description.
+    ({"binaryAnnotations": [{"key": "otel.status_code", "value": "2"}, {"key": "otel.status_description", "value": "bad"}],
+      "timestamp": 10}, {"service.name": "unknown-service"}, 0, {"code": 2, "message": "bad"}, {}),
+    # error with otel.status_description as its message.
+    ({"binaryAnnotations": [{"key": "error", "value": "x"}, {"key": "otel.status_description", "value": "timeout"}], "timestamp": 10},
+     {"service.name": "unknown-service"}, 0, {"code": 2, "message": "timeout"}, {}),
+    # http.status_code 500: ERROR with http.status_message; both stay attributes.
+    ({"binaryAnnotations": [{"key": "http.status_code", "value": "500"}, {"key": "http.status_message", "value": "down"}],
+      "annotations": [{"timestamp": 20, "value": "sr", "endpoint": {"serviceName": "api", "port": 8080}},
+                      {"timestamp": 30, "value": "ss", "endpoint": {"serviceName": "api", "port": 8080}}]},
+     {"service.name": "api", "port": "8080"}, 2, {"code": 2, "message": "down"}, {"http.status_code": "500", "http.status_message": "down"}),
+])
+def test_zipkin_v1_json_maps_as_the_collectors_v1_translator(spanhost, tmp, span, resource, kind, status, attributes):
+    port = free_port()
+    spanhost(CONFIG % port)
+    r = requests.post(f"http://127.0.0.1:{port}/api/v1/spans", json=[{**V1_ID, **span}], timeout=5)
+    assert r.status_code == 202, r.text
+    path = os.path.join(tmp, "zipkin.jsonl")
+    [g] = wait_for(lambda: read_file_export(path))
+    assert attrs(g["resource"]["attributes"]) == resource
+    assert g["span"].get("kind", 0) == kind
+    assert g["span"].get("status", {}) == status
+    assert attrs(g["span"].get("attributes")) == attributes
+    if "annotations" in span:
+        assert (g["span"]["startTimeUnixNano"], g["span"]["endTimeUnixNano"]) == ("20000", "30000")
+
+
+def test_zipkin_v1_json_without_any_time_and_bad_ids(spanhost, tmp):
+    port = free_port()
+    spanhost(CONFIG % port)
+    url = f"http://127.0.0.1:{port}/api/v1/spans"
+    assert requests.post(url, json=[V1_ID], timeout=5).status_code == 202
+    path = os.path.join(tmp, "zipkin.jsonl")
+    [g] = wait_for(lambda: read_file_export(path))
+    # setTimestampsIfUnset: the time it arrived, marked.
+    assert attrs(g["span"]["attributes"]) == {"otel.zipkin.absentField.startTime": True}
+    assert abs(int(g["span"]["startTimeUnixNano"]) / 1e9 - time.time()) < 60
+    for body, message in [([{"traceId": "0000000000000000", "id": "0ed2e63cbe71f5a8"}], b"traceId is zero"),
+                          ([{"traceId": "0ed2e63cbe71f5a8", "id": "123"}], b"id must be 16 hex digits"),
+                          ({"traceId": "x"}, b"expected a JSON array of Zipkin v1 spans")]:
+        r = requests.post(url, json=body, timeout=5)
+        assert r.status_code == 400 and message in r.content, r.content

@@ -1,5 +1,5 @@
 /* libFuzzer harness for one C decoder, chosen at build time with -DDECODER=<name>:
- * otlp_proto, otlp_json, zipkin, zipkin_proto, omegi, jaeger (the first byte picks the form: 0 an HTTP
+ * otlp_proto, otlp_json, zipkin, zipkin_proto, zipkin_v1, omegi, jaeger (the first byte picks the form: 0 an HTTP
  * batch, 1 a compact agent message, 2 a binary one; the rest is the payload), or ottl (the expression engine: each input is compiled
  * as a condition and as a statement, in every context, and what compiles runs on a span). Each input is decoded into a batch capped as the host
  * caps it (16x the input plus 1 MiB); what decodes is encoded again as OTLP protobuf and JSON
@@ -74,6 +74,8 @@ static int decode(spanhost_batch *b, const uint8_t *data, size_t size, char *err
     return sh_decode_otlp_json(b, data, size, err, cap);
 #elif defined(DECODER_zipkin)
     return sh_decode_zipkin_json(b, data, size, err, cap);
+#elif defined(DECODER_zipkin_v1)
+    return sh_decode_zipkin_v1_json(b, data, size, 1700000000000000, err, cap);
 #elif defined(DECODER_zipkin_proto)
     return sh_decode_zipkin_proto(b, data, size, err, cap);
 #elif defined(DECODER_omegi)

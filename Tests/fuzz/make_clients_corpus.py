@@ -1,4 +1,4 @@
-"""Regenerates the jaeger and zipkin_proto fuzz corpora from real clients (Tests/e2e/clients/):
+"""Regenerates the jaeger, zipkin_proto and zipkin_v1 fuzz corpora from real clients (Tests/e2e/clients/):
 what each sends, captured on 127.0.0.1. Jaeger inputs carry the harness's first byte (0 an HTTP
 batch, 1 a compact agent message, 2 a binary one).
 Run with the clients venv: build/clients-venv/bin/python Tests/fuzz/make_clients_corpus.py Tests/fuzz/corpus"""
@@ -19,6 +19,8 @@ class Capture(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if self.headers["Content-Type"] == "application/x-protobuf":
             captured.append(("zipkin_proto", body))
+        elif self.path == "/api/v1/spans":
+            captured.append(("zipkin_v1", body))
         elif self.path == "/api/traces":
             captured.append(("jaeger", b"\x00" + body))
         self.send_response(202)
@@ -48,7 +50,8 @@ http = f"http://127.0.0.1:{server.server_port}"
 for client, args in [("jaeger_clients.py", ["otel-collector", f"{http}/api/traces"]), ("jaeger_clients.py", ["otel-agent", compact]),
                      ("jaeger_clients.py", ["jaeger-client", compact]), ("jaeger_clients.py", ["binary-agent", binary]),
                      ("zipkin_clients.py", ["otel-proto", f"{http}/api/v2/spans"]),
-                     ("zipkin_clients.py", ["py-zipkin", "V2_PROTO3", server.server_port])]:
+                     ("zipkin_clients.py", ["py-zipkin", "V2_PROTO3", server.server_port]),
+                     ("zipkin_clients.py", ["py-zipkin", "V1_JSON", server.server_port])]:
     subprocess.run([sys.executable, os.path.join(here, client), *map(str, args)], check=True, capture_output=True, timeout=60)
 for n, (corpus, body) in enumerate(captured):
     os.makedirs(os.path.join(out, corpus), exist_ok=True)

@@ -164,6 +164,10 @@ int sh_decode_otlp_json(spanhost_batch *batch, const uint8_t *data, size_t len, 
 /* Decode a Zipkin v2 JSON array of spans (POST /api/v2/spans). */
 int sh_decode_zipkin_json(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
                           size_t err_cap);
+/* Decode a Zipkin v1 JSON array of spans (POST /api/v1/spans); a span with no time at all gets
+ * `now_us` (microseconds since the epoch), as the Collector gives it the time it arrived. */
+int sh_decode_zipkin_v1_json(spanhost_batch *batch, const uint8_t *data, size_t len, int64_t now_us, char *err,
+                             size_t err_cap);
 /* Decode a Zipkin v2 protobuf ListOfSpans (POST /api/v2/spans, application/x-protobuf). */
 int sh_decode_zipkin_proto(spanhost_batch *batch, const uint8_t *data, size_t len, char *err,
                            size_t err_cap);
