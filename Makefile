@@ -22,7 +22,7 @@ CLIENTS_PACKAGES := opentelemetry-sdk==1.21.0 opentelemetry-exporter-jaeger-thri
 # C plugins are built with cc; Swift plugins (plugins/<name>/*.swift) are SwiftPM dynamic libraries.
 C_PLUGINS     := $(filter-out common,$(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c)))))
 PLUGIN_SOS    := $(C_PLUGINS:%=$(BUILD)/plugins/%.so)
-SWIFT_PLUGINS := otlphttp webhook
+SWIFT_PLUGINS := otlphttp zipkin webhook
 FIXTURE_SRCS := $(wildcard Tests/fixtures/plugins/*.c)
 FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/%.so)
 # C++ fixtures: the header must work from C++ with no extern "C" of the plugin's own.

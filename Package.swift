@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "spanhost-bench-path", targets: ["spanhost-bench-path"]),
         // First-party plugins written with the Swift plugin kit (dynamic libraries).
         .library(name: "spanhost-otlphttp", type: .dynamic, targets: ["OTLPHTTPExporter"]),
+        .library(name: "spanhost-zipkin", type: .dynamic, targets: ["ZipkinExporter"]),
         .library(name: "spanhost-webhook", type: .dynamic, targets: ["WebhookNotifier"]),
     ],
     dependencies: [
@@ -103,13 +104,18 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        // The otlphttp exporter's HTTP client is SwiftNIO with swift-nio-ssl (private CAs, mTLS).
-        .target(name: "OTLPHTTPExporter", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit"),
-                                                         .product(name: "NIOCore", package: "swift-nio"),
-                                                         .product(name: "NIOPosix", package: "swift-nio"),
-                                                         .product(name: "NIOHTTP1", package: "swift-nio"),
-                                                         .product(name: "NIOSSL", package: "swift-nio-ssl")],
+        // The HTTP client of the Swift exporters: SwiftNIO with swift-nio-ssl (private CAs, mTLS),
+        // linked into each plugin.
+        .target(name: "PluginHTTP", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit"),
+                                                   .product(name: "NIOCore", package: "swift-nio"),
+                                                   .product(name: "NIOPosix", package: "swift-nio"),
+                                                   .product(name: "NIOHTTP1", package: "swift-nio"),
+                                                   .product(name: "NIOSSL", package: "swift-nio-ssl")],
+                path: "plugins/http"),
+        .target(name: "OTLPHTTPExporter", dependencies: ["PluginHTTP", .product(name: "SpanhostPluginKit", package: "PluginKit")],
                 path: "plugins/otlphttp"),
+        .target(name: "ZipkinExporter", dependencies: ["PluginHTTP", .product(name: "SpanhostPluginKit", package: "PluginKit")],
+                path: "plugins/zipkin"),
         .target(name: "WebhookNotifier", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")], path: "plugins/webhook"),
         // Benchmark ceiling: the receiver's HTTP server without decoding.
         .executableTarget(

@@ -589,3 +589,40 @@ spanhost_notification *sh_notification_copy(spanhost_batch *arena, const spanhos
     if (n->count == 0) n->count = 1;
     return n;
 }
+
+static uint64_t key_hash(spanhost_str k) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < k.len; i++) h = (h ^ (uint8_t)k.ptr[i]) * 1099511628211ull;
+    return h;
+}
+
+int sh_dedupe_by_key(spanhost_batch *batch, void *items, size_t *count, size_t item_size) {
+    if (*count < 2) return 0;
+    size_t size = 16;
+    while (size < *count * 2) size *= 2;
+    size_t *slots = (size_t *)sh_arena_alloc(batch, size * sizeof(size_t)); /* index + 1; 0 is empty */
+    if (!slots) return -1;
+    uint8_t *base = (uint8_t *)items;
+    size_t kept = 0;
+    for (size_t i = 0; i < *count; i++) {
+        uint8_t *item = base + i * item_size;
+        spanhost_str key;
+        memcpy(&key, item, sizeof key);
+        for (size_t h = (size_t)key_hash(key) & (size - 1);; h = (h + 1) & (size - 1)) {
+            if (!slots[h]) {
+                if (kept != i) memmove(base + kept * item_size, item, item_size);
+                slots[h] = ++kept;
+                break;
+            }
+            uint8_t *prev = base + (slots[h] - 1) * item_size;
+            spanhost_str other;
+            memcpy(&other, prev, sizeof other);
+            if (other.len == key.len && (!key.len || !memcmp(other.ptr, key.ptr, key.len))) {
+                memmove(prev, item, item_size);
+                break;
+            }
+        }
+    }
+    *count = kept;
+    return 0;
+}

@@ -305,38 +305,9 @@ static void remove_kv(spanhost_kv_list *l, spanhost_kv *kv) {
     l->count--;
 }
 
-static uint64_t key_hash(spanhost_str k) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < k.len; i++) h = (h ^ (uint8_t)k.ptr[i]) * 1099511628211ull;
-    return h;
-}
-
 /* A key given twice keeps its first place and its last value (pcommon.Map.Put*). */
 static int dedupe(treader *t, spanhost_kv_list *l) {
-    if (l->count < 2) return 0;
-    size_t size = 16;
-    while (size < l->count * 2) size *= 2;
-    size_t *slots = alloc(t, size * sizeof(size_t)); /* index + 1; 0 is empty */
-    if (!slots) return -1;
-    size_t kept = 0;
-    for (size_t i = 0; i < l->count; i++) {
-        size_t h = (size_t)key_hash(l->items[i].key) & (size - 1);
-        for (;;) {
-            if (!slots[h]) {
-                l->items[kept] = l->items[i];
-                slots[h] = ++kept;
-                break;
-            }
-            spanhost_kv *prev = &l->items[slots[h] - 1];
-            if (prev->key.len == l->items[i].key.len && !memcmp(prev->key.ptr, l->items[i].key.ptr, prev->key.len)) {
-                prev->value = l->items[i].value;
-                break;
-            }
-            h = (h + 1) & (size - 1);
-        }
-    }
-    l->count = kept;
-    return 0;
+    return sh_dedupe_by_key(t->batch, l->items, &l->count, sizeof(spanhost_kv)) ? tfail(t, "out of memory") : 0;
 }
 
 /* --- The jaeger.thrift structs ---------------------------------------------------------- */

@@ -10,6 +10,7 @@
 
 int32_t sh_encode_otlp_proto(const spanhost_batch *batch, spanhost_buffer *out);
 int32_t sh_encode_otlp_json(const spanhost_batch *batch, spanhost_buffer *out);
+int32_t sh_encode_zipkin_json(const spanhost_batch *batch, spanhost_buffer *out);
 int32_t sh_encode_proto_response(int64_t rejected, const char *message, spanhost_buffer *out);
 int32_t sh_encode_proto_status(int32_t code, const char *message, spanhost_buffer *out);
 int32_t sh_encode_json_response(int64_t rejected, const char *message, spanhost_buffer *out);
@@ -21,6 +22,7 @@ int32_t sh_encode_batch(const spanhost_batch *batch, uint32_t encoding, spanhost
     switch (encoding) {
     case SPANHOST_ENCODING_OTLP_PROTO: return sh_encode_otlp_proto(batch, out);
     case SPANHOST_ENCODING_OTLP_JSON: return sh_encode_otlp_json(batch, out);
+    case SPANHOST_ENCODING_ZIPKIN_JSON: return sh_encode_zipkin_json(batch, out);
     default: return -1;
     }
 }

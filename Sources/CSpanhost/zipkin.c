@@ -389,6 +389,8 @@ static int zspan_parse(jparser *j, zspan *z) {
 static int zspan_finish(jparser *j, zspan *z, zfields *f) {
     spanhost_span *s = z->span;
     spanhost_str kind = f->kind;
+    /* Tags are a map: a key sent twice has its last value. */
+    if (sh_dedupe_by_key(j->batch, f->tags, &f->ntags, sizeof(ztag))) return jfail(j, "out of memory");
     uint64_t timestamp = f->timestamp, duration = f->duration;
     size_t attr_cap = 0;
     if (!memcmp(s->parent_span_id, s->span_id, 8)) memset(s->parent_span_id, 0, 8); /* its own parent: a root */

@@ -3,7 +3,7 @@
  * batch, 1 a compact agent message, 2 a binary one; the rest is the payload), or ottl (the expression engine: each input is compiled
  * as a condition and as a statement, in every context, and what compiles runs on a span). Each input is decoded into a batch capped as the host
  * caps it (16x the input plus 1 MiB); what decodes is encoded again as OTLP protobuf and JSON
- * and the protobuf decoded once more, so the encoders and the round trip run under the
+ * and the protobuf decoded once more, and encoded as Zipkin JSON and read back, so the encoders and the round trip run under the
  * sanitizers too. Every span is also copied into a batch of its own making, as processors that
  * hold traces copy them (groups matched by content, equal short strings shared). Built and run
  * by `make fuzz` (and briefly by `make test`). */
@@ -158,6 +158,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 sh_batch_release(from_json);
             }
             sh_buffer_free(&json);
+        }
+        /* What the zipkin exporter writes, the zipkin receiver reads, every span of it (a
+         * batch with an all-zero id is refused by the encoder, as by the Collector's). */
+        spanhost_buffer zipkin = {0};
+        if (sh_encode_batch(b, SPANHOST_ENCODING_ZIPKIN_JSON, &zipkin) == 0) {
+            spanhost_batch *from_zipkin = sh_batch_new();
+            if (from_zipkin) {
+                if (sh_decode_zipkin_json(from_zipkin, zipkin.data, zipkin.len, err, sizeof err) != 0) {
+                    fprintf(stderr, "re-decoding the Zipkin JSON encoding: %s\n", err);
+                    abort();
+                }
+                check(from_zipkin, zipkin.data, zipkin.len, "batch decoded from the Zipkin encoding");
+                if (sh_batch_span_count(from_zipkin) != sh_batch_span_count(b)) abort();
+                sh_batch_release(from_zipkin);
+            }
+            sh_buffer_free(&zipkin);
         }
         copy_every_span(b);
     }

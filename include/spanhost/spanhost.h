@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define SPANHOST_ABI_MAJOR 1
-#define SPANHOST_ABI_MINOR 5
+#define SPANHOST_ABI_MINOR 6
 
 /* Name of the one function every plugin exports (see spanhost_plugin_entry_fn). */
 #define SPANHOST_PLUGIN_ENTRY_SYMBOL "spanhost_plugin_entry"
@@ -319,6 +319,11 @@ typedef struct spanhost_instance spanhost_instance; /* the host's side of one pl
 /* Formats for encode_batch. */
 #define SPANHOST_ENCODING_OTLP_PROTO 0 /* ExportTraceServiceRequest, protobuf */
 #define SPANHOST_ENCODING_OTLP_JSON 1  /* ExportTraceServiceRequest, OTLP JSON (one line) */
+/* 1.6: a Zipkin v2 JSON array of spans, mapped as the Collector's zipkin exporter maps them
+ * (resource and scope to tags and localEndpoint, status to otel.status_code and error, events
+ * to annotations, links to otlp.link.N tags). A resource without a service name is written
+ * with the serviceName "OTLPResourceNoServiceName". Older hosts refuse it (-1). */
+#define SPANHOST_ENCODING_ZIPKIN_JSON 2
 
 /* A block of bytes allocated by the host. Release it with host->buffer_free. */
 typedef struct spanhost_buffer {

@@ -23,7 +23,7 @@
 // Answers: 2xx is OK (partial success is counted as rejected_spans); 429, 502, 503, 504 and
 // network errors are retryable (Retry-After honoured); any other status is permanent.
 import Foundation
-import NIOHTTP1
+import PluginHTTP
 import SpanhostPluginKit
 
 final class OTLPHTTPExporter: SpanExporterPlugin {
@@ -33,8 +33,6 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
     let json: Bool
     let host: PluginHost
     let http: HTTPClient
-    /// The request target: path and query of the URL.
-    let target: String
 
     init(config: PluginConfig, host: PluginHost) throws {
         self.host = host
@@ -63,34 +61,7 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
         case "json": json = true
         case let other: throw PluginError("encoding: '\(other)' is not proto or json")
         }
-        var tls: TLSClientSettings?
-        if !(try config.keys("tls")).isEmpty {
-            var t = TLSClientSettings()
-            t.caFile = try config.string("tls.ca_file")
-            t.caPEM = try config.string("tls.ca_pem")
-            t.certFile = try config.string("tls.cert_file")
-            t.certPEM = try config.string("tls.cert_pem")
-            t.keyFile = try config.string("tls.key_file")
-            t.keyPEM = try config.string("tls.key_pem")
-            t.includeSystemCACertsPool = try config.bool("tls.include_system_ca_certs_pool") ?? false
-            t.insecureSkipVerify = try config.bool("tls.insecure_skip_verify") ?? false
-            _ = try config.bool("tls.insecure")
-            t.minVersion = try config.string("tls.min_version") ?? "1.2"
-            t.maxVersion = try config.string("tls.max_version")
-            t.serverNameOverride = try config.string("tls.server_name_override")
-            tls = t
-        }
-        if tls != nil, url.scheme == "http", try config.bool("tls.insecure") != true {
-            throw PluginError("tls: set, but \(url) is plain http; use an https:// endpoint (or tls.insecure: true to send in plain text)")
-        }
-        let components = URLComponents(url: url, resolvingAgainstBaseURL: false)
-        let path = components?.percentEncodedPath ?? ""
-        target = (path.isEmpty ? "/" : path) + ((components?.percentEncodedQuery).map { "?\($0)" } ?? "")
-        do {
-            http = try HTTPClient(url: url, tls: tls, timeout: try config.seconds("timeout") ?? 30)
-        } catch {
-            throw PluginError("\(error)")
-        }
+        http = try HTTPClient(url: url, tls: try TLSClientSettings(config: config), timeout: try config.seconds("timeout") ?? 30)
     }
 
     func export(_ batch: BatchView) -> PluginResult {
@@ -100,7 +71,7 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
             body = compressed
             headers.append(("Content-Encoding", "gzip"))
         }
-        switch http.post(target, body: body, headers: headers + self.headers) {
+        switch http.post(body: body, headers: headers + self.headers) {
         case .failed(let why):
             return .retryable("\(url): \(why)")
         case .response(let response):
@@ -112,7 +83,7 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
                 if rejected > 0 { host.count("rejected_spans", rejected) }
                 return .ok
             case 429, 502, 503, 504:
-                return .retryable(after: Self.retryAfter(response.headers), "\(url) answered \(response.status)")
+                return .retryable(after: response.retryAfter, "\(url) answered \(response.status)")
             default:
                 return .permanent("\(url) answered \(response.status): \(String(decoding: data.prefix(300), as: UTF8.self))")
             }
@@ -120,11 +91,6 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
     }
 
     func shutdown() { http.close() }
-
-    /// Retry-After in seconds, when the answer carries one.
-    static func retryAfter(_ headers: HTTPHeaders) -> Duration? {
-        headers.first(name: "Retry-After").flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) }.map { Duration.seconds($0) }
-    }
 
     /// partial_success.rejected_spans from an ExportTraceServiceResponse (protobuf).
     static func rejectedSpansProto(_ data: Data) -> Int64 {
@@ -169,18 +135,5 @@ public func spanhostPluginEntry(_ host: UnsafePointer<spanhost_host_api>?) -> Un
                                 ConfigKey("compression", .string, default: "gzip", "gzip or none"),
                                 ConfigKey("encoding", .string, default: "proto", "proto or json"),
                                 ConfigKey("timeout", .duration, default: "30s", "per request"),
-                                ConfigKey("tls", .map, "TLS of an https endpoint, in the Collector's keys"),
-                                ConfigKey("tls.ca_file", .string, "PEM file of the CA the server's certificate must chain to"),
-                                ConfigKey("tls.ca_pem", .string, "that CA as PEM text"),
-                                ConfigKey("tls.cert_file", .string, "PEM file of a client certificate (mutual TLS)"),
-                                ConfigKey("tls.cert_pem", .string, "that certificate as PEM text"),
-                                ConfigKey("tls.key_file", .string, "PEM file of the client certificate's key"),
-                                ConfigKey("tls.key_pem", .string, "that key as PEM text"),
-                                ConfigKey("tls.include_system_ca_certs_pool", .bool, default: "false", "trust the system's CAs besides ca_file"),
-                                ConfigKey("tls.insecure", .bool, default: "false", "allow tls settings with a plain http endpoint"),
-                                ConfigKey("tls.insecure_skip_verify", .bool, default: "false", "do not check the server's certificate"),
-                                ConfigKey("tls.min_version", .string, default: "1.2", "1.0, 1.1, 1.2 or 1.3"),
-                                ConfigKey("tls.max_version", .string, "1.0, 1.1, 1.2 or 1.3"),
-                                ConfigKey("tls.server_name_override", .string, "the server name sent and checked"),
-                            ], host: host)
+                            ] + TLSClientSettings.schema, host: host)
 }

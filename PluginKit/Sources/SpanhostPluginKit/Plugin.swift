@@ -107,9 +107,9 @@ public struct PluginHost: @unchecked Sendable {
         api.pointee.gauge_set(instance, name, value)
     }
 
-    public enum Encoding: UInt32 { case otlpProtobuf = 0, otlpJSON = 1 }
+    public enum Encoding: UInt32 { case otlpProtobuf = 0, otlpJSON = 1, zipkinJSON = 2 }
 
-    /// The batch as an OTLP ExportTraceServiceRequest.
+    /// The batch as an OTLP ExportTraceServiceRequest, or as Zipkin v2 JSON (ABI 1.6).
     public func encode(_ batch: BatchView, as encoding: Encoding) -> [UInt8]? {
         var buffer = spanhost_buffer()
         guard api.pointee.encode_batch(batch.pointer, encoding.rawValue, &buffer) == 0 else { return nil }

@@ -115,6 +115,12 @@ spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource 
                                  spanhost_str resource_schema_url, const spanhost_scope *scope,
                                  spanhost_str scope_schema_url, const spanhost_span *span);
 
+/* Removes repeated keys from an array of `*count` items of `item_size` bytes that each start
+ * with a spanhost_str key: a repeated key keeps its first place and takes the last item's
+ * contents, as a map's Put does. Its table comes from the batch's arena. 0, or -1 when out of
+ * memory. */
+int sh_dedupe_by_key(spanhost_batch *batch, void *items, size_t *count, size_t item_size);
+
 size_t sh_batch_span_count(const spanhost_batch *batch);
 /* The largest attribute count of any resource, scope, span, event or link in the batch. */
 size_t sh_batch_most_attributes(const spanhost_batch *batch);

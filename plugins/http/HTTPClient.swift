@@ -1,5 +1,6 @@
-// A blocking HTTP/1.1 client for one origin, with TLS as the Collector's configtls client
-// settings describe it (private CA, client certificate, versions, server name). It runs on an
+// The HTTP client of Swift exporter plugins (otlphttp, zipkin): blocking HTTP/1.1 to one
+// origin, with TLS as the Collector's configtls client settings describe it (private CA,
+// client certificate, versions, server name). It runs on an
 // event loop of its own; `post` waits on the exporter's thread, never on the loop. Idle
 // connections are kept and reused; a reused one the server has closed meanwhile is retried
 // once on a new connection.
@@ -9,9 +10,10 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import SpanhostPluginKit
 
 /// `tls:` of a client, in the Collector's keys.
-struct TLSClientSettings {
+public struct TLSClientSettings {
     var caFile: String?
     var caPEM: String?
     var certFile: String?
@@ -20,9 +22,46 @@ struct TLSClientSettings {
     var keyPEM: String?
     var includeSystemCACertsPool = false
     var insecureSkipVerify = false
+    var insecure = false
     var minVersion = "1.2"
     var maxVersion: String?
     var serverNameOverride: String?
+
+    public init() {}
+
+    /// The `tls` keys of a plugin's config, nil when there are none.
+    public init?(config: PluginConfig) throws {
+        guard !(try config.keys("tls")).isEmpty else { return nil }
+        caFile = try config.string("tls.ca_file")
+        caPEM = try config.string("tls.ca_pem")
+        certFile = try config.string("tls.cert_file")
+        certPEM = try config.string("tls.cert_pem")
+        keyFile = try config.string("tls.key_file")
+        keyPEM = try config.string("tls.key_pem")
+        includeSystemCACertsPool = try config.bool("tls.include_system_ca_certs_pool") ?? false
+        insecureSkipVerify = try config.bool("tls.insecure_skip_verify") ?? false
+        insecure = try config.bool("tls.insecure") ?? false
+        minVersion = try config.string("tls.min_version") ?? "1.2"
+        maxVersion = try config.string("tls.max_version")
+        serverNameOverride = try config.string("tls.server_name_override")
+    }
+
+    /// The schema entries of these keys, for a plugin's registration.
+    public static let schema: [ConfigKey] = [
+        ConfigKey("tls", .map, "TLS of an https endpoint, in the Collector's keys"),
+        ConfigKey("tls.ca_file", .string, "PEM file of the CA the server's certificate must chain to"),
+        ConfigKey("tls.ca_pem", .string, "that CA as PEM text"),
+        ConfigKey("tls.cert_file", .string, "PEM file of a client certificate (mutual TLS)"),
+        ConfigKey("tls.cert_pem", .string, "that certificate as PEM text"),
+        ConfigKey("tls.key_file", .string, "PEM file of the client certificate's key"),
+        ConfigKey("tls.key_pem", .string, "that key as PEM text"),
+        ConfigKey("tls.include_system_ca_certs_pool", .bool, default: "false", "trust the system's CAs besides ca_file"),
+        ConfigKey("tls.insecure", .bool, default: "false", "allow tls settings with a plain http endpoint"),
+        ConfigKey("tls.insecure_skip_verify", .bool, default: "false", "do not check the server's certificate"),
+        ConfigKey("tls.min_version", .string, default: "1.2", "1.0, 1.1, 1.2 or 1.3"),
+        ConfigKey("tls.max_version", .string, "1.0, 1.1, 1.2 or 1.3"),
+        ConfigKey("tls.server_name_override", .string, "the server name sent and checked"),
+    ]
 
     static let versions: [String: TLSVersion] = ["1.0": .tlsv1, "1.1": .tlsv11, "1.2": .tlsv12, "1.3": .tlsv13]
 
@@ -77,17 +116,25 @@ struct PluginErrorText: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-final class HTTPClient: @unchecked Sendable {
-    struct Response {
-        var status: Int
-        var headers: HTTPHeaders
-        var body: [UInt8]
+public final class HTTPClient: @unchecked Sendable {
+    public struct Response {
+        public var status: Int
+        public var headers: HTTPHeaders
+        public var body: [UInt8]
+
+        /// Retry-After in seconds, when the answer carries one.
+        public var retryAfter: Duration? {
+            headers.first(name: "Retry-After").flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) }.map { Duration.seconds($0) }
+        }
     }
 
-    enum Outcome {
+    public enum Outcome {
         case response(Response)
         case failed(String)
     }
+
+    /// The request target of `url`: its path (at least "/") and query.
+    public let target: String
 
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let host: String
@@ -97,12 +144,25 @@ final class HTTPClient: @unchecked Sendable {
     private let timeout: TimeAmount
     private let idle = NIOLockedValueBox<[any Channel]>([])
 
-    init(url: URL, tls: TLSClientSettings?, timeout: TimeInterval) throws {
-        guard let host = url.host else { throw PluginErrorText("'\(url)' has no host") }
+    /// A client of the origin of `url` (http or https); the TLS files are read now.
+    public init(url: URL, tls: TLSClientSettings?, timeout: TimeInterval) throws {
+        guard let host = url.host, url.scheme == "http" || url.scheme == "https" else {
+            throw PluginError("'\(url)' is not an http(s) URL with a host")
+        }
+        if tls != nil, url.scheme == "http", tls?.insecure != true {
+            throw PluginError("tls: set, but \(url) is plain http; use an https:// endpoint (or tls.insecure: true to send in plain text)")
+        }
+        let components = URLComponents(url: url, resolvingAgainstBaseURL: false)
+        let path = components?.percentEncodedPath ?? ""
+        target = (path.isEmpty ? "/" : path) + ((components?.percentEncodedQuery).map { "?\($0)" } ?? "")
         self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
         let secure = url.scheme == "https"
         port = url.port ?? (secure ? 443 : 80)
-        self.tls = secure ? try (tls ?? TLSClientSettings()).context() : nil
+        do {
+            self.tls = secure ? try (tls ?? TLSClientSettings()).context() : nil
+        } catch {
+            throw PluginError("\(error)")
+        }
         // SNI and certificate name checks use the host name; an IP literal is checked against
         // the certificate's IP addresses instead.
         let literal = self.host.contains(":") || self.host.split(separator: ".").allSatisfy { Int($0) != nil }
@@ -110,7 +170,8 @@ final class HTTPClient: @unchecked Sendable {
         self.timeout = .milliseconds(Int64(timeout * 1000))
     }
 
-    func post(_ target: String, body: [UInt8], headers: [(String, String)]) -> Outcome {
+    /// POSTs `body` to the URL's target and waits for the answer (at most the timeout).
+    public func post(body: [UInt8], headers: [(String, String)]) -> Outcome {
         for attempt in 0..<2 {
             let reused = idle.withLockedValue { $0.popLast() }
             let channel: any Channel
@@ -133,7 +194,8 @@ final class HTTPClient: @unchecked Sendable {
         return .failed("no response")
     }
 
-    func close() {
+    /// Closes the connections; call from the plugin's shutdown.
+    public func close() {
         for channel in idle.withLockedValue({ let all = $0; $0 = []; return all }) { try? channel.close().wait() }
         try? group.syncShutdownGracefully()
     }
