@@ -17,7 +17,6 @@
  */
 #include "spanhost_core.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -533,18 +532,7 @@ static int take_description(spanhost_kv_list *attrs, spanhost_str *out) {
 /* An HTTP status code from an int or decimal-string attribute; 0 when it is neither. */
 static int http_code(const spanhost_value *v, int64_t *out) {
     if (v->type == SPANHOST_VALUE_INT) { *out = v->as.int_value; return 1; }
-    if (v->type != SPANHOST_VALUE_STRING) return 0;
-    spanhost_str s = v->as.string_value;
-    char buf[24];
-    if (!s.len || s.len >= sizeof buf) return 0;
-    memcpy(buf, s.ptr, s.len);
-    buf[s.len] = 0;
-    char *end;
-    errno = 0;
-    long long n = strtoll(buf, &end, 10);
-    if (*end || errno || (buf[0] != '-' && buf[0] != '+' && (buf[0] < '0' || buf[0] > '9'))) return 0;
-    *out = n;
-    return 1;
+    return v->type == SPANHOST_VALUE_STRING && sh_parse_decimal(v->as.string_value.ptr, v->as.string_value.len, out);
 }
 
 static void set_status(spanhost_span *span) {

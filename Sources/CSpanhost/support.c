@@ -1,6 +1,7 @@
 /* Encoding dispatch, gzip (zlib) and file hashing (OpenSSL). */
 #include "spanhost_core.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -148,4 +149,18 @@ void sh_release_free_memory(void) {
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
+}
+
+int sh_parse_decimal(const char *text, size_t len, int64_t *out) {
+    char buf[24];
+    if (!len || len >= sizeof buf) return 0;
+    memcpy(buf, text, len);
+    buf[len] = 0;
+    if (buf[0] != '-' && buf[0] != '+' && (buf[0] < '0' || buf[0] > '9')) return 0;
+    char *end;
+    errno = 0;
+    long long n = strtoll(buf, &end, 10);
+    if (*end || errno) return 0;
+    *out = n;
+    return 1;
 }

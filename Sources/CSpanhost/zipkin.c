@@ -64,6 +64,29 @@ static spanhost_value str_value(spanhost_str s) {
     return v;
 }
 
+/* An endpoint as the Collector's translator writes it into attributes: the service (when
+ * `service_key` is given), the address and a positive port. */
+static int add_endpoint(jparser *j, spanhost_span *s, size_t *cap, const char *service_key, spanhost_str service,
+                        const char *ip_key, spanhost_str ip, const char *port_key, int64_t port) {
+    if (service_key && service.len && add_attr(j, &s->attributes, cap, service_key, str_value(service))) return -1;
+    if (ip.len && add_attr(j, &s->attributes, cap, ip_key, str_value(ip))) return -1;
+    if (port <= 0) return 0;
+    spanhost_value v;
+    memset(&v, 0, sizeof v);
+    v.type = SPANHOST_VALUE_INT;
+    v.as.int_value = port;
+    return add_attr(j, &s->attributes, cap, port_key, v);
+}
+
+/* otel.zipkin.absentField.startTime: the span came without a start time. */
+static int mark_absent_start(jparser *j, spanhost_span *s, size_t *cap) {
+    spanhost_value v;
+    memset(&v, 0, sizeof v);
+    v.type = SPANHOST_VALUE_BOOL;
+    v.as.bool_value = 1;
+    return add_attr(j, &s->attributes, cap, "otel.zipkin.absentField.startTime", v);
+}
+
 /* localEndpoint / remoteEndpoint: serviceName, ipv4, ipv6, port. */
 static int zendpoint(jparser *j, spanhost_str *service, spanhost_str *ip, int64_t *port) {
     spanhost_str key;
@@ -405,28 +428,11 @@ static int zspan_finish(jparser *j, zspan *z, zfields *f) {
     if (timestamp > UINT64_MAX / 1000 || duration > UINT64_MAX / 1000 - timestamp) return jfail(j, "timestamp or duration out of range");
     s->start_time_unix_nano = timestamp * 1000;
     s->end_time_unix_nano = (timestamp + duration) * 1000;
-    spanhost_value port;
-    memset(&port, 0, sizeof port);
-    port.type = SPANHOST_VALUE_INT;
-    if (f->local_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.host.ip", str_value(f->local_ip))) return -1;
-    if (f->local_port > 0) {
-        port.as.int_value = f->local_port;
-        if (add_attr(j, &s->attributes, &attr_cap, "net.host.port", port)) return -1;
-    }
-    if (f->remote_service.len && add_attr(j, &s->attributes, &attr_cap, "peer.service", str_value(f->remote_service))) return -1;
-    if (f->remote_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.peer.ip", str_value(f->remote_ip))) return -1;
-    if (f->remote_port > 0) {
-        port.as.int_value = f->remote_port;
-        if (add_attr(j, &s->attributes, &attr_cap, "net.peer.port", port)) return -1;
-    }
-    if (!timestamp) {
-        spanhost_value absent;
-        memset(&absent, 0, sizeof absent);
-        absent.type = SPANHOST_VALUE_BOOL;
-        absent.as.bool_value = 1;
-        if (add_attr(j, &s->attributes, &attr_cap, "otel.zipkin.absentField.startTime", absent)) return -1;
-    }
-    return 0;
+    spanhost_str none = {NULL, 0};
+    if (add_endpoint(j, s, &attr_cap, NULL, none, "net.host.ip", f->local_ip, "net.host.port", f->local_port) ||
+        add_endpoint(j, s, &attr_cap, "peer.service", f->remote_service, "net.peer.ip", f->remote_ip, "net.peer.port", f->remote_port))
+        return -1;
+    return timestamp ? 0 : mark_absent_start(j, s, &attr_cap);
 }
 
 static int zgroup(jparser *jp, zspan *spans, size_t count);
@@ -761,17 +767,7 @@ typedef struct zstatus1 {
 
 /* An int32 from a decimal string (the Collector's attribToStatusCode on a string value). */
 static int status_int(spanhost_str v, int64_t *out) {
-    char buf[24];
-    if (!v.len || v.len >= sizeof buf) return 0;
-    memcpy(buf, v.ptr, v.len);
-    buf[v.len] = 0;
-    char *end;
-    errno = 0;
-    long long n = strtoll(buf, &end, 10);
-    if (*end || errno || (buf[0] != '-' && buf[0] != '+' && (buf[0] < '0' || buf[0] > '9'))) return 0;
-    if (n < INT32_MIN || n > INT32_MAX) return 0;
-    *out = n;
-    return 1;
+    return sh_parse_decimal(v.ptr, v.len, out) && *out >= INT32_MIN && *out <= INT32_MAX;
 }
 
 /* 1 when the key is a status key the Collector drops from the attributes. */
@@ -954,24 +950,11 @@ static int zspan1_parse(jparser *j, zspan1 *z, int64_t now_us) {
     }
     s->start_time_unix_nano = start;
     s->end_time_unix_nano = end;
-    spanhost_value port;
-    memset(&port, 0, sizeof port);
-    port.type = SPANHOST_VALUE_INT;
-    if (remote_service.len && add_attr(j, &s->attributes, &attr_cap, "peer.service", str_value(remote_service))) return -1;
-    if (remote_ip.len && add_attr(j, &s->attributes, &attr_cap, "net.peer.ip", str_value(remote_ip))) return -1;
-    if (remote_port > 0) {
-        port.as.int_value = remote_port;
-        if (add_attr(j, &s->attributes, &attr_cap, "net.peer.port", port)) return -1;
-    }
-    if (!s->start_time_unix_nano) { /* the Collector's setTimestampsIfUnset: now, marked */
-        s->start_time_unix_nano = s->end_time_unix_nano = (uint64_t)now_us * 1000u;
-        spanhost_value absent;
-        memset(&absent, 0, sizeof absent);
-        absent.type = SPANHOST_VALUE_BOOL;
-        absent.as.bool_value = 1;
-        if (add_attr(j, &s->attributes, &attr_cap, "otel.zipkin.absentField.startTime", absent)) return -1;
-    }
-    return 0;
+    if (add_endpoint(j, s, &attr_cap, "peer.service", remote_service, "net.peer.ip", remote_ip, "net.peer.port", remote_port)) return -1;
+    if (s->start_time_unix_nano) return 0;
+    /* the Collector's setTimestampsIfUnset: the time it arrived, marked */
+    s->start_time_unix_nano = s->end_time_unix_nano = (uint64_t)now_us * 1000u;
+    return mark_absent_start(j, s, &attr_cap);
 }
 
 static int same_endpoint(const zep1 *a, const zep1 *b) {

@@ -57,6 +57,16 @@ static void tag_set(tags *t, spanhost_str key, spanhost_str value) {
     t->items[t->count++].value = value;
 }
 
+/* A copy of `from` to add to (its texts are shared). */
+static int tags_copy(tags *to, const tags *from) {
+    *to = *from;
+    to->cap = from->count;
+    to->items = from->count ? (ztag_out *)sh_arena_alloc(from->scratch, from->count * sizeof(ztag_out)) : NULL;
+    if (from->count && !to->items) return -1;
+    if (from->count) memcpy(to->items, from->items, from->count * sizeof(ztag_out));
+    return 0;
+}
+
 static ztag_out *tag_get(tags *t, const char *key) {
     for (size_t i = 0; i < t->count; i++)
         if (is(t->items[i].key, key)) return &t->items[i];
@@ -399,20 +409,14 @@ int32_t sh_encode_zipkin_json(const spanhost_batch *batch, spanhost_buffer *o) {
         spanhost_str service = service_of(&base, rs->resource);
         for (size_t c = 0; c < rs->scope_spans_count && !failed; c++) {
             const spanhost_scope_spans *ss = rs->scope_spans[c];
-            tags scope = base;
-            scope.items = base.count ? (ztag_out *)sh_arena_alloc(scratch, base.count * sizeof(ztag_out)) : NULL;
-            scope.cap = base.count;
-            if (base.count && !scope.items) { failed = 1; break; }
-            if (base.count) memcpy(scope.items, base.items, base.count * sizeof(ztag_out));
+            tags scope;
+            if (tags_copy(&scope, &base)) { failed = 1; break; }
             if (ss->scope && ss->scope->name.len) tag_set(&scope, cstr("otel.library.name"), ss->scope->name);
             if (ss->scope && ss->scope->version.len) tag_set(&scope, cstr("otel.library.version"), ss->scope->version);
             for (size_t k = 0; k < ss->spans_count && !failed; k++) {
                 const spanhost_span *s = ss->spans[k];
-                tags t = scope;
-                t.items = scope.count ? (ztag_out *)sh_arena_alloc(scratch, scope.count * sizeof(ztag_out)) : NULL;
-                t.cap = scope.count;
-                if (scope.count && !t.items) { failed = 1; break; }
-                if (scope.count) memcpy(t.items, scope.items, scope.count * sizeof(ztag_out));
+                tags t;
+                if (tags_copy(&t, &scope)) { failed = 1; break; }
                 attrs_to_tags(&t, &s->attributes);
                 if (s->trace_state.len) tag_set(&t, cstr("w3c.tracestate"), s->trace_state);
                 if (s->kind == SPANHOST_SPAN_KIND_INTERNAL) tag_set(&t, cstr("span.kind"), cstr("internal"));

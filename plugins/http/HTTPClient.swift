@@ -131,6 +131,23 @@ public final class HTTPClient: @unchecked Sendable {
     public enum Outcome {
         case response(Response)
         case failed(String)
+
+        /// An exporter's result for this outcome, counted as responses{status="..."}: 2xx is OK;
+        /// 429, 502, 503, 504 and network errors are retryable (Retry-After honoured); any other
+        /// status is permanent.
+        public func exportResult(url: URL, host: PluginHost) -> PluginResult {
+            switch self {
+            case .failed(let why):
+                return .retryable("\(url): \(why)")
+            case .response(let response):
+                host.count("responses{status=\"\(response.status)\"}")
+                switch response.status {
+                case 200..<300: return .ok
+                case 429, 502, 503, 504: return .retryable(after: response.retryAfter, "\(url) answered \(response.status)")
+                default: return .permanent("\(url) answered \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
+                }
+            }
+        }
     }
 
     /// The request target of `url`: its path (at least "/") and query.

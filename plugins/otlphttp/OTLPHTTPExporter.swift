@@ -71,23 +71,13 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
             body = compressed
             headers.append(("Content-Encoding", "gzip"))
         }
-        switch http.post(body: body, headers: headers + self.headers) {
-        case .failed(let why):
-            return .retryable("\(url): \(why)")
-        case .response(let response):
-            host.count("responses{status=\"\(response.status)\"}")
+        let outcome = http.post(body: body, headers: headers + self.headers)
+        if case .response(let response) = outcome, (200..<300).contains(response.status) {
             let data = Data(response.body)
-            switch response.status {
-            case 200..<300:
-                let rejected = json ? Self.rejectedSpansJSON(data) : Self.rejectedSpansProto(data)
-                if rejected > 0 { host.count("rejected_spans", rejected) }
-                return .ok
-            case 429, 502, 503, 504:
-                return .retryable(after: response.retryAfter, "\(url) answered \(response.status)")
-            default:
-                return .permanent("\(url) answered \(response.status): \(String(decoding: data.prefix(300), as: UTF8.self))")
-            }
+            let rejected = json ? Self.rejectedSpansJSON(data) : Self.rejectedSpansProto(data)
+            if rejected > 0 { host.count("rejected_spans", rejected) }
         }
+        return outcome.exportResult(url: url, host: host)
     }
 
     func shutdown() { http.close() }

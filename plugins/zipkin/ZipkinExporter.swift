@@ -59,18 +59,7 @@ final class ZipkinExporter: SpanExporterPlugin {
             body = compressed
             headers.append(("Content-Encoding", "gzip"))
         }
-        switch http.post(body: body, headers: headers + self.headers) {
-        case .failed(let why):
-            return .retryable("\(url): \(why)")
-        case .response(let response):
-            host.count("responses{status=\"\(response.status)\"}")
-            switch response.status {
-            case 200..<300: return .ok
-            case 429, 502, 503, 504: return .retryable(after: response.retryAfter, "\(url) answered \(response.status)")
-            default:
-                return .permanent("\(url) answered \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
-            }
-        }
+        return http.post(body: body, headers: headers + self.headers).exportResult(url: url, host: host)
     }
 
     func shutdown() { http.close() }

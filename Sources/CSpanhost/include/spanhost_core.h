@@ -115,6 +115,10 @@ spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource 
                                  spanhost_str resource_schema_url, const spanhost_scope *scope,
                                  spanhost_str scope_schema_url, const spanhost_span *span);
 
+/* 1 with `*out` when the text is a whole decimal int64 ("+" or "-" allowed, nothing else, as Go's
+ * strconv.ParseInt(s, 10, 64) reads it); 0 otherwise. */
+int sh_parse_decimal(const char *text, size_t len, int64_t *out);
+
 /* Removes repeated keys from an array of `*count` items of `item_size` bytes that each start
  * with a spanhost_str key: a repeated key keeps its first place and takes the last item's
  * contents, as a map's Put does. Its table comes from the batch's arena. 0, or -1 when out of
