@@ -141,7 +141,7 @@ static void raw_map(jbuf *b, const spanhost_kv_list *l, int depth) {
     spanhost_kv *sorted = l->count ? (spanhost_kv *)malloc(l->count * sizeof *sorted) : NULL;
     if (l->count && !sorted) { b->oom = 1; return; }
     if (l->count) memcpy(sorted, l->items, l->count * sizeof *sorted);
-    qsort(sorted, l->count, sizeof *sorted, kv_order);
+    if (l->count > 1) qsort(sorted, l->count, sizeof *sorted, kv_order);
     OUTS(b, "{");
     for (size_t i = 0; i < l->count; i++) {
         if (i && kv_order(&sorted[i - 1], &sorted[i]) == 0) continue; /* a map holds a key once */
