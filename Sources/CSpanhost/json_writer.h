@@ -29,6 +29,7 @@ static inline void reserve(jbuf *b, size_t extra) {
 }
 
 static inline void out(jbuf *b, const char *s, size_t n) {
+    if (!n) return; /* nothing to copy, and a fresh buffer has no memory yet */
     reserve(b, n);
     if (b->oom) return;
     memcpy(b->data + b->len, s, n);

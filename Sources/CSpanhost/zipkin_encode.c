@@ -85,8 +85,11 @@ static spanhost_str keep(tags *t, const char *text, size_t len) {
     return s;
 }
 
+/* Room for any double in fixed notation: 5e-324 has 323 zeros after the point. */
+#define DOUBLE_TEXT 400
+
 /* The shortest decimal that reads back as `d`: fixed notation (Go's FormatFloat 'f', -1), or
- * as encoding/json writes it (exponent form below 1e-6 and from 1e21). */
+ * as encoding/json writes it (exponent form below 1e-6 and from 1e21). `cap` is DOUBLE_TEXT. */
 static size_t shortest_double(double d, char *buf, size_t cap, int json) {
     if (isnan(d)) return (size_t)snprintf(buf, cap, "NaN");
     if (isinf(d)) return (size_t)snprintf(buf, cap, d > 0 ? "+Inf" : "-Inf");
@@ -156,7 +159,7 @@ static void raw_map(jbuf *b, const spanhost_kv_list *l, int depth) {
 
 /* A value as encoding/json writes its AsRaw() form. */
 static void raw_json(jbuf *b, const spanhost_value *v, int depth) {
-    char tmp[48];
+    char tmp[DOUBLE_TEXT];
     if (depth > 64) { OUTS(b, "null"); return; }
     switch (v->type) {
     case SPANHOST_VALUE_STRING: out_view(b, v->as.string_value); break;
@@ -183,7 +186,7 @@ static void raw_json(jbuf *b, const spanhost_value *v, int depth) {
 
 /* pcommon.Value.AsString. */
 static spanhost_str as_string(tags *t, const spanhost_value *v) {
-    char tmp[48];
+    char tmp[DOUBLE_TEXT];
     switch (v->type) {
     case SPANHOST_VALUE_STRING: return v->as.string_value;
     case SPANHOST_VALUE_BOOL: return cstr(v->as.bool_value ? "true" : "false");
@@ -293,8 +296,13 @@ static int tag_order(const void *a, const void *b) {
     return c ? c : (x->key.len > y->key.len) - (x->key.len < y->key.len);
 }
 
-/* Microseconds, rounded to the nearest as zipkin-go rounds times. */
-static uint64_t micros(uint64_t ns) { return ns / 1000 + (ns % 1000 >= 500); }
+/* Microseconds, rounded to the nearest as zipkin-go rounds times, and at most what a reader
+ * can turn back into nanoseconds. */
+#define MAX_MICROS (UINT64_MAX / 1000)
+static uint64_t micros(uint64_t ns) {
+    uint64_t us = ns / 1000;
+    return us + (ns % 1000 >= 500 && us < MAX_MICROS);
+}
 
 static int span_json(jbuf *b, tags *t, const spanhost_span *s, spanhost_str service) {
     char id[40];
@@ -319,8 +327,10 @@ static int span_json(jbuf *b, tags *t, const spanhost_span *s, spanhost_str serv
     char tmp[48];
     if (s->start_time_unix_nano >= 1000000000ull) out(b, tmp, (size_t)snprintf(tmp, sizeof tmp, ",\"timestamp\":%llu", (unsigned long long)micros(s->start_time_unix_nano)));
     if (s->end_time_unix_nano > s->start_time_unix_nano) {
-        uint64_t d = s->end_time_unix_nano - s->start_time_unix_nano;
-        out(b, tmp, (size_t)snprintf(tmp, sizeof tmp, ",\"duration\":%llu", (unsigned long long)(d < 1000 ? 1 : micros(d))));
+        uint64_t d = s->end_time_unix_nano - s->start_time_unix_nano, start = micros(s->start_time_unix_nano);
+        uint64_t us = d < 1000 ? 1 : micros(d);
+        if (us > MAX_MICROS - start) us = MAX_MICROS - start; /* so start + duration stays readable */
+        if (us) out(b, tmp, (size_t)snprintf(tmp, sizeof tmp, ",\"duration\":%llu", (unsigned long long)us));
     }
     endpoint(b, t, "localEndpoint", service, "net.host.ip", "net.host.port");
     ztag_out *peer = tag_get(t, "peer.service");
