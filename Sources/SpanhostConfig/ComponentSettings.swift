@@ -16,8 +16,8 @@ extension ConfigValue {
         if self == .null { return }
         guard let entries = mapEntries else { throw ConfigError(path, "must be a map, not \(kindName)") }
         for entry in entries where !known.contains(entry.key) {
-            throw ConfigError(path.isEmpty ? entry.key : "\(path).\(entry.key)",
-                              "unknown key; valid keys: \(known.joined(separator: ", "))")
+            let key = path.isEmpty ? entry.key : "\(path).\(entry.key)"
+            throw ConfigError(key, CollectorKeys.note(for: key) ?? "unknown key; valid keys: \(known.joined(separator: ", "))")
         }
     }
 }

@@ -8,9 +8,11 @@ public enum ReceiverSettings: Sendable, Equatable {
     case zipkin(ZipkinReceiverSettings)
     case kafka(KafkaReceiverSettings)
     case jaeger(JaegerReceiverSettings)
+    /// The Collector's `nop` receiver: takes nothing (Collector test configs use it).
+    case nop
 
     /// The built-in receiver types.
-    public static let types = ["otlp", "zipkin", "jaeger", "kafka"]
+    public static let types = ["otlp", "zipkin", "jaeger", "kafka", "nop"]
 
     public init(type: String, settings: ConfigValue, path: String) throws {
         switch type {
@@ -18,6 +20,9 @@ public enum ReceiverSettings: Sendable, Equatable {
         case "zipkin": self = .zipkin(try ZipkinReceiverSettings(settings: settings, path: path))
         case "kafka": self = .kafka(try KafkaReceiverSettings(settings: settings, path: path))
         case "jaeger": self = .jaeger(try JaegerReceiverSettings(settings: settings, path: path))
+        case "nop":
+            try settings.requireKnownKeys([], path: path)
+            self = .nop
         default: throw ConfigError(path, "unknown receiver type '\(type)'; built-in receivers: \(Self.types.joined(separator: ", "))")
         }
     }
@@ -29,7 +34,7 @@ public enum ReceiverSettings: Sendable, Equatable {
         case .otlp(let s): return s.endpoint
         case .zipkin(let s): return s.endpoint
         case .jaeger(let s): return s.thriftHTTP?.endpoint
-        case .kafka: return nil
+        case .kafka, .nop: return nil
         }
     }
 
@@ -39,7 +44,7 @@ public enum ReceiverSettings: Sendable, Equatable {
         case .otlp(let s): return s.security
         case .zipkin(let s): return s.security
         case .jaeger(let s): return s.thriftHTTP?.security
-        case .kafka: return nil
+        case .kafka, .nop: return nil
         }
     }
 
@@ -49,7 +54,7 @@ public enum ReceiverSettings: Sendable, Equatable {
         switch self {
         case .kafka(let s): return .kafka(s)
         case .jaeger(let s): return s.agents.isEmpty ? nil : .jaegerAgent(s.agents)
-        case .otlp, .zipkin: return nil
+        case .otlp, .zipkin, .nop: return nil
         }
     }
 
@@ -58,7 +63,7 @@ public enum ReceiverSettings: Sendable, Equatable {
         switch self {
         case .otlp: return "\(path).protocols.http"
         case .jaeger: return "\(path).protocols.thrift_http"
-        case .zipkin, .kafka: return path
+        case .zipkin, .kafka, .nop: return path
         }
     }
 
@@ -363,12 +368,17 @@ public struct KafkaReceiverSettings: Sendable, Equatable {
                             "group_rebalance_strategy": "partition.assignment.strategy", "max_poll_interval": "max.poll.interval.ms"]
 
     public init(settings: ConfigValue, path: String) throws {
-        try settings.requireKnownKeys(["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "time_zone", "properties"]
-                                      + Self.groupKeys.keys.sorted(), path: path)
+        try settings.requireKnownKeys(["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "time_zone", "properties",
+                                       "protocol_version"] + Self.groupKeys.keys.sorted(), path: path)
         switch settings["brokers"] {
         case .list(let items)?: brokers = try items.enumerated().map { try requireString($1, "\(path).brokers.\($0)") }.joined(separator: ",")
         case let value?: brokers = try requireString(value, "\(path).brokers")
-        case nil: throw ConfigError("\(path).brokers", "required, a list of host:port")
+        case nil: brokers = "localhost:9092"  // the Collector's default
+        }
+        // The Collector's protocol_version: the broker version librdkafka assumes when a broker
+        // cannot tell it (librdkafka asks brokers that can).
+        if let v = settings["protocol_version"] {
+            properties["broker.version.fallback"] = try requireString(v, "\(path).protocol_version")
         }
         if case .list(let items)? = settings["topics"] {
             topics = try items.enumerated().map { try requireString($1, "\(path).topics.\($0)") }

@@ -9,8 +9,9 @@ public struct ComponentID: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The plugin this component runs: the one its type names, or the first-party plugin of a
-    /// Collector type spelled another way (the Collector now calls otlphttp `otlp_http`).
-    public var pluginName: String { ["otlp_http": "otlphttp"][type] ?? type }
+    /// Collector type spelled another way (the Collector now calls otlphttp `otlp_http`; its
+    /// `nop` exporter discards, as `null` does).
+    public var pluginName: String { ["otlp_http": "otlphttp", "nop": "null"][type] ?? type }
 
     public init(parsing text: String, path: String) throws {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
@@ -155,7 +156,12 @@ public struct ServiceConfig: Sendable, Equatable {
     }
 
     public static func parse(yaml: String, environment: [String: String]) throws -> ServiceConfig {
-        try parse(try YAMLLoader.load(yaml, environment: environment))
+        let (value, unset) = try YAMLLoader.loadNoting(yaml, environment: environment)
+        do {
+            return try parse(value)
+        } catch let error as ConfigError {
+            throw error.naming(unset)
+        }
     }
 
     public static func parse(_ root: ConfigValue) throws -> ServiceConfig {
@@ -275,6 +281,8 @@ public struct ServiceConfig: Sendable, Equatable {
         try adoptMemoryLimiterProcessors(&config)
         try adoptBatchProcessors(&config)
         try resolveClientAuth(&config)
+        // Receivers are read here too, so their errors come with the others (and name unset variables).
+        _ = try ReceiverSettings.used(in: config)
         return config
     }
 

@@ -3,21 +3,36 @@ import Yams
 /// Turns YAML text into a `ConfigValue`, expanding `${env:VAR}`, `${env:VAR:-default}` and `$$`
 /// in every scalar the way the OpenTelemetry Collector does.
 public enum YAMLLoader {
+    /// A `${NAME}` without a default whose variable is not set: it expands to nothing, as in the
+    /// Collector, and an error at its path names it.
+    public struct UnsetVariable: Sendable, Equatable {
+        public var path: String
+        public var name: String
+    }
+
     public static func load(_ text: String, environment: [String: String]) throws -> ConfigValue {
+        try loadNoting(text, environment: environment).value
+    }
+
+    /// The value, and the unset variables it referenced.
+    public static func loadNoting(_ text: String, environment: [String: String]) throws -> (value: ConfigValue, unset: [UnsetVariable]) {
         let node: Node?
         do {
             node = try Yams.compose(yaml: text)
         } catch {
             throw ConfigError("", "not valid YAML: \(error)")
         }
-        guard let node else { return .emptyMap }
-        return try convert(node, path: "", environment: environment)
+        guard let node else { return (.emptyMap, []) }
+        var unset: [UnsetVariable] = []
+        return (try convert(node, path: "", environment: environment, unset: &unset), unset)
     }
 
-    private static func convert(_ node: Node, path: String, environment: [String: String]) throws -> ConfigValue {
+    private static func convert(_ node: Node, path: String, environment: [String: String],
+                                unset: inout [UnsetVariable]) throws -> ConfigValue {
         switch node {
         case .scalar(let scalar):
-            let expanded = try expand(scalar.string, path: path, environment: environment)
+            let (expanded, missing) = try expandNoting(scalar.string, path: path, environment: environment)
+            unset += missing.map { UnsetVariable(path: path, name: $0) }
             // A quoted scalar stays a string; a plain one is typed by its (expanded) spelling.
             return scalar.style == .plain ? typed(expanded) : .string(expanded)
         case .mapping(let mapping):
@@ -26,13 +41,15 @@ public enum YAMLLoader {
                 guard let name = key.string else { throw ConfigError(path, "map keys must be strings") }
                 let childPath = path.isEmpty ? name : "\(path).\(name)"
                 if entries.contains(where: { $0.key == name }) { throw ConfigError(childPath, "key appears twice") }
-                entries.append(.init(key: name, value: try convert(value, path: childPath, environment: environment)))
+                entries.append(.init(key: name, value: try convert(value, path: childPath, environment: environment, unset: &unset)))
             }
             return .map(entries)
         case .sequence(let sequence):
-            return .list(try sequence.enumerated().map { index, item in
-                try convert(item, path: "\(path).\(index)", environment: environment)
-            })
+            var items: [ConfigValue] = []
+            for (index, item) in sequence.enumerated() {
+                items.append(try convert(item, path: "\(path).\(index)", environment: environment, unset: &unset))
+            }
+            return .list(items)
         case .alias:
             throw ConfigError(path, "YAML aliases are not supported")
         }
@@ -48,17 +65,32 @@ public enum YAMLLoader {
         case "false", "False", "FALSE": return .bool(false)
         default: break
         }
-        if let i = Int64(text) { return .int(i) }
+        if let i = Int64(text) ?? underscored(text) { return .int(i) }
         if text.first.map({ $0.isNumber || $0 == "-" || $0 == "+" || $0 == "." }) == true, let d = Double(text) {
             return .double(d)
         }
         return .string(text)
     }
 
+    /// `100_000`: an integer with underscores between its digits, as the Collector's YAML reads it.
+    static func underscored(_ text: String) -> Int64? {
+        let digits = text.drop { $0 == "-" || $0 == "+" }
+        guard text.contains("_"), digits.first?.isASCII == true, digits.first?.isNumber == true, digits.last != "_",
+              digits.allSatisfy({ $0 == "_" || ($0.isASCII && $0.isNumber) }), text.count - digits.count <= 1
+        else { return nil }
+        return Int64(text.filter { $0 != "_" })
+    }
+
     /// Expands `${env:NAME}`, `${NAME}`, `${env:NAME:-default}` and `$$`. An unset variable without a
     /// default expands to the empty string, as in the Collector.
     public static func expand(_ text: String, path: String, environment: [String: String]) throws -> String {
-        guard text.contains("$") else { return text }
+        try expandNoting(text, path: path, environment: environment).text
+    }
+
+    /// `expand`, with the names of the unset variables it met.
+    static func expandNoting(_ text: String, path: String, environment: [String: String]) throws -> (text: String, unset: [String]) {
+        guard text.contains("$") else { return (text, []) }
+        var unset: [String] = []
         var out = ""
         var rest = Substring(text)
         while let dollar = rest.firstIndex(of: "$") {
@@ -94,6 +126,7 @@ public enum YAMLLoader {
                     out += value
                 } else {
                     out += fallback ?? ""
+                    if fallback == nil { unset.append(String(name)) }
                 }
                 rest = after[after.index(after: close)...]
             } else {
@@ -102,6 +135,16 @@ public enum YAMLLoader {
             }
         }
         out += rest
-        return out
+        return (out, unset)
+    }
+}
+
+extension ConfigError {
+    /// This error, saying which unset variables its key (or a key below it) came from.
+    public func naming(_ unset: [YAMLLoader.UnsetVariable]) -> ConfigError {
+        let names = unset.filter { $0.path == path || $0.path.hasPrefix(path + ".") || path.hasPrefix($0.path + ".") }.map(\.name)
+        guard !names.isEmpty else { return self }
+        let list = Array(Set(names)).sorted().map { "${\($0)}" }.joined(separator: ", ")
+        return ConfigError(path, "\(message) (\(list) \(names.count == 1 ? "is" : "are") not set, so it expanded to nothing)")
     }
 }

@@ -120,7 +120,8 @@ public final class PluginInstance: @unchecked Sendable {
         // A declared schema is checked before any plugin code sees the settings.
         if let problem = library.schema?.check(settings, hostKeys: library.kind.hostKeys) {
             destroyed = true  // nothing to destroy: create never ran
-            throw PluginCreateError(component: "\(id)", hook: "create", message: problem.message, key: problem.key)
+            throw PluginCreateError(component: "\(id)", hook: "create",
+                                    message: library.kind.collectorNote(id: id, key: problem.key) ?? problem.message, key: problem.key)
         }
         if policy.isolated && start {
             guard library.kind != .processor else {
@@ -153,7 +154,8 @@ public final class PluginInstance: @unchecked Sendable {
         if let first = unasked.first {
             destroy()
             throw PluginCreateError(component: "\(id)", hook: "create",
-                                    message: "unknown key; plugin '\(library.name)' reads \(known.joined(separator: ", "))", key: first)
+                                    message: library.kind.collectorNote(id: id, key: first)
+                                        ?? "unknown key; plugin '\(library.name)' reads \(known.joined(separator: ", "))", key: first)
         }
         if start, library.descriptor.start != nil {
             let started = call(.start) { state, status in library.descriptor.start(state, status) }
@@ -402,5 +404,12 @@ extension PluginKind {
         case .notifier: return HostKeys.notifier
         case .functions: return []
         }
+    }
+
+    /// Why `key` of component `id` is refused, when it is a Collector key spanhost does not implement.
+    func collectorNote(id: ComponentID, key: String?) -> String? {
+        guard let key else { return nil }
+        let section = self == .processor ? "processors" : self == .exporter ? "exporters" : "notifiers"
+        return CollectorKeys.note(for: "\(section).\(id).\(key)")
     }
 }

@@ -198,7 +198,7 @@ final class ReceiverRegistry: @unchecked Sendable {
         case .zipkin(let s): return SpanPostHandler.zipkin(s, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
         case .jaeger(let s):
             return s.thriftHTTP.map { SpanPostHandler.jaeger($0, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline) }
-        case .kafka: return nil
+        case .kafka, .nop: return nil
         }
     }
 

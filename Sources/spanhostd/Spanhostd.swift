@@ -58,6 +58,7 @@ struct Spanhostd: AsyncParsableCommand {
                 return try ServiceConfig.parse(yaml: ServiceConfig.embeddedDefault, environment: ProcessInfo.processInfo.environment)
             }
             var merged = ConfigValue.emptyMap
+            var unset: [YAMLLoader.UnsetVariable] = []
             for path in paths {
                 let text: String
                 do {
@@ -65,15 +66,20 @@ struct Spanhostd: AsyncParsableCommand {
                 } catch {
                     throw ConfigError("", "cannot read \(path): \(error.localizedDescription)")
                 }
-                let value: ConfigValue
+                let loaded: (value: ConfigValue, unset: [YAMLLoader.UnsetVariable])
                 do {
-                    value = try YAMLLoader.load(text, environment: ProcessInfo.processInfo.environment)
+                    loaded = try YAMLLoader.loadNoting(text, environment: ProcessInfo.processInfo.environment)
                 } catch {
                     throw ConfigError("", "\(path): \(error)")
                 }
-                merged = merged.merged(with: value)
+                merged = merged.merged(with: loaded.value)
+                unset += loaded.unset
             }
-            return try ServiceConfig.parse(merged)
+            do {
+                return try ServiceConfig.parse(merged)
+            } catch let error as ConfigError {
+                throw error.naming(unset)
+            }
         }
         let firstConfig: ServiceConfig
         do {

@@ -100,8 +100,13 @@ static int32_t kafka_create(const spanhost_config *config, spanhost_instance *in
     } else if (host->config_string(config, "brokers", &v) == SPANHOST_CONFIG_FOUND) {
         if (cstr(v, brokers, sizeof brokers)) FAIL("brokers: too long");
     }
-    if (!brokers[0]) FAIL("brokers: required, a list of host:port");
+    if (!brokers[0]) strcpy(brokers, "localhost:9092"); /* the Collector's default */
     if (set(conf, "bootstrap.servers", brokers, "brokers", status)) goto fail;
+    /* The Collector's protocol_version ("2.1.0"): the broker version librdkafka assumes when the
+     * broker cannot tell it (it asks brokers that can). */
+    if (host->config_string(config, "protocol_version", &v) == SPANHOST_CONFIG_FOUND &&
+        (cstr(v, value, sizeof value) || set(conf, "broker.version.fallback", value, "protocol_version", status)))
+        goto fail;
 
 #ifdef KAFKA_EVENTS
     strcpy(s->topic, "spanhost_events");
