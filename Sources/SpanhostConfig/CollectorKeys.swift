@@ -38,8 +38,10 @@ public enum CollectorKeys {
             "processors.probabilistic_sampler.mode": "the hash_seed mode is the only one",
             "processors.probabilistic_sampler.sampling_precision": "the hash_seed mode is the only one",
             "processors.probabilistic_sampler.fail_closed": "the hash_seed mode is the only one",
-            "processors.memory_limiter.limit_percentage": "set limit_mib",
-            "processors.memory_limiter.spike_limit_percentage": "set spike_limit_mib",
+            "extensions.health_check.tls": "the health check is served on the admin endpoint or its own, in plain HTTP",
+            "extensions.health_check.response_body": "the answer is the status JSON",
+            "extensions.health_check.cors": "browser clients (CORS) are not served",
+            "extensions.health_check.auth": "use admin.auth for the admin endpoint",
         ]
         for exporter in ["otlphttp", "zipkin"] {
             for key in ["proxy_url", "read_buffer_size", "write_buffer_size", "max_idle_conns", "max_idle_conns_per_host",

@@ -1,8 +1,10 @@
 import Foundation
 
 /// `extensions.bearertokenauth[/name]`, in the Collector's shape: the tokens a server accepts in
-/// `Authorization: <scheme> <token>`. With `filename`, the file is read when a config is
-/// loaded (start and every reload); each non-empty line is one accepted token.
+/// `<header>: <scheme> <token>` (header Authorization by default), and the one a client sends.
+/// With `filename`, the file is read when a config is loaded (start and every reload); each
+/// non-empty line is one accepted token, the first the one sent. As in the Collector,
+/// `filename` wins over `token` when both are given.
 public struct BearerTokenAuthSettings: Sendable, Equatable {
     public enum Source: Sendable, Equatable {
         case tokens([String])
@@ -10,6 +12,7 @@ public struct BearerTokenAuthSettings: Sendable, Equatable {
     }
 
     public var scheme = "Bearer"
+    public var header = "Authorization"
     public var source: Source
 
     public init(source: Source, scheme: String = "Bearer") {
@@ -18,21 +21,29 @@ public struct BearerTokenAuthSettings: Sendable, Equatable {
     }
 
     init(settings: ConfigValue, path: String) throws {
-        try settings.requireKnownKeys(["scheme", "token", "tokens", "filename"], path: path)
+        try settings.requireKnownKeys(["scheme", "token", "tokens", "filename", "header"], path: path)
         if let v = settings["scheme"] { scheme = try requireString(v, "\(path).scheme") }
+        if let v = settings["header"] {
+            header = try requireString(v, "\(path).header")
+            guard !header.isEmpty, header.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+                throw ConfigError("\(path).header", "'\(header)' is not a header name")
+            }
+        }
         let token = try settings["token"].map { try requireString($0, "\(path).token") }
         var tokens: [String]?
         if let v = settings["tokens"] {
             guard case .list(let items) = v else { throw ConfigError("\(path).tokens", "must be a list of tokens") }
             tokens = try items.enumerated().map { try requireString($1, "\(path).tokens.\($0)") }
         }
-        let file = try settings["filename"].map { try requireString($0, "\(path).filename") }
-        switch (token, tokens, file) {
-        case (let t?, nil, nil): source = .tokens([t])
-        case (nil, let list?, nil): source = .tokens(list)
-        case (nil, nil, let f?): source = .file(f)
-        case (nil, nil, nil): throw ConfigError(path, "set one of token, tokens or filename")
-        default: throw ConfigError(path, "set only one of token, tokens or filename")
+        if let file = try settings["filename"].map({ try requireString($0, "\(path).filename") }) {
+            source = .file(file)
+        } else if let list = tokens {
+            guard token == nil else { throw ConfigError(path, "set token or tokens, not both") }
+            source = .tokens(list)
+        } else if let token {
+            source = .tokens([token])
+        } else {
+            throw ConfigError(path, "set one of token, tokens or filename")
         }
         if case .tokens(let list) = source, list.isEmpty || list.contains(where: \.isEmpty) {
             throw ConfigError(path, "tokens must not be empty")
@@ -139,8 +150,14 @@ public struct HealthCheckSettings: Sendable, Equatable {
     public var onAdminEndpoint: Bool
 
     init(settings: ConfigValue, path configPath: String, admin: Endpoint) throws {
-        for entry in settings.mapEntries ?? [] where !["endpoint", "path"].contains(entry.key) {
-            throw ConfigError("\(configPath).\(entry.key)", "unknown key; expected endpoint, path")
+        for entry in settings.mapEntries ?? [] where !["endpoint", "path", "check_collector_pipeline"].contains(entry.key) {
+            let key = "\(configPath).\(entry.key)"
+            throw ConfigError(key, CollectorKeys.note(for: key) ?? "unknown key; expected endpoint, path, check_collector_pipeline")
+        }
+        // The Collector's deprecated pipeline check: accepted; /healthz here reports the
+        // pipelines' state (plugins down, quarantined) whatever it says.
+        if let check = settings["check_collector_pipeline"], check != .null {
+            try check.requireKnownKeys(["enabled", "interval", "exporter_failure_threshold"], path: "\(configPath).check_collector_pipeline")
         }
         endpoint = try settings["endpoint"].map { try Endpoint(parsing: try requireString($0, "\(configPath).endpoint"), path: "\(configPath).endpoint") } ?? admin
         path = try settings["path"].map { try requireString($0, "\(configPath).path") } ?? "/"

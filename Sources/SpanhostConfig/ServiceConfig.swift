@@ -312,7 +312,8 @@ public struct ServiceConfig: Sendable, Equatable {
             }
             guard case .map(var entries) = component.settings else { return }
             entries.removeAll { $0.key == "auth" }
-            let header = ConfigValue.map([.init(key: "headers", value: .map([.init(key: "Authorization", value: .string("\(settings.scheme) \(token)"))]))])
+            let value = settings.scheme.isEmpty ? token : "\(settings.scheme) \(token)"
+            let header = ConfigValue.map([.init(key: "headers", value: .map([.init(key: settings.header, value: .string(value))]))])
             component.settings = ConfigValue.map(entries).merged(with: header)
         }
         for index in config.exporters.indices { try resolve(&config.exporters[index], kind: "exporters") }
@@ -359,19 +360,35 @@ public struct ServiceConfig: Sendable, Equatable {
         }
         let limiter = limiters[0]
         let path = "processors.\(limiter.id)"
-        try limiter.settings.requireKnownKeys(["limit_mib", "spike_limit_mib", "check_interval"], path: path)
-        guard let limit = limiter.settings["limit_mib"] else {
-            throw ConfigError("\(path).limit_mib", "required, a positive number of MiB")
-        }
-        let mib = Double(try parseMiB(limit, path: "\(path).limit_mib")) / (1024 * 1024)
-        let spike: Double
-        if let value = limiter.settings["spike_limit_mib"] {
-            guard let v = value.doubleValue else { throw ConfigError("\(path).spike_limit_mib", "must be a number of MiB, not \(value.kindName)") }
-            spike = v
+        try limiter.settings.requireKnownKeys(["limit_mib", "spike_limit_mib", "limit_percentage", "spike_limit_percentage",
+                                               "check_interval"], path: path)
+        let mib: Double, spike: Double
+        if let percentage = limiter.settings["limit_percentage"] {
+            // As the Collector: a share of the cgroup's memory limit, else of the machine's memory.
+            guard limiter.settings["limit_mib"] == nil else {
+                throw ConfigError("\(path).limit_percentage", "set limit_mib or limit_percentage, not both")
+            }
+            let total = Double(MemoryTotal.bytes) / (1024 * 1024)
+            mib = total * Double(try parseCount(percentage, path: "\(path).limit_percentage", in: 1...100)) / 100
+            let spikeShare = try limiter.settings["spike_limit_percentage"].map { try parseCount($0, path: "\(path).spike_limit_percentage", in: 0...100) }
+            spike = spikeShare.map { total * Double($0) / 100 } ?? mib * 0.2
+            guard spike < mib else { throw ConfigError("\(path).spike_limit_percentage", "must be below limit_percentage") }
         } else {
-            spike = mib * 0.2
+            guard let limit = limiter.settings["limit_mib"] else {
+                throw ConfigError("\(path).limit_mib", "required, a positive number of MiB (or limit_percentage)")
+            }
+            if limiter.settings["spike_limit_percentage"] != nil {
+                throw ConfigError("\(path).spike_limit_percentage", "goes with limit_percentage; with limit_mib set spike_limit_mib")
+            }
+            mib = Double(try parseMiB(limit, path: "\(path).limit_mib")) / (1024 * 1024)
+            if let value = limiter.settings["spike_limit_mib"] {
+                guard let v = value.doubleValue else { throw ConfigError("\(path).spike_limit_mib", "must be a number of MiB, not \(value.kindName)") }
+                spike = v
+            } else {
+                spike = mib * 0.2
+            }
+            guard spike >= 0, spike < mib else { throw ConfigError("\(path).spike_limit_mib", "must be at least 0 and below limit_mib") }
         }
-        guard spike >= 0, spike < mib else { throw ConfigError("\(path).spike_limit_mib", "must be at least 0 and below limit_mib") }
         if let v = limiter.settings["check_interval"] { _ = try parseDuration(v, path: "\(path).check_interval") }  // checked per request here
         config.memoryLimitBytes = Int((mib - spike) * 1024 * 1024)
         config.processors.removeAll { $0.id == limiter.id }

@@ -38,9 +38,9 @@ public final class BearerTokenAuthenticator: Sendable {
         }
     }
 
-    /// True when the request carries `Authorization: <scheme> <token>` with an accepted token.
+    /// True when the request carries `<header>: <scheme> <token>` with an accepted token.
     public func accepts(_ headers: HTTPHeaders) -> Bool {
-        guard let value = headers.first(name: "authorization") else { return false }
+        guard let value = headers.first(name: settings.header) else { return false }
         let prefix = settings.scheme.isEmpty ? "" : settings.scheme + " "
         guard value.count > prefix.count, value.lowercased().hasPrefix(prefix.lowercased()) else { return false }
         let offered = Array(value.utf8.dropFirst(prefix.utf8.count))
@@ -79,7 +79,7 @@ public struct ServerSecurity: Sendable {
     /// WWW-Authenticate value; nil when the request may go on (no authenticator, or accepted).
     public func refusal(_ headers: HTTPHeaders) -> (message: String, challenge: String)? {
         guard let authenticator, !authenticator.accepts(headers) else { return nil }
-        return ("missing or wrong credentials: send Authorization: \(authenticator.challenge) <token>", authenticator.challenge)
+        return ("missing or wrong credentials: send \(authenticator.settings.header): \(authenticator.challenge) <token>", authenticator.challenge)
     }
 
     /// Loads what every HTTP receiver a pipeline uses needs, by endpoint: the files are read now.

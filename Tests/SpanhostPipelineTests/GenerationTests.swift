@@ -138,7 +138,8 @@ extension GenerationTests {
     /// batch enters, so a reload to a blocking pipeline sends batches back to the pool.
     func testOnlyPipelinesThatNeverBlockRunOnTheCallersThread() throws {
         let g = try generation("""
-            receivers: {otlp: {}, otlp/disk: {}, otlp/file: {}, otlp/tail: {}}
+            receivers: {otlp: {}, otlp/disk: {protocols: {http: {endpoint: "127.0.0.1:4319"}}},
+                        otlp/file: {protocols: {http: {endpoint: "127.0.0.1:4320"}}}, otlp/tail: {protocols: {http: {endpoint: "127.0.0.1:4321"}}}}
             processors: {attributes: {actions: [{key: a, value: b, action: upsert}]}, tail_sampling: {policies: [{name: all, type: always_sample}]}}
             exporters: {"null": {}, null/disk: {sending_queue: {storage: TMP/q}}, file: {path: TMP/out.jsonl}}
             service:

@@ -7,7 +7,7 @@ import subprocess
 
 import requests
 
-from conftest import SPANHOSTD, wait_for
+from conftest import SPANHOSTD, free_port, wait_for
 from test_data_path import otlp_json
 
 
@@ -123,3 +123,82 @@ service:
     traces: {receivers: [kafka], exporters: [file]}
 """)
     assert code == 0, out
+
+
+def test_memory_limiter_percentages_and_health_check_pipeline_check(tmp):
+    code, out = check(tmp, """
+extensions:
+  health_check:
+    check_collector_pipeline: {enabled: true, interval: 5m, exporter_failure_threshold: 5}
+receivers:
+  otlp: {protocols: {http: {endpoint: "127.0.0.1:0"}}}
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_percentage: 50
+    spike_limit_percentage: 30
+exporters:
+  file: {path: "{tmp}/x.jsonl"}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {receivers: [otlp], processors: [memory_limiter], exporters: [file]}
+""")
+    assert code == 0, out
+    code, out = check(tmp, """
+receivers:
+  otlp: {protocols: {http: {endpoint: "127.0.0.1:0"}}}
+processors:
+  memory_limiter: {check_interval: 1s, limit_percentage: 20, spike_limit_percentage: 25}
+exporters:
+  file: {path: "{tmp}/x.jsonl"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [memory_limiter], exporters: [file]}
+""")
+    assert code != 0 and "spike_limit_percentage: must be below limit_percentage" in out, out
+
+
+def test_bearertokenauth_as_the_collector_reads_it(spanhost, tmp):
+    # The extension's README example sets token and filename: the file's token is the one, the
+    # other ignored. `header` and an empty scheme: `X-Api-Key: <token>`.
+    with open(f"{tmp}/token", "w") as f:
+        f.write("from-file\n")
+    zipkin_port = free_port()
+    host = spanhost("""
+extensions:
+  bearertokenauth:
+    token: "somerandomtoken"
+    filename: "{tmp}/token"
+  bearertokenauth/key:
+    header: X-Api-Key
+    scheme: ""
+    token: "k1"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+        auth: {{authenticator: bearertokenauth}}
+  zipkin:
+    endpoint: 127.0.0.1:%d
+    auth: {{authenticator: bearertokenauth/key}}
+exporters:
+  file:
+    path: {tmp}/out.jsonl
+admin:
+  endpoint: {admin}
+plugins:
+  dir: {plugins}
+service:
+  extensions: [bearertokenauth, bearertokenauth/key]
+  pipelines:
+    traces:
+      receivers: [otlp, zipkin]
+      exporters: [file]
+""" % zipkin_port)
+    assert requests.post(host.url, json=otlp_json(1), headers={"Authorization": "Bearer somerandomtoken"}, timeout=10).status_code == 401
+    assert requests.post(host.url, json=otlp_json(1), headers={"Authorization": "Bearer from-file"}, timeout=10).status_code == 200
+    zipkin = f"http://127.0.0.1:{zipkin_port}/api/v2/spans"
+    assert requests.post(zipkin, json=[], headers={"Authorization": "Bearer k1"}, timeout=10).status_code == 401
+    assert requests.post(zipkin, json=[], headers={"X-Api-Key": "k1"}, timeout=10).status_code == 202

@@ -7,7 +7,8 @@
  *                                 (counted as evicted_early)
  *   max_spans_per_trace: 10000    spans held per trace; more are decided with the trace but
  *                                 counted as spans_over_limit and dropped
- *   decision_cache: {size: 100000}  decisions remembered, so late spans follow their trace
+ *   decision_cache: {size: 100000}  decisions remembered, so late spans follow their trace (or the
+ *                                   Collector's sampled_cache_size + non_sampled_cache_size)
  *   policies:
  *     - {name: errors, type: status_code, status_codes: [ERROR]}
  *     - {name: slow, type: latency, threshold_ms: 2000}
@@ -17,11 +18,16 @@
  *     - {name: big, type: numeric_attribute, key: http.response_content_length, min_value: 1000000}
  *     - {name: cap, type: rate_limiting, spans_per_second: 1000}
  *     - {name: always, type: always_sample}
+ *     - {name: flagged, type: boolean_attribute, key: app.debug, value: true, invert_match: false}
+ *     - {name: vendor, type: trace_state, key: vendor, values: [sample]}
+ *     - {name: busy, type: span_count, min_spans: 2, max_spans: 100}
  *     - {name: slow-and-some, type: and, and_sub_policy: [{...}, {...}]}
+ *     - {name: no-health, type: drop, drop_sub_policy: [{...}]}  (all match: dropped, whatever else)
  *     - {name: mix, type: composite, composite: {max_total_spans_per_second: 1000, policy_order: [errors, rest],
  *        composite_sub_policy: [{name: errors, ...}, {name: rest, ...}],
  *        rate_allocation: [{policy: errors, percent: 75}, {policy: rest, percent: 25}]}}
- *   A trace is kept when any policy samples it and no invert_match policy rejects it.
+ *   A trace is kept when any policy samples it, no invert_match policy rejects it and no drop
+ *   policy matches it.
  *
  * Counters: traces_sampled, traces_dropped, spans_sampled, spans_dropped, evicted_early,
  * spans_over_limit, late_spans_sampled, late_spans_dropped, traces_decided_late (more than a tenth of decision_wait after it ended), decision_lag_max_ms.
@@ -44,10 +50,15 @@ static const spanhost_host_api *host;
 #define P_AND 7
 #define P_COMPOSITE 8
 #define P_OTTL 9
+#define P_SPAN_COUNT 10
+#define P_BOOL 11
+#define P_TRACE_STATE 12
+#define P_DROP 13
 
 #define D_NOT_SAMPLED 0
 #define D_SAMPLED 1
 #define D_INVERT_NOT_SAMPLED 2
+#define D_DROPPED 3 /* a drop policy matched: not sampled, whatever the others say */
 
 typedef struct policy {
     int type;
@@ -59,6 +70,8 @@ typedef struct policy {
     regex_t *res;
     size_t nvalues;
     int regex, invert;
+    int32_t bool_value;        /* P_BOOL */
+    int64_t min_spans, max_spans; /* P_SPAN_COUNT; max 0: no upper bound */
     double min_value, max_value;
     int has_min, has_max;
     double spans_per_second;
@@ -226,6 +239,53 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         }
         return 0;
     }
+    if (util_str_is(type, "span_count")) {
+        p->type = P_SPAN_COUNT;
+        snprintf(k, sizeof k, "%s.min_spans", params);
+        if (host->config_int(c, k, &p->min_spans) != SPANHOST_CONFIG_FOUND || p->min_spans < 0) PFAIL("%s: required, at least 0", k);
+        snprintf(k, sizeof k, "%s.max_spans", params);
+        if (host->config_int(c, k, &p->max_spans) == SPANHOST_CONFIG_WRONG_TYPE || p->max_spans < 0) PFAIL("%s: must be at least 0", k);
+        if (p->max_spans && p->max_spans < p->min_spans) PFAIL("%s: must be at least min_spans", k);
+        return 0;
+    }
+    if (util_str_is(type, "boolean_attribute")) {
+        p->type = P_BOOL;
+        snprintf(k, sizeof k, "%s.key", params);
+        if (host->config_string(c, k, &p->key) != SPANHOST_CONFIG_FOUND) PFAIL("%s: required", k);
+        snprintf(k, sizeof k, "%s.value", params);
+        if (host->config_bool(c, k, &p->bool_value) != SPANHOST_CONFIG_FOUND) PFAIL("%s: required, true or false", k);
+        int32_t b = 0;
+        snprintf(k, sizeof k, "%s.invert_match", params);
+        host->config_bool(c, k, &b);
+        p->invert = b;
+        return 0;
+    }
+    if (util_str_is(type, "trace_state")) {
+        p->type = P_TRACE_STATE;
+        snprintf(k, sizeof k, "%s.key", params);
+        if (host->config_string(c, k, &p->key) != SPANHOST_CONFIG_FOUND || !p->key.len) PFAIL("%s: required", k);
+        snprintf(k, sizeof k, "%s.values", params);
+        if (host->config_count(c, k, &p->nvalues) != SPANHOST_CONFIG_FOUND || !p->nvalues) PFAIL("%s: required, a list", k);
+        p->values = (spanhost_str *)calloc(p->nvalues, sizeof *p->values);
+        for (size_t i = 0; i < p->nvalues; i++) {
+            snprintf(k, sizeof k, "%s.values.%zu", params, i);
+            if (host->config_string(c, k, &p->values[i]) != SPANHOST_CONFIG_FOUND) { p->nvalues = i; PFAIL("%s: must be a string", k); }
+        }
+        return 0;
+    }
+    if (util_str_is(type, "drop")) {
+        /* The Collector's drop policy: a trace every drop_sub_policy samples is dropped, whatever
+         * the other policies decide. */
+        p->type = P_DROP;
+        snprintf(k, sizeof k, "%s.drop_sub_policy", params);
+        if (host->config_count(c, k, &p->nsub) != SPANHOST_CONFIG_FOUND || !p->nsub) PFAIL("%s: required, a list of policies", k);
+        p->sub = (policy *)calloc(p->nsub, sizeof *p->sub);
+        for (size_t i = 0; i < p->nsub; i++) {
+            snprintf(k, sizeof k, "%s.drop_sub_policy.%zu", params, i);
+            if (parse_policy(c, k, &p->sub[i], instance, status)) return -1;
+        }
+        return 0;
+    }
     if (util_str_is(type, "rate_limiting")) {
         p->type = P_RATE;
         snprintf(k, sizeof k, "%s.spans_per_second", params);
@@ -302,7 +362,7 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         return 0;
     }
     PFAIL("%s.type: '%.*s' is not supported (always_sample, status_code, latency, probabilistic, string_attribute, "
-          "numeric_attribute, rate_limiting, and, composite)", path, (int)type.len, type.ptr);
+          "numeric_attribute, boolean_attribute, trace_state, span_count, ottl_condition, rate_limiting, and, drop, composite)", path, (int)type.len, type.ptr);
 }
 
 /* --- Decisions ------------------------------------------------------------------------- */
@@ -343,6 +403,29 @@ static int numeric_matches(const policy *p, const spanhost_span *s) {
     double x;
     if (!v || util_value_number(v, &x)) return 0;
     return (!p->has_min || x >= p->min_value) && (!p->has_max || x <= p->max_value);
+}
+
+static int bool_matches(const policy *p, const spanhost_span *s) {
+    const spanhost_value *v = util_find(&s->attributes, p->key);
+    return v && v->type == SPANHOST_VALUE_BOOL && (v->as.bool_value != 0) == (p->bool_value != 0);
+}
+
+/* Whether the W3C trace state ("k1=v1,k2=v2") holds the policy's key with one of its values. */
+static int trace_state_matches(const policy *p, const spanhost_span *s) {
+    const char *at = s->trace_state.ptr, *end = at ? at + s->trace_state.len : NULL;
+    while (at && at < end) {
+        const char *comma = memchr(at, ',', (size_t)(end - at)), *stop = comma ? comma : end;
+        while (at < stop && (*at == ' ' || *at == '\t')) at++;
+        const char *eq = memchr(at, '=', (size_t)(stop - at));
+        if (eq && (size_t)(eq - at) == p->key.len && !memcmp(at, p->key.ptr, p->key.len)) {
+            const char *v = eq + 1, *vend = stop;
+            while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t')) vend--;
+            for (size_t i = 0; i < p->nvalues; i++)
+                if (p->values[i].len == (size_t)(vend - v) && !memcmp(p->values[i].ptr, v, p->values[i].len)) return 1;
+        }
+        at = comma ? comma + 1 : end;
+    }
+    return 0;
 }
 
 /* Whether any OTTL condition of `p` holds for any span (or event) of the trace. Run with no batch: what a
@@ -421,9 +504,19 @@ static int evaluate(policy *p, const trace *t) {
         return D_SAMPLED;
     }
     case P_AND:
+    case P_DROP:
         for (size_t i = 0; i < p->nsub; i++)
             if (evaluate(&p->sub[i], t) != D_SAMPLED) return D_NOT_SAMPLED;
-        return D_SAMPLED;
+        return p->type == P_DROP ? D_DROPPED : D_SAMPLED;
+    case P_SPAN_COUNT:
+        return (int64_t)t->span_count >= p->min_spans && (!p->max_spans || (int64_t)t->span_count <= p->max_spans) ? D_SAMPLED
+                                                                                                                  : D_NOT_SAMPLED;
+    case P_BOOL: {
+        int hit = any_span(t, p, bool_matches);
+        if (p->invert) return hit ? D_INVERT_NOT_SAMPLED : D_SAMPLED;
+        return hit ? D_SAMPLED : D_NOT_SAMPLED;
+    }
+    case P_TRACE_STATE: return any_span(t, p, trace_state_matches) ? D_SAMPLED : D_NOT_SAMPLED;
     case P_COMPOSITE: {
         uint64_t now = util_now_ns();
         for (size_t i = 0; i < p->nsub; i++) {
@@ -442,11 +535,13 @@ static int evaluate(policy *p, const trace *t) {
     return D_NOT_SAMPLED;
 }
 
+/* A drop policy's match or an inverted match drops the trace whatever the others say; else any
+ * sampled samples it. */
 static int decide(sampler *s, const trace *t) {
     int sampled = 0;
     for (size_t i = 0; i < s->npolicies; i++) {
         int d = evaluate(&s->policies[i], t);
-        if (d == D_INVERT_NOT_SAMPLED) return 0;
+        if (d == D_DROPPED || d == D_INVERT_NOT_SAMPLED) return 0;
         if (d == D_SAMPLED) sampled = 1;
     }
     return sampled;
@@ -522,6 +617,17 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
         snprintf(status->message, status->message_cap, "decision_cache.size: must be a positive integer");
         goto fail;
     }
+    /* The Collector's keys: both decisions share one table here, as large as the two together. */
+    int64_t sampled_cache = 0, non_sampled_cache = 0;
+    int has_sampled = host->config_int(config, "decision_cache.sampled_cache_size", &sampled_cache);
+    int has_non_sampled = host->config_int(config, "decision_cache.non_sampled_cache_size", &non_sampled_cache);
+    if (has_sampled == SPANHOST_CONFIG_WRONG_TYPE || has_non_sampled == SPANHOST_CONFIG_WRONG_TYPE || sampled_cache < 0 ||
+        non_sampled_cache < 0) {
+        snprintf(status->message, status->message_cap, "decision_cache: sampled_cache_size and non_sampled_cache_size are counts of traces");
+        goto fail;
+    }
+    if (has_sampled == SPANHOST_CONFIG_FOUND || has_non_sampled == SPANHOST_CONFIG_FOUND)
+        cache = sampled_cache + non_sampled_cache > 0 ? sampled_cache + non_sampled_cache : 1;
     if (host->config_count(config, "policies", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
         snprintf(status->message, status->message_cap, "policies: required, a list of {name, type, ...}");
         goto fail;
