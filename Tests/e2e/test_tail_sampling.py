@@ -289,3 +289,67 @@ def test_policies_in_the_collectors_nested_shape(spanhost, tmp):
     assert wait_for(lambda: kept() == want, timeout=15), kept()
     counters = s.status()["pipelines"][0]["processors"][0]["counters"]
     assert counters["traces_sampled"] == 2 and counters["traces_dropped"] == 3, counters
+
+
+# The policies as the Collector's tail_sampling README writes them (processor/tailsamplingprocessor/README.md).
+NEW_POLICIES = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+processors:
+  tail_sampling:
+    decision_wait: 1s
+    decision_cache:
+      sampled_cache_size: 100_000
+      non_sampled_cache_size: 100_000
+    policies:
+      [
+        {{name: test-policy-9, type: span_count, span_count: {{min_spans: 2, max_spans: 3}}}},
+        {{name: test-policy-10, type: trace_state, trace_state: {{key: key3, values: [value1, value2]}}}},
+        {{name: test-policy-12, type: boolean_attribute, boolean_attribute: {{key: key4, value: true}}}},
+        {{name: drop-it, type: drop, drop: {{drop_sub_policy: [
+            {{name: health, type: string_attribute, string_attribute: {{key: url.path, values: [/health]}}}}]}}}},
+      ]
+exporters:
+  file:
+    path: {tmp}/sampled.jsonl
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling]
+      exporters: [file]
+"""
+
+
+def test_span_count_trace_state_boolean_attribute_and_drop_policies(spanhost, tmp):
+    rng = random.Random(31)
+    s = spanhost(NEW_POLICIES)
+
+    def trace(spans=1, state="", flag=None, path=None):
+        t = make_trace(rng, "normal")[:spans]
+        t[0].trace_state = state
+        if flag is not None:
+            kv = t[0].attributes.add()
+            kv.key, kv.value.bool_value = "key4", flag
+        if path:
+            kv = t[-1].attributes.add()
+            kv.key, kv.value.string_value = "url.path", path
+        return t
+
+    keep = {"three spans": trace(spans=3), "state": trace(state="key1=a, key3=value2"), "flag": trace(flag=True)}
+    drop = {"one span": trace(), "four spans": trace(spans=4), "other state": trace(state="key3=value9"),
+            "flag false": trace(flag=False),
+            # span_count would keep it; the drop policy wins.
+            "health": trace(spans=2, path="/health")}
+    post(s.url, [sp for t in list(keep.values()) + list(drop.values()) for sp in t])
+    counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
+    assert wait_for(lambda: counters().get("traces_sampled", 0) + counters().get("traces_dropped", 0) == 8, timeout=20), counters()
+    kept = {g["span"]["traceId"] for g in read_file_export(os.path.join(tmp, "sampled.jsonl"))}
+    assert kept == {t[0].trace_id.hex() for t in keep.values()}

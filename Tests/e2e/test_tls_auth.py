@@ -231,8 +231,12 @@ def test_auth_and_tls_config_errors_are_named(tmp, pki):
     assert r.returncode == 0, r.stderr
     r = check(tmp, "extensions:\n  zpages: {}\n" + with_auth)
     assert r.returncode in (2, 64) and "extension type 'zpages' is not supported" in r.stderr, r.stderr
-    r = check(tmp, "extensions:\n  bearertokenauth: {token: a, filename: /x}\n" + with_auth)
-    assert r.returncode in (2, 64) and "only one of token, tokens or filename" in r.stderr, r.stderr
+    # As in the Collector, filename wins over token: the file must be readable.
+    enabled = with_auth.replace("service:\n", "service:\n  extensions: [bearertokenauth]\n")
+    r = check(tmp, "extensions:\n  bearertokenauth: {token: a, filename: /x}\n" + enabled)
+    assert r.returncode in (2, 64) and "cannot read the token file /x" in r.stderr, r.stderr
+    r = check(tmp, "extensions:\n  bearertokenauth: {token: a, tokens: [b]}\n" + enabled)
+    assert r.returncode in (2, 64) and "set token or tokens, not both" in r.stderr, r.stderr
     missing = EXPOSED.replace('endpoint: "0.0.0.0:0"', f'endpoint: "127.0.0.1:0", tls: {{cert_file: "{tmp}/none.pem", key_file: "{pki["key"]}"}}')
     r = check(tmp, missing)
     assert r.returncode in (2, 64) and "receivers.otlp.protocols.http.tls.cert_file" in r.stderr and "cannot read" in r.stderr, r.stderr

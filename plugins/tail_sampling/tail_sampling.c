@@ -760,6 +760,8 @@ static const spanhost_config_key config_keys[] = {
     {"max_spans_per_trace", SPANHOST_TYPE_INT, 0, "10000", "spans held per trace; more are counted and dropped"},
     {"decision_cache", SPANHOST_TYPE_MAP, 0, NULL, "decisions remembered, so late spans follow their trace"},
     {"decision_cache.size", SPANHOST_TYPE_INT, 0, "100000", "how many"},
+    {"decision_cache.sampled_cache_size", SPANHOST_TYPE_INT, 0, NULL, "the Collector's key: added to non_sampled_cache_size for one table"},
+    {"decision_cache.non_sampled_cache_size", SPANHOST_TYPE_INT, 0, NULL, "the Collector's key: added to sampled_cache_size for one table"},
     {"policies", SPANHOST_TYPE_LIST, 1, NULL, "{name, type, ...}: a trace is kept when any policy samples it"},
 };
 
