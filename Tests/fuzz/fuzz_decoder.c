@@ -92,6 +92,23 @@ static int decode(spanhost_batch *b, const uint8_t *data, size_t size, char *err
 #include "proto_mutator.c"
 #endif
 
+/* Whether an event name or a link's trace state holds '|', the Zipkin annotation and link
+ * separator. */
+static int has_bar(const spanhost_batch *b) {
+    for (size_t i = 0; i < b->resource_spans_count; i++)
+        for (size_t j = 0; j < b->resource_spans[i]->scope_spans_count; j++) {
+            const spanhost_scope_spans *ss = b->resource_spans[i]->scope_spans[j];
+            for (size_t k = 0; k < ss->spans_count; k++) {
+                const spanhost_span *s = ss->spans[k];
+                for (size_t e = 0; e < s->events_count; e++)
+                    if (s->events[e]->name.len && memchr(s->events[e]->name.ptr, '|', s->events[e]->name.len)) return 1;
+                for (size_t l = 0; l < s->links_count; l++)
+                    if (s->links[l]->trace_state.len && memchr(s->links[l]->trace_state.ptr, '|', s->links[l]->trace_state.len)) return 1;
+            }
+        }
+    return 0;
+}
+
 /* Copies every span of `b` into a new batch, as tail sampling does, and checks the copy. */
 static void copy_every_span(const spanhost_batch *b) {
     spanhost_batch *copy = sh_batch_new();
@@ -160,9 +177,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             sh_buffer_free(&json);
         }
         /* What the zipkin exporter writes, the zipkin receiver reads, every span of it (a
-         * batch with an all-zero id is refused by the encoder, as by the Collector's). */
+         * batch with an all-zero id is refused by the encoder, as by the Collector's; an event
+         * name or link trace state with '|' cannot be told from the format's separators, in
+         * the Collector as here). */
         spanhost_buffer zipkin = {0};
-        if (sh_encode_batch(b, SPANHOST_ENCODING_ZIPKIN_JSON, &zipkin) == 0) {
+        if (!has_bar(b) && sh_encode_batch(b, SPANHOST_ENCODING_ZIPKIN_JSON, &zipkin) == 0) {
             spanhost_batch *from_zipkin = sh_batch_new();
             if (from_zipkin) {
                 if (sh_decode_zipkin_json(from_zipkin, zipkin.data, zipkin.len, err, sizeof err) != 0) {
