@@ -269,8 +269,11 @@ service:
 """), plugins_dir=plugin_dir(tmp, "null"))
     # Each death doubles the pause before the next worker: 0.1, 0.2, 0.4, 0.8, 1.6 s.
     for _ in range(5):
-        assert wait_for(lambda: host.status()["supervisor"]["worker"] == "running", timeout=30)
-        os.kill(host.server_pid, signal.SIGKILL)
+        # The pid of a running worker, read in one status: never 0, which os.kill would take for
+        # this test's own process group.
+        pid = wait_for(lambda: (lambda sup: sup["worker"] == "running" and sup["worker_pid"])(host.status()["supervisor"]), timeout=30)
+        assert pid and pid > 0, host.status()["supervisor"]
+        os.kill(pid, signal.SIGKILL)
         assert wait_for(lambda: host.status()["supervisor"]["worker_pid"] == 0, timeout=10)
     started = time.time()
     r = requests.post(host.url, json=spans(["in-the-gap"]), timeout=10)
