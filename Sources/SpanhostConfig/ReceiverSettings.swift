@@ -85,9 +85,12 @@ public enum ReceiverSettings: Sendable, Equatable {
         var endpoints: [Endpoint: ComponentID] = [:]
         var datagramEndpoints: [Endpoint: ComponentID] = [:]
         let used = Set(config.pipelines.flatMap(\.receivers))
+        var errors: [ConfigError] = []
         for receiver in config.receivers {
             let path = "receivers.\(receiver.id)"
-            let settings = try ReceiverSettings(type: receiver.id.type, settings: receiver.settings, path: path)
+            // Every receiver's mistakes are reported together.
+            guard let settings = try collecting(&errors, { try ReceiverSettings(type: receiver.id.type, settings: receiver.settings, path: path) })
+            else { continue }
             guard used.contains(receiver.id) else { continue }
             if let endpoint = settings.endpoint {
                 if let other = endpoints[endpoint] {
@@ -104,9 +107,10 @@ public enum ReceiverSettings: Sendable, Equatable {
                     datagramEndpoints[agent.endpoint] = receiver.id
                 }
             }
-            _ = try config.authenticator(settings.security?.authenticator, path: settings.securityPath(path))
+            _ = try collecting(&errors) { try config.authenticator(settings.security?.authenticator, path: settings.securityPath(path)) }
             result[receiver.id] = settings
         }
+        if let error = ConfigError.all(errors) { throw error }
         return result
     }
 }

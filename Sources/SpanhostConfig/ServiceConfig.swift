@@ -275,14 +275,17 @@ public struct ServiceConfig: Sendable, Equatable {
         guard let pipelines = service["pipelines"]?.mapEntries, !pipelines.isEmpty else {
             throw ConfigError("service.pipelines", "define at least one pipeline")
         }
+        var errors: [ConfigError] = []
         for entry in pipelines {
-            config.pipelines.append(try parsePipeline(entry, config: config))
+            if let pipeline = try collecting(&errors, { try parsePipeline(entry, config: config) }) { config.pipelines.append(pipeline) }
         }
+        if let error = ConfigError.all(errors) { throw error }
         try adoptMemoryLimiterProcessors(&config)
         try adoptBatchProcessors(&config)
-        try resolveClientAuth(&config)
-        // Receivers are read here too, so their errors come with the others (and name unset variables).
-        _ = try ReceiverSettings.used(in: config)
+        // The exporters' auth and the receivers are independent: their errors come together.
+        _ = try collecting(&errors) { try resolveClientAuth(&config) }
+        _ = try collecting(&errors) { try ReceiverSettings.used(in: config) }
+        if let error = ConfigError.all(errors) { throw error }
         return config
     }
 
@@ -316,8 +319,10 @@ public struct ServiceConfig: Sendable, Equatable {
             let header = ConfigValue.map([.init(key: "headers", value: .map([.init(key: settings.header, value: .string(value))]))])
             component.settings = ConfigValue.map(entries).merged(with: header)
         }
-        for index in config.exporters.indices { try resolve(&config.exporters[index], kind: "exporters") }
-        for index in config.notifiers.indices { try resolve(&config.notifiers[index], kind: "notifiers") }
+        var errors: [ConfigError] = []
+        for index in config.exporters.indices { _ = try collecting(&errors) { try resolve(&config.exporters[index], kind: "exporters") } }
+        for index in config.notifiers.indices { _ = try collecting(&errors) { try resolve(&config.notifiers[index], kind: "notifiers") } }
+        if let error = ConfigError.all(errors) { throw error }
     }
 
     /// The Collector's `batch` processor becomes batching in the sending queue of each exporter

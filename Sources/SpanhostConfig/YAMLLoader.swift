@@ -143,8 +143,11 @@ extension ConfigError {
     /// This error, saying which unset variables its key (or a key below it) came from.
     public func naming(_ unset: [YAMLLoader.UnsetVariable]) -> ConfigError {
         let names = unset.filter { $0.path == path || $0.path.hasPrefix(path + ".") || path.hasPrefix($0.path + ".") }.map(\.name)
-        guard !names.isEmpty else { return self }
+        var named = self
+        named.more = more.map { $0.naming(unset) }
+        guard !names.isEmpty else { return named }
         let list = Array(Set(names)).sorted().map { "${\($0)}" }.joined(separator: ", ")
-        return ConfigError(path, "\(message) (\(list) \(names.count == 1 ? "is" : "are") not set, so it expanded to nothing)")
+        named.message = "\(message) (\(list) \(Set(names).count == 1 ? "is" : "are") not set, so it expanded to nothing)"
+        return named
     }
 }

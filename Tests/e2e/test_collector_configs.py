@@ -202,3 +202,30 @@ service:
     zipkin = f"http://127.0.0.1:{zipkin_port}/api/v2/spans"
     assert requests.post(zipkin, json=[], headers={"Authorization": "Bearer k1"}, timeout=10).status_code == 401
     assert requests.post(zipkin, json=[], headers={"X-Api-Key": "k1"}, timeout=10).status_code == 202
+
+
+def test_the_mistakes_of_independent_parts_are_reported_together(tmp):
+    code, out = check(tmp, """
+receivers:
+  zipkin:
+    endpont: 127.0.0.1:9411
+  jaeger:
+    protocols:
+      grpc:
+  otlp:
+    protocols:
+      http:
+        max_spans_per_request: -1
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:4318
+    auth: {authenticator: bearertokenauth/missing}
+service:
+  pipelines:
+    traces: {receivers: [zipkin, jaeger, otlp], exporters: [otlphttp]}
+""")
+    assert code != 0, out
+    for message in ["receivers.zipkin.endpont: unknown key", "receivers.jaeger.protocols.grpc: gRPC is not supported",
+                    "receivers.otlp.protocols.http.max_spans_per_request: must be from 1",
+                    "exporters.otlphttp.auth.authenticator: 'bearertokenauth/missing' is not an enabled extension"]:
+        assert message in out, (message, out)
