@@ -76,6 +76,7 @@ let package = Package(
             dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostQueues", "SpanhostReceivers", "SpanhostDerived",
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]

@@ -5,6 +5,7 @@ public enum CollectorKeys {
     private static let tracesOnly = "spanhost carries traces only"
     private static let httpClientTuning = "connection tuning of the Go HTTP client; spanhost keeps one pool per exporter"
     private static let noRequestMetadata = "request headers do not reach the pipelines yet"
+    static let exponentialHistograms = "exponential histograms are not supported by spanhost: use explicit buckets"
 
     static let notSupported: [String: String] = {
         var keys: [String: String] = [

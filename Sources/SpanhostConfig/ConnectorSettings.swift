@@ -1,13 +1,17 @@
 /// A `connectors:` entry: telemetry the host derives from the spans of the pipelines that list
-/// it under `exporters:` (as the Collector's connectors), served at /metrics and /status.
+/// it under `exporters:` (as the Collector's connectors). Its metrics are served at the admin
+/// endpoint's /metrics, and go out through the exporters of the `metrics` pipelines that list
+/// it under `receivers:` (see MetricsPipelineConfig).
 ///
 ///     connectors:
 ///       servicegraph:                  # calls between services: CLIENT/SERVER and PRODUCER/CONSUMER pairs
 ///         latency_histogram_buckets: [10ms, 100ms, 1s]
+///         dimensions: [deployment.environment]
 ///         store: {ttl: 2s, max_items: 1000}
 ///         completeness_window: 1m      # share of traces with a root span, per service
 ///       spanmetrics:                   # calls, errors and durations per service and span name
-///         histogram: {explicit: {buckets: [10ms, 100ms, 1s]}}
+///         histogram: {unit: ms, explicit: {buckets: [10ms, 100ms, 1s]}}
+///         dimensions: [{name: http.method, default: GET}]
 ///         dimensions_cache_size: 1000
 public struct ConnectorConfig: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
@@ -23,53 +27,70 @@ public struct ConnectorConfig: Sendable, Equatable {
     public init(id: ComponentID, settings: ConfigValue) throws {
         let path = "connectors.\(id)"
         self.id = id
-        func check(_ allowed: [String], in value: ConfigValue?, at path: String) throws {
-            for entry in value?.mapEntries ?? [] where !allowed.contains(entry.key) {
-                throw ConfigError("\(path).\(entry.key)", "unknown key; expected \(allowed.joined(separator: ", "))")
-            }
-        }
-        func buckets(_ value: ConfigValue?, _ path: String) throws -> [Duration]? {
-            guard let value, value != .null else { return nil }
-            guard case .list(let items) = value, !items.isEmpty else { throw ConfigError(path, "must be a list of durations") }
-            let list = try items.enumerated().map { try parseDuration($1, path: "\(path).\($0)") }
-            guard zip(list, list.dropFirst()).allSatisfy({ $0 < $1 }) else { throw ConfigError(path, "must be in increasing order") }
-            return list
-        }
-        func count(_ value: ConfigValue?, _ path: String, _ fallback: Int) throws -> Int {
-            guard let value, value != .null else { return fallback }
-            guard let n = value.intValue, n >= 1, n <= 1_000_000 else { throw ConfigError(path, "must be an integer from 1 to 1000000") }
-            return Int(n)
-        }
         switch id.type {
-        case "servicegraph":
-            try check(["latency_histogram_buckets", "store", "completeness_window"], in: settings, at: path)
-            try check(["ttl", "max_items"], in: settings["store"], at: "\(path).store")
-            var s = ServiceGraphSettings()
-            if let b = try buckets(settings["latency_histogram_buckets"], "\(path).latency_histogram_buckets") { s.buckets = b }
-            if let ttl = settings["store"]?["ttl"] { s.ttl = try parseDuration(ttl, path: "\(path).store.ttl") }
-            s.maxItems = try count(settings["store"]?["max_items"], "\(path).store.max_items", s.maxItems)
-            if let window = settings["completeness_window"] {
-                s.completenessWindow = try parseDuration(window, path: "\(path).completeness_window")
-                guard s.completenessWindow >= .seconds(1) else { throw ConfigError("\(path).completeness_window", "must be at least 1s") }
-            }
-            kind = .serviceGraph(s)
-        case "spanmetrics":
-            try check(["histogram", "dimensions_cache_size"], in: settings, at: path)
-            try check(["explicit"], in: settings["histogram"], at: "\(path).histogram")
-            try check(["buckets"], in: settings["histogram"]?["explicit"], at: "\(path).histogram.explicit")
-            var s = SpanMetricsSettings()
-            if let b = try buckets(settings["histogram"]?["explicit"]?["buckets"], "\(path).histogram.explicit.buckets") { s.buckets = b }
-            s.maxSeries = try count(settings["dimensions_cache_size"], "\(path).dimensions_cache_size", s.maxSeries)
-            kind = .spanMetrics(s)
+        case "servicegraph": kind = .serviceGraph(try ServiceGraphSettings(settings, path: path))
+        case "spanmetrics": kind = .spanMetrics(try SpanMetricsSettings(settings, path: path))
         default:
             throw ConfigError(path, "unknown connector '\(id.type)'; expected \(Self.types.joined(separator: " or "))")
         }
     }
+
+    /// How often the metrics go to pushing exporters (otlphttp); a scrape reads them when it comes.
+    public var flushInterval: Duration {
+        switch kind {
+        case .serviceGraph(let s): return s.flushInterval
+        case .spanMetrics(let s): return s.flushInterval
+        }
+    }
+}
+
+/// The Collector's default latency buckets for both connectors.
+private let defaultBuckets: [Duration] = [2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10_000, 15_000].map { .milliseconds($0) }
+
+private func parseBuckets(_ value: ConfigValue?, _ path: String) throws -> [Duration]? {
+    guard let value, value != .null else { return nil }
+    guard case .list(let items) = value, !items.isEmpty else { throw ConfigError(path, "must be a list of durations") }
+    let list = try items.enumerated().map { try parseDuration($1, path: "\(path).\($0)") }
+    guard zip(list, list.dropFirst()).allSatisfy({ $0 < $1 }) else { throw ConfigError(path, "must be in increasing order") }
+    return list
+}
+
+private func cacheSize(_ value: ConfigValue?, _ path: String, _ fallback: Int) throws -> Int {
+    guard let value, value != .null else { return fallback }
+    return try parseCount(value, path: path, in: 1...1_000_000)
+}
+
+private func parseNames(_ value: ConfigValue?, _ path: String) throws -> [String] {
+    guard let value, value != .null else { return [] }
+    guard case .list(let items) = value else { throw ConfigError(path, "must be a list of attribute names") }
+    return try items.enumerated().map { try requireString($1, "\(path).\($0)") }
+}
+
+/// A span or resource attribute that becomes a label; without `default`, series of spans that
+/// lack it have no such label.
+public struct MetricDimension: Sendable, Equatable {
+    public var name: String
+    public var defaultValue: String?
+}
+
+private func parseDimensions(_ value: ConfigValue?, _ path: String) throws -> [MetricDimension] {
+    guard let value, value != .null else { return [] }
+    guard case .list(let items) = value else { throw ConfigError(path, "must be a list of {name, default}") }
+    return try items.enumerated().map { index, item in
+        let itemPath = "\(path).\(index)"
+        if let name = item.stringValue { return MetricDimension(name: name) }
+        try item.requireKnownKeys(["name", "default"], path: itemPath)
+        guard let name = item["name"] else { throw ConfigError("\(itemPath).name", "required") }
+        return MetricDimension(name: try requireString(name, "\(itemPath).name"),
+                               defaultValue: try item["default"].flatMap { $0 == .null ? nil : try requireString($0, "\(itemPath).default") })
+    }
 }
 
 public struct ServiceGraphSettings: Sendable, Equatable {
-    /// Upper bounds of the latency histogram buckets (the Collector's defaults).
-    public var buckets: [Duration] = [2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10_000, 15_000].map { .milliseconds($0) }
+    public var buckets = defaultBuckets
+    /// Attributes of the client span (then its resource) and of the server span added to each
+    /// edge as `client_<name>` and `server_<name>`.
+    public var dimensions: [String] = []
     /// How long half of a call (a client span without its server span, or the reverse) waits
     /// for the other half.
     public var ttl: Duration = .seconds(2)
@@ -77,13 +98,112 @@ public struct ServiceGraphSettings: Sendable, Equatable {
     public var maxItems = 1000
     /// Window over which trace completeness is measured.
     public var completenessWindow: Duration = .seconds(60)
+    public var flushInterval: Duration = .seconds(60)
     public init() {}
+
+    init(_ settings: ConfigValue, path: String) throws {
+        // cache_loop, store_expiration_loop: expiry runs on every batch and scrape here.
+        // virtual_node_*, database_name_attribute(s): unpaired halves are not drawn as virtual nodes.
+        try settings.requireKnownKeys(["latency_histogram_buckets", "dimensions", "store", "completeness_window", "metrics_flush_interval",
+                                       "metrics_exporter", "cache_loop", "store_expiration_loop", "virtual_node_peer_attributes",
+                                       "virtual_node_extra_label", "database_name_attribute", "database_name_attributes",
+                                       "exponential_histogram_max_size"], path: path)
+        try settings["store"]?.requireKnownKeys(["ttl", "max_items"], path: "\(path).store")
+        if let size = settings["exponential_histogram_max_size"], size != .null, size.intValue != 0 {
+            throw ConfigError("\(path).exponential_histogram_max_size", CollectorKeys.exponentialHistograms)
+        }
+        for key in ["cache_loop", "store_expiration_loop"] { if let v = settings[key] { _ = try parseDuration(v, path: "\(path).\(key)") } }
+        _ = try parseNames(settings["virtual_node_peer_attributes"], "\(path).virtual_node_peer_attributes")
+        _ = try parseNames(settings["database_name_attributes"], "\(path).database_name_attributes")
+        if let b = try parseBuckets(settings["latency_histogram_buckets"], "\(path).latency_histogram_buckets") { buckets = b }
+        dimensions = try parseNames(settings["dimensions"], "\(path).dimensions")
+        if let ttl = settings["store"]?["ttl"] { self.ttl = try parseDuration(ttl, path: "\(path).store.ttl") }
+        maxItems = try cacheSize(settings["store"]?["max_items"], "\(path).store.max_items", maxItems)
+        if let window = settings["completeness_window"] {
+            completenessWindow = try parseDuration(window, path: "\(path).completeness_window")
+            guard completenessWindow >= .seconds(1) else { throw ConfigError("\(path).completeness_window", "must be at least 1s") }
+        }
+        if let v = settings["metrics_flush_interval"] { flushInterval = try parseDuration(v, path: "\(path).metrics_flush_interval") }
+    }
 }
 
 public struct SpanMetricsSettings: Sendable, Equatable {
-    public var buckets: [Duration] = [2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10_000, 15_000].map { .milliseconds($0) }
-    /// Distinct (service, span name, kind, status) series at most; spans of further series are
-    /// counted in one overflow series.
+    public static let defaultLabels = ["service.name", "span.name", "span.kind", "status.code"]
+
+    public var buckets = defaultBuckets
+    /// Durations are recorded in milliseconds (the Collector's default) or seconds.
+    public var unitSeconds = false
+    public var histogramDisabled = false
+    public var dimensions: [MetricDimension] = []
+    /// Default labels (`service.name`, `span.name`, `span.kind`, `status.code`) left out.
+    public var excluded: Set<String> = []
+    /// Metric names start with it (`traces.span.metrics.calls`, Prometheus `traces_span_metrics_calls_total`).
+    public var namespace = "traces.span.metrics"
+    /// Distinct series at most; spans of further series are counted in one overflow series.
     public var maxSeries = 1000
+    /// Series without a new span for this long are no longer exported (nil: never).
+    public var expiration: Duration?
+    /// With `events.enabled`, the span events counted per these event attributes.
+    public var eventDimensions: [MetricDimension]?
+    public var delta = false
+    public var flushInterval: Duration = .seconds(15)
     public init() {}
+
+    init(_ settings: ConfigValue, path: String) throws {
+        // resource_metrics_cache_size, resource_metrics_key_attributes, delta_temporality: series
+        // are keyed by their labels alone here, so there is no per-resource cache to size.
+        // exemplars: the Prometheus text format written here carries none.
+        try settings.requireKnownKeys(["histogram", "dimensions", "exclude_dimensions", "dimensions_cache_size", "namespace",
+                                       "aggregation_temporality", "metrics_flush_interval", "metrics_expiration", "exemplars",
+                                       "events", "resource_metrics_cache_size", "resource_metrics_key_attributes",
+                                       "delta_temporality", "aggregation_cardinality_limit"], path: path)
+        let histogram = settings["histogram"]
+        try histogram?.requireKnownKeys(["disable", "unit", "explicit", "exponential"], path: "\(path).histogram")
+        try histogram?["explicit"]?.requireKnownKeys(["buckets"], path: "\(path).histogram.explicit")
+        if let e = histogram?["exponential"], e != .null { throw ConfigError("\(path).histogram.exponential", CollectorKeys.exponentialHistograms) }
+        if let b = try parseBuckets(histogram?["explicit"]?["buckets"], "\(path).histogram.explicit.buckets") { buckets = b }
+        if let v = histogram?["disable"] { histogramDisabled = try parseBool(v, path: "\(path).histogram.disable") }
+        switch try histogram?["unit"].map({ try requireString($0, "\(path).histogram.unit") }) {
+        case nil, "ms": unitSeconds = false
+        case "s": unitSeconds = true
+        case let other?: throw ConfigError("\(path).histogram.unit", "'\(other)' is not a unit; expected ms or s")
+        }
+        dimensions = try parseDimensions(settings["dimensions"], "\(path).dimensions")
+        for (index, name) in try parseNames(settings["exclude_dimensions"], "\(path).exclude_dimensions").enumerated() {
+            guard Self.defaultLabels.contains(name) else {
+                throw ConfigError("\(path).exclude_dimensions.\(index)", "'\(name)' is not a default dimension; expected one of \(Self.defaultLabels.joined(separator: ", "))")
+            }
+            excluded.insert(name)
+        }
+        let all = Self.defaultLabels.filter { !excluded.contains($0) } + dimensions.map(\.name)
+        if let twice = all.first(where: { name in all.filter { $0 == name }.count > 1 }) {
+            throw ConfigError("\(path).dimensions", "'\(twice)' is listed twice (the default dimensions are \(Self.defaultLabels.joined(separator: ", ")))")
+        }
+        if let v = settings["namespace"], v != .null { namespace = try requireString(v, "\(path).namespace") }
+        maxSeries = try cacheSize(settings["dimensions_cache_size"] ?? settings["aggregation_cardinality_limit"], "\(path).dimensions_cache_size", maxSeries)
+        _ = try cacheSize(settings["resource_metrics_cache_size"], "\(path).resource_metrics_cache_size", 1000)
+        _ = try parseNames(settings["resource_metrics_key_attributes"], "\(path).resource_metrics_key_attributes")
+        try settings["delta_temporality"]?.requireKnownKeys(["metric_timestamp_cache_size"], path: "\(path).delta_temporality")
+        _ = try cacheSize(settings["delta_temporality"]?["metric_timestamp_cache_size"], "\(path).delta_temporality.metric_timestamp_cache_size", 10_000)
+        switch try settings["aggregation_temporality"].map({ try requireString($0, "\(path).aggregation_temporality") }) {
+        case nil, "AGGREGATION_TEMPORALITY_CUMULATIVE": delta = false
+        case "AGGREGATION_TEMPORALITY_DELTA": delta = true
+        case let other?:
+            throw ConfigError("\(path).aggregation_temporality", "'\(other)' is not a temporality; expected AGGREGATION_TEMPORALITY_CUMULATIVE or AGGREGATION_TEMPORALITY_DELTA")
+        }
+        if let v = settings["metrics_flush_interval"] { flushInterval = try parseDuration(v, path: "\(path).metrics_flush_interval") }
+        if let v = settings["metrics_expiration"] {
+            let d = try parseDuration(v, path: "\(path).metrics_expiration")
+            expiration = d == .zero ? nil : d
+        }
+        try settings["exemplars"]?.requireKnownKeys(["enabled", "max_per_data_point"], path: "\(path).exemplars")
+        if let v = settings["exemplars"]?["enabled"] { _ = try parseBool(v, path: "\(path).exemplars.enabled") }
+        if let events = settings["events"], events != .null {
+            try events.requireKnownKeys(["enabled", "dimensions"], path: "\(path).events")
+            if try events["enabled"].map({ try parseBool($0, path: "\(path).events.enabled") }) ?? false {
+                eventDimensions = try parseDimensions(events["dimensions"], "\(path).events.dimensions")
+                guard !eventDimensions!.isEmpty else { throw ConfigError("\(path).events.dimensions", "required when events are enabled") }
+            }
+        }
+    }
 }

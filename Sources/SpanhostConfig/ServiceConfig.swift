@@ -88,6 +88,9 @@ public struct ServiceConfig: Sendable, Equatable {
     /// The top-level `connectors:` section.
     public var connectors: [ConnectorConfig] = []
     public var pipelines: [PipelineConfig]
+    /// `metrics` pipelines: the connectors' metrics to metrics exporters.
+    public var metricsPipelines: [MetricsPipelineConfig] = []
+    public var metricsExporters: [MetricsExporterConfig] = []
     /// Where plugin `.so` files are found, searched in order; empty means "beside the executable".
     public var pluginDirs: [String] = []
     /// Where content-addressed copies of plugins are loaded from; nil means a default.
@@ -277,9 +280,15 @@ public struct ServiceConfig: Sendable, Equatable {
         }
         var errors: [ConfigError] = []
         for entry in pipelines {
-            if let pipeline = try collecting(&errors, { try parsePipeline(entry, config: config) }) { config.pipelines.append(pipeline) }
+            if entry.key == "metrics" || entry.key.hasPrefix("metrics/") {
+                if let pipeline = try collecting(&errors, { try parseMetricsPipeline(entry, config: config) }) { config.metricsPipelines.append(pipeline) }
+            } else if let pipeline = try collecting(&errors, { try parsePipeline(entry, config: config) }) {
+                config.pipelines.append(pipeline)
+            }
         }
         if let error = ConfigError.all(errors) { throw error }
+        if config.pipelines.isEmpty { throw ConfigError("service.pipelines", "define at least one traces pipeline") }
+        try adoptMetricsExporters(&config)
         try adoptMemoryLimiterProcessors(&config)
         try adoptBatchProcessors(&config)
         // The exporters' auth and the receivers are independent: their errors come together.
@@ -404,7 +413,7 @@ public struct ServiceConfig: Sendable, Equatable {
         let path = "service.pipelines.\(entry.key)"
         let id = try ComponentID(parsing: entry.key, path: path)
         guard id.type == "traces" else {
-            throw ConfigError(path, "pipelines of type '\(id.type)' are not supported: spanhost carries traces only")
+            throw ConfigError(path, "pipelines of type '\(id.type)' are not supported: spanhost carries traces, and the metrics its connectors derive from them")
         }
         guard let settings = entry.value.mapEntries else { throw ConfigError(path, "must be a map") }
         let allowed: Set<String> = ["receivers", "processors", "exporters", "notifiers", "rules"]

@@ -56,10 +56,13 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
         var isClient: Bool
         var messaging: Bool
         var expires: ContinuousClock.Instant
+        /// The values of `dimensions` on this span (or its resource).
+        var dimensions: [String?]
     }
     private struct Edge: Hashable {
         var client, server: String
         var messaging: Bool
+        var clientDimensions, serverDimensions: [String?]
     }
     private struct EdgeStats {
         var calls: UInt64 = 0
@@ -101,12 +104,14 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
                 case SPANHOST_SPAN_KIND_CLIENT, SPANHOST_SPAN_KIND_PRODUCER:
                     let key = Key(trace0: span.traceID.0, trace1: span.traceID.1, span: span.spanID)
                     pair(key, Half(service: service, seconds: span.seconds, failed: span.failed, isClient: true,
-                                   messaging: kind == SPANHOST_SPAN_KIND_PRODUCER, expires: now + settings.ttl))
+                                   messaging: kind == SPANHOST_SPAN_KIND_PRODUCER, expires: now + settings.ttl,
+                                   dimensions: settings.dimensions.map(span.attribute)))
                 case SPANHOST_SPAN_KIND_SERVER, SPANHOST_SPAN_KIND_CONSUMER:
                     guard span.parentID != 0 else { return }  // a root server span has no caller to pair with
                     let key = Key(trace0: span.traceID.0, trace1: span.traceID.1, span: span.parentID)
                     pair(key, Half(service: service, seconds: span.seconds, failed: span.failed, isClient: false,
-                                   messaging: kind == SPANHOST_SPAN_KIND_CONSUMER, expires: now + settings.ttl))
+                                   messaging: kind == SPANHOST_SPAN_KIND_CONSUMER, expires: now + settings.ttl,
+                                   dimensions: settings.dimensions.map(span.attribute)))
                 default:
                     break
                 }
@@ -118,7 +123,8 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
         if let other = waiting[key], other.isClient != half.isClient {
             waiting[key] = nil
             let (client, server) = half.isClient ? (half, other) : (other, half)
-            let edge = Edge(client: client.service, server: server.service, messaging: client.messaging || server.messaging)
+            let edge = Edge(client: client.service, server: server.service, messaging: client.messaging || server.messaging,
+                            clientDimensions: client.dimensions, serverDimensions: server.dimensions)
             if edges[edge] == nil {
                 guard edges.count < maxEdges else { counters["dropped_edges", default: 0] += 1; return }
                 let bounds = settings.buckets.map(\.seconds)
@@ -196,7 +202,13 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
             roll(now: .now)
             let sorted = edges.sorted { ($0.key.client, $0.key.server) < ($1.key.client, $1.key.server) }
             func labels(_ edge: Edge) -> [(String, String)] {
-                [("client", edge.client), ("server", edge.server)] + (edge.messaging ? [("connection_type", "messaging_system")] : [])
+                var pairs = [("client", edge.client), ("server", edge.server)] + (edge.messaging ? [("connection_type", "messaging_system")] : [])
+                for (index, name) in settings.dimensions.enumerated() {
+                    let label = PrometheusText.labelName(name)
+                    if let value = edge.clientDimensions[index] { pairs.append(("client_\(label)", value)) }
+                    if let value = edge.serverDimensions[index] { pairs.append(("server_\(label)", value)) }
+                }
+                return pairs
             }
             // One family at a time: the text format wants a family's samples together.
             text.header("traces_service_graph_request_total", "counter", "calls between two services")

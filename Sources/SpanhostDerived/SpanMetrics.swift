@@ -3,45 +3,90 @@ import Foundation
 import SpanhostConfig
 import SpanhostModel
 
-/// The Collector's spanmetrics connector: per service, span name, kind and status code, the
-/// calls and a histogram of durations (rate, errors and duration: RED). The number of series is
-/// bounded by `dimensions_cache_size`; spans of further series are counted in one overflow
-/// series labelled otel_metric_overflow="true".
+/// The Collector's spanmetrics connector: per service, span name, kind and status code (less
+/// `exclude_dimensions`, plus `dimensions`), the calls and a histogram of durations (rate, errors
+/// and duration: RED), and with `events` the span events per event attributes. The number of
+/// series is bounded by `dimensions_cache_size`; spans of further series are counted in one
+/// overflow series labelled otel_metric_overflow="true".
 public final class SpanMetrics: SpanConnector, @unchecked Sendable {
     public let id: ComponentID
     let settings: SpanMetricsSettings
     private let lock = NSLock()
-    private struct Series: Hashable {
-        var service, name: String
-        var kind, status: UInt32
+    /// Label values in `labelNames` order; nil where a dimension without default was absent.
+    private typealias Series = [String?]
+    private struct Figures {
+        var durations: BucketHistogram
+        var lastSeen: ContinuousClock.Instant
     }
-    private var series: [Series: BucketHistogram] = [:]
+    private var series: [Series: Figures] = [:]
+    private var events: [Series: UInt64] = [:]
     private var overflow: BucketHistogram
     private let bounds: [Double]
+    private let labelNames: [String]
+    private let eventLabelNames: [String]
+    private let names: (calls: String, duration: String, events: String)
 
     public init(id: ComponentID, settings: SpanMetricsSettings) {
         self.id = id
         self.settings = settings
-        bounds = settings.buckets.map(\.seconds)
+        let scale = settings.unitSeconds ? 1.0 : 1000.0
+        bounds = settings.buckets.map { $0.seconds * scale }
         overflow = BucketHistogram(bounds: bounds)
-    }
-
-    public func observe(_ batch: SpanBatch) {
-        lock.withLock {
-            batch.forEachSpanFact { span, service in
-                let key = Series(service: service, name: span.name, kind: span.kind, status: span.span.pointee.status_code)
-                if series[key] == nil {
-                    guard series.count < settings.maxSeries else { return overflow.record(span.seconds) }
-                    series[key] = BucketHistogram(bounds: bounds)
-                }
-                series[key]!.record(span.seconds)
-            }
-        }
+        let defaults = SpanMetricsSettings.defaultLabels.filter { !settings.excluded.contains($0) }
+        labelNames = (defaults + settings.dimensions.map(\.name)).map(PrometheusText.labelName)
+        eventLabelNames = labelNames + (settings.eventDimensions ?? []).map { PrometheusText.labelName($0.name) }
+        let prefix = settings.namespace.isEmpty ? "" : PrometheusText.labelName(settings.namespace) + "_"
+        names = ("\(prefix)calls_total", "\(prefix)duration_\(settings.unitSeconds ? "seconds" : "milliseconds")", "\(prefix)events_total")
     }
 
     private static let kinds = ["SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER", "SPAN_KIND_CLIENT",
                                 "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"]
     private static let statuses = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
+
+    private func labels(_ span: SpanFacts, _ service: String) -> Series {
+        var values: Series = []
+        for name in SpanMetricsSettings.defaultLabels where !settings.excluded.contains(name) {
+            switch name {
+            case "service.name": values.append(service)
+            case "span.name": values.append(span.name)
+            case "span.kind": values.append(Int(span.kind) < Self.kinds.count ? Self.kinds[Int(span.kind)] : "SPAN_KIND_UNSPECIFIED")
+            default:
+                let code = Int(span.span.pointee.status_code)
+                values.append(code < Self.statuses.count ? Self.statuses[code] : "STATUS_CODE_UNSET")
+            }
+        }
+        for dimension in settings.dimensions { values.append(span.attribute(dimension.name) ?? dimension.defaultValue) }
+        return values
+    }
+
+    public func observe(_ batch: SpanBatch) {
+        let now = ContinuousClock.now
+        let scale = settings.unitSeconds ? 1.0 : 1000.0
+        lock.withLock {
+            batch.forEachSpanFact { span, service in
+                let key = labels(span, service)
+                if series[key] == nil {
+                    guard series.count < settings.maxSeries else { return overflow.record(span.seconds * scale) }
+                    series[key] = Figures(durations: BucketHistogram(bounds: bounds), lastSeen: now)
+                }
+                series[key]!.durations.record(span.seconds * scale)
+                series[key]!.lastSeen = now
+                guard let eventDimensions = settings.eventDimensions else { return }
+                let s = span.span.pointee
+                for i in 0..<s.events_count {
+                    guard let event = s.events[i], events.count < settings.maxSeries else { continue }
+                    let eventKey = key + eventDimensions.map { attributeText(event.pointee.attributes, $0.name) ?? $0.defaultValue }
+                    events[eventKey, default: 0] += 1
+                }
+            }
+        }
+    }
+
+    /// Drops series not seen for `metrics_expiration`.
+    private func expire(now: ContinuousClock.Instant) {
+        guard let expiration = settings.expiration else { return }
+        series = series.filter { now - $0.value.lastSeen < expiration }
+    }
 
     public var status: ConnectorStatus {
         lock.withLock {
@@ -51,21 +96,25 @@ public final class SpanMetrics: SpanConnector, @unchecked Sendable {
 
     public func prometheus(into text: inout PrometheusText) {
         lock.withLock {
-            let sorted = series.sorted { ($0.key.service, $0.key.name, $0.key.kind, $0.key.status) < ($1.key.service, $1.key.name, $1.key.kind, $1.key.status) }
-            func labels(_ s: Series) -> [(String, String)] {
-                [("service_name", s.service), ("span_name", s.name),
-                 ("span_kind", Int(s.kind) < Self.kinds.count ? Self.kinds[Int(s.kind)] : "SPAN_KIND_UNSPECIFIED"),
-                 ("status_code", Int(s.status) < Self.statuses.count ? Self.statuses[Int(s.status)] : "STATUS_CODE_UNSET")]
+            expire(now: .now)
+            func pairs(_ names: [String], _ values: Series) -> [(String, String)] {
+                zip(names, values).compactMap { name, value in value.map { (name, $0) } }
             }
+            let sorted = series.map { (pairs(labelNames, $0.key), $0.value.durations) }
+                .sorted { $0.0.map { "\($0.0)=\($0.1)" }.lexicographicallyPrecedes($1.0.map { "\($0.0)=\($0.1)" }) }
             let overflowLabels = [("otel_metric_overflow", "true")]
-            text.header("traces_span_metrics_calls_total", "counter", "spans per service, span name, kind and status")
-            for (key, h) in sorted { text.sample("traces_span_metrics_calls_total", labels(key), Double(h.count)) }
-            if overflow.count > 0 { text.sample("traces_span_metrics_calls_total", overflowLabels, Double(overflow.count)) }
-            for (key, h) in sorted {
-                text.histogram("traces_span_metrics_duration_seconds", labels(key), h, "span durations per service, span name, kind and status")
+            text.header(names.calls, "counter", "spans per service, span name, kind, status and dimensions")
+            for (labels, h) in sorted { text.sample(names.calls, labels, Double(h.count)) }
+            if overflow.count > 0 { text.sample(names.calls, overflowLabels, Double(overflow.count)) }
+            if !settings.histogramDisabled {
+                let help = "span durations per service, span name, kind, status and dimensions"
+                for (labels, h) in sorted { text.histogram(names.duration, labels, h, help) }
+                if overflow.count > 0 { text.histogram(names.duration, overflowLabels, overflow, help) }
             }
-            if overflow.count > 0 {
-                text.histogram("traces_span_metrics_duration_seconds", overflowLabels, overflow, "span durations per service, span name, kind and status")
+            guard settings.eventDimensions != nil else { return }
+            text.header(names.events, "counter", "span events per span dimensions and event attributes")
+            for (labels, n) in events.map({ (pairs(eventLabelNames, $0.key), $0.value) }).sorted(by: { "\($0.0)" < "\($1.0)" }) {
+                text.sample(names.events, labels, Double(n))
             }
         }
     }

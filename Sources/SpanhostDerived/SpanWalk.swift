@@ -13,6 +13,41 @@ struct SpanFacts {
     var seconds: Double
     var name: String { String(decoding: UnsafeRawBufferPointer(start: span.pointee.name.ptr, count: span.pointee.name.len), as: UTF8.self) }
     let span: UnsafeMutablePointer<spanhost_span>
+    let resource: UnsafeMutablePointer<spanhost_resource>?
+
+    /// The span's attribute `key`, else its resource's, as text (the Collector's dimension lookup).
+    func attribute(_ key: String) -> String? {
+        attributeText(span.pointee.attributes, key) ?? resource.flatMap { attributeText($0.pointee.attributes, key) }
+    }
+}
+
+/// The value of `key` in `list` as text, as pcommon's AsString writes scalars; nil when absent.
+/// Maps, lists and bytes are written as JSON.
+func attributeText(_ list: spanhost_kv_list, _ key: String) -> String? {
+    var key = key
+    return key.withUTF8 { k -> String? in
+        for i in 0..<list.count {
+            let kv = list.items[i]
+            guard kv.key.len == k.count, k.count == 0 || memcmp(kv.key.ptr, k.baseAddress!, k.count) == 0 else { continue }
+            var value = kv.value
+            switch Int32(value.type) {
+            case SPANHOST_VALUE_STRING:
+                let s = value.as.string_value
+                return String(decoding: UnsafeRawBufferPointer(start: s.ptr, count: s.len), as: UTF8.self)
+            case SPANHOST_VALUE_BOOL: return value.as.bool_value != 0 ? "true" : "false"
+            case SPANHOST_VALUE_INT: return String(value.as.int_value)
+            case SPANHOST_VALUE_DOUBLE:
+                let d = value.as.double_value
+                return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)
+            default:
+                var out = spanhost_buffer()
+                defer { sh_buffer_free(&out) }
+                guard sh_encode_value_json(&value, &out) == 0 else { return nil }
+                return String(decoding: UnsafeRawBufferPointer(start: out.data, count: out.len), as: UTF8.self)
+            }
+        }
+        return nil
+    }
 }
 
 extension SpanBatch {
@@ -32,7 +67,7 @@ extension SpanBatch {
                     let parentID = withUnsafeBytes(of: s.parent_span_id) { $0.loadUnaligned(as: UInt64.self) }
                     let nanos = s.end_time_unix_nano > s.start_time_unix_nano ? s.end_time_unix_nano - s.start_time_unix_nano : 0
                     body(SpanFacts(traceID: (t0, t1), spanID: spanID, parentID: parentID, kind: s.kind,
-                                   failed: s.status_code == UInt32(SPANHOST_STATUS_ERROR), seconds: Double(nanos) / 1e9, span: span),
+                                   failed: s.status_code == UInt32(SPANHOST_STATUS_ERROR), seconds: Double(nanos) / 1e9, span: span, resource: rs.pointee.resource),
                          service)
                 }
             }
@@ -86,10 +121,17 @@ struct BucketHistogram: Sendable {
 public struct PrometheusText {
     public private(set) var text = ""
     private var described: Set<String> = []
+    /// The prometheus exporter's `namespace` (with its `_`) and `const_labels`.
+    private let prefix: String
+    private let constLabels: [(String, String)]
 
-    public init() {}
+    public init(namespace: String = "", constLabels: [String: String] = [:]) {
+        prefix = namespace.isEmpty ? "" : Self.labelName(namespace) + "_"
+        self.constLabels = constLabels.sorted { $0.key < $1.key }.map { (Self.labelName($0.key), $0.value) }
+    }
 
     mutating func header(_ name: String, _ type: String, _ help: String) {
+        let name = prefix + name
         guard described.insert(name).inserted else { return }
         text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
     }
@@ -97,6 +139,13 @@ public struct PrometheusText {
     static func labels(_ pairs: [(String, String)]) -> String {
         guard !pairs.isEmpty else { return "" }
         return "{" + pairs.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
+    }
+
+    /// A Prometheus name for an attribute or namespace: `http.method` -> `http_method`.
+    static func labelName(_ name: String) -> String {
+        var out = String(name.unicodeScalars.map { $0.properties.isAlphabetic && $0.isASCII || ("0"..."9").contains($0) || $0 == "_" ? Character($0) : "_" })
+        if out.first.map({ $0.isNumber }) ?? true { out = "_" + out }
+        return out
     }
 
     static func escape(_ value: String) -> String {
@@ -113,7 +162,7 @@ public struct PrometheusText {
     }
 
     mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Double) {
-        text += "\(name)\(Self.labels(labels)) \(value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value))\n"
+        text += "\(prefix)\(name)\(Self.labels(constLabels + labels)) \(value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value))\n"
     }
 
     mutating func histogram(_ name: String, _ labels: [(String, String)], _ h: BucketHistogram, _ help: String) {

@@ -20,6 +20,7 @@ public final class Server: Sendable {
     private let current: CurrentGeneration
     private let receivers: ReceiverRegistry
     private let coordinator: ReloadCoordinator
+    private let metrics: MetricsEndpoints
     private let admin = AdminSlot()
     private let trimmer = MemoryTrimmer()
     private let handoff: WorkerHandoff?
@@ -51,6 +52,7 @@ public final class Server: Sendable {
         pool = NIOThreadPool(numberOfThreads: max(4, System.coreCount * 2))
         pool.start()
         receivers = ReceiverRegistry(group: group, pool: pool, current: current, inherited: handoff?.listeners ?? [:], logger: logger)
+        metrics = MetricsEndpoints(current: current, group: group, logger: logger)
         coordinator = ReloadCoordinator(config: config, loadConfig: loadConfig, pluginDirs: pluginDirs, cacheDir: cacheDir,
                                         preflightArguments: preflightArguments, quarantineFile: quarantine, current: current, receivers: receivers, logger: logger)
     }
@@ -58,6 +60,7 @@ public final class Server: Sendable {
     /// Starts the generation, binds receivers and the admin endpoint.
     public func start() async throws {
         try await coordinator.start()
+        try await metrics.apply(coordinator.currentConfig, strict: true)
         // Spans processors held when the previous process was killed go back to them.
         HeldSpanReplay.start(current, logger: logger)
         let server = try await AdminServer.start(
@@ -74,6 +77,7 @@ public final class Server: Sendable {
     @discardableResult
     public func reload(trigger: String) async -> ReloadLog.Entry {
         let entry = await coordinator.reload(trigger: trigger)
+        if entry.ok { try? await metrics.apply(coordinator.currentConfig, strict: false) }
         do { try admin.current?.reloadToken() } catch {
             logger.error("admin.auth: keeping the tokens in use", metadata: ["error": "\(error)"])
         }
@@ -90,6 +94,7 @@ public final class Server: Sendable {
             logger.info("shutdown finished: no accepted span was lost", metadata: ["delivery": "\(report.summary)"])
         }
         await admin.take()?.close()
+        await metrics.close()
         trimmer.stop()
         pool.shutdownGracefully { _ in }  // not awaited: a thread stuck in a hung plugin never returns
         try? await group.shutdownGracefully()

@@ -115,10 +115,25 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(graph.ttl, .seconds(5))
         XCTAssertEqual(graph.buckets, [.milliseconds(10), .seconds(1)])
         for (bad, message) in [
-            ("{store: {ttl: 5s, size: 1}}", "connectors.servicegraph.store.size: unknown key; expected ttl, max_items"),
+            ("{store: {ttl: 5s, size: 1}}", "connectors.servicegraph.store.size: unknown key; valid keys: ttl, max_items"),
             ("{latency_histogram_buckets: [1s, 10ms]}", "connectors.servicegraph.latency_histogram_buckets: must be in increasing order"),
+            ("{exponential_histogram_max_size: 10}",
+             "connectors.servicegraph.exponential_histogram_max_size: exponential histograms are not supported by spanhost: use explicit buckets"),
         ] {
             let text = yaml.replacingOccurrences(of: "{store: {ttl: 5s}, latency_histogram_buckets: [10ms, 1s]}", with: bad)
+            XCTAssertThrowsError(try ServiceConfig.parse(yaml: text, environment: [:])) { XCTAssertEqual("\($0)", message) }
+        }
+        for (bad, message) in [
+            ("{exclude_dimensions: [http.method]}",
+             "connectors.spanmetrics/red.exclude_dimensions.0: 'http.method' is not a default dimension; expected one of service.name, span.name, span.kind, status.code"),
+            ("{dimensions: [{name: span.kind}]}",
+             "connectors.spanmetrics/red.dimensions: 'span.kind' is listed twice (the default dimensions are service.name, span.name, span.kind, status.code)"),
+            ("{histogram: {unit: h}}", "connectors.spanmetrics/red.histogram.unit: 'h' is not a unit; expected ms or s"),
+            ("{aggregation_temporality: DELTA}",
+             "connectors.spanmetrics/red.aggregation_temporality: 'DELTA' is not a temporality; expected AGGREGATION_TEMPORALITY_CUMULATIVE or AGGREGATION_TEMPORALITY_DELTA"),
+            ("{events: {enabled: true}}", "connectors.spanmetrics/red.events.dimensions: required when events are enabled"),
+        ] {
+            let text = yaml.replacingOccurrences(of: "{dimensions_cache_size: 50}", with: bad)
             XCTAssertThrowsError(try ServiceConfig.parse(yaml: text, environment: [:])) { XCTAssertEqual("\($0)", message) }
         }
         let unknown = yaml.replacingOccurrences(of: "spanmetrics/red:", with: "count/red:").replacingOccurrences(of: "spanmetrics/red]", with: "count/red]")

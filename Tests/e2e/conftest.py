@@ -23,9 +23,10 @@ def free_port():
 
 
 class Spanhost:
-    """One spanhostd process. The config text may use {receiver}, {admin}, {plugins}, {tmp}."""
+    """One spanhostd process. The config text may use {receiver}, {admin}, {plugins}, {tmp}; it is
+    merged on top of the files in `base_configs`, as repeated --config options merge."""
 
-    def __init__(self, config, tmp, plugins_dir=PLUGINS, env=None, executable=None, args=()):
+    def __init__(self, config, tmp, plugins_dir=PLUGINS, env=None, executable=None, args=(), base_configs=()):
         self.tmp = tmp
         self.receiver_port = free_port()
         self.admin_port = free_port()
@@ -39,7 +40,8 @@ class Spanhost:
         self.stdout = open(os.path.join(tmp, f"stdout-{self.receiver_port}.log"), "w+")
         self.stderr = open(os.path.join(tmp, f"stderr-{self.receiver_port}.log"), "w+")
         # A session of its own: kill9() takes down the supervisor and its worker together.
-        self.proc = subprocess.Popen([executable or SPANHOSTD, "--config", self.config_path, *args], stdout=self.stdout, stderr=self.stderr,
+        bases = [arg for path in base_configs for arg in ("--config", path)]
+        self.proc = subprocess.Popen([executable or SPANHOSTD, *bases, "--config", self.config_path, *args], stdout=self.stdout, stderr=self.stderr,
                                      env={**os.environ, **(env or {})}, start_new_session=True)
 
     def wait_healthy(self, timeout=15):

@@ -1,0 +1,115 @@
+/// A `metrics` pipeline. Spanhost carries traces only, so its receivers are connectors (the
+/// metrics they derive from spans) and its exporters are the ones that carry those metrics out:
+///
+///     service:
+///       pipelines:
+///         traces: {receivers: [otlp], exporters: [spanmetrics]}
+///         metrics: {receivers: [spanmetrics], exporters: [prometheus]}
+public struct MetricsPipelineConfig: Sendable, Equatable {
+    public var id: String
+    public var connectors: [ComponentID]
+    public var exporters: [ComponentID]
+}
+
+/// An exporter of a metrics pipeline.
+public struct MetricsExporterConfig: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Discards (the Collector's `nop`).
+        case nop
+        /// A scrape endpoint serving the connectors' metrics in the Prometheus text format.
+        case prometheus(PrometheusExporterSettings)
+    }
+    public var id: ComponentID
+    public var kind: Kind
+
+    public static let types = ["prometheus", "nop"]
+
+    init(_ component: ComponentConfig) throws {
+        let path = "exporters.\(component.id)"
+        id = component.id
+        switch component.id.type {
+        case "nop":
+            try component.settings.requireKnownKeys([], path: path)
+            kind = .nop
+        case "prometheus": kind = .prometheus(try PrometheusExporterSettings(component.settings, path: path))
+        case "otlphttp", "otlp_http":
+            throw ConfigError(path, "sending metrics over OTLP/HTTP is not supported yet: serve them to a scraper with the prometheus exporter")
+        default:
+            throw ConfigError(path, "'\(component.id.type)' does not carry metrics in spanhost; the metrics of connectors go out through \(Self.types.joined(separator: " or "))")
+        }
+    }
+}
+
+/// The Collector's `prometheus` exporter: `GET <endpoint>/metrics` answers with the metrics of
+/// the connectors whose metrics pipelines end in it.
+public struct PrometheusExporterSettings: Sendable, Equatable {
+    public var endpoint: Endpoint
+    /// Prepended to every metric name, with `_`.
+    public var namespace = ""
+    /// Labels added to every series.
+    public var constLabels: [String: String] = [:]
+
+    init(_ settings: ConfigValue, path: String) throws {
+        // send_timestamps, metric_expiration, resource_to_telemetry_conversion: series carry no
+        // timestamps here, expire with their connector, and already have service_name as a label.
+        try settings.requireKnownKeys(["endpoint", "namespace", "const_labels", "send_timestamps", "metric_expiration",
+                                       "resource_to_telemetry_conversion", "enable_open_metrics", "add_metric_suffixes"], path: path)
+        guard let endpoint = settings["endpoint"] else { throw ConfigError("\(path).endpoint", "required: the host:port to serve /metrics on") }
+        self.endpoint = try Endpoint(parsing: try requireString(endpoint, "\(path).endpoint"), path: "\(path).endpoint")
+        if let v = settings["namespace"], v != .null { namespace = try requireString(v, "\(path).namespace") }
+        for entry in settings["const_labels"]?.mapEntries ?? [] {
+            constLabels[entry.key] = try requireString(entry.value, "\(path).const_labels.\(entry.key)")
+        }
+        if let v = settings["send_timestamps"] { _ = try parseBool(v, path: "\(path).send_timestamps") }
+        if let v = settings["metric_expiration"] { _ = try parseDuration(v, path: "\(path).metric_expiration") }
+        try settings["resource_to_telemetry_conversion"]?.requireKnownKeys(["enabled"], path: "\(path).resource_to_telemetry_conversion")
+        if let v = settings["enable_open_metrics"], try parseBool(v, path: "\(path).enable_open_metrics") {
+            throw ConfigError("\(path).enable_open_metrics", "the OpenMetrics format is not supported by spanhost: the Prometheus text format is served")
+        }
+        if let v = settings["add_metric_suffixes"], try !parseBool(v, path: "\(path).add_metric_suffixes") {
+            throw ConfigError("\(path).add_metric_suffixes", "names without suffixes are not supported by spanhost: `_total` and the unit are always added")
+        }
+    }
+}
+
+extension ServiceConfig {
+    static func parseMetricsPipeline(_ entry: ConfigValue.Entry, config: ServiceConfig) throws -> MetricsPipelineConfig {
+        let path = "service.pipelines.\(entry.key)"
+        try entry.value.requireKnownKeys(["receivers", "processors", "exporters"], path: path)
+        func ids(_ key: String) throws -> [ComponentID] {
+            guard let value = entry.value[key], value != .null else { return [] }
+            guard case .list(let items) = value else { throw ConfigError("\(path).\(key)", "must be a list of component ids") }
+            return try items.enumerated().map { try ComponentID(parsing: try requireString($1, "\(path).\(key).\($0)"), path: "\(path).\(key).\($0)") }
+        }
+        let receivers = try ids("receivers")
+        for (index, id) in receivers.enumerated() where !config.connectors.contains(where: { $0.id == id }) {
+            throw ConfigError("\(path).receivers.\(index)", config.component(.receiver, id) != nil
+                ? "'\(id)' receives no metrics: spanhost carries traces only, so a metrics pipeline takes connectors (spanmetrics, servicegraph)"
+                : "'\(id)' is not defined under connectors")
+        }
+        // The derived metrics are written whole at each scrape or flush: batching has nothing to do.
+        for (index, id) in try ids("processors").enumerated() where !["batch", "memory_limiter"].contains(id.type) {
+            throw ConfigError("\(path).processors.\(index)", "'\(id)' cannot process metrics: spanhost's processors work on spans; a metrics pipeline takes batch and memory_limiter only")
+        }
+        let exporters = try ids("exporters")
+        for (index, id) in exporters.enumerated() where config.component(.exporter, id) == nil {
+            throw ConfigError("\(path).exporters.\(index)", "'\(id)' is not defined under exporters")
+        }
+        if receivers.isEmpty { throw ConfigError("\(path).receivers", "a pipeline needs at least one receiver") }
+        if exporters.isEmpty { throw ConfigError("\(path).exporters", "a pipeline needs at least one exporter") }
+        return MetricsPipelineConfig(id: entry.key, connectors: receivers, exporters: exporters)
+    }
+
+    /// The exporters of metrics pipelines become metrics exporters; those no traces pipeline
+    /// lists are not plugins, so they leave `exporters`.
+    static func adoptMetricsExporters(_ config: inout ServiceConfig) throws {
+        let ids = Set(config.metricsPipelines.flatMap(\.exporters))
+        var errors: [ConfigError] = []
+        config.metricsExporters = try config.exporters.filter { ids.contains($0.id) }.compactMap { component in
+            try collecting(&errors) { try MetricsExporterConfig(component) }
+        }
+        if let error = ConfigError.all(errors) { throw error }
+        let traced = Set(config.pipelines.flatMap(\.exporters))
+        config.exporters.removeAll { ids.contains($0.id) && !traced.contains($0.id) }
+    }
+}
