@@ -80,8 +80,12 @@ build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(FIXTURE_CXX_SOS) $(BUILD)/te
 LDLIBS_kafka := -lrdkafka
 LDLIBS_kafka_events := -lrdkafka
 LDLIBS_attributes := -lcrypto
+LDLIBS_resource := -lcrypto
+LDLIBS_redaction := -lcrypto
 LDLIBS_tail_sampling := -lpthread
 LDLIBS_error_flow := -lpthread
+# The resource processor is the attributes processor's code built another way.
+$(BUILD)/plugins/resource.so: plugins/attributes/attributes.c
 
 $(BUILD)/plugins/%.so: plugins/%/*.c include/spanhost/spanhost.h plugins/common/*.h
 	@mkdir -p $(BUILD)/plugins

@@ -85,7 +85,7 @@ extension ServiceConfig {
         for (index, id) in receivers.enumerated() where !config.connectors.contains(where: { $0.id == id }) {
             throw ConfigError("\(path).receivers.\(index)", config.component(.receiver, id) != nil
                 ? "'\(id)' receives no metrics: spanhost carries traces only, so a metrics pipeline takes connectors (spanmetrics, servicegraph)"
-                : "'\(id)' is not defined under connectors")
+                : "'\(id)' is not defined under connectors; spanhost carries traces only, so a metrics pipeline takes connectors (spanmetrics, servicegraph)")
         }
         // The derived metrics are written whole at each scrape or flush: batching has nothing to do.
         for (index, id) in try ids("processors").enumerated() where !["batch", "memory_limiter"].contains(id.type) {

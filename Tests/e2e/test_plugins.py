@@ -138,7 +138,7 @@ def test_invalid_configs_are_refused_naming_the_key(tmp):
         ("receivers:\n  otlp:\n    protocols:\n      grpc: {{}}\nexporters:\n  debug: {{}}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n",
          "receivers.otlp.protocols.grpc: gRPC is not supported"),
         ("exporters:\n  debug: {{}}\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [debug]\n",
-         "service.pipelines.metrics: pipelines of type 'metrics' are not supported"),
+         "service.pipelines.metrics.receivers.0: 'otlp' is not defined under connectors; spanhost carries traces only"),
         ("a: [unclosed\n", "not valid YAML"),
     ]
     for config, message in cases:

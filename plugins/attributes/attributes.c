@@ -22,8 +22,17 @@
  *                                      a span matches when every given list has a match
  */
 #include "plugin_util.h"
+#include "span_matcher.h"
 
 #include <openssl/evp.h>
+
+/* plugins/resource builds this file as the Collector's resource processor: the same actions,
+ * listed under `attributes`, on every resource's attributes, with no include or exclude. */
+#ifdef RESOURCE_PROCESSOR
+#define ACTIONS "attributes"
+#else
+#define ACTIONS "actions"
+#endif
 #include <openssl/hmac.h>
 
 static const spanhost_host_api *host;
@@ -50,17 +59,6 @@ typedef struct action {
     uint32_t converted_type;
 } action;
 
-typedef struct matcher {
-    int active;
-    int regexp;
-    size_t nservices, nnames, nattrs;
-    spanhost_str *services, *names, *attr_keys, *attr_values;
-    int *attr_has_value;
-    regex_t *service_re, *name_re, *value_re;
-    spanhost_expr **conditions; /* OTTL: the span matches when any holds */
-    size_t nconditions;
-} matcher;
-
 typedef struct attributes_state {
     int resource;
     spanhost_instance *instance;
@@ -70,157 +68,40 @@ typedef struct attributes_state {
     action actions[];
 } attributes_state;
 
-static void free_matcher(matcher *m) {
-    for (size_t i = 0; m->regexp && i < m->nservices; i++) regfree(&m->service_re[i]);
-    for (size_t i = 0; m->regexp && i < m->nnames; i++) regfree(&m->name_re[i]);
-    for (size_t i = 0; m->regexp && i < m->nattrs; i++)
-        if (m->attr_has_value[i]) regfree(&m->value_re[i]);
-    free(m->services); free(m->names); free(m->attr_keys); free(m->attr_values); free(m->attr_has_value);
-    free(m->service_re); free(m->name_re); free(m->value_re);
-    for (size_t i = 0; i < m->nconditions; i++) host->expr_free(m->conditions[i]);
-    free(m->conditions);
-}
-
 static void free_state(attributes_state *s) {
     for (size_t i = 0; i < s->count; i++) {
         if (s->actions[i].has_pattern) regfree(&s->actions[i].pattern);
         for (int g = 0; g < MAX_GROUPS; g++) free(s->actions[i].group_names[g]);
     }
-    free_matcher(&s->include);
-    free_matcher(&s->exclude);
+    matcher_free(host, &s->include);
+    matcher_free(host, &s->exclude);
     EVP_MD_free(s->sha256);
     free(s);
-}
-
-/* Reads a list of strings at `path` into views (and regexes when regexp). */
-static int read_list(const spanhost_config *config, const char *path, int regexp, size_t *n, spanhost_str **out,
-                     regex_t **res, spanhost_status *status) {
-    if (host->config_count(config, path, n) != SPANHOST_CONFIG_FOUND) { *n = 0; return 0; }
-    *out = (spanhost_str *)calloc(*n ? *n : 1, sizeof **out);
-    if (regexp) *res = (regex_t *)calloc(*n ? *n : 1, sizeof **res);
-    for (size_t i = 0; i < *n; i++) {
-        char p[128], err[200];
-        snprintf(p, sizeof p, "%s.%zu", path, i);
-        if (host->config_string(config, p, &(*out)[i]) != SPANHOST_CONFIG_FOUND) {
-            snprintf(status->message, status->message_cap, "%s: must be a string", p);
-            *n = i;
-            return -1;
-        }
-        if (regexp && util_regcomp(&(*res)[i], (*out)[i], NULL, 0, err, sizeof err)) {
-            snprintf(status->message, status->message_cap, "%s: %s", p, err);
-            *n = i;
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int read_matcher(const spanhost_config *config, const char *name, matcher *m, spanhost_status *status) {
-    size_t n;
-    char p[128];
-    if (host->config_count(config, name, &n) != SPANHOST_CONFIG_FOUND) return 0;
-    m->active = 1;
-    spanhost_str type;
-    snprintf(p, sizeof p, "%s.match_type", name);
-    if (host->config_string(config, p, &type) == SPANHOST_CONFIG_FOUND) {
-        if (util_str_is(type, "regexp")) m->regexp = 1;
-        else if (!util_str_is(type, "strict")) {
-            snprintf(status->message, status->message_cap, "%s: '%.*s' is not strict or regexp", p, (int)type.len, type.ptr);
-            return -1;
-        }
-    }
-    snprintf(p, sizeof p, "%s.services", name);
-    if (read_list(config, p, m->regexp, &m->nservices, &m->services, &m->service_re, status)) return -1;
-    snprintf(p, sizeof p, "%s.span_names", name);
-    if (read_list(config, p, m->regexp, &m->nnames, &m->names, &m->name_re, status)) return -1;
-    snprintf(p, sizeof p, "%s.conditions", name);
-    if (util_compile_list(host, config, p, SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &m->conditions, &m->nconditions, status)) return -1;
-    snprintf(p, sizeof p, "%s.attributes", name);
-    if (host->config_count(config, p, &m->nattrs) == SPANHOST_CONFIG_FOUND) {
-        size_t cnt = m->nattrs ? m->nattrs : 1;
-        m->attr_keys = (spanhost_str *)calloc(cnt, sizeof *m->attr_keys);
-        m->attr_values = (spanhost_str *)calloc(cnt, sizeof *m->attr_values);
-        m->attr_has_value = (int *)calloc(cnt, sizeof(int));
-        m->value_re = (regex_t *)calloc(cnt, sizeof(regex_t));
-        for (size_t i = 0; i < m->nattrs; i++) {
-            char q[160], err[200];
-            snprintf(q, sizeof q, "%s.attributes.%zu.key", name, i);
-            if (host->config_string(config, q, &m->attr_keys[i]) != SPANHOST_CONFIG_FOUND) {
-                snprintf(status->message, status->message_cap, "%s: required", q);
-                m->nattrs = i;
-                return -1;
-            }
-            snprintf(q, sizeof q, "%s.attributes.%zu.value", name, i);
-            if (host->config_string(config, q, &m->attr_values[i]) == SPANHOST_CONFIG_FOUND) {
-                if (m->regexp && util_regcomp(&m->value_re[i], m->attr_values[i], NULL, 0, err, sizeof err)) {
-                    snprintf(status->message, status->message_cap, "%s: %s", q, err);
-                    m->nattrs = i;
-                    return -1;
-                }
-                m->attr_has_value[i] = 1;
-            }
-        }
-    }
-    return 0;
-}
-
-static int text_matches(const matcher *m, const regex_t *re, spanhost_str want, spanhost_str got) {
-    return m->regexp ? util_regmatch(re, got.ptr, got.len) : util_str_eq(want, got);
-}
-
-/* Whether the span matches every list the matcher has (of `conditions`, any one). A condition
- * that fails to run does not hold; it is counted as condition_errors. */
-static int span_matches(const matcher *m, spanhost_batch *batch, spanhost_resource_spans *rs, spanhost_scope_spans *ss,
-                        spanhost_span *span, spanhost_instance *instance, spanhost_status *status) {
-    const spanhost_resource *res = rs->resource;
-    if (m->nconditions) {
-        spanhost_expr_target target = {sizeof target, batch, rs->resource, ss->scope, span, NULL, NULL};
-        int hit = 0;
-        for (size_t i = 0; i < m->nconditions && hit <= 0; i++)
-            if ((hit = host->expr_run(m->conditions[i], &target, status)) < 0) host->counter_add(instance, "condition_errors", 1);
-        if (hit <= 0) return 0;
-    }
-    if (m->nservices) {
-        spanhost_str svc = util_service_name(res);
-        int hit = 0;
-        for (size_t i = 0; i < m->nservices && !hit; i++) hit = text_matches(m, m->service_re ? &m->service_re[i] : NULL, m->services[i], svc);
-        if (!hit) return 0;
-    }
-    if (m->nnames) {
-        int hit = 0;
-        for (size_t i = 0; i < m->nnames && !hit; i++) hit = text_matches(m, m->name_re ? &m->name_re[i] : NULL, m->names[i], span->name);
-        if (!hit) return 0;
-    }
-    for (size_t i = 0; i < m->nattrs; i++) {
-        const spanhost_value *v = util_find(&span->attributes, m->attr_keys[i]);
-        if (!v) return 0;
-        if (!m->attr_has_value[i]) continue;
-        char buf[256];
-        int len = util_value_text(v, buf, sizeof buf);
-        spanhost_str got = {buf, len < 0 ? 0 : (size_t)len};
-        if (len < 0 || !text_matches(m, &m->value_re[i], m->attr_values[i], got)) return 0;
-    }
-    return 1;
 }
 
 #define FAIL(...) do { snprintf(status->message, status->message_cap, __VA_ARGS__); free_state(s); return SPANHOST_PERMANENT; } while (0)
 
 static int32_t attributes_create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
     size_t n = 0;
-    if (host->config_count(config, "actions", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
-        snprintf(status->message, status->message_cap, "actions: required, a list of {key, action, ...}");
+    if (host->config_count(config, ACTIONS, &n) != SPANHOST_CONFIG_FOUND || n == 0) {
+        snprintf(status->message, status->message_cap, ACTIONS ": required, a list of {key, action, ...}");
         return SPANHOST_PERMANENT;
     }
     attributes_state *s = (attributes_state *)calloc(1, sizeof *s + n * sizeof(action));
     if (!s) return SPANHOST_PERMANENT;
     if (!(s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) FAIL("OpenSSL has no SHA-256");
     s->instance = instance;
+#ifdef RESOURCE_PROCESSOR
+    s->resource = 1;
+#else
     spanhost_str target;
     if (host->config_string(config, "target", &target) == SPANHOST_CONFIG_FOUND) {
         if (util_str_is(target, "resource")) s->resource = 1;
         else if (!util_str_is(target, "span")) FAIL("target: '%.*s' is not span or resource", (int)target.len, target.ptr);
     }
-    if (read_matcher(config, "include", &s->include, status) || read_matcher(config, "exclude", &s->exclude, status)) {
+#endif
+    /* The resource processor's schema has no include or exclude: these find nothing there. */
+    if (matcher_read(host, config, "include", &s->include, status) || matcher_read(host, config, "exclude", &s->exclude, status)) {
         free_state(s);
         return SPANHOST_PERMANENT;
     }
@@ -229,9 +110,9 @@ static int32_t attributes_create(const spanhost_config *config, spanhost_instanc
         s->count = i + 1;
         char path[64], err[200];
         spanhost_str op, pattern;
-        snprintf(path, sizeof path, "actions.%zu.action", i);
+        snprintf(path, sizeof path, ACTIONS ".%zu.action", i);
         if (host->config_string(config, path, &op) != SPANHOST_CONFIG_FOUND)
-            FAIL("actions.%zu.action: required (insert, update, upsert, delete, hash, extract or convert)", i);
+            FAIL(ACTIONS ".%zu.action: required (insert, update, upsert, delete, hash, extract or convert)", i);
         if (util_str_is(op, "insert")) a->op = ACT_INSERT;
         else if (util_str_is(op, "update")) a->op = ACT_UPDATE;
         else if (util_str_is(op, "upsert")) a->op = ACT_UPSERT;
@@ -239,38 +120,38 @@ static int32_t attributes_create(const spanhost_config *config, spanhost_instanc
         else if (util_str_is(op, "hash")) a->op = ACT_HASH;
         else if (util_str_is(op, "extract")) a->op = ACT_EXTRACT;
         else if (util_str_is(op, "convert")) a->op = ACT_CONVERT;
-        else FAIL("actions.%zu.action: '%.*s' is not insert, update, upsert, delete, hash, extract or convert", i, (int)op.len, op.ptr);
+        else FAIL(ACTIONS ".%zu.action: '%.*s' is not insert, update, upsert, delete, hash, extract or convert", i, (int)op.len, op.ptr);
 
-        snprintf(path, sizeof path, "actions.%zu.key", i);
+        snprintf(path, sizeof path, ACTIONS ".%zu.key", i);
         int has_key = host->config_string(config, path, &a->key) == SPANHOST_CONFIG_FOUND && a->key.len;
-        snprintf(path, sizeof path, "actions.%zu.pattern", i);
+        snprintf(path, sizeof path, ACTIONS ".%zu.pattern", i);
         if (host->config_string(config, path, &pattern) == SPANHOST_CONFIG_FOUND) {
             if (util_regcomp(&a->pattern, pattern, a->group_names, MAX_GROUPS, err, sizeof err))
-                FAIL("actions.%zu.pattern: %s", i, err);
+                FAIL(ACTIONS ".%zu.pattern: %s", i, err);
             a->has_pattern = 1;
         }
-        if (!has_key && !(a->op == ACT_DELETE && a->has_pattern)) FAIL("actions.%zu.key: required", i);
-        if (a->op == ACT_EXTRACT && !a->has_pattern) FAIL("actions.%zu.pattern: required for extract, with named groups (?P<name>...)", i);
+        if (!has_key && !(a->op == ACT_DELETE && a->has_pattern)) FAIL(ACTIONS ".%zu.key: required", i);
+        if (a->op == ACT_EXTRACT && !a->has_pattern) FAIL(ACTIONS ".%zu.pattern: required for extract, with named groups (?P<name>...)", i);
 
         if (a->op == ACT_HASH) {
-            snprintf(path, sizeof path, "actions.%zu.hmac_key", i);
-            if (host->config_string(config, path, &a->hmac_key) == SPANHOST_CONFIG_WRONG_TYPE) FAIL("actions.%zu.hmac_key: must be a string", i);
+            snprintf(path, sizeof path, ACTIONS ".%zu.hmac_key", i);
+            if (host->config_string(config, path, &a->hmac_key) == SPANHOST_CONFIG_WRONG_TYPE) FAIL(ACTIONS ".%zu.hmac_key: must be a string", i);
         }
         if (a->op == ACT_CONVERT) {
             spanhost_str type;
-            snprintf(path, sizeof path, "actions.%zu.converted_type", i);
-            if (host->config_string(config, path, &type) != SPANHOST_CONFIG_FOUND) FAIL("actions.%zu.converted_type: required (int, double, string or bool)", i);
+            snprintf(path, sizeof path, ACTIONS ".%zu.converted_type", i);
+            if (host->config_string(config, path, &type) != SPANHOST_CONFIG_FOUND) FAIL(ACTIONS ".%zu.converted_type: required (int, double, string or bool)", i);
             if (util_str_is(type, "int")) a->converted_type = SPANHOST_VALUE_INT;
             else if (util_str_is(type, "double")) a->converted_type = SPANHOST_VALUE_DOUBLE;
             else if (util_str_is(type, "string")) a->converted_type = SPANHOST_VALUE_STRING;
             else if (util_str_is(type, "bool")) a->converted_type = SPANHOST_VALUE_BOOL;
-            else FAIL("actions.%zu.converted_type: '%.*s' is not int, double, string or bool", i, (int)type.len, type.ptr);
+            else FAIL(ACTIONS ".%zu.converted_type: '%.*s' is not int, double, string or bool", i, (int)type.len, type.ptr);
         }
         if (a->op > ACT_UPSERT) continue;
 
-        snprintf(path, sizeof path, "actions.%zu.from_attribute", i);
+        snprintf(path, sizeof path, ACTIONS ".%zu.from_attribute", i);
         int has_from = host->config_string(config, path, &a->from_attribute) == SPANHOST_CONFIG_FOUND;
-        snprintf(path, sizeof path, "actions.%zu.value", i);
+        snprintf(path, sizeof path, ACTIONS ".%zu.value", i);
         int64_t iv;
         double dv;
         int32_t bv;
@@ -281,7 +162,7 @@ static int32_t attributes_create(const spanhost_config *config, spanhost_instanc
         else if (host->config_bool(config, path, &bv) == SPANHOST_CONFIG_FOUND) { a->value.type = SPANHOST_VALUE_BOOL; a->value.as.bool_value = bv; }
         else if (host->config_string(config, path, &a->value.as.string_value) == SPANHOST_CONFIG_FOUND) a->value.type = SPANHOST_VALUE_STRING;
         else has_value = 0;
-        if (has_value == has_from) FAIL("actions.%zu: give exactly one of value or from_attribute", i);
+        if (has_value == has_from) FAIL(ACTIONS ".%zu: give exactly one of value or from_attribute", i);
     }
     *out = s;
     return SPANHOST_OK;
@@ -424,8 +305,8 @@ static int32_t attributes_process(void *state, spanhost_batch *batch, spanhost_s
             spanhost_scope_spans *ss = rs->scope_spans[j];
             for (size_t k = 0; k < ss->spans_count; k++) {
                 spanhost_span *span = ss->spans[k];
-                if (s->include.active && !span_matches(&s->include, batch, rs, ss, span, s->instance, status)) continue;
-                if (s->exclude.active && span_matches(&s->exclude, batch, rs, ss, span, s->instance, status)) continue;
+                if (s->include.active && !matcher_span_matches(host, &s->include, batch, rs, ss, span, s->instance, status)) continue;
+                if (s->exclude.active && matcher_span_matches(host, &s->exclude, batch, rs, ss, span, s->instance, status)) continue;
                 int rc;
                 if (s->resource) {
                     if (resource_done) continue; /* a resource is changed once, if any of its spans matched */
@@ -447,37 +328,29 @@ static int32_t attributes_process(void *state, spanhost_batch *batch, spanhost_s
 static void attributes_destroy(void *state) { free_state((attributes_state *)state); }
 
 static const spanhost_config_key config_keys[] = {
+    {ACTIONS, SPANHOST_TYPE_LIST, 1, NULL, "applied in order"},
+    {ACTIONS ".*.key", SPANHOST_TYPE_STRING, 0, NULL, "the attribute to act on"},
+    {ACTIONS ".*.action", SPANHOST_TYPE_STRING, 1, NULL, "insert, update, upsert, delete, hash, extract or convert"},
+    {ACTIONS ".*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "insert/update/upsert: the value"},
+    {ACTIONS ".*.from_attribute", SPANHOST_TYPE_STRING, 0, NULL, "insert/update/upsert: take the value of this attribute"},
+    {ACTIONS ".*.pattern", SPANHOST_TYPE_STRING, 0, NULL, "delete: keys matching this regex; extract: regex with named groups"},
+    {ACTIONS ".*.hmac_key", SPANHOST_TYPE_STRING, 0, NULL, "hash: HMAC-SHA256 with this key instead of SHA-256"},
+    {ACTIONS ".*.converted_type", SPANHOST_TYPE_STRING, 0, NULL, "convert: int, double, string or bool"},
+#ifndef RESOURCE_PROCESSOR
     {"target", SPANHOST_TYPE_STRING, 0, "span", "span or resource: which attributes the actions change"},
-    {"actions", SPANHOST_TYPE_LIST, 1, NULL, "applied in order"},
-    {"actions.*.key", SPANHOST_TYPE_STRING, 0, NULL, "the attribute to act on"},
-    {"actions.*.action", SPANHOST_TYPE_STRING, 1, NULL, "insert, update, upsert, delete, hash, extract or convert"},
-    {"actions.*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "insert/update/upsert: the value"},
-    {"actions.*.from_attribute", SPANHOST_TYPE_STRING, 0, NULL, "insert/update/upsert: take the value of this attribute"},
-    {"actions.*.pattern", SPANHOST_TYPE_STRING, 0, NULL, "delete: keys matching this regex; extract: regex with named groups"},
-    {"actions.*.hmac_key", SPANHOST_TYPE_STRING, 0, NULL, "hash: HMAC-SHA256 with this key instead of SHA-256"},
-    {"actions.*.converted_type", SPANHOST_TYPE_STRING, 0, NULL, "convert: int, double, string or bool"},
-    {"include", SPANHOST_TYPE_MAP, 0, NULL, "act only on spans that match"},
-    {"include.match_type", SPANHOST_TYPE_STRING, 0, "strict", "strict or regexp: how the lists below compare"},
-    {"include.services", SPANHOST_TYPE_STRING_LIST, 0, NULL, "resource service.name values"},
-    {"include.span_names", SPANHOST_TYPE_STRING_LIST, 0, NULL, "span names"},
-    {"include.attributes", SPANHOST_TYPE_LIST, 0, NULL, "span attributes that must be present"},
-    {"include.conditions", SPANHOST_TYPE_STRING_LIST, 0, NULL, "OTTL conditions; the span matches when any holds"},
-    {"include.attributes.*.key", SPANHOST_TYPE_STRING, 1, NULL, "attribute key"},
-    {"include.attributes.*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "value it must have (omit: presence only)"},
-    {"exclude", SPANHOST_TYPE_MAP, 0, NULL, "skip spans that match"},
-    {"exclude.match_type", SPANHOST_TYPE_STRING, 0, "strict", "strict or regexp: how the lists below compare"},
-    {"exclude.services", SPANHOST_TYPE_STRING_LIST, 0, NULL, "resource service.name values"},
-    {"exclude.span_names", SPANHOST_TYPE_STRING_LIST, 0, NULL, "span names"},
-    {"exclude.attributes", SPANHOST_TYPE_LIST, 0, NULL, "span attributes that must be present"},
-    {"exclude.conditions", SPANHOST_TYPE_STRING_LIST, 0, NULL, "OTTL conditions; the span matches when any holds"},
-    {"exclude.attributes.*.key", SPANHOST_TYPE_STRING, 1, NULL, "attribute key"},
-    {"exclude.attributes.*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "value it must have (omit: presence only)"},
+    SPAN_MATCHER_KEYS("include", "act only on spans that match"),
+    SPAN_MATCHER_KEYS("exclude", "skip spans that match"),
+#endif
 };
 
 static const spanhost_plugin plugin = {
     sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
-    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING, "attributes", "1.1.0",
-    "inserts, updates, upserts, deletes, hashes, extracts or converts attributes",
+    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING,
+#ifdef RESOURCE_PROCESSOR
+    "resource", "1.0.0", "inserts, updates, upserts, deletes, hashes, extracts or converts resource attributes",
+#else
+    "attributes", "1.1.0", "inserts, updates, upserts, deletes, hashes, extracts or converts attributes",
+#endif
     attributes_create, NULL, attributes_process, NULL, NULL, NULL, attributes_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
 

@@ -89,16 +89,24 @@ static inline int util_config_ms(const spanhost_host_api *host, const spanhost_c
     return 1;
 }
 
-/* Compiles a POSIX extended regex. Named groups written (?P<name>...) or (?<name>...) are
- * turned into plain groups and their names returned in `names` (index = group number; NULL for
- * unnamed groups, up to max_groups). Returns 0, or -1 with a message in err. */
+/* Compiles a POSIX extended regex from the RE2 syntax Collector configs use. Named groups
+ * written (?P<name>...) or (?<name>...) are turned into plain groups and their names returned
+ * in `names` (index = group number; NULL for unnamed groups, up to max_groups); (?:...) becomes
+ * a plain group; \d and \D outside brackets become [0-9] and [^0-9]. Returns 0, or -1 with a
+ * message in err. */
 static inline int util_regcomp(regex_t *re, spanhost_str pattern, char **names, size_t max_groups, char *err, size_t err_cap) {
-    char *plain = (char *)malloc(pattern.len + 1);
+    char *plain = (char *)malloc(pattern.len * 3 + 1);
     size_t n = 0, group = 0;
     int in_bracket = 0;
     if (!plain) return -1;
     for (size_t i = 0; i < pattern.len; i++) {
         char c = pattern.ptr[i];
+        if (c == '\\' && i + 1 < pattern.len && !in_bracket && (pattern.ptr[i + 1] == 'd' || pattern.ptr[i + 1] == 'D')) {
+            const char *cls = pattern.ptr[++i] == 'd' ? "[0-9]" : "[^0-9]";
+            memcpy(plain + n, cls, strlen(cls));
+            n += strlen(cls);
+            continue;
+        }
         if (c == '\\' && i + 1 < pattern.len) {
             plain[n++] = c;
             plain[n++] = pattern.ptr[++i];
@@ -115,6 +123,11 @@ static inline int util_regcomp(regex_t *re, spanhost_str pattern, char **names, 
             size_t name_at = 0;
             if (i + 3 < pattern.len && pattern.ptr[i + 1] == '?' && pattern.ptr[i + 2] == 'P' && pattern.ptr[i + 3] == '<') name_at = i + 4;
             else if (i + 2 < pattern.len && pattern.ptr[i + 1] == '?' && pattern.ptr[i + 2] == '<') name_at = i + 3;
+            if (i + 2 < pattern.len && pattern.ptr[i + 1] == '?' && pattern.ptr[i + 2] == ':') {
+                plain[n++] = '(';
+                i += 2;
+                continue;
+            }
             if (name_at) {
                 size_t end = name_at;
                 while (end < pattern.len && pattern.ptr[end] != '>') end++;

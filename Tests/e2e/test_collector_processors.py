@@ -1,0 +1,136 @@
+"""The Collector's resource, span and redaction processors, each from its README or testdata
+example kept unchanged in collector_examples/: checked as written, then run live with SDK spans
+(the example merged under an overlay that adds a receiver, a file exporter and the pipeline),
+and the exported spans checked against what the README says."""
+import hashlib
+import os
+import subprocess
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from conftest import SPANHOSTD, read_file_export, wait_for
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "collector_examples")
+
+
+def overlay(processors):
+    return """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+exporters:
+  file:
+    path: {tmp}/out.jsonl
+admin:
+  endpoint: {admin}
+plugins:
+  dir: {plugins}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [%s]
+      exporters: [file]
+""" % ", ".join(processors)
+
+
+def check(path):
+    out = subprocess.run([SPANHOSTD, "--config", path, "--check"], capture_output=True, text=True, timeout=60)
+    return out.returncode, out.stdout + out.stderr
+
+
+def send(url, resource, spans):
+    """spans: (name, attributes) pairs, each a root span."""
+    provider = TracerProvider(resource=Resource.create(resource))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url)))
+    tracer = provider.get_tracer("collector-processors")
+    for name, attributes in spans:
+        with tracer.start_as_current_span(name, attributes=attributes):
+            pass
+    provider.shutdown()
+
+
+def exported(tmp, count):
+    path = f"{tmp}/out.jsonl"
+    assert wait_for(lambda: len(read_file_export(path)) >= count), read_file_export(path)
+    return read_file_export(path)
+
+
+def attrs(kvs):
+    return {kv["key"]: next(iter(kv["value"].values())) for kv in kvs}
+
+
+def test_resource_readme_example(spanhost, tmp):
+    example = os.path.join(EXAMPLES, "resource_readme.yaml")
+    s = spanhost(overlay(["resource"]), base_configs=[example])
+    send(s.url, {"service.name": "api", "k8s-cluster": "prod-1", "redundant-attribute": "x"}, [("GET /", {})])
+    resource = attrs(exported(tmp, 1)[0]["resource"]["attributes"])
+    assert resource["cloud.availability_zone"] == "zone-1"
+    assert resource["k8s.cluster.name"] == "prod-1"
+    assert "redundant-attribute" not in resource and resource["service.name"] == "api"
+
+
+def test_span_testdata_names_extracts_and_sets_status(spanhost, tmp):
+    example = os.path.join(EXAMPLES, "span_testdata.yaml")
+    code, out = check(example)
+    assert code == 0, out
+    # As the file's own pipeline runs it: span/custom.
+    s = spanhost(overlay(["span/custom"]), base_configs=[example])
+    send(s.url, {"service.name": "svc"}, [("serviceA", {"db.svc": "location", "operation": "get", "id": 1234}),
+                                          ("serviceB", {"db.svc": "location", "id": "1234"})])
+    names = sorted(sp["span"]["name"] for sp in exported(tmp, 2))
+    # Example 1: all keys present; example 2: `operation` missing, the name stays.
+    assert names == ["location::get::1234", "serviceB"], names
+    s.stop()
+    os.remove(f"{tmp}/out.jsonl")
+
+    s = spanhost(overlay(["span/to_attributes", "span/set_status_err", "span/includeexclude"]), base_configs=[example])
+    send(s.url, {"service.name": "svc"}, [("/api/v1/document/12345678/update", {})])
+    send(s.url, {"service.name": "banks-eu"}, [("pay/now", {}), ("donot/change", {})])
+    spans = {sp["span"]["name"]: sp["span"] for sp in exported(tmp, 3)}
+    doc = spans["/api/v1/document/{documentId}/update"]
+    assert attrs(doc["attributes"])["documentId"] == "12345678"
+    assert doc["status"] == {"code": 2, "message": "some additional error description"}, doc["status"]
+    # span/includeexclude: a banks service's span with a '/' is renamed, except donot/change.
+    assert attrs(spans["{operation_website}"]["attributes"])["operation_website"] == "pay/now"
+    assert "donot/change" in spans and "operation_website" not in attrs(spans["donot/change"].get("attributes", []))
+
+
+def test_redaction_readme_example(spanhost, tmp):
+    example = os.path.join(EXAMPLES, "redaction_readme.yaml")
+    base = os.path.join(tmp, "redaction.yaml")
+    with open(example) as f:
+        text = f.read()
+    pipeline = os.path.join(tmp, "pipeline.yaml")
+    with open(pipeline, "w") as f:
+        f.write(overlay(["redaction"]).format(receiver="127.0.0.1:0", tmp=tmp, admin="127.0.0.1:0", plugins=os.path.join(os.path.dirname(SPANHOSTD), "..", "plugins")))
+    out = subprocess.run([SPANHOSTD, "--config", example, "--config", pipeline, "--check"], capture_output=True, text=True, timeout=60)
+    # The example turns on url_sanitizer, which spanhost does not implement: refused, saying so.
+    assert out.returncode != 0 and "processors.redaction.url_sanitizer: Collector key `url_sanitizer` is not supported by spanhost" in out.stderr, out
+    # The same example without its url_sanitizer block.
+    with open(base, "w") as f:
+        f.write(text.split("    # url_sanitizer")[0])
+    host = spanhost(overlay(["redaction"]), base_configs=[base])
+    send(host.url, {"service.name": "shop"}, [("checkout", {
+        "id": 4111111111111111,                       # a Visa number, as an int: redact_all_types
+        "description": "paid with 5105105105105100",  # a MasterCard number inside text
+        "name": "ops@mycompany.com",                  # an allowed value
+        "group": "blue",
+        "secret": "s3cr3t",                           # not an allowed key: deleted
+        "safe_attribute": "4111111111111111",         # ignored: passes untouched
+    })])
+    span = attrs(exported(tmp, 1)[0]["span"]["attributes"])
+    md5 = lambda text: hashlib.md5(text.encode()).hexdigest()
+    assert span["id"] == md5("4111111111111111"), span
+    assert span["description"] == "paid with " + md5("5105105105105100"), span
+    assert span["name"] == "ops@mycompany.com" and span["group"] == "blue"
+    assert "secret" not in span and span["safe_attribute"] == "4111111111111111"
+    # summary: debug.
+    assert span["redaction.redacted.keys"] == "secret" and span["redaction.redacted.count"] == "1", span
+    assert span["redaction.masked.keys"] == "description,id" and span["redaction.masked.count"] == "2", span
+    assert span["redaction.ignored.count"] == "1", span
