@@ -351,6 +351,24 @@ int32_t sh_set_attribute_lent(spanhost_batch *batch, spanhost_kv_list *attribute
     return set_attribute(batch, attributes, key, value, 1, value_lent);
 }
 
+int32_t sh_batch_set_client_metadata(spanhost_batch *batch, const char *key, size_t key_len, const char *value, size_t value_len) {
+    spanhost_value v;
+    memset(&v, 0, sizeof v);
+    v.type = SPANHOST_VALUE_STRING;
+    v.as.string_value.ptr = value;
+    v.as.string_value.len = value_len;
+    spanhost_str k = {key, key_len};
+    return set_attribute(batch, &batch->client_metadata, k, &v, 0, 0);
+}
+
+int32_t sh_batch_copy_client_metadata(spanhost_batch *dst, const spanhost_batch *src) {
+    for (size_t i = 0; i < src->client_metadata.count; i++) {
+        const spanhost_kv *kv = &src->client_metadata.items[i];
+        if (set_attribute(dst, &dst->client_metadata, kv->key, &kv->value, 0, 0) != 0) return -1;
+    }
+    return 0;
+}
+
 int32_t sh_remove_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key) {
     (void)batch;
     for (size_t i = 0; i < attributes->count; i++) {

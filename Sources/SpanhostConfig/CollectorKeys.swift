@@ -4,22 +4,18 @@
 public enum CollectorKeys {
     private static let tracesOnly = "spanhost carries traces only"
     private static let httpClientTuning = "connection tuning of the Go HTTP client; spanhost keeps one pool per exporter"
-    private static let noRequestMetadata = "request headers do not reach the pipelines yet"
     static let exponentialHistograms = "exponential histograms are not supported by spanhost: use explicit buckets"
 
     static let notSupported: [String: String] = {
         var keys: [String: String] = [
             "receivers.otlp.protocols.http.cors": "browser clients (CORS) are not served",
-            "receivers.otlp.protocols.http.include_metadata": noRequestMetadata,
             "receivers.otlp.protocols.http.logs_url_path": tracesOnly,
             "receivers.otlp.protocols.http.metrics_url_path": tracesOnly,
             "receivers.otlp.protocols.http.compression_algorithms": "gzip and identity are taken",
             "receivers.zipkin.parse_string_tags": "tags stay strings, as with the Collector's default",
-            "receivers.zipkin.include_metadata": noRequestMetadata,
             "receivers.zipkin.cors": "browser clients (CORS) are not served",
             "receivers.jaeger.remote_sampling": "sampling strategies are not served",
             "receivers.jaeger.protocols.thrift_http.cors": "browser clients (CORS) are not served",
-            "receivers.jaeger.protocols.thrift_http.include_metadata": noRequestMetadata,
             "receivers.kafka.auth": "set librdkafka's security.protocol and sasl.* under properties",
             "receivers.kafka.client_id": "set librdkafka's client.id under properties",
             "receivers.kafka.metadata": "set librdkafka's metadata.* under properties",
@@ -33,9 +29,6 @@ public enum CollectorKeys {
             "exporters.kafka.client_id": "set librdkafka's client.id under properties",
             "exporters.kafka.metadata": "set librdkafka's metadata.* under properties",
             "exporters.kafka.producer": "set librdkafka's producer properties under properties (message.max.bytes, compression.codec)",
-            "processors.attributes.actions.*.from_context": noRequestMetadata,
-            "processors.attributes.actions.*.default_value": "not implemented yet",
-            "processors.tail_sampling.expected_new_traces_per_sec": "memory grows as traces arrive",
             "processors.probabilistic_sampler.mode": "the hash_seed mode is the only one",
             "processors.probabilistic_sampler.sampling_precision": "the hash_seed mode is the only one",
             "processors.probabilistic_sampler.fail_closed": "the hash_seed mode is the only one",

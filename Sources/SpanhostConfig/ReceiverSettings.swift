@@ -149,12 +149,16 @@ public struct HTTPConnectionSettings: Sendable, Equatable {
     public var maxSpansPerRequest = 200_000
     /// Attributes one resource, scope, span, event or link may have.
     public var maxAttributesPerSpan = 10_000
+    /// Request headers reach processors as the batch's client_metadata (`metadata.<name>`).
+    public var includeMetadata = false
 
-    public static let keys = ["read_header_timeout", "read_timeout", "max_connections", "max_spans_per_request", "max_attributes_per_span"]
+    public static let keys = ["read_header_timeout", "read_timeout", "max_connections", "max_spans_per_request", "max_attributes_per_span",
+                              "include_metadata"]
 
     public init() {}
 
     init(settings: ConfigValue, path: String) throws {
+        if let v = settings["include_metadata"] { includeMetadata = try parseBool(v, path: "\(path).include_metadata") }
         if let v = settings["max_spans_per_request"] {
             maxSpansPerRequest = try parseCount(v, path: "\(path).max_spans_per_request", in: 1...100_000_000)
         }

@@ -285,8 +285,29 @@ public final class SpanBatch: @unchecked Sendable {
     /// A deep copy, for handing the same data to a second pipeline that will change it; nil
     /// when out of memory.
     public func clone() -> SpanBatch? {
-        guard let copy = SpanBatch.empty(), copy.append(spansOf: self) else { return nil }
+        guard let copy = SpanBatch.empty(), copy.append(spansOf: self),
+              sh_batch_copy_client_metadata(copy.pointer, pointer) == 0 else { return nil }
         return copy
+    }
+
+    /// The batch with its client_metadata set (what the receiver knew of the request). Out of
+    /// memory, it goes on without: the spans matter more than their request's headers.
+    public func withClientMetadata(_ pairs: [(key: String, value: String)]) -> SpanBatch {
+        _ = setClientMetadata(pairs)
+        return self
+    }
+
+    /// Sets the batch's client_metadata; false when out of memory.
+    public func setClientMetadata(_ pairs: [(key: String, value: String)]) -> Bool {
+        pairs.allSatisfy { pair in
+            var key = pair.key, value = pair.value
+            return key.withUTF8 { k in
+                value.withUTF8 { v in
+                    sh_batch_set_client_metadata(pointer, k.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }, k.count,
+                                                 v.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }, v.count) == 0
+                }
+            }
+        }
     }
 
     /// Visits every span with its resource and scope groups.

@@ -11,6 +11,25 @@ public struct HTTPRequest: Sendable {
     public var path: String
     public var headers: HTTPHeaders
     public var body: ByteBuffer
+    /// The sender's IP address, when the connection has one (not on Unix sockets).
+    public var remoteAddress: String? = nil
+
+    /// What the request tells processors about its sender (a batch's client_metadata):
+    /// `client.address`, and with `headers` every header as `metadata.<lowercased name>`, the
+    /// values of a repeated header joined with ";" (as the Collector's from_context reads them).
+    public func clientMetadata(headers: Bool) -> [(key: String, value: String)] {
+        var pairs: [(key: String, value: String)] = remoteAddress.map { [("client.address", $0)] } ?? []
+        guard headers else { return pairs }
+        var order: [String] = []
+        var values: [String: [String]] = [:]
+        for (name, value) in self.headers {
+            let key = "metadata." + name.lowercased()
+            if values[key] == nil { order.append(key) }
+            values[key, default: []].append(value)
+        }
+        pairs += order.map { ($0, values[$0]!.joined(separator: ";")) }
+        return pairs
+    }
 }
 
 public struct HTTPResponse: Sendable {
@@ -255,7 +274,8 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
             clock.requestComplete()
             guard !tooLarge, let head else { return }
             let request = HTTPRequest(method: head.method, path: String(head.uri.prefix { $0 != "?" }), headers: head.headers,
-                                      body: body ?? context.channel.allocator.buffer(capacity: 0))
+                                      body: body ?? context.channel.allocator.buffer(capacity: 0),
+                                      remoteAddress: context.channel.remoteAddress?.ipAddress)
             self.head = nil
             self.body = nil
             // The body stays counted until it has been handled (decoded, run through the pipelines).

@@ -41,11 +41,12 @@ public struct OTLPHTTPHandler: Sendable {
         case .success(let checked): (encoding, gzip) = checked
         }
         let body = request.body
+        let metadata = request.clientMetadata(headers: settings.connections.includeMetadata)
         return runPipelines(on: loop, pool: pool, timeout: settings.requestTimeout, inline: inline,
                             small: !gzip && body.readableBytes <= inlineBodyLimit, timedOut: {
             counters.add(refusedRequests: 1)
             return refused(encoding, seconds: 1, "the pipeline did not finish within \(settings.requestTimeout)")
-        }, decode: { decode(body, encoding: encoding, gzip: gzip) }, sink: sink,
+        }, decode: { decode(body, encoding: encoding, gzip: gzip).map { $0.withClientMetadata(metadata) } }, sink: sink,
            respond: { outcome, spans in respond(outcome, spans: spans, encoding: encoding) })
     }
 

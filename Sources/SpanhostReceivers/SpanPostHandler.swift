@@ -116,6 +116,7 @@ public struct SpanPostHandler: ReceiverHandler {
         let limit = maxRequestBodySize
         let caps = SpanBatch.Caps(connections)
         let gzip = encoding == "gzip"
+        let metadata = request.clientMetadata(headers: connections.includeMetadata)
         return runPipelines(on: loop, pool: pool, timeout: requestTimeout, inline: inline,
                             small: !gzip && body.readableBytes <= inlineBodyLimit, timedOut: {
             counters.add(refusedRequests: 1)
@@ -124,7 +125,7 @@ public struct SpanPostHandler: ReceiverHandler {
             do throws(DecodeError) {
                 return .success(try body.withUnsafeReadableBytes { raw throws(DecodeError) in
                     try SpanBatch.decode(raw, format: format, gzip: gzip, limit: limit, caps: caps)
-                })
+                }.withClientMetadata(metadata))
             } catch {
                 counters.add(rejectedRequests: 1)
                 return .failure(EarlyAnswer(.text(error.isTooLarge ? .payloadTooLarge : .badRequest, error.description)))

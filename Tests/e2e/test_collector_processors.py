@@ -16,13 +16,14 @@ from conftest import SPANHOSTD, read_file_export, wait_for
 EXAMPLES = os.path.join(os.path.dirname(__file__), "collector_examples")
 
 
-def overlay(processors):
+def overlay(processors, receiver_settings=""):
     return """
 receivers:
   otlp:
     protocols:
       http:
         endpoint: {receiver}
+%s
 exporters:
   file:
     path: {tmp}/out.jsonl
@@ -36,7 +37,7 @@ service:
       receivers: [otlp]
       processors: [%s]
       exporters: [file]
-""" % ", ".join(processors)
+""" % (receiver_settings, ", ".join(processors))
 
 
 def check(path):
@@ -134,3 +135,41 @@ def test_redaction_readme_example(spanhost, tmp):
     assert span["redaction.redacted.keys"] == "secret" and span["redaction.redacted.count"] == "1", span
     assert span["redaction.masked.keys"] == "description,id" and span["redaction.masked.count"] == "2", span
     assert span["redaction.ignored.count"] == "1", span
+
+
+def send_with_headers(url, headers, resource, spans):
+    provider = TracerProvider(resource=Resource.create(resource))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url, headers=headers)))
+    tracer = provider.get_tracer("collector-processors")
+    for name, attributes in spans:
+        with tracer.start_as_current_span(name, attributes=attributes):
+            pass
+    provider.shutdown()
+
+
+def test_attributes_readme_default_values_and_from_context(spanhost, tmp):
+    example = os.path.join(EXAMPLES, "attributes_readme.yaml")
+    from_context = os.path.join(EXAMPLES, "attributes_testdata_from_context.yaml")
+    # include_metadata on the receiver: request headers reach the processors.
+    s = spanhost(overlay(["attributes/example", "attributes/from_context"], "        include_metadata: true"),
+                 base_configs=[example, from_context])
+    send_with_headers(s.url, {"Tenant": "acme", "Origin": "web"}, {"service.name": "shop"},
+                      [("with", {"cloud.region": "eu-west-1", "account_email": "a@b.c", "http.status_code": "200", "db.table": "t"})])
+    send(s.url, {"service.name": "shop"}, [("without", {})])
+    spans = {sp["span"]["name"]: attrs(sp["span"]["attributes"]) for sp in exported(tmp, 2)}
+    with_, without = spans["with"], spans["without"]
+    assert with_["region"] == "eu-west-1" and without["region"] == "us-east-1"
+    # from_context finds the header (any case); without it, default_value.
+    assert with_["tenant_id"] == "acme" and without["tenant_id"] == "default-tenant"
+    assert with_["origin"] == "web" and "origin" not in without
+    # No authenticator gives a subject here: the action does nothing, as in the Collector without oidc.
+    assert "enduser.id" not in with_
+    assert with_["account_id"] == "2245" and with_["redacted_span"] is True and "db.table" not in with_
+    assert with_["http.status_code"] == "200" and len(with_["account_email"]) == 64
+
+
+def test_from_context_sees_no_headers_without_include_metadata(spanhost, tmp):
+    example = os.path.join(EXAMPLES, "attributes_readme.yaml")
+    s = spanhost(overlay(["attributes/example"]), base_configs=[example])
+    send_with_headers(s.url, {"Tenant": "acme"}, {"service.name": "shop"}, [("x", {})])
+    assert attrs(exported(tmp, 1)[0]["span"]["attributes"])["tenant_id"] == "default-tenant"

@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define SPANHOST_ABI_MAJOR 1
-#define SPANHOST_ABI_MINOR 6
+#define SPANHOST_ABI_MINOR 7
 
 /* Name of the one function every plugin exports (see spanhost_plugin_entry_fn). */
 #define SPANHOST_PLUGIN_ENTRY_SYMBOL "spanhost_plugin_entry"
@@ -266,6 +266,13 @@ typedef struct spanhost_batch {
     uint32_t reserved; /* zero */
     spanhost_resource_spans **resource_spans; /* OWNERSHIP: batch arena */
     size_t resource_spans_count;
+    /* 1.7: what the receiver knew of the request that brought these spans, as string values:
+     * `client.address` (the sender's IP), and `metadata.<name>` for each request header when the
+     * receiver sets include_metadata (names in lowercase; a header given twice has its values
+     * joined with ";"). Empty for batches no request made (those a processor emits, merged or
+     * replayed ones). The Collector's attributes processor reads it with from_context.
+     * OWNERSHIP: batch arena. */
+    spanhost_kv_list client_metadata;
 } spanhost_batch;
 
 /* ------------------------------------------------------------------------------------------ */

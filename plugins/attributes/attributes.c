@@ -7,6 +7,9 @@
  *       action: insert | update | upsert | delete | hash | extract | convert
  *       value: VALUE                   insert/update/upsert: a string, integer, number or boolean
  *       from_attribute: KEY            ... or the value of another attribute of the same span
+ *       from_context: metadata.origin  ... or of the request: a header (the receiver's
+ *                                      include_metadata), client.address or auth.<name>
+ *       default_value: VALUE           ... used when the one above gives none
  *     - pattern: REGEX                 delete: every key matching the regex (instead of key)
  *     - {key: user.email, action: hash}            value replaced by its SHA-256 (hex)
  *       hmac_key: SECRET               ... HMAC-SHA256 with this key (use ${env:VAR})
@@ -24,6 +27,7 @@
 #include "plugin_util.h"
 #include "span_matcher.h"
 
+#include <ctype.h>
 #include <openssl/evp.h>
 
 /* plugins/resource builds this file as the Collector's resource processor: the same actions,
@@ -51,7 +55,11 @@ typedef struct action {
     int op;
     spanhost_str key;            /* owned by the host config; lives as long as the instance */
     spanhost_str from_attribute; /* empty when `value` is used */
+    char *from_context;          /* the client_metadata key (heap), or NULL */
     spanhost_value value;
+    int has_value;               /* `value` is set */
+    spanhost_value default_value; /* used when value/from_attribute/from_context gives none */
+    int has_default;
     spanhost_str hmac_key;
     int has_pattern;
     regex_t pattern;
@@ -71,12 +79,49 @@ typedef struct attributes_state {
 static void free_state(attributes_state *s) {
     for (size_t i = 0; i < s->count; i++) {
         if (s->actions[i].has_pattern) regfree(&s->actions[i].pattern);
+        free(s->actions[i].from_context);
         for (int g = 0; g < MAX_GROUPS; g++) free(s->actions[i].group_names[g]);
     }
     matcher_free(host, &s->include);
     matcher_free(host, &s->exclude);
     EVP_MD_free(s->sha256);
     free(s);
+}
+
+/* A scalar at `path`, typed as written in YAML (a quoted "42" still reads as an integer).
+ * Returns 1 when found. */
+static int read_value(const spanhost_config *config, const char *path, spanhost_value *v) {
+    int64_t iv;
+    double dv;
+    int32_t bv;
+    if (host->config_int(config, path, &iv) == SPANHOST_CONFIG_FOUND) { v->type = SPANHOST_VALUE_INT; v->as.int_value = iv; }
+    else if (host->config_double(config, path, &dv) == SPANHOST_CONFIG_FOUND) { v->type = SPANHOST_VALUE_DOUBLE; v->as.double_value = dv; }
+    else if (host->config_bool(config, path, &bv) == SPANHOST_CONFIG_FOUND) { v->type = SPANHOST_VALUE_BOOL; v->as.bool_value = bv; }
+    else if (host->config_string(config, path, &v->as.string_value) == SPANHOST_CONFIG_FOUND) v->type = SPANHOST_VALUE_STRING;
+    else return 0;
+    return 1;
+}
+
+/* The client_metadata key a from_context names, as the Collector reads it: `auth.<name>` and
+ * `client.address` as written; anything else is a request header, `metadata.<name>`, whose
+ * name compares without case. Heap string, or NULL when out of memory. */
+static char *context_key(spanhost_str from) {
+    spanhost_str header = from;
+    if ((from.len > 5 && !memcmp(from.ptr, "auth.", 5)) || util_str_is(from, "client.address")) return util_strdup(from);
+    if (from.len > 9 && !memcmp(from.ptr, "metadata.", 9)) { header.ptr += 9; header.len -= 9; }
+    char *key = (char *)malloc(9 + header.len + 1);
+    if (!key) return NULL;
+    memcpy(key, "metadata.", 9);
+    for (size_t i = 0; i < header.len; i++) key[9 + i] = (char)tolower((unsigned char)header.ptr[i]);
+    key[9 + header.len] = 0;
+    return key;
+}
+
+/* The batch's client_metadata value for `key` (1.7 hosts fill it), or NULL. */
+static const spanhost_value *client_metadata(const spanhost_batch *batch, const char *key) {
+    if (batch->struct_size < offsetof(spanhost_batch, client_metadata) + sizeof(spanhost_kv_list)) return NULL;
+    spanhost_str k = {key, strlen(key)};
+    return util_find(&batch->client_metadata, k);
 }
 
 #define FAIL(...) do { snprintf(status->message, status->message_cap, __VA_ARGS__); free_state(s); return SPANHOST_PERMANENT; } while (0)
@@ -150,19 +195,19 @@ static int32_t attributes_create(const spanhost_config *config, spanhost_instanc
         if (a->op > ACT_UPSERT) continue;
 
         snprintf(path, sizeof path, ACTIONS ".%zu.from_attribute", i);
-        int has_from = host->config_string(config, path, &a->from_attribute) == SPANHOST_CONFIG_FOUND;
+        int sources = host->config_string(config, path, &a->from_attribute) == SPANHOST_CONFIG_FOUND;
+        spanhost_str context;
+        snprintf(path, sizeof path, ACTIONS ".%zu.from_context", i);
+        if (host->config_string(config, path, &context) == SPANHOST_CONFIG_FOUND) {
+            if (!(a->from_context = context_key(context))) FAIL("out of memory");
+            sources++;
+        }
         snprintf(path, sizeof path, ACTIONS ".%zu.value", i);
-        int64_t iv;
-        double dv;
-        int32_t bv;
-        int has_value = 1;
-        /* Typed as written in YAML; a quoted "42" still reads as an integer. */
-        if (host->config_int(config, path, &iv) == SPANHOST_CONFIG_FOUND) { a->value.type = SPANHOST_VALUE_INT; a->value.as.int_value = iv; }
-        else if (host->config_double(config, path, &dv) == SPANHOST_CONFIG_FOUND) { a->value.type = SPANHOST_VALUE_DOUBLE; a->value.as.double_value = dv; }
-        else if (host->config_bool(config, path, &bv) == SPANHOST_CONFIG_FOUND) { a->value.type = SPANHOST_VALUE_BOOL; a->value.as.bool_value = bv; }
-        else if (host->config_string(config, path, &a->value.as.string_value) == SPANHOST_CONFIG_FOUND) a->value.type = SPANHOST_VALUE_STRING;
-        else has_value = 0;
-        if (has_value == has_from) FAIL(ACTIONS ".%zu: give exactly one of value or from_attribute", i);
+        if ((a->has_value = read_value(config, path, &a->value))) sources++;
+        snprintf(path, sizeof path, ACTIONS ".%zu.default_value", i);
+        a->has_default = read_value(config, path, &a->default_value);
+        if (sources > 1) FAIL(ACTIONS ".%zu: give one of value, from_attribute or from_context", i);
+        if (!sources && !a->has_default) FAIL(ACTIONS ".%zu: give one of value, from_attribute, from_context or default_value", i);
     }
     *out = s;
     return SPANHOST_OK;
@@ -283,12 +328,12 @@ static int apply(attributes_state *s, spanhost_batch *batch, spanhost_kv_list *a
             break;
         default: {
             if ((a->op == ACT_INSERT && cur) || (a->op == ACT_UPDATE && !cur)) break;
-            spanhost_value value = a->value;
-            if (a->from_attribute.len) {
-                const spanhost_value *src = util_find(attrs, a->from_attribute);
-                if (!src) break;
-                value = *src;
-            }
+            const spanhost_value *src = a->has_value ? &a->value
+                                      : a->from_attribute.len ? util_find(attrs, a->from_attribute)
+                                      : a->from_context ? client_metadata(batch, a->from_context) : NULL;
+            if (!src && a->has_default) src = &a->default_value;
+            if (!src) break;
+            spanhost_value value = *src;
             if (host->set_attribute(batch, attrs, a->key, &value) != 0) return -1;
         }
         }
@@ -333,6 +378,8 @@ static const spanhost_config_key config_keys[] = {
     {ACTIONS ".*.action", SPANHOST_TYPE_STRING, 1, NULL, "insert, update, upsert, delete, hash, extract or convert"},
     {ACTIONS ".*.value", SPANHOST_TYPE_SCALAR, 0, NULL, "insert/update/upsert: the value"},
     {ACTIONS ".*.from_attribute", SPANHOST_TYPE_STRING, 0, NULL, "insert/update/upsert: take the value of this attribute"},
+    {ACTIONS ".*.from_context", SPANHOST_TYPE_STRING, 0, NULL, "insert/update/upsert: metadata.<header> (receiver include_metadata), client.address or auth.<name>"},
+    {ACTIONS ".*.default_value", SPANHOST_TYPE_SCALAR, 0, NULL, "insert/update/upsert: the value when the others give none"},
     {ACTIONS ".*.pattern", SPANHOST_TYPE_STRING, 0, NULL, "delete: keys matching this regex; extract: regex with named groups"},
     {ACTIONS ".*.hmac_key", SPANHOST_TYPE_STRING, 0, NULL, "hash: HMAC-SHA256 with this key instead of SHA-256"},
     {ACTIONS ".*.converted_type", SPANHOST_TYPE_STRING, 0, NULL, "convert: int, double, string or bool"},

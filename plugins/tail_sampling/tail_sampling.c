@@ -628,6 +628,12 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     }
     if (has_sampled == SPANHOST_CONFIG_FOUND || has_non_sampled == SPANHOST_CONFIG_FOUND)
         cache = sampled_cache + non_sampled_cache > 0 ? sampled_cache + non_sampled_cache : 1;
+    /* The Collector sizes its maps from this hint; the trace table here is sized by num_traces. */
+    int64_t expected = 0;
+    if (host->config_int(config, "expected_new_traces_per_sec", &expected) == SPANHOST_CONFIG_WRONG_TYPE || expected < 0) {
+        snprintf(status->message, status->message_cap, "expected_new_traces_per_sec: must be a non-negative integer");
+        goto fail;
+    }
     if (host->config_count(config, "policies", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
         snprintf(status->message, status->message_cap, "policies: required, a list of {name, type, ...}");
         goto fail;
@@ -757,6 +763,7 @@ static void destroy(void *state) {
 static const spanhost_config_key config_keys[] = {
     {"decision_wait", SPANHOST_TYPE_DURATION, 0, "30s", "how long a trace is held after its first span arrives"},
     {"num_traces", SPANHOST_TYPE_INT, 0, "50000", "traces held at most; past it the oldest is decided early"},
+    {"expected_new_traces_per_sec", SPANHOST_TYPE_INT, 0, "0", "the Collector's sizing hint; accepted, the table is sized by num_traces"},
     {"max_spans_per_trace", SPANHOST_TYPE_INT, 0, "10000", "spans held per trace; more are counted and dropped"},
     {"decision_cache", SPANHOST_TYPE_MAP, 0, NULL, "decisions remembered, so late spans follow their trace"},
     {"decision_cache.size", SPANHOST_TYPE_INT, 0, "100000", "how many"},

@@ -111,6 +111,11 @@ int32_t sh_set_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, sp
 int32_t sh_set_attribute_lent(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key,
                               const spanhost_value *value, int value_lent);
 int32_t sh_remove_attribute(spanhost_batch *batch, spanhost_kv_list *attributes, spanhost_str key);
+/* Sets `key` to the string `value` in the batch's client_metadata (both copied into its arena).
+ * 0, or -1 when out of memory. */
+int32_t sh_batch_set_client_metadata(spanhost_batch *batch, const char *key, size_t key_len, const char *value, size_t value_len);
+/* Copies src's client_metadata into dst. 0, or -1 when out of memory. */
+int32_t sh_batch_copy_client_metadata(spanhost_batch *dst, const spanhost_batch *src);
 spanhost_span *sh_batch_add_span(spanhost_batch *batch, const spanhost_resource *resource,
                                  spanhost_str resource_schema_url, const spanhost_scope *scope,
                                  spanhost_str scope_schema_url, const spanhost_span *span);
