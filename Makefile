@@ -80,6 +80,8 @@ build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(FIXTURE_CXX_SOS) $(BUILD)/te
 LDLIBS_kafka := -lrdkafka
 LDLIBS_kafka_events := -lrdkafka
 LDLIBS_attributes := -lcrypto
+LDLIBS_probabilistic_sampler := -lm
+LDLIBS_span := -lm
 LDLIBS_resource := -lcrypto
 LDLIBS_redaction := -lcrypto
 LDLIBS_tail_sampling := -lpthread

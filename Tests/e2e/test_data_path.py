@@ -298,9 +298,9 @@ def test_unknown_keys_are_refused_for_host_and_plugins(tmp):
                                service="", chain="processors: [probabilistic_sampler], "))
     assert r.returncode > 0 and "processors.probabilistic_sampler.bogus: unknown key" in r.stderr, r.stderr
     # A Collector key the plugin does not implement is named as such, not as a typo.
-    r = check(tmp, fill(BASE, processors="  probabilistic_sampler: {sampling_percentage: 10, mode: proportional}",
-                               service="", chain="processors: [probabilistic_sampler], "))
-    assert r.returncode > 0 and "processors.probabilistic_sampler.mode: Collector key `mode` is not supported by spanhost" in r.stderr, r.stderr
+    r = check(tmp, fill(BASE, processors="  redaction: {allow_all_keys: true, url_sanitizer: {enabled: true}}",
+                               service="", chain="processors: [redaction], "))
+    assert r.returncode > 0 and "processors.redaction.url_sanitizer: Collector key `url_sanitizer` is not supported by spanhost" in r.stderr, r.stderr
     text = fill(BASE, processors="  {}", service="", chain="").replace('"null": {}', '"null": {sending_queue: {queue_sise: 5}}')
     r = check(tmp, text)
     assert r.returncode > 0 and "exporters.null.sending_queue.queue_sise: unknown key" in r.stderr, r.stderr

@@ -193,7 +193,7 @@ def test_invalid_processor_configs_name_the_key(tmp):
     cases = [
         ("  filter:\n    spans:\n      - {field: color, equals: red}", "filter", "spans.0.field: 'color' is not name, kind, status or duration_ms"),
         ("  filter:\n    spans:\n      - {attribute: a, regex: \"(\"}", "filter", "spans.0.regex:"),
-        ("  probabilistic_sampler:\n    sampling_percentage: 150", "probabilistic_sampler", "sampling_percentage: required, a number from 0 to 100"),
+        ("  probabilistic_sampler:\n    sampling_percentage: -5", "probabilistic_sampler", "sampling_percentage: required, a number from 0 to 100"),
         ("  attributes:\n    actions:\n      - {key: a, action: convert, converted_type: float}", "attributes", "actions.0.converted_type: 'float' is not int, double, string or bool"),
         ("  attributes:\n    actions:\n      - {key: a, action: extract}", "attributes", "actions.0.pattern: required for extract"),
     ]
