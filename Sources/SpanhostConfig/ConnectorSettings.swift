@@ -1,3 +1,5 @@
+import Foundation
+
 /// A `connectors:` entry: telemetry the host derives from the spans of the pipelines that list
 /// it under `exporters:` (as the Collector's connectors). Its metrics are served at the admin
 /// endpoint's /metrics, and go out through the exporters of the `metrics` pipelines that list
@@ -17,12 +19,27 @@ public struct ConnectorConfig: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         case serviceGraph(ServiceGraphSettings)
         case spanMetrics(SpanMetricsSettings)
+        /// Between traces pipelines: what reaches it goes on, whole, into every pipeline that
+        /// lists it under `receivers:`.
+        case forward
+        /// Between traces pipelines: each resource, span or request goes to the pipelines of the
+        /// first route whose condition it meets, else to `default_pipelines`.
+        case routing(RoutingSettings)
     }
 
     public var id: ComponentID
     public var kind: Kind
 
-    public static let types = ["servicegraph", "spanmetrics"]
+    public static let types = ["servicegraph", "spanmetrics", "forward", "routing"]
+
+    /// forward and routing: connects traces pipelines, listed under the `receivers:` of the
+    /// pipelines it feeds. The others derive metrics.
+    public var joinsPipelines: Bool {
+        switch kind {
+        case .forward, .routing: return true
+        case .serviceGraph, .spanMetrics: return false
+        }
+    }
 
     public init(id: ComponentID, settings: ConfigValue) throws {
         let path = "connectors.\(id)"
@@ -30,6 +47,10 @@ public struct ConnectorConfig: Sendable, Equatable {
         switch id.type {
         case "servicegraph": kind = .serviceGraph(try ServiceGraphSettings(settings, path: path))
         case "spanmetrics": kind = .spanMetrics(try SpanMetricsSettings(settings, path: path))
+        case "forward":
+            try settings.requireKnownKeys([], path: path)
+            kind = .forward
+        case "routing": kind = .routing(try RoutingSettings(settings, path: path))
         default:
             throw ConfigError(path, "unknown connector '\(id.type)'; expected \(Self.types.joined(separator: " or "))")
         }
@@ -40,6 +61,7 @@ public struct ConnectorConfig: Sendable, Equatable {
         switch kind {
         case .serviceGraph(let s): return s.flushInterval
         case .spanMetrics(let s): return s.flushInterval
+        case .forward, .routing: return .zero
         }
     }
 }
@@ -206,4 +228,109 @@ public struct SpanMetricsSettings: Sendable, Equatable {
             }
         }
     }
+}
+
+/// The Collector's `routing` connector for traces.
+///
+///     connectors:
+///       routing:
+///         default_pipelines: [traces/other]
+///         error_mode: ignore                       # propagate (default), ignore or silent
+///         table:
+///           - context: request                     # the request's headers (receiver include_metadata)
+///             condition: request["X-Tenant"] == "acme"
+///             pipelines: [traces/acme]
+///           - condition: attributes["env"] == "prod"   # context resource (default): resource attributes
+///             pipelines: [traces/prod]
+///           - context: span
+///             statement: route() where attributes["http.route"] == "/checkout"
+///             pipelines: [traces/checkout]
+public struct RoutingSettings: Sendable, Equatable {
+    public enum Context: String, Sendable, Equatable {
+        case resource, span, request
+    }
+    /// `request["key"] == "value"` (or `!=`): the request context's whole grammar.
+    public struct RequestCondition: Sendable, Equatable {
+        public var header: String
+        public var value: String
+        public var equal: Bool
+    }
+    public struct Route: Sendable, Equatable {
+        public var context: Context
+        /// An OTTL condition (resource and span contexts).
+        public var condition: String
+        public var request: RequestCondition?
+        public var pipelines: [String]
+    }
+    public var routes: [Route] = []
+    public var defaultPipelines: [String] = []
+    /// propagate: a condition that fails to run fails the request; ignore and silent: the data
+    /// goes to the default pipelines.
+    public var propagateErrors = true
+
+    init(_ settings: ConfigValue, path: String) throws {
+        try settings.requireKnownKeys(["table", "default_pipelines", "error_mode", "match_once"], path: path)
+        if let v = settings["match_once"] {
+            // Removed in the Collector v0.120.0; `true` is what it does now.
+            guard try parseBool(v, path: "\(path).match_once") else {
+                throw ConfigError("\(path).match_once", "match_once: false was removed from the Collector's routing connector; split the table into several routers")
+            }
+        }
+        switch try settings["error_mode"].map({ try requireString($0, "\(path).error_mode") }) {
+        case nil, "propagate": propagateErrors = true
+        case "ignore", "silent": propagateErrors = false
+        case let other?: throw ConfigError("\(path).error_mode", "'\(other)' is not propagate, ignore or silent")
+        }
+        func pipelines(_ value: ConfigValue?, _ path: String) throws -> [String] {
+            guard let value, value != .null else { return [] }
+            guard case .list(let items) = value else { throw ConfigError(path, "must be a list of pipeline ids") }
+            return try items.enumerated().map { try requireString($1, "\(path).\($0)") }
+        }
+        defaultPipelines = try pipelines(settings["default_pipelines"], "\(path).default_pipelines")
+        guard case .list(let table)? = settings["table"], !table.isEmpty else {
+            throw ConfigError("\(path).table", "required: a list of {condition or statement, pipelines}")
+        }
+        routes = try table.enumerated().map { index, item in
+            let p = "\(path).table.\(index)"
+            try item.requireKnownKeys(["context", "condition", "statement", "pipelines"], path: p)
+            let contextName = try item["context"].map { try requireString($0, "\(p).context") } ?? "resource"
+            guard let context = Context(rawValue: contextName) else {
+                throw ConfigError("\(p).context", ["metric", "datapoint", "log"].contains(contextName)
+                    ? "the \(contextName) context routes metrics or logs, which spanhost does not carry; use resource, span or request"
+                    : "'\(contextName)' is not resource, span or request")
+            }
+            let condition = try item["condition"].map { try requireString($0, "\(p).condition") }
+            let statement = try item["statement"].map { try requireString($0, "\(p).statement") }
+            var text: String
+            switch (condition, statement) {
+            case (let c?, nil): text = c
+            case (nil, let s?):
+                guard context != .request else { throw ConfigError("\(p).statement", "the request context takes a condition, not a statement") }
+                guard let range = s.range(of: #"^\s*route\(\s*\)\s+where\s+"#, options: .regularExpression) else {
+                    throw ConfigError("\(p).statement", "must be `route() where <condition>`")
+                }
+                text = String(s[range.upperBound...])
+            case (nil, nil): throw ConfigError(p, "give condition or statement")
+            default: throw ConfigError(p, "give condition or statement, not both")
+            }
+            var request: RequestCondition?
+            if context == .request {
+                let pattern = #"^\s*request\[\s*"([^"]+)"\s*\]\s*(==|!=)\s*"([^"]*)"\s*$"#
+                guard let regex = try? NSRegularExpression(pattern: pattern),
+                      let m = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)),
+                      let key = Range(m.range(at: 1), in: text), let op = Range(m.range(at: 2), in: text),
+                      let value = Range(m.range(at: 3), in: text) else {
+                    throw ConfigError("\(p).condition", "the request context takes `request[\"key\"] == \"value\"` or `!=`, as the Collector")
+                }
+                request = RequestCondition(header: String(text[key]), value: String(text[value]), equal: text[op] == "==")
+                text = ""
+            }
+            let list = try pipelines(item["pipelines"], "\(p).pipelines")
+            guard !list.isEmpty else { throw ConfigError("\(p).pipelines", "required: the pipelines this route feeds") }
+            return Route(context: context, condition: text, request: request, pipelines: list)
+        }
+    }
+
+    /// Every pipeline a route or the default names.
+    public var allPipelines: [String] { routes.flatMap(\.pipelines) + defaultPipelines }
 }

@@ -113,3 +113,42 @@ extension ServiceConfig {
         config.exporters.removeAll { ids.contains($0.id) && !traced.contains($0.id) }
     }
 }
+
+extension ServiceConfig {
+    /// forward and routing connectors join traces pipelines as the Collector checks them: each
+    /// is an exporter of some pipeline and a receiver of another, a route names pipelines that
+    /// receive from its router, and data never comes back to a pipeline it left.
+    static func checkPipelineConnectors(_ config: ServiceConfig) throws {
+        for connector in config.connectors where connector.joinsPipelines {
+            let path = "connectors.\(connector.id)"
+            let feeding = config.pipelines.filter { $0.connectors.contains(connector.id) }
+            let fed = config.pipelines.filter { $0.receivers.contains(connector.id) }
+            guard feeding.isEmpty == fed.isEmpty else {
+                throw ConfigError(path, feeding.isEmpty
+                    ? "is a receiver of pipeline \(fed[0].id) but no pipeline lists it under exporters"
+                    : "is an exporter of pipeline \(feeding[0].id) but no pipeline lists it under receivers")
+            }
+            if case .routing(let routing) = connector.kind, !fed.isEmpty {
+                for id in Set(routing.allPipelines) where !fed.contains(where: { $0.id == id }) {
+                    throw ConfigError(path, config.pipelines.contains { $0.id == id }
+                        ? "routes to pipeline \(id), which does not list \(connector.id) under receivers"
+                        : "routes to pipeline \(id), which is not defined under service.pipelines")
+                }
+            }
+        }
+        // A cycle would send a batch around forever.
+        var next: [String: [String]] = [:]
+        for pipeline in config.pipelines {
+            next[pipeline.id] = config.pipelines.filter { other in other.receivers.contains { pipeline.connectors.contains($0) } }.map(\.id)
+        }
+        var done = Set<String>()
+        func visit(_ id: String, _ path: [String]) throws {
+            if let start = path.firstIndex(of: id) {
+                throw ConfigError("service.pipelines", "connectors make a cycle: \((path[start...] + [id]).joined(separator: " -> "))")
+            }
+            guard done.insert(id).inserted || !path.isEmpty else { return }
+            for other in next[id] ?? [] { try visit(other, path + [id]) }
+        }
+        for pipeline in config.pipelines { try visit(pipeline.id, []) }
+    }
+}

@@ -288,6 +288,7 @@ public struct ServiceConfig: Sendable, Equatable {
         }
         if let error = ConfigError.all(errors) { throw error }
         if config.pipelines.isEmpty { throw ConfigError("service.pipelines", "define at least one traces pipeline") }
+        try checkPipelineConnectors(config)
         try adoptMetricsExporters(&config)
         try adoptMemoryLimiterProcessors(&config)
         try adoptBatchProcessors(&config)
@@ -428,7 +429,8 @@ public struct ServiceConfig: Sendable, Equatable {
             return try items.enumerated().map { index, item in
                 let itemPath = "\(listPath).\(index)"
                 let id = try ComponentID(parsing: try requireString(item, itemPath), path: itemPath)
-                let isConnector = kind == .exporter && config.connectors.contains { $0.id == id }
+                let isConnector = (kind == .exporter && config.connectors.contains { $0.id == id })
+                    || (kind == .receiver && config.connectors.contains { $0.id == id && $0.joinsPipelines })
                 guard config.component(kind, id) != nil || isConnector else {
                     throw ConfigError(itemPath, "'\(id)' is not defined under \(kind.section)")
                 }

@@ -122,12 +122,14 @@ public final class SpanMetrics: SpanConnector, @unchecked Sendable {
 
 extension ConnectorConfig {
     /// The connector these settings describe, or `previous` when it was built from the same
-    /// settings (a reload then keeps its counts and waiting halves).
-    public func connector(previous: (config: ConnectorConfig, connector: SpanConnector)?) -> SpanConnector {
+    /// settings (a reload then keeps its counts and waiting halves); nil for the connectors
+    /// that join pipelines (the generation builds those).
+    public func connector(previous: (config: ConnectorConfig, connector: SpanConnector)?) -> SpanConnector? {
         if let previous, previous.config == self { return previous.connector }
         switch kind {
         case .serviceGraph(let s): return ServiceGraph(id: id, settings: s)
         case .spanMetrics(let s): return SpanMetrics(id: id, settings: s)
+        case .forward, .routing: return nil
         }
     }
 }

@@ -282,6 +282,23 @@ public final class SpanBatch: @unchecked Sendable {
         return complete ? copy : nil
     }
 
+    /// A deep copy of the spans `keep` picks, given each span's index in `forEachSpan` order,
+    /// with the batch's client_metadata; nil when out of memory. The batch is only read.
+    public func copy(where keep: (Int) -> Bool) -> SpanBatch? {
+        guard let copy = SpanBatch.empty(), sh_batch_copy_client_metadata(copy.pointer, pointer) == 0 else { return nil }
+        var complete = true
+        var index = 0
+        forEachSpan { rs, ss, span in
+            defer { index += 1 }
+            if complete && keep(index)
+                && sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url,
+                                     ss.pointee.scope, ss.pointee.schema_url, span) == nil {
+                complete = false
+            }
+        }
+        return complete ? copy : nil
+    }
+
     /// A deep copy, for handing the same data to a second pipeline that will change it; nil
     /// when out of memory.
     public func clone() -> SpanBatch? {
@@ -295,6 +312,16 @@ public final class SpanBatch: @unchecked Sendable {
     public func withClientMetadata(_ pairs: [(key: String, value: String)]) -> SpanBatch {
         _ = setClientMetadata(pairs)
         return self
+    }
+
+    /// The string value of `key` in the batch's client_metadata, or nil.
+    public func clientMetadata(_ key: String) -> String? {
+        let list = pointer.pointee.client_metadata
+        for i in 0..<list.count {
+            let kv = list.items[i]
+            if kv.key.string == key, kv.value.type == UInt32(SPANHOST_VALUE_STRING) { return kv.value.as.string_value.string }
+        }
+        return nil
     }
 
     /// Sets the batch's client_metadata; false when out of memory.

@@ -133,8 +133,10 @@ public final class Generation: @unchecked Sendable {
             }
             // Exporters and notifiers are shared by the pipelines that name them; processors are
             // per pipeline, since they may keep per-pipeline state.
-            for connector in config.connectors {
-                connectors.append((connector, connector.connector(previous: previous?.connectors.first { $0.config.id == connector.id })))
+            for config in config.connectors {
+                if let connector = config.connector(previous: previous?.connectors.first { $0.config.id == config.id }) {
+                    connectors.append((config, connector))
+                }
             }
             for pipeline in config.pipelines {
                 for id in pipeline.exporters where exporters[id] == nil {
@@ -166,6 +168,20 @@ public final class Generation: @unchecked Sendable {
         var routes: [ComponentID: [Pipeline]] = [:]
         for (config, pipeline) in zip(config.pipelines, pipelines) {
             for receiver in config.receivers { routes[receiver, default: []].append(pipeline) }
+        }
+        // forward and routing connectors: each pipeline hands on to those that receive from them.
+        do {
+            var joining: [ComponentID: PipelineConnector] = [:]
+            for connector in config.connectors where connector.joinsPipelines {
+                let fed = Dictionary(uniqueKeysWithValues: (routes[connector.id] ?? []).map { ($0.id, $0) })
+                joining[connector.id] = try PipelineConnector(connector, fed: fed)
+            }
+            for (config, pipeline) in zip(config.pipelines, pipelines) {
+                pipeline.connect(config.connectors.compactMap { joining[$0] })
+            }
+        } catch {
+            for instance in created { instance.destroy() }
+            throw GenerationError.invalidSettings(error)
         }
         self.config = config
         self.catalog = catalog
@@ -294,6 +310,12 @@ public final class Generation: @unchecked Sendable {
                                 willCreate: (String, PluginLibrary) -> Void = { _, _ in }) throws {
         let config = try applyQuarantine(config, catalog: catalog).config
         do { try RuleEngine.checkConditions(config.rules) } catch { throw GenerationError.invalidSettings(error) }
+        // Routing conditions compile (and are freed at once).
+        do {
+            for connector in config.connectors where connector.joinsPipelines { _ = try PipelineConnector(connector, fed: [:]) }
+        } catch {
+            throw GenerationError.invalidSettings(error)
+        }
         var seen = Set<String>()
         for pipeline in config.pipelines {
             let used: [(ComponentKind, ComponentID, PluginKind)] = pipeline.processors.map { (.processor, $0, .processor) }

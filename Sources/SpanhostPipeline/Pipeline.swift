@@ -32,9 +32,18 @@ public final class Pipeline: @unchecked Sendable {
     /// pipeline has a persistent queue), or nil.
     public let journals: [HoldJournal?]
 
-    /// Every processor and exporter on the way says it never blocks: a batch may run through
-    /// on an event loop.
-    public var neverBlocks: Bool { processors.allSatisfy(\.neverBlocks) && exporters.allSatisfy(\.acceptNeverBlocks) }
+    /// forward and routing connectors listed under `exporters:`: the pipelines downstream.
+    /// Set once by the generation, before it is current (the pipelines it feeds are built
+    /// first); read-only from then on.
+    private(set) var downstream: [PipelineConnector] = []
+
+    func connect(_ connectors: [PipelineConnector]) { downstream = connectors }
+
+    /// Every processor and exporter on the way, downstream pipelines' included, says it never
+    /// blocks: a batch may run through on an event loop.
+    public var neverBlocks: Bool {
+        processors.allSatisfy(\.neverBlocks) && exporters.allSatisfy(\.acceptNeverBlocks) && downstream.allSatisfy(\.neverBlocks)
+    }
 
     /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
@@ -150,6 +159,7 @@ public final class Pipeline: @unchecked Sendable {
         for connector in connectors { connector.observe(batch) }
         if !dropping.isEmpty { droppedForQuarantine.add(batch.spanCount * dropping.count, ordering: .relaxed) }
         var outcome = ConsumeOutcome.accepted(rejectedSpans: rejected, message: filteredMessage(rejected))
+        for connector in downstream { outcome = Generation.merge(outcome, connector.consume(batch)) }
         for exporter in exporters {
             if let answer = exporter.accept(batch, force: draining) { outcome = Generation.merge(outcome, answer) }
         }
