@@ -52,6 +52,8 @@ public struct PipelineConfig: Sendable, Equatable {
     public var rules: [ComponentID] = []
     /// Connectors listed under `exporters:`: they see what the exporters get.
     public var connectors: [ComponentID] = []
+    /// `loadbalancing` exporters listed under `exporters:` (see LoadBalancerConfig).
+    public var balancers: [ComponentID] = []
 }
 
 /// host:port, as in `127.0.0.1:4318`.
@@ -91,6 +93,8 @@ public struct ServiceConfig: Sendable, Equatable {
     /// `metrics` pipelines: the connectors' metrics to metrics exporters.
     public var metricsPipelines: [MetricsPipelineConfig] = []
     public var metricsExporters: [MetricsExporterConfig] = []
+    /// `loadbalancing` exporters: each spreads spans over otlphttp exporters in `exporters`.
+    public var loadBalancers: [LoadBalancerConfig] = []
     /// Where plugin `.so` files are found, searched in order; empty means "beside the executable".
     public var pluginDirs: [String] = []
     /// Where content-addressed copies of plugins are loaded from; nil means a default.
@@ -143,6 +147,11 @@ public struct ServiceConfig: Sendable, Equatable {
     /// Only these files are opened; others in the plugin directories are never loaded.
     public var pluginNames: Set<String> {
         Set((processors + exporters + notifiers).map(\.id.pluginName) + functionLibraries)
+    }
+
+    /// The exporters a pipeline sends to: its own, and its balancers' backends.
+    public func exporterIDs(of pipeline: PipelineConfig) -> [ComponentID] {
+        pipeline.exporters + pipeline.balancers.flatMap { id in loadBalancers.first { $0.id == id }?.backends.map(\.exporter) ?? [] }
     }
 
     public func components(_ kind: ComponentKind) -> [ComponentConfig] {
@@ -291,6 +300,7 @@ public struct ServiceConfig: Sendable, Equatable {
         try checkPipelineConnectors(config)
         try adoptMetricsExporters(&config)
         try adoptMemoryLimiterProcessors(&config)
+        try adoptLoadBalancers(&config)
         try adoptBatchProcessors(&config)
         // The exporters' auth and the receivers are independent: their errors come together.
         _ = try collecting(&errors) { try resolveClientAuth(&config) }
@@ -352,7 +362,7 @@ public struct ServiceConfig: Sendable, Equatable {
             _ = try QueueBatchSettings(settings: batch.settings, path: path, keys: .batchProcessor)
             let mapped = QueueBatchSettings.Keys.batchProcessor.rename(batch.settings, to: .sendingQueue)
             let defaults = ConfigValue.map([.init(key: "sending_queue", value: .map([.init(key: "batch", value: mapped)]))])
-            let exporters = Set(config.pipelines.filter { $0.processors.contains(batch.id) }.flatMap(\.exporters))
+            let exporters = Set(config.pipelines.filter { $0.processors.contains(batch.id) }.flatMap { config.exporterIDs(of: $0) })
             for index in config.exporters.indices where exporters.contains(config.exporters[index].id) {
                 let own = config.exporters[index].settings
                 if own["sending_queue"]?["enabled"]?.boolValue == false { continue }  // no queue: exported on the caller's thread
@@ -456,7 +466,7 @@ public struct ServiceConfig: Sendable, Equatable {
             }
         }
         if pipeline.receivers.isEmpty { throw ConfigError("\(path).receivers", "a pipeline needs at least one receiver") }
-        if pipeline.exporters.isEmpty && pipeline.notifiers.isEmpty && pipeline.connectors.isEmpty {
+        if exporterIDs.isEmpty && pipeline.notifiers.isEmpty {
             throw ConfigError("\(path).exporters", "a pipeline needs at least one exporter, connector or notifier")
         }
         return pipeline

@@ -139,7 +139,7 @@ public final class Generation: @unchecked Sendable {
                 }
             }
             for pipeline in config.pipelines {
-                for id in pipeline.exporters where exporters[id] == nil {
+                for id in config.exporterIDs(of: pipeline) where exporters[id] == nil {
                     exporters[id] = try runner(.exporter, id, old: previous?.exporters.first { $0.id == id }, \.instance,
                                                make: ExporterRunner.init)
                 }
@@ -153,8 +153,11 @@ public final class Generation: @unchecked Sendable {
                 }
                 let journals = Self.journals(for: processors, pipeline: pipeline.id, old: oldPipeline,
                                              queues: pipeline.exporters.map { exporters[$0]!.queueSettings })
+                let balancers = pipeline.balancers.compactMap { id in config.loadBalancers.first { $0.id == id } }.map { balancer in
+                    LoadBalancer(balancer, backends: balancer.backends.map { exporters[$0.exporter]! })
+                }
                 pipelines.append(Pipeline(id: pipeline.id, processors: processors,
-                                          exporters: pipeline.exporters.map { exporters[$0]! },
+                                          exporters: pipeline.exporters.map { exporters[$0]! }, balancers: balancers,
                                           notifiers: pipeline.notifiers.map { notifiers[$0]! },
                                           connectors: pipeline.connectors.compactMap { id in connectors.first { $0.config.id == id }?.connector },
                                           rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } },
@@ -319,7 +322,7 @@ public final class Generation: @unchecked Sendable {
         var seen = Set<String>()
         for pipeline in config.pipelines {
             let used: [(ComponentKind, ComponentID, PluginKind)] = pipeline.processors.map { (.processor, $0, .processor) }
-                + pipeline.exporters.map { (.exporter, $0, .exporter) } + pipeline.notifiers.map { (.notifier, $0, .notifier) }
+                + config.exporterIDs(of: pipeline).map { (.exporter, $0, .exporter) } + pipeline.notifiers.map { (.notifier, $0, .notifier) }
             for (kind, id, expect) in used where seen.insert("\(kind.section).\(id)").inserted {
                 let (component, library) = try resolve(kind, id, expect: expect, config: config, catalog: catalog)
                 let path = "\(kind.section).\(id)"

@@ -13,6 +13,8 @@ public final class Pipeline: @unchecked Sendable {
     public let id: String
     public let processors: [PluginInstance]
     public let exporters: [ExporterRunner]
+    /// `loadbalancing` exporters: each sends every span to one of its backends.
+    public let balancers: [LoadBalancer]
     public let notifiers: [NotifierRunner]
     /// Connectors listed under `exporters:`; they see what the exporters get.
     public let connectors: [SpanConnector]
@@ -42,12 +44,13 @@ public final class Pipeline: @unchecked Sendable {
     /// Every processor and exporter on the way, downstream pipelines' included, says it never
     /// blocks: a batch may run through on an event loop.
     public var neverBlocks: Bool {
-        processors.allSatisfy(\.neverBlocks) && exporters.allSatisfy(\.acceptNeverBlocks) && downstream.allSatisfy(\.neverBlocks)
+        processors.allSatisfy(\.neverBlocks) && exporters.allSatisfy(\.acceptNeverBlocks)
+            && balancers.allSatisfy { $0.backends.allSatisfy(\.acceptNeverBlocks) } && downstream.allSatisfy(\.neverBlocks)
     }
 
     /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
-    init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], notifiers: [NotifierRunner],
+    init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], balancers: [LoadBalancer] = [], notifiers: [NotifierRunner],
          connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, refusing: String? = nil,
          dropping: [String] = [], journals: [HoldJournal?]? = nil) {
         self.id = id
@@ -56,6 +59,7 @@ public final class Pipeline: @unchecked Sendable {
         self.processors = processors
         self.journals = journals ?? processors.map { _ in nil }
         self.exporters = exporters
+        self.balancers = balancers
         self.notifiers = notifiers
         self.connectors = connectors
         self.ruleConfigs = rules
@@ -153,7 +157,7 @@ public final class Pipeline: @unchecked Sendable {
         // limits: from there they are delivered, kept on disk or counted as lost.
         let draining = self.draining.load(ordering: .relaxed)
         // Check every refusing queue first so a full one refuses the batch before any other takes it.
-        if !draining, let full = exporters.first(where: \.refusesWhenFull) {
+        if !draining, let full = (exporters + balancers.flatMap(\.backends)).first(where: \.refusesWhenFull) {
             return .refused(retryAfterSeconds: 1, message: "exporter \(full.id) queue is full")
         }
         for connector in connectors { connector.observe(batch) }
@@ -163,6 +167,7 @@ public final class Pipeline: @unchecked Sendable {
         for exporter in exporters {
             if let answer = exporter.accept(batch, force: draining) { outcome = Generation.merge(outcome, answer) }
         }
+        for balancer in balancers { outcome = Generation.merge(outcome, balancer.accept(batch, force: draining)) }
         return outcome
     }
 
