@@ -86,6 +86,8 @@ LDLIBS_resource := -lcrypto
 LDLIBS_redaction := -lcrypto
 LDLIBS_tail_sampling := -lpthread
 LDLIBS_error_flow := -lpthread
+LDLIBS_groupbytrace := -lpthread
+$(BUILD)/plugins/groupbytrace.so: plugins/tail_sampling/tail_sampling.c
 # The resource processor is the attributes processor's code built another way.
 $(BUILD)/plugins/resource.so: plugins/attributes/attributes.c
 

@@ -3,8 +3,12 @@ example kept unchanged in collector_examples/: checked as written, then run live
 (the example merged under an overlay that adds a receiver, a file exporter and the pipeline),
 and the exported spans checked against what the README says."""
 import hashlib
+import json
 import os
 import subprocess
+import time
+
+import requests as http
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -173,3 +177,33 @@ def test_from_context_sees_no_headers_without_include_metadata(spanhost, tmp):
     s = spanhost(overlay(["attributes/example"]), base_configs=[example])
     send_with_headers(s.url, {"Tenant": "acme"}, {"service.name": "shop"}, [("x", {})])
     assert attrs(exported(tmp, 1)[0]["span"]["attributes"])["tenant_id"] == "default-tenant"
+
+
+def test_groupbytrace_readme_example_releases_whole_traces(spanhost, tmp):
+    example = os.path.join(EXAMPLES, "groupbytrace_readme.yaml")
+    # The example's groupbytrace/2, with a shorter wait for the test.
+    s = spanhost(overlay(["groupbytrace/2"]) + """
+processors:
+  groupbytrace/2:
+    wait_duration: 1s
+""", base_configs=[example])
+
+    def span(trace, n):
+        return {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": f"svc{n}"}}]},
+                                   "scopeSpans": [{"spans": [{"traceId": f"{trace:032x}", "spanId": f"{trace * 16 + n:016x}", "name": f"s{n}",
+                                                              "startTimeUnixNano": "1", "endTimeUnixNano": "2"}]}]}]}
+    for n in range(3):  # three services' spans of two traces, in separate requests
+        for trace in (1, 2):
+            assert http.post(s.url, json=span(trace, n), timeout=5).status_code == 200
+    path = f"{tmp}/out.jsonl"
+    assert wait_for(lambda: len(read_file_export(path)) == 6, timeout=10)
+    # Each trace left as one batch (one line of the file exporter) holding all of its spans.
+    with open(path) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    traces_per_line = [{sp["traceId"] for rs in line["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]} for line in lines]
+    spans_per_line = [sum(len(ss["spans"]) for rs in line["resourceSpans"] for ss in rs["scopeSpans"]) for line in lines]
+    assert spans_per_line == [3, 3] and all(len(t) == 1 for t in traces_per_line), (spans_per_line, traces_per_line)
+    # A span of a released trace starts a new group, released after its own wait.
+    time.sleep(0.2)
+    assert http.post(s.url, json=span(1, 3), timeout=5).status_code == 200
+    assert wait_for(lambda: len(read_file_export(path)) == 7, timeout=10)

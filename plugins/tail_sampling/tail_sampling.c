@@ -36,6 +36,15 @@
 #include "trace_table.h"
 #include "outbox.h"
 
+/* plugins/groupbytrace builds this file as the Collector's groupbytrace processor: each trace
+ * is held for wait_duration after its first span and then released whole, with no policies
+ * and no decision cache (a span arriving after its trace left starts a new group). */
+#ifdef GROUP_BY_TRACE
+#define WAIT_KEY "wait_duration"
+#else
+#define WAIT_KEY "decision_wait"
+#endif
+
 #include <pthread.h>
 
 static const spanhost_host_api *host;
@@ -538,6 +547,7 @@ static int evaluate(policy *p, const trace *t) {
 /* A drop policy's match or an inverted match drops the trace whatever the others say; else any
  * sampled samples it. */
 static int decide(sampler *s, const trace *t) {
+    if (s->npolicies == 0) return 1; /* groupbytrace: every group is released */
     int sampled = 0;
     for (size_t i = 0; i < s->npolicies; i++) {
         int d = evaluate(&s->policies[i], t);
@@ -607,12 +617,30 @@ static void tick(void *arg) { decide_due((sampler *)arg, 0); }
 
 static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
     sampler *s = (sampler *)calloc(1, sizeof *s);
+#ifdef GROUP_BY_TRACE
+    double wait_ms = 1000;
+    int64_t num = 1000000, max_spans = 10000, cache = 1, workers = 1;
+#else
     double wait_ms = 30000;
     int64_t num = 50000, max_spans = 10000, cache = 100000;
+#endif
     size_t n = 0;
     if (!s) return SPANHOST_PERMANENT;
     s->instance = instance;
-    if (util_trace_settings(host, config, "decision_wait", &wait_ms, &num, &max_spans, status)) goto fail;
+    if (util_trace_settings(host, config, WAIT_KEY, &wait_ms, &num, &max_spans, status)) goto fail;
+#ifdef GROUP_BY_TRACE
+    int32_t flag = 0;
+    if (host->config_int(config, "num_workers", &workers) == SPANHOST_CONFIG_WRONG_TYPE || workers < 1) {
+        snprintf(status->message, status->message_cap, "num_workers: must be a positive integer");
+        goto fail;
+    }
+    if (host->config_bool(config, "store_on_disk", &flag) == SPANHOST_CONFIG_FOUND && flag) {
+        snprintf(status->message, status->message_cap,
+                 "store_on_disk: Collector key `store_on_disk` is not supported by spanhost: held spans are kept in the hold journal when an exporter of the pipeline has a persistent queue");
+        goto fail;
+    }
+    host->config_bool(config, "discard_orphans", &flag); /* accepted: as in the Collector, unused for traces */
+#else
     if (host->config_int(config, "decision_cache.size", &cache) == SPANHOST_CONFIG_WRONG_TYPE || cache < 1) {
         snprintf(status->message, status->message_cap, "decision_cache.size: must be a positive integer");
         goto fail;
@@ -638,7 +666,8 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
         snprintf(status->message, status->message_cap, "policies: required, a list of {name, type, ...}");
         goto fail;
     }
-    s->policies = (policy *)calloc(n, sizeof *s->policies);
+#endif
+    s->policies = n ? (policy *)calloc(n, sizeof *s->policies) : NULL;
     s->npolicies = n;
     for (size_t i = 0; i < n; i++) {
         char path[32];
@@ -693,7 +722,11 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             for (size_t k = 0; k < ss->spans_count; k++) {
                 spanhost_span *span = ss->spans[k];
                 /* A span of a decided trace follows the decision and passes (or not) now. */
+#ifdef GROUP_BY_TRACE
+                int decided = -1;
+#else
                 int decided = util_idset_get(&s->decisions, span->trace_id);
+#endif
                 if (decided >= 0) {
                     if (decided) late_kept++;
                     else { late_dropped++; span->host_flags |= SPANHOST_SPAN_DROP; }
@@ -760,6 +793,22 @@ static void destroy(void *state) {
     free(s);
 }
 
+#ifdef GROUP_BY_TRACE
+static const spanhost_config_key config_keys[] = {
+    {"wait_duration", SPANHOST_TYPE_DURATION, 0, "1s", "how long a trace is held after its first span arrives"},
+    {"num_traces", SPANHOST_TYPE_INT, 0, "1000000", "traces held at most; past it the oldest is released early"},
+    {"max_spans_per_trace", SPANHOST_TYPE_INT, 0, "10000", "spans held per trace; more are counted and dropped"},
+    {"num_workers", SPANHOST_TYPE_INT, 0, "1", "the Collector's key: accepted; one thread releases traces here"},
+    {"discard_orphans", SPANHOST_TYPE_BOOL, 0, "false", "the Collector's key: accepted"},
+    {"store_on_disk", SPANHOST_TYPE_BOOL, 0, "false", "the Collector's key: only false (see the hold journal)"},
+};
+
+static const spanhost_plugin plugin = {
+    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
+    "groupbytrace", "1.0.0", "holds each trace for wait_duration, then releases it whole",
+    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+};
+#else
 static const spanhost_config_key config_keys[] = {
     {"decision_wait", SPANHOST_TYPE_DURATION, 0, "30s", "how long a trace is held after its first span arrives"},
     {"num_traces", SPANHOST_TYPE_INT, 0, "50000", "traces held at most; past it the oldest is decided early"},
@@ -777,6 +826,7 @@ static const spanhost_plugin plugin = {
     "tail_sampling", "1.0.0", "keeps or drops whole traces after decision_wait, by policies",
     create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
 };
+#endif
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {
     host = api;
