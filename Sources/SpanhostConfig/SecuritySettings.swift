@@ -5,10 +5,16 @@ import Foundation
 /// With `filename`, the file is read when a config is loaded (start and every reload); each
 /// non-empty line is one accepted token, the first the one sent. As in the Collector,
 /// `filename` wins over `token` when both are given.
+///
+/// The Collector's `basicauth` is the same check with scheme `Basic`: a server's `htpasswd`
+/// users (inline or in a file, `user:password` lines) are the accepted tokens, base64-encoded;
+/// a client's `client_auth` user is the token it sends.
 public struct BearerTokenAuthSettings: Sendable, Equatable {
     public enum Source: Sendable, Equatable {
         case tokens([String])
         case file(String)
+        /// basicauth's users: inline lines, then the file's, each `user:password`.
+        case htpasswd(inline: [String], file: String?)
     }
 
     public var scheme = "Bearer"
@@ -47,6 +53,51 @@ public struct BearerTokenAuthSettings: Sendable, Equatable {
         }
         if case .tokens(let list) = source, list.isEmpty || list.contains(where: \.isEmpty) {
             throw ConfigError(path, "tokens must not be empty")
+        }
+    }
+
+    /// The Collector's `basicauth` extension: `htpasswd: {file, inline}` for servers, or
+    /// `client_auth: {username, password}` for clients.
+    init(basicAuth settings: ConfigValue, path: String) throws {
+        try settings.requireKnownKeys(["htpasswd", "client_auth"], path: path)
+        scheme = "Basic"
+        switch (settings["htpasswd"], settings["client_auth"]) {
+        case (let htpasswd?, nil):
+            try htpasswd.requireKnownKeys(["file", "inline"], path: "\(path).htpasswd")
+            let inline = try htpasswd["inline"].map { try requireString($0, "\(path).htpasswd.inline") } ?? ""
+            let lines = inline.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for (index, line) in lines.enumerated() { try Self.checkUser(line, path: "\(path).htpasswd.inline line \(index + 1)") }
+            let file = try htpasswd["file"].map { try requireString($0, "\(path).htpasswd.file") }
+            guard !lines.isEmpty || file != nil else { throw ConfigError("\(path).htpasswd", "set file or inline: user:password lines") }
+            source = .htpasswd(inline: lines, file: file)
+        case (nil, let client?):
+            try client.requireKnownKeys(["username", "password"], path: "\(path).client_auth")
+            let user = try client["username"].map { try requireString($0, "\(path).client_auth.username") } ?? ""
+            let password = try client["password"].map { try requireString($0, "\(path).client_auth.password") } ?? ""
+            guard !user.isEmpty, !user.contains(":") else { throw ConfigError("\(path).client_auth.username", "required, without ':'") }
+            source = .tokens([Data("\(user):\(password)".utf8).base64EncodedString()])
+        case (nil, nil): throw ConfigError(path, "set htpasswd (a server's users) or client_auth (what a client sends)")
+        default: throw ConfigError(path, "set htpasswd or client_auth, not both: define one basicauth extension for each")
+        }
+    }
+
+    /// A `user:password` line; hashed htpasswd entries (bcrypt, {SHA}, apr1) cannot be matched here.
+    static func checkUser(_ line: String, path: String) throws {
+        guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
+            throw ConfigError(path, "must be user:password")
+        }
+        let secret = line[line.index(after: colon)...]
+        if secret.hasPrefix("$2") || secret.hasPrefix("$apr1$") || secret.hasPrefix("{SHA}") || secret.hasPrefix("$1$") || secret.hasPrefix("$5$") || secret.hasPrefix("$6$") {
+            throw ConfigError(path, "hashed htpasswd passwords are not supported by spanhost; write user:password (keep the file private)")
+        }
+    }
+
+    /// The tokens a server accepts: the token lines, or basicauth's users base64-encoded.
+    public static func tokens(fromLines lines: [String], basic: Bool, path: String) throws -> [String] {
+        guard basic else { return lines }
+        return try lines.map { line in
+            try checkUser(line, path: path)
+            return Data(line.utf8).base64EncodedString()
         }
     }
 }
@@ -96,7 +147,7 @@ func parseAuthenticatorReference(_ value: ConfigValue?, path: String) throws -> 
 /// The `extensions:` section: only authenticators are extensions here. An extension is on when
 /// `service.extensions` lists it, as in the Collector.
 enum ExtensionsSection {
-    static let types = ["bearertokenauth", "health_check"]
+    static let types = ["bearertokenauth", "basicauth", "health_check"]
 
     /// Every defined extension is checked; those `service.extensions` lists are returned.
     static func parse(_ root: ConfigValue, enabled service: ConfigValue?, admin: Endpoint) throws
@@ -111,6 +162,7 @@ enum ExtensionsSection {
                 let settings = entry.value == .null ? ConfigValue.emptyMap : entry.value
                 switch id.type {
                 case "bearertokenauth": defined[id] = try BearerTokenAuthSettings(settings: settings, path: path)
+                case "basicauth": defined[id] = try BearerTokenAuthSettings(basicAuth: settings, path: path)
                 case "health_check": health[id] = try HealthCheckSettings(settings: settings, path: path, admin: admin)
                 default:
                     let hint = ["zpages", "pprof"].contains(id.type)

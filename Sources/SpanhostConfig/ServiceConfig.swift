@@ -332,6 +332,8 @@ public struct ServiceConfig: Sendable, Equatable {
                       let line = text.split(whereSeparator: \.isNewline).map({ $0.trimmingCharacters(in: .whitespaces) }).first(where: { !$0.isEmpty })
                 else { throw ConfigError("\(path).auth.authenticator", "'\(id!)': cannot read a token from \(file)") }
                 token = line
+            case .htpasswd:
+                throw ConfigError("\(path).auth.authenticator", "'\(id!)' holds a server's users (htpasswd); a client sends client_auth")
             }
             guard case .map(var entries) = component.settings else { return }
             entries.removeAll { $0.key == "auth" }

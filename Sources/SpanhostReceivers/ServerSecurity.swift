@@ -35,6 +35,16 @@ public final class BearerTokenAuthenticator: Sendable {
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             guard !lines.isEmpty else { throw ConfigError("\(path).filename", "the token file \(file) holds no token") }
             return lines.map { Array($0.utf8) }
+        case .htpasswd(let inline, let file):
+            var lines = inline
+            if let file {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw ConfigError("\(path).htpasswd.file", "cannot read the htpasswd file \(file)")
+                }
+                lines += String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
+                    .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            }
+            return try BearerTokenAuthSettings.tokens(fromLines: lines, basic: true, path: "\(path).htpasswd").map { Array($0.utf8) }
         }
     }
 
