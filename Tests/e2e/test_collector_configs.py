@@ -229,3 +229,50 @@ service:
                     "receivers.otlp.protocols.http.max_spans_per_request: must be from 1",
                     "exporters.otlphttp.auth.authenticator: 'bearertokenauth/missing' is not an enabled extension"]:
         assert message in out, (message, out)
+
+
+def test_other_signals_statements_and_conditions_are_accepted_and_never_run(spanhost, tmp):
+    # As the transform and filter READMEs write them: one processor for traces, metrics and logs.
+    host = spanhost("""
+receivers:
+  otlp: {{protocols: {{http: {{endpoint: "{receiver}"}}}}}}
+processors:
+  transform:
+    error_mode: ignore
+    trace_statements:
+      - context: span
+        statements:
+          - set(attributes["seen"], true)
+    metric_statements:
+      - context: resource
+        statements:
+          - keep_keys(attributes, ["host.name"])
+    log_statements:
+      - context: resource
+        statements:
+          - keep_keys(attributes, ["service.name"])
+  filter/ottl:
+    error_mode: ignore
+    traces:
+      span:
+        - 'name == "drop-me"'
+    metrics:
+      metric:
+        - 'type == METRIC_DATA_TYPE_HISTOGRAM'
+    logs:
+      log_record:
+        - 'IsMatch(body, ".*password.*")'
+exporters:
+  file: {{path: "{tmp}/out.jsonl"}}
+admin: {{endpoint: "{admin}"}}
+plugins: {{dir: "{plugins}"}}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], processors: [transform, filter/ottl], exporters: [file]}}
+""")
+    body = otlp_json(2)
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] = "drop-me"
+    assert requests.post(host.url, json=body, timeout=10).status_code == 200
+    assert wait_for(lambda: os.path.exists(f"{tmp}/out.jsonl") and '"seen"' in open(f"{tmp}/out.jsonl").read())
+    text = open(f"{tmp}/out.jsonl").read()
+    assert text.count("spanId") == 1 and "drop-me" not in text

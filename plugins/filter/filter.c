@@ -178,6 +178,11 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     const spanhost_str *texts = NULL;
     spanhost_str mode;
     int error_mode = ERR_PROPAGATE;
+    /* The other signals' conditions are accepted (a Collector config has them) and never run. */
+    spanhost_str other_signal;
+    host->config_key(config, "metrics", 0, &other_signal); /* lists its keys: the whole section is taken as read */
+    host->config_key(config, "logs", 0, &other_signal); /* lists its keys: the whole section is taken as read */
+    host->config_key(config, "profiles", 0, &other_signal); /* lists its keys: the whole section is taken as read */
     if (host->config_string(config, "error_mode", &mode) == SPANHOST_CONFIG_FOUND) {
         if (util_str_is(mode, "ignore")) error_mode = ERR_IGNORE;
         else if (util_str_is(mode, "silent")) error_mode = ERR_SILENT;
@@ -381,6 +386,10 @@ static const spanhost_config_key config_keys[] = {
     {"error_mode", SPANHOST_TYPE_STRING, 0, "propagate", "a condition that fails: ignore (false, logged), silent (false) or propagate (refuse the batch)"},
     {"drop_whole_trace", SPANHOST_TYPE_BOOL, 0, "false", "a matching root span also drops the rest of its trace"},
     {"remembered_traces", SPANHOST_TYPE_INT, 0, "10000", "dropped trace ids remembered for later spans"},
+    /* A Collector config's conditions for the other signals: accepted, and never run here. */
+    {"metrics", SPANHOST_TYPE_MAP, 0, NULL, "accepted, never run: spanhost carries traces only"},
+    {"logs", SPANHOST_TYPE_MAP, 0, NULL, "accepted, never run: spanhost carries traces only"},
+    {"profiles", SPANHOST_TYPE_MAP, 0, NULL, "accepted, never run: spanhost carries traces only"},
 };
 
 static const spanhost_plugin plugin = {

@@ -178,6 +178,11 @@ static int add_group(transform *t, const spanhost_config *config, const char *pa
 
 static int32_t create(const spanhost_config *config, spanhost_instance *instance, void **out, spanhost_status *status) {
     size_t n = 0;
+    /* The other signals' statements are accepted (a Collector config has them) and never run. */
+    spanhost_str other_signal;
+    host->config_key(config, "metric_statements", 0, &other_signal); /* lists its keys: the whole section is taken as read */
+    host->config_key(config, "log_statements", 0, &other_signal); /* lists its keys: the whole section is taken as read */
+    host->config_key(config, "profile_statements", 0, &other_signal); /* lists its keys: the whole section is taken as read */
     if (host->config_count(config, "trace_statements", &n) != SPANHOST_CONFIG_FOUND || n == 0) {
         snprintf(status->message, status->message_cap, "trace_statements: required, a list of OTTL statements or of {context, conditions, statements} groups");
         return SPANHOST_PERMANENT;
@@ -283,6 +288,10 @@ static const spanhost_config_key config_keys[] = {
     {"trace_statements.*.error_mode", SPANHOST_TYPE_STRING, 0, "the top-level one", "ignore, silent or propagate, for this group"},
     {"trace_statements.*.conditions", SPANHOST_TYPE_STRING_LIST, 0, NULL, "OTTL conditions; the statements run where any holds"},
     {"trace_statements.*.statements", SPANHOST_TYPE_STRING_LIST, 1, NULL, "OTTL statements, run in order"},
+    /* A Collector config's statements for the other signals: accepted, and never run here. */
+    {"metric_statements", SPANHOST_TYPE_LIST, 0, NULL, "accepted, never run: spanhost carries traces only"},
+    {"log_statements", SPANHOST_TYPE_LIST, 0, NULL, "accepted, never run: spanhost carries traces only"},
+    {"profile_statements", SPANHOST_TYPE_LIST, 0, NULL, "accepted, never run: spanhost carries traces only"},
 };
 
 static const spanhost_plugin plugin = {
