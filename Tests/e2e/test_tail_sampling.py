@@ -4,13 +4,14 @@ traces are kept or dropped whole, late spans follow their trace's decision, and 
 traces stays within num_traces with early evictions counted."""
 import os
 import random
+import subprocess
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
                                                                        ExportTraceServiceResponse)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 import requests
 
-from conftest import read_file_export, wait_for
+from conftest import SPANHOSTD, read_file_export, wait_for
 from test_bad_input import PROTO
 
 CONFIG = """
@@ -353,3 +354,30 @@ def test_span_count_trace_state_boolean_attribute_and_drop_policies(spanhost, tm
     assert wait_for(lambda: counters().get("traces_sampled", 0) + counters().get("traces_dropped", 0) == 8, timeout=20), counters()
     kept = {g["span"]["traceId"] for g in read_file_export(os.path.join(tmp, "sampled.jsonl"))}
     assert kept == {t[0].trace_id.hex() for t in keep.values()}
+
+
+def test_the_readme_example_runs_and_bytes_limiting_spends_a_byte_budget(spanhost, tmp):
+    example = os.path.join(os.path.dirname(__file__), "collector_examples", "tail_sampling_readme.yaml")
+    pipeline = os.path.join(tmp, "pipeline.yaml")
+    with open(pipeline, "w") as f:
+        f.write('receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:0"}}}}\nexporters: {nop: }\n'
+                'service: {pipelines: {traces: {receivers: [otlp], processors: [tail_sampling], exporters: [nop]}}}\n')
+    out = subprocess.run([SPANHOSTD, "--config", example, "--config", pipeline, "--check"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # bytes_limiting: a bucket of 1500 bytes refilled at 1 byte/s; each trace costs its protobuf size.
+    s = spanhost(CONFIG.replace("""      - {{name: errors, type: status_code, status_codes: [ERROR]}}
+      - name: slow
+        type: and
+        and_sub_policy:
+          - {{name: over-2s, type: latency, threshold_ms: 2000}}
+          - {{name: thirty, type: probabilistic, sampling_percentage: 30}}
+      - {{name: rest, type: probabilistic, sampling_percentage: 10}}""",
+                                """      - {{name: bytes, type: bytes_limiting, bytes_limiting: {{bytes_per_second: 1, burst_capacity: 1500}}}}""")
+                 % ("1s", 1000, ""))
+    rng = random.Random(5)
+    traces = [make_trace(rng, "normal")[:2] for _ in range(20)]
+    post(s.url, [sp for t in traces for sp in t])
+    counters = lambda: s.status()["pipelines"][0]["processors"][0]["counters"]
+    assert wait_for(lambda: counters().get("traces_sampled", 0) + counters().get("traces_dropped", 0) == 20, timeout=20), counters()
+    sampled = counters()["traces_sampled"]
+    assert 2 <= sampled <= 15 and counters()["traces_dropped"] >= 5, counters()

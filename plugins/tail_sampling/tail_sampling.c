@@ -17,6 +17,8 @@
  *       (enabled_regex_matching: true treats values as POSIX regexes)
  *     - {name: big, type: numeric_attribute, key: http.response_content_length, min_value: 1000000}
  *     - {name: cap, type: rate_limiting, spans_per_second: 1000}
+ *     - {name: bytes, type: bytes_limiting, bytes_per_second: 1048576, burst_capacity: 2097152}
+ *       (a trace costs its OTLP protobuf size)
  *     - {name: always, type: always_sample}
  *     - {name: flagged, type: boolean_attribute, key: app.debug, value: true, invert_match: false}
  *     - {name: vendor, type: trace_state, key: vendor, values: [sample]}
@@ -63,6 +65,7 @@ static const spanhost_host_api *host;
 #define P_BOOL 11
 #define P_TRACE_STATE 12
 #define P_DROP 13
+#define P_BYTES 14
 
 #define D_NOT_SAMPLED 0
 #define D_SAMPLED 1
@@ -83,7 +86,8 @@ typedef struct policy {
     int64_t min_spans, max_spans; /* P_SPAN_COUNT; max 0: no upper bound */
     double min_value, max_value;
     int has_min, has_max;
-    double spans_per_second;
+    double spans_per_second;   /* P_RATE; P_BYTES: bytes per second */
+    double burst;              /* P_BYTES: the bucket's size */
     double tokens;
     uint64_t last_refill_ns;
     struct policy *sub;
@@ -203,6 +207,10 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         snprintf(k, sizeof k, "%s.enabled_regex_matching", params);
         host->config_bool(c, k, &b);
         p->regex = b;
+        /* The Collector's cache of regex results: accepted; compiled regexes need none here. */
+        int64_t cache_size = 0;
+        snprintf(k, sizeof k, "%s.cache_max_size", params);
+        if (host->config_int(c, k, &cache_size) == SPANHOST_CONFIG_WRONG_TYPE || cache_size < 0) PFAIL("%s: must be a non-negative integer", k);
         snprintf(k, sizeof k, "%s.values", params);
         if (host->config_count(c, k, &p->nvalues) != SPANHOST_CONFIG_FOUND || !p->nvalues) PFAIL("%s: required, a list", k);
         p->values = (spanhost_str *)calloc(p->nvalues, sizeof *p->values);
@@ -295,6 +303,18 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         }
         return 0;
     }
+    if (util_str_is(type, "bytes_limiting")) {
+        /* A token bucket of bytes; a trace costs its OTLP protobuf size, as in the Collector. */
+        p->type = P_BYTES;
+        snprintf(k, sizeof k, "%s.bytes_per_second", params);
+        if (host->config_double(c, k, &p->spans_per_second) != SPANHOST_CONFIG_FOUND || p->spans_per_second <= 0) PFAIL("%s: required, > 0", k);
+        p->burst = 2 * p->spans_per_second;
+        snprintf(k, sizeof k, "%s.burst_capacity", params);
+        uint32_t found = host->config_double(c, k, &p->burst);
+        if (found == SPANHOST_CONFIG_WRONG_TYPE || p->burst <= 0) PFAIL("%s: must be > 0", k);
+        p->tokens = p->burst;
+        return 0;
+    }
     if (util_str_is(type, "rate_limiting")) {
         p->type = P_RATE;
         snprintf(k, sizeof k, "%s.spans_per_second", params);
@@ -371,7 +391,7 @@ static int parse_policy(const spanhost_config *c, const char *path, policy *p, s
         return 0;
     }
     PFAIL("%s.type: '%.*s' is not supported (always_sample, status_code, latency, probabilistic, string_attribute, "
-          "numeric_attribute, boolean_attribute, trace_state, span_count, ottl_condition, rate_limiting, and, drop, composite)", path, (int)type.len, type.ptr);
+          "numeric_attribute, boolean_attribute, trace_state, span_count, ottl_condition, rate_limiting, bytes_limiting, and, drop, composite)", path, (int)type.len, type.ptr);
 }
 
 /* --- Decisions ------------------------------------------------------------------------- */
@@ -502,6 +522,19 @@ static int evaluate(policy *p, const trace *t) {
         int hit = any_span(t, p, numeric_matches);
         if (p->invert) return hit ? D_INVERT_NOT_SAMPLED : D_SAMPLED;
         return hit ? D_SAMPLED : D_NOT_SAMPLED;
+    }
+    case P_BYTES: {
+        spanhost_buffer encoded = {NULL, 0};
+        if (host->encode_batch(t->spans, SPANHOST_ENCODING_OTLP_PROTO, &encoded) != SPANHOST_OK) return D_NOT_SAMPLED;
+        double size = (double)encoded.len;
+        host->buffer_free(&encoded);
+        uint64_t now = util_now_ns();
+        if (p->last_refill_ns) p->tokens += (double)(now - p->last_refill_ns) / 1e9 * p->spans_per_second;
+        if (p->tokens > p->burst) p->tokens = p->burst;
+        p->last_refill_ns = now;
+        if (p->tokens < size) return D_NOT_SAMPLED;
+        p->tokens -= size;
+        return D_SAMPLED;
     }
     case P_RATE: {
         uint64_t now = util_now_ns();
