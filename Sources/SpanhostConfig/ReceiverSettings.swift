@@ -377,7 +377,17 @@ public struct KafkaReceiverSettings: Sendable, Equatable {
 
     public init(settings: ConfigValue, path: String) throws {
         try settings.requireKnownKeys(["brokers", "topics", "topic", "group_id", "initial_offset", "encoding", "time_zone", "properties",
-                                       "protocol_version"] + Self.groupKeys.keys.sorted(), path: path)
+                                       "protocol_version", "traces", "metrics", "logs", "profiles"] + Self.groupKeys.keys.sorted(), path: path)
+        // The Collector's newer shape: topic(s) and encoding under `traces:`; the other
+        // signals' sections are accepted and never consumed (spanhost carries traces).
+        var settings = settings
+        if let traces = settings["traces"], traces != .null {
+            try traces.requireKnownKeys(["topic", "topics", "encoding"], path: "\(path).traces")
+            for key in ["topic", "topics", "encoding"] where traces[key] != nil && settings[key] != nil {
+                throw ConfigError("\(path).traces.\(key)", "set \(key) here or at the top, not both")
+            }
+            settings = settings.merged(with: traces)
+        }
         switch settings["brokers"] {
         case .list(let items)?: brokers = try items.enumerated().map { try requireString($1, "\(path).brokers.\($0)") }.joined(separator: ",")
         case let value?: brokers = try requireString(value, "\(path).brokers")
@@ -393,7 +403,7 @@ public struct KafkaReceiverSettings: Sendable, Equatable {
         } else if let topic = settings["topic"] {
             topics = [try requireString(topic, "\(path).topic")]
         }
-        guard !topics.isEmpty else { throw ConfigError("\(path).topics", "name at least one topic") }
+        if topics.isEmpty { topics = ["otlp_spans"] }  // the Collector's default
         if let v = settings["group_id"] { groupID = try requireString(v, "\(path).group_id") }
         if let v = settings["initial_offset"] {
             initialOffset = try requireString(v, "\(path).initial_offset")

@@ -139,3 +139,61 @@ def test_undecodable_messages_are_skipped_and_counted(spanhost, tmp):
         assert s.stop() == 0
     finally:
         cluster.close()
+
+
+NEWER_SHAPE = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {receiver}
+  kafka:
+    brokers: [%s]
+    group_id: newer
+    initial_offset: earliest
+    traces:
+      topic: spans_json
+      encoding: otlp_json
+    logs:
+      topic: otlp_logs
+    metrics:
+      topic: otlp_metrics
+exporters:
+  kafka:
+    brokers: [%s]
+    traces:
+      topic: spans_json
+      encoding: otlp_json
+    logs:
+      topic: otlp_logs
+    metrics:
+      topic: otlp_metrics
+  file:
+    path: {tmp}/through.jsonl
+plugins:
+  dir: {plugins}
+admin:
+  endpoint: {admin}
+service:
+  pipelines:
+    traces/out:
+      receivers: [otlp]
+      exporters: [kafka]
+    traces/in:
+      receivers: [kafka]
+      exporters: [file]
+"""
+
+
+def test_the_collectors_per_signal_topic_shape(spanhost, tmp):
+    # The Collector's kafka components now take topic and encoding under `traces:` (and
+    # `metrics:`, `logs:`, which spanhost accepts and never uses).
+    cluster = MockCluster("spans_json")
+    try:
+        s = spanhost(NEWER_SHAPE % (cluster.bootstrap, cluster.bootstrap))
+        rng = random.Random(3)
+        post(s.url, make_trace(rng, "normal")[:3])
+        assert wait_for(lambda: len(read_file_export(os.path.join(tmp, "through.jsonl"))) == 3, timeout=30)
+        assert len(cluster.consume("spans_json", count=10, timeout_ms=3000)) >= 1
+    finally:
+        cluster.close()

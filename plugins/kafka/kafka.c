@@ -116,11 +116,23 @@ static int32_t kafka_create(const spanhost_config *config, spanhost_instance *in
 #else
     strcpy(s->topic, "otlp_spans");
 #endif
-    if (host->config_string(config, "topic", &v) == SPANHOST_CONFIG_FOUND && (v.len == 0 || cstr(v, s->topic, sizeof s->topic)))
-        FAIL("topic: must be a topic name");
-    if (host->config_string(config, "encoding", &v) == SPANHOST_CONFIG_FOUND) {
+    /* The Collector's newer shape puts them under `traces:`; `metrics:` and `logs:` are
+     * accepted and never used (spanhost carries traces). */
+#ifndef KAFKA_EVENTS
+    spanhost_str other_signal;
+    host->config_key(config, "metrics", 0, &other_signal);
+    host->config_key(config, "logs", 0, &other_signal);
+    host->config_key(config, "profiles", 0, &other_signal);
+    const char *topic_key = host->config_string(config, "traces.topic", &v) == SPANHOST_CONFIG_FOUND ? "traces.topic" : "topic";
+    const char *encoding_key = host->config_string(config, "traces.encoding", &v) == SPANHOST_CONFIG_FOUND ? "traces.encoding" : "encoding";
+#else
+    const char *topic_key = "topic", *encoding_key = "encoding";
+#endif
+    if (host->config_string(config, topic_key, &v) == SPANHOST_CONFIG_FOUND && (v.len == 0 || cstr(v, s->topic, sizeof s->topic)))
+        FAIL("%s: must be a topic name", topic_key);
+    if (host->config_string(config, encoding_key, &v) == SPANHOST_CONFIG_FOUND) {
         if (v.len == 9 && !memcmp(v.ptr, "otlp_json", 9)) s->json = 1;
-        else if (!(v.len == 10 && !memcmp(v.ptr, "otlp_proto", 10))) FAIL("encoding: '%.*s' is not otlp_proto or otlp_json", (int)v.len, v.ptr);
+        else if (!(v.len == 10 && !memcmp(v.ptr, "otlp_proto", 10))) FAIL("%s: '%.*s' is not otlp_proto or otlp_json", encoding_key, (int)v.len, v.ptr);
     }
     int32_t b;
     if (host->config_bool(config, "partition_traces_by_id", &b) == SPANHOST_CONFIG_WRONG_TYPE) FAIL("partition_traces_by_id: must be true or false");
@@ -358,6 +370,12 @@ static const spanhost_config_key config_keys[] = {
     {"properties", SPANHOST_TYPE_MAP, 0, NULL, "librdkafka properties (TLS, SASL, ...), applied last"},
     {"topic", SPANHOST_TYPE_STRING, 0, "otlp_spans", "the topic"},
     {"encoding", SPANHOST_TYPE_STRING, 0, "otlp_proto", "otlp_proto or otlp_json"},
+    {"traces", SPANHOST_TYPE_MAP, 0, NULL, "the Collector's newer shape: topic and encoding for traces"},
+    {"traces.topic", SPANHOST_TYPE_STRING, 0, "otlp_spans", "the topic"},
+    {"traces.encoding", SPANHOST_TYPE_STRING, 0, "otlp_proto", "otlp_proto or otlp_json"},
+    {"metrics", SPANHOST_TYPE_MAP, 0, NULL, "accepted, never used: spanhost carries traces only"},
+    {"logs", SPANHOST_TYPE_MAP, 0, NULL, "accepted, never used: spanhost carries traces only"},
+    {"profiles", SPANHOST_TYPE_MAP, 0, NULL, "accepted, never used: spanhost carries traces only"},
     {"partition_traces_by_id", SPANHOST_TYPE_BOOL, 0, "false", "one message per trace, keyed by the trace id"},
 };
 
