@@ -32,7 +32,6 @@ public enum CollectorKeys {
             "processors.redaction.url_sanitizer": "URL path segments are not classified yet; mask them with blocked_values",
             "processors.redaction.db_sanitizer": "queries are not parsed yet; mask literals with blocked_values",
             "processors.redaction.allowed_values_ignore_case": "not implemented yet",
-            "extensions.health_check.tls": "the health check is served on the admin endpoint or its own, in plain HTTP",
             "extensions.health_check.response_body": "the answer is the status JSON",
             "extensions.health_check.cors": "browser clients (CORS) are not served",
             "extensions.health_check.auth": "use admin.auth for the admin endpoint",

@@ -121,7 +121,10 @@ public struct TLSServerSettings: Sendable, Equatable {
 
     init?(settings: ConfigValue?, path: String) throws {
         guard let settings, settings != .null else { return nil }
-        try settings.requireKnownKeys(["cert_file", "key_file", "client_ca_file", "min_version"], path: path)
+        // ca_file: the Collector's server config takes it and checks nothing with it (clients are
+        // checked against client_ca_file); reload_interval: files are read again on every reload.
+        try settings.requireKnownKeys(["cert_file", "key_file", "client_ca_file", "min_version", "ca_file", "reload_interval"], path: path)
+        if let v = settings["reload_interval"] { _ = try parseDuration(v, path: "\(path).reload_interval") }
         guard let cert = settings["cert_file"], let key = settings["key_file"] else {
             throw ConfigError(path, "a server needs cert_file and key_file")
         }
@@ -151,7 +154,7 @@ enum ExtensionsSection {
 
     /// Every defined extension is checked; those `service.extensions` lists are returned.
     static func parse(_ root: ConfigValue, enabled service: ConfigValue?, admin: Endpoint) throws
-        -> (authenticators: [ComponentID: BearerTokenAuthSettings], healthCheck: HealthCheckSettings?) {
+        -> (authenticators: [ComponentID: BearerTokenAuthSettings], healthChecks: [HealthCheckSettings]) {
         var defined: [ComponentID: BearerTokenAuthSettings] = [:]
         var health: [ComponentID: HealthCheckSettings] = [:]
         if let section = root["extensions"], section != .null {
@@ -163,7 +166,7 @@ enum ExtensionsSection {
                 switch id.type {
                 case "bearertokenauth": defined[id] = try BearerTokenAuthSettings(settings: settings, path: path)
                 case "basicauth": defined[id] = try BearerTokenAuthSettings(basicAuth: settings, path: path)
-                case "health_check": health[id] = try HealthCheckSettings(settings: settings, path: path, admin: admin)
+                case "health_check": health[id] = try HealthCheckSettings(id: id, settings: settings, path: path, admin: admin)
                 default:
                     let hint = ["zpages", "pprof"].contains(id.type)
                         ? "; the admin endpoint (admin.endpoint) serves /, /healthz, /status and /metrics" : ""
@@ -172,21 +175,23 @@ enum ExtensionsSection {
             }
         }
         var enabled: [ComponentID: BearerTokenAuthSettings] = [:]
-        var healthCheck: HealthCheckSettings?
-        guard let list = service?["extensions"], list != .null else { return (enabled, nil) }
+        var healthChecks: [HealthCheckSettings] = []
+        guard let list = service?["extensions"], list != .null else { return (enabled, []) }
         guard case .list(let items) = list else { throw ConfigError("service.extensions", "must be a list of extension ids") }
         for (index, item) in items.enumerated() {
             let path = "service.extensions.\(index)"
             let id = try ComponentID(parsing: try requireString(item, path), path: path)
             if let settings = health[id] {
-                guard healthCheck == nil else { throw ConfigError(path, "only one health_check extension may be enabled") }
-                healthCheck = settings
+                if let other = healthChecks.first(where: { $0.endpoint == settings.endpoint && ($0.path == settings.path || !$0.onAdminEndpoint) }) {
+                    throw ConfigError(path, "'\(id)' is served where \(other.id) is (\(settings.endpoint)\(settings.path)): give it an endpoint or path of its own")
+                }
+                healthChecks.append(settings)
                 continue
             }
             guard let settings = defined[id] else { throw ConfigError(path, "'\(id)' is not defined under extensions") }
             enabled[id] = settings
         }
-        return (enabled, healthCheck)
+        return (enabled, healthChecks)
     }
 }
 
@@ -196,16 +201,21 @@ enum ExtensionsSection {
 /// there `path: /` is the admin page (200 while the pipelines answer), so give it an endpoint of
 /// its own to get the bare answer at `/`.
 public struct HealthCheckSettings: Sendable, Equatable {
+    public var id: ComponentID
     public var endpoint: Endpoint
+    /// HTTPS on its own endpoint.
+    public var tls: TLSServerSettings?
     public var path: String
     /// True when it shares the admin endpoint's listener.
     public var onAdminEndpoint: Bool
 
-    init(settings: ConfigValue, path configPath: String, admin: Endpoint) throws {
-        for entry in settings.mapEntries ?? [] where !["endpoint", "path", "check_collector_pipeline"].contains(entry.key) {
+    init(id: ComponentID, settings: ConfigValue, path configPath: String, admin: Endpoint) throws {
+        self.id = id
+        for entry in settings.mapEntries ?? [] where !["endpoint", "path", "check_collector_pipeline", "tls"].contains(entry.key) {
             let key = "\(configPath).\(entry.key)"
-            throw ConfigError(key, CollectorKeys.note(for: key) ?? "unknown key; expected endpoint, path, check_collector_pipeline")
+            throw ConfigError(key, CollectorKeys.note(for: key) ?? "unknown key; expected endpoint, path, tls, check_collector_pipeline")
         }
+        tls = try TLSServerSettings(settings: settings["tls"], path: "\(configPath).tls")
         // The Collector's deprecated pipeline check: accepted; /healthz here reports the
         // pipelines' state (plugins down, quarantined) whatever it says.
         if let check = settings["check_collector_pipeline"], check != .null {
@@ -215,6 +225,9 @@ public struct HealthCheckSettings: Sendable, Equatable {
         path = try settings["path"].map { try requireString($0, "\(configPath).path") } ?? "/"
         guard path.hasPrefix("/") else { throw ConfigError("\(configPath).path", "must start with /") }
         onAdminEndpoint = endpoint == admin
+        if tls != nil && onAdminEndpoint {
+            throw ConfigError("\(configPath).tls", "serves HTTPS on an endpoint of its own: set endpoint (the admin endpoint is plain HTTP)")
+        }
         if !onAdminEndpoint && endpoint.port == admin.port && (endpoint.host == "0.0.0.0" || admin.host == "0.0.0.0" || endpoint.host == admin.host) {
             throw ConfigError("\(configPath).endpoint", "\(endpoint) overlaps the admin endpoint \(admin); leave endpoint out to serve it there, or pick another port")
         }

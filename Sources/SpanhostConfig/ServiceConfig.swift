@@ -113,8 +113,8 @@ public struct ServiceConfig: Sendable, Equatable {
     public var adminUnixSocket: String?
     /// Enabled `bearertokenauth` extensions, by id.
     public var authenticators: [ComponentID: BearerTokenAuthSettings] = [:]
-    /// The enabled `health_check` extension, if any.
-    public var healthCheck: HealthCheckSettings?
+    /// Enabled `health_check` extensions.
+    public var healthChecks: [HealthCheckSettings] = []
     /// How long shutdown waits for exporters to drain.
     public var shutdownTimeout: Duration
     /// How long the plugin check of a reload, `--check` or `spanhost validate` may take: every
@@ -254,7 +254,7 @@ public struct ServiceConfig: Sendable, Equatable {
         if let endpoint = root["admin"]?["endpoint"] {
             config.adminEndpoint = try Endpoint(parsing: try requireString(endpoint, "admin.endpoint"), path: "admin.endpoint")
         }
-        (config.authenticators, config.healthCheck) = try ExtensionsSection.parse(root, enabled: service, admin: config.adminEndpoint)
+        (config.authenticators, config.healthChecks) = try ExtensionsSection.parse(root, enabled: service, admin: config.adminEndpoint)
         if let admin = root["admin"], admin != .null {
             try admin.requireKnownKeys(["endpoint", "auth", "unix_socket"], path: "admin")
             config.adminAuth = try parseAuthenticatorReference(admin["auth"], path: "admin.auth")

@@ -76,8 +76,8 @@ public struct AdminListeners: Sendable {
     public let endpoint: Endpoint
     public let tcp: HTTPServer
     public let unix: HTTPServer?
-    /// The `health_check` extension's own listener, when it has an endpoint of its own.
-    public let health: HTTPServer?
+    /// The `health_check` extensions' own listeners, for those with an endpoint of their own.
+    public let health: [HTTPServer]
     /// `admin.auth`'s authenticator: its token file is read again on every reload.
     public let authenticator: BearerTokenAuthenticator?
 
@@ -86,8 +86,8 @@ public struct AdminListeners: Sendable {
         let authenticator = try config.authenticator(config.adminAuth, path: "admin").map {
             try BearerTokenAuthenticator($0, path: "extensions.\(config.adminAuth!)")
         }
-        // The health_check extension answers as /healthz does, without a token like /healthz.
-        let health = config.healthCheck
+        // The health_check extensions answer as /healthz does, without a token like /healthz.
+        let onAdmin = config.healthChecks.filter { $0.onAdminEndpoint && $0.path != "/" }.map(\.path)
         @Sendable func asHealthz(_ request: HTTPRequest) -> HTTPRequest {
             var probe = request
             probe.path = "/healthz"
@@ -95,7 +95,7 @@ public struct AdminListeners: Sendable {
         }
         func guarded(_ guardian: AdminGuard) -> HTTPServer.Handler {
             { request, loop in
-                if let health, health.onAdminEndpoint, health.path != "/", request.method == .GET, request.path == health.path {
+                if request.method == .GET, onAdmin.contains(request.path) {
                     return route(asHealthz(request), loop)
                 }
                 if let refusal = guardian.refusal(request) { return loop.makeSucceededFuture(refusal) }
@@ -105,19 +105,22 @@ public struct AdminListeners: Sendable {
         let endpoint = config.adminEndpoint
         let tcp = try await HTTPServer.start(.tcp(host: endpoint.host, port: endpoint.port), maxBodyBytes: { 1 << 16 }, group: group,
                                              handler: guarded(AdminGuard(boundHost: endpoint.host, authenticator: authenticator)))
-        var healthServer: HTTPServer?
-        if let health, !health.onAdminEndpoint {
+        var healthServers: [HTTPServer] = []
+        for health in config.healthChecks where !health.onAdminEndpoint {
             do {
-                healthServer = try await HTTPServer.start(.tcp(host: health.endpoint.host, port: health.endpoint.port), maxBodyBytes: { 1 << 12 },
-                                                          group: group) { request, loop in
+                let tls = try health.tls.map { try ServerSecurity.context($0, path: "extensions.\(health.id).tls") }
+                healthServers.append(try await HTTPServer.start(.tcp(host: health.endpoint.host, port: health.endpoint.port),
+                                                                maxBodyBytes: { 1 << 12 }, tls: { tls }, group: group) { request, loop in
                     guard request.method == .GET, request.path == health.path else {
                         return loop.makeSucceededFuture(.text(.notFound, "health_check answers GET \(health.path)"))
                     }
                     return route(asHealthz(request), loop)
-                }
+                })
             } catch {
+                for server in healthServers { await server.close() }
                 await tcp.close()
-                throw ConfigError("extensions.health_check.endpoint", "cannot listen on \(health.endpoint): \(error)")
+                if error is ConfigError { throw error }
+                throw ConfigError("extensions.\(health.id).endpoint", "cannot listen on \(health.endpoint): \(error)")
             }
         }
         var unix: HTTPServer?
@@ -130,18 +133,18 @@ public struct AdminListeners: Sendable {
                 }
             } catch {
                 await unix?.close()
-                await healthServer?.close()
+                for server in healthServers { await server.close() }
                 await tcp.close()
                 if error is ConfigError { throw error }
                 throw ConfigError("admin.unix_socket", "cannot listen on \(path): \(error)")
             }
         }
-        return AdminListeners(endpoint: endpoint, tcp: tcp, unix: unix, health: healthServer, authenticator: authenticator)
+        return AdminListeners(endpoint: endpoint, tcp: tcp, unix: unix, health: healthServers, authenticator: authenticator)
     }
 
     public func close() async {
         await tcp.close()
-        await health?.close()
+        for server in health { await server.close() }
         if let unix {
             await unix.close()
             if let path = unixPath { unlink(path) }

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from conftest import read_file_export, wait_for
+from conftest import Spanhost, free_port, read_file_export, wait_for
 from test_data_path import BASE, cfg, check, fill, otlp_json
 
 
@@ -243,3 +243,44 @@ def test_auth_and_tls_config_errors_are_named(tmp, pki):
     wrong_key = missing.replace(f"{tmp}/none.pem", pki["cert"]).replace(pki["key"], pki["client"][1])
     r = check(tmp, wrong_key)
     assert r.returncode in (2, 64) and "receivers.otlp.protocols.http.tls" in r.stderr, r.stderr
+
+
+def test_several_health_check_extensions_one_over_https(tmp, pki):
+    # The health_check README's example (health_check and health_check/1 with its own endpoint
+    # and path), the second with the tls of its documented sample.
+    port = free_port()
+    s = Spanhost("""
+extensions:
+  health_check:
+  health_check/1:
+    endpoint: "127.0.0.1:%d"
+    tls:
+      ca_file: "%s"
+      cert_file: "%s"
+      key_file: "%s"
+    path: "/health/status"
+    check_collector_pipeline:
+      enabled: true
+      interval: "5m"
+      exporter_failure_threshold: 5
+  health_check/admin:
+    path: "/ready"
+receivers:
+  otlp: {{protocols: {{http: {{endpoint: "{receiver}"}}}}}}
+exporters:
+  nop:
+admin: {{endpoint: "{admin}"}}
+plugins: {{dir: "{plugins}"}}
+service:
+  extensions: [health_check/1, health_check/admin]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [nop]}}
+""" % (port, pki["ca"], pki["cert"], pki["key"]), tmp).wait_healthy()
+    try:
+        assert requests.get(f"https://127.0.0.1:{port}/health/status", verify=pki["ca"], timeout=5).status_code == 200
+        assert requests.get(f"https://127.0.0.1:{port}/other", verify=pki["ca"], timeout=5).status_code == 404
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/health/status", timeout=5)
+        assert requests.get(s.admin + "/ready", timeout=5).status_code == 200
+    finally:
+        s.stop()
