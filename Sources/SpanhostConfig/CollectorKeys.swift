@@ -23,8 +23,6 @@ public enum CollectorKeys {
             "receivers.kafka.message_marking": "an offset is committed once the pipelines took its message",
             "receivers.kafka.header_extraction": "message headers do not reach the pipelines",
             "receivers.kafka.resolve_canonical_bootstrap_servers_only": "set librdkafka's client.dns.lookup under properties",
-            "exporters.otlphttp.logs_endpoint": tracesOnly,
-            "exporters.otlphttp.metrics_endpoint": tracesOnly,
             "exporters.kafka.auth": "set librdkafka's security.protocol and sasl.* under properties",
             "exporters.kafka.client_id": "set librdkafka's client.id under properties",
             "exporters.kafka.metadata": "set librdkafka's metadata.* under properties",

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A `metrics` pipeline. Spanhost carries traces only, so its receivers are connectors (the
 /// metrics they derive from spans) and its exporters are the ones that carry those metrics out:
 ///
@@ -18,11 +20,13 @@ public struct MetricsExporterConfig: Sendable, Equatable {
         case nop
         /// A scrape endpoint serving the connectors' metrics in the Prometheus text format.
         case prometheus(PrometheusExporterSettings)
+        /// OTLP/HTTP metrics pushed every flush interval.
+        case otlphttp(OTLPMetricsPushSettings)
     }
     public var id: ComponentID
     public var kind: Kind
 
-    public static let types = ["prometheus", "nop"]
+    public static let types = ["prometheus", "otlphttp", "nop"]
 
     init(_ component: ComponentConfig) throws {
         let path = "exporters.\(component.id)"
@@ -32,8 +36,7 @@ public struct MetricsExporterConfig: Sendable, Equatable {
             try component.settings.requireKnownKeys([], path: path)
             kind = .nop
         case "prometheus": kind = .prometheus(try PrometheusExporterSettings(component.settings, path: path))
-        case "otlphttp", "otlp_http":
-            throw ConfigError(path, "sending metrics over OTLP/HTTP is not supported yet: serve them to a scraper with the prometheus exporter")
+        case "otlphttp", "otlp_http": kind = .otlphttp(try OTLPMetricsPushSettings(component.settings, path: path))
         default:
             throw ConfigError(path, "'\(component.id.type)' does not carry metrics in spanhost; the metrics of connectors go out through \(Self.types.joined(separator: " or "))")
         }
@@ -69,6 +72,42 @@ public struct PrometheusExporterSettings: Sendable, Equatable {
         if let v = settings["add_metric_suffixes"], try !parseBool(v, path: "\(path).add_metric_suffixes") {
             throw ConfigError("\(path).add_metric_suffixes", "names without suffixes are not supported by spanhost: `_total` and the unit are always added")
         }
+    }
+}
+
+/// An `otlphttp` exporter in a metrics pipeline: every flush interval of its connectors
+/// (`metrics_flush_interval`), their metrics go as OTLP/JSON (cumulative) to `metrics_endpoint`,
+/// or `endpoint` + /v1/metrics, over plain HTTP.
+public struct OTLPMetricsPushSettings: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var path: String
+    public var headers: [String: String] = [:]
+    public var timeout: Duration = .seconds(5)
+
+    init(_ settings: ConfigValue, path configPath: String) throws {
+        let url: String
+        if let v = settings["metrics_endpoint"] {
+            url = try requireString(v, "\(configPath).metrics_endpoint")
+        } else if let v = settings["endpoint"] {
+            let base = try requireString(v, "\(configPath).endpoint")
+            url = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/metrics"
+        } else {
+            throw ConfigError("\(configPath).endpoint", "required: where metrics go (endpoint, or metrics_endpoint)")
+        }
+        if url.hasPrefix("https://") {
+            throw ConfigError("\(configPath).endpoint", "metrics over HTTPS are not supported yet: use an http:// endpoint (a local Collector) or the prometheus exporter")
+        }
+        guard url.hasPrefix("http://"), let components = URLComponents(string: url), let host = components.host, !host.isEmpty else {
+            throw ConfigError("\(configPath).endpoint", "'\(url)' is not an http:// URL")
+        }
+        self.host = host
+        port = components.port ?? 80
+        self.path = components.path.isEmpty ? "/" : components.path
+        for entry in settings["headers"]?.mapEntries ?? [] {
+            headers[entry.key] = try requireString(entry.value, "\(configPath).headers.\(entry.key)")
+        }
+        if let v = settings["timeout"] { timeout = try parseDuration(v, path: "\(configPath).timeout") }
     }
 }
 

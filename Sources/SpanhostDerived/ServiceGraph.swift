@@ -8,8 +8,8 @@ import SpanhostModel
 public protocol SpanConnector: AnyObject, Sendable {
     var id: ComponentID { get }
     func observe(_ batch: SpanBatch)
-    /// Its series in the Prometheus text format.
-    func prometheus(into text: inout PrometheusText)
+    /// Its metrics now, for the Prometheus and OTLP writers.
+    var families: [MetricFamily] { get }
     /// Its figures for /status.
     var status: ConnectorStatus { get }
 }
@@ -196,7 +196,7 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
         }
     }
 
-    public func prometheus(into text: inout PrometheusText) {
+    public var families: [MetricFamily] {
         lock.withLock {
             expire(now: .now)
             roll(now: .now)
@@ -210,21 +210,22 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
                 }
                 return pairs
             }
-            // One family at a time: the text format wants a family's samples together.
-            text.header("traces_service_graph_request_total", "counter", "calls between two services")
-            for (edge, stats) in sorted { text.sample("traces_service_graph_request_total", labels(edge), Double(stats.calls)) }
-            text.header("traces_service_graph_request_failed_total", "counter", "calls where the client or the server span failed")
-            for (edge, stats) in sorted { text.sample("traces_service_graph_request_failed_total", labels(edge), Double(stats.failed)) }
+            var requests = MetricFamily("traces_service_graph_request_total", .counter, unit: "1", help: "calls between two services")
+            var failed = MetricFamily("traces_service_graph_request_failed_total", .counter, unit: "1",
+                                      help: "calls where the client or the server span failed")
+            var server = MetricFamily("traces_service_graph_request_server_seconds", .histogram, unit: "s", help: "server span durations of calls")
+            var client = MetricFamily("traces_service_graph_request_client_seconds", .histogram, unit: "s", help: "client span durations of calls")
             for (edge, stats) in sorted {
-                text.histogram("traces_service_graph_request_server_seconds", labels(edge), stats.server, "server span durations of calls")
+                let l = labels(edge)
+                requests.add(l, Double(stats.calls))
+                failed.add(l, Double(stats.failed))
+                server.add(l, stats.server)
+                client.add(l, stats.client)
             }
-            for (edge, stats) in sorted {
-                text.histogram("traces_service_graph_request_client_seconds", labels(edge), stats.client, "client span durations of calls")
-            }
-            text.header("spanhost_trace_completeness_ratio", "gauge", "traces with a root span / traces seen, per service, last window")
-            for figure in lastWindow {
-                text.sample("spanhost_trace_completeness_ratio", [("connector", "\(id)"), ("service", figure.service)], figure.ratio)
-            }
+            var completeness = MetricFamily("spanhost_trace_completeness_ratio", .gauge, unit: "1",
+                                            help: "traces with a root span / traces seen, per service, last window")
+            for figure in lastWindow { completeness.add([("connector", "\(id)"), ("service", figure.service)], figure.ratio) }
+            return [requests, failed, server, client, completeness]
         }
     }
 }

@@ -94,7 +94,7 @@ public final class SpanMetrics: SpanConnector, @unchecked Sendable {
         }
     }
 
-    public func prometheus(into text: inout PrometheusText) {
+    public var families: [MetricFamily] {
         lock.withLock {
             expire(now: .now)
             func pairs(_ names: [String], _ values: Series) -> [(String, String)] {
@@ -103,19 +103,28 @@ public final class SpanMetrics: SpanConnector, @unchecked Sendable {
             let sorted = series.map { (pairs(labelNames, $0.key), $0.value.durations) }
                 .sorted { $0.0.map { "\($0.0)=\($0.1)" }.lexicographicallyPrecedes($1.0.map { "\($0.0)=\($0.1)" }) }
             let overflowLabels = [("otel_metric_overflow", "true")]
-            text.header(names.calls, "counter", "spans per service, span name, kind, status and dimensions")
-            for (labels, h) in sorted { text.sample(names.calls, labels, Double(h.count)) }
-            if overflow.count > 0 { text.sample(names.calls, overflowLabels, Double(overflow.count)) }
-            if !settings.histogramDisabled {
-                let help = "span durations per service, span name, kind, status and dimensions"
-                for (labels, h) in sorted { text.histogram(names.duration, labels, h, help) }
-                if overflow.count > 0 { text.histogram(names.duration, overflowLabels, overflow, help) }
+            var calls = MetricFamily(names.calls, otel: "\(settings.namespace).calls", .counter, unit: "1",
+                                     help: "spans per service, span name, kind, status and dimensions")
+            var durations = MetricFamily(names.duration, otel: "\(settings.namespace).duration", .histogram, unit: settings.unitSeconds ? "s" : "ms",
+                                         help: "span durations per service, span name, kind, status and dimensions")
+            for (labels, h) in sorted {
+                calls.add(labels, Double(h.count))
+                durations.add(labels, h)
             }
-            guard settings.eventDimensions != nil else { return }
-            text.header(names.events, "counter", "span events per span dimensions and event attributes")
-            for (labels, n) in events.map({ (pairs(eventLabelNames, $0.key), $0.value) }).sorted(by: { "\($0.0)" < "\($1.0)" }) {
-                text.sample(names.events, labels, Double(n))
+            if overflow.count > 0 {
+                calls.add(overflowLabels, Double(overflow.count))
+                durations.add(overflowLabels, overflow)
             }
+            var result = [calls] + (settings.histogramDisabled ? [] : [durations])
+            if settings.eventDimensions != nil {
+                var events = MetricFamily(names.events, otel: "\(settings.namespace).events", .counter, unit: "1",
+                                          help: "span events per span dimensions and event attributes")
+                for (labels, n) in self.events.map({ (pairs(eventLabelNames, $0.key), $0.value) }).sorted(by: { "\($0.0)" < "\($1.0)" }) {
+                    events.add(labels, Double(n))
+                }
+                result.append(events)
+            }
+            return result
         }
     }
 }

@@ -86,7 +86,7 @@ extension SpanBatch {
 }
 
 /// Counts per explicit upper bound (Prometheus' cumulative buckets are made when written).
-struct BucketHistogram: Sendable {
+public struct BucketHistogram: Sendable {
     let bounds: [Double]  // seconds
     private(set) var counts: [UInt64]  // one per bound, then +Inf
     private(set) var sum = 0.0

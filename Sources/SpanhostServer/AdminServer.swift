@@ -97,7 +97,7 @@ struct StatusSource: Sendable {
     /// The connectors' series (service graph, span metrics), in the Prometheus text format.
     func derivedMetrics() -> [UInt8] {
         var text = PrometheusText()
-        for (_, connector) in current.value.connectors { connector.prometheus(into: &text) }
+        for (_, connector) in current.value.connectors { connector.families.forEach { text.write($0) } }
         return Array(text.text.utf8)
     }
 

@@ -83,8 +83,8 @@ service:
         assert code != 0 and message in out, (receivers, out)
     for exporter, message in [("otlphttp: {endpoint: 'http://127.0.0.1:4318', proxy_url: 'http://proxy:3128'}",
                                "exporters.otlphttp.proxy_url: Collector key `proxy_url` is not supported by spanhost"),
-                              ("otlp_http/b: {endpoint: 'http://127.0.0.1:4318', metrics_endpoint: 'http://x'}",
-                               "Collector key `metrics_endpoint` is not supported by spanhost: spanhost carries traces only")]:
+                              ("otlp_http/b: {endpoint: 'http://127.0.0.1:4318', cookies: {enabled: true}}",
+                               "Collector key `cookies` is not supported by spanhost: connection tuning of the Go HTTP client")]:
         name = exporter.split(":")[0]
         code, out = check(tmp, f"""
 receivers:

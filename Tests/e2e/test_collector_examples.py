@@ -116,6 +116,7 @@ connectors:
 exporters:
   nop:
   otlphttp: {endpoint: "http://127.0.0.1:4318"}
+  otlphttp/tls: {endpoint: "https://example.com:4318"}
   file: {path: "/dev/null"}
 service:
   pipelines:
@@ -126,8 +127,8 @@ service:
          "service.pipelines.logs: pipelines of type 'logs' are not supported: spanhost carries traces, and the metrics its connectors derive from them"),
         ("    metrics: {receivers: [otlp], exporters: [nop]}",
          "service.pipelines.metrics.receivers.0: 'otlp' receives no metrics: spanhost carries traces only"),
-        ("    metrics: {receivers: [spanmetrics], exporters: [otlphttp]}",
-         "exporters.otlphttp: sending metrics over OTLP/HTTP is not supported yet"),
+        ("    metrics: {receivers: [spanmetrics], exporters: [otlphttp/tls]}",
+         "exporters.otlphttp/tls.endpoint: metrics over HTTPS are not supported yet"),
         ("    metrics: {receivers: [spanmetrics], exporters: [file]}",
          "exporters.file: 'file' does not carry metrics in spanhost"),
         ("    metrics: {receivers: [spanmetrics], processors: [transform], exporters: [nop]}",
@@ -139,3 +140,73 @@ service:
             f.write(base + pipeline + "\n")
         code, out = check(path)
         assert code != 0 and message in out, (pipeline, out)
+
+
+def test_an_otlphttp_exporter_pushes_connector_metrics_to_metrics_endpoint(spanhost):
+    # One otlp_http exporter in the traces and the metrics pipeline, with metrics_endpoint, as
+    # vendors' Collector configs write it: spans go to /v1/traces, the connectors' metrics are
+    # pushed as OTLP/JSON to metrics_endpoint every metrics_flush_interval.
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    got = {"/v1/traces": [], "/custom/metrics": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.setdefault(self.path, []).append((self.headers.get("Content-Type"), self.headers.get("X-Key"), body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        s = spanhost("""
+receivers:
+  otlp: {{protocols: {{http: {{endpoint: "{receiver}"}}}}}}
+connectors:
+  spanmetrics:
+    metrics_flush_interval: 1s
+exporters:
+  otlp_http:
+    endpoint: http://127.0.0.1:PORT
+    metrics_endpoint: http://127.0.0.1:PORT/custom/metrics
+    logs_endpoint: http://127.0.0.1:PORT/v1/logs
+    headers: {{X-Key: k1}}
+    encoding: json
+    compression: none
+admin: {{endpoint: "{admin}"}}
+plugins: {{dir: "{plugins}"}}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [otlp_http, spanmetrics]}}
+    metrics: {{receivers: [spanmetrics], exporters: [otlp_http]}}
+""".replace("PORT", str(port)))
+        provider, t = tracer(s.url, "shop")
+        for _ in range(3):
+            with t.start_as_current_span("GET /items"):
+                pass
+        provider.shutdown()
+        assert wait_for(lambda: len(got["/v1/traces"]) >= 1, timeout=15), got.keys()
+
+        def calls():
+            for content_type, key, body in got["/custom/metrics"]:
+                assert content_type == "application/json" and key == "k1"
+                for rm in json.loads(body)["resourceMetrics"]:
+                    for sm in rm["scopeMetrics"]:
+                        for m in sm["metrics"]:
+                            if m["name"] == "traces.span.metrics.calls":
+                                for dp in m["sum"]["dataPoints"]:
+                                    attrs = {a["key"]: a["value"]["stringValue"] for a in dp["attributes"]}
+                                    if attrs.get("service_name") == "shop" and attrs.get("span_name") == "GET /items":
+                                        return int(dp["asInt"])
+            return 0
+        assert wait_for(lambda: calls() == 3, timeout=15), got["/custom/metrics"][-1:] if got["/custom/metrics"] else "no push"
+    finally:
+        server.shutdown()
+        server.server_close()

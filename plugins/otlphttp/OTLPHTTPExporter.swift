@@ -4,6 +4,8 @@
 // Config:
 //   endpoint: http://host:4318          base URL; /v1/traces is appended (required unless traces_endpoint)
 //   traces_endpoint: URL                full URL, used as is
+//   metrics_endpoint, logs_endpoint     accepted; in a metrics pipeline the host pushes the
+//                                       connectors' metrics to metrics_endpoint
 //   headers: {name: value}              sent with every request
 //   compression: gzip | none            default gzip
 //   encoding: proto | json              default proto
@@ -51,6 +53,10 @@ final class OTLPHTTPExporter: SpanExporterPlugin {
             throw PluginError("endpoint: required (for example http://127.0.0.1:4318)")
         }
         headers = try config.keys("headers").map { key in (key, try config.string("headers.\(key)") ?? "") }
+        // Where this exporter's metrics and logs go: the host pushes metrics pipelines' metrics
+        // there itself; logs never flow. Read so a Collector config that sets them is taken.
+        _ = try config.string("metrics_endpoint")
+        _ = try config.string("logs_endpoint")
         switch try config.string("compression") ?? "gzip" {
         case "gzip": gzip = true
         case "none", "": gzip = false
@@ -120,6 +126,8 @@ public func spanhostPluginEntry(_ host: UnsafePointer<spanhost_host_api>?) -> Un
                             description: "sends spans to an OTLP/HTTP endpoint", schema: [
                                 ConfigKey("endpoint", .string, "base URL; /v1/traces is appended (required unless traces_endpoint)"),
                                 ConfigKey("traces_endpoint", .string, "full URL, used as is"),
+                                ConfigKey("metrics_endpoint", .string, "where a metrics pipeline's connector metrics are pushed (by the host)"),
+                                ConfigKey("logs_endpoint", .string, "accepted; no logs flow"),
                                 ConfigKey("headers", .map, "headers sent with every request"),
                                 ConfigKey("headers.*", .string, "a header value"),
                                 ConfigKey("compression", .string, default: "gzip", "gzip or none"),
