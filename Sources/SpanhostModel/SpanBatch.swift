@@ -299,6 +299,17 @@ public final class SpanBatch: @unchecked Sendable {
         return complete ? copy : nil
     }
 
+    /// The batch split by `group` (one entry per span, in `forEachSpan` order), groups in
+    /// ascending order: the batch itself when one group has every span, else a copy of the
+    /// group's spans (nil when out of memory). The batch is only read.
+    public func split(by group: [Int]) -> [(group: Int, batch: SpanBatch?)] {
+        Dictionary(grouping: group.indices, by: { group[$0] }).sorted { $0.key < $1.key }.map { key, members in
+            if members.count == group.count { return (key, self) }
+            let picked = Set(members)
+            return (key, copy { picked.contains($0) })
+        }
+    }
+
     /// A deep copy, for handing the same data to a second pipeline that will change it; nil
     /// when out of memory.
     public func clone() -> SpanBatch? {

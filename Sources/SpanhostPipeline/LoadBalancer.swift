@@ -66,15 +66,7 @@ public final class LoadBalancer: Sendable {
             }
         }
         var outcome = ConsumeOutcome.accepted(rejectedSpans: 0, message: nil)
-        let groups = Dictionary(grouping: choice.indices, by: { choice[$0] })
-        for (index, members) in groups.sorted(by: { $0.key < $1.key }) {
-            let part: SpanBatch?
-            if members.count == choice.count {
-                part = batch
-            } else {
-                let picked = Set(members)
-                part = batch.copy { picked.contains($0) }
-            }
+        for (index, part) in batch.split(by: choice) {
             guard let part else {
                 outcome = Generation.merge(outcome, .refused(retryAfterSeconds: 1, message: "out of memory splitting a batch in \(id)"))
                 continue

@@ -112,17 +112,9 @@ final class PipelineConnector: @unchecked Sendable {  // immutable after init; c
         }
         if let failed, propagate { return .rejected(message: failed) }
         var outcome = ConsumeOutcome.accepted(rejectedSpans: 0, message: nil)
-        let groups = Dictionary(grouping: choice.indices, by: { choice[$0] })
-        for (r, members) in groups.sorted(by: { $0.key < $1.key }) {
+        for (r, part) in batch.split(by: choice) {
             let pipelines = r < 0 ? defaults : routes[r].pipelines
             guard !pipelines.isEmpty else { continue }  // no default: what no route takes is not sent on
-            let part: SpanBatch?
-            if members.count == count {
-                part = batch
-            } else {
-                let picked = Set(members)
-                part = batch.copy { picked.contains($0) }
-            }
             guard let part else {
                 outcome = Generation.merge(outcome, .refused(retryAfterSeconds: 1, message: "out of memory routing a batch in \(id)"))
                 continue
