@@ -52,7 +52,7 @@ public struct ConnectorConfig: Sendable, Equatable {
             kind = .forward
         case "routing": kind = .routing(try RoutingSettings(settings, path: path))
         default:
-            throw ConfigError(path, "unknown connector '\(id.type)'; expected \(Self.types.joined(separator: " or "))")
+            throw ConfigError(path, "unknown connector '\(id.type)'; expected one of \(Self.types.joined(separator: ", "))")
         }
     }
 

@@ -138,7 +138,7 @@ final class ConfigTests: XCTestCase {
         }
         let unknown = yaml.replacingOccurrences(of: "spanmetrics/red:", with: "count/red:").replacingOccurrences(of: "spanmetrics/red]", with: "count/red]")
         XCTAssertThrowsError(try ServiceConfig.parse(yaml: unknown, environment: [:])) {
-            XCTAssertEqual("\($0)", "connectors.count/red: unknown connector 'count'; expected servicegraph or spanmetrics")
+            XCTAssertEqual("\($0)", "connectors.count/red: unknown connector 'count'; expected one of servicegraph, spanmetrics, forward, routing")
         }
     }
 

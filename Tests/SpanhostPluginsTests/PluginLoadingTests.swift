@@ -105,7 +105,8 @@ final class PluginLoadingTests: XCTestCase {
         let attributes = try load("attributes")
         XCTAssertEqual(refusal(attributes, "actions: [{key: a, action: delete, vaule: x}]"),
                        "attributes.actions.0.vaule: unknown key; valid keys here: actions.*.action, actions.*.converted_type, "
-                       + "actions.*.from_attribute, actions.*.hmac_key, actions.*.key, actions.*.pattern, actions.*.value")
+                       + "actions.*.default_value, actions.*.from_attribute, actions.*.from_context, actions.*.hmac_key, actions.*.key, "
+                       + "actions.*.pattern, actions.*.value")
         XCTAssertEqual(refusal(attributes, "actions: [{key: a}]"), "attributes.actions.0.action: required: a string")
         XCTAssertNil(refusal(attributes, "actions: [{key: a, action: insert, value: 3}]\ninclude: {services: one}"))
         let tail = try load("tail_sampling")

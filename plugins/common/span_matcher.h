@@ -71,18 +71,21 @@ static void matcher_free(const spanhost_host_api *host, matcher *m) {
 
 static int matcher_read_text(const spanhost_host_api *host, const spanhost_config *config, const char *path, int regexp,
                              text_list *l, spanhost_status *status) {
+    const spanhost_str *items = NULL;
     size_t n = 0;
-    if (host->config_count(config, path, &n) != SPANHOST_CONFIG_FOUND || n == 0) return 0;
+    uint32_t found = host->config_string_list(config, path, &items, &n); /* a single string is a list of one */
+    if (found == SPANHOST_CONFIG_WRONG_TYPE) {
+        snprintf(status->message, status->message_cap, "%s: must be a list of strings", path);
+        return -1;
+    }
+    if (found != SPANHOST_CONFIG_FOUND || n == 0) return 0;
     l->items = (spanhost_str *)calloc(n, sizeof *l->items);
     if (regexp) l->re = (regex_t *)calloc(n, sizeof *l->re);
     if (!l->items || (regexp && !l->re)) return -1;
     for (size_t i = 0; i < n; i++) {
         char p[192], err[200];
+        l->items[i] = items[i];
         snprintf(p, sizeof p, "%s.%zu", path, i);
-        if (host->config_string(config, p, &l->items[i]) != SPANHOST_CONFIG_FOUND) {
-            snprintf(status->message, status->message_cap, "%s: must be a string", p);
-            return -1;
-        }
         if (regexp && util_regcomp(&l->re[i], l->items[i], NULL, 0, err, sizeof err)) {
             snprintf(status->message, status->message_cap, "%s: %s", p, err);
             return -1;
