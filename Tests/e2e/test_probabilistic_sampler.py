@@ -126,3 +126,11 @@ def test_the_default_mode_is_proportional_and_hash_seed_with_a_seed(tmp):
     # Other vendors' entries are kept, after ot.
     kept = run(tmp, {"sampling_percentage": 100}, [span_json(DEFAULT_TID, "vendor=abc,ot=p:8")])
     assert kept[0]["traceState"] == "ot=th:0;p:8,vendor=abc", kept
+
+
+def test_the_readmes_logs_keys_are_accepted(tmp):
+    # The README's log examples set attribute_source, from_attribute and sampling_priority;
+    # spanhost carries no logs, so they are taken and never used.
+    kept = run(tmp, {"sampling_percentage": 100, "attribute_source": "record", "from_attribute": "logID",
+                     "sampling_priority": "priority"}, [span_json(DEFAULT_TID)])
+    assert kept[0]["traceState"] == "ot=th:0"

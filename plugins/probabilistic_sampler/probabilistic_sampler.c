@@ -10,6 +10,7 @@
  *   hash_seed: 0               hash_seed mode: instances that must agree use the same seed
  *   sampling_precision: 4      hex digits of the threshold written (1..14)
  *   fail_closed: true          a span whose tracestate is malformed or inconsistent is dropped
+ *   attribute_source, from_attribute, sampling_priority: the Collector's logs-only keys, accepted
  *
  * Every span: R (56-bit randomness) is the tracestate's rv, else the trace id's last 7 bytes;
  * hash_seed mode instead hashes the trace id (FNV-1a over the seed's 4 little-endian bytes and
@@ -259,6 +260,11 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
         snprintf(status->message, status->message_cap, "fail_closed: must be true or false");
         return SPANHOST_PERMANENT;
     }
+    /* The Collector's logs-only keys: accepted, never used (spanhost carries traces). */
+    spanhost_str logs_only;
+    host->config_string(config, "attribute_source", &logs_only);
+    host->config_string(config, "from_attribute", &logs_only);
+    host->config_string(config, "sampling_priority", &logs_only);
     int mode = seed != 0 ? HASH_SEED : PROPORTIONAL;
     spanhost_str name;
     if (host->config_string(config, "mode", &name) == SPANHOST_CONFIG_FOUND && name.len) {
@@ -332,6 +338,9 @@ static const spanhost_config_key config_keys[] = {
     {"hash_seed", SPANHOST_TYPE_INT, 0, "0", "hash_seed mode: instances that must agree use the same seed"},
     {"sampling_precision", SPANHOST_TYPE_INT, 0, "4", "hex digits of the threshold written to the tracestate"},
     {"fail_closed", SPANHOST_TYPE_BOOL, 0, "true", "drop spans whose tracestate is malformed or inconsistent"},
+    {"attribute_source", SPANHOST_TYPE_STRING, 0, "traceID", "logs only: accepted, never used"},
+    {"from_attribute", SPANHOST_TYPE_STRING, 0, NULL, "logs only: accepted, never used"},
+    {"sampling_priority", SPANHOST_TYPE_STRING, 0, NULL, "logs only: accepted, never used"},
 };
 
 static const spanhost_plugin plugin = {
