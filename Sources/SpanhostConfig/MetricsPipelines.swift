@@ -144,6 +144,10 @@ extension ServiceConfig {
     static func adoptMetricsExporters(_ config: inout ServiceConfig) throws {
         let ids = Set(config.metricsPipelines.flatMap(\.exporters))
         var errors: [ConfigError] = []
+        // Exporters that became something else by now (a loadbalancing exporter's backends).
+        for id in ids.sorted(by: { "\($0)" < "\($1)" }) where !config.exporters.contains(where: { $0.id == id }) {
+            errors.append(ConfigError("exporters.\(id)", "'\(id.type)' does not carry metrics in spanhost; the metrics of connectors go out through \(MetricsExporterConfig.types.joined(separator: ", "))"))
+        }
         config.metricsExporters = try config.exporters.filter { ids.contains($0.id) }.compactMap { component in
             try collecting(&errors) { try MetricsExporterConfig(component) }
         }

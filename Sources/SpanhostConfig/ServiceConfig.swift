@@ -298,7 +298,6 @@ public struct ServiceConfig: Sendable, Equatable {
         if let error = ConfigError.all(errors) { throw error }
         if config.pipelines.isEmpty { throw ConfigError("service.pipelines", "define at least one traces pipeline") }
         try checkPipelineConnectors(config)
-        try adoptMetricsExporters(&config)
         try adoptMemoryLimiterProcessors(&config)
         try adoptLoadBalancers(&config)
         try adoptBatchProcessors(&config)
@@ -306,6 +305,8 @@ public struct ServiceConfig: Sendable, Equatable {
         _ = try collecting(&errors) { try resolveClientAuth(&config) }
         _ = try collecting(&errors) { try ReceiverSettings.used(in: config) }
         if let error = ConfigError.all(errors) { throw error }
+        // Last: an exporter's auth has become its headers by now.
+        try adoptMetricsExporters(&config)
         return config
     }
 

@@ -154,7 +154,7 @@ def test_an_otlphttp_exporter_pushes_connector_metrics_to_metrics_endpoint(spanh
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.setdefault(self.path, []).append((self.headers.get("Content-Type"), self.headers.get("X-Key"), body))
+            got.setdefault(self.path, []).append((self.headers.get("Content-Type"), self.headers.get("X-Key") + "|" + str(self.headers.get("Authorization")), body))
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -167,6 +167,8 @@ def test_an_otlphttp_exporter_pushes_connector_metrics_to_metrics_endpoint(spanh
     try:
         port = server.server_address[1]
         s = spanhost("""
+extensions:
+  bearertokenauth/vendor: {{token: t0k}}
 receivers:
   otlp: {{protocols: {{http: {{endpoint: "{receiver}"}}}}}}
 connectors:
@@ -178,11 +180,13 @@ exporters:
     metrics_endpoint: http://127.0.0.1:PORT/custom/metrics
     logs_endpoint: http://127.0.0.1:PORT/v1/logs
     headers: {{X-Key: k1}}
+    auth: {{authenticator: bearertokenauth/vendor}}
     encoding: json
     compression: none
 admin: {{endpoint: "{admin}"}}
 plugins: {{dir: "{plugins}"}}
 service:
+  extensions: [bearertokenauth/vendor]
   pipelines:
     traces: {{receivers: [otlp], exporters: [otlp_http, spanmetrics]}}
     metrics: {{receivers: [spanmetrics], exporters: [otlp_http]}}
@@ -196,7 +200,7 @@ service:
 
         def calls():
             for content_type, key, body in got["/custom/metrics"]:
-                assert content_type == "application/json" and key == "k1"
+                assert content_type == "application/json" and key == "k1|Bearer t0k", key
                 for rm in json.loads(body)["resourceMetrics"]:
                     for sm in rm["scopeMetrics"]:
                         for m in sm["metrics"]:
