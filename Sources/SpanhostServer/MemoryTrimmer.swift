@@ -5,7 +5,8 @@ import SpanhostModel
 /// Gives memory back to the system after a burst. Batch arenas are many small blocks; once a
 /// burst of held traces is decided and freed, the allocator keeps the pages unless asked. Every
 /// few seconds this looks at the bytes batches hold, and when they fell far below their peak
-/// since the last look that trimmed, it asks the allocator to return free pages.
+/// since the last look that trimmed (or to nothing, with arena slabs still cached), it asks the
+/// allocator to return free pages.
 final class MemoryTrimmer: @unchecked Sendable {
     private let condition = NSCondition()
     private var stopped = false
@@ -41,7 +42,10 @@ final class MemoryTrimmer: @unchecked Sendable {
             if stop { return }
             let live = SpanBatch.liveBytes
             peak = max(peak, live)
-            if peak - live > threshold {
+            // Also when no batch is alive and slabs are still cached: a trim in the middle of a
+            // burst's release resets the peak, and the rest of the release may stay under the
+            // threshold.
+            if peak - live > threshold || (live == 0 && SpanBatch.arenaMappedBytes > 0) {
                 sh_release_free_memory()
                 peak = live
             }
