@@ -270,27 +270,18 @@ public final class SpanBatch: @unchecked Sendable {
     /// A deep copy of the spans whose host flags have `flag` (without the flags); nil when out
     /// of memory.
     public func copy(flagged flag: UInt32) -> SpanBatch? {
-        guard let copy = SpanBatch.empty() else { return nil }
-        var complete = true
-        forEachSpan { rs, ss, span in
-            if complete && span.pointee.host_flags & flag != 0
-                && sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url,
-                                     ss.pointee.scope, ss.pointee.schema_url, span) == nil {
-                complete = false
-            }
-        }
-        return complete ? copy : nil
+        copy { _, span in span.pointee.host_flags & flag != 0 }
     }
 
-    /// A deep copy of the spans `keep` picks, given each span's index in `forEachSpan` order,
-    /// with the batch's client_metadata; nil when out of memory. The batch is only read.
-    public func copy(where keep: (Int) -> Bool) -> SpanBatch? {
+    /// A deep copy of the spans `keep` picks, given each span and its index in `forEachSpan`
+    /// order, with the batch's client_metadata; nil when out of memory. The batch is only read.
+    public func copy(where keep: (Int, UnsafeMutablePointer<spanhost_span>) -> Bool) -> SpanBatch? {
         guard let copy = SpanBatch.empty(), sh_batch_copy_client_metadata(copy.pointer, pointer) == 0 else { return nil }
         var complete = true
         var index = 0
         forEachSpan { rs, ss, span in
             defer { index += 1 }
-            if complete && keep(index)
+            if complete && keep(index, span)
                 && sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url,
                                      ss.pointee.scope, ss.pointee.schema_url, span) == nil {
                 complete = false
@@ -306,7 +297,7 @@ public final class SpanBatch: @unchecked Sendable {
         Dictionary(grouping: group.indices, by: { group[$0] }).sorted { $0.key < $1.key }.map { key, members in
             if members.count == group.count { return (key, self) }
             let picked = Set(members)
-            return (key, copy { picked.contains($0) })
+            return (key, copy { index, _ in picked.contains(index) })
         }
     }
 

@@ -21,13 +21,15 @@ public final class LoadBalancer: Sendable {
         self.backends = backends
         var ring: [(UInt64, Int)] = []
         for (index, backend) in config.backends.enumerated() {
-            for point in 0..<Self.pointsPerBackend { ring.append((Self.hash(Array("\(backend.hostname)#\(point)".utf8)), index)) }
+            for point in 0..<Self.pointsPerBackend {
+                ring.append((Array("\(backend.hostname)#\(point)".utf8).withUnsafeBytes(Self.hash), index))
+            }
         }
         self.ring = ring.sorted { $0.0 < $1.0 }
     }
 
     /// FNV-1a, 64 bits, then a final mix so nearby inputs spread over the ring.
-    static func hash(_ bytes: [UInt8]) -> UInt64 {
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in bytes { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
         h ^= h >> 33
@@ -37,7 +39,7 @@ public final class LoadBalancer: Sendable {
     }
 
     /// The backend whose point follows `key` on the ring.
-    func backend(for key: [UInt8]) -> Int {
+    func backend(for key: UnsafeRawBufferPointer) -> Int {
         let h = Self.hash(key)
         var low = 0, high = ring.count
         while low < high {
@@ -56,11 +58,12 @@ public final class LoadBalancer: Sendable {
         batch.forEachSpan { rs, _, span in
             switch routingKey {
             case .traceID:
-                choice.append(backend(for: withUnsafeBytes(of: span.pointee.trace_id) { Array($0) }))
+                choice.append(withUnsafeBytes(of: span.pointee.trace_id) { backend(for: $0) })
             case .service:
                 if rs != lastResource {
                     lastResource = rs
-                    serviceBackend = backend(for: Array(Self.serviceName(rs.pointee.resource).utf8))
+                    var name = Self.serviceName(rs.pointee.resource)
+                    serviceBackend = name.withUTF8 { backend(for: UnsafeRawBufferPointer($0)) }
                 }
                 choice.append(serviceBackend)
             }

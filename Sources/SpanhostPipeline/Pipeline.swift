@@ -157,7 +157,8 @@ public final class Pipeline: @unchecked Sendable {
         // limits: from there they are delivered, kept on disk or counted as lost.
         let draining = self.draining.load(ordering: .relaxed)
         // Check every refusing queue first so a full one refuses the batch before any other takes it.
-        if !draining, let full = (exporters + balancers.flatMap(\.backends)).first(where: \.refusesWhenFull) {
+        if !draining, let full = exporters.first(where: \.refusesWhenFull)
+            ?? balancers.lazy.compactMap({ $0.backends.first(where: \.refusesWhenFull) }).first {
             return .refused(retryAfterSeconds: 1, message: "exporter \(full.id) queue is full")
         }
         for connector in connectors { connector.observe(batch) }

@@ -55,7 +55,7 @@ typedef struct action {
     int op;
     spanhost_str key;            /* owned by the host config; lives as long as the instance */
     spanhost_str from_attribute; /* empty when `value` is used */
-    char *from_context;          /* the client_metadata key (heap), or NULL */
+    spanhost_str from_context;   /* the client_metadata key (heap, freed with the state), or empty */
     spanhost_value value;
     int has_value;               /* `value` is set */
     spanhost_value default_value; /* used when value/from_attribute/from_context gives none */
@@ -79,7 +79,7 @@ typedef struct attributes_state {
 static void free_state(attributes_state *s) {
     for (size_t i = 0; i < s->count; i++) {
         if (s->actions[i].has_pattern) regfree(&s->actions[i].pattern);
-        free(s->actions[i].from_context);
+        free((char *)s->actions[i].from_context.ptr);
         for (int g = 0; g < MAX_GROUPS; g++) free(s->actions[i].group_names[g]);
     }
     matcher_free(host, &s->include);
@@ -118,10 +118,9 @@ static char *context_key(spanhost_str from) {
 }
 
 /* The batch's client_metadata value for `key` (1.7 hosts fill it), or NULL. */
-static const spanhost_value *client_metadata(const spanhost_batch *batch, const char *key) {
+static const spanhost_value *client_metadata(const spanhost_batch *batch, spanhost_str key) {
     if (batch->struct_size < offsetof(spanhost_batch, client_metadata) + sizeof(spanhost_kv_list)) return NULL;
-    spanhost_str k = {key, strlen(key)};
-    return util_find(&batch->client_metadata, k);
+    return util_find(&batch->client_metadata, key);
 }
 
 #define FAIL(...) do { snprintf(status->message, status->message_cap, __VA_ARGS__); free_state(s); return SPANHOST_PERMANENT; } while (0)
@@ -199,7 +198,9 @@ static int32_t attributes_create(const spanhost_config *config, spanhost_instanc
         spanhost_str context;
         snprintf(path, sizeof path, ACTIONS ".%zu.from_context", i);
         if (host->config_string(config, path, &context) == SPANHOST_CONFIG_FOUND) {
-            if (!(a->from_context = context_key(context))) FAIL("out of memory");
+            char *key = context_key(context);
+            if (!key) FAIL("out of memory");
+            a->from_context = (spanhost_str){key, strlen(key)};
             sources++;
         }
         snprintf(path, sizeof path, ACTIONS ".%zu.value", i);
@@ -330,7 +331,7 @@ static int apply(attributes_state *s, spanhost_batch *batch, spanhost_kv_list *a
             if ((a->op == ACT_INSERT && cur) || (a->op == ACT_UPDATE && !cur)) break;
             const spanhost_value *src = a->has_value ? &a->value
                                       : a->from_attribute.len ? util_find(attrs, a->from_attribute)
-                                      : a->from_context ? client_metadata(batch, a->from_context) : NULL;
+                                      : a->from_context.len ? client_metadata(batch, a->from_context) : NULL;
             if (!src && a->has_default) src = &a->default_value;
             if (!src) break;
             spanhost_value value = *src;

@@ -137,9 +137,9 @@ static int listed(const spanhost_str *list, size_t n, spanhost_str key) {
     return 0;
 }
 
-static int any_matches(const patterns *p, const char *text) {
+static int any_matches(const patterns *p, const char *text, size_t len) {
     for (size_t i = 0; i < p->count; i++)
-        if (regexec(&p->re[i], text, 0, NULL, 0) == 0) return 1;
+        if (util_regmatch(&p->re[i], text, len)) return 1;
     return 0;
 }
 
@@ -268,27 +268,23 @@ static int redact(const redaction_state *s, spanhost_batch *batch, spanhost_kv_l
         spanhost_kv *kv = &attrs->items[i];
         if (listed(s->ignored, s->nignored, kv->key)) { note(&ignored, kv->key); continue; }
         if (!s->allow_all_keys && !listed(s->allowed, s->nallowed, kv->key)) { note(&deleted, kv->key); continue; }
-        text_buf text = {0}, key = {0};
+        /* Nothing is allocated for a value that stays as it is (most of them). */
         char scalar[64];
+        const char *value = scalar;
         int n;
         if (kv->value.type == SPANHOST_VALUE_STRING) {
-            if (buf_append(&text, kv->value.as.string_value.ptr, kv->value.as.string_value.len)) return -1;
+            value = kv->value.as.string_value.ptr ? kv->value.as.string_value.ptr : "";
+            n = (int)kv->value.as.string_value.len;
         } else if (!s->redact_all_types || (n = util_value_text(&kv->value, scalar, sizeof scalar)) < 0) {
             continue; /* lists, maps and bytes are left as they are */
-        } else if (buf_append(&text, scalar, (size_t)n)) {
-            return -1;
         }
+        text_buf text = {0};
         int changed = 0;
-        if (buf_append(&key, kv->key.ptr, kv->key.len)) changed = -1;
-        else if (any_matches(&s->blocked_keys, key.ptr)) {
-            text_buf whole = {0};
-            changed = append_mask(s, text.ptr, text.len, &whole) ? -1 : 1;
-            free(text.ptr);
-            text = whole;
-        } else if (!any_matches(&s->allowed_values, text.ptr)) {
-            changed = mask_matches(s, &s->blocked_values, &text);
+        if (any_matches(&s->blocked_keys, kv->key.ptr, kv->key.len)) {
+            changed = append_mask(s, value, (size_t)n, &text) ? -1 : 1;
+        } else if (!any_matches(&s->allowed_values, value, (size_t)n) && any_matches(&s->blocked_values, value, (size_t)n)) {
+            changed = buf_append(&text, value, (size_t)n) ? -1 : mask_matches(s, &s->blocked_values, &text);
         }
-        free(key.ptr);
         if (changed > 0) {
             spanhost_value v;
             memset(&v, 0, sizeof v);
