@@ -168,10 +168,17 @@ public struct SendingQueueSettings: Sendable, Equatable {
 /// (on disk with storage) until they leave it together, so a batch being gathered is never
 /// only in memory. A consumer takes requests until `min_size` spans are gathered or
 /// `flush_timeout` has passed since the first, and stops taking at `max_size` (0: no limit).
+/// With `metadata_keys` (the batch processor's), what was gathered leaves as one export per
+/// combination of those request headers' values, so no export mixes, say, two tenants.
 public struct QueueBatchSettings: Sendable, Equatable {
     public var flushTimeout: Duration = .milliseconds(200)
     public var minSize = 8192
     public var maxSize = 0
+    /// Request headers (lowercased; a receiver's `include_metadata` passes them on) whose
+    /// values partition the exports.
+    public var metadataKeys: [String] = []
+    /// Distinct combinations of `metadataKeys` values batched; past it, a request is exported alone.
+    public var metadataCardinalityLimit = 1000
 
     public init() {}
 
@@ -179,8 +186,10 @@ public struct QueueBatchSettings: Sendable, Equatable {
     public struct Keys: Sendable {
         public var flushTimeout, minSize, maxSize: String
         public var others: [String]
-        public static let sendingQueue = Keys(flushTimeout: "flush_timeout", minSize: "min_size", maxSize: "max_size", others: ["sizer"])
-        public static let batchProcessor = Keys(flushTimeout: "timeout", minSize: "send_batch_size", maxSize: "send_batch_max_size", others: [])
+        public static let sendingQueue = Keys(flushTimeout: "flush_timeout", minSize: "min_size", maxSize: "max_size",
+                                              others: ["sizer", "metadata_keys", "metadata_cardinality_limit"])
+        public static let batchProcessor = Keys(flushTimeout: "timeout", minSize: "send_batch_size", maxSize: "send_batch_max_size",
+                                                others: ["metadata_keys", "metadata_cardinality_limit"])
 
         /// Settings written with these keys, rewritten with `other`'s.
         public func rename(_ settings: ConfigValue, to other: Keys) -> ConfigValue {
@@ -198,6 +207,12 @@ public struct QueueBatchSettings: Sendable, Equatable {
         }
         if let v = settings[keys.minSize] { minSize = try parseCount(v, path: "\(path).\(keys.minSize)", in: 0...100_000_000) }
         if let v = settings[keys.maxSize] { maxSize = try parseCount(v, path: "\(path).\(keys.maxSize)", in: 0...100_000_000) }
+        if let v = settings["metadata_keys"] {
+            metadataKeys = try requireStringList(v, "\(path).metadata_keys").map { $0.lowercased() }
+        }
+        if let v = settings["metadata_cardinality_limit"] {
+            metadataCardinalityLimit = try parseCount(v, path: "\(path).metadata_cardinality_limit", in: 0...10_000_000)
+        }
         if let v = settings["sizer"], v.stringValue != "items" {
             throw ConfigError("\(path).sizer", "only items (spans) is supported by spanhost")
         }

@@ -84,8 +84,7 @@ private func cacheSize(_ value: ConfigValue?, _ path: String, _ fallback: Int) t
 
 private func parseNames(_ value: ConfigValue?, _ path: String) throws -> [String] {
     guard let value, value != .null else { return [] }
-    guard case .list(let items) = value else { throw ConfigError(path, "must be a list of attribute names") }
-    return try items.enumerated().map { try requireString($1, "\(path).\($0)") }
+    return try requireStringList(value, path)
 }
 
 /// A span or resource attribute that becomes a label; without `default`, series of spans that

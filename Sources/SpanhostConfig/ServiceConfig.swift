@@ -358,9 +358,6 @@ public struct ServiceConfig: Sendable, Equatable {
         let batches = config.processors.filter { $0.id.type == "batch" }
         for batch in batches {
             let path = "processors.\(batch.id)"
-            for key in ["metadata_keys", "metadata_cardinality_limit"] where batch.settings[key] != nil {
-                throw ConfigError("\(path).\(key)", "Collector key `\(key)` is not supported by spanhost: batches are per exporter queue")
-            }
             // Checked with the processor's key names, so an error names what the user wrote.
             _ = try QueueBatchSettings(settings: batch.settings, path: path, keys: .batchProcessor)
             let mapped = QueueBatchSettings.Keys.batchProcessor.rename(batch.settings, to: .sendingQueue)
@@ -480,6 +477,12 @@ public struct ServiceConfig: Sendable, Equatable {
 public func requireString(_ value: ConfigValue, _ path: String) throws -> String {
     guard let s = value.stringValue else { throw ConfigError(path, "must be a string, not \(value.kindName)") }
     return s
+}
+
+/// Reads a list of strings.
+public func requireStringList(_ value: ConfigValue, _ path: String) throws -> [String] {
+    guard case .list(let items) = value else { throw ConfigError(path, "must be a list of strings, not \(value.kindName)") }
+    return try items.enumerated().map { try requireString($1, "\(path).\($0)") }
 }
 
 /// Durations as the Collector writes them: "200ms", "5s", "1m30s", "1h"; a bare number is seconds.

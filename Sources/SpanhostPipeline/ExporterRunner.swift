@@ -71,6 +71,9 @@ public final class ExporterRunner: @unchecked Sendable {
     private var inHand = 0
     private var abandoned = false
     private var lastDropLog: ContinuousClock.Instant?
+    /// `metadata_keys` value combinations batched so far (at most metadata_cardinality_limit).
+    private var seenPartitions: Set<[String]> = []
+    private var partitionLimitLogged = false
     /// Worker threads taking batches from the queue (`sending_queue.num_consumers`). More than
     /// one helps only plugins that declare SPANHOST_PLUGIN_CONCURRENT; others are serialized.
     public let consumers: Int
@@ -289,7 +292,7 @@ public final class ExporterRunner: @unchecked Sendable {
             let items = gather(after: first, from: queue)
             let spans = items.reduce(0) { $0 + $1.spans }
             condition.withLock { inHand += spans }
-            deliver(items, from: queue)
+            for export in partition(items) { deliver(export, from: queue) }
             condition.withLock {
                 if !abandoned { inHand -= spans }
                 busy -= 1
@@ -314,11 +317,54 @@ public final class ExporterRunner: @unchecked Sendable {
         return items
     }
 
-    /// One export of the gathered requests: each alone, or their spans copied into one batch.
+    /// The gathered requests as exports: all together, or with `metadata_keys` one export per
+    /// combination of those headers' values, in order of first arrival. A request whose
+    /// metadata is unknown (read back from disk) or new past the cardinality limit goes alone.
+    private func partition(_ items: [QueuedBatch]) -> [[QueuedBatch]] {
+        guard let batching = queueSettings.batch, !batching.metadataKeys.isEmpty, items.count > 1 else { return [items] }
+        var exports: [[QueuedBatch]] = []
+        var exportOf: [[String]: Int] = [:]
+        for item in items {
+            let values = batching.metadataKeys.map { item.batch.clientMetadata("metadata." + $0) ?? "" }
+            if let index = exportOf[values] {
+                exports[index].append(item)
+            } else if item.metadataKnown && admitPartition(values, limit: batching.metadataCardinalityLimit) {
+                exportOf[values] = exports.count
+                exports.append([item])
+            } else {
+                exports.append([item])
+            }
+        }
+        return exports
+    }
+
+    /// Whether `values` may be batched: seen before, or new within the cardinality limit.
+    private func admitPartition(_ values: [String], limit: Int) -> Bool {
+        let (admitted, firstRefusal) = condition.withLock {
+            if seenPartitions.contains(values) { return (true, false) }
+            if seenPartitions.count < limit {
+                seenPartitions.insert(values)
+                return (true, false)
+            }
+            defer { partitionLimitLogged = true }
+            return (false, !partitionLimitLogged)
+        }
+        if firstRefusal {
+            logger.warning("metadata_cardinality_limit reached: requests with new metadata values are exported unbatched",
+                           metadata: ["limit": "\(limit)"])
+        }
+        return admitted
+    }
+
+    /// One export of the gathered requests (one partition): alone, or their spans copied into
+    /// one batch that carries the partition's metadata values.
     private func merge(_ items: [QueuedBatch]) -> SpanBatch? {
         guard items.count > 1 else { return items.first?.batch }
         guard let merged = SpanBatch.empty() else { return nil }
         for item in items where !merged.append(spansOf: item.batch) { return nil }
+        let keys = (queueSettings.batch?.metadataKeys ?? []).map { "metadata." + $0 }
+        let pairs = keys.compactMap { key in items[0].batch.clientMetadata(key).map { (key: key, value: $0) } }
+        guard merged.setClientMetadata(pairs) else { return nil }
         return merged
     }
 

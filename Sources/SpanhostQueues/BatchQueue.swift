@@ -11,6 +11,9 @@ public struct QueuedBatch: @unchecked Sendable {
     let location: SegmentLog.Location?
     /// A disk queue's digest of the batch's bytes (for the poison ledger).
     var digest: ExportAttempts.Digest? = nil
+    /// False when the batch was read back from disk, which keeps spans but not the request's
+    /// client_metadata.
+    public var metadataKnown = true
     /// The persistent queue's sequence number of this batch.
     public var record: UInt64? { location?.seq }
 }

@@ -199,7 +199,8 @@ public final class DiskQueue: BatchQueue, @unchecked Sendable {
                         try SpanBatch.decode($0, format: .otlpProtobuf, gzip: false, limit: Int.max)
                     }
                 }
-                let item = QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location, digest: digest)
+                let item = QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location, digest: digest,
+                                       metadataKnown: next.batch != nil)
                 // Claimed only if the taker is still active and it is not poison; else it goes
                 // back to the front, or to the dead-letter file.
                 enum Claim { case claimed, inactive, poison(ExportAttempts.Crashes) }

@@ -221,13 +221,15 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try batching("debug")?.minSize, 7, "the exporter's own setting wins")
         XCTAssertNil(try batching("otlphttp"), "no queue, no batching")
         XCTAssertNil(try batching("kafka"), "not in a pipeline with batch")
-        XCTAssertThrowsError(try ServiceConfig.parse(yaml: """
+        let partitioned = try ServiceConfig.parse(yaml: """
             receivers: {otlp: {}}
-            processors: {batch: {metadata_keys: [tenant]}}
+            processors: {batch: {metadata_keys: [X-Tenant], metadata_cardinality_limit: 20}}
             exporters: {file: {path: /tmp/x}}
             service: {pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [file]}}}
-            """, environment: [:])) { error in
-            XCTAssertEqual("\(error)", "processors.batch.metadata_keys: Collector key `metadata_keys` is not supported by spanhost: batches are per exporter queue")
-        }
+            """, environment: [:])
+        let file = try XCTUnwrap(partitioned.component(.exporter, ComponentID(type: "file")))
+        let settings = try SendingQueueSettings(settings: file.settings["sending_queue"], path: "file").batch
+        XCTAssertEqual(settings?.metadataKeys, ["x-tenant"], "header names, compared lowercased")
+        XCTAssertEqual(settings?.metadataCardinalityLimit, 20)
     }
 }

@@ -225,6 +225,30 @@ def test_batch_gathers_small_requests_by_size_and_timeout(spanhost, tmp):
     assert len(read_file_export(os.path.join(tmp, "batched.jsonl"))) == 250
 
 
+@pytest.mark.parametrize("queue", ["memory", "disk"])
+def test_batch_metadata_keys_keep_each_tenant_in_its_own_exports(spanhost, tmp, queue):
+    """`metadata_keys` as in the Collector: requests are batched per value of the named request
+    header (which the receiver's include_metadata passes on), so no export mixes tenants."""
+    import requests
+    from test_bad_input import PROTO, request
+    cfg = pipeline(BATCH + "\n    metadata_keys: [X-Tenant]", "tenants.jsonl", "batch")
+    cfg = cfg.replace("endpoint: {receiver}", "endpoint: {receiver}\n        include_metadata: true")
+    if queue == "disk":
+        cfg = cfg.replace("path: {tmp}/tenants.jsonl", "path: {tmp}/tenants.jsonl\n    sending_queue: {{storage: {tmp}/queue}}")
+    s = spanhost(cfg)
+    for i in range(20):  # interleaved, faster than the timeout: one consumer gathers both tenants
+        tenant = "ab"[i % 2]
+        r = requests.post(s.url, data=request([f"{tenant}{i}-{j}" for j in range(10)]).SerializeToString(),
+                          headers={**PROTO, "X-Tenant": tenant}, timeout=5)
+        assert r.status_code == 200
+    assert wait_for(lambda: s.status()["exporters"][0]["counters"].get("exported", 0) == 200, timeout=10), s.status()
+    exports = [{sp["name"][0] for rs in json.loads(line)["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]}
+               for line in open(os.path.join(tmp, "tenants.jsonl")).read().splitlines()]
+    assert all(len(tenants) == 1 for tenants in exports), exports
+    assert {t for e in exports for t in e} == {"a", "b"}
+    assert len(exports) < 20, f"still batched: {len(exports)} exports of 20 requests"
+
+
 @pytest.mark.parametrize("shape", ["service", "collector processor"])
 def test_memory_limiter_answers_503_instead_of_growing(spanhost, tmp, shape):
     import requests
