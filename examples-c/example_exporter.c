@@ -51,9 +51,17 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER, 0,
-    "example_exporter", "0.1.0", "logs span counts",
-    create, NULL, NULL, export_batch, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_EXPORTER,
+    .name = "example_exporter",
+    .version = "0.1.0",
+    .description = "logs span counts",
+    .create = create,
+    .export_batch = export_batch,
+    .destroy = destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

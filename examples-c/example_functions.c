@@ -131,9 +131,15 @@ static const spanhost_function functions[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_FUNCTIONS, 0,
-    "example_functions", "0.1.0", "geo_country, hash_bucket and keep_fraction for expressions",
-    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, functions, sizeof functions / sizeof functions[0],
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_FUNCTIONS,
+    .name = "example_functions",
+    .version = "0.1.0",
+    .description = "geo_country, hash_bucket and keep_fraction for expressions",
+    .functions = functions,
+    .functions_count = sizeof functions / sizeof functions[0],
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *host) {

@@ -44,9 +44,18 @@ static void destroy(void *state) { (void)state; }
 static const spanhost_config_key no_keys[1] = {{NULL, 0, 0, NULL, NULL}};
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
-    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_NONBLOCKING, "example_processor", "0.1.0", "tags spans and drops ones named drop-me",
-    create, NULL, process, NULL, NULL, NULL, destroy, no_keys, 0, NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_PROCESSOR,
+    .flags = SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_NONBLOCKING,
+    .name = "example_processor",
+    .version = "0.1.0",
+    .description = "tags spans and drops ones named drop-me",
+    .create = create,
+    .process = process,
+    .destroy = destroy,
+    .config_schema = no_keys,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

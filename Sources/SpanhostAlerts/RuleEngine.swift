@@ -24,7 +24,8 @@ public final class RuleEngine: @unchecked Sendable {
     private var counts: [String: Int64] = [:]
     private let tick: Duration
 
-    /// `errorFlowInPipeline`: an error_flow processor raises one event per failing trace, so
+    /// `errorFlowInPipeline`: a processor raises one event per failing trace
+    /// (SPANHOST_PLUGIN_TRACE_EVENTS, as error_flow does), so
     /// error_span rules fold their spans into it (see RuleConfig.foldWait).
     public init(pipeline: String, rules: [RuleConfig], errorFlowInPipeline: Bool = false, tick: Duration = .milliseconds(200),
                 deliver: @escaping @Sendable (NotificationEvent) -> Void) {
@@ -73,13 +74,14 @@ public final class RuleEngine: @unchecked Sendable {
     /// Counters for /status: events per rule and keys refused when a rule had too many.
     public var counters: [String: Int64] { lock.withLock { counts } }
 
-    /// A processor raised `event` through the host table.
-    public func raised(_ event: NotificationEvent) {
+    /// A processor raised `event` through the host table. `standsForTrace`: the processor
+    /// declared SPANHOST_PLUGIN_TRACE_EVENTS, so the event stands for its whole trace.
+    public func raised(_ event: NotificationEvent, standsForTrace: Bool = false) {
         let key = "\(event.source)|\(event.kind)|\(event.key)"
         let send: NotificationEvent? = lock.withLock {
             let traceID = withUnsafeBytes(of: event.pointer.pointee.trace_id) { Array($0) }
             var event = event
-            if event.kind == "error_flow" {
+            if standsForTrace {
                 // This event stands for the trace: the error spans held for it are folded in.
                 let folded = rules.reduce(0) { $0 + $1.claim(traceID, counts: &counts) }
                 if folded > 0, let counted = event.with([("error_spans", .int(Int64(folded)))]) { event = counted }

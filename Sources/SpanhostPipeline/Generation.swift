@@ -339,8 +339,12 @@ public final class Generation: @unchecked Sendable {
                         break
                     }
                     willCreate(path, library)
-                    let instance = try PluginInstance(id: id, library: library, settings: component.settings, policy: policy, start: false)
-                    instance.destroy()
+                    if library.canValidate {
+                        try PluginInstance.validate(id: id, library: library, settings: component.settings)
+                    } else {
+                        let instance = try PluginInstance(id: id, library: library, settings: component.settings, policy: policy, start: false)
+                        instance.destroy()
+                    }
                 } catch var error as PluginCreateError {
                     error.component = path
                     throw GenerationError.createFailed(error)
@@ -369,14 +373,15 @@ public final class Generation: @unchecked Sendable {
 
     /// Hands a batch from `receiver` to each of its pipelines. A batch that reaches exporters is
     /// read-only from then on, and processors change batches in place, so a pipeline with
-    /// processors works on its own copy unless no other pipeline sees the batch at all.
+    /// processors works on its own copy unless no other pipeline sees the batch at all (or
+    /// they all declared SPANHOST_PLUGIN_READONLY).
     public func consume(_ batch: SpanBatch, from receiver: ComponentID) -> ConsumeOutcome {
         guard let pipelines = routes[receiver], !pipelines.isEmpty else {
             // Bound by a reload that has not swapped in yet, or retired by one: come back soon.
             return .refused(retryAfterSeconds: 1, message: "receiver \(receiver) feeds no pipeline yet")
         }
         var outcome = ConsumeOutcome.accepted(rejectedSpans: 0, message: nil)
-        let takesOriginal = Self.plan(pipelines.map { !$0.processors.isEmpty })
+        let takesOriginal = Self.plan(pipelines.map { $0.changesBatches })
         for (pipeline, original) in zip(pipelines, takesOriginal) {
             guard let own = original ? batch : batch.clone() else {
                 outcome = Self.merge(outcome, .refused(retryAfterSeconds: 1, message: "out of memory copying a batch for pipeline \(pipeline.id)"))

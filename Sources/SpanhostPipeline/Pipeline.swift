@@ -33,6 +33,8 @@ public final class Pipeline: @unchecked Sendable {
     /// Per processor: where the spans it holds are kept on disk (when an exporter of the
     /// pipeline has a persistent queue), or nil.
     public let journals: [HoldJournal?]
+    /// Per processor: the counters added to on every batch, by handle (nil past the series limit).
+    private let batchCounters: [(received: Counters.Handle?, dropped: Counters.Handle?)]
 
     /// forward and routing connectors listed under `exporters:`: the pipelines downstream.
     /// Set once by the generation, before it is current (the pipelines it feeds are built
@@ -40,6 +42,10 @@ public final class Pipeline: @unchecked Sendable {
     private(set) var downstream: [PipelineConnector] = []
 
     func connect(_ connectors: [PipelineConnector]) { downstream = connectors }
+
+    /// Some processor may change a batch in place (it did not declare SPANHOST_PLUGIN_READONLY):
+    /// the pipeline then needs a batch no other pipeline sees.
+    public let changesBatches: Bool
 
     /// Every processor and exporter on the way, downstream pipelines' included, says it never
     /// blocks: a batch may run through on an event loop.
@@ -58,12 +64,14 @@ public final class Pipeline: @unchecked Sendable {
         self.dropping = dropping
         self.processors = processors
         self.journals = journals ?? processors.map { _ in nil }
+        self.changesBatches = processors.contains { !$0.library.isReadOnly }
+        self.batchCounters = processors.map { ($0.counters.handle("received"), $0.counters.handle("dropped")) }
         self.exporters = exporters
         self.balancers = balancers
         self.notifiers = notifiers
         self.connectors = connectors
         self.ruleConfigs = rules
-        let errorFlow = processors.contains { $0.library.name == "error_flow" }
+        let errorFlow = processors.contains { $0.library.raisesTraceEvents }
         if let previous, previous.ruleConfigs == rules, previous.rules.errorFlowInPipeline == errorFlow,
            previous.notifiers.map(ObjectIdentifier.init) == notifiers.map(ObjectIdentifier.init) {
             self.rules = previous.rules
@@ -102,7 +110,8 @@ public final class Pipeline: @unchecked Sendable {
                 processor.emitHandler = { [self] batch in self.run(batch, from: index + 1) }
                 processor.releaseHandler = nil
             }
-            processor.raiseHandler = { [self] notification in self.notify(notification) }
+            let standsForTrace = processor.library.raisesTraceEvents
+            processor.raiseHandler = { [self] notification in self.notify(notification, standsForTrace: standsForTrace) }
         }
     }
 
@@ -118,11 +127,11 @@ public final class Pipeline: @unchecked Sendable {
 
     func run(_ batch: SpanBatch, from first: Int) -> ConsumeOutcome {
         var rejected = 0
-        if first < processors.count { batch.forgetProtobufSource() }
+        if first < processors.count && changesBatches { batch.forgetProtobufSource() }
         for index in first..<processors.count {
             let processor = processors[index]
             let received = batch.spanCount
-            processor.counters.add("received", Int64(received))
+            if let counter = batchCounters[index].received { processor.counters.add(counter, Int64(received)) }
             let journal = journals[index]
             journal?.beginProcess()
             let outcome = processor.process(batch)
@@ -137,7 +146,7 @@ public final class Pipeline: @unchecked Sendable {
             case .ok:
                 let dropped = batch.removeDroppedSpans()
                 rejected += dropped
-                processor.counters.add("dropped", Int64(dropped))
+                if let counter = batchCounters[index].dropped { processor.counters.add(counter, Int64(dropped)) }
                 if batch.spanCount == 0 { return .accepted(rejectedSpans: rejected, message: filteredMessage(rejected)) }
             case .consumed:
                 return .accepted(rejectedSpans: rejected, message: filteredMessage(rejected))
@@ -210,9 +219,9 @@ public final class Pipeline: @unchecked Sendable {
 
     /// A processor raised an event: copy it (the raiser keeps its own) and let the rule engine
     /// deduplicate it on its way to the notifiers' queues.
-    func notify(_ notification: UnsafePointer<spanhost_notification>) {
+    func notify(_ notification: UnsafePointer<spanhost_notification>, standsForTrace: Bool) {
         guard !notifiers.isEmpty else { return }
         guard let event = NotificationEvent(copying: notification) else { return }
-        rules.raised(event)
+        rules.raised(event, standsForTrace: standsForTrace)
     }
 }

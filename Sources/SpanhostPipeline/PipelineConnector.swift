@@ -134,7 +134,7 @@ final class PipelineConnector: @unchecked Sendable {  // immutable after init; c
     /// `original`: the batch is this call's own (a copy made for a route), so one pipeline that
     /// changes batches may take it; else it is shared with the upstream pipeline's exporters.
     private static func hand(_ batch: SpanBatch, to pipelines: [Pipeline], original: Bool) -> ConsumeOutcome {
-        let changes = pipelines.map { !$0.processors.isEmpty }
+        let changes = pipelines.map { $0.changesBatches }
         let takesBatch = original ? Generation.plan(changes) : changes.map { !$0 }
         var outcome = ConsumeOutcome.accepted(rejectedSpans: 0, message: nil)
         for (pipeline, shared) in zip(pipelines, takesBatch) {

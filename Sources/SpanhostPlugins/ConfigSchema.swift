@@ -80,6 +80,18 @@ public struct ConfigSchema: Sendable, Equatable {
         self.keys = keys
     }
 
+    /// Refuses a schema that declares a host key (see "Host keys" in spanhost.h): the host
+    /// would read the key as its own.
+    func refuseHostKeys(_ hostKeys: [String]) throws(SchemaError) {
+        for (index, key) in keys.enumerated() {
+            let top = key.components[0]
+            if hostKeys.contains(top) || top.hasPrefix(SPANHOST_HOST_KEY_PREFIX) {
+                throw SchemaError(index: index, reason: "'\(top)' is a host key (the host reads it for every component of this kind); "
+                                  + "name the plugin's key otherwise")
+            }
+        }
+    }
+
     public struct SchemaError: Error, CustomStringConvertible {
         var index: Int
         var reason: String

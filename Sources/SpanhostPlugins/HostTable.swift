@@ -130,11 +130,40 @@ enum HostTable {
             guard let instance = PluginInstance.from(instance), let name else { return }
             instance.gauges.set(String(cString: name), value)
         }
+        api.counter_declare = { instance, name in
+            guard let instance = PluginInstance.from(instance), let name else { return 0 }
+            return instance.counters.handle(String(cString: name))?.id ?? 0
+        }
+        api.counter_add_id = { instance, id, delta in
+            guard let counters = PluginInstance.from(instance)?.counters, let handle = counters.handle(id: id) else { return }
+            counters.add(handle, delta)
+        }
+        api.gauge_declare = { instance, name in
+            guard let instance = PluginInstance.from(instance), let name else { return 0 }
+            return instance.gauges.handle(String(cString: name))?.id ?? 0
+        }
+        api.gauge_set_id = { instance, id, value in
+            guard let gauges = PluginInstance.from(instance)?.gauges, let handle = gauges.handle(id: id) else { return }
+            gauges.set(handle, value)
+        }
+        api.set_attribute_lent = { batch, attributes, key, value in
+            guard let value else { return -1 }
+            // Strings and bytes are lent as they are; arrays and maps are copied (their items
+            // would otherwise have to outlive the batch too).
+            let viewOnly = value.pointee.type == UInt32(SPANHOST_VALUE_STRING) || value.pointee.type == UInt32(SPANHOST_VALUE_BYTES)
+            return sh_set_attribute_lent(batch, attributes, key, value, viewOnly ? 1 : 0)
+        }
         api.expr_compile = { text, len, kind, context, out, status in
-            guard let out, let status, let message = status.pointee.message else { return Int32(SPANHOST_PERMANENT) }
-            guard let expr = sh_expr_compile(text, len, kind, context, message, status.pointee.message_cap) else {
-                return Int32(SPANHOST_PERMANENT)
+            guard let out else { return Int32(SPANHOST_PERMANENT) }
+            // A NULL status (or one with no buffer) is allowed: the reason then goes nowhere.
+            var scratch = [CChar](repeating: 0, count: 256)
+            let compiled = scratch.withUnsafeMutableBufferPointer { buffer in
+                if let status, let message = status.pointee.message {
+                    return sh_expr_compile(text, len, kind, context, message, status.pointee.message_cap)
+                }
+                return sh_expr_compile(text, len, kind, context, buffer.baseAddress, buffer.count)
             }
+            guard let expr = compiled else { return Int32(SPANHOST_PERMANENT) }
             out.pointee = expr
             return Int32(SPANHOST_OK)
         }
@@ -142,8 +171,12 @@ enum HostTable {
         api.expr_run = sh_expr_run
         api.expr_free = sh_expr_free
         api.expr_infer_context = { text, len, status in
-            guard let text, let status, let message = status.pointee.message else { return 0 }
-            return sh_expr_infer_context(text, len, message, status.pointee.message_cap)
+            guard let text else { return 0 }
+            if let status, let message = status.pointee.message {
+                return sh_expr_infer_context(text, len, message, status.pointee.message_cap)
+            }
+            var scratch = [CChar](repeating: 0, count: 256)
+            return sh_expr_infer_context(text, len, &scratch, scratch.count)
         }
         api.encode_batch = { batch, encoding, out in
             guard let batch, let out else { return -1 }

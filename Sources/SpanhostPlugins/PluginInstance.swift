@@ -17,25 +17,6 @@ public enum CallResult: Sendable, Equatable {
     case unavailable(message: String)
 }
 
-/// Named figures of one component, shown at /status: counters (added to) or gauges (set).
-/// A name may carry labels in Prometheus' form, `requests{status="500"}`.
-public final class Counters: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [String: Int64] = [:]
-
-    public init() {}
-
-    public func add(_ name: String, _ delta: Int64) {
-        lock.withLock { values[name, default: 0] += delta }
-    }
-
-    public func set(_ name: String, _ value: Int64) {
-        lock.withLock { values[name] = value }
-    }
-
-    public var snapshot: [String: Int64] { lock.withLock { values } }
-}
-
 /// Why an instance could not be made.
 public struct PluginCreateError: Error, CustomStringConvertible {
     public var component: String
@@ -163,6 +144,34 @@ public final class PluginInstance: @unchecked Sendable {
                 destroy()
                 throw PluginCreateError(component: "\(id)", hook: "start", message: started.message, key: nil)
             }
+        }
+    }
+
+    /// Checks `settings` with the plugin's side-effect-free `validate` hook (ABI 1.8), as
+    /// create would check them, keys never read included. For plugins without the hook,
+    /// validation creates and destroys an instance instead.
+    public static func validate(id: ComponentID, library: PluginLibrary, settings: ConfigValue) throws(PluginCreateError) {
+        if let problem = library.schema?.check(settings, hostKeys: library.kind.hostKeys) {
+            throw PluginCreateError(component: "\(id)", hook: "validate",
+                                    message: library.kind.collectorNote(id: id, key: problem.key) ?? problem.message, key: problem.key)
+        }
+        guard let hook = library.descriptor.validate else { return }
+        let config = ConfigHandle(settings)
+        var message = [CChar](repeating: 0, count: 1024)
+        let code = message.withUnsafeMutableBufferPointer { buffer in
+            var status = spanhost_status(struct_size: UInt32(MemoryLayout<spanhost_status>.size), retry_after_ms: 0,
+                                         message: buffer.baseAddress, message_cap: buffer.count)
+            return hook(config.opaque, &status)
+        }
+        guard code == SPANHOST_OK else {
+            let reason = String(cString: message)
+            throw PluginCreateError(component: "\(id)", hook: "validate", message: reason.isEmpty ? "validate failed (code \(code))" : reason, key: nil)
+        }
+        let (unasked, known) = config.unaskedKeys(ignoring: library.kind.hostKeys)
+        if let first = unasked.first {
+            throw PluginCreateError(component: "\(id)", hook: "validate",
+                                    message: library.kind.collectorNote(id: id, key: first)
+                                        ?? "unknown key; plugin '\(library.name)' reads \(known.joined(separator: ", "))", key: first)
         }
     }
 

@@ -96,6 +96,12 @@ public final class PluginLibrary: @unchecked Sendable {
     public let functions: [String]
     /// The plugin says its data hook never waits (SPANHOST_PLUGIN_NONBLOCKING).
     public var isNonBlocking: Bool { flags & UInt32(SPANHOST_PLUGIN_NONBLOCKING) != 0 }
+    /// The processor never changes a batch (SPANHOST_PLUGIN_READONLY): fan-out need not copy for it.
+    public var isReadOnly: Bool { flags & UInt32(SPANHOST_PLUGIN_READONLY) != 0 }
+    /// The processor raises one notification per failing trace (SPANHOST_PLUGIN_TRACE_EVENTS).
+    public var raisesTraceEvents: Bool { flags & UInt32(SPANHOST_PLUGIN_TRACE_EVENTS) != 0 }
+    /// The plugin checks a config without side effects (the descriptor's `validate`, 1.8).
+    public var canValidate: Bool { descriptor.validate != nil }
 
     private let stateLock = NSLock()
     private var instances = 0
@@ -147,7 +153,8 @@ public final class PluginLibrary: @unchecked Sendable {
         }
         let hostABI = "\(SPANHOST_ABI_MAJOR).\(SPANHOST_ABI_MINOR)"
         let pluginABI = "\(descriptor.abi_major).\(descriptor.abi_minor)"
-        guard Int32(descriptor.abi_major) == SPANHOST_ABI_MAJOR, Int32(descriptor.abi_minor) <= SPANHOST_ABI_MINOR else {
+        // Any minor loads (see "Versions" in spanhost.h): struct_size alone says which fields exist.
+        guard Int32(descriptor.abi_major) == SPANHOST_ABI_MAJOR else {
             throw .abiMismatch(file: file, plugin: pluginABI, host: hostABI)
         }
         guard declared >= MemoryLayout<spanhost_plugin>.offset(of: \.destroy)! + MemoryLayout<UnsafeRawPointer>.size else {
@@ -170,24 +177,33 @@ public final class PluginLibrary: @unchecked Sendable {
         default: break
         }
         var schema: ConfigSchema?
-        let schemaEnd = MemoryLayout<spanhost_plugin>.offset(of: \.config_schema_count)! + MemoryLayout<Int>.size
-        if descriptor.abi_minor >= 2, declared >= schemaEnd, let keys = descriptor.config_schema {
+        if let keys = descriptor.config_schema {
             do {
                 schema = try ConfigSchema(pointer: keys, count: descriptor.config_schema_count)
+                try schema?.refuseHostKeys(kind.hostKeys)
             } catch {
                 throw .invalidDescriptor(file: file, reason: error.description)
             }
         }
         // Functions for expressions: registered now, each with its libffi call interface.
         var functions: [String] = []
-        let functionsEnd = MemoryLayout<spanhost_plugin>.offset(of: \.functions_count)! + MemoryLayout<Int>.size
-        if descriptor.abi_minor >= 3, declared >= functionsEnd, let list = descriptor.functions {
+        if let list = descriptor.functions, descriptor.functions_count > 0 {
+            // Walked by the plugin's element size, so spanhost_function may grow.
+            let stride = Int(list.pointee.struct_size)
+            let minimum = MemoryLayout<spanhost_function>.offset(of: \.description)! + MemoryLayout<UnsafeRawPointer>.size
+            guard stride >= minimum else {
+                throw .invalidDescriptor(file: file, reason: "functions[0].struct_size \(stride) is smaller than an ABI 1.3 spanhost_function")
+            }
             for i in 0..<descriptor.functions_count {
+                var function = spanhost_function()
+                withUnsafeMutableBytes(of: &function) { dst in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(list) + i * stride, count: min(stride, dst.count)))
+                }
                 var err = [CChar](repeating: 0, count: 256)
-                guard sh_function_register(list + i, String(cString: namePtr), &err, err.count) == 0 else {
+                guard sh_function_register(&function, String(cString: namePtr), &err, err.count) == 0 else {
                     throw .invalidDescriptor(file: file, reason: String(cString: err))
                 }
-                functions.append(String(cString: list[i].name))
+                functions.append(String(cString: function.name))
             }
         } else if kind == .functions {
             throw .invalidDescriptor(file: file, reason: "a functions plugin must list functions (ABI 1.3)")

@@ -173,7 +173,7 @@ final class AlertsTests: XCTestCase {
         let trace = [UInt8](repeating: 0, count: 15) + [1]
         let flow = NotificationEvent(kind: "error_flow", severity: 2, source: "error_flow", key: "checkout", summary: "flow",
                                      attributes: [], traceID: trace)!
-        engine.raised(flow)
+        engine.raised(flow, standsForTrace: true)
         engine.evaluate(now: t0 + .seconds(2))
         engine.evaluate(now: t0 + .seconds(3))
         XCTAssertEqual(sink.take(), ["error_flow checkout"], "one notification for the failing trace")

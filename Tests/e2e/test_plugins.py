@@ -72,13 +72,30 @@ def test_only_the_plugins_the_config_names_are_opened(spanhost, tmp):
     lines = {line.split("\t")[0]: line for line in r.stdout.splitlines()}
     assert set(lines) == {"file", "wrong_abi", "newer_minor", "no_entry", "old_minor", "planted", "not_a_library"}
     assert "ABI 99.0" in lines["wrong_abi"] and f"speaks {header_abi()}" in lines["wrong_abi"]
-    assert "ABI 1.99" in lines["newer_minor"]
+    assert "exporter newer_minor" in lines["newer_minor"]
     assert "spanhost_plugin_entry" in lines["no_entry"]
     assert "not a loadable shared library" in lines["not_a_library"]
     assert "exporter planted 6.6.6" in lines["planted"] and "exporter file" in lines["file"]
     with open(marker) as f:
         pids = {int(x) for x in f.read().split()}
     assert pids and s.server_pid not in pids and s.proc.pid not in pids
+
+
+def test_plugins_built_against_older_and_newer_headers_both_load(spanhost, tmp):
+    """The header's versioning model: any 1.x minor loads. old_minor was built with the 1.1
+    header; newer_minor with a 1.99 one whose descriptor is longer than this host's and which
+    checks the host table's struct_size for a function this host lacks, so it falls back."""
+    d = plugin_dir(tmp, "old_minor", "newer_minor")
+    s = spanhost(BASE % ("  old_minor: {{}}\n  newer_minor: {{}}", "old_minor, newer_minor"), plugins_dir=d)
+    loaded = {p["name"]: p for p in s.status()["plugins"]}
+    assert loaded["old_minor"]["abi"] == "1.0" and loaded["newer_minor"]["abi"] == "1.99", loaded
+    for _ in range(3):
+        assert requests.post(s.url, data=request(["x"]).SerializeToString(), headers=PROTO, timeout=5).status_code == 200
+
+    def newer():
+        return next(e for e in s.status()["exporters"] if e["id"] == "newer_minor")["counters"]
+    assert wait_for(lambda: newer().get("exports") == 3), newer()
+    assert newer().get("fallbacks") == 3 and "future_calls" not in newer(), newer()
 
 
 def test_a_named_plugin_that_cannot_load_stops_startup_with_the_reason(tmp):

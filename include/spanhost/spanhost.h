@@ -1,21 +1,35 @@
 /*
- * spanhost.h -- the Spanhost plugin ABI, version 1.3.
+ * spanhost.h -- the Spanhost plugin ABI, version 1.8.
  *   1.1 added host->encode_notification and encode_value.
  *   1.2 added config schemas in the descriptor, host->config_duration, config_bytes,
  *   config_string_list and gauge_set, and labels in counter and gauge names.
  *   1.3 added SPANHOST_PLUGIN_NONBLOCKING, expressions (host->expr_compile, expr_run,
  *   expr_free) and functions that plugins add to them (spanhost_function).
+ *   1.4 added host->release_trace and expr_infer_context; 1.5 the expression cache; 1.6
+ *   SPANHOST_ENCODING_ZIPKIN_JSON; 1.7 spanhost_batch.client_metadata.
+ *   1.8 added counters and gauges by handle (host->counter_declare, counter_add_id,
+ *   gauge_declare, gauge_set_id), host->set_attribute_lent, the descriptor's `validate` hook,
+ *   SPANHOST_PLUGIN_READONLY and SPANHOST_PLUGIN_TRACE_EVENTS, and the host keys rule.
  *
  * This header is the whole contract between the Spanhost host (spanhostd) and its plugins.
  * A plugin includes it, implements one exported entry function, and links against nothing of
  * the host: every host service arrives as a table of function pointers (spanhost_host_api).
  *
- * Rules that keep plugins loading across host versions:
- *   - SPANHOST_ABI_MAJOR must match the host's exactly; a plugin built against an older or equal
- *     SPANHOST_ABI_MINOR loads into a newer host of the same major.
+ * Versions: one model, SQLite's. A plugin built against any 1.x header loads into any 1.x host,
+ * older or newer than the header it was built with; SPANHOST_ABI_MAJOR must match exactly.
+ * `struct_size` is the only thing either side checks; abi_minor is for people (logs, listings):
  *   - Every struct that may grow starts with `uint32_t struct_size` and only grows at its end.
- *     Readers look only at min(struct_size, sizeof) bytes and treat the rest as zero.
- *     A few small value types are marked FROZEN: they never change, so arrays of them are safe.
+ *     Readers look only at min(struct_size, sizeof) bytes and treat the rest as zero: a host
+ *     ignores descriptor fields added after it was built, and sees fields the plugin's header
+ *     did not have as zero (NULL hooks, no flags).
+ *   - A plugin calls a host function added after 1.0 only when SPANHOST_HOST_HAS(host, member)
+ *     holds, or returns NULL from its entry function when it cannot do without it (the host
+ *     then refuses the file, naming it). Flags and result codes a host does not know are
+ *     ignored (flags) or read as SPANHOST_PERMANENT (results), so new ones are only ever hints
+ *     or refusals.
+ *   - A few small value types are marked FROZEN: they never change, so arrays of them are safe.
+ *     Arrays of growable structs (spanhost_function) are walked by their first element's
+ *     struct_size.
  *   - Integers inside structs are fixed-width; enumerations are uint32_t with #defined values.
  *   - Strings and bytes are (pointer, length) views and are NOT NUL-terminated unless a field
  *     says so.
@@ -269,8 +283,9 @@ typedef struct spanhost_batch {
     /* 1.7: what the receiver knew of the request that brought these spans, as string values:
      * `client.address` (the sender's IP), and `metadata.<name>` for each request header when the
      * receiver sets include_metadata (names in lowercase; a header given twice has its values
-     * joined with ";"). Empty for batches no request made (those a processor emits, merged or
-     * replayed ones). The Collector's attributes processor reads it with from_context.
+     * joined with ";"). Empty for batches no request made (those a processor emits, replayed
+     * ones); a batch merged from several requests in an exporter's queue keeps only the batch
+     * processor's metadata_keys. The Collector's attributes processor reads it with from_context.
      * OWNERSHIP: batch arena. */
     spanhost_kv_list client_metadata;
 } spanhost_batch;
@@ -371,7 +386,10 @@ typedef struct spanhost_expr_target {
 
 /*
  * Services the host offers. Passed to the entry function; valid for the life of the process.
- * Check `struct_size` before using a function added in a later minor version.
+ * Check SPANHOST_HOST_HAS before using a function added after 1.0.
+ * Unless a function says otherwise: pointer parameters are borrowed for the call (the host
+ * copies what it keeps before returning), may not be NULL, and out-parameters are written only
+ * on success.
  */
 typedef struct spanhost_host_api {
     uint32_t struct_size;
@@ -414,7 +432,8 @@ typedef struct spanhost_host_api {
     /* Sets `key` to `value` in `attributes` (replacing an existing key), growing the list in
      * the arena when needed. The key and the value are copied deeply into the arena (arrays
      * and maps included): the caller's may be freed afterwards. Returns 0 on success, -1 when
-     * out of memory (the list is then unchanged). */
+     * out of memory (the list is then unchanged). To avoid the copy of a string that already
+     * outlives the batch, see set_attribute_lent (1.8). */
     int32_t (*set_attribute)(spanhost_batch *batch, spanhost_kv_list *attributes,
                              spanhost_str key, const spanhost_value *value);
     /* Removes `key` from `attributes`, keeping the order of the others; returns 1 if it was
@@ -423,7 +442,10 @@ typedef struct spanhost_host_api {
                                 spanhost_str key);
 
     /* --- Batch lifetime. A plugin that keeps a batch after its hook returns (to buffer or emit
-     * it later) retains it; every retain and every batch_new is matched by one release. */
+     * it later) retains it; every retain and every batch_new is matched by one release.
+     * retain and release may be called from any thread at once. Everything that writes a batch
+     * (arena_*, set_attribute, remove_attribute, batch_add_span) is NOT thread-safe: one
+     * thread at a time per batch, the plugin's own lock if it shares a batch it made. */
     spanhost_batch *(*batch_new)(void);
     void (*batch_retain)(const spanhost_batch *batch);
     void (*batch_release)(const spanhost_batch *batch);
@@ -452,7 +474,10 @@ typedef struct spanhost_host_api {
      * without flush) are added to its counter `lost_spans` with counter_add: the host reports
      * them as lost and the process exits non-zero. */
     int32_t (*emit)(spanhost_instance *instance, const spanhost_batch *batch);
-    /* Raises a notification to the notifiers of every pipeline this instance belongs to. */
+    /* Raises a notification to the notifiers of every pipeline this instance belongs to.
+     * `notification` is borrowed for the call (the host copies it). Returns SPANHOST_OK when
+     * the host took it (it may still be folded into a repeat, see notifier rules), PERMANENT
+     * when the instance belongs to no pipeline yet (inside create) or the event is invalid. */
     int32_t (*raise)(spanhost_instance *instance, const spanhost_notification *notification);
     /* Adds `delta` to the instance's counter `name` (NUL-terminated), shown at /status and at
      * /metrics as spanhost_<kind>_<name>_total. A counter only grows: for a level that goes up
@@ -460,11 +485,13 @@ typedef struct spanhost_host_api {
      * `requests{status="500",method="GET"}`; each distinct label set is its own series of the
      * counter `requests`, and /metrics carries the labels as labels. Label names are
      * [a-zA-Z_][a-zA-Z0-9_]*; values may not contain `"`, `\` or a newline. Keep the number of
-     * distinct label values small (tens, not one per trace). */
+     * distinct label values small (tens, not one per trace). `name` is borrowed for the call.
+     * Each call looks the name up; per-batch counters are cheaper by handle (counter_declare). */
     void (*counter_add)(spanhost_instance *instance, const char *name, int64_t delta);
 
     /* --- Encoding. Serializes `batch` in `encoding` (SPANHOST_ENCODING_*) into a new host
-     * buffer. Returns 0 on success, -1 on failure. Release the buffer with buffer_free. */
+     * buffer. Returns 0 on success, -1 on failure. OWNERSHIP: *out is the caller's on success;
+     * release it with buffer_free (which accepts an empty buffer). */
     int32_t (*encode_batch)(const spanhost_batch *batch, uint32_t encoding, spanhost_buffer *out);
     void (*buffer_free)(spanhost_buffer *buffer);
     /* Compresses `len` bytes at `data` as gzip into a new host buffer. Returns 0 or -1. */
@@ -499,21 +526,23 @@ typedef struct spanhost_host_api {
                                    const spanhost_str **out, size_t *count);
     /* Sets the instance's gauge `name` (NUL-terminated; labels as for counter_add) to `value`:
      * a level that goes up and down (items held, queue depth). Shown at /status under
-     * "gauges" and at /metrics as spanhost_<kind>_<name>. */
+     * "gauges" and at /metrics as spanhost_<kind>_<name>. `name` is borrowed for the call. */
     void (*gauge_set)(spanhost_instance *instance, const char *name, int64_t value);
 
     /* --- Added in 1.3 ----------------------------------------------------------------- */
 
-    /* Compiles `text` (`len` bytes) as a SPANHOST_EXPR_* in a SPANHOST_CONTEXT_*. On success
-     * stores the compiled form in *out and returns SPANHOST_OK; otherwise PERMANENT with
-     * "column N: what is wrong" in status. Unknown functions, wrong argument counts and
-     * argument types are errors here, not later. OWNERSHIP: *out is the caller's; free it with
-     * expr_free. A compiled expression may be run from several threads at once. */
+    /* Compiles `text` (`len` bytes, borrowed for the call; the compiled form keeps its own
+     * copy) as a SPANHOST_EXPR_* in a SPANHOST_CONTEXT_*. On success stores the compiled form
+     * in *out and returns SPANHOST_OK; otherwise PERMANENT with "column N: what is wrong" in
+     * status. `status` may be NULL (the reason is then lost). Unknown functions, wrong argument
+     * counts and argument types are errors here, not later. OWNERSHIP: *out is the caller's;
+     * free it with expr_free. A compiled expression may be run from several threads at once. */
     int32_t (*expr_compile)(const char *text, size_t len, uint32_t kind, uint32_t context,
                             spanhost_expr **out, spanhost_status *status);
     /* Runs a compiled expression on one target. A condition: 1 when it holds, 0 when not. A
      * statement: 1 when it ran, 0 when its `where` clause did not hold. -1 when it failed (a
-     * function returned an error, a value had the wrong type): the message is in status. */
+     * function returned an error, a value had the wrong type): the message is in status, which
+     * may be NULL. Runs on the caller's thread and never blocks (plugin functions must not). */
     int32_t (*expr_run)(const spanhost_expr *expr, const spanhost_expr_target *target,
                         spanhost_status *status);
     void (*expr_free)(spanhost_expr *expr);
@@ -539,15 +568,36 @@ typedef struct spanhost_host_api {
      * form runs in, inferred from the prefixes of its paths as the Collector does: the most
      * specific of `spanevent.`, `span.` and `resource.` that it uses. A plugin taking the flat
      * form compiles the text in that context with expr_compile. Returns 0, with the reason in
-     * status, when the text names no context the host runs (no prefix, or `scope.` only). */
+     * status, when the text names no context the host runs (no prefix, or `scope.` only).
+     * `status` may be NULL. */
     uint32_t (*expr_infer_context)(const char *text, size_t len, spanhost_status *status);
+
+    /* --- Added in 1.8 ----------------------------------------------------------------- */
+
+    /* Counters and gauges by handle: declare each once (in create or start), then add or set
+     * by handle on the data path, which costs one atomic add and no lookup. `name` is as for
+     * counter_add (labels included), borrowed for the call; declaring a name twice returns the
+     * same handle. Returns 0 when the instance has too many distinct series (more than 4096):
+     * adding to handle 0 does nothing. A counter and a gauge never share a name's series. */
+    uint32_t (*counter_declare)(spanhost_instance *instance, const char *name);
+    void (*counter_add_id)(spanhost_instance *instance, uint32_t counter, int64_t delta);
+    uint32_t (*gauge_declare)(spanhost_instance *instance, const char *name);
+    void (*gauge_set_id)(spanhost_instance *instance, uint32_t gauge, int64_t value);
+
+    /* set_attribute without copying: the list keeps the views `key` and `value` (a string or
+     * bytes value; other types are copied as by set_attribute) as they are. SQLite's
+     * SQLITE_STATIC. OWNERSHIP: lent; the memory must outlive the batch: a string literal,
+     * memory of the same batch's arena, or a table the plugin frees only after every batch
+     * is gone (after destroy). Returns 0, or -1 when out of memory (the list is unchanged). */
+    int32_t (*set_attribute_lent)(spanhost_batch *batch, spanhost_kv_list *attributes,
+                                  spanhost_str key, const spanhost_value *value);
 } spanhost_host_api;
 
-/* True when `host` has `member`, a function added in a later minor version than the oldest
- * host the plugin means to load into:
- *   if (SPANHOST_HOST_HAS(host, encode_notification)) ... else fall back
- * (A plugin built against minor N that needs members of N can instead refuse to load in its
- * entry function when host->abi_minor < N.) */
+/* True when `host` has `member`, a function added after 1.0. A host older than the plugin's
+ * header lacks the members added since:
+ *   if (SPANHOST_HOST_HAS(host, counter_declare)) ... else fall back to counter_add
+ * A plugin that cannot do without a member returns NULL from its entry function when this is
+ * false: the host then refuses the file, naming it. */
 #define SPANHOST_HOST_HAS(host, member) \
     ((host)->struct_size >= offsetof(spanhost_host_api, member) + sizeof((host)->member))
 
@@ -589,9 +639,12 @@ typedef struct spanhost_config_key {
     const char *doc;           /* one line saying what it does */
 } spanhost_config_key;
 
-/* The last two fields of a descriptor from a static array of keys:
+/* The schema fields of a descriptor from a static array of keys, in a designated initializer:
  *   static const spanhost_config_key keys[] = {{"path", SPANHOST_TYPE_STRING, 1, NULL, "..."}};
- *   static const spanhost_plugin plugin = {..., destroy, SPANHOST_SCHEMA(keys)}; */
+ *   static const spanhost_plugin plugin = {..., .destroy = destroy, SPANHOST_CONFIG_SCHEMA(keys)};
+ * (SPANHOST_SCHEMA is the same two values for positional initializers, which -Wextra refuses
+ * once the descriptor grows: prefer designated ones.) */
+#define SPANHOST_CONFIG_SCHEMA(keys) .config_schema = (keys), .config_schema_count = (sizeof(keys) / sizeof((keys)[0]))
 #define SPANHOST_SCHEMA(keys) (keys), (sizeof(keys) / sizeof((keys)[0]))
 
 #define SPANHOST_KIND_EXPORTER 1
@@ -609,11 +662,34 @@ typedef struct spanhost_config_key {
  * there as usual). A plugin that sets this flag and then blocks stalls the host's I/O threads:
  * leave it unset when in doubt. Older hosts ignore it. */
 #define SPANHOST_PLUGIN_NONBLOCKING 4u
+/* (1.8) The processor only reads the batches it is given: it changes no field, attribute or
+ * host flag, and returns OK (not CONSUMED). When a receiver feeds several pipelines, the host
+ * hands such a processor the shared batch instead of a copy of its own (the Collector's
+ * MutatesData, inverted so that plugins without the flag stay safe). A plugin that sets it and
+ * then writes corrupts what other pipelines see. Older hosts ignore it. */
+#define SPANHOST_PLUGIN_READONLY 8u
+/* (1.8) The processor raises one notification per failing trace, with that trace's trace_id
+ * (the error_flow processor does): the host's error_span rules in the same pipeline then hold
+ * the trace's error spans for their fold_wait and fold them into that notification (its
+ * attribute error_spans) instead of notifying them one by one. Older hosts ignore it. */
+#define SPANHOST_PLUGIN_TRACE_EVENTS 16u
+
+/*
+ * Host keys. These keys of a component's config section are the host's: it reads them, strips
+ * nothing (a plugin may read them too), and refuses a plugin whose config schema declares one.
+ *   every kind: call_timeout, circuit_breaker, on_quarantine, isolation
+ *   exporters and notifiers also: sending_queue, retry_on_failure
+ * The list is frozen for ABI 1.x. A key the host adds later in 1.x starts with "spanhost_",
+ * which no plugin may use: plugin keys and host keys never collide.
+ */
+#define SPANHOST_HOST_KEY_PREFIX "spanhost_"
 
 #define SPANHOST_KIND_FUNCTIONS 4 /* (1.3) only adds functions to expressions; no hooks */
 
 /*
  * A function that expressions may call (1.3), like `geo_country(attributes["client.ip"])`.
+ * The host walks the `functions` array with the stride of functions[0].struct_size, so this
+ * struct may grow: set struct_size = sizeof(spanhost_function) in every element.
  * Types of arguments and results, and how each is passed to the C function:
  */
 #define SPANHOST_ARG_STRING 1 /* spanhost_str, a view */
@@ -662,9 +738,10 @@ typedef struct spanhost_function {
  *
  * Values a plugin does not know (a SPANHOST_VALUE_* type, span kind or status code from a newer
  * host) are to be passed through untouched by processors and skipped, not treated as errors,
- * by exporters and notifiers. To validate a config (`spanhostd --check`) the host calls create then
- * destroy, never start, in a short-lived child process: create reads and checks settings and
- * allocates; files, connections and threads belong in start.
+ * by exporters and notifiers. To validate a config (`spanhostd --check`) the host calls
+ * `validate` (1.8) when the plugin has one; otherwise create then destroy, never start, in a
+ * short-lived child process: create reads and checks settings and allocates; files,
+ * connections and threads belong in start.
  */
 typedef struct spanhost_plugin {
     uint32_t struct_size;      /* sizeof(spanhost_plugin) as the plugin was compiled */
@@ -713,6 +790,16 @@ typedef struct spanhost_plugin {
      * it. OWNERSHIP: plugin, static for the image's life. */
     const spanhost_function *functions;
     size_t functions_count;
+
+    /* --- Added in 1.8 ----------------------------------------------------------------- */
+
+    /* Checks `config` as create would, with no side effects: no files, connections, threads or
+     * memory kept. Read every key you accept (as in create: a key never read is refused as a
+     * typo) and fail with a message naming the key. May be NULL. With it, `spanhostd --check`,
+     * `spanhost validate` and a reload's check call validate instead of create and destroy (in
+     * the check's child process still, so a crash is reported, never fatal to the host). May
+     * be called from any thread, concurrently. */
+    int32_t (*validate)(const spanhost_config *config, spanhost_status *status);
 } spanhost_plugin;
 
 /*
@@ -721,8 +808,8 @@ typedef struct spanhost_plugin {
  *   SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *host);
  *
  * Keep `host` in a static variable: it is valid for the life of the process. Return NULL to
- * refuse loading (for example when host->abi_minor lacks something the plugin needs). The
- * host refuses a plugin whose abi_major differs from its own or whose abi_minor is newer.
+ * refuse loading (for example when !SPANHOST_HOST_HAS(host, member) for a member the plugin
+ * needs). The host refuses a plugin whose abi_major differs from its own; any minor loads.
  */
 typedef const spanhost_plugin *(*spanhost_plugin_entry_fn)(const spanhost_host_api *host);
 

@@ -392,14 +392,24 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
-    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_PROCESSOR,
+    .flags = SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING,
 #ifdef RESOURCE_PROCESSOR
-    "resource", "1.0.0", "inserts, updates, upserts, deletes, hashes, extracts or converts resource attributes",
+    .name = "resource",
+    .version = "1.0.0",
+    .description = "inserts, updates, upserts, deletes, hashes, extracts or converts resource attributes",
 #else
-    "attributes", "1.1.0", "inserts, updates, upserts, deletes, hashes, extracts or converts attributes",
+    .name = "attributes",
+    .version = "1.1.0",
+    .description = "inserts, updates, upserts, deletes, hashes, extracts or converts attributes",
 #endif
-    attributes_create, NULL, attributes_process, NULL, NULL, NULL, attributes_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .create = attributes_create,
+    .process = attributes_process,
+    .destroy = attributes_destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -11,6 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A counter added to on the data path: by handle on 1.8 hosts (no name lookup), by name on
+ * older ones. Declare it in create, after the instance is known. */
+typedef struct util_counter {
+    const char *name;
+    uint32_t id; /* 0: add by name */
+} util_counter;
+
+static inline util_counter util_counter_declare(const spanhost_host_api *host, spanhost_instance *instance, const char *name) {
+    util_counter c = {name, SPANHOST_HOST_HAS(host, counter_declare) ? host->counter_declare(instance, name) : 0};
+    return c;
+}
+
+static inline void util_counter_add(const spanhost_host_api *host, spanhost_instance *instance, util_counter c, int64_t delta) {
+    if (c.id) host->counter_add_id(instance, c.id, delta);
+    else host->counter_add(instance, c.name, delta);
+}
+
 static inline int util_str_is(spanhost_str s, const char *lit) {
     size_t n = strlen(lit);
     return s.len == n && (n == 0 || memcmp(s.ptr, lit, n) == 0);

@@ -181,9 +181,18 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER,
-    SPANHOST_PLUGIN_UNLOADABLE, "debug", "1.0.0", "prints spans readably (verbosity basic|normal|detailed)",
-    debug_create, NULL, NULL, debug_export, NULL, NULL, debug_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_EXPORTER,
+    .flags = SPANHOST_PLUGIN_UNLOADABLE,
+    .name = "debug",
+    .version = "1.0.0",
+    .description = "prints spans readably (verbosity basic|normal|detailed)",
+    .create = debug_create,
+    .export_batch = debug_export,
+    .destroy = debug_destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

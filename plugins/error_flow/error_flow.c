@@ -551,9 +551,20 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
-    "error_flow", "1.0.0", "raises one error-flow event per trace with an error: exception, services, path",
-    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_PROCESSOR,
+    .flags = SPANHOST_PLUGIN_READONLY | SPANHOST_PLUGIN_TRACE_EVENTS,
+    .name = "error_flow",
+    .version = "1.0.0",
+    .description = "raises one error-flow event per trace with an error: exception, services, path",
+    .create = create,
+    .start = start,
+    .process = process,
+    .flush = flush,
+    .destroy = destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

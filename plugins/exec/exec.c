@@ -176,9 +176,18 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, SPANHOST_PLUGIN_UNLOADABLE,
-    "exec", "1.0.0", "runs a command with each event as JSON on stdin",
-    exec_create, NULL, NULL, NULL, exec_notify, NULL, exec_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_NOTIFIER,
+    .flags = SPANHOST_PLUGIN_UNLOADABLE,
+    .name = "exec",
+    .version = "1.0.0",
+    .description = "runs a command with each event as JSON on stdin",
+    .create = exec_create,
+    .notify = exec_notify,
+    .destroy = exec_destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -168,9 +168,20 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER,
-    SPANHOST_PLUGIN_UNLOADABLE, "file", "1.1.0", "appends batches to a file as OTLP JSON lines or length-delimited protobuf",
-    file_create, file_start, NULL, file_export, NULL, file_flush, file_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_EXPORTER,
+    .flags = SPANHOST_PLUGIN_UNLOADABLE,
+    .name = "file",
+    .version = "1.1.0",
+    .description = "appends batches to a file as OTLP JSON lines or length-delimited protobuf",
+    .create = file_create,
+    .start = file_start,
+    .export_batch = file_export,
+    .flush = file_flush,
+    .destroy = file_destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -82,6 +82,7 @@ typedef struct filter {
     int error_mode;       /* ERR_* */
     int whole_trace;
     util_idset dropped_traces; /* bounded: the most recent remembered_traces ids */
+    util_counter dropped_spans, dropped_span_events;
 } filter;
 
 static const char *kinds[] = {"UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"};
@@ -210,6 +211,8 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     f->conds = (condition *)calloc(n ? n : 1, sizeof *f->conds);
     f->count = n;
     f->instance = instance;
+    f->dropped_spans = util_counter_declare(host, instance, "dropped_spans");
+    f->dropped_span_events = util_counter_declare(host, instance, "dropped_span_events");
     f->error_mode = error_mode;
     if (util_compile_list(host, config, "traces.span", SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPAN, &f->ottl, &f->ottl_count, status) ||
         util_compile_list(host, config, "traces.spanevent", SPANHOST_EXPR_CONDITION, SPANHOST_CONTEXT_SPANEVENT, &f->events,
@@ -315,7 +318,7 @@ static int drop_events(filter *f, spanhost_batch *batch, spanhost_resource_spans
         else span->events[kept++] = span->events[e];
     }
     span->events_count = kept;
-    if (dropped) host->counter_add(f->instance, "dropped_span_events", dropped);
+    if (dropped) util_counter_add(host, f->instance, f->dropped_span_events, dropped);
     return 0;
 }
 
@@ -363,7 +366,7 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             }
         }
     }
-    host->counter_add(f->instance, "dropped_spans", dropped);
+    util_counter_add(host, f->instance, f->dropped_spans, dropped);
     return SPANHOST_OK;
 }
 
@@ -393,9 +396,18 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
-    SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING, "filter", "1.0.0", "drops spans (or whole traces) matching conditions",
-    create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_PROCESSOR,
+    .flags = SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING,
+    .name = "filter",
+    .version = "1.0.0",
+    .description = "drops spans (or whole traces) matching conditions",
+    .create = create,
+    .process = process,
+    .destroy = destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -355,9 +355,18 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, 0,
-    "kafka_events", "1.0.0", "publishes events (or one attribute of them, such as an error-flow record) to Kafka",
-    kafka_create, NULL, NULL, NULL, kafka_notify, kafka_flush, kafka_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_NOTIFIER,
+    .name = "kafka_events",
+    .version = "1.0.0",
+    .description = "publishes events (or one attribute of them, such as an error-flow record) to Kafka",
+    .create = kafka_create,
+    .notify = kafka_notify,
+    .flush = kafka_flush,
+    .destroy = kafka_destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 #else
 static const spanhost_config_key config_keys[] = {
@@ -380,9 +389,19 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER, SPANHOST_PLUGIN_CONCURRENT,
-    "kafka", "1.0.0", "publishes OTLP messages to Kafka (librdkafka)",
-    kafka_create, NULL, NULL, kafka_export, NULL, kafka_flush, kafka_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_EXPORTER,
+    .flags = SPANHOST_PLUGIN_CONCURRENT,
+    .name = "kafka",
+    .version = "1.0.0",
+    .description = "publishes OTLP messages to Kafka (librdkafka)",
+    .create = kafka_create,
+    .export_batch = kafka_export,
+    .flush = kafka_flush,
+    .destroy = kafka_destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 #endif
 

@@ -109,9 +109,18 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_NOTIFIER, SPANHOST_PLUGIN_UNLOADABLE,
-    "log", "1.0.0", "writes events as lines to stderr or stdout",
-    log_create, NULL, NULL, NULL, log_notify, NULL, log_destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_NOTIFIER,
+    .flags = SPANHOST_PLUGIN_UNLOADABLE,
+    .name = "log",
+    .version = "1.0.0",
+    .description = "writes events as lines to stderr or stdout",
+    .create = log_create,
+    .notify = log_notify,
+    .destroy = log_destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -28,10 +28,18 @@ static void null_destroy(void *state) { (void)state; }
 static const spanhost_config_key no_keys[1] = {{NULL, 0, 0, NULL, NULL}};
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_EXPORTER,
-    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING,
-    "null", "1.0.0", "discards every span (counts them)",
-    null_create, NULL, NULL, null_export, NULL, NULL, null_destroy, no_keys, 0, NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_EXPORTER,
+    .flags = SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING,
+    .name = "null",
+    .version = "1.0.0",
+    .description = "discards every span (counts them)",
+    .create = null_create,
+    .export_batch = null_export,
+    .destroy = null_destroy,
+    .config_schema = no_keys,
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

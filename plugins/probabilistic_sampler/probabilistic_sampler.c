@@ -39,6 +39,7 @@ typedef struct sampler {
     uint32_t seed;
     double ratio;        /* 0..1 */
     uint64_t threshold;  /* equalizing and hash_seed: the configured T */
+    util_counter kept_spans, dropped_spans;
 } sampler;
 
 /* The threshold for probability p, rounded to `precision` hex digits (more near 0 and 1), as
@@ -279,6 +280,8 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
     sampler *s = (sampler *)calloc(1, sizeof *s);
     if (!s) return SPANHOST_PERMANENT;
     s->instance = instance;
+    s->kept_spans = util_counter_declare(host, instance, "kept_spans");
+    s->dropped_spans = util_counter_declare(host, instance, "dropped_spans");
     s->mode = mode;
     s->seed = (uint32_t)seed;
     s->precision = (int)precision;
@@ -324,8 +327,8 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
             }
         }
     }
-    host->counter_add(s->instance, "kept_spans", kept);
-    host->counter_add(s->instance, "dropped_spans", dropped);
+    util_counter_add(host, s->instance, s->kept_spans, kept);
+    util_counter_add(host, s->instance, s->dropped_spans, dropped);
     if (errors) host->counter_add(s->instance, "tracestate_errors", errors);
     return SPANHOST_OK;
 }
@@ -344,10 +347,18 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR,
-    SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING, "probabilistic_sampler", "2.0.0",
-    "keeps a percentage of traces, with OpenTelemetry consistent probability sampling",
-    create, NULL, process, NULL, NULL, NULL, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_PROCESSOR,
+    .flags = SPANHOST_PLUGIN_CONCURRENT | SPANHOST_PLUGIN_UNLOADABLE | SPANHOST_PLUGIN_NONBLOCKING,
+    .name = "probabilistic_sampler",
+    .version = "2.0.0",
+    .description = "keeps a percentage of traces, with OpenTelemetry consistent probability sampling",
+    .create = create,
+    .process = process,
+    .destroy = destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 
 SPANHOST_EXPORT const spanhost_plugin *spanhost_plugin_entry(const spanhost_host_api *api) {

@@ -837,9 +837,19 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
-    "groupbytrace", "1.0.0", "holds each trace for wait_duration, then releases it whole",
-    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_PROCESSOR,
+    .name = "groupbytrace",
+    .version = "1.0.0",
+    .description = "holds each trace for wait_duration, then releases it whole",
+    .create = create,
+    .start = start,
+    .process = process,
+    .flush = flush,
+    .destroy = destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 #else
 static const spanhost_config_key config_keys[] = {
@@ -855,9 +865,19 @@ static const spanhost_config_key config_keys[] = {
 };
 
 static const spanhost_plugin plugin = {
-    sizeof(spanhost_plugin), SPANHOST_ABI_MAJOR, SPANHOST_ABI_MINOR, SPANHOST_KIND_PROCESSOR, 0,
-    "tail_sampling", "1.0.0", "keeps or drops whole traces after decision_wait, by policies",
-    create, start, process, NULL, NULL, flush, destroy, SPANHOST_SCHEMA(config_keys), NULL, 0,
+    .struct_size = sizeof(spanhost_plugin),
+    .abi_major = SPANHOST_ABI_MAJOR,
+    .abi_minor = SPANHOST_ABI_MINOR,
+    .kind = SPANHOST_KIND_PROCESSOR,
+    .name = "tail_sampling",
+    .version = "1.0.0",
+    .description = "keeps or drops whole traces after decision_wait, by policies",
+    .create = create,
+    .start = start,
+    .process = process,
+    .flush = flush,
+    .destroy = destroy,
+    SPANHOST_CONFIG_SCHEMA(config_keys),
 };
 #endif
 
