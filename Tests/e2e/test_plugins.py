@@ -221,6 +221,13 @@ service:
     assert r.status_code == 200
     assert wait_for(lambda: "e2e: exported 2 spans" in s.log())
     assert s.status()["exporters"][0]["counters"]["example_spans"] == 2
+    # --check calls the exporter's validate hook (1.8), not create: the refusal names the hook.
+    path = os.path.join(tmp, "check.yaml")
+    with open(path, "w") as f:
+        f.write(cfg.replace('prefix: "e2e: "', "prefix: " + "x" * 65).format(receiver="127.0.0.1:0", admin="127.0.0.1:0"))
+    out = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--config", path, "--check"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "exporters.example_exporter: validate failed: prefix: at most 64 bytes, not 65" in out.stderr + out.stdout, out.stderr
 
 
 def test_a_cpp_plugin_loads_and_a_mangled_entry_is_explained(spanhost, tmp):
