@@ -10,7 +10,7 @@ struct Spanhost: ParsableCommand {
         commandName: "spanhost",
         abstract: "Validates configs, lists and describes plugins, and runs one plugin on test input.",
         version: SpanhostVersion.current,
-        subcommands: [Validate.self, Plugins.self, PluginTest.self])
+        subcommands: [Validate.self, Plugins.self, PluginTest.self, ABI.self])
 }
 
 /// The spanhostd beside this executable (build/bin/spanhostd, or installed together).

@@ -7,6 +7,7 @@ import subprocess
 
 from conftest import BUILD, PLUGINS, SPANHOSTD, TEST_PLUGINS
 from test_data_path import BASE, fill, otlp_json
+from test_otlphttp import header_abi
 
 SPANHOST = os.path.join(BUILD, "bin", "spanhost")
 
@@ -201,3 +202,42 @@ def test_plugin_test_fails_a_hung_hook_at_its_timeout(tmp):
                      "--input", spans, "--timeout", "1")
     assert r.returncode == 1 and "export_batch did not return within 1.0 s (--timeout): the plugin is hung" in r.stderr, r.stderr
     assert time.time() - started < 30
+
+
+def header_structs():
+    """Every struct of spanhost.h with its field names in declaration order, read from the text."""
+    import re
+    text = re.sub(r"/\*.*?\*/", "", open(os.path.join(os.path.dirname(__file__), "..", "..", "include", "spanhost", "spanhost.h")).read(), flags=re.S)
+    text = re.sub(r"#[^\n]*", "", text)
+    structs = {}
+    for m in re.finditer(r"typedef struct (\w+) \{(.*?)\n\} \1;", text, re.S):
+        body = re.sub(r"union \{.*?\} (\w+);", r"union_t \1;", m.group(2), flags=re.S)
+        names = []
+        for decl in body.split(";"):
+            decl = " ".join(decl.split())
+            if not decl:
+                continue
+            fn = re.search(r"\(\*(\w+)\)", decl)
+            names.append(fn.group(1) if fn else re.search(r"(\w+)(\[\d+\])?$", decl).group(1))
+        structs[m.group(1)] = names
+    return structs
+
+
+def test_abi_json_matches_the_header_field_by_field():
+    """`spanhost abi --json` lists every struct of the header, each field in declaration order
+    with offsets that only grow, and the host table in its positional order."""
+    r = spanhost_cli("abi", "--json")
+    assert r.returncode == 0, r.stderr
+    layout = json.loads(r.stdout)
+    assert f"{layout['abi_major']}.{layout['abi_minor']}" == header_abi()
+    structs = {s["name"]: s for s in layout["structs"]}
+    header = header_structs()
+    assert set(structs) == set(header), set(structs) ^ set(header)
+    for name, fields in header.items():
+        listed = structs[name]["fields"]
+        assert [f["name"] for f in listed] == fields, name
+        offsets = [f["offset"] for f in listed]
+        assert offsets == sorted(offsets) and offsets[-1] + listed[-1]["size"] <= structs[name]["size"], name
+    host = structs["spanhost_host_api"]["fields"]
+    # 64-bit: after struct_size and the two versions, one pointer per function.
+    assert [f["offset"] for f in host[3:]] == [8 + 8 * i for i in range(len(host) - 3)]

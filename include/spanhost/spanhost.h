@@ -55,7 +55,7 @@ extern "C" {
 #endif
 
 #define SPANHOST_ABI_MAJOR 1
-#define SPANHOST_ABI_MINOR 7
+#define SPANHOST_ABI_MINOR 8
 
 /* Name of the one function every plugin exports (see spanhost_plugin_entry_fn). */
 #define SPANHOST_PLUGIN_ENTRY_SYMBOL "spanhost_plugin_entry"

@@ -151,6 +151,9 @@ void sh_expr_free(spanhost_expr *expr);
 int sh_expr_literal_contains(const void *ptr, size_t len);
 /* Makes a plugin's function callable from expressions compiled from now on (a later one of the
  * same name wins); its libffi call interface is built here. 0, or -1 with a message in err. */
+/* Every struct of spanhost.h with its size, alignment and field offsets, and the host table's
+ * order, as one JSON object (`spanhost abi --json`). 0, or -1 when out of memory. */
+int32_t sh_abi_layout_json(spanhost_buffer *out);
 int sh_function_register(const spanhost_function *function, const char *library, char *err, size_t err_cap);
 /* Evaluates one value expression with no span (`f("x", 3)`), for `spanhost plugin-test --call`:
  * 0 with the result as text in out ("\"KR\"", 3, true, nil), or -1 with the error there. */
