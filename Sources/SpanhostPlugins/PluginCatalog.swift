@@ -116,6 +116,18 @@ public final class PluginCatalog: @unchecked Sendable {
     }
 
     /// Loads one file through its content-addressed copy.
+    /// Opens the file itself, with no cache copy: for one-shot tools (`spanhost plugin-test`),
+    /// where nothing replaces the file while it is loaded, a crash then names the author's file,
+    /// and nothing is left behind in a temporary directory.
+    public static func loadInPlace(path: String) throws -> PluginLibrary {
+        var digest = [CChar](repeating: 0, count: 65)
+        guard sh_sha256_file(path, &digest) == 0 else {
+            throw PluginLoadError.unreadable(file: path, reason: String(cString: strerror(errno)))
+        }
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        return try PluginLibrary(sourcePath: path, loadedPath: absolute, sha256: String(cString: digest))
+    }
+
     public static func load(path: String, cacheDirectory: String, pin: String? = nil, requirePin: Bool = false,
                             quarantine: Quarantine = Quarantine()) throws -> PluginLibrary {
         var digest = [CChar](repeating: 0, count: 65)

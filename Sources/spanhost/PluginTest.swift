@@ -43,10 +43,10 @@ struct PluginTest: ParsableCommand {
 
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        let scratch = "\(NSTemporaryDirectory())spanhost-plugin-test-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        // A crash inside a hook prints which plugin file and hook it was before the process dies.
+        sh_crash_records_install(STDERR_FILENO)
         let library: PluginLibrary
-        do { library = try PluginCatalog.load(path: plugin, cacheDirectory: scratch) } catch {
+        do { library = try PluginCatalog.loadInPlace(path: plugin) } catch {
             throw failure("\(error)")
         }
         if let call {
@@ -117,7 +117,9 @@ struct PluginTest: ParsableCommand {
         if let expect {
             let wanted = try Self.jsonLines(String(contentsOfFile: expect, encoding: .utf8))
             let got = try Self.jsonLines(output.joined(separator: "\n"))
-            if wanted != got { problems.append("the output differs from \(expect)") }
+            if wanted != got {
+                problems.append("the output differs from \(expect) (- expected, + got):\n" + Self.difference(wanted, got).joined(separator: "\n"))
+            }
         }
         if !problems.isEmpty { throw failure(problems.joined(separator: "; ")) }
     }
@@ -209,6 +211,34 @@ struct PluginTest: ParsableCommand {
         case .permanent(let message): return "PERMANENT: \(message)"
         case .unavailable(let message): return "not called: \(message)"
         }
+    }
+
+    /// What differs between expected and actual output, as `- path: value` / `+ path: value`
+    /// lines (at most 40), paths like `batch 1: resourceSpans.0.scopeSpans.0.spans.2.name`.
+    static func difference(_ wanted: [NSObject], _ got: [NSObject]) -> [String] {
+        func flatten(_ value: Any, _ path: String, into out: inout [(String, String)]) {
+            if let map = value as? [String: Any] {
+                for key in map.keys.sorted() { flatten(map[key]!, path.isEmpty ? key : "\(path).\(key)", into: &out) }
+            } else if let list = value as? [Any] {
+                for (index, item) in list.enumerated() { flatten(item, "\(path).\(index)", into: &out) }
+            } else {
+                let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys])
+                out.append((path, data.map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"))
+            }
+        }
+        var lines: [String] = []
+        if wanted.count != got.count { lines += ["- \(wanted.count) batches", "+ \(got.count) batches"] }
+        for index in 0..<max(wanted.count, got.count) {
+            var expected: [(String, String)] = [], actual: [(String, String)] = []
+            if index < wanted.count { flatten(wanted[index], "", into: &expected) }
+            if index < got.count { flatten(got[index], "", into: &actual) }
+            let want = Dictionary(expected, uniquingKeysWith: { a, _ in a }), have = Dictionary(actual, uniquingKeysWith: { a, _ in a })
+            for path in Set(want.keys).union(have.keys).sorted() where want[path] != have[path] {
+                if let value = want[path] { lines.append("- batch \(index + 1): \(path): \(value)") }
+                if let value = have[path] { lines.append("+ batch \(index + 1): \(path): \(value)") }
+            }
+        }
+        return lines.count > 40 ? Array(lines.prefix(40)) + ["... \(lines.count - 40) more lines"] : lines
     }
 
     /// Non-empty lines parsed as JSON, for comparing output with what is expected.

@@ -40,6 +40,30 @@ def test_plugin_test_runs_a_processor_and_compares_with_what_is_expected(tmp):
     other = write(tmp, "other.yaml", "actions:\n  - {key: user, action: hash}\n")
     r = spanhost_cli("plugin-test", os.path.join(PLUGINS, "attributes.so"), "--config", other, "--input", spans, "--expect", expected)
     assert r.returncode == 1 and "the output differs from" in r.stderr, r.stderr
+    # The difference is shown: the password each span kept, and the dropped attribute's index moved.
+    assert '+ batch 1: resourceSpans.0.scopeSpans.0.spans.0.attributes.1.value.stringValue: "hunter2"' in r.stderr, r.stderr
+    assert '- batch 1: resourceSpans.0.scopeSpans.0.spans.0.attributes.1.key: "user"' in r.stderr, r.stderr
+
+
+def test_plugin_test_crash_and_hang_name_the_authors_file_and_leave_nothing_behind(tmp):
+    """A crash prints the plugin's own file and the hook; a hang fails after --timeout; neither
+    leaves a copy of the plugin in the temporary directory."""
+    scratch = os.path.join(tmp, "tmpdir")
+    os.makedirs(scratch)
+    env = {"TMPDIR": scratch}
+    crashy = os.path.join(TEST_PLUGINS, "crashy.so")
+    def named(name):
+        doc = otlp_json(1)
+        doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] = name
+        return write(tmp, name + ".json", json.dumps(doc))
+    poison = named("poison")
+    r = spanhost_cli("plugin-test", crashy, "--config", write(tmp, "c.yaml", f"path: {tmp}/names.txt\n"), "--input", poison, env=env)
+    assert r.returncode != 0
+    assert f"file={crashy}" in r.stderr and "hook=export_batch" in r.stderr, r.stderr[-2000:]
+    stall = os.path.join(TEST_PLUGINS, "stall.so")
+    r = spanhost_cli("plugin-test", stall, "--input", named("stall"), "--timeout", "1", env=env)
+    assert r.returncode == 1 and "did not return within 1.0 s (--timeout)" in r.stderr, r.stderr
+    assert os.listdir(scratch) == []
 
 
 def test_plugin_test_runs_exporters_and_notifiers_and_reports_failures(tmp):
