@@ -35,8 +35,9 @@ public enum ConfigCheck {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         child.arguments = childArguments + ["--preflight"]
-        // Only problems reach the parent's answer, not the plugin-loaded lines.
-        child.environment = ProcessInfo.processInfo.environment.merging(["SPANHOST_LOG_LEVEL": "error"]) { _, new in new }
+        // Only the child's verdict (written bare, not as a log line) reaches the parent's answer:
+        // the log lines of loading would put a time stamp in it and say the reason twice.
+        child.environment = ProcessInfo.processInfo.environment.merging(["SPANHOST_LOG_LEVEL": "critical"]) { _, new in new }
         let out = Pipe()
         let err = Pipe()
         child.standardOutput = out

@@ -98,6 +98,17 @@ def test_plugins_built_against_older_and_newer_headers_both_load(spanhost, tmp):
     assert newer().get("fallbacks") == 3 and "future_calls" not in newer(), newer()
 
 
+def test_check_names_a_refused_plugin_once_without_a_nested_log_line(tmp):
+    d = plugin_dir(tmp, "wrong_abi")
+    path = os.path.join(tmp, "check.yaml")
+    with open(path, "w") as f:
+        f.write((BASE % ("  wrong_abi: {{}}", "wrong_abi")).format(receiver="127.0.0.1:0", admin="127.0.0.1:0", plugins=d))
+    out = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--config", path, "--check"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.count("built for plugin ABI 99.0") == 1, out.stderr
+    assert out.stderr.count("spanhostd:") == 1 and "invalid: exporters.wrong_abi: " in out.stderr, out.stderr
+
+
 def test_a_named_plugin_that_cannot_load_stops_startup_with_the_reason(tmp):
     d = plugin_dir(tmp, "file", "wrong_abi", "no_entry")
     for name, reason in [("wrong_abi", "ABI 99.0"), ("no_entry", "spanhost_plugin_entry")]:
