@@ -34,21 +34,23 @@ FIXTURE_CXX_SOS := $(patsubst Tests/fixtures/plugins/%.cpp,$(BUILD)/test-plugins
 all: build
 
 # Debian packages, installed only when missing.
+define apt-install-cmd
+SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1)
+endef
+
 define apt-install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(call apt-install-cmd,$$missing); fi
 endef
 
 deps:
 	$(call apt-install,$(APT_PACKAGES))
 
-# What only the tests need: headless Chromium to check the admin page.
+# What only the tests need: headless Chromium to check the admin page, and rustc (any rustc on
+# the PATH, else Debian's) to build examples-rust.
 test-deps:
 	$(call apt-install,$(APT_TEST_PACKAGES))
+	@command -v rustc >/dev/null 2>&1 || { $(call apt-install-cmd,rustc); }
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -151,6 +153,7 @@ test-swift:
 	swift test $(SWIFT_FLAGS)
 
 test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed
+	$(MAKE) -s -C examples-rust OUT=$(abspath $(BUILD)/rust-examples)
 	SPANHOST_BUILD=$(abspath $(BUILD)) SPANHOST_OUTAGE_SECONDS=$${SPANHOST_OUTAGE_SECONDS:-20} $(PY) -m pytest -q Tests/e2e
 
 # The C decoders and the expression engine under libFuzzer with ASan and UBSan (the Swift toolchain's clang ships

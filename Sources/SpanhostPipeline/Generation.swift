@@ -26,8 +26,11 @@ public enum GenerationError: Error, CustomStringConvertible {
                 + "(OTLP over HTTP, usually the backend's port 4318): exporters: {otlphttp: {endpoint: \"https://backend:4318\"}}"
         case .unknownType(let kind, let id, let directories, let available):
             let list = available.isEmpty ? "there are none" : "plugin files there: \(available.joined(separator: ", "))"
+            // rustc and cargo name a cdylib lib<name>.so; the host looks for <name>.so only.
+            let prefixed = available.contains("lib\(id.type)")
+                ? "; lib\(id.type).so is there: rename it to \(id.type).so (rustc -o \(id.type).so, or copy cargo's output)" : ""
             return "\(kind.section).\(id): no \(kind.rawValue) plugin named '\(id.type)': no file \(id.type).so in "
-                + "\(directories.joined(separator: ", ")) (\(list))"
+                + "\(directories.joined(separator: ", ")) (\(list))\(prefixed)"
         case .wrongKind(let kind, let id, let plugin, let actual):
             return "\(kind.section).\(id): plugin '\(plugin)' is a \(actual.rawValue), not a \(kind.rawValue)"
         case .createFailed(let error): return "\(error)"
