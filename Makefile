@@ -144,6 +144,8 @@ install: build
 	chmod 0644 $(DESTDIR)/etc/systemd/system/spanhost.service
 
 header-check:
+	@cmp include/spanhost/spanhost.h PluginKit/Sources/CSpanhostABI/include/spanhost/spanhost.h || \
+		{ echo "PluginKit's copy of spanhost.h differs: cp include/spanhost/spanhost.h PluginKit/Sources/CSpanhostABI/include/spanhost/"; exit 1; }
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
 	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h
 

@@ -117,7 +117,8 @@ let package = Package(
                 path: "plugins/otlphttp"),
         .target(name: "ZipkinExporter", dependencies: ["PluginHTTP", .product(name: "SpanhostPluginKit", package: "PluginKit")],
                 path: "plugins/zipkin"),
-        .target(name: "WebhookNotifier", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")], path: "plugins/webhook"),
+        .target(name: "WebhookNotifier", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit"),
+                                                        .product(name: "SpanhostPluginHTTP", package: "PluginKit")], path: "plugins/webhook"),
         // Benchmark ceiling: the receiver's HTTP server without decoding.
         .executableTarget(
             name: "spanhost-baseline",

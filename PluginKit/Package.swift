@@ -7,14 +7,19 @@ let package = Package(
     name: "SpanhostPluginKit",
     products: [
         .library(name: "SpanhostPluginKit", targets: ["SpanhostPluginKit"]),
+        // Blocking HTTP (URLSession): its own product, so only plugins that send HTTP link
+        // FoundationNetworking and what it brings (curl, ICU, TLS).
+        .library(name: "SpanhostPluginHTTP", targets: ["SpanhostPluginHTTP"]),
         // The header alone, as a module (the host's C core builds on it too).
         .library(name: "CSpanhostABI", targets: ["CSpanhostABI"]),
     ],
     targets: [
-        // include/spanhost/spanhost.h of the repository, through a symbolic link.
+        // A copy of the repository's include/spanhost/spanhost.h, so the kit can be copied or
+        // published on its own; `make header-check` fails when the two differ.
         .target(name: "CSpanhostABI"),
-        // Protocols over read-only views of the C structs, registration, blocking HTTP.
+        // Protocols over views of the C structs, registration, the host's services.
         .target(name: "SpanhostPluginKit", dependencies: ["CSpanhostABI"]),
+        .target(name: "SpanhostPluginHTTP"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -10,6 +10,7 @@ let package = Package(
         // Plugins are dynamic libraries; build them with the toolchain spanhostd was built with.
         .library(name: "example_swift_exporter", type: .dynamic, targets: ["ExampleSwiftExporter"]),
         .library(name: "example_swift_processor", type: .dynamic, targets: ["ExampleSwiftProcessor"]),
+        .library(name: "example_swift_buffer", type: .dynamic, targets: ["ExampleSwiftBuffer"]),
     ],
     dependencies: [
         // Inside this repository; from elsewhere, point `path` at a checkout of PluginKit/.
@@ -18,5 +19,6 @@ let package = Package(
     targets: [
         .target(name: "ExampleSwiftExporter", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")]),
         .target(name: "ExampleSwiftProcessor", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")]),
+        .target(name: "ExampleSwiftBuffer", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")]),
     ]
 )

@@ -1,6 +1,9 @@
 """The Swift plugin kit on its own: a plugin package depending on PluginKit/ resolves nothing
-else (no SwiftNIO, Yams or Prometheus), and the two plugins in examples-swift/ build with
-`swift build` and pass `spanhost plugin-test`, their config schemas checked by the host."""
+else (no SwiftNIO, Yams or Prometheus), builds from a copy of the directory alone, links no
+HTTP stack unless it asks for SpanhostPluginHTTP, and the plugins in examples-swift/ build with
+`swift build` and pass `spanhost plugin-test`, their config schemas checked by the host; one of
+them holds spans and emits them (the ABI's emit, TAKEN, release_trace, raise, expressions,
+counters by handle, validate)."""
 import json
 import os
 import shutil
@@ -37,7 +40,7 @@ def test_the_kit_resolves_nothing_else_and_the_swift_examples_pass_plugin_test(t
     scratch = os.path.join(BUILD, "examples-swift")
     swift("build", "-c", "release", "--package-path", os.path.join(ROOT, "examples-swift"), "--scratch-path", scratch)
     plugins = {}
-    for name in ("example_swift_exporter", "example_swift_processor"):
+    for name in ("example_swift_exporter", "example_swift_processor", "example_swift_buffer"):
         plugins[name] = os.path.join(tmp, f"{name}.so")
         shutil.copy(os.path.join(scratch, "release", f"lib{name}.so"), plugins[name])
 
@@ -65,3 +68,41 @@ def test_the_kit_resolves_nothing_else_and_the_swift_examples_pass_plugin_test(t
     assert "batch: 3 spans, 0 with errors" in r.stderr, r.stderr
     r = spanhost_cli("plugins", "describe", plugins["example_swift_exporter"])
     assert "label" in r.stdout and "string" in r.stdout and "spans" in r.stdout, r.stdout
+
+    # Only plugins that ask for SpanhostPluginHTTP link FoundationNetworking (curl, ICU, TLS).
+    for name, path in plugins.items():
+        libraries = subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout
+        assert "libFoundationNetworking" not in libraries and "libcurl" not in libraries, (name, libraries)
+
+    # The holding processor: spans are taken, emitted two at a time and at flush; one for which
+    # the condition holds passes through; a held error span raises an event.
+    body = otlp_json(4)
+    held = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    held[1]["attributes"].append({"key": "urgent", "value": {"boolValue": True}})
+    held[2]["status"] = {"code": 2}
+    spans = write(tmp, "buffer-in.json", json.dumps(body))
+    settings = write(tmp, "buffer.yaml", 'batch_spans: 2\npass_through: attributes["urgent"] == true\n')
+    r = spanhost_cli("plugin-test", plugins["example_swift_buffer"], "--config", settings, "--input", spans)
+    assert r.returncode == 0, r.stderr
+    batches = [[sp["name"] for rs in json.loads(line)["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+               for line in r.stdout.splitlines()]
+    assert batches == [["op1"], ["op0", "op2", "op3"]], batches
+    assert '"kind":"error_span_held"' in r.stderr and "counter emitted_spans = 3" in r.stderr, r.stderr
+    # Its validate hook compiles the condition: --check refuses a bad one without creating it.
+    config = write(tmp, "buffer-check.yaml", f"""
+receivers: {{otlp: {{protocols: {{http: {{endpoint: 127.0.0.1:0}}}}}}}}
+processors: {{example_swift_buffer: {{pass_through: 'attributes["x"] ==='}}}}
+exporters: {{nop: {{}}}}
+plugins: {{dir: {tmp}}}
+service: {{pipelines: {{traces: {{receivers: [otlp], processors: [example_swift_buffer], exporters: [nop]}}}}}}
+""")
+    r = subprocess.run([os.path.join(BUILD, "bin", "spanhostd"), "--config", config, "--check"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "processors.example_swift_buffer: validate failed:" in r.stderr, r.stderr
+
+
+def test_the_kit_builds_from_a_copy_of_its_directory(tmp):
+    """PluginKit/ carries its own copy of spanhost.h (make header-check keeps it equal), so a
+    copy of the directory alone, vendored or published, builds."""
+    copy = os.path.join(tmp, "PluginKit")
+    shutil.copytree(os.path.join(ROOT, "PluginKit"), copy, symlinks=True, ignore=shutil.ignore_patterns(".build*"))
+    swift("build", "--package-path", copy, "--scratch-path", os.path.join(tmp, "build"))

@@ -16,6 +16,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import SpanhostPluginHTTP
 import SpanhostPluginKit
 
 final class WebhookNotifier: SpanNotifierPlugin {

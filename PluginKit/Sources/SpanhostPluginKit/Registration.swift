@@ -13,9 +13,10 @@ import Glibc
 public enum SpanhostPlugin {
     public static func exporter<T: SpanExporterPlugin>(
         _ type: T.Type, name: String, version: String, description: String = "", schema: [ConfigKey]? = nil,
-        host: UnsafePointer<spanhost_host_api>?
+        flags: PluginFlags = [], host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
-        register(host: host, kind: SPANHOST_KIND_EXPORTER, name: name, version: version, description: description, schema: schema) { config, host in
+        register(host: host, kind: SPANHOST_KIND_EXPORTER, name: name, version: version, description: description, schema: schema,
+                 flags: flags, validator: (T.self as? ConfigValidating.Type)?.validate) { config, host in
             let plugin = try T(config: config, host: host)
             return Instance(export: { plugin.export($0) }, process: nil, flush: plugin.flush, shutdown: plugin.shutdown)
         }
@@ -23,9 +24,10 @@ public enum SpanhostPlugin {
 
     public static func processor<T: SpanProcessorPlugin>(
         _ type: T.Type, name: String, version: String, description: String = "", schema: [ConfigKey]? = nil,
-        host: UnsafePointer<spanhost_host_api>?
+        flags: PluginFlags = [], host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
-        register(host: host, kind: SPANHOST_KIND_PROCESSOR, name: name, version: version, description: description, schema: schema) { config, host in
+        register(host: host, kind: SPANHOST_KIND_PROCESSOR, name: name, version: version, description: description, schema: schema,
+                 flags: flags, validator: (T.self as? ConfigValidating.Type)?.validate) { config, host in
             let plugin = try T(config: config, host: host)
             return Instance(export: nil, process: { plugin.process($0) }, flush: plugin.flush, shutdown: plugin.shutdown)
         }
@@ -33,9 +35,10 @@ public enum SpanhostPlugin {
 
     public static func notifier<T: SpanNotifierPlugin>(
         _ type: T.Type, name: String, version: String, description: String = "", schema: [ConfigKey]? = nil,
-        host: UnsafePointer<spanhost_host_api>?
+        flags: PluginFlags = [], host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
-        register(host: host, kind: SPANHOST_KIND_NOTIFIER, name: name, version: version, description: description, schema: schema) { config, host in
+        register(host: host, kind: SPANHOST_KIND_NOTIFIER, name: name, version: version, description: description, schema: schema,
+                 flags: flags, validator: (T.self as? ConfigValidating.Type)?.validate) { config, host in
             let plugin = try T(config: config, host: host)
             return Instance(export: nil, process: nil, notify: { plugin.notify($0) }, flush: plugin.flush, shutdown: plugin.shutdown)
         }
@@ -64,20 +67,23 @@ public enum SpanhostPlugin {
     // Set once by the entry function; an image holds exactly one plugin.
     nonisolated(unsafe) static var hostAPI: UnsafePointer<spanhost_host_api>?
     nonisolated(unsafe) static var factory: Factory?
+    nonisolated(unsafe) static var validator: ((PluginConfig, PluginHost) throws -> Void)?
     nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<spanhost_plugin>?
 
     static func register(host: UnsafePointer<spanhost_host_api>?, kind: Int32, name: String, version: String,
-                         description: String, schema: [ConfigKey]?, factory: @escaping Factory) -> UnsafePointer<spanhost_plugin>? {
+                         description: String, schema: [ConfigKey]?, flags: PluginFlags, validator: ((PluginConfig, PluginHost) throws -> Void)?,
+                         factory: @escaping Factory) -> UnsafePointer<spanhost_plugin>? {
         guard let host, Int32(host.pointee.abi_major) == SPANHOST_ABI_MAJOR else { return nil }
         if let descriptor { return UnsafePointer(descriptor) }
         hostAPI = host
         self.factory = factory
+        self.validator = validator
         var d = spanhost_plugin()
         d.struct_size = UInt32(MemoryLayout<spanhost_plugin>.size)
         d.abi_major = UInt16(SPANHOST_ABI_MAJOR)
         d.abi_minor = UInt16(SPANHOST_ABI_MINOR)
         d.kind = UInt32(kind)
-        d.flags = 0  // Swift images must never be unloaded
+        d.flags = flags.rawValue  // never UNLOADABLE: Swift images must stay mapped
         d.name = UnsafePointer(strdup(name))
         d.version = UnsafePointer(strdup(version))
         d.description = UnsafePointer(strdup(description))
@@ -101,6 +107,18 @@ public enum SpanhostPlugin {
             } catch {
                 SpanhostPlugin.write("\(error)", to: status)
                 return Int32(SPANHOST_PERMANENT)
+            }
+        }
+        if validator != nil {
+            d.validate = { config, status in
+                guard let api = SpanhostPlugin.hostAPI, let validator = SpanhostPlugin.validator else { return Int32(SPANHOST_OK) }
+                do {
+                    try validator(PluginConfig(api: api, handle: config), PluginHost(api: api, instance: nil))
+                    return Int32(SPANHOST_OK)
+                } catch {
+                    SpanhostPlugin.write("\(error)", to: status)
+                    return Int32(SPANHOST_PERMANENT)
+                }
             }
         }
         if kind == SPANHOST_KIND_EXPORTER {
@@ -142,6 +160,7 @@ public enum SpanhostPlugin {
     static func report(_ result: PluginResult, to status: UnsafeMutablePointer<spanhost_status>?) -> Int32 {
         switch result {
         case .ok: return Int32(SPANHOST_OK)
+        case .consumed: return Int32(SPANHOST_CONSUMED)
         case .retryable(let after, let message):
             if let after, let status {
                 status.pointee.retry_after_ms = UInt32(clamping: after.components.seconds * 1000 + after.components.attoseconds / 1_000_000_000_000_000)

@@ -16,10 +16,10 @@ public struct BatchView {
         let b = pointer.pointee
         for i in 0..<b.resource_spans_count {
             guard let rs = b.resource_spans[i] else { continue }
-            let resource = ResourceView(pointer: rs.pointee.resource)
+            let resource = ResourceView(pointer: rs.pointee.resource, schemaURL: rs.pointee.schema_url)
             for j in 0..<rs.pointee.scope_spans_count {
                 guard let ss = rs.pointee.scope_spans[j] else { continue }
-                let scope = ScopeView(pointer: ss.pointee.scope)
+                let scope = ScopeView(pointer: ss.pointee.scope, schemaURL: ss.pointee.schema_url)
                 for k in 0..<ss.pointee.spans_count {
                     if let span = ss.pointee.spans[k] { body(SpanView(pointer: span), resource, scope) }
                 }
@@ -36,9 +36,75 @@ public struct MutableBatchView {
 
     /// Every span, writable: drop it or set attributes (copied into the batch's arena).
     public func forEachSpan(_ body: (MutableSpanView) -> Void) {
-        readOnly.forEachSpan { span, _, _ in
-            body(MutableSpanView(pointer: UnsafeMutablePointer(mutating: span.pointer), batch: pointer))
+        forEachSpan { span, _, _ in body(span) }
+    }
+
+    /// Every span, writable, with its resource and scope (to copy it into an `OwnedBatch`).
+    public func forEachSpan(_ body: (MutableSpanView, ResourceView, ScopeView) -> Void) {
+        readOnly.forEachSpan { span, resource, scope in
+            body(MutableSpanView(pointer: UnsafeMutablePointer(mutating: span.pointer), batch: pointer), resource, scope)
         }
+    }
+}
+
+/// A batch the plugin made (host->batch_new), to fill with copies of spans and emit later
+/// (`PluginHost.emit`). Released when the last Swift reference goes. Not thread-safe: fill it
+/// from one thread at a time.
+public final class OwnedBatch: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<spanhost_batch>
+    private let api: UnsafePointer<spanhost_host_api>
+
+    /// nil when the host is out of memory.
+    public init?() {
+        guard let api = SpanhostPlugin.hostAPI, let made = api.pointee.batch_new() else { return nil }
+        self.api = api
+        pointer = made
+    }
+
+    deinit { api.pointee.batch_release(pointer) }
+
+    /// Appends a deep copy of `span` under its resource and scope; false when out of memory.
+    @discardableResult
+    public func add(_ span: SpanView, resource: ResourceView, scope: ScopeView) -> Bool {
+        api.pointee.batch_add_span(pointer, resource.pointer, resource.schemaURL, scope.pointer, scope.schemaURL, span.pointer) != nil
+    }
+
+    public var view: BatchView { BatchView(pointer: UnsafePointer(pointer)) }
+    public var spanCount: Int { view.spanCount }
+}
+
+/// A compiled OTTL condition or statement (PluginHost.compile), freed with its last reference.
+/// May be run from several threads at once.
+public final class Expression: @unchecked Sendable {
+    public enum Kind: UInt32, Sendable { case condition = 1, statement = 2 }
+    public enum Context: UInt32, Sendable { case span = 1, resource = 2 }
+    private let api: UnsafePointer<spanhost_host_api>
+    private let pointer: OpaquePointer
+
+    init(api: UnsafePointer<spanhost_host_api>, pointer: OpaquePointer) {
+        self.api = api
+        self.pointer = pointer
+    }
+
+    deinit { api.pointee.expr_free(pointer) }
+
+    /// A condition: whether it holds for `span`. A statement: whether it ran (its `where`
+    /// held); it changes the span in place. Throws when the expression failed on this span.
+    public func run(on span: MutableSpanView, resource: ResourceView, scope: ScopeView) throws -> Bool {
+        var target = spanhost_expr_target()
+        target.struct_size = UInt32(MemoryLayout<spanhost_expr_target>.size)
+        target.batch = span.batch
+        target.resource = UnsafeMutablePointer(mutating: resource.pointer)
+        target.scope = UnsafeMutablePointer(mutating: scope.pointer)
+        target.span = span.pointer
+        var message = [CChar](repeating: 0, count: 256)
+        let result = message.withUnsafeMutableBufferPointer { buffer in
+            var status = spanhost_status(struct_size: UInt32(MemoryLayout<spanhost_status>.size), retry_after_ms: 0,
+                                         message: buffer.baseAddress, message_cap: buffer.count)
+            return api.pointee.expr_run(pointer, &target, &status)
+        }
+        guard result >= 0 else { throw PluginError(String(cString: message)) }
+        return result == 1
     }
 }
 
@@ -51,6 +117,10 @@ public struct MutableSpanView {
 
     /// Removes the span from the batch when the processor returns.
     public func drop() { pointer.pointee.host_flags |= UInt32(SPANHOST_SPAN_DROP) }
+
+    /// Removes the span from the batch because the processor keeps a copy to emit later (copy
+    /// it into an `OwnedBatch` first); not a drop.
+    public func take() { pointer.pointee.host_flags |= UInt32(SPANHOST_SPAN_TAKEN) }
 
     /// Sets (or replaces) a string attribute; key and value are copied into the batch.
     public func setAttribute(_ key: String, _ value: String) {
@@ -71,12 +141,16 @@ public struct MutableSpanView {
 /// The resource (the service and its attributes) a span belongs to.
 public struct ResourceView {
     public let pointer: UnsafePointer<spanhost_resource>
+    /// The schema URL of the spans' resource group.
+    public let schemaURL: spanhost_str
     public var attributes: AttributesView { AttributesView(list: pointer.pointee.attributes) }
 }
 
 /// The instrumentation scope (library name and version) a span was recorded by.
 public struct ScopeView {
     public let pointer: UnsafePointer<spanhost_scope>
+    /// The schema URL of the spans' scope group.
+    public let schemaURL: spanhost_str
     public var name: String { pointer.pointee.name.swiftString }
     public var version: String { pointer.pointee.version.swiftString }
 }
