@@ -1168,8 +1168,9 @@ int ottl_run_plugin_function(runner *r, const node *n, xvalue *args, xvalue *out
         switch (f->args[i]) {
         case SPANHOST_ARG_STRING:
         case SPANHOST_ARG_BYTES:
-            if (a->type == V_NIL) a->s.ptr = NULL, a->s.len = 0; /* a missing attribute passes as "" */
+            if (a->type == V_NIL) a->s.ptr = NULL, a->s.len = 0; /* missing: {NULL, 0} */
             else if (a->type != V_STR && a->type != V_BYTES) return ottl_fail(r, "%s: argument %zu is not a string", f->name, i + 1);
+            else if (!a->s.ptr) a->s.ptr = ""; /* present but empty: never NULL, so it differs from missing */
             values[i].s = a->s;
             break;
         case SPANHOST_ARG_INT:

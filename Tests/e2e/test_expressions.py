@@ -3,6 +3,7 @@ README, conditions in filter, and functions that a C plugin adds, called through
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -535,3 +536,29 @@ def test_a_collector_function_not_built_in_is_not_supported_yet_and_a_typo_is_un
         text = CONVERTERS.replace('set(span.attributes["lower"], ToLowerCase(span.name))', statement)
         r = check(tmp, text, plugin_dir(tmp, "filter", "transform", "file"))
         assert r.returncode != 0 and says in r.stderr + r.stdout, (statement, r.stderr[-500:])
+
+
+def test_a_function_tells_a_missing_attribute_from_an_empty_one(spanhost, tmp):
+    """A missing attribute reaches a plugin function as {NULL, 0}, an empty string with a
+    pointer (see spanhost_function in spanhost.h)."""
+    from conftest import TEST_PLUGINS
+    plugins = plugin_dir(tmp, "transform", "file")
+    shutil.copy(os.path.join(TEST_PLUGINS, "presence.so"), plugins)
+    s = spanhost(cfg("""
+receivers:
+  otlp: {protocols: {http: {endpoint: "{receiver}"}}}
+processors:
+  transform:
+    trace_statements:
+      - statements: ['set(attributes["has_x"], is_set(attributes["x"]))']
+exporters:
+  file: {path: "{tmp}/out.jsonl"}
+plugins: {dir: "{plugins}", functions: [presence]}
+admin: {endpoint: "{admin}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [transform], exporters: [file]}
+"""), plugins_dir=plugins)
+    assert requests.post(s.url, json=body(span("empty", {"x": ""}), span("missing", {}), span("set", {"x": "1"})), timeout=10).status_code == 200
+    out = exported_by_name(os.path.join(tmp, "out.jsonl"), 3)
+    assert {name: attributes(sp)["has_x"] for name, sp in out.items()} == {"empty": True, "missing": False, "set": True}

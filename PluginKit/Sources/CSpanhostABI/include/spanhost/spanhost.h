@@ -704,6 +704,8 @@ typedef struct spanhost_config_key {
  *   int32_t hash_bucket(spanhost_str s, int64_t n, int64_t *result, spanhost_status *status);
  * The host calls it through libffi with a call interface built once at load; a wrong count or
  * type of arguments in an expression is refused when the expression is compiled.
+ * A string or bytes argument that is missing (nil: an attribute the span lacks) arrives as
+ * {NULL, 0}; an empty one has a non-NULL pointer and length 0.
  * OWNERSHIP: string and bytes arguments are borrowed for the call. A string or bytes result
  * may point to memory the function owns; the host copies it into the batch arena before the
  * next call on the same thread. The function may be called from several threads at once,
