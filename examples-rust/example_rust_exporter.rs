@@ -9,12 +9,6 @@ use spanhost::*;
 use std::os::raw::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-static mut HOST: *const HostApi = std::ptr::null();
-
-fn host() -> &'static HostApi {
-    unsafe { &*HOST }
-}
-
 struct State {
     instance: *mut Instance,
     prefix: Vec<u8>,
@@ -93,13 +87,4 @@ static PLUGIN: Plugin = Plugin {
     validate: None,
 };
 
-#[no_mangle]
-pub unsafe extern "C" fn spanhost_plugin_entry(api: *const HostApi) -> *const Plugin {
-    if (*api).abi_major != ABI_MAJOR {
-        return std::ptr::null();
-    }
-    HOST = api;
-    &PLUGIN
-}
-
-export_layout!();
+plugin_entry!(PLUGIN);

@@ -8,12 +8,6 @@ use spanhost::*;
 use std::os::raw::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-static mut HOST: *const HostApi = std::ptr::null();
-
-fn host() -> &'static HostApi {
-    unsafe { &*HOST }
-}
-
 unsafe extern "C" fn create(_config: *const Config, instance: *mut Instance, state: *mut *mut c_void, _status: *mut Status) -> i32 {
     *state = instance; // no state of our own: keep the host handle
     OK
@@ -76,13 +70,4 @@ static PLUGIN: Plugin = Plugin {
     validate: None,
 };
 
-#[no_mangle]
-pub unsafe extern "C" fn spanhost_plugin_entry(api: *const HostApi) -> *const Plugin {
-    if (*api).abi_major != ABI_MAJOR {
-        return std::ptr::null();
-    }
-    HOST = api;
-    &PLUGIN
-}
-
-export_layout!();
+plugin_entry!(PLUGIN);

@@ -292,10 +292,31 @@ pub fn layout() -> String {
     out
 }
 
-/// Exported by each example so `make test` can read its mirror's layout (see `layout`).
+/// The host table, kept by the entry function; valid for the life of the process.
+static HOST: std::sync::atomic::AtomicPtr<HostApi> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+pub fn host() -> &'static HostApi {
+    unsafe { &*HOST.load(std::sync::atomic::Ordering::Acquire) }
+}
+
+pub fn set_host(api: *const HostApi) {
+    HOST.store(api as *mut HostApi, std::sync::atomic::Ordering::Release);
+}
+
+/// The plugin's one exported entry function, returning `$plugin` (a static `Plugin`), and
+/// `spanhost_rust_layout`, which `make test` reads to compare this mirror with the header.
 #[macro_export]
-macro_rules! export_layout {
-    () => {
+macro_rules! plugin_entry {
+    ($plugin:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn spanhost_plugin_entry(api: *const spanhost::HostApi) -> *const spanhost::Plugin {
+            if (*api).abi_major != spanhost::ABI_MAJOR {
+                return std::ptr::null();
+            }
+            spanhost::set_host(api);
+            &$plugin
+        }
+
         #[no_mangle]
         pub extern "C" fn spanhost_rust_layout() -> *const std::os::raw::c_char {
             use std::sync::atomic::{AtomicPtr, Ordering};
