@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
-// Two minimal Swift plugins. Build: swift build -c release, then copy
-// .build/release/libexample_swift_exporter.so (or ..._processor.so) into a plugin directory,
-// named after the plugin: example_swift_exporter.so.
+// Swift plugins: an exporter, a processor, a processor that holds spans, and functions for
+// expressions. Build: swift build -c release, then copy .build/release/libexample_swift_exporter.so
+// (and the others) into a plugin directory, named after the plugin: example_swift_exporter.so.
 import PackageDescription
 
 let package = Package(
@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "example_swift_exporter", type: .dynamic, targets: ["ExampleSwiftExporter"]),
         .library(name: "example_swift_processor", type: .dynamic, targets: ["ExampleSwiftProcessor"]),
         .library(name: "example_swift_buffer", type: .dynamic, targets: ["ExampleSwiftBuffer"]),
+        .library(name: "example_swift_functions", type: .dynamic, targets: ["ExampleSwiftFunctions"]),
     ],
     dependencies: [
         // Inside this repository; from elsewhere, point `path` at a checkout of PluginKit/.
@@ -20,5 +21,6 @@ let package = Package(
         .target(name: "ExampleSwiftExporter", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")]),
         .target(name: "ExampleSwiftProcessor", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")]),
         .target(name: "ExampleSwiftBuffer", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")]),
+        .target(name: "ExampleSwiftFunctions", dependencies: [.product(name: "SpanhostPluginKit", package: "PluginKit")]),
     ]
 )

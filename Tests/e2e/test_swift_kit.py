@@ -40,7 +40,7 @@ def test_the_kit_resolves_nothing_else_and_the_swift_examples_pass_plugin_test(t
     scratch = os.path.join(BUILD, "examples-swift")
     swift("build", "-c", "release", "--package-path", os.path.join(ROOT, "examples-swift"), "--scratch-path", scratch)
     plugins = {}
-    for name in ("example_swift_exporter", "example_swift_processor", "example_swift_buffer"):
+    for name in ("example_swift_exporter", "example_swift_processor", "example_swift_buffer", "example_swift_functions"):
         plugins[name] = os.path.join(tmp, f"{name}.so")
         shutil.copy(os.path.join(scratch, "release", f"lib{name}.so"), plugins[name])
 
@@ -88,6 +88,10 @@ def test_the_kit_resolves_nothing_else_and_the_swift_examples_pass_plugin_test(t
                for line in r.stdout.splitlines()]
     assert batches == [["op1"], ["op0", "op2", "op3"]], batches
     assert '"kind":"error_span_held"' in r.stderr and "counter emitted_spans = 3" in r.stderr, r.stderr
+    # Functions written in Swift, called by the host's expression engine.
+    r = spanhost_cli("plugin-test", plugins["example_swift_functions"], "--call", 'word_count(" three  short words ")')
+    assert r.returncode == 0 and r.stdout.strip() == "3", r.stdout + r.stderr
+
     # Its validate hook compiles the condition: --check refuses a bad one without creating it.
     config = write(tmp, "buffer-check.yaml", f"""
 receivers: {{otlp: {{protocols: {{http: {{endpoint: 127.0.0.1:0}}}}}}}}

@@ -13,10 +13,10 @@ import Glibc
 public enum SpanhostPlugin {
     public static func exporter<T: SpanExporterPlugin>(
         _ type: T.Type, name: String, version: String, description: String = "", schema: [ConfigKey]? = nil,
-        flags: PluginFlags = [], host: UnsafePointer<spanhost_host_api>?
+        flags: PluginFlags = [], functions: [PluginFunction] = [], host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
         register(host: host, kind: SPANHOST_KIND_EXPORTER, name: name, version: version, description: description, schema: schema,
-                 flags: flags, validator: (T.self as? ConfigValidating.Type)?.validate) { config, host in
+                 flags: flags, functions: functions, validator: (T.self as? ConfigValidating.Type)?.validate) { config, host in
             let plugin = try T(config: config, host: host)
             return Instance(export: { plugin.export($0) }, process: nil, flush: plugin.flush, shutdown: plugin.shutdown)
         }
@@ -24,10 +24,10 @@ public enum SpanhostPlugin {
 
     public static func processor<T: SpanProcessorPlugin>(
         _ type: T.Type, name: String, version: String, description: String = "", schema: [ConfigKey]? = nil,
-        flags: PluginFlags = [], host: UnsafePointer<spanhost_host_api>?
+        flags: PluginFlags = [], functions: [PluginFunction] = [], host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
         register(host: host, kind: SPANHOST_KIND_PROCESSOR, name: name, version: version, description: description, schema: schema,
-                 flags: flags, validator: (T.self as? ConfigValidating.Type)?.validate) { config, host in
+                 flags: flags, functions: functions, validator: (T.self as? ConfigValidating.Type)?.validate) { config, host in
             let plugin = try T(config: config, host: host)
             return Instance(export: nil, process: { plugin.process($0) }, flush: plugin.flush, shutdown: plugin.shutdown)
         }
@@ -35,13 +35,27 @@ public enum SpanhostPlugin {
 
     public static func notifier<T: SpanNotifierPlugin>(
         _ type: T.Type, name: String, version: String, description: String = "", schema: [ConfigKey]? = nil,
-        flags: PluginFlags = [], host: UnsafePointer<spanhost_host_api>?
+        flags: PluginFlags = [], functions: [PluginFunction] = [], host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
         register(host: host, kind: SPANHOST_KIND_NOTIFIER, name: name, version: version, description: description, schema: schema,
-                 flags: flags, validator: (T.self as? ConfigValidating.Type)?.validate) { config, host in
+                 flags: flags, functions: functions, validator: (T.self as? ConfigValidating.Type)?.validate) { config, host in
             let plugin = try T(config: config, host: host)
             return Instance(export: nil, process: nil, notify: { plugin.notify($0) }, flush: plugin.flush, shutdown: plugin.shutdown)
         }
+    }
+
+    /// A library that only adds functions to expressions (SPANHOST_KIND_FUNCTIONS): loaded when
+    /// `plugins.functions` names it.
+    public static func functions(
+        _ functions: [PluginFunction], name: String, version: String, description: String = "",
+        host: UnsafePointer<spanhost_host_api>?
+    ) -> UnsafePointer<spanhost_plugin>? {
+        guard let host, Int32(host.pointee.abi_major) == SPANHOST_ABI_MAJOR else { return nil }
+        if let descriptor { return UnsafePointer(descriptor) }
+        hostAPI = host
+        var d = describe(kind: SPANHOST_KIND_FUNCTIONS, name: name, version: version, description: description, flags: [])
+        (d.functions, d.functions_count) = (PluginFunction.table(functions), functions.count)
+        return store(d)
     }
 
     /// The type-erased instance behind a `void *state`.
@@ -71,22 +85,16 @@ public enum SpanhostPlugin {
     nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<spanhost_plugin>?
 
     static func register(host: UnsafePointer<spanhost_host_api>?, kind: Int32, name: String, version: String,
-                         description: String, schema: [ConfigKey]?, flags: PluginFlags, validator: ((PluginConfig, PluginHost) throws -> Void)?,
+                         description: String, schema: [ConfigKey]?, flags: PluginFlags, functions: [PluginFunction],
+                         validator: ((PluginConfig, PluginHost) throws -> Void)?,
                          factory: @escaping Factory) -> UnsafePointer<spanhost_plugin>? {
         guard let host, Int32(host.pointee.abi_major) == SPANHOST_ABI_MAJOR else { return nil }
         if let descriptor { return UnsafePointer(descriptor) }
         hostAPI = host
         self.factory = factory
         self.validator = validator
-        var d = spanhost_plugin()
-        d.struct_size = UInt32(MemoryLayout<spanhost_plugin>.size)
-        d.abi_major = UInt16(SPANHOST_ABI_MAJOR)
-        d.abi_minor = UInt16(SPANHOST_ABI_MINOR)
-        d.kind = UInt32(kind)
-        d.flags = flags.rawValue  // never UNLOADABLE: Swift images must stay mapped
-        d.name = UnsafePointer(strdup(name))
-        d.version = UnsafePointer(strdup(version))
-        d.description = UnsafePointer(strdup(description))
+        var d = describe(kind: kind, name: name, version: version, description: description, flags: flags)
+        if !functions.isEmpty { (d.functions, d.functions_count) = (PluginFunction.table(functions), functions.count) }
         if let schema {
             // Lives as long as the image, like the rest of the descriptor.
             let keys = UnsafeMutablePointer<spanhost_config_key>.allocate(capacity: max(schema.count, 1))
@@ -147,6 +155,24 @@ public enum SpanhostPlugin {
             instance.takeUnretainedValue().shutdown()
             instance.release()
         }
+        return store(d)
+    }
+
+    /// A descriptor's identity; every string lives as long as the image.
+    private static func describe(kind: Int32, name: String, version: String, description: String, flags: PluginFlags) -> spanhost_plugin {
+        var d = spanhost_plugin()
+        d.struct_size = UInt32(MemoryLayout<spanhost_plugin>.size)
+        d.abi_major = UInt16(SPANHOST_ABI_MAJOR)
+        d.abi_minor = UInt16(SPANHOST_ABI_MINOR)
+        d.kind = UInt32(kind)
+        d.flags = flags.rawValue  // never UNLOADABLE: Swift images must stay mapped
+        d.name = UnsafePointer(strdup(name))
+        d.version = UnsafePointer(strdup(version))
+        d.description = UnsafePointer(strdup(description))
+        return d
+    }
+
+    private static func store(_ d: spanhost_plugin) -> UnsafePointer<spanhost_plugin> {
         let stored = UnsafeMutablePointer<spanhost_plugin>.allocate(capacity: 1)
         stored.initialize(to: d)
         descriptor = stored
@@ -178,5 +204,44 @@ public enum SpanhostPlugin {
         let bytes = Array(message.utf8.prefix(status.pointee.message_cap - 1))
         for (i, byte) in bytes.enumerated() { buffer[i] = CChar(bitPattern: byte) }
         buffer[bytes.count] = 0
+    }
+}
+
+/// A function expressions may call (ABI 1.3), written as a C-convention Swift function that takes
+/// its arguments by value, then a pointer to its result and the status, and returns a result
+/// code (see spanhost_function in spanhost.h):
+///
+///     let wordCount: @convention(c) (spanhost_str, UnsafeMutablePointer<Int64>?,
+///                                    UnsafeMutablePointer<spanhost_status>?) -> Int32 = { text, result, _ in ... }
+///     PluginFunction("word_count", [.string], returns: .int, wordCount)
+///
+/// It may run on several threads at once, the host's I/O threads included: it must not block.
+public struct PluginFunction {
+    public enum ArgType: UInt32 { case string = 1, int, double, bool, bytes }
+    public var name: String
+    public var args: [ArgType]
+    public var result: ArgType
+    public var description: String
+    let pointer: UnsafeRawPointer
+
+    /// `function` must be a `@convention(c)` function whose type matches `args` and `result`.
+    public init<F>(_ name: String, _ args: [ArgType], returns result: ArgType, description: String = "", _ function: F) {
+        precondition(MemoryLayout<F>.size == MemoryLayout<UnsafeRawPointer>.size, "\(name): pass a @convention(c) function")
+        (self.name, self.args, self.result, self.description) = (name, args, result, description)
+        pointer = unsafeBitCast(function, to: UnsafeRawPointer.self)
+    }
+
+    /// The C array the descriptor points at; lives as long as the image.
+    static func table(_ functions: [PluginFunction]) -> UnsafePointer<spanhost_function> {
+        let table = UnsafeMutablePointer<spanhost_function>.allocate(capacity: max(functions.count, 1))
+        for (index, f) in functions.enumerated() {
+            let args = UnsafeMutablePointer<UInt32>.allocate(capacity: max(f.args.count, 1))
+            for (i, arg) in f.args.enumerated() { args[i] = arg.rawValue }
+            (table + index).initialize(to: spanhost_function(
+                struct_size: UInt32(MemoryLayout<spanhost_function>.size), name: UnsafePointer(strdup(f.name)), result: f.result.rawValue,
+                arg_count: UInt32(f.args.count), args: UnsafePointer(args),
+                fn: unsafeBitCast(f.pointer, to: (@convention(c) () -> Void).self), description: UnsafePointer(strdup(f.description))))
+        }
+        return UnsafePointer(table)
     }
 }
