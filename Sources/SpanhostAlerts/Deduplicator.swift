@@ -3,13 +3,16 @@ import SpanhostModel
 
 /// Turns many occurrences of one event into few notifications.
 ///
-/// The first occurrence of a key opens a group. After `groupWait` the group is reported once,
-/// with the number of occurrences so far as its count. For `cooldown` after that, occurrences
-/// are only counted; when it ends they are reported together (and a new cooldown starts), or
-/// the group closes if there were none. So a burst of 10,000 identical errors is one
-/// notification with count 10,000. A report after a cooldown carries the latest occurrence's
-/// trace id and time, up to ten recent trace ids, and the first and last times of the
-/// occurrences it stands for. Not thread-safe: the rule engine holds its lock.
+/// The first occurrence of a key (an error signature) opens a group. After `groupWait` the group
+/// is reported once, with the number of occurrences so far as its count. For `cooldown` after
+/// that, occurrences are only counted; they are reported together `repeatWait` after the first
+/// of them at the latest (or when the cooldown ends, if sooner), and a new cooldown starts; the
+/// group closes after a cooldown with none. So a burst of 10,000 identical errors is one
+/// notification with count 10,000, and a repeat waits at most `repeatWait`.
+///
+/// Every report describes its own occurrences: its text, attributes and trace id are those of
+/// one of them (rebuilt at most once a second), with up to ten recent trace ids and the first
+/// and last times. Not thread-safe: the rule engine holds its lock.
 struct Deduplicator {
     private struct Group {
         var event: NotificationEvent
@@ -21,6 +24,9 @@ struct Deduplicator {
         var last: Date?
         /// Whether the event itself has gone out (later reports are cooldown reports).
         var reported = false
+        /// One of the occurrences not yet reported, as its own event, and when it was built.
+        var latest: NotificationEvent?
+        var latestBuilt: ContinuousClock.Instant?
 
         mutating func note(traceID: [UInt8]?, time: Date) {
             if let traceID, traceID.contains(where: { $0 != 0 }) {
@@ -40,21 +46,26 @@ struct Deduplicator {
                 first = nil
                 last = nil
                 reported = true
+                latest = nil
             }
             guard reported, let first, let last else { return event.counted(pending) }
+            if let latest { return latest.report(count: pending, traceIDs: traces, first: first, last: last, ownTrace: true) }
             return event.report(count: pending, traceIDs: traces, first: first, last: last)
         }
     }
 
     let groupWait: Duration
     let cooldown: Duration
+    let repeatWait: Duration
     /// Beyond this many open keys, new keys are refused (counted by the caller).
     let maxKeys: Int
     private var groups: [String: Group] = [:]
 
-    init(groupWait: Duration, cooldown: Duration, maxKeys: Int = 10_000) {
+    /// `repeatWait` nil: repeats wait for the end of the cooldown.
+    init(groupWait: Duration, cooldown: Duration, repeatWait: Duration? = nil, maxKeys: Int = 10_000) {
         self.groupWait = groupWait
         self.cooldown = cooldown
+        self.repeatWait = min(repeatWait ?? cooldown, cooldown)
         self.maxKeys = maxKeys
     }
 
@@ -66,7 +77,15 @@ struct Deduplicator {
                         make: () -> NotificationEvent?) -> (send: NotificationEvent?, accepted: Bool) {
         if groups[key] != nil {
             groups[key]!.pending += 1
-            if groups[key]!.reported { groups[key]!.note(traceID: traceID, time: time) }
+            if groups[key]!.reported {
+                groups[key]!.note(traceID: traceID, time: time)
+                // The first repeat since the last report: it goes out within repeatWait.
+                if groups[key]!.pending == 1 { groups[key]!.until = min(groups[key]!.until, now + repeatWait) }
+                if groups[key]!.latestBuilt.map({ now - $0 >= .seconds(1) }) ?? true, let event = make() {
+                    groups[key]!.latest = event
+                    groups[key]!.latestBuilt = now
+                }
+            }
             return (nil, true)
         }
         guard groups.count < maxKeys, let event = make() else { return (nil, false) }

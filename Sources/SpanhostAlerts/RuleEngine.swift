@@ -18,7 +18,7 @@ public final class RuleEngine: @unchecked Sendable {
     private let lock = NSLock()
     /// Events raised by processors, deduplicated by source, kind and key (a `raised` rule sets
     /// how; 1 s and 1 min otherwise).
-    private var raisedEvents = Deduplicator(groupWait: .seconds(1), cooldown: .seconds(60))
+    private var raisedEvents = Deduplicator(groupWait: .seconds(1), cooldown: .seconds(60), repeatWait: .seconds(20))
     private var stopped = false
     private var started = false
     private var counts: [String: Int64] = [:]
@@ -34,7 +34,7 @@ public final class RuleEngine: @unchecked Sendable {
         self.rules = rules.filter { $0.condition != .raised }.map(RuleState.init)
         for rule in self.rules { rule.folding = errorFlowInPipeline }
         if let raised = rules.first(where: { $0.condition == .raised }) {
-            raisedEvents = Deduplicator(groupWait: raised.groupWait, cooldown: raised.cooldown)
+            raisedEvents = Deduplicator(groupWait: raised.groupWait, cooldown: raised.cooldown, repeatWait: raised.repeatWait)
         }
         self.deliver = deliver
         self.tick = tick

@@ -36,7 +36,7 @@ final class RuleState {
     init(_ config: RuleConfig) {
         self.config = config
         conditions = SpanConditions(config.whereConditions)
-        dedup = Deduplicator(groupWait: config.groupWait, cooldown: config.cooldown)
+        dedup = Deduplicator(groupWait: config.groupWait, cooldown: config.cooldown, repeatWait: config.repeatWait)
         slotWidth = config.window / Self.slots
         if case .noData(true) = config.condition {
             for service in config.services { expectedSince[service] = origin; windows[service] = SlidingWindow() }
@@ -61,7 +61,7 @@ final class RuleState {
             let name = span.pointee.name.string
             let type = error.attribute("exception.type") ?? ""
             let traceID = withUnsafeBytes(of: span.pointee.trace_id) { Array($0) }
-            let key = "\(service)\u{1F}\(name)\u{1F}\(type)"
+            let key = signature(span: span, error: error, service: service, name: name, type: type)
             counts["\(config.id).error_spans", default: 0] += 1
             if folding, config.foldWait != nil, held.count < maxKeys || held[traceID] != nil {
                 // Kept whole (the event built now) for the error_flow event of this trace.
@@ -81,8 +81,10 @@ final class RuleState {
             if !result.accepted { counts["\(config.id).refused", default: 0] += 1 }
             return result.send
         case .errorRate:
+            guard counted(span) else { return nil }
             update(key: service, now: now, counts: &counts) { $0.add(error: error.isError) }
         case .latency(_, _, let bySpanName):
+            guard counted(span) else { return nil }
             let key = bySpanName ? "\(service) \(span.pointee.name.string)" : service
             let start = span.pointee.start_time_unix_nano, end = span.pointee.end_time_unix_nano
             let micros = end > start ? (end - start) / 1000 : 0
@@ -95,6 +97,36 @@ final class RuleState {
             if expectedSince[key] == nil, windows[key] != nil { expectedSince[key] = now }
         }
         return nil
+    }
+
+    /// Whether error_rate and latency count `span` (`per`): a request is a root or SERVER span.
+    private func counted(_ span: UnsafeMutablePointer<spanhost_span>) -> Bool {
+        let root = withUnsafeBytes(of: span.pointee.parent_span_id) { $0.allSatisfy { $0 == 0 } }
+        switch config.per {
+        case .span: return true
+        case .trace: return root
+        case .request: return root || span.pointee.kind == UInt32(SPANHOST_SPAN_KIND_SERVER)
+        }
+    }
+
+    /// The error's signature, its deduplication key: the rule's `signature` fields joined.
+    private func signature(span: UnsafeMutablePointer<spanhost_span>, error: SpanError, service: String, name: String,
+                           type: String) -> String {
+        config.signature.map { field -> String in
+            switch field {
+            case "service": return service
+            case "span_name": return name
+            case "exception.type": return type
+            case "exception.message": return error.attribute("exception.message") ?? span.pointee.status_message.string
+            case "status_message": return span.pointee.status_message.string
+            default:
+                let list = span.pointee.attributes
+                for i in 0..<list.count where list.items[i].key.string == field && list.items[i].value.type == UInt32(SPANHOST_VALUE_STRING) {
+                    return list.items[i].value.as.string_value.string
+                }
+                return ""
+            }
+        }.joined(separator: "\u{1F}")
     }
 
     private func update(key: String, now: ContinuousClock.Instant, counts: inout [String: Int64],

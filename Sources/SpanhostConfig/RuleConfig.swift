@@ -2,12 +2,15 @@
 /// evaluates under `rules:`; their events go to that pipeline's notifiers.
 ///
 ///     rules:
-///       error_span:                    # every error span, deduplicated
+///       error_span:                    # every error span, deduplicated by signature
 ///         group_wait: 1s
 ///         cooldown: 1m
+///         repeat_wait: 20s             # repeats in a cooldown go out this long after the first
+///         signature: [service, span_name, exception.type]   # what makes two errors the same
 ///         fold_into_error_flow: true   # with error_flow in the pipeline, its event stands for the trace
 ///         fold_wait: 30s               # ... unless none came for the trace by then
 ///       error_rate/checkout:           # per service, over a sliding window
+///         per: request                 # what is counted: request (root and SERVER spans), trace (roots), span
 ///         threshold: 0.05
 ///         min_count: 20
 ///         window: 1m
@@ -20,6 +23,7 @@
 ///       raised:                        # how events raised by processors (error_flow) are deduplicated
 ///         group_wait: 1s
 ///         cooldown: 1m
+///         repeat_wait: 20s
 ///       no_data:                       # fewer than min_count spans in window
 ///         window: 5m
 ///         min_count: 1
@@ -54,6 +58,23 @@ public struct RuleConfig: Sendable, Equatable {
     /// reported together with their count. error_rate and latency: the least time between two
     /// "firing" notifications for one key.
     public var cooldown: Duration
+    /// error_span and raised: occurrences during a cooldown are reported at most this long
+    /// after the first of them (or when the cooldown ends, if sooner).
+    public var repeatWait: Duration
+    /// error_span: what makes two error spans the same error (the deduplication key): `service`,
+    /// `span_name`, `exception.type`, `exception.message`, `status_message`, or a span
+    /// attribute's name.
+    public var signature: [String] = ["service", "span_name", "exception.type"]
+    /// error_rate and latency: which spans are counted.
+    public enum Unit: String, Sendable, Equatable {
+        /// Requests a service served: root spans and SERVER spans (the default).
+        case request
+        /// Traces: root spans only (a trace's entry, erroneous when it is).
+        case trace
+        /// Every span.
+        case span
+    }
+    public var per = Unit.request
     /// Only spans of these services count (empty: all).
     public var services: [String]
     /// error_span, in a pipeline with an error_flow processor: error spans are held for their
@@ -75,10 +96,10 @@ public struct RuleConfig: Sendable, Equatable {
         self.id = id
         let allowed: [String]
         switch id.type {
-        case "error_span": allowed = ["group_wait", "cooldown", "services", "where", "fold_into_error_flow", "fold_wait"]
-        case "raised": allowed = ["group_wait", "cooldown"]
-        case "error_rate": allowed = ["threshold", "resolve_threshold", "for", "min_count", "window", "cooldown", "services", "where"]
-        case "latency": allowed = ["percentile", "threshold", "resolve_threshold", "for", "min_count", "window", "group_by", "cooldown", "services", "where"]
+        case "error_span": allowed = ["group_wait", "cooldown", "repeat_wait", "signature", "services", "where", "fold_into_error_flow", "fold_wait"]
+        case "raised": allowed = ["group_wait", "cooldown", "repeat_wait"]
+        case "error_rate": allowed = ["threshold", "resolve_threshold", "for", "min_count", "window", "cooldown", "services", "where", "per"]
+        case "latency": allowed = ["percentile", "threshold", "resolve_threshold", "for", "min_count", "window", "group_by", "cooldown", "services", "where", "per"]
         case "no_data": allowed = ["window", "min_count", "group_by", "cooldown", "services", "where"]
         default: throw ConfigError(path, "unknown rule type '\(id.type)'; expected \(Self.types.joined(separator: ", "))")
         }
@@ -101,6 +122,17 @@ public struct RuleConfig: Sendable, Equatable {
         window = try duration("window", .seconds(60))
         groupWait = try duration("group_wait", .seconds(1))
         cooldown = try duration("cooldown", .seconds(60))
+        repeatWait = min(try duration("repeat_wait", .seconds(20)), cooldown)
+        if let value = settings["per"] {
+            guard let unit = value.stringValue.flatMap(Unit.init(rawValue:)) else {
+                throw ConfigError("\(path).per", "must be request (root and SERVER spans), trace (root spans) or span")
+            }
+            per = unit
+        }
+        if let value = settings["signature"] {
+            signature = try requireStringList(value, "\(path).signature")
+            guard !signature.isEmpty else { throw ConfigError("\(path).signature", "name at least one field, e.g. [service, span_name]") }
+        }
         minCount = Int(try number("min_count", id.type == "no_data" ? 1 : 20, 1...1_000_000_000))
         holdFor = try duration("for", .zero)
         if let list = settings["services"] {

@@ -76,11 +76,13 @@ public final class NotificationEvent: @unchecked Sendable {
     /// A report of the occurrences counted during a cooldown: the event's text, but the count,
     /// trace id and time of those occurrences (the latest trace), the first and last times, and
     /// up to ten recent trace ids (newest first) as attributes.
-    public func report(count: UInt64, traceIDs: [[UInt8]], first: Date, last: Date) -> NotificationEvent? {
+    /// `ownTrace`: the event is one of those occurrences, and keeps its own trace id (so its
+    /// text and trace agree).
+    public func report(count: UInt64, traceIDs: [[UInt8]], first: Date, last: Date, ownTrace: Bool = false) -> NotificationEvent? {
         var n = pointer.pointee
         n.count = count
         n.time_unix_nano = UInt64(max(0, last.timeIntervalSince1970) * 1e9)
-        if let latest = traceIDs.first, latest.count == 16 {
+        if !ownTrace, let latest = traceIDs.first, latest.count == 16 {
             withUnsafeMutableBytes(of: &n.trace_id) { $0.copyBytes(from: latest) }
         }
         guard let event = withExtendedLifetime(self, { NotificationEvent(copying: &n, firstSeen: firstSeen) }) else { return nil }

@@ -81,6 +81,45 @@ final class AlertsTests: XCTestCase {
         }
     }
 
+    /// `requests` traces of service "shop": a root SERVER span and an INTERNAL child each; the
+    /// children of the first `failedCalls` traces fail, the roots of the first `failedRequests`.
+    func requests(_ requests: Int, failedCalls: Int, failedRequests: Int) throws -> SpanBatch {
+        var spans: [String] = []
+        for i in 0..<requests {
+            let trace = String(format: "%032x", i + 1)
+            let error = #","status":{"code":2}"#
+            spans.append(#"{"traceId":"\#(trace)","spanId":"\#(String(format: "%016x", 2 * i + 1))","name":"GET /order","kind":2,"#
+                + #""startTimeUnixNano":"1000000","endTimeUnixNano":"2000000""# + (i < failedRequests ? error : "") + "}")
+            spans.append(#"{"traceId":"\#(trace)","spanId":"\#(String(format: "%016x", 2 * i + 2))","#
+                + #""parentSpanId":"\#(String(format: "%016x", 2 * i + 1))","name":"db","kind":1,"#
+                + #""startTimeUnixNano":"1000000","endTimeUnixNano":"2000000""# + (i < failedCalls ? error : "") + "}")
+        }
+        let json = #"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},"#
+            + #""scopeSpans":[{"spans":[\#(spans.joined(separator: ","))]}]}]}"#
+        return try SpanBatch.decode(Array(json.utf8), encoding: .json)
+    }
+
+    func testErrorRatesCountRequestsByDefaultAndSpansOrTracesWhenAsked() throws {
+        let t0 = ContinuousClock.now
+        func fired(_ rule: String, _ batch: SpanBatch) throws -> [String] {
+            let sink = Sink()
+            let rules = try engine(rule, sink)
+            rules.observe(batch, now: t0)
+            rules.evaluate(now: t0 + .seconds(1))
+            return sink.take()
+        }
+        // 20 requests; 2 made a failing call they recovered from: no request failed.
+        let recovered = try requests(20, failedCalls: 2, failedRequests: 0)
+        XCTAssertEqual(try fired("error_rate: {threshold: 0.04, min_count: 10}", recovered), [], "0 of 20 requests failed")
+        XCTAssertEqual(try fired("error_rate: {threshold: 0.04, min_count: 10, per: span}", recovered), ["error_rate shop"], "2 of 40 spans")
+        // 20 requests, 2 failed, each with its failing call: 10% of requests, as of traces.
+        let failed = try requests(20, failedCalls: 2, failedRequests: 2)
+        XCTAssertEqual(try fired("error_rate: {threshold: 0.09, min_count: 10}", failed), ["error_rate shop"])
+        XCTAssertEqual(try fired("error_rate: {threshold: 0.09, min_count: 10, per: trace}", failed), ["error_rate shop"])
+        XCTAssertEqual(try fired("error_rate: {threshold: 0.11, min_count: 10}", failed), [], "10% is under 11%")
+        XCTAssertThrowsError(try engine("error_rate: {per: call}", Sink()))
+    }
+
     func testSilenceNeverResolvesARateRuleAndNoDataFiresOnItThenResolvesWhenSpansReturn() throws {
         let sink = Sink()
         let rules = try engine("""
@@ -153,6 +192,49 @@ final class AlertsTests: XCTestCase {
         XCTAssertTrue(json.contains("\"last_seen\":\"2027-01-15T08:00:13.000Z\""), json)
         let recent = (13...13).map { String(format: "%032x", $0) } + (4...12).reversed().map { String(format: "%032x", $0) }
         XCTAssertTrue(json.contains("\"recent_trace_ids\":\"\(recent.joined(separator: ","))\""), json)
+    }
+
+    func testRepeatsGoOutWithinRepeatWaitAndEachReportDescribesItsOwnTrace() throws {
+        // Three failures of one signature 10 s apart (orders 101, 102, 103), as a team saw them.
+        var dedup = Deduplicator(groupWait: .seconds(1), cooldown: .seconds(60), repeatWait: .seconds(20))
+        let t0 = ContinuousClock.now
+        func trace(_ n: UInt8) -> [UInt8] { [UInt8](repeating: 0, count: 15) + [n] }
+        func failure(_ order: Int, _ n: UInt8) -> NotificationEvent {
+            NotificationEvent(kind: "error_flow", severity: 2, source: "error_flow", key: "shop checkout ValueError",
+                              summary: "order \(order) failed", attributes: [("exception.message", .string("order \(order)"))],
+                              traceID: trace(n))!
+        }
+        var sent: [(at: Int, event: NotificationEvent)] = []
+        func tick(_ second: Int) { for e in dedup.due(now: t0 + .seconds(Int64(second))) { sent.append((second, e)) } }
+        _ = dedup.occur("k", now: t0, traceID: trace(1)) { failure(101, 1) }
+        for second in 1...9 { tick(second) }
+        _ = dedup.occur("k", now: t0 + .seconds(10), traceID: trace(2)) { failure(102, 2) }
+        for second in 10...19 { tick(second) }
+        _ = dedup.occur("k", now: t0 + .seconds(20), traceID: trace(3)) { failure(103, 3) }
+        for second in 20...70 { tick(second) }
+        XCTAssertEqual(sent.map(\.at), [1, 30], "the new signature at once, its repeats 20 s after the first repeat")
+        let repeats = sent[1].event
+        XCTAssertEqual(repeats.count, 2)
+        XCTAssertEqual(repeats.pointer.pointee.summary.string, "order 103 failed", "the text of the latest repeat")
+        XCTAssertEqual(repeats.pointer.pointee.trace_id.15, 3, "and that repeat's own trace")
+        XCTAssertTrue(repeats.json.contains("\"exception.message\":\"order 103\""), repeats.json)
+        XCTAssertTrue(repeats.json.contains(String(format: "%032x", 3) + "," + String(format: "%032x", 2)), "both traces listed")
+        XCTAssertFalse(repeats.json.contains("order 101"), "nothing of the failure reported before")
+    }
+
+    func testTheErrorSignatureIsConfigurable() throws {
+        let settings = try YAMLLoader.load("error_span: {group_wait: 0s, signature: [service]}", environment: [:])
+        let rules = try settings.mapEntries!.map { try RuleConfig(id: ComponentID(parsing: $0.key, path: "rules"), settings: $0.value) }
+        XCTAssertEqual(rules[0].signature, ["service"])
+        XCTAssertEqual(rules[0].repeatWait, .seconds(20))
+        let sink = Sink()
+        let engine = RuleEngine(pipeline: "traces", rules: rules) { event in
+            sink.lock.withLock { sink.events.append((event.pointer.pointee.kind.string, event.pointer.pointee.key.string)) }
+        }
+        // Five error spans named "op" and, by the default signature, another error: one signature here.
+        engine.observe(try batch("checkout", count: 5, errors: 5))
+        XCTAssertEqual(sink.take().count, 1, "one notification for the service")
+        XCTAssertThrowsError(try RuleConfig(id: ComponentID(type: "error_span"), settings: try YAMLLoader.load("signature: []", environment: [:])))
     }
 
     func testErrorSpansOfATraceAreFoldedIntoItsErrorFlowEventAndUnclaimedOnesStillGoOut() throws {
