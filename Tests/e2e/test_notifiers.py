@@ -100,9 +100,10 @@ def provider(service, url):
     return p
 
 
-def run_two_service_app(url):
+def run_two_service_app(url, qty=-1):
     """frontend calls checkout over HTTP with the W3C traceparent header; checkout fails three
-    calls deep. Returns the trace id and the time the exception was raised."""
+    calls deep (with a message naming `qty`). Returns the trace id and the time the exception
+    was raised."""
     checkout = provider("checkout", url).get_tracer("checkout")
     frontend = provider("frontend", url).get_tracer("frontend")
     raised = {}
@@ -135,7 +136,7 @@ def run_two_service_app(url):
     try:
         with frontend.start_as_current_span("GET /buy", kind=SpanKind.SERVER) as root:
             with frontend.start_as_current_span("call checkout", kind=SpanKind.CLIENT):
-                headers = {"x-qty": "-1"}
+                headers = {"x-qty": str(qty)}
                 propagate.inject(headers)
                 request = urllib.request.Request(f"http://127.0.0.1:{port}/order", data=b"", headers=headers)
                 try:
@@ -184,6 +185,40 @@ def test_error_across_two_services_is_one_error_flow_notification(spanhost):
         print(f"host delay, first occurrence -> notify call: {notifier['notifyDelayMs']}")
         assert notifier["counters"]["notified"] == 1
         assert status["pipelines"][0]["rules"]["error_span.folded"] == a["error_spans"]
+    finally:
+        hook.close()
+
+
+def test_three_failures_ten_seconds_apart_are_each_notified_within_30s_in_reports_of_their_own(spanhost):
+    """One error signature failing three times 10 s apart: the first is notified at once, the
+    repeats within repeat_wait, and every report's text and trace ids are its own failures'."""
+    hook = HookServer()
+    try:
+        s = spanhost(CONFIG % hook.url)
+        t0 = time.time()
+        failures = {}
+        for i, qty in enumerate([-1, -2, -3]):
+            time.sleep(max(0, t0 + 10 * i - time.time()))
+            trace_id, raised_at = run_two_service_app(s.url, qty)
+            failures[trace_id] = (qty, raised_at)
+
+        def traces_of(flow):
+            return [flow["trace_id"]] + flow["attributes"].get("recent_trace_ids", "").split(",")
+
+        def reported():
+            with hook.lock:
+                return [(t, e) for t, e, _ in hook.events if e["kind"] == "error_flow"]
+        assert wait_for(lambda: set(failures) <= {tid for _, e in reported() for tid in traces_of(e)}, timeout=50), reported()
+        for trace_id, (qty, raised_at) in failures.items():
+            arrived = min(t for t, e in reported() if trace_id in traces_of(e))
+            assert arrived - raised_at <= 30, f"failure {qty} notified {arrived - raised_at:.1f} s after its request"
+        for _, flow in reported():
+            own_qty = failures[flow["trace_id"]][0]
+            assert flow["attributes"]["exception.message"] == f"qty must be positive, got {own_qty}", flow
+            others = {q for tid, (q, _) in failures.items() if tid not in traces_of(flow)}
+            assert not any(f"got {q}" in json.dumps(flow) for q in others), flow
+        counts = [flow["count"] for _, flow in reported()]
+        assert sum(counts) == 3 and counts[0] == 1, counts
     finally:
         hook.close()
 
