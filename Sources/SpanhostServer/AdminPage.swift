@@ -33,12 +33,13 @@ enum AdminPage {
             .box b{display:block}.kind{color:#888;font-size:11px;margin-right:6px}.rate{color:#06c;font-weight:600}
             .figures{display:block;font-size:11px;color:#555}.unhealthy{border-color:#c00;background:#fee}
             table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:12px}
-            #map{background:#fff;border:1px solid #ddd}
+            #map{background:#fff;border:1px solid #ddd}#maphint{color:#555}#maphint pre{background:#fff;border:1px solid #ddd;padding:6px;display:inline-block}
+            td.none{color:#888;font-style:italic}
             </style></head><body>
             <h1>spanhost</h1><div id="updated">figures from /status, every 2 s</div>
             <h2>Pipelines</h2>\(pipelines)
             <h2>Exporter queues</h2><table id="queues"><tr><th>exporter</th><th>batches</th><th>oldest (s)</th><th>exported</th><th>failed</th><th>dropped</th></tr></table>
-            <h2>Service map</h2><svg id="map" width="640" height="360"></svg><table id="edges"></table>
+            <h2>Service map</h2><div id="maphint"></div><svg id="map" width="760" height="360" viewBox="0 0 760 360"></svg><table id="edges"></table>
             <h2>Last notifications</h2><table id="notifications"></table>
             <h2>Plugin images</h2><table id="plugins"></table>
             <h2>Reloads</h2><table id="reloads"></table>
@@ -70,11 +71,14 @@ enum AdminPage {
     static let script = #"""
     let previous = null;
     const el = (tag, text) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; return e; };
-    function table(id, header, rows) {
+    function table(id, header, rows, none) {
       const t = document.getElementById(id); t.textContent = '';
       const h = el('tr'); header.forEach(c => h.appendChild(el('th', c))); t.appendChild(h);
       rows.forEach(r => { const tr = el('tr'); r.forEach(c => tr.appendChild(el('td', String(c)))); t.appendChild(tr); });
+      if (!rows.length) { const td = el('td', none || 'none yet'); td.colSpan = header.length; td.className = 'none'; const tr = el('tr'); tr.appendChild(td); t.appendChild(tr); }
     }
+    // What a box's rate counts: notifiers deliver events, everything else moves spans.
+    const unit = kind => kind === 'notifier' ? 'events' : 'spans';
     function flowCounter(kind, c) {
       if (kind === 'receiver') return c.accepted_spans || 0;
       if (kind === 'processor') return c.received || 0;
@@ -91,20 +95,43 @@ enum AdminPage {
       (s.connectors || []).forEach(c => all['connector/' + c.id] = {counters: c.counters, health: 'healthy', connector: c});
       return all;
     }
-    function drawMap(edges) {
+    // Services in columns by depth (callers left of the services they call), so every edge
+    // runs left to right with its arrow at the server; a cycle's back edge bends below.
+    function drawMap(edges, rates) {
       const svg = document.getElementById('map'); svg.textContent = '';
-      const names = [...new Set(edges.flatMap(e => [e.client, e.server]))];
-      const pos = {}; const n = names.length || 1;
-      names.forEach((name, i) => { const a = 2 * Math.PI * i / n; pos[name] = [320 + 220 * Math.cos(a), 180 + 130 * Math.sin(a)]; });
       const ns = 'http://www.w3.org/2000/svg';
+      const names = [...new Set(edges.flatMap(e => [e.client, e.server]))].sort();
+      const depth = {}; names.forEach(n => depth[n] = 0);
+      for (let round = 0; round < names.length; round++)
+        edges.forEach(e => { if (e.client !== e.server && depth[e.server] < depth[e.client] + 1 && depth[e.client] + 1 < names.length) depth[e.server] = depth[e.client] + 1; });
+      const columns = []; names.forEach(n => (columns[depth[n]] = columns[depth[n]] || []).push(n));
+      const width = Math.max(760, 190 * columns.length), rows = Math.max(1, ...columns.filter(c => c).map(c => c.length));
+      const height = Math.max(200, 60 * rows + 60);
+      svg.setAttribute('width', width); svg.setAttribute('height', height); svg.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
+      const pos = {}; const colWidth = width / Math.max(1, columns.length);
+      columns.forEach((col, c) => (col || []).forEach((name, i) => { pos[name] = [colWidth * c + 40, (height / (col.length + 1)) * (i + 1)]; }));
+      const defs = document.createElementNS(ns, 'defs');
+      ['#06c', '#c00'].forEach((color, i) => {
+        const m = document.createElementNS(ns, 'marker');
+        Object.entries({id: 'arrow' + i, viewBox: '0 0 10 10', refX: 18, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto'}).forEach(([k, v]) => m.setAttribute(k, v));
+        const path = document.createElementNS(ns, 'path'); path.setAttribute('d', 'M0,0 L10,5 L0,10 z'); path.setAttribute('fill', color);
+        m.appendChild(path); defs.appendChild(m);
+      });
+      svg.appendChild(defs);
       edges.forEach(e => {
         const [x1, y1] = pos[e.client], [x2, y2] = pos[e.server];
-        const line = document.createElementNS(ns, 'line');
-        Object.entries({x1, y1, x2, y2, stroke: e.errorRate > 0.05 ? '#c00' : '#06c', 'stroke-width': 2}).forEach(([k, v]) => line.setAttribute(k, v));
-        svg.appendChild(line);
+        const bad = e.errorRate > 0.05, back = x2 <= x1;
+        const path = document.createElementNS(ns, 'path');
+        const d = back ? 'M' + x1 + ',' + y1 + ' C' + x1 + ',' + (height - 10) + ' ' + x2 + ',' + (height - 10) + ' ' + x2 + ',' + y2
+                       : 'M' + x1 + ',' + y1 + ' L' + x2 + ',' + y2;
+        Object.entries({d, fill: 'none', stroke: bad ? '#c00' : '#06c', 'stroke-width': 2, 'marker-end': 'url(#arrow' + (bad ? 1 : 0) + ')',
+                        class: 'edge', 'data-client': e.client, 'data-server': e.server}).forEach(([k, v]) => path.setAttribute(k, v));
+        svg.appendChild(path);
         const label = document.createElementNS(ns, 'text');
-        label.setAttribute('x', (x1 + x2) / 2); label.setAttribute('y', (y1 + y2) / 2 - 4); label.setAttribute('font-size', 11);
-        label.textContent = e.client + ' → ' + e.server + ': ' + e.calls + ' calls, ' + (100 * e.errorRate).toFixed(1) + '% errors';
+        label.setAttribute('x', (x1 + x2) / 2); label.setAttribute('y', back ? height - 14 : (y1 + y2) / 2 - 8);
+        label.setAttribute('text-anchor', 'middle'); label.setAttribute('font-size', 11); label.setAttribute('class', 'edgelabel');
+        const rate = rates[e.client + '→' + e.server];
+        label.textContent = (rate === undefined ? e.calls + ' calls' : rate.toFixed(1) + ' calls/s') + ' · ' + (100 * e.errorRate).toFixed(1) + '% err · p95 ' + e.serverP95Ms + ' ms';
         svg.appendChild(label);
       });
       names.forEach(name => {
@@ -112,7 +139,8 @@ enum AdminPage {
         const c = document.createElementNS(ns, 'circle');
         Object.entries({cx: x, cy: y, r: 8, fill: '#333'}).forEach(([k, v]) => c.setAttribute(k, v)); svg.appendChild(c);
         const t = document.createElementNS(ns, 'text');
-        t.setAttribute('x', x + 10); t.setAttribute('y', y + 4); t.setAttribute('class', 'service'); t.textContent = name; svg.appendChild(t);
+        t.setAttribute('x', x); t.setAttribute('y', y + 22); t.setAttribute('text-anchor', 'start'); t.setAttribute('class', 'service');
+        t.textContent = name; svg.appendChild(t);
       });
     }
     async function refresh() {
@@ -131,15 +159,28 @@ enum AdminPage {
         const count = flowCounter(box.dataset.kind, c.counters);
         const before = previous && previous.all[key] ? flowCounter(box.dataset.kind, previous.all[key].counters) : null;
         const rate = before === null ? null : (count - before) / ((now - previous.time) / 1000);
-        box.querySelector('.rate').textContent = rate === null ? count + ' spans' : rate.toFixed(0) + ' spans/s (' + count + ')';
+        const u = unit(box.dataset.kind);
+        box.querySelector('.rate').textContent = rate === null ? count + ' ' + u : rate.toFixed(0) + ' ' + u + '/s (' + count + ')';
       });
       table('queues', ['exporter', 'batches', 'oldest (s)', 'exported', 'failed', 'dropped'], s.exporters.map(e =>
         [e.id, e.queue ? e.queue.depth : (e.queueDepth || 0), e.queue && e.queue.oldestAgeSeconds ? e.queue.oldestAgeSeconds.toFixed(1) : 0,
          e.counters.exported || 0, e.counters.failed || 0, (e.counters.dropped_on_full || 0) + (e.counters.dropped || 0)]));
-      const graph = (s.connectors || []).find(c => c.edges) || {edges: []};
-      drawMap(graph.edges);
-      table('edges', ['client', 'server', 'calls', 'error rate', 'server p95 ms'], graph.edges.map(e =>
-        [e.client, e.server, e.calls, (100 * e.errorRate).toFixed(1) + '%', e.serverP95Ms]));
+      const graph = (s.connectors || []).find(c => c.edges);
+      const hint = document.getElementById('maphint'); hint.textContent = '';
+      if (!graph) {
+        hint.appendChild(el('p', 'No servicegraph connector runs, so there is no map. Add one and list it as an exporter of a traces pipeline:'));
+        hint.appendChild(el('pre', 'connectors:\n  servicegraph: {}\nservice:\n  pipelines:\n    traces:\n      exporters: [..., servicegraph]'));
+      }
+      const edges = graph ? graph.edges : [];
+      const rates = {};
+      if (previous && previous.edges) edges.forEach(e => {
+        const before = previous.edges[e.client + '→' + e.server];
+        if (before !== undefined) rates[e.client + '→' + e.server] = (e.calls - before) / ((now - previous.time) / 1000);
+      });
+      drawMap(edges, rates);
+      table('edges', ['client', 'server', 'calls', 'error rate', 'server p95 ms'], edges.map(e =>
+        [e.client, e.server, e.calls, (100 * e.errorRate).toFixed(1) + '%', e.serverP95Ms]),
+        graph ? 'no calls between services seen yet' : 'no servicegraph connector');
       table('plugins', ['plugin', 'kind', 'version', 'abi', 'state', 'sha256'], s.plugins.map(p =>
         [p.name, p.kind, p.version, p.abi, p.state, p.sha256.slice(0, 12)]).concat((s.refusedPlugins || []).map(p =>
         [p.file, '', '', '', 'refused: ' + p.reason, ''])).concat((s.quarantined || []).map(q =>
@@ -151,7 +192,7 @@ enum AdminPage {
       document.getElementById('memory').textContent = 'batches ' + (s.memory.batchBytes >> 20) + ' MiB, arena slabs ' +
         (s.memory.arenaMappedBytes >> 20) + ' MiB, request bodies ' + (s.memory.requestBodyBytes >> 20) + ' MiB';
       document.getElementById('updated').textContent = 'updated ' + new Date(now).toLocaleTimeString();
-      previous = {time: now, all};
+      previous = {time: now, all, edges: Object.fromEntries(edges.map(e => [e.client + '→' + e.server, e.calls]))};
     }
     refresh(); setInterval(refresh, 2000);
     """#

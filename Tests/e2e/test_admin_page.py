@@ -71,8 +71,14 @@ def test_the_admin_page_shows_the_pipeline_live_counters_and_the_service_map(spa
     box = re.search(r'data-id="attributes/tag">.*?<span class="figures">([^<]*)</span>', html, re.S)
     assert box and "received 30" in box.group(1), box and box.group(1)
     assert re.search(r'data-rate="exporter/file">\d+ spans', html), "the exporter's rate was filled in"
+    assert re.search(r'data-rate="notifier/log">\d+ events', html), "a notifier counts events, not spans"
     assert re.search(r'<text[^>]*class="service"[^>]*>frontend</text>', html) and re.search(r'class="service"[^>]*>backend<', html)
-    assert "frontend → backend: 10 calls, 10.0% errors" in html
+    # The edge runs from the client to the server, left to right, with an arrowhead at the server.
+    edge = re.search(r'<path d="M([\d.]+),[\d.]+ L([\d.]+),[\d.]+"[^>]*marker-end="url\(#arrow1\)"[^>]*data-client="frontend" data-server="backend"', html)
+    assert edge and float(edge.group(1)) < float(edge.group(2)), html[html.find("<svg"):html.find("</svg>")]
+    assert re.search(r'class="edgelabel"[^>]*>[\d.]+ calls(/s)? · 10\.0% err · p95 \d+ ms</text>', html)
+    assert '<td>frontend</td><td>backend</td><td>10</td><td>10.0%</td>' in html
+    assert 'id="maphint"></div>' in html, "no hint while a servicegraph connector runs"
     assert re.search(r'data-rate="connector/servicegraph">1 service pairs', html)
     assert "<td>attributes</td>" in html and "<td>current</td>" in html
     assert "<td>file</td>" in html
@@ -84,3 +90,13 @@ def test_the_admin_page_shows_the_pipeline_live_counters_and_the_service_map(spa
     assert r.returncode == 0 and os.path.getsize(shot) > 10_000, r.stderr[-2000:]
     with open(shot, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_servicegraph_the_map_says_what_to_add_and_empty_tables_say_so(spanhost, tmp):
+    s = spanhost(CONFIG.replace("connectors:\n  servicegraph: {{}}\n", "").replace("exporters: [file, servicegraph]", "exporters: [file]"))
+    dom = chromium("--dump-dom", s.admin + "/")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert "No servicegraph connector runs" in html and "servicegraph: {}" in html
+    assert '<td colspan="5" class="none">no servicegraph connector</td>' in html
+    assert '<td colspan="6" class="none">none yet</td>' in html, "the empty notifications table says so"
