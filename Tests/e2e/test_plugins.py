@@ -96,6 +96,11 @@ def test_plugins_built_against_older_and_newer_headers_both_load(spanhost, tmp):
         return next(e for e in s.status()["exporters"] if e["id"] == "newer_minor")["counters"]
     assert wait_for(lambda: newer().get("exports") == 3), newer()
     assert newer().get("fallbacks") == 3 and "future_calls" not in newer(), newer()
+    # Its functions array has 1.99's longer elements: walked by their struct_size, both register.
+    for call, result in [('newer_length("abcd")', "4"), ("newer_double(21)", "42")]:
+        r = subprocess.run([os.path.join(BUILD, "bin", "spanhost"), "plugin-test", os.path.join(d, "newer_minor.so"), "--call", call],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout.strip() == result, (call, r.stdout, r.stderr)
 
 
 def test_check_names_a_refused_plugin_once_without_a_nested_log_line(tmp):
