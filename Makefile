@@ -28,6 +28,11 @@ FIXTURE_SOS  := $(FIXTURE_SRCS:Tests/fixtures/plugins/%.c=$(BUILD)/test-plugins/
 # C++ fixtures: the header must work from C++ with no extern "C" of the plugin's own.
 CXX         ?= c++
 FIXTURE_CXX_SOS := $(patsubst Tests/fixtures/plugins/%.cpp,$(BUILD)/test-plugins/%.so,$(wildcard Tests/fixtures/plugins/*.cpp))
+# The header of each earlier minor, from the repository's history (the last commit before the
+# next minor), <minor>:<commit>; a fixture built against each must load into this host.
+ABI_HISTORY := 0:3308ec6^ 1:7ff4c65^ 2:1923d2f^ 3:2c2f12c^ 4:16061d1^ 5:f26da28^ 6:2e97b95^ 7:94fcf13^
+ABI_HISTORY_SOS := $(foreach v,$(ABI_HISTORY),$(BUILD)/test-plugins/abi_1_$(firstword $(subst :, ,$(v))).so)
+abi_commit = $(word 2,$(subst :, ,$(filter $(1):%,$(ABI_HISTORY))))
 
 .PHONY: all deps test-deps install build examples run test test-swift test-e2e test-fuzz fuzz fuzz-binaries chaos test-chaos bench header-check clean
 
@@ -67,7 +72,7 @@ $(CLIENTS_VENV)/.installed: Makefile
 	$(CLIENTS_VENV)/bin/pip install -q --disable-pip-version-check $(CLIENTS_PACKAGES)
 	touch $@
 
-build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(FIXTURE_CXX_SOS) $(BUILD)/test-bin/kafka-mock
+build: deps $(PLUGIN_SOS) examples $(FIXTURE_SOS) $(FIXTURE_CXX_SOS) $(ABI_HISTORY_SOS) $(BUILD)/test-bin/kafka-mock
 	swift build $(SWIFT_FLAGS) --product spanhostd
 	swift build $(SWIFT_FLAGS) --product spanhost
 	swift build $(SWIFT_FLAGS) --product spanhost-baseline
@@ -108,11 +113,21 @@ $(BUILD)/test-plugins/%.so: Tests/fixtures/plugins/%.c include/spanhost/spanhost
 	@mkdir -p $(BUILD)/test-plugins
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
 
-# A plugin built by an older header keeps loading: this fixture is compiled against a copy of
-# the ABI 1.1 header, with the descriptor as long as 1.1 made it.
-$(BUILD)/test-plugins/old_minor.so: Tests/fixtures/plugins/old_minor.c Tests/fixtures/abi-1.1/spanhost/spanhost.h
+# Plugins built by older headers keep loading (see ABI_HISTORY above).
+.SECONDARY: $(foreach v,$(ABI_HISTORY),$(BUILD)/abi-history/1.$(firstword $(subst :, ,$(v)))/spanhost/spanhost.h)
+
+$(BUILD)/abi-history/1.%/spanhost/spanhost.h:
+	@mkdir -p $(dir $@)
+	git show '$(call abi_commit,$*):include/spanhost/spanhost.h' > $@
+
+$(BUILD)/test-plugins/abi_1_%.so: Tests/fixtures/abi-history/historical.c $(BUILD)/abi-history/1.%/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/test-plugins
-	$(CC) $(subst -Iinclude,-ITests/fixtures/abi-1.1,$(PLUGIN_CFLAGS)) -o $@ $<
+	$(CC) $(subst -Iinclude,-I$(BUILD)/abi-history/1.$*,$(PLUGIN_CFLAGS)) -DPLUGIN_NAME='"abi_1_$*"' -o $@ $<
+
+# old_minor declares ABI 1.0 with the descriptor as long as 1.1 made it.
+$(BUILD)/test-plugins/old_minor.so: Tests/fixtures/plugins/old_minor.c $(BUILD)/abi-history/1.1/spanhost/spanhost.h
+	@mkdir -p $(BUILD)/test-plugins
+	$(CC) $(subst -Iinclude,-I$(BUILD)/abi-history/1.1,$(PLUGIN_CFLAGS)) -o $@ $<
 
 $(BUILD)/test-plugins/%.so: Tests/fixtures/plugins/%.cpp include/spanhost/spanhost.h
 	@mkdir -p $(BUILD)/test-plugins

@@ -81,6 +81,22 @@ def test_only_the_plugins_the_config_names_are_opened(spanhost, tmp):
     assert pids and s.server_pid not in pids and s.proc.pid not in pids
 
 
+def test_a_plugin_built_against_every_earlier_minors_header_loads_and_exports(spanhost, tmp):
+    """The Makefile builds one exporter against the header of each earlier minor, taken from the
+    repository's history; all load into this host side by side and export."""
+    minors = range(int(header_abi().split(".")[1]))
+    names = [f"abi_1_{m}" for m in minors]
+    d = plugin_dir(tmp, *names)
+    s = spanhost(BASE % ("\n".join(f"  {n}: {{{{}}}}" for n in names), ", ".join(names)), plugins_dir=d)
+    loaded = {p["name"]: p["abi"] for p in s.status()["plugins"]}
+    assert loaded == {f"abi_1_{m}": f"1.{m}" for m in minors}, loaded
+    assert requests.post(s.url, data=request(["a", "b"]).SerializeToString(), headers=PROTO, timeout=5).status_code == 200
+
+    def exported():
+        return {e["id"]: e["counters"].get("spans") for e in s.status()["exporters"]}
+    assert wait_for(lambda: exported() == {n: 2 for n in names}), exported()
+
+
 def test_plugins_built_against_older_and_newer_headers_both_load(spanhost, tmp):
     """The header's versioning model: any 1.x minor loads. old_minor was built with the 1.1
     header; newer_minor with a 1.99 one whose descriptor is longer than this host's and which
