@@ -57,6 +57,9 @@ public final class Generation: @unchecked Sendable {
     public let connectors: [(config: ConnectorConfig, connector: SpanConnector)]
     /// How many components were carried over from the previous generation.
     public let carriedOver: Int
+    /// The recent errors of every pipeline, for the admin page; handed from one generation to
+    /// the next.
+    public let errors: ErrorLog
     /// Components left out because their plugin is quarantined (`on_quarantine: skip`).
     public let skipped: [String]
     /// Pipelines answering 503 because a component's plugin is quarantined
@@ -72,6 +75,7 @@ public final class Generation: @unchecked Sendable {
     private let inFlight = Atomic<Int>(0)
 
     public init(config: ServiceConfig, catalog: PluginCatalog, previous: Generation? = nil) throws {
+        errors = previous?.errors ?? ErrorLog()
         var created: [PluginInstance] = []
         var carried = 0
         // Processors compile their expressions against the functions loaded when they were made:
@@ -164,7 +168,7 @@ public final class Generation: @unchecked Sendable {
                                           notifiers: pipeline.notifiers.map { notifiers[$0]! },
                                           connectors: pipeline.connectors.compactMap { id in connectors.first { $0.config.id == id }?.connector },
                                           rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } },
-                                          previous: oldPipeline, refusing: quarantine.refusing[pipeline.id],
+                                          previous: oldPipeline, errors: errors, refusing: quarantine.refusing[pipeline.id],
                                           dropping: quarantine.dropping[pipeline.id] ?? [], journals: journals))
             }
         } catch {

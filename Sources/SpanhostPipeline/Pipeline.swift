@@ -21,6 +21,9 @@ public final class Pipeline: @unchecked Sendable {
     /// The pipeline's alert rules; also deduplicates events its processors raise.
     public let rules: RuleEngine
 
+    /// Where the pipeline's error events are kept for the admin page's Errors view.
+    let errors: ErrorLog
+
     /// The rule settings the engine was built from.
     let ruleConfigs: [RuleConfig]
     /// Why this pipeline refuses every batch (a component's plugin is quarantined), or nil.
@@ -57,7 +60,7 @@ public final class Pipeline: @unchecked Sendable {
     /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
     init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], balancers: [LoadBalancer] = [], notifiers: [NotifierRunner],
-         connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, refusing: String? = nil,
+         connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, errors: ErrorLog = ErrorLog(), refusing: String? = nil,
          dropping: [String] = [], journals: [HoldJournal?]? = nil) {
         self.id = id
         self.refusing = refusing
@@ -71,6 +74,7 @@ public final class Pipeline: @unchecked Sendable {
         self.notifiers = notifiers
         self.connectors = connectors
         self.ruleConfigs = rules
+        self.errors = errors
         let errorFlow = processors.contains { $0.library.raisesTraceEvents }
         if let previous, previous.ruleConfigs == rules, previous.rules.errorFlowInPipeline == errorFlow,
            previous.notifiers.map(ObjectIdentifier.init) == notifiers.map(ObjectIdentifier.init) {
@@ -78,6 +82,8 @@ public final class Pipeline: @unchecked Sendable {
         } else {
             self.rules = RuleEngine(pipeline: id, rules: rules,
                                     errorFlowInPipeline: errorFlow) { event in
+                // Raised events are logged as they occur (notify); the rules' own error events here.
+                if event.pointer.pointee.kind.string == "error_span" { errors.record(event) }
                 for notifier in notifiers { notifier.enqueue(event) }
             }
         }
@@ -220,8 +226,9 @@ public final class Pipeline: @unchecked Sendable {
     /// A processor raised an event: copy it (the raiser keeps its own) and let the rule engine
     /// deduplicate it on its way to the notifiers' queues.
     func notify(_ notification: UnsafePointer<spanhost_notification>, standsForTrace: Bool) {
-        guard !notifiers.isEmpty else { return }
         guard let event = NotificationEvent(copying: notification) else { return }
+        errors.record(event)
+        guard !notifiers.isEmpty else { return }
         rules.raised(event, standsForTrace: standsForTrace)
     }
 }

@@ -34,9 +34,13 @@ enum AdminPage {
             .figures{display:block;font-size:11px;color:#555}.unhealthy{border-color:#c00;background:#fee}
             table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:12px}
             #map{background:#fff;border:1px solid #ddd}#maphint{color:#555}#maphint pre{background:#fff;border:1px solid #ddd;padding:6px;display:inline-block}
-            td.none{color:#888;font-style:italic}
+            td.none{color:#888;font-style:italic}#errors tr.pick{cursor:pointer}#errors tr.chosen{background:#eef}
+            #errorflow{margin-top:8px;max-width:1100px}#errorflow .step{display:inline-block;border:1px solid #bbb;border-radius:4px;padding:2px 6px;margin:2px;background:#fff}
+            #errorflow .step.failing{border-color:#c00;background:#fee}#errorflow pre{background:#fff;border:1px solid #ddd;padding:6px;white-space:pre-wrap;font-size:12px}
             </style></head><body>
             <h1>spanhost</h1><div id="updated">figures from /status, every 2 s</div>
+            <h2>Errors</h2><div>service <select id="errorservice"><option value="">all</option></select></div>
+            <table id="errors"></table><div id="errorflow"></div>
             <h2>Pipelines</h2>\(pipelines)
             <h2>Exporter queues</h2><table id="queues"><tr><th>exporter</th><th>batches</th><th>oldest (s)</th><th>exported</th><th>failed</th><th>dropped</th></tr></table>
             <h2>Service map</h2><div id="maphint"></div><svg id="map" width="760" height="360" viewBox="0 0 760 360"></svg><table id="edges"></table>
@@ -143,6 +147,59 @@ enum AdminPage {
         t.textContent = name; svg.appendChild(t);
       });
     }
+    // The Errors view: /errors grouped by signature, newest first; a row opens its latest
+    // occurrence (or the one #error=<trace id> names: the link to share) as its flow.
+    let errorData = [], chosen = location.hash.startsWith('#error=') ? location.hash.slice(7) : null;
+    function occurrences() { return errorData.flatMap(g => g.occurrences.map(o => ({group: g, o, e: JSON.parse(o.event)}))); }
+    function showFlow() {
+      const box = document.getElementById('errorflow'); box.textContent = '';
+      const all = occurrences(); const hit = all.find(x => x.o.traceId === chosen) || null;
+      if (!hit) return;
+      const a = hit.e.attributes || {};
+      const link = el('a', 'link to this error'); link.href = '#error=' + hit.o.traceId; link.id = 'errorlink';
+      box.appendChild(el('h3', hit.e.summary)); box.appendChild(link);
+      box.appendChild(el('div', 'trace ' + hit.o.traceId + ' · ' + hit.o.time + ' · ' + (hit.group.count) + ' of this error since ' + hit.group.firstSeen));
+      const path = a['error_flow.path'] || [];
+      const flow = el('div'); flow.className = 'flow-steps';
+      path.forEach((step, i) => {
+        if (i) flow.appendChild(el('span', ' → '));
+        const b = el('span', (step.service || '') + ' · ' + step.name + ' (' + Number(step.duration_ms).toFixed(1) + ' ms)');
+        b.className = 'step' + (i === path.length - 1 ? ' failing' : ''); flow.appendChild(b);
+      });
+      if (!path.length) flow.appendChild(el('span', (a['service.name'] || '') + ' · ' + (a['span.name'] || '')));
+      box.appendChild(flow);
+      const exc = el('div', (a['exception.type'] || 'error') + ': ' + (a['exception.message'] || hit.e.summary)); exc.className = 'exception';
+      box.appendChild(exc);
+      if (a['exception.stacktrace']) box.appendChild(el('pre', a['exception.stacktrace']));
+      const recent = el('div', 'recent occurrences: '); recent.className = 'recent';
+      hit.group.occurrences.forEach(o => {
+        const l = el('a', o.time.slice(11, 19)); l.href = '#error=' + o.traceId; l.title = 'trace ' + o.traceId;
+        l.onclick = () => { chosen = o.traceId; drawErrors(); }; recent.appendChild(l); recent.appendChild(el('span', ' '));
+      });
+      box.appendChild(recent);
+    }
+    function drawErrors() {
+      const select = document.getElementById('errorservice'), keep = select.value;
+      const services = [...new Set(errorData.map(g => g.service).filter(s => s))].sort();
+      select.textContent = ''; select.appendChild(el('option', 'all')).value = '';
+      services.forEach(s => { const o = el('option', s); o.value = s; select.appendChild(o); });
+      select.value = services.includes(keep) ? keep : '';
+      const shown = errorData.filter(g => !select.value || g.service === select.value);
+      table('errors', ['last seen', 'service', 'error', 'count', 'first seen'], shown.map(g =>
+        [g.lastSeen, g.service, g.summary, g.count, g.firstSeen]), 'no errors seen yet');
+      const rows = document.getElementById('errors').querySelectorAll('tr');
+      shown.forEach((g, i) => {
+        const tr = rows[i + 1]; tr.className = 'pick'; tr.dataset.trace = g.occurrences[0].traceId || '';
+        if (g.occurrences.some(o => o.traceId === chosen)) tr.classList.add('chosen');
+        tr.onclick = () => { chosen = tr.dataset.trace; history.replaceState(null, '', '#error=' + chosen); drawErrors(); };
+      });
+      showFlow();
+    }
+    document.getElementById('errorservice').onchange = drawErrors;
+    async function refreshErrors() {
+      const r = await fetch('/errors');
+      if (r.ok) { errorData = (await r.json()).signatures; drawErrors(); }
+    }
     async function refresh() {
       const r = await fetch('/status');
       if (!r.ok) { document.getElementById('updated').textContent = '/status answered ' + r.status; return; }
@@ -194,6 +251,6 @@ enum AdminPage {
       document.getElementById('updated').textContent = 'updated ' + new Date(now).toLocaleTimeString();
       previous = {time: now, all, edges: Object.fromEntries(edges.map(e => [e.client + '→' + e.server, e.calls]))};
     }
-    refresh(); setInterval(refresh, 2000);
+    refresh(); refreshErrors(); setInterval(() => { refresh(); refreshErrors(); }, 2000);
     """#
 }

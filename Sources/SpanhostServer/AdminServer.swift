@@ -63,6 +63,8 @@ final class AdminServer: Sendable {
                                                          body: Array(AdminPage.html(status.report()).utf8)))
         case (.GET, "/status"):
             return loop.makeSucceededFuture(json(status.report()))
+        case (.GET, "/errors"):
+            return loop.makeSucceededFuture(json(["signatures": status.current.value.errors.signatures()]))
         case (.GET, "/metrics"):
             return loop.makeSucceededFuture(HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4"],
                                                          body: status.report().prometheusText() + status.derivedMetrics()))
@@ -76,7 +78,7 @@ final class AdminServer: Sendable {
             }
             return promise.futureResult
         default:
-            return loop.makeSucceededFuture(.text(.notFound, "unknown admin path; try GET /healthz, GET /status, GET /metrics or POST /-/reload"))
+            return loop.makeSucceededFuture(.text(.notFound, "unknown admin path; try GET /healthz, GET /status, GET /errors, GET /metrics or POST /-/reload"))
         }
     }
 

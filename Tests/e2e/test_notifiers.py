@@ -5,6 +5,7 @@ and hanging notifiers never hold up spans."""
 import http.server
 import json
 import os
+import re
 import threading
 import time
 import urllib.request
@@ -494,5 +495,39 @@ def test_span_text_cannot_ping_a_channel_or_forge_log_lines(spanhost):
         assert len(lines) == 1, lines
         assert "forged" in lines[0] and "\\n2026-01-01T00:00:00Z CRITICAL" in lines[0] and "\\x1b[2J" in lines[0], lines[0]
         assert "\x1b" not in s.log() and not any(l.startswith("2026-01-01T00:00:00Z CRITICAL") for l in s.log().splitlines())
+    finally:
+        hook.close()
+
+
+def test_the_errors_view_groups_failures_and_opens_a_shared_link_as_its_flow(spanhost, tmp):
+    """The admin page's Errors view in headless Chromium: failures grouped by signature with a
+    count, and a link naming one trace opens that failure's flow, service by service, with its
+    own exception message."""
+    from test_admin_page import chromium
+    hook = HookServer()
+    try:
+        s = spanhost(CONFIG % hook.url)
+        traces = {qty: run_two_service_app(s.url, qty)[0] for qty in (-1, -2)}
+        assert wait_for(lambda: len(requests.get(s.admin + "/errors", timeout=5).json()["signatures"][0]["occurrences"]) == 2
+                        if requests.get(s.admin + "/errors", timeout=5).json()["signatures"] else False, timeout=20)
+        errors = requests.get(s.admin + "/errors", timeout=5).json()["signatures"]
+        assert len(errors) == 1 and errors[0]["count"] == 2 and errors[0]["service"] == "checkout", errors
+        for qty, trace_id in traces.items():
+            dom = chromium("--dump-dom", f"{s.admin}/#error={trace_id}")
+            assert dom.returncode == 0, dom.stderr[-2000:]
+            html = dom.stdout
+            assert f"ValueError: qty must be positive, got {qty}</div>" in html, html[html.find('id="errorflow"'):][:3000]
+            other = -3 - qty  # the other failure's message is not in this flow
+            assert f"got {other}</div>" not in html
+            steps = re.findall(r'<span class="step( failing)?">([^<]*)</span>', html)
+            assert [name.split(" (")[0] for _, name in steps] == [
+                "frontend · GET /buy", "frontend · call checkout", "checkout · POST /order", "checkout · place_order", "checkout · validate_qty"], steps
+            assert steps[-1][0] == " failing"
+            assert f'href="#error={trace_id}"' in html and f"trace {trace_id}" in html
+            assert re.search(r'<tr class="pick chosen"[^>]*><td>[^<]*</td><td>checkout</td>', html), "the row of this error is marked"
+            assert all(f'href="#error={t}"' in html for t in traces.values()), "each occurrence of the signature is listed"
+        shot = os.path.join(os.environ.get("SPANHOST_SCREENSHOT_DIR", tmp), "errors.png")
+        r = chromium("--window-size=1280,900", f"--screenshot={shot}", f"{s.admin}/#error={traces[-1]}")
+        assert r.returncode == 0 and os.path.getsize(shot) > 10_000, r.stderr[-2000:]
     finally:
         hook.close()
