@@ -60,6 +60,8 @@ public final class Generation: @unchecked Sendable {
     /// The recent errors of every pipeline, for the admin page; handed from one generation to
     /// the next.
     public let errors: ErrorLog
+    /// Live taps of the admin page; handed from one generation to the next.
+    public let taps: TapBoard
     /// Components left out because their plugin is quarantined (`on_quarantine: skip`).
     public let skipped: [String]
     /// Pipelines answering 503 because a component's plugin is quarantined
@@ -76,6 +78,7 @@ public final class Generation: @unchecked Sendable {
 
     public init(config: ServiceConfig, catalog: PluginCatalog, previous: Generation? = nil) throws {
         errors = previous?.errors ?? ErrorLog()
+        taps = previous?.taps ?? TapBoard()
         var created: [PluginInstance] = []
         var carried = 0
         // Processors compile their expressions against the functions loaded when they were made:
@@ -168,7 +171,7 @@ public final class Generation: @unchecked Sendable {
                                           notifiers: pipeline.notifiers.map { notifiers[$0]! },
                                           connectors: pipeline.connectors.compactMap { id in connectors.first { $0.config.id == id }?.connector },
                                           rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } },
-                                          previous: oldPipeline, errors: errors, refusing: quarantine.refusing[pipeline.id],
+                                          previous: oldPipeline, errors: errors, taps: taps, refusing: quarantine.refusing[pipeline.id],
                                           dropping: quarantine.dropping[pipeline.id] ?? [], journals: journals))
             }
         } catch {

@@ -23,6 +23,8 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Where the pipeline's error events are kept for the admin page's Errors view.
     let errors: ErrorLog
+    /// Live taps (admin page) at the points of this pipeline.
+    let taps: TapBoard
 
     /// The rule settings the engine was built from.
     let ruleConfigs: [RuleConfig]
@@ -60,7 +62,7 @@ public final class Pipeline: @unchecked Sendable {
     /// `previous` is this pipeline in the generation being replaced: its rule engine (windows,
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
     init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], balancers: [LoadBalancer] = [], notifiers: [NotifierRunner],
-         connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, errors: ErrorLog = ErrorLog(), refusing: String? = nil,
+         connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, errors: ErrorLog = ErrorLog(), taps: TapBoard = TapBoard(), refusing: String? = nil,
          dropping: [String] = [], journals: [HoldJournal?]? = nil) {
         self.id = id
         self.refusing = refusing
@@ -75,6 +77,7 @@ public final class Pipeline: @unchecked Sendable {
         self.connectors = connectors
         self.ruleConfigs = rules
         self.errors = errors
+        self.taps = taps
         let errorFlow = processors.contains { $0.library.raisesTraceEvents }
         if let previous, previous.ruleConfigs == rules, previous.rules.errorFlowInPipeline == errorFlow,
            previous.notifiers.map(ObjectIdentifier.init) == notifiers.map(ObjectIdentifier.init) {
@@ -135,6 +138,7 @@ public final class Pipeline: @unchecked Sendable {
         var rejected = 0
         if first < processors.count && changesBatches { batch.forgetProtobufSource() }
         for index in first..<processors.count {
+            if taps.isWatching { tap(batch, at: index) }
             let processor = processors[index]
             let received = batch.spanCount
             if let counter = batchCounters[index].received { processor.counters.add(counter, Int64(received)) }
@@ -168,6 +172,7 @@ public final class Pipeline: @unchecked Sendable {
                 return .refused(retryAfterSeconds: 1, message: message)
             }
         }
+        if taps.isWatching { tap(batch, at: processors.count) }
         // Spans held by processors being flushed at shutdown go into the queues whatever their
         // limits: from there they are delivered, kept on disk or counted as lost.
         let draining = self.draining.load(ordering: .relaxed)
@@ -185,6 +190,11 @@ public final class Pipeline: @unchecked Sendable {
         }
         for balancer in balancers { outcome = Generation.merge(outcome, balancer.accept(batch, force: draining)) }
         return outcome
+    }
+
+    /// Hands the batch to the taps at `point` (0: after the receivers, k: after processor k).
+    private func tap(_ batch: SpanBatch, at point: Int) {
+        for tap in taps.taps(pipeline: id, point: point) { tap.offer(batch) }
     }
 
     /// Writes what a processor took from `batch` (marked TAKEN, or all of it when it consumed

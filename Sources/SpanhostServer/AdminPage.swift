@@ -42,6 +42,10 @@ enum AdminPage {
             <h2>Errors</h2><div>service <select id="errorservice"><option value="">all</option></select></div>
             <table id="errors"></table><div id="errorflow"></div>
             <h2>Pipelines</h2>\(pipelines)
+            <h2>Live tap</h2><div>pipeline <select id="tappipeline"></select> point <select id="tappoint"></select>
+            condition <input id="tapcondition" size="48" placeholder='attributes["http.response.status_code"] >= 500'>
+            <button id="tapstart">watch</button> <label><input type="checkbox" id="tappause"> pause</label> <span id="tapstate"></span></div>
+            <table id="tapspans"></table><pre id="tapspan"></pre>
             <h2>Exporter queues</h2><table id="queues"><tr><th>exporter</th><th>batches</th><th>oldest (s)</th><th>exported</th><th>failed</th><th>dropped</th></tr></table>
             <h2>Service map</h2><div id="maphint"></div><svg id="map" width="760" height="360" viewBox="0 0 760 360"></svg><table id="edges"></table>
             <h2>Last notifications</h2><table id="notifications"></table>
@@ -196,6 +200,71 @@ enum AdminPage {
       showFlow();
     }
     document.getElementById('errorservice').onchange = drawErrors;
+
+    // The live tap: spans at one point of a pipeline for which a condition holds, polled every
+    // second while the page watches (the server ends a tap 30 s after its last poll).
+    // #tap=<pipeline>:<point>:<condition> starts one when the page opens.
+    let tap = null, tapSeq = 0, tapRows = [], pipelinesSeen = null, tapChoice = null;
+    const value = v => v === undefined ? '' : v.stringValue ?? v.intValue ?? v.doubleValue ?? v.boolValue ?? JSON.stringify(v);
+    function tapPoints(p) {
+      return [{label: 'after the receivers', point: 0}].concat(p.processors.map((c, i) =>
+        ({label: 'after ' + c.id + (i === p.processors.length - 1 ? ' (before the exporters)' : ''), point: i + 1})));
+    }
+    function fillTapChoices(s) {
+      const key = JSON.stringify(s.pipelines.map(p => [p.id, p.processors.map(c => c.id)]));
+      if (key === pipelinesSeen) return; pipelinesSeen = key;
+      const ps = document.getElementById('tappipeline'), pts = document.getElementById('tappoint');
+      ps.textContent = ''; s.pipelines.forEach(p => { const o = el('option', p.id); o.value = p.id; ps.appendChild(o); });
+      ps.onchange = () => { pts.textContent = ''; const p = s.pipelines.find(p => p.id === ps.value);
+        (p ? tapPoints(p) : []).forEach(x => { const o = el('option', x.label); o.value = x.point; pts.appendChild(o); }); };
+      if (tapChoice) ps.value = tapChoice.pipeline;
+      ps.onchange();
+      if (tapChoice) pts.value = tapChoice.point;
+    }
+    async function startTap(pipeline, point, condition) {
+      const state = document.getElementById('tapstate');
+      tapChoice = {pipeline, point: String(point)}; pipelinesSeen = null;
+      const r = await fetch('/tap', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({pipeline, point: Number(point), condition})});
+      const text = await r.text();
+      if (!r.ok) { tap = null; state.textContent = text; return; }
+      tap = JSON.parse(text).id; tapSeq = 0; tapRows = [];
+      state.textContent = 'watching ' + pipeline + ' at point ' + point + (condition ? ' where ' + condition : '');
+      drawTap();
+    }
+    function drawTap() {
+      table('tapspans', ['service', 'span', 'trace', 'status', 'duration ms'], tapRows.map(x =>
+        [x.service, x.span.name, x.span.traceId, (x.span.status || {}).code || 0,
+         ((Number(x.span.endTimeUnixNano) - Number(x.span.startTimeUnixNano)) / 1e6).toFixed(1)]), tap ? 'no matching spans yet' : 'not watching');
+      document.getElementById('tapspans').querySelectorAll('tr').forEach((tr, i) => {
+        if (i === 0 || !tapRows[i - 1]) return;
+        tr.className = 'pick'; tr.onclick = () => {
+          const sp = tapRows[i - 1].span;
+          document.getElementById('tapspan').textContent = sp.name + '\n' + (sp.attributes || []).map(a => a.key + ' = ' + value(a.value)).join('\n');
+        };
+      });
+    }
+    async function pollTap() {
+      if (!tap || document.getElementById('tappause').checked) return;
+      const r = await fetch('/tap/' + tap + '/' + tapSeq);
+      if (!r.ok) { tap = null; document.getElementById('tapstate').textContent = 'the tap ended'; drawTap(); return; }
+      const d = await r.json();
+      d.batches.forEach(b => {
+        tapSeq = b.seq;
+        JSON.parse(b.otlp).resourceSpans.forEach(rs => {
+          const service = value(((rs.resource || {}).attributes || []).find(a => a.key === 'service.name')?.value);
+          rs.scopeSpans.forEach(ss => ss.spans.forEach(span => tapRows.unshift({service, span})));
+        });
+      });
+      tapRows = tapRows.slice(0, 100); drawTap();
+    }
+    document.getElementById('tapstart').onclick = () => startTap(document.getElementById('tappipeline').value,
+      document.getElementById('tappoint').value, document.getElementById('tapcondition').value);
+    if (location.hash.startsWith('#tap=')) {
+      const [pipeline, point, ...rest] = decodeURIComponent(location.hash.slice(5)).split(':');
+      document.getElementById('tapcondition').value = rest.join(':');
+      startTap(pipeline, point, rest.join(':'));
+    }
+    setInterval(pollTap, 1000);
     async function refreshErrors() {
       const r = await fetch('/errors');
       if (r.ok) { errorData = (await r.json()).signatures; drawErrors(); }
@@ -204,6 +273,7 @@ enum AdminPage {
       const r = await fetch('/status');
       if (!r.ok) { document.getElementById('updated').textContent = '/status answered ' + r.status; return; }
       const s = await r.json(); const now = Date.now(); const all = components(s);
+      fillTapChoices(s);
       document.querySelectorAll('.box').forEach(box => {
         const key = box.dataset.kind + '/' + box.dataset.id; const c = all[key];
         if (!c) return;

@@ -65,6 +65,10 @@ final class AdminServer: Sendable {
             return loop.makeSucceededFuture(json(status.report()))
         case (.GET, "/errors"):
             return loop.makeSucceededFuture(json(["signatures": status.current.value.errors.signatures()]))
+        case (.POST, "/tap"):
+            return loop.makeSucceededFuture(startTap(request, status.current.value))
+        case (.GET, let path) where path.hasPrefix("/tap/"):
+            return loop.makeSucceededFuture(pollTap(path, status.current.value))
         case (.GET, "/metrics"):
             return loop.makeSucceededFuture(HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4"],
                                                          body: status.report().prometheusText() + status.derivedMetrics()))
@@ -78,8 +82,40 @@ final class AdminServer: Sendable {
             }
             return promise.futureResult
         default:
-            return loop.makeSucceededFuture(.text(.notFound, "unknown admin path; try GET /healthz, GET /status, GET /errors, GET /metrics or POST /-/reload"))
+            return loop.makeSucceededFuture(.text(.notFound, "unknown admin path; try GET /healthz, GET /status, GET /errors, GET /metrics, POST /tap or POST /-/reload"))
         }
+    }
+
+    /// POST /tap {"pipeline", "point", "condition"}: starts a live tap (see Tap) and answers its id.
+    private static func startTap(_ request: HTTPRequest, _ generation: Generation) -> HTTPResponse {
+        struct Ask: Decodable { var pipeline: String; var point: Int; var condition: String? }
+        guard let ask = try? JSONDecoder().decode(Ask.self, from: Data(request.body.readableBytesView)) else {
+            return .text(.badRequest, "expected JSON {\"pipeline\": ..., \"point\": 0, \"condition\": \"...\"}")
+        }
+        guard let pipeline = generation.pipelines.first(where: { $0.id == ask.pipeline }) else {
+            return .text(.badRequest, "no pipeline \(ask.pipeline)")
+        }
+        guard (0...pipeline.processors.count).contains(ask.point) else {
+            return .text(.badRequest, "point: 0 (after the receivers) to \(pipeline.processors.count) (before the exporters)")
+        }
+        do {
+            let tap = try generation.taps.start(pipeline: ask.pipeline, point: ask.point, condition: ask.condition ?? "")
+            return json(["id": tap.id])
+        } catch {
+            return .text(.badRequest, "\(error)")
+        }
+    }
+
+    /// GET /tap/<id>/<after>: the batches the tap kept after sequence number `after`, as OTLP JSON.
+    private static func pollTap(_ path: String, _ generation: Generation) -> HTTPResponse {
+        struct Batch: Encodable { var seq: Int; var otlp: String }
+        struct Poll: Encodable { var batches: [Batch]; var skipped: Int }
+        let parts = path.split(separator: "/").map(String.init)  // ["tap", id, after]
+        guard parts.count >= 2, let tap = generation.taps.tap(parts[1]) else {
+            return .text(.notFound, "no such tap (it ends 30 s after its last poll); start one with POST /tap")
+        }
+        let (batches, skipped) = tap.poll(after: parts.count > 2 ? Int(parts[2]) ?? 0 : 0)
+        return json(Poll(batches: batches.map { Batch(seq: $0.seq, otlp: $0.json) }, skipped: skipped))
     }
 
     private static func json<T: Encodable>(_ value: T) -> HTTPResponse {

@@ -100,3 +100,59 @@ def test_without_servicegraph_the_map_says_what_to_add_and_empty_tables_say_so(s
     assert "No servicegraph connector runs" in html and "servicegraph: {}" in html
     assert '<td colspan="5" class="none">no servicegraph connector</td>' in html
     assert '<td colspan="6" class="none">none yet</td>' in html, "the empty notifications table says so"
+
+
+def test_a_live_tap_shows_the_spans_at_one_point_that_match_its_condition(spanhost, tmp):
+    """POST /tap, as the page does: after attributes/tag (point 1) the spans carry its attribute,
+    after the receivers (point 0) they do not; the condition picks spans; a bad condition is
+    refused with its column; the page opened with #tap=... streams the matching spans."""
+    import threading
+    import time
+    import urllib.parse
+    s = spanhost(CONFIG)
+
+    def start(point, condition):
+        return requests.post(s.admin + "/tap", json={"pipeline": "traces", "point": point, "condition": condition}, timeout=5)
+    after = start(1, 'attributes["env"] == "test" and name == "GET /items"').json()["id"]
+    before = start(0, 'attributes["env"] == "test"').json()["id"]
+    bad = start(1, 'attributes["env"] ==')
+    assert bad.status_code == 400 and "column" in bad.text, bad.text
+    assert start(7, "").status_code == 400
+
+    for trace in range(1, 4):
+        send(s, "frontend", [span(trace, trace * 10, "GET /", 2, 20), span(trace, trace * 10 + 1, "GET /items", 3, 15, parent=trace * 10)])
+
+    def spans(tap):
+        batches = requests.get(f"{s.admin}/tap/{tap}/0", timeout=5).json()["batches"]
+        return [sp for b in batches for rs in __import__("json").loads(b["otlp"])["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+    got = spans(after)
+    assert [sp["name"] for sp in got] == ["GET /items"] * 3, got
+    assert all({"key": "env", "value": {"stringValue": "test"}} in sp["attributes"] for sp in got)
+    assert spans(before) == [], "before the processor no span has its attribute"
+    assert requests.get(f"{s.admin}/tap/nope/0", timeout=5).status_code == 404
+
+    # The page: opened with a tap in its address, it lists the spans that arrive while it watches.
+    stop = threading.Event()
+
+    def traffic():
+        trace = 100
+        while not stop.is_set():
+            trace += 1
+            send(s, "frontend", [span(trace, trace * 10, "GET /", 2, 20), span(trace, trace * 10 + 1, "GET /items", 3, 15, parent=trace * 10)])
+            time.sleep(0.2)
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        condition = urllib.parse.quote('name == "GET /items"')
+        dom = chromium("--dump-dom", f"{s.admin}/#tap=traces:1:{condition}")
+        shot = os.path.join(os.environ.get("SPANHOST_SCREENSHOT_DIR", tmp), "tap.png")
+        r = chromium("--window-size=1280,1100", f"--screenshot={shot}", f"{s.admin}/#tap=traces:1:{condition}")
+        assert r.returncode == 0 and os.path.getsize(shot) > 10_000, r.stderr[-2000:]
+    finally:
+        stop.set()
+        sender.join()
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert 'watching traces at point 1 where name == "GET /items"' in html.replace("&quot;", '"'), html[html.find("tapstate"):][:500]
+    rows = re.findall(r'<tr class="pick"><td>frontend</td><td>([^<]*)</td>', html)
+    assert rows and set(rows) == {"GET /items"}, rows

@@ -1,0 +1,118 @@
+import CSpanhost
+import Foundation
+import Synchronization
+import SpanhostModel
+
+/// A live tap (the Collector's remotetap, for the admin page): the spans at one point of one
+/// pipeline for which an OTTL condition holds, kept as OTLP JSON for whoever polls. Points are
+/// numbered: 0 is after the receivers, k after the k-th processor, so the last one is before the
+/// exporters. At most `maxPerSecond` spans are kept each second and the last `keep` batches;
+/// a tap nobody polled for `idle` ends by itself.
+public final class Tap: @unchecked Sendable {  // mutable state behind `lock`; the compiled condition is run concurrently, as allowed
+    public let id: String
+    public let pipeline: String
+    public let point: Int
+    public let condition: String
+    private let expr: OpaquePointer?
+    private let lock = NSLock()
+    private var batches: [(seq: Int, json: String)] = []
+    private var seq = 0
+    private var second = ContinuousClock.now, keptThisSecond = 0
+    private(set) var lastPolled = ContinuousClock.now
+    /// Spans that matched but were over the rate limit.
+    public private(set) var skipped = 0
+    static let maxPerSecond = 50, keep = 100
+    static let idle: Duration = .seconds(30)
+
+    init(id: String, pipeline: String, point: Int, condition: String) throws(TapError) {
+        (self.id, self.pipeline, self.point, self.condition) = (id, pipeline, point, condition)
+        guard !condition.trimmingCharacters(in: .whitespaces).isEmpty else {
+            expr = nil
+            return
+        }
+        var message = [CChar](repeating: 0, count: 256)
+        guard let compiled = sh_expr_compile(condition, condition.utf8.count, UInt32(SPANHOST_EXPR_CONDITION), UInt32(SPANHOST_CONTEXT_SPAN),
+                                             &message, message.count) else {
+            throw TapError("condition: \(String(cString: message))")
+        }
+        expr = compiled
+    }
+
+    deinit { if let expr { sh_expr_free(expr) } }
+
+    /// Keeps the spans of `batch` for which the condition holds (read only, on the pipeline's thread).
+    func offer(_ batch: SpanBatch) {
+        guard let copy = SpanBatch.empty() else { return }
+        var matched = 0
+        batch.forEachSpan { rs, ss, span in
+            var target = spanhost_expr_target()
+            target.struct_size = UInt32(MemoryLayout<spanhost_expr_target>.size)
+            (target.batch, target.resource, target.scope, target.span) = (batch.pointer, rs.pointee.resource, ss.pointee.scope, span)
+            guard expr.map({ sh_expr_run($0, &target, nil) == 1 }) ?? true else { return }
+            let allowed: Bool = lock.withLock {
+                if ContinuousClock.now - second >= .seconds(1) { (second, keptThisSecond) = (.now, 0) }
+                guard keptThisSecond < Self.maxPerSecond else { skipped += 1; return false }
+                keptThisSecond += 1
+                return true
+            }
+            if allowed, sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url, ss.pointee.scope, ss.pointee.schema_url, span) != nil {
+                matched += 1
+            }
+        }
+        guard matched > 0, let json = copy.encode(.json) else { return }
+        lock.withLock {
+            seq += 1
+            batches.append((seq, String(decoding: json, as: UTF8.self)))
+            if batches.count > Self.keep { batches.removeFirst(batches.count - Self.keep) }
+        }
+    }
+
+    /// The batches kept after `after` (a sequence number from an earlier poll), oldest first.
+    public func poll(after: Int) -> (batches: [(seq: Int, json: String)], skipped: Int) {
+        lock.withLock {
+            lastPolled = .now
+            return (batches.filter { $0.seq > after }, skipped)
+        }
+    }
+}
+
+public struct TapError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The taps of the process, shared by every generation (a reload keeps them). Pipelines ask
+/// `isWatching` once per point per batch: one relaxed atomic load while no tap runs.
+public final class TapBoard: Sendable {
+    private let taps = Mutex<[Tap]>([])
+    private let count = Atomic<Int>(0)
+    private let ids = Atomic<Int>(0)
+
+    public init() {}
+
+    var isWatching: Bool { count.load(ordering: .relaxed) > 0 }
+
+    public func start(pipeline: String, point: Int, condition: String) throws(TapError) -> Tap {
+        let tap = try Tap(id: "t\(ids.wrappingAdd(1, ordering: .relaxed).newValue)", pipeline: pipeline, point: point, condition: condition)
+        taps.withLock {
+            $0.append(tap)
+            count.store($0.count, ordering: .relaxed)
+        }
+        return tap
+    }
+
+    public func tap(_ id: String) -> Tap? { expire(); return taps.withLock { $0.first { $0.id == id } } }
+
+    /// The running taps at `point` of `pipeline`.
+    func taps(pipeline: String, point: Int) -> [Tap] {
+        taps.withLock { $0.filter { $0.pipeline == pipeline && $0.point == point } }
+    }
+
+    /// Ends taps nobody polled for Tap.idle.
+    func expire() {
+        taps.withLock { list in
+            list.removeAll { ContinuousClock.now - $0.lastPolled > Tap.idle }
+            count.store(list.count, ordering: .relaxed)
+        }
+    }
+}
