@@ -113,11 +113,13 @@ enum AdminPage {
       for (let round = 0; round < names.length; round++)
         edges.forEach(e => { if (e.client !== e.server && depth[e.server] < depth[e.client] + 1 && depth[e.client] + 1 < names.length) depth[e.server] = depth[e.client] + 1; });
       const columns = []; names.forEach(n => (columns[depth[n]] = columns[depth[n]] || []).push(n));
-      const width = Math.max(760, 190 * columns.length), rows = Math.max(1, ...columns.filter(c => c).map(c => c.length));
-      const height = Math.max(200, 60 * rows + 60);
+      // Each column leaves room for its names, then for the edge labels, which start past them.
+      const nameRoom = 8 * Math.max(6, ...names.map(n => n.length)) + 12, labelRoom = 230;
+      const colWidth = nameRoom + labelRoom, rows = Math.max(1, ...columns.filter(c => c).map(c => c.length));
+      const width = Math.max(760, colWidth * columns.length), height = Math.max(200, 60 * rows + 60);
       svg.setAttribute('width', width); svg.setAttribute('height', height); svg.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
-      const pos = {}; const colWidth = width / Math.max(1, columns.length);
-      columns.forEach((col, c) => (col || []).forEach((name, i) => { pos[name] = [colWidth * c + 40, (height / (col.length + 1)) * (i + 1)]; }));
+      const pos = {};
+      columns.forEach((col, c) => (col || []).forEach((name, i) => { pos[name] = [colWidth * c + 20, (height / (col.length + 1)) * (i + 1)]; }));
       const defs = document.createElementNS(ns, 'defs');
       ['#06c', '#c00'].forEach((color, i) => {
         const m = document.createElementNS(ns, 'marker');
@@ -136,8 +138,9 @@ enum AdminPage {
                         class: 'edge', 'data-client': e.client, 'data-server': e.server}).forEach(([k, v]) => path.setAttribute(k, v));
         svg.appendChild(path);
         const label = document.createElementNS(ns, 'text');
-        label.setAttribute('x', (x1 + x2) / 2); label.setAttribute('y', back ? height - 14 : (y1 + y2) / 2 - 8);
-        label.setAttribute('text-anchor', 'middle'); label.setAttribute('font-size', 11); label.setAttribute('class', 'edgelabel');
+        const lx = back ? (x1 + x2) / 2 : x1 + nameRoom, ly = back ? height - 14 : y1 + (y2 - y1) * (lx - x1) / (x2 - x1) - 4;
+        label.setAttribute('x', lx); label.setAttribute('y', ly);
+        label.setAttribute('text-anchor', back ? 'middle' : 'start'); label.setAttribute('font-size', 10); label.setAttribute('class', 'edgelabel');
         const rate = rates[e.client + '→' + e.server];
         label.textContent = (rate === undefined ? e.calls + ' calls' : rate.toFixed(1) + ' calls/s') + ' · ' + (100 * e.errorRate).toFixed(1) + '% err · p95 ' + e.serverP95Ms + ' ms';
         svg.appendChild(label);
@@ -150,6 +153,14 @@ enum AdminPage {
         t.setAttribute('x', x); t.setAttribute('y', y + 22); t.setAttribute('text-anchor', 'start'); t.setAttribute('class', 'service');
         t.textContent = name; svg.appendChild(t);
       });
+      // Labels that do not fit the drawing, or overlap a service's name, are counted: the map
+      // is laid out to keep this 0 (the page's test checks it).
+      const boxes = [...svg.querySelectorAll('text')].map(t => ({t, b: t.getBBox()}));
+      const names2 = boxes.filter(x => x.t.classList.contains('service'));
+      const clipped = boxes.filter(({b}) => b.x < 0 || b.y < 0 || b.x + b.width > width || b.y + b.height > height).length;
+      const overlaps = boxes.filter(({t, b}) => !t.classList.contains('service') && names2.some(({b: n}) =>
+        b.x < n.x + n.width && n.x < b.x + b.width && b.y < n.y + n.height && n.y < b.y + b.height)).length;
+      svg.dataset.clipped = clipped; svg.dataset.overlaps = overlaps;
     }
     // The Errors view: /errors grouped by signature, newest first; a row opens its latest
     // occurrence (or the one #error=<trace id> names: the link to share) as its flow.

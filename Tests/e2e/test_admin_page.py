@@ -156,3 +156,27 @@ def test_a_live_tap_shows_the_spans_at_one_point_that_match_its_condition(spanho
     assert 'watching traces at point 1 where name == "GET /items"' in html.replace("&quot;", '"'), html[html.find("tapstate"):][:500]
     rows = re.findall(r'<tr class="pick"><td>frontend</td><td>([^<]*)</td>', html)
     assert rows and set(rows) == {"GET /items"}, rows
+
+
+def test_the_service_map_stays_readable_with_twenty_services(spanhost, tmp):
+    """A gateway calling five services that each call three more: 21 services in three columns,
+    every edge left to right (client before server), no label cut off or over a service name."""
+    s = spanhost(CONFIG)
+    trace = 0
+    for mid in range(5):
+        for leaf in range(3):
+            trace += 1
+            send(s, "gateway", [span(trace, trace * 10, "GET /", 2, 30), span(trace, trace * 10 + 1, f"call mid{mid}", 3, 25, parent=trace * 10)])
+            send(s, f"mid-service-{mid}", [span(trace, trace * 10 + 2, "handle", 2, 20, parent=trace * 10 + 1),
+                                           span(trace, trace * 10 + 3, f"call leaf{leaf}", 3, 10, parent=trace * 10 + 2)])
+            send(s, f"leaf-service-{mid}-{leaf}", [span(trace, trace * 10 + 4, "work", 2, 5, parent=trace * 10 + 3)])
+    dom = chromium("--dump-dom", s.admin + "/")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert len(re.findall(r'class="service"', html)) == 21
+    assert re.search(r'<svg id="map"[^>]*data-clipped="0"', html) and re.search(r'<svg id="map"[^>]*data-overlaps="0"', html), \
+        re.search(r'<svg id="map"[^>]*>', html).group(0)
+    for x1, x2 in re.findall(r'<path d="M([\d.]+),[\d.]+ L([\d.]+),[\d.]+"', html):
+        assert float(x1) < float(x2)
+    shot = os.path.join(os.environ.get("SPANHOST_SCREENSHOT_DIR", tmp), "map20.png")
+    assert chromium("--window-size=1280,1400", f"--screenshot={shot}", s.admin + "/").returncode == 0
