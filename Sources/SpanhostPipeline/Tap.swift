@@ -18,7 +18,7 @@ public final class Tap: @unchecked Sendable {  // mutable state behind `lock`; t
     private var batches: [(seq: Int, json: String)] = []
     private var seq = 0
     private var second = ContinuousClock.now, keptThisSecond = 0
-    private(set) var lastPolled = ContinuousClock.now
+    private var lastPolled = ContinuousClock.now
     /// Spans that matched but were over the rate limit.
     public private(set) var skipped = 0
     static let maxPerSecond = 50, keep = 100
@@ -67,6 +67,9 @@ public final class Tap: @unchecked Sendable {  // mutable state behind `lock`; t
         }
     }
 
+    /// Nobody polled it for `idle`.
+    func isIdle(now: ContinuousClock.Instant) -> Bool { lock.withLock { now - lastPolled > Self.idle } }
+
     /// The batches kept after `after` (a sequence number from an earlier poll), oldest first.
     public func poll(after: Int) -> (batches: [(seq: Int, json: String)], skipped: Int) {
         lock.withLock {
@@ -103,16 +106,21 @@ public final class TapBoard: Sendable {
 
     public func tap(_ id: String) -> Tap? { expire(); return taps.withLock { $0.first { $0.id == id } } }
 
-    /// The running taps at `point` of `pipeline`.
+    /// The running taps at `point` of `pipeline`; taps nobody polls any more end here, so a
+    /// closed page stops costing anything within Tap.idle.
     func taps(pipeline: String, point: Int) -> [Tap] {
-        taps.withLock { $0.filter { $0.pipeline == pipeline && $0.point == point } }
+        taps.withLock { list in
+            Self.expire(&list, count)
+            return list.filter { $0.pipeline == pipeline && $0.point == point }
+        }
     }
 
     /// Ends taps nobody polled for Tap.idle.
-    func expire() {
-        taps.withLock { list in
-            list.removeAll { ContinuousClock.now - $0.lastPolled > Tap.idle }
-            count.store(list.count, ordering: .relaxed)
-        }
+    func expire() { taps.withLock { Self.expire(&$0, count) } }
+
+    private static func expire(_ list: inout [Tap], _ count: borrowing Atomic<Int>) {
+        let now = ContinuousClock.now
+        list.removeAll { $0.isIdle(now: now) }
+        count.store(list.count, ordering: .relaxed)
     }
 }
