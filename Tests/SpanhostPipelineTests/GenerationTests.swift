@@ -63,6 +63,23 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(Generation.merge(ok, filtered), filtered)
     }
 
+    func testAReadOnlyProcessorSharesTheReceiversBatchAndAChangingOneGetsACopy() throws {
+        // error_flow declares SPANHOST_PLUGIN_READONLY; attributes does not.
+        let g = try generation("""
+            receivers: {otlp: {}}
+            processors: {error_flow: {}, attributes/mask: {actions: [{key: user.email, action: delete}]}}
+            exporters: {file/flows: {path: TMP/flows.jsonl}, file/masked: {path: TMP/masked.jsonl}}
+            service:
+              pipelines:
+                traces/flows: {receivers: [otlp], processors: [error_flow], exporters: [file/flows]}
+                traces/masked: {receivers: [otlp], processors: [attributes/mask], exporters: [file/masked]}
+            """)
+        let changes = g.pipelines.map(\.changesBatches)
+        XCTAssertEqual(changes, [false, true])
+        XCTAssertEqual(Generation.plan(changes), [true, false], "the read-only pipeline takes the original, the other a copy")
+        _ = g.shutdown(timeout: .seconds(5))
+    }
+
     func testAMaskingPipelineNeverChangesTheBatchAnotherPipelineExports() throws {
         let g = try generation("""
             receivers: {otlp: {}}
