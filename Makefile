@@ -169,7 +169,7 @@ test: build $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.install
 test-swift:
 	swift test $(SWIFT_FLAGS)
 
-test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed
+test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed
 	$(MAKE) -s -C examples-rust OUT=$(abspath $(BUILD)/rust-examples)
 	SPANHOST_BUILD=$(abspath $(BUILD)) SPANHOST_OUTAGE_SECONDS=$${SPANHOST_OUTAGE_SECONDS:-20} $(PY) -m pytest -q Tests/e2e
 

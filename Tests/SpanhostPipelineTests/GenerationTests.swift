@@ -19,7 +19,7 @@ final class GenerationTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: tmp) }
 
     func generation(_ yaml: String, previous: Generation? = nil) throws -> Generation {
-        guard FileManager.default.fileExists(atPath: "\(pluginsDir)/file.so") else { throw XCTSkip("run `make build` first") }
+        guard FileManager.default.fileExists(atPath: "\(pluginsDir)/file.so") else { throw BuildMissing(path: "\(pluginsDir)/file.so") }
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         let config = try ServiceConfig.parse(yaml: yaml.replacingOccurrences(of: "TMP", with: tmp), environment: [:])
         // The cache PluginLoadingTests uses: an image is loaded once per process, from one place.
@@ -209,4 +209,11 @@ extension GenerationTests {
         XCTAssertEqual(report.exporters["null"]?.delivered, 4)
         XCTAssertEqual(report.exporters["file"]?.delivered, 4)
     }
+}
+
+/// A test that needs the plugins `make build` makes fails with this when they are missing,
+/// rather than being skipped and passing without testing.
+struct BuildMissing: Error, CustomStringConvertible {
+    var path: String
+    var description: String { "\(path) is missing: run `make build` (make test does) first" }
 }

@@ -13,7 +13,7 @@ final class PluginLoadingTests: XCTestCase {
 
     func load(_ name: String) throws -> PluginLibrary {
         let path = "\(pluginsDir)/\(name).so"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run `make build` first: \(path) is missing") }
+        guard FileManager.default.fileExists(atPath: path) else { throw BuildMissing(path: path) }
         return try PluginCatalog.load(path: path, cacheDirectory: cacheDir)
     }
 
@@ -133,4 +133,11 @@ final class PluginLoadingTests: XCTestCase {
         XCTAssertEqual(try parseBytes(.string("1.5KiB"), path: "x"), 1536)
         XCTAssertEqual(try parseBytes(.string("10MB"), path: "x"), 10_000_000)
     }
+}
+
+/// A test that needs the plugins `make build` makes fails with this when they are missing,
+/// rather than being skipped and passing without testing.
+struct BuildMissing: Error, CustomStringConvertible {
+    var path: String
+    var description: String { "\(path) is missing: run `make build` (make test does) first" }
 }

@@ -1,4 +1,5 @@
 """Starts real spanhostd processes on loopback for the end-to-end tests."""
+import functools
 import os
 import shutil
 import signal
@@ -11,6 +12,18 @@ import pytest
 import requests
 
 BUILD = os.environ.get("SPANHOST_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+
+
+def needs(path, made_by):
+    """Marks a test that needs `path`, which the Makefile makes: when it is missing the test
+    fails saying so, rather than being skipped and passing without testing."""
+    def wrap(test):
+        @functools.wraps(test)
+        def run(*args, **kwargs):
+            assert os.path.exists(path), f"{path} is missing: {made_by} makes it"
+            return test(*args, **kwargs)
+        return run
+    return wrap
 SPANHOSTD = os.path.join(BUILD, "bin", "spanhostd")
 PLUGINS = os.path.join(BUILD, "plugins")
 TEST_PLUGINS = os.path.join(BUILD, "test-plugins")

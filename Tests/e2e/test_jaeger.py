@@ -15,12 +15,12 @@ import time
 import pytest
 import requests
 
-from conftest import BUILD, free_port, read_file_export, wait_for
+from conftest import BUILD, free_port, read_file_export, wait_for, needs
 from test_sdk_roundtrip import attrs
 
 CLIENTS_PYTHON = os.path.join(BUILD, "clients-venv", "bin", "python")
 CLIENTS = os.path.join(os.path.dirname(__file__), "clients", "jaeger_clients.py")
-needs_clients = pytest.mark.skipif(not os.path.exists(CLIENTS_PYTHON), reason="build/clients-venv is made by `make test`")
+needs_clients = needs(CLIENTS_PYTHON, "`make test-e2e`")
 
 CONFIG = """
 receivers:

@@ -7,10 +7,9 @@ import os
 import subprocess
 import time
 
-import pytest
 import requests
 
-from conftest import BUILD, free_port, read_file_export, wait_for
+from conftest import BUILD, free_port, read_file_export, wait_for, needs
 from test_kafka import MockCluster
 from test_notifiers import HookServer
 
@@ -159,7 +158,7 @@ def place_order(item: str, qty: int):
 """
 
 
-@pytest.mark.skipif(not os.path.exists(OMEGI_PYTHON), reason="build/omegi-venv is made by `make test`")
+@needs(OMEGI_PYTHON, "`make test-e2e`")
 def test_the_omegi_python_agent_end_to_end(spanhost, tmp):
     cluster = MockCluster("error", "flow", "error_flows")
     hook = HookServer()

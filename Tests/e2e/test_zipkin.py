@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from conftest import BUILD, free_port, read_file_export, wait_for
+from conftest import BUILD, free_port, read_file_export, wait_for, needs
 from test_sdk_roundtrip import attrs
 
 CONFIG = """
@@ -215,7 +215,7 @@ def test_the_resource_comes_from_the_services_span_with_the_lowest_library_name(
 
 CLIENTS_PYTHON = os.path.join(BUILD, "clients-venv", "bin", "python")
 ZIPKIN_CLIENTS = os.path.join(os.path.dirname(__file__), "clients", "zipkin_clients.py")
-needs_clients = pytest.mark.skipif(not os.path.exists(CLIENTS_PYTHON), reason="build/clients-venv is made by `make test`")
+needs_clients = needs(CLIENTS_PYTHON, "`make test-e2e`")
 
 
 def zipkin_client(*args):
