@@ -158,7 +158,15 @@ def test_error_across_two_services_is_one_error_flow_notification(spanhost):
         flows = wait_for(lambda: hook.of_kind("error_flow"), timeout=20)
         assert flows, "no error_flow event reached the webhook"
         received_at = next(t for t, e, _ in hook.events if e["kind"] == "error_flow")
-        time.sleep(2.5)  # nothing more may arrive for the same error
+        # Nothing more can come for this error once error_flow holds no trace and the rule has
+        # folded the trace's error spans into its event (none is left to go out on its own).
+        def settled():
+            status = s.status()
+            pipeline = status["pipelines"][0]
+            return (pipeline["processors"][0].get("gauges", {}).get("traces_held") == 0
+                    and pipeline["rules"].get("error_span.folded", 0) == flows[0]["attributes"]["error_spans"]
+                    and status["notifiers"][0]["counters"].get("queued") == status["notifiers"][0]["counters"].get("notified"))
+        assert wait_for(settled, timeout=10), s.status()
         flows = hook.of_kind("error_flow")
         assert len(flows) == 1, flows
         flow = flows[0]
