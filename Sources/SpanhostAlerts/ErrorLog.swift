@@ -3,9 +3,10 @@ import Foundation
 import Synchronization
 import SpanhostModel
 
-/// The recent errors the admin page's Errors view shows: every error event a pipeline saw
-/// (`error_flow` events processors raise, `error_span` notifications), grouped by signature
-/// (kind and key: service, span, exception type), newest first, with counts and first and
+/// The recent errors the admin page's Errors view shows: the error events a pipeline saw (what
+/// processors declaring SPANHOST_PLUGIN_TRACE_EVENTS raise, such as `error_flow`, and the
+/// `error_span` rules' notifications), grouped by signature (kind and key: service, span,
+/// exception type), newest first, with counts and first and
 /// last times, and each signature's latest occurrences as the event JSON notifiers get. Bounded
 /// (signatures and occurrences per signature) and in memory; a reload hands it to the next
 /// generation, a restart starts it empty.
@@ -38,13 +39,9 @@ public final class ErrorLog: Sendable {
         self.maxOccurrences = maxOccurrences
     }
 
-    /// Kinds that describe errors; other events (rates, latency, resolved) are not kept here.
-    static let kinds: Set<String> = ["error_flow", "error_span"]
-
     public func record(_ event: NotificationEvent, time: Date = Date()) {
         let n = event.pointer.pointee
         let kind = n.kind.string
-        guard Self.kinds.contains(kind) else { return }
         let key = n.key.string
         let id = kind + "\u{1F}" + key
         let stamp = Self.format(time)
@@ -52,10 +49,7 @@ public final class ErrorLog: Sendable {
             bytes.allSatisfy { $0 == 0 } ? nil : bytes.map { String(format: "%02x", $0) }.joined()
         }
         let occurrence = Occurrence(time: stamp, traceId: traceID, event: event.json)
-        var service = ""
-        for i in 0..<n.attributes.count where n.attributes.items[i].key.string == "service.name" {
-            service = n.attributes.items[i].value.as.string_value.string
-        }
+        let service = n.attributes.string("service.name") ?? ""
         state.withLock { signatures in
             if var known = signatures[id] {
                 known.count += max(1, n.count)

@@ -119,12 +119,7 @@ final class RuleState {
             case "exception.type": return type
             case "exception.message": return error.attribute("exception.message") ?? span.pointee.status_message.string
             case "status_message": return span.pointee.status_message.string
-            default:
-                let list = span.pointee.attributes
-                for i in 0..<list.count where list.items[i].key.string == field && list.items[i].value.type == UInt32(SPANHOST_VALUE_STRING) {
-                    return list.items[i].value.as.string_value.string
-                }
-                return ""
+            default: return span.pointee.attributes.string(field) ?? ""
             }
         }.joined(separator: "\u{1F}")
     }

@@ -317,14 +317,7 @@ public final class SpanBatch: @unchecked Sendable {
     }
 
     /// The string value of `key` in the batch's client_metadata, or nil.
-    public func clientMetadata(_ key: String) -> String? {
-        let list = pointer.pointee.client_metadata
-        for i in 0..<list.count {
-            let kv = list.items[i]
-            if kv.key.string == key, kv.value.type == UInt32(SPANHOST_VALUE_STRING) { return kv.value.as.string_value.string }
-        }
-        return nil
-    }
+    public func clientMetadata(_ key: String) -> String? { pointer.pointee.client_metadata.string(key) }
 
     /// Sets the batch's client_metadata; false when out of memory.
     public func setClientMetadata(_ pairs: [(key: String, value: String)]) -> Bool {
@@ -353,6 +346,23 @@ public final class SpanBatch: @unchecked Sendable {
                     if let span = ss.pointee.spans[k] { body(rs, ss, span) }
                 }
             }
+        }
+    }
+}
+
+extension spanhost_kv_list {
+    /// The string value of `key`, or nil when it is absent or not a string. Keys are compared
+    /// as bytes: no Swift string is made for the keys passed over.
+    public func string(_ key: String) -> String? {
+        var key = key
+        return key.withUTF8 { k in
+            for i in 0..<count {
+                let kv = items[i]
+                guard kv.key.len == k.count, kv.value.type == UInt32(SPANHOST_VALUE_STRING),
+                      k.count == 0 || memcmp(kv.key.ptr, k.baseAddress!, k.count) == 0 else { continue }
+                return kv.value.as.string_value.string
+            }
+            return nil
         }
     }
 }

@@ -85,7 +85,8 @@ public final class Pipeline: @unchecked Sendable {
         } else {
             self.rules = RuleEngine(pipeline: id, rules: rules,
                                     errorFlowInPipeline: errorFlow) { event in
-                // Raised events are logged as they occur (notify); the rules' own error events here.
+                // Events raised for a trace are logged as they occur (notify); the error_span
+                // rules' own notifications here.
                 if event.pointer.pointee.kind.string == "error_span" { errors.record(event) }
                 for notifier in notifiers { notifier.enqueue(event) }
             }
@@ -236,8 +237,8 @@ public final class Pipeline: @unchecked Sendable {
     /// A processor raised an event: copy it (the raiser keeps its own) and let the rule engine
     /// deduplicate it on its way to the notifiers' queues.
     func notify(_ notification: UnsafePointer<spanhost_notification>, standsForTrace: Bool) {
-        guard let event = NotificationEvent(copying: notification) else { return }
-        errors.record(event)
+        guard standsForTrace || !notifiers.isEmpty, let event = NotificationEvent(copying: notification) else { return }
+        if standsForTrace { errors.record(event) }
         guard !notifiers.isEmpty else { return }
         rules.raised(event, standsForTrace: standsForTrace)
     }

@@ -22,6 +22,14 @@ enum HostTable {
     private static let missing = UInt32(SPANHOST_CONFIG_MISSING)
     private static let wrongType = UInt32(SPANHOST_CONFIG_WRONG_TYPE)
 
+    /// Calls `body` with the status's message buffer, or a scratch one when the plugin passed
+    /// no status (allowed: the reason then goes nowhere).
+    private static func withMessage<R>(_ status: UnsafeMutablePointer<spanhost_status>?,
+                                       _ body: (UnsafeMutablePointer<CChar>, Int) -> R) -> R {
+        if let status, let message = status.pointee.message { return body(message, status.pointee.message_cap) }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 256) { body($0.baseAddress!, $0.count) }
+    }
+
     private static func make() -> spanhost_host_api {
         var api = spanhost_host_api()
         api.struct_size = UInt32(MemoryLayout<spanhost_host_api>.size)
@@ -155,15 +163,9 @@ enum HostTable {
         }
         api.expr_compile = { text, len, kind, context, out, status in
             guard let out else { return Int32(SPANHOST_PERMANENT) }
-            // A NULL status (or one with no buffer) is allowed: the reason then goes nowhere.
-            var scratch = [CChar](repeating: 0, count: 256)
-            let compiled = scratch.withUnsafeMutableBufferPointer { buffer in
-                if let status, let message = status.pointee.message {
-                    return sh_expr_compile(text, len, kind, context, message, status.pointee.message_cap)
-                }
-                return sh_expr_compile(text, len, kind, context, buffer.baseAddress, buffer.count)
+            guard let expr = HostTable.withMessage(status, { sh_expr_compile(text, len, kind, context, $0, $1) }) else {
+                return Int32(SPANHOST_PERMANENT)
             }
-            guard let expr = compiled else { return Int32(SPANHOST_PERMANENT) }
             out.pointee = expr
             return Int32(SPANHOST_OK)
         }
@@ -172,11 +174,7 @@ enum HostTable {
         api.expr_free = sh_expr_free
         api.expr_infer_context = { text, len, status in
             guard let text else { return 0 }
-            if let status, let message = status.pointee.message {
-                return sh_expr_infer_context(text, len, message, status.pointee.message_cap)
-            }
-            var scratch = [CChar](repeating: 0, count: 256)
-            return sh_expr_infer_context(text, len, &scratch, scratch.count)
+            return HostTable.withMessage(status) { sh_expr_infer_context(text, len, $0, $1) }
         }
         api.encode_batch = { batch, encoding, out in
             guard let batch, let out else { return -1 }

@@ -99,10 +99,9 @@ public final class PluginInstance: @unchecked Sendable {
         crashContext.initialize(to: sh_crash_context(text: strdup(record), len: record.utf8.count))
 
         // A declared schema is checked before any plugin code sees the settings.
-        if let problem = library.schema?.check(settings, hostKeys: library.kind.hostKeys) {
+        if let problem = Self.schemaProblem(id: id, library: library, settings: settings, hook: "create") {
             destroyed = true  // nothing to destroy: create never ran
-            throw PluginCreateError(component: "\(id)", hook: "create",
-                                    message: library.kind.collectorNote(id: id, key: problem.key) ?? problem.message, key: problem.key)
+            throw problem
         }
         if policy.isolated && start {
             guard library.kind != .processor else {
@@ -128,15 +127,9 @@ public final class PluginInstance: @unchecked Sendable {
         }
         state = newState
         library.instanceCreated()
-        // A key that create never asked for is a typo: for plugins without a schema, and inside
-        // the free-form lists and maps of a schema (tail_sampling's policies), which the schema
-        // leaves to the plugin. So a plugin reads every key it declares.
-        let (unasked, known) = config.unaskedKeys(ignoring: library.kind.hostKeys)
-        if let first = unasked.first {
+        if let problem = Self.unaskedKey(id: id, library: library, config: config, hook: "create") {
             destroy()
-            throw PluginCreateError(component: "\(id)", hook: "create",
-                                    message: library.kind.collectorNote(id: id, key: first)
-                                        ?? "unknown key; plugin '\(library.name)' reads \(known.joined(separator: ", "))", key: first)
+            throw problem
         }
         if start, library.descriptor.start != nil {
             let started = call(.start) { state, status in library.descriptor.start(state, status) }
@@ -151,10 +144,7 @@ public final class PluginInstance: @unchecked Sendable {
     /// create would check them, keys never read included. For plugins without the hook,
     /// validation creates and destroys an instance instead.
     public static func validate(id: ComponentID, library: PluginLibrary, settings: ConfigValue) throws(PluginCreateError) {
-        if let problem = library.schema?.check(settings, hostKeys: library.kind.hostKeys) {
-            throw PluginCreateError(component: "\(id)", hook: "validate",
-                                    message: library.kind.collectorNote(id: id, key: problem.key) ?? problem.message, key: problem.key)
-        }
+        if let problem = schemaProblem(id: id, library: library, settings: settings, hook: "validate") { throw problem }
         guard let hook = library.descriptor.validate else { return }
         let config = ConfigHandle(settings)
         var message = [CChar](repeating: 0, count: 1024)
@@ -167,12 +157,25 @@ public final class PluginInstance: @unchecked Sendable {
             let reason = String(cString: message)
             throw PluginCreateError(component: "\(id)", hook: "validate", message: reason.isEmpty ? "validate failed (code \(code))" : reason, key: nil)
         }
+        if let problem = unaskedKey(id: id, library: library, config: config, hook: "validate") { throw problem }
+    }
+
+    /// What the plugin's declared schema refuses in `settings`, before any plugin code runs.
+    private static func schemaProblem(id: ComponentID, library: PluginLibrary, settings: ConfigValue, hook: String) -> PluginCreateError? {
+        guard let problem = library.schema?.check(settings, hostKeys: library.kind.hostKeys) else { return nil }
+        return PluginCreateError(component: "\(id)", hook: hook,
+                                 message: library.kind.collectorNote(id: id, key: problem.key) ?? problem.message, key: problem.key)
+    }
+
+    /// A key the plugin never read while checking its config (create or validate): a typo, for
+    /// plugins without a schema and inside the free-form parts of one (tail_sampling's
+    /// policies). So a plugin reads every key it declares.
+    private static func unaskedKey(id: ComponentID, library: PluginLibrary, config: ConfigHandle, hook: String) -> PluginCreateError? {
         let (unasked, known) = config.unaskedKeys(ignoring: library.kind.hostKeys)
-        if let first = unasked.first {
-            throw PluginCreateError(component: "\(id)", hook: "validate",
-                                    message: library.kind.collectorNote(id: id, key: first)
-                                        ?? "unknown key; plugin '\(library.name)' reads \(known.joined(separator: ", "))", key: first)
-        }
+        guard let first = unasked.first else { return nil }
+        return PluginCreateError(component: "\(id)", hook: hook,
+                                 message: library.kind.collectorNote(id: id, key: first)
+                                     ?? "unknown key; plugin '\(library.name)' reads \(known.joined(separator: ", "))", key: first)
     }
 
     deinit {

@@ -97,13 +97,15 @@ public final class Expression: @unchecked Sendable {
         target.resource = UnsafeMutablePointer(mutating: resource.pointer)
         target.scope = UnsafeMutablePointer(mutating: scope.pointer)
         target.span = span.pointer
-        var message = [CChar](repeating: 0, count: 256)
-        let result = message.withUnsafeMutableBufferPointer { buffer in
+        // Run per span: the status's buffer is on the stack, not allocated each time.
+        let (result, failure): (Int32, String?) = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 256) { buffer in
+            buffer[0] = 0
             var status = spanhost_status(struct_size: UInt32(MemoryLayout<spanhost_status>.size), retry_after_ms: 0,
                                          message: buffer.baseAddress, message_cap: buffer.count)
-            return api.pointee.expr_run(pointer, &target, &status)
+            let result = api.pointee.expr_run(pointer, &target, &status)
+            return (result, result < 0 ? String(cString: buffer.baseAddress!) : nil)
         }
-        guard result >= 0 else { throw PluginError(String(cString: message)) }
+        if let failure { throw PluginError(failure) }
         return result == 1
     }
 }
