@@ -139,5 +139,5 @@ let package = Package(
                                                                  .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

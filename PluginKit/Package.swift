@@ -21,5 +21,5 @@ let package = Package(
         .target(name: "SpanhostPluginKit", dependencies: ["CSpanhostABI"]),
         .target(name: "SpanhostPluginHTTP"),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -5,7 +5,8 @@ import SpanhostModel
 /// The `spanhost_host_api` table handed to every plugin's entry function. One table for the
 /// life of the process; each function finds the Swift object behind an opaque handle.
 enum HostTable {
-    static let pointer: UnsafePointer<spanhost_host_api> = {
+    // Written once before any plugin can see it and never again, so sharing it is safe.
+    nonisolated(unsafe) static let pointer: UnsafePointer<spanhost_host_api> = {
         let table = UnsafeMutablePointer<spanhost_host_api>.allocate(capacity: 1)
         table.initialize(to: make())
         return UnsafePointer(table)

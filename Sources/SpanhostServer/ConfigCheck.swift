@@ -95,7 +95,7 @@ public enum ConfigCheck {
                                          quarantine: quarantine, logger: logger)
         try Generation.validate(config: config, catalog: catalog) { component, library in
             print("\(progressPrefix)\(component) (plugin \(library.name) \(library.version), \(library.sourcePath), sha256 \(library.sha256))")
-            fflush(stdout)
+            fflush(nil)  // every stream: names no C global
         }
     }
 

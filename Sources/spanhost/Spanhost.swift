@@ -44,7 +44,7 @@ struct Plugins: ParsableCommand {
 
     static var defaultDir: String { PluginCatalog.shippedDirectory }
 
-    static let inspect: (String) -> [String] = { ["plugins", "inspect", $0] }
+    static let inspect: @Sendable (String) -> [String] = { ["plugins", "inspect", $0] }
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every plugin file: name, kind, version, ABI, sha256, or why it cannot load.")

@@ -103,7 +103,7 @@ final class HostileInputTests: XCTestCase {
             span.pointee.name = sh_arena_strdup(batch.pointer, bad, bad.count)
         }
         let json = try XCTUnwrap(batch.encode(.json))
-        XCTAssertNotNil(String(validatingUTF8: json.map { CChar(bitPattern: $0) } + [0]))
+        XCTAssertNotNil(String(validatingCString: json.map { CChar(bitPattern: $0) } + [0]))
         let text = String(decoding: json, as: UTF8.self)
         XCTAssertTrue(text.contains("\"a\u{FFFD}b\u{FFFD}(\u{FFFD}\u{FFFD}\u{FFFD}😀\\\""), text)
     }

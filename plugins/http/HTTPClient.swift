@@ -117,7 +117,7 @@ struct PluginErrorText: Error, CustomStringConvertible {
 }
 
 public final class HTTPClient: @unchecked Sendable {
-    public struct Response {
+    public struct Response: Sendable {
         public var status: Int
         public var headers: HTTPHeaders
         public var body: [UInt8]
@@ -239,6 +239,7 @@ public final class HTTPClient: @unchecked Sendable {
         head.headers.add(name: "User-Agent", value: "spanhost-otlphttp")
         head.headers.add(name: "Content-Length", value: "\(body.count)")
         for (name, value) in headers { head.headers.add(name: name, value: value) }
+        let request = head
         let timeout = self.timeout
         let sent = channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
             do {
@@ -251,7 +252,7 @@ public final class HTTPClient: @unchecked Sendable {
                 channel.close(promise: nil)
             }
             promise.futureResult.whenComplete { _ in deadline.cancel() }
-            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            channel.write(HTTPClientRequestPart.head(request), promise: nil)
             channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
             return channel.writeAndFlush(HTTPClientRequestPart.end(nil))
         }
