@@ -36,6 +36,8 @@ let package = Package(
         .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka"),
         // Span batches as arena-backed C structs, Swift views and codec entry points.
         .target(name: "SpanhostModel", dependencies: ["CSpanhost"]),
+        // Shared state with waiting (a lock and a condition over one value).
+        .target(name: "SpanhostSync"),
         // YAML config: parsing, ${env:...} substitution, validation into typed values.
         .target(name: "SpanhostConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Plugin discovery, content-addressed copies, dlopen, ABI checks, the host table.
@@ -47,7 +49,7 @@ let package = Package(
         // Alert rules (error_span, error_rate, latency) and deduplication of notifications.
         .target(name: "SpanhostAlerts", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig"]),
         // Exporter sending queues: in memory, or in checksummed segment files on disk.
-        .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
+        .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig", "SpanhostSync",
                                                  .product(name: "DequeModule", package: "swift-collections"),
                                                  .product(name: "Logging", package: "swift-log")]),
         // Telemetry derived from spans: the service graph, span metrics, trace completeness.
@@ -56,7 +58,7 @@ let package = Package(
         // Pipelines: processor chains, exporter and notifier runners with retry, generations.
         .target(
             name: "SpanhostPipeline",
-            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues", "SpanhostDerived",
+            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues", "SpanhostDerived", "SpanhostSync",
                            .product(name: "DequeModule", package: "swift-collections"),
                            .product(name: "Logging", package: "swift-log")]
         ),
@@ -73,7 +75,7 @@ let package = Package(
         // Admin endpoint, signals, assembling receivers and pipelines into a running server.
         .target(
             name: "SpanhostServer",
-            dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostQueues", "SpanhostReceivers", "SpanhostDerived",
+            dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostQueues", "SpanhostReceivers", "SpanhostDerived", "SpanhostSync",
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -13,7 +13,8 @@ public enum HeldSpanReplay {
     struct Work: Sendable {
         var pipeline: String
         var processor: ComponentID
-        var journal: LeftoverJournal
+        /// A journal's directory: the journal is opened on the replay thread, which alone uses it.
+        var journal: String
     }
 
     /// Starts replaying what the current generation's journals left behind; does nothing (and
@@ -23,7 +24,7 @@ public enum HeldSpanReplay {
         for pipeline in current.value.pipelines {
             for (processor, journal) in zip(pipeline.processors, pipeline.journals) {
                 for leftover in journal?.leftovers() ?? [] {
-                    work.append(Work(pipeline: pipeline.id, processor: processor.id, journal: leftover))
+                    work.append(Work(pipeline: pipeline.id, processor: processor.id, journal: leftover.directory))
                 }
             }
         }
@@ -41,9 +42,10 @@ public enum HeldSpanReplay {
     /// Replays one journal; false when the server is shutting down.
     private static func replay(_ item: Work, _ current: CurrentGeneration, logger: Logger) -> Bool {
         var logger = logger
-        logger[metadataKey: "journal"] = "\(item.journal.directory)"
+        logger[metadataKey: "journal"] = "\(item.journal)"
+        let journal = LeftoverJournal(directory: item.journal)
         let count: Int
-        do { count = try item.journal.open() } catch {
+        do { count = try journal.open() } catch {
             logger.error("cannot read a hold journal left by an earlier process; it stays on disk", metadata: ["error": "\(error)"])
             return true
         }
@@ -51,7 +53,7 @@ public enum HeldSpanReplay {
         for i in 0..<count {
             while true {
                 let batch: SpanBatch
-                do { batch = try item.journal.batch(i) } catch {
+                do { batch = try journal.batch(i) } catch {
                     logger.error("cannot read back a held batch; it stays on disk", metadata: ["error": "\(error)"])
                     undecodable += 1
                     break
@@ -59,18 +61,18 @@ public enum HeldSpanReplay {
                 let size = batch.spanCount
                 switch current.replay(batch, pipeline: item.pipeline, processor: item.processor) {
                 case .failure(.closed):
-                    item.journal.close()
+                    journal.close()
                     return false
                 case .failure(.noSuchProcessor):
                     logger.error("held spans of a processor the config no longer has in this pipeline stay on disk",
                                  metadata: ["pipeline": "\(item.pipeline)", "processor": "\(item.processor)"])
-                    item.journal.close()
+                    journal.close()
                     return true
                 case .success(.refused):
                     Thread.sleep(forTimeInterval: 1)
                     continue
                 case .success:
-                    item.journal.done(i)
+                    journal.done(i)
                     spans += size
                 }
                 break
@@ -78,7 +80,7 @@ public enum HeldSpanReplay {
         }
         logger.notice("spans held when the previous process stopped were fed to their processor again",
                       metadata: ["pipeline": "\(item.pipeline)", "processor": "\(item.processor)", "spans": "\(spans)"])
-        if undecodable == 0 { item.journal.remove() } else { item.journal.close() }
+        if undecodable == 0 { journal.remove() } else { journal.close() }
         return true
     }
 }

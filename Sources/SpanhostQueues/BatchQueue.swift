@@ -2,10 +2,11 @@ import DequeModule
 import Foundation
 import SpanhostConfig
 import SpanhostModel
+import SpanhostSync
 
 /// A batch taken from a queue to export. Hand it back with `done` (delivered, dead-lettered or
 /// dropped) or `release` (not handled; it stays queued).
-public struct QueuedBatch: @unchecked Sendable {
+public struct QueuedBatch: Sendable {
     public let batch: SpanBatch
     public let spans: Int
     let location: SegmentLog.Location?
@@ -110,38 +111,47 @@ public struct QueueLimits: Sendable, Equatable {
 }
 
 /// Batches held in memory, lost if the process dies.
-public final class MemoryQueue: BatchQueue, @unchecked Sendable {
-    private let condition = NSCondition()
-    /// Taken items leave at once, so a delivered batch's memory is freed when its exporter
-    /// lets go of it.
-    private var items: Deque<(batch: SpanBatch, spans: Int, bytes: Int, at: ContinuousClock.Instant)> = []
-    private var bytes = 0
+public final class MemoryQueue: BatchQueue {
+    private struct Item {
+        let batch: SpanBatch
+        let spans: Int
+        let bytes: Int
+        let at: ContinuousClock.Instant
+    }
+    private struct Contents {
+        /// Taken items leave at once, so a delivered batch's memory is freed when its exporter
+        /// lets go of it.
+        var items: Deque<Item> = []
+        var bytes = 0
+    }
+    private let contents = Guarded(Contents())
     let limits: QueueLimits
 
     public init(limits: QueueLimits) { self.limits = limits }
 
     public func offer(_ batch: SpanBatch, force: Bool) -> OfferResult {
         let size = batch.arenaBytes
-        return condition.withLock {
-            guard force || (items.count < limits.items && bytes + size <= limits.bytes) else { return .full }
-            items.append((batch, batch.spanCount, size, .now))
-            bytes += size
-            condition.signal()
+        let item = Item(batch: batch, spans: batch.spanCount, bytes: size, at: .now)
+        return contents.withLock(wake: .one) { [limits] in
+            guard force || ($0.items.count < limits.items && $0.bytes + size <= limits.bytes) else { return .full }
+            $0.items.append(item)
+            $0.bytes += size
             return .queued
         }
     }
 
     public func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch? {
-        condition.lock()
-        defer { condition.unlock() }
-        while true {
-            if !active() { return nil }
-            if !items.isEmpty { break }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.2))
+        // `active` can turn false without a change here (a stopping runner wakes the queue), and
+        // the recheck bounds the wait when it turns by itself (a drain deadline).
+        let taken: Item?? = contents.wait(recheck: .milliseconds(200)) { contents in
+            if !active() { return .some(nil) }
+            guard !contents.items.isEmpty else { return nil }
+            claim()
+            let item = contents.items.removeFirst()
+            contents.bytes -= item.bytes
+            return .some(item)
         }
-        claim()
-        let item = items.removeFirst()
-        bytes -= item.bytes
+        guard let item = taken ?? nil else { return nil }
         return QueuedBatch(batch: item.batch, spans: item.spans, location: nil)
     }
 
@@ -149,28 +159,26 @@ public final class MemoryQueue: BatchQueue, @unchecked Sendable {
 
     public func release(_ item: QueuedBatch) {}
 
-    public func wake() { condition.withLock { condition.broadcast() } }
+    public func wake() { contents.withLock(wake: .all) { _ in } }
 
     public var isPersistent: Bool { false }
 
     public func settle() -> QueueSettlement {
-        condition.withLock {
-            defer {
-                items.removeAll()
-                bytes = 0
-            }
-            return QueueSettlement(lostSpans: items.reduce(0) { $0 + $1.spans }, keptBatches: 0, keptSpans: 0)
+        contents.withLock {
+            let lost = $0.items.reduce(0) { $0 + $1.spans }
+            $0 = Contents()
+            return QueueSettlement(lostSpans: lost, keptBatches: 0, keptSpans: 0)
         }
     }
 
-    public var isFull: Bool { condition.withLock { items.count >= limits.items || bytes >= limits.bytes } }
-    public var depth: Int { condition.withLock { items.count } }
+    public var isFull: Bool { contents.withLock { [limits] in $0.items.count >= limits.items || $0.bytes >= limits.bytes } }
+    public var depth: Int { contents.withLock { $0.items.count } }
 
     public var stats: QueueStats {
-        condition.withLock {
-            QueueStats(depth: items.count, capacity: limits.items, spans: items.reduce(0) { $0 + $1.spans },
-                              oldestAgeSeconds: items.first.map { (ContinuousClock.now - $0.at).seconds },
-                              bytesInMemory: bytes)
+        contents.withLock {
+            QueueStats(depth: $0.items.count, capacity: limits.items, spans: $0.items.reduce(0) { $0 + $1.spans },
+                       oldestAgeSeconds: $0.items.first.map { (ContinuousClock.now - $0.at).seconds },
+                       bytesInMemory: $0.bytes)
         }
     }
 }

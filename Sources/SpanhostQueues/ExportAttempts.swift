@@ -25,7 +25,7 @@ final class ExportAttempts {
     }
 
     /// A batch's content: CRC-32 and length of its encoded bytes.
-    struct Digest: Hashable, CustomStringConvertible {
+    struct Digest: Hashable, Sendable, CustomStringConvertible {
         var crc: UInt32
         var length: Int
 
