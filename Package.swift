@@ -47,7 +47,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Alert rules (error_span, error_rate, latency) and deduplication of notifications.
-        .target(name: "SpanhostAlerts", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig"]),
+        .target(name: "SpanhostAlerts", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig", "SpanhostSync"]),
         // Exporter sending queues: in memory, or in checksummed segment files on disk.
         .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig", "SpanhostSync",
                                                  .product(name: "DequeModule", package: "swift-collections"),

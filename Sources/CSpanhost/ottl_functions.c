@@ -2134,7 +2134,7 @@ const ottl_builtin *ottl_find_builtin(const char *name, size_t len) {
 const char *ottl_check_call(const node *call) {
     const char *name = call->builtin->name;
     const node *const *k = (const node *const *)call->kids;
-    static char why[120];
+    static _Thread_local char why[120];  /* compiles run on many threads at once */
     for (size_t i = 0; i < call->nkids; i++) {
         const char *param = call->builtin->params[i], *type = strchr(param, ':');
         if (!type || !k[i]) continue;

@@ -3,6 +3,7 @@ import DequeModule
 import Foundation
 import SpanhostConfig
 import SpanhostModel
+import Synchronization
 
 /// A connector the pipelines hand what their exporters get.
 public protocol SpanConnector: AnyObject, Sendable {
@@ -41,10 +42,9 @@ public struct ConnectorStatus: Encodable, Sendable {
 /// (either side with status ERROR), and the server's and client's durations. Also trace
 /// completeness per service: of the traces a service's spans were in during the last
 /// `completeness_window`, the share whose root span arrived.
-public final class ServiceGraph: SpanConnector, @unchecked Sendable {
+public final class ServiceGraph: SpanConnector {
     public let id: ComponentID
     let settings: ServiceGraphSettings
-    private let lock = NSLock()
 
     private struct Key: Hashable {
         var trace0, trace1, span: UInt64
@@ -70,31 +70,29 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
         var server: BucketHistogram
         var client: BucketHistogram
     }
-    private var waiting: [Key: Half] = [:]
-    private var expiry = Deque<(Key, ContinuousClock.Instant)>()
-    private var edges: [Edge: EdgeStats] = [:]
-    private var counters: [String: Int64] = ["expired_halves": 0, "dropped_halves": 0]
-    private let maxEdges = 10_000
+    /// Halves waiting for their other side, the edges found, and the completeness windows;
+    /// changed under one lock.
+    private struct Graph {
+        let settings: ServiceGraphSettings
+        var waiting: [Key: Half] = [:]
+        var expiry = Deque<(Key, ContinuousClock.Instant)>()
+        var edges: [Edge: EdgeStats] = [:]
+        var counters: [String: Int64] = ["expired_halves": 0, "dropped_halves": 0]
+        let maxEdges = 10_000
 
-    // Trace completeness: the traces of the window being filled, and the last full window's figures.
-    private struct TraceSeen {
-        var services: Set<String> = []
-        var root = false
-    }
-    private var traces: [Key: TraceSeen] = [:]
-    private var windowStart = ContinuousClock.now
-    private var lastWindow: [ConnectorStatus.Completeness] = []
-    private let maxTraces = 200_000
+        // Trace completeness: the traces of the window being filled, and the last full window's figures.
+        struct TraceSeen {
+            var services: Set<String> = []
+            var root = false
+        }
+        var traces: [Key: TraceSeen] = [:]
+        var windowStart = ContinuousClock.now
+        var lastWindow: [ConnectorStatus.Completeness] = []
+        let maxTraces = 200_000
 
-    public init(id: ComponentID, settings: ServiceGraphSettings) {
-        self.id = id
-        self.settings = settings
-    }
+        init(settings: ServiceGraphSettings) { self.settings = settings }
 
-    public func observe(_ batch: SpanBatch) { observe(batch, now: .now) }
-
-    func observe(_ batch: SpanBatch, now: ContinuousClock.Instant) {
-        lock.withLock {
+        mutating func observe(_ batch: SpanBatch, now: ContinuousClock.Instant) {
             expire(now: now)
             roll(now: now)
             batch.forEachSpanFact { span, service in
@@ -117,73 +115,71 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
                 }
             }
         }
-    }
 
-    private func pair(_ key: Key, _ half: Half) {
-        if let other = waiting[key], other.isClient != half.isClient {
-            waiting[key] = nil
-            let (client, server) = half.isClient ? (half, other) : (other, half)
-            let edge = Edge(client: client.service, server: server.service, messaging: client.messaging || server.messaging,
-                            clientDimensions: client.dimensions, serverDimensions: server.dimensions)
-            if edges[edge] == nil {
-                guard edges.count < maxEdges else { counters["dropped_edges", default: 0] += 1; return }
-                let bounds = settings.buckets.map(\.seconds)
-                edges[edge] = EdgeStats(server: BucketHistogram(bounds: bounds), client: BucketHistogram(bounds: bounds))
-            }
-            edges[edge]!.calls += 1
-            if client.failed || server.failed { edges[edge]!.failed += 1 }
-            edges[edge]!.server.record(server.seconds)
-            edges[edge]!.client.record(client.seconds)
-            return
-        }
-        guard waiting.count < settings.maxItems else {
-            counters["dropped_halves", default: 0] += 1
-            return
-        }
-        waiting[key] = half
-        expiry.append((key, half.expires))
-    }
-
-    private func expire(now: ContinuousClock.Instant) {
-        while let (key, at) = expiry.first, at <= now {
-            expiry.removeFirst()
-            if let half = waiting[key], half.expires == at {
+        mutating func pair(_ key: Key, _ half: Half) {
+            if let other = waiting[key], other.isClient != half.isClient {
                 waiting[key] = nil
-                counters["expired_halves", default: 0] += 1
+                let (client, server) = half.isClient ? (half, other) : (other, half)
+                let edge = Edge(client: client.service, server: server.service, messaging: client.messaging || server.messaging,
+                                clientDimensions: client.dimensions, serverDimensions: server.dimensions)
+                if edges[edge] == nil {
+                    guard edges.count < maxEdges else { counters["dropped_edges", default: 0] += 1; return }
+                    let bounds = settings.buckets.map(\.seconds)
+                    edges[edge] = EdgeStats(server: BucketHistogram(bounds: bounds), client: BucketHistogram(bounds: bounds))
+                }
+                edges[edge]!.calls += 1
+                if client.failed || server.failed { edges[edge]!.failed += 1 }
+                edges[edge]!.server.record(server.seconds)
+                edges[edge]!.client.record(client.seconds)
+                return
+            }
+            guard waiting.count < settings.maxItems else {
+                counters["dropped_halves", default: 0] += 1
+                return
+            }
+            waiting[key] = half
+            expiry.append((key, half.expires))
+        }
+
+        mutating func expire(now: ContinuousClock.Instant) {
+            while let (key, at) = expiry.first, at <= now {
+                expiry.removeFirst()
+                if let half = waiting[key], half.expires == at {
+                    waiting[key] = nil
+                    counters["expired_halves", default: 0] += 1
+                }
             }
         }
-    }
 
-    private func track(_ span: SpanFacts, _ service: String) {
-        let key = Key(trace0: span.traceID.0, trace1: span.traceID.1, span: 0)
-        if traces[key] == nil {
-            guard traces.count < maxTraces else { counters["untracked_traces", default: 0] += 1; return }
-            traces[key] = TraceSeen()
-        }
-        traces[key]!.services.insert(service)
-        if span.parentID == 0 { traces[key]!.root = true }
-    }
-
-    /// Closes the completeness window when it is over.
-    private func roll(now: ContinuousClock.Instant) {
-        guard now - windowStart >= settings.completenessWindow else { return }
-        var figures: [String: (traces: Int, withRoot: Int)] = [:]
-        for seen in traces.values {
-            for service in seen.services {
-                figures[service, default: (0, 0)].traces += 1
-                if seen.root { figures[service, default: (0, 0)].withRoot += 1 }
+        mutating func track(_ span: SpanFacts, _ service: String) {
+            let key = Key(trace0: span.traceID.0, trace1: span.traceID.1, span: 0)
+            if traces[key] == nil {
+                guard traces.count < maxTraces else { counters["untracked_traces", default: 0] += 1; return }
+                traces[key] = TraceSeen()
             }
+            traces[key]!.services.insert(service)
+            if span.parentID == 0 { traces[key]!.root = true }
         }
-        lastWindow = figures.sorted { $0.key < $1.key }.map {
-            .init(service: $0.key, traces: $0.value.traces, withRoot: $0.value.withRoot,
-                  ratio: Double($0.value.withRoot) / Double(max($0.value.traces, 1)))
-        }
-        traces.removeAll(keepingCapacity: true)
-        windowStart = now
-    }
 
-    public var status: ConnectorStatus {
-        lock.withLock {
+        /// Closes the completeness window when it is over.
+        mutating func roll(now: ContinuousClock.Instant) {
+            guard now - windowStart >= settings.completenessWindow else { return }
+            var figures: [String: (traces: Int, withRoot: Int)] = [:]
+            for seen in traces.values {
+                for service in seen.services {
+                    figures[service, default: (0, 0)].traces += 1
+                    if seen.root { figures[service, default: (0, 0)].withRoot += 1 }
+                }
+            }
+            lastWindow = figures.sorted { $0.key < $1.key }.map {
+                .init(service: $0.key, traces: $0.value.traces, withRoot: $0.value.withRoot,
+                      ratio: Double($0.value.withRoot) / Double(max($0.value.traces, 1)))
+            }
+            traces.removeAll(keepingCapacity: true)
+            windowStart = now
+        }
+
+        mutating func status(_ id: ComponentID) -> ConnectorStatus {
             expire(now: .now)
             roll(now: .now)
             let list = edges.sorted { ($0.key.client, $0.key.server) < ($1.key.client, $1.key.server) }.map { edge, stats in
@@ -194,10 +190,8 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
             }
             return ConnectorStatus(id: "\(id)", counters: counters, edges: list, completeness: lastWindow)
         }
-    }
 
-    public var families: [MetricFamily] {
-        lock.withLock {
+        mutating func families(_ id: ComponentID) -> [MetricFamily] {
             expire(now: .now)
             roll(now: .now)
             let sorted = edges.sorted { ($0.key.client, $0.key.server) < ($1.key.client, $1.key.server) }
@@ -228,4 +222,19 @@ public final class ServiceGraph: SpanConnector, @unchecked Sendable {
             return [requests, failed, server, client, completeness]
         }
     }
+    private let graph: Mutex<Graph>
+
+    public init(id: ComponentID, settings: ServiceGraphSettings) {
+        self.id = id
+        self.settings = settings
+        graph = Mutex(Graph(settings: settings))
+    }
+
+    public func observe(_ batch: SpanBatch) { observe(batch, now: .now) }
+
+    func observe(_ batch: SpanBatch, now: ContinuousClock.Instant) { graph.withLock { $0.observe(batch, now: now) } }
+
+    public var status: ConnectorStatus { graph.withLock { $0.status(id) } }
+
+    public var families: [MetricFamily] { graph.withLock { $0.families(id) } }
 }

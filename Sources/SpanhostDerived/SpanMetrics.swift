@@ -2,25 +2,28 @@ import CSpanhost
 import Foundation
 import SpanhostConfig
 import SpanhostModel
+import Synchronization
 
 /// The Collector's spanmetrics connector: per service, span name, kind and status code (less
 /// `exclude_dimensions`, plus `dimensions`), the calls and a histogram of durations (rate, errors
 /// and duration: RED), and with `events` the span events per event attributes. The number of
 /// series is bounded by `dimensions_cache_size`; spans of further series are counted in one
 /// overflow series labelled otel_metric_overflow="true".
-public final class SpanMetrics: SpanConnector, @unchecked Sendable {
+public final class SpanMetrics: SpanConnector {
     public let id: ComponentID
     let settings: SpanMetricsSettings
-    private let lock = NSLock()
     /// Label values in `labelNames` order; nil where a dimension without default was absent.
     private typealias Series = [String?]
     private struct Figures {
         var durations: BucketHistogram
         var lastSeen: ContinuousClock.Instant
     }
-    private var series: [Series: Figures] = [:]
-    private var events: [Series: UInt64] = [:]
-    private var overflow: BucketHistogram
+    private struct Tallies {
+        var series: [Series: Figures] = [:]
+        var events: [Series: UInt64] = [:]
+        var overflow: BucketHistogram
+    }
+    private let tallies: Mutex<Tallies>
     private let bounds: [Double]
     private let labelNames: [String]
     private let eventLabelNames: [String]
@@ -31,7 +34,7 @@ public final class SpanMetrics: SpanConnector, @unchecked Sendable {
         self.settings = settings
         let scale = settings.unitSeconds ? 1.0 : 1000.0
         bounds = settings.buckets.map { $0.seconds * scale }
-        overflow = BucketHistogram(bounds: bounds)
+        tallies = Mutex(Tallies(overflow: BucketHistogram(bounds: bounds)))
         let defaults = SpanMetricsSettings.defaultLabels.filter { !settings.excluded.contains($0) }
         labelNames = (defaults + settings.dimensions.map(\.name)).map(PrometheusText.labelName)
         eventLabelNames = labelNames + (settings.eventDimensions ?? []).map { PrometheusText.labelName($0.name) }
@@ -62,45 +65,43 @@ public final class SpanMetrics: SpanConnector, @unchecked Sendable {
     public func observe(_ batch: SpanBatch) {
         let now = ContinuousClock.now
         let scale = settings.unitSeconds ? 1.0 : 1000.0
-        lock.withLock {
+        tallies.withLock { tallies in
             batch.forEachSpanFact { span, service in
                 let key = labels(span, service)
-                if series[key] == nil {
-                    guard series.count < settings.maxSeries else { return overflow.record(span.seconds * scale) }
-                    series[key] = Figures(durations: BucketHistogram(bounds: bounds), lastSeen: now)
+                if tallies.series[key] == nil {
+                    guard tallies.series.count < settings.maxSeries else { return tallies.overflow.record(span.seconds * scale) }
+                    tallies.series[key] = Figures(durations: BucketHistogram(bounds: bounds), lastSeen: now)
                 }
-                series[key]!.durations.record(span.seconds * scale)
-                series[key]!.lastSeen = now
+                tallies.series[key]!.durations.record(span.seconds * scale)
+                tallies.series[key]!.lastSeen = now
                 guard let eventDimensions = settings.eventDimensions else { return }
                 let s = span.span.pointee
                 for i in 0..<s.events_count {
-                    guard let event = s.events[i], events.count < settings.maxSeries else { continue }
+                    guard let event = s.events[i], tallies.events.count < settings.maxSeries else { continue }
                     let eventKey = key + eventDimensions.map { attributeText(event.pointee.attributes, $0.name) ?? $0.defaultValue }
-                    events[eventKey, default: 0] += 1
+                    tallies.events[eventKey, default: 0] += 1
                 }
             }
         }
     }
 
-    /// Drops series not seen for `metrics_expiration`.
-    private func expire(now: ContinuousClock.Instant) {
-        guard let expiration = settings.expiration else { return }
-        series = series.filter { now - $0.value.lastSeen < expiration }
-    }
-
     public var status: ConnectorStatus {
-        lock.withLock {
-            ConnectorStatus(id: "\(id)", counters: ["overflow_spans": Int64(overflow.count)], series: series.count)
+        tallies.withLock {
+            ConnectorStatus(id: "\(id)", counters: ["overflow_spans": Int64($0.overflow.count)], series: $0.series.count)
         }
     }
 
     public var families: [MetricFamily] {
-        lock.withLock {
-            expire(now: .now)
+        tallies.withLock { tallies in
+            // Series not seen for `metrics_expiration` go.
+            if let expiration = settings.expiration {
+                let now = ContinuousClock.now
+                tallies.series = tallies.series.filter { now - $0.value.lastSeen < expiration }
+            }
             func pairs(_ names: [String], _ values: Series) -> [(String, String)] {
                 zip(names, values).compactMap { name, value in value.map { (name, $0) } }
             }
-            let sorted = series.map { (pairs(labelNames, $0.key), $0.value.durations) }
+            let sorted = tallies.series.map { (pairs(labelNames, $0.key), $0.value.durations) }
                 .sorted { $0.0.map { "\($0.0)=\($0.1)" }.lexicographicallyPrecedes($1.0.map { "\($0.0)=\($0.1)" }) }
             let overflowLabels = [("otel_metric_overflow", "true")]
             var calls = MetricFamily(names.calls, otel: "\(settings.namespace).calls", .counter, unit: "1",
@@ -111,15 +112,15 @@ public final class SpanMetrics: SpanConnector, @unchecked Sendable {
                 calls.add(labels, Double(h.count))
                 durations.add(labels, h)
             }
-            if overflow.count > 0 {
-                calls.add(overflowLabels, Double(overflow.count))
-                durations.add(overflowLabels, overflow)
+            if tallies.overflow.count > 0 {
+                calls.add(overflowLabels, Double(tallies.overflow.count))
+                durations.add(overflowLabels, tallies.overflow)
             }
             var result = [calls] + (settings.histogramDisabled ? [] : [durations])
             if settings.eventDimensions != nil {
                 var events = MetricFamily(names.events, otel: "\(settings.namespace).events", .counter, unit: "1",
                                           help: "span events per span dimensions and event attributes")
-                for (labels, n) in self.events.map({ (pairs(eventLabelNames, $0.key), $0.value) }).sorted(by: { "\($0.0)" < "\($1.0)" }) {
+                for (labels, n) in tallies.events.map({ (pairs(eventLabelNames, $0.key), $0.value) }).sorted(by: { "\($0.0)" < "\($1.0)" }) {
                     events.add(labels, Double(n))
                 }
                 result.append(events)

@@ -6,15 +6,16 @@ import SpanhostModel
 /// A `forward` or `routing` connector: where a pipeline's batch goes after its processors,
 /// besides its exporters. The pipelines it feeds list it under `receivers:`; the config was
 /// checked for cycles, so a batch only ever flows downstream.
-final class PipelineConnector: @unchecked Sendable {  // immutable after init; compiled expressions are run from any thread
+final class PipelineConnector: Sendable {
     let id: ComponentID
-    private enum Kind {
+    private enum Kind: Sendable {
         case forward([Pipeline])
         case routing(routes: [Route], defaults: [Pipeline], propagateErrors: Bool)
     }
-    private struct Route {
+    private struct Route: Sendable {
         var context: RoutingSettings.Context
-        var condition: OpaquePointer?
+        /// nil for a request-context route.
+        var condition: CompiledCondition?
         var request: RoutingSettings.RequestCondition?
         var pipelines: [Pipeline]
     }
@@ -27,15 +28,12 @@ final class PipelineConnector: @unchecked Sendable {  // immutable after init; c
         case .routing(let settings):
             var routes: [Route] = []
             for (index, route) in settings.routes.enumerated() {
-                var compiled: OpaquePointer?
+                var compiled: CompiledCondition?
                 if route.request == nil {
-                    var err = [CChar](repeating: 0, count: 256)
-                    let context = route.context == .span ? SPANHOST_CONTEXT_SPAN : SPANHOST_CONTEXT_RESOURCE
-                    compiled = sh_expr_compile(route.condition, route.condition.utf8.count, UInt32(SPANHOST_EXPR_CONDITION),
-                                               UInt32(context), &err, err.count)
-                    if compiled == nil {
-                        routes.forEach { $0.condition.map(sh_expr_free) }
-                        throw ConfigError("connectors.\(config.id).table.\(index).condition", "\(String(cString: err)) in '\(route.condition)'")
+                    do {
+                        compiled = try CompiledCondition(route.condition, context: route.context == .span ? SPANHOST_CONTEXT_SPAN : SPANHOST_CONTEXT_RESOURCE)
+                    } catch {
+                        throw ConfigError("connectors.\(config.id).table.\(index).condition", "\(error) in '\(route.condition)'")
                     }
                 }
                 routes.append(Route(context: route.context, condition: compiled, request: route.request,
@@ -46,10 +44,6 @@ final class PipelineConnector: @unchecked Sendable {  // immutable after init; c
         default:
             kind = .forward(fed.values.sorted { $0.id < $1.id })
         }
-    }
-
-    deinit {
-        if case .routing(let routes, _, _) = kind { routes.forEach { $0.condition.map(sh_expr_free) } }
     }
 
     /// No plugin on the way blocks: a batch may run through on an event loop.
@@ -95,7 +89,7 @@ final class PipelineConnector: @unchecked Sendable {  // immutable after init; c
                     } else {
                         var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: nil,
                                                           resource: rs.pointee.resource, scope: nil, span: nil, event: nil, cache: nil)
-                        let result = sh_expr_run(route.condition, &target, nil)
+                        let result = route.condition?.run(&target) ?? 1
                         if result < 0 && failed == nil { failed = "route \(r) of \(id) failed to run" }
                         holds = result > 0
                         resourceVerdict = (rs, holds)
@@ -103,7 +97,7 @@ final class PipelineConnector: @unchecked Sendable {  // immutable after init; c
                 } else {
                     var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: nil,
                                                       resource: rs.pointee.resource, scope: ss.pointee.scope, span: span, event: nil, cache: nil)
-                    let result = sh_expr_run(route.condition, &target, nil)
+                    let result = route.condition?.run(&target) ?? 1
                     if result < 0 && failed == nil { failed = "route \(r) of \(id) failed to run" }
                     holds = result > 0
                 }

@@ -13,7 +13,7 @@ public final class Tap: @unchecked Sendable {  // mutable state behind `lock`; t
     public let pipeline: String
     public let point: Int
     public let condition: String
-    private let expr: OpaquePointer?
+    private let expr: CompiledCondition?
     private let lock = NSLock()
     private var batches: [(seq: Int, json: String)] = []
     private var seq = 0
@@ -30,25 +30,19 @@ public final class Tap: @unchecked Sendable {  // mutable state behind `lock`; t
             expr = nil
             return
         }
-        var message = [CChar](repeating: 0, count: 256)
-        guard let compiled = sh_expr_compile(condition, condition.utf8.count, UInt32(SPANHOST_EXPR_CONDITION), UInt32(SPANHOST_CONTEXT_SPAN),
-                                             &message, message.count) else {
-            throw TapError("condition: \(String(cString: message))")
+        do {
+            expr = try CompiledCondition(condition, context: SPANHOST_CONTEXT_SPAN)
+        } catch {
+            throw TapError("condition: \(error)")
         }
-        expr = compiled
     }
-
-    deinit { if let expr { sh_expr_free(expr) } }
 
     /// Keeps the spans of `batch` for which the condition holds (read only, on the pipeline's thread).
     func offer(_ batch: SpanBatch) {
         guard let copy = SpanBatch.empty() else { return }
         var matched = 0
         batch.forEachSpan { rs, ss, span in
-            var target = spanhost_expr_target()
-            target.struct_size = UInt32(MemoryLayout<spanhost_expr_target>.size)
-            (target.batch, target.resource, target.scope, target.span) = (batch.pointer, rs.pointee.resource, ss.pointee.scope, span)
-            guard expr.map({ sh_expr_run($0, &target, nil) == 1 }) ?? true else { return }
+            guard expr?.holds(span: span, resource: rs.pointee.resource, scope: ss.pointee.scope, batch: batch.pointer) ?? true else { return }
             let allowed: Bool = lock.withLock {
                 if ContinuousClock.now - second >= .seconds(1) { (second, keptThisSecond) = (.now, 0) }
                 guard keptThisSecond < Self.maxPerSecond else { skipped += 1; return false }
