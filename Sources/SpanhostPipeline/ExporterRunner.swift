@@ -5,6 +5,7 @@ import SpanhostConfig
 import SpanhostModel
 import SpanhostPlugins
 import SpanhostQueues
+import SpanhostSync
 
 /// The attempts of one batch (or event) under a RetryPolicy: exponential backoff that honours a
 /// plugin's retry-after, within max_elapsed_time and an optional drain deadline.
@@ -50,30 +51,36 @@ struct RetrySchedule {
 /// start, and a batch given up on goes to the dead-letter file instead of being dropped. With
 /// `sending_queue.enabled: false` there is no queue: the batch is exported on the caller's
 /// thread and its result is the client's answer.
-public final class ExporterRunner: @unchecked Sendable {
+public final class ExporterRunner: Sendable {
     public let instance: PluginInstance
     public let retry: RetryPolicy
     public let queueSettings: SendingQueueSettings
     /// Nil when the queue is disabled.
     public let queue: BatchQueue?
-    private let condition = NSCondition()
-    private var stopping = false
-    private var started = false
-    /// Set by shutdown: retries continue until then, not beyond.
-    private var drainDeadline: ContinuousClock.Instant?
-    /// Batches being exported right now (one per consumer thread at most).
-    private var busy = 0
-    /// What became of the spans this exporter accepted (for the final report).
-    private var tally = DeliveryTally()
-    /// Spans in the batches being exported right now: a shutdown that finds a call still
-    /// running (hung) counts them as lost (memory) or kept on disk (persistent), and the call,
-    /// should it ever return, changes the tally no more (`abandoned`).
-    private var inHand = 0
-    private var abandoned = false
-    private var lastDropLog: ContinuousClock.Instant?
-    /// `metadata_keys` value combinations batched so far (at most metadata_cardinality_limit).
-    private var seenPartitions: Set<[String]> = []
-    private var partitionLimitLogged = false
+    private struct State {
+        var stopping = false
+        var started = false
+        /// Set by shutdown: retries continue until then, not beyond.
+        var drainDeadline: ContinuousClock.Instant?
+        /// Batches being exported right now (one per consumer thread at most), and how many
+        /// exports have finished (what a draining shutdown waits for).
+        var busy = 0
+        var finished = 0
+        /// What became of the spans this exporter accepted (for the final report).
+        var tally = DeliveryTally()
+        /// Spans in the batches being exported right now: a shutdown that finds a call still
+        /// running (hung) counts them as lost (memory) or kept on disk (persistent), and the
+        /// call, should it ever return, changes the tally no more (`abandoned`).
+        var inHand = 0
+        var abandoned = false
+        var lastDropLog: ContinuousClock.Instant?
+        /// `metadata_keys` value combinations batched so far (at most metadata_cardinality_limit).
+        var seenPartitions: Set<[String]> = []
+        var partitionLimitLogged = false
+    }
+    /// The queue asks `active` and `claim` (which take this lock) with its own lock held, so
+    /// this runner never calls into the queue while holding it: the order is queue, then runner.
+    private let state = Guarded(State())
     /// Worker threads taking batches from the queue (`sending_queue.num_consumers`). More than
     /// one helps only plugins that declare SPANHOST_PLUGIN_CONCURRENT; others are serialized.
     public let consumers: Int
@@ -110,7 +117,7 @@ public final class ExporterRunner: @unchecked Sendable {
 
     /// Starts the consumer threads; a runner carried over by a reload is already started.
     public func start() {
-        guard queue != nil, condition.withLock({ defer { started = true }; return !started }) else { return }
+        guard queue != nil, state.withLock({ state in defer { state.started = true }; return !state.started }) else { return }
         // A disk queue may be shared with the runner this one replaces: its limits become ours now.
         (queue as? DiskQueue)?.apply(QueueLimits(items: queueSettings.queueSize, bytes: queueSettings.maxBytes),
                                      owner: instance.library.name)
@@ -141,7 +148,7 @@ public final class ExporterRunner: @unchecked Sendable {
     /// exported now. Nil means taken; otherwise the answer for the client.
     public func accept(_ batch: SpanBatch, force: Bool) -> ConsumeOutcome? {
         let spans = batch.spanCount
-        if condition.withLock({ stopping }) {
+        if state.withLock({ $0.stopping }) {
             counters.add("refused", Int64(spans))
             return .refused(retryAfterSeconds: 1, message: "exporter \(id) is shutting down")
         }
@@ -151,7 +158,7 @@ public final class ExporterRunner: @unchecked Sendable {
         switch hungDrop ? .full : queue.offer(batch, force: force || queueSettings.onFull == .refuse) {
         case .queued:
             counters.add("queued", Int64(spans))
-            condition.withLock { tally.accepted += spans }
+            state.withLock { $0.tally.accepted += spans }
             return nil
         case .notStored(let reason):
             // Never answered 200: the client sends it again once the disk has room. Spans a
@@ -159,9 +166,9 @@ public final class ExporterRunner: @unchecked Sendable {
             // takes every emit): they are lost, and counted.
             counters.add("not_stored", Int64(spans))
             guard !force else {
-                condition.withLock {
-                    tally.accepted += spans
-                    tally.lost += spans
+                state.withLock { state in
+                    state.tally.accepted += spans
+                    state.tally.lost += spans
                 }
                 logger.error("spans flushed by a processor could not be queued and are lost", metadata: ["spans": "\(spans)", "error": "\(reason)"])
                 return nil
@@ -172,11 +179,11 @@ public final class ExporterRunner: @unchecked Sendable {
         }
         counters.add("queued", Int64(spans))
         counters.add("dropped_on_full", Int64(spans))
-        condition.withLock { tally.accepted += spans }
-        let log: Bool = condition.withLock {
-            tally.lost += spans
-            guard lastDropLog.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true else { return false }
-            lastDropLog = .now
+        let log: Bool = state.withLock { state in
+            state.tally.accepted += spans
+            state.tally.lost += spans
+            guard state.lastDropLog.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true else { return false }
+            state.lastDropLog = .now
             return true
         }
         if log { logger.warning("sending queue full; batch dropped for this exporter (on_full: drop)", metadata: ["spans": "\(spans)"]) }
@@ -194,12 +201,12 @@ public final class ExporterRunner: @unchecked Sendable {
     /// Exports a batch now if nothing is ahead of it; true when it was delivered. Anything else
     /// (something queued, a failure) leaves it to the queue, where failures are retried.
     private func exportAhead(_ batch: SpanBatch, spans: Int, queue: BatchQueue) -> Bool {
-        guard condition.withLock({ busy == 0 && !stopping }), queue.depth == 0 else { return false }
+        guard state.withLock({ $0.busy == 0 && !$0.stopping }), queue.depth == 0 else { return false }
         guard case .ok = instance.export(batch) else { return false }
         counters.add("exported", Int64(spans))
-        condition.withLock {
-            tally.accepted += spans
-            tally.delivered += spans
+        state.withLock { state in
+            state.tally.accepted += spans
+            state.tally.delivered += spans
         }
         return true
     }
@@ -209,9 +216,9 @@ public final class ExporterRunner: @unchecked Sendable {
         switch instance.export(batch) {
         case .ok, .consumed:
             counters.add("exported", Int64(spans))
-            condition.withLock {
-                tally.accepted += spans
-                tally.delivered += spans
+            state.withLock { state in
+                state.tally.accepted += spans
+                state.tally.delivered += spans
             }
             return nil
         // The plugin's message may name internal addresses: it goes to the log, and the client
@@ -235,22 +242,22 @@ public final class ExporterRunner: @unchecked Sendable {
     /// Stops taking batches and exports what is queued until `deadline` (a disk queue keeps
     /// it instead), then destroys the instance. Returns what became of every span it accepted.
     public func shutdown(deadline: ContinuousClock.Instant) -> DeliveryTally {
-        condition.withLock {
-            stopping = true
-            drainDeadline = deadline
-            condition.broadcast()  // ends a retry wait at once
+        state.withLock(wake: .all) { state in  // ends a retry wait at once
+            state.stopping = true
+            state.drainDeadline = deadline
         }
         if let queue {
             queue.wake()
-            // The queue's lock is never taken while holding ours: takers hold the queue's lock
-            // while they ask `active`, which takes ours.
+            // The queue's depth is read outside our lock (see `state`); an export finishing
+            // wakes the wait, the 20 ms bound covers a queue that empties otherwise.
             while ContinuousClock.now < deadline {
                 let waiting = queue.isPersistent ? 0 : queue.depth
-                if waiting == 0 && !condition.withLock({ busy > 0 }) { break }
-                condition.withLock { _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02)) }
+                let (busy, finished) = state.withLock { ($0.busy, $0.finished) }
+                if waiting == 0 && busy == 0 { break }
+                _ = state.wait(until: min(deadline, .now + .milliseconds(20))) { $0.finished != finished ? true : nil }
             }
         }
-        let stillBusy = condition.withLock { busy > 0 }
+        let stillBusy = state.withLock { $0.busy > 0 }
         let left = queue?.settle() ?? .none
         if left.lostSpans > 0 {
             counters.add("undelivered", Int64(left.lostSpans))
@@ -263,40 +270,47 @@ public final class ExporterRunner: @unchecked Sendable {
             _ = instance.flush()
             instance.destroy()
         }
-        return condition.withLock {
-            tally.lost += left.lostSpans
-            tally.keptOnDisk += left.keptSpans
-            tally.keptBatches += left.keptBatches
+        let persistent = queue?.isPersistent == true
+        let (tally, abandonedSpans) = state.withLock { state in
+            state.tally.lost += left.lostSpans
+            state.tally.keptOnDisk += left.keptSpans
+            state.tally.keptBatches += left.keptBatches
+            let inHand = state.inHand
             if stillBusy && inHand > 0 {
                 // A call still running (hung): its batch stays on disk unacknowledged for the
                 // next start, or was only in memory.
-                if queue?.isPersistent == true { tally.keptOnDisk += inHand } else { tally.lost += inHand }
-                logger.error("shutdown with an export still running; its spans are counted",
-                             metadata: ["spans": "\(inHand)", "as": "\(queue?.isPersistent == true ? "kept on disk" : "lost")"])
-                inHand = 0
-                abandoned = true
+                if persistent { state.tally.keptOnDisk += inHand } else { state.tally.lost += inHand }
+                state.inHand = 0
+                state.abandoned = true
+                return (state.tally, inHand)
             }
-            return tally
+            return (state.tally, 0)
         }
+        if abandonedSpans > 0 {
+            logger.error("shutdown with an export still running; its spans are counted",
+                         metadata: ["spans": "\(abandonedSpans)", "as": "\(persistent ? "kept on disk" : "lost")"])
+        }
+        return tally
     }
 
     /// Whether consumers take more: until shutdown; a memory queue drains until the deadline,
     /// a disk queue keeps what is left.
     private var active: Bool {
-        condition.withLock { !stopping || (!(queue?.isPersistent ?? true) && ContinuousClock.now < (drainDeadline ?? .now)) }
+        let drains = !(queue?.isPersistent ?? true)
+        return state.withLock { !$0.stopping || (drains && ContinuousClock.now < ($0.drainDeadline ?? .now)) }
     }
 
     private func run() {
         guard let queue else { return }
-        while let first = queue.take(while: { active }, claim: { condition.withLock { busy += 1 } }) {
+        while let first = queue.take(while: { active }, claim: { state.withLock { $0.busy += 1 } }) {
             let items = gather(after: first, from: queue)
             let spans = items.reduce(0) { $0 + $1.spans }
-            condition.withLock { inHand += spans }
+            state.withLock { $0.inHand += spans }
             for export in partition(items) { deliver(export, from: queue) }
-            condition.withLock {
-                if !abandoned { inHand -= spans }
-                busy -= 1
-                condition.broadcast()
+            state.withLock(wake: .all) { state in
+                if !state.abandoned { state.inHand -= spans }
+                state.busy -= 1
+                state.finished += 1
             }
         }
     }
@@ -340,14 +354,14 @@ public final class ExporterRunner: @unchecked Sendable {
 
     /// Whether `values` may be batched: seen before, or new within the cardinality limit.
     private func admitPartition(_ values: [String], limit: Int) -> Bool {
-        let (admitted, firstRefusal) = condition.withLock {
-            if seenPartitions.contains(values) { return (true, false) }
-            if seenPartitions.count < limit {
-                seenPartitions.insert(values)
+        let (admitted, firstRefusal) = state.withLock { state in
+            if state.seenPartitions.contains(values) { return (true, false) }
+            if state.seenPartitions.count < limit {
+                state.seenPartitions.insert(values)
                 return (true, false)
             }
-            defer { partitionLimitLogged = true }
-            return (false, !partitionLimitLogged)
+            defer { state.partitionLimitLogged = true }
+            return (false, !state.partitionLimitLogged)
         }
         if firstRefusal {
             logger.warning("metadata_cardinality_limit reached: requests with new metadata values are exported unbatched",
@@ -376,9 +390,10 @@ public final class ExporterRunner: @unchecked Sendable {
             counters.add(counter, spans)
             let where_ = queue.isPersistent ? "batch dead-lettered" : "batch dropped"
             logger.error("\(message); \(where_)", metadata: ["spans": "\(spans)", "error": "\(reason)"])
-            condition.withLock {
-                guard !abandoned else { return }
-                if queue.isPersistent { tally.deadLettered += count } else { tally.lost += count }
+            let persistent = queue.isPersistent
+            state.withLock { state in
+                guard !state.abandoned else { return }
+                if persistent { state.tally.deadLettered += count } else { state.tally.lost += count }
             }
             for item in items { queue.done(item, .failed(reason: reason)) }
         }
@@ -386,7 +401,7 @@ public final class ExporterRunner: @unchecked Sendable {
         /// Waits before the next attempt; false when it is time to stop trying.
         func backOff(_ retryAfter: Duration?, _ message: String) -> Bool {
             // Draining for a shutdown or reload: keep retrying, but not past its deadline.
-            switch schedule.next(retryAfter: retryAfter, deadline: condition.withLock { drainDeadline }) {
+            switch schedule.next(retryAfter: retryAfter, deadline: state.withLock { $0.drainDeadline }) {
             case .pastDeadline where queue.isPersistent:
                 for item in items { queue.release(item) }  // stays on disk for whoever takes the queue next
                 return false
@@ -397,10 +412,7 @@ public final class ExporterRunner: @unchecked Sendable {
                 counters.add("retried", spans)
                 logger.warning("export failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
                 // A shutdown or reload ends the wait at once (and then sets the deadline).
-                let until = Date(timeIntervalSinceNow: wait.seconds)
-                condition.withLock {
-                    while !stopping && condition.wait(until: until) {}
-                }
+                _ = state.wait(until: .now + wait) { $0.stopping ? true : nil }
                 return true
             }
         }
@@ -412,7 +424,7 @@ public final class ExporterRunner: @unchecked Sendable {
             switch result {
             case .ok, .consumed:
                 counters.add("exported", spans)
-                condition.withLock { if !abandoned { tally.delivered += count } }
+                state.withLock { state in if !state.abandoned { state.tally.delivered += count } }
                 for item in items { queue.done(item, .delivered) }
                 return
             case .permanent(let message):

@@ -47,7 +47,7 @@ public enum GenerationError: Error, CustomStringConvertible {
 /// A reload builds a new generation next to the running one. Components whose plugin image
 /// (sha256) and settings are unchanged are carried over as the same instance, queue included;
 /// everything else is new. The old generation then retires what the new one does not use.
-public final class Generation: @unchecked Sendable {
+public final class Generation: Sendable {
     public let config: ServiceConfig
     public let catalog: PluginCatalog
     public let pipelines: [Pipeline]
@@ -148,7 +148,11 @@ public final class Generation: @unchecked Sendable {
                     connectors.append((config, connector))
                 }
             }
-            for pipeline in config.pipelines {
+            // A pipeline is built after the pipelines its forward and routing connectors feed, so
+            // it is complete when made.
+            var joining: [ComponentID: PipelineConnector] = [:]
+            var built: [String: Pipeline] = [:]
+            for pipeline in Self.downstreamFirst(config.pipelines, connectors: config.connectors) {
                 for id in config.exporterIDs(of: pipeline) where exporters[id] == nil {
                     exporters[id] = try runner(.exporter, id, old: previous?.exporters.first { $0.id == id }, \.instance,
                                                make: ExporterRunner.init)
@@ -166,14 +170,21 @@ public final class Generation: @unchecked Sendable {
                 let balancers = pipeline.balancers.compactMap { id in config.loadBalancers.first { $0.id == id } }.map { balancer in
                     LoadBalancer(balancer, backends: balancer.backends.map { exporters[$0.exporter]! })
                 }
-                pipelines.append(Pipeline(id: pipeline.id, processors: processors,
+                for id in pipeline.connectors where joining[id] == nil {
+                    guard let connector = config.connectors.first(where: { $0.id == id && $0.joinsPipelines }) else { continue }
+                    let fed = Dictionary(uniqueKeysWithValues: config.pipelines.filter { $0.receivers.contains(id) }.map { ($0.id, built[$0.id]!) })
+                    do { joining[id] = try PipelineConnector(connector, fed: fed) } catch { throw GenerationError.invalidSettings(error) }
+                }
+                built[pipeline.id] = Pipeline(id: pipeline.id, processors: processors,
                                           exporters: pipeline.exporters.map { exporters[$0]! }, balancers: balancers,
                                           notifiers: pipeline.notifiers.map { notifiers[$0]! },
                                           connectors: pipeline.connectors.compactMap { id in connectors.first { $0.config.id == id }?.connector },
                                           rules: pipeline.rules.compactMap { id in config.rules.first { $0.id == id } },
                                           previous: oldPipeline, errors: errors, taps: taps, refusing: quarantine.refusing[pipeline.id],
-                                          dropping: quarantine.dropping[pipeline.id] ?? [], journals: journals))
+                                          dropping: quarantine.dropping[pipeline.id] ?? [], journals: journals,
+                                          downstream: pipeline.connectors.compactMap { joining[$0] })
             }
+            pipelines = config.pipelines.map { built[$0.id]! }
         } catch {
             for instance in created { instance.destroy() }
             throw error
@@ -181,20 +192,6 @@ public final class Generation: @unchecked Sendable {
         var routes: [ComponentID: [Pipeline]] = [:]
         for (config, pipeline) in zip(config.pipelines, pipelines) {
             for receiver in config.receivers { routes[receiver, default: []].append(pipeline) }
-        }
-        // forward and routing connectors: each pipeline hands on to those that receive from them.
-        do {
-            var joining: [ComponentID: PipelineConnector] = [:]
-            for connector in config.connectors where connector.joinsPipelines {
-                let fed = Dictionary(uniqueKeysWithValues: (routes[connector.id] ?? []).map { ($0.id, $0) })
-                joining[connector.id] = try PipelineConnector(connector, fed: fed)
-            }
-            for (config, pipeline) in zip(config.pipelines, pipelines) {
-                pipeline.connect(config.connectors.compactMap { joining[$0] })
-            }
-        } catch {
-            for instance in created { instance.destroy() }
-            throw GenerationError.invalidSettings(error)
         }
         self.config = config
         self.catalog = catalog
@@ -224,6 +221,23 @@ public final class Generation: @unchecked Sendable {
             logger.error("pipeline drops what its quarantined exporters would get (on_full: drop), counted at /status",
                          metadata: ["pipeline": "\(pipeline)", "exporters": "\(exporters)"])
         }
+    }
+
+    /// The pipelines in an order where each comes after every pipeline its forward and routing
+    /// connectors feed (the config has no cycles; one would be cut, not looped on).
+    static func downstreamFirst(_ pipelines: [PipelineConfig], connectors: [ConnectorConfig]) -> [PipelineConfig] {
+        let joining = Set(connectors.filter(\.joinsPipelines).map(\.id))
+        var order: [PipelineConfig] = []
+        var visited: Set<String> = []
+        func visit(_ pipeline: PipelineConfig) {
+            guard visited.insert(pipeline.id).inserted else { return }
+            for id in pipeline.connectors where joining.contains(id) {
+                for fed in pipelines where fed.receivers.contains(id) { visit(fed) }
+            }
+            order.append(pipeline)
+        }
+        pipelines.forEach(visit)
+        return order
     }
 
     /// Each processor's hold journal: the one it had when it is carried over, a new one when an
@@ -498,15 +512,16 @@ public struct DeliveryReport: Sendable, Equatable {
 
 /// The generation receivers hand batches to. Swapping it is atomic: a batch runs wholly in the
 /// generation it entered, and the old generation knows when its last batch has left.
-public final class CurrentGeneration: @unchecked Sendable {
-    private let lock = NSLock()
-    private var generation: Generation
+public final class CurrentGeneration: Sendable {
+    private struct Slot {
+        var generation: Generation
+        var closed = false
+    }
+    private let slot: Mutex<Slot>
 
-    public init(_ generation: Generation) { self.generation = generation }
+    public init(_ generation: Generation) { slot = Mutex(Slot(generation: generation)) }
 
-    public var value: Generation { lock.withLock { generation } }
-
-    private var closed = false
+    public var value: Generation { slot.withLock { $0.generation } }
 
     public func consume(_ batch: SpanBatch, from receiver: ComponentID) -> ConsumeOutcome {
         consume(batch, from: receiver, onlyIfNonBlocking: false)!
@@ -514,7 +529,7 @@ public final class CurrentGeneration: @unchecked Sendable {
 
     /// Whether the current generation's pipelines for `receiver` never block (a hint: the
     /// generation may change before the batch is handed over).
-    public func neverBlocks(from receiver: ComponentID) -> Bool { lock.withLock { generation.neverBlocks(from: receiver) } }
+    public func neverBlocks(from receiver: ComponentID) -> Bool { slot.withLock { $0.generation.neverBlocks(from: receiver) } }
 
     /// Consumes a batch on the caller's thread only if no plugin on its way blocks, decided in
     /// the generation the batch enters; nil (nothing done) otherwise.
@@ -524,11 +539,11 @@ public final class CurrentGeneration: @unchecked Sendable {
 
     private func consume(_ batch: SpanBatch, from receiver: ComponentID, onlyIfNonBlocking: Bool) -> ConsumeOutcome? {
         enum Entry { case entered(Generation), closed, blocking }
-        let entry: Entry = lock.withLock {
-            guard !closed else { return .closed }
-            if onlyIfNonBlocking && !generation.neverBlocks(from: receiver) { return .blocking }
-            generation.enter()
-            return .entered(generation)
+        let entry: Entry = slot.withLock { slot in
+            guard !slot.closed else { return .closed }
+            if onlyIfNonBlocking && !slot.generation.neverBlocks(from: receiver) { return .blocking }
+            slot.generation.enter()
+            return .entered(slot.generation)
         }
         switch entry {
         case .closed: return .refused(retryAfterSeconds: 1, message: "spanhost is shutting down")
@@ -549,8 +564,9 @@ public final class CurrentGeneration: @unchecked Sendable {
     /// Feeds `batch`, which processor `processor` of pipeline `pipeline` held when an earlier
     /// process died, to that processor in the current generation (and on down its pipeline).
     public func replay(_ batch: SpanBatch, pipeline: String, processor: ComponentID) -> Result<ConsumeOutcome, ReplayRefusal> {
-        let entered: Result<(Generation, Pipeline, Int), ReplayRefusal> = lock.withLock {
-            guard !closed else { return .failure(.closed) }
+        let entered: Result<(Generation, Pipeline, Int), ReplayRefusal> = slot.withLock { slot in
+            guard !slot.closed else { return .failure(.closed) }
+            let generation = slot.generation
             guard let line = generation.pipelines.first(where: { $0.id == pipeline }),
                   let index = line.processors.firstIndex(where: { $0.id == processor }) else { return .failure(.noSuchProcessor) }
             generation.enter()
@@ -568,18 +584,18 @@ public final class CurrentGeneration: @unchecked Sendable {
     /// Refuses every later batch and returns the generation to shut down. A batch either
     /// entered before (and the generation waits for it) or is refused: none slips between.
     public func close() -> Generation {
-        lock.withLock {
-            closed = true
-            return generation
+        slot.withLock { slot in
+            slot.closed = true
+            return slot.generation
         }
     }
 
     /// Makes `next` current and returns the one it replaced.
     public func swap(to next: Generation) -> Generation {
-        lock.withLock {
-            let old = generation
+        slot.withLock { slot in
+            let old = slot.generation
             next.activate()
-            generation = next
+            slot.generation = next
             return old
         }
     }

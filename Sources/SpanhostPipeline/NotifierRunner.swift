@@ -4,25 +4,29 @@ import Logging
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPlugins
+import SpanhostSync
 
 /// One notifier instance with its event queue and the thread that delivers from it.
 ///
 /// Pipelines and rules only enqueue: a slow or failing notifier never holds up spans. When the
 /// queue is full the oldest event is dropped and counted. Retryable failures are retried with
 /// backoff (`retry_on_failure`, starting at 1 s) while later events wait their turn.
-public final class NotifierRunner: @unchecked Sendable {
+public final class NotifierRunner: Sendable {
     public let instance: PluginInstance
     public let retry: RetryPolicy
     public let queueCapacity: Int
-    private let condition = NSCondition()
-    private var queue: Deque<NotificationEvent> = []
-    private var stopping = false
-    private var started = false
-    private var drainDeadline: ContinuousClock.Instant?
-    private var busy = false
-    /// Milliseconds from an event's first occurrence reaching the host to its notify call.
-    private var delays = DelaySample(capacity: 1024)
-    private var recent: [RecentNotification] = []
+    private struct State {
+        var queue: Deque<NotificationEvent> = []
+        var stopping = false
+        var started = false
+        var drainDeadline: ContinuousClock.Instant?
+        /// A notify call is running (its event has left the queue).
+        var busy = false
+        /// Milliseconds from an event's first occurrence reaching the host to its notify call.
+        var delays = DelaySample(capacity: 1024)
+        var recent: [RecentNotification] = []
+    }
+    private let state = Guarded(State())
     private let logger: Logger
 
     public var id: ComponentID { instance.id }
@@ -35,12 +39,12 @@ public final class NotifierRunner: @unchecked Sendable {
     }
 
     /// The last ten, newest first.
-    public var recentNotifications: [RecentNotification] { condition.withLock { recent } }
+    public var recentNotifications: [RecentNotification] { state.withLock { $0.recent } }
 
     private func remember(_ event: NotificationEvent, _ outcome: String) {
         let entry = RecentNotification(time: ISO8601DateFormatter().string(from: Date()), kind: event.kind,
                                        summary: event.pointer.pointee.summary.string, outcome: outcome, count: event.count)
-        condition.withLock { recent = Array(([entry] + recent).prefix(10)) }
+        state.withLock { $0.recent = Array(([entry] + $0.recent).prefix(10)) }
     }
 
     static let defaultRetry: RetryPolicy = {
@@ -62,48 +66,45 @@ public final class NotifierRunner: @unchecked Sendable {
 
     /// Starts the delivery thread; a runner carried over by a reload is already started.
     public func start() {
-        guard condition.withLock({ defer { started = true }; return !started }) else { return }
+        guard state.withLock({ state in defer { state.started = true }; return !state.started }) else { return }
         let thread = Thread { [self] in run() }
         thread.name = "notifier \(id)"
         thread.start()
     }
 
     public func enqueue(_ event: NotificationEvent) {
-        condition.withLock {
-            guard !stopping else {
+        let (capacity, counters) = (queueCapacity, self.counters)
+        state.withLock(wake: .one) { state in
+            guard !state.stopping else {
                 counters.add("dropped", 1)
                 return
             }
-            if queue.count >= queueCapacity {
-                queue.removeFirst()
+            if state.queue.count >= capacity {
+                state.queue.removeFirst()
                 counters.add("dropped", 1)
             }
-            queue.append(event)
+            state.queue.append(event)
             counters.add("queued", 1)
-            condition.signal()
         }
     }
 
-    public var queueDepth: Int { condition.withLock { queue.count } }
+    public var queueDepth: Int { state.withLock { $0.queue.count } }
 
     /// p50 and p99 of the delay from an event's first occurrence to its notify call, over the
     /// last 1024 calls; nil before the first.
-    public var delayPercentiles: (p50: Double, p99: Double)? { condition.withLock { delays.percentiles } }
+    public var delayPercentiles: (p50: Double, p99: Double)? { state.withLock { $0.delays.percentiles } }
 
     /// Delivers what is queued until `deadline`, then destroys the instance.
     public func shutdown(deadline: ContinuousClock.Instant) {
-        condition.lock()
-        stopping = true
-        drainDeadline = deadline
-        condition.broadcast()
-        while (!queue.isEmpty || busy) && ContinuousClock.now < deadline {
-            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.02))
+        state.withLock(wake: .all) { state in
+            state.stopping = true
+            state.drainDeadline = deadline
         }
-        let left = queue.count
-        queue.removeAll()
-        let stillBusy = busy
-        condition.broadcast()
-        condition.unlock()
+        _ = state.wait(until: deadline) { $0.queue.isEmpty && !$0.busy ? true : nil }
+        let (left, stillBusy) = state.withLock(wake: .all) { state in
+            defer { state.queue.removeAll() }
+            return (state.queue.count, state.busy)
+        }
         if left > 0 {
             counters.add("undelivered", Int64(left))
             logger.error("shutdown deadline passed with notifications still queued", metadata: ["undelivered": "\(left)"])
@@ -114,29 +115,27 @@ public final class NotifierRunner: @unchecked Sendable {
         }
     }
 
+    /// The next event to deliver; nil once stopping with the queue empty.
     private func next() -> NotificationEvent? {
-        condition.lock()
-        defer { condition.unlock() }
-        while queue.isEmpty {
-            if stopping { return nil }
-            condition.wait()
+        let next: NotificationEvent?? = state.wait { state in
+            if !state.queue.isEmpty {
+                state.busy = true
+                return .some(state.queue.removeFirst())
+            }
+            return state.stopping ? .some(nil) : nil
         }
-        busy = true
-        return queue.removeFirst()
+        return next ?? nil
     }
 
     private func run() {
         while let event = next() {
             deliver(event)
-            condition.withLock {
-                busy = false
-                condition.broadcast()
-            }
+            state.withLock(wake: .all) { $0.busy = false }
         }
     }
 
     private func deliver(_ event: NotificationEvent) {
-        condition.withLock { delays.add((ContinuousClock.now - event.firstSeen).milliseconds) }
+        state.withLock { $0.delays.add((ContinuousClock.now - event.firstSeen).milliseconds) }
         var schedule = RetrySchedule(retry)
         while true {
             switch instance.notify(event.pointer) {
@@ -150,7 +149,7 @@ public final class NotifierRunner: @unchecked Sendable {
                 logger.error("notification not delivered", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
                 return
             case .retryable(let retryAfter, let message):
-                guard case .wait(let wait) = schedule.next(retryAfter: retryAfter, deadline: condition.withLock { drainDeadline }) else {
+                guard case .wait(let wait) = schedule.next(retryAfter: retryAfter, deadline: state.withLock({ $0.drainDeadline })) else {
                     counters.add("failed", 1)
                     remember(event, "failed: \(message)")
                     logger.error("notification not delivered; giving up", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
@@ -159,10 +158,7 @@ public final class NotifierRunner: @unchecked Sendable {
                 counters.add("retried", 1)
                 logger.warning("notification failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
                 // A shutdown or reload ends the wait at once (and then sets the deadline).
-                let until = Date(timeIntervalSinceNow: wait.seconds)
-                condition.withLock {
-                    while !stopping && condition.wait(until: until) {}
-                }
+                _ = state.wait(until: .now + wait) { $0.stopping ? true : nil }
             }
         }
     }

@@ -9,7 +9,7 @@ import SpanhostQueues
 import Synchronization
 
 /// One `service.pipelines` entry: processors in order, then fan-out to every exporter.
-public final class Pipeline: @unchecked Sendable {
+public final class Pipeline: Sendable {
     public let id: String
     public let processors: [PluginInstance]
     public let exporters: [ExporterRunner]
@@ -42,11 +42,7 @@ public final class Pipeline: @unchecked Sendable {
     private let batchCounters: [(received: Counters.Handle?, dropped: Counters.Handle?)]
 
     /// forward and routing connectors listed under `exporters:`: the pipelines downstream.
-    /// Set once by the generation, before it is current (the pipelines it feeds are built
-    /// first); read-only from then on.
-    private(set) var downstream: [PipelineConnector] = []
-
-    func connect(_ connectors: [PipelineConnector]) { downstream = connectors }
+    let downstream: [PipelineConnector]
 
     /// Some processor may change a batch in place (it did not declare SPANHOST_PLUGIN_READONLY):
     /// the pipeline then needs a batch no other pipeline sees.
@@ -63,8 +59,9 @@ public final class Pipeline: @unchecked Sendable {
     /// firing alerts, cool-downs) carries over when the rules and notifiers are unchanged.
     init(id: String, processors: [PluginInstance], exporters: [ExporterRunner], balancers: [LoadBalancer] = [], notifiers: [NotifierRunner],
          connectors: [SpanConnector] = [], rules: [RuleConfig], previous: Pipeline? = nil, errors: ErrorLog = ErrorLog(), taps: TapBoard = TapBoard(), refusing: String? = nil,
-         dropping: [String] = [], journals: [HoldJournal?]? = nil) {
+         dropping: [String] = [], journals: [HoldJournal?]? = nil, downstream: [PipelineConnector] = []) {
         self.id = id
+        self.downstream = downstream
         self.refusing = refusing
         self.dropping = dropping
         self.processors = processors

@@ -8,19 +8,21 @@ import SpanhostModel
 /// numbered: 0 is after the receivers, k after the k-th processor, so the last one is before the
 /// exporters. At most `maxPerSecond` spans are kept each second and the last `keep` batches;
 /// a tap nobody polled for `idle` ends by itself.
-public final class Tap: @unchecked Sendable {  // mutable state behind `lock`; the compiled condition is run concurrently, as allowed
+public final class Tap: Sendable {
     public let id: String
     public let pipeline: String
     public let point: Int
     public let condition: String
     private let expr: CompiledCondition?
-    private let lock = NSLock()
-    private var batches: [(seq: Int, json: String)] = []
-    private var seq = 0
-    private var second = ContinuousClock.now, keptThisSecond = 0
-    private var lastPolled = ContinuousClock.now
-    /// Spans that matched but were over the rate limit.
-    public private(set) var skipped = 0
+    private struct Kept {
+        var batches: [(seq: Int, json: String)] = []
+        var seq = 0
+        var second = ContinuousClock.now, keptThisSecond = 0
+        var lastPolled = ContinuousClock.now
+        /// Spans that matched but were over the rate limit.
+        var skipped = 0
+    }
+    private let kept = Mutex(Kept())
     static let maxPerSecond = 50, keep = 100
     static let idle: Duration = .seconds(30)
 
@@ -43,10 +45,10 @@ public final class Tap: @unchecked Sendable {  // mutable state behind `lock`; t
         var matched = 0
         batch.forEachSpan { rs, ss, span in
             guard expr?.holds(span: span, resource: rs.pointee.resource, scope: ss.pointee.scope, batch: batch.pointer) ?? true else { return }
-            let allowed: Bool = lock.withLock {
-                if ContinuousClock.now - second >= .seconds(1) { (second, keptThisSecond) = (.now, 0) }
-                guard keptThisSecond < Self.maxPerSecond else { skipped += 1; return false }
-                keptThisSecond += 1
+            let allowed: Bool = kept.withLock { kept in
+                if ContinuousClock.now - kept.second >= .seconds(1) { (kept.second, kept.keptThisSecond) = (.now, 0) }
+                guard kept.keptThisSecond < Self.maxPerSecond else { kept.skipped += 1; return false }
+                kept.keptThisSecond += 1
                 return true
             }
             if allowed, sh_batch_add_span(copy.pointer, rs.pointee.resource, rs.pointee.schema_url, ss.pointee.scope, ss.pointee.schema_url, span) != nil {
@@ -54,21 +56,22 @@ public final class Tap: @unchecked Sendable {  // mutable state behind `lock`; t
             }
         }
         guard matched > 0, let json = copy.encode(.json) else { return }
-        lock.withLock {
-            seq += 1
-            batches.append((seq, String(decoding: json, as: UTF8.self)))
-            if batches.count > Self.keep { batches.removeFirst(batches.count - Self.keep) }
+        let text = String(decoding: json, as: UTF8.self)
+        kept.withLock { kept in
+            kept.seq += 1
+            kept.batches.append((kept.seq, text))
+            if kept.batches.count > Self.keep { kept.batches.removeFirst(kept.batches.count - Self.keep) }
         }
     }
 
     /// Nobody polled it for `idle`.
-    func isIdle(now: ContinuousClock.Instant) -> Bool { lock.withLock { now - lastPolled > Self.idle } }
+    func isIdle(now: ContinuousClock.Instant) -> Bool { kept.withLock { now - $0.lastPolled > Self.idle } }
 
     /// The batches kept after `after` (a sequence number from an earlier poll), oldest first.
     public func poll(after: Int) -> (batches: [(seq: Int, json: String)], skipped: Int) {
-        lock.withLock {
-            lastPolled = .now
-            return (batches.filter { $0.seq > after }, skipped)
+        kept.withLock { kept in
+            kept.lastPolled = .now
+            return (kept.batches.filter { $0.seq > after }, kept.skipped)
         }
     }
 }
