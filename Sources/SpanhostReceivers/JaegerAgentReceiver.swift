@@ -11,7 +11,7 @@ import SpanhostModel
 /// on the receiver's own worker threads, at most `queue_size` waiting; UDP has no answer, so
 /// what cannot be taken (queue full, memory limit, a refusing pipeline, bad bytes) is counted
 /// at /status and logged, never held.
-public final class JaegerAgentReceiver: SourceReceiver, @unchecked Sendable {
+public final class JaegerAgentReceiver: SourceReceiver {
     public let id: ComponentID
     public let settings: [JaegerAgentSettings]
     public let counters: ReceiverCounters
@@ -61,7 +61,8 @@ public final class JaegerAgentReceiver: SourceReceiver, @unchecked Sendable {
         return receiver
     }
 
-    private var attached: [any Channel] = []
+    /// The bound channels, set once by `bind` before the receiver is handed out.
+    private let attached = NIOLockedValueBox<[any Channel]>([])
 
     private init(id: ComponentID, settings: [JaegerAgentSettings], counters: ReceiverCounters,
                  refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink) {
@@ -77,19 +78,19 @@ public final class JaegerAgentReceiver: SourceReceiver, @unchecked Sendable {
         waiting = settings.map { _ in NIOLockedValueBox(0) }
     }
 
-    private func attach(_ channels: [any Channel]) { attached = channels }
+    private func attach(_ channels: [any Channel]) { attached.withLockedValue { $0 = channels } }
 
     /// The port each protocol is bound to (0 in the config picks a free one).
-    public var localPorts: [Int] { attached.map { $0.localAddress?.port ?? 0 } }
+    public var localPorts: [Int] { attached.withLockedValue { $0 }.map { $0.localAddress?.port ?? 0 } }
 
     public func start() {
         for pool in workers { pool.start() }
-        for channel in attached { channel.setOption(.autoRead, value: true).whenSuccess { channel.read() } }
+        for channel in attached.withLockedValue({ $0 }) { channel.setOption(.autoRead, value: true).whenSuccess { channel.read() } }
     }
 
     public func stop() {
         guard !stopped.withLockedValue({ let was = $0; $0 = true; return was }) else { return }
-        for channel in attached { try? channel.close().wait() }
+        for channel in attached.withLockedValue({ $0 }) { try? channel.close().wait() }
         for pool in workers { try? pool.syncShutdownGracefully() }
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SpanhostConfig
 import SpanhostModel
+import Synchronization
 
 /// Consumes OTLP messages from Kafka topics as a member of a consumer group. An offset is
 /// stored (and committed by librdkafka's periodic commit) only after the pipelines have taken
@@ -11,17 +12,18 @@ import SpanhostModel
 /// for HTTP clients), the partitions are paused and the same message is offered again, while
 /// the consumer keeps polling so the group's rebalances are served; if the held message's
 /// partition is taken away meanwhile, the message is dropped unstored and its new owner reads it.
-public final class KafkaReceiver: SourceReceiver, @unchecked Sendable {
+public final class KafkaReceiver: SourceReceiver {
     public let id: ComponentID
     public let settings: KafkaReceiverSettings
     public let counters: ReceiverCounters
     private let sink: BatchSink
-    private let consumer: OpaquePointer
+    private let handle: KafkaHandle
+    private var consumer: OpaquePointer { handle.pointer }
     private let rebalancer: Rebalancer
     private let logger: Logger
-    private let stopFlag = NSLock()
-    private var stopping = false
-    private var thread: Thread?
+    private let stopping = Atomic(false)
+    private let started = Atomic(false)
+    /// Signalled when the consumer thread ends.
     private let done = DispatchSemaphore(value: 0)
 
     /// Connects (lazily, as librdkafka does) and subscribes; call `start` to consume.
@@ -71,16 +73,16 @@ public final class KafkaReceiver: SourceReceiver, @unchecked Sendable {
             rd_kafka_destroy(rk)
             throw ConfigError("\(path).topics", "cannot subscribe: \(String(cString: rd_kafka_err2str(rc)))")
         }
-        consumer = rk
+        handle = KafkaHandle(rk)
     }
 
     public func start() {
+        guard !started.exchange(true, ordering: .sequentiallyConsistent) else { return }
         let thread = Thread { [self] in
             run()
             done.signal()
         }
         thread.name = "kafka receiver \(id)"
-        self.thread = thread
         thread.start()
     }
 
@@ -90,13 +92,13 @@ public final class KafkaReceiver: SourceReceiver, @unchecked Sendable {
     /// `timeout` for the brokers (an unreachable cluster must not hold a shutdown).
     public func stop() {
         let timeout: TimeInterval = 5
-        stopFlag.withLock { stopping = true }
-        if thread != nil { done.wait() }
+        guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        if started.load(ordering: .sequentiallyConsistent) { done.wait() }
         let closed = DispatchSemaphore(value: 0)
-        let consumer = UnsafeSendable(self.consumer)
+        let handle = self.handle
         Thread.detachNewThread {
-            rd_kafka_consumer_close(consumer.value)
-            rd_kafka_destroy(consumer.value)
+            rd_kafka_consumer_close(handle.pointer)
+            rd_kafka_destroy(handle.pointer)
             closed.signal()
         }
         if closed.wait(timeout: .now() + timeout) == .timedOut {
@@ -104,7 +106,7 @@ public final class KafkaReceiver: SourceReceiver, @unchecked Sendable {
         }
     }
 
-    private var isStopping: Bool { stopFlag.withLock { stopping } }
+    private var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
     private func run() {
         while !isStopping {
@@ -149,7 +151,7 @@ public final class KafkaReceiver: SourceReceiver, @unchecked Sendable {
                 logger.info("partitions resumed")
             }
         }
-        rebalancer.revoked.removeAll()
+        rebalancer.clearRevoked()
         while !isStopping {
             switch sink(batch) {
             case .accepted(let rejected, _):
@@ -172,8 +174,9 @@ public final class KafkaReceiver: SourceReceiver, @unchecked Sendable {
                 repeat {
                     pauseAssigned()  // partitions assigned during the hold are paused too
                     pollWhileHolding(&rewound)
-                    for partition in rebalancer.revoked { rewound[partition] = nil }
-                    if rebalancer.revoked.contains(held) {
+                    let revoked = rebalancer.revoked
+                    for partition in revoked { rewound[partition] = nil }
+                    if revoked.contains(held) {
                         counters.add(handedOver: 1)
                         logger.info("held message given up unstored: its partition was revoked, and its next owner reads it", metadata: [
                             "topic": "\(held.topic)", "partition": "\(held.partition)", "offset": "\(message.pointee.offset)"])
@@ -232,13 +235,20 @@ public final class KafkaReceiver: SourceReceiver, @unchecked Sendable {
 /// Follows the group's assignments. When partitions are taken away, the offsets of what the
 /// pipelines already took are committed at once, so the next owner starts right after them
 /// instead of at the last periodic commit (which would deliver those messages twice).
-/// Called only on the consumer's thread (librdkafka serves the callback inside a poll).
-final class Rebalancer: @unchecked Sendable {
+/// Called on the consumer's thread (librdkafka serves the callback inside a poll), so its lock
+/// is never contended; it is there because the receiver that owns it is shared.
+final class Rebalancer: Sendable {
     let counters: ReceiverCounters
     let logger: Logger
-    /// Partitions revoked since the consumer last cleared this (while holding a message).
-    var revoked: Set<TopicPartition> = []
-    private var rebalances = 0
+    private struct Seen {
+        /// Partitions revoked since the consumer last cleared this (while holding a message).
+        var revoked: Set<TopicPartition> = []
+        var rebalances = 0
+    }
+    private let seen = Mutex(Seen())
+
+    var revoked: Set<TopicPartition> { seen.withLock { $0.revoked } }
+    func clearRevoked() { seen.withLock { $0.revoked.removeAll() } }
 
     init(counters: ReceiverCounters, logger: Logger) {
         self.counters = counters
@@ -253,7 +263,7 @@ final class Rebalancer: @unchecked Sendable {
         let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
         let count = Int(partitions?.pointee.cnt ?? 0)
         defer {
-            rebalances += 1
+            let rebalances = seen.withLock { $0.rebalances += 1; return $0.rebalances }
             let member = rd_kafka_memberid(rk)
             counters.setGroup(memberID: member.map { String(cString: $0) } ?? "", rebalances: rebalances, protocol: cooperative ? "cooperative" : "eager")
             if let member { rd_kafka_mem_free(rk, member) }
@@ -289,21 +299,22 @@ final class Rebalancer: @unchecked Sendable {
 extension Rebalancer {
     fileprivate func noteRevoked(_ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
         guard let list = partitions?.pointee else { return }
-        for i in 0..<Int(list.cnt) {
-            revoked.insert(TopicPartition(topic: String(cString: list.elems[i].topic), partition: list.elems[i].partition))
-        }
+        let partitions = (0..<Int(list.cnt)).map { TopicPartition(topic: String(cString: list.elems[$0].topic), partition: list.elems[$0].partition) }
+        seen.withLock { $0.revoked.formUnion(partitions) }
     }
 }
 
-struct TopicPartition: Hashable {
+struct TopicPartition: Hashable, Sendable {
     let topic: String
     let partition: Int32
 }
 
-/// A C handle handed to another thread that is its only user from then on.
-private struct UnsafeSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
+/// A librdkafka consumer (`rd_kafka_t`).
+final class KafkaHandle: @unchecked Sendable {
+    // Unchecked because it is a C pointer: librdkafka's handle may be used from any thread, and
+    // the receiver destroys it once, after its consumer thread ended.
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
 }
 
 extension KafkaReceiverSettings.Encoding {

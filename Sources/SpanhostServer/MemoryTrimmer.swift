@@ -1,20 +1,20 @@
 import CSpanhost
 import Foundation
 import SpanhostModel
+import SpanhostSync
 
 /// Gives memory back to the system after a burst. Batch arenas are many small blocks; once a
 /// burst of held traces is decided and freed, the allocator keeps the pages unless asked. Every
 /// few seconds this looks at the bytes batches hold, and when they fell far below their peak
 /// since the last look that trimmed (or to nothing, with arena slabs still cached), it asks the
 /// allocator to return free pages.
-final class MemoryTrimmer: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var stopped = false
-    private let interval: TimeInterval
+final class MemoryTrimmer: Sendable {
+    private let stopped = Guarded(false)
+    private let interval: Duration
     private let threshold: Int
 
     /// `threshold`: how far below the peak batch memory must fall before a trim.
-    init(interval: TimeInterval = 2, threshold: Int = 32 << 20) {
+    init(interval: Duration = .seconds(2), threshold: Int = 32 << 20) {
         self.interval = interval
         self.threshold = threshold
     }
@@ -26,20 +26,13 @@ final class MemoryTrimmer: @unchecked Sendable {
     }
 
     func stop() {
-        condition.withLock {
-            stopped = true
-            condition.broadcast()
-        }
+        stopped.withLock(wake: .all) { $0 = true }
     }
 
     private func run() {
         var peak = SpanBatch.liveBytes
         while true {
-            let stop = condition.withLock {
-                if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
-                return stopped
-            }
-            if stop { return }
+            if stopped.wait(until: .now + interval, { $0 ? true : nil }) != nil { return }
             let live = SpanBatch.liveBytes
             peak = max(peak, live)
             // Also when no batch is alive and slabs are still cached: a trim in the middle of a

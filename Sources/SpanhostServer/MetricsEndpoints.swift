@@ -100,7 +100,7 @@ actor MetricsEndpoints {
 /// An `otlphttp` exporter of a metrics pipeline: a thread of its own that, every `interval`,
 /// posts the connectors' metrics as OTLP/JSON (HTTP/1.0, one connection a push). A failed push
 /// is logged; the next one carries the totals (the points are cumulative).
-final class MetricsPusher: @unchecked Sendable {  // the thread reads only lets; `stopping` is atomic
+final class MetricsPusher: Sendable {
     let id: ComponentID
     private let settings: OTLPMetricsPushSettings
     private let connectors: [ComponentID]

@@ -6,23 +6,28 @@ import SpanhostConfig
 import SpanhostModel
 import SpanhostPipeline
 import SpanhostReceivers
+import Synchronization
 
 /// The running receivers: HTTP listeners by endpoint and sources (Kafka consumers, UDP
 /// sockets) by id, all handing batches to whichever generation is current. A reload changes
 /// them in two steps, like a generation: `prepare` builds everything the new config needs beside
 /// what runs (new endpoints bound, new sources made but not taking data) and `commit` or
 /// `abort` then applies or discards it.
-final class ReceiverRegistry: @unchecked Sendable {
-    /// One bound endpoint; its handler is replaced when a reload commits.
-    final class Listener: @unchecked Sendable {
-        private let lock = NSLock()
-        private var handler: any ReceiverHandler
-        var server: HTTPServer?
-        init(handler: any ReceiverHandler) { self.handler = handler }
+final class ReceiverRegistry: Sendable {
+    /// The handler an endpoint serves with now; replaced when a reload commits.
+    final class HandlerSlot: Sendable {
+        private let handler: Mutex<any ReceiverHandler>
+        init(_ handler: any ReceiverHandler) { self.handler = Mutex(handler) }
         var current: any ReceiverHandler {
-            get { lock.withLock { handler } }
-            set { lock.withLock { handler = newValue } }
+            get { handler.withLock { $0 } }
+            set { handler.withLock { $0 = newValue } }
         }
+    }
+
+    /// One bound endpoint: its server, which asks the slot for the handler of each request.
+    struct Listener: Sendable {
+        let slot: HandlerSlot
+        let server: HTTPServer
     }
 
     /// What a reload would change, built and not yet applied.
@@ -47,10 +52,13 @@ final class ReceiverRegistry: @unchecked Sendable {
     /// False from shutdown on: receivers answer 503.
     let accepting = Flag(true)
 
-    private let lock = NSLock()
-    private var listeners: [Endpoint: Listener] = [:]
-    private var sources: [ComponentID: any SourceReceiver] = [:]
-    private var counters: [ComponentID: ReceiverCounters] = [:]
+    /// What runs now, and the counters of every receiver seen since start.
+    private struct Running {
+        var listeners: [Endpoint: Listener] = [:]
+        var sources: [ComponentID: any SourceReceiver] = [:]
+        var counters: [ComponentID: ReceiverCounters] = [:]
+    }
+    private let running = Mutex(Running())
 
     init(group: MultiThreadedEventLoopGroup, pool: NIOThreadPool, current: CurrentGeneration, inherited: [Endpoint: CInt],
          logger: Logger) {
@@ -63,12 +71,13 @@ final class ReceiverRegistry: @unchecked Sendable {
 
     /// Counters of every receiver seen since start, by id.
     var counterSnapshot: [(id: ComponentID, counters: ReceiverCounters)] {
-        lock.withLock { counters.map { ($0.key, $0.value) } }.sorted { $0.id.description < $1.id.description }
+        running.withLock { $0.counters.map { ($0.key, $0.value) } }.sorted { $0.id.description < $1.id.description }
     }
 
     /// Builds what `config` needs: handlers for every endpoint (new endpoints are bound and
     /// answer 503 until the generation that routes them is current), and the sources whose
-    /// settings changed. Nothing that runs changes. Blocking (binds, Kafka setup).
+    /// settings changed. Nothing that runs changes. Binds on the event loops and sets Kafka up
+    /// on the thread pool, never on the concurrency pool.
     func prepare(_ config: ServiceConfig) async throws -> Change {
         var change = Change()
         do {
@@ -78,7 +87,7 @@ final class ReceiverRegistry: @unchecked Sendable {
             for (id, settings) in try ReceiverSettings.used(in: config).sorted(by: { $0.key.description < $1.key.description }) {
                 if let source = settings.source {
                     change.wantedSources.insert(id)
-                    if lock.withLock({ sources[id]?.source }) != source {
+                    if running.withLock({ $0.sources[id]?.source }) != source {
                         change.sources.append(try await makeSource(id: id, settings: source, memoryLimit: config.memoryLimitBytes))
                     }
                 }
@@ -87,20 +96,20 @@ final class ReceiverRegistry: @unchecked Sendable {
                                                 memoryLimit: config.memoryLimitBytes)
                 else { continue }
                 change.handlers[endpoint] = handler
-                guard lock.withLock({ listeners[endpoint] }) == nil else { continue }
-                let listener = Listener(handler: handler)
-                change.bound[endpoint] = listener
+                guard running.withLock({ $0.listeners[endpoint] }) == nil else { continue }
+                let slot = HandlerSlot(handler)
                 let pool = self.pool
                 let binding: HTTPServer.Binding = inherited[endpoint].map { .socket(dup($0)) } ?? .tcp(host: endpoint.host, port: endpoint.port)
-                listener.server = try await HTTPServer.start(
+                let server = try await HTTPServer.start(
                     binding,
-                    maxBodyBytes: { listener.current.maxRequestBodySize },
-                    limits: { listener.current.connectionLimits },
-                    tls: { listener.current.security.tls }, refusal: { listener.current.refusal() },
-                    beforeBody: { listener.current.answerBeforeBody($0) },
-                    errorResponse: { listener.current.errorResponse($0, $1, $2) }, group: group
-                ) { request, loop in listener.current.handle(request, on: loop, pool: pool) }
-                logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(listener.server?.localPort ?? 0)",
+                    maxBodyBytes: { slot.current.maxRequestBodySize },
+                    limits: { slot.current.connectionLimits },
+                    tls: { slot.current.security.tls }, refusal: { slot.current.refusal() },
+                    beforeBody: { slot.current.answerBeforeBody($0) },
+                    errorResponse: { slot.current.errorResponse($0, $1, $2) }, group: group
+                ) { request, loop in slot.current.handle(request, on: loop, pool: pool) }
+                change.bound[endpoint] = Listener(slot: slot, server: server)
+                logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(server.localPort)",
                                                             "tls": "\(handler.security.tls != nil)", "auth": "\(handler.security.authenticator != nil)"])
             }
         } catch {
@@ -113,37 +122,43 @@ final class ReceiverRegistry: @unchecked Sendable {
     /// Discards a prepared change: closes what it bound, stops what it created.
     func abort(_ change: Change) async {
         for (endpoint, listener) in change.bound {
-            await listener.server?.close()
+            await listener.server.close()
             logger.info("receiver closed", metadata: ["endpoint": "\(endpoint)"])
         }
-        for source in change.sources { source.stop() }
+        await stop(change.sources)
+    }
+
+    /// Stops sources on the thread pool: a Kafka consumer's stop waits for its thread.
+    private func stop(_ sources: [any SourceReceiver]) async {
+        guard !sources.isEmpty else { return }
+        try? await pool.runIfActive {
+            for source in sources { source.stop() }
+        }
     }
 
     /// Applies a prepared change: every listener serves with its new handler, new sources
     /// start and replaced or removed ones stop, endpoints the config dropped close.
     func commit(_ change: Change) async {
-        let (closing, retiring): ([Listener], [any SourceReceiver]) = lock.withLock {
-            for (endpoint, listener) in change.bound { listeners[endpoint] = listener }
-            for (endpoint, handler) in change.handlers { listeners[endpoint]?.current = handler }
-            let closing = listeners.filter { change.handlers[$0.key] == nil }
-            for endpoint in closing.keys { listeners.removeValue(forKey: endpoint) }
+        let (closing, retiring): ([Listener], [any SourceReceiver]) = running.withLock { running in
+            for (endpoint, listener) in change.bound { running.listeners[endpoint] = listener }
+            for (endpoint, handler) in change.handlers { running.listeners[endpoint]?.slot.current = handler }
+            let closing = running.listeners.filter { change.handlers[$0.key] == nil }
+            for endpoint in closing.keys { running.listeners.removeValue(forKey: endpoint) }
             let replaced = Set(change.sources.map(\.id))
-            let retiring = sources.filter { !change.wantedSources.contains($0.key) || replaced.contains($0.key) }
-            for id in retiring.keys { sources.removeValue(forKey: id) }
+            let retiring = running.sources.filter { !change.wantedSources.contains($0.key) || replaced.contains($0.key) }
+            for id in retiring.keys { running.sources.removeValue(forKey: id) }
             return (Array(closing.values), Array(retiring.values))
         }
-        for source in retiring {
-            source.stop()
-            logger.info("receiver stopped", metadata: ["receiver": "\(source.id)"])
-        }
+        await stop(retiring)
+        for source in retiring { logger.info("receiver stopped", metadata: ["receiver": "\(source.id)"]) }
         for source in change.sources {
             source.start()
-            lock.withLock { sources[source.id] = source }
+            running.withLock { $0.sources[source.id] = source }
             logger.info("receiver taking data", metadata: ["receiver": "\(source.id)", "source": "\(source.source)"])
         }
         for listener in closing {
-            await listener.server?.close()
-            logger.info("receiver closed", metadata: ["endpoint": "\(listener.current.endpoint)"])
+            await listener.server.close()
+            logger.info("receiver closed", metadata: ["endpoint": "\(listener.slot.current.endpoint)"])
         }
     }
 
@@ -151,21 +166,21 @@ final class ReceiverRegistry: @unchecked Sendable {
     /// what they delivered). Listeners stay open until `close`, so clients get an answer. Blocking.
     func stopAccepting() {
         accepting.value = false
-        for source in lock.withLock({ Array(sources.values) }) { source.stop() }
+        for source in running.withLock({ Array($0.sources.values) }) { source.stop() }
     }
 
     /// Closes every listener.
     func close() async {
-        for listener in lock.withLock({ defer { listeners.removeAll() }; return Array(listeners.values) }) {
-            await listener.server?.close()
+        for listener in running.withLock({ running in defer { running.listeners.removeAll() }; return Array(running.listeners.values) }) {
+            await listener.server.close()
         }
     }
 
     private func counters(for id: ComponentID) -> ReceiverCounters {
-        lock.withLock {
-            if let existing = counters[id] { return existing }
+        running.withLock { running in
+            if let existing = running.counters[id] { return existing }
             let made = ReceiverCounters()
-            counters[id] = made
+            running.counters[id] = made
             return made
         }
     }
@@ -203,13 +218,14 @@ final class ReceiverRegistry: @unchecked Sendable {
     }
 
     /// The factory of sources: settings in, a source made (not started) feeding the current
-    /// generation out. Blocking.
+    /// generation out. A Kafka consumer is made on the thread pool (its setup blocks).
     private func makeSource(id: ComponentID, settings: SourceSettings, memoryLimit limit: Int?) async throws -> any SourceReceiver {
         let current = self.current
         let sink: BatchSink = { batch in current.consume(batch, from: id) }
         switch settings {
         case .kafka(let kafka):
-            return try KafkaReceiver(id: id, settings: kafka, counters: counters(for: id), sink: sink)
+            let counters = counters(for: id)
+            return try await pool.runIfActive { try KafkaReceiver(id: id, settings: kafka, counters: counters, sink: sink) }
         case .jaegerAgent(let agents):
             return try await JaegerAgentReceiver.bind(id: id, settings: agents, counters: counters(for: id), group: group,
                                                       refusal: refusal(memoryLimit: limit), sink: sink)
@@ -217,12 +233,11 @@ final class ReceiverRegistry: @unchecked Sendable {
     }
 }
 
-final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var flag: Bool
-    init(_ value: Bool) { flag = value }
+final class Flag: Sendable {
+    private let flag: Atomic<Bool>
+    init(_ value: Bool) { flag = Atomic(value) }
     var value: Bool {
-        get { lock.withLock { flag } }
-        set { lock.withLock { flag = newValue } }
+        get { flag.load(ordering: .sequentiallyConsistent) }
+        set { flag.store(newValue, ordering: .sequentiallyConsistent) }
     }
 }

@@ -4,6 +4,7 @@ import SpanhostConfig
 import SpanhostModel
 import SpanhostPipeline
 import SpanhostPlugins
+import Synchronization
 
 /// Where a server's config comes from; called again on every reload.
 public typealias ConfigSource = @Sendable () throws -> ServiceConfig
@@ -34,7 +35,7 @@ public typealias ConfigSource = @Sendable () throws -> ServiceConfig
 ///
 /// The blocking parts (plugin create and destroy, draining, Kafka stop) run on threads of
 /// their own, never on the Swift concurrency pool.
-final class ReloadCoordinator: @unchecked Sendable {
+final class ReloadCoordinator: Sendable {
     private let loadConfig: ConfigSource
     private let pluginDirs: @Sendable (ServiceConfig) -> [String]
     private let cacheDir: String
@@ -48,17 +49,16 @@ final class ReloadCoordinator: @unchecked Sendable {
     let log = ReloadLog()
     private let turn = Turnstile()
 
-    private let lock = NSLock()
-    private var config: ServiceConfig
-    /// What components retired by reloads did with the spans they accepted.
-    private var retiredDelivery = DeliveryReport()
+    /// The config of the current generation, and what components retired by reloads did
+    /// with the spans they accepted.
+    private let state: Mutex<(config: ServiceConfig, retiredDelivery: DeliveryReport)>
 
     init(config: ServiceConfig, loadConfig: @escaping ConfigSource, pluginDirs: @escaping @Sendable (ServiceConfig) -> [String], cacheDir: String,
          preflightArguments: [String]?, quarantineFile: String?, current: CurrentGeneration, receivers: ReceiverRegistry,
          logger: Logger) {
         self.preflightArguments = preflightArguments
         self.quarantineFile = quarantineFile
-        self.config = config
+        self.state = Mutex((config, DeliveryReport()))
         self.loadConfig = loadConfig
         self.pluginDirs = pluginDirs
         self.cacheDir = cacheDir
@@ -68,7 +68,7 @@ final class ReloadCoordinator: @unchecked Sendable {
     }
 
     /// The config of the current generation.
-    var currentConfig: ServiceConfig { lock.withLock { config } }
+    var currentConfig: ServiceConfig { state.withLock { $0.config } }
 
     /// Starts the first generation and its receivers.
     func start() async throws {
@@ -110,10 +110,10 @@ final class ReloadCoordinator: @unchecked Sendable {
             // Commit.
             _ = current.swap(to: next)
             await receivers.commit(change)
-            lock.withLock { self.config = config }
+            state.withLock { $0.config = config }
             // Retire.
             let retired = await onOwnThread("reload retire") { old.retire(keeping: next, deadline: .now + config.shutdownTimeout) }
-            lock.withLock { retiredDelivery.add(retired) }
+            state.withLock { $0.retiredDelivery.add(retired) }
             let closed = PluginCatalog.closeUnused(keeping: catalog)
             var message = "carried over \(next.carriedOver) components; bound \(change.bound.count) new endpoints; "
                 + "\(retired.lostSpans) spans lost by retired components; closed \(closed) unused plugin images"
@@ -146,7 +146,7 @@ final class ReloadCoordinator: @unchecked Sendable {
             receivers.stopAccepting()
             return current.close().shutdown(timeout: timeout)
         }
-        report.add(lock.withLock { retiredDelivery })
+        report.add(state.withLock { $0.retiredDelivery })
         await receivers.close()
         return report
     }
@@ -183,7 +183,7 @@ func onOwnThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> 
 }
 
 /// Outcomes of reloads, for /status and the admin reload answer.
-public final class ReloadLog: @unchecked Sendable {
+public final class ReloadLog: Sendable {
     public struct Entry: Encodable, Sendable {
         public var time: String
         public var trigger: String
@@ -198,24 +198,20 @@ public final class ReloadLog: @unchecked Sendable {
         /// The last ten, newest first.
         var recent: [Entry]
     }
-    private let lock = NSLock()
-    private var succeeded = 0
-    private var failed = 0
-    private var last: Entry?
-    private var recent: [Entry] = []
+    private let kept = Mutex(Summary(succeeded: 0, failed: 0, last: nil, recent: []))
 
     func record(trigger: String, ok: Bool, message: String, took: Duration) -> Entry {
         let entry = Entry(time: ISO8601DateFormatter().string(from: Date()), trigger: trigger, ok: ok, message: message,
                           tookMs: Int(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000))
-        lock.withLock {
-            if ok { succeeded += 1 } else { failed += 1 }
-            last = entry
-            recent = Array(([entry] + recent).prefix(10))
+        kept.withLock { kept in
+            if ok { kept.succeeded += 1 } else { kept.failed += 1 }
+            kept.last = entry
+            kept.recent = Array(([entry] + kept.recent).prefix(10))
         }
         return entry
     }
 
-    var summary: Summary { lock.withLock { Summary(succeeded: succeeded, failed: failed, last: last, recent: recent) } }
+    var summary: Summary { kept.withLock { $0 } }
 }
 
 /// One at a time, in arrival order, across suspension points.

@@ -8,6 +8,7 @@ import SpanhostPipeline
 import SpanhostQueues
 import SpanhostPlugins
 import SpanhostReceivers
+import Synchronization
 
 /// A running spanhostd, put together from its parts: the current generation of pipelines, the
 /// receivers feeding it (ReceiverRegistry), reloads and shutdown (ReloadCoordinator), and the
@@ -103,10 +104,9 @@ public final class Server: Sendable {
 }
 
 /// The admin server, once started.
-private final class AdminSlot: @unchecked Sendable {
-    private let lock = NSLock()
-    private var server: AdminServer?
-    func set(_ server: AdminServer) { lock.withLock { self.server = server } }
-    var current: AdminServer? { lock.withLock { server } }
-    func take() -> AdminServer? { lock.withLock { defer { server = nil }; return server } }
+private final class AdminSlot: Sendable {
+    private let server = Mutex<AdminServer?>(nil)
+    func set(_ server: AdminServer) { self.server.withLock { $0 = server } }
+    var current: AdminServer? { server.withLock { $0 } }
+    func take() -> AdminServer? { server.withLock { server in defer { server = nil }; return server } }
 }
