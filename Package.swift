@@ -86,7 +86,8 @@ let package = Package(
         // The supervisor: owns sockets and the admin endpoint, restarts a crashed worker, quarantines.
         .target(
             name: "SpanhostSupervisor",
-            dependencies: ["CSpanhost", "SpanhostConfig", "SpanhostPlugins", "SpanhostReceivers", "SpanhostServer",
+            dependencies: ["CSpanhost", "SpanhostConfig", "SpanhostPlugins", "SpanhostReceivers", "SpanhostServer", "SpanhostSync",
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,12 +1,14 @@
 import CSpanhost
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SpanhostConfig
 import SpanhostPlugins
 import SpanhostReceivers
 import SpanhostServer
+import SpanhostSync
 
 /// `spanhostd` by default: a small process that owns the receivers' listening sockets and the
 /// admin endpoint, and runs the server in one worker process (`spanhostd --worker`). When a
@@ -16,7 +18,7 @@ import SpanhostServer
 /// during the gap are answered 503 with Retry-After by the supervisor (StandInResponder); the
 /// admin endpoint answers throughout (`/healthz` 503 "worker restarting", `/status` with the
 /// crashes).
-public final class Supervisor: @unchecked Sendable {
+public final class Supervisor: Sendable {
     private let config: ServiceConfig
     private let workerArguments: [String]
     private let stateDir: String
@@ -30,24 +32,28 @@ public final class Supervisor: @unchecked Sendable {
     private let quickPool = NIOThreadPool(numberOfThreads: 2)
     private let slowPool = NIOThreadPool(numberOfThreads: 2)
 
-    private let lock = NSCondition()
-    private var listeners: [Endpoint: CInt] = [:]
-    /// Listeners without TLS: the stand-in answers on these while no worker runs.
-    private var plainListeners: [CInt] = []
-    private var standInAnswers = 0
-    private var crashFD: CInt = -1
-    private var workerPID: pid_t = 0
-    private var workerStarted = ContinuousClock.now
-    private var workerState = "starting"
-    private var restarts = 0
-    private var crashes: [CrashRecord] = []
-    private var crashTimes: [String: [ContinuousClock.Instant]] = [:]
-    /// The component the last worker crashed in, for the next worker (nil: not in a plugin call).
-    private var crashedComponent: String?
-    private var stopping = false
-    /// Set to start a worker now instead of waiting out the backoff (reload, quarantine cleared).
-    private var restartNow = false
-    private var admin: AdminListeners?
+    /// The crash record file a worker's crash handler appends to (descriptor 3 in the worker).
+    private let crashFD: CInt
+    private let admin = NIOLockedValueBox<AdminListeners?>(nil)
+
+    private struct State {
+        var listeners: [Endpoint: CInt] = [:]
+        /// Listeners without TLS: the stand-in answers on these while no worker runs.
+        var plainListeners: [CInt] = []
+        var standInAnswers = 0
+        var workerPID: pid_t = 0
+        var workerStarted = ContinuousClock.now
+        var workerState = "starting"
+        var restarts = 0
+        var crashes: [CrashRecord] = []
+        var crashTimes: [String: [ContinuousClock.Instant]] = [:]
+        /// The component the last worker crashed in, for the next worker (nil: not in a plugin call).
+        var crashedComponent: String?
+        var stopping = false
+        /// Set to start a worker now instead of waiting out the backoff (reload, quarantine cleared).
+        var restartNow = false
+    }
+    private let state = Guarded(State())
 
     /// `workerArguments`: what makes `spanhostd --worker` read the same config.
     /// `stateDir`: this instance's own, already checked by `StateDirectory.prepare`.
@@ -59,12 +65,17 @@ public final class Supervisor: @unchecked Sendable {
         quarantineFile = "\(stateDir)/quarantine.json"
         crashFile = "\(stateDir)/crash-\(getpid()).log"
         try StateDirectory.prepare(stateDir, key: "service.supervisor.state_dir")
+        crashFD = try StateDirectory.createFile(crashFile)
     }
 
     /// Binds, starts the admin endpoint, and keeps a worker running until `stop`. Returns the
     /// exit code for the process: the last worker's, or 1 if a worker ever crashed (spans its
     /// memory held were lost uncounted).
     public func run() async throws -> Int32 {
+        defer {
+            close(crashFD)
+            unlink(crashFile)
+        }
         quickPool.start()
         slowPool.start()
         for (_, settings) in try ReceiverSettings.used(in: config) {
@@ -75,16 +86,16 @@ public final class Supervisor: @unchecked Sendable {
             // Non-blocking, so the stand-in never waits in accept (the worker's event loops
             // set the same on the socket they inherit).
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            lock.withLock {
-                listeners[endpoint] = fd
-                if settings.security?.tls == nil { plainListeners.append(fd) }
+            state.withLock { s in
+                s.listeners[endpoint] = fd
+                if settings.security?.tls == nil { s.plainListeners.append(fd) }
             }
         }
-        crashFD = try StateDirectory.createFile(crashFile)
-        admin = try await AdminListeners.start(config: config, group: group) { [self] request, loop in
+        let adminListeners = try await AdminListeners.start(config: config, group: group) { [self] request, loop in
             let quick = request.method == .GET && ["/healthz", "/status", "/metrics"].contains(request.path)
             return (quick ? quickPool : slowPool).runIfActive(eventLoop: loop) { self.answer(request) }
         }
+        admin.withLockedValue { $0 = adminListeners }
         logger.info("supervisor listening", metadata: ["admin": "\(config.adminEndpoint)", "admin_socket": "\(config.adminUnixSocket ?? "none")",
                                                       "state_dir": "\(stateDir)"])
         let code = await withCheckedContinuation { continuation in
@@ -92,9 +103,7 @@ public final class Supervisor: @unchecked Sendable {
             thread.name = "supervisor"
             thread.start()
         }
-        await admin?.close()
-        close(crashFD)
-        unlink(crashFile)
+        await adminListeners.close()
         try? await group.shutdownGracefully()
         quickPool.shutdownGracefully { _ in }
         slowPool.shutdownGracefully { _ in }
@@ -103,22 +112,20 @@ public final class Supervisor: @unchecked Sendable {
 
     /// Graceful stop: the worker gets SIGTERM, drains, and its exit code becomes ours.
     public func stop() {
-        lock.withLock {
-            stopping = true
-            if workerPID > 0 { kill(workerPID, SIGTERM) }
-            lock.broadcast()
+        state.withLock(wake: .all) { s in
+            s.stopping = true
+            if s.workerPID > 0 { kill(s.workerPID, SIGTERM) }
         }
     }
 
     /// SIGHUP: the worker reloads; with no worker running (it failed to start), one starts now.
     /// The admin endpoint's token file is read again here.
     public func reload() {
-        do { try admin?.authenticator?.reload() } catch {
+        do { try admin.withLockedValue({ $0 })?.authenticator?.reload() } catch {
             logger.error("admin.auth: keeping the tokens in use", metadata: ["error": "\(error)"])
         }
-        lock.withLock {
-            if workerPID > 0 { kill(workerPID, SIGHUP) } else { restartNow = true }
-            lock.broadcast()
+        state.withLock(wake: .all) { s in
+            if s.workerPID > 0 { kill(s.workerPID, SIGHUP) } else { s.restartNow = true }
         }
     }
 
@@ -133,66 +140,66 @@ public final class Supervisor: @unchecked Sendable {
         var consecutive = 0
         var everHealthy = false
         while true {
-            if lock.withLock({ stopping }) { return lock.withLock { crashes.isEmpty } ? 0 : 1 }
+            if state.withLock({ s in s.stopping }) { return state.withLock { s in s.crashes.isEmpty } ? 0 : 1 }
             let (pid, since) = spawnWorker()
             guard pid > 0 else {
                 logger.critical("cannot start the worker", metadata: ["error": "\(String(cString: strerror(errno)))"])
                 return 2
             }
             let exit = ChildProcess.wait(pid)
-            lock.withLock { crashedComponent = nil }  // set again by recordCrash if it crashed in a plugin call
+            state.withLock { s in s.crashedComponent = nil }  // set again by recordCrash if it crashed in a plugin call
             let ranFor = ContinuousClock.now - since
-            let (stop, healthyBefore) = lock.withLock { (stopping, workerState == "running") }
+            let (stop, healthyBefore) = state.withLock { s in (s.stopping, s.workerState == "running") }
             everHealthy = everHealthy || healthyBefore
-            lock.withLock { workerPID = 0 }
+            state.withLock { s in s.workerPID = 0 }
             switch exit {
             case .code(let code) where stop:
-                return lock.withLock { crashes.isEmpty } ? code : max(code, 1)
-            case .code(let code) where !everHealthy && lock.withLock({ crashes.isEmpty }):
+                return state.withLock { s in s.crashes.isEmpty } ? code : max(code, 1)
+            case .code(let code) where !everHealthy && state.withLock({ s in s.crashes.isEmpty }):
                 // The first worker could not start (an invalid config, a port in use): nothing to supervise.
                 logger.critical("the worker exited while starting", metadata: ["code": "\(code)"])
                 return code
             case .code(let code):
                 logger.error("the worker exited by itself; starting another", metadata: ["code": "\(code)"])
-                lock.withLock { workerState = "exited \(code); restarting" }
+                state.withLock { s in s.workerState = "exited \(code); restarting" }
             case .signal(let sig):
                 if stop && sig == SIGKILL { return 1 }
                 recordCrash(signal: sig)
             }
             consecutive = ranFor > .seconds(60) ? 1 : consecutive + 1
             let delay = min(Duration.milliseconds(100) * (1 << min(consecutive - 1, 9)), .seconds(30))
-            let deadline = Date(timeIntervalSinceNow: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
-            let standIn = StandInResponder(listeners: lock.withLock { plainListeners })
+            let deadline = ContinuousClock.now + delay
+            let standIn = StandInResponder(listeners: state.withLock { s in s.plainListeners })
             standIn.start()
-            let stopNow: Bool = lock.withLock {
-                while !stopping && !restartNow && lock.wait(until: deadline) {}
-                restartNow = false
-                return stopping
+            _ = state.wait(until: deadline) { $0.stopping || $0.restartNow ? true : nil }
+            let stopNow: Bool = state.withLock { s in
+                s.restartNow = false
+                return s.stopping
             }
             standIn.stop()
-            lock.withLock { standInAnswers += standIn.answered.load(ordering: .relaxed) }
+            state.withLock { s in s.standInAnswers += standIn.answered.load(ordering: .relaxed) }
             if stopNow { return 1 }
-            lock.withLock { restarts += 1 }
+            state.withLock { s in s.restarts += 1 }
         }
     }
 
     private func spawnWorker() -> (pid_t, ContinuousClock.Instant) {
         var handoff = WorkerHandoff()
-        let fds = lock.withLock { listeners.sorted { $0.value < $1.value } }
+        let fds = state.withLock { s in s.listeners.sorted { $0.value < $1.value } }
         // Descriptor 3 is the crash record; listeners follow in order.
         handoff.crashRecordFD = 3
         for (i, entry) in fds.enumerated() { handoff.listeners[entry.key] = CInt(4 + i) }
         handoff.adminSocket = workerAdminSocket
         handoff.quarantineFile = quarantineFile
-        handoff.crashedComponent = lock.withLock { crashedComponent }
+        handoff.crashedComponent = state.withLock { s in s.crashedComponent }
         let pid = ChildProcess.spawnSelf(arguments: ["spanhostd", "--worker"] + workerArguments, environment: handoff.environment,
                                          descriptors: [crashFD] + fds.map(\.value))
         let now = ContinuousClock.now
-        lock.withLock {
-            workerPID = pid
-            workerStarted = now
-            workerState = "starting"
-            if stopping && pid > 0 { kill(pid, SIGTERM) }  // a stop that came while it was being started
+        state.withLock { s in
+            s.workerPID = pid
+            s.workerStarted = now
+            s.workerState = "starting"
+            if s.stopping && pid > 0 { kill(pid, SIGTERM) }  // a stop that came while it was being started
         }
         if pid > 0 { logger.info("worker started", metadata: ["pid": "\(pid)"]) }
         watchHealth(pid)
@@ -204,10 +211,10 @@ public final class Supervisor: @unchecked Sendable {
     private func watchHealth(_ pid: pid_t) {
         let thread = Thread { [self] in
             for _ in 0..<600 {
-                guard lock.withLock({ workerPID == pid }) else { return }
+                guard state.withLock({ s in s.workerPID == pid }) else { return }
                 if let response = WorkerClient.call(socket: workerAdminSocket, method: "GET", path: "/healthz", timeout: 1),
                    response.status == 200 {
-                    lock.withLock { if workerPID == pid { workerState = "running" } }
+                    state.withLock { s in if s.workerPID == pid { s.workerState = "running" } }
                     return
                 }
                 Thread.sleep(forTimeInterval: 0.05)
@@ -224,14 +231,14 @@ public final class Supervisor: @unchecked Sendable {
         _ = ftruncate(crashFD, 0)
         logger.error("worker crashed: \(record.summary); restarting it")
         var quarantined: Quarantine.Entry?
-        lock.withLock {
-            crashedComponent = record.component
-            crashes.append(record)
-            if crashes.count > 100 { crashes.removeFirst(crashes.count - 100) }
-            workerState = "restarting after \(CrashRecord.signalName(signal))"
+        state.withLock { s in
+            s.crashedComponent = record.component
+            s.crashes.append(record)
+            if s.crashes.count > 100 { s.crashes.removeFirst(s.crashes.count - 100) }
+            s.workerState = "restarting after \(CrashRecord.signalName(signal))"
             guard let sha = record.sha256, let plugin = record.plugin else { return }
             let now = ContinuousClock.now
-            var times = (crashTimes[sha] ?? []).filter { now - $0 < config.supervisor.quarantineWindow } + [now]
+            var times = (s.crashTimes[sha] ?? []).filter { now - $0 < config.supervisor.quarantineWindow } + [now]
             if times.count >= config.supervisor.quarantineAfterCrashes {
                 quarantined = Quarantine.Entry(
                     sha256: sha, plugin: plugin, version: record.version ?? "", file: record.file ?? "",
@@ -240,7 +247,7 @@ public final class Supervisor: @unchecked Sendable {
                     since: record.time)
                 times = []
             }
-            crashTimes[sha] = times
+            s.crashTimes[sha] = times
         }
         if let entry = quarantined {
             var list = Quarantine.read(quarantineFile)
@@ -261,10 +268,10 @@ public final class Supervisor: @unchecked Sendable {
         switch (request.method, request.path) {
         case (.GET, "/healthz"):
             if let response = forward(request, timeout: 2), response.status == 200 {
-                lock.withLock { if workerPID > 0 { workerState = "running" } }
+                state.withLock { s in if s.workerPID > 0 { s.workerState = "running" } }
                 return response.http
             }
-            return .text(.serviceUnavailable, "worker \(lock.withLock { workerState })")
+            return .text(.serviceUnavailable, "worker \(state.withLock { s in s.workerState })")
         case (.GET, "/status"):
             var document: [String: Any] = [:]
             if let response = forward(request, timeout: 5), response.status == 200,
@@ -272,13 +279,13 @@ public final class Supervisor: @unchecked Sendable {
                 document = object
             }
             document["supervisor"] = supervisorStatus()
-            document["crashes"] = lock.withLock { crashes }.map(Self.jsonObject)
+            document["s.crashes"] = state.withLock { s in s.crashes }.map(Self.jsonObject)
             document["quarantined"] = Quarantine.read(quarantineFile).entries.map(Self.jsonObject)
             let body = (try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])) ?? Data()
             return HTTPResponse(status: .ok, headers: ["Content-Type": "application/json"], body: Array(body))
         case (.GET, "/metrics"):
             let worker = forward(request, timeout: 5).map { String(decoding: $0.body, as: UTF8.self) } ?? ""
-            let (crashCount, restartCount) = lock.withLock { (crashes.count, restarts) }
+            let (crashCount, restartCount) = state.withLock { s in (s.crashes.count, s.restarts) }
             let quarantined = Quarantine.read(quarantineFile).entries.count
             let text = worker + """
                 # HELP spanhost_worker_crashes_total Workers killed by a signal.
@@ -298,19 +305,19 @@ public final class Supervisor: @unchecked Sendable {
             do { try Quarantine().write(quarantineFile) } catch {
                 return .text(.internalServerError, "cannot clear \(quarantineFile): \(error)")
             }
-            lock.withLock { crashTimes.removeAll() }
+            state.withLock { s in s.crashTimes.removeAll() }
             logger.warning("quarantine cleared by the admin endpoint", metadata: ["entries": "\(cleared)"])
             reload()
             return .text(.ok, "cleared \(cleared) quarantined plugin images; the worker reloads")
         case (.POST, "/-/reload"):
-            do { try admin?.authenticator?.reload() } catch {
+            do { try admin.withLockedValue({ $0 })?.authenticator?.reload() } catch {
                 logger.error("admin.auth: keeping the tokens in use", metadata: ["error": "\(error)"])
             }
             if let response = forward(request, timeout: 120) { return response.http }
-            return .text(.serviceUnavailable, "worker \(lock.withLock { workerState }); try again shortly")
+            return .text(.serviceUnavailable, "worker \(state.withLock { s in s.workerState }); try again shortly")
         default:
             if let response = forward(request, timeout: 120) { return response.http }
-            return .text(.serviceUnavailable, "worker \(lock.withLock { workerState }); try again shortly")
+            return .text(.serviceUnavailable, "worker \(state.withLock { s in s.workerState }); try again shortly")
         }
     }
 
@@ -322,10 +329,10 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private func supervisorStatus() -> [String: Any] {
-        lock.withLock {
-            ["pid": Int(getpid()), "worker_pid": Int(workerPID), "worker": workerState, "restarts": restarts,
-             "crashes": crashes.count, "state_dir": stateDir, "answered_503_without_worker": standInAnswers,
-             "worker_uptime_seconds": workerPID > 0 ? (ContinuousClock.now - workerStarted).components.seconds : 0]
+        state.withLock { s in
+            ["pid": Int(getpid()), "worker_pid": Int(s.workerPID), "worker": s.workerState, "s.restarts": s.restarts,
+             "s.crashes": s.crashes.count, "state_dir": stateDir, "answered_503_without_worker": s.standInAnswers,
+             "worker_uptime_seconds": s.workerPID > 0 ? (ContinuousClock.now - s.workerStarted).components.seconds : 0]
         }
     }
 
