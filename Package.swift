@@ -43,7 +43,7 @@ let package = Package(
         // Plugin discovery, content-addressed copies, dlopen, ABI checks, the host table.
         .target(
             name: "SpanhostPlugins",
-            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
+            dependencies: ["SpanhostSync", "CSpanhost", "SpanhostModel", "SpanhostConfig",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Alert rules (error_span, error_rate, latency) and deduplication of notifications.

@@ -4,6 +4,8 @@ import Foundation
 /// A `spanhost_notification` the host owns: a deep copy in its own arena, so it can wait in a
 /// notifier's queue after the raiser has returned. Notifier plugins read the C struct in place.
 public final class NotificationEvent: @unchecked Sendable {
+    // Unchecked because the event is C memory: it is built in its own arena before this object
+    // exists, and read only afterwards (a changed copy is a new event in a new arena).
     private let arena: UnsafeMutablePointer<spanhost_batch>
     public let pointer: UnsafePointer<spanhost_notification>
     /// When the first occurrence this event stands for reached the host (for delay figures).

@@ -61,6 +61,10 @@ public enum DecodeError: Error, Equatable, CustomStringConvertible {
 /// The Swift object exists once per batch, never per span. Copies of the reference share the
 /// arena; the arena is freed when the last reference (Swift or plugin) goes.
 public final class SpanBatch: @unchecked Sendable {
+    // Unchecked because the batch is C memory: one pipeline stage at a time owns it writable
+    // (processors, in turn, on one thread each), and once it is handed to exporters or to more
+    // than one pipeline it is only read; a pipeline that changes batches gets its own copy.
+    // The arena's reference count is atomic (sh_batch_retain and sh_batch_release).
     /// The C batch. Writable while one pipeline stage owns the batch (processors), read-only
     /// once it has been handed to exporters.
     public let pointer: UnsafeMutablePointer<spanhost_batch>

@@ -1,26 +1,29 @@
 import CSpanhost
 import Foundation
 import SpanhostConfig
+import Synchronization
 
 /// The `spanhost_config *` a plugin reads its settings through. Strings handed out are copied
 /// into C memory owned by the handle, so they live as long as the instance.
-final class ConfigHandle: @unchecked Sendable {
+final class ConfigHandle: Sendable {
     let value: ConfigValue
-    private let lock = NSLock()
-    private var strings: [UnsafeMutablePointer<CChar>] = []
-
-    /// Paths the plugin asked for (found or not), and maps whose keys it listed.
-    private var asked: Set<String> = []
-    private var listed: Set<String> = []
+    private struct Record {
+        /// Paths the plugin asked for (found or not), and maps whose keys it listed.
+        var asked: Set<String> = []
+        var listed: Set<String> = []
+        /// Addresses of the C copies handed out, freed with the handle.
+        var allocations: [UInt] = []
+    }
+    private let record = Mutex(Record())
 
     init(_ value: ConfigValue) { self.value = value }
 
     /// Looks up `path` and remembers that the plugin knows it.
     func lookup(_ path: String, listing: Bool = false) -> ConfigValue? {
         let canonical = path.split(separator: ".", omittingEmptySubsequences: true).joined(separator: ".")
-        lock.withLock {
-            asked.insert(canonical)
-            if listing { listed.insert(canonical) }
+        record.withLock { record in
+            record.asked.insert(canonical)
+            if listing { record.listed.insert(canonical) }
         }
         return value.lookup(path)
     }
@@ -30,7 +33,7 @@ final class ConfigHandle: @unchecked Sendable {
     /// it, was looked up, or when a map above it had its keys listed (free-form maps such as
     /// headers).
     func unaskedKeys(ignoring hostKeys: [String]) -> (unasked: [String], known: [String]) {
-        let (asked, listed) = lock.withLock { (self.asked, self.listed) }
+        let (asked, listed) = record.withLock { ($0.asked, $0.listed) }
         func isAsked(_ path: String) -> Bool {
             if asked.contains(path) || listed.contains(where: { path.hasPrefix($0 + ".") || $0.isEmpty }) { return true }
             return asked.contains { $0.hasPrefix(path + ".") }
@@ -55,18 +58,16 @@ final class ConfigHandle: @unchecked Sendable {
         return (unasked, known)
     }
 
-    private var lists: [UnsafeMutablePointer<spanhost_str>] = []
-
     deinit {
-        strings.forEach { free($0) }
-        lists.forEach { $0.deallocate() }
+        for address in record.withLock({ $0.allocations }) { free(UnsafeMutableRawPointer(bitPattern: address)) }
     }
 
     /// A C array of copies of `items` that lives as long as this handle.
     func keep(_ items: [String]) -> UnsafePointer<spanhost_str> {
-        let array = UnsafeMutablePointer<spanhost_str>.allocate(capacity: max(items.count, 1))
+        let array = malloc(max(items.count, 1) * MemoryLayout<spanhost_str>.stride)!.bindMemory(to: spanhost_str.self, capacity: max(items.count, 1))
         for (index, item) in items.enumerated() { (array + index).initialize(to: keep(item)) }
-        lock.withLock { lists.append(array) }
+        let address = UInt(bitPattern: array)
+        record.withLock { $0.allocations.append(address) }
         return UnsafePointer(array)
     }
 
@@ -75,7 +76,8 @@ final class ConfigHandle: @unchecked Sendable {
         let utf8 = Array(s.utf8) + [0] // NUL-terminated as a courtesy; len excludes it
         let buffer = malloc(max(utf8.count, 1))!.assumingMemoryBound(to: CChar.self)
         utf8.withUnsafeBytes { source in UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress!, byteCount: utf8.count) }
-        lock.withLock { strings.append(buffer) }
+        let address = UInt(bitPattern: buffer)
+        record.withLock { $0.allocations.append(address) }
         return spanhost_str(ptr: UnsafePointer(buffer), len: utf8.count - 1)
     }
 

@@ -9,7 +9,11 @@ import Synchronization
 /// Series live in chunks allocated as names arrive and never move, so a handle stays valid
 /// without a lock. At most `maxSeries` names; adds to names past it are counted in
 /// `series_over_limit` instead.
-public final class Counters: @unchecked Sendable {  // names under `lock`; cells are atomics that never move
+public final class Counters: @unchecked Sendable {
+    // Unchecked because the cells are atomics in memory allocated here, reached through a raw
+    // pointer so a plugin's add by handle takes no lock: chunks are allocated under `lock`,
+    // never moved or freed before deinit, and a handle is only given out after its chunk
+    // exists. `names` and `handles` are read and written under `lock` only.
     /// A series: its index plus one, so 0 (what the C API returns when full) names none.
     public struct Handle: Sendable, Hashable {
         public let id: UInt32

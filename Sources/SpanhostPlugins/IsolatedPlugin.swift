@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SpanhostConfig
 import SpanhostModel
+import SpanhostSync
 
 /// `isolation: process`: an exporter whose plugin runs in a child process of its own
 /// (`spanhostd --plugin-host`), so a crash in it restarts that child only. Batches cross a
@@ -11,18 +12,23 @@ import SpanhostModel
 /// Frames are a 4-byte little-endian length and that many bytes. The parent sends a batch (or
 /// an empty frame: stop); the child answers each with its result. The first frame from the
 /// child says whether create and start succeeded.
-public final class IsolatedPlugin: @unchecked Sendable {
+public final class IsolatedPlugin: Sendable {
     private let library: PluginLibrary
     private let component: ComponentID
     private let settings: ConfigValue
     private let logger: Logger
     /// Crashes during one batch after which it is given up on (a poison batch).
     static let poisonAfterCrashes = 2
-    private let lock = NSLock()
-    private var child: (pid: pid_t, fd: Int32)?
-    private var crashesOf: (item: UnsafeRawPointer, count: Int)?
-    /// The last counter snapshot of the current child, to add only what is new.
-    private var lastCounters: [String: Int64] = [:]
+    /// The child process, and what it was doing when children died. One child answers one
+    /// item at a time, so its lock is held for the whole exchange.
+    private struct Link {
+        var child: (pid: pid_t, fd: Int32)?
+        /// The item (by address) the last children died on, and how many times.
+        var crashesOf: (item: UInt, count: Int)?
+        /// The last counter snapshot of the current child, to add only what is new.
+        var lastCounters: [String: Int64] = [:]
+    }
+    private let link = Guarded(Link())
     let counters: Counters
     let gauges: Counters
 
@@ -37,13 +43,13 @@ public final class IsolatedPlugin: @unchecked Sendable {
         self.counters = counters
         self.gauges = gauges
         self.logger = logger
-        try spawn()
+        try link.withLock { (link: inout Link) throws in try spawn(&link) }
     }
 
     deinit { stop() }
 
 
-    private func spawn() throws {
+    private func spawn(_ link: inout Link) throws {
         var fds: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
             throw IsolationError.start("socketpair: \(String(cString: strerror(errno)))")
@@ -57,11 +63,11 @@ public final class IsolatedPlugin: @unchecked Sendable {
             close(fds[0])
             throw IsolationError.start("cannot start the plugin process: \(String(cString: strerror(errno)))")
         }
-        child = (pid, fds[0])
-        lastCounters = [:]
-        guard let ready = Frame.read(fds[0]) else { throw IsolationError.start(reap(pid: pid, fd: fds[0])) }
+        link.child = (pid, fds[0])
+        link.lastCounters = [:]
+        guard let ready = Frame.read(fds[0]) else { throw IsolationError.start(reap(&link, pid: pid, fd: fds[0])) }
         if !ready.isEmpty {
-            _ = reap(pid: pid, fd: fds[0])
+            _ = reap(&link, pid: pid, fd: fds[0])
             throw IsolationError.create(String(decoding: ready, as: UTF8.self))
         }
     }
@@ -87,39 +93,46 @@ public final class IsolatedPlugin: @unchecked Sendable {
     /// Sends one item and reads the child's answer; `item` identifies it across retries.
     private func exchange(_ frame: [UInt8], item: UnsafeRawPointer, status: UnsafeMutablePointer<spanhost_status>) -> Int32 {
         // One child answers one item at a time, whatever the plugin declares.
-        lock.lock()
-        defer { lock.unlock() }
-        if child == nil {
-            do { try spawn() } catch { return fail(status, Int32(SPANHOST_RETRYABLE), "isolated plugin cannot start: \(error)") }
-        }
-        guard let (pid, fd) = child else { return Int32(SPANHOST_RETRYABLE) }
-        guard Frame.write(fd, frame), let answer = Frame.read(fd), let result = Result(answer) else {
-            let death = reap(pid: pid, fd: fd)
-            counters.add("isolated_crashes", 1)
-            logger.error("isolated plugin process died; starting another", metadata: ["plugin": "\(library.name)", "how": "\(death)"])
-            let count = (crashesOf?.item == item ? crashesOf!.count : 0) + 1
-            crashesOf = (item, count)
-            if count >= Self.poisonAfterCrashes {
-                crashesOf = nil
-                return fail(status, Int32(SPANHOST_PERMANENT), "crashed plugin \(library.name) \(count) times (\(death))")
+        let item = UInt(bitPattern: item)
+        let outcome: (code: Int32, message: String, retryAfterMs: UInt32) = link.withLock { link in
+            if link.child == nil {
+                do { try spawn(&link) } catch { return (Int32(SPANHOST_RETRYABLE), "isolated plugin cannot start: \(error)", 0) }
             }
-            return fail(status, Int32(SPANHOST_RETRYABLE), "isolated plugin \(library.name) \(death); retrying in a new process")
+            guard let (pid, fd) = link.child else { return (Int32(SPANHOST_RETRYABLE), "", 0) }
+            guard Frame.write(fd, frame), let answer = Frame.read(fd), let result = Result(answer) else {
+                let death = reap(&link, pid: pid, fd: fd)
+                counters.add("isolated_crashes", 1)
+                logger.error("isolated plugin process died; starting another", metadata: ["plugin": "\(library.name)", "how": "\(death)"])
+                let count = (link.crashesOf?.item == item ? link.crashesOf!.count : 0) + 1
+                link.crashesOf = (item, count)
+                if count >= Self.poisonAfterCrashes {
+                    link.crashesOf = nil
+                    return (Int32(SPANHOST_PERMANENT), "crashed plugin \(library.name) \(count) times (\(death))", 0)
+                }
+                return (Int32(SPANHOST_RETRYABLE), "isolated plugin \(library.name) \(death); retrying in a new process", 0)
+            }
+            for (name, value) in result.counters where value != link.lastCounters[name] ?? 0 {
+                counters.add(name, value - (link.lastCounters[name] ?? 0))
+            }
+            link.lastCounters = result.counters
+            for (name, value) in result.gauges { gauges.set(name, value) }
+            return (result.code, result.message, UInt32(clamping: result.retryAfterMs))
         }
-        for (name, value) in result.counters where value != lastCounters[name] ?? 0 {
-            counters.add(name, value - (lastCounters[name] ?? 0))
-        }
-        lastCounters = result.counters
-        for (name, value) in result.gauges { gauges.set(name, value) }
-        status.pointee.retry_after_ms = UInt32(clamping: result.retryAfterMs)
-        _ = fail(status, result.code, result.message)
-        return result.code
+        status.pointee.retry_after_ms = outcome.retryAfterMs
+        return fail(status, outcome.code, outcome.message)
     }
 
     /// Ends the child: an empty frame asks it to destroy the instance and exit.
     func stop() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let (pid, fd) = child else { return }
+        link.withLock { link in
+            guard let (pid, fd) = link.child else { return }
+            Self.end(pid: pid, fd: fd)
+            link.child = nil
+        }
+    }
+
+    /// Asks the child to exit, and kills it when it has not within 2 s.
+    private static func end(pid: pid_t, fd: Int32) {
         _ = Frame.write(fd, [])
         var status: Int32 = 0
         for _ in 0..<100 where waitpid(pid, &status, WNOHANG) == 0 {
@@ -130,7 +143,6 @@ public final class IsolatedPlugin: @unchecked Sendable {
             waitpid(pid, &status, 0)
         }
         close(fd)
-        child = nil
     }
 
     private func fail(_ status: UnsafeMutablePointer<spanhost_status>, _ code: Int32, _ message: String) -> Int32 {
@@ -144,9 +156,9 @@ public final class IsolatedPlugin: @unchecked Sendable {
     }
 
     /// Waits for a child that stopped answering; says how it ended.
-    private func reap(pid: pid_t, fd: Int32) -> String {
+    private func reap(_ link: inout Link, pid: pid_t, fd: Int32) -> String {
         close(fd)
-        child = nil
+        link.child = nil
         kill(pid, SIGKILL)  // if it only closed the socket, it is of no more use
         return ChildProcess.wait(pid).description
     }

@@ -1,27 +1,36 @@
 import CSpanhost
 import Foundation
 import Logging
+import Synchronization
 
 /// The plugins found in the plugin directory, by name, and the files that were refused.
 ///
 /// Every file is hashed and loaded from a copy named by its sha256 in the cache directory, so a
 /// rebuilt file at the same path loads as new code while the old image stays mapped.
-public final class PluginCatalog: @unchecked Sendable {
-    public private(set) var libraries: [String: PluginLibrary] = [:]
-    public private(set) var refused: [(file: String, error: PluginLoadError)] = []
+public final class PluginCatalog: Sendable {
+    public let libraries: [String: PluginLibrary]
+    public let refused: [(file: String, error: PluginLoadError)]
     /// Plugins whose file is quarantined, by plugin name: why.
-    public private(set) var quarantined: [String: PluginLoadError] = [:]
+    public let quarantined: [String: PluginLoadError]
+    /// The directories searched, in order (for messages).
+    public let directories: [String]
 
     /// Images already opened in this process, by sha256: the same bytes are opened once.
-    private static let loaded = LoadedImages()
+    private static let loaded = Mutex<[String: PluginLibrary]>([:])
 
-    public init() {}
+    public init(libraries: [String: PluginLibrary] = [:], refused: [(file: String, error: PluginLoadError)] = [],
+                quarantined: [String: PluginLoadError] = [:], directories: [String] = []) {
+        self.libraries = libraries
+        self.refused = refused
+        self.quarantined = quarantined
+        self.directories = directories
+    }
 
     public func library(named name: String) -> PluginLibrary? { libraries[name] }
 
     /// Every image opened in this process and still mapped: the current catalog's and older
     /// versions retained because instances still use them or because they cannot be unloaded.
-    public static var loadedImages: [PluginLibrary] { loaded.all }
+    public static var loadedImages: [PluginLibrary] { loaded.withLock { Array($0.values) } }
 
     /// Closes images that are not in `current`, declared themselves unloadable and have no
     /// instances left. Returns how many were closed.
@@ -29,8 +38,8 @@ public final class PluginCatalog: @unchecked Sendable {
     public static func closeUnused(keeping current: PluginCatalog) -> Int {
         let keep = Set(current.libraries.values.map(\.sha256))
         var closed = 0
-        for library in loaded.all where !keep.contains(library.sha256) && library.closeIfUnused() {
-            loaded.remove(library.sha256)
+        for library in loadedImages where !keep.contains(library.sha256) && library.closeIfUnused() {
+            loaded.withLock { $0[library.sha256] = nil }
             closed += 1
         }
         return closed
@@ -41,8 +50,9 @@ public final class PluginCatalog: @unchecked Sendable {
     /// `spanhost plugins list` inspects them in child processes. Refusals are logged and kept.
     public static func load(_ names: Set<String>, from directories: [String], cacheDirectory: String, pins: [String: String] = [:],
                             requirePins: Bool = false, quarantine: Quarantine = Quarantine(), logger: Logger) -> PluginCatalog {
-        let catalog = PluginCatalog()
-        catalog.directories = directories
+        var libraries: [String: PluginLibrary] = [:]
+        var refused: [(file: String, error: PluginLoadError)] = []
+        var quarantined: [String: PluginLoadError] = [:]
         for name in names.sorted() {
             let file = "\(name).so"
             let found = directories.map { ($0 as NSString).appendingPathComponent(file) }.filter { FileManager.default.fileExists(atPath: $0) }
@@ -60,22 +70,22 @@ public final class PluginCatalog: @unchecked Sendable {
                 guard library.name == name else {
                     throw PluginLoadError.nameMismatch(file: path, expected: name, registered: library.name)
                 }
-                catalog.libraries[library.name] = library
+                libraries[library.name] = library
                 logger.info("plugin loaded", metadata: [
                     "name": "\(library.name)", "kind": "\(library.kind.rawValue)", "version": "\(library.version)",
                     "abi": "\(library.abiMajor).\(library.abiMinor)", "file": "\(path)", "sha256": "\(library.sha256)",
                 ])
             } catch let error as PluginLoadError {
-                if case .quarantined(_, let plugin, _) = error { catalog.quarantined[plugin] = error }
-                catalog.refused.append((path, error))
+                if case .quarantined(_, let plugin, _) = error { quarantined[plugin] = error }
+                refused.append((path, error))
                 logger.error("plugin refused: \(error)")
             } catch {
                 let wrapped = PluginLoadError.unreadable(file: path, reason: "\(error)")
-                catalog.refused.append((path, wrapped))
+                refused.append((path, wrapped))
                 logger.error("plugin refused: \(wrapped)")
             }
         }
-        return catalog
+        return PluginCatalog(libraries: libraries, refused: refused, quarantined: quarantined, directories: directories)
     }
 
     /// The folder of the running executable (build/bin).
@@ -98,9 +108,6 @@ public final class PluginCatalog: @unchecked Sendable {
         }
         return beside
     }
-
-    /// The directories searched, for messages.
-    public private(set) var directories: [String] = []
 
     /// The plugin files in `directories`, by type name, first directory first: listed, not opened.
     public static func files(in directories: [String]) -> [(name: String, path: String)] {
@@ -140,7 +147,7 @@ public final class PluginCatalog: @unchecked Sendable {
         if let entry = quarantine.entry(sha256: sha256) {
             throw PluginLoadError.quarantined(file: path, plugin: entry.plugin, reason: entry.reason)
         }
-        if let library = loaded.get(sha256) { return library }
+        if let library = loaded.withLock({ $0[sha256] }) { return library }
 
         let copy = (cacheDirectory as NSString).appendingPathComponent("\(sha256).so")
         let fm = FileManager.default
@@ -177,20 +184,9 @@ public final class PluginCatalog: @unchecked Sendable {
             }
         }
         let library = try PluginLibrary(sourcePath: path, loadedPath: copy, sha256: sha256)
-        loaded.put(sha256, library)
+        loaded.withLock { $0[sha256] = library }
         return library
     }
-}
-
-/// A lock-protected map of images opened in this process.
-private final class LoadedImages: @unchecked Sendable {
-    private let lock = NSLock()
-    private var bySHA: [String: PluginLibrary] = [:]
-
-    func get(_ sha: String) -> PluginLibrary? { lock.withLock { bySHA[sha] } }
-    func put(_ sha: String, _ library: PluginLibrary) { lock.withLock { bySHA[sha] = library } }
-    var all: [PluginLibrary] { lock.withLock { Array(bySHA.values) } }
-    func remove(_ sha: String) { lock.withLock { bySHA[sha] = nil } }
 }
 
 /// Who could change a plugin file or a directory plugins are loaded from.

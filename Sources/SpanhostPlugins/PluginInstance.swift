@@ -33,6 +33,13 @@ public struct PluginCreateError: Error, CustomStringConvertible {
 /// One instance of a plugin, for one configured component. Every call into the plugin goes
 /// through `call`, which serializes (unless the plugin is concurrent), counts and maps results.
 public final class PluginInstance: @unchecked Sendable {
+    // Unchecked because of the plugin's state pointer and the crash context, C memory that Swift
+    // cannot check, and the lock-ordered fields beside them. `isolated` is set in init only.
+    // `state` and `destroyed` are written by create (in init) and by destroy, which takes
+    // `callLock` and waits for the calls in progress; calls read them under `callLock`, or, for
+    // a SPANHOST_PLUGIN_CONCURRENT plugin, at once as that flag allows (destroy then still
+    // comes after the last call: the host destroys an instance only once no pipeline uses it).
+    // The rest is `let`, atomic, or in a Mutex.
     /// A number unique in this process: a component carried over by a reload keeps it.
     public let uid: Int
     public let id: ComponentID
@@ -55,28 +62,30 @@ public final class PluginInstance: @unchecked Sendable {
     private let demoted = Atomic<Bool>(false)
     /// Who is running, for the crash record written if a call kills the process.
     private let crashContext: UnsafeMutablePointer<sh_crash_context>
-    private static let uids = UIDSource()
+    private static let uids = Atomic(0)
 
     /// Where `host->emit` sends batches (set by the pipeline for processors).
     public var emitHandler: (@Sendable (SpanBatch) -> ConsumeOutcome)? {
-        get { handlerLock.withLock { emitTarget } }
-        set { handlerLock.withLock { emitTarget = newValue } }
+        get { targets.withLock { $0.emit } }
+        set { targets.withLock { $0.emit = newValue } }
     }
     /// Where `host->raise` sends notifications (set by the pipeline).
     public var raiseHandler: (@Sendable (UnsafePointer<spanhost_notification>) -> Void)? {
-        get { handlerLock.withLock { raiseTarget } }
-        set { handlerLock.withLock { raiseTarget = newValue } }
+        get { targets.withLock { $0.raise } }
+        set { targets.withLock { $0.raise = newValue } }
     }
     /// Where `host->release_trace` goes (set by the pipeline for processors whose held spans
     /// it journals); the 16-byte trace id is borrowed for the call.
     public var releaseHandler: (@Sendable (UnsafePointer<UInt8>) -> Void)? {
-        get { handlerLock.withLock { releaseTarget } }
-        set { handlerLock.withLock { releaseTarget = newValue } }
+        get { targets.withLock { $0.release } }
+        set { targets.withLock { $0.release = newValue } }
     }
-    private let handlerLock = NSLock()
-    private var emitTarget: (@Sendable (SpanBatch) -> ConsumeOutcome)?
-    private var raiseTarget: (@Sendable (UnsafePointer<spanhost_notification>) -> Void)?
-    private var releaseTarget: (@Sendable (UnsafePointer<UInt8>) -> Void)?
+    private struct Targets {
+        var emit: (@Sendable (SpanBatch) -> ConsumeOutcome)?
+        var raise: (@Sendable (UnsafePointer<spanhost_notification>) -> Void)?
+        var release: (@Sendable (UnsafePointer<UInt8>) -> Void)?
+    }
+    private let targets = Mutex(Targets())
 
     private static let unattributed = Logger(label: "spanhost.plugin")
 
@@ -84,7 +93,7 @@ public final class PluginInstance: @unchecked Sendable {
     /// `start: false` only creates the instance (validation): no hook after create but destroy.
     public init(id: ComponentID, library: PluginLibrary, settings: ConfigValue, policy: CallPolicy = CallPolicy(),
                 start: Bool = true) throws {
-        self.uid = Self.uids.next()
+        self.uid = Self.uids.add(1, ordering: .relaxed).newValue
         self.guardState = CallGuard(policy: policy)
         self.id = id
         self.library = library
@@ -399,12 +408,6 @@ extension CallResult {
         case .retryable(_, let message), .permanent(let message), .unavailable(let message): return message
         }
     }
-}
-
-private final class UIDSource: @unchecked Sendable {
-    private let lock = NSLock()
-    private var last = 0
-    func next() -> Int { lock.withLock { last += 1; return last } }
 }
 
 extension PluginKind {

@@ -2,6 +2,7 @@ import CSpanhost
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import Synchronization
 #endif
 
 /// Why a plugin file was refused. Each message names the file and what to do about it.
@@ -72,6 +73,10 @@ public enum PluginKind: String, Sendable {
 
 /// One loaded plugin image: the file it came from, its content hash, and its descriptor.
 public final class PluginLibrary: @unchecked Sendable {
+    // Unchecked because of two C values: the dlopen handle and the descriptor the entry
+    // function returned (function pointers and static strings of the image). Both are written
+    // once, in init, and only read afterwards; the image is closed under `usage`'s lock, and only
+    // when no instance is left to call through the descriptor.
     public let name: String
     public let kind: PluginKind
     public let version: String
@@ -103,25 +108,25 @@ public final class PluginLibrary: @unchecked Sendable {
     /// The plugin checks a config without side effects (the descriptor's `validate`, 1.8).
     public var canValidate: Bool { descriptor.validate != nil }
 
-    private let stateLock = NSLock()
-    private var instances = 0
-    private var closed = false
+    private let usage = Mutex((instances: 0, closed: false))
 
     /// Live instances made from this image.
-    public var instanceCount: Int { stateLock.withLock { instances } }
+    public var instanceCount: Int { usage.withLock { $0.instances } }
 
-    func instanceCreated() { stateLock.withLock { instances += 1 } }
-    func instanceDestroyed() { stateLock.withLock { instances -= 1 } }
+    func instanceCreated() { usage.withLock { $0.instances += 1 } }
+    func instanceDestroyed() { usage.withLock { $0.instances -= 1 } }
 
     /// Closes the image if it declared itself unloadable and no instance of it remains.
     /// Returns true if it was closed (now or before).
     @discardableResult
     func closeIfUnused() -> Bool {
-        stateLock.withLock {
-            guard !closed else { return true }
-            guard isUnloadable, instances == 0 else { return false }
-            dlclose(handle)
-            closed = true
+        let unloadable = isUnloadable
+        let handle = UInt(bitPattern: self.handle)
+        return usage.withLock { usage in
+            guard !usage.closed else { return true }
+            guard unloadable, usage.instances == 0 else { return false }
+            dlclose(UnsafeMutableRawPointer(bitPattern: handle)!)
+            usage.closed = true
             return true
         }
     }

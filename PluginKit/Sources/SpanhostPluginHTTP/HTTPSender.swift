@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -6,9 +7,9 @@ import FoundationNetworking
 /// Blocking HTTP for plugins: one request at a time, waited for on the calling thread (the
 /// host's exporter or notifier thread, never the Swift concurrency pool), with one connection
 /// kept alive to the destination.
-public final class HTTPSender: @unchecked Sendable {
+public final class HTTPSender: Sendable {
     /// What came back: a response with its body, or the error that stopped the request.
-    public enum Outcome {
+    public enum Outcome: Sendable {
         case response(HTTPURLResponse, Data)
         case failed(String)
     }
@@ -31,17 +32,19 @@ public final class HTTPSender: @unchecked Sendable {
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpBody = Data(body)
         let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var outcome = Outcome.failed("no response")
+        let outcome = Mutex(Outcome.failed("no response"))
         session.dataTask(with: request) { data, response, error in
+            let answer: Outcome
             if let response = response as? HTTPURLResponse {
-                outcome = .response(response, data ?? Data())
+                answer = .response(response, data ?? Data())
             } else {
-                outcome = .failed(error.map { $0.localizedDescription } ?? "no response")
+                answer = .failed(error.map { $0.localizedDescription } ?? "no response")
             }
+            outcome.withLock { $0 = answer }
             done.signal()
         }.resume()
         done.wait()
-        return outcome
+        return outcome.withLock { $0 }
     }
 
     /// Retry-After in seconds, when the answer carries one.

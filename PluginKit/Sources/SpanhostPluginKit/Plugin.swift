@@ -112,13 +112,13 @@ public extension SpanProcessorPlugin {
 
 /// The host's services for one instance: logging, counters, encoding, emitting held spans,
 /// raising events, expressions.
-public struct PluginHost: @unchecked Sendable {
-    let api: UnsafePointer<spanhost_host_api>
-    let instance: OpaquePointer?
+public struct PluginHost: Sendable {
+    private let held: HostHandle
+    var api: UnsafePointer<spanhost_host_api> { held.api }
+    var instance: OpaquePointer? { held.handle }
 
     init(api: UnsafePointer<spanhost_host_api>, instance: OpaquePointer?) {
-        self.api = api
-        self.instance = instance
+        held = HostHandle(api: api, handle: instance)
     }
 
     /// The host has `member` (SPANHOST_HOST_HAS): it was added in a minor version at or
@@ -149,7 +149,7 @@ public struct PluginHost: @unchecked Sendable {
 
     /// A counter declared once, for the data path: each `add` is one atomic add in the host
     /// (ABI 1.8), or a `count` by name on an older host.
-    public struct Counter: @unchecked Sendable {
+    public struct Counter: Sendable {
         let host: PluginHost
         let name: String
         let id: UInt32
@@ -163,7 +163,7 @@ public struct PluginHost: @unchecked Sendable {
     }
 
     /// A gauge declared once (see `counter`).
-    public struct Gauge: @unchecked Sendable {
+    public struct Gauge: Sendable {
         let host: PluginHost
         let name: String
         let id: UInt32
@@ -279,9 +279,14 @@ public struct PluginHost: @unchecked Sendable {
 
 /// Typed reads of the instance's config by dotted path ("headers", "retry.max", "items.0").
 /// A value of the wrong type throws a `PluginError` naming the path.
-public struct PluginConfig: @unchecked Sendable {
-    let api: UnsafePointer<spanhost_host_api>
-    let handle: OpaquePointer?
+public struct PluginConfig: Sendable {
+    private let held: HostHandle
+    var api: UnsafePointer<spanhost_host_api> { held.api }
+    var handle: OpaquePointer? { held.handle }
+
+    init(api: UnsafePointer<spanhost_host_api>, handle: OpaquePointer?) {
+        held = HostHandle(api: api, handle: handle)
+    }
 
     private func check(_ code: UInt32, _ path: String, _ type: String) throws -> Bool {
         switch Int32(bitPattern: code) {
@@ -385,4 +390,14 @@ extension spanhost_str {
         guard let ptr, len > 0 else { return "" }
         return String(decoding: UnsafeRawBufferPointer(start: ptr, count: len), as: UTF8.self)
     }
+}
+
+/// The host's function table and one opaque handle it gave (an instance, a config, a compiled
+/// expression): what every host service is called with.
+struct HostHandle: @unchecked Sendable {
+    // Unchecked because both are C pointers. The table is the host's, immutable and valid for
+    // the life of the process; the handle is opaque (never dereferenced here, only passed back),
+    // and the host's functions that take it may be called from any thread (see spanhost.h).
+    let api: UnsafePointer<spanhost_host_api>
+    let handle: OpaquePointer?
 }

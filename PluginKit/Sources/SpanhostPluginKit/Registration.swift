@@ -51,8 +51,8 @@ public enum SpanhostPlugin {
         host: UnsafePointer<spanhost_host_api>?
     ) -> UnsafePointer<spanhost_plugin>? {
         guard let host, Int32(host.pointee.abi_major) == SPANHOST_ABI_MAJOR else { return nil }
-        if let descriptor { return UnsafePointer(descriptor) }
-        hostAPI = host
+        if let descriptor = registered.descriptor { return UnsafePointer(descriptor) }
+        registered.hostAPI = host
         var d = describe(kind: SPANHOST_KIND_FUNCTIONS, name: name, version: version, description: description, flags: [])
         (d.functions, d.functions_count) = (PluginFunction.table(functions), functions.count)
         return store(d)
@@ -78,21 +78,28 @@ public enum SpanhostPlugin {
 
     typealias Factory = (PluginConfig, PluginHost) throws -> Instance
 
-    // Set once by the entry function; an image holds exactly one plugin.
-    nonisolated(unsafe) static var hostAPI: UnsafePointer<spanhost_host_api>?
-    nonisolated(unsafe) static var factory: Factory?
-    nonisolated(unsafe) static var validator: ((PluginConfig, PluginHost) throws -> Void)?
-    nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<spanhost_plugin>?
+    /// What the entry function registered; an image holds exactly one plugin.
+    struct Registered {
+        var hostAPI: UnsafePointer<spanhost_host_api>?
+        var factory: Factory?
+        var validator: ((PluginConfig, PluginHost) throws -> Void)?
+        var descriptor: UnsafeMutablePointer<spanhost_plugin>?
+    }
+    // Unsafe by the compiler's measure, safe by the ABI's order: the host calls the entry
+    // function once, before any other function of the image, and waits for it; this is written
+    // there and only read afterwards.
+    nonisolated(unsafe) static var registered = Registered()
+    static var hostAPI: UnsafePointer<spanhost_host_api>? { registered.hostAPI }
 
     static func register(host: UnsafePointer<spanhost_host_api>?, kind: Int32, name: String, version: String,
                          description: String, schema: [ConfigKey]?, flags: PluginFlags, functions: [PluginFunction],
                          validator: ((PluginConfig, PluginHost) throws -> Void)?,
                          factory: @escaping Factory) -> UnsafePointer<spanhost_plugin>? {
         guard let host, Int32(host.pointee.abi_major) == SPANHOST_ABI_MAJOR else { return nil }
-        if let descriptor { return UnsafePointer(descriptor) }
-        hostAPI = host
-        self.factory = factory
-        self.validator = validator
+        if let descriptor = registered.descriptor { return UnsafePointer(descriptor) }
+        registered.hostAPI = host
+        registered.factory = factory
+        registered.validator = validator
         var d = describe(kind: kind, name: name, version: version, description: description, flags: flags)
         if !functions.isEmpty { (d.functions, d.functions_count) = (PluginFunction.table(functions), functions.count) }
         if let schema {
@@ -107,7 +114,7 @@ public enum SpanhostPlugin {
             d.config_schema_count = schema.count
         }
         d.create = { config, instance, out, status in
-            guard let api = SpanhostPlugin.hostAPI, let factory = SpanhostPlugin.factory else { return Int32(SPANHOST_PERMANENT) }
+            guard let api = SpanhostPlugin.hostAPI, let factory = SpanhostPlugin.registered.factory else { return Int32(SPANHOST_PERMANENT) }
             do {
                 let made = try factory(PluginConfig(api: api, handle: config), PluginHost(api: api, instance: instance))
                 out?.pointee = Unmanaged.passRetained(made).toOpaque()
@@ -119,7 +126,7 @@ public enum SpanhostPlugin {
         }
         if validator != nil {
             d.validate = { config, status in
-                guard let api = SpanhostPlugin.hostAPI, let validator = SpanhostPlugin.validator else { return Int32(SPANHOST_OK) }
+                guard let api = SpanhostPlugin.hostAPI, let validator = SpanhostPlugin.registered.validator else { return Int32(SPANHOST_OK) }
                 do {
                     try validator(PluginConfig(api: api, handle: config), PluginHost(api: api, instance: nil))
                     return Int32(SPANHOST_OK)
@@ -175,7 +182,7 @@ public enum SpanhostPlugin {
     private static func store(_ d: spanhost_plugin) -> UnsafePointer<spanhost_plugin> {
         let stored = UnsafeMutablePointer<spanhost_plugin>.allocate(capacity: 1)
         stored.initialize(to: d)
-        descriptor = stored
+        registered.descriptor = stored
         return UnsafePointer(stored)
     }
 

@@ -51,6 +51,9 @@ public struct MutableBatchView {
 /// (`PluginHost.emit`). Released when the last Swift reference goes. Not thread-safe: fill it
 /// from one thread at a time.
 public final class OwnedBatch: @unchecked Sendable {
+    // Unchecked because the batch is C memory the plugin fills: it may be handed between
+    // threads (held by one hook, emitted from another), but filled from one at a time, as said
+    // above. Its reference count in the host is atomic.
     let pointer: UnsafeMutablePointer<spanhost_batch>
     private let api: UnsafePointer<spanhost_host_api>
 
@@ -75,15 +78,15 @@ public final class OwnedBatch: @unchecked Sendable {
 
 /// A compiled OTTL condition or statement (PluginHost.compile), freed with its last reference.
 /// May be run from several threads at once.
-public final class Expression: @unchecked Sendable {
+public final class Expression: Sendable {
     public enum Kind: UInt32, Sendable { case condition = 1, statement = 2 }
     public enum Context: UInt32, Sendable { case span = 1, resource = 2 }
-    private let api: UnsafePointer<spanhost_host_api>
-    private let pointer: OpaquePointer
+    private let compiled: HostHandle
+    private var api: UnsafePointer<spanhost_host_api> { compiled.api }
+    private var pointer: OpaquePointer? { compiled.handle }
 
     init(api: UnsafePointer<spanhost_host_api>, pointer: OpaquePointer) {
-        self.api = api
-        self.pointer = pointer
+        compiled = HostHandle(api: api, handle: pointer)
     }
 
     deinit { api.pointee.expr_free(pointer) }
