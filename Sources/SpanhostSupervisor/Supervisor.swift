@@ -279,7 +279,7 @@ public final class Supervisor: Sendable {
                 document = object
             }
             document["supervisor"] = supervisorStatus()
-            document["s.crashes"] = state.withLock { s in s.crashes }.map(Self.jsonObject)
+            document["crashes"] = state.withLock { s in s.crashes }.map(Self.jsonObject)
             document["quarantined"] = Quarantine.read(quarantineFile).entries.map(Self.jsonObject)
             let body = (try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])) ?? Data()
             return HTTPResponse(status: .ok, headers: ["Content-Type": "application/json"], body: Array(body))
@@ -330,8 +330,8 @@ public final class Supervisor: Sendable {
 
     private func supervisorStatus() -> [String: Any] {
         state.withLock { s in
-            ["pid": Int(getpid()), "worker_pid": Int(s.workerPID), "worker": s.workerState, "s.restarts": s.restarts,
-             "s.crashes": s.crashes.count, "state_dir": stateDir, "answered_503_without_worker": s.standInAnswers,
+            ["pid": Int(getpid()), "worker_pid": Int(s.workerPID), "worker": s.workerState, "restarts": s.restarts,
+             "crashes": s.crashes.count, "state_dir": stateDir, "answered_503_without_worker": s.standInAnswers,
              "worker_uptime_seconds": s.workerPID > 0 ? (ContinuousClock.now - s.workerStarted).components.seconds : 0]
         }
     }
