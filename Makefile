@@ -34,7 +34,7 @@ ABI_HISTORY := 0:3308ec6^ 1:7ff4c65^ 2:1923d2f^ 3:2c2f12c^ 4:16061d1^ 5:f26da28^
 ABI_HISTORY_SOS := $(foreach v,$(ABI_HISTORY),$(BUILD)/test-plugins/abi_1_$(firstword $(subst :, ,$(v))).so)
 abi_commit = $(word 2,$(subst :, ,$(filter $(1):%,$(ABI_HISTORY))))
 
-.PHONY: all deps test-deps install build examples run test test-swift test-e2e test-fuzz fuzz fuzz-binaries chaos test-chaos bench header-check clean
+.PHONY: all deps test-deps install build examples run test test-swift test-e2e test-fuzz fuzz fuzz-binaries chaos test-chaos bench header-check docs docs-check clean
 
 all: build
 
@@ -164,7 +164,20 @@ header-check:
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
 	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h
 
-test: build $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed header-check test-fuzz test-swift test-e2e test-chaos
+test: build $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed header-check docs-check test-fuzz test-swift test-e2e test-chaos
+
+# docs/plugins/: one reference page per shipped plugin, from what the plugin itself declares
+# (`spanhost plugins describe --markdown`). `make docs` writes them; `make test` fails when one differs.
+plugin-pages = for so in $(BUILD)/plugins/*.so; do name=$$(basename $$so .so); \
+	$(BUILD)/bin/spanhost plugins describe $$name --dir $(BUILD)/plugins --markdown > $(1)/$$name.md || exit 1; done
+
+docs: build
+	mkdir -p docs/plugins && rm -f docs/plugins/*.md
+	$(call plugin-pages,docs/plugins)
+
+docs-check: build
+	@pages=$$(mktemp -d) && $(call plugin-pages,$$pages) && \
+		{ diff -ru docs/plugins $$pages || { echo "docs/plugins/ is not what the plugins declare: run make docs"; rm -rf $$pages; exit 1; }; } && rm -rf $$pages
 
 test-swift:
 	swift test $(SWIFT_FLAGS)

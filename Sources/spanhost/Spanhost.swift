@@ -67,6 +67,9 @@ struct Plugins: ParsableCommand {
         @Option(name: .long, help: "A plugin directory; repeat for several (default: the one beside spanhost).")
         var dir: [String] = []
 
+        @Flag(name: .long, help: "Print the plugin's reference page (Markdown): what docs/plugins/ holds.")
+        var markdown = false
+
         func run() throws {
             let file: String
             if plugin.contains("/") || plugin.hasSuffix(".so") {
@@ -80,6 +83,7 @@ struct Plugins: ParsableCommand {
             }
             let entry = PluginListing.inspectInChild(file, arguments: Plugins.inspect(file))
             if let error = entry.error { throw ValidationError(error) }
+            if markdown { return print(PluginPage.markdown(entry), terminator: "") }
             let rows: [(String, String?)] = [("name", entry.name), ("kind", entry.kind), ("version", entry.version), ("abi", entry.abi),
                                              ("description", entry.description), ("file", entry.file), ("sha256", entry.sha256)]
             for (label, value) in rows { print("\(label.padding(toLength: 12, withPad: " ", startingAt: 0))\(value ?? "")") }

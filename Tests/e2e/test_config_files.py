@@ -93,3 +93,13 @@ def test_the_collectors_health_check_extension_is_served(tmp):
         assert requests.get(s.admin + "/ready", timeout=5).text.strip() == "ok"
     finally:
         assert s.stop() == 0
+
+
+def test_the_readme_config_is_valid(tmp):
+    # The one config README.md shows, as written: every key it uses exists, and every plugin it
+    # names is created (in the child process `validate` starts) with those settings.
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    config = readme.split("## One config\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    path = write(tmp, "readme.yaml", config)
+    r = spanhost_cli("validate", "--config", path, env={"SLACK_WEBHOOK": "http://127.0.0.1:9/hook"})
+    assert r.returncode == 0, r.stdout + r.stderr
