@@ -81,6 +81,7 @@ let package = Package(
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         // The supervisor: owns sockets and the admin endpoint, restarts a crashed worker, quarantines.

@@ -8,3 +8,11 @@ public enum ConsumeOutcome: Sendable, Equatable {
     /// Not taken and never will be (every processor or exporter refused it permanently).
     case rejected(message: String)
 }
+
+/// Where a request's batch runs: on the event loop that read the request (no hand-off, for
+/// small requests through plugins that never block), or on the pipeline thread pool. The
+/// generation decides (`CurrentGeneration.placement`); receivers only follow it.
+public enum BatchPlacement: Sendable, Equatable {
+    case eventLoop
+    case pool
+}

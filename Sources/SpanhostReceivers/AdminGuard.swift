@@ -103,14 +103,14 @@ public struct AdminListeners: Sendable {
             }
         }
         let endpoint = config.adminEndpoint
-        let tcp = try await HTTPServer.start(.tcp(host: endpoint.host, port: endpoint.port), maxBodyBytes: { 1 << 16 }, group: group,
+        let tcp = try await HTTPServer.start(.tcp(host: endpoint.host, port: endpoint.port), maxBodyBytes: 1 << 16, group: group,
                                              handler: guarded(AdminGuard(boundHost: endpoint.host, authenticator: authenticator)))
         var healthServers: [HTTPServer] = []
         for health in config.healthChecks where !health.onAdminEndpoint {
             do {
                 let tls = try health.tls.map { try ServerSecurity.context($0, path: "extensions.\(health.id).tls") }
                 healthServers.append(try await HTTPServer.start(.tcp(host: health.endpoint.host, port: health.endpoint.port),
-                                                                maxBodyBytes: { 1 << 12 }, tls: { tls }, group: group) { request, loop in
+                                                                maxBodyBytes: 1 << 12, tls: tls, group: group) { request, loop in
                     guard request.method == .GET, request.path == health.path else {
                         return loop.makeSucceededFuture(.text(.notFound, "health_check answers GET \(health.path)"))
                     }
@@ -126,7 +126,7 @@ public struct AdminListeners: Sendable {
         var unix: HTTPServer?
         if let path = config.adminUnixSocket {
             do {
-                unix = try await HTTPServer.start(.unix(path: path), maxBodyBytes: { 1 << 16 }, group: group,
+                unix = try await HTTPServer.start(.unix(path: path), maxBodyBytes: 1 << 16, group: group,
                                                   handler: guarded(AdminGuard(boundHost: nil)))
                 guard chmod(path, 0o600) == 0 else {
                     throw ConfigError("admin.unix_socket", "cannot make \(path) private (chmod 0600): \(String(cString: strerror(errno)))")

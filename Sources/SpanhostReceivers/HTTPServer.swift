@@ -74,17 +74,57 @@ public struct ConnectionLimits: Sendable, Equatable {
     }
 }
 
-/// A small HTTP/1.1 server: aggregates each request body up to `maxBodyBytes` (answering 413
-/// past it, before reading the rest) and passes whole requests to `handler` on the event loop.
-/// The handler answers with a future, so slow work can run elsewhere.
-public final class HTTPServer: Sendable {
-    public typealias Handler = @Sendable (HTTPRequest, any EventLoop) -> EventLoopFuture<HTTPResponse>
+/// What an HTTPServer serves: asked for its limits as each connection opens and each request
+/// begins, and for each whole request's answer. The server knows nothing else of it.
+public protocol HTTPService: Sendable {
+    /// Bodies larger than this are answered 413 before the rest is read.
+    var maxBodyBytes: Int { get }
+    var connectionLimits: ConnectionLimits { get }
+    /// TLS for new connections, or nil for plain HTTP.
+    var tls: NIOSSLContext? { get }
+    /// Why requests must be refused with 503 now (shutting down, over the memory limit), or nil;
+    /// asked when a head is complete and again while its body arrives.
+    func refusal() -> String?
     /// Asked when a request's head is complete: an answer that needs no body (401 for missing
     /// credentials), given before any of the body is read, or nil to read the body.
-    public typealias BeforeBody = @Sendable (HTTPRequestHead) -> HTTPResponse?
-    /// How the server's own refusals of a request (body too large, memory limit) are written:
-    /// OTLP wants a google.rpc.Status in the request's encoding.
-    public typealias ErrorResponse = @Sendable (HTTPRequestHead, HTTPResponseStatus, String) -> HTTPResponse
+    func answerBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse?
+    /// How the server's own refusals (413, 503) are written for this request: OTLP wants a
+    /// google.rpc.Status in the request's encoding.
+    func errorResponse(_ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ message: String) -> HTTPResponse
+    /// The answer to a whole request; a future, so slow work can run elsewhere.
+    func handle(_ request: HTTPRequest, on loop: any EventLoop) -> EventLoopFuture<HTTPResponse>
+}
+
+extension HTTPService {
+    public var connectionLimits: ConnectionLimits { ConnectionLimits() }
+    public var tls: NIOSSLContext? { nil }
+    public func refusal() -> String? { nil }
+    public func answerBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? { nil }
+    public func errorResponse(_ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ message: String) -> HTTPResponse {
+        .text(status, message)
+    }
+}
+
+/// A service that is one function (the admin endpoints, metrics scrapes, the benchmark baseline).
+public struct HandlerService: HTTPService {
+    public let maxBodyBytes: Int
+    public let tls: NIOSSLContext?
+    public let handler: HTTPServer.Handler
+
+    public init(maxBodyBytes: Int, tls: NIOSSLContext? = nil, handler: @escaping HTTPServer.Handler) {
+        self.maxBodyBytes = maxBodyBytes
+        self.tls = tls
+        self.handler = handler
+    }
+
+    public func handle(_ request: HTTPRequest, on loop: any EventLoop) -> EventLoopFuture<HTTPResponse> { handler(request, loop) }
+}
+
+/// A small HTTP/1.1 server: aggregates each request body up to the service's `maxBodyBytes`
+/// (answering 413 past it, before reading the rest) and passes whole requests to the service on
+/// the event loop that read them.
+public final class HTTPServer: Sendable {
+    public typealias Handler = @Sendable (HTTPRequest, any EventLoop) -> EventLoopFuture<HTTPResponse>
 
     private let channel: any Channel
     public let localPort: Int
@@ -98,12 +138,17 @@ public final class HTTPServer: Sendable {
     }
 
     /// A server whose handler answers at once on the event loop.
-    public static func start(host: String, port: Int, maxBodyBytes: @escaping @Sendable () -> Int,
-                             group: any EventLoopGroup,
+    public static func start(host: String, port: Int, maxBodyBytes: Int, group: any EventLoopGroup,
                              immediate: @escaping @Sendable (HTTPRequest) -> HTTPResponse) async throws -> HTTPServer {
         try await start(.tcp(host: host, port: port), maxBodyBytes: maxBodyBytes, group: group) { request, loop in
             loop.makeSucceededFuture(immediate(request))
         }
+    }
+
+    /// A server whose service is one function.
+    public static func start(_ binding: Binding, maxBodyBytes: Int, tls: NIOSSLContext? = nil, group: any EventLoopGroup,
+                             handler: @escaping Handler) async throws -> HTTPServer {
+        try await start(binding, service: HandlerService(maxBodyBytes: maxBodyBytes, tls: tls, handler: handler), group: group)
     }
 
     /// Where a server listens.
@@ -115,22 +160,16 @@ public final class HTTPServer: Sendable {
         case unix(path: String)
     }
 
-    public static func start(_ binding: Binding, maxBodyBytes: @escaping @Sendable () -> Int,
-                             idleTimeout: TimeAmount = .seconds(60),
-                             limits: @escaping @Sendable () -> ConnectionLimits = { ConnectionLimits() },
-                             tls: @escaping @Sendable () -> NIOSSLContext? = { nil },
-                             refusal: @escaping @Sendable () -> String? = { nil },
-                             beforeBody: @escaping BeforeBody = { _ in nil },
-                             errorResponse: @escaping ErrorResponse = { _, status, message in .text(status, message) },
-                             group: any EventLoopGroup, handler: @escaping Handler) async throws -> HTTPServer {
+    public static func start(_ binding: Binding, service: some HTTPService, idleTimeout: TimeAmount = .seconds(60),
+                             group: any EventLoopGroup) async throws -> HTTPServer {
         let open = ConnectionCount()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                let limits = limits()
-                let tls = tls()
+                let limits = service.connectionLimits
+                let tls = service.tls
                 guard open.enter(max: limits.maxConnections) else {
                     return channel.close()  // over the cap: closed before anything is read
                 }
@@ -142,9 +181,7 @@ public final class HTTPServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(RequestDeadlines(clock: clock))
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, clock: clock, refusal: refusal,
-                                                                                  beforeBody: beforeBody, errorResponse: errorResponse,
-                                                                                  handler: handler))
+                    try channel.pipeline.syncOperations.addHandler(RequestHandler(service: service, clock: clock))
                 }
             }
         let channel: any Channel
@@ -156,10 +193,10 @@ public final class HTTPServer: Sendable {
             channel = try await ServerBootstrap(group: group)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let clock = RequestClock(limits: limits())
+                        let clock = RequestClock(limits: service.connectionLimits)
                         try channel.pipeline.syncOperations.addHandler(RequestDeadlines(clock: clock))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(RequestHandler(maxBodyBytes: maxBodyBytes, clock: clock, handler: handler))
+                        try channel.pipeline.syncOperations.addHandler(RequestHandler(service: service, clock: clock))
                     }
                 }
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
@@ -180,29 +217,19 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let limit: @Sendable () -> Int
+    private let service: any HTTPService
+    /// The service's limit when this request's head came (a reload may change it).
     private var maxBodyBytes = 0
-    private let handler: HTTPServer.Handler
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var tooLarge = false
     private let clock: RequestClock
-    private let refusal: @Sendable () -> String?
-    private let beforeBody: HTTPServer.BeforeBody
-    private let errorResponse: HTTPServer.ErrorResponse
     /// Bytes of the body being received, counted in `RequestBodies`.
     private var counted = 0
 
-    init(maxBodyBytes: @escaping @Sendable () -> Int, clock: RequestClock, refusal: @escaping @Sendable () -> String? = { nil },
-         beforeBody: @escaping HTTPServer.BeforeBody = { _ in nil },
-         errorResponse: @escaping HTTPServer.ErrorResponse = { _, status, message in .text(status, message) },
-         handler: @escaping HTTPServer.Handler) {
-        self.limit = maxBodyBytes
+    init(service: any HTTPService, clock: RequestClock) {
+        self.service = service
         self.clock = clock
-        self.refusal = refusal
-        self.beforeBody = beforeBody
-        self.errorResponse = errorResponse
-        self.handler = handler
     }
 
     /// Answers now and closes: the rest of this request's body is never read.
@@ -228,7 +255,7 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
         tooLarge = true
         body = nil
         uncount()
-        var response = errorResponse(head, .serviceUnavailable, reason)
+        var response = service.errorResponse(head, .serviceUnavailable, reason)
         response.headers.replaceOrAdd(name: "Retry-After", value: "1")
         respond(context: context, head: head, response, close: true)
     }
@@ -239,20 +266,20 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
             clock.headComplete()
             self.head = head
             self.tooLarge = false
-            self.maxBodyBytes = limit()
+            self.maxBodyBytes = service.maxBodyBytes
             if head.version == .http1_1 && !head.headers.contains(name: "host") {
                 answerEarly(context: context, head: head, .text(.badRequest, "an HTTP/1.1 request needs a Host header (RFC 9112, section 3.2)"))
                 return
             }
             if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > maxBodyBytes {
-                answerEarly(context: context, head: head, errorResponse(head, .payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"))
+                answerEarly(context: context, head: head, service.errorResponse(head, .payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"))
                 return
             }
-            if let answer = beforeBody(head) {
+            if let answer = service.answerBeforeBody(head) {
                 answerEarly(context: context, head: head, answer)
                 return
             }
-            if let reason = refusal() {
+            if let reason = service.refusal() {
                 refuse(context: context, head: head, reason)
                 return
             }
@@ -260,12 +287,12 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
         case .body(var chunk):
             guard !tooLarge, let head else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBodyBytes {
-                answerEarly(context: context, head: head, errorResponse(head, .payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"))
+                answerEarly(context: context, head: head, service.errorResponse(head, .payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes"))
                 return
             }
             counted += chunk.readableBytes
             RequestBodies.add(chunk.readableBytes)
-            if let reason = refusal() {
+            if let reason = service.refusal() {
                 refuse(context: context, head: head, reason)
                 return
             }
@@ -284,7 +311,7 @@ private final class RequestHandler: ChannelInboundHandler, RemovableChannelHandl
             // NIO's server pipeline handler holds back a pipelined next request until this
             // answer has been written, so answers stay in order.
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            handler(request, context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+            service.handle(request, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
                 RequestBodies.remove(handled)
                 let (handler, context) = loopBound.value
                 let response = (try? result.get()) ?? .text(.internalServerError, "internal error")

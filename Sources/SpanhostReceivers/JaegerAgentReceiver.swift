@@ -15,8 +15,8 @@ public final class JaegerAgentReceiver: SourceReceiver {
     public let id: ComponentID
     public let settings: [JaegerAgentSettings]
     public let counters: ReceiverCounters
-    private let sink: BatchSink
-    private let refusal: @Sendable () -> String?
+    private let sink: SourceSink
+    private let admission: Admission
     private let logger: Logger
     private let workers: [NIOThreadPool]
     private let waiting: [NIOLockedValueBox<Int>]
@@ -26,10 +26,10 @@ public final class JaegerAgentReceiver: SourceReceiver {
 
     /// Binds every configured port, not reading yet.
     public static func bind(id: ComponentID, settings: [JaegerAgentSettings], counters: ReceiverCounters,
-                            group: any EventLoopGroup, refusal: @escaping @Sendable () -> String?,
-                            sink: @escaping BatchSink) async throws -> JaegerAgentReceiver {
+                            group: any EventLoopGroup, admission: Admission,
+                            sink: SourceSink) async throws -> JaegerAgentReceiver {
         var channels: [any Channel] = []
-        let receiver = JaegerAgentReceiver(id: id, settings: settings, counters: counters, refusal: refusal, sink: sink)
+        let receiver = JaegerAgentReceiver(id: id, settings: settings, counters: counters, admission: admission, sink: sink)
         do {
             for (index, agent) in settings.enumerated() {
                 var bootstrap = DatagramBootstrap(group: group)
@@ -65,11 +65,11 @@ public final class JaegerAgentReceiver: SourceReceiver {
     private let attached = NIOLockedValueBox<[any Channel]>([])
 
     private init(id: ComponentID, settings: [JaegerAgentSettings], counters: ReceiverCounters,
-                 refusal: @escaping @Sendable () -> String?, sink: @escaping BatchSink) {
+                 admission: Admission, sink: SourceSink) {
         self.id = id
         self.settings = settings
         self.counters = counters
-        self.refusal = refusal
+        self.admission = admission
         self.sink = sink
         var logger = Logger(label: "spanhost.receiver.jaeger")
         logger[metadataKey: "receiver"] = "\(id)"
@@ -119,7 +119,7 @@ public final class JaegerAgentReceiver: SourceReceiver {
     }
 
     private func run(_ bytes: ByteBuffer, agent: JaegerAgentSettings) {
-        if let reason = refusal() {
+        if let reason = admission.refusal() {
             counters.add(refusedRequests: 1)
             logger.warning("datagram dropped: \(reason)")
             return

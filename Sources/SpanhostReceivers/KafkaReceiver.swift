@@ -16,7 +16,7 @@ public final class KafkaReceiver: SourceReceiver {
     public let id: ComponentID
     public let settings: KafkaReceiverSettings
     public let counters: ReceiverCounters
-    private let sink: BatchSink
+    private let sink: SourceSink
     private let handle: KafkaHandle
     private var consumer: OpaquePointer { handle.pointer }
     private let rebalancer: Rebalancer
@@ -27,7 +27,7 @@ public final class KafkaReceiver: SourceReceiver {
     private let done = DispatchSemaphore(value: 0)
 
     /// Connects (lazily, as librdkafka does) and subscribes; call `start` to consume.
-    public init(id: ComponentID, settings: KafkaReceiverSettings, counters: ReceiverCounters, sink: @escaping BatchSink) throws {
+    public init(id: ComponentID, settings: KafkaReceiverSettings, counters: ReceiverCounters, sink: SourceSink) throws {
         self.id = id
         self.settings = settings
         self.counters = counters

@@ -1,4 +1,5 @@
 import SpanhostConfig
+import SpanhostModel
 
 /// A receiver that takes data by itself instead of answering requests on an HTTP listener: a
 /// Kafka consumer, the Jaeger agent's UDP sockets. Made when a config is prepared (connections
@@ -12,4 +13,19 @@ public protocol SourceReceiver: AnyObject, Sendable {
     func start()
     /// Stops taking data; what was taken finishes. Safe to call on one never started.
     func stop()
+}
+
+/// Where a source hands its batches: the consumer, always on the source's own thread.
+public struct SourceSink: Sendable {
+    public let id: ComponentID
+    public let consumer: any BatchConsumer
+
+    public init(id: ComponentID, consumer: any BatchConsumer) {
+        self.id = id
+        self.consumer = consumer
+    }
+
+    func callAsFunction(_ batch: SpanBatch) -> ConsumeOutcome {
+        consumer.consume(batch, from: id, placement: .pool) ?? .refused(retryAfterSeconds: 1, message: "spanhost is shutting down")
+    }
 }

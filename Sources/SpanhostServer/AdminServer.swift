@@ -35,7 +35,7 @@ final class AdminServer: Sendable {
                       reload: @escaping @Sendable () async -> ReloadLog.Entry) async throws -> AdminServer {
         let routes: HTTPServer.Handler = { request, loop in route(request, loop, status: status, reload: reload) }
         if let workerSocket {
-            return AdminServer(.worker(try await HTTPServer.start(.unix(path: workerSocket), maxBodyBytes: { 1 << 16 }, group: group,
+            return AdminServer(.worker(try await HTTPServer.start(.unix(path: workerSocket), maxBodyBytes: 1 << 16, group: group,
                                                                   handler: routes)))
         }
         return AdminServer(.own(try await AdminListeners.start(config: config, group: group, route: routes)))

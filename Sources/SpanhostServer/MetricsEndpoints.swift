@@ -61,7 +61,7 @@ actor MetricsEndpoints {
         for (key, served) in wanted where servers[key] == nil {
             do {
                 servers[key] = try await HTTPServer.start(.tcp(host: served.settings.endpoint.host, port: served.settings.endpoint.port),
-                                                          maxBodyBytes: { 1 << 12 }, group: group, handler: handler(key))
+                                                          maxBodyBytes: 1 << 12, group: group, handler: handler(key))
                 logger.info("prometheus exporter listening", metadata: ["endpoint": "\(key)"])
             } catch {
                 if strict { throw ConfigError("exporters.prometheus.endpoint", "cannot listen on \(key): \(error)") }

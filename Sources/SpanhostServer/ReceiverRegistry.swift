@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOHTTP1
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPipeline
@@ -14,14 +16,25 @@ import Synchronization
 /// what runs (new endpoints bound, new sources made but not taking data) and `commit` or
 /// `abort` then applies or discards it.
 final class ReceiverRegistry: Sendable {
-    /// The handler an endpoint serves with now; replaced when a reload commits.
-    final class HandlerSlot: Sendable {
-        private let handler: Mutex<any ReceiverHandler>
-        init(_ handler: any ReceiverHandler) { self.handler = Mutex(handler) }
-        var current: any ReceiverHandler {
-            get { handler.withLock { $0 } }
-            set { handler.withLock { $0 = newValue } }
+    /// What an endpoint serves: the receiver of the current config, replaced when a reload
+    /// commits. The server asks it for each connection's limits and each request's answer.
+    final class HandlerSlot: HTTPService {
+        private let receiver: Mutex<HTTPSpanReceiver>
+        init(_ receiver: HTTPSpanReceiver) { self.receiver = Mutex(receiver) }
+        var current: HTTPSpanReceiver {
+            get { receiver.withLock { $0 } }
+            set { receiver.withLock { $0 = newValue } }
         }
+
+        var maxBodyBytes: Int { current.maxBodyBytes }
+        var connectionLimits: ConnectionLimits { current.connectionLimits }
+        var tls: NIOSSLContext? { current.tls }
+        func refusal() -> String? { current.refusal() }
+        func answerBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? { current.answerBeforeBody(head) }
+        func errorResponse(_ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ message: String) -> HTTPResponse {
+            current.errorResponse(head, status, message)
+        }
+        func handle(_ request: HTTPRequest, on loop: any EventLoop) -> EventLoopFuture<HTTPResponse> { current.handle(request, on: loop) }
     }
 
     /// One bound endpoint: its server, which asks the slot for the handler of each request.
@@ -33,7 +46,7 @@ final class ReceiverRegistry: Sendable {
     /// What a reload would change, built and not yet applied.
     struct Change {
         /// The handler each endpoint of the new config will serve with.
-        var handlers: [Endpoint: any ReceiverHandler] = [:]
+        var handlers: [Endpoint: HTTPSpanReceiver] = [:]
         /// Endpoints bound for this change (closed again by `abort`).
         var bound: [Endpoint: Listener] = [:]
         /// Sources whose settings are new or changed, made and not taking data.
@@ -50,7 +63,7 @@ final class ReceiverRegistry: Sendable {
     /// so the supervisor's copy keeps the port when a listener closes or the worker dies.
     private let inherited: [Endpoint: CInt]
     /// False from shutdown on: receivers answer 503.
-    let accepting = Flag(true)
+    let accepting = AcceptingFlag()
 
     /// What runs now, and the counters of every receiver seen since start.
     private struct Running {
@@ -98,16 +111,8 @@ final class ReceiverRegistry: Sendable {
                 change.handlers[endpoint] = handler
                 guard running.withLock({ $0.listeners[endpoint] }) == nil else { continue }
                 let slot = HandlerSlot(handler)
-                let pool = self.pool
                 let binding: HTTPServer.Binding = inherited[endpoint].map { .socket(dup($0)) } ?? .tcp(host: endpoint.host, port: endpoint.port)
-                let server = try await HTTPServer.start(
-                    binding,
-                    maxBodyBytes: { slot.current.maxRequestBodySize },
-                    limits: { slot.current.connectionLimits },
-                    tls: { slot.current.security.tls }, refusal: { slot.current.refusal() },
-                    beforeBody: { slot.current.answerBeforeBody($0) },
-                    errorResponse: { slot.current.errorResponse($0, $1, $2) }, group: group
-                ) { request, loop in slot.current.handle(request, on: loop, pool: pool) }
+                let server = try await HTTPServer.start(binding, service: slot, group: group)
                 change.bound[endpoint] = Listener(slot: slot, server: server)
                 logger.info("receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(endpoint.host):\(server.localPort)",
                                                             "tls": "\(handler.security.tls != nil)", "auth": "\(handler.security.authenticator != nil)"])
@@ -185,34 +190,30 @@ final class ReceiverRegistry: Sendable {
         }
     }
 
-    /// Why a receiver must not take data now (shutting down, over the memory limit), or nil.
-    private func refusal(memoryLimit limit: Int?) -> @Sendable () -> String? {
-        let accepting = self.accepting
-        return {
-            guard accepting.value else { return "spanhost is shutting down" }
-            // Batches and the request bodies being received or decoded, together.
-            if let limit, SpanBatch.liveBytes + RequestBodies.inFlightBytes > limit {
-                return "memory limit reached: \(SpanBatch.liveBytes >> 20) MiB of spans held and \(RequestBodies.inFlightBytes >> 20) MiB "
-                    + "of requests arriving, limit \(limit >> 20) MiB"
-            }
-            return nil
-        }
-    }
-
-    /// The factory of HTTP receivers: settings in, a handler feeding the current generation out.
+    /// The factory of HTTP receivers: settings in, a receiver feeding the current generation out.
     private func makeHandler(id: ComponentID, settings: ReceiverSettings, security: ServerSecurity,
-                             memoryLimit limit: Int?) -> (any ReceiverHandler)? {
+                             memoryLimit limit: Int?) -> HTTPSpanReceiver? {
         let counters = counters(for: id)
-        let current = self.current
-        let refusal = refusal(memoryLimit: limit)
-        let sink: BatchSink = { batch in current.consume(batch, from: id) }
-        let inline = InlineSink(allowed: { current.neverBlocks(from: id) },
-                                consume: { batch in current.consumeIfNonBlocking(batch, from: id) })
+        let admission = Admission(accepting: accepting, memoryLimit: limit)
+        let consumer = GenerationConsumer(current: current)
+        func receiver(_ wire: any SpanWire, endpoint: Endpoint, maxBodyBytes: Int, requestTimeout: Duration,
+                      connections: HTTPConnectionSettings) -> HTTPSpanReceiver {
+            HTTPSpanReceiver(id: id, wire: wire, endpoint: endpoint, maxBodyBytes: maxBodyBytes, requestTimeout: requestTimeout,
+                             connections: connections, counters: counters, security: security, admission: admission,
+                             consumer: consumer, pool: pool)
+        }
         switch settings {
-        case .otlp(let s): return OTLPHTTPHandler(settings: s, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
-        case .zipkin(let s): return SpanPostHandler.zipkin(s, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline)
+        case .otlp(let s):
+            return receiver(OTLPWire(tracesPath: s.tracesPath), endpoint: s.endpoint, maxBodyBytes: s.maxRequestBodySize,
+                            requestTimeout: s.requestTimeout, connections: s.connections)
+        case .zipkin(let s):
+            return receiver(SpanPostWire.zipkin, endpoint: s.endpoint, maxBodyBytes: s.maxRequestBodySize,
+                            requestTimeout: s.requestTimeout, connections: s.connections)
         case .jaeger(let s):
-            return s.thriftHTTP.map { SpanPostHandler.jaeger($0, counters: counters, security: security, refusal: refusal, sink: sink, inline: inline) }
+            return s.thriftHTTP.map {
+                receiver(SpanPostWire.jaeger, endpoint: $0.endpoint, maxBodyBytes: $0.maxRequestBodySize,
+                         requestTimeout: $0.requestTimeout, connections: $0.connections)
+            }
         case .kafka, .nop: return nil
         }
     }
@@ -220,24 +221,27 @@ final class ReceiverRegistry: Sendable {
     /// The factory of sources: settings in, a source made (not started) feeding the current
     /// generation out. A Kafka consumer is made on the thread pool (its setup blocks).
     private func makeSource(id: ComponentID, settings: SourceSettings, memoryLimit limit: Int?) async throws -> any SourceReceiver {
-        let current = self.current
-        let sink: BatchSink = { batch in current.consume(batch, from: id) }
+        let sink = SourceSink(id: id, consumer: GenerationConsumer(current: current))
         switch settings {
         case .kafka(let kafka):
             let counters = counters(for: id)
             return try await pool.runIfActive { try KafkaReceiver(id: id, settings: kafka, counters: counters, sink: sink) }
         case .jaegerAgent(let agents):
             return try await JaegerAgentReceiver.bind(id: id, settings: agents, counters: counters(for: id), group: group,
-                                                      refusal: refusal(memoryLimit: limit), sink: sink)
+                                                      admission: Admission(accepting: accepting, memoryLimit: limit), sink: sink)
         }
     }
 }
 
-final class Flag: Sendable {
-    private let flag: Atomic<Bool>
-    init(_ value: Bool) { flag = Atomic(value) }
-    var value: Bool {
-        get { flag.load(ordering: .sequentiallyConsistent) }
-        set { flag.store(newValue, ordering: .sequentiallyConsistent) }
+/// The current generation as receivers see it: where a batch runs, and running it there.
+struct GenerationConsumer: BatchConsumer {
+    let current: CurrentGeneration
+
+    func placement(from receiver: ComponentID, bodyBytes: Int, compressed: Bool) -> BatchPlacement {
+        current.placement(from: receiver, bodyBytes: bodyBytes, compressed: compressed)
+    }
+
+    func consume(_ batch: SpanBatch, from receiver: ComponentID, placement: BatchPlacement) -> ConsumeOutcome? {
+        current.consume(batch, from: receiver, placement: placement)
     }
 }

@@ -6,7 +6,7 @@ import SpanhostReceivers
 
 let port = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 4319
 let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-let server = try await HTTPServer.start(host: "127.0.0.1", port: port, maxBodyBytes: { 20 << 20 }, group: group) { request in
+let server = try await HTTPServer.start(host: "127.0.0.1", port: port, maxBodyBytes: 20 << 20, group: group) { request in
     _ = request  // the whole body has been read by the server before this runs
     return HTTPResponse(status: .ok, headers: ["Content-Type": "application/x-protobuf"])
 }

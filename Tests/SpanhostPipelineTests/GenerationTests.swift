@@ -173,9 +173,15 @@ extension GenerationTests {
         XCTAssertFalse(g.neverBlocks(from: ComponentID(type: "otlp", name: "disk")))
         XCTAssertFalse(g.neverBlocks(from: ComponentID(type: "otlp", name: "tail")))
 
+        // The placement policy: the event loop only for a small uncompressed body whose way never blocks.
         let current = CurrentGeneration(g)
-        XCTAssertEqual(current.consumeIfNonBlocking(try spans(3), from: ComponentID(type: "otlp")), .accepted(rejectedSpans: 0, message: nil))
-        XCTAssertNil(current.consumeIfNonBlocking(try spans(3), from: ComponentID(type: "otlp", name: "tail")))
+        let otlp = ComponentID(type: "otlp")
+        XCTAssertEqual(current.placement(from: otlp, bodyBytes: 1000, compressed: false), .eventLoop)
+        XCTAssertEqual(current.placement(from: otlp, bodyBytes: 1000, compressed: true), .pool)
+        XCTAssertEqual(current.placement(from: otlp, bodyBytes: CurrentGeneration.eventLoopBodyLimit + 1, compressed: false), .pool)
+        XCTAssertEqual(current.placement(from: ComponentID(type: "otlp", name: "tail"), bodyBytes: 1000, compressed: false), .pool)
+        XCTAssertEqual(current.consume(try spans(3), from: otlp, placement: .eventLoop), .accepted(rejectedSpans: 0, message: nil))
+        XCTAssertNil(current.consume(try spans(3), from: ComponentID(type: "otlp", name: "tail"), placement: .eventLoop))
 
         let blocking = try generation("""
             receivers: {otlp: {}}
@@ -184,8 +190,9 @@ extension GenerationTests {
             service: {pipelines: {traces: {receivers: [otlp], processors: [tail_sampling], exporters: ["null"]}}}
             """)
         let old = current.swap(to: blocking)
-        XCTAssertFalse(current.neverBlocks(from: ComponentID(type: "otlp")))
-        XCTAssertNil(current.consumeIfNonBlocking(try spans(3), from: ComponentID(type: "otlp")))
+        // A reload between the placement and the hand-over: the batch is not run on the loop.
+        XCTAssertEqual(current.placement(from: otlp, bodyBytes: 1000, compressed: false), .pool)
+        XCTAssertNil(current.consume(try spans(3), from: otlp, placement: .eventLoop))
         XCTAssertEqual(old.shutdown(timeout: .seconds(5)).exporters["null"]?.delivered, 3)
         _ = blocking.shutdown(timeout: .seconds(5))
     }
