@@ -141,6 +141,11 @@ let package = Package(
         .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel", "SpanhostConfig", "CSpanhost"]),
         .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPlugins", "SpanhostQueues",
                                                                  .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "SpanhostSyncTests", dependencies: ["SpanhostSync"]),
+        .testTarget(name: "SpanhostDerivedTests", dependencies: ["SpanhostDerived", "SpanhostConfig", "SpanhostModel"]),
+        .testTarget(name: "SpanhostReceiversTests", dependencies: ["SpanhostReceivers", "SpanhostConfig", "SpanhostModel",
+                                                                  .product(name: "NIOCore", package: "swift-nio"),
+                                                                  .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),
     ],
     swiftLanguageModes: [.v6]
