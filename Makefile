@@ -34,7 +34,7 @@ ABI_HISTORY := 0:3308ec6^ 1:7ff4c65^ 2:1923d2f^ 3:2c2f12c^ 4:16061d1^ 5:f26da28^
 ABI_HISTORY_SOS := $(foreach v,$(ABI_HISTORY),$(BUILD)/test-plugins/abi_1_$(firstword $(subst :, ,$(v))).so)
 abi_commit = $(word 2,$(subst :, ,$(filter $(1):%,$(ABI_HISTORY))))
 
-.PHONY: all deps test-deps install build examples run test test-swift test-e2e test-fuzz fuzz fuzz-binaries chaos test-chaos bench header-check docs docs-check clean
+.PHONY: all deps test-deps install build examples run test test-c test-swift test-e2e test-fuzz fuzz fuzz-binaries chaos test-chaos bench header-check docs docs-check clean
 
 all: build
 
@@ -164,7 +164,7 @@ header-check:
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
 	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h
 
-test: build $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed header-check docs-check test-fuzz test-swift test-e2e test-chaos
+test: build $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed header-check docs-check test-c test-fuzz test-swift test-e2e test-chaos
 
 # docs/plugins/: one reference page per shipped plugin, from what the plugin itself declares
 # (`spanhost plugins describe --markdown`). `make docs` writes them; `make test` fails when one differs.
@@ -219,6 +219,17 @@ test-fuzz: fuzz-binaries
 
 fuzz: fuzz-binaries
 	$(call run-fuzz,$(FUZZ_SECONDS))
+
+# Unit tests of the C core (the expression engine), under ASan and UBSan.
+C_TEST_SRCS := $(filter-out Sources/CSpanhost/crash.c Sources/CSpanhost/process.c,$(wildcard Sources/CSpanhost/*.c))
+
+$(BUILD)/c-tests/%: Tests/c/%.c $(C_TEST_SRCS) Sources/CSpanhost/*.h Sources/CSpanhost/include/*.h include/spanhost/spanhost.h
+	@mkdir -p $(BUILD)/c-tests
+	$(FUZZ_CC) -fuse-ld=lld -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+		-ISources/CSpanhost/include -ISources/CSpanhost -Iinclude -o $@ $< $(C_TEST_SRCS) -lz -lcrypto -lffi
+
+test-c: $(patsubst Tests/c/%.c,$(BUILD)/c-tests/%,$(wildcard Tests/c/*.c))
+	@for t in $^; do $$t || exit 1; done
 
 # The fault campaign (Tests/chaos/chaos.py): random fault schedules against a real server with a
 # ledger of every span answered 200. `make chaos CHAOS_MINUTES=30` runs long; CHAOS_SEED replays.
