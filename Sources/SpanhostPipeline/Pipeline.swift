@@ -132,6 +132,15 @@ public final class Pipeline: Sendable {
         return run(batch, from: 0)
     }
 
+    /// Runs `batch` through the processors from index `first` on, then to the exporters and
+    /// downstream connectors.
+    ///
+    /// Re-entered on purpose: a processor's `host->emit` (see `attachProcessors`) calls this with
+    /// the index after its own, on the emitting thread. Inside the processor's `process` hook that
+    /// is the pipeline thread, so the emitted spans reach the exporters before `process` returns
+    /// and the caller's answer covers them; from the processor's own timer thread (batch,
+    /// tail_sampling) it runs there. Nothing here holds a lock across a processor call, so either
+    /// is safe; the depth is bounded by the number of processors.
     func run(_ batch: SpanBatch, from first: Int) -> ConsumeOutcome {
         var rejected = 0
         if first < processors.count && changesBatches { batch.forgetProtobufSource() }

@@ -5,31 +5,6 @@ import Logging
 import SpanhostConfig
 import SpanhostModel
 
-/// What one plugin call came to, mapped from the `SPANHOST_*` result code.
-public enum CallResult: Sendable, Equatable {
-    case ok
-    /// Processors only: the batch stops here (the plugin emits what follows itself).
-    case consumed
-    case retryable(retryAfter: Duration?, message: String)
-    case permanent(message: String)
-    /// The plugin was not called: the instance is hung in another call or its circuit
-    /// breaker is open.
-    case unavailable(message: String)
-}
-
-/// Why an instance could not be made.
-public struct PluginCreateError: Error, CustomStringConvertible {
-    public var component: String
-    public var hook: String
-    public var message: String
-    /// The settings key at fault, when the host found it (not the plugin).
-    public var key: String?
-    public var description: String {
-        if let key { return "\(component).\(key): \(message)" }
-        return "\(component): \(hook) failed: \(message)"
-    }
-}
-
 /// One instance of a plugin, for one configured component. Every call into the plugin goes
 /// through `call`, which serializes (unless the plugin is concurrent), counts and maps results.
 public final class PluginInstance: @unchecked Sendable {
@@ -51,7 +26,7 @@ public final class PluginInstance: @unchecked Sendable {
     private let config: ConfigHandle
     private var state: UnsafeMutableRawPointer?
     private let callLock = NSLock()
-    private let logger: Logger
+    let logger: Logger
     private var destroyed = false
     let guardState: CallGuard
     /// With `isolation: process`: the child process that holds the plugin's state instead.
@@ -87,7 +62,7 @@ public final class PluginInstance: @unchecked Sendable {
     }
     private let targets = Mutex(Targets())
 
-    private static let unattributed = Logger(label: "spanhost.plugin")
+    static let unattributed = Logger(label: "spanhost.plugin")
 
     /// Creates and starts the instance. On failure the plugin's own message is in the error.
     /// `start: false` only creates the instance (validation): no hook after create but destroy.
@@ -356,75 +331,5 @@ public final class PluginInstance: @unchecked Sendable {
                          metadata: ["failures": "\(guardState.policy.failureThreshold)", "cool_down": "\(guardState.policy.coolDown)"])
         }
         return result
-    }
-
-    /// The counter of spans this processor took and the rest of its pipeline rejected for good
-    /// (an emit answered PERMANENT): the client was answered already, so they are lost.
-    public static let lostSpansCounter = "lost_spans"
-
-    func emit(_ batch: SpanBatch) -> Int32 {
-        guard let emitHandler else {
-            log(level: UInt32(SPANHOST_LOG_ERROR), "emit called by a plugin that is not a processor in a pipeline")
-            return Int32(SPANHOST_PERMANENT)
-        }
-        switch emitHandler(batch) {
-        case .accepted: return Int32(SPANHOST_OK)
-        case .refused: return Int32(SPANHOST_RETRYABLE)
-        case .rejected(let message):
-            counters.add(Self.lostSpansCounter, Int64(batch.spanCount))
-            log(level: UInt32(SPANHOST_LOG_ERROR), "emitted spans rejected downstream and lost: \(message)")
-            return Int32(SPANHOST_PERMANENT)
-        }
-    }
-
-    func raise(_ notification: UnsafePointer<spanhost_notification>) -> Int32 {
-        guard let raiseHandler else { return Int32(SPANHOST_PERMANENT) }
-        raiseHandler(notification)
-        return Int32(SPANHOST_OK)
-    }
-
-    func log(level: UInt32, _ text: String) {
-        logger.log(level: Self.logLevel(level), "\(text)")
-    }
-
-    static func logUnattributed(level: UInt32, _ text: String) {
-        unattributed.log(level: logLevel(level), "\(text)")
-    }
-
-    private static func logLevel(_ level: UInt32) -> Logger.Level {
-        switch Int32(bitPattern: level) {
-        case SPANHOST_LOG_DEBUG: return .debug
-        case SPANHOST_LOG_INFO: return .info
-        case SPANHOST_LOG_WARN: return .warning
-        default: return .error
-        }
-    }
-}
-
-extension CallResult {
-    public var message: String {
-        switch self {
-        case .ok, .consumed: return ""
-        case .retryable(_, let message), .permanent(let message), .unavailable(let message): return message
-        }
-    }
-}
-
-extension PluginKind {
-    /// The keys of a component's section that the host reads for this kind.
-    var hostKeys: [String] {
-        switch self {
-        case .processor: return HostKeys.processor
-        case .exporter: return HostKeys.exporter
-        case .notifier: return HostKeys.notifier
-        case .functions: return []
-        }
-    }
-
-    /// Why `key` of component `id` is refused, when it is a Collector key spanhost does not implement.
-    func collectorNote(id: ComponentID, key: String?) -> String? {
-        guard let key else { return nil }
-        let section = self == .processor ? "processors" : self == .exporter ? "exporters" : "notifiers"
-        return CollectorKeys.note(for: "\(section).\(id).\(key)")
     }
 }
