@@ -143,7 +143,7 @@ let package = Package(
                                                                  .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SpanhostSyncTests", dependencies: ["SpanhostSync"]),
         .testTarget(name: "SpanhostDerivedTests", dependencies: ["SpanhostDerived", "SpanhostConfig", "SpanhostModel"]),
-        .testTarget(name: "SpanhostReceiversTests", dependencies: ["SpanhostReceivers", "SpanhostConfig", "SpanhostModel",
+        .testTarget(name: "SpanhostReceiversTests", dependencies: ["SpanhostReceivers", "SpanhostConfig", "SpanhostModel", "CSpanhost",
                                                                   .product(name: "NIOCore", package: "swift-nio"),
                                                                   .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),

@@ -172,15 +172,19 @@ public struct HTTPSpanReceiver: HTTPService {
             case .failure(let answer): return loop.makeSucceededFuture(answer.response)
             case .success(let decoded): batch = decoded
             }
+            // Counted before the pipelines run: processors drop spans from the batch in place.
+            let spans = batch.spanCount
             if let outcome = consumer.consume(batch, from: id, placement: .eventLoop) {
-                return loop.makeSucceededFuture(answer(outcome, spans: batch.spanCount, taken))
+                return loop.makeSucceededFuture(answer(outcome, spans: spans, taken))
             }
-            return onPool(loop, taken) { answer(run(batch), spans: batch.spanCount, taken) }
+            return onPool(loop, taken) { answer(run(batch), spans: spans, taken) }
         }
         return onPool(loop, taken) {
             switch decode() {
             case .failure(let answer): return answer.response
-            case .success(let batch): return answer(run(batch), spans: batch.spanCount, taken)
+            case .success(let batch):
+                let spans = batch.spanCount
+                return answer(run(batch), spans: spans, taken)
             }
         }
     }

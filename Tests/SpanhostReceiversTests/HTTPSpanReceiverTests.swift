@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import CSpanhost
 import NIOCore
 import NIOPosix
 import SpanhostConfig
@@ -22,8 +23,13 @@ final class RecordingConsumer: BatchConsumer {
     let outcome: @Sendable (BatchPlacement) -> ConsumeOutcome?
     private let seen = Mutex<[Seen]>([])
 
-    init(placement: BatchPlacement, outcome: @escaping @Sendable (BatchPlacement) -> ConsumeOutcome? = { _ in .accepted(rejectedSpans: 0, message: nil) }) {
+    /// Remove the first span from the batch before answering, as a processor that drops it does.
+    let dropFirstSpan: Bool
+
+    init(placement: BatchPlacement, dropFirstSpan: Bool = false,
+         outcome: @escaping @Sendable (BatchPlacement) -> ConsumeOutcome? = { _ in .accepted(rejectedSpans: 0, message: nil) }) {
         self.placementAnswer = placement
+        self.dropFirstSpan = dropFirstSpan
         self.outcome = outcome
     }
 
@@ -33,6 +39,10 @@ final class RecordingConsumer: BatchConsumer {
 
     func consume(_ batch: SpanBatch, from receiver: ComponentID, placement: BatchPlacement) -> ConsumeOutcome? {
         let result = outcome(placement)
+        if result != nil, dropFirstSpan, let scope = batch.pointer.pointee.resource_spans[0]?.pointee.scope_spans[0] {
+            scope.pointee.spans[0] = scope.pointee.spans[scope.pointee.spans_count - 1]
+            scope.pointee.spans_count -= 1
+        }
         let onLoop = MultiThreadedEventLoopGroup.currentEventLoop != nil
         if result != nil { seen.withLock { $0.append(Seen(spans: batch.spanCount, placement: placement, onEventLoop: onLoop)) } }
         return result
@@ -138,7 +148,8 @@ final class HTTPSpanReceiverTests: XCTestCase {
     }
 
     func testPartiallyRejectedSpansAreCountedAsDropped() async throws {
-        let consumer = RecordingConsumer(placement: .pool) { _ in .accepted(rejectedSpans: 1, message: "filtered") }
+        // As a filter does: the dropped span leaves the batch in place before the answer is made.
+        let consumer = RecordingConsumer(placement: .pool, dropFirstSpan: true) { _ in .accepted(rejectedSpans: 1, message: "filtered") }
         let (server, counters) = try await serve(OTLPWire(tracesPath: "/v1/traces"), consumer: consumer)
         let (status, _, body) = try await post(server, path: "/v1/traces", contentType: "application/json", body: Self.otlpJSON)
         await server.close()

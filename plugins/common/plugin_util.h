@@ -28,6 +28,46 @@ static inline void util_counter_add(const spanhost_host_api *host, spanhost_inst
     else host->counter_add(instance, c.name, delta);
 }
 
+/* Every span of a batch, with its resource spans and scope spans, in order:
+ *     for (util_span_iter it = util_spans(batch); util_next_span(&it);) { it.rs, it.ss, it.span }
+ * NULL entries are skipped. The batch may be changed in place meanwhile, not restructured. */
+typedef struct util_span_iter {
+    const spanhost_batch *batch;
+    size_t i, j, k; /* where the next span is looked for */
+    spanhost_resource_spans *rs;
+    spanhost_scope_spans *ss;
+    spanhost_span *span;
+} util_span_iter;
+
+static inline util_span_iter util_spans(const spanhost_batch *batch) {
+    util_span_iter it = {batch, 0, 0, 0, NULL, NULL, NULL};
+    return it;
+}
+
+static inline int util_next_span(util_span_iter *it) {
+    while (it->i < it->batch->resource_spans_count) {
+        spanhost_resource_spans *rs = it->batch->resource_spans[it->i];
+        if (rs && it->j < rs->scope_spans_count) {
+            spanhost_scope_spans *ss = rs->scope_spans[it->j];
+            if (ss && it->k < ss->spans_count) {
+                spanhost_span *span = ss->spans[it->k++];
+                if (!span) continue;
+                it->rs = rs;
+                it->ss = ss;
+                it->span = span;
+                return 1;
+            }
+            it->j++;
+            it->k = 0;
+            continue;
+        }
+        it->i++;
+        it->j = 0;
+        it->k = 0;
+    }
+    return 0;
+}
+
 static inline int util_str_is(spanhost_str s, const char *lit) {
     size_t n = strlen(lit);
     return s.len == n && (n == 0 || memcmp(s.ptr, lit, n) == 0);

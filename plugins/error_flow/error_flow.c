@@ -493,28 +493,24 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
     util_trace *early[64];
     size_t nearly = 0;
     pthread_mutex_lock(&f->lock);
-    for (size_t i = 0; i < batch->resource_spans_count; i++) {
-        spanhost_resource_spans *rs = batch->resource_spans[i];
-        for (size_t j = 0; j < rs->scope_spans_count; j++) {
-            spanhost_scope_spans *ss = rs->scope_spans[j];
-            for (size_t k = 0; k < ss->spans_count; k++) {
-                spanhost_span *span = ss->spans[k];
-                util_trace *t = util_traces_find(&f->traces, span->trace_id);
-                if (!t) {
-                    if (f->traces.held >= f->max_traces && f->traces.oldest && nearly < 64) {
-                        early[nearly] = f->traces.oldest; /* full: examine the oldest now */
-                        util_traces_unlink(&f->traces, early[nearly++]);
-                    }
-                    if (!(t = util_traces_add(&f->traces, host, span->trace_id))) {
-                        pthread_mutex_unlock(&f->lock);
-                        for (size_t e = 0; e < nearly; e++) examine(f, early[e]);
-                        snprintf(status->message, status->message_cap, "out of memory");
-                        return SPANHOST_RETRYABLE;
-                    }
-                }
-                util_trace_add_span(host, t, f->max_spans, rs, ss, span);
+    for (util_span_iter it = util_spans(batch); util_next_span(&it);) {
+        spanhost_resource_spans *rs = it.rs;
+        spanhost_scope_spans *ss = it.ss;
+        spanhost_span *span = it.span;
+        util_trace *t = util_traces_find(&f->traces, span->trace_id);
+        if (!t) {
+            if (f->traces.held >= f->max_traces && f->traces.oldest && nearly < 64) {
+                early[nearly] = f->traces.oldest; /* full: examine the oldest now */
+                util_traces_unlink(&f->traces, early[nearly++]);
+            }
+            if (!(t = util_traces_add(&f->traces, host, span->trace_id))) {
+                pthread_mutex_unlock(&f->lock);
+                for (size_t e = 0; e < nearly; e++) examine(f, early[e]);
+                snprintf(status->message, status->message_cap, "out of memory");
+                return SPANHOST_RETRYABLE;
             }
         }
+        util_trace_add_span(host, t, f->max_spans, rs, ss, span);
     }
     host->gauge_set(f->instance, "traces_held", (int64_t)f->traces.held);
     pthread_mutex_unlock(&f->lock);

@@ -326,45 +326,35 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
     filter *f = (filter *)state;
     int64_t dropped = 0;
     /* First pass: spans that match; roots that match mark their trace. */
-    for (size_t i = 0; i < batch->resource_spans_count; i++) {
-        spanhost_resource_spans *rs = batch->resource_spans[i];
-        for (size_t j = 0; j < rs->scope_spans_count; j++) {
-            spanhost_scope_spans *ss = rs->scope_spans[j];
-            for (size_t k = 0; k < ss->spans_count; k++) {
-                spanhost_span *span = ss->spans[k];
-                if (f->event_count && drop_events(f, batch, rs, ss, span, status)) return SPANHOST_PERMANENT;
-                for (size_t c = 0; c < f->count + f->ottl_count; c++) {
-                    if (c < f->count) {
-                        if (!matches(&f->conds[c], span, rs->resource)) continue;
-                    } else {
-                        spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span, NULL, NULL};
-                        int hit = host->expr_run(f->ottl[c - f->count], &t, status);
-                        if (hit < 0) {
-                            if (f->error_mode == ERR_PROPAGATE) return SPANHOST_PERMANENT;
-                            host->counter_add(f->instance, "condition_errors", 1);
-                            if (f->error_mode == ERR_IGNORE) host->log(f->instance, SPANHOST_LOG_WARN, status->message, strlen(status->message));
-                        }
-                        if (hit <= 0) continue;
-                    }
-                    span->host_flags |= SPANHOST_SPAN_DROP;
-                    if (f->whole_trace && is_root(span) && util_idset_add(&f->dropped_traces, span->trace_id, 1))
-                        host->counter_add(f->instance, "dropped_traces", 1);
-                    break;
+    for (util_span_iter it = util_spans(batch); util_next_span(&it);) {
+        spanhost_resource_spans *rs = it.rs;
+        spanhost_scope_spans *ss = it.ss;
+        spanhost_span *span = it.span;
+        if (f->event_count && drop_events(f, batch, rs, ss, span, status)) return SPANHOST_PERMANENT;
+        for (size_t c = 0; c < f->count + f->ottl_count; c++) {
+            if (c < f->count) {
+                if (!matches(&f->conds[c], span, rs->resource)) continue;
+            } else {
+                spanhost_expr_target t = {sizeof t, batch, rs->resource, ss->scope, span, NULL, NULL};
+                int hit = host->expr_run(f->ottl[c - f->count], &t, status);
+                if (hit < 0) {
+                    if (f->error_mode == ERR_PROPAGATE) return SPANHOST_PERMANENT;
+                    host->counter_add(f->instance, "condition_errors", 1);
+                    if (f->error_mode == ERR_IGNORE) host->log(f->instance, SPANHOST_LOG_WARN, status->message, strlen(status->message));
                 }
+                if (hit <= 0) continue;
             }
+            span->host_flags |= SPANHOST_SPAN_DROP;
+            if (f->whole_trace && is_root(span) && util_idset_add(&f->dropped_traces, span->trace_id, 1))
+                host->counter_add(f->instance, "dropped_traces", 1);
+            break;
         }
     }
     /* Second pass: the rest of dropped traces, and the count. */
-    for (size_t i = 0; i < batch->resource_spans_count; i++) {
-        spanhost_resource_spans *rs = batch->resource_spans[i];
-        for (size_t j = 0; j < rs->scope_spans_count; j++) {
-            spanhost_scope_spans *ss = rs->scope_spans[j];
-            for (size_t k = 0; k < ss->spans_count; k++) {
-                spanhost_span *span = ss->spans[k];
-                if (f->whole_trace && util_idset_get(&f->dropped_traces, span->trace_id) >= 0) span->host_flags |= SPANHOST_SPAN_DROP;
-                if (span->host_flags & SPANHOST_SPAN_DROP) dropped++;
-            }
-        }
+    for (util_span_iter it = util_spans(batch); util_next_span(&it);) {
+        spanhost_span *span = it.span;
+        if (f->whole_trace && util_idset_get(&f->dropped_traces, span->trace_id) >= 0) span->host_flags |= SPANHOST_SPAN_DROP;
+        if (span->host_flags & SPANHOST_SPAN_DROP) dropped++;
     }
     util_counter_add(host, f->instance, f->dropped_spans, dropped);
     return SPANHOST_OK;

@@ -307,24 +307,18 @@ static int32_t create(const spanhost_config *config, spanhost_instance *instance
 static int32_t process(void *state, spanhost_batch *batch, spanhost_status *status) {
     sampler *s = (sampler *)state;
     int64_t kept = 0, dropped = 0, errors = 0;
-    for (size_t i = 0; i < batch->resource_spans_count; i++) {
-        spanhost_resource_spans *rs = batch->resource_spans[i];
-        for (size_t j = 0; j < rs->scope_spans_count; j++) {
-            spanhost_scope_spans *ss = rs->scope_spans[j];
-            for (size_t k = 0; k < ss->spans_count; k++) {
-                spanhost_span *span = ss->spans[k];
-                int keep = decide(s, batch, span, &errors);
-                if (keep < 0) {
-                    snprintf(status->message, status->message_cap, "out of memory");
-                    return SPANHOST_RETRYABLE;
-                }
-                if (keep) {
-                    kept++;
-                } else {
-                    span->host_flags |= SPANHOST_SPAN_DROP;
-                    dropped++;
-                }
-            }
+    for (util_span_iter it = util_spans(batch); util_next_span(&it);) {
+        spanhost_span *span = it.span;
+        int keep = decide(s, batch, span, &errors);
+        if (keep < 0) {
+            snprintf(status->message, status->message_cap, "out of memory");
+            return SPANHOST_RETRYABLE;
+        }
+        if (keep) {
+            kept++;
+        } else {
+            span->host_flags |= SPANHOST_SPAN_DROP;
+            dropped++;
         }
     }
     util_counter_add(host, s->instance, s->kept_spans, kept);

@@ -196,23 +196,19 @@ static int name_to_attributes(const span_state *s, spanhost_batch *batch, spanho
 
 static int32_t span_process(void *state, spanhost_batch *batch, spanhost_status *status) {
     span_state *s = (span_state *)state;
-    for (size_t i = 0; i < batch->resource_spans_count; i++) {
-        spanhost_resource_spans *rs = batch->resource_spans[i];
-        for (size_t j = 0; j < rs->scope_spans_count; j++) {
-            spanhost_scope_spans *ss = rs->scope_spans[j];
-            for (size_t k = 0; k < ss->spans_count; k++) {
-                spanhost_span *span = ss->spans[k];
-                if (s->include.active && !matcher_span_matches(host, &s->include, batch, rs, ss, span, s->instance, status)) continue;
-                if (s->exclude.active && matcher_span_matches(host, &s->exclude, batch, rs, ss, span, s->instance, status)) continue;
-                if ((s->nfrom && name_from_attributes(s, batch, span) != 0) || name_to_attributes(s, batch, span) != 0) {
-                    snprintf(status->message, status->message_cap, "out of memory");
-                    return SPANHOST_RETRYABLE;
-                }
-                if (s->set_status) {
-                    span->status_code = s->status_code;
-                    span->status_message = s->status_code == SPANHOST_STATUS_ERROR ? s->description : (spanhost_str){NULL, 0};
-                }
-            }
+    for (util_span_iter it = util_spans(batch); util_next_span(&it);) {
+        spanhost_resource_spans *rs = it.rs;
+        spanhost_scope_spans *ss = it.ss;
+        spanhost_span *span = it.span;
+        if (s->include.active && !matcher_span_matches(host, &s->include, batch, rs, ss, span, s->instance, status)) continue;
+        if (s->exclude.active && matcher_span_matches(host, &s->exclude, batch, rs, ss, span, s->instance, status)) continue;
+        if ((s->nfrom && name_from_attributes(s, batch, span) != 0) || name_to_attributes(s, batch, span) != 0) {
+            snprintf(status->message, status->message_cap, "out of memory");
+            return SPANHOST_RETRYABLE;
+        }
+        if (s->set_status) {
+            span->status_code = s->status_code;
+            span->status_message = s->status_code == SPANHOST_STATUS_ERROR ? s->description : (spanhost_str){NULL, 0};
         }
     }
     return SPANHOST_OK;

@@ -406,13 +406,8 @@ typedef int (*span_fn)(const policy *p, const spanhost_span *s);
 
 /* Whether any span of the trace satisfies fn. */
 static int any_span(const trace *t, const policy *p, span_fn fn) {
-    const spanhost_batch *b = t->spans;
-    for (size_t i = 0; i < b->resource_spans_count; i++)
-        for (size_t j = 0; j < b->resource_spans[i]->scope_spans_count; j++) {
-            const spanhost_scope_spans *ss = b->resource_spans[i]->scope_spans[j];
-            for (size_t k = 0; k < ss->spans_count; k++)
-                if (fn(p, ss->spans[k])) return 1;
-        }
+    for (util_span_iter it = util_spans(t->spans); util_next_span(&it);)
+        if (fn(p, it.span)) return 1;
     return 0;
 }
 
@@ -460,45 +455,35 @@ static int trace_state_matches(const policy *p, const spanhost_span *s) {
 /* Whether any OTTL condition of `p` holds for any span (or event) of the trace. Run with no batch: what a
  * function returns is read in place, never copied into the held trace. */
 static int ottl_matches(const policy *p, const trace *t) {
-    const spanhost_batch *b = t->spans;
     char message[256];
     spanhost_status status = {sizeof status, 0, message, sizeof message};
-    for (size_t i = 0; i < b->resource_spans_count; i++)
-        for (size_t j = 0; j < b->resource_spans[i]->scope_spans_count; j++) {
-            spanhost_scope_spans *ss = b->resource_spans[i]->scope_spans[j];
-            for (size_t k = 0; k < ss->spans_count; k++) {
-                spanhost_span *span = ss->spans[k];
-                spanhost_expr_target target = {sizeof target, NULL, b->resource_spans[i]->resource, ss->scope, span, NULL, NULL};
-                for (size_t c = 0; c < p->nconditions; c++) {
-                    size_t events = c < p->nspan_conditions ? 1 : span->events_count;
-                    for (size_t e = 0; e < events; e++) {
-                        target.event = c < p->nspan_conditions ? NULL : span->events[e];
-                        message[0] = 0;
-                        int hit = host->expr_run(p->conditions[c], &target, &status);
-                        if (hit > 0) return 1;
-                        if (hit < 0) {
-                            host->counter_add(p->instance, "condition_errors", 1);
-                            if (!p->silent) host->log(p->instance, SPANHOST_LOG_WARN, message, strlen(message));
-                        }
-                    }
+    for (util_span_iter it = util_spans(t->spans); util_next_span(&it);) {
+        spanhost_span *span = it.span;
+        spanhost_expr_target target = {sizeof target, NULL, it.rs->resource, it.ss->scope, span, NULL, NULL};
+        for (size_t c = 0; c < p->nconditions; c++) {
+            size_t events = c < p->nspan_conditions ? 1 : span->events_count;
+            for (size_t e = 0; e < events; e++) {
+                target.event = c < p->nspan_conditions ? NULL : span->events[e];
+                message[0] = 0;
+                int hit = host->expr_run(p->conditions[c], &target, &status);
+                if (hit > 0) return 1;
+                if (hit < 0) {
+                    host->counter_add(p->instance, "condition_errors", 1);
+                    if (!p->silent) host->log(p->instance, SPANHOST_LOG_WARN, message, strlen(message));
                 }
             }
         }
+    }
     return 0;
 }
 
 static void trace_span_range(const trace *t, uint64_t *start, uint64_t *end) {
-    const spanhost_batch *b = t->spans;
     *start = UINT64_MAX;
     *end = 0;
-    for (size_t i = 0; i < b->resource_spans_count; i++)
-        for (size_t j = 0; j < b->resource_spans[i]->scope_spans_count; j++) {
-            const spanhost_scope_spans *ss = b->resource_spans[i]->scope_spans[j];
-            for (size_t k = 0; k < ss->spans_count; k++) {
-                if (ss->spans[k]->start_time_unix_nano < *start) *start = ss->spans[k]->start_time_unix_nano;
-                if (ss->spans[k]->end_time_unix_nano > *end) *end = ss->spans[k]->end_time_unix_nano;
-            }
-        }
+    for (util_span_iter it = util_spans(t->spans); util_next_span(&it);) {
+        if (it.span->start_time_unix_nano < *start) *start = it.span->start_time_unix_nano;
+        if (it.span->end_time_unix_nano > *end) *end = it.span->end_time_unix_nano;
+    }
 }
 
 static int evaluate(policy *p, const trace *t) {
@@ -748,47 +733,43 @@ static int32_t process(void *state, spanhost_batch *batch, spanhost_status *stat
     int early_decision[64];
     size_t nearly = 0;
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < batch->resource_spans_count; i++) {
-        spanhost_resource_spans *rs = batch->resource_spans[i];
-        for (size_t j = 0; j < rs->scope_spans_count; j++) {
-            spanhost_scope_spans *ss = rs->scope_spans[j];
-            for (size_t k = 0; k < ss->spans_count; k++) {
-                spanhost_span *span = ss->spans[k];
-                /* A span of a decided trace follows the decision and passes (or not) now. */
+    for (util_span_iter it = util_spans(batch); util_next_span(&it);) {
+        spanhost_resource_spans *rs = it.rs;
+        spanhost_scope_spans *ss = it.ss;
+        spanhost_span *span = it.span;
+        /* A span of a decided trace follows the decision and passes (or not) now. */
 #ifdef GROUP_BY_TRACE
-                int decided = -1;
+        int decided = -1;
 #else
-                int decided = util_idset_get(&s->decisions, span->trace_id);
+        int decided = util_idset_get(&s->decisions, span->trace_id);
 #endif
-                if (decided >= 0) {
-                    if (decided) late_kept++;
-                    else { late_dropped++; span->host_flags |= SPANHOST_SPAN_DROP; }
-                    continue;
-                }
-                span->host_flags |= SPANHOST_SPAN_TAKEN; /* held here; emitted with its trace if kept */
-                trace *t = util_traces_find(&s->traces, span->trace_id);
-                if (!t) {
-                    if (s->traces.held >= s->max_traces && s->traces.oldest && nearly < 64) {
-                        /* Full: decide the oldest trace now rather than grow. */
-                        trace *old = s->traces.oldest;
-                        util_traces_unlink(&s->traces, old);
-                        s->spans_held -= old->span_count;
-                        early_decision[nearly] = decide(s, old);
-                        util_idset_add(&s->decisions, old->id, (uint8_t)early_decision[nearly]);
-                        early[nearly++] = old;
-                        evicted++;
-                    }
-                    if (!(t = util_traces_add(&s->traces, host, span->trace_id))) {
-                        pthread_mutex_unlock(&s->lock);
-                        snprintf(status->message, status->message_cap, "out of memory");
-                        return SPANHOST_RETRYABLE;
-                    }
-                }
-                size_t before = t->span_count;
-                util_trace_add_span(host, t, s->max_spans, rs, ss, span);
-                s->spans_held += t->span_count - before;
+        if (decided >= 0) {
+            if (decided) late_kept++;
+            else { late_dropped++; span->host_flags |= SPANHOST_SPAN_DROP; }
+            continue;
+        }
+        span->host_flags |= SPANHOST_SPAN_TAKEN; /* held here; emitted with its trace if kept */
+        trace *t = util_traces_find(&s->traces, span->trace_id);
+        if (!t) {
+            if (s->traces.held >= s->max_traces && s->traces.oldest && nearly < 64) {
+                /* Full: decide the oldest trace now rather than grow. */
+                trace *old = s->traces.oldest;
+                util_traces_unlink(&s->traces, old);
+                s->spans_held -= old->span_count;
+                early_decision[nearly] = decide(s, old);
+                util_idset_add(&s->decisions, old->id, (uint8_t)early_decision[nearly]);
+                early[nearly++] = old;
+                evicted++;
+            }
+            if (!(t = util_traces_add(&s->traces, host, span->trace_id))) {
+                pthread_mutex_unlock(&s->lock);
+                snprintf(status->message, status->message_cap, "out of memory");
+                return SPANHOST_RETRYABLE;
             }
         }
+        size_t before = t->span_count;
+        util_trace_add_span(host, t, s->max_spans, rs, ss, span);
+        s->spans_held += t->span_count - before;
     }
     report_held(s);
     pthread_mutex_unlock(&s->lock);
