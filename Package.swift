@@ -40,9 +40,9 @@ let package = Package(
         .target(name: "SpanhostSync"),
         // YAML config: parsing, ${env:...} substitution, validation into typed values.
         .target(name: "SpanhostConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
-        // Plugin discovery, content-addressed copies, dlopen, ABI checks, the host table.
+        // The plugin host: discovery, content-addressed copies, dlopen, ABI checks, the host table, instances.
         .target(
-            name: "SpanhostPlugins",
+            name: "SpanhostPluginHost",
             dependencies: ["SpanhostSync", "CSpanhost", "SpanhostModel", "SpanhostConfig",
                            .product(name: "Logging", package: "swift-log")]
         ),
@@ -52,17 +52,17 @@ let package = Package(
         .target(name: "SpanhostQueues", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig", "SpanhostSync",
                                                  .product(name: "DequeModule", package: "swift-collections"),
                                                  .product(name: "Logging", package: "swift-log")]),
-        // Telemetry derived from spans: the service graph, span metrics, trace completeness.
-        .target(name: "SpanhostDerived", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
+        // Connectors (as the config calls them): the service graph, span metrics, trace completeness.
+        .target(name: "SpanhostConnectors", dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig",
                                                   .product(name: "DequeModule", package: "swift-collections")]),
         // Pipelines: processor chains, exporter and notifier runners with retry, generations.
         .target(
             name: "SpanhostPipeline",
-            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostPlugins", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues", "SpanhostDerived", "SpanhostSync",
+            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostPluginHost", "SpanhostConfig", "SpanhostAlerts", "SpanhostQueues", "SpanhostConnectors", "SpanhostSync",
                            .product(name: "DequeModule", package: "swift-collections"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        // Receivers: OTLP/HTTP and Zipkin on SwiftNIO (TLS with swift-nio-ssl), Kafka on librdkafka.
+        // Receivers: the HTTP server, OTLP/HTTP, Zipkin and Jaeger wires (TLS with swift-nio-ssl), Kafka, the Jaeger agent.
         .target(
             name: "SpanhostReceivers",
             dependencies: ["CSpanhost", "CRdKafka", "SpanhostModel", "SpanhostConfig",
@@ -72,10 +72,10 @@ let package = Package(
                            .product(name: "NIOSSL", package: "swift-nio-ssl"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        // Admin endpoint, signals, assembling receivers and pipelines into a running server.
+        // A running server: the admin endpoint and page, the receiver registry, reloads, shutdown.
         .target(
             name: "SpanhostServer",
-            dependencies: ["SpanhostConfig", "SpanhostPlugins", "SpanhostPipeline", "SpanhostQueues", "SpanhostReceivers", "SpanhostDerived", "SpanhostSync",
+            dependencies: ["SpanhostConfig", "SpanhostPluginHost", "SpanhostPipeline", "SpanhostQueues", "SpanhostReceivers", "SpanhostConnectors", "SpanhostSync",
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -87,7 +87,7 @@ let package = Package(
         // The supervisor: owns sockets and the admin endpoint, restarts a crashed worker, quarantines.
         .target(
             name: "SpanhostSupervisor",
-            dependencies: ["CSpanhost", "SpanhostConfig", "SpanhostPlugins", "SpanhostReceivers", "SpanhostServer", "SpanhostSync",
+            dependencies: ["CSpanhost", "SpanhostConfig", "SpanhostPluginHost", "SpanhostReceivers", "SpanhostServer", "SpanhostSync",
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
@@ -96,7 +96,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "spanhostd",
-            dependencies: ["SpanhostServer", "SpanhostSupervisor", "SpanhostPlugins", "CSpanhost",
+            dependencies: ["SpanhostServer", "SpanhostSupervisor", "SpanhostPluginHost", "CSpanhost",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -105,7 +105,7 @@ let package = Package(
         // The operator's and plugin author's tool: validate, plugins list/describe, plugin-test.
         .executableTarget(
             name: "spanhost",
-            dependencies: ["CSpanhost", "SpanhostPlugins", "SpanhostModel", "SpanhostConfig",
+            dependencies: ["CSpanhost", "SpanhostPluginHost", "SpanhostModel", "SpanhostConfig",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),
@@ -132,21 +132,21 @@ let package = Package(
         // Benchmark of the data path without sockets, for instruction counts under callgrind.
         .executableTarget(
             name: "spanhost-bench-path",
-            dependencies: ["SpanhostPipeline", "SpanhostPlugins", "SpanhostModel", "SpanhostConfig",
+            dependencies: ["SpanhostPipeline", "SpanhostPluginHost", "SpanhostModel", "SpanhostConfig",
                            .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "SpanhostModelTests", dependencies: ["SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),
         .testTarget(name: "SpanhostQueuesTests", dependencies: ["SpanhostQueues", "SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel", "SpanhostConfig", "CSpanhost"]),
-        .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPlugins", "SpanhostQueues",
+        .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPluginHost", "SpanhostQueues",
                                                                  .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SpanhostSyncTests", dependencies: ["SpanhostSync"]),
-        .testTarget(name: "SpanhostDerivedTests", dependencies: ["SpanhostDerived", "SpanhostConfig", "SpanhostModel"]),
+        .testTarget(name: "SpanhostConnectorsTests", dependencies: ["SpanhostConnectors", "SpanhostConfig", "SpanhostModel"]),
         .testTarget(name: "SpanhostReceiversTests", dependencies: ["SpanhostReceivers", "SpanhostConfig", "SpanhostModel", "CSpanhost",
                                                                   .product(name: "NIOCore", package: "swift-nio"),
                                                                   .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "SpanhostPluginsTests", dependencies: ["SpanhostPlugins", "SpanhostConfig", "SpanhostModel"]),
+        .testTarget(name: "SpanhostPluginHostTests", dependencies: ["SpanhostPluginHost", "SpanhostConfig", "SpanhostModel"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import SpanhostConfig
 import SpanhostModel
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostQueues
 import SpanhostSync
 

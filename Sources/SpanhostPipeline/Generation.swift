@@ -2,9 +2,9 @@ import Foundation
 import Logging
 import SpanhostAlerts
 import SpanhostConfig
-import SpanhostDerived
+import SpanhostConnectors
 import SpanhostModel
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostQueues
 import Synchronization
 

@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import SpanhostConfig
 import SpanhostModel
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostSync
 
 /// One notifier instance with its event queue and the thread that delivers from it.

@@ -110,7 +110,7 @@ public struct ServerSecurity: Sendable {
         if let tls = settings.tls { self.tls = try Self.context(tls, path: "\(path).tls") }
     }
 
-    static func context(_ settings: TLSServerSettings, path: String) throws -> NIOSSLContext {
+    public static func context(_ settings: TLSServerSettings, path: String) throws -> NIOSSLContext {
         func load<T>(_ key: String, _ file: String, _ what: String, _ read: () throws -> T) throws -> T {
             guard FileManager.default.isReadableFile(atPath: file) else {
                 throw ConfigError("\(path).\(key)", "cannot read \(file)")

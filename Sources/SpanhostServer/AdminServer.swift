@@ -3,10 +3,10 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import SpanhostConfig
-import SpanhostDerived
+import SpanhostConnectors
 import SpanhostModel
 import SpanhostPipeline
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostQueues
 import SpanhostReceivers
 

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import SpanhostConfig
 import SpanhostPipeline
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostReceivers
 
 /// `spanhostd --check`: validates a config and the plugin settings it names without side

@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import SpanhostConfig
-import SpanhostDerived
+import SpanhostConnectors
 import SpanhostPipeline
 import SpanhostReceivers
 

@@ -3,7 +3,7 @@ import Logging
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPipeline
-import SpanhostPlugins
+import SpanhostPluginHost
 import Synchronization
 
 /// Where a server's config comes from; called again on every reload.

@@ -6,7 +6,7 @@ import NIOPosix
 import SpanhostConfig
 import SpanhostPipeline
 import SpanhostQueues
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostReceivers
 import Synchronization
 

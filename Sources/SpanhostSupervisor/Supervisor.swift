@@ -5,7 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SpanhostConfig
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostReceivers
 import SpanhostServer
 import SpanhostSync

@@ -1,6 +1,6 @@
 import Foundation
 import NIOHTTP1
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostReceivers
 
 /// A blocking HTTP/1.0 client for the worker's admin socket: one request per connection, the

@@ -7,7 +7,7 @@ import Logging
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPipeline
-import SpanhostPlugins
+import SpanhostPluginHost
 
 let arguments = CommandLine.arguments
 guard arguments.count == 4, let repeats = Int(arguments[3]) else {

@@ -1,4 +1,4 @@
-import SpanhostPlugins
+import SpanhostPluginHost
 
 /// A plugin's reference page in Markdown, from what the plugin itself declares (name, kind,
 /// description, config schema, functions). `make docs` writes one per shipped plugin into

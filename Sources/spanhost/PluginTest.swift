@@ -4,7 +4,7 @@ import Foundation
 import Logging
 import SpanhostConfig
 import SpanhostModel
-import SpanhostPlugins
+import SpanhostPluginHost
 import Synchronization
 
 /// `spanhost plugin-test`: one plugin, the real host table, the real decoder, every hook in the

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import SpanhostModel
-import SpanhostPlugins
+import SpanhostPluginHost
 
 /// `spanhost`: the tool for operators and plugin authors. It never runs the server.
 @main

@@ -5,7 +5,7 @@ import Logging
 import ServiceLifecycle
 import SpanhostConfig
 import SpanhostModel
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostServer
 import SpanhostSupervisor
 import UnixSignals

@@ -3,7 +3,7 @@ import Logging
 @testable import SpanhostPipeline
 import SpanhostConfig
 import SpanhostModel
-import SpanhostPlugins
+import SpanhostPluginHost
 import SpanhostQueues
 import XCTest
 

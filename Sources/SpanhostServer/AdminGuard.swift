@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import SpanhostConfig
+import SpanhostReceivers
 import Synchronization
 
 /// Checks every admin request before it is routed, so a web page in a browser on the same

@@ -1,5 +1,5 @@
 import Foundation
-@testable import SpanhostPlugins
+@testable import SpanhostPluginHost
 import SpanhostConfig
 import XCTest
 

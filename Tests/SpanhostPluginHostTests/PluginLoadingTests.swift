@@ -2,7 +2,7 @@ import CSpanhost
 import Foundation
 import SpanhostConfig
 import SpanhostModel
-import SpanhostPlugins
+import SpanhostPluginHost
 import XCTest
 
 /// Loads the real first-party plugins built by `make build` and drives them through the ABI.

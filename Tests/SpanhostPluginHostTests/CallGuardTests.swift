@@ -1,5 +1,5 @@
 import SpanhostConfig
-@testable import SpanhostPlugins
+@testable import SpanhostPluginHost
 import XCTest
 
 /// The health of one instance: each call watched for a hang on its own, and the circuit breaker.

@@ -1,5 +1,5 @@
 import SpanhostConfig
-@testable import SpanhostDerived
+@testable import SpanhostConnectors
 import SpanhostModel
 import XCTest
 
