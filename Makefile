@@ -191,12 +191,21 @@ test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_
 FUZZ_DECODERS := otlp_proto otlp_json zipkin zipkin_proto zipkin_v1 omegi jaeger ottl
 FUZZ_SECONDS  ?= 120
 FUZZ_CC        = $(dir $(shell readlink -f $(shell which swift)))clang
-FUZZ_SRCS     := Tests/fuzz/fuzz_decoder.c $(filter-out Sources/CSpanhost/crash.c Sources/CSpanhost/process.c,$(wildcard Sources/CSpanhost/*.c))
+# The C core is compiled once with the sanitizers and coverage, then linked into every decoder's
+# fuzzer and into the C unit tests.
+C_CORE_SRCS   := $(filter-out Sources/CSpanhost/crash.c Sources/CSpanhost/process.c,$(wildcard Sources/CSpanhost/*.c))
+C_CORE_OBJS   := $(C_CORE_SRCS:Sources/CSpanhost/%.c=$(BUILD)/sanitized/%.o)
+# Kept between builds (make would delete them as intermediate files).
+.SECONDARY: $(C_CORE_OBJS)
+SANITIZE      := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -ISources/CSpanhost/include -ISources/CSpanhost -Iinclude
 
-$(BUILD)/fuzz/%: $(FUZZ_SRCS) Tests/fuzz/proto_mutator.c Sources/CSpanhost/*.h Sources/CSpanhost/include/*.h include/spanhost/spanhost.h
+$(BUILD)/sanitized/%.o: Sources/CSpanhost/%.c Sources/CSpanhost/*.h Sources/CSpanhost/include/*.h include/spanhost/spanhost.h
+	@mkdir -p $(BUILD)/sanitized
+	$(FUZZ_CC) $(SANITIZE) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(BUILD)/fuzz/%: Tests/fuzz/fuzz_decoder.c Tests/fuzz/proto_mutator.c $(C_CORE_OBJS)
 	@mkdir -p $(BUILD)/fuzz
-	$(FUZZ_CC) -fuse-ld=lld -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DDECODER_$* \
-		-ISources/CSpanhost/include -ISources/CSpanhost -Iinclude -o $@ $(FUZZ_SRCS) -lz -lcrypto -lffi
+	$(FUZZ_CC) -fuse-ld=lld $(SANITIZE) -fsanitize=fuzzer -DDECODER_$* -o $@ Tests/fuzz/fuzz_decoder.c $(C_CORE_OBJS) -lz -lcrypto -lffi
 
 # Each decoder runs in a scratch copy of its corpus, so new inputs stay out of the repository.
 define run-fuzz
@@ -210,7 +219,7 @@ define run-fuzz
 	done
 endef
 
-# The fuzz binaries are built two at a time (an ASan build takes about a minute each).
+# The fuzz binaries are built two at a time.
 fuzz-binaries:
 	$(MAKE) -j2 $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
 
@@ -221,12 +230,9 @@ fuzz: fuzz-binaries
 	$(call run-fuzz,$(FUZZ_SECONDS))
 
 # Unit tests of the C core (the expression engine), under ASan and UBSan.
-C_TEST_SRCS := $(filter-out Sources/CSpanhost/crash.c Sources/CSpanhost/process.c,$(wildcard Sources/CSpanhost/*.c))
-
-$(BUILD)/c-tests/%: Tests/c/%.c $(C_TEST_SRCS) Sources/CSpanhost/*.h Sources/CSpanhost/include/*.h include/spanhost/spanhost.h
+$(BUILD)/c-tests/%: Tests/c/%.c $(C_CORE_OBJS)
 	@mkdir -p $(BUILD)/c-tests
-	$(FUZZ_CC) -fuse-ld=lld -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-		-ISources/CSpanhost/include -ISources/CSpanhost -Iinclude -o $@ $< $(C_TEST_SRCS) -lz -lcrypto -lffi
+	$(FUZZ_CC) -fuse-ld=lld $(SANITIZE) -fsanitize=fuzzer-no-link -o $@ $< $(C_CORE_OBJS) -lz -lcrypto -lffi
 
 test-c: $(patsubst Tests/c/%.c,$(BUILD)/c-tests/%,$(wildcard Tests/c/*.c))
 	@for t in $^; do $$t || exit 1; done
