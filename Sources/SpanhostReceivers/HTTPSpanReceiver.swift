@@ -92,6 +92,14 @@ public struct WireRefusal: Error {
         self.response = response
         self.isRejection = isRejection
     }
+
+    /// 405 with `Allow: POST` for any other method; nil for a POST.
+    public static func unlessPOST(_ request: HTTPRequest) -> WireRefusal? {
+        guard request.method != .POST else { return nil }
+        var response = HTTPResponse.text(.methodNotAllowed, "\(request.method) is not allowed; use POST")
+        response.headers.add(name: "Allow", value: "POST")
+        return WireRefusal(response, isRejection: false)
+    }
 }
 
 /// False from shutdown on: receivers refuse data (HTTP answers 503).

@@ -50,11 +50,7 @@ public struct SpanPostWire: SpanWire {
             return .failure(WireRefusal(.text(.notFound, "unknown path \(request.path); \(protocolName) spans are accepted at \(pathsText)"),
                                         isRejection: false))
         }
-        guard request.method == .POST else {
-            var response = HTTPResponse.text(.methodNotAllowed, "\(request.method) is not allowed; use POST")
-            response.headers.add(name: "Allow", value: "POST")
-            return .failure(WireRefusal(response, isRejection: false))
-        }
+        if let refusal = WireRefusal.unlessPOST(request) { return .failure(refusal) }
         let mediaType = request.headers.first(name: "content-type")?
             .split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         let format: SpanBatch.InputFormat
