@@ -1,7 +1,7 @@
 # Spanhost: `make run` and `make test` do all the set-up on a fresh Debian machine.
 
 BUILD       := build
-# -enable-testing: `swift test` then reuses the release build of `make build` instead of building
+# -enable-testing: the test build then reuses the release build of `make build` instead of building
 # every module again with testability (no change in instructions per span, by callgrind).
 SWIFT_FLAGS := -c release -Xswiftc -enable-testing
 SWIFT_BIN    = $(shell swift build $(SWIFT_FLAGS) --show-bin-path)
@@ -181,8 +181,11 @@ docs-check: build
 	@pages=$$(mktemp -d) && $(call plugin-pages,$$pages) && \
 		{ diff -ru docs/plugins $$pages || { echo "docs/plugins/ is not what the plugins declare: run make docs"; rm -rf $$pages; exit 1; }; } && rm -rf $$pages
 
+# Built by `swift build` (which reuses the release build of `make build`), then run: `swift test`
+# alone plans a build of its own and compiles every module again.
 test-swift:
-	swift test $(SWIFT_FLAGS)
+	swift build $(SWIFT_FLAGS) --build-tests
+	swift test $(SWIFT_FLAGS) --skip-build
 
 test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed
 	$(MAKE) -s -C examples-rust OUT=$(abspath $(BUILD)/rust-examples)
