@@ -31,6 +31,9 @@ struct SpanConditions: Sendable {
     /// Whether any condition holds for the span; one that fails to run does not.
     func hold(span: UnsafeMutablePointer<spanhost_span>, resource: UnsafeMutablePointer<spanhost_resource>?,
               scope: UnsafeMutablePointer<spanhost_scope>?) -> Bool {
-        expressions.contains { $0.holds(span: span, resource: resource, scope: scope) }
+        // One target for every condition of the span (this runs per span of every batch).
+        var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: nil,
+                                          resource: resource, scope: scope, span: span, event: nil, cache: nil)
+        return expressions.contains { $0.run(&target) > 0 }
     }
 }
