@@ -62,9 +62,7 @@ public final class ExporterRunner: Sendable {
         var started = false
         /// Set by shutdown: retries continue until then, not beyond.
         var drainDeadline: ContinuousClock.Instant?
-        /// Batches being exported right now (one per consumer thread at most), and how many
-        /// exports have finished (what a draining shutdown waits for).
-        var busy = 0
+        /// How many exports have finished (what a draining shutdown waits for).
         var finished = 0
         /// What became of the spans this exporter accepted (for the final report).
         var tally = DeliveryTally()
@@ -78,9 +76,10 @@ public final class ExporterRunner: Sendable {
         var seenPartitions: Set<[String]> = []
         var partitionLimitLogged = false
     }
-    /// The queue asks `active` and `claim` (which take this lock) with its own lock held, so
-    /// this runner never calls into the queue while holding it: the order is queue, then runner.
     private let state = Guarded(State())
+    /// Open until shutdown (a memory queue drains until the deadline, a disk queue keeps what is
+    /// left); counts the batches the consumer threads have in hand.
+    private let gate = TakeGate()
     /// Worker threads taking batches from the queue (`sending_queue.num_consumers`). More than
     /// one helps only plugins that declare SPANHOST_PLUGIN_CONCURRENT; others are serialized.
     public let consumers: Int
@@ -201,7 +200,7 @@ public final class ExporterRunner: Sendable {
     /// Exports a batch now if nothing is ahead of it; true when it was delivered. Anything else
     /// (something queued, a failure) leaves it to the queue, where failures are retried.
     private func exportAhead(_ batch: SpanBatch, spans: Int, queue: BatchQueue) -> Bool {
-        guard state.withLock({ $0.busy == 0 && !$0.stopping }), queue.depth == 0 else { return false }
+        guard gate.inHand == 0, !state.withLock({ $0.stopping }), queue.depth == 0 else { return false }
         guard case .ok = instance.export(batch) else { return false }
         counters.add("exported", Int64(spans))
         state.withLock { state in
@@ -247,17 +246,17 @@ public final class ExporterRunner: Sendable {
             state.drainDeadline = deadline
         }
         if let queue {
+            gate.close(at: queue.isPersistent ? .now : deadline)
             queue.wake()
-            // The queue's depth is read outside our lock (see `state`); an export finishing
-            // wakes the wait, the 20 ms bound covers a queue that empties otherwise.
+            // An export finishing wakes the wait; the 20 ms bound covers a queue that empties
+            // otherwise.
             while ContinuousClock.now < deadline {
-                let waiting = queue.isPersistent ? 0 : queue.depth
-                let (busy, finished) = state.withLock { ($0.busy, $0.finished) }
-                if waiting == 0 && busy == 0 { break }
+                let finished = state.withLock { $0.finished }
+                if (queue.isPersistent || queue.depth == 0) && gate.inHand == 0 { break }
                 _ = state.wait(until: min(deadline, .now + .milliseconds(20))) { $0.finished != finished ? true : nil }
             }
         }
-        let stillBusy = state.withLock { $0.busy > 0 }
+        let stillBusy = gate.inHand > 0
         let left = queue?.settle() ?? .none
         if left.lostSpans > 0 {
             counters.add("undelivered", Int64(left.lostSpans))
@@ -293,23 +292,16 @@ public final class ExporterRunner: Sendable {
         return tally
     }
 
-    /// Whether consumers take more: until shutdown; a memory queue drains until the deadline,
-    /// a disk queue keeps what is left.
-    private var active: Bool {
-        let drains = !(queue?.isPersistent ?? true)
-        return state.withLock { !$0.stopping || (drains && ContinuousClock.now < ($0.drainDeadline ?? .now)) }
-    }
-
     private func run() {
         guard let queue else { return }
-        while let first = queue.take(while: { active }, claim: { state.withLock { $0.busy += 1 } }) {
+        while let first = queue.take(through: gate) {
             let items = gather(after: first, from: queue)
             let spans = items.reduce(0) { $0 + $1.spans }
             state.withLock { $0.inHand += spans }
             for export in partition(items) { deliver(export, from: queue) }
+            gate.returned(items.count)
             state.withLock(wake: .all) { state in
                 if !state.abandoned { state.inHand -= spans }
-                state.busy -= 1
                 state.finished += 1
             }
         }
@@ -324,7 +316,7 @@ public final class ExporterRunner: Sendable {
         var spans = first.spans
         let deadline = ContinuousClock.now + batching.flushTimeout
         while spans < batching.minSize && (batching.maxSize == 0 || spans < batching.maxSize),
-              let more = queue.take(while: { ContinuousClock.now < deadline && active }, claim: {}) {
+              let more = queue.take(through: gate, until: deadline) {
             items.append(more)
             spans += more.spans
         }
@@ -400,19 +392,24 @@ public final class ExporterRunner: Sendable {
         guard let batch = merge(items) else { return giveUp("failed", "cannot gather the batch", "out of memory") }
         /// Waits before the next attempt; false when it is time to stop trying.
         func backOff(_ retryAfter: Duration?, _ message: String) -> Bool {
-            // Draining for a shutdown or reload: keep retrying, but not past its deadline.
-            switch schedule.next(retryAfter: retryAfter, deadline: state.withLock { $0.drainDeadline }) {
-            case .pastDeadline where queue.isPersistent:
-                for item in items { queue.release(item) }  // stays on disk for whoever takes the queue next
+            let (stopping, deadline) = state.withLock { ($0.stopping, $0.drainDeadline) }
+            // Stopping, a disk queue keeps the batch for whoever takes the queue next (the next
+            // start, or the runner of a reload); a memory queue's batch is retried until the
+            // drain deadline.
+            if stopping && queue.isPersistent {
+                for item in items { queue.release(item) }
                 return false
+            }
+            switch schedule.next(retryAfter: retryAfter, deadline: deadline) {
             case .pastDeadline, .exhausted:
                 giveUp("failed", "export failed; giving up", message)
                 return false
             case .wait(let wait):
                 counters.add("retried", spans)
                 logger.warning("export failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
-                // A shutdown or reload ends the wait at once (and then sets the deadline).
-                _ = state.wait(until: .now + wait) { $0.stopping ? true : nil }
+                // A shutdown or reload arriving ends the wait at once: the next attempt may be
+                // the last before its deadline, or the batch goes back to disk.
+                _ = state.wait(until: .now + wait) { $0.stopping != stopping ? true : nil }
                 return true
             }
         }

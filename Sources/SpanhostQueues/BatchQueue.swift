@@ -37,18 +37,17 @@ public enum QueueOutcome: Sendable {
     case failed(reason: String)
 }
 
-/// An exporter's sending queue. `offer` never blocks; `take` blocks until a batch is there or
-/// `active` turns false (asked before every batch, at least every 200 ms while empty, and at
-/// once after `wake`). `claim` runs under the queue's lock as a batch is handed out, so a
-/// runner's count of batches in hand is never behind what left the queue.
+/// An exporter's sending queue. `offer` never blocks; `take` blocks until a batch is there, the
+/// taker's gate closes or `until` passes (the gate is read before every batch, at least every
+/// 200 ms while empty, and at once after `wake`).
 public protocol BatchQueue: AnyObject, Sendable {
     /// Queues a batch, unless full (items or bytes) or it cannot be stored. `force` ignores the
     /// limits (a fan-out that already checked every queue for room).
     func offer(_ batch: SpanBatch, force: Bool) -> OfferResult
-    func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch?
+    func take(through gate: TakeGate, until deadline: ContinuousClock.Instant?) -> QueuedBatch?
     func done(_ item: QueuedBatch, _ outcome: QueueOutcome)
     func release(_ item: QueuedBatch)
-    /// Wakes every waiting `take` to check its `active`.
+    /// Wakes every waiting `take` to check its gate.
     func wake()
     /// True when batches survive a restart (so a shutdown leaves them queued).
     var isPersistent: Bool { get }
@@ -58,6 +57,10 @@ public protocol BatchQueue: AnyObject, Sendable {
     var isFull: Bool { get }
     var depth: Int { get }
     var stats: QueueStats { get }
+}
+
+extension BatchQueue {
+    public func take(through gate: TakeGate) -> QueuedBatch? { take(through: gate, until: nil) }
 }
 
 /// What a queue did with the batches it still held at shutdown.
@@ -140,13 +143,13 @@ public final class MemoryQueue: BatchQueue {
         }
     }
 
-    public func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch? {
-        // `active` can turn false without a change here (a stopping runner wakes the queue), and
-        // the recheck bounds the wait when it turns by itself (a drain deadline).
-        let taken: Item?? = contents.wait(recheck: .milliseconds(200)) { contents in
-            if !active() { return .some(nil) }
+    public func take(through gate: TakeGate, until deadline: ContinuousClock.Instant?) -> QueuedBatch? {
+        // A gate closed now wakes the queue; the recheck bounds the wait for one that closes
+        // at a later instant (a drain deadline).
+        let taken: Item?? = contents.wait(until: deadline, recheck: .milliseconds(200)) { contents in
+            if !gate.isOpen() { return .some(nil) }
             guard !contents.items.isEmpty else { return nil }
-            claim()
+            gate.handOut()
             let item = contents.items.removeFirst()
             contents.bytes -= item.bytes
             return .some(item)

@@ -211,13 +211,13 @@ public final class DiskQueue: BatchQueue {
         }
     }
 
-    public func take(while active: () -> Bool, claim: () -> Void) -> QueuedBatch? {
+    public func take(through gate: TakeGate, until deadline: ContinuousClock.Instant?) -> QueuedBatch? {
         while true {
             // Pick the oldest under the lock; read and decode it (when it is not in memory)
             // outside, so receivers appending to the queue never wait for a decode. The recheck
-            // bounds the wait when `active` turns false by itself (a drain deadline).
-            let picked: Entry?? = state.wait(recheck: .milliseconds(200)) { state in
-                if !active() { return .some(nil) }
+            // bounds the wait for a gate that closes at a later instant (a drain deadline).
+            let picked: Entry?? = state.wait(until: deadline, recheck: .milliseconds(200)) { state in
+                if !gate.isOpen() { return .some(nil) }
                 guard !state.pending.isEmpty else { return nil }
                 let entry = state.pending.removeFirst()
                 if let batch = entry.batch { state.cachedBytes -= batch.arenaBytes }
@@ -237,21 +237,21 @@ public final class DiskQueue: BatchQueue {
                 }
                 let item = QueuedBatch(batch: batch, spans: batch.spanCount, location: next.location, digest: digest,
                                        metadataKnown: next.batch != nil)
-                // Claimed only if the taker is still active and it is not poison; else it goes
+                // Claimed only if the taker's gate is still open and it is not poison; else it goes
                 // back to the front, or to the dead-letter file.
-                enum Claim { case claimed, inactive, poison(ExportAttempts.Crashes) }
+                enum Claim { case claimed, closed, poison(ExportAttempts.Crashes) }
                 let poisonAfterCrashes = self.poisonAfterCrashes
                 let verdict: Claim = state.withLock { state in
-                    guard active() else { return .inactive }
+                    guard gate.isOpen() else { return .closed }
                     if let crashes = state.attempts.crashes(of: digest), crashes.count >= poisonAfterCrashes { return .poison(crashes) }
-                    claim()
+                    gate.handOut()
                     state.attempts.taken(next.location.seq, digest: digest, by: state.owner)
                     return .claimed
                 }
                 switch verdict {
                 case .claimed:
                     return item
-                case .inactive:
+                case .closed:
                     release(item)
                     return nil
                 case .poison(let crashes):

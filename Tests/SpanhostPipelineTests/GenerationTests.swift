@@ -9,34 +9,12 @@ import XCTest
 
 /// How a generation hands one receiver's batch to several pipelines, with the real
 /// first-party plugins built by `make build`.
-final class GenerationTests: XCTestCase {
-    let pluginsDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../build/plugins").standardized.path
+final class GenerationTests: XCTestCase, GenerationFixture {
     let tmp = NSTemporaryDirectory() + "spanhost-generation-tests-\(getpid())"
 
     // Each test starts from an empty directory: a pid can come again, and with it an old run's files.
     override func setUpWithError() throws { try? FileManager.default.removeItem(atPath: tmp) }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: tmp) }
-
-    func generation(_ yaml: String, previous: Generation? = nil) throws -> Generation {
-        guard FileManager.default.fileExists(atPath: "\(pluginsDir)/file.so") else { throw BuildMissing(path: "\(pluginsDir)/file.so") }
-        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-        let config = try ServiceConfig.parse(yaml: yaml.replacingOccurrences(of: "TMP", with: tmp), environment: [:])
-        // The cache PluginLoadingTests uses: an image is loaded once per process, from one place.
-        let cache = NSTemporaryDirectory() + "spanhost-plugin-tests-\(getpid())"
-        let catalog = PluginCatalog.load(config.pluginNames, from: [pluginsDir], cacheDirectory: cache, logger: Logger(label: "test"))
-        let generation = try Generation(config: config, catalog: catalog, previous: previous)
-        generation.activate()
-        return generation
-    }
-
-    func spans(_ n: Int) throws -> SpanBatch {
-        let spans = (0..<n).map { i in
-            #"{"traceId":"\#(String(format: "%032x", i + 1))","spanId":"\#(String(format: "%016x", i + 1))","name":"s","attributes":[{"key":"user.email","value":{"stringValue":"a@b"}}]}"#
-        }
-        let body = #"{"resourceSpans":[{"scopeSpans":[{"spans":[\#(spans.joined(separator: ","))]}]}]}"#
-        return try SpanBatch.decode(Array(body.utf8), encoding: .json)
-    }
 
     func testOnlyAPipelineThatAloneSeesTheBatchMayChangeTheOriginal() {
         XCTAssertEqual(Generation.plan([]), [])
@@ -216,11 +194,4 @@ extension GenerationTests {
         XCTAssertEqual(report.exporters["null"]?.delivered, 4)
         XCTAssertEqual(report.exporters["file"]?.delivered, 4)
     }
-}
-
-/// A test that needs the plugins `make build` makes fails with this when they are missing,
-/// rather than being skipped and passing without testing.
-struct BuildMissing: Error, CustomStringConvertible {
-    var path: String
-    var description: String { "\(path) is missing: run `make build` (make test does) first" }
 }

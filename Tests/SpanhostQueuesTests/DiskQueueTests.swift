@@ -81,22 +81,27 @@ final class DiskQueueTests: XCTestCase {
         XCTAssertEqual(queue.offer(try batch(2), force: false), .queued)
         XCTAssertEqual(queue.offer(try batch(3), force: false), .full, "three items is the limit")
         XCTAssertTrue(queue.isFull)
-        let first = try XCTUnwrap(queue.take(while: { true }, claim: {}))
+        let gate = TakeGate()
+        let first = try XCTUnwrap(queue.take(through: gate))
         XCTAssertEqual(names(first), "op-0")
         queue.done(first, .delivered)
         XCTAssertEqual(queue.offer(try batch(3), force: false), .queued, "a delivered batch makes room")
-        let second = try XCTUnwrap(queue.take(while: { true }, claim: {}))
+        let second = try XCTUnwrap(queue.take(through: gate))
         queue.done(second, .failed(reason: "rejected: bad data"))
-        let third = try XCTUnwrap(queue.take(while: { true }, claim: {}))
+        let third = try XCTUnwrap(queue.take(through: gate))
         queue.release(third)  // back to the front
-        XCTAssertEqual(names(try XCTUnwrap(queue.take(while: { true }, claim: {}))), "op-2")
-        XCTAssertNil(queue.take(while: { false }, claim: {}), "an inactive taker gets nothing")
-        XCTAssertEqual(names(try XCTUnwrap(queue.take(while: { true }, claim: {}))), "op-3")
+        XCTAssertEqual(names(try XCTUnwrap(queue.take(through: gate))), "op-2")
+        let closed = TakeGate()
+        closed.close(at: .now)
+        XCTAssertNil(queue.take(through: closed), "a closed gate gets nothing")
+        XCTAssertEqual(closed.inHand, 0)
+        XCTAssertEqual(names(try XCTUnwrap(queue.take(through: gate))), "op-3")
         let dead = try String(contentsOfFile: "\(directory!)/dead_letter.jsonl", encoding: .utf8)
         let line = try JSONSerialization.jsonObject(with: Data(dead.utf8)) as! [String: Any]
         XCTAssertEqual(line["reason"] as? String, "rejected: bad data")
         XCTAssertEqual(line["spans"] as? Int, 1)
         XCTAssertEqual(queue.stats.deadLettered, 1)
+        XCTAssertEqual(gate.inHand, 5, "every batch handed out is counted, released ones too")
     }
 }
 
