@@ -149,7 +149,8 @@ public final class NotifierRunner: Sendable {
                 logger.error("notification not delivered", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
                 return
             case .retryable(let retryAfter, let message):
-                guard case .wait(let wait) = schedule.next(retryAfter: retryAfter, deadline: state.withLock({ $0.drainDeadline })) else {
+                let (stopping, deadline) = state.withLock { ($0.stopping, $0.drainDeadline) }
+                guard case .wait(let wait) = schedule.next(retryAfter: retryAfter, deadline: deadline) else {
                     counters.add("failed", 1)
                     remember(event, "failed: \(message)")
                     logger.error("notification not delivered; giving up", metadata: ["kind": "\(event.kind)", "error": "\(message)"])
@@ -157,8 +158,9 @@ public final class NotifierRunner: Sendable {
                 }
                 counters.add("retried", 1)
                 logger.warning("notification failed; retrying", metadata: ["in": "\(wait)", "error": "\(message)"])
-                // A shutdown or reload ends the wait at once (and then sets the deadline).
-                _ = state.wait(until: .now + wait) { $0.stopping ? true : nil }
+                // A shutdown or reload arriving ends the wait at once: the next attempt may be
+                // the last before its deadline.
+                _ = state.wait(until: .now + wait) { $0.stopping != stopping ? true : nil }
             }
         }
     }
