@@ -135,18 +135,24 @@ let package = Package(
             dependencies: ["SpanhostPipeline", "SpanhostPluginHost", "SpanhostModel", "SpanhostConfig",
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // What tests share: where the built plugins are.
+        .target(name: "SpanhostTestSupport", dependencies: ["SpanhostModel"], path: "Tests/SpanhostTestSupport"),
         .testTarget(name: "SpanhostModelTests", dependencies: ["SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostConfigTests", dependencies: ["SpanhostConfig"]),
         .testTarget(name: "SpanhostQueuesTests", dependencies: ["SpanhostQueues", "SpanhostModel", "CSpanhost"]),
         .testTarget(name: "SpanhostAlertsTests", dependencies: ["SpanhostAlerts", "SpanhostModel", "SpanhostConfig", "CSpanhost"]),
-        .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPluginHost", "SpanhostQueues",
+        .testTarget(name: "SpanhostPipelineTests", dependencies: ["SpanhostTestSupport", "SpanhostPipeline", "SpanhostConfig", "SpanhostModel", "SpanhostPluginHost", "SpanhostQueues",
                                                                  .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SpanhostSyncTests", dependencies: ["SpanhostSync"]),
         .testTarget(name: "SpanhostConnectorsTests", dependencies: ["SpanhostConnectors", "SpanhostConfig", "SpanhostModel"]),
         .testTarget(name: "SpanhostReceiversTests", dependencies: ["SpanhostReceivers", "SpanhostConfig", "SpanhostModel", "CSpanhost",
                                                                   .product(name: "NIOCore", package: "swift-nio"),
                                                                   .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "SpanhostPluginHostTests", dependencies: ["SpanhostPluginHost", "SpanhostConfig", "SpanhostModel"]),
+        .testTarget(name: "SpanhostPluginHostTests", dependencies: ["SpanhostTestSupport", "SpanhostPluginHost", "SpanhostConfig", "SpanhostModel"]),
+        .testTarget(name: "SpanhostServerTests", dependencies: ["SpanhostTestSupport", "SpanhostServer", "SpanhostPipeline", "SpanhostConfig",
+                                                               "SpanhostModel", "SpanhostPluginHost",
+                                                               .product(name: "Logging", package: "swift-log"),
+                                                               .product(name: "NIOPosix", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,18 +3,15 @@ import Foundation
 import SpanhostConfig
 import SpanhostModel
 import SpanhostPluginHost
+import SpanhostTestSupport
 import XCTest
 
 /// Loads the real first-party plugins built by `make build` and drives them through the ABI.
 final class PluginLoadingTests: XCTestCase {
-    let pluginsDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../build/plugins").standardized.path
-    var cacheDir: String { NSTemporaryDirectory() + "spanhost-plugin-tests-\(getpid())" }
+    var cacheDir: String { BuiltPlugins.cacheDirectory }
 
     func load(_ name: String) throws -> PluginLibrary {
-        let path = "\(pluginsDir)/\(name).so"
-        guard FileManager.default.fileExists(atPath: path) else { throw BuildMissing(path: path) }
-        return try PluginCatalog.load(path: path, cacheDirectory: cacheDir)
+        try PluginCatalog.load(path: try BuiltPlugins.path(name), cacheDirectory: cacheDir)
     }
 
     func testAttributesProcessorChangesSpansThroughTheHostTable() throws {
@@ -133,11 +130,4 @@ final class PluginLoadingTests: XCTestCase {
         XCTAssertEqual(try parseBytes(.string("1.5KiB"), path: "x"), 1536)
         XCTAssertEqual(try parseBytes(.string("10MB"), path: "x"), 10_000_000)
     }
-}
-
-/// A test that needs the plugins `make build` makes fails with this when they are missing,
-/// rather than being skipped and passing without testing.
-struct BuildMissing: Error, CustomStringConvertible {
-    var path: String
-    var description: String { "\(path) is missing: run `make build` (make test does) first" }
 }

@@ -1,0 +1,164 @@
+import Foundation
+import Logging
+import NIOPosix
+@testable import SpanhostServer
+import SpanhostConfig
+import SpanhostModel
+import SpanhostPipeline
+import SpanhostPluginHost
+import SpanhostTestSupport
+import Synchronization
+import XCTest
+
+/// A reload is one transaction: it swaps in a generation built beside the running one, or
+/// changes nothing. Real plugins, real listeners on 127.0.0.1, batches handed to the current
+/// generation as a receiver hands them.
+final class ReloadCoordinatorTests: XCTestCase {
+    let tmp = NSTemporaryDirectory() + "spanhost-reload-tests-\(getpid())"
+    let logger = Logger(label: "test")
+    let otlp = ComponentID(type: "otlp")
+    var group: MultiThreadedEventLoopGroup!
+    var pool: NIOThreadPool!
+
+    override func setUpWithError() throws {
+        try? FileManager.default.removeItem(atPath: tmp)
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+    }
+
+    override func tearDownWithError() throws {
+        try group.syncShutdownGracefully()
+        try pool.syncShutdownGracefully()
+        try? FileManager.default.removeItem(atPath: tmp)
+    }
+
+    /// The config a reload reads: the test changes it between reloads, as an operator edits the file.
+    final class ConfigFile: Sendable {
+        let yaml: Mutex<String>
+        let tmp: String
+        init(_ yaml: String, tmp: String) {
+            self.yaml = Mutex(yaml)
+            self.tmp = tmp
+        }
+        func load() throws -> ServiceConfig {
+            try ServiceConfig.parse(yaml: yaml.withLock { $0 }.replacingOccurrences(of: "TMP", with: tmp), environment: [:])
+        }
+    }
+
+    /// One file exporter (`file/<name>`) behind an OTLP receiver, and any further receivers.
+    func config(exporter name: String, exporterSettings: String = "", moreReceivers: String = "") -> String {
+        """
+        receivers:
+          otlp: {protocols: {http: {endpoint: "127.0.0.1:0"}}}
+        \(moreReceivers)
+        exporters:
+          file/\(name): {path: TMP/\(name).jsonl\(exporterSettings)}
+        service:
+          pipelines:
+            traces: {receivers: [otlp\(moreReceivers.isEmpty ? "" : ", zipkin")], exporters: [file/\(name)]}
+        """
+    }
+
+    func start(_ file: ConfigFile) async throws -> (ReloadCoordinator, CurrentGeneration) {
+        _ = try BuiltPlugins.path("file")
+        let config = try file.load()
+        let catalog = PluginCatalog.load(config.pluginNames, from: [BuiltPlugins.directory], cacheDirectory: BuiltPlugins.cacheDirectory,
+                                         logger: logger)
+        let current = CurrentGeneration(try Generation(config: config, catalog: catalog))
+        let receivers = ReceiverRegistry(group: group, pool: pool, current: current, inherited: [:], logger: logger)
+        let coordinator = ReloadCoordinator(config: config, loadConfig: { try file.load() },
+                                            pluginDirs: { _ in [BuiltPlugins.directory] }, cacheDir: BuiltPlugins.cacheDirectory,
+                                            preflightArguments: nil, quarantineFile: nil, current: current, receivers: receivers,
+                                            logger: logger)
+        try await coordinator.start()
+        return (coordinator, current)
+    }
+
+    func consume(_ n: Int, into current: CurrentGeneration) throws {
+        XCTAssertEqual(current.consume(try sampleSpans(n), from: otlp, placement: .pool), .accepted(rejectedSpans: 0, message: nil))
+    }
+
+    func testAReloadThatBuildsIsSwappedInAndTheRetiredExportersSpansAreInTheFinalReport() async throws {
+        let file = ConfigFile(config(exporter: "a"), tmp: tmp)
+        let (coordinator, current) = try await start(file)
+        let first = current.value
+        try consume(3, into: current)
+
+        file.yaml.withLock { $0 = config(exporter: "b") }
+        let entry = await coordinator.reload(trigger: "test")
+        XCTAssertTrue(entry.ok, entry.message)
+        XCTAssertFalse(current.value === first, "a new generation is current")
+        XCTAssertEqual(current.value.exporters.map(\.id.description), ["file/b"])
+        XCTAssertEqual(coordinator.currentConfig.exporters.map(\.id.description), ["file/b"])
+        try consume(2, into: current)
+
+        let report = await coordinator.shutdown()
+        XCTAssertEqual(report.exporters["file/a"]?.delivered, 3, "the retired exporter drained, and its figures are kept")
+        XCTAssertEqual(report.exporters["file/b"]?.delivered, 2)
+        XCTAssertEqual(report.lostSpans, 0)
+        XCTAssertEqual(coordinator.log.summary.succeeded, 1)
+    }
+
+    func testAReloadThatFailsToBuildLeavesTheRunningGenerationAsItWas() async throws {
+        let file = ConfigFile(config(exporter: "a"), tmp: tmp)
+        let (coordinator, current) = try await start(file)
+        let first = current.value
+
+        file.yaml.withLock { $0 = config(exporter: "b", exporterSettings: ", colour: red") }
+        let entry = await coordinator.reload(trigger: "test")
+        XCTAssertFalse(entry.ok)
+        XCTAssertTrue(entry.message.contains("colour"), entry.message)
+        XCTAssertTrue(current.value === first, "the running generation stays")
+        XCTAssertEqual(coordinator.currentConfig.exporters.map(\.id.description), ["file/a"])
+        XCTAssertEqual(coordinator.log.summary.failed, 1)
+        try consume(2, into: current)
+
+        let report = await coordinator.shutdown()
+        XCTAssertEqual(report.exporters["file/a"]?.delivered, 2)
+        XCTAssertNil(report.exporters["file/b"], "nothing of the failed config ran")
+    }
+
+    func testAReloadWhoseNewEndpointCannotBeBoundDiscardsWhatItBuilt() async throws {
+        let file = ConfigFile(config(exporter: "a"), tmp: tmp)
+        let (coordinator, current) = try await start(file)
+        let first = current.value
+        // Another process's port: the new zipkin receiver cannot listen there.
+        let taken = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = try XCTUnwrap(taken.localAddress?.port)
+
+        file.yaml.withLock {
+            $0 = config(exporter: "b", moreReceivers: "  zipkin: {endpoint: \"127.0.0.1:\(port)\"}")
+        }
+        let entry = await coordinator.reload(trigger: "test")
+        try await taken.close()
+        XCTAssertFalse(entry.ok, entry.message)
+        XCTAssertTrue(current.value === first, "the running generation stays")
+        XCTAssertEqual(coordinator.currentConfig.exporters.map(\.id.description), ["file/a"])
+        try consume(1, into: current)
+
+        let report = await coordinator.shutdown()
+        XCTAssertEqual(report.exporters["file/a"]?.delivered, 1)
+        XCTAssertNil(report.exporters["file/b"], "the generation built for the reload was discarded, not retired")
+    }
+
+    func testReloadsAndTheShutdownTakeTurns() async {
+        final class Inside: Sendable { let count = Mutex((now: 0, most: 0, entered: 0)) }
+        let turn = Turnstile(), inside = Inside()
+        await withTaskGroup(of: Void.self) { tasks in
+            for _ in 0..<6 {
+                tasks.addTask {
+                    await turn.enter()
+                    inside.count.withLock { $0.now += 1; $0.most = max($0.most, $0.now); $0.entered += 1 }
+                    try? await Task.sleep(for: .milliseconds(5))
+                    inside.count.withLock { $0.now -= 1 }
+                    await turn.leave()
+                }
+            }
+        }
+        let seen = inside.count.withLock { $0 }
+        XCTAssertEqual(seen.entered, 6)
+        XCTAssertEqual(seen.most, 1, "never two at once")
+    }
+}
