@@ -149,6 +149,7 @@ let package = Package(
                                                                   .product(name: "NIOCore", package: "swift-nio"),
                                                                   .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SpanhostPluginHostTests", dependencies: ["SpanhostTestSupport", "SpanhostPluginHost", "SpanhostConfig", "SpanhostModel"]),
+        .testTarget(name: "SpanhostSupervisorTests", dependencies: ["SpanhostSupervisor"]),
         .testTarget(name: "SpanhostServerTests", dependencies: ["SpanhostTestSupport", "SpanhostServer", "SpanhostPipeline", "SpanhostConfig",
                                                                "SpanhostModel", "SpanhostPluginHost",
                                                                .product(name: "Logging", package: "swift-log"),

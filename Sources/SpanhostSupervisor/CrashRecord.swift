@@ -17,7 +17,8 @@ public struct CrashRecord: Sendable, Equatable, Codable {
 
     /// The last complete record in `text` (lines `key=value`, ended by `end`), if any.
     public static func parse(_ text: String, time: Date = Date()) -> CrashRecord? {
-        let blocks = text.components(separatedBy: "end\n").filter { $0.contains("signal=") }
+        // What follows the last `end` is a record cut off (the handler did not finish), or nothing.
+        let blocks = text.components(separatedBy: "end\n").dropLast().filter { $0.contains("signal=") }
         guard let block = blocks.last else { return nil }
         var fields: [String: String] = [:]
         for line in block.split(separator: "\n") {

@@ -46,14 +46,14 @@ public final class Supervisor: Sendable {
         var workerState = "starting"
         var restarts = 0
         var crashes: [CrashRecord] = []
-        var crashTimes: [String: [ContinuousClock.Instant]] = [:]
+        var ledger: CrashLedger
         /// The component the last worker crashed in, for the next worker (nil: not in a plugin call).
         var crashedComponent: String?
         var stopping = false
         /// Set to start a worker now instead of waiting out the backoff (reload, quarantine cleared).
         var restartNow = false
     }
-    private let state = Guarded(State())
+    private let state: Guarded<State>
 
     /// `workerArguments`: what makes `spanhostd --worker` read the same config.
     /// `stateDir`: this instance's own, already checked by `StateDirectory.prepare`.
@@ -62,6 +62,8 @@ public final class Supervisor: Sendable {
         self.workerArguments = workerArguments
         self.logger = logger
         self.stateDir = stateDir
+        state = Guarded(State(ledger: CrashLedger(limit: config.supervisor.quarantineAfterCrashes,
+                                                  window: config.supervisor.quarantineWindow)))
         quarantineFile = "\(stateDir)/quarantine.json"
         crashFile = "\(stateDir)/crash-\(getpid()).log"
         try StateDirectory.prepare(stateDir, key: "service.supervisor.state_dir")
@@ -137,7 +139,7 @@ public final class Supervisor: Sendable {
 
     /// Runs on a thread of its own: start, wait, restart.
     private func superviseLoop() -> Int32 {
-        var consecutive = 0
+        var backoff = RestartBackoff()
         var everHealthy = false
         while true {
             if state.withLock({ s in s.stopping }) { return state.withLock { s in s.crashes.isEmpty } ? 0 : 1 }
@@ -166,9 +168,7 @@ public final class Supervisor: Sendable {
                 if stop && sig == SIGKILL { return 1 }
                 recordCrash(signal: sig)
             }
-            consecutive = ranFor > .seconds(60) ? 1 : consecutive + 1
-            let delay = min(Duration.milliseconds(100) * (1 << min(consecutive - 1, 9)), .seconds(30))
-            let deadline = ContinuousClock.now + delay
+            let deadline = ContinuousClock.now + backoff.delay(afterRunning: ranFor)
             let standIn = StandInResponder(listeners: state.withLock { s in s.plainListeners })
             standIn.start()
             _ = state.wait(until: deadline) { $0.stopping || $0.restartNow ? true : nil }
@@ -236,18 +236,12 @@ public final class Supervisor: Sendable {
             s.crashes.append(record)
             if s.crashes.count > 100 { s.crashes.removeFirst(s.crashes.count - 100) }
             s.workerState = "restarting after \(CrashRecord.signalName(signal))"
-            guard let sha = record.sha256, let plugin = record.plugin else { return }
-            let now = ContinuousClock.now
-            var times = (s.crashTimes[sha] ?? []).filter { now - $0 < config.supervisor.quarantineWindow } + [now]
-            if times.count >= config.supervisor.quarantineAfterCrashes {
-                quarantined = Quarantine.Entry(
-                    sha256: sha, plugin: plugin, version: record.version ?? "", file: record.file ?? "",
-                    reason: "crashed the worker \(times.count) times within \(config.supervisor.quarantineWindow), last with "
-                        + "\(CrashRecord.signalName(signal)) in \(record.hook ?? "?") of \(record.component ?? "?")",
-                    since: record.time)
-                times = []
-            }
-            s.crashTimes[sha] = times
+            guard let sha = record.sha256, let plugin = record.plugin, let count = s.ledger.note(sha, at: .now) else { return }
+            quarantined = Quarantine.Entry(
+                sha256: sha, plugin: plugin, version: record.version ?? "", file: record.file ?? "",
+                reason: "crashed the worker \(count) times within \(s.ledger.window), last with "
+                    + "\(CrashRecord.signalName(signal)) in \(record.hook ?? "?") of \(record.component ?? "?")",
+                since: record.time)
         }
         if let entry = quarantined {
             var list = Quarantine.read(quarantineFile)
@@ -305,7 +299,7 @@ public final class Supervisor: Sendable {
             do { try Quarantine().write(quarantineFile) } catch {
                 return .text(.internalServerError, "cannot clear \(quarantineFile): \(error)")
             }
-            state.withLock { s in s.crashTimes.removeAll() }
+            state.withLock { s in s.ledger.forgetAll() }
             logger.warning("quarantine cleared by the admin endpoint", metadata: ["entries": "\(cleared)"])
             reload()
             return .text(.ok, "cleared \(cleared) quarantined plugin images; the worker reloads")
