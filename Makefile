@@ -11,7 +11,7 @@ VENV        := $(BUILD)/venv
 PY          := $(VENV)/bin/python
 APT_PACKAGES := openssl libssl-dev zlib1g-dev libcurl4 librdkafka-dev libffi-dev python3-venv wrk
 APT_TEST_PACKAGES := chromium
-PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* opentelemetry-exporter-zipkin-json==1.* pytest requests
+PY_PACKAGES := opentelemetry-sdk==1.* opentelemetry-exporter-otlp-proto-http==1.* opentelemetry-exporter-zipkin-json==1.* pytest pytest-xdist requests
 # The Omegi Python agent pins its own OpenTelemetry versions, so it gets a venv of its own.
 OMEGI_VENV  := $(BUILD)/omegi-venv
 OMEGI_PACKAGES := omegi-instrumentation-python==0.0.8 flask==3.0.3
@@ -189,7 +189,7 @@ test-swift:
 
 test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed
 	$(MAKE) -s -C examples-rust OUT=$(abspath $(BUILD)/rust-examples)
-	SPANHOST_BUILD=$(abspath $(BUILD)) SPANHOST_OUTAGE_SECONDS=$${SPANHOST_OUTAGE_SECONDS:-20} $(PY) -m pytest -q Tests/e2e
+	SPANHOST_BUILD=$(abspath $(BUILD)) SPANHOST_OUTAGE_SECONDS=$${SPANHOST_OUTAGE_SECONDS:-20} $(PY) -m pytest -q -n 2 --dist loadfile Tests/e2e
 
 # The C decoders and the expression engine under libFuzzer with ASan and UBSan (the Swift toolchain's clang ships
 # libFuzzer). `make fuzz` runs each for FUZZ_SECONDS; `make test` runs a short pass.

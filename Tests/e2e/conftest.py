@@ -1,5 +1,6 @@
 """Starts real spanhostd processes on loopback for the end-to-end tests."""
 import functools
+import itertools
 import os
 import shutil
 import signal
@@ -29,10 +30,29 @@ PLUGINS = os.path.join(BUILD, "plugins")
 TEST_PLUGINS = os.path.join(BUILD, "test-plugins")
 
 
+# Ports for the listeners of the servers the tests start. `make test` runs the test files two
+# at a time (pytest-xdist), so a port one worker picked must not be taken before its server
+# binds it: they come from below the kernel's ephemeral range (where port-0 binds and outgoing
+# connections land), each worker from a block of its own, in turn.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+with open("/proc/sys/net/ipv4/ip_local_port_range") as _f:
+    _EPHEMERAL_LOW = int(_f.read().split()[0])
+_BLOCK = min(_EPHEMERAL_LOW - 1024, 12000) // WORKERS
+_FIRST = _EPHEMERAL_LOW - _BLOCK * WORKERS + _BLOCK * WORKER
+_handed = itertools.count()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(_BLOCK):
+        port = _FIRST + next(_handed) % _BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {_FIRST}..{_FIRST + _BLOCK - 1}")
 
 
 class Spanhost:
