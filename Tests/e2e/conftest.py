@@ -38,12 +38,16 @@ WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 with open("/proc/sys/net/ipv4/ip_local_port_range") as _f:
     _EPHEMERAL_LOW = int(_f.read().split()[0])
-_BLOCK = min(_EPHEMERAL_LOW - 1024, 12000) // WORKERS
+_BLOCK = max(0, min(_EPHEMERAL_LOW - 1024, 12000)) // WORKERS
 _FIRST = _EPHEMERAL_LOW - _BLOCK * WORKERS + _BLOCK * WORKER
 _handed = itertools.count()
 
 
 def free_port():
+    if _BLOCK < 256:  # no room below the ephemeral range here: the kernel picks
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
     for _ in range(_BLOCK):
         port = _FIRST + next(_handed) % _BLOCK
         with socket.socket() as s:
