@@ -34,16 +34,20 @@ final class ReloadCoordinatorTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: tmp)
     }
 
-    /// The config a reload reads: the test changes it between reloads, as an operator edits the file.
+    /// The config a reload reads: the test changes it between reloads, as an operator edits the
+    /// file, and can hold a reload in the middle of reading it.
     final class ConfigFile: Sendable {
         let yaml: Mutex<String>
         let tmp: String
+        /// While `held`, a load waits (on the reload's own thread); `reading` says one is waiting.
+        let hold = Mutex((held: false, reading: false))
         init(_ yaml: String, tmp: String) {
             self.yaml = Mutex(yaml)
             self.tmp = tmp
         }
         func load() throws -> ServiceConfig {
-            try ServiceConfig.parse(yaml: yaml.withLock { $0 }.replacingOccurrences(of: "TMP", with: tmp), environment: [:])
+            while hold.withLock({ hold in hold.reading = hold.held; return hold.held }) { Thread.sleep(forTimeInterval: 0.005) }
+            return try ServiceConfig.parse(yaml: yaml.withLock { $0 }.replacingOccurrences(of: "TMP", with: tmp), environment: [:])
         }
     }
 
@@ -141,6 +145,27 @@ final class ReloadCoordinatorTests: XCTestCase {
         let report = await coordinator.shutdown()
         XCTAssertEqual(report.exporters["file/a"]?.delivered, 1)
         XCTAssertNil(report.exporters["file/b"], "the generation built for the reload was discarded, not retired")
+    }
+
+    func testAShutdownDuringAReloadWaitsForItAndThenShutsTheNewGenerationDown() async throws {
+        let file = ConfigFile(config(exporter: "a"), tmp: tmp)
+        let (coordinator, current) = try await start(file)
+        try consume(2, into: current)
+        file.yaml.withLock { $0 = config(exporter: "b") }
+        file.hold.withLock { $0.held = true }
+        let reload = Task { await coordinator.reload(trigger: "test") }
+        let waiting = ContinuousClock.now + .seconds(10)
+        while !file.hold.withLock({ $0.reading }) && ContinuousClock.now < waiting { try await Task.sleep(for: .milliseconds(5)) }
+        XCTAssertTrue(file.hold.withLock { $0.reading }, "the reload is reading its config")
+        let shutdown = Task { await coordinator.shutdown() }
+        try await Task.sleep(for: .milliseconds(50))  // the shutdown is at the turnstile by now
+        file.hold.withLock { $0.held = false }
+
+        let entry = await reload.value
+        let report = await shutdown.value
+        XCTAssertTrue(entry.ok, entry.message)
+        XCTAssertEqual(report.exporters["file/a"]?.delivered, 2, "retired by the reload, and counted")
+        XCTAssertNotNil(report.exporters["file/b"], "the generation the reload swapped in is the one shut down")
     }
 
     func testReloadsAndTheShutdownTakeTurns() async {
