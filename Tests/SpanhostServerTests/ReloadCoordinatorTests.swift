@@ -84,6 +84,18 @@ final class ReloadCoordinatorTests: XCTestCase {
         XCTAssertEqual(current.consume(try sampleSpans(n), from: otlp, placement: .pool), .accepted(rejectedSpans: 0, message: nil))
     }
 
+    /// After a failed reload: the first generation (exporter `file/a`) still runs, takes spans
+    /// and is the one shut down; what was built for the reload was discarded, not retired.
+    func assertNothingChanged(_ coordinator: ReloadCoordinator, _ current: CurrentGeneration, first: Generation,
+                              file: StaticString = #filePath, line: UInt = #line) async throws {
+        XCTAssertTrue(current.value === first, "the running generation stays", file: file, line: line)
+        XCTAssertEqual(coordinator.currentConfig.exporters.map(\.id.description), ["file/a"], file: file, line: line)
+        try consume(1, into: current)
+        let report = await coordinator.shutdown()
+        XCTAssertEqual(report.exporters["file/a"]?.delivered, 1, file: file, line: line)
+        XCTAssertNil(report.exporters["file/b"], "nothing of the failed config ran", file: file, line: line)
+    }
+
     func testAReloadThatBuildsIsSwappedInAndTheRetiredExportersSpansAreInTheFinalReport() async throws {
         let file = ConfigFile(config(exporter: "a"), tmp: tmp)
         let (coordinator, current) = try await start(file)
@@ -114,14 +126,8 @@ final class ReloadCoordinatorTests: XCTestCase {
         let entry = await coordinator.reload(trigger: "test")
         XCTAssertFalse(entry.ok)
         XCTAssertTrue(entry.message.contains("colour"), entry.message)
-        XCTAssertTrue(current.value === first, "the running generation stays")
-        XCTAssertEqual(coordinator.currentConfig.exporters.map(\.id.description), ["file/a"])
         XCTAssertEqual(coordinator.log.summary.failed, 1)
-        try consume(2, into: current)
-
-        let report = await coordinator.shutdown()
-        XCTAssertEqual(report.exporters["file/a"]?.delivered, 2)
-        XCTAssertNil(report.exporters["file/b"], "nothing of the failed config ran")
+        try await assertNothingChanged(coordinator, current, first: first)
     }
 
     func testAReloadWhoseNewEndpointCannotBeBoundDiscardsWhatItBuilt() async throws {
@@ -138,13 +144,7 @@ final class ReloadCoordinatorTests: XCTestCase {
         let entry = await coordinator.reload(trigger: "test")
         try await taken.close()
         XCTAssertFalse(entry.ok, entry.message)
-        XCTAssertTrue(current.value === first, "the running generation stays")
-        XCTAssertEqual(coordinator.currentConfig.exporters.map(\.id.description), ["file/a"])
-        try consume(1, into: current)
-
-        let report = await coordinator.shutdown()
-        XCTAssertEqual(report.exporters["file/a"]?.delivered, 1)
-        XCTAssertNil(report.exporters["file/b"], "the generation built for the reload was discarded, not retired")
+        try await assertNothingChanged(coordinator, current, first: first)
     }
 
     func testAShutdownDuringAReloadWaitsForItAndThenShutsTheNewGenerationDown() async throws {
