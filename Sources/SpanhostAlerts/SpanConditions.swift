@@ -32,8 +32,7 @@ struct SpanConditions: Sendable {
     func hold(span: UnsafeMutablePointer<spanhost_span>, resource: UnsafeMutablePointer<spanhost_resource>?,
               scope: UnsafeMutablePointer<spanhost_scope>?) -> Bool {
         // One target for every condition of the span (this runs per span of every batch).
-        var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: nil,
-                                          resource: resource, scope: scope, span: span, event: nil, cache: nil)
+        var target = spanhost_expr_target(span: span, resource: resource, scope: scope)
         return expressions.contains { $0.run(&target) > 0 }
     }
 }

@@ -26,13 +26,21 @@ public final class CompiledCondition: @unchecked Sendable {
     /// Runs on one span of a batch.
     public func holds(span: UnsafeMutablePointer<spanhost_span>?, resource: UnsafeMutablePointer<spanhost_resource>?,
                       scope: UnsafeMutablePointer<spanhost_scope>?, batch: UnsafeMutablePointer<spanhost_batch>? = nil) -> Bool {
-        var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: batch,
-                                          resource: resource, scope: scope, span: span, event: nil, cache: nil)
+        var target = spanhost_expr_target(span: span, resource: resource, scope: scope, batch: batch)
         return run(&target) > 0
     }
 
     public struct CompileError: Error, CustomStringConvertible {
         public let message: String
         public var description: String { message }
+    }
+}
+
+extension spanhost_expr_target {
+    /// What an expression runs on: one span (or, with `span` nil, one resource) in its context.
+    public init(span: UnsafeMutablePointer<spanhost_span>?, resource: UnsafeMutablePointer<spanhost_resource>?,
+                scope: UnsafeMutablePointer<spanhost_scope>?, batch: UnsafeMutablePointer<spanhost_batch>? = nil) {
+        self.init(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: batch, resource: resource, scope: scope,
+                  span: span, event: nil, cache: nil)
     }
 }

@@ -69,7 +69,7 @@ public final class ExporterRunner: Sendable {
         /// Spans in the batches being exported right now: a shutdown that finds a call still
         /// running (hung) counts them as lost (memory) or kept on disk (persistent), and the
         /// call, should it ever return, changes the tally no more (`abandoned`).
-        var inHand = 0
+        var spansInHand = 0
         var abandoned = false
         var lastDropLog: ContinuousClock.Instant?
         /// `metadata_keys` value combinations batched so far (at most metadata_cardinality_limit).
@@ -274,12 +274,12 @@ public final class ExporterRunner: Sendable {
             state.tally.lost += left.lostSpans
             state.tally.keptOnDisk += left.keptSpans
             state.tally.keptBatches += left.keptBatches
-            let inHand = state.inHand
+            let inHand = state.spansInHand
             if stillBusy && inHand > 0 {
                 // A call still running (hung): its batch stays on disk unacknowledged for the
                 // next start, or was only in memory.
                 if persistent { state.tally.keptOnDisk += inHand } else { state.tally.lost += inHand }
-                state.inHand = 0
+                state.spansInHand = 0
                 state.abandoned = true
                 return (state.tally, inHand)
             }
@@ -297,11 +297,11 @@ public final class ExporterRunner: Sendable {
         while let first = queue.take(through: gate) {
             let items = gather(after: first, from: queue)
             let spans = items.reduce(0) { $0 + $1.spans }
-            state.withLock { $0.inHand += spans }
+            state.withLock { $0.spansInHand += spans }
             for export in partition(items) { deliver(export, from: queue) }
             gate.returned(items.count)
             state.withLock(wake: .all) { state in
-                if !state.abandoned { state.inHand -= spans }
+                if !state.abandoned { state.spansInHand -= spans }
                 state.finished += 1
             }
         }

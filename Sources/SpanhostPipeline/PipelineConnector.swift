@@ -87,16 +87,14 @@ final class PipelineConnector: Sendable {
                     if let (seen, verdict) = resourceVerdict, seen == rs {
                         holds = verdict
                     } else {
-                        var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: nil,
-                                                          resource: rs.pointee.resource, scope: nil, span: nil, event: nil, cache: nil)
+                        var target = spanhost_expr_target(span: nil, resource: rs.pointee.resource, scope: nil)
                         let result = route.condition?.run(&target) ?? 1
                         if result < 0 && failed == nil { failed = "route \(r) of \(id) failed to run" }
                         holds = result > 0
                         resourceVerdict = (rs, holds)
                     }
                 } else {
-                    var target = spanhost_expr_target(struct_size: UInt32(MemoryLayout<spanhost_expr_target>.size), batch: nil,
-                                                      resource: rs.pointee.resource, scope: ss.pointee.scope, span: span, event: nil, cache: nil)
+                    var target = spanhost_expr_target(span: span, resource: rs.pointee.resource, scope: ss.pointee.scope)
                     let result = route.condition?.run(&target) ?? 1
                     if result < 0 && failed == nil { failed = "route \(r) of \(id) failed to run" }
                     holds = result > 0
