@@ -164,12 +164,42 @@ def wait_for(predicate, timeout=10, interval=0.05):
     return predicate()
 
 
+def whole_lines(path):
+    """The lines of a file another process may still be appending to, each ended by its newline.
+
+    One read of bytes, and the last piece is dropped unless a newline ends it: that line is still
+    being written (maybe cut inside a UTF-8 character) and is read on a later look. Iterating the
+    file instead would read on past such a line and take the rest of the record, once written,
+    for a line of its own."""
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        return [line.decode() for line in f.read().split(b"\n")[:-1]]
+
+
+def json_when_whole(path):
+    """The JSON document in a file another process is writing, or None until it parses."""
+    import json
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except ValueError:
+        return None
+
+
 def read_file_export(path):
     """Spans from the file exporter's OTLP JSON lines, flattened with their resource and scope."""
     import json
     spans = []
-    if not os.path.exists(path):
-        return spans
+    for line in whole_lines(path):
+        if line.strip():
+            for rs in json.loads(line)["resourceSpans"]:
+                for ss in rs.get("scopeSpans", []):
+                    for sp in ss.get("spans", []):
+                        spans.append({"resource": rs.get("resource", {}), "scope": ss.get("scope", {}), "span": sp})
+    return spans
     # One read of bytes, then only whole lines: a last line without its newline is still being
     # written (maybe cut inside a UTF-8 character) and is read on a later look. Iterating the
     # file instead would read on past that line and take the rest of the record, once written,

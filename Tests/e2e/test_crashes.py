@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from conftest import free_port, wait_for
+from conftest import free_port, json_when_whole, wait_for, whole_lines
 from test_data_path import cfg, fill, otlp_json, plugin_dir
 
 
@@ -44,10 +44,7 @@ def send(host, names, timeout=60):
 
 
 def delivered(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
+    return [line.strip() for line in whole_lines(path) if line.strip()]
 
 
 def test_a_poison_batch_is_dead_lettered_and_everything_else_delivered(spanhost, tmp):
@@ -243,13 +240,13 @@ service:
     # It crashes, and crashes again when the restarted worker exports it from the disk queue;
     # the next worker dead-letters it.
     dead_letter = f"{tmp}/queue/crashy/dead_letter.jsonl"
-    assert wait_for(lambda: os.path.exists(dead_letter) and len(open(dead_letter).readlines()) == 1, timeout=60), host.log()[-2000:]
+    assert wait_for(lambda: len(whole_lines(dead_letter)) == 1, timeout=60), host.log()[-2000:]
     assert len(host.status()["crashes"]) == 2
     # The client never saw its 200 and sends the same request again: a new record with the
     # same content, dead-lettered without a third crash (which would quarantine the plugin).
     send_body = lambda: requests.post(host.url, json=poison, timeout=10).status_code == 200
     assert wait_for(send_body, timeout=30)
-    assert wait_for(lambda: len(open(dead_letter).readlines()) == 2, timeout=30), host.log()[-2000:]
+    assert wait_for(lambda: len(whole_lines(dead_letter)) == 2, timeout=30), host.log()[-2000:]
     send(host, ["after"])
     assert wait_for(lambda: "after" in delivered(f"{tmp}/delivered.txt"), timeout=30)
     status = host.status()
@@ -319,8 +316,7 @@ service:
     assert status["crashes"] == [] and host.server_pid == worker
     crashy = next(e for e in status["exporters"] if e["id"] == "crashy")
     assert crashy["counters"]["isolated_crashes"] == 2, crashy
-    dead = wait_for(lambda: os.path.exists(f"{tmp}/queue/crashy/dead_letter.jsonl")
-                    and [json.loads(l) for l in open(f"{tmp}/queue/crashy/dead_letter.jsonl")], timeout=10)
+    dead = wait_for(lambda: [json.loads(l) for l in whole_lines(f"{tmp}/queue/crashy/dead_letter.jsonl")], timeout=10)
     assert len(dead) == 1 and "crashed plugin crashy 2 times" in dead[0]["reason"], dead
     assert "poison" not in delivered(f"{tmp}/delivered.txt")
     assert host.stop() == 0
@@ -342,8 +338,7 @@ service:
     body["resourceSpans"][0]["resource"] = {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]}
     body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["status"] = {"code": 2, "message": "card declined"}
     assert requests.post(host.url, json=body, timeout=10).status_code == 200
-    event = wait_for(lambda: os.path.exists(f"{tmp}/event.json") and open(f"{tmp}/event.json").read(), timeout=20)
-    event = json.loads(event)
+    event = wait_for(lambda: json_when_whole(f"{tmp}/event.json"), timeout=20)
     assert event["kind"] == "error_span" and event["key"].startswith("shop checkout"), event
     assert event["trace_id"] == body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"], event
     assert event["attributes"].get("service.name") == "shop", event
