@@ -200,16 +200,3 @@ def read_file_export(path):
                     for sp in ss.get("spans", []):
                         spans.append({"resource": rs.get("resource", {}), "scope": ss.get("scope", {}), "span": sp})
     return spans
-    # One read of bytes, then only whole lines: a last line without its newline is still being
-    # written (maybe cut inside a UTF-8 character) and is read on a later look. Iterating the
-    # file instead would read on past that line and take the rest of the record, once written,
-    # for a line of its own.
-    with open(path, "rb") as f:
-        whole = f.read().split(b"\n")[:-1]
-    for line in whole:
-        if line.strip():
-            for rs in json.loads(line)["resourceSpans"]:
-                for ss in rs.get("scopeSpans", []):
-                    for sp in ss.get("spans", []):
-                        spans.append({"resource": rs.get("resource", {}), "scope": ss.get("scope", {}), "span": sp})
-    return spans
