@@ -36,7 +36,7 @@ ABI_HISTORY := 0:3308ec6^ 1:7ff4c65^ 2:1923d2f^ 3:2c2f12c^ 4:16061d1^ 5:f26da28^
 ABI_HISTORY_SOS := $(foreach v,$(ABI_HISTORY),$(BUILD)/test-plugins/abi_1_$(firstword $(subst :, ,$(v))).so)
 abi_commit = $(word 2,$(subst :, ,$(filter $(1):%,$(ABI_HISTORY))))
 
-.PHONY: all deps test-deps install build examples run test test-c test-swift test-e2e test-fuzz fuzz fuzz-binaries chaos test-chaos bench header-check docs docs-check clean
+.PHONY: all deps test-deps install build examples run test test-setup test-c test-swift test-e2e test-fuzz fuzz fuzz-binaries chaos test-chaos bench header-check docs docs-check clean
 
 all: build
 
@@ -55,21 +55,21 @@ deps:
 
 # What only the tests need: headless Chromium to check the admin page, and rustc (any rustc on
 # the PATH, else Debian's) to build examples-rust.
-test-deps:
+test-deps: deps
 	$(call apt-install,$(APT_TEST_PACKAGES))
 	@command -v rustc >/dev/null 2>&1 || { $(call apt-install-cmd,rustc); }
 
-$(VENV)/.installed: Makefile
+$(VENV)/.installed: Makefile | deps
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES)
 	touch $@
 
-$(OMEGI_VENV)/.installed: Makefile
+$(OMEGI_VENV)/.installed: Makefile | deps
 	python3 -m venv $(OMEGI_VENV)
 	$(OMEGI_VENV)/bin/pip install -q --disable-pip-version-check $(OMEGI_PACKAGES)
 	touch $@
 
-$(CLIENTS_VENV)/.installed: Makefile
+$(CLIENTS_VENV)/.installed: Makefile | deps
 	python3 -m venv $(CLIENTS_VENV)
 	$(CLIENTS_VENV)/bin/pip install -q --disable-pip-version-check $(CLIENTS_PACKAGES)
 	touch $@
@@ -166,7 +166,12 @@ header-check:
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/spanhost/spanhost.h
 	c++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/spanhost/spanhost.h
 
-test: build $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed header-check docs-check test-c test-fuzz test-swift test-e2e test-chaos
+test: test-setup header-check docs-check test-c test-fuzz test-swift test-e2e test-chaos
+
+# The build beside what only the tests need: apt and pip mostly wait on the network while the
+# Swift build keeps the cores busy. (deps comes first for all of them: one apt at a time.)
+test-setup:
+	$(MAKE) -j3 build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed
 
 # docs/plugins/: one reference page per shipped plugin, from what the plugin itself declares
 # (`spanhost plugins describe --markdown`). `make docs` writes them; `make test` fails when one differs.
@@ -212,27 +217,23 @@ $(BUILD)/fuzz/%: Tests/fuzz/fuzz_decoder.c Tests/fuzz/proto_mutator.c $(C_CORE_O
 	@mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) -fuse-ld=lld $(SANITIZE) -fsanitize=fuzzer -DDECODER_$* -o $@ Tests/fuzz/fuzz_decoder.c $(C_CORE_OBJS) -lz -lcrypto -lffi
 
-# Each decoder runs in a scratch copy of its corpus, so new inputs stay out of the repository.
-define run-fuzz
-	@for d in $(FUZZ_DECODERS); do \
-		rm -rf $(BUILD)/fuzz/corpus-$$d && mkdir -p $(BUILD)/fuzz/corpus-$$d && cp Tests/fuzz/corpus/$$d/* $(BUILD)/fuzz/corpus-$$d/ && \
-		echo "fuzz $$d: $(1)s" && \
-		$(BUILD)/fuzz/$$d -max_total_time=$(1) -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crash-$$d- \
-			-dict=Tests/fuzz/dict/$$d.dict \
-			$(BUILD)/fuzz/corpus-$$d 2>$(BUILD)/fuzz/$$d.log || { tail -40 $(BUILD)/fuzz/$$d.log; exit 1; }; \
-		grep -h "stat::number_of_executed_units" $(BUILD)/fuzz/$$d.log || true; \
-	done
-endef
+# One decoder's run, in a scratch copy of its corpus so new inputs stay out of the repository.
+fuzz-run-%:
+	@rm -rf $(BUILD)/fuzz/corpus-$* && mkdir -p $(BUILD)/fuzz/corpus-$* && cp Tests/fuzz/corpus/$*/* $(BUILD)/fuzz/corpus-$*/
+	@echo "fuzz $*: $(FUZZ_RUN_SECONDS)s"
+	@$(BUILD)/fuzz/$* -max_total_time=$(FUZZ_RUN_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crash-$*- \
+		-dict=Tests/fuzz/dict/$*.dict $(BUILD)/fuzz/corpus-$* 2>$(BUILD)/fuzz/$*.log || { tail -40 $(BUILD)/fuzz/$*.log; exit 1; }
+	@grep -h "stat::number_of_executed_units" $(BUILD)/fuzz/$*.log || true
 
-# The fuzz binaries are built two at a time.
+# The fuzz binaries are built, and run, two at a time (a fuzzer keeps one core busy).
 fuzz-binaries:
 	$(MAKE) -j2 $(FUZZ_DECODERS:%=$(BUILD)/fuzz/%)
 
 test-fuzz: fuzz-binaries
-	$(call run-fuzz,10)
+	$(MAKE) -s -j2 --output-sync=target FUZZ_RUN_SECONDS=10 $(FUZZ_DECODERS:%=fuzz-run-%)
 
 fuzz: fuzz-binaries
-	$(call run-fuzz,$(FUZZ_SECONDS))
+	$(MAKE) -s -j2 --output-sync=target FUZZ_RUN_SECONDS=$(FUZZ_SECONDS) $(FUZZ_DECODERS:%=fuzz-run-%)
 
 # Unit tests of the C core (the expression engine), under ASan and UBSan.
 $(BUILD)/c-tests/%: Tests/c/%.c $(C_CORE_OBJS)
