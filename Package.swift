@@ -87,7 +87,7 @@ let package = Package(
         // The supervisor: owns sockets and the admin endpoint, restarts a crashed worker, quarantines.
         .target(
             name: "SpanhostSupervisor",
-            dependencies: ["CSpanhost", "SpanhostConfig", "SpanhostPluginHost", "SpanhostReceivers", "SpanhostServer", "SpanhostSync",
+            dependencies: ["CSpanhost", "SpanhostModel", "SpanhostConfig", "SpanhostPluginHost", "SpanhostReceivers", "SpanhostServer", "SpanhostSync",
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),

@@ -13,7 +13,7 @@ public final class CompiledCondition: @unchecked Sendable {
         var message = [CChar](repeating: 0, count: 256)
         guard let expr = sh_expr_compile(text, text.utf8.count, UInt32(SPANHOST_EXPR_CONDITION), UInt32(context),
                                          &message, message.count) else {
-            throw CompileError(message: String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw CompileError(message: String(nulTerminated: message))
         }
         self.expr = expr
     }

@@ -1,6 +1,7 @@
 import CSpanhost
 import Foundation
 import Logging
+import SpanhostModel
 import Synchronization
 
 /// The plugins found in the plugin directory, by name, and the files that were refused.
@@ -132,7 +133,7 @@ public final class PluginCatalog: Sendable {
             throw PluginLoadError.unreadable(file: path, reason: String(cString: strerror(errno)))
         }
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        return try PluginLibrary(sourcePath: path, loadedPath: absolute, sha256: String(cString: digest))
+        return try PluginLibrary(sourcePath: path, loadedPath: absolute, sha256: String(nulTerminated: digest))
     }
 
     public static func load(path: String, cacheDirectory: String, pin: String? = nil, requirePin: Bool = false,
@@ -141,7 +142,7 @@ public final class PluginCatalog: Sendable {
         guard sh_sha256_file(path, &digest) == 0 else {
             throw PluginLoadError.unreadable(file: path, reason: String(cString: strerror(errno)))
         }
-        let sha256 = String(cString: digest)
+        let sha256 = String(nulTerminated: digest)
         if let pin, pin != sha256 { throw PluginLoadError.pinMismatch(file: path, expected: pin, actual: sha256) }
         if requirePin && pin == nil { throw PluginLoadError.unpinned(file: path, actual: sha256) }
         if let entry = quarantine.entry(sha256: sha256) {
@@ -164,7 +165,7 @@ public final class PluginCatalog: Sendable {
         // under that name is replaced.
         if fm.fileExists(atPath: copy) {
             var cached = [CChar](repeating: 0, count: 65)
-            if sh_sha256_file(copy, &cached) != 0 || String(cString: cached) != sha256 { try? fm.removeItem(atPath: copy) }
+            if sh_sha256_file(copy, &cached) != 0 || String(nulTerminated: cached) != sha256 { try? fm.removeItem(atPath: copy) }
         }
         if !fm.fileExists(atPath: copy) {
             do {
@@ -172,7 +173,7 @@ public final class PluginCatalog: Sendable {
                 try? fm.removeItem(atPath: temp)
                 try fm.copyItem(atPath: path, toPath: temp)
                 var copied = [CChar](repeating: 0, count: 65)
-                guard sh_sha256_file(temp, &copied) == 0, String(cString: copied) == sha256 else {
+                guard sh_sha256_file(temp, &copied) == 0, String(nulTerminated: copied) == sha256 else {
                     try? fm.removeItem(atPath: temp)
                     throw PluginLoadError.unreadable(file: path, reason: "the file changed while it was copied to the cache")
                 }

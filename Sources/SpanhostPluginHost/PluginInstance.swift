@@ -138,7 +138,7 @@ public final class PluginInstance: @unchecked Sendable {
             return hook(config.opaque, &status)
         }
         guard code == SPANHOST_OK else {
-            let reason = String(cString: message)
+            let reason = String(nulTerminated: message)
             throw PluginCreateError(component: "\(id)", hook: "validate", message: reason.isEmpty ? "validate failed (code \(code))" : reason, key: nil)
         }
         if let problem = unaskedKey(id: id, library: library, config: config, hook: "validate") { throw problem }

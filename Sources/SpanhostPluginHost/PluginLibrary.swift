@@ -2,6 +2,7 @@ import CSpanhost
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import SpanhostModel
 import Synchronization
 #endif
 
@@ -206,7 +207,7 @@ public final class PluginLibrary: @unchecked Sendable {
                 }
                 var err = [CChar](repeating: 0, count: 256)
                 guard sh_function_register(&function, String(cString: namePtr), &err, err.count) == 0 else {
-                    throw .invalidDescriptor(file: file, reason: String(cString: err))
+                    throw .invalidDescriptor(file: file, reason: String(nulTerminated: err))
                 }
                 functions.append(String(cString: function.name))
             }

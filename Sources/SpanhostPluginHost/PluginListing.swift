@@ -1,5 +1,6 @@
 import CSpanhost
 import Foundation
+import SpanhostModel
 
 /// `spanhost plugins list`: what each file in the plugin directories registers. The server opens only the files its config names; listing opens every
 /// file, so each is opened in a child process of its own (the executable run again with
@@ -41,7 +42,7 @@ public enum PluginListing {
             if !library.functions.isEmpty {
                 entry.functions = library.functions.map { name in
                     var text = [CChar](repeating: 0, count: 512)
-                    return sh_function_signature(name, &text, text.count) == 0 ? String(cString: text) : name
+                    return sh_function_signature(name, &text, text.count) == 0 ? String(nulTerminated: text) : name
                 }
             }
         } catch {

@@ -40,7 +40,7 @@ public final class KafkaReceiver: SourceReceiver {
         func set(_ key: String, _ value: String, _ path: String) throws {
             guard rd_kafka_conf_set(conf, key, value, &err, err.count) == RD_KAFKA_CONF_OK else {
                 rd_kafka_conf_destroy(conf)
-                throw ConfigError(path, String(cString: err))
+                throw ConfigError(path, String(nulTerminated: err))
             }
         }
         let path = "receivers.\(id)"
@@ -62,7 +62,7 @@ public final class KafkaReceiver: SourceReceiver {
         }
         guard let rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &err, err.count) else {
             rd_kafka_conf_destroy(conf)
-            throw ConfigError(path, "cannot create the consumer: \(String(cString: err))")
+            throw ConfigError(path, "cannot create the consumer: \(String(nulTerminated: err))")
         }
         rd_kafka_poll_set_consumer(rk)
         let topics = rd_kafka_topic_partition_list_new(Int32(settings.topics.count))

@@ -16,11 +16,11 @@ extension StatusReport {
         }
         func counter(_ name: String, _ value: Int64, _ labels: [(String, String)], _ help: String) {
             guard admit(name, counter: true, help) else { return }
-            registry.makeCounter(name: name, labels: labels, help: help).increment(by: value)
+            registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels).increment(by: value)
         }
         func gauge(_ name: String, _ value: Double, _ labels: [(String, String)], _ help: String) {
             guard admit(name, counter: false, help) else { return }
-            registry.makeGauge(name: name, labels: labels, help: help).set(value)
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels).set(value)
         }
         for receiver in receivers {
             for (name, value) in receiver.counters {

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SpanhostConfig
+import SpanhostModel
 import SpanhostPluginHost
 import SpanhostReceivers
 import SpanhostServer
@@ -84,7 +85,7 @@ public final class Supervisor: Sendable {
             guard let endpoint = settings.endpoint else { continue }
             var err = [CChar](repeating: 0, count: 256)
             let fd = sh_listen_tcp(endpoint.host, Int32(endpoint.port), 256, &err, err.count)
-            guard fd >= 0 else { throw ConfigError("receivers", String(cString: err)) }
+            guard fd >= 0 else { throw ConfigError("receivers", String(nulTerminated: err)) }
             // Non-blocking, so the stand-in never waits in accept (the worker's event loops
             // set the same on the socket they inherit).
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)

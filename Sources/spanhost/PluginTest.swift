@@ -51,8 +51,8 @@ struct PluginTest: ParsableCommand {
         }
         if let call {
             var out = [CChar](repeating: 0, count: 1024)
-            guard sh_expr_call(call, call.utf8.count, &out, out.count) == 0 else { throw failure(String(cString: out)) }
-            return print(String(cString: out))
+            guard sh_expr_call(call, call.utf8.count, &out, out.count) == 0 else { throw failure(String(nulTerminated: out)) }
+            return print(String(nulTerminated: out))
         }
         guard library.kind != .functions else {
             throw failure("\(library.name) only adds functions to expressions: call one with --call 'name(args)'")
