@@ -1,9 +1,9 @@
 import CSpanhost
 import Foundation
-#if canImport(Glibc)
-import Glibc
 import SpanhostModel
 import Synchronization
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// Why a plugin file was refused. Each message names the file and what to do about it.

@@ -14,6 +14,7 @@ extension StatusReport {
             registered[name] = (counter, help)
             return true
         }
+        // Series names are whole (unit included), so the descriptor gets no unit of its own.
         func counter(_ name: String, _ value: Int64, _ labels: [(String, String)], _ help: String) {
             guard admit(name, counter: true, help) else { return }
             registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels).increment(by: value)

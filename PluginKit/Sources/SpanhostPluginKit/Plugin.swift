@@ -244,7 +244,10 @@ public struct PluginHost: Sendable {
                                          message: buffer.baseAddress, message_cap: buffer.count)
             return api.pointee.expr_compile(text, text.utf8.count, kind.rawValue, context.rawValue, &compiled, &status)
         }
-        guard code == Int32(SPANHOST_OK), let compiled else { throw PluginError("\(text): \(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))") }
+        guard code == Int32(SPANHOST_OK), let compiled else {
+            let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw PluginError("\(text): \(reason)")
+        }
         return Expression(api: api, pointer: compiled)
     }
 
