@@ -20,6 +20,8 @@ OMEGI_PACKAGES := omegi-instrumentation-python==0.0.8 flask==3.0.3
 CLIENTS_VENV := $(BUILD)/clients-venv
 CLIENTS_PACKAGES := opentelemetry-sdk==1.21.0 opentelemetry-exporter-jaeger-thrift==1.21.0 \
 	opentelemetry-exporter-zipkin-proto-http==1.21.0 jaeger-client==4.8.0 py-zipkin[protobuf]==1.2.8 six deprecated
+# The three venvs, each installed once (a stamp file in it says so).
+TEST_VENVS := $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed
 
 # C plugins are built with cc; Swift plugins (plugins/<name>/*.swift) are SwiftPM dynamic libraries.
 C_PLUGINS     := $(filter-out common,$(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c)))))
@@ -171,7 +173,7 @@ test: test-setup header-check docs-check test-c test-fuzz test-swift test-e2e te
 # The build beside what only the tests need: apt and pip mostly wait on the network while the
 # Swift build keeps the cores busy. (deps comes first for all of them: one apt at a time.)
 test-setup:
-	$(MAKE) -j3 build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed
+	$(MAKE) -j3 build test-deps $(TEST_VENVS)
 
 # docs/plugins/: one reference page per shipped plugin, from what the plugin itself declares
 # (`spanhost plugins describe --markdown`). `make docs` writes them; `make test` fails when one differs.
@@ -192,7 +194,7 @@ test-swift:
 	swift build $(SWIFT_FLAGS) --build-tests
 	swift test $(SWIFT_FLAGS) --skip-build
 
-test-e2e: build test-deps $(VENV)/.installed $(OMEGI_VENV)/.installed $(CLIENTS_VENV)/.installed
+test-e2e: build test-deps $(TEST_VENVS)
 	$(MAKE) -s -C examples-rust OUT=$(abspath $(BUILD)/rust-examples)
 	SPANHOST_BUILD=$(abspath $(BUILD)) SPANHOST_OUTAGE_SECONDS=$${SPANHOST_OUTAGE_SECONDS:-20} $(PY) -m pytest -q -n 2 --dist loadfile Tests/e2e
 

@@ -1,6 +1,7 @@
 """Starts real spanhostd processes on loopback for the end-to-end tests."""
 import functools
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -179,7 +180,6 @@ def whole_lines(path):
 
 def json_when_whole(path):
     """The JSON document in a file another process is writing, or None until it parses."""
-    import json
     if not os.path.exists(path):
         return None
     try:
@@ -191,7 +191,6 @@ def json_when_whole(path):
 
 def read_file_export(path):
     """Spans from the file exporter's OTLP JSON lines, flattened with their resource and scope."""
-    import json
     spans = []
     for line in whole_lines(path):
         if line.strip():

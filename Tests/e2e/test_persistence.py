@@ -192,8 +192,9 @@ def test_a_batch_rejected_for_good_goes_to_the_dead_letter_file_and_is_not_repla
     try:
         assert requests.post(s.url, json=body(7), timeout=5).status_code == 200
         path = os.path.join(tmp, "queue", "old_minor", "dead_letter.jsonl")
-        assert wait_for(lambda: whole_lines(path), timeout=10)
-        line = json.loads(whole_lines(path)[0])
+        lines = wait_for(lambda: whole_lines(path), timeout=10)
+        assert lines
+        line = json.loads(lines[0])
         assert "backend rejected the data" in line["reason"] and line["spans"] == 10
         assert line["request"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"] == f"{71:016x}"
         assert s.status()["exporters"][0]["queue"]["deadLettered"] == 1
